@@ -1,0 +1,1 @@
+"""CRM adapters: the one interface every CRM implements, and the implementations."""

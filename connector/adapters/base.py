@@ -1,0 +1,104 @@
+"""The adapter interface the engine drives.
+
+Kept deliberately small (singer-sdk streams, dlt ``Supports*`` protocols): anything a
+CRM needs beyond this stays inside its adapter module, and SDK types and exceptions
+never cross this boundary — failures of single records come back as ``WriteResult``
+errors, failures that must stop a pass as :class:`AdapterError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from connector.records import PropertySpec, Record, WriteResult
+
+
+class AdapterError(Exception):
+    """The CRM could not be reached or refused the whole call; the pass must stop.
+
+    ``retriable`` tells the caller whether trying the same pass later can help
+    (network, rate limits, 5xx) or not (bad credentials, missing scopes).
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+@runtime_checkable
+class CRMAdapter(Protocol):
+    """What the engine needs from a CRM portal."""
+
+    name: str
+
+    def now(self) -> datetime:
+        """The CRM's notion of current time, used to freeze a pass's high-water mark."""
+        ...
+
+    def changed_since(
+        self,
+        object_type: str,
+        since: datetime | None,
+        properties: Sequence[str],
+        *,
+        where: Mapping[str, str] | None = None,
+        until: datetime | None = None,
+        associations: Sequence[str] = (),
+    ) -> Iterator[Record]:
+        """Records modified in ``[since, until]`` (all when ``since`` is None),
+        including ones archived in that window (``archived=True``). ``where`` keeps
+        only records whose properties equal the given values."""
+        ...
+
+    def read(
+        self,
+        object_type: str,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        *,
+        associations: Sequence[str] = (),
+    ) -> dict[str, Record]:
+        """Records by id; ids that do not exist (or are archived) are absent."""
+        ...
+
+    def find_by_property(
+        self, object_type: str, name: str, values: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, Record]:
+        """Live records whose property ``name`` has one of ``values``, keyed by value."""
+        ...
+
+    def upsert(
+        self,
+        object_type: str,
+        id_property: str,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+    ) -> list[WriteResult]:
+        """Create-or-update by a unique property: ``items`` are (unique value,
+        properties). Idempotent: repeating it never creates a second record."""
+        ...
+
+    def update(
+        self, object_type: str, items: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteResult]:
+        """Update records by id: ``items`` are (id, properties to set)."""
+        ...
+
+    def archive(self, object_type: str, ids: Sequence[str]) -> list[WriteResult]:
+        """Archive (soft-delete) records by id."""
+        ...
+
+    def associate(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]
+    ) -> list[WriteResult]:
+        """Associate records (idempotent): pairs of (from id, to id)."""
+        ...
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
+        """Create the custom properties that are missing; return the names created."""
+        ...
+
+    def api_calls(self) -> dict[str, int]:
+        """Calls made so far by kind, for the run log (``{}`` when not counted)."""
+        ...

@@ -1,0 +1,379 @@
+"""The embedded local CRM: a small SQLite-backed CRM for the demo and the tests.
+
+It behaves like a CRM where the engine can tell: ids assigned on create, a
+modification time moved by every write that changes something (and not by
+archiving, as HubSpot), archive as a soft delete, unique-value properties usable for
+idempotent upserts, and associations. ``fail`` lets tests make chosen writes fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connector.records import PropertySpec, Record, WriteResult, utcnow
+
+# (operation, object type, record id or unique key) → error message, or None to succeed
+FailureRule = Callable[[str, str, str], str | None]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS record (
+    object_type TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    properties TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT,
+    PRIMARY KEY (object_type, id)
+);
+CREATE INDEX IF NOT EXISTS ix_record_updated ON record (object_type, updated_at);
+CREATE TABLE IF NOT EXISTS association (
+    from_type TEXT NOT NULL, from_id TEXT NOT NULL,
+    to_type TEXT NOT NULL, to_id TEXT NOT NULL,
+    PRIMARY KEY (from_type, from_id, to_type, to_id)
+);
+CREATE TABLE IF NOT EXISTS property (
+    object_type TEXT NOT NULL, name TEXT NOT NULL, label TEXT NOT NULL,
+    type TEXT NOT NULL, is_unique INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (object_type, name)
+);
+CREATE TABLE IF NOT EXISTS counter (object_type TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class LocalCRM:
+    """A CRM portal in one SQLite file (or in memory)."""
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        name: str = "local",
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.name = name
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self.clock = clock
+        self._last_stamp: datetime | None = None
+        self.fail: FailureRule | None = None
+        self.calls: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _stamp(self) -> datetime:
+        """Current time, strictly after the previous stamp (millisecond grain), so the
+        order of writes is the order of modification times."""
+        now = self.clock().astimezone(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_stamp is not None and now <= self._last_stamp:
+            now = self._last_stamp + timedelta(milliseconds=1)
+        self._last_stamp = now
+        return now
+
+    def _row_to_record(
+        self, row: tuple, properties: Sequence[str] | None, associations: Sequence[str] = ()
+    ) -> Record:
+        object_type, rid, props_json, updated_at, archived = row[:5]
+        props: dict[str, str | None] = json.loads(props_json)
+        if properties is not None:
+            props = {p: props.get(p) for p in properties}
+        assoc: dict[str, tuple[str, ...]] = {}
+        for to_type in associations:
+            assoc[to_type] = tuple(
+                r[0]
+                for r in self._db.execute(
+                    "SELECT to_id FROM association WHERE from_type=? AND from_id=? AND to_type=?"
+                    " ORDER BY CAST(to_id AS INTEGER)",
+                    (object_type, str(rid), to_type),
+                )
+            )
+        return Record(object_type, str(rid), props, _parse(updated_at), bool(archived), assoc)
+
+    def _failure(self, op: str, object_type: str, key: str) -> str | None:
+        return self.fail(op, object_type, key) if self.fail else None
+
+    def _unique_props(self, object_type: str) -> set[str]:
+        return {
+            r[0]
+            for r in self._db.execute(
+                "SELECT name FROM property WHERE object_type=? AND is_unique=1", (object_type,)
+            )
+        }
+
+    def _next_id(self, object_type: str) -> int:
+        row = self._db.execute(
+            "SELECT next_id FROM counter WHERE object_type=?", (object_type,)
+        ).fetchone()
+        nid = row[0] if row else 1001
+        self._db.execute(
+            "INSERT INTO counter(object_type, next_id) VALUES(?, ?) "
+            "ON CONFLICT(object_type) DO UPDATE SET next_id=excluded.next_id",
+            (object_type, nid + 1),
+        )
+        return nid
+
+    def _find_live(self, object_type: str, name: str, value: str) -> tuple | None:
+        return self._db.execute(
+            "SELECT object_type, id, properties, updated_at, archived FROM record "
+            "WHERE object_type=? AND archived=0 AND json_extract(properties, '$.' || ?)=?",
+            (object_type, json.dumps(name)[1:-1], value),
+        ).fetchone()
+
+    # ------------------------------------------------------------------ direct use
+
+    def create(self, object_type: str, properties: Mapping[str, str]) -> Record:
+        """Create a record directly (seeding, tests, the demo's "user edits")."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            rid = self._next_id(object_type)
+            stamp = self._stamp()
+            props = {k: v for k, v in properties.items() if v not in (None, "")}
+            self._db.execute(
+                "INSERT INTO record(object_type, id, properties, updated_at) VALUES(?,?,?,?)",
+                (object_type, rid, json.dumps(props), _iso(stamp)),
+            )
+            self._db.execute("COMMIT")
+        return self.get(object_type, str(rid))
+
+    def edit(self, object_type: str, rid: str, properties: Mapping[str, str]) -> Record:
+        """Change a record as a user would (raises if it does not exist)."""
+        results = self._write_updates(object_type, [(rid, properties)], count=False)
+        if results[0].error:
+            raise KeyError(results[0].error)
+        return self.get(object_type, rid)
+
+    def get(self, object_type: str, rid: str, *, include_archived: bool = True) -> Record:
+        row = self._db.execute(
+            "SELECT object_type, id, properties, updated_at, archived FROM record "
+            "WHERE object_type=? AND id=?",
+            (object_type, int(rid)),
+        ).fetchone()
+        if row is None or (row[4] and not include_archived):
+            raise KeyError(f"{object_type} {rid} not found")
+        return self._row_to_record(row, None, ("companies", "contacts", "deals"))
+
+    def all(self, object_type: str, *, archived: bool = False) -> list[Record]:
+        rows = self._db.execute(
+            "SELECT object_type, id, properties, updated_at, archived FROM record "
+            "WHERE object_type=? AND archived=? ORDER BY id",
+            (object_type, int(archived)),
+        ).fetchall()
+        return [self._row_to_record(r, None, ("companies", "contacts", "deals")) for r in rows]
+
+    def remove(self, object_type: str, rid: str) -> None:
+        """Archive a record as a user would."""
+        self._archive_one(object_type, rid)
+
+    # ------------------------------------------------------------------ adapter API
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def changed_since(
+        self,
+        object_type: str,
+        since: datetime | None,
+        properties: Sequence[str],
+        *,
+        where: Mapping[str, str] | None = None,
+        until: datetime | None = None,
+        associations: Sequence[str] = (),
+    ) -> Iterator[Record]:
+        self.calls["search"] += 1
+        lo = _iso(since) if since else None
+        hi = _iso(until) if until else None
+        sql = (
+            "SELECT object_type, id, properties, updated_at, archived, archived_at FROM record "
+            "WHERE object_type=?"
+        )
+        args: list[object] = [object_type]
+        if lo is not None:
+            sql += " AND ((archived=0 AND updated_at>=?) OR (archived=1 AND archived_at>=?))"
+            args += [lo, lo]
+        rows = self._db.execute(sql + " ORDER BY updated_at, id", args).fetchall()
+        wanted = list(properties) + list((where or {}).keys())
+        for row in rows:
+            moment = row[5] if row[4] else row[3]
+            if lo is not None and moment < lo:
+                continue
+            if hi is not None and moment > hi:
+                continue
+            record = self._row_to_record(row, wanted, associations)
+            if where and any(record.properties.get(k) != v for k, v in where.items()):
+                continue
+            yield record
+
+    def read(
+        self,
+        object_type: str,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        *,
+        associations: Sequence[str] = (),
+    ) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        id_list = list(ids)
+        for i in range(0, len(id_list), 100):
+            self.calls["batch_read"] += 1
+            chunk = id_list[i : i + 100]
+            for rid in chunk:
+                row = self._db.execute(
+                    "SELECT object_type, id, properties, updated_at, archived FROM record "
+                    "WHERE object_type=? AND id=? AND archived=0",
+                    (object_type, int(rid)),
+                ).fetchone()
+                if row is not None:
+                    out[rid] = self._row_to_record(row, properties, associations)
+        return out
+
+    def find_by_property(
+        self, object_type: str, name: str, values: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, Record]:
+        self.calls["search"] += 1
+        out: dict[str, Record] = {}
+        for value in values:
+            row = self._find_live(object_type, name, value)
+            if row is not None:
+                out[value] = self._row_to_record(row, [*properties, name])
+        return out
+
+    def upsert(
+        self,
+        object_type: str,
+        id_property: str,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+    ) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for i in range(0, len(items), 100):
+            self.calls["batch_upsert"] += 1
+            for key, props in items[i : i + 100]:
+                results.append(self._upsert_one(object_type, id_property, key, props))
+        return results
+
+    def _upsert_one(
+        self, object_type: str, id_property: str, key: str, props: Mapping[str, str]
+    ) -> WriteResult:
+        if id_property not in self._unique_props(object_type):
+            return WriteResult(
+                key, error=f"{id_property} is not a unique-value property of {object_type}"
+            )
+        error = self._failure("upsert", object_type, key)
+        if error:
+            return WriteResult(key, error=error, retriable=True)
+        with self._lock:
+            row = self._find_live(object_type, id_property, key)
+            if row is None:
+                record = self.create(object_type, {**props, id_property: key})
+                return WriteResult(key, record=record, created=True)
+        res = self._write_updates(object_type, [(str(row[1]), props)], count=False)[0]
+        return WriteResult(key, record=res.record, error=res.error, created=False)
+
+    def update(
+        self, object_type: str, items: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteResult]:
+        for _ in range(0, len(items), 100):
+            self.calls["batch_update"] += 1
+        return self._write_updates(object_type, items, count=False)
+
+    def _write_updates(
+        self, object_type: str, items: Sequence[tuple[str, Mapping[str, str]]], *, count: bool
+    ) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        with self._lock:
+            for rid, props in items:
+                error = self._failure("update", object_type, rid)
+                if error:
+                    results.append(WriteResult(rid, error=error, retriable=True))
+                    continue
+                row = self._db.execute(
+                    "SELECT properties FROM record WHERE object_type=? AND id=? AND archived=0",
+                    (object_type, int(rid)),
+                ).fetchone()
+                if row is None:
+                    results.append(WriteResult(rid, error=f"{object_type} {rid} not found"))
+                    continue
+                current = json.loads(row[0])
+                merged = dict(current)
+                for k, v in props.items():
+                    if v in (None, ""):
+                        merged.pop(k, None)
+                    else:
+                        merged[k] = v
+                if merged != current:
+                    self._db.execute(
+                        "UPDATE record SET properties=?, updated_at=? WHERE object_type=? AND id=?",
+                        (json.dumps(merged), _iso(self._stamp()), object_type, int(rid)),
+                    )
+                results.append(WriteResult(rid, record=self.get(object_type, rid)))
+        return results
+
+    def archive(self, object_type: str, ids: Sequence[str]) -> list[WriteResult]:
+        for _ in range(0, len(ids), 100):
+            self.calls["batch_archive"] += 1
+        results = []
+        for rid in ids:
+            error = self._failure("archive", object_type, rid)
+            if error:
+                results.append(WriteResult(rid, error=error, retriable=True))
+                continue
+            self._archive_one(object_type, rid)
+            results.append(WriteResult(rid))
+        return results
+
+    def _archive_one(self, object_type: str, rid: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE record SET archived=1, archived_at=? WHERE object_type=? AND id=? AND archived=0",
+                (_iso(self._stamp()), object_type, int(rid)),
+            )
+
+    def associate(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]
+    ) -> list[WriteResult]:
+        pair_list = list(pairs)
+        for _ in range(0, len(pair_list), 100):
+            self.calls["batch_associate"] += 1
+        results = []
+        with self._lock:
+            for a, b in pair_list:
+                error = self._failure("associate", from_type, a)
+                if error:
+                    results.append(WriteResult(a, error=error, retriable=True))
+                    continue
+                for row in ((from_type, a, to_type, b), (to_type, b, from_type, a)):
+                    self._db.execute("INSERT OR IGNORE INTO association VALUES(?,?,?,?)", row)
+                results.append(WriteResult(a))
+        return results
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
+        created = []
+        with self._lock:
+            for spec in specs:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO property VALUES(?,?,?,?,?)",
+                    (spec.object_type, spec.name, spec.label, spec.type, int(spec.unique)),
+                )
+                if cur.rowcount:
+                    created.append(f"{spec.object_type}.{spec.name}")
+        return created
+
+    def api_calls(self) -> dict[str, int]:
+        return dict(self.calls)

@@ -1,0 +1,252 @@
+"""The Python API the CLI and the service are thin layers over.
+
+``Dealsync(project)`` owns the state store and one adapter per portal (the vendor
+portal's adapter is shared by every partner connection, so its rate limiter sees the
+whole program's traffic).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from connector.adapters.base import CRMAdapter
+from connector.config import Project
+from connector.config.models import PartnerConfig, PortalConfig
+from connector.engine.plan import Base
+from connector.engine.reconcile import FieldPlan
+from connector.engine.sync import PassResult, Progress, required_properties, run_pass
+from connector.engine.values import ValueError_, canonical
+from connector.hooks.base import Hook
+from connector.records import Side
+from connector.state import StateStore
+from connector.state.tables import ConflictRow
+
+
+class DealsyncError(Exception):
+    """A problem the user must fix; the CLI prints it as one line and exits 3."""
+
+
+AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
+
+
+def default_adapter_factory(project: Project, env: Mapping[str, str]) -> AdapterFactory:
+    def build(name: str, portal: PortalConfig) -> CRMAdapter:
+        if portal.adapter == "local":
+            from connector.adapters.local import LocalCRM
+
+            assert portal.path is not None
+            return LocalCRM(project.resolve(portal.path), name=name)
+        if portal.adapter == "hubspot":
+            try:
+                from connector.adapters.hubspot import HubSpotAdapter
+            except ImportError as exc:  # pragma: no cover - packaging problem
+                raise DealsyncError(f"the HubSpot adapter is not available: {exc}") from exc
+            token = env.get(portal.token_env or "", "")
+            if not token:
+                raise DealsyncError(
+                    f"portal {name!r}: environment variable {portal.token_env} is not set; "
+                    "set it in the environment or in .env"
+                )
+            return HubSpotAdapter(
+                token=token,
+                host=portal.host,
+                name=name,
+                rate_limit_per_10s=portal.rate_limit_per_10s,
+                search_rate_per_s=portal.search_rate_per_s,
+            )
+        raise DealsyncError(f"portal {name!r}: unknown adapter {portal.adapter!r}")
+
+    return build
+
+
+@dataclass
+class ConnectionStatus:
+    partner: str
+    name: str
+    links: dict[str, dict[str, int]]
+    open_conflicts: int
+    failing_records: int
+    last_run: dict[str, Any] | None
+
+
+class Dealsync:
+    """One configured program: its state store, its portals, its connections."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        env: Mapping[str, str] | None = None,
+        adapter_factory: AdapterFactory | None = None,
+        hooks: list[Hook] | None = None,
+    ) -> None:
+        self.project = project
+        self.env = dict(os.environ if env is None else env)
+        self._factory = adapter_factory or default_adapter_factory(project, self.env)
+        self._adapters: dict[str, CRMAdapter] = {}
+        self._store: StateStore | None = None
+        self.hooks = list(hooks or [])
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = StateStore(self.state_url)
+        return self._store
+
+    @property
+    def state_url(self) -> str:
+        url = self.project.config.state_url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///") :]
+            if rel and rel != ":memory:":
+                return "sqlite:///" + str(self.project.resolve(rel))
+        return url
+
+    def vendor(self) -> CRMAdapter:
+        cfg = self.project.config.vendor
+        if "@vendor" not in self._adapters:
+            self._adapters["@vendor"] = self._factory(cfg.name, cfg)
+        return self._adapters["@vendor"]
+
+    def partner_crm(self, partner_id: str) -> CRMAdapter:
+        if partner_id not in self._adapters:
+            self._adapters[partner_id] = self._factory(partner_id, self.partner(partner_id))
+        return self._adapters[partner_id]
+
+    def partner(self, partner_id: str) -> PartnerConfig:
+        try:
+            return self.project.config.partner(partner_id)
+        except KeyError as exc:
+            raise DealsyncError(str(exc.args[0])) from None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # ------------------------------------------------------------------ commands
+
+    def setup(self) -> dict[str, list[str]]:
+        """Install the custom properties the engine needs in every portal (idempotent)."""
+        needed = required_properties(self.project.mappings)
+        out = {"vendor": self.vendor().ensure_properties(needed["vendor"])}
+        for p in self.project.config.partners:
+            out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
+        return out
+
+    def sync(
+        self,
+        partner_id: str,
+        *,
+        dry_run: bool = False,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        trigger: str = "cli",
+        crash_at: Callable[[str], None] | None = None,
+    ) -> PassResult:
+        settings = self.project.config.sync
+        return run_pass(
+            partner=self.partner(partner_id),
+            partner_crm=self.partner_crm(partner_id),
+            vendor_crm=self.vendor(),
+            mappings=self.project.mappings,
+            store=self.store,
+            rules=self.project.rules,
+            dry_run=dry_run,
+            now=now,
+            hooks=self.hooks,
+            overlap=timedelta(seconds=settings.overlap_seconds),
+            batch_size=settings.batch_size,
+            progress=progress,
+            trigger=trigger,
+            crash_at=crash_at,
+        )
+
+    def sync_all(self, **kwargs: Any) -> list[PassResult]:
+        return [self.sync(p.id, **kwargs) for p in self.project.config.partners]
+
+    def status(self) -> list[ConnectionStatus]:
+        out = []
+        for p in self.project.config.partners:
+            runs = self.store.runs(p.id, limit=1)
+            last = None
+            if runs:
+                r = runs[0]
+                last = {"id": r.id, "status": r.status, "started_at": r.started_at.isoformat(),
+                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                        "dry_run": r.dry_run}
+            out.append(
+                ConnectionStatus(
+                    partner=p.id, name=p.name, links=self.store.link_counts(p.id),
+                    open_conflicts=len(self.store.conflicts(p.id)),
+                    failing_records=self.store.retry_count(p.id), last_run=last,
+                )
+            )
+        return out
+
+    def resolve_conflict(
+        self, conflict_id: int, *, take: Side | None = None, value: str | None = None
+    ) -> ConflictRow:
+        """Settle a manual conflict now: write the chosen value to the side(s) that
+        lack it and move the base, so the next pass sees agreement.
+
+        ``take`` keeps one side's *current* value; ``value`` sets both sides to a
+        value given in the partner's terms (mapped through the field's value_map).
+        """
+        if (take is None) == (value is None):
+            raise DealsyncError("give exactly one of --take partner|vendor or --value VALUE")
+        row = self.store.conflict(conflict_id)
+        if row is None:
+            raise DealsyncError(f"no conflict #{conflict_id}")
+        if row.status != "open":
+            raise DealsyncError(f"conflict #{conflict_id} is already {row.status}")
+        mapping = self.project.object(row.object)
+        compiled = FieldPlan(mapping)
+        fm = next(((f, m) for f, m in compiled.fields if f.key == row.field), None)
+        if fm is None:
+            raise DealsyncError(f"field {row.field} is no longer in mapping {mapping.name}")
+        field, mapper = fm
+        partner_crm, vendor_crm = self.partner_crm(row.connection), self.vendor()
+        p_rec = partner_crm.read(mapping.partner_object, [row.partner_id], [field.partner]).get(row.partner_id)
+        v_rec = vendor_crm.read(mapping.vendor_object, [row.vendor_id], [field.vendor]).get(row.vendor_id)
+        if p_rec is None or v_rec is None:
+            raise DealsyncError("one of the two records no longer exists; run a sync first")
+        try:
+            p_now = canonical(field.transform, p_rec.properties.get(field.partner))
+            v_now = canonical(field.transform, v_rec.properties.get(field.vendor))
+            if take == "partner":
+                p_val, v_val = p_now, mapper.to_vendor(p_now)
+            elif take == "vendor":
+                p_val, v_val = mapper.to_partner(v_now), v_now
+            else:
+                p_val = canonical(field.transform, value)
+                v_val = mapper.to_vendor(p_val)
+        except ValueError_ as exc:
+            raise DealsyncError(f"cannot resolve: {exc}") from None
+        if p_val != p_now:
+            res = partner_crm.update(mapping.partner_object, [(row.partner_id, {field.partner: p_val or ""})])
+            if not res[0].ok:
+                raise DealsyncError(f"writing the partner record failed: {res[0].error}")
+        if v_val != v_now:
+            res = vendor_crm.update(mapping.vendor_object, [(row.vendor_id, {field.vendor: v_val or ""})])
+            if not res[0].ok:
+                raise DealsyncError(f"writing the vendor record failed: {res[0].error}")
+        link = self.store.link(row.link_id)
+        if link is not None and link.id is not None:
+            base: dict[str, Any] = dict(link.base)
+            base[row.field] = [p_val, v_val]
+            self.store.save_bases([(link.id, base)])
+        how = f"took {take}" if take else f"set to {value!r}"
+        self.store.close_conflict(conflict_id, how)
+        resolved = self.store.conflict(conflict_id)
+        assert resolved is not None
+        return resolved
+
+
+def base_of(link_base: Base) -> dict[str, tuple[str | None, str | None]]:
+    return {k: (v[0], v[1]) for k, v in link_base.items() if not k.startswith("@")}

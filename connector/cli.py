@@ -1,0 +1,336 @@
+"""The ``dealsync`` command line: a thin layer over :mod:`connector.api`.
+
+Exit codes: 0 clean, 1 conflicts left open, 2 some records failed, 3 fatal (bad
+config, unreachable CRM, usage errors). Errors are one clean line; ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from connector.api import Dealsync, DealsyncError
+from connector.config import ConfigError, check_project, load_project
+from connector.engine.sync import EXIT_FATAL, PassResult
+from connector.state.store import LockHeld
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Ctx:
+    def __init__(self, config: str | None, debug: bool) -> None:
+        self.config = config
+        self.debug = debug
+        self._app: Dealsync | None = None
+
+    def app(self, *, check_env: bool = True) -> Dealsync:
+        if self._app is None:
+            self._app = Dealsync(load_project(self.config, check_env=check_env))
+        return self._app
+
+
+def _fail(message: str, code: int = EXIT_FATAL) -> None:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def handled(fn: F) -> F:
+    """Turn domain errors into one line and exit code 3; tracebacks only with --debug."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Ctx)
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            if ctx and ctx.debug:
+                raise
+            for problem in exc.problems:
+                click.secho(str(problem), fg="red", err=True)
+            _fail(f"{len(exc.problems)} configuration problem(s); fix them and run `dealsync check`")
+        except (DealsyncError, LockHeld) as exc:
+            if ctx and ctx.debug:
+                raise
+            _fail(str(exc))
+        except Exception as exc:  # the last line of defence: never a bare traceback
+            if ctx and ctx.debug:
+                raise
+            _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", envvar="DEALSYNC_CONFIG", metavar="FILE",
+              help="Path of dealsync.yaml (default: $DEALSYNC_CONFIG or ./dealsync.yaml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="dealsync")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """dealsync keeps partner-registered deals in sync between a partner CRM and a
+    vendor CRM, applying the partner program's rules on every pass."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(config, debug)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 datetime, e.g. 2027-01-31T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on long passes when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    state: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = state.get("bar")
+        if state.get("stage") != stage:
+            if bar is not None:
+                bar.render_finish()
+            bar = click.progressbar(length=max(total, 1), label=stage.ljust(28), file=sys.stderr)
+            state.update(stage=stage, bar=bar, done=0)
+        step = done - state["done"]
+        if step > 0:
+            bar.update(step)
+            state["done"] = done
+
+    try:
+        yield update
+    finally:
+        if state.get("bar") is not None:
+            state["bar"].render_finish()
+
+
+def print_result(result: PassResult, *, as_json: bool) -> None:
+    if as_json:
+        return
+    head = f"{result.connection}: {result.status}"
+    if result.dry_run:
+        head += " (dry run — nothing written)"
+    click.secho(head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red"))
+    click.echo(f"  plan: {result.plan.summary()}")
+    if result.counts and not result.dry_run:
+        click.echo("  done: " + ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items())))
+    for err in result.errors[:20]:
+        click.secho(f"  failed: {err}", fg="red")
+    if len(result.errors) > 20:
+        click.echo(f"  … and {len(result.errors) - 20} more (dealsync runs {result.run_id})")
+    if result.open_conflicts:
+        click.secho(f"  {result.open_conflicts} open conflict(s): dealsync conflicts", fg="yellow")
+    if result.error:
+        click.secho(f"  stopped: {result.error}", fg="red")
+    if result.run_id:
+        click.echo(f"  run #{result.run_id}")
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@cli.command()
+@click.option("--file", "-f", "path", metavar="FILE", help="Config to check (default: --config).")
+@pass_ctx
+@handled
+def check(ctx: Ctx, path: str | None) -> None:
+    """Validate dealsync.yaml, the mappings and the rules; report every problem."""
+    problems = check_project(path or ctx.config)
+    if not problems:
+        click.secho("configuration, mappings and rules are valid", fg="green")
+        return
+    for problem in problems:
+        click.secho(str(problem), fg="red", err=True)
+    _fail(f"{len(problems)} problem(s) found")
+
+
+@cli.command()
+@pass_ctx
+@handled
+def setup(ctx: Ctx) -> None:
+    """Install the custom properties dealsync needs in every portal (idempotent)."""
+    created = ctx.app().setup()
+    for portal, names in created.items():
+        click.echo(f"{portal}: " + (", ".join(names) if names else "nothing to install"))
+
+
+@cli.command()
+@click.option("--connection", "-p", "connection", metavar="PARTNER", help="Sync one partner's connection.")
+@click.option("--all", "all_", is_flag=True, help="Sync every connection (the default).")
+@click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
+@pass_ctx
+@handled
+def sync(ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None) -> None:
+    """Run a sync pass for one connection or all of them."""
+    if connection and all_:
+        raise click.UsageError("give --connection or --all, not both")
+    app = ctx.app()
+    when = _parse_now(now)
+    ids = [connection] if connection else [p.id for p in app.project.config.partners]
+    results = []
+    with _progress(not as_json) as progress:
+        for pid in ids:
+            results.append(app.sync(pid, dry_run=dry_run, now=when, progress=progress))
+    for r in results:
+        print_result(r, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    sys.exit(max((r.exit_code for r in results), default=0))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+@handled
+def status(ctx: Ctx, as_json: bool) -> None:
+    """Per connection: linked records, open conflicts, failing records, last run."""
+    rows = ctx.app(check_env=False).status()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        return
+    for r in rows:
+        click.secho(f"{r.partner} ({r.name})", bold=True)
+        for obj, counts in sorted(r.links.items()):
+            click.echo(f"  {obj}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if not r.links:
+            click.echo("  nothing linked yet")
+        click.echo(f"  open conflicts: {r.open_conflicts}   failing records: {r.failing_records}")
+        if r.last_run:
+            lr = r.last_run
+            click.echo(f"  last run: #{lr['id']} {lr['status']} at {lr['started_at']}"
+                       + (" (dry run)" if lr["dry_run"] else ""))
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's conflicts.")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved conflicts.")
+@click.pass_context
+@handled
+def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> None:
+    """List open conflicts (subcommands: show, resolve)."""
+    if cctx.invoked_subcommand:
+        return
+    ctx = cctx.find_object(Ctx)
+    assert ctx is not None
+    rows = ctx.app(check_env=False).store.conflicts(connection, None if show_all else "open")
+    if not rows:
+        click.echo("no open conflicts" if not show_all else "no conflicts")
+        return
+    for c in rows:
+        click.echo(f"#{c.id} [{c.status}] {c.connection} {c.object} partner {c.partner_id} / vendor "
+                   f"{c.vendor_id} field {c.field}: partner={c.partner_value!r} vendor={c.vendor_value!r}")
+
+
+@conflicts.command("show")
+@click.argument("conflict_id", type=int)
+@pass_ctx
+@handled
+def conflicts_show(ctx: Ctx, conflict_id: int) -> None:
+    """Show one conflict in full."""
+    c = ctx.app(check_env=False).store.conflict(conflict_id)
+    if c is None:
+        raise DealsyncError(f"no conflict #{conflict_id}")
+    for key, value in c.model_dump().items():
+        click.echo(f"{key:>14}: {value}")
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id", type=int)
+@click.option("--take", type=click.Choice(["partner", "vendor"]), help="Keep this side's current value.")
+@click.option("--value", help="Set both sides to this value (in the partner's terms).")
+@pass_ctx
+@handled
+def conflicts_resolve(ctx: Ctx, conflict_id: int, take: str | None, value: str | None) -> None:
+    """Resolve a conflict by taking one side or giving a value."""
+    row = ctx.app().resolve_conflict(conflict_id, take=take, value=value)  # type: ignore[arg-type]
+    click.secho(f"conflict #{row.id} resolved: {row.resolution}", fg="green")
+
+
+@cli.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's runs.")
+@click.option("--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("--failed", is_flag=True, help="With RUN_ID: only failed records.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+@handled
+def runs(ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool) -> None:
+    """Run history, or one run's per-record outcomes and API calls."""
+    store = ctx.app(check_env=False).store
+    if run_id is None:
+        rows = store.runs(connection, limit)
+        if as_json:
+            click.echo(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
+            return
+        for r in rows:
+            plan = r.counts.get("plan", {})
+            calls = sum(v for v in r.api_calls.values() if isinstance(v, int))
+            click.echo(f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
+                       f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
+                       + (f" error={r.error}" if r.error else ""))
+        if not rows:
+            click.echo("no runs yet")
+        return
+    run = store.run(run_id)
+    if run is None:
+        raise DealsyncError(f"no run #{run_id}")
+    records = store.run_records(run_id, "failed" if failed else None)
+    if as_json:
+        click.echo(json.dumps({"run": run.model_dump(), "records": [r.model_dump() for r in records]},
+                              indent=2, default=str))
+        return
+    click.secho(f"run #{run.id} {run.connection} {run.status}", bold=True)
+    click.echo(f"  started {run.started_at}  finished {run.finished_at}  trigger {run.trigger}")
+    for key, value in sorted(run.counts.items()):
+        click.echo(f"  {key}: {value}")
+    if run.api_calls:
+        click.echo("  api calls: " + ", ".join(f"{k}={v}" for k, v in sorted(run.api_calls.items())))
+    if run.error:
+        click.secho(f"  error: {run.error}", fg="red")
+    for rec in records:
+        line = f"  {rec.outcome:8} {rec.action:9} {rec.object} {rec.side} {rec.record_id}"
+        if rec.field:
+            line += f" field {rec.field}"
+        if rec.detail:
+            line += f": {rec.detail}"
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir).")
+@pass_ctx
+@handled
+def demo(ctx: Ctx, directory: str | None) -> None:
+    """Build two embedded CRMs, seed registered deals, and show sync passes."""
+    from connector.demo import run_demo
+
+    sys.exit(run_demo(directory, echo=click.echo))
+
+
+def main() -> None:
+    cli(prog_name="dealsync")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""What can be wrong with a configuration, and the checks the schema cannot express.
+
+The pydantic models in :mod:`connector.config.models` say what each file may contain;
+this module holds the rules that span fields, objects, files and the environment (a
+two-way value map must be reversible, a ``via`` must name a shared object, a HubSpot
+portal needs its token variable set...). Every finding is a :class:`Problem` value
+carrying file, line, YAML path and a fix, so an admin sees *all* of them in one go
+instead of fixing one error per run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Generic, Protocol, TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from connector.config.models import (
+    Direction,
+    FieldMapping,
+    ObjectMapping,
+    PartnerConfig,
+    PortalConfig,
+    VendorConfig,
+)
+from connector.records import Side
+
+YamlPath = tuple[str | int, ...]
+"""A location inside one YAML document: mapping keys and list indexes, root first."""
+
+T = TypeVar("T")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TYPED_TRANSFORMS = frozenset({"decimal", "integer", "date", "datetime", "bool"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration, located precisely enough to fix it.
+
+    ``line`` is 1-based and ``None`` only when there is no line to point at (a file
+    that cannot be read, an environment variable).
+    """
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    hint: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        what = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{where}: {what} (hint: {self.hint})"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found, not the first."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if len(self.problems) == 1:
+            return str(self.problems[0])
+        lines = [f"{len(self.problems)} configuration problems:"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+class Source(Protocol):
+    """A parsed YAML document that can tell the line of any path inside it."""
+
+    @property
+    def file(self) -> str: ...
+
+    def line_of(self, path: Sequence[str | int]) -> int | None: ...
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("objects", 2, "fields", 0, "direction")`` → ``objects[2].fields[0].direction``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for "the key itself, not its value"
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def problem_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
+    return Problem(src.file, src.line_of(path), format_path(path), message, hint)
+
+
+@dataclass(frozen=True)
+class Placed(Generic[T]):
+    """A validated model together with where it was written, so checks can point at it."""
+
+    item: T
+    src: Source
+    path: YamlPath
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+def writes(direction: Direction) -> tuple[Side, ...]:
+    """The sides a field may write. ``create_only`` writes whichever side gets the copy."""
+    if direction == "to_vendor":
+        return ("vendor",)
+    if direction == "to_partner":
+        return ("partner",)
+    return ("partner", "vendor")
+
+
+def check_object(placed: Placed[ObjectMapping]) -> list[Problem]:
+    """Checks that need one object only: its fields and its share rule."""
+    problems: list[Problem] = []
+    obj, src, path = placed.item, placed.src, placed.path
+    written: dict[tuple[Side, str], int] = {}
+    for j, field in enumerate(obj.fields):
+        fpath = (*path, "fields", j)
+        problems += _check_field(field, src, fpath)
+        for side in writes(field.direction):
+            prop = getattr(field, side)
+            first = written.setdefault((side, prop), j)
+            if first != j:
+                keep_side = "partner" if side == "vendor" else "vendor"
+                problems.append(
+                    problem_at(
+                        src,
+                        (*fpath, side),
+                        f"{side} property {prop!r} is written by two fields "
+                        f"(fields[{first}] and fields[{j}])",
+                        f"remove one of them, or set `direction: to_{keep_side}` on one "
+                        f"so it no longer writes the {side} side",
+                    )
+                )
+    problems += _check_share(placed)
+    return problems
+
+
+def _check_field(field: FieldMapping, src: Source, fpath: YamlPath) -> list[Problem]:
+    problems: list[Problem] = []
+    vmap = field.value_map
+    if vmap is not None and field.transform in _TYPED_TRANSFORMS:
+        problems.append(
+            problem_at(
+                src,
+                (*fpath, "value_map"),
+                f"value_map is not allowed with transform {field.transform}",
+                "remove value_map, or use `transform: enum` (or string) if the values "
+                "really are labels to translate",
+            )
+        )
+    elif vmap and field.direction == "both":
+        first_key_for: dict[str, str] = {}
+        for key, value in vmap.items():
+            other = first_key_for.setdefault(value, key)
+            if other != key:
+                problems.append(
+                    problem_at(
+                        src,
+                        (*fpath, "value_map", key),
+                        f"value_map is not one-to-one: {other!r} and {key!r} both map to "
+                        f"{value!r}, so a vendor value {value!r} cannot be mapped back",
+                        "give each partner value its own vendor value, or make the field "
+                        "one-way with `direction: to_vendor`",
+                    )
+                )
+    if field.default is not None:
+        error = default_error(field)
+        if error is not None:
+            message, hint = error
+            problems.append(problem_at(src, (*fpath, "default"), message, hint))
+    return problems
+
+
+def default_error(field: FieldMapping) -> tuple[str, str] | None:
+    """Why ``field.default`` cannot be written through ``field.transform``, if it cannot."""
+    value = field.default
+    assert value is not None
+    bad = f"default {value!r} is not a valid {field.transform}"
+    try:
+        if field.transform == "decimal":
+            if not Decimal(value.strip()).is_finite():
+                raise InvalidOperation
+        elif field.transform == "integer":
+            int(value.strip())
+        elif field.transform == "date":
+            date.fromisoformat(value.strip())
+        elif field.transform == "datetime":
+            if datetime.fromisoformat(value.strip()).tzinfo is None:
+                return (
+                    f"default {value!r} has no timezone",
+                    'add one, e.g. "2024-12-31T00:00:00Z"',
+                )
+        elif field.transform == "bool":
+            if value.strip().lower() not in {"true", "false"}:
+                raise ValueError(value)
+        elif field.transform == "enum" and field.value_map:
+            allowed = sorted(set(field.value_map) | set(field.value_map.values()))
+            if value not in allowed:
+                return (
+                    f"default {value!r} is not a value of this field's value_map",
+                    "use one of: " + ", ".join(allowed),
+                )
+    except (ValueError, InvalidOperation):
+        examples = {
+            "decimal": 'use a number, e.g. "0" or "1500.00"',
+            "integer": 'use a whole number, e.g. "0"',
+            "date": 'use an ISO date, e.g. "2024-12-31"',
+            "datetime": 'use an ISO datetime with timezone, e.g. "2024-12-31T00:00:00Z"',
+            "bool": 'use "true" or "false"',
+        }
+        return bad, examples[field.transform]
+    return None
+
+
+def _check_share(placed: Placed[ObjectMapping]) -> list[Problem]:
+    problems: list[Problem] = []
+    share, src = placed.item.share, placed.src
+    spath = (*placed.path, "share")
+    has_conditions = share.partner is not None or share.vendor is not None
+    if share.via is None and not has_conditions:
+        problems.append(
+            problem_at(
+                src,
+                spath,
+                "share has neither conditions nor via, so no record would ever be shared",
+                "add `partner:`/`vendor:` conditions that select the records to share, or "
+                "`via: <object>` to share records associated with a shared <object>",
+            )
+        )
+    elif share.via is not None and has_conditions:
+        problems.append(
+            problem_at(
+                src,
+                (*spath, "via"),
+                "share has both via and partner/vendor conditions",
+                "use one: conditions select records directly, via shares what is "
+                "associated with a shared record",
+            )
+        )
+    for side in ("partner", "vendor"):
+        conditions = getattr(share, side)
+        if conditions == []:
+            problems.append(
+                problem_at(
+                    src,
+                    (*spath, side),
+                    "empty condition list would share every record",
+                    "list at least one condition, e.g. "
+                    '`- {property: dealsync_register, equals: "true"}`, or remove the key',
+                )
+            )
+        for k, cond in enumerate(conditions or []):
+            tests = [cond.equals, cond.is_in, cond.present]
+            if sum(t is not None for t in tests) != 1:
+                problems.append(
+                    problem_at(
+                        src,
+                        (*spath, side, k),
+                        f"condition on {cond.property!r} needs exactly one of equals, in, present",
+                        'e.g. `{property: dealsync_register, equals: "true"}`',
+                    )
+                )
+    return problems
+
+
+def check_objects(
+    objects: Sequence[Placed[ObjectMapping]], unvalidated_names: Iterable[str] = ()
+) -> list[Problem]:
+    """Checks across all mapping objects of a project: unique names, via, associations.
+
+    ``unvalidated_names`` are names of objects that failed schema validation; they
+    exist (their own problems are already reported), so references to them are not
+    flagged a second time.
+    """
+    problems: list[Problem] = []
+    by_name: dict[str, Placed[ObjectMapping]] = {}
+    for placed in objects:
+        name = placed.item.name
+        first = by_name.setdefault(name, placed)
+        if first is not placed:
+            where = f"{first.src.file}:{first.src.line_of((*first.path, 'name'))}"
+            problems.append(
+                problem_at(
+                    placed.src,
+                    (*placed.path, "name"),
+                    f"object name {name!r} is already used at {where}",
+                    "object names must be unique across all mapping files; rename one",
+                )
+            )
+    known = set(by_name) | set(unvalidated_names)
+    listing = ", ".join(sorted(known)) or "none"
+    for placed in objects:
+        obj, src = placed.item, placed.src
+        via = obj.share.via
+        vpath = (*placed.path, "share", "via")
+        if via is not None:
+            target = by_name.get(via)
+            if via == obj.name:
+                problems.append(
+                    problem_at(
+                        src,
+                        vpath,
+                        f"object {obj.name!r} cannot be shared via itself",
+                        f"name the object whose shared records carry these (known: {listing})",
+                    )
+                )
+            elif via not in known:
+                problems.append(
+                    problem_at(
+                        src,
+                        vpath,
+                        f"via names unknown object {via!r}",
+                        _unknown_name_hint(via, known),
+                    )
+                )
+            elif target is not None and (
+                target.item.share.partner is None and target.item.share.vendor is None
+            ):
+                problems.append(
+                    problem_at(
+                        src,
+                        vpath,
+                        f"via object {via!r} is not shared by conditions itself",
+                        f"give {via!r} partner/vendor conditions, or point via at an "
+                        "object that has them",
+                    )
+                )
+        seen: set[str] = set()
+        for k, assoc in enumerate(obj.associations):
+            apath = (*placed.path, "associations", k)
+            if assoc == obj.name:
+                problems.append(
+                    problem_at(
+                        src,
+                        apath,
+                        f"object {obj.name!r} cannot be associated with itself",
+                        "list other mapping objects",
+                    )
+                )
+            elif assoc not in known:
+                problems.append(
+                    problem_at(
+                        src,
+                        apath,
+                        f"association names unknown object {assoc!r}",
+                        _unknown_name_hint(assoc, known),
+                    )
+                )
+            elif assoc in seen:
+                problems.append(
+                    problem_at(src, apath, f"association {assoc!r} is listed twice", "remove one")
+                )
+            seen.add(assoc)
+    return problems
+
+
+def _unknown_name_hint(name: str, known: set[str]) -> str:
+    hint = f"use the name of another mapping object (known: {', '.join(sorted(known))})"
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"did you mean {close[0]!r}? {hint}" if close else hint
+
+
+# --------------------------------------------------------------------------- config
+
+
+def check_portals(
+    vendor: Placed[VendorConfig] | None,
+    partners: Sequence[Placed[PartnerConfig]],
+    env: Mapping[str, str],
+    *,
+    check_env: bool = True,
+) -> list[Problem]:
+    """Partner ids unique, and every portal has what its adapter needs to connect."""
+    problems: list[Problem] = []
+    if vendor is not None:
+        problems += _check_portal(vendor, "DEALSYNC_VENDOR_TOKEN", env, check_env)
+    first_at: dict[str, Placed[PartnerConfig]] = {}
+    for placed in partners:
+        pid = placed.item.id
+        first = first_at.setdefault(pid, placed)
+        if first is not placed:
+            problems.append(
+                problem_at(
+                    placed.src,
+                    (*placed.path, "id"),
+                    f"partner id {pid!r} is already used by {format_path(first.path)}",
+                    "give each partner a unique id (it keys the sync state, so never "
+                    "rename one that has synced)",
+                )
+            )
+        suggested = f"DEALSYNC_PARTNER_{pid.upper().replace('-', '_')}_TOKEN"
+        problems += _check_portal(placed, suggested, env, check_env)
+    return problems
+
+
+def _check_portal(
+    placed: Placed[VendorConfig] | Placed[PartnerConfig],
+    suggested_env: str,
+    env: Mapping[str, str],
+    check_env: bool,
+) -> list[Problem]:
+    portal: PortalConfig = placed.item
+    src, path = placed.src, placed.path
+    if portal.adapter == "local":
+        if not portal.path:
+            return [
+                problem_at(
+                    src,
+                    path,
+                    "adapter local needs path",
+                    "add `path: .dealsync/<name>.db`, the SQLite file of the embedded "
+                    "local CRM (relative to the config file)",
+                )
+            ]
+        return []
+    token_env = portal.token_env
+    tpath = (*path, "token_env")
+    if not token_env:
+        return [
+            problem_at(
+                src,
+                path,
+                "adapter hubspot needs token_env",
+                f"add `token_env: {suggested_env}` and put the private app token in that "
+                "environment variable (or .env)",
+            )
+        ]
+    if not _ENV_NAME.match(token_env):
+        # Deliberately not echoed: people paste the token itself here.
+        return [
+            problem_at(
+                src,
+                tpath,
+                "token_env must be the name of an environment variable, not a token",
+                f"write `token_env: {suggested_env}` and put the token in that variable "
+                "(environment or .env)",
+            )
+        ]
+    if check_env and not env.get(token_env, "").strip():
+        return [
+            problem_at(
+                src,
+                tpath,
+                f"missing env var {token_env} for {format_path(tpath)}",
+                "set it in the environment or .env",
+            )
+        ]
+    return []
+
+
+def state_url_error(url: str) -> tuple[str, str] | None:
+    """Why ``url`` is not a usable SQLAlchemy URL, without ever echoing it (passwords)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return (
+            "state_url is not a valid database URL",
+            "use an SQLAlchemy URL such as sqlite:///.dealsync/state.db or "
+            "postgresql://user@host/dealsync",
+        )
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        hint = "use sqlite:///path/to/state.db or postgresql://user@host/dbname"
+        if parsed.drivername.startswith("postgres") and not parsed.drivername.startswith(
+            "postgresql"
+        ):
+            hint = "write postgresql://… (SQLAlchemy does not accept postgres://)"
+        return f"state_url names unknown database kind {parsed.drivername!r}", hint
+    return None

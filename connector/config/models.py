@@ -1,0 +1,158 @@
+"""Typed models of the three YAML files: ``dealsync.yaml``, mappings, rules.
+
+These models say what a valid file is; :mod:`connector.config.loader` turns YAML into
+them and turns every validation problem into a message with file, line, YAML path and
+a hint. Models are strict (``extra="forbid"``) so a typo is an error, not a silently
+ignored key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Direction = Literal["both", "to_vendor", "to_partner", "create_only"]
+Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum"]
+ConflictPolicy = Literal["vendor_wins", "partner_wins", "newest", "manual"]
+DeletePolicy = Literal["archive", "unlink", "flag"]
+AdapterKind = Literal["hubspot", "local"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- config
+
+
+class PortalConfig(Strict):
+    """How to reach one CRM portal. Secrets are named by environment variable only."""
+
+    adapter: AdapterKind = "hubspot"
+    token_env: str | None = None  # env var holding the access token (hubspot)
+    host: str | None = None  # API host override, e.g. the sandbox's URL
+    path: str | None = None  # SQLite file of the embedded local CRM (local)
+    rate_limit_per_10s: int = Field(default=100, ge=1, le=1000)
+    search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
+
+
+class VendorConfig(PortalConfig):
+    name: str = "vendor"
+
+
+class PartnerConfig(PortalConfig):
+    """One partner and its connection (one partner, one connection)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str
+    notify_email: str | None = None
+    tier: str | None = None
+
+
+class SyncSettings(Strict):
+    overlap_seconds: int = Field(default=300, ge=0, le=86400)
+    batch_size: int = Field(default=100, ge=1, le=100)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+
+class AppConfig(Strict):
+    """``dealsync.yaml``: the vendor side, the partners, and where everything lives."""
+
+    version: Literal[1] = 1
+    state_url: str = "sqlite:///dealsync.db"
+    vendor: VendorConfig
+    partners: list[PartnerConfig] = Field(min_length=1)
+    mappings: list[str] = Field(min_length=1)
+    rules: str | None = None
+    sync: SyncSettings = SyncSettings()
+    # Set by the loader, not by the file: where relative paths are resolved from.
+    base_dir: Path = Path(".")
+
+    def partner(self, partner_id: str) -> PartnerConfig:
+        for p in self.partners:
+            if p.id == partner_id:
+                return p
+        known = ", ".join(p.id for p in self.partners)
+        raise KeyError(f"no partner {partner_id!r} in the config (known: {known})")
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+class FieldMapping(Strict):
+    """One field of a shared object: which property on each side and how it syncs.
+
+    ``value_map`` maps partner values to vendor values (e.g. deal stage ids, which
+    differ per portal). ``default`` fills the target when the source has no value at
+    creation time.
+    """
+
+    partner: str
+    vendor: str
+    direction: Direction = "both"
+    transform: Transform = "string"
+    value_map: dict[str, str] | None = None
+    default: str | None = None
+    conflict: ConflictPolicy = "vendor_wins"
+
+    @property
+    def key(self) -> str:
+        """Stable name of the field in the base snapshot and conflict rows."""
+        return f"{self.partner}>{self.vendor}"
+
+
+class Condition(Strict):
+    """A record filter condition on one property."""
+
+    property: str
+    equals: str | None = None
+    is_in: list[str] | None = Field(default=None, alias="in")
+    present: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ShareRule(Strict):
+    """Which records of an object are shared.
+
+    ``partner``/``vendor``: conditions (all must hold) that make an unlinked record on
+    that side a new shared record. ``via``: instead, records are shared because a
+    shared record of that other object is associated with them (company and contacts
+    of a shared deal).
+    """
+
+    partner: list[Condition] | None = None
+    vendor: list[Condition] | None = None
+    via: str | None = None
+
+
+class ObjectMapping(Strict):
+    name: str
+    partner_object: str
+    vendor_object: str
+    share: ShareRule
+    on_delete: DeletePolicy = "unlink"
+    associations: list[str] = []
+    fields: list[FieldMapping] = Field(min_length=1)
+
+
+class MappingFile(Strict):
+    version: Literal[1] = 1
+    objects: list[ObjectMapping] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class RulesFile(Strict):
+    """The partner program's policy numbers (registration, consent, commission).
+
+    Issue-by-issue this grows; unknown keys are errors so a misspelt rule never
+    silently falls back to a default.
+    """
+
+    version: Literal[1] = 1
+    ownership_months: int = Field(default=6, ge=1, le=60)
+    commission_rate: float = Field(default=0.20, ge=0, le=1)

@@ -1,0 +1,1 @@
+"""The sync engine: detect → reconcile (pure) → hooks → apply → commit."""

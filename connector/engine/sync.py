@@ -1,0 +1,738 @@
+"""One sync pass of one connection: detect → reconcile → hooks → apply → commit.
+
+The order of durable steps is what makes a crash harmless:
+
+1. a create's *intent* (a pending link) is committed before the counterpart is
+   written, and the counterpart is written by upsert on a unique source-id property —
+   so a crash between the write and the link is adopted on rerun, never duplicated;
+2. a pair's base snapshot moves only after every write of the pair succeeded;
+3. failed records go to the retry list (re-read by id next pass);
+4. cursors move last, to the high-water mark frozen before detection.
+
+A rerun after a crash anywhere re-detects the same window and converges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from connector.adapters.base import AdapterError, CRMAdapter
+from connector.config.models import ObjectMapping, PartnerConfig
+from connector.engine.detect import detect, window_start
+from connector.engine.plan import (
+    Action,
+    Associate,
+    Conflict,
+    Create,
+    Delete,
+    Plan,
+    RecordError,
+    Update,
+)
+from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
+from connector.hooks.base import Hook, ObjectRecords, PassContext
+from connector.records import PropertySpec, Record, Side, other_side, utcnow
+from connector.state.store import RecordOutcome, StateStore
+from connector.state.tables import Link
+
+log = logging.getLogger("dealsync.engine")
+
+SOURCE_ID = "dealsync_source_id"
+"""On every record the connector creates: ``<partner id>:<source record id>`` on the
+vendor side, ``vendor:<vendor record id>`` on the partner side. Unique-value, so
+creating by upsert on it is idempotent."""
+
+PARTNER_ID = "dealsync_partner_id"
+"""On the vendor side: which partner a shared record belongs to."""
+
+ASSOC = "@assoc:"
+
+Progress = Callable[[str, int, int], None]
+
+EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
+
+
+class PassAborted(Exception):
+    """Raised (in tests) to simulate a crash at a named point of a pass."""
+
+
+@dataclass
+class PassResult:
+    connection: str
+    run_id: int | None
+    plan: Plan
+    status: str = "ok"  # ok | conflicts | failed | fatal
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[RecordError] = field(default_factory=list)
+    open_conflicts: int = 0
+    api_calls: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": EXIT_OK, "conflicts": EXIT_CONFLICTS, "failed": EXIT_FAILED}.get(
+            self.status, EXIT_FATAL
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "run_id": self.run_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "plan": dict(self.plan.counts()),
+            "counts": dict(self.counts),
+            "errors": [str(e) for e in self.errors],
+            "open_conflicts": self.open_conflicts,
+            "api_calls": self.api_calls,
+            "error": self.error,
+        }
+
+
+def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[PropertySpec]]:
+    """Custom properties the engine itself needs on each side (``dealsync setup``)."""
+    out: dict[Side, list[PropertySpec]] = {"partner": [], "vendor": []}
+    for m in mappings:
+        out["vendor"].append(
+            PropertySpec(m.vendor_object, SOURCE_ID, "dealsync source id", unique=True)
+        )
+        out["vendor"].append(PropertySpec(m.vendor_object, PARTNER_ID, "dealsync partner"))
+        out["partner"].append(
+            PropertySpec(m.partner_object, SOURCE_ID, "dealsync source id", unique=True)
+        )
+        for side, conds in (("partner", m.share.partner), ("vendor", m.share.vendor)):
+            obj = m.partner_object if side == "partner" else m.vendor_object
+            for cond in conds or []:
+                out[side].append(PropertySpec(obj, cond.property, cond.property))  # type: ignore[index]
+    return out
+
+
+class SyncPass:
+    """One pass of one connection. Build it, call :meth:`run`, read the result."""
+
+    def __init__(
+        self,
+        *,
+        mappings: Sequence[ObjectMapping],
+        store: StateStore,
+        ctx: PassContext,
+        hooks: Sequence[Hook] = (),
+        overlap: timedelta = timedelta(minutes=5),
+        batch_size: int = 100,
+        progress: Progress | None = None,
+        crash_at: Callable[[str], None] | None = None,
+    ) -> None:
+        self.mappings = list(mappings)
+        self.by_name = {m.name: m for m in self.mappings}
+        self.compiled = {m.name: FieldPlan(m) for m in self.mappings}
+        self.store = store
+        self.ctx = ctx
+        self.hooks = list(hooks)
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.progress = progress or (lambda stage, done, total: None)
+        self.crash_at = crash_at or (lambda point: None)
+        self.conn = ctx.connection
+        self.plan = Plan()
+        self.outcomes: list[RecordOutcome] = []
+        self.counts: Counter[str] = Counter()
+        self.errors: list[RecordError] = []
+        self.seen: dict[str, ObjectRecords] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _crm(self, side: Side) -> CRMAdapter:
+        return self.ctx.crm(side)
+
+    def _obj_type(self, mapping: ObjectMapping, side: Side) -> str:
+        return mapping.partner_object if side == "partner" else mapping.vendor_object
+
+    def _props(self, mapping: ObjectMapping, side: Side) -> list[str]:
+        compiled = self.compiled[mapping.name]
+        props = compiled.partner_properties() if side == "partner" else compiled.vendor_properties()
+        conds = mapping.share.partner if side == "partner" else mapping.share.vendor
+        extra = [c.property for c in conds or []]
+        extra.append(SOURCE_ID)
+        if side == "vendor":
+            extra.append(PARTNER_ID)
+        return sorted(set(props) | set(extra))
+
+    def _assoc_types(self, mapping: ObjectMapping, side: Side) -> list[str]:
+        names = set(mapping.associations)
+        names |= {m.name for m in self.mappings if m.share.via == mapping.name}
+        return sorted(self._obj_type(self.by_name[n], side) for n in names if n in self.by_name)
+
+    def _source_key(self, target: Side, source_id: str) -> str:
+        return f"{self.conn}:{source_id}" if target == "vendor" else f"vendor:{source_id}"
+
+    def _fail(self, err: RecordError, retry_side: Side, retry_id: str) -> None:
+        self.errors.append(err)
+        self.counts["failed"] += 1
+        self.outcomes.append(
+            RecordOutcome(
+                err.object, err.side, err.record_id, "sync", "failed", err.field, err.message
+            )
+        )
+        self._retries.append((err.object, retry_side, retry_id, str(err)))
+
+    # ------------------------------------------------------------------ the pass
+
+    def run(self) -> None:
+        ctx = self.ctx
+        hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
+        self._retries: list[tuple[str, Side, str, str]] = []
+        self._cleared: list[tuple[str, Side, str]] = []
+
+        detected = self._detect_all(hw)
+        self.crash_at("after_detect")
+        via_ids = self._via_candidates(detected)
+
+        for mapping in self.mappings:
+            partner_recs, vendor_recs = detected[mapping.name]
+            extra = via_ids.get(mapping.name, set()) - set(partner_recs)
+            links_p = self.store.links_by_ids(
+                self.conn, mapping.name, "partner", set(partner_recs) | extra
+            )
+            unlinked_extra = [i for i in extra if i not in links_p]
+            if unlinked_extra:
+                partner_recs.update(
+                    self._crm("partner").read(
+                        mapping.partner_object,
+                        sorted(unlinked_extra),
+                        self._props(mapping, "partner"),
+                        associations=self._assoc_types(mapping, "partner"),
+                    )
+                )
+            self.seen[mapping.name] = ObjectRecords(partner_recs, vendor_recs)
+            states = self._pair_states(
+                mapping, partner_recs, vendor_recs, via_ids.get(mapping.name, set())
+            )
+            actions = reconcile(self.compiled[mapping.name], states)
+            for hook in self.hooks:
+                actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
+            self.plan.extend(actions)
+            self.crash_at(f"after_plan:{mapping.name}")
+            if not ctx.dry_run:
+                self._apply(mapping, actions)
+
+        if not ctx.dry_run:
+            self._sync_associations()
+            self.store.add_retries(self.conn, self._retries)
+            self.store.clear_retries(
+                self.conn,
+                [
+                    c
+                    for c in self._cleared
+                    if (c[0], c[1], c[2]) not in {(r[0], r[1], r[2]) for r in self._retries}
+                ],
+            )
+            self.crash_at("before_cursor")
+            self.store.set_cursors(
+                self.conn,
+                {(side, m.name): hw[side] for m in self.mappings for side in ("partner", "vendor")},  # type: ignore[misc]
+            )
+            self.crash_at("after_cursor")
+
+    # ------------------------------------------------------------------ detect
+
+    def _detect_all(
+        self, hw: dict[str, datetime]
+    ) -> dict[str, tuple[dict[str, Record], dict[str, Record]]]:
+        out: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
+        total = len(self.mappings) * 2
+        step = 0
+        for mapping in self.mappings:
+            per_side: dict[Side, dict[str, Record]] = {}
+            for side in ("partner", "vendor"):
+                side_t: Side = side  # type: ignore[assignment]
+                since = window_start(
+                    self.store.cursor(self.conn, side_t, mapping.name), self.overlap
+                )
+                where = {PARTNER_ID: self.conn} if side == "vendor" else None
+                per_side[side_t] = detect(
+                    self._crm(side_t),
+                    self._obj_type(mapping, side_t),
+                    since,
+                    hw[side],
+                    self._props(mapping, side_t),
+                    where=where,
+                    associations=self._assoc_types(mapping, side_t),
+                )
+                step += 1
+                self.progress("detect", step, total)
+            self._add_retried(mapping, per_side)
+            out[mapping.name] = (per_side["partner"], per_side["vendor"])
+        return out
+
+    def _add_retried(self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]) -> None:
+        """Records that failed before are read again by id, with their counterparts."""
+        items = self.store.retries(self.conn, mapping.name)
+        if not items:
+            return
+        want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
+        for item in items:
+            side: Side = item.side  # type: ignore[assignment]
+            want[side].add(item.record_id)
+            self._cleared.append((mapping.name, side, item.record_id))
+        for side in ("partner", "vendor"):
+            s: Side = side  # type: ignore[assignment]
+            links = self.store.links_by_ids(self.conn, mapping.name, s, want[s])
+            for link in links.values():
+                cid = link.vendor_id if s == "partner" else link.partner_id
+                if cid:
+                    want[other_side(s)].add(cid)
+        for side in ("partner", "vendor"):
+            s = side  # type: ignore[assignment]
+            ids = sorted(want[s] - set(per_side[s]))
+            if not ids:
+                continue
+            found = self._crm(s).read(
+                self._obj_type(mapping, s),
+                ids,
+                self._props(mapping, s),
+                associations=self._assoc_types(mapping, s),
+            )
+            per_side[s].update(found)
+
+    def _via_candidates(
+        self, detected: dict[str, tuple[dict[str, Record], dict[str, Record]]]
+    ) -> dict[str, set[str]]:
+        """Partner ids of records shared *via* a shared parent (a deal's company)."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for child in self.mappings:
+            parent_name = child.share.via
+            if not parent_name or parent_name not in self.by_name:
+                continue
+            parent = self.by_name[parent_name]
+            partner_recs, _ = detected[parent_name]
+            links = self.store.links_by_ids(self.conn, parent_name, "partner", partner_recs)
+            for rid, rec in partner_recs.items():
+                link = links.get(rid)
+                shared = (link is not None and link.status in ("active", "pending")) or (
+                    link is None
+                    and matches(parent.share.partner, rec.properties)
+                    and not rec.get(SOURCE_ID)
+                )
+                if shared and not rec.archived:
+                    out[child.name].update(rec.associations.get(child.partner_object, ()))
+        return out
+
+    def _pair_states(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: dict[str, Record],
+        vendor_recs: dict[str, Record],
+        via: set[str],
+    ) -> list[PairState]:
+        links_p = self.store.links_by_ids(self.conn, mapping.name, "partner", partner_recs)
+        links_v = self.store.links_by_ids(self.conn, mapping.name, "vendor", vendor_recs)
+        states: list[PairState] = []
+        done_links: set[int] = set()
+        for rid, rec in partner_recs.items():
+            link = links_p.get(rid)
+            if link is None or link.status == "pending":
+                eligible = not rec.get(SOURCE_ID) and (
+                    rid in via or matches(mapping.share.partner, rec.properties)
+                )
+                if link is not None:
+                    eligible = True  # an interrupted create: finish (adopt) it
+                states.append(PairState(None, rid, None, rec, None, None, eligible))
+                continue
+            if link.status != "active":
+                continue
+            assert link.id is not None
+            done_links.add(link.id)
+            states.append(
+                PairState(
+                    link.id,
+                    rid,
+                    link.vendor_id,
+                    rec,
+                    vendor_recs.get(link.vendor_id or ""),
+                    link.base,
+                )
+            )
+        for rid, rec in vendor_recs.items():
+            link = links_v.get(rid)
+            if link is None or link.status == "pending":
+                eligible = not rec.get(SOURCE_ID) and matches(mapping.share.vendor, rec.properties)
+                if link is not None:
+                    eligible = True
+                states.append(PairState(None, None, rid, None, rec, None, eligible))
+                continue
+            if link.status != "active" or link.id in done_links:
+                continue
+            assert link.id is not None
+            states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
+        return states
+
+    # ------------------------------------------------------------------ apply
+
+    def _apply(self, mapping: ObjectMapping, actions: list[Action]) -> None:
+        creates = [a for a in actions if isinstance(a, Create)]
+        updates = [a for a in actions if isinstance(a, Update)]
+        deletes = [a for a in actions if isinstance(a, Delete)]
+        conflicts = [a for a in actions if isinstance(a, Conflict)]
+        for err in (a for a in actions if isinstance(a, RecordError)):
+            self._fail(err, err.side, err.record_id)
+        for target in ("vendor", "partner"):
+            group = [c for c in creates if c.target == target]
+            if group:
+                self._apply_creates(mapping, target, group)  # type: ignore[arg-type]
+        if updates:
+            self._apply_updates(mapping, updates)
+        if deletes:
+            self._apply_deletes(mapping, deletes)
+        for c in conflicts:
+            _, new = self.store.open_conflict(self.conn, c)
+            self.counts["conflicts opened" if new else "conflicts still open"] += 1
+            if new:
+                self.outcomes.append(
+                    RecordOutcome(
+                        c.object,
+                        "partner",
+                        c.partner_id,
+                        "conflict",
+                        "conflict",
+                        c.field,
+                        f"partner={c.partner_value!r} vendor={c.vendor_value!r}",
+                    )
+                )
+        self._flush_outcomes()
+
+    def _flush_outcomes(self) -> None:
+        if self.ctx.run_id is not None and self.outcomes:
+            self.store.add_outcomes(self.ctx.run_id, self.outcomes)
+        self.outcomes = []
+
+    def _apply_creates(self, mapping: ObjectMapping, target: Side, creates: list[Create]) -> None:
+        origin = other_side(target)
+        intents = self.store.record_intents(
+            self.conn, mapping.name, origin, [c.source_id for c in creates]
+        )
+        self.crash_at(f"after_intent:{mapping.name}")
+        by_key = {self._source_key(target, c.source_id): c for c in creates}
+        items: list[tuple[str, dict[str, str]]] = []
+        for key, c in by_key.items():
+            props = dict(c.properties)
+            if target == "vendor":
+                props[PARTNER_ID] = self.conn
+            items.append((key, props))
+        crm = self._crm(target)
+        for i in range(0, len(items), self.batch_size):
+            batch = items[i : i + self.batch_size]
+            results = crm.upsert(self._obj_type(mapping, target), SOURCE_ID, batch)
+            self.crash_at(f"after_write:{mapping.name}")
+            done: list[tuple[int, str, dict[str, Any]]] = []
+            for res in results:
+                c = by_key[res.key]
+                if res.ok and res.record is not None:
+                    link_id = intents[c.source_id].id
+                    assert link_id is not None
+                    done.append((link_id, res.record.id, dict(c.base)))
+                    self.counts[f"created {target} {mapping.name}"] += 1
+                    self.outcomes.append(
+                        RecordOutcome(
+                            mapping.name,
+                            target,
+                            res.record.id,
+                            "create",
+                            "ok",
+                            detail=f"from {origin} {c.source_id}"
+                            + ("" if res.created else " (adopted existing)"),
+                        )
+                    )
+                else:
+                    self._fail(
+                        RecordError(
+                            mapping.name,
+                            origin,
+                            c.source_id,
+                            None,
+                            f"creating the {target} counterpart failed: {res.error}",
+                        ),
+                        origin,
+                        c.source_id,
+                    )
+            self.store.complete_links(done, origin=origin)
+            self._flush_outcomes()
+            self.progress(
+                f"create {target} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
+            )
+
+    def _apply_updates(self, mapping: ObjectMapping, updates: list[Update]) -> None:
+        failed: dict[int, str] = {}
+        for side in ("partner", "vendor"):
+            s: Side = side  # type: ignore[assignment]
+            items = [
+                (
+                    (u.partner_id if s == "partner" else u.vendor_id),
+                    (u.partner_properties if s == "partner" else u.vendor_properties),
+                    u,
+                )
+                for u in updates
+                if (u.partner_properties if s == "partner" else u.vendor_properties)
+            ]
+            crm = self._crm(s)
+            for i in range(0, len(items), self.batch_size):
+                batch = items[i : i + self.batch_size]
+                results = crm.update(
+                    self._obj_type(mapping, s), [(rid, props) for rid, props, _ in batch]
+                )
+                self.crash_at(f"after_write:{mapping.name}")
+                by_id = {r.key: r for r in results}
+                for rid, _, u in batch:
+                    res = by_id.get(rid)
+                    if res is None or not res.ok:
+                        failed[u.link_id] = (
+                            f"writing {s} {rid}: {res.error if res else 'no result'}"
+                        )
+                self.progress(
+                    f"update {s} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
+                )
+        bases: list[tuple[int, dict[str, Any]]] = []
+        open_links = {c.link_id for c in self.store.conflicts(self.conn)}
+        for u in updates:
+            if u.link_id in failed:
+                self._fail(
+                    RecordError(mapping.name, "partner", u.partner_id, None, failed[u.link_id]),
+                    "partner",
+                    u.partner_id,
+                )
+                continue
+            bases.append((u.link_id, dict(u.base)))
+            if u.writes:
+                self.counts[f"updated {mapping.name}"] += 1
+                self.outcomes.append(
+                    RecordOutcome(
+                        mapping.name,
+                        "partner",
+                        u.partner_id,
+                        "update",
+                        "ok",
+                        detail="; ".join(u.reasons),
+                    )
+                )
+            if u.link_id in open_links:
+                self.store.close_conflicts_for(
+                    self.conn,
+                    u.link_id,
+                    [k for k in u.base if not k.startswith(ASSOC)],
+                    "settled: both sides now agree",
+                )
+        self.store.save_bases(bases)
+
+    def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
+        archive = [d for d in deletes if d.policy == "archive"]
+        for side in ("partner", "vendor"):
+            s: Side = side  # type: ignore[assignment]
+            group = [d for d in archive if d.gone_side == other_side(s)]
+            if not group:
+                continue
+            results = self._crm(s).archive(
+                self._obj_type(mapping, s), [d.counterpart_id for d in group]
+            )
+            by_id = {r.key: r for r in results}
+            ok_links = []
+            for d in group:
+                res = by_id.get(d.counterpart_id)
+                if res is not None and res.ok:
+                    ok_links.append(d.link_id)
+                    self.outcomes.append(
+                        RecordOutcome(
+                            mapping.name,
+                            s,
+                            d.counterpart_id,
+                            "archive",
+                            "ok",
+                            detail=f"{d.gone_side} record was deleted",
+                        )
+                    )
+                else:
+                    self._fail(
+                        RecordError(
+                            mapping.name,
+                            s,
+                            d.counterpart_id,
+                            None,
+                            f"archiving failed: {res.error if res else 'no result'}",
+                        ),
+                        s,
+                        d.counterpart_id,
+                    )
+            self.store.set_link_status(ok_links, "deleted")
+            self.counts[f"archived {s} {mapping.name}"] += len(ok_links)
+        for policy, status in (("unlink", "unlinked"), ("flag", "flagged")):
+            group = [d for d in deletes if d.policy == policy]
+            if group:
+                self.store.set_link_status([d.link_id for d in group], status)
+                self.counts[f"{status} {mapping.name}"] += len(group)
+                for d in group:
+                    self.outcomes.append(
+                        RecordOutcome(
+                            mapping.name,
+                            other_side(d.gone_side),
+                            d.counterpart_id,
+                            policy,
+                            "ok",
+                            detail=f"{d.gone_side} record was deleted",
+                        )
+                    )
+
+    # ------------------------------------------------------------------ associations
+
+    def _sync_associations(self) -> None:
+        """Mirror the partner side's associations of shared records onto the vendor
+        side (add-only). The mirrored partner ids live in the base under ``@assoc:``
+        so unchanged associations cost no call."""
+        for mapping in self.mappings:
+            targets = [self.by_name[n] for n in mapping.associations if n in self.by_name]
+            if not targets:
+                continue
+            partner_recs = self.seen.get(mapping.name, ObjectRecords({}, {})).partner
+            with_assoc = {
+                rid: r for rid, r in partner_recs.items() if r.associations and not r.archived
+            }
+            if not with_assoc:
+                continue
+            links = self.store.links_by_ids(self.conn, mapping.name, "partner", with_assoc)
+            new_bases: list[tuple[int, dict[str, Any]]] = []
+            for target in targets:
+                all_ids = {
+                    i
+                    for r in with_assoc.values()
+                    for i in r.associations.get(target.partner_object, ())
+                }
+                t_links = self.store.links_by_ids(self.conn, target.name, "partner", all_ids)
+                pairs: list[tuple[str, str]] = []
+                owners: dict[tuple[str, str], tuple[Link, list[str]]] = {}
+                for rid, rec in with_assoc.items():
+                    link = links.get(rid)
+                    if link is None or link.status != "active" or not link.vendor_id:
+                        continue
+                    want = sorted(
+                        i
+                        for i in rec.associations.get(target.partner_object, ())
+                        if i in t_links and t_links[i].status == "active" and t_links[i].vendor_id
+                    )
+                    have = set(link.base.get(ASSOC + target.name, []))
+                    missing = [i for i in want if i not in have]
+                    if not missing:
+                        continue
+                    for i in missing:
+                        pair = (link.vendor_id, t_links[i].vendor_id or "")
+                        pairs.append(pair)
+                        owners[pair] = (link, sorted(have | set(want)))
+                if self.ctx.dry_run or not pairs:
+                    continue
+                results = self._crm("vendor").associate(
+                    mapping.vendor_object, target.vendor_object, pairs
+                )
+                failed_from = {r.key for r in results if not r.ok}
+                for pair, (link, ids) in owners.items():
+                    if pair[0] in failed_from:
+                        assert link.partner_id is not None
+                        self._retries.append(
+                            (mapping.name, "partner", link.partner_id, "association failed")
+                        )
+                        continue
+                    link.base[ASSOC + target.name] = ids
+                    assert link.id is not None
+                    new_bases.append((link.id, dict(link.base)))
+                self.counts[f"associated {mapping.name}→{target.name}"] += len(pairs) - len(
+                    failed_from
+                )
+                self.plan.extend(
+                    Associate(mapping.name, "vendor", link.id or 0, target.name, tuple(ids))
+                    for link, ids in {id(v[0]): v for v in owners.values()}.values()
+                )
+            if new_bases:
+                self.store.save_bases(new_bases)
+
+
+def run_pass(
+    *,
+    partner: PartnerConfig,
+    partner_crm: CRMAdapter,
+    vendor_crm: CRMAdapter,
+    mappings: Sequence[ObjectMapping],
+    store: StateStore,
+    rules: Any,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    hooks: Iterable[Hook] = (),
+    overlap: timedelta = timedelta(minutes=5),
+    batch_size: int = 100,
+    progress: Progress | None = None,
+    trigger: str = "cli",
+    crash_at: Callable[[str], None] | None = None,
+    lock: bool = True,
+) -> PassResult:
+    """Run one pass of one connection and record it as a run. Never raises for a
+    record's problem; an adapter failure that stops the pass is returned as
+    ``status == "fatal"`` with the run logged."""
+    run_id = store.start_run(partner.id, dry_run=dry_run, trigger=trigger)
+    ctx = PassContext(
+        partner=partner,
+        partner_crm=partner_crm,
+        vendor_crm=vendor_crm,
+        store=store,
+        rules=rules,
+        now=now or utcnow(),
+        dry_run=dry_run,
+        run_id=run_id,
+    )
+    result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
+    owner = store.acquire_lock(partner.id) if (lock and not dry_run) else None
+    sync = SyncPass(
+        mappings=mappings,
+        store=store,
+        ctx=ctx,
+        hooks=list(hooks),
+        overlap=overlap,
+        batch_size=batch_size,
+        progress=progress,
+        crash_at=crash_at,
+    )
+    try:
+        sync.run()
+        if not dry_run:
+            for hook in sync.hooks:
+                hook.after_pass(ctx)
+    except AdapterError as exc:
+        result.status = "fatal"
+        result.error = str(exc)
+        log.error("pass of %s stopped: %s", partner.id, exc)
+    finally:
+        sync._flush_outcomes()
+        if owner:
+            store.release_lock(partner.id, owner)
+    result.plan = sync.plan
+    result.counts = sync.counts
+    result.errors = sync.errors
+    result.open_conflicts = len(store.conflicts(partner.id))
+    calls: dict[str, Any] = {}
+    for side in ("partner", "vendor"):
+        s: Side = side  # type: ignore[assignment]
+        for kind, n in ctx.crm(s).api_calls().items():
+            calls[f"{side}.{kind}"] = n
+    result.api_calls = calls
+    if result.status != "fatal":
+        if result.errors:
+            result.status = "failed"
+        elif result.open_conflicts:
+            result.status = "conflicts"
+    store.finish_run(
+        run_id,
+        status=result.status,
+        counts=dict(result.counts) | {"plan": dict(sync.plan.counts())},
+        api_calls=calls,
+        error=result.error,
+    )
+    return result

@@ -1,0 +1,73 @@
+"""The hook interface.
+
+Hooks are plain objects the engine calls at two fixed points of a pass:
+
+* ``before_apply`` — after reconcile, per object: it sees the planned actions and the
+  records they came from, and returns the actions to apply. It may veto (drop) an
+  action, add actions, or replace one with an annotated copy. In a dry run it runs too,
+  so the printed plan is what would really happen.
+* ``after_pass`` — once the pass's writes and state are committed (not in a dry run):
+  for side effects that must only follow durable state (emails, commissions).
+
+A hook that raises stops the pass (fatal); a hook that wants one record skipped
+returns a :class:`~connector.engine.plan.RecordError` action for it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from connector.adapters.base import CRMAdapter
+from connector.config.models import ObjectMapping, PartnerConfig, RulesFile
+from connector.engine.plan import Action
+from connector.records import Record, Side
+
+if TYPE_CHECKING:
+    from connector.state import StateStore
+
+
+@dataclass
+class PassContext:
+    """What a hook may know about the pass it runs in."""
+
+    partner: PartnerConfig
+    partner_crm: CRMAdapter
+    vendor_crm: CRMAdapter
+    store: StateStore
+    rules: RulesFile
+    now: datetime
+    dry_run: bool
+    run_id: int | None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def connection(self) -> str:
+        return self.partner.id
+
+    def crm(self, side: Side) -> CRMAdapter:
+        return self.partner_crm if side == "partner" else self.vendor_crm
+
+
+@dataclass(frozen=True)
+class ObjectRecords:
+    """The records of one object seen in this pass, by side and id."""
+
+    partner: Mapping[str, Record]
+    vendor: Mapping[str, Record]
+
+
+class Hook(Protocol):
+    name: str
+
+    def before_apply(
+        self,
+        ctx: PassContext,
+        mapping: ObjectMapping,
+        actions: list[Action],
+        records: ObjectRecords,
+    ) -> list[Action]: ...
+
+    def after_pass(self, ctx: PassContext) -> None: ...

@@ -1,0 +1,74 @@
+"""Adapter-neutral record and write-result types.
+
+Every adapter speaks these types to the engine, so the engine never sees an SDK object.
+All property values are strings (HubSpot's wire format); ``None`` means "no value".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+Side = Literal["partner", "vendor"]
+SIDES: tuple[Side, Side] = ("partner", "vendor")
+
+
+def other_side(side: Side) -> Side:
+    return "vendor" if side == "partner" else "partner"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One CRM object as the engine sees it.
+
+    ``updated_at`` is the CRM's own modification time; it drives cursors and the
+    ``newest`` conflict policy. ``associations`` maps an object type to associated ids
+    and is only filled when the caller asked for it.
+    """
+
+    object_type: str
+    id: str
+    properties: dict[str, str | None]
+    updated_at: datetime
+    archived: bool = False
+    associations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        value = self.properties.get(name)
+        return None if value == "" else value
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of one input of a batch write: a record on success, an error otherwise.
+
+    ``key`` is whatever identified the input (the record id for updates, the
+    idempotency key for creates) so callers can match results to inputs.
+    """
+
+    key: str
+    record: Record | None = None
+    error: str | None = None
+    created: bool = False
+    retriable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A custom property the connector needs in a portal (installed by ``setup``)."""
+
+    object_type: str
+    name: str
+    label: str
+    type: str = "string"  # string | number | date | datetime | enumeration | bool
+    unique: bool = False
+    options: tuple[str, ...] = ()

@@ -1,0 +1,734 @@
+"""The sandbox's ASGI application: HubSpot routes behind auth, faults and rate limits.
+
+Requests pass through :class:`SandboxApp` first, which picks the portal from the bearer
+token, injects faults, enforces limits and counts the request, and only then reach the
+Starlette routes that call into :class:`~connector.sandbox.store.Portal`.  Doing this in
+a plain ASGI wrapper (not Starlette middleware) gives access to uvicorn's transport, so
+a "dropped" request really closes the TCP connection without an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from connector.sandbox.errors import ApiError, correlation_id, validation
+from connector.sandbox.faults import FaultSpec
+from connector.sandbox.limits import INTERVAL_MS, LimitDecision
+from connector.sandbox.schema import SINGULAR, normalize_object_type, to_iso
+from connector.sandbox.store import ASSOC_DEFAULT, MAX_LIST_LIMIT, Portal
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, Portal], Awaitable[Response]]
+
+# ---------------------------------------------------------------------------- classification
+
+_KINDS: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/search/?$"), "search"),
+    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$"), "batch_{0}"),
+    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "list"),
+    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "create"),
+    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "get"),
+    ("PATCH", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "update"),
+    ("DELETE", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "archive"),
+    ("PUT", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/default/[^/]+/[^/]+/?$"), "assoc_create_default"),
+    ("PUT", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"), "assoc_create"),
+    ("DELETE", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"), "assoc_archive"),
+    ("GET", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/?$"), "assoc_get"),
+    ("POST", re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/(read|create|archive)/?$"), "assoc_batch_{0}"),
+    ("POST", re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/associate/default/?$"), "assoc_batch_create_default"),
+    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/groups(/[^/]+)?/?$"), "properties_groups"),
+    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_list"),
+    ("POST", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_create"),
+    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_get"),
+    ("PATCH", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_update"),
+    ("DELETE", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_archive"),
+    ("GET", re.compile(r"^/crm/v3/pipelines/.*$"), "pipelines"),
+    ("GET", re.compile(r"^/events/v3/events/event-types/?$"), "events_types"),
+    ("GET", re.compile(r"^/events/v3/events/?$"), "events_read"),
+    ("POST", re.compile(r"^/events/v3/send/batch/?$"), "events_send_batch"),
+    ("POST", re.compile(r"^/events/v3/send/?$"), "events_send"),
+    ("GET", re.compile(r"^/communication-preferences/v3/status/.*$"), "commprefs_status"),
+    ("GET", re.compile(r"^/communication-preferences/v3/definitions/?$"), "commprefs_definitions"),
+    ("POST", re.compile(r"^/communication-preferences/v3/subscribe/?$"), "commprefs_subscribe"),
+    ("POST", re.compile(r"^/communication-preferences/v3/unsubscribe/?$"), "commprefs_unsubscribe"),
+]
+
+
+def classify(method: str, path: str) -> str:
+    """The stats kind of a request, e.g. ``batch_read`` or ``search``; ``other`` if unknown."""
+    for m, pattern, kind in _KINDS:
+        if m == method:
+            match = pattern.match(path)
+            if match:
+                return kind.format(*match.groups())
+    return "other"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A HubSpot-shaped error answer."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON; 400 VALIDATION_ERROR when it is not JSON."""
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise validation("Invalid input JSON on line 1: the request body is not valid JSON") from None
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _list_param(request: Request, name: str) -> list[str] | None:
+    values: list[str] = []
+    for raw in request.query_params.getlist(name):
+        values.extend(v.strip() for v in raw.split(",") if v.strip())
+    return values or None
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise validation(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _type(raw: str) -> str:
+    t = normalize_object_type(raw)
+    if t is None:
+        raise validation(f"Unable to infer object type from: {raw}")
+    return t
+
+
+def _now_iso() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+def batch_response(results: list[dict[str, Any]], errors: list[dict[str, Any]], ok_status: int, started: str) -> JSONResponse:
+    """A batch answer: ``ok_status`` when all inputs worked, else 207 with ``errors``."""
+    body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+    if errors:
+        body["errors"] = errors
+        body["numErrors"] = len(errors)
+        return JSONResponse(body, status_code=207)
+    return JSONResponse(body, status_code=ok_status)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# ---------------------------------------------------------------------------- CRM objects
+
+
+def _with_associations(portal: Portal, t: str, obj: dict[str, Any], to_types: list[str] | None) -> dict[str, Any]:
+    if not to_types:
+        return obj
+    assoc: dict[str, Any] = {}
+    for raw in to_types:
+        tt = normalize_object_type(raw)
+        if tt is None:
+            continue
+        links = portal.associations_of(t, obj["id"], tt)
+        results = []
+        for link in links:
+            for spec in link["associationTypes"]:
+                suffix = "" if spec["label"] == "Primary" or tt == "deals" or t == "deals" and tt == "contacts" else "_unlabeled"
+                results.append({"id": str(link["toObjectId"]), "type": f"{SINGULAR[t]}_to_{SINGULAR[tt]}{suffix}"})
+        if results:
+            assoc[tt] = {"results": results}
+    if assoc:
+        obj["associations"] = assoc
+    return obj
+
+
+async def list_objects(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    limit = _int_param(request, "limit", 10)
+    if limit < 1 or limit > MAX_LIST_LIMIT:
+        raise validation(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    props = _list_param(request, "properties")
+    assoc = _list_param(request, "associations")
+    page, nxt = portal.list_page(t, limit, request.query_params.get("after"), _bool(request.query_params.get("archived")))
+    with portal.lock:
+        names = portal.returned_names(t, props)
+        results = [_with_associations(portal, t, portal.to_json(t, r, names=names), assoc) for r in page]
+    body: dict[str, Any] = {"results": results}
+    if nxt:
+        body["paging"] = {"next": {"after": nxt, "link": f"{_base(request)}/crm/v3/objects/{t}?after={nxt}"}}
+    return JSONResponse(body)
+
+
+async def create_object(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be an object with properties")
+    obj = portal.create(t, body.get("properties") or {})
+    for assoc in body.get("associations") or []:
+        to = assoc.get("to", {}) if isinstance(assoc, dict) else {}
+        specs = assoc.get("types") if isinstance(assoc, dict) else None
+        to_type = _guess_type(portal, str(to.get("id", "")))
+        if to_type:
+            portal.associate(t, obj["id"], to_type, str(to["id"]), specs)
+    return JSONResponse(obj, status_code=201)
+
+
+def _guess_type(portal: Portal, rid: str) -> str | None:
+    """Inline associations on create name only the target id; find its type."""
+    with portal.lock:
+        for t, recs in portal.records.items():
+            if rid in recs:
+                return t
+    return None
+
+
+async def get_object(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    archived = _bool(request.query_params.get("archived"))
+    with portal.lock:
+        rec = portal._require(t, request.path_params["id"], request.query_params.get("idProperty"), archived=archived)
+        obj = portal.to_json(t, rec, _list_param(request, "properties"))
+        obj = _with_associations(portal, t, obj, _list_param(request, "associations"))
+    return JSONResponse(obj)
+
+
+async def update_object(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be an object with properties")
+    obj = portal.update(t, request.path_params["id"], body.get("properties") or {}, request.query_params.get("idProperty"))
+    return JSONResponse(obj)
+
+
+async def archive_object(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    portal.archive(t, request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def search_objects(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    body = await read_json(request) or {}
+    return JSONResponse(portal.search(t, body))
+
+
+async def batch(request: Request, portal: Portal) -> Response:
+    t = _type(request.path_params["type"])
+    op = request.path_params["op"]
+    started = _now_iso()
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be an object with inputs")
+    inputs = body.get("inputs")
+    if op == "read":
+        results, errors = portal.batch_read(
+            t, inputs, body.get("properties"), body.get("idProperty"), _bool(request.query_params.get("archived"))
+        )
+        return batch_response(results, errors, 200, started)
+    if op == "create":
+        results, errors = portal.batch_create(t, inputs)
+        return batch_response(results, errors, 201, started)
+    if op == "update":
+        results, errors = portal.batch_update(t, inputs)
+        return batch_response(results, errors, 200, started)
+    if op == "upsert":
+        results, errors = portal.batch_upsert(t, inputs)
+        return batch_response(results, errors, 200, started)
+    if op == "archive":
+        portal.batch_archive(t, inputs)
+        return Response(status_code=204)
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch operation {op}")
+
+
+# ---------------------------------------------------------------------------- associations v4
+
+
+async def assoc_create(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    specs = await read_json(request)
+    out = portal.associate(p["from"], p["id"], p["to"], p["toId"], specs if specs is not None else [])
+    return JSONResponse(out, status_code=201)
+
+
+async def assoc_create_default(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    started = _now_iso()
+    portal.associate(p["from"], p["id"], p["to"], p["toId"], None)
+    ft, tt = _type(p["from"]), _type(p["to"])
+    results = [
+        {
+            "from": {"id": str(p["id"])},
+            "to": {"id": str(p["toId"])},
+            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(ft, tt)]},
+        },
+        {
+            "from": {"id": str(p["toId"])},
+            "to": {"id": str(p["id"])},
+            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(tt, ft)]},
+        },
+    ]
+    return batch_response(results, [], 200, started)
+
+
+async def assoc_archive(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    portal.unassociate(p["from"], p["id"], p["to"], p["toId"])
+    return Response(status_code=204)
+
+
+async def assoc_get(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    with portal.lock:
+        portal._require(_type(p["from"]), p["id"])
+        links = portal.associations_of(p["from"], p["id"], p["to"])
+    limit = _int_param(request, "limit", 500)
+    start = _int_param(request, "after", 0)
+    page = links[start : start + limit]
+    body: dict[str, Any] = {"results": page}
+    if start + limit < len(links):
+        body["paging"] = {"next": {"after": str(start + limit), "link": ""}}
+    return JSONResponse(body)
+
+
+async def assoc_batch(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    op = p["op"]
+    started = _now_iso()
+    body = await read_json(request) or {}
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if op == "read":
+        results, errors = portal.assoc_batch_read(p["from"], p["to"], inputs)
+        return batch_response(results, errors, 200, started)
+    if op == "create":
+        results, errors = portal.assoc_batch_create(p["from"], p["to"], inputs)
+        return batch_response(results, errors, 201, started)
+    if op == "archive":
+        portal.assoc_batch_archive(p["from"], p["to"], inputs)
+        return Response(status_code=204)
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown association batch operation {op}")
+
+
+async def assoc_batch_default(request: Request, portal: Portal) -> Response:
+    p = request.path_params
+    started = _now_iso()
+    body = await read_json(request) or {}
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    converted = [{"from": i.get("from"), "to": i.get("to"), "types": None} for i in inputs or [] if isinstance(i, dict)]
+    results, errors = portal.assoc_batch_create(p["from"], p["to"], converted)
+    ft, tt = _type(p["from"]), _type(p["to"])
+    out = [
+        {
+            "from": {"id": str(r["fromObjectId"])},
+            "to": {"id": str(r["toObjectId"])},
+            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(ft, tt)]},
+        }
+        for r in results
+    ]
+    return batch_response(out, errors, 200, started)
+
+
+# ---------------------------------------------------------------------------- properties / pipelines
+
+
+async def properties_list(request: Request, portal: Portal) -> Response:
+    return JSONResponse({"results": portal.list_properties(request.path_params["type"])})
+
+
+async def properties_get(request: Request, portal: Portal) -> Response:
+    return JSONResponse(portal.get_property(request.path_params["type"], request.path_params["name"]))
+
+
+async def properties_create(request: Request, portal: Portal) -> Response:
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be a property definition object")
+    return JSONResponse(portal.create_property(request.path_params["type"], body), status_code=201)
+
+
+async def properties_update(request: Request, portal: Portal) -> Response:
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be an object")
+    return JSONResponse(portal.update_property(request.path_params["type"], request.path_params["name"], body))
+
+
+async def properties_archive(request: Request, portal: Portal) -> Response:
+    portal.archive_property(request.path_params["type"], request.path_params["name"])
+    return Response(status_code=204)
+
+
+async def property_groups(request: Request, portal: Portal) -> Response:
+    return JSONResponse({"results": portal.property_groups(request.path_params["type"])})
+
+
+async def property_group(request: Request, portal: Portal) -> Response:
+    for g in portal.property_groups(request.path_params["type"]):
+        if g["name"] == request.path_params["group"]:
+            return JSONResponse(g)
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"Property group {request.path_params['group']} does not exist")
+
+
+async def pipelines_list(request: Request, portal: Portal) -> Response:
+    return JSONResponse({"results": portal.get_pipelines(request.path_params["type"])})
+
+
+async def pipeline_get(request: Request, portal: Portal) -> Response:
+    for p in portal.get_pipelines(request.path_params["type"]):
+        if p["id"] == request.path_params["pipelineId"]:
+            return JSONResponse(p)
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist")
+
+
+async def pipeline_stages(request: Request, portal: Portal) -> Response:
+    for p in portal.get_pipelines(request.path_params["type"]):
+        if p["id"] == request.path_params["pipelineId"]:
+            return JSONResponse({"results": p["stages"]})
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist")
+
+
+# ---------------------------------------------------------------------------- events
+
+
+async def events_list(request: Request, portal: Portal) -> Response:
+    q = request.query_params
+    limit = _int_param(request, "limit", 100)
+    if limit < 1 or limit > 1000:
+        raise validation(f"limit must be between 1 and 1000, got {limit}")
+    sort = ",".join(q.getlist("sort")).upper()
+    descending = not ("ASC" in sort or (sort and not sort.startswith("-") and "DESC" not in sort))
+    results, nxt = portal.list_events(
+        object_type=q.get("objectType"),
+        object_id=q.get("objectId"),
+        event_type=q.get("eventType"),
+        occurred_after=q.get("occurredAfter"),
+        occurred_before=q.get("occurredBefore"),
+        descending=descending,
+        after=q.get("after"),
+        limit=limit,
+    )
+    body: dict[str, Any] = {"results": results}
+    if nxt:
+        body["paging"] = {"next": {"after": nxt, "link": ""}}
+    return JSONResponse(body)
+
+
+async def event_types(request: Request, portal: Portal) -> Response:
+    with portal.lock:
+        names = sorted(portal.event_types)
+    return JSONResponse({"eventTypes": names})
+
+
+async def events_send(request: Request, portal: Portal) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise validation("Body must be an event object")
+    portal.send_event(body)
+    return Response(status_code=204)
+
+
+async def events_send_batch(request: Request, portal: Portal) -> Response:
+    body = await read_json(request) or {}
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list):
+        raise validation("Body must have an inputs list")
+    if len(inputs) > 500:
+        raise validation(f"Batch input limit exceeded: {len(inputs)} inputs, the maximum is 500")
+    with portal.lock:
+        for item in inputs:
+            if not isinstance(item, dict):
+                raise validation("Each input must be an event object")
+            portal.send_event(item)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------------------- communication preferences
+
+
+async def commprefs_status(request: Request, portal: Portal) -> Response:
+    return JSONResponse(portal.email_status(request.path_params["email"]))
+
+
+async def commprefs_definitions(request: Request, portal: Portal) -> Response:
+    return JSONResponse({"subscriptionDefinitions": portal.subscription_definitions()})
+
+
+def _subscribe(subscribed: bool) -> Handler:
+    async def handler(request: Request, portal: Portal) -> Response:
+        body = await read_json(request) or {}
+        if not isinstance(body, dict):
+            raise validation("Body must be an object with emailAddress and subscriptionId")
+        out = portal.set_subscription(
+            str(body.get("emailAddress") or ""),
+            str(body.get("subscriptionId") or ""),
+            subscribed,
+            body.get("legalBasis"),
+            body.get("legalBasisExplanation"),
+        )
+        return JSONResponse(out)
+
+    return handler
+
+
+# ---------------------------------------------------------------------------- admin
+
+
+async def admin_stats(request: Request, portal: Portal) -> Response:
+    return JSONResponse(portal.stats())
+
+
+async def admin_reset_stats(request: Request, portal: Portal) -> Response:
+    portal.reset_stats()
+    return JSONResponse(portal.stats())
+
+
+async def admin_faults(request: Request, portal: Portal) -> Response:
+    if request.method == "POST":
+        body = await read_json(request) or {}
+        if not isinstance(body, dict):
+            raise validation("Body must be an object of FaultSpec fields")
+        try:
+            portal.set_faults(FaultSpec.from_dict(body))
+        except (TypeError, ValueError) as exc:
+            raise validation(str(exc)) from None
+    return JSONResponse(portal.faults.spec.to_dict())
+
+
+async def admin_seed(request: Request, portal: Portal) -> Response:
+    body = await read_json(request) or {}
+    if not isinstance(body, dict):
+        raise validation("Body must be {objectType: [ {properties}, ... ]}")
+    out: dict[str, list[str]] = {}
+    for object_type, records in body.items():
+        if not isinstance(records, list):
+            raise validation(f"{object_type}: expected a list of property objects")
+        out[object_type] = portal.seed(object_type, records)
+    return JSONResponse(out)
+
+
+# ---------------------------------------------------------------------------- app
+
+
+def _wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        portal: Portal = request.scope["sandbox.portal"]
+        try:
+            return await handler(request, portal)
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception:  # a sandbox bug must still look like a HubSpot 500
+            log.exception("sandbox handler failed")
+            return error_response(ApiError(500, "INTERNAL_ERROR", "internal error (sandbox bug, see server log)"))
+
+    return endpoint
+
+
+def _routes() -> list[Route]:
+    r: list[tuple[str, Handler, list[str]]] = [
+        ("/_sandbox/stats", admin_stats, ["GET"]),
+        ("/_sandbox/reset-stats", admin_reset_stats, ["POST"]),
+        ("/_sandbox/faults", admin_faults, ["GET", "POST"]),
+        ("/_sandbox/seed", admin_seed, ["POST"]),
+        ("/crm/v3/objects/{type}/search", search_objects, ["POST"]),
+        ("/crm/v3/objects/{type}/batch/{op}", batch, ["POST"]),
+        ("/crm/v3/objects/{type}", list_objects, ["GET"]),
+        ("/crm/v3/objects/{type}", create_object, ["POST"]),
+        ("/crm/v3/objects/{type}/{id}", get_object, ["GET"]),
+        ("/crm/v3/objects/{type}/{id}", update_object, ["PATCH"]),
+        ("/crm/v3/objects/{type}/{id}", archive_object, ["DELETE"]),
+        ("/crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}", assoc_create_default, ["PUT"]),
+        ("/crm/v4/objects/{from}/{id}/associations/{to}/{toId}", assoc_create, ["PUT"]),
+        ("/crm/v4/objects/{from}/{id}/associations/{to}/{toId}", assoc_archive, ["DELETE"]),
+        ("/crm/v4/objects/{from}/{id}/associations/{to}", assoc_get, ["GET"]),
+        ("/crm/v4/associations/{from}/{to}/batch/associate/default", assoc_batch_default, ["POST"]),
+        ("/crm/v4/associations/{from}/{to}/batch/{op}", assoc_batch, ["POST"]),
+        ("/crm/v3/properties/{type}/groups", property_groups, ["GET"]),
+        ("/crm/v3/properties/{type}/groups/{group}", property_group, ["GET"]),
+        ("/crm/v3/properties/{type}", properties_list, ["GET"]),
+        ("/crm/v3/properties/{type}", properties_create, ["POST"]),
+        ("/crm/v3/properties/{type}/{name}", properties_get, ["GET"]),
+        ("/crm/v3/properties/{type}/{name}", properties_update, ["PATCH"]),
+        ("/crm/v3/properties/{type}/{name}", properties_archive, ["DELETE"]),
+        ("/crm/v3/pipelines/{type}", pipelines_list, ["GET"]),
+        ("/crm/v3/pipelines/{type}/{pipelineId}", pipeline_get, ["GET"]),
+        ("/crm/v3/pipelines/{type}/{pipelineId}/stages", pipeline_stages, ["GET"]),
+        ("/events/v3/events/event-types", event_types, ["GET"]),
+        ("/events/v3/events/", events_list, ["GET"]),
+        ("/events/v3/events", events_list, ["GET"]),
+        ("/events/v3/send/batch", events_send_batch, ["POST"]),
+        ("/events/v3/send", events_send, ["POST"]),
+        ("/communication-preferences/v3/status/email/{email}", commprefs_status, ["GET"]),
+        ("/communication-preferences/v3/definitions", commprefs_definitions, ["GET"]),
+        ("/communication-preferences/v3/subscribe", _subscribe(True), ["POST"]),
+        ("/communication-preferences/v3/unsubscribe", _subscribe(False), ["POST"]),
+    ]
+    return [Route(path, _wrap(h), methods=methods) for path, h, methods in r]
+
+
+def _rate_headers(d: LimitDecision) -> dict[str, str]:
+    return {
+        "X-HubSpot-RateLimit-Max": str(d.maximum),
+        "X-HubSpot-RateLimit-Remaining": str(d.remaining),
+        "X-HubSpot-RateLimit-Interval-Milliseconds": str(INTERVAL_MS),
+        "X-HubSpot-RateLimit-Daily": str(d.daily),
+        "X-HubSpot-RateLimit-Daily-Remaining": str(d.daily_remaining),
+    }
+
+
+def rate_limit_body(policy: str) -> dict[str, Any]:
+    """HubSpot's 429 body for a policy (TEN_SECONDLY_ROLLING, SECONDLY or DAILY)."""
+    message = {
+        "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+        "SECONDLY": "You have reached your secondly limit.",
+        "DAILY": "You have reached your daily limit.",
+    }[policy]
+    return {
+        "status": "error",
+        "message": message,
+        "errorType": "RATE_LIMIT",
+        "correlationId": correlation_id(),
+        "policyName": policy,
+        "category": "RATE_LIMITS",
+    }
+
+
+class SandboxApp:
+    """Top-level ASGI app: token → portal, faults, limits, stats, then the routes."""
+
+    def __init__(self, portals: list[Portal], limits: bool = True) -> None:
+        self.by_token: dict[str, Portal] = {p.token: p for p in portals}
+        self.limits = limits
+        self.router = Starlette(routes=_routes())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        portal = self._portal(scope)
+        if portal is None:
+            body = {
+                "status": "error",
+                "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "correlationId": correlation_id(),
+                "category": "INVALID_AUTHENTICATION",
+            }
+            await JSONResponse(body, status_code=401)(scope, receive, send)
+            return
+        scope["sandbox.portal"] = portal
+        if path.startswith("/_sandbox/"):
+            await self.router(scope, receive, send)
+            return
+
+        kind = classify(method, path)
+        spec = portal.faults.spec
+        if spec.latency_ms:
+            await asyncio.sleep(spec.latency_ms / 1000.0)
+        action, status = portal.faults.decide()
+        if action == "drop":
+            portal.record_call(method, path, kind, -1)
+            await self._drop(send)
+            return
+        if action == "error":
+            portal.record_call(method, path, kind, status)
+            exc = ApiError(status, "INTERNAL_ERROR" if status == 500 else "SERVICE_UNAVAILABLE", f"Injected fault: HTTP {status}")
+            await error_response(exc)(scope, receive, send)
+            return
+        if action == "storm":
+            portal.record_call(method, path, kind, 429)
+            await JSONResponse(rate_limit_body("TEN_SECONDLY_ROLLING"), status_code=429, headers={"Retry-After": "1"})(scope, receive, send)
+            return
+
+        extra: dict[str, str] = {}
+        if self.limits and portal.limits_enabled:
+            if kind == "search":
+                d = portal.search_limiter.check()
+                if not d.allowed:
+                    portal.record_call(method, path, kind, 429)
+                    await JSONResponse(rate_limit_body("SECONDLY"), status_code=429)(scope, receive, send)
+                    return
+            else:
+                d = portal.limiter.check()
+                extra = _rate_headers(d)
+                if not d.allowed:
+                    portal.record_call(method, path, kind, 429)
+                    await JSONResponse(rate_limit_body(d.policy), status_code=429, headers=extra)(scope, receive, send)
+                    return
+
+        status_box = [0]
+        raw_extra = [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = int(message["status"])
+                if raw_extra:
+                    message = dict(message)
+                    message["headers"] = list(message.get("headers", [])) + raw_extra
+            await send(message)
+
+        try:
+            await self.router(scope, receive, send_wrapper)
+        finally:
+            portal.record_call(method, path, kind, status_box[0] or 500)
+
+    def _portal(self, scope: Scope) -> Portal | None:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                text = value.decode("latin-1").strip()
+                if text.lower().startswith("bearer "):
+                    return self.by_token.get(text[7:].strip())
+                return None
+        return None
+
+    @staticmethod
+    async def _drop(send: Send) -> None:
+        """Close the connection without answering, so the client sees RemoteDisconnected.
+
+        uvicorn passes its ``RequestResponseCycle.send`` bound method, whose owner holds
+        the asyncio transport; aborting it and yielding lets uvicorn notice the
+        disconnect and skip its own 500 answer.
+        """
+        owner = getattr(send, "__self__", None)
+        transport = getattr(owner, "transport", None)
+        if transport is None:
+            raise RuntimeError("sandbox: cannot drop connection (no transport available)")
+        transport.abort()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,79 @@
+"""Versioned schema: registered upgrade steps, each applied in its own transaction.
+
+The pattern of sqlite-utils' ``migrations.py``: the store records which versions are
+applied; opening a store applies the missing ones in order. A new table or column is a
+new step appended here — never an edit of an old step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, inspect, text
+
+from connector.state import tables
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create(*models: type) -> Callable[[Connection], None]:
+    def run(conn: Connection) -> None:
+        for model in models:
+            model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+    return run
+
+
+STEPS: list[Step] = [
+    Step(
+        1,
+        "links with base snapshots, cursors, retries, conflicts, runs, locks",
+        _create(
+            tables.Link,
+            tables.Cursor,
+            tables.RetryItem,
+            tables.ConflictRow,
+            tables.Run,
+            tables.RunRecord,
+            tables.SyncLock,
+        ),
+    ),
+]
+
+LATEST = STEPS[-1].version
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    if not inspect(conn).has_table("schema_version"):
+        return set()
+    return {row[0] for row in conn.execute(text("SELECT version FROM schema_version"))}
+
+
+def migrate(engine_: object) -> list[int]:
+    """Apply every missing step; returns the versions applied now."""
+    from sqlalchemy.engine import Engine
+
+    assert isinstance(engine_, Engine)
+    with engine_.begin() as conn:
+        tables.SchemaVersion.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    done: list[int] = []
+    for step in STEPS:
+        with engine_.begin() as conn:
+            if step.version in applied_versions(conn):
+                continue
+            step.apply(conn)
+            conn.execute(
+                text(
+                    "INSERT INTO schema_version (version, applied_at, description) "
+                    "VALUES (:v, CURRENT_TIMESTAMP, :d)"
+                ),
+                {"v": step.version, "d": step.description},
+            )
+            done.append(step.version)
+    return done

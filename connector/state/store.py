@@ -1,0 +1,482 @@
+"""The state store's Python API.
+
+Everything the engine remembers between passes goes through here, in short
+transactions, so a crash at any point leaves a state a rerun can continue from.
+SQLite by default; any SQLAlchemy URL (PostgreSQL) works the same.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, func, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.records import Side, utcnow
+from connector.state import migrations
+from connector.state.tables import (
+    ConflictRow,
+    Cursor,
+    Link,
+    RetryItem,
+    Run,
+    RunRecord,
+    SyncLock,
+)
+
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class LockHeld(Exception):
+    """Another process is running a pass of this connection."""
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    object: str
+    side: str
+    record_id: str
+    action: str
+    outcome: str
+    field: str | None = None
+    detail: str | None = None
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created, WAL and a busy
+    timeout so a second process waits instead of failing."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if db and db != ":memory:":
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    return engine
+
+
+class StateStore:
+    """Links, base snapshots, cursors, retries, conflicts, runs and locks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        migrations.migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return max(migrations.applied_versions(conn), default=0)
+
+    # ------------------------------------------------------------------ links
+
+    def links_by_ids(
+        self, connection: str, obj: str, side: Side, ids: Iterable[str]
+    ) -> dict[str, Link]:
+        """Live links (pending, active, flagged) keyed by the given side's record id."""
+        id_list = sorted(set(ids))
+        column = Link.partner_id if side == "partner" else Link.vendor_id
+        out: dict[str, Link] = {}
+        with self.session() as s:
+            for chunk in _chunks(id_list):
+                rows = s.exec(
+                    select(Link).where(
+                        Link.connection == connection,
+                        Link.object == obj,
+                        col(column).in_(chunk),
+                        col(Link.status).in_(("pending", "active", "flagged")),
+                    )
+                ).all()
+                for row in rows:
+                    key = row.partner_id if side == "partner" else row.vendor_id
+                    assert key is not None
+                    out[key] = row
+        return out
+
+    def links(self, connection: str, obj: str, statuses: Sequence[str] = ("active",)) -> list[Link]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Link).where(
+                        Link.connection == connection,
+                        Link.object == obj,
+                        col(Link.status).in_(statuses),
+                    )
+                ).all()
+            )
+
+    def link(self, link_id: int) -> Link | None:
+        with self.session() as s:
+            return s.get(Link, link_id)
+
+    def record_intents(
+        self, connection: str, obj: str, origin: Side, source_ids: Sequence[str]
+    ) -> dict[str, Link]:
+        """Record, before any write, that counterparts of these records are being
+        created (status ``pending``); existing intents are returned as they are."""
+        existing = self.links_by_ids(connection, obj, origin, source_ids)
+        now = utcnow()
+        with self.session() as s:
+            for sid in source_ids:
+                if sid in existing:
+                    continue
+                link = Link(
+                    connection=connection,
+                    object=obj,
+                    origin=origin,
+                    status="pending",
+                    partner_id=sid if origin == "partner" else None,
+                    vendor_id=sid if origin == "vendor" else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(link)
+                existing[sid] = link
+            s.commit()
+        return existing
+
+    def complete_links(
+        self, items: Sequence[tuple[int, str, dict[str, Any]]], *, origin: Side
+    ) -> None:
+        """Fill in counterpart ids and bases of pending links; they become active."""
+        now = utcnow()
+        with self.session() as s:
+            for link_id, counterpart_id, base in items:
+                values: dict[str, Any] = {"status": "active", "base": base, "updated_at": now}
+                values["vendor_id" if origin == "partner" else "partner_id"] = counterpart_id
+                s.execute(update(Link).where(col(Link.id) == link_id).values(**values))
+            s.commit()
+
+    def save_bases(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        now = utcnow()
+        with self.session() as s:
+            for link_id, base in items:
+                s.execute(
+                    update(Link).where(col(Link.id) == link_id).values(base=base, updated_at=now)
+                )
+            s.commit()
+
+    def set_link_status(self, link_ids: Sequence[int], status: str) -> None:
+        now = utcnow()
+        with self.session() as s:
+            for chunk in _chunks(list(link_ids)):
+                s.execute(
+                    update(Link)
+                    .where(col(Link.id).in_(chunk))
+                    .values(status=status, updated_at=now)
+                )
+            s.commit()
+
+    def link_counts(self, connection: str) -> dict[str, dict[str, int]]:
+        """``{object: {status: n}}`` for status displays."""
+        with self.session() as s:
+            rows = s.exec(
+                select(Link.object, Link.status, func.count())
+                .where(Link.connection == connection)
+                .group_by(Link.object, Link.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for obj, status, n in rows:
+            out.setdefault(obj, {})[status] = n
+        return out
+
+    # ------------------------------------------------------------------ cursors
+
+    def cursor(self, connection: str, side: Side, obj: str) -> datetime | None:
+        with self.session() as s:
+            row = s.get(Cursor, (connection, side, obj))
+            return row.value if row else None
+
+    def set_cursors(self, connection: str, values: dict[tuple[Side, str], datetime]) -> None:
+        """Move cursors forward (never back) in one transaction."""
+        with self.session() as s:
+            for (side, obj), value in values.items():
+                row = s.get(Cursor, (connection, side, obj))
+                if row is None:
+                    s.add(Cursor(connection=connection, side=side, object=obj, value=value))
+                elif value > row.value:
+                    row.value = value
+                    row.updated_at = utcnow()
+                    s.add(row)
+            s.commit()
+
+    # ------------------------------------------------------------------ retries
+
+    def retries(self, connection: str, obj: str) -> list[RetryItem]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(RetryItem).where(
+                        RetryItem.connection == connection, RetryItem.object == obj
+                    )
+                ).all()
+            )
+
+    def add_retries(self, connection: str, items: Iterable[tuple[str, Side, str, str]]) -> None:
+        """Remember failed records (object, side, id, error) for the next pass."""
+        with self.session() as s:
+            for obj, side, rid, error in items:
+                row = s.get(RetryItem, (connection, obj, side, rid))
+                if row is None:
+                    s.add(
+                        RetryItem(
+                            connection=connection,
+                            object=obj,
+                            side=side,
+                            record_id=rid,
+                            last_error=error[:2000],
+                        )
+                    )
+                else:
+                    row.attempts += 1
+                    row.last_error = error[:2000]
+                    row.updated_at = utcnow()
+                    s.add(row)
+            s.commit()
+
+    def clear_retries(self, connection: str, items: Iterable[tuple[str, Side, str]]) -> None:
+        with self.session() as s:
+            for obj, side, rid in items:
+                s.execute(
+                    delete(RetryItem).where(
+                        col(RetryItem.connection) == connection,
+                        col(RetryItem.object) == obj,
+                        col(RetryItem.side) == side,
+                        col(RetryItem.record_id) == rid,
+                    )
+                )
+            s.commit()
+
+    def retry_count(self, connection: str) -> int:
+        with self.session() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(RetryItem)
+                    .where(RetryItem.connection == connection)
+                ).one()
+            )
+
+    # ------------------------------------------------------------------ conflicts
+
+    def open_conflict(self, connection: str, c: Any) -> tuple[ConflictRow, bool]:
+        """Open a conflict row unless the same one is already open; returns (row, new)."""
+        with self.session() as s:
+            row = s.exec(
+                select(ConflictRow).where(
+                    ConflictRow.connection == connection,
+                    ConflictRow.link_id == c.link_id,
+                    ConflictRow.field == c.field,
+                    ConflictRow.status == "open",
+                )
+            ).first()
+            if row is not None:
+                if (row.partner_value, row.vendor_value) != (c.partner_value, c.vendor_value):
+                    row.partner_value, row.vendor_value = c.partner_value, c.vendor_value
+                    s.add(row)
+                    s.commit()
+                return row, False
+            row = ConflictRow(
+                connection=connection,
+                object=c.object,
+                link_id=c.link_id,
+                partner_id=c.partner_id,
+                vendor_id=c.vendor_id,
+                field=c.field,
+                partner_value=c.partner_value,
+                vendor_value=c.vendor_value,
+                base_partner=c.base_partner,
+                base_vendor=c.base_vendor,
+            )
+            s.add(row)
+            s.commit()
+            return row, True
+
+    def conflicts(
+        self, connection: str | None = None, status: str | None = "open"
+    ) -> list[ConflictRow]:
+        with self.session() as s:
+            q = select(ConflictRow)
+            if connection:
+                q = q.where(ConflictRow.connection == connection)
+            if status:
+                q = q.where(ConflictRow.status == status)
+            return list(s.exec(q.order_by(col(ConflictRow.id))).all())
+
+    def conflict(self, conflict_id: int) -> ConflictRow | None:
+        with self.session() as s:
+            return s.get(ConflictRow, conflict_id)
+
+    def close_conflict(self, conflict_id: int, resolution: str) -> None:
+        with self.session() as s:
+            row = s.get(ConflictRow, conflict_id)
+            if row is None:
+                raise KeyError(conflict_id)
+            row.status = "resolved"
+            row.resolution = resolution
+            row.resolved_at = utcnow()
+            s.add(row)
+            s.commit()
+
+    def close_conflicts_for(
+        self, connection: str, link_id: int, fields: Iterable[str], resolution: str
+    ) -> None:
+        """Close open conflicts whose field settled by itself (e.g. both sides agreed)."""
+        fields = list(fields)
+        if not fields:
+            return
+        with self.session() as s:
+            s.execute(
+                update(ConflictRow)
+                .where(
+                    col(ConflictRow.connection) == connection,
+                    col(ConflictRow.link_id) == link_id,
+                    col(ConflictRow.field).in_(fields),
+                    col(ConflictRow.status) == "open",
+                )
+                .values(status="resolved", resolution=resolution, resolved_at=utcnow())
+            )
+            s.commit()
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, connection: str, *, dry_run: bool, trigger: str = "cli") -> int:
+        with self.session() as s:
+            run = Run(connection=connection, dry_run=dry_run, trigger=trigger)
+            s.add(run)
+            s.commit()
+            assert run.id is not None
+            return run.id
+
+    def add_outcomes(self, run_id: int, outcomes: Sequence[RecordOutcome]) -> None:
+        if not outcomes:
+            return
+        with self.session() as s:
+            s.add_all(
+                RunRecord(
+                    run_id=run_id,
+                    object=o.object,
+                    side=o.side,
+                    record_id=o.record_id,
+                    action=o.action,
+                    outcome=o.outcome,
+                    field=o.field,
+                    detail=(o.detail or None) and o.detail[:4000],
+                )
+                for o in outcomes
+            )
+            s.commit()
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        counts: dict[str, Any],
+        api_calls: dict[str, Any],
+        error: str | None = None,
+    ) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            assert run is not None
+            run.status = status
+            run.counts = counts
+            run.api_calls = api_calls
+            run.error = error
+            run.finished_at = utcnow()
+            s.add(run)
+            s.commit()
+
+    def runs(self, connection: str | None = None, limit: int = 20) -> list[Run]:
+        with self.session() as s:
+            q = select(Run)
+            if connection:
+                q = q.where(Run.connection == connection)
+            return list(s.exec(q.order_by(col(Run.id).desc()).limit(limit)).all())
+
+    def run(self, run_id: int) -> Run | None:
+        with self.session() as s:
+            return s.get(Run, run_id)
+
+    def run_records(self, run_id: int, outcome: str | None = None) -> list[RunRecord]:
+        with self.session() as s:
+            q = select(RunRecord).where(RunRecord.run_id == run_id)
+            if outcome:
+                q = q.where(RunRecord.outcome == outcome)
+            return list(s.exec(q.order_by(col(RunRecord.id))).all())
+
+    # ------------------------------------------------------------------ locks
+
+    def acquire_lock(
+        self, connection: str, *, ttl: timedelta = timedelta(minutes=30), owner: str | None = None
+    ) -> str:
+        """Take the connection's pass lock or raise :class:`LockHeld`. An expired lock
+        (its holder died) is taken over."""
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        now = utcnow()
+        with self.session() as s:
+            taken = s.execute(
+                update(SyncLock)
+                .where(col(SyncLock.connection) == connection, col(SyncLock.expires_at) < now)
+                .values(owner=owner, acquired_at=now, expires_at=now + ttl)
+            ).rowcount
+            s.commit()
+            if taken:
+                return owner
+            try:
+                s.add(
+                    SyncLock(
+                        connection=connection, owner=owner, acquired_at=now, expires_at=now + ttl
+                    )
+                )
+                s.commit()
+                return owner
+            except IntegrityError:
+                s.rollback()
+                row = s.get(SyncLock, connection)
+                holder = row.owner if row else "another process"
+                raise LockHeld(
+                    f"connection {connection!r} is being synced by {holder}; "
+                    "wait for that pass to finish"
+                ) from None
+
+    def release_lock(self, connection: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(
+                delete(SyncLock).where(
+                    col(SyncLock.connection) == connection, col(SyncLock.owner) == owner
+                )
+            )
+            s.commit()

@@ -1,0 +1,159 @@
+"""Tables of the state store.
+
+One concept per table. The base snapshot lives on the link row as JSON (field key →
+[partner value, vendor value]): it is always read and written with its link, and one
+row per linked record keeps a 100,000-deal state small and fast to load.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from connector.records import utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL alike
+    (SQLite keeps no offset, so a naive value read back is UTC by construction)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store; use UTC-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Link(SQLModel, table=True):
+    """A partner record and its vendor counterpart.
+
+    ``status``: ``pending`` — the create intent is recorded but the counterpart's id is
+    not known yet (a crash here is adopted on rerun, never repeated); ``active``;
+    ``flagged`` — one side was deleted and the policy is ``flag``; ``unlinked`` — kept
+    for history only.
+    """
+
+    __tablename__ = "link"
+    __table_args__ = (
+        UniqueConstraint("connection", "object", "partner_id", name="uq_link_partner"),
+        UniqueConstraint("connection", "object", "vendor_id", name="uq_link_vendor"),
+        Index("ix_link_conn_obj_status", "connection", "object", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    object: str = Field(max_length=64)
+    partner_id: str | None = Field(default=None, max_length=64)
+    vendor_id: str | None = Field(default=None, max_length=64)
+    origin: str = Field(default="partner", max_length=8)
+    status: str = Field(default="active", max_length=16)
+    base: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Cursor(SQLModel, table=True):
+    """High-water mark of change detection, per connection, side and object."""
+
+    __tablename__ = "cursor"
+    connection: str = Field(primary_key=True, max_length=64)
+    side: str = Field(primary_key=True, max_length=8)
+    object: str = Field(primary_key=True, max_length=64)
+    value: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RetryItem(SQLModel, table=True):
+    """A record whose last attempt failed: re-read by id on the next pass, so a cursor
+    may move past it without losing it."""
+
+    __tablename__ = "retry_item"
+    connection: str = Field(primary_key=True, max_length=64)
+    object: str = Field(primary_key=True, max_length=64)
+    side: str = Field(primary_key=True, max_length=8)
+    record_id: str = Field(primary_key=True, max_length=64)
+    attempts: int = 1
+    last_error: str = ""
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConflictRow(SQLModel, table=True):
+    __tablename__ = "conflict"
+    __table_args__ = (Index("ix_conflict_open", "connection", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    object: str = Field(max_length=64)
+    link_id: int = Field(index=True)
+    partner_id: str = Field(max_length=64)
+    vendor_id: str = Field(max_length=64)
+    field: str = Field(max_length=256)
+    partner_value: str | None = None
+    vendor_value: str | None = None
+    base_partner: str | None = None
+    base_vendor: str | None = None
+    status: str = Field(default="open", max_length=16)
+    resolution: str | None = None
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64, index=True)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="running", max_length=16)  # running|ok|conflicts|failed|fatal
+    dry_run: bool = False
+    trigger: str = Field(default="cli", max_length=32)
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    api_calls: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+
+
+class RunRecord(SQLModel, table=True):
+    """One record's outcome in one run: what was done, and the error if it failed."""
+
+    __tablename__ = "run_record"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    object: str = Field(max_length=64)
+    side: str = Field(max_length=8)
+    record_id: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)  # ok | failed | conflict
+    field: str | None = None
+    detail: str | None = None
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "schema_version"
+    version: int = Field(primary_key=True)
+    applied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    description: str = ""
+
+
+class SyncLock(SQLModel, table=True):
+    """Who is running a pass of a connection. Held in the database so it holds across
+    processes and hosts sharing one state store; expires so a crashed holder does not
+    block forever."""
+
+    __tablename__ = "sync_lock"
+    connection: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=128)
+    acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,62 @@
+"""Fixtures for the sandbox tests: servers on free ports and real HubSpot clients.
+
+Each test module gets its own server so that record counts stay predictable; limits are
+off except where a test builds a dedicated server to exercise them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:  # allow running without an installed package
+    sys.path.insert(0, ROOT)
+
+from hubspot import HubSpot  # noqa: E402
+
+from connector.sandbox import PortalSpec, SandboxServer  # noqa: E402
+
+VENDOR = "vendor-token"
+PARTNER = "partner-token"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    """Two portals, limits off."""
+    specs = [
+        PortalSpec(name="vendor", token=VENDOR, portal_id=1001),
+        PortalSpec(name="partner", token=PARTNER, portal_id=2002, deal_stages=["new", "working", "won", "lost"]),
+    ]
+    with SandboxServer(portals=specs, host="127.0.0.1", port=0, limits=False) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: SandboxServer) -> HubSpot:
+    """A real hubspot-api-client for the vendor portal."""
+    return HubSpot(access_token=VENDOR, host=server.url)
+
+
+@pytest.fixture(scope="module")
+def partner_client(server: SandboxServer) -> HubSpot:
+    """A real hubspot-api-client for the partner portal."""
+    return HubSpot(access_token=PARTNER, host=server.url)
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., SandboxServer]]:
+    """Factory for dedicated servers (limits, faults); stopped after the test."""
+    started: list[SandboxServer] = []
+
+    def factory(*specs: PortalSpec, limits: bool = True) -> SandboxServer:
+        srv = SandboxServer(portals=list(specs), port=0, limits=limits).start()
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
