@@ -168,6 +168,8 @@ def _yaml_problem(exc: yaml.YAMLError, file: str) -> Problem:
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     if "'\\t'" in problem or "\t" in problem:
         hint = "YAML does not allow tabs for indentation; indent with spaces"
+    elif isinstance(exc, yaml.constructor.ConstructorError):
+        hint = "dealsync files are plain YAML; remove the '!!' tag"
     elif "expected a single document" in (context or ""):
         hint = "keep one document per file (remove the extra '---')"
     else:
@@ -412,7 +414,7 @@ def _type_hint(kind: str, value: Any) -> str:
     if kind == "list_type" and isinstance(value, dict):
         return "write each entry on its own line starting with '- '"
     if value is None:
-        return "give the key a value, or remove it to use the default"
+        return "give the key a value (or remove it, if it is optional)"
     return f"make this value {_TYPE_WORDS[kind]}"
 
 
