@@ -56,7 +56,9 @@ def handled(fn: F) -> F:
                 raise
             for problem in exc.problems:
                 click.secho(str(problem), fg="red", err=True)
-            _fail(f"{len(exc.problems)} configuration problem(s); fix them and run `dealsync check`")
+            _fail(
+                f"{len(exc.problems)} configuration problem(s); fix them and run `dealsync check`"
+            )
         except (DealsyncError, LockHeld) as exc:
             if ctx and ctx.debug:
                 raise
@@ -70,16 +72,23 @@ def handled(fn: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", envvar="DEALSYNC_CONFIG", metavar="FILE",
-              help="Path of dealsync.yaml (default: $DEALSYNC_CONFIG or ./dealsync.yaml).")
+@click.option(
+    "--config",
+    "-c",
+    envvar="DEALSYNC_CONFIG",
+    metavar="FILE",
+    help="Path of dealsync.yaml (default: $DEALSYNC_CONFIG or ./dealsync.yaml).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="dealsync")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
     """dealsync keeps partner-registered deals in sync between a partner CRM and a
     vendor CRM, applying the partner program's rules on every pass."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     ctx.obj = Ctx(config, debug)
 
 
@@ -92,7 +101,9 @@ def _parse_now(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 datetime, e.g. 2027-01-31T12:00:00Z") from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 datetime, e.g. 2027-01-31T12:00:00Z"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -129,7 +140,9 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
     head = f"{result.connection}: {result.status}"
     if result.dry_run:
         head += " (dry run — nothing written)"
-    click.secho(head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red"))
+    click.secho(
+        head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
+    )
     click.echo(f"  plan: {result.plan.summary()}")
     if result.counts and not result.dry_run:
         click.echo("  done: " + ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items())))
@@ -174,14 +187,18 @@ def setup(ctx: Ctx) -> None:
 
 
 @cli.command()
-@click.option("--connection", "-p", "connection", metavar="PARTNER", help="Sync one partner's connection.")
+@click.option(
+    "--connection", "-p", "connection", metavar="PARTNER", help="Sync one partner's connection."
+)
 @click.option("--all", "all_", is_flag=True, help="Sync every connection (the default).")
 @click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
 @pass_ctx
 @handled
-def sync(ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None) -> None:
+def sync(
+    ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None
+) -> None:
     """Run a sync pass for one connection or all of them."""
     if connection and all_:
         raise click.UsageError("give --connection or --all, not both")
@@ -218,8 +235,10 @@ def status(ctx: Ctx, as_json: bool) -> None:
         click.echo(f"  open conflicts: {r.open_conflicts}   failing records: {r.failing_records}")
         if r.last_run:
             lr = r.last_run
-            click.echo(f"  last run: #{lr['id']} {lr['status']} at {lr['started_at']}"
-                       + (" (dry run)" if lr["dry_run"] else ""))
+            click.echo(
+                f"  last run: #{lr['id']} {lr['status']} at {lr['started_at']}"
+                + (" (dry run)" if lr["dry_run"] else "")
+            )
 
 
 @cli.group(invoke_without_command=True)
@@ -238,8 +257,10 @@ def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> No
         click.echo("no open conflicts" if not show_all else "no conflicts")
         return
     for c in rows:
-        click.echo(f"#{c.id} [{c.status}] {c.connection} {c.object} partner {c.partner_id} / vendor "
-                   f"{c.vendor_id} field {c.field}: partner={c.partner_value!r} vendor={c.vendor_value!r}")
+        click.echo(
+            f"#{c.id} [{c.status}] {c.connection} {c.object} partner {c.partner_id} / vendor "
+            f"{c.vendor_id} field {c.field}: partner={c.partner_value!r} vendor={c.vendor_value!r}"
+        )
 
 
 @conflicts.command("show")
@@ -257,7 +278,9 @@ def conflicts_show(ctx: Ctx, conflict_id: int) -> None:
 
 @conflicts.command("resolve")
 @click.argument("conflict_id", type=int)
-@click.option("--take", type=click.Choice(["partner", "vendor"]), help="Keep this side's current value.")
+@click.option(
+    "--take", type=click.Choice(["partner", "vendor"]), help="Keep this side's current value."
+)
 @click.option("--value", help="Set both sides to this value (in the partner's terms).")
 @pass_ctx
 @handled
@@ -275,7 +298,9 @@ def conflicts_resolve(ctx: Ctx, conflict_id: int, take: str | None, value: str |
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 @handled
-def runs(ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool) -> None:
+def runs(
+    ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool
+) -> None:
     """Run history, or one run's per-record outcomes and API calls."""
     store = ctx.app(check_env=False).store
     if run_id is None:
@@ -286,9 +311,11 @@ def runs(ctx: Ctx, run_id: int | None, connection: str | None, limit: int, faile
         for r in rows:
             plan = r.counts.get("plan", {})
             calls = sum(v for v in r.api_calls.values() if isinstance(v, int))
-            click.echo(f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
-                       f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
-                       + (f" error={r.error}" if r.error else ""))
+            click.echo(
+                f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
+                f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
+                + (f" error={r.error}" if r.error else "")
+            )
         if not rows:
             click.echo("no runs yet")
         return
@@ -297,15 +324,22 @@ def runs(ctx: Ctx, run_id: int | None, connection: str | None, limit: int, faile
         raise DealsyncError(f"no run #{run_id}")
     records = store.run_records(run_id, "failed" if failed else None)
     if as_json:
-        click.echo(json.dumps({"run": run.model_dump(), "records": [r.model_dump() for r in records]},
-                              indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {"run": run.model_dump(), "records": [r.model_dump() for r in records]},
+                indent=2,
+                default=str,
+            )
+        )
         return
     click.secho(f"run #{run.id} {run.connection} {run.status}", bold=True)
     click.echo(f"  started {run.started_at}  finished {run.finished_at}  trigger {run.trigger}")
     for key, value in sorted(run.counts.items()):
         click.echo(f"  {key}: {value}")
     if run.api_calls:
-        click.echo("  api calls: " + ", ".join(f"{k}={v}" for k, v in sorted(run.api_calls.items())))
+        click.echo(
+            "  api calls: " + ", ".join(f"{k}={v}" for k, v in sorted(run.api_calls.items()))
+        )
     if run.error:
         click.secho(f"  error: {run.error}", fg="red")
     for rec in records:
@@ -317,8 +351,104 @@ def runs(ctx: Ctx, run_id: int | None, connection: str | None, limit: int, faile
         click.echo(line)
 
 
+def _rate(value: str, unit: str) -> float:
+    text = value.strip().lower().removesuffix(unit)
+    try:
+        number = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a rate like 100{unit}") from None
+    if number <= 0:
+        raise click.BadParameter(f"{value!r} must be positive")
+    return number
+
+
 @cli.command()
-@click.option("--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, help="Port to listen on (0: any free port)."
+)
+@click.option(
+    "--portal",
+    "portals",
+    multiple=True,
+    metavar="NAME:TOKEN",
+    help="A portal and its access token; repeat for several "
+    "(default: vendor:vendor-token and partner-acme:acme-token).",
+)
+@click.option(
+    "--rate-limit",
+    default="100/10s",
+    show_default=True,
+    metavar="N/10s",
+    help="Requests per rolling 10 seconds per portal.",
+)
+@click.option(
+    "--search-rate",
+    default="5/s",
+    show_default=True,
+    metavar="N/s",
+    help="Search requests per second per portal.",
+)
+@click.option("--no-limits", is_flag=True, help="Turn rate limits off.")
+@click.option(
+    "--index-lag", default=0.0, show_default=True, help="Seconds before a write shows in search."
+)
+@click.option(
+    "--faults",
+    metavar="SPEC",
+    help="Fault injection for every portal, e.g. 5xx=0.2,429=0.1,latency=50,drop=0.05,seed=7.",
+)
+@click.option(
+    "--data",
+    "data_file",
+    metavar="FILE",
+    help="Load portals from FILE at start, save them on exit.",
+)
+@pass_ctx
+@handled
+def sandbox(
+    ctx: Ctx,
+    host: str,
+    port: int,
+    portals: tuple[str, ...],
+    rate_limit: str,
+    search_rate: str,
+    no_limits: bool,
+    index_lag: float,
+    faults: str | None,
+    data_file: str | None,
+) -> None:
+    """Run the offline HubSpot sandbox: a local fake HubSpot for the demo, tests and you."""
+    from connector.sandbox import FaultSpec, PortalSpec, parse_faults, parse_portal, run_sandbox
+
+    try:
+        fault_spec = parse_faults(faults) if faults else FaultSpec()
+        pairs = [parse_portal(p) for p in portals] or [
+            ("vendor", "vendor-token"),
+            ("partner-acme", "acme-token"),
+        ]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    per_10s = int(_rate(rate_limit, "/10s"))
+    per_s = _rate(search_rate, "/s")
+    specs = [
+        PortalSpec(
+            name=n,
+            token=t,
+            rate_limit_per_10s=per_10s,
+            search_rate_per_s=per_s,
+            index_lag_s=index_lag,
+            faults=fault_spec,
+        )
+        for n, t in pairs
+    ]
+    run_sandbox(specs, host, port, data_file, not no_limits, print_fn=click.echo)
+
+
+@cli.command()
+@click.option(
+    "--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir)."
+)
 @pass_ctx
 @handled
 def demo(ctx: Ctx, directory: str | None) -> None:

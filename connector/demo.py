@@ -1,19 +1,24 @@
-"""``dealsync demo``: a guided tour on two embedded CRMs, from a fresh clone.
+"""``dealsync demo``: a guided tour on two HubSpot sandbox portals, from a fresh clone.
 
-It writes a self-contained project into a folder (config, mappings, state, both
-CRMs), seeds registered deals on the partner side and runs real passes through the
-public API — the same code path as ``dealsync sync`` — narrating what each shows.
+It starts the offline HubSpot sandbox in-process (a partner portal and a vendor
+portal, HubSpot's rate limits on), writes a self-contained project into a folder
+(config, mappings, state), seeds registered deals on the partner portal with the plain
+``hubspot-api-client`` — as a partner's user would — and runs real passes through the
+public API, the same code path as ``dealsync sync``, narrating what each shows.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from connector.adapters.local import LocalCRM
+from hubspot import HubSpot
+
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.engine.sync import PassResult
@@ -23,37 +28,127 @@ Echo = Callable[[str], None]
 SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 CONFIG = """\
-# Written by `dealsync demo`: two embedded CRMs and one partner connection.
+# Written by `dealsync demo`: two HubSpot (sandbox) portals and one partner connection.
+# The sandbox ran in-process at {url}; start one with `dealsync sandbox --port {port}`
+# and export the two tokens to use this project again.
 version: 1
 state_url: sqlite:///state.db
 vendor:
   name: vendor
-  adapter: local
-  path: vendor.db
+  adapter: hubspot
+  token_env: DEALSYNC_DEMO_VENDOR_TOKEN
+  host: {url}
 partners:
   - id: acme
     name: Acme Agency
-    adapter: local
-    path: partner-acme.db
+    adapter: hubspot
+    token_env: DEALSYNC_DEMO_ACME_TOKEN
+    host: {url}
 mappings: [mappings/shared_deals.yaml]
 rules: mappings/rules.yaml
 """
+TOKENS = {
+    "DEALSYNC_DEMO_VENDOR_TOKEN": "demo-vendor-token",
+    "DEALSYNC_DEMO_ACME_TOKEN": "demo-acme-token",
+}
+
+
+class PortalUser:
+    """A person working in one HubSpot portal, through the plain hubspot-api-client."""
+
+    def __init__(self, url: str, token: str) -> None:
+        crm = HubSpot(access_token=token, host=url).crm
+        self._basic = {t: getattr(crm, t).basic_api for t in ("deals", "companies", "contacts")}
+        self._assoc = crm.associations.v4.basic_api
+
+    def create(self, object_type: str, properties: dict[str, str]) -> str:
+        return str(self._basic[object_type].create({"properties": properties}).id)
+
+    def edit(self, object_type: str, rid: str, properties: dict[str, str]) -> None:
+        self._basic[object_type].update(rid, {"properties": properties})
+
+    def get(self, object_type: str, rid: str, *props: str) -> dict[str, Any]:
+        obj = self._basic[object_type].get_by_id(rid, properties=list(props))
+        return dict(obj.properties)
+
+    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        self._assoc.create_default(from_type, from_id, to_type, to_id)
+
+    def associated(self, from_type: str, from_id: str, to_type: str) -> list[str]:
+        page = self._assoc.get_page(from_type, from_id, to_type)
+        return [str(r.to_object_id) for r in page.results or []]
+
+    def find_by(self, object_type: str, prop: str, value: str) -> str:
+        """The id of the record whose ``prop`` is ``value`` (list, no search lag)."""
+        after = None
+        while True:
+            page = self._basic[object_type].get_page(limit=100, after=after, properties=[prop])
+            for obj in page.results or []:
+                if obj.properties.get(prop) == value:
+                    return str(obj.id)
+            if not page.paging or not page.paging.next:
+                raise KeyError(f"no {object_type} with {prop}={value}")
+            after = page.paging.next.after
+
 
 SEED = [
-    # (company, domain, country, contact first, last, email, deal name, amount, stage, registered)
-    ("Globex", "globex.com", "US", "Hank", "Scorpio", "hank@globex.com", "Globex platform", "48000.00", "qualifiedtobuy", True),
-    ("Initech", "initech.de", "DE", "Bill", "Lumbergh", "bill@initech.de", "Initech rollout", "12500", "presentationscheduled", True),
-    ("Umbrella", "umbrella.fr", "FR", "Alice", "Abernathy", "alice@umbrella.fr", "Umbrella pilot", "7300.50", "appointmentscheduled", True),
-    ("Hooli", "hooli.com", "US", "Gavin", "Belson", "gavin@hooli.com", "Hooli (not registered)", "99000", "qualifiedtobuy", False),
+    # (company, domain, country, first, last, email, deal name, amount, stage, registered)
+    (
+        "Globex",
+        "globex.com",
+        "US",
+        "Hank",
+        "Scorpio",
+        "hank@globex.com",
+        "Globex platform",
+        "48000.00",
+        "qualifiedtobuy",
+        True,
+    ),
+    (
+        "Initech",
+        "initech.de",
+        "DE",
+        "Bill",
+        "Lumbergh",
+        "bill@initech.de",
+        "Initech rollout",
+        "12500",
+        "presentationscheduled",
+        True,
+    ),
+    (
+        "Umbrella",
+        "umbrella.fr",
+        "FR",
+        "Alice",
+        "Abernathy",
+        "alice@umbrella.fr",
+        "Umbrella pilot",
+        "7300.50",
+        "appointmentscheduled",
+        True,
+    ),
+    (
+        "Hooli",
+        "hooli.com",
+        "US",
+        "Gavin",
+        "Belson",
+        "gavin@hooli.com",
+        "Hooli (not registered)",
+        "99000",
+        "qualifiedtobuy",
+        False,
+    ),
 ]
 
 
-def _prepare(directory: str | None) -> Path:
+def _prepare(directory: str | None, url: str) -> Path:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dealsync-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("state.db", "vendor.db", "partner-acme.db"):
-        for suffix in ("", "-wal", "-shm"):
-            (root / (name + suffix)).unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        (root / ("state.db" + suffix)).unlink(missing_ok=True)
     (root / "mappings").mkdir(exist_ok=True)
     if not SHIPPED_MAPPINGS.is_dir():
         raise FileNotFoundError(
@@ -62,87 +157,141 @@ def _prepare(directory: str | None) -> Path:
         )
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
         shutil.copy(f, root / "mappings" / f.name)
-    (root / "dealsync.yaml").write_text(CONFIG)
+    port = url.rsplit(":", 1)[-1]
+    (root / "dealsync.yaml").write_text(CONFIG.format(url=url, port=port))
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in TOKENS.items()))
     return root
 
 
-def _show(echo: Echo, title: str, result: PassResult) -> None:
-    echo(f"  → {result.status}; plan: {result.plan.summary()}")
+def _show(echo: Echo, result: PassResult) -> None:
+    calls = sum(v for k, v in result.api_calls.items() if not k.endswith(("wait_ms", "retries")))
+    echo(f"  → {result.status}; plan: {result.plan.summary()}; {calls} API calls")
 
 
 def run_demo(directory: str | None = None, *, echo: Echo = print) -> int:
-    root = _prepare(directory)
-    echo(f"dealsync demo in {root}\n")
-    app = Dealsync(load_project(root / "dealsync.yaml"))
-    installed = app.setup()
-    partner = app.partner_crm("acme")
-    vendor = app.vendor()
-    assert isinstance(partner, LocalCRM) and isinstance(vendor, LocalCRM)
-    echo(f"setup: installed {sum(len(v) for v in installed.values())} custom properties in 2 portals")
+    """Run the tour; returns the exit code (0 when every step behaved)."""
+    from connector.sandbox import PortalSpec, SandboxServer
 
-    deals = []
+    portals = [
+        PortalSpec(name="vendor", token=TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"]),
+        PortalSpec(name="partner-acme", token=TOKENS["DEALSYNC_DEMO_ACME_TOKEN"]),
+    ]
+    with SandboxServer(portals=portals, port=0, limits=True) as srv:
+        root = _prepare(directory, srv.url)
+        return _tour(root, srv.url, echo)
+
+
+def _tour(root: Path, url: str, echo: Echo) -> int:
+    echo(f"dealsync demo in {root}")
+    echo(
+        f"HubSpot sandbox at {url}: portals 'partner-acme' and 'vendor', HubSpot's rate limits on\n"
+    )
+    env = {**os.environ, **TOKENS}
+    app = Dealsync(load_project(root / "dealsync.yaml", env=env), env=env)
+    partner = PortalUser(url, TOKENS["DEALSYNC_DEMO_ACME_TOKEN"])
+    vendor = PortalUser(url, TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"])
+    installed = app.setup()
+    echo(
+        f"dealsync setup: installed {sum(len(v) for v in installed.values())} custom properties "
+        "(source ids, partner id, the registration flag)"
+    )
+
+    deals: list[str] = []
     for company, domain, country, first, last, email, dname, amount, stage, registered in SEED:
         c = partner.create("companies", {"name": company, "domain": domain, "country": country})
-        p = partner.create("contacts", {"firstname": first, "lastname": last, "email": email,
-                                        "company": company, "country": country})
-        props = {"dealname": dname, "amount": amount, "dealstage": stage, "pipeline": "default",
-                 "closedate": "2027-03-31", "deal_currency_code": "EUR"}
+        p = partner.create(
+            "contacts",
+            {
+                "firstname": first,
+                "lastname": last,
+                "email": email,
+                "company": company,
+                "country": country,
+            },
+        )
+        props = {
+            "dealname": dname,
+            "amount": amount,
+            "dealstage": stage,
+            "pipeline": "default",
+            "closedate": "2027-03-31",
+            "deal_currency_code": "EUR",
+        }
         if registered:
             props["dealsync_register"] = "true"
         d = partner.create("deals", props)
-        partner.associate("deals", "companies", [(d.id, c.id)])
-        partner.associate("deals", "contacts", [(d.id, p.id)])
+        partner.associate("deals", d, "companies", c)
+        partner.associate("deals", d, "contacts", p)
         deals.append(d)
-    echo(f"seeded the partner CRM: {len(SEED)} deals with a company and a contact each, "
-         f"{sum(1 for s in SEED if s[-1])} of them registered\n")
+    echo(
+        f"a partner user created {len(SEED)} deals with a company and a contact each, "
+        f"{sum(1 for s in SEED if s[-1])} of them registered\n"
+    )
+    globex, initech, umbrella = deals[0], deals[1], deals[2]
 
     echo("1. First pass: registered deals, their companies and contacts appear at the vendor.")
     r = app.sync("acme")
-    _show(echo, "first", r)
-    vdeals = {d.properties.get("dealsync_source_id", "").split(":")[-1]: d for d in vendor.all("deals")}
-    for d in vendor.all("deals"):
-        echo(f"     vendor deal {d.id}: {d.properties.get('dealname')!r} amount {d.properties.get('amount')} "
-             f"stage {d.properties.get('dealstage')} (companies {list(d.associations.get('companies', ()))})")
+    _show(echo, r)
+    vdeal = {d: vendor.find_by("deals", "dealsync_source_id", f"acme:{d}") for d in deals[:3]}
+    for d, vid in vdeal.items():
+        props = vendor.get("deals", vid, "dealname", "amount", "dealstage")
+        echo(
+            f"     vendor deal {vid}: {props['dealname']!r} amount {props['amount']} stage "
+            f"{props['dealstage']}, companies {vendor.associated('deals', vid, 'companies')}, "
+            f"contacts {vendor.associated('deals', vid, 'contacts')}"
+        )
     echo("     the unregistered Hooli deal stays private to the partner.\n")
 
-    globex, initech, umbrella = deals[0], deals[1], deals[2]
-    echo("2. The vendor moves Globex to 'contractsent'; the next pass brings it back.")
-    vendor.edit("deals", vdeals[globex.id].id, {"dealstage": "contractsent"})
+    echo("2. A vendor user moves Globex to 'contractsent'; the next pass brings it back.")
+    vendor.edit("deals", vdeal[globex], {"dealstage": "contractsent"})
     r = app.sync("acme")
-    _show(echo, "back", r)
-    echo(f"     partner Globex stage is now {partner.get('deals', globex.id).properties.get('dealstage')!r}\n")
+    _show(echo, r)
+    echo(
+        f"     partner Globex stage is now {partner.get('deals', globex, 'dealstage')['dealstage']!r}\n"
+    )
 
-    echo("3. Both sides edit Initech's amount; policy `newest` keeps the later edit (vendor's).")
-    partner.edit("deals", initech.id, {"amount": "13000"})
+    echo(
+        "3. Both sides edit Initech's amount; policy `newest` keeps the later edit (the vendor's)."
+    )
+    partner.edit("deals", initech, {"amount": "13000"})
     time.sleep(0.01)
-    vendor.edit("deals", vdeals[initech.id].id, {"amount": "14250"})
+    vendor.edit("deals", vdeal[initech], {"amount": "14250"})
     r = app.sync("acme")
-    _show(echo, "newest", r)
-    echo(f"     both sides now say {partner.get('deals', initech.id).properties.get('amount')} / "
-         f"{vendor.get('deals', vdeals[initech.id].id).properties.get('amount')}\n")
+    _show(echo, r)
+    echo(
+        f"     partner {partner.get('deals', initech, 'amount')['amount']} / vendor "
+        f"{vendor.get('deals', vdeal[initech], 'amount')['amount']}\n"
+    )
 
-    echo("4. Both sides rewrite Umbrella's description; that field is `manual`, so a conflict opens.")
-    partner.edit("deals", umbrella.id, {"description": "Pilot for 50 seats"})
-    vendor.edit("deals", vdeals[umbrella.id].id, {"description": "Pilot, security review pending"})
+    echo("4. Both sides rewrite Umbrella's description; that field is `manual`: a conflict opens.")
+    partner.edit("deals", umbrella, {"description": "Pilot for 50 seats"})
+    vendor.edit("deals", vdeal[umbrella], {"description": "Pilot, security review pending"})
     r = app.sync("acme")
-    _show(echo, "manual", r)
+    _show(echo, r)
     for c in app.store.conflicts("acme"):
-        echo(f"     conflict #{c.id}: {c.object} field {c.field}: partner={c.partner_value!r} "
-             f"vendor={c.vendor_value!r}")
+        echo(
+            f"     conflict #{c.id}: {c.object} {c.field}: partner={c.partner_value!r} "
+            f"vendor={c.vendor_value!r}"
+        )
     echo("     (resolve with: dealsync conflicts resolve ID --take vendor)\n")
 
     echo("5. One more pass right after: nothing to write.")
     r = app.sync("acme")
-    _show(echo, "quiet", r)
+    _show(echo, r)
     writes = sum(v for k, v in r.counts.items() if k.startswith(("created", "updated", "archived")))
     echo(f"     writes in this pass: {writes}\n")
 
     echo("Summary")
-    for s in app.status():
-        links = ", ".join(f"{obj} {c.get('active', 0)}" for obj, c in sorted(s.links.items()))
-        echo(f"  {s.partner}: linked {links}; open conflicts {s.open_conflicts}; failing {s.failing_records}")
-    echo(f"  runs recorded: {len(app.store.runs('acme', 100))}")
-    echo(f"\nExplore it: cd {root} && dealsync status && dealsync runs && dealsync conflicts")
+    for st in app.status():
+        links = ", ".join(f"{obj} {c.get('active', 0)}" for obj, c in sorted(st.links.items()))
+        echo(
+            f"  {st.partner}: linked {links}; open conflicts {st.open_conflicts}; "
+            f"failing records {st.failing_records}"
+        )
+    echo(
+        f"  runs recorded: {len(app.store.runs('acme', 100))} (dealsync --config "
+        f"{root / 'dealsync.yaml'} runs)"
+    )
     app.close()
-    ok = writes == 0 and r.status in ("ok", "conflicts")
+    ok = writes == 0 and r.status in ("ok", "conflicts") and len(app.store.conflicts("acme")) == 1
     return 0 if ok else 2

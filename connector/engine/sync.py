@@ -689,6 +689,7 @@ def run_pass(
         run_id=run_id,
     )
     result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
+    calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}
     owner = store.acquire_lock(partner.id) if (lock and not dry_run) else None
     sync = SyncPass(
         mappings=mappings,
@@ -720,8 +721,11 @@ def run_pass(
     calls: dict[str, Any] = {}
     for side in ("partner", "vendor"):
         s: Side = side  # type: ignore[assignment]
+        before = calls_before[s]
         for kind, n in ctx.crm(s).api_calls().items():
-            calls[f"{side}.{kind}"] = n
+            delta = n - before.get(kind, 0)
+            if delta:
+                calls[f"{side}.{kind}"] = delta
     result.api_calls = calls
     if result.status != "fatal":
         if result.errors:

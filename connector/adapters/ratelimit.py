@@ -1,0 +1,115 @@
+"""Client-side rate limiting per HubSpot portal.
+
+HubSpot counts requests in a rolling window per portal (100 or 190 per 10 s) and
+searches separately (about 5 per second). Bouncing off the limit costs a 429 and a
+wait of seconds, so the limiter keeps the portal *under* its budget instead: a
+sliding-window log of send times, a small safety margin for network jitter, and the
+budget corrected from the ``X-HubSpot-RateLimit-*`` headers (another process sharing
+the portal shows up as a lower ``Remaining``).
+
+One limiter per portal per process (:func:`limiter_for`), shared by every adapter of
+that portal, because the budget belongs to the portal, not to a connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SlidingWindowLimiter:
+    """At most ``budget`` acquisitions in any ``window`` seconds."""
+
+    budget: int
+    window: float
+    margin: int = 0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    waited: float = 0.0
+    _sent: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server_block_until: float = 0.0
+
+    @property
+    def effective_budget(self) -> int:
+        return max(1, self.budget - self.margin)
+
+    def acquire(self) -> float:
+        """Block until a request may go; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                delay = 0.0
+                if self._server_block_until > now:
+                    delay = self._server_block_until - now
+                elif len(self._sent) >= self.effective_budget:
+                    delay = self._sent[0] + self.window - now
+                if delay <= 0:
+                    self._sent.append(now)
+                    self.waited += waited
+                    return waited
+            self.sleep(delay)
+            waited += delay
+
+    def learn(self, headers: Mapping[str, str] | None) -> None:
+        """Adjust to what the server says: its max, and how much of it is left."""
+        if not headers:
+            return
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            server_max = int(lower.get("x-hubspot-ratelimit-max", "0"))
+            remaining = int(lower.get("x-hubspot-ratelimit-remaining", "-1"))
+            interval = int(lower.get("x-hubspot-ratelimit-interval-milliseconds", "0")) / 1000
+        except ValueError:
+            return
+        with self._lock:
+            if server_max > 0 and server_max < self.budget:
+                self.budget = server_max
+            if interval > 0:
+                self.window = max(self.window, interval)
+            if 0 <= remaining <= self.margin:
+                # Someone else is spending this portal's budget: let the window roll.
+                self._server_block_until = self.clock() + self.window / max(self.budget, 1) * (
+                    self.margin + 1 - remaining
+                )
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this portal back (after a 429 with Retry-After)."""
+        with self._lock:
+            self._server_block_until = max(self._server_block_until, self.clock() + seconds)
+
+
+@dataclass
+class PortalLimits:
+    requests: SlidingWindowLimiter
+    search: SlidingWindowLimiter
+
+
+_REGISTRY: dict[str, PortalLimits] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> PortalLimits:
+    """The process-wide limiters of one portal (keyed by host and a token digest)."""
+    key = hashlib.sha256(f"{host}|{token}".encode()).hexdigest()
+    with _REGISTRY_LOCK:
+        limits = _REGISTRY.get(key)
+        if limits is None:
+            margin = max(1, per_10s // 20)
+            limits = PortalLimits(
+                requests=SlidingWindowLimiter(budget=per_10s, window=10.0, margin=margin),
+                search=SlidingWindowLimiter(
+                    budget=max(1, int(search_per_s)),
+                    window=1.0 * max(1, int(search_per_s)) / search_per_s + 0.05,
+                ),
+            )
+            _REGISTRY[key] = limits
+        return limits
