@@ -146,13 +146,96 @@ class MappingFile(Strict):
 # --------------------------------------------------------------------------- rules
 
 
+class Tier(Strict):
+    """A partner tier: reached at ``min_credited_mrr`` of credited MRR over the credit
+    window; allows ``capacity`` active registrations at once."""
+
+    name: str = Field(min_length=1)
+    min_credited_mrr: float = Field(default=0, ge=0)
+    capacity: int = Field(ge=0, le=100000)
+
+
+class VendorSignals(Strict):
+    """How the vendor CRM says what the registration checks need to know."""
+
+    customer: list[Condition] = Field(
+        default_factory=lambda: [Condition(property="lifecyclestage", equals="customer")],
+        min_length=1,
+    )
+    sales_owner_property: str = "hubspot_owner_id"
+    closed_stages: list[str] = Field(default_factory=lambda: ["closedwon", "closedlost"])
+    won_stages: list[str] = Field(default_factory=lambda: ["closedwon"], min_length=1)
+    self_serve: list[Condition] = Field(
+        default_factory=lambda: [
+            Condition(property="dealsync_purchase_channel", equals="self_serve")
+        ],
+        min_length=1,
+    )
+    mrr_property: str = "hs_mrr"
+    amount_to_mrr_divisor: float = Field(default=12, gt=0)
+
+
+class RegistrationRules(Strict):
+    """Where registrations come from on the partner side."""
+
+    lead_flag: str = "dealsync_register_lead"
+    lead_domain_property: str = "website"
+    company_domain_property: str = "domain"
+
+
 class RulesFile(Strict):
     """The partner program's policy numbers (registration, consent, commission).
 
-    Issue-by-issue this grows; unknown keys are errors so a misspelt rule never
-    silently falls back to a default.
+    Unknown keys are errors so a misspelt rule never silently falls back to a default.
     """
 
     version: Literal[1] = 1
     ownership_months: int = Field(default=6, ge=1, le=60)
     commission_rate: float = Field(default=0.20, ge=0, le=1)
+    credit_window_months: int = Field(default=12, ge=1, le=60)
+    tiers: list[Tier] = Field(
+        default_factory=lambda: [
+            Tier(name="registered", min_credited_mrr=0, capacity=10),
+            Tier(name="silver", min_credited_mrr=2000, capacity=25),
+            Tier(name="gold", min_credited_mrr=10000, capacity=50),
+        ],
+        min_length=1,
+    )
+    personal_domains: list[str] = Field(
+        default_factory=lambda: [
+            "gmail.com",
+            "googlemail.com",
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "msn.com",
+            "yahoo.com",
+            "icloud.com",
+            "me.com",
+            "aol.com",
+            "proton.me",
+            "protonmail.com",
+            "gmx.de",
+            "gmx.net",
+            "web.de",
+            "t-online.de",
+            "mail.com",
+            "yandex.ru",
+        ]
+    )
+    vendor_signals: VendorSignals = Field(default_factory=VendorSignals)
+    registration: RegistrationRules = Field(default_factory=RegistrationRules)
+
+    def tier_for(self, credited_mrr: float, floor: str | None = None) -> Tier:
+        """The highest tier whose threshold ``credited_mrr`` reaches (never below
+        ``floor``, a tier the program granted by hand in the config)."""
+        ordered = sorted(self.tiers, key=lambda t: t.min_credited_mrr)
+        best = ordered[0]
+        for tier in ordered:
+            if credited_mrr >= tier.min_credited_mrr:
+                best = tier
+        if floor is not None:
+            granted = next((t for t in ordered if t.name == floor), None)
+            if granted is not None and granted.min_credited_mrr > best.min_credited_mrr:
+                best = granted
+        return best

@@ -37,18 +37,42 @@ Handler = Callable[[Request, Portal], Awaitable[Response]]
 
 _KINDS: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/crm/v3/objects/[^/]+/search/?$"), "search"),
-    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$"), "batch_{0}"),
+    (
+        "POST",
+        re.compile(r"^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$"),
+        "batch_{0}",
+    ),
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "list"),
     ("POST", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "create"),
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "get"),
     ("PATCH", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "update"),
     ("DELETE", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "archive"),
-    ("PUT", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/default/[^/]+/[^/]+/?$"), "assoc_create_default"),
-    ("PUT", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"), "assoc_create"),
-    ("DELETE", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"), "assoc_archive"),
+    (
+        "PUT",
+        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/default/[^/]+/[^/]+/?$"),
+        "assoc_create_default",
+    ),
+    (
+        "PUT",
+        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"),
+        "assoc_create",
+    ),
+    (
+        "DELETE",
+        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"),
+        "assoc_archive",
+    ),
     ("GET", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/?$"), "assoc_get"),
-    ("POST", re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/(read|create|archive)/?$"), "assoc_batch_{0}"),
-    ("POST", re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/associate/default/?$"), "assoc_batch_create_default"),
+    (
+        "POST",
+        re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/(read|create|archive)/?$"),
+        "assoc_batch_{0}",
+    ),
+    (
+        "POST",
+        re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/associate/default/?$"),
+        "assoc_batch_create_default",
+    ),
     ("GET", re.compile(r"^/crm/v3/properties/[^/]+/groups(/[^/]+)?/?$"), "properties_groups"),
     ("GET", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_list"),
     ("POST", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_create"),
@@ -93,7 +117,9 @@ async def read_json(request: Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        raise validation("Invalid input JSON on line 1: the request body is not valid JSON") from None
+        raise validation(
+            "Invalid input JSON on line 1: the request body is not valid JSON"
+        ) from None
 
 
 def _bool(value: str | None) -> bool:
@@ -128,9 +154,16 @@ def _now_iso() -> str:
     return to_iso(datetime.now(UTC))
 
 
-def batch_response(results: list[dict[str, Any]], errors: list[dict[str, Any]], ok_status: int, started: str) -> JSONResponse:
+def batch_response(
+    results: list[dict[str, Any]], errors: list[dict[str, Any]], ok_status: int, started: str
+) -> JSONResponse:
     """A batch answer: ``ok_status`` when all inputs worked, else 207 with ``errors``."""
-    body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+    body: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": _now_iso(),
+    }
     if errors:
         body["errors"] = errors
         body["numErrors"] = len(errors)
@@ -145,7 +178,9 @@ def _base(request: Request) -> str:
 # ---------------------------------------------------------------------------- CRM objects
 
 
-def _with_associations(portal: Portal, t: str, obj: dict[str, Any], to_types: list[str] | None) -> dict[str, Any]:
+def _with_associations(
+    portal: Portal, t: str, obj: dict[str, Any], to_types: list[str] | None
+) -> dict[str, Any]:
     if not to_types:
         return obj
     assoc: dict[str, Any] = {}
@@ -157,8 +192,19 @@ def _with_associations(portal: Portal, t: str, obj: dict[str, Any], to_types: li
         results = []
         for link in links:
             for spec in link["associationTypes"]:
-                suffix = "" if spec["label"] == "Primary" or tt == "deals" or t == "deals" and tt == "contacts" else "_unlabeled"
-                results.append({"id": str(link["toObjectId"]), "type": f"{SINGULAR[t]}_to_{SINGULAR[tt]}{suffix}"})
+                suffix = (
+                    ""
+                    if spec["label"] == "Primary"
+                    or tt == "deals"
+                    or (t == "deals" and tt == "contacts")
+                    else "_unlabeled"
+                )
+                results.append(
+                    {
+                        "id": str(link["toObjectId"]),
+                        "type": f"{SINGULAR[t]}_to_{SINGULAR[tt]}{suffix}",
+                    }
+                )
         if results:
             assoc[tt] = {"results": results}
     if assoc:
@@ -173,13 +219,19 @@ async def list_objects(request: Request, portal: Portal) -> Response:
         raise validation(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     props = _list_param(request, "properties")
     assoc = _list_param(request, "associations")
-    page, nxt = portal.list_page(t, limit, request.query_params.get("after"), _bool(request.query_params.get("archived")))
+    page, nxt = portal.list_page(
+        t, limit, request.query_params.get("after"), _bool(request.query_params.get("archived"))
+    )
     with portal.lock:
         names = portal.returned_names(t, props)
-        results = [_with_associations(portal, t, portal.to_json(t, r, names=names), assoc) for r in page]
+        results = [
+            _with_associations(portal, t, portal.to_json(t, r, names=names), assoc) for r in page
+        ]
     body: dict[str, Any] = {"results": results}
     if nxt:
-        body["paging"] = {"next": {"after": nxt, "link": f"{_base(request)}/crm/v3/objects/{t}?after={nxt}"}}
+        body["paging"] = {
+            "next": {"after": nxt, "link": f"{_base(request)}/crm/v3/objects/{t}?after={nxt}"}
+        }
     return JSONResponse(body)
 
 
@@ -211,7 +263,9 @@ async def get_object(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
     archived = _bool(request.query_params.get("archived"))
     with portal.lock:
-        rec = portal._require(t, request.path_params["id"], request.query_params.get("idProperty"), archived=archived)
+        rec = portal._require(
+            t, request.path_params["id"], request.query_params.get("idProperty"), archived=archived
+        )
         obj = portal.to_json(t, rec, _list_param(request, "properties"))
         obj = _with_associations(portal, t, obj, _list_param(request, "associations"))
     return JSONResponse(obj)
@@ -222,7 +276,12 @@ async def update_object(request: Request, portal: Portal) -> Response:
     body = await read_json(request) or {}
     if not isinstance(body, dict):
         raise validation("Body must be an object with properties")
-    obj = portal.update(t, request.path_params["id"], body.get("properties") or {}, request.query_params.get("idProperty"))
+    obj = portal.update(
+        t,
+        request.path_params["id"],
+        body.get("properties") or {},
+        request.query_params.get("idProperty"),
+    )
     return JSONResponse(obj)
 
 
@@ -248,7 +307,11 @@ async def batch(request: Request, portal: Portal) -> Response:
     inputs = body.get("inputs")
     if op == "read":
         results, errors = portal.batch_read(
-            t, inputs, body.get("properties"), body.get("idProperty"), _bool(request.query_params.get("archived"))
+            t,
+            inputs,
+            body.get("properties"),
+            body.get("idProperty"),
+            _bool(request.query_params.get("archived")),
         )
         return batch_response(results, errors, 200, started)
     if op == "create":
@@ -272,7 +335,9 @@ async def batch(request: Request, portal: Portal) -> Response:
 async def assoc_create(request: Request, portal: Portal) -> Response:
     p = request.path_params
     specs = await read_json(request)
-    out = portal.associate(p["from"], p["id"], p["to"], p["toId"], specs if specs is not None else [])
+    out = portal.associate(
+        p["from"], p["id"], p["to"], p["toId"], specs if specs is not None else []
+    )
     return JSONResponse(out, status_code=201)
 
 
@@ -285,12 +350,18 @@ async def assoc_create_default(request: Request, portal: Portal) -> Response:
         {
             "from": {"id": str(p["id"])},
             "to": {"id": str(p["toId"])},
-            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(ft, tt)]},
+            "associationSpec": {
+                "associationCategory": "HUBSPOT_DEFINED",
+                "associationTypeId": ASSOC_DEFAULT[(ft, tt)],
+            },
         },
         {
             "from": {"id": str(p["toId"])},
             "to": {"id": str(p["id"])},
-            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(tt, ft)]},
+            "associationSpec": {
+                "associationCategory": "HUBSPOT_DEFINED",
+                "associationTypeId": ASSOC_DEFAULT[(tt, ft)],
+            },
         },
     ]
     return batch_response(results, [], 200, started)
@@ -339,21 +410,28 @@ async def assoc_batch_default(request: Request, portal: Portal) -> Response:
     started = _now_iso()
     body = await read_json(request) or {}
     inputs = body.get("inputs") if isinstance(body, dict) else None
-    converted = [{"from": i.get("from"), "to": i.get("to"), "types": None} for i in inputs or [] if isinstance(i, dict)]
+    converted = [
+        {"from": i.get("from"), "to": i.get("to"), "types": None}
+        for i in inputs or []
+        if isinstance(i, dict)
+    ]
     results, errors = portal.assoc_batch_create(p["from"], p["to"], converted)
     ft, tt = _type(p["from"]), _type(p["to"])
     out = [
         {
             "from": {"id": str(r["fromObjectId"])},
             "to": {"id": str(r["toObjectId"])},
-            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOC_DEFAULT[(ft, tt)]},
+            "associationSpec": {
+                "associationCategory": "HUBSPOT_DEFINED",
+                "associationTypeId": ASSOC_DEFAULT[(ft, tt)],
+            },
         }
         for r in results
     ]
     return batch_response(out, errors, 200, started)
 
 
-# ---------------------------------------------------------------------------- properties / pipelines
+# ------------------------------------------------------------------ properties / pipelines
 
 
 async def properties_list(request: Request, portal: Portal) -> Response:
@@ -361,7 +439,9 @@ async def properties_list(request: Request, portal: Portal) -> Response:
 
 
 async def properties_get(request: Request, portal: Portal) -> Response:
-    return JSONResponse(portal.get_property(request.path_params["type"], request.path_params["name"]))
+    return JSONResponse(
+        portal.get_property(request.path_params["type"], request.path_params["name"])
+    )
 
 
 async def properties_create(request: Request, portal: Portal) -> Response:
@@ -375,7 +455,9 @@ async def properties_update(request: Request, portal: Portal) -> Response:
     body = await read_json(request) or {}
     if not isinstance(body, dict):
         raise validation("Body must be an object")
-    return JSONResponse(portal.update_property(request.path_params["type"], request.path_params["name"], body))
+    return JSONResponse(
+        portal.update_property(request.path_params["type"], request.path_params["name"], body)
+    )
 
 
 async def properties_archive(request: Request, portal: Portal) -> Response:
@@ -391,7 +473,9 @@ async def property_group(request: Request, portal: Portal) -> Response:
     for g in portal.property_groups(request.path_params["type"]):
         if g["name"] == request.path_params["group"]:
             return JSONResponse(g)
-    raise ApiError(404, "OBJECT_NOT_FOUND", f"Property group {request.path_params['group']} does not exist")
+    raise ApiError(
+        404, "OBJECT_NOT_FOUND", f"Property group {request.path_params['group']} does not exist"
+    )
 
 
 async def pipelines_list(request: Request, portal: Portal) -> Response:
@@ -402,14 +486,18 @@ async def pipeline_get(request: Request, portal: Portal) -> Response:
     for p in portal.get_pipelines(request.path_params["type"]):
         if p["id"] == request.path_params["pipelineId"]:
             return JSONResponse(p)
-    raise ApiError(404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist")
+    raise ApiError(
+        404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist"
+    )
 
 
 async def pipeline_stages(request: Request, portal: Portal) -> Response:
     for p in portal.get_pipelines(request.path_params["type"]):
         if p["id"] == request.path_params["pipelineId"]:
             return JSONResponse({"results": p["stages"]})
-    raise ApiError(404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist")
+    raise ApiError(
+        404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist"
+    )
 
 
 # ---------------------------------------------------------------------------- events
@@ -467,7 +555,7 @@ async def events_send_batch(request: Request, portal: Portal) -> Response:
     return Response(status_code=204)
 
 
-# ---------------------------------------------------------------------------- communication preferences
+# ------------------------------------------------------------------ communication preferences
 
 
 async def commprefs_status(request: Request, portal: Portal) -> Response:
@@ -543,7 +631,9 @@ def _wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(exc)
         except Exception:  # a sandbox bug must still look like a HubSpot 500
             log.exception("sandbox handler failed")
-            return error_response(ApiError(500, "INTERNAL_ERROR", "internal error (sandbox bug, see server log)"))
+            return error_response(
+                ApiError(500, "INTERNAL_ERROR", "internal error (sandbox bug, see server log)")
+            )
 
     return endpoint
 
@@ -561,7 +651,11 @@ def _routes() -> list[Route]:
         ("/crm/v3/objects/{type}/{id}", get_object, ["GET"]),
         ("/crm/v3/objects/{type}/{id}", update_object, ["PATCH"]),
         ("/crm/v3/objects/{type}/{id}", archive_object, ["DELETE"]),
-        ("/crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}", assoc_create_default, ["PUT"]),
+        (
+            "/crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}",
+            assoc_create_default,
+            ["PUT"],
+        ),
         ("/crm/v4/objects/{from}/{id}/associations/{to}/{toId}", assoc_create, ["PUT"]),
         ("/crm/v4/objects/{from}/{id}/associations/{to}/{toId}", assoc_archive, ["DELETE"]),
         ("/crm/v4/objects/{from}/{id}/associations/{to}", assoc_get, ["GET"]),
@@ -636,7 +730,11 @@ class SandboxApp:
         if portal is None:
             body = {
                 "status": "error",
-                "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "message": (
+                    "Authentication credentials not found. This API supports OAuth 2.0 "
+                    "authentication and you can find more details at "
+                    "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+                ),
                 "correlationId": correlation_id(),
                 "category": "INVALID_AUTHENTICATION",
             }
@@ -658,12 +756,20 @@ class SandboxApp:
             return
         if action == "error":
             portal.record_call(method, path, kind, status)
-            exc = ApiError(status, "INTERNAL_ERROR" if status == 500 else "SERVICE_UNAVAILABLE", f"Injected fault: HTTP {status}")
+            exc = ApiError(
+                status,
+                "INTERNAL_ERROR" if status == 500 else "SERVICE_UNAVAILABLE",
+                f"Injected fault: HTTP {status}",
+            )
             await error_response(exc)(scope, receive, send)
             return
         if action == "storm":
             portal.record_call(method, path, kind, 429)
-            await JSONResponse(rate_limit_body("TEN_SECONDLY_ROLLING"), status_code=429, headers={"Retry-After": "1"})(scope, receive, send)
+            await JSONResponse(
+                rate_limit_body("TEN_SECONDLY_ROLLING"),
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
             return
 
         extra: dict[str, str] = {}
@@ -672,14 +778,18 @@ class SandboxApp:
                 d = portal.search_limiter.check()
                 if not d.allowed:
                     portal.record_call(method, path, kind, 429)
-                    await JSONResponse(rate_limit_body("SECONDLY"), status_code=429)(scope, receive, send)
+                    await JSONResponse(rate_limit_body("SECONDLY"), status_code=429)(
+                        scope, receive, send
+                    )
                     return
             else:
                 d = portal.limiter.check()
                 extra = _rate_headers(d)
                 if not d.allowed:
                     portal.record_call(method, path, kind, 429)
-                    await JSONResponse(rate_limit_body(d.policy), status_code=429, headers=extra)(scope, receive, send)
+                    await JSONResponse(rate_limit_body(d.policy), status_code=429, headers=extra)(
+                        scope, receive, send
+                    )
                     return
 
         status_box = [0]

@@ -67,7 +67,9 @@ class FaultSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown fault field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         kwargs: dict[str, Any] = dict(data)
         if "status_choices" in kwargs:
             kwargs["status_choices"] = tuple(int(s) for s in kwargs["status_choices"])
@@ -107,18 +109,25 @@ def parse_faults(text: str) -> FaultSpec:
         if not item:
             continue
         if "=" not in item:
-            raise ValueError(f"bad fault item {item!r}: expected KEY=VALUE (e.g. 5xx=0.2,429=0.1,latency=50,drop=0.05,seed=7)")
+            raise ValueError(
+                f"bad fault item {item!r}: expected KEY=VALUE "
+                "(e.g. 5xx=0.2,429=0.1,latency=50,drop=0.05,seed=7)"
+            )
         key, _, value = item.partition("=")
         key = key.strip().lower()
         value = value.strip()
         name = _ALIASES.get(key)
         if name is None:
-            raise ValueError(f"unknown fault {key!r}; known: 5xx, 429, storm_len, latency, drop, seed, status")
+            raise ValueError(
+                f"unknown fault {key!r}; known: 5xx, 429, storm_len, latency, drop, seed, status"
+            )
         try:
             if name in ("error_rate", "storm_429_rate", "drop_rate"):
                 kwargs[name] = float(value)
             elif name == "status_choices":
-                kwargs[name] = tuple(int(v) for v in value.replace("/", " ").replace("|", " ").split())
+                kwargs[name] = tuple(
+                    int(v) for v in value.replace("/", " ").replace("|", " ").split()
+                )
             else:
                 kwargs[name] = int(value)
         except ValueError:

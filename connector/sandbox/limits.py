@@ -67,14 +67,30 @@ class RateLimiter:
                 hits.popleft()
             daily_left = max(0, self.daily - self._daily_used)
             if self._enforce_daily and daily_left <= 0:
-                return LimitDecision(False, "DAILY", self.per_10s, max(0, self.per_10s - len(hits)), self.daily, 0, 60.0)
+                return LimitDecision(
+                    False,
+                    "DAILY",
+                    self.per_10s,
+                    max(0, self.per_10s - len(hits)),
+                    self.daily,
+                    0,
+                    60.0,
+                )
             if len(hits) >= self.per_10s:
                 retry = max(0.0, WINDOW_S - (now - hits[0]))
-                return LimitDecision(False, "TEN_SECONDLY_ROLLING", self.per_10s, 0, self.daily, daily_left, retry)
+                return LimitDecision(
+                    False, "TEN_SECONDLY_ROLLING", self.per_10s, 0, self.daily, daily_left, retry
+                )
             hits.append(now)
             self._daily_used += 1
             return LimitDecision(
-                True, "", self.per_10s, self.per_10s - len(hits), self.daily, max(0, daily_left - 1), 0.0
+                True,
+                "",
+                self.per_10s,
+                self.per_10s - len(hits),
+                self.daily,
+                max(0, daily_left - 1),
+                0.0,
             )
 
     def reset(self) -> None:

@@ -44,13 +44,31 @@ FIELD_TYPES: tuple[str, ...] = (
 
 # Properties the server maintains.  Writes to them are *rejected* (not silently
 # ignored): a connector that copies them between portals has a bug worth seeing.
-READ_ONLY: frozenset[str] = frozenset({"hs_object_id", "createdate", "hs_lastmodifieddate", "lastmodifieddate"})
+READ_ONLY: frozenset[str] = frozenset(
+    {"hs_object_id", "createdate", "hs_lastmodifieddate", "lastmodifieddate"}
+)
 
 # What HubSpot returns when a request names no properties.
 DEFAULT_RETURNED: dict[str, tuple[str, ...]] = {
-    "deals": ("dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "deals": (
+        "dealname",
+        "amount",
+        "closedate",
+        "pipeline",
+        "dealstage",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+    ),
     "companies": ("name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"),
-    "contacts": ("firstname", "lastname", "email", "createdate", "lastmodifieddate", "hs_object_id"),
+    "contacts": (
+        "firstname",
+        "lastname",
+        "email",
+        "createdate",
+        "lastmodifieddate",
+        "hs_object_id",
+    ),
 }
 # Always returned, even when other properties are requested.
 ALWAYS_RETURNED: dict[str, tuple[str, ...]] = {
@@ -66,8 +84,14 @@ QUERY_PROPERTIES: dict[str, tuple[str, ...]] = {
 }
 GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "deals": (("dealinformation", "Deal information"), ("deal_activity", "Deal activity")),
-    "companies": (("companyinformation", "Company information"), ("company_activity", "Company activity")),
-    "contacts": (("contactinformation", "Contact information"), ("contact_activity", "Contact activity")),
+    "companies": (
+        ("companyinformation", "Company information"),
+        ("company_activity", "Company activity"),
+    ),
+    "contacts": (
+        ("contactinformation", "Contact information"),
+        ("contact_activity", "Contact activity"),
+    ),
 }
 
 DEFAULT_STAGES: tuple[tuple[str, str, float, bool], ...] = (
@@ -80,10 +104,25 @@ DEFAULT_STAGES: tuple[tuple[str, str, float, bool], ...] = (
     ("closedlost", "Closed Lost", 0.0, True),
 )
 
-_LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other")
+_LIFECYCLE = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
 _CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF", "SEK")
 _LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt", "ja", "sv")
-_INDUSTRIES = ("COMPUTER_SOFTWARE", "INFORMATION_TECHNOLOGY_AND_SERVICES", "FINANCIAL_SERVICES", "RETAIL", "MARKETING_AND_ADVERTISING")
+_INDUSTRIES = (
+    "COMPUTER_SOFTWARE",
+    "INFORMATION_TECHNOLOGY_AND_SERVICES",
+    "FINANCIAL_SERVICES",
+    "RETAIL",
+    "MARKETING_AND_ADVERTISING",
+)
 _DEAL_TYPES = ("newbusiness", "existingbusiness")
 
 
@@ -166,12 +205,26 @@ class PropertyDef:
 
 def _opts(values: tuple[str, ...]) -> list[dict[str, Any]]:
     return [
-        {"label": v.replace("_", " ").title(), "value": v, "displayOrder": i, "hidden": False, "description": ""}
+        {
+            "label": v.replace("_", " ").title(),
+            "value": v,
+            "displayOrder": i,
+            "hidden": False,
+            "description": "",
+        }
         for i, v in enumerate(values)
     ]
 
 
-def _p(name: str, type_: str, group: str, *, options: tuple[str, ...] = (), read_only: bool = False, dynamic: bool = False) -> PropertyDef:
+def _p(
+    name: str,
+    type_: str,
+    group: str,
+    *,
+    options: tuple[str, ...] = (),
+    read_only: bool = False,
+    dynamic: bool = False,
+) -> PropertyDef:
     field_type = {
         "string": "text",
         "number": "number",
@@ -244,7 +297,12 @@ def default_properties(object_type: str) -> dict[str, PropertyDef]:
             _p("lifecyclestage", "enumeration", g, options=_LIFECYCLE),
             _p("hs_language", "enumeration", g, options=_LANGUAGES),
             _p("hubspot_owner_id", "enumeration", g, dynamic=True),
-            _p("hs_lead_status", "enumeration", g, options=("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "CONNECTED")),
+            _p(
+                "hs_lead_status",
+                "enumeration",
+                g,
+                options=("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "CONNECTED"),
+            ),
         ]
         props.append(_p("lastmodifieddate", "datetime", g, read_only=True))
     else:  # pragma: no cover - callers normalise first
@@ -334,7 +392,11 @@ def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = No
     elif isinstance(value, str):
         text = value
     else:
-        raise ValidationFailure(prop.name, f'Property "{prop.name}" must be a string, got {type(value).__name__}', "INVALID_PROPERTY_VALUE")
+        raise ValidationFailure(
+            prop.name,
+            f'Property "{prop.name}" must be a string, got {type(value).__name__}',
+            "INVALID_PROPERTY_VALUE",
+        )
     if text == "":
         return ""
     kind = prop.type
@@ -344,39 +406,59 @@ def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = No
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            raise ValidationFailure(prop.name, f'{text} was not a valid number for property "{prop.name}"', "INVALID_DOUBLE")
+            raise ValidationFailure(
+                prop.name,
+                f'{text} was not a valid number for property "{prop.name}"',
+                "INVALID_DOUBLE",
+            )
         return text.strip()
     if kind == "bool":
         low = text.strip().lower()
         if low not in ("true", "false"):
-            raise ValidationFailure(prop.name, f'{text} was not a valid boolean for property "{prop.name}" (expected true or false)', "INVALID_BOOLEAN")
+            raise ValidationFailure(
+                prop.name,
+                f'{text} was not a valid boolean for property "{prop.name}" '
+                "(expected true or false)",
+                "INVALID_BOOLEAN",
+            )
         return low
     if kind == "datetime":
         try:
             return canonical_datetime(text)
         except (ValueError, OverflowError):
-            raise ValidationFailure(prop.name, f'{text} was not a valid datetime for property "{prop.name}": use epoch milliseconds or ISO-8601', "INVALID_DATETIME") from None
+            raise ValidationFailure(
+                prop.name,
+                f'{text} was not a valid datetime for property "{prop.name}": '
+                "use epoch milliseconds or ISO-8601",
+                "INVALID_DATETIME",
+            ) from None
     if kind == "date":
         try:
             return canonical_date(text)
         except (ValueError, OverflowError):
             raise ValidationFailure(
                 prop.name,
-                f'{text} is not a valid date for property "{prop.name}": dates must be at midnight UTC (epoch ms or YYYY-MM-DD)',
+                f'{text} is not a valid date for property "{prop.name}": '
+                "dates must be at midnight UTC (epoch ms or YYYY-MM-DD)",
                 "INVALID_DATE",
             ) from None
     if kind == "enumeration":
         options = allowed if allowed is not None else {o["value"] for o in prop.options}
         if prop.name == "hubspot_owner_id":
             if not _INT_RE.match(text.strip()):
-                raise ValidationFailure(prop.name, f'{text} is not a valid owner id for property "{prop.name}"', "INVALID_OPTION")
+                raise ValidationFailure(
+                    prop.name,
+                    f'{text} is not a valid owner id for property "{prop.name}"',
+                    "INVALID_OPTION",
+                )
             return text.strip()
         parts = text.split(";") if prop.field_type == "checkbox" else [text]
         for part in parts:
             if part not in options:
                 raise ValidationFailure(
                     prop.name,
-                    f'{part} was not one of the allowed options for property "{prop.name}": {sorted(options)}',
+                    f"{part} was not one of the allowed options for property "
+                    f'"{prop.name}": {sorted(options)}',
                     "INVALID_OPTION",
                 )
         return text

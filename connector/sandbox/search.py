@@ -52,7 +52,6 @@ OPERATORS = frozenset(
 
 Props = Mapping[str, str]
 Predicate = Callable[[Props], bool]
-_TOKEN_RE = re.compile(r"[^\w@.\-]+|(?<=\w)[.\-@](?=\w)")
 
 
 @dataclass
@@ -68,8 +67,8 @@ class CompiledSearch:
     query: str | None
 
 
-def _bad(message: str) -> ApiError:
-    return validation(message)
+def _bad(message: str, **kwargs: Any) -> ApiError:
+    return validation(message, **kwargs)
 
 
 def _conv(prop: PropertyDef) -> Callable[[str], Any]:
@@ -129,7 +128,9 @@ def _compile_filter(raw: Any, defs: Mapping[str, PropertyDef]) -> Predicate:
         try:
             return conv(str(value).lower() if isinstance(value, bool) else str(value))
         except (ValueError, OverflowError):
-            raise _bad(f'{value} is not a valid {prop.type} value for "{name}" in a {op} filter') from None
+            raise _bad(
+                f'{value} is not a valid {prop.type} value for "{name}" in a {op} filter'
+            ) from None
 
     if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
         raw_value = raw.get("value")
@@ -159,7 +160,9 @@ def _compile_filter(raw: Any, defs: Mapping[str, PropertyDef]) -> Predicate:
         try:
             wanted = {conv(str(v)) for v in values}
         except (ValueError, OverflowError):
-            raise _bad(f'values of the {op} filter on "{name}" are not valid {prop.type} values') from None
+            raise _bad(
+                f'values of the {op} filter on "{name}" are not valid {prop.type} values'
+            ) from None
 
         def is_in(p: Props) -> bool:
             v = p.get(name)
@@ -230,7 +233,9 @@ def compile_search(body: Any, defs: Mapping[str, PropertyDef]) -> CompiledSearch
         if not isinstance(filters, list):
             raise _bad("Each filterGroup needs a filters list")
         if len(filters) > MAX_FILTERS_PER_GROUP:
-            raise _bad(f"Too many filters in a group: {len(filters)} (maximum {MAX_FILTERS_PER_GROUP})")
+            raise _bad(
+                f"Too many filters in a group: {len(filters)} (maximum {MAX_FILTERS_PER_GROUP})"
+            )
         total += len(filters)
         groups.append([_compile_filter(f, defs) for f in filters])
     if total > MAX_FILTERS_TOTAL:

@@ -43,7 +43,10 @@ def build_portals(specs: list[PortalSpec], limits: bool) -> list[Portal]:
         raise ValueError(f"portal names must be unique: {names}")
     if len(set(tokens)) != len(tokens):
         raise ValueError("portal tokens must be unique")
-    return [Portal(s, s.portal_id if s.portal_id is not None else 1001 + i, limits) for i, s in enumerate(specs)]
+    return [
+        Portal(s, s.portal_id if s.portal_id is not None else 1001 + i, limits)
+        for i, s in enumerate(specs)
+    ]
 
 
 def load_data(portals: list[Portal], data_file: str) -> None:
@@ -124,7 +127,9 @@ class SandboxServer:
         self._server = uvicorn.Server(self._config())
         sock = self._sock
         server = self._server
-        self._thread = threading.Thread(target=lambda: server.run(sockets=[sock]), name="dealsync-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: server.run(sockets=[sock]), name="dealsync-sandbox", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:
@@ -150,7 +155,12 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # -------------------------------------------------------------- access
@@ -199,7 +209,8 @@ def run_sandbox(
         extra = f", faults {faults.to_dict()}" if faults.active else ""
         print_fn(
             f"  portal {p.name!r}: token {p.token!r}, portal id {p.portal_id}, "
-            f"{p.spec.rate_limit_per_10s}/10s, search {p.spec.search_rate_per_s}/s, index lag {p.index_lag_s}s{extra}"
+            f"{p.spec.rate_limit_per_10s}/10s, search {p.spec.search_rate_per_s}/s, "
+            f"index lag {p.index_lag_s}s{extra}"
         )
     if data_file:
         print_fn(f"  data file: {data_file} (saved on exit)")

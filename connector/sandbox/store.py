@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import json
 import threading
 import time
 import uuid
@@ -55,7 +56,7 @@ from connector.sandbox.schema import (
     normalize_value,
     to_iso,
 )
-from connector.sandbox.search import compile_search, matches, sort_key
+from connector.sandbox.search import CompiledSearch, compile_search, matches, sort_key
 
 MAX_BATCH = 100
 MAX_LIST_LIMIT = 100
@@ -134,7 +135,9 @@ def _stage_meta(stage_id: str, index: int, count: int) -> tuple[float, bool]:
     return round(min(0.9, (index + 1) / max(1, count)), 2), False
 
 
-def build_pipeline(pipeline_id: str, label: str, stages: Iterable[str | tuple[str, str, float, bool]], now: str) -> dict[str, Any]:
+def build_pipeline(
+    pipeline_id: str, label: str, stages: Iterable[str | tuple[str, str, float, bool]], now: str
+) -> dict[str, Any]:
     """A pipeline in the pipelines API's shape, from stage ids or full stage tuples."""
     stage_list = list(stages)
     out = []
@@ -156,7 +159,15 @@ def build_pipeline(pipeline_id: str, label: str, stages: Iterable[str | tuple[st
                 "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
             }
         )
-    return {"id": pipeline_id, "label": label, "displayOrder": 0, "stages": out, "createdAt": now, "updatedAt": now, "archived": False}
+    return {
+        "id": pipeline_id,
+        "label": label,
+        "displayOrder": 0,
+        "stages": out,
+        "createdAt": now,
+        "updatedAt": now,
+        "archived": False,
+    }
 
 
 class Portal:
@@ -176,18 +187,33 @@ class Portal:
         self.search_limiter = SearchLimiter(spec.search_rate_per_s)
         self.records: dict[str, dict[str, Record]] = {t: {} for t in OBJECT_TYPES}
         self._order: dict[str, list[int]] = {t: [] for t in OBJECT_TYPES}
-        self.properties: dict[str, dict[str, PropertyDef]] = {t: default_properties(t) for t in OBJECT_TYPES}
+        self.properties: dict[str, dict[str, PropertyDef]] = {
+            t: default_properties(t) for t in OBJECT_TYPES
+        }
         self._unique: dict[str, dict[str, dict[str, str]]] = {
-            t: {n: {} for n, p in self.properties[t].items() if p.has_unique_value} for t in OBJECT_TYPES
+            t: {n: {} for n, p in self.properties[t].items() if p.has_unique_value}
+            for t in OBJECT_TYPES
         }
         now = to_iso(self.clock())
-        stages: Iterable[str | tuple[str, str, float, bool]] = spec.deal_stages if spec.deal_stages else DEFAULT_STAGES
-        self.pipelines: dict[str, dict[str, Any]] = {"default": build_pipeline("default", "Sales Pipeline", stages, now)}
+        stages: Iterable[str | tuple[str, str, float, bool]] = (
+            spec.deal_stages if spec.deal_stages else DEFAULT_STAGES
+        )
+        self.pipelines: dict[str, dict[str, Any]] = {
+            "default": build_pipeline("default", "Sales Pipeline", stages, now)
+        }
         self._assoc: dict[AssocKey, dict[str, set[AssocSpec]]] = {}
         self.events: list[dict[str, Any]] = []
-        self.event_types: set[str] = {"e_visited_page", "e_submitted_form", "e_clicked_link_in_email"}
+        self.event_types: set[str] = {
+            "e_visited_page",
+            "e_submitted_form",
+            "e_clicked_link_in_email",
+        }
         self.subscriptions: dict[str, dict[str, dict[str, Any]]] = {}
         self._next_id = 10_000_001
+        # Bumped on every write; lets search reuse the sorted hit list while a client
+        # pages through one query (50 pages of 200 would otherwise sort 50 times).
+        self._version = 0
+        self._search_cache: tuple[Any, list[tuple[Record, Mapping[str, str]]]] | None = None
         self._stats_lock = threading.Lock()
         self._by_kind: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
@@ -206,7 +232,9 @@ class Portal:
                 self._counts["dropped"] += 1
             elif status >= 500:
                 self._counts["errors_5xx"] += 1
-            self.calls.append({"method": method, "path": path, "kind": kind, "status": status, "at": time.time()})
+            self.calls.append(
+                {"method": method, "path": path, "kind": kind, "status": status, "at": time.time()}
+            )
 
     def stats(self) -> dict[str, Any]:
         """Requests by kind, 429s sent, injected 5xx, dropped connections, total."""
@@ -266,7 +294,9 @@ class Portal:
 
     # ------------------------------------------------------------------ validation
 
-    def _validate(self, t: str, properties: Any, rec: Record | None, *, creating: bool) -> dict[str, str]:
+    def _validate(
+        self, t: str, properties: Any, rec: Record | None, *, creating: bool
+    ) -> dict[str, str]:
         """Normalise a property write; raise 400 listing every bad property, or 409."""
         if properties is None:
             properties = {}
@@ -278,10 +308,18 @@ class Portal:
         for name, value in properties.items():
             prop = defs.get(name)
             if prop is None:
-                failures.append(ValidationFailure(name, f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST"))
+                failures.append(
+                    ValidationFailure(
+                        name, f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST"
+                    )
+                )
                 continue
             if name in READ_ONLY or prop.read_only:
-                failures.append(ValidationFailure(name, f'Property "{name}" is read-only and cannot be set', "READ_ONLY_VALUE"))
+                failures.append(
+                    ValidationFailure(
+                        name, f'Property "{name}" is read-only and cannot be set', "READ_ONLY_VALUE"
+                    )
+                )
                 continue
             if prop.dynamic_options and name in ("pipeline", "dealstage"):
                 out[name] = value if isinstance(value, str) else str(value)
@@ -296,20 +334,34 @@ class Portal:
             if creating and "dealstage" in out and not after.get("pipeline"):
                 out["pipeline"] = after["pipeline"] = "default"
             for name in ("pipeline", "dealstage"):
-                value = out.get(name, after.get(name) if name == "dealstage" and "pipeline" in out else None)
+                value = out.get(
+                    name, after.get(name) if name == "dealstage" and "pipeline" in out else None
+                )
                 if not value:
                     continue
                 allowed = self._enum_allowed(t, name, after) or set()
                 if value not in allowed:
-                    where = f' of pipeline "{after.get("pipeline") or "default"}"' if name == "dealstage" else ""
+                    where = (
+                        f' of pipeline "{after.get("pipeline") or "default"}"'
+                        if name == "dealstage"
+                        else ""
+                    )
                     failures.append(
-                        ValidationFailure(name, f'{value} was not one of the allowed options for property "{name}"{where}: {sorted(allowed)}', "INVALID_OPTION")
+                        ValidationFailure(
+                            name,
+                            f"{value} was not one of the allowed options for property "
+                            f'"{name}"{where}: {sorted(allowed)}',
+                            "INVALID_OPTION",
+                        )
                     )
         if failures:
             detail = "; ".join(f.message for f in failures)
             raise validation(
                 f"Property values were not valid: {detail}",
-                errors=[{"message": f.message, "code": f.code, "context": {"propertyName": [f.name]}} for f in failures],
+                errors=[
+                    {"message": f.message, "code": f.code, "context": {"propertyName": [f.name]}}
+                    for f in failures
+                ],
                 context={"propertyName": [f.name for f in failures]},
             )
         # Unique values: checked last, and as CONFLICT like HubSpot.
@@ -329,7 +381,10 @@ class Portal:
 
     # ------------------------------------------------------------------ writes
 
-    def _apply(self, t: str, rec: Record, changes: Mapping[str, str], now: str, *, force: bool = False) -> None:
+    def _apply(
+        self, t: str, rec: Record, changes: Mapping[str, str], now: str, *, force: bool = False
+    ) -> None:
+        self._version += 1
         props = rec.props
         if self.index_lag_s > 0:
             mono = time.monotonic()
@@ -364,7 +419,9 @@ class Portal:
     def _create(self, t: str, changes: Mapping[str, str]) -> Record:
         now = self._now()
         rid = self._new_id()
-        rec = Record(id=rid, props={"hs_object_id": rid, "createdate": now}, created_at=now, updated_at=now)
+        rec = Record(
+            id=rid, props={"hs_object_id": rid, "createdate": now}, created_at=now, updated_at=now
+        )
         if self.index_lag_s > 0:
             rec.written_mono = time.monotonic()
             rec.indexed_props = None
@@ -394,13 +451,21 @@ class Portal:
                 ids.append(rec.id)
             return ids
 
-    def _find(self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False) -> Record | None:
+    def _find(
+        self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False
+    ) -> Record | None:
         if id_property and id_property != "hs_object_id":
             index = self._unique[t].get(id_property)
             if index is None:
                 if id_property not in self.properties[t]:
-                    raise validation(f'Property "{id_property}" does not exist', context={"idProperty": [id_property]})
-                raise validation(f'Property "{id_property}" is not a unique-value property and cannot be used as idProperty')
+                    raise validation(
+                        f'Property "{id_property}" does not exist',
+                        context={"idProperty": [id_property]},
+                    )
+                raise validation(
+                    f'Property "{id_property}" is not a unique-value property '
+                    "and cannot be used as idProperty"
+                )
             found = index.get(self._unique_key(t, id_property, str(rid)))
             rec = self.records[t].get(found) if found else None
         else:
@@ -409,13 +474,24 @@ class Portal:
             return None
         return rec
 
-    def _require(self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False) -> Record:
+    def _require(
+        self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False
+    ) -> Record:
         rec = self._find(t, rid, id_property, archived=archived)
         if rec is None:
-            raise not_found(f"Object not found.  objectId are usually numeric. ({SINGULAR[t]} {rid})", context={"id": [str(rid)]})
+            raise not_found(
+                f"Object not found.  objectId are usually numeric. ({SINGULAR[t]} {rid})",
+                context={"id": [str(rid)]},
+            )
         return rec
 
-    def update(self, object_type: str, rid: str, properties: Mapping[str, Any], id_property: str | None = None) -> dict[str, Any]:
+    def update(
+        self,
+        object_type: str,
+        rid: str,
+        properties: Mapping[str, Any],
+        id_property: str | None = None,
+    ) -> dict[str, Any]:
         """Patch one record (validated); returns its JSON with all properties."""
         with self.lock:
             t = self._type(object_type)
@@ -433,14 +509,17 @@ class Portal:
                 return False
             rec.archived = True
             rec.archived_at = self._now()
+            self._version += 1
             for name, index in self._unique[t].items():
                 value = rec.props.get(name)
                 if value and index.get(self._unique_key(t, name, value)) == rec.id:
                     del index[self._unique_key(t, name, value)]
             return True
 
-    def get(self, object_type: str, rid: str, archived: bool | None = None) -> dict[str, Any] | None:
-        """A record's JSON (all properties), archived or not unless ``archived`` says; None if absent."""
+    def get(
+        self, object_type: str, rid: str, archived: bool | None = None
+    ) -> dict[str, Any] | None:
+        """A record's JSON with all properties (any state unless ``archived`` says), or None."""
         with self.lock:
             t = self._type(object_type)
             rec = self.records[t].get(str(rid))
@@ -452,7 +531,11 @@ class Portal:
         """Every live (or every archived) record's JSON, by id."""
         with self.lock:
             t = self._type(object_type)
-            return [self.to_json(t, r, all_props=True) for r in self.records[t].values() if r.archived == archived]
+            return [
+                self.to_json(t, r, all_props=True)
+                for r in self.records[t].values()
+                if r.archived == archived
+            ]
 
     def count(self, object_type: str, archived: bool = False) -> int:
         """How many live (or archived) records of a type exist."""
@@ -486,7 +569,10 @@ class Portal:
         if all_props:
             properties: dict[str, str | None] = dict(src)
         else:
-            properties = {n: src.get(n) for n in (names if names is not None else self.returned_names(t, requested))}
+            properties = {
+                n: src.get(n)
+                for n in (names if names is not None else self.returned_names(t, requested))
+            }
         out: dict[str, Any] = {
             "id": rec.id,
             "properties": properties,
@@ -500,7 +586,9 @@ class Portal:
 
     # ------------------------------------------------------------------ reads
 
-    def list_page(self, object_type: str, limit: int, after: str | None, archived: bool) -> tuple[list[Record], str | None]:
+    def list_page(
+        self, object_type: str, limit: int, after: str | None, archived: bool
+    ) -> tuple[list[Record], str | None]:
         """A page of records by ascending id; ``after`` is the next id to return."""
         with self.lock:
             t = self._type(object_type)
@@ -533,15 +621,23 @@ class Portal:
             lag = self.index_lag_s
             mono = time.monotonic()
             qprops = QUERY_PROPERTIES[t]
+            cache_key = None
+            if lag <= 0 and isinstance(body, dict):
+                query_shape = {
+                    k: v for k, v in body.items() if k not in ("after", "limit", "properties")
+                }
+                cache_key = (t, self._version, json.dumps(query_shape, sort_keys=True, default=str))
+                if self._search_cache is not None and self._search_cache[0] == cache_key:
+                    return self._search_page(t, cs, self._search_cache[1])
             hits: list[tuple[Record, Mapping[str, str]]] = []
             for rec in self.records[t].values():
                 if rec.archived:
                     continue
-                visible: Mapping[str, str] | None = rec.props
+                visible: Mapping[str, str] = rec.props
                 if lag > 0 and mono - rec.written_mono < lag:
+                    if rec.indexed_props is None:
+                        continue  # created too recently to be indexed
                     visible = rec.indexed_props
-                    if visible is None:
-                        continue
                 if matches(cs, visible, qprops):
                     hits.append((rec, visible))
             if cs.sort_prop:
@@ -551,15 +647,23 @@ class Portal:
                 missing = [h for h in hits if not h[1].get(sp)]
                 present.sort(key=lambda h: key(h[1].get(sp)), reverse=cs.descending)
                 hits = present + missing
-            total = len(hits)
-            page = hits[cs.offset : cs.offset + cs.limit]
-            names = self.returned_names(t, cs.properties)
-            results = [self.to_json(t, rec, props=visible, names=names) for rec, visible in page]
-            out: dict[str, Any] = {"total": total, "results": results}
-            nxt = cs.offset + cs.limit
-            if nxt < total:
-                out["paging"] = {"next": {"after": str(nxt), "link": ""}}
-            return out
+            if cache_key is not None:
+                self._search_cache = (cache_key, hits)
+            return self._search_page(t, cs, hits)
+
+    def _search_page(
+        self, t: str, cs: CompiledSearch, hits: list[tuple[Record, Mapping[str, str]]]
+    ) -> dict[str, Any]:
+        """One page of an evaluated search, as the response body."""
+        total = len(hits)
+        page = hits[cs.offset : cs.offset + cs.limit]
+        names = self.returned_names(t, cs.properties)
+        results = [self.to_json(t, rec, props=visible, names=names) for rec, visible in page]
+        out: dict[str, Any] = {"total": total, "results": results}
+        nxt = cs.offset + cs.limit
+        if nxt < total:
+            out["paging"] = {"next": {"after": str(nxt), "link": ""}}
+        return out
 
     # ------------------------------------------------------------------ batches
 
@@ -568,11 +672,19 @@ class Portal:
         if not isinstance(inputs, list):
             raise validation("Request body must have an inputs list")
         if len(inputs) > maximum:
-            raise validation(f"Batch input limit exceeded: {len(inputs)} inputs, the maximum is {maximum}", context={"inputs": [str(len(inputs))]})
+            raise validation(
+                f"Batch input limit exceeded: {len(inputs)} inputs, the maximum is {maximum}",
+                context={"inputs": [str(len(inputs))]},
+            )
         return inputs
 
     def batch_read(
-        self, object_type: str, inputs: Any, properties: list[str] | None, id_property: str | None, archived: bool = False
+        self,
+        object_type: str,
+        inputs: Any,
+        properties: list[str] | None,
+        id_property: str | None,
+        archived: bool = False,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Read up to 100 records; missing ones become per-input OBJECT_NOT_FOUND errors."""
         with self.lock:
@@ -589,14 +701,19 @@ class Portal:
                 seen.add(rid)
                 rec = self._find(t, rid, id_property, archived=archived)
                 if rec is None:
-                    err = not_found(f"Could not get some {SINGULAR[t].upper()} objects, they may be deleted or not exist. Check that ids are valid.")
+                    err = not_found(
+                        f"Could not get some {SINGULAR[t].upper()} objects, they may be deleted "
+                        "or not exist. Check that ids are valid."
+                    )
                     errors.append(err.batch_entry({"id": [rid], "index": [str(i)]}))
                     continue
                 results.append(self.to_json(t, rec, names=names))
             return results, errors
 
-    def batch_create(self, object_type: str, inputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Create up to 100 records; invalid inputs become per-input errors, the rest are created."""
+    def batch_create(
+        self, object_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Create up to 100 records; invalid inputs become per-input errors, others are created."""
         with self.lock:
             t = self._type(object_type)
             items = self._check_batch(inputs)
@@ -610,7 +727,9 @@ class Portal:
                 try:
                     if not isinstance(item, dict):
                         raise validation("Each input must be an object with properties")
-                    rec = self._create(t, self._validate(t, item.get("properties"), None, creating=True))
+                    rec = self._create(
+                        t, self._validate(t, item.get("properties"), None, creating=True)
+                    )
                 except ApiError as exc:
                     errors.append(exc.batch_entry(ctx))
                     continue
@@ -620,15 +739,22 @@ class Portal:
                 results.append(out)
             return results, errors
 
-    def batch_update(self, object_type: str, inputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def batch_update(
+        self, object_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Update up to 100 records by id (or ``idProperty``); per-input errors."""
         with self.lock:
             t = self._type(object_type)
             items = self._check_batch(inputs)
             ids = [str(i.get("id")) for i in items if isinstance(i, dict)]
-            dupes = sorted({x for x in ids if ids.count(x) > 1}) if len(set(ids)) != len(ids) else []
+            dupes = (
+                sorted({x for x in ids if ids.count(x) > 1}) if len(set(ids)) != len(ids) else []
+            )
             if dupes:
-                raise validation(f"Duplicate IDs found in batch input: {dupes}. IDs must be unique", context={"ids": dupes})
+                raise validation(
+                    f"Duplicate IDs found in batch input: {dupes}. IDs must be unique",
+                    context={"ids": dupes},
+                )
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
             now = self._now()
@@ -653,7 +779,9 @@ class Portal:
                 results.append(out)
             return results, errors
 
-    def batch_upsert(self, object_type: str, inputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def batch_upsert(
+        self, object_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Create-or-update up to 100 records keyed by a unique property; results carry ``new``."""
         with self.lock:
             t = self._type(object_type)
@@ -671,7 +799,8 @@ class Portal:
                         raise validation("Each upsert input needs id, idProperty and properties")
                     if not id_prop or id_prop == "hs_object_id" or id_prop not in self._unique[t]:
                         raise validation(
-                            f'idProperty "{id_prop}" is not a unique-value property; upsert needs a property created with hasUniqueValue'
+                            f'idProperty "{id_prop}" is not a unique-value property; '
+                            "upsert needs a property created with hasUniqueValue"
                             + (" (or email)" if t == "contacts" else "")
                         )
                     rec = self._find(t, rid, id_prop)
@@ -705,13 +834,30 @@ class Portal:
     def property_json(self, t: str, prop: PropertyDef) -> dict[str, Any]:
         """A property's JSON, with pipeline-driven options filled in."""
         if t == "deals" and prop.name == "pipeline":
-            opts = [{"label": p["label"], "value": pid, "displayOrder": i, "hidden": False, "description": ""} for i, (pid, p) in enumerate(self.pipelines.items())]
+            opts = [
+                {
+                    "label": p["label"],
+                    "value": pid,
+                    "displayOrder": i,
+                    "hidden": False,
+                    "description": "",
+                }
+                for i, (pid, p) in enumerate(self.pipelines.items())
+            ]
             return prop.to_json(opts)
         if t == "deals" and prop.name == "dealstage":
             opts = []
             for p in self.pipelines.values():
                 for s in p["stages"]:
-                    opts.append({"label": s["label"], "value": s["id"], "displayOrder": s["displayOrder"], "hidden": False, "description": ""})
+                    opts.append(
+                        {
+                            "label": s["label"],
+                            "value": s["id"],
+                            "displayOrder": s["displayOrder"],
+                            "hidden": False,
+                            "description": "",
+                        }
+                    )
             return prop.to_json(opts)
         return prop.to_json()
 
@@ -727,7 +873,9 @@ class Portal:
             t = self._type(object_type)
             prop = self.properties[t].get(name)
             if prop is None:
-                raise not_found(f"Unable to find property {name} on {t}", context={"propertyName": [name]})
+                raise not_found(
+                    f"Unable to find property {name} on {t}", context={"propertyName": [name]}
+                )
             return self.property_json(t, prop)
 
     @staticmethod
@@ -744,7 +892,9 @@ class Portal:
                 {
                     "label": str(o.get("label", o["value"])),
                     "value": str(o["value"]),
-                    "displayOrder": int(o.get("displayOrder", i) if o.get("displayOrder") is not None else i),
+                    "displayOrder": int(
+                        o.get("displayOrder", i) if o.get("displayOrder") is not None else i
+                    ),
                     "hidden": bool(o.get("hidden", False)),
                     "description": str(o.get("description") or ""),
                 }
@@ -759,22 +909,39 @@ class Portal:
             if not isinstance(name, str) or not name:
                 raise validation("name is required")
             if name in self.properties[t]:
-                raise ApiError(409, "OBJECT_ALREADY_EXISTS", f"Property named '{name}' already exists.", context={"name": [name]})
+                raise ApiError(
+                    409,
+                    "OBJECT_ALREADY_EXISTS",
+                    f"Property named '{name}' already exists.",
+                    context={"name": [name]},
+                )
             ptype = body.get("type")
             if ptype not in PROPERTY_TYPES:
                 raise validation(f"type must be one of {list(PROPERTY_TYPES)}, got {ptype!r}")
-            field_type = body.get("fieldType") or {"number": "number", "date": "date", "datetime": "date", "bool": "booleancheckbox", "enumeration": "select"}.get(str(ptype), "text")
+            field_type = body.get("fieldType") or {
+                "number": "number",
+                "date": "date",
+                "datetime": "date",
+                "bool": "booleancheckbox",
+                "enumeration": "select",
+            }.get(str(ptype), "text")
             if field_type not in FIELD_TYPES:
-                raise validation(f"fieldType must be one of {list(FIELD_TYPES)}, got {field_type!r}")
+                raise validation(
+                    f"fieldType must be one of {list(FIELD_TYPES)}, got {field_type!r}"
+                )
             groups = {g for g, _ in GROUPS[t]}
             group = body.get("groupName") or GROUPS[t][0][0]
             if group not in groups:
-                raise validation(f"Property group {group!r} does not exist; groups: {sorted(groups)}")
+                raise validation(
+                    f"Property group {group!r} does not exist; groups: {sorted(groups)}"
+                )
             options = self._options(body.get("options"))
             if ptype == "enumeration" and not options:
                 raise validation("enumeration properties need at least one option")
             if ptype == "bool" and not options:
-                options = self._options([{"label": "Yes", "value": "true"}, {"label": "No", "value": "false"}])
+                options = self._options(
+                    [{"label": "Yes", "value": "true"}, {"label": "No", "value": "false"}]
+                )
             now = self._now()
             prop = PropertyDef(
                 name=name,
@@ -786,7 +953,9 @@ class Portal:
                 has_unique_value=bool(body.get("hasUniqueValue", False)),
                 hubspot_defined=False,
                 description=str(body.get("description") or ""),
-                display_order=int(body.get("displayOrder", -1) if body.get("displayOrder") is not None else -1),
+                display_order=int(
+                    body.get("displayOrder", -1) if body.get("displayOrder") is not None else -1
+                ),
                 hidden=bool(body.get("hidden", False)),
                 created_at=now,
                 updated_at=now,
@@ -796,7 +965,9 @@ class Portal:
                 self._unique[t][name] = {}
             return self.property_json(t, prop)
 
-    def update_property(self, object_type: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def update_property(
+        self, object_type: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Update label/description/options/group of a property (not its uniqueness)."""
         with self.lock:
             t = self._type(object_type)
@@ -837,7 +1008,10 @@ class Portal:
     def property_groups(self, object_type: str) -> list[dict[str, Any]]:
         """The (fixed) property groups of a type."""
         t = self._type(object_type)
-        return [{"name": g, "label": label, "displayOrder": i, "archived": False} for i, (g, label) in enumerate(GROUPS[t])]
+        return [
+            {"name": g, "label": label, "displayOrder": i, "archived": False}
+            for i, (g, label) in enumerate(GROUPS[t])
+        ]
 
     # ------------------------------------------------------------------ pipelines
 
@@ -861,9 +1035,16 @@ class Portal:
 
     def _check_spec(self, ft: str, tt: str, category: str, type_id: int) -> None:
         if category == "HUBSPOT_DEFINED":
-            valid = {x for x in (ASSOC_DEFAULT.get((ft, tt)), ASSOC_PRIMARY.get((ft, tt))) if x is not None}
+            valid = {
+                x
+                for x in (ASSOC_DEFAULT.get((ft, tt)), ASSOC_PRIMARY.get((ft, tt)))
+                if x is not None
+            }
             if type_id not in valid:
-                raise validation(f"associationTypeId {type_id} is not valid for {SINGULAR[ft]} to {SINGULAR[tt]} (valid: {sorted(valid)})")
+                raise validation(
+                    f"associationTypeId {type_id} is not valid for {SINGULAR[ft]} to "
+                    f"{SINGULAR[tt]} (valid: {sorted(valid)})"
+                )
         elif category not in ("USER_DEFINED", "INTEGRATOR_DEFINED"):
             raise validation(f"Unknown associationCategory {category!r}")
 
@@ -876,15 +1057,29 @@ class Portal:
                 for other, other_specs in self._assoc.get((ft, fid, tt), {}).items():
                     if other != tid and (category, type_id) in other_specs:
                         other_specs.discard((category, type_id))
-                        self._assoc.get((tt, other, ft), {}).get(fid, set()).discard((category, _REVERSE[type_id]))
+                        self._assoc.get((tt, other, ft), {}).get(fid, set()).discard(
+                            (category, _REVERSE[type_id])
+                        )
             fwd.add((category, type_id))
-            rev.add((category, _REVERSE.get(type_id, type_id) if category == "HUBSPOT_DEFINED" else type_id))
+            rev.add(
+                (
+                    category,
+                    _REVERSE.get(type_id, type_id) if category == "HUBSPOT_DEFINED" else type_id,
+                )
+            )
 
     def _require_ids(self, ft: str, fid: str, tt: str, tid: str) -> None:
         self._require(ft, fid)
         self._require(tt, tid)
 
-    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str, specs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def associate(
+        self,
+        from_type: str,
+        from_id: str,
+        to_type: str,
+        to_id: str,
+        specs: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """Create association(s) in both directions; default (unlabeled) when no specs given."""
         with self.lock:
             ft, tt = self._assoc_pair(from_type, to_type)
@@ -901,7 +1096,10 @@ class Portal:
                 raise validation(f"No default association between {ft} and {tt}")
             return [("HUBSPOT_DEFINED", default)]
         if not isinstance(specs, list) or not specs:
-            raise validation("Association body must be a non-empty list of {associationCategory, associationTypeId}")
+            raise validation(
+                "Association body must be a non-empty list of "
+                "{associationCategory, associationTypeId}"
+            )
         out: list[AssocSpec] = []
         for s in specs:
             if not isinstance(s, dict):
@@ -917,7 +1115,11 @@ class Portal:
 
     def _labels_json(self, ft: str, fid: str, tt: str, tid: str) -> dict[str, Any]:
         specs = self._assoc.get((ft, fid, tt), {}).get(tid, set())
-        labels = sorted("Primary" for c, i in specs if c == "HUBSPOT_DEFINED" and i == ASSOC_PRIMARY.get((ft, tt)))
+        labels = sorted(
+            "Primary"
+            for c, i in specs
+            if c == "HUBSPOT_DEFINED" and i == ASSOC_PRIMARY.get((ft, tt))
+        )
         return {
             "fromObjectTypeId": TYPE_IDS[ft],
             "fromObjectId": int(fid),
@@ -929,7 +1131,11 @@ class Portal:
     def _types_json(self, ft: str, tt: str, specs: set[AssocSpec]) -> list[dict[str, Any]]:
         out = []
         for category, type_id in sorted(specs, key=lambda s: (s[0], s[1])):
-            label = "Primary" if category == "HUBSPOT_DEFINED" and type_id == ASSOC_PRIMARY.get((ft, tt)) else None
+            label = (
+                "Primary"
+                if category == "HUBSPOT_DEFINED" and type_id == ASSOC_PRIMARY.get((ft, tt))
+                else None
+            )
             out.append({"category": category, "typeId": type_id, "label": label})
         return out
 
@@ -944,10 +1150,19 @@ class Portal:
                 target = self.records[tt].get(tid)
                 if not specs or target is None or target.archived:
                     continue
-                out.append({"toObjectId": int(tid), "associationTypes": self._types_json(ft, tt, specs)})
+                out.append(
+                    {"toObjectId": int(tid), "associationTypes": self._types_json(ft, tt, specs)}
+                )
             return out
 
-    def unassociate(self, from_type: str, from_id: str, to_type: str, to_id: str, specs: list[AssocSpec] | None = None) -> None:
+    def unassociate(
+        self,
+        from_type: str,
+        from_id: str,
+        to_type: str,
+        to_id: str,
+        specs: list[AssocSpec] | None = None,
+    ) -> None:
         """Remove association(s) in both directions (all types when ``specs`` is None)."""
         with self.lock:
             ft, tt = self._assoc_pair(from_type, to_type)
@@ -960,9 +1175,18 @@ class Portal:
                 return
             for category, type_id in specs:
                 fwd.get(tid, set()).discard((category, type_id))
-                rev.get(fid, set()).discard((category, _REVERSE.get(type_id, type_id) if category == "HUBSPOT_DEFINED" else type_id))
+                rev.get(fid, set()).discard(
+                    (
+                        category,
+                        _REVERSE.get(type_id, type_id)
+                        if category == "HUBSPOT_DEFINED"
+                        else type_id,
+                    )
+                )
 
-    def assoc_batch_read(self, from_type: str, to_type: str, inputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def assoc_batch_read(
+        self, from_type: str, to_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Batch read (≤1,000): ids without associations become NO_ASSOCIATIONS_FOUND errors."""
         with self.lock:
             ft, tt = self._assoc_pair(from_type, to_type)
@@ -984,7 +1208,9 @@ class Portal:
                 results.append({"from": {"id": fid}, "to": to})
             return results, errors
 
-    def assoc_batch_create(self, from_type: str, to_type: str, inputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def assoc_batch_create(
+        self, from_type: str, to_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Batch create (≤2,000) ``{from:{id}, to:{id}, types:[...]}``; per-input errors."""
         with self.lock:
             ft, tt = self._assoc_pair(from_type, to_type)
@@ -1040,7 +1266,14 @@ class Portal:
                 oid = str(object_id)
             elif email:
                 found = self._unique["contacts"]["email"].get(str(email).lower())
-                oid = found if found else self._create("contacts", self._validate("contacts", {"email": str(email)}, None, creating=True)).id
+                oid = (
+                    found
+                    if found
+                    else self._create(
+                        "contacts",
+                        self._validate("contacts", {"email": str(email)}, None, creating=True),
+                    ).id
+                )
             elif utk:
                 oid = "utk:" + str(utk)
             else:
@@ -1087,7 +1320,9 @@ class Portal:
                 lo = canonical_datetime(occurred_after) if occurred_after else None
                 hi = canonical_datetime(occurred_before) if occurred_before else None
             except ValueError:
-                raise validation("occurredAfter/occurredBefore must be ISO-8601 or epoch milliseconds") from None
+                raise validation(
+                    "occurredAfter/occurredBefore must be ISO-8601 or epoch milliseconds"
+                ) from None
             hits = [
                 e
                 for e in self.events
@@ -1137,7 +1372,9 @@ class Portal:
             return {"recipient": email, "subscriptionStatuses": statuses}
 
     @staticmethod
-    def _status_json(sid: str, name: str, desc: str, entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _status_json(
+        sid: str, name: str, desc: str, entry: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         return {
             "id": sid,
             "name": name,
@@ -1150,7 +1387,14 @@ class Portal:
             "brandId": None,
         }
 
-    def set_subscription(self, email: str, subscription_id: str, subscribed: bool, legal_basis: str | None = None, explanation: str | None = None) -> dict[str, Any]:
+    def set_subscription(
+        self,
+        email: str,
+        subscription_id: str,
+        subscribed: bool,
+        legal_basis: str | None = None,
+        explanation: str | None = None,
+    ) -> dict[str, Any]:
         """Subscribe/unsubscribe an address; 400 if it is already in that state, like HubSpot."""
         with self.lock:
             defs = {sid: (name, desc) for sid, name, desc in SUBSCRIPTION_DEFINITIONS}
@@ -1165,7 +1409,11 @@ class Portal:
             if current == target:
                 verb = "subscribed to" if subscribed else "unsubscribed from"
                 raise validation(f"{email} is already {verb} subscription {sid}")
-            mine[sid] = {"status": target, "legalBasis": legal_basis, "legalBasisExplanation": explanation}
+            mine[sid] = {
+                "status": target,
+                "legalBasis": legal_basis,
+                "legalBasisExplanation": explanation,
+            }
             return self._status_json(sid, defs[sid][0], defs[sid][1], mine[sid])
 
     # ------------------------------------------------------------------ persistence
@@ -1179,15 +1427,28 @@ class Portal:
                 "next_id": self._next_id,
                 "records": {
                     t: [
-                        {"id": r.id, "props": r.props, "createdAt": r.created_at, "updatedAt": r.updated_at, "archived": r.archived, "archivedAt": r.archived_at}
+                        {
+                            "id": r.id,
+                            "props": r.props,
+                            "createdAt": r.created_at,
+                            "updatedAt": r.updated_at,
+                            "archived": r.archived,
+                            "archivedAt": r.archived_at,
+                        }
                         for r in recs.values()
                     ]
                     for t, recs in self.records.items()
                 },
-                "custom_properties": {t: [p.to_store() for p in ps.values() if not p.hubspot_defined] for t, ps in self.properties.items()},
+                "custom_properties": {
+                    t: [p.to_store() for p in ps.values() if not p.hubspot_defined]
+                    for t, ps in self.properties.items()
+                },
                 "pipelines": self.pipelines,
                 "associations": [
-                    [k[0], k[1], k[2], tid, sorted([list(s) for s in specs])] for k, links in self._assoc.items() for tid, specs in links.items() if specs
+                    [k[0], k[1], k[2], tid, sorted([list(s) for s in specs])]
+                    for k, links in self._assoc.items()
+                    for tid, specs in links.items()
+                    if specs
                 ],
                 "events": self.events,
                 "event_types": sorted(self.event_types),
@@ -1197,6 +1458,7 @@ class Portal:
     def load(self, data: Mapping[str, Any]) -> None:
         """Restore state saved by :meth:`dump` (replaces current records)."""
         with self.lock:
+            self._version += 1
             for t, plist in (data.get("custom_properties") or {}).items():
                 for p in plist:
                     prop = PropertyDef(hubspot_defined=False, **p)
@@ -1210,7 +1472,14 @@ class Portal:
                     self._unique[t][name] = {}
             for t, recs in (data.get("records") or {}).items():
                 for r in sorted(recs, key=lambda r: int(r["id"])):
-                    rec = Record(id=r["id"], props=dict(r["props"]), created_at=r["createdAt"], updated_at=r["updatedAt"], archived=r["archived"], archived_at=r.get("archivedAt"))
+                    rec = Record(
+                        id=r["id"],
+                        props=dict(r["props"]),
+                        created_at=r["createdAt"],
+                        updated_at=r["updatedAt"],
+                        archived=r["archived"],
+                        archived_at=r.get("archivedAt"),
+                    )
                     self.records[t][rec.id] = rec
                     self._order[t].append(int(rec.id))
                     if not rec.archived:
@@ -1222,7 +1491,9 @@ class Portal:
                 self.pipelines = dict(data["pipelines"])
             self._assoc = {}
             for ft, fid, tt, tid, specs in data.get("associations") or []:
-                self._assoc.setdefault((ft, fid, tt), {})[tid] = {(str(c), int(i)) for c, i in specs}
+                self._assoc.setdefault((ft, fid, tt), {})[tid] = {
+                    (str(c), int(i)) for c, i in specs
+                }
             self.events = list(data.get("events") or [])
             self.event_types.update(data.get("event_types") or [])
             self.subscriptions = dict(data.get("subscriptions") or {})

@@ -6,19 +6,12 @@ off except where a test builds a dedicated server to exercise them.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+from hubspot import HubSpot
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:  # allow running without an installed package
-    sys.path.insert(0, ROOT)
-
-from hubspot import HubSpot  # noqa: E402
-
-from connector.sandbox import PortalSpec, SandboxServer  # noqa: E402
+from connector.sandbox import PortalSpec, SandboxServer
 
 VENDOR = "vendor-token"
 PARTNER = "partner-token"
@@ -29,7 +22,12 @@ def server() -> Iterator[SandboxServer]:
     """Two portals, limits off."""
     specs = [
         PortalSpec(name="vendor", token=VENDOR, portal_id=1001),
-        PortalSpec(name="partner", token=PARTNER, portal_id=2002, deal_stages=["new", "working", "won", "lost"]),
+        PortalSpec(
+            name="partner",
+            token=PARTNER,
+            portal_id=2002,
+            deal_stages=["new", "working", "won", "lost"],
+        ),
     ]
     with SandboxServer(portals=specs, host="127.0.0.1", port=0, limits=False) as srv:
         yield srv

@@ -43,7 +43,10 @@ def _err(exc: ApiException) -> dict:
 
 
 def _search_ids(client: HubSpot, prop: str, value: str) -> list[str]:
-    req = PublicObjectSearchRequest(filter_groups=[{"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}], limit=100)
+    req = PublicObjectSearchRequest(
+        filter_groups=[{"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}],
+        limit=100,
+    )
     return [r.id for r in client.crm.deals.search_api.do_search(req).results]
 
 
@@ -61,7 +64,12 @@ def test_create_returns_201_object(client: HubSpot) -> None:
 def test_get_returns_requested_plus_system_properties(client: HubSpot) -> None:
     deal = _create(client, dealname="Beta", amount="10", description="hello")
     got = client.crm.deals.basic_api.get_by_id(deal.id, properties=["description", "nope"])
-    assert set(got.properties) == {"description", "createdate", "hs_lastmodifieddate", "hs_object_id"}
+    assert set(got.properties) == {
+        "description",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+    }
     default = client.crm.deals.basic_api.get_by_id(deal.id)
     assert {"dealname", "amount", "dealstage", "pipeline", "closedate"} <= set(default.properties)
     assert default.properties["closedate"] is None
@@ -74,7 +82,9 @@ def test_get_missing_is_404_object_not_found(client: HubSpot) -> None:
     assert _err(info.value)["category"] == "OBJECT_NOT_FOUND"
 
 
-def test_update_moves_modification_time_only_on_change(server: SandboxServer, client: HubSpot) -> None:
+def test_update_moves_modification_time_only_on_change(
+    server: SandboxServer, client: HubSpot
+) -> None:
     portal = server.portal("vendor")
     t0 = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
     portal.clock = lambda: t0
@@ -82,11 +92,15 @@ def test_update_moves_modification_time_only_on_change(server: SandboxServer, cl
         deal = _create(client, dealname="Gamma")
         assert deal.properties["hs_lastmodifieddate"] == "2026-01-01T12:00:00.123Z"
         portal.clock = lambda: t0 + timedelta(hours=1)
-        upd = client.crm.deals.basic_api.update(deal.id, SimplePublicObjectInput(properties={"dealname": "Gamma 2"}))
+        upd = client.crm.deals.basic_api.update(
+            deal.id, SimplePublicObjectInput(properties={"dealname": "Gamma 2"})
+        )
         assert upd.properties["hs_lastmodifieddate"] == "2026-01-01T13:00:00.123Z"
         assert upd.updated_at == datetime(2026, 1, 1, 13, 0, 0, 123000, tzinfo=UTC)
         portal.clock = lambda: t0 + timedelta(hours=2)
-        same = client.crm.deals.basic_api.update(deal.id, SimplePublicObjectInput(properties={"dealname": "Gamma 2"}))
+        same = client.crm.deals.basic_api.update(
+            deal.id, SimplePublicObjectInput(properties={"dealname": "Gamma 2"})
+        )
         assert same.properties["hs_lastmodifieddate"] == "2026-01-01T13:00:00.123Z"
     finally:
         portal.clock = lambda: datetime.now(UTC)
@@ -94,12 +108,16 @@ def test_update_moves_modification_time_only_on_change(server: SandboxServer, cl
 
 def test_empty_string_clears(client: HubSpot) -> None:
     deal = _create(client, dealname="Clear me", description="x")
-    client.crm.deals.basic_api.update(deal.id, SimplePublicObjectInput(properties={"description": ""}))
+    client.crm.deals.basic_api.update(
+        deal.id, SimplePublicObjectInput(properties={"description": ""})
+    )
     got = client.crm.deals.basic_api.get_by_id(deal.id, properties=["description"])
     assert got.properties["description"] is None
 
 
-def test_archive_keeps_modification_time_and_hides_from_search(server: SandboxServer, client: HubSpot) -> None:
+def test_archive_keeps_modification_time_and_hides_from_search(
+    server: SandboxServer, client: HubSpot
+) -> None:
     deal = _create(client, dealname="ArchiveMe-1")
     before = client.crm.deals.basic_api.get_by_id(deal.id).properties["hs_lastmodifieddate"]
     assert _search_ids(client, "dealname", "ArchiveMe-1") == [deal.id]
@@ -147,18 +165,31 @@ def test_invalid_values_rejected(client: HubSpot, props: dict[str, str], fragmen
     assert fragment in _err(info.value)["message"]
 
 
-def test_dealstage_must_belong_to_pipeline(server: SandboxServer, client: HubSpot, partner_client: HubSpot) -> None:
+def test_dealstage_must_belong_to_pipeline(
+    server: SandboxServer, client: HubSpot, partner_client: HubSpot
+) -> None:
     deal = _create(client, dealname="Staged", pipeline="default", dealstage="qualifiedtobuy")
     assert deal.properties["dealstage"] == "qualifiedtobuy"
     # The partner portal has its own stage ids.
     with pytest.raises(ApiException):
-        partner_client.crm.deals.basic_api.create(SimplePublicObjectInputForCreate(properties={"dealstage": "qualifiedtobuy"}))
-    ok = partner_client.crm.deals.basic_api.create(SimplePublicObjectInputForCreate(properties={"dealstage": "working"}))
+        partner_client.crm.deals.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"dealstage": "qualifiedtobuy"})
+        )
+    ok = partner_client.crm.deals.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"dealstage": "working"})
+    )
     assert ok.properties["pipeline"] == "default"
-    server.portal("vendor").add_pipeline("partners", "Partner deals", ["registered", "accepted", "closedwon", "closedlost"])
+    server.portal("vendor").add_pipeline(
+        "partners", "Partner deals", ["registered", "accepted", "closedwon", "closedlost"]
+    )
     with pytest.raises(ApiException):
-        client.crm.deals.basic_api.update(deal.id, SimplePublicObjectInput(properties={"pipeline": "partners"}))
-    moved = client.crm.deals.basic_api.update(deal.id, SimplePublicObjectInput(properties={"pipeline": "partners", "dealstage": "registered"}))
+        client.crm.deals.basic_api.update(
+            deal.id, SimplePublicObjectInput(properties={"pipeline": "partners"})
+        )
+    moved = client.crm.deals.basic_api.update(
+        deal.id,
+        SimplePublicObjectInput(properties={"pipeline": "partners", "dealstage": "registered"}),
+    )
     assert moved.properties["dealstage"] == "registered"
 
 
@@ -169,7 +200,14 @@ def test_datetime_and_date_values(client: HubSpot) -> None:
     deal2 = _create(client, dealname="Dates2", closedate="2026-02-03T04:05:06+01:00")
     assert deal2.properties["closedate"] == "2026-02-03T03:05:06.000Z"
     client.crm.properties.core_api.create(
-        "deals", PropertyCreate(name="registered_on", label="Registered on", type="date", field_type="date", group_name="dealinformation")
+        "deals",
+        PropertyCreate(
+            name="registered_on",
+            label="Registered on",
+            type="date",
+            field_type="date",
+            group_name="dealinformation",
+        ),
     )
     d = _create(client, dealname="D", registered_on="1767225600000")
     assert d.properties["registered_on"] == "2026-01-01"
@@ -181,14 +219,20 @@ def test_datetime_and_date_values(client: HubSpot) -> None:
 
 
 def test_batch_create_100_ok_and_101_rejected(client: HubSpot) -> None:
-    inputs = [SimplePublicObjectBatchInputForCreate(properties={"dealname": f"B{i}"}) for i in range(100)]
-    res = client.crm.deals.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    inputs = [
+        SimplePublicObjectBatchInputForCreate(properties={"dealname": f"B{i}"}) for i in range(100)
+    ]
+    res = client.crm.deals.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+    )
     assert isinstance(res, BatchResponseSimplePublicObject)
     assert res.status == "COMPLETE" and len(res.results) == 100
     assert res.started_at is not None and res.completed_at is not None
     inputs.append(SimplePublicObjectBatchInputForCreate(properties={"dealname": "B100"}))
     with pytest.raises(ApiException) as info:
-        client.crm.deals.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+        client.crm.deals.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+        )
     assert info.value.status == 400
     assert _err(info.value)["category"] == "VALIDATION_ERROR"
 
@@ -196,10 +240,14 @@ def test_batch_create_100_ok_and_101_rejected(client: HubSpot) -> None:
 def test_batch_create_partial_failure_is_207(client: HubSpot) -> None:
     inputs = [
         SimplePublicObjectBatchInputForCreate(properties={"dealname": "P-ok-1"}),
-        SimplePublicObjectBatchInputForCreate(properties={"dealname": "P-bad", "amount": "NaNa"}, object_write_trace_id="t-1"),
+        SimplePublicObjectBatchInputForCreate(
+            properties={"dealname": "P-bad", "amount": "NaNa"}, object_write_trace_id="t-1"
+        ),
         SimplePublicObjectBatchInputForCreate(properties={"dealname": "P-ok-2"}),
     ]
-    res = client.crm.deals.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    res = client.crm.deals.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+    )
     assert isinstance(res, BatchResponseSimplePublicObjectWithErrors)
     assert res.num_errors == 1 and len(res.errors) == 1
     err = res.errors[0]
@@ -211,30 +259,49 @@ def test_batch_create_partial_failure_is_207(client: HubSpot) -> None:
 def test_batch_read_update_archive(client: HubSpot) -> None:
     ids = [_create(client, dealname=f"R{i}", amount=str(i)).id for i in range(3)]
     read = client.crm.deals.batch_api.read(
-        BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids], properties=["amount"], properties_with_history=[])
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=i) for i in ids],
+            properties=["amount"],
+            properties_with_history=[],
+        )
     )
     assert isinstance(read, BatchResponseSimplePublicObject)
     assert sorted(r.properties["amount"] for r in read.results) == ["0", "1", "2"]
     missing = client.crm.deals.batch_api.read(
-        BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=ids[0]), SimplePublicObjectId(id="424242")], properties=["amount"], properties_with_history=[])
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=ids[0]), SimplePublicObjectId(id="424242")],
+            properties=["amount"],
+            properties_with_history=[],
+        )
     )
     assert isinstance(missing, BatchResponseSimplePublicObjectWithErrors)
     assert missing.errors[0].context["id"] == ["424242"]
     upd = client.crm.deals.batch_api.update(
-        BatchInputSimplePublicObjectBatchInput(inputs=[SimplePublicObjectBatchInput(id=i, properties={"amount": "99"}) for i in ids])
+        BatchInputSimplePublicObjectBatchInput(
+            inputs=[SimplePublicObjectBatchInput(id=i, properties={"amount": "99"}) for i in ids]
+        )
     )
     assert isinstance(upd, BatchResponseSimplePublicObject)
     assert {r.properties["amount"] for r in upd.results} == {"99"}
     bad = client.crm.deals.batch_api.update(
         BatchInputSimplePublicObjectBatchInput(
-            inputs=[SimplePublicObjectBatchInput(id=ids[0], properties={"amount": "1"}), SimplePublicObjectBatchInput(id="777", properties={"amount": "1"})]
+            inputs=[
+                SimplePublicObjectBatchInput(id=ids[0], properties={"amount": "1"}),
+                SimplePublicObjectBatchInput(id="777", properties={"amount": "1"}),
+            ]
         )
     )
     assert isinstance(bad, BatchResponseSimplePublicObjectWithErrors)
     assert bad.num_errors == 1 and bad.errors[0].context["id"] == ["777"]
-    client.crm.deals.batch_api.archive(BatchInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids]))
+    client.crm.deals.batch_api.archive(
+        BatchInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids])
+    )
     again = client.crm.deals.batch_api.read(
-        BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids], properties=["amount"], properties_with_history=[])
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=i) for i in ids],
+            properties=["amount"],
+            properties_with_history=[],
+        )
     )
     assert again.num_errors == 3
 
@@ -242,10 +309,21 @@ def test_batch_read_update_archive(client: HubSpot) -> None:
 def test_batch_upsert_on_unique_property(client: HubSpot) -> None:
     client.crm.properties.core_api.create(
         "deals",
-        PropertyCreate(name="partner_deal_id", label="Partner deal id", type="string", field_type="text", group_name="dealinformation", has_unique_value=True),
+        PropertyCreate(
+            name="partner_deal_id",
+            label="Partner deal id",
+            type="string",
+            field_type="text",
+            group_name="dealinformation",
+            has_unique_value=True,
+        ),
     )
     body = BatchInputSimplePublicObjectBatchInputUpsert(
-        inputs=[SimplePublicObjectBatchInputUpsert(id="P-1", id_property="partner_deal_id", properties={"dealname": "Up 1"})]
+        inputs=[
+            SimplePublicObjectBatchInputUpsert(
+                id="P-1", id_property="partner_deal_id", properties={"dealname": "Up 1"}
+            )
+        ]
     )
     first = client.crm.deals.batch_api.upsert(body)
     assert isinstance(first, BatchResponseSimplePublicUpsertObject)
@@ -257,16 +335,38 @@ def test_batch_upsert_on_unique_property(client: HubSpot) -> None:
     assert second.results[0].id == first.results[0].id
     assert second.results[0].properties["dealname"] == "Up 1 renamed"
     # idProperty lookups on single-object endpoints.
-    got = client.crm.deals.basic_api.get_by_id("P-1", id_property="partner_deal_id", properties=["dealname"])
+    got = client.crm.deals.basic_api.get_by_id(
+        "P-1", id_property="partner_deal_id", properties=["dealname"]
+    )
     assert got.id == first.results[0].id
     # Unique values are enforced: a duplicate is a 409 CONFLICT.
     with pytest.raises(ApiException) as info:
         _create(client, dealname="dup", partner_deal_id="P-1")
     assert info.value.status == 409
     assert _err(info.value)["category"] == "CONFLICT"
+    # In a batch, a duplicate is a per-input CONFLICT error (207), the rest is created.
+    dup = client.crm.deals.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
+                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
+                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-1"}),
+            ]
+        )
+    )
+    assert isinstance(dup, BatchResponseSimplePublicObjectWithErrors)
+    assert len(dup.results) == 1
+    assert [(e.category, e.context["index"]) for e in dup.errors] == [
+        ("CONFLICT", ["1"]),
+        ("CONFLICT", ["2"]),
+    ]
     # Upsert on a non-unique property is a per-input error.
     res = client.crm.deals.batch_api.upsert(
-        BatchInputSimplePublicObjectBatchInputUpsert(inputs=[SimplePublicObjectBatchInputUpsert(id="x", id_property="dealname", properties={})])
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                SimplePublicObjectBatchInputUpsert(id="x", id_property="dealname", properties={})
+            ]
+        )
     )
     assert res.num_errors == 1
 
@@ -275,24 +375,47 @@ def test_contacts_email_is_unique_and_upsertable(client: HubSpot) -> None:
     from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputUpsert as CUpsert
     from hubspot.crm.contacts import SimplePublicObjectBatchInputUpsert as CInput
 
-    res = client.crm.contacts.batch_api.upsert(CUpsert(inputs=[CInput(id="ann@example.com", id_property="email", properties={"firstname": "Ann"})]))
+    res = client.crm.contacts.batch_api.upsert(
+        CUpsert(
+            inputs=[
+                CInput(id="ann@example.com", id_property="email", properties={"firstname": "Ann"})
+            ]
+        )
+    )
     assert res.results[0].new is True
     assert res.results[0].properties["lastmodifieddate"]
-    res2 = client.crm.contacts.batch_api.upsert(CUpsert(inputs=[CInput(id="ANN@example.com", id_property="email", properties={"lastname": "Lee"})]))
+    res2 = client.crm.contacts.batch_api.upsert(
+        CUpsert(
+            inputs=[
+                CInput(id="ANN@example.com", id_property="email", properties={"lastname": "Lee"})
+            ]
+        )
+    )
     assert res2.results[0].new is False
 
 
 def test_list_paging_and_object_type_ids(server: SandboxServer) -> None:
     portal = server.portal("vendor")
-    ids = portal.seed("companies", [{"name": f"Co {i}", "domain": f"co{i}.example"} for i in range(25)])
+    ids = portal.seed(
+        "companies", [{"name": f"Co {i}", "domain": f"co{i}.example"} for i in range(25)]
+    )
     client = HubSpot(access_token=VENDOR, host=server.url)
     page = client.crm.companies.basic_api.get_page(limit=10, properties=["domain"])
     assert len(page.results) == 10 and page.paging.next.after
     everything = client.crm.companies.get_all(properties=["domain"])
     assert [o.id for o in everything] == ids
-    r = requests.get(f"{server.url}/crm/v3/objects/0-2", params={"limit": 101}, headers={"Authorization": f"Bearer {VENDOR}"}, timeout=5)
+    r = requests.get(
+        f"{server.url}/crm/v3/objects/0-2",
+        params={"limit": 101},
+        headers={"Authorization": f"Bearer {VENDOR}"},
+        timeout=5,
+    )
     assert r.status_code == 400
-    r = requests.get(f"{server.url}/crm/v3/objects/0-2/{ids[0]}", headers={"Authorization": f"Bearer {VENDOR}"}, timeout=5)
+    r = requests.get(
+        f"{server.url}/crm/v3/objects/0-2/{ids[0]}",
+        headers={"Authorization": f"Bearer {VENDOR}"},
+        timeout=5,
+    )
     assert r.status_code == 200 and r.json()["properties"]["name"] == "Co 0"
 
 

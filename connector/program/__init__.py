@@ -1,0 +1,1 @@
+"""The partner program's rules: domains, registrations, ownership, commission, tiers."""
