@@ -21,9 +21,10 @@ from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
 from connector.hooks.base import Hook
-from connector.records import Side
+from connector.program.registration import Person, Registry, Submission
+from connector.records import Side, utcnow
 from connector.state import StateStore
-from connector.state.tables import ConflictRow
+from connector.state.tables import ConflictRow, Registration
 
 
 class DealsyncError(Exception):
@@ -31,6 +32,17 @@ class DealsyncError(Exception):
 
 
 AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
+
+
+def default_hooks(project: Project) -> list[Hook]:
+    """The program's rules, in the order they run at each hook point."""
+    from connector.hooks.commission import CommissionHook
+    from connector.hooks.registration import RegistrationHook
+
+    return [
+        RegistrationHook(project.rules, project.mappings),
+        CommissionHook(project.rules, project.mappings),
+    ]
 
 
 def default_adapter_factory(project: Project, env: Mapping[str, str]) -> AdapterFactory:
@@ -71,6 +83,10 @@ class ConnectionStatus:
     open_conflicts: int
     failing_records: int
     last_run: dict[str, Any] | None
+    tier: str = ""
+    credited_mrr: str = "0"
+    active_registrations: int = 0
+    capacity: int = 0
 
 
 class Dealsync:
@@ -89,7 +105,7 @@ class Dealsync:
         self._factory = adapter_factory or default_adapter_factory(project, self.env)
         self._adapters: dict[str, CRMAdapter] = {}
         self._store: StateStore | None = None
-        self.hooks = list(hooks or [])
+        self.hooks = list(hooks) if hooks is not None else default_hooks(project)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -134,6 +150,10 @@ class Dealsync:
     def setup(self) -> dict[str, list[str]]:
         """Install the custom properties the engine needs in every portal (idempotent)."""
         needed = required_properties(self.project.mappings)
+        for hook in self.hooks:
+            for side, spec in hook.required_properties():
+                if spec not in needed[side]:
+                    needed[side].append(spec)
         out = {"vendor": self.vendor().ensure_properties(needed["vendor"])}
         for p in self.project.config.partners:
             out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
@@ -170,21 +190,38 @@ class Dealsync:
     def sync_all(self, **kwargs: Any) -> list[PassResult]:
         return [self.sync(p.id, **kwargs) for p in self.project.config.partners]
 
-    def status(self) -> list[ConnectionStatus]:
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.store)
+
+    def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
+        now = now or utcnow()
         out = []
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
             if runs:
                 r = runs[0]
-                last = {"id": r.id, "status": r.status, "started_at": r.started_at.isoformat(),
-                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                        "dry_run": r.dry_run}
+                last = {
+                    "id": r.id,
+                    "status": r.status,
+                    "started_at": r.started_at.isoformat(),
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "dry_run": r.dry_run,
+                }
+            tier, capacity, credited = self.registry.tier(p.id, self.project.rules, now, p.tier)
             out.append(
                 ConnectionStatus(
-                    partner=p.id, name=p.name, links=self.store.link_counts(p.id),
+                    partner=p.id,
+                    name=p.name,
+                    links=self.store.link_counts(p.id),
                     open_conflicts=len(self.store.conflicts(p.id)),
-                    failing_records=self.store.retry_count(p.id), last_run=last,
+                    failing_records=self.store.retry_count(p.id),
+                    last_run=last,
+                    tier=tier,
+                    credited_mrr=str(credited),
+                    active_registrations=self.registry.active_count(p.id, now),
+                    capacity=capacity,
                 )
             )
         return out
@@ -212,8 +249,12 @@ class Dealsync:
             raise DealsyncError(f"field {row.field} is no longer in mapping {mapping.name}")
         field, mapper = fm
         partner_crm, vendor_crm = self.partner_crm(row.connection), self.vendor()
-        p_rec = partner_crm.read(mapping.partner_object, [row.partner_id], [field.partner]).get(row.partner_id)
-        v_rec = vendor_crm.read(mapping.vendor_object, [row.vendor_id], [field.vendor]).get(row.vendor_id)
+        p_rec = partner_crm.read(mapping.partner_object, [row.partner_id], [field.partner]).get(
+            row.partner_id
+        )
+        v_rec = vendor_crm.read(mapping.vendor_object, [row.vendor_id], [field.vendor]).get(
+            row.vendor_id
+        )
         if p_rec is None or v_rec is None:
             raise DealsyncError("one of the two records no longer exists; run a sync first")
         try:
@@ -229,11 +270,15 @@ class Dealsync:
         except ValueError_ as exc:
             raise DealsyncError(f"cannot resolve: {exc}") from None
         if p_val != p_now:
-            res = partner_crm.update(mapping.partner_object, [(row.partner_id, {field.partner: p_val or ""})])
+            res = partner_crm.update(
+                mapping.partner_object, [(row.partner_id, {field.partner: p_val or ""})]
+            )
             if not res[0].ok:
                 raise DealsyncError(f"writing the partner record failed: {res[0].error}")
         if v_val != v_now:
-            res = vendor_crm.update(mapping.vendor_object, [(row.vendor_id, {field.vendor: v_val or ""})])
+            res = vendor_crm.update(
+                mapping.vendor_object, [(row.vendor_id, {field.vendor: v_val or ""})]
+            )
             if not res[0].ok:
                 raise DealsyncError(f"writing the vendor record failed: {res[0].error}")
         link = self.store.link(row.link_id)
@@ -246,6 +291,72 @@ class Dealsync:
         resolved = self.store.conflict(conflict_id)
         assert resolved is not None
         return resolved
+
+
+def register_lead(
+    app: Dealsync,
+    *,
+    partner: str,
+    domain: str,
+    first: str,
+    last: str,
+    email: str,
+    company: str | None = None,
+    country: str | None = None,
+    now: datetime | None = None,
+) -> Registration:
+    """Submit a lead on a partner's behalf (``dealsync register lead``): the same checks
+    as a lead flagged in the partner's CRM; an accepted lead's company and contact are
+    written to the vendor CRM at once."""
+    from connector.hooks.base import PassContext
+    from connector.hooks.registration import decide_submissions, write_vendor_ownership
+
+    cfg = app.partner(partner)
+    moment = now or utcnow()
+    sub = Submission(
+        partner=partner,
+        kind="lead",
+        partner_object="cli",
+        partner_record_id=f"cli:{email.strip().lower()}",
+        domain_text=domain,
+        company_name=company or domain,
+        contacts=(
+            Person(
+                email=email.strip(),
+                first_name=first.strip(),
+                last_name=last.strip(),
+                country=country,
+            ),
+        ),
+    )
+    ctx = PassContext(
+        partner=cfg,
+        partner_crm=app.vendor(),
+        vendor_crm=app.vendor(),
+        store=app.store,
+        rules=app.project.rules,
+        now=moment,
+        dry_run=False,
+        run_id=None,
+    )
+    registry = app.registry
+    existing = registry.find(partner, "lead", sub.partner_record_id)
+    if existing is not None and existing.status == "accepted":
+        return existing
+    [(_, decision)] = decide_submissions(ctx, registry, app.project.rules, [sub])
+    reg = registry.record(sub, decision, now=moment)
+    company_mapping = next(
+        (m for m in app.project.mappings if m.partner_object == "companies"), None
+    )
+    contact_mapping = next(
+        (m for m in app.project.mappings if m.partner_object == "contacts"), None
+    )
+    write_vendor_ownership(ctx, registry, app.project.rules, company_mapping, contact_mapping)
+    assert reg.id is not None
+    registry.mark([reg.id], written_back=True)
+    final = registry.get(reg.id)
+    assert final is not None
+    return final
 
 
 def base_of(link_base: Base) -> dict[str, tuple[str | None, str | None]]:

@@ -20,7 +20,7 @@ import click
 
 from connector.api import Dealsync, DealsyncError
 from connector.config import ConfigError, check_project, load_project
-from connector.engine.sync import EXIT_FATAL, PassResult
+from connector.engine.sync import EXIT_FAILED, EXIT_FATAL, PassResult
 from connector.state.store import LockHeld
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -233,6 +233,10 @@ def status(ctx: Ctx, as_json: bool) -> None:
         if not r.links:
             click.echo("  nothing linked yet")
         click.echo(f"  open conflicts: {r.open_conflicts}   failing records: {r.failing_records}")
+        click.echo(
+            f"  tier: {r.tier} (credited MRR {r.credited_mrr}, trailing window); registrations "
+            f"{r.active_registrations} of {r.capacity}"
+        )
         if r.last_run:
             lr = r.last_run
             click.echo(
@@ -310,7 +314,8 @@ def runs(
             return
         for r in rows:
             plan = r.counts.get("plan", {})
-            calls = sum(v for v in r.api_calls.values() if isinstance(v, int))
+            calls = sum(v for k, v in r.api_calls.items()
+                        if isinstance(v, int) and not k.endswith(("wait_ms", "retries", "429")))
             click.echo(
                 f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
                 f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
@@ -349,6 +354,160 @@ def runs(
         if rec.detail:
             line += f": {rec.detail}"
         click.echo(line)
+
+
+@cli.group()
+def register() -> None:
+    """Submit registrations on a partner's behalf."""
+
+
+@register.command("lead")
+@click.option(
+    "--partner", "-p", required=True, metavar="PARTNER", help="The partner registering the lead."
+)
+@click.option(
+    "--domain", "-d", required=True, help="The lead's company domain (URL, host or e-mail)."
+)
+@click.option("--first", required=True, help="The contact's first name.")
+@click.option("--last", required=True, help="The contact's last name.")
+@click.option("--email", required=True, help="The contact's e-mail address.")
+@click.option("--company", help="The company's name (default: the domain).")
+@click.option("--country", help="The contact's country (ISO code or name).")
+@click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
+@pass_ctx
+@handled
+def register_lead_cmd(
+    ctx: Ctx,
+    partner: str,
+    domain: str,
+    first: str,
+    last: str,
+    email: str,
+    company: str | None,
+    country: str | None,
+    now: str | None,
+) -> None:
+    """Register a lead (company domain + contact) through the program's checks."""
+    from connector.api import register_lead
+
+    reg = register_lead(
+        ctx.app(),
+        partner=partner,
+        domain=domain,
+        first=first,
+        last=last,
+        email=email,
+        company=company,
+        country=country,
+        now=_parse_now(now),
+    )
+    colour = "green" if reg.status == "accepted" else "red"
+    click.secho(
+        f"registration #{reg.id}: {reg.status}" + (f" ({reg.code})" if reg.code else ""), fg=colour
+    )
+    click.echo(f"  {reg.reason}")
+    if reg.status != "accepted":
+        sys.exit(EXIT_FAILED)
+
+
+def _export(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        return
+    if not rows:
+        click.echo("nothing to show")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    widths = {c: min(w, 60) for c, w in widths.items()}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c) or "")[: widths[c]].ljust(widths[c]) for c in columns))
+
+
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@cli.command()
+@click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's registrations.")
+@click.option(
+    "--status",
+    type=click.Choice(["accepted", "rejected", "expired", "withdrawn"]),
+    help="Only registrations with this status.",
+)
+@click.option(
+    "--kind", type=click.Choice(["lead", "deal"]), help="Only lead or deal registrations."
+)
+@FORMAT
+@pass_ctx
+@handled
+def registrations(
+    ctx: Ctx, partner: str | None, status: str | None, kind: str | None, fmt: str
+) -> None:
+    """List registrations and their decisions (table, CSV or JSON)."""
+    rows = [
+        r.model_dump()
+        for r in ctx.app(check_env=False).registry.registrations(partner, status, kind)
+    ]
+    _export(
+        rows,
+        fmt,
+        [
+            "id",
+            "partner",
+            "kind",
+            "partner_record_id",
+            "domain",
+            "status",
+            "code",
+            "owned_until",
+            "decided_at",
+            "reason",
+        ],
+    )
+
+
+@cli.command()
+@click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's commissions.")
+@click.option("--kind", type=click.Choice(["deal", "self_serve"]), help="Only this kind of credit.")
+@FORMAT
+@pass_ctx
+@handled
+def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> None:
+    """List commissions and MRR credits earned (table, CSV or JSON)."""
+    rows = [c.model_dump() for c in ctx.app(check_env=False).registry.commissions(partner, kind)]
+    _export(
+        rows,
+        fmt,
+        [
+            "id",
+            "partner",
+            "kind",
+            "vendor_deal_id",
+            "partner_deal_id",
+            "domain",
+            "amount",
+            "currency",
+            "rate",
+            "commission",
+            "mrr",
+            "earned_at",
+        ],
+    )
 
 
 def _rate(value: str, unit: str) -> float:

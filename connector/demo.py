@@ -91,57 +91,19 @@ class PortalUser:
             after = page.paging.next.after
 
 
+# (company, domain, country, first, last, email, deal name, amount, stage, registered)
 SEED = [
-    # (company, domain, country, first, last, email, deal name, amount, stage, registered)
-    (
-        "Globex",
-        "globex.com",
-        "US",
-        "Hank",
-        "Scorpio",
-        "hank@globex.com",
-        "Globex platform",
-        "48000.00",
-        "qualifiedtobuy",
-        True,
-    ),
-    (
-        "Initech",
-        "initech.de",
-        "DE",
-        "Bill",
-        "Lumbergh",
-        "bill@initech.de",
-        "Initech rollout",
-        "12500",
-        "presentationscheduled",
-        True,
-    ),
-    (
-        "Umbrella",
-        "umbrella.fr",
-        "FR",
-        "Alice",
-        "Abernathy",
-        "alice@umbrella.fr",
-        "Umbrella pilot",
-        "7300.50",
-        "appointmentscheduled",
-        True,
-    ),
-    (
-        "Hooli",
-        "hooli.com",
-        "US",
-        "Gavin",
-        "Belson",
-        "gavin@hooli.com",
-        "Hooli (not registered)",
-        "99000",
-        "qualifiedtobuy",
-        False,
-    ),
-]
+    ("Globex", "globex.com", "US", "Hank", "Scorpio", "hank@globex.com",
+     "Globex platform", "48000.00", "qualifiedtobuy", True),
+    ("Initech", "initech.de", "DE", "Bill", "Lumbergh", "bill@initech.de",
+     "Initech rollout", "12500", "presentationscheduled", True),
+    ("Umbrella", "umbrella.fr", "FR", "Alice", "Abernathy", "alice@umbrella.fr",
+     "Umbrella pilot", "7300.50", "appointmentscheduled", True),
+    ("Hooli", "hooli.com", "US", "Gavin", "Belson", "gavin@hooli.com",
+     "Hooli (not registered)", "99000", "qualifiedtobuy", False),
+    ("Wayne Enterprises", "wayne.com", "US", "Lucius", "Fox", "lucius@wayne.com",
+     "Wayne upgrade", "25000", "qualifiedtobuy", True),
+]  # fmt: skip
 
 
 def _prepare(directory: str | None, url: str) -> Path:
@@ -196,6 +158,11 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
         "(source ids, partner id, the registration flag)"
     )
 
+    vendor.create(
+        "companies",
+        {"name": "Wayne Enterprises", "domain": "wayne.com", "lifecyclestage": "customer"},
+    )
+    echo("the vendor already has Wayne Enterprises (wayne.com) as a customer")
     deals: list[str] = []
     for company, domain, country, first, last, email, dname, amount, stage, registered in SEED:
         c = partner.create("companies", {"name": company, "domain": domain, "country": country})
@@ -225,14 +192,17 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
         deals.append(d)
     echo(
         f"a partner user created {len(SEED)} deals with a company and a contact each, "
-        f"{sum(1 for s in SEED if s[-1])} of them registered\n"
+        f"{sum(1 for s in SEED if s[-1])} of them marked for registration\n"
     )
-    globex, initech, umbrella = deals[0], deals[1], deals[2]
+    globex, initech, umbrella, wayne = deals[0], deals[1], deals[2], deals[4]
 
     echo("1. First pass: registered deals, their companies and contacts appear at the vendor.")
     r = app.sync("acme")
     _show(echo, r)
-    vdeal = {d: vendor.find_by("deals", "dealsync_source_id", f"acme:{d}") for d in deals[:3]}
+    vdeal = {
+        d: vendor.find_by("deals", "dealsync_source_id", f"acme:{d}")
+        for d in (globex, initech, umbrella)
+    }
     for d, vid in vdeal.items():
         props = vendor.get("deals", vid, "dealname", "amount", "dealstage")
         echo(
@@ -240,15 +210,36 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
             f"{props['dealstage']}, companies {vendor.associated('deals', vid, 'companies')}, "
             f"contacts {vendor.associated('deals', vid, 'contacts')}"
         )
-    echo("     the unregistered Hooli deal stays private to the partner.\n")
+    echo("     the unregistered Hooli deal stays private to the partner.")
+    for reg in app.registry.registrations("acme"):
+        echo(
+            f"     registration of {reg.domain}: {reg.status}"
+            + (f" ({reg.code})" if reg.code else "")
+        )
+    wb = partner.get("deals", wayne, "dealsync_registration_status", "dealsync_registration_reason")
+    echo(
+        f"     written back to the partner's Wayne deal: {wb['dealsync_registration_status']}: "
+        f"{wb['dealsync_registration_reason']!r}; nothing mirrored to the vendor\n"
+    )
 
-    echo("2. A vendor user moves Globex to 'contractsent'; the next pass brings it back.")
-    vendor.edit("deals", vdeal[globex], {"dealstage": "contractsent"})
+    echo("2. A vendor user marks Globex closed-won; the stage flows back and, the domain being")
+    echo("   owned by Acme, a 20% commission is earned and written to the partner's deal.")
+    vendor.edit("deals", vdeal[globex], {"dealstage": "closedwon"})
     r = app.sync("acme")
     _show(echo, r)
-    echo(
-        f"     partner Globex stage is now {partner.get('deals', globex, 'dealstage')['dealstage']!r}\n"
+    props = partner.get(
+        "deals", globex, "dealstage", "dealsync_commission", "dealsync_commission_currency"
     )
+    echo(
+        f"     partner Globex: stage {props['dealstage']!r}, commission {props['dealsync_commission']} "
+        f"{props['dealsync_commission_currency']}"
+    )
+    for c in app.registry.commissions("acme"):
+        echo(
+            f"     commission #{c.id}: {c.rate} x {c.amount} {c.currency} = {c.commission}; "
+            f"MRR credit {c.mrr}"
+        )
+    echo("")
 
     echo(
         "3. Both sides edit Initech's amount; policy `newest` keeps the later edit (the vendor's)."
@@ -288,10 +279,22 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
             f"  {st.partner}: linked {links}; open conflicts {st.open_conflicts}; "
             f"failing records {st.failing_records}"
         )
+        echo(
+            f"  tier {st.tier}: credited MRR {st.credited_mrr}; registrations "
+            f"{st.active_registrations} of {st.capacity}"
+        )
     echo(
         f"  runs recorded: {len(app.store.runs('acme', 100))} (dealsync --config "
         f"{root / 'dealsync.yaml'} runs)"
     )
     app.close()
-    ok = writes == 0 and r.status in ("ok", "conflicts") and len(app.store.conflicts("acme")) == 1
+    regs = {reg.domain: reg.status for reg in app.registry.registrations("acme")}
+    ok = (
+        writes == 0
+        and r.status in ("ok", "conflicts")
+        and len(app.store.conflicts("acme")) == 1
+        and regs.get("wayne.com") == "rejected"
+        and regs.get("globex.com") == "accepted"
+        and len(app.registry.commissions("acme")) == 1
+    )
     return 0 if ok else 2

@@ -79,11 +79,15 @@ class Retriable(Exception):
         self.rate_limited = rate_limited
 
 
-class RequestRefused(Exception):
-    """HubSpot refused the request (4xx other than 429): repeating cannot help."""
+class RequestRefused(AdapterError):
+    """HubSpot refused the request (4xx other than 429): repeating cannot help.
+
+    An :class:`AdapterError` (not retriable), so a refused read or search that is not
+    handled per record inside the adapter stops the pass cleanly instead of escaping
+    the adapter boundary as an unknown exception."""
 
     def __init__(self, status: int, message: str, body: dict[str, Any]) -> None:
-        super().__init__(message)
+        super().__init__(message, retriable=False)
         self.status = status
         self.body = body
 
@@ -603,15 +607,9 @@ class HubSpotAdapter:
                     to_type,
                     {"inputs": inputs},
                 )
-                failed = {
-                    str(v)
-                    for e in (getattr(resp, "errors", None) or [])
-                    for vals in (getattr(e, "context", None) or {}).values()
-                    for v in (vals or [])
-                }
+                failed = _failed_pairs(chunk, getattr(resp, "errors", None) or [])
                 results.extend(
-                    WriteResult(a, error="association refused" if a in failed else None)
-                    for a, _ in chunk
+                    WriteResult(a, error=failed.get(j)) for j, (a, _) in enumerate(chunk)
                 )
             except RequestRefused as exc:
                 results.extend(
@@ -663,6 +661,26 @@ class HubSpotAdapter:
         out["retries"] = self.retries
         out["wait_ms"] = int(self.wait_seconds * 1000)
         return out
+
+
+def _failed_pairs(chunk: Sequence[tuple[str, str]], errors: Sequence[Any]) -> dict[int, str]:
+    """Which inputs of an association batch a 207 refused, by position. An error names
+    its input by ``index`` or by an id of either end (HubSpot names the missing one,
+    often the *to* record); an error naming nothing known fails the whole chunk, which
+    is safe because associating is idempotent and the engine retries it."""
+    out: dict[int, str] = {}
+    for err in errors:
+        ctx = getattr(err, "context", None) or {}
+        message = f"association refused: {getattr(err, 'message', None) or 'error'}"
+        hit: set[int] = set()
+        for idx in ctx.get("index") or []:
+            if str(idx).isdigit() and int(idx) < len(chunk):
+                hit.add(int(idx))
+        ids = {str(v) for k, vals in ctx.items() if k != "index" for v in (vals or [])}
+        hit |= {j for j, (a, b) in enumerate(chunk) if a in ids or b in ids}
+        for j in hit or range(len(chunk)):
+            out.setdefault(j, message)
+    return out
 
 
 def _id_key(value: str) -> tuple[int, str]:

@@ -160,8 +160,11 @@ def reconcile_pair(compiled: FieldPlan, state: PairState) -> list[Action]:
             v = _read(field, "vendor", state.vendor) if state.vendor else base_v
         except ValueError_ as exc:
             return [RecordError(name, "vendor", state.vendor_id, field.vendor, str(exc))]
-        p_changed = (not known) or p != base_p
-        v_changed = (not known) or v != base_v
+        # A field new to the base (added to the mapping after the link): a side with
+        # no value has nothing to lose, so it counts as unchanged and receives the
+        # other side's value instead of erasing it.
+        p_changed = p != base_p if known else p is not None
+        v_changed = v != base_v if known else v is not None
         if not p_changed and not v_changed:
             continue
         try:

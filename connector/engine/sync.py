@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from connector.engine.plan import (
 )
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
 from connector.hooks.base import Hook, ObjectRecords, PassContext
-from connector.records import PropertySpec, Record, Side, other_side, utcnow
+from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
 from connector.state.store import RecordOutcome, StateStore
 from connector.state.tables import Link
 
@@ -161,6 +161,8 @@ class SyncPass:
         extra.append(SOURCE_ID)
         if side == "vendor":
             extra.append(PARTNER_ID)
+        for hook in self.hooks:
+            extra.extend(hook.properties(mapping, side))
         return sorted(set(props) | set(extra))
 
     def _assoc_types(self, mapping: ObjectMapping, side: Side) -> list[str]:
@@ -192,6 +194,9 @@ class SyncPass:
         detected = self._detect_all(hw)
         self.crash_at("after_detect")
         via_ids = self._via_candidates(detected)
+        seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
+        for hook in self.hooks:
+            hook.after_detect(ctx, seen)
 
         for mapping in self.mappings:
             partner_recs, vendor_recs = detected[mapping.name]
@@ -267,8 +272,37 @@ class SyncPass:
                 step += 1
                 self.progress("detect", step, total)
             self._add_retried(mapping, per_side)
+            pass  # self._add_conflicted(mapping, per_side)
             out[mapping.name] = (per_side["partner"], per_side["vendor"])
         return out
+
+    def _add_conflicted(
+        self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
+    ) -> None:
+        """A pair with an open conflict whose one side changed: read the other side too.
+
+        Reconcile takes an unseen side to be unchanged since the base, which does not
+        hold while a conflict is open (its base deliberately did not move): the unseen
+        side's conflicting value would be taken for the base and overwritten."""
+        want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
+        for c in self.store.conflicts(self.conn):
+            if c.object != mapping.name:
+                continue
+            has_p, has_v = c.partner_id in per_side["partner"], c.vendor_id in per_side["vendor"]
+            if has_p and not has_v:
+                want["vendor"].add(c.vendor_id)
+            elif has_v and not has_p:
+                want["partner"].add(c.partner_id)
+        for s in SIDES:
+            if want[s]:
+                per_side[s].update(
+                    self._crm(s).read(
+                        self._obj_type(mapping, s),
+                        sorted(want[s]),
+                        self._props(mapping, s),
+                        associations=self._assoc_types(mapping, s),
+                    )
+                )
 
     def _add_retried(self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]) -> None:
         """Records that failed before are read again by id, with their counterparts."""
@@ -312,10 +346,14 @@ class SyncPass:
             parent = self.by_name[parent_name]
             partner_recs, _ = detected[parent_name]
             links = self.store.links_by_ids(self.conn, parent_name, "partner", partner_recs)
+            ended = self.store.ended_ids(
+                self.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
+            )
             for rid, rec in partner_recs.items():
                 link = links.get(rid)
                 shared = (link is not None and link.status in ("active", "pending")) or (
                     link is None
+                    and rid not in ended
                     and matches(parent.share.partner, rec.properties)
                     and not rec.get(SOURCE_ID)
                 )
@@ -332,13 +370,23 @@ class SyncPass:
     ) -> list[PairState]:
         links_p = self.store.links_by_ids(self.conn, mapping.name, "partner", partner_recs)
         links_v = self.store.links_by_ids(self.conn, mapping.name, "vendor", vendor_recs)
+        # records whose link ended (unlinked, deleted) are no longer shared: never
+        # re-created on the other side (and their old link blocks a new one)
+        ended_p = self.store.ended_ids(
+            self.conn, mapping.name, "partner", [r for r in partner_recs if r not in links_p]
+        )
+        ended_v = self.store.ended_ids(
+            self.conn, mapping.name, "vendor", [r for r in vendor_recs if r not in links_v]
+        )
         states: list[PairState] = []
         done_links: set[int] = set()
         for rid, rec in partner_recs.items():
             link = links_p.get(rid)
             if link is None or link.status == "pending":
-                eligible = not rec.get(SOURCE_ID) and (
-                    rid in via or matches(mapping.share.partner, rec.properties)
+                eligible = (
+                    not rec.get(SOURCE_ID)
+                    and rid not in ended_p
+                    and (rid in via or matches(mapping.share.partner, rec.properties))
                 )
                 if link is not None:
                     eligible = True  # an interrupted create: finish (adopt) it
@@ -361,7 +409,11 @@ class SyncPass:
         for rid, rec in vendor_recs.items():
             link = links_v.get(rid)
             if link is None or link.status == "pending":
-                eligible = not rec.get(SOURCE_ID) and matches(mapping.share.vendor, rec.properties)
+                eligible = (
+                    not rec.get(SOURCE_ID)
+                    and rid not in ended_v
+                    and matches(mapping.share.vendor, rec.properties)
+                )
                 if link is not None:
                     eligible = True
                 states.append(PairState(None, None, rid, None, rec, None, eligible))
@@ -386,7 +438,8 @@ class SyncPass:
             if group:
                 self._apply_creates(mapping, target, group)  # type: ignore[arg-type]
         if updates:
-            self._apply_updates(mapping, updates)
+            still_open = {(c.link_id, c.field) for c in conflicts}
+            self._apply_updates(mapping, updates, still_open)
         if deletes:
             self._apply_deletes(mapping, deletes)
         for c in conflicts:
@@ -466,7 +519,14 @@ class SyncPass:
                 f"create {target} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
             )
 
-    def _apply_updates(self, mapping: ObjectMapping, updates: list[Update]) -> None:
+    def _apply_updates(
+        self,
+        mapping: ObjectMapping,
+        updates: list[Update],
+        still_open: Collection[tuple[int, str]] = (),
+    ) -> None:
+        """``still_open``: (link, field) pairs this plan found still in conflict; their
+        open conflict rows stay open whatever else the pair's update settles."""
         failed: dict[int, str] = {}
         for side in ("partner", "vendor"):
             s: Side = side  # type: ignore[assignment]
@@ -523,7 +583,11 @@ class SyncPass:
                 self.store.close_conflicts_for(
                     self.conn,
                     u.link_id,
-                    [k for k in u.base if not k.startswith(ASSOC)],
+                    [
+                        k
+                        for k in u.base
+                        if not k.startswith(ASSOC) and (u.link_id, k) not in still_open
+                    ],
                     "settled: both sides now agree",
                 )
         self.store.save_bases(bases)
@@ -677,7 +741,14 @@ def run_pass(
     """Run one pass of one connection and record it as a run. Never raises for a
     record's problem; an adapter failure that stops the pass is returned as
     ``status == "fatal"`` with the run logged."""
-    run_id = store.start_run(partner.id, dry_run=dry_run, trigger=trigger)
+    # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
+    owner = store.acquire_lock(partner.id) if (lock and not dry_run) else None
+    try:
+        run_id = store.start_run(partner.id, dry_run=dry_run, trigger=trigger)
+    except BaseException:
+        if owner:
+            store.release_lock(partner.id, owner)
+        raise
     ctx = PassContext(
         partner=partner,
         partner_crm=partner_crm,
@@ -690,7 +761,6 @@ def run_pass(
     )
     result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
     calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}
-    owner = store.acquire_lock(partner.id) if (lock and not dry_run) else None
     sync = SyncPass(
         mappings=mappings,
         store=store,

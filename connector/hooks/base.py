@@ -9,13 +9,18 @@ Hooks are plain objects the engine calls at two fixed points of a pass:
 * ``after_pass`` — once the pass's writes and state are committed (not in a dry run):
   for side effects that must only follow durable state (emails, commissions).
 
-A hook that raises stops the pass (fatal); a hook that wants one record skipped
-returns a :class:`~connector.engine.plan.RecordError` action for it instead.
+Two more points: ``properties`` (extra properties to fetch) and ``after_detect``
+(once per pass, before any reconcile, with every object's detected records), and
+``required_properties`` for ``dealsync setup``.
+
+A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
+(fatal); a hook that wants one record skipped returns a
+:class:`~connector.engine.plan.RecordError` action for it instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig, RulesFile
 from connector.engine.plan import Action
-from connector.records import Record, Side
+from connector.records import PropertySpec, Record, Side
 
 if TYPE_CHECKING:
     from connector.state import StateStore
@@ -62,6 +67,19 @@ class ObjectRecords:
 class Hook(Protocol):
     name: str
 
+    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
+        """Extra properties the hook needs on records of ``mapping`` from ``side``."""
+        ...
+
+    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+        """Custom properties the hook writes or reads (installed by ``dealsync setup``)."""
+        ...
+
+    def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        """Called once per pass with every object's detected records, before any
+        reconcile: the place to make decisions that several objects depend on."""
+        ...
+
     def before_apply(
         self,
         ctx: PassContext,
@@ -71,3 +89,30 @@ class Hook(Protocol):
     ) -> list[Action]: ...
 
     def after_pass(self, ctx: PassContext) -> None: ...
+
+
+class BaseHook:
+    """No-op implementations of every hook point; subclass and override a few."""
+
+    name = "base"
+
+    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
+        return ()
+
+    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+        return ()
+
+    def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        return None
+
+    def before_apply(
+        self,
+        ctx: PassContext,
+        mapping: ObjectMapping,
+        actions: list[Action],
+        records: ObjectRecords,
+    ) -> list[Action]:
+        return actions
+
+    def after_pass(self, ctx: PassContext) -> None:
+        return None

@@ -44,6 +44,16 @@ STEPS: list[Step] = [
             tables.SyncLock,
         ),
     ),
+    Step(
+        2,
+        "registrations, their contacts, domain claims, commissions",
+        _create(
+            tables.Registration,
+            tables.RegistrationContact,
+            tables.DomainClaim,
+            tables.Commission,
+        ),
+    ),
 ]
 
 LATEST = STEPS[-1].version

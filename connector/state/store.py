@@ -125,6 +125,25 @@ class StateStore:
                     out[key] = row
         return out
 
+    def ended_ids(self, connection: str, obj: str, side: Side, ids: Iterable[str]) -> set[str]:
+        """The given side's record ids whose link has ended (``unlinked``/``deleted``):
+        such a record stopped being shared and is never shared again automatically."""
+        id_list = sorted(set(ids))
+        column = Link.partner_id if side == "partner" else Link.vendor_id
+        out: set[str] = set()
+        with self.session() as s:
+            for chunk in _chunks(id_list):
+                rows = s.exec(
+                    select(column).where(
+                        Link.connection == connection,
+                        Link.object == obj,
+                        col(column).in_(chunk),
+                        col(Link.status).in_(("unlinked", "deleted")),
+                    )
+                ).all()
+                out.update(r for r in rows if r is not None)
+        return out
+
     def links(self, connection: str, obj: str, statuses: Sequence[str] = ("active",)) -> list[Link]:
         with self.session() as s:
             return list(

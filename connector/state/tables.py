@@ -157,3 +157,87 @@ class SyncLock(SQLModel, table=True):
     owner: str = Field(max_length=128)
     acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Registration(SQLModel, table=True):
+    """A lead or deal registration and its decision.
+
+    ``status``: ``accepted`` (owns ``domain`` until ``owned_until``), ``rejected`` (with
+    ``code`` and ``reason``), ``expired``, ``withdrawn``. ``written_back`` says whether
+    the partner's record shows the latest status yet (retried until it does).
+    """
+
+    __tablename__ = "registration"
+    __table_args__ = (
+        UniqueConstraint("partner", "kind", "partner_record_id", name="uq_registration_record"),
+        Index("ix_registration_status", "partner", "status"),
+        Index("ix_registration_domain", "domain"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner: str = Field(max_length=64)
+    kind: str = Field(max_length=8)  # lead | deal
+    partner_object: str = Field(max_length=64)
+    partner_record_id: str = Field(max_length=128)
+    domain: str = Field(default="", max_length=255)
+    company_name: str = Field(default="", max_length=512)
+    status: str = Field(max_length=16)
+    code: str | None = Field(default=None, max_length=32)
+    reason: str | None = None
+    submitted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    owned_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    vendor_company_id: str | None = Field(default=None, max_length=64)
+    fingerprint: str = Field(default="", max_length=64)
+    written_back: bool = False
+    vendor_written: bool = False
+
+
+class RegistrationContact(SQLModel, table=True):
+    """A person whose data the vendor received through a registration (for consent)."""
+
+    __tablename__ = "registration_contact"
+    __table_args__ = (UniqueConstraint("registration_id", "email", name="uq_regcontact"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    registration_id: int = Field(index=True)
+    email: str = Field(max_length=320)
+    first_name: str = Field(default="", max_length=256)
+    last_name: str = Field(default="", max_length=256)
+    country: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=16)
+    vendor_contact_id: str | None = Field(default=None, max_length=64)
+
+
+class DomainClaim(SQLModel, table=True):
+    """Who owns a domain now: one row per owned domain, so two partners (or two
+    processes) racing for a domain cannot both win — the insert is the arbiter."""
+
+    __tablename__ = "domain_claim"
+    domain: str = Field(primary_key=True, max_length=255)
+    partner: str = Field(max_length=64)
+    registration_id: int
+    owned_until: datetime = Field(sa_type=UTCDateTime)
+
+
+class Commission(SQLModel, table=True):
+    """A commission and MRR credit earned by a partner; one per vendor deal, ever."""
+
+    __tablename__ = "commission"
+    __table_args__ = (UniqueConstraint("vendor_deal_id", name="uq_commission_deal"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # deal | self_serve
+    vendor_deal_id: str = Field(max_length=64)
+    partner_deal_id: str | None = Field(default=None, max_length=64)
+    domain: str = Field(default="", max_length=255)
+    registration_id: int | None = None
+    amount: str = Field(max_length=64)
+    currency: str | None = Field(default=None, max_length=8)
+    rate: str = Field(max_length=16)
+    commission: str = Field(max_length=64)
+    mrr: str = Field(max_length=64)
+    earned_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    written_back: bool = False

@@ -1,0 +1,250 @@
+"""The commission hook: commission and MRR credit, exactly once per vendor deal.
+
+* A shared deal whose vendor-side stage is won, while its domain is owned by the
+  partner, earns ``commission_rate`` × amount (currency kept) and its MRR as credit.
+* A won vendor deal bought self-serve (the rules' signal) on a domain a partner owns
+  credits that partner automatically.
+
+The commission row (unique per vendor deal) is the exactly-once guard; the write-back
+to the partner's deal is idempotent and retried until marked done, so a crash between
+the two writes neither loses nor doubles anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.reconcile import matches
+from connector.engine.sync import PARTNER_ID
+from connector.hooks.base import BaseHook, ObjectRecords, PassContext
+from connector.program.domains import DomainError, registrable_domain
+from connector.program.registration import Registry
+from connector.records import PropertySpec, Side
+from connector.state.tables import Commission
+
+log = logging.getLogger("dealsync.commission")
+
+COMMISSION = "dealsync_commission"
+COMMISSION_CURRENCY = "dealsync_commission_currency"
+COMMISSION_STATUS = "dealsync_commission_status"
+SELF_SERVE_CURSOR = "@self_serve"
+
+CENTS = Decimal("0.01")
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = Decimal(str(value).replace(",", ""))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+class CommissionHook(BaseHook):
+    name = "commission"
+
+    def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
+        self.rules = rules
+        self.deal_mapping = next(
+            (m for m in mappings if m.partner_object == "deals" and m.share.partner), None
+        )
+
+    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+        signals = self.rules.vendor_signals
+        out: list[tuple[Side, PropertySpec]] = [
+            ("partner", PropertySpec("deals", COMMISSION, "Commission earned", type="number")),
+            ("partner", PropertySpec("deals", COMMISSION_CURRENCY, "Commission currency")),
+            ("partner", PropertySpec("deals", COMMISSION_STATUS, "Commission status")),
+        ]
+        out += [
+            ("vendor", PropertySpec("deals", c.property, c.property)) for c in signals.self_serve
+        ]
+        return out
+
+    def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        if self.deal_mapping is not None and self.deal_mapping.name in seen:
+            recs = seen[self.deal_mapping.name]
+            ctx.notes["commission.seen"] = (set(recs.partner), set(recs.vendor))
+
+    def after_pass(self, ctx: PassContext) -> None:
+        registry = Registry(ctx.store)
+        if self.deal_mapping is not None:
+            self._shared_deals(ctx, registry)
+        self._self_serve(ctx, registry)
+        self._write_back(ctx, registry)
+
+    # ------------------------------------------------------------------ shared deals
+
+    def _shared_deals(self, ctx: PassContext, registry: Registry) -> None:
+        assert self.deal_mapping is not None
+        partner_ids, vendor_ids = ctx.notes.get("commission.seen", (set(), set()))
+        if not partner_ids and not vendor_ids:
+            return
+        name = self.deal_mapping.name
+        links = list(ctx.store.links_by_ids(ctx.connection, name, "partner", partner_ids).values())
+        links += list(ctx.store.links_by_ids(ctx.connection, name, "vendor", vendor_ids).values())
+        stage_key = next((f.key for f in self.deal_mapping.fields if f.vendor == "dealstage"), None)
+        won = set(self.rules.vendor_signals.won_stages)
+        candidates: dict[str, str] = {}  # vendor id → partner id
+        for link in links:
+            if link.status != "active" or not link.vendor_id or not link.partner_id:
+                continue
+            stage = (link.base.get(stage_key) or [None, None])[1] if stage_key else None
+            if stage_key is None or stage in won:
+                candidates[link.vendor_id] = link.partner_id
+        candidates = {v: p for v, p in candidates.items() if registry.commission_for(v) is None}
+        if not candidates:
+            return
+        signals = self.rules.vendor_signals
+        deals = ctx.vendor_crm.read(
+            "deals",
+            sorted(candidates),
+            ["dealstage", "amount", "deal_currency_code", signals.mrr_property],
+        )
+        for vid, deal in deals.items():
+            if deal.get("dealstage") not in won:
+                continue
+            pid = candidates[vid]
+            reg = registry.find(ctx.connection, "deal", pid)
+            domain = reg.domain if reg else ""
+            holder = registry.holder(domain) if domain else None
+            if holder is None or holder.partner != ctx.connection or holder.owned_until <= ctx.now:
+                log.info(
+                    "deal %s won but %s is not owned by %s: no commission",
+                    vid,
+                    domain or "its domain",
+                    ctx.connection,
+                )
+                continue
+            self._earn(
+                ctx, registry, "deal", vid, pid, domain, reg.id if reg else None, deal.properties
+            )
+
+    # ------------------------------------------------------------------ self-serve
+
+    def _self_serve(self, ctx: PassContext, registry: Registry) -> None:
+        signals = self.rules.vendor_signals
+        since = ctx.store.cursor(ctx.connection, "vendor", SELF_SERVE_CURSOR)
+        high_water = ctx.vendor_crm.now()
+        where = {c.property: c.equals for c in signals.self_serve if c.equals is not None}
+        props = sorted(
+            {
+                "dealstage",
+                "amount",
+                "deal_currency_code",
+                signals.mrr_property,
+                PARTNER_ID,
+                *(c.property for c in signals.self_serve),
+            }
+        )
+        found = [
+            r
+            for r in ctx.vendor_crm.changed_since(
+                "deals", since, props, where=where, until=high_water, associations=["companies"]
+            )
+            if not r.archived
+            and matches(signals.self_serve, r.properties)
+            and r.get("dealstage") in signals.won_stages
+            and registry.commission_for(r.id) is None
+        ]
+        company_ids = sorted({c for r in found for c in r.associations.get("companies", ())})
+        companies = ctx.vendor_crm.read("companies", company_ids, ["domain"]) if company_ids else {}
+        for deal in found:
+            for cid in deal.associations.get("companies", ()):
+                comp = companies.get(cid)
+                try:
+                    domain = registrable_domain(comp.get("domain") or "") if comp else ""
+                except DomainError:
+                    continue
+                holder = registry.holder(domain) if domain else None
+                if (
+                    holder is None
+                    or holder.partner != ctx.connection
+                    or holder.owned_until <= ctx.now
+                ):
+                    continue
+                reg = registry.accepted_for_domain(ctx.connection, domain)
+                self._earn(
+                    ctx,
+                    registry,
+                    "self_serve",
+                    deal.id,
+                    None,
+                    domain,
+                    reg.id if reg else None,
+                    deal.properties,
+                )
+                break
+        ctx.store.set_cursors(ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water})
+
+    # ------------------------------------------------------------------ shared
+
+    def _earn(
+        self,
+        ctx: PassContext,
+        registry: Registry,
+        kind: str,
+        vendor_id: str,
+        partner_id: str | None,
+        domain: str,
+        reg_id: int | None,
+        props: Mapping[str, str | None],
+    ) -> None:
+        signals = self.rules.vendor_signals
+        amount = _decimal(props.get("amount")) or Decimal(0)
+        mrr = _decimal(props.get(signals.mrr_property))
+        if mrr is None:
+            mrr = (amount / Decimal(str(signals.amount_to_mrr_divisor))).quantize(
+                CENTS, ROUND_HALF_UP
+            )
+        rate = Decimal(str(self.rules.commission_rate))
+        row = Commission(
+            partner=ctx.connection,
+            kind=kind,
+            vendor_deal_id=vendor_id,
+            partner_deal_id=partner_id,
+            domain=domain,
+            registration_id=reg_id,
+            amount=str(amount),
+            currency=props.get("deal_currency_code"),
+            rate=str(rate),
+            commission=str((amount * rate).quantize(CENTS, ROUND_HALF_UP)),
+            mrr=str(mrr),
+            earned_at=ctx.now,
+        )
+        if registry.add_commission(row) is not None:
+            log.info(
+                "%s earned %s %s on vendor deal %s (%s)",
+                ctx.connection,
+                row.commission,
+                row.currency or "",
+                vendor_id,
+                kind,
+            )
+            ctx.notes.setdefault("commission.earned", []).append(vendor_id)
+
+    def _write_back(self, ctx: PassContext, registry: Registry) -> None:
+        pending = registry.commissions_to_write_back(ctx.connection)
+        if not pending:
+            return
+        items = [
+            (
+                c.partner_deal_id or "",
+                {
+                    COMMISSION: c.commission,
+                    COMMISSION_CURRENCY: c.currency or "",
+                    COMMISSION_STATUS: "earned",
+                },
+            )
+            for c in pending
+        ]
+        results = ctx.partner_crm.update("deals", items)
+        ok = {r.key for r in results if r.ok}
+        registry.mark_commissions(
+            [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
+        )

@@ -1,0 +1,617 @@
+"""The registration hook: lead and deal registration on every pass.
+
+Where the program's §2.1 rules meet the sync engine:
+
+* ``after_detect`` — expire registrations whose window has ended; decide new deal
+  registrations (registered partner deals not shared yet) and lead registrations
+  (partner contacts flagged as leads), and withdrawals (flag removed);
+* ``before_apply`` — only accepted deals, and the companies and contacts hanging on
+  accepted or already-shared deals, are created at the vendor; the rest is vetoed;
+* ``after_pass`` — the vendor CRM gets the authoritative ownership (company
+  properties), and each partner record gets its registration's status and reason.
+
+Decisions are durable before anything is written (the registry), and every write
+after them is idempotent and retried until marked done, so a crash anywhere neither
+loses a decision nor writes one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from connector.adapters.base import CRMAdapter
+from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.plan import Action, Create
+from connector.engine.reconcile import matches
+from connector.engine.sync import PARTNER_ID, SOURCE_ID
+from connector.hooks.base import BaseHook, ObjectRecords, PassContext
+from connector.program.domains import DomainError, registrable_domain
+from connector.program.registration import (
+    Decision,
+    Person,
+    Registry,
+    Submission,
+    VendorFacts,
+    decide,
+)
+from connector.records import PropertySpec, Record, Side
+from connector.state.tables import Registration
+
+log = logging.getLogger("dealsync.registration")
+
+# written to the partner's registered record
+REG_STATUS = "dealsync_registration_status"
+REG_CODE = "dealsync_registration_code"
+REG_REASON = "dealsync_registration_reason"
+REG_UNTIL = "dealsync_owned_until"
+# written to the vendor's company: the authoritative ownership
+OWNER = "dealsync_owner_partner"
+OWNED_UNTIL = "dealsync_owned_until"
+REG_ID = "dealsync_registration_id"
+
+CONTACT_PROPS = ("firstname", "lastname", "email", "country", "hs_language", "company")
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else ""
+
+
+@dataclass
+class PassDecisions:
+    """What the hook decided in this pass, for ``before_apply``."""
+
+    deals: dict[str, str] = field(default_factory=dict)  # partner deal id → status
+    allowed_children: dict[str, set[str]] = field(default_factory=dict)  # object → ids
+
+
+class VendorLookup:
+    """Reads what the vendor CRM says about domains (customer, worked by sales)."""
+
+    def __init__(self, vendor: CRMAdapter, rules: RulesFile) -> None:
+        self.vendor = vendor
+        self.rules = rules
+
+    def companies(self, domains: Sequence[str]) -> dict[str, Record]:
+        """Vendor companies by registrable domain (the first one found per domain)."""
+        if not domains:
+            return {}
+        signals = self.rules.vendor_signals
+        props = sorted(
+            {
+                "name",
+                "domain",
+                signals.sales_owner_property,
+                OWNER,
+                OWNED_UNTIL,
+                SOURCE_ID,
+                *(c.property for c in signals.customer),
+            }
+        )
+        values = sorted({v for d in domains for v in (d, f"www.{d}")})
+        found = self.vendor.find_by_property("companies", "domain", values, props)
+        out: dict[str, Record] = {}
+        for value, rec in sorted(found.items()):
+            try:
+                key = registrable_domain(value)
+            except DomainError:
+                continue
+            out.setdefault(key, rec)
+        return out
+
+    def facts(self, domains: Sequence[str]) -> dict[str, VendorFacts]:
+        signals = self.rules.vendor_signals
+        companies = self.companies(domains)
+        owned = {d: c for d, c in companies.items() if c.get(signals.sales_owner_property)}
+        open_deals: set[str] = set()
+        if owned:
+            with_deals = self.vendor.read(
+                "companies", [c.id for c in owned.values()], ["domain"], associations=["deals"]
+            )
+            deal_ids = sorted(
+                {i for c in with_deals.values() for i in c.associations.get("deals", ())}
+            )
+            deals = (
+                self.vendor.read("deals", deal_ids, ["dealstage", PARTNER_ID]) if deal_ids else {}
+            )
+            for cid, comp in with_deals.items():
+                for did in comp.associations.get("deals", ()):
+                    deal = deals.get(did)
+                    if (
+                        deal
+                        and not deal.get(PARTNER_ID)
+                        and deal.get("dealstage") not in signals.closed_stages
+                    ):
+                        open_deals.add(cid)
+        out = {}
+        for d in domains:
+            comp = companies.get(d)
+            if comp is None:
+                out[d] = VendorFacts()
+                continue
+            out[d] = VendorFacts(
+                company_id=comp.id,
+                is_customer=matches(signals.customer, comp.properties),
+                worked_by_sales=comp.id in open_deals,
+            )
+        return out
+
+
+class RegistrationHook(BaseHook):
+    name = "registration"
+
+    def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
+        self.rules = rules
+        self.deal_mapping = next(
+            (m for m in mappings if m.partner_object == "deals" and m.share.partner), None
+        )
+        self.children = [
+            m for m in mappings if self.deal_mapping and m.share.via == self.deal_mapping.name
+        ]
+        self.contact_mapping = next((m for m in mappings if m.partner_object == "contacts"), None)
+        self.company_mapping = next((m for m in mappings if m.partner_object == "companies"), None)
+
+    # ------------------------------------------------------------------ setup
+
+    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
+        reg = self.rules.registration
+        if side == "partner" and mapping is self.contact_mapping:
+            return (reg.lead_flag, reg.lead_domain_property, *CONTACT_PROPS)
+        return ()
+
+    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+        out: list[tuple[Side, PropertySpec]] = []
+        for obj in ("deals", "contacts"):
+            for name, label in (
+                (REG_STATUS, "Registration status"),
+                (REG_CODE, "Registration code"),
+                (REG_REASON, "Registration reason"),
+                (REG_UNTIL, "Domain owned until"),
+            ):
+                out.append(("partner", PropertySpec(obj, name, label)))
+        out.append(
+            (
+                "partner",
+                PropertySpec("contacts", self.rules.registration.lead_flag, "Register as lead"),
+            )
+        )
+        for name, label in (
+            (OWNER, "Registered by partner"),
+            (OWNED_UNTIL, "Partner owns domain until"),
+            (REG_ID, "dealsync registration"),
+        ):
+            out.append(("vendor", PropertySpec("companies", name, label)))
+        return out
+
+    # ------------------------------------------------------------------ decide
+
+    def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        registry = Registry(ctx.store)
+        decisions = PassDecisions()
+        ctx.notes["registration"] = decisions
+        if not ctx.dry_run:
+            due = registry.due_to_expire(ctx.connection, ctx.now)
+            if due:
+                registry.end([r.id for r in due if r.id is not None], "expired", ctx.now)
+        if self.deal_mapping is not None and self.deal_mapping.name in seen:
+            self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions)
+        if self.contact_mapping is not None and self.contact_mapping.name in seen:
+            self._leads(ctx, registry, seen[self.contact_mapping.name].partner)
+
+    def _deals(
+        self,
+        ctx: PassContext,
+        registry: Registry,
+        deals: Mapping[str, Record],
+        decisions: PassDecisions,
+    ) -> None:
+        assert self.deal_mapping is not None
+        mapping = self.deal_mapping
+        links = ctx.store.links_by_ids(ctx.connection, mapping.name, "partner", deals)
+        candidates: list[Record] = []
+        for rid, rec in deals.items():
+            link = links.get(rid)
+            flagged = matches(mapping.share.partner, rec.properties) and not rec.get(SOURCE_ID)
+            if link is not None and link.status == "active":
+                decisions.deals[rid] = "linked"
+                self._allow_children(decisions, rec)
+                reg = registry.find(ctx.connection, "deal", rid)
+                if reg is not None and reg.status == "accepted" and not flagged and not ctx.dry_run:
+                    assert reg.id is not None
+                    registry.end([reg.id], "withdrawn", ctx.now)
+                continue
+            if flagged and not rec.archived:
+                candidates.append(rec)
+        if not candidates:
+            return
+        subs = self._deal_submissions(ctx, candidates)
+        self._decide_all(ctx, registry, subs, decisions)
+        for rec in candidates:
+            if decisions.deals.get(rec.id) == "accepted":
+                self._allow_children(decisions, rec)
+
+    def _allow_children(self, decisions: PassDecisions, deal: Record) -> None:
+        for child in self.children:
+            decisions.allowed_children.setdefault(child.name, set()).update(
+                deal.associations.get(child.partner_object, ())
+            )
+
+    def _deal_submissions(self, ctx: PassContext, deals: list[Record]) -> list[Submission]:
+        reg_rules = self.rules.registration
+        company_ids = sorted({i for d in deals for i in d.associations.get("companies", ())})
+        contact_ids = sorted({i for d in deals for i in d.associations.get("contacts", ())})
+        companies = (
+            ctx.partner_crm.read(
+                "companies", company_ids, [reg_rules.company_domain_property, "name"]
+            )
+            if company_ids
+            else {}
+        )
+        contacts = (
+            ctx.partner_crm.read("contacts", contact_ids, list(CONTACT_PROPS))
+            if contact_ids
+            else {}
+        )
+        subs = []
+        for deal in sorted(
+            deals, key=lambda d: (d.updated_at, int(d.id) if d.id.isdigit() else 0, d.id)
+        ):
+            comp = next(
+                (companies[i] for i in deal.associations.get("companies", ()) if i in companies),
+                None,
+            )
+            people = tuple(
+                _person(contacts[i]) for i in deal.associations.get("contacts", ()) if i in contacts
+            )
+            missing = [] if comp is not None else ["an associated company"]
+            subs.append(
+                Submission(
+                    partner=ctx.connection,
+                    kind="deal",
+                    partner_object="deals",
+                    partner_record_id=deal.id,
+                    domain_text=comp.get(reg_rules.company_domain_property) if comp else None,
+                    company_name=(comp.get("name") or "") if comp else "",
+                    contacts=people,
+                    missing=tuple(missing),
+                )
+            )
+        return subs
+
+    def _leads(self, ctx: PassContext, registry: Registry, contacts: Mapping[str, Record]) -> None:
+        reg_rules = self.rules.registration
+        subs: list[Submission] = []
+        for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
+            flag = (rec.get(reg_rules.lead_flag) or "").lower() == "true"
+            existing = registry.find(ctx.connection, "lead", rid)
+            if not flag:
+                if existing is not None and existing.status == "accepted" and not ctx.dry_run:
+                    assert existing.id is not None
+                    registry.end([existing.id], "withdrawn", ctx.now)
+                continue
+            if rec.archived:
+                continue
+            person = _person(rec)
+            domain_text = rec.get(reg_rules.lead_domain_property) or (
+                person.email if "@" in person.email else None
+            )
+            subs.append(
+                Submission(
+                    partner=ctx.connection,
+                    kind="lead",
+                    partner_object="contacts",
+                    partner_record_id=rid,
+                    domain_text=domain_text,
+                    company_name=rec.get("company") or "",
+                    contacts=(person,),
+                )
+            )
+        if subs:
+            self._decide_all(ctx, registry, subs, PassDecisions())
+
+    def _decide_all(
+        self, ctx: PassContext, registry: Registry, subs: list[Submission], decisions: PassDecisions
+    ) -> None:
+        todo: list[Submission] = []
+        for sub in subs:
+            existing = registry.find(ctx.connection, sub.kind, sub.partner_record_id)
+            if existing is not None and (
+                existing.status in ("accepted", "expired", "withdrawn")
+                or existing.fingerprint == sub.fingerprint()
+            ):
+                if sub.kind == "deal":
+                    decisions.deals[sub.partner_record_id] = existing.status
+                continue
+            todo.append(sub)
+        if not todo:
+            return
+        for sub, decision in decide_submissions(ctx, registry, self.rules, todo):
+            status = decision.status
+            if not ctx.dry_run:
+                status = registry.record(sub, decision, now=ctx.now).status
+            if sub.kind == "deal":
+                decisions.deals[sub.partner_record_id] = status
+            log.info(
+                "%s registration %s %s: %s",
+                sub.kind,
+                sub.partner_record_id,
+                status,
+                decision.reason,
+            )
+
+    # ------------------------------------------------------------------ veto
+
+    def before_apply(
+        self,
+        ctx: PassContext,
+        mapping: ObjectMapping,
+        actions: list[Action],
+        records: ObjectRecords,
+    ) -> list[Action]:
+        decisions: PassDecisions | None = ctx.notes.get("registration")
+        if decisions is None:
+            return actions
+        if mapping is self.deal_mapping:
+            return [
+                a
+                for a in actions
+                if not (
+                    isinstance(a, Create)
+                    and a.target == "vendor"
+                    and decisions.deals.get(a.source_id) != "accepted"
+                )
+            ]
+        if mapping in self.children:
+            allowed = decisions.allowed_children.get(mapping.name, set())
+            return [
+                a
+                for a in actions
+                if not (
+                    isinstance(a, Create) and a.target == "vendor" and a.source_id not in allowed
+                )
+            ]
+        return actions
+
+    # ------------------------------------------------------------------ write
+
+    def after_pass(self, ctx: PassContext) -> None:
+        registry = Registry(ctx.store)
+        write_vendor_ownership(
+            ctx, registry, self.rules, self.company_mapping, self.contact_mapping
+        )
+        write_back(ctx, registry)
+
+
+def _person(rec: Record) -> Person:
+    return Person(
+        email=(rec.get("email") or "").strip(),
+        first_name=(rec.get("firstname") or "").strip(),
+        last_name=(rec.get("lastname") or "").strip(),
+        country=rec.get("country"),
+        language=rec.get("hs_language"),
+        record_id=rec.id,
+    )
+
+
+def decide_submissions(
+    ctx: PassContext, registry: Registry, rules: RulesFile, subs: Sequence[Submission]
+) -> list[tuple[Submission, Decision]]:
+    """Decide in order; a domain accepted earlier in the same batch counts as held."""
+    from connector.program.registration import Holder, normalise_domain
+
+    domains = sorted({d for s in subs if (d := normalise_domain(s))})
+    facts = VendorLookup(ctx.vendor_crm, rules).facts(domains)
+    floor = ctx.partner.tier
+    tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
+    active = registry.active_count(ctx.connection, ctx.now)
+    held: dict[str, Holder] = {}
+    out = []
+    for sub in subs:
+        domain = normalise_domain(sub) or ""
+        holder = held.get(domain) or (registry.holder(domain) if domain else None)
+        decision = decide(
+            sub,
+            facts=facts.get(domain, VendorFacts()),
+            holder=holder,
+            active=active,
+            tier_name=tier_name,
+            capacity=capacity,
+            rules=rules,
+            now=ctx.now,
+        )
+        if (
+            decision.status == "accepted"
+            and decision.owned_until
+            and (holder is None or holder.partner != sub.partner or holder.owned_until <= ctx.now)
+        ):
+            active += 1
+            held[domain] = Holder(sub.partner, decision.owned_until)
+        out.append((sub, decision))
+    return out
+
+
+def write_vendor_ownership(
+    ctx: PassContext,
+    registry: Registry,
+    rules: RulesFile,
+    company_mapping: ObjectMapping | None,
+    contact_mapping: ObjectMapping | None,
+) -> None:
+    """Ownership lives on the vendor's company: set it for accepted registrations,
+    clear it for ended ones (only if this partner still holds it)."""
+    pending = registry.pending_vendor_write(ctx.connection)
+    if not pending:
+        return
+    lookup = VendorLookup(ctx.vendor_crm, rules)
+    companies = lookup.companies(sorted({r.domain for r in pending if r.domain}))
+    done: list[int] = []
+    for reg in pending:
+        assert reg.id is not None
+        company_id = reg.vendor_company_id or (
+            companies[reg.domain].id if reg.domain in companies else None
+        )
+        if reg.status == "accepted":
+            if reg.kind == "deal" and company_mapping is not None and company_id is None:
+                company_id = _linked_vendor_company(ctx, reg, company_mapping)
+            if company_id is None and reg.kind == "lead":
+                company_id = _create_vendor_company(ctx, reg)
+            if company_id is None:
+                continue  # the company is not at the vendor yet: retried next pass
+            res = ctx.vendor_crm.update(
+                "companies",
+                [
+                    (
+                        company_id,
+                        {
+                            OWNER: reg.partner,
+                            OWNED_UNTIL: _iso(reg.owned_until),
+                            REG_ID: str(reg.id),
+                        },
+                    )
+                ],
+            )
+            if not res[0].ok:
+                log.warning(
+                    "registration %s: vendor company %s: %s", reg.id, company_id, res[0].error
+                )
+                continue
+            if not _vendor_contacts(ctx, registry, reg, contact_mapping):
+                continue
+            registry.mark([reg.id], vendor_company_id=company_id)
+            done.append(reg.id)
+        else:
+            comp = companies.get(reg.domain)
+            if (
+                comp is not None
+                and comp.get(OWNER) == reg.partner
+                and comp.get(REG_ID) in (None, str(reg.id))
+            ):
+                res = ctx.vendor_crm.update(
+                    "companies", [(comp.id, {OWNER: "", OWNED_UNTIL: "", REG_ID: ""})]
+                )
+                if not res[0].ok:
+                    continue
+            done.append(reg.id)
+    registry.mark(done, vendor_written=True)
+
+
+def _linked_vendor_company(
+    ctx: PassContext, reg: Registration, company_mapping: ObjectMapping
+) -> str | None:
+    deal = ctx.partner_crm.read(
+        "deals", [reg.partner_record_id], ["dealname"], associations=["companies"]
+    )
+    rec = deal.get(reg.partner_record_id)
+    if rec is None:
+        return None
+    ids = list(rec.associations.get("companies", ()))
+    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", ids)
+    for i in ids:
+        link = links.get(i)
+        if link is not None and link.status == "active" and link.vendor_id:
+            return link.vendor_id
+    return None
+
+
+def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
+    key = f"{ctx.connection}:lead:{reg.domain}"
+    res = ctx.vendor_crm.upsert(
+        "companies",
+        SOURCE_ID,
+        [
+            (
+                key,
+                {
+                    "name": reg.company_name or reg.domain,
+                    "domain": reg.domain,
+                    PARTNER_ID: ctx.connection,
+                },
+            )
+        ],
+    )
+    if res[0].ok and res[0].record is not None:
+        return res[0].record.id
+    log.warning("registration %s: creating the vendor company failed: %s", reg.id, res[0].error)
+    return None
+
+
+def _vendor_contacts(
+    ctx: PassContext, registry: Registry, reg: Registration, contact_mapping: ObjectMapping | None
+) -> bool:
+    """Leads: the lead becomes a vendor contact (upsert by e-mail). Deal
+    registrations: the contacts were created by the sync; remember their ids."""
+    assert reg.id is not None
+    people = registry.contacts(reg.id)
+    if reg.kind == "lead":
+        items = [
+            (
+                p.email,
+                {
+                    "email": p.email,
+                    "firstname": p.first_name,
+                    "lastname": p.last_name,
+                    "country": p.country or "",
+                    PARTNER_ID: ctx.connection,
+                },
+            )
+            for p in people
+        ]
+        results = ctx.vendor_crm.upsert("contacts", "email", items) if items else []
+        for p, res in zip(people, results, strict=True):
+            if not res.ok or res.record is None:
+                log.warning("registration %s: vendor contact %s: %s", reg.id, p.email, res.error)
+                return False
+            registry.set_contact_vendor_id(reg.id, p.email, res.record.id)
+        return True
+    if contact_mapping is None:
+        return True
+    found = ctx.vendor_crm.find_by_property(
+        "contacts", "email", [p.email for p in people], ["email"]
+    )
+    for p in people:
+        rec = found.get(p.email) or found.get(p.email.lower())
+        if rec is not None:
+            registry.set_contact_vendor_id(reg.id, p.email, rec.id)
+    return True
+
+
+def write_back(ctx: PassContext, registry: Registry) -> None:
+    """Each partner record shows its registration's latest status and reason."""
+    pending = registry.pending_write_back(ctx.connection)
+    by_object: dict[str, list[Registration]] = {}
+    done: list[int] = []
+    for reg in pending:
+        assert reg.id is not None
+        if reg.partner_record_id.startswith("cli:"):
+            done.append(reg.id)  # submitted on the command line: no partner record
+            continue
+        by_object.setdefault(reg.partner_object, []).append(reg)
+    for obj, regs in by_object.items():
+        items = [
+            (
+                r.partner_record_id,
+                {
+                    REG_STATUS: r.status,
+                    REG_CODE: r.code or "",
+                    REG_REASON: r.reason or "",
+                    REG_UNTIL: _iso(r.owned_until) if r.status == "accepted" else "",
+                },
+            )
+            for r in regs
+        ]
+        results = ctx.partner_crm.update(obj, items)
+        ok = {res.key for res in results if res.ok}
+        for r in regs:
+            if r.partner_record_id in ok:
+                assert r.id is not None
+                done.append(r.id)
+            else:
+                log.warning(
+                    "registration %s: write-back to partner %s %s failed",
+                    r.id,
+                    obj,
+                    r.partner_record_id,
+                )
+    registry.mark(done, written_back=True)

@@ -1,0 +1,519 @@
+"""Registration decisions: the program's checks as a pure function, and their records.
+
+:func:`decide` takes a submission and the facts about its domain (what the vendor CRM
+says, who holds the domain now, how many registrations the partner holds) and returns
+a :class:`Decision` with a machine code and a human sentence. No I/O: the hook
+gathers the facts and :class:`Registry` makes the decision durable — the domain claim
+and the registration row in one transaction, so two partners racing for one domain
+cannot both win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.config.models import RulesFile
+from connector.program.domains import DomainError, registrable_domain
+from connector.state.store import StateStore
+from connector.state.tables import Commission, DomainClaim, Registration, RegistrationContact
+
+Code = Literal[
+    "invalid_data",
+    "personal_domain",
+    "already_customer",
+    "owned_by_partner",
+    "owned_by_vendor_sales",
+    "capacity_exceeded",
+]
+
+REASONS: dict[str, str] = {
+    "invalid_data": "The registration is missing required data: {detail}.",
+    "personal_domain": "{domain} is a personal mailbox domain and cannot be registered; "
+    "use the company's own web domain.",
+    "already_customer": "{domain} is already a customer of the vendor.",
+    "owned_by_partner": "{domain} is registered by another partner until {until}.",
+    "owned_by_vendor_sales": "The vendor's sales team is already working with {domain}.",
+    "capacity_exceeded": "Your tier ({tier}) allows {capacity} active registrations and you "
+    "hold {active}; wait for one to expire or grow your tier.",
+}
+ACCEPTED = "Accepted: you own {domain} until {until}."
+EXPIRED = "Your registration of {domain} expired on {until}; the domain is free again."
+WITHDRAWN = "Withdrawn by the partner; {domain} is free again."
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    country: str | None = None
+    language: str | None = None
+    record_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a partner submitted, before any check."""
+
+    partner: str
+    kind: Literal["lead", "deal"]
+    partner_object: str
+    partner_record_id: str
+    domain_text: str | None
+    company_name: str
+    contacts: tuple[Person, ...]
+    missing: tuple[str, ...] = ()  # required data the partner's record lacks
+
+    def fingerprint(self) -> str:
+        """Changes when the inputs of the decision change (then it is re-decided)."""
+        payload = [
+            self.domain_text,
+            self.company_name,
+            sorted((p.email, p.first_name, p.last_name) for p in self.contacts),
+            sorted(self.missing),
+        ]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class VendorFacts:
+    """What the vendor CRM says about a domain."""
+
+    company_id: str | None = None
+    is_customer: bool = False
+    worked_by_sales: bool = False
+
+
+@dataclass(frozen=True)
+class Holder:
+    partner: str
+    owned_until: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Literal["accepted", "rejected"]
+    domain: str
+    code: str | None
+    reason: str
+    owned_until: datetime | None = None
+    contacts: tuple[Person, ...] = field(default=())
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def normalise_domain(sub: Submission) -> str | None:
+    try:
+        return registrable_domain(sub.domain_text) if sub.domain_text else None
+    except DomainError:
+        return None
+
+
+def decide(
+    sub: Submission,
+    *,
+    facts: VendorFacts,
+    holder: Holder | None,
+    active: int,
+    tier_name: str,
+    capacity: int,
+    rules: RulesFile,
+    now: datetime,
+) -> Decision:
+    """The program's checks, in order; the first that fails is the reason."""
+    domain = normalise_domain(sub) or ""
+
+    def reject(code: str, **kw: object) -> Decision:
+        reason = REASONS[code].format(domain=domain or "the domain", **kw)
+        return Decision("rejected", domain, code, reason)
+
+    missing = list(sub.missing)
+    if not sub.domain_text:
+        missing.append("company domain")
+    elif not domain:
+        missing.append(f"a valid company domain ({sub.domain_text!r} is not one)")
+    if not sub.company_name:
+        missing.append("company name")
+    if not sub.contacts:
+        missing.append("at least one contact")
+    for person in sub.contacts:
+        for label, value in (
+            ("first name", person.first_name),
+            ("last name", person.last_name),
+            ("e-mail", person.email),
+        ):
+            if not value or not value.strip():
+                missing.append(f"contact {label}")
+        if person.email and "@" not in person.email:
+            missing.append(f"a valid contact e-mail ({person.email!r})")
+    if missing:
+        return reject("invalid_data", detail=", ".join(dict.fromkeys(missing)))
+    personal = {d.lower() for d in rules.personal_domains}
+    if domain in personal:
+        return reject("personal_domain")
+    if facts.is_customer:
+        return reject("already_customer")
+    own = holder is not None and holder.partner == sub.partner and holder.owned_until > now
+    if holder is not None and holder.partner != sub.partner and holder.owned_until > now:
+        return reject("owned_by_partner", until=_day(holder.owned_until))
+    if facts.worked_by_sales and not own:
+        return reject("owned_by_vendor_sales")
+    if own:
+        assert holder is not None
+        return Decision(
+            "accepted",
+            domain,
+            None,
+            ACCEPTED.format(domain=domain, until=_day(holder.owned_until)),
+            holder.owned_until,
+            sub.contacts,
+        )
+    if active >= capacity:
+        return reject("capacity_exceeded", tier=tier_name, capacity=capacity, active=active)
+    until = now + relativedelta(months=rules.ownership_months)
+    return Decision(
+        "accepted",
+        domain,
+        None,
+        ACCEPTED.format(domain=domain, until=_day(until)),
+        until,
+        sub.contacts,
+    )
+
+
+class Registry:
+    """Registrations, domain claims and commissions in the state store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.store.engine, expire_on_commit=False) as s:
+            yield s
+
+    # ------------------------------------------------------------------ reads
+
+    def find(self, partner: str, kind: str, record_id: str) -> Registration | None:
+        with self.session() as s:
+            return s.exec(
+                select(Registration).where(
+                    Registration.partner == partner,
+                    Registration.kind == kind,
+                    Registration.partner_record_id == record_id,
+                )
+            ).first()
+
+    def holder(self, domain: str) -> Holder | None:
+        with self.session() as s:
+            row = s.get(DomainClaim, domain)
+            return Holder(row.partner, row.owned_until) if row else None
+
+    def active_count(self, partner: str, now: datetime) -> int:
+        with self.session() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(DomainClaim)
+                    .where(DomainClaim.partner == partner, col(DomainClaim.owned_until) > now)
+                ).one()
+            )
+
+    def registrations(
+        self, partner: str | None = None, status: str | None = None, kind: str | None = None
+    ) -> list[Registration]:
+        with self.session() as s:
+            q = select(Registration)
+            if partner:
+                q = q.where(Registration.partner == partner)
+            if status:
+                q = q.where(Registration.status == status)
+            if kind:
+                q = q.where(Registration.kind == kind)
+            return list(s.exec(q.order_by(col(Registration.id))).all())
+
+    def contacts(self, registration_id: int) -> list[RegistrationContact]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(RegistrationContact).where(
+                        RegistrationContact.registration_id == registration_id
+                    )
+                ).all()
+            )
+
+    def get(self, registration_id: int) -> Registration | None:
+        with self.session() as s:
+            return s.get(Registration, registration_id)
+
+    def accepted_for_domain(self, partner: str, domain: str) -> Registration | None:
+        with self.session() as s:
+            return s.exec(
+                select(Registration)
+                .where(
+                    Registration.partner == partner,
+                    Registration.domain == domain,
+                    Registration.status == "accepted",
+                )
+                .order_by(col(Registration.id))
+            ).first()
+
+    # ------------------------------------------------------------------ writes
+
+    def record(self, sub: Submission, decision: Decision, *, now: datetime) -> Registration:
+        """Make a decision durable. For an acceptance the domain claim is taken in the
+        same transaction; if another partner took it first the registration is
+        recorded as rejected (``owned_by_partner``) instead."""
+        with self.session() as s:
+            reg = s.exec(
+                select(Registration).where(
+                    Registration.partner == sub.partner,
+                    Registration.kind == sub.kind,
+                    Registration.partner_record_id == sub.partner_record_id,
+                )
+            ).first()
+            if reg is None:
+                reg = Registration(
+                    partner=sub.partner,
+                    kind=sub.kind,
+                    partner_object=sub.partner_object,
+                    partner_record_id=sub.partner_record_id,
+                    status="pending",
+                    submitted_at=now,
+                )
+            reg.domain = decision.domain
+            reg.company_name = sub.company_name
+            reg.status = decision.status
+            reg.code = decision.code
+            reg.reason = decision.reason
+            reg.decided_at = now
+            reg.owned_until = decision.owned_until
+            reg.fingerprint = sub.fingerprint()
+            reg.written_back = False
+            reg.vendor_written = False
+            s.add(reg)
+            s.flush()
+            assert reg.id is not None
+            if decision.status == "accepted":
+                assert decision.owned_until is not None
+                claim = s.get(DomainClaim, decision.domain)
+                if claim is None:
+                    s.add(
+                        DomainClaim(
+                            domain=decision.domain,
+                            partner=sub.partner,
+                            registration_id=reg.id,
+                            owned_until=decision.owned_until,
+                        )
+                    )
+                elif claim.partner != sub.partner and claim.owned_until > now:
+                    s.rollback()
+                    lost = Decision(
+                        "rejected",
+                        decision.domain,
+                        "owned_by_partner",
+                        REASONS["owned_by_partner"].format(
+                            domain=decision.domain, until=_day(claim.owned_until)
+                        ),
+                    )
+                    return self.record(sub, lost, now=now)
+                elif claim.partner != sub.partner or claim.owned_until <= now:
+                    claim.partner, claim.registration_id = sub.partner, reg.id
+                    claim.owned_until = decision.owned_until
+                    s.add(claim)
+                for person in decision.contacts:
+                    exists = s.exec(
+                        select(RegistrationContact).where(
+                            RegistrationContact.registration_id == reg.id,
+                            RegistrationContact.email == person.email.lower(),
+                        )
+                    ).first()
+                    if exists is None:
+                        s.add(
+                            RegistrationContact(
+                                registration_id=reg.id,
+                                email=person.email.lower(),
+                                first_name=person.first_name,
+                                last_name=person.last_name,
+                                country=person.country,
+                                language=person.language,
+                            )
+                        )
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent process inserted the claim first
+                s.rollback()
+                holder = self.holder(decision.domain)
+                until = _day(holder.owned_until) if holder else "later"
+                lost = Decision(
+                    "rejected",
+                    decision.domain,
+                    "owned_by_partner",
+                    REASONS["owned_by_partner"].format(domain=decision.domain, until=until),
+                )
+                return self.record(sub, lost, now=now)
+            return reg
+
+    def end(
+        self, reg_ids: Sequence[int], status: Literal["expired", "withdrawn"], now: datetime
+    ) -> None:
+        """End registrations and free their domains."""
+        with self.session() as s:
+            for rid in reg_ids:
+                reg = s.get(Registration, rid)
+                if reg is None or reg.status != "accepted":
+                    continue
+                reg.status = status
+                reg.ended_at = now
+                until = _day(reg.owned_until) if reg.owned_until else ""
+                reg.reason = (EXPIRED if status == "expired" else WITHDRAWN).format(
+                    domain=reg.domain, until=until
+                )
+                reg.code = None
+                reg.written_back = False
+                reg.vendor_written = False
+                s.add(reg)
+                claim = s.get(DomainClaim, reg.domain)
+                if claim is not None and claim.registration_id == rid:
+                    s.delete(claim)
+            s.commit()
+
+    def due_to_expire(self, partner: str, now: datetime) -> list[Registration]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Registration).where(
+                        Registration.partner == partner,
+                        Registration.status == "accepted",
+                        col(Registration.owned_until) <= now,
+                    )
+                ).all()
+            )
+
+    def pending_write_back(self, partner: str) -> list[Registration]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Registration).where(
+                        Registration.partner == partner, col(Registration.written_back).is_(False)
+                    )
+                ).all()
+            )
+
+    def pending_vendor_write(self, partner: str) -> list[Registration]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Registration).where(
+                        Registration.partner == partner,
+                        col(Registration.vendor_written).is_(False),
+                        col(Registration.status).in_(("accepted", "expired", "withdrawn")),
+                    )
+                ).all()
+            )
+
+    def mark(self, reg_ids: Sequence[int], **values: object) -> None:
+        if not reg_ids:
+            return
+        with self.session() as s:
+            s.execute(
+                update(Registration).where(col(Registration.id).in_(list(reg_ids))).values(**values)
+            )
+            s.commit()
+
+    def set_contact_vendor_id(self, registration_id: int, email: str, vendor_id: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(RegistrationContact)
+                .where(
+                    col(RegistrationContact.registration_id) == registration_id,
+                    col(RegistrationContact.email) == email.lower(),
+                )
+                .values(vendor_contact_id=vendor_id)
+            )
+            s.commit()
+
+    # ------------------------------------------------------------------ commissions
+
+    def add_commission(self, row: Commission) -> Commission | None:
+        """Insert a commission unless that vendor deal already earned one (→ None)."""
+        with self.session() as s:
+            if s.exec(
+                select(Commission).where(Commission.vendor_deal_id == row.vendor_deal_id)
+            ).first():
+                return None
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return None
+            return row
+
+    def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
+        with self.session() as s:
+            q = select(Commission)
+            if partner:
+                q = q.where(Commission.partner == partner)
+            if kind:
+                q = q.where(Commission.kind == kind)
+            return list(s.exec(q.order_by(col(Commission.id))).all())
+
+    def commission_for(self, vendor_deal_id: str) -> Commission | None:
+        with self.session() as s:
+            return s.exec(
+                select(Commission).where(Commission.vendor_deal_id == vendor_deal_id)
+            ).first()
+
+    def commissions_to_write_back(self, partner: str) -> list[Commission]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Commission).where(
+                        Commission.partner == partner,
+                        col(Commission.written_back).is_(False),
+                        col(Commission.partner_deal_id).is_not(None),
+                    )
+                ).all()
+            )
+
+    def mark_commissions(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self.session() as s:
+            s.execute(
+                update(Commission)
+                .where(col(Commission.id).in_(list(ids)))
+                .values(written_back=True)
+            )
+            s.commit()
+
+    def credited_mrr(self, partner: str, now: datetime, window_months: int) -> Decimal:
+        since = now - relativedelta(months=window_months)
+        total = Decimal(0)
+        for c in self.commissions(partner):
+            if since <= c.earned_at <= now:
+                total += Decimal(c.mrr)
+        return total
+
+    def tier(
+        self, partner: str, rules: RulesFile, now: datetime, floor: str | None = None
+    ) -> tuple[str, int, Decimal]:
+        """(tier name, capacity, credited MRR) of a partner as of ``now``."""
+        credited = self.credited_mrr(partner, now, rules.credit_window_months)
+        tier = rules.tier_for(float(credited), floor)
+        return tier.name, tier.capacity, credited
