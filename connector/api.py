@@ -21,6 +21,7 @@ from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
 from connector.hooks.base import Hook
+from connector.outbox import Delivery, Outbox, Transport, transport_from_env
 from connector.program.registration import Person, Registry, Submission
 from connector.records import Side, utcnow
 from connector.state import StateStore
@@ -37,11 +38,16 @@ AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
 def default_hooks(project: Project) -> list[Hook]:
     """The program's rules, in the order they run at each hook point."""
     from connector.hooks.commission import CommissionHook
+    from connector.hooks.consent import ConsentHook
+    from connector.hooks.notifications import NotificationHook
     from connector.hooks.registration import RegistrationHook
 
+    rules, mappings = project.rules, project.mappings
     return [
-        RegistrationHook(project.rules, project.mappings),
-        CommissionHook(project.rules, project.mappings),
+        RegistrationHook(rules, mappings),
+        CommissionHook(rules, mappings),
+        ConsentHook(rules, mappings),
+        NotificationHook(rules, mappings),
     ]
 
 
@@ -170,7 +176,7 @@ class Dealsync:
         crash_at: Callable[[str], None] | None = None,
     ) -> PassResult:
         settings = self.project.config.sync
-        return run_pass(
+        result = run_pass(
             partner=self.partner(partner_id),
             partner_crm=self.partner_crm(partner_id),
             vendor_crm=self.vendor(),
@@ -186,6 +192,29 @@ class Dealsync:
             trigger=trigger,
             crash_at=crash_at,
         )
+        if not dry_run and result.status != "fatal" and self.transport() is not None:
+            self.send_outbox(now=now)
+        return result
+
+    def transport(self) -> Transport | None:
+        """The configured mail transport (``DEALSYNC_MAIL_SINK`` or ``DEALSYNC_SMTP_*``)."""
+        try:
+            return transport_from_env(self.env)
+        except ValueError as exc:
+            raise DealsyncError(str(exc)) from None
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store, sender=self.env.get("DEALSYNC_MAIL_FROM") or "dealsync@localhost")
+
+    def send_outbox(self, now: datetime | None = None) -> list[Delivery]:
+        transport = self.transport()
+        if transport is None:
+            raise DealsyncError(
+                "no mail transport configured: set DEALSYNC_SMTP_HOST (and DEALSYNC_SMTP_PORT, "
+                "DEALSYNC_SMTP_SECURITY, DEALSYNC_SMTP_USER, DEALSYNC_SMTP_PASSWORD) or DEALSYNC_MAIL_SINK"
+            )
+        return self.outbox.deliver(transport, now=now)
 
     def sync_all(self, **kwargs: Any) -> list[PassResult]:
         return [self.sync(p.id, **kwargs) for p in self.project.config.partners]

@@ -314,8 +314,11 @@ def runs(
             return
         for r in rows:
             plan = r.counts.get("plan", {})
-            calls = sum(v for k, v in r.api_calls.items()
-                        if isinstance(v, int) and not k.endswith(("wait_ms", "retries", "429")))
+            calls = sum(
+                v
+                for k, v in r.api_calls.items()
+                if isinstance(v, int) and not k.endswith(("wait_ms", "retries", "429"))
+            )
             click.echo(
                 f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
                 f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
@@ -508,6 +511,113 @@ def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> No
             "earned_at",
         ],
     )
+
+
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "sent", "failed", "suppressed", "cancelled"]),
+    help="Only messages with this status.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["consent_request", "data_notice", "lead_notification"]),
+    help="Only this kind of e-mail.",
+)
+@FORMAT
+@click.pass_context
+@handled
+def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) -> None:
+    """List e-mails in the outbox (subcommands: send, retry, show)."""
+    if cctx.invoked_subcommand:
+        return
+    ctx = cctx.find_object(Ctx)
+    assert ctx is not None
+    rows = [
+        m.model_dump(exclude={"body"})
+        for m in ctx.app(check_env=False).outbox.messages(status, kind)
+    ]
+    _export(
+        rows,
+        fmt,
+        [
+            "id",
+            "kind",
+            "recipient",
+            "status",
+            "attempts",
+            "created_at",
+            "sent_at",
+            "subject",
+            "detail",
+        ],
+    )
+
+
+@outbox.command("show")
+@click.argument("message_id", type=int)
+@pass_ctx
+@handled
+def outbox_show(ctx: Ctx, message_id: int) -> None:
+    """Show one message as it will be (or was) sent."""
+    rows = [m for m in ctx.app(check_env=False).outbox.messages(limit=100000) if m.id == message_id]
+    if not rows:
+        raise DealsyncError(f"no outbox message #{message_id}")
+    m = rows[0]
+    click.echo(
+        f"To: {m.recipient}\nSubject: {m.subject}\nMessage-ID: {m.message_id}\nStatus: {m.status}"
+        + (f" ({m.detail})" if m.detail else "")
+        + f"\n\n{m.body}"
+    )
+
+
+@outbox.command("send")
+@pass_ctx
+@handled
+def outbox_send(ctx: Ctx) -> None:
+    """Deliver every due message now (SMTP or the file sink)."""
+    results = ctx.app(check_env=False).send_outbox()
+    sent = sum(1 for r in results if r.ok)
+    for r in results:
+        if not r.ok:
+            click.secho(f"#{r.id} to {r.recipient}: {r.detail}", fg="red")
+    click.echo(f"sent {sent}, not sent {len(results) - sent}")
+    if sent < len(results):
+        sys.exit(EXIT_FAILED)
+
+
+@outbox.command("retry")
+@click.argument("ids", type=int, nargs=-1)
+@pass_ctx
+@handled
+def outbox_retry(ctx: Ctx, ids: tuple[int, ...]) -> None:
+    """Queue failed messages again (all failed ones, or the given IDs)."""
+    n = ctx.app(check_env=False).outbox.retry(list(ids) or None)
+    click.echo(f"{n} message(s) queued again")
+
+
+@cli.group()
+def partners() -> None:
+    """Partner settings kept in the state store."""
+
+
+@partners.command("notify")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.option("--email", "-e", help="Where to send its lead notifications.")
+@click.option("--on/--off", "enabled", default=True, help="Subscribe or unsubscribe.")
+@pass_ctx
+@handled
+def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) -> None:
+    """Subscribe a partner to lead notifications (or turn them off)."""
+    from connector.hooks.notifications import set_subscription
+
+    app = ctx.app(check_env=False)
+    app.partner(partner)
+    try:
+        row = set_subscription(app.store, partner, email, enabled)
+    except ValueError as exc:
+        raise DealsyncError(str(exc)) from None
+    click.echo(f"{partner}: lead notifications {'on' if row.enabled else 'off'} ({row.email})")
 
 
 def _rate(value: str, unit: str) -> float:

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hubspot import HubSpot
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.engine.sync import PassResult
+from connector.records import utcnow
 
 Echo = Callable[[str], None]
 
@@ -41,6 +43,7 @@ vendor:
 partners:
   - id: acme
     name: Acme Agency
+    notify_email: alerts@acme-agency.example
     adapter: hubspot
     token_env: DEALSYNC_DEMO_ACME_TOKEN
     host: {url}
@@ -60,6 +63,7 @@ class PortalUser:
         crm = HubSpot(access_token=token, host=url).crm
         self._basic = {t: getattr(crm, t).basic_api for t in ("deals", "companies", "contacts")}
         self._assoc = crm.associations.v4.basic_api
+        self._events = HubSpot(access_token=token, host=url).events.send.basic_api
 
     def create(self, object_type: str, properties: dict[str, str]) -> str:
         return str(self._basic[object_type].create({"properties": properties}).id)
@@ -77,6 +81,10 @@ class PortalUser:
     def associated(self, from_type: str, from_id: str, to_type: str) -> list[str]:
         page = self._assoc.get_page(from_type, from_id, to_type)
         return [str(r.to_object_id) for r in page.results or []]
+
+    def send_event(self, event_name: str, email: str) -> None:
+        """The contact with this e-mail did something on the vendor's site."""
+        self._events.send({"eventName": event_name, "email": email})
 
     def find_by(self, object_type: str, prop: str, value: str) -> str:
         """The id of the record whose ``prop`` is ``value`` (list, no search lag)."""
@@ -121,13 +129,21 @@ def _prepare(directory: str | None, url: str) -> Path:
         shutil.copy(f, root / "mappings" / f.name)
     port = url.rsplit(":", 1)[-1]
     (root / "dealsync.yaml").write_text(CONFIG.format(url=url, port=port))
-    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in TOKENS.items()))
+    mail = {"DEALSYNC_MAIL_SINK": str(root / "mail")}
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in {**TOKENS, **mail}.items()))
     return root
 
 
 def _show(echo: Echo, result: PassResult) -> None:
     calls = sum(v for k, v in result.api_calls.items() if not k.endswith(("wait_ms", "retries")))
     echo(f"  → {result.status}; plan: {result.plan.summary()}; {calls} API calls")
+
+
+def _outbox(echo: Echo, app: Dealsync, kind: str | None = None) -> None:
+    for m in app.outbox.messages(kind=kind):
+        if m.kind == "lead_notification":
+            continue
+        echo(f"     {m.kind} to {m.recipient} [{m.status}, {m.language}]: {m.subject!r}")
 
 
 def run_demo(directory: str | None = None, *, echo: Echo = print) -> int:
@@ -148,7 +164,7 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
     echo(
         f"HubSpot sandbox at {url}: portals 'partner-acme' and 'vendor', HubSpot's rate limits on\n"
     )
-    env = {**os.environ, **TOKENS}
+    env = {**os.environ, **TOKENS, "DEALSYNC_MAIL_SINK": str(root / "mail")}
     app = Dealsync(load_project(root / "dealsync.yaml", env=env), env=env)
     partner = PortalUser(url, TOKENS["DEALSYNC_DEMO_ACME_TOKEN"])
     vendor = PortalUser(url, TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"])
@@ -266,11 +282,41 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
         )
     echo("     (resolve with: dealsync conflicts resolve ID --take vendor)\n")
 
-    echo("5. One more pass right after: nothing to write.")
+    echo("5. Consent e-mails after the registrations (sent to the file sink in mail/):")
+    _outbox(echo, app)
+    echo(
+        "     Initech's contact is in Germany: asked for consent at once. Umbrella's (France) gets"
+    )
+    echo("     a notice after 30 days; Globex's (US) gets none. No e-mail names the partner.\n")
+
+    echo("6. Someone at Initech requests a demo on the vendor's site; Acme owns initech.de,")
+    echo("   so Acme hears which company did what and when, never who.")
+    vendor.send_event("pe_demo_requested", "bill@initech.de")
     r = app.sync("acme")
     _show(echo, r)
+    for m in app.outbox.messages(kind="lead_notification"):
+        echo(f"     to {m.recipient}: {m.subject!r}")
+        for line in m.body.splitlines():
+            if line.strip().startswith("- "):
+                echo(f"       {line.strip()}")
+    echo("")
+
+    later = utcnow() + timedelta(days=31)
+    echo(
+        f"7. A pass as of 31 days later (dealsync sync --now {later:%Y-%m-%dT%H:%M}Z): the EU notice is due."
+    )
+    r = app.sync("acme", now=later)
+    _show(echo, r)
+    _outbox(echo, app, kind="data_notice")
+    echo("")
+
+    echo("8. One more pass right after: nothing to write, nothing to send.")
+    before = len(app.outbox.messages(limit=100000))
+    r = app.sync("acme", now=later)
+    _show(echo, r)
     writes = sum(v for k, v in r.counts.items() if k.startswith(("created", "updated", "archived")))
-    echo(f"     writes in this pass: {writes}\n")
+    new_mail = len(app.outbox.messages(limit=100000)) - before
+    echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
 
     echo("Summary")
     for st in app.status():
@@ -289,8 +335,13 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
     )
     app.close()
     regs = {reg.domain: reg.status for reg in app.registry.registrations("acme")}
+    kinds = {(m.kind, m.recipient, m.status) for m in app.outbox.messages(limit=100000)}
     ok = (
-        writes == 0
+        ("consent_request", "bill@initech.de", "sent") in kinds
+        and ("data_notice", "alice@umbrella.fr", "sent") in kinds
+        and any(k[0] == "lead_notification" and k[2] == "sent" for k in kinds)
+        and new_mail == 0
+        and writes == 0
         and r.status in ("ok", "conflicts")
         and len(app.store.conflicts("acme")) == 1
         and regs.get("wayne.com") == "rejected"

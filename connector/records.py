@@ -72,3 +72,17 @@ class PropertySpec:
     type: str = "string"  # string | number | date | datetime | enumeration | bool
     unique: bool = False
     options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a contact did on the vendor's site (page view, form fill, demo request).
+
+    ``object_id`` is the contact's id in the CRM that recorded it.
+    """
+
+    id: str
+    event_type: str
+    object_id: str
+    occurred_at: datetime
+    properties: dict[str, str] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from connector.records import PropertySpec, Record, WriteResult
+from connector.records import Event, PropertySpec, Record, WriteResult
 
 
 class AdapterError(Exception):
@@ -101,4 +101,26 @@ class CRMAdapter(Protocol):
 
     def api_calls(self) -> dict[str, int]:
         """Calls made so far by kind, for the run log (``{}`` when not counted)."""
+        ...
+
+
+@runtime_checkable
+class SupportsEngagement(Protocol):
+    """What a vendor CRM offers for consent signals and lead notifications: web events
+    and e-mail subscription status. Optional: a CRM without it gets no notifications,
+    and its contacts count as not opted in."""
+
+    def events(
+        self,
+        event_type: str,
+        occurred_after: datetime | None,
+        occurred_before: datetime | None = None,
+        *,
+        object_id: str | None = None,
+    ) -> list[Event]:
+        """Events of one type in the window (exclusive bounds), oldest first."""
+        ...
+
+    def opted_in(self, email: str) -> bool:
+        """Whether the address is subscribed to any of the vendor's communications."""
         ...

@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from connector.adapters.base import AdapterError
 from connector.adapters.ratelimit import limiter_for
-from connector.records import PropertySpec, Record, WriteResult, utcnow
+from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
 log = logging.getLogger("dealsync.hubspot")
 
@@ -159,6 +159,8 @@ class HubSpotAdapter:
         self._search = crm.objects.search_api
         self._assoc = crm.associations.v4.batch_api
         self._props = crm.properties.core_api
+        self._events = self._client.events.events_api
+        self._prefs = self._client.communication_preferences.status_api
         self.limits = limiter_for(self.host, token, rate_limit_per_10s, search_rate_per_s)
         self.max_attempts = max_attempts
         self.max_wait = max_wait
@@ -655,6 +657,66 @@ class HubSpotAdapter:
             existing[spec.object_type].add(spec.name)
             created.append(f"{spec.object_type}.{spec.name}")
         return created
+
+    # ------------------------------------------------------------------ engagement
+
+    def events(
+        self,
+        event_type: str,
+        occurred_after: datetime | None,
+        occurred_before: datetime | None = None,
+        *,
+        object_id: str | None = None,
+    ) -> list[Event]:
+        """Contact events of one type in the window, oldest first (events API)."""
+        out: list[Event] = []
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "object_type": "contact",
+                "event_type": event_type,
+                "limit": 100,
+                "sort": ["ASCENDING"],
+            }
+            if occurred_after is not None:
+                kwargs["occurred_after"] = occurred_after
+            if occurred_before is not None:
+                kwargs["occurred_before"] = occurred_before
+            if object_id is not None:
+                kwargs["object_id"] = int(object_id) if object_id.isdigit() else object_id
+            if after:
+                kwargs["after"] = after
+            page = self._call("events_read", self._events.get_page_with_http_info, **kwargs)
+            for e in page.results or []:
+                out.append(
+                    Event(
+                        str(e.id),
+                        str(e.event_type),
+                        str(e.object_id),
+                        _aware(e.occurred_at),
+                        {str(k): str(v) for k, v in (e.properties or {}).items()},
+                    )
+                )
+            after = page.paging.next.after if page.paging and page.paging.next else None
+            if not after:
+                break
+        out.sort(key=lambda e: (e.occurred_at, e.id))
+        return out
+
+    def opted_in(self, email: str) -> bool:
+        """Subscribed to any of the vendor's e-mail subscriptions (communication
+        preferences API)."""
+        try:
+            status = self._call(
+                "subscription_status", self._prefs.get_email_status_with_http_info, email
+            )
+        except RequestRefused as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(
+            getattr(s, "status", "") == "SUBSCRIBED" for s in status.subscription_statuses or []
+        )
 
     def api_calls(self) -> dict[str, int]:
         out = dict(self.calls)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connector.records import PropertySpec, Record, WriteResult, utcnow
+from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
 # (operation, object type, record id or unique key) → error message, or None to succeed
 FailureRule = Callable[[str, str, str], str | None]
@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS property (
     PRIMARY KEY (object_type, name)
 );
 CREATE TABLE IF NOT EXISTS counter (object_type TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    occurred_at TEXT NOT NULL, properties TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS subscription (email TEXT PRIMARY KEY, subscribed INTEGER NOT NULL);
 """
 
 
@@ -377,3 +382,65 @@ class LocalCRM:
 
     def api_calls(self) -> dict[str, int]:
         return dict(self.calls)
+
+    # ------------------------------------------------------------------ engagement
+
+    def record_event(
+        self,
+        event_type: str,
+        contact_id: str,
+        occurred_at: datetime | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> Event:
+        """A contact did something on the site (tests and the demo)."""
+        moment = occurred_at or self.clock()
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO event(event_type, object_id, occurred_at, properties) VALUES(?,?,?,?)",
+                (event_type, str(contact_id), _iso(moment), json.dumps(dict(properties or {}))),
+            )
+        return Event(
+            str(cur.lastrowid),
+            event_type,
+            str(contact_id),
+            _parse(_iso(moment)),
+            dict(properties or {}),
+        )
+
+    def set_opted_in(self, email: str, subscribed: bool = True) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO subscription(email, subscribed) VALUES(?, ?) "
+                "ON CONFLICT(email) DO UPDATE SET subscribed=excluded.subscribed",
+                (email.lower(), int(subscribed)),
+            )
+
+    def events(
+        self,
+        event_type: str,
+        occurred_after: datetime | None,
+        occurred_before: datetime | None = None,
+        *,
+        object_id: str | None = None,
+    ) -> list[Event]:
+        self.calls["events"] += 1
+        sql = "SELECT id, event_type, object_id, occurred_at, properties FROM event WHERE event_type=?"
+        args: list[object] = [event_type]
+        if occurred_after is not None:
+            sql += " AND occurred_at > ?"
+            args.append(_iso(occurred_after))
+        if occurred_before is not None:
+            sql += " AND occurred_at < ?"
+            args.append(_iso(occurred_before))
+        if object_id is not None:
+            sql += " AND object_id = ?"
+            args.append(str(object_id))
+        rows = self._db.execute(sql + " ORDER BY occurred_at, id", args).fetchall()
+        return [Event(str(r[0]), r[1], r[2], _parse(r[3]), json.loads(r[4])) for r in rows]
+
+    def opted_in(self, email: str) -> bool:
+        self.calls["subscription_status"] += 1
+        row = self._db.execute(
+            "SELECT subscribed FROM subscription WHERE email=?", (email.lower(),)
+        ).fetchone()
+        return bool(row and row[0])

@@ -183,6 +183,88 @@ class RegistrationRules(Strict):
     company_domain_property: str = "domain"
 
 
+EU_MEMBERS = [
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+]
+
+
+class ConsentRules(Strict):
+    """Privacy-law e-mails after a registration (DESIGN §2.2). Country codes are ISO
+    3166-1 alpha-2; unknown or missing countries are treated like the EU."""
+
+    dach: list[str] = Field(default_factory=lambda: ["DE", "AT", "CH"])
+    eu: list[str] = Field(default_factory=lambda: list(EU_MEMBERS))
+    treat_eea_as_eu: bool = False
+    treat_uk_as_eu: bool = False
+    notice_after_days: int = Field(default=30, ge=1, le=365)
+    # Opted in to the vendor's communications: any SUBSCRIBED subscription status, or
+    # a vendor contact matching these conditions (e.g. a confirmed e-mail).
+    opted_in_via_subscriptions: bool = True
+    opted_in_properties: list[Condition] = Field(
+        default_factory=lambda: [Condition(property="dealsync_email_confirmed", equals="true")]
+    )
+    # Web events within the notice window that make the EU notice unnecessary.
+    engagement_events: list[str] = Field(
+        default_factory=lambda: [
+            "pe_privacy_policy_viewed",
+            "pe_content_downloaded",
+            "pe_form_submitted",
+        ]
+    )
+    # Vendor contact properties whose strict value a sync write may never loosen
+    # (an opt-out on the vendor side wins over anything synced from the partner).
+    protected_properties: dict[str, str] = Field(
+        default_factory=lambda: {"hs_email_optout": "true"}
+    )
+    vendor_name: str = "Our company"
+    privacy_url: str = "https://example.com/privacy"
+    consent_url: str = "https://example.com/consent"
+
+
+class NotifiedAction(Strict):
+    event: str = Field(min_length=1)
+    label: str = Field(min_length=1)
+
+
+class NotificationRules(Strict):
+    """High-value actions at an owned domain that a subscribed partner hears about."""
+
+    actions: list[NotifiedAction] = Field(
+        default_factory=lambda: [
+            NotifiedAction(event="pe_demo_requested", label="requested a demo"),
+            NotifiedAction(event="pe_pricing_page_viewed", label="viewed the pricing page"),
+            NotifiedAction(event="pe_content_downloaded", label="downloaded content"),
+            NotifiedAction(event="pe_form_submitted", label="filled in a form"),
+        ]
+    )
+
+
 class RulesFile(Strict):
     """The partner program's policy numbers (registration, consent, commission).
 
@@ -225,6 +307,8 @@ class RulesFile(Strict):
     )
     vendor_signals: VendorSignals = Field(default_factory=VendorSignals)
     registration: RegistrationRules = Field(default_factory=RegistrationRules)
+    consent: ConsentRules = Field(default_factory=ConsentRules)
+    notifications: NotificationRules = Field(default_factory=NotificationRules)
 
     def tier_for(self, credited_mrr: float, floor: str | None = None) -> Tier:
         """The highest tier whose threshold ``credited_mrr`` reaches (never below

@@ -272,7 +272,7 @@ class SyncPass:
                 step += 1
                 self.progress("detect", step, total)
             self._add_retried(mapping, per_side)
-            pass  # self._add_conflicted(mapping, per_side)
+            self._add_conflicted(mapping, per_side)
             out[mapping.name] = (per_side["partner"], per_side["vendor"])
         return out
 

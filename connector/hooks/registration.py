@@ -183,6 +183,9 @@ class RegistrationHook(BaseHook):
             (REG_ID, "dealsync registration"),
         ):
             out.append(("vendor", PropertySpec("companies", name, label)))
+        # leads become vendor contacts by an upsert on e-mail: it must be a unique-value
+        # property (built in at HubSpot, where this is skipped as existing)
+        out.append(("vendor", PropertySpec("contacts", "email", "Email", unique=True)))
         return out
 
     # ------------------------------------------------------------------ decide

@@ -54,6 +54,11 @@ STEPS: list[Step] = [
             tables.Commission,
         ),
     ),
+    Step(
+        3,
+        "e-mail outbox, partner notification subscriptions, lead activity",
+        _create(tables.OutboxMessage, tables.PartnerSubscription, tables.LeadActivity),
+    ),
 ]
 
 LATEST = STEPS[-1].version

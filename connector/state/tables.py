@@ -241,3 +241,68 @@ class Commission(SQLModel, table=True):
     mrr: str = Field(max_length=64)
     earned_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     written_back: bool = False
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An e-mail decided and rendered, waiting to be (or already) delivered.
+
+    ``dedupe_key`` makes each e-mail exist at most once (per contact and kind, or per
+    partner, company, day and action); the row is written in the same transaction as
+    the decision. ``status``: queued, sent, failed (gave up; ``dealsync outbox retry``),
+    suppressed (decided not to send, with the reason), cancelled (its registration
+    ended before delivery).
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_outbox_dedupe"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=512)
+    kind: str = Field(max_length=32)
+    partner: str | None = Field(default=None, max_length=64)
+    registration_id: int | None = None
+    recipient: str = Field(default="", max_length=320)
+    subject: str = ""
+    body: str = ""
+    language: str = Field(default="en", max_length=8)
+    message_id: str = Field(default="", max_length=255)
+    status: str = Field(default="queued", max_length=16)
+    detail: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    server_response: str | None = None
+
+
+class PartnerSubscription(SQLModel, table=True):
+    """A partner's lead-notification subscription (overrides ``notify_email``)."""
+
+    __tablename__ = "partner_subscription"
+    partner: str = Field(primary_key=True, max_length=64)
+    email: str = Field(max_length=320)
+    enabled: bool = True
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class LeadActivity(SQLModel, table=True):
+    """A high-value action at an owned domain, once per partner, company, day and
+    action: the dedupe that keeps a partner from being flooded."""
+
+    __tablename__ = "lead_activity"
+    __table_args__ = (
+        UniqueConstraint("partner", "domain", "day", "action", name="uq_lead_activity"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner: str = Field(max_length=64)
+    domain: str = Field(max_length=255)
+    company: str = Field(default="", max_length=512)
+    day: str = Field(max_length=10)
+    action: str = Field(max_length=128)
+    label: str = Field(default="", max_length=256)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    outbox_id: int | None = None

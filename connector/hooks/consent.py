@@ -1,0 +1,277 @@
+"""The consent hook: privacy-law e-mails for the contacts of accepted registrations.
+
+Per contact, by country (DESIGN §2.2):
+
+* DACH — a consent request at once, unless already opted in to the vendor's
+  communications;
+* other EU, or country unknown — a notice ``notice_after_days`` after registration,
+  unless within that window the contact opted in or engaged (privacy policy view,
+  content download, form fill: web events named in the rules);
+* known country outside the EU — nothing.
+
+Each decision is one outbox row keyed ``<kind>:<e-mail>`` — queued, or suppressed
+with its reason — so an e-mail exists at most once per contact and kind, across
+reruns and crashes. Only accepted registrations are considered, and the sender drops
+a queued consent e-mail whose registration ended before delivery.
+
+The hook also keeps the vendor's consent strict: a sync write may never move a
+protected vendor contact property away from its strict value (an opt-out wins).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Literal
+
+from connector.adapters.base import SupportsEngagement
+from connector.config.models import ConsentRules, ObjectMapping, RulesFile
+from connector.engine.plan import Action, Update
+from connector.engine.reconcile import matches
+from connector.hooks.base import BaseHook, ObjectRecords, PassContext
+from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
+from connector.program.countries import country_code
+from connector.program.registration import Registry
+from connector.records import PropertySpec, Side
+from connector.state.tables import Registration, RegistrationContact
+
+log = logging.getLogger("dealsync.consent")
+
+Region = Literal["dach", "eu", "outside"]
+EEA_EXTRA = ("IS", "LI", "NO")
+LANGUAGE_BY_COUNTRY = {
+    "DE": "de",
+    "AT": "de",
+    "CH": "de",
+    "LI": "de",
+    "LU": "fr",
+    "FR": "fr",
+    "BE": "fr",
+}
+
+
+def region(country: str | None, rules: ConsentRules) -> Region:
+    """DACH, EU (including unknown), or outside the EU."""
+    code = country_code(country)
+    if code is None:
+        return "eu"
+    if code in rules.dach:
+        return "dach"
+    eu = set(rules.eu)
+    if rules.treat_eea_as_eu:
+        eu |= set(EEA_EXTRA)
+    if rules.treat_uk_as_eu:
+        eu.add("GB")
+    return "eu" if code in eu else "outside"
+
+
+def partner_identity(ctx: PassContext) -> list[str]:
+    """Everything that would let a lead infer the partner."""
+    p = ctx.partner
+    items = [p.id, p.name]
+    if p.notify_email:
+        items.append(p.notify_email)
+        items.append(p.notify_email.rsplit("@", 1)[-1])
+    return [i for i in items if i]
+
+
+class ConsentHook(BaseHook):
+    name = "consent"
+
+    def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
+        self.rules = rules
+        self.contact_mapping = next((m for m in mappings if m.vendor_object == "contacts"), None)
+
+    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+        return [
+            ("vendor", PropertySpec("contacts", c.property, c.property))
+            for c in self.rules.consent.opted_in_properties
+        ]
+
+    def before_apply(
+        self,
+        ctx: PassContext,
+        mapping: ObjectMapping,
+        actions: list[Action],
+        records: ObjectRecords,
+    ) -> list[Action]:
+        """Drop writes that would loosen a protected vendor contact property."""
+        protected = self.rules.consent.protected_properties
+        if mapping is not self.contact_mapping or not protected:
+            return actions
+        out: list[Action] = []
+        for a in actions:
+            if isinstance(a, Update) and any(k in protected for k in a.vendor_properties):
+                vendor_now = records.vendor.get(a.vendor_id)
+                props = dict(a.vendor_properties)
+                base = dict(a.base)
+                for name, strict in protected.items():
+                    if name not in props:
+                        continue
+                    current = vendor_now.properties.get(name) if vendor_now else None
+                    field = next((f for f in mapping.fields if f.vendor == name), None)
+                    if current is None and field is not None:
+                        current = (a.base.get(field.key) or (None, None))[1]
+                    if (current or "").lower() == strict.lower() and (
+                        props[name] or ""
+                    ).lower() != strict.lower():
+                        del props[name]
+                        if field is not None:
+                            # keep the vendor's strict value in the base, so the partner's
+                            # value is offered again on its next change, never forced
+                            partner_value = base.get(field.key, (None, None))[0]
+                            base[field.key] = (partner_value, current)
+                        log.info(
+                            "kept %s=%s on vendor contact %s (consent is never loosened by sync)",
+                            name,
+                            strict,
+                            a.vendor_id,
+                        )
+                a = Update(
+                    a.object,
+                    a.link_id,
+                    a.partner_id,
+                    a.vendor_id,
+                    a.partner_properties,
+                    props,
+                    base,
+                    a.reasons,
+                )
+            out.append(a)
+        return out
+
+    def after_pass(self, ctx: PassContext) -> None:
+        decide_consent(ctx, self.rules)
+
+
+def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
+    """Queue (or suppress) the consent e-mails now due; returns how many were decided."""
+    consent = rules.consent
+    registry = Registry(ctx.store)
+    outbox = Outbox(ctx.store)
+    vendor = ctx.vendor_crm
+    engagement = vendor if isinstance(vendor, SupportsEngagement) else None
+    decided = 0
+    for reg in registry.registrations(ctx.connection, status="accepted"):
+        assert reg.id is not None
+        for person in registry.contacts(reg.id):
+            where = region(person.country, consent)
+            if where == "outside":
+                continue
+            kind = "consent_request" if where == "dach" else "data_notice"
+            key = f"{kind}:{person.email.lower()}"
+            if outbox.exists(key):
+                continue
+            decided_at = reg.decided_at or reg.submitted_at
+            window_end = decided_at + timedelta(days=consent.notice_after_days)
+            if kind == "data_notice" and ctx.now < window_end:
+                continue  # not due yet: decided on a pass after the window
+            reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
+            if reason:
+                outbox.queue(
+                    dedupe_key=key,
+                    kind=kind,
+                    recipient=person.email,
+                    rendered=None,
+                    partner=ctx.connection,
+                    registration_id=reg.id,
+                    status="suppressed",
+                    detail=reason,
+                    now=ctx.now,
+                )
+                decided += 1
+                continue
+            _queue(ctx, rules, outbox, reg, person, kind, key)
+            decided += 1
+    return decided
+
+
+def _suppression(
+    ctx: PassContext,
+    rules: RulesFile,
+    engagement: SupportsEngagement | None,
+    person: RegistrationContact,
+    kind: str,
+    reg: Registration,
+    window_end: object,
+) -> str | None:
+    consent = rules.consent
+    if (
+        engagement is not None
+        and consent.opted_in_via_subscriptions
+        and engagement.opted_in(person.email)
+    ):
+        return "already opted in to the vendor's communications"
+    if consent.opted_in_properties:
+        props = [c.property for c in consent.opted_in_properties]
+        rec = None
+        if person.vendor_contact_id:
+            rec = ctx.vendor_crm.read("contacts", [person.vendor_contact_id], props).get(
+                person.vendor_contact_id
+            )
+        else:
+            rec = ctx.vendor_crm.find_by_property("contacts", "email", [person.email], props).get(
+                person.email
+            )
+        if rec is not None and matches(consent.opted_in_properties, rec.properties):
+            return "already confirmed their e-mail with the vendor"
+    if kind == "data_notice" and engagement is not None:
+        contact_id = person.vendor_contact_id
+        if contact_id is None:
+            found = ctx.vendor_crm.find_by_property("contacts", "email", [person.email], ["email"])
+            contact_id = found[person.email].id if person.email in found else None
+        if contact_id is not None:
+            start = (reg.decided_at or reg.submitted_at) - timedelta(seconds=1)
+            for event_type in consent.engagement_events:
+                if engagement.events(event_type, start, window_end, object_id=contact_id):  # type: ignore[arg-type]
+                    return f"engaged within the window ({event_type})"
+    return None
+
+
+def _queue(
+    ctx: PassContext,
+    rules: RulesFile,
+    outbox: Outbox,
+    reg: Registration,
+    person: RegistrationContact,
+    kind: str,
+    key: str,
+) -> None:
+    consent = rules.consent
+    code = country_code(person.country)
+    language = (person.language or LANGUAGE_BY_COUNTRY.get(code or "", "en"))[:2]
+    context = {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "company": reg.company_name or reg.domain,
+        "vendor_name": consent.vendor_name,
+        "privacy_url": consent.privacy_url,
+        "consent_url": consent.consent_url,
+    }
+    message = render(kind, language, context)
+    try:
+        assert_clean(message, partner_identity(ctx), "the registering partner")
+    except PrivacyViolation as exc:
+        log.error("consent e-mail to %s withheld: %s", person.email, exc)
+        outbox.queue(
+            dedupe_key=key,
+            kind=kind,
+            recipient=person.email,
+            rendered=None,
+            partner=ctx.connection,
+            registration_id=reg.id,
+            status="suppressed",
+            detail=f"blocked: {exc}",
+            now=ctx.now,
+        )
+        return
+    outbox.queue(
+        dedupe_key=key,
+        kind=kind,
+        recipient=person.email,
+        rendered=message,
+        partner=ctx.connection,
+        registration_id=reg.id,
+        now=ctx.now,
+    )

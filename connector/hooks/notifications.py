@@ -1,0 +1,236 @@
+"""Lead notifications: a subscribed partner hears when someone at a domain it owns
+performs a high-value action on the vendor's site — which action, at which company,
+when; never who.
+
+Each pass reads the vendor's web events of the configured types since a cursor, maps
+each event's contact to its company domain, and keeps those at domains this partner
+owns. Activity is deduplicated per partner, company, day and action (a table with
+that unique key), and the new activities of a pass are digested into one e-mail per
+company and day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.adapters.base import SupportsEngagement
+from connector.config.models import ObjectMapping, RulesFile
+from connector.hooks.base import BaseHook, PassContext
+from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
+from connector.program.domains import DomainError, registrable_domain
+from connector.program.registration import Registry
+from connector.records import Record
+from connector.state.store import StateStore
+from connector.state.tables import LeadActivity, PartnerSubscription
+
+log = logging.getLogger("dealsync.notifications")
+
+
+def subscription(store: StateStore, partner: str, default: str | None) -> str | None:
+    """The partner's notification address, or None when it is not subscribed."""
+    with Session(store.engine) as s:
+        row = s.get(PartnerSubscription, partner)
+    if row is not None:
+        return row.email if row.enabled else None
+    return default
+
+
+def set_subscription(
+    store: StateStore, partner: str, email: str | None, enabled: bool
+) -> PartnerSubscription:
+    from connector.records import utcnow
+
+    with Session(store.engine, expire_on_commit=False) as s:
+        row = s.get(PartnerSubscription, partner)
+        if row is None:
+            if not email:
+                raise ValueError("give --email to subscribe a partner for the first time")
+            row = PartnerSubscription(partner=partner, email=email, enabled=enabled)
+        else:
+            row.email = email or row.email
+            row.enabled = enabled
+            row.updated_at = utcnow()
+        s.add(row)
+        s.commit()
+        return row
+
+
+class NotificationHook(BaseHook):
+    name = "notifications"
+
+    def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
+        self.rules = rules
+
+    def after_pass(self, ctx: PassContext) -> None:
+        notify_partner(ctx, self.rules)
+
+
+def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
+    """Record new high-value activity at owned domains and queue digests; returns the
+    number of e-mails queued."""
+    vendor = ctx.vendor_crm
+    if not isinstance(vendor, SupportsEngagement) or not rules.notifications.actions:
+        return 0
+    registry = Registry(ctx.store)
+    address = subscription(ctx.store, ctx.connection, ctx.partner.notify_email)
+    high_water = vendor.now()
+    identities: dict[str, set[str]] = defaultdict(set)
+    cursors = {}
+    for action in rules.notifications.actions:
+        cursor_name = f"@events:{action.event}"
+        since = ctx.store.cursor(ctx.connection, "vendor", cursor_name)
+        cursors[("vendor", cursor_name)] = high_water
+        if since is None or address is None:
+            continue  # the first pass only sets the cursor: no notifications about the past
+        events = vendor.events(action.event, since, high_water)
+        if not events:
+            continue
+        contact_ids = sorted({e.object_id for e in events})
+        contacts = ctx.vendor_crm.read(
+            "contacts", contact_ids, ["email", "firstname", "lastname"], associations=["companies"]
+        )
+        company_ids = sorted(
+            {c for r in contacts.values() for c in r.associations.get("companies", ())}
+        )
+        companies = (
+            ctx.vendor_crm.read("companies", company_ids, ["domain", "name"]) if company_ids else {}
+        )
+        for event in events:
+            contact = contacts.get(event.object_id)
+            if contact is None:
+                continue
+            domain, company = _company_of(contact, companies)
+            if not domain:
+                continue
+            holder = registry.holder(domain)
+            if holder is None or holder.partner != ctx.connection or holder.owned_until <= ctx.now:
+                continue
+            email = contact.get("email") or ""
+            identities[domain].update(
+                x
+                for x in (
+                    email,
+                    email.split("@")[0],
+                    contact.get("firstname"),
+                    contact.get("lastname"),
+                )
+                if x
+            )
+            if not company:
+                reg = registry.accepted_for_domain(ctx.connection, domain)
+                company = reg.company_name if reg and reg.company_name else domain
+            _insert(
+                ctx.store,
+                LeadActivity(
+                    partner=ctx.connection,
+                    domain=domain,
+                    company=company,
+                    day=event.occurred_at.strftime("%Y-%m-%d"),
+                    action=action.event,
+                    label=action.label,
+                    occurred_at=event.occurred_at,
+                ),
+            )
+    ctx.store.set_cursors(ctx.connection, cursors)  # type: ignore[arg-type]
+    if address is None:
+        return 0
+    return _queue_digests(ctx, address, identities)
+
+
+def _company_of(contact: Record, companies: Mapping[str, Record]) -> tuple[str | None, str | None]:
+    """The contact's company domain: its associated company's, else its e-mail's."""
+    for cid in contact.associations.get("companies", ()):
+        comp = companies.get(cid)
+        if comp and comp.get("domain"):
+            try:
+                return registrable_domain(comp.get("domain") or ""), comp.get("name")
+            except DomainError:
+                continue
+    try:
+        return registrable_domain(contact.get("email") or ""), None
+    except DomainError:
+        return None, None
+
+
+def _insert(store: StateStore, row: LeadActivity) -> bool:
+    """Insert unless that action at that company on that day is known (the dedupe)."""
+    with Session(store.engine, expire_on_commit=False) as s:
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError:
+            s.rollback()
+            return False
+    return True
+
+
+def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, set[str]]) -> int:
+    """One e-mail per company and day for the activity not notified yet. Keyed by the
+    activity ids, so a crash between queueing and marking re-finds the same message."""
+    outbox = Outbox(ctx.store)
+    with Session(ctx.store.engine, expire_on_commit=False) as s:
+        pending = list(
+            s.exec(
+                select(LeadActivity).where(
+                    LeadActivity.partner == ctx.connection, col(LeadActivity.outbox_id).is_(None)
+                )
+            ).all()
+        )
+    groups: dict[tuple[str, str], list[LeadActivity]] = defaultdict(list)
+    for r in pending:
+        groups[(r.domain, r.day)].append(r)
+    queued = 0
+    for (domain, day), acts in sorted(groups.items()):
+        acts.sort(key=lambda a: a.occurred_at)
+        ids = sorted(a.id for a in acts if a.id is not None)
+        key = (
+            f"lead_notification:{ctx.connection}:{domain}:{day}:"
+            + hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+        )
+        message = render(
+            "lead_notification",
+            "en",
+            {
+                "company": acts[0].company,
+                "domain": domain,
+                "day": day,
+                "actions": [
+                    {"label": a.label, "time": a.occurred_at.strftime("%H:%M UTC")} for a in acts
+                ],
+            },
+        )
+        status, detail = "queued", None
+        try:
+            assert_clean(message, identities.get(domain, ()), "the contact")
+        except PrivacyViolation as exc:
+            log.error("lead notification for %s withheld: %s", domain, exc)
+            status, detail = "suppressed", f"blocked: {exc}"
+        if (
+            outbox.queue(
+                dedupe_key=key,
+                kind="lead_notification",
+                recipient=address,
+                rendered=message if status == "queued" else None,
+                partner=ctx.connection,
+                status=status,
+                detail=detail,
+                now=ctx.now,
+            )
+            and status == "queued"
+        ):
+            queued += 1
+        row_id = outbox.id_of(key)
+        with Session(ctx.store.engine) as s:
+            for a in acts:
+                row = s.get(LeadActivity, a.id)
+                if row is not None:
+                    row.outbox_id = row_id
+                    s.add(row)
+            s.commit()
+    return queued

@@ -1,0 +1,330 @@
+"""The e-mail outbox: decided e-mails are rows first, deliveries second.
+
+A hook *queues* a message (rendered, checked for privacy leaks, with a stable
+Message-ID) in the same transaction as its decision, keyed so it can exist only once.
+A sender *delivers* due messages over SMTP (or to a file sink for the demo), retries
+failures with backoff and records the server's answer.
+
+Delivery is at-least-once within one narrow window: if the process dies after the
+SMTP server accepted a message and before the row is marked sent, the next delivery
+sends it again — with the same Message-ID, so mail systems and people can recognise
+the duplicate. Nothing else can send a message twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.records import utcnow
+from connector.state.store import StateStore
+from connector.state.tables import OutboxMessage, Registration
+
+log = logging.getLogger("dealsync.outbox")
+
+MAX_ATTEMPTS = 10
+LANGUAGES = ("en", "de", "fr")
+
+_ENV = Environment(
+    loader=PackageLoader("connector", "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+class PrivacyViolation(Exception):
+    """A rendered e-mail contains something it must never contain."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+    language: str
+
+
+def render(kind: str, language: str | None, context: Mapping[str, Any]) -> Rendered:
+    """Render ``<kind>.<language>.txt`` (falling back to English); its first line is
+    ``Subject: …``."""
+    lang = (language or "en").lower()[:2]
+    try:
+        template = _ENV.get_template(f"{kind}.{lang}.txt")
+    except TemplateNotFound:
+        lang = "en"
+        template = _ENV.get_template(f"{kind}.en.txt")
+    text = template.render(**context)
+    first, _, rest = text.partition("\n")
+    if not first.startswith("Subject: "):
+        raise ValueError(f"template {kind}.{lang}.txt must start with a 'Subject: ' line")
+    return Rendered(first.removeprefix("Subject: ").strip(), rest.lstrip("\n"), lang)
+
+
+def assert_clean(message: Rendered, forbidden: Iterable[str], what: str) -> None:
+    """Refuse a message that contains any forbidden text (case-insensitive)."""
+    haystack = f"{message.subject}\n{message.body}".casefold()
+    for item in forbidden:
+        needle = (item or "").strip().casefold()
+        if len(needle) >= 3 and needle in haystack:
+            raise PrivacyViolation(f"the message would reveal {what} ({item!r})")
+
+
+def message_id(dedupe_key: str, domain: str = "dealsync.invalid") -> str:
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:24]
+    return f"<{digest}@{domain}>"
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> str:
+        """Deliver; return the server's answer; raise on failure."""
+        ...
+
+
+@dataclass
+class SmtpTransport:
+    host: str
+    port: int = 25
+    security: str = "none"  # none | starttls | ssl
+    user: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    def send(self, message: EmailMessage) -> str:
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.user:
+                smtp.login(self.user, self.password or "")
+            refused = smtp.send_message(message)
+            if refused:
+                raise smtplib.SMTPRecipientsRefused(refused)
+            code, answer = smtp.noop()
+            return f"accepted ({code} {answer.decode(errors='replace')})"
+
+
+@dataclass
+class FileSink:
+    """Writes each message as an ``.eml`` file: the demo's mail server."""
+
+    directory: Path
+
+    def send(self, message: EmailMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(str(message["Message-ID"]).encode()).hexdigest()[:16]
+        path = self.directory / f"{name}.eml"
+        path.write_bytes(bytes(message))
+        return f"written to {path}"
+
+
+def transport_from_env(env: Mapping[str, str]) -> Transport | None:
+    """``DEALSYNC_MAIL_SINK`` (a folder) or ``DEALSYNC_SMTP_HOST`` and friends."""
+    if env.get("DEALSYNC_MAIL_SINK"):
+        return FileSink(Path(env["DEALSYNC_MAIL_SINK"]))
+    host = env.get("DEALSYNC_SMTP_HOST")
+    if not host:
+        return None
+    security = env.get("DEALSYNC_SMTP_SECURITY", "none").lower()
+    if security not in ("none", "starttls", "ssl"):
+        raise ValueError(f"DEALSYNC_SMTP_SECURITY must be none, starttls or ssl, not {security!r}")
+    default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+    return SmtpTransport(
+        host=host,
+        port=int(env.get("DEALSYNC_SMTP_PORT") or default_port),
+        security=security,
+        user=env.get("DEALSYNC_SMTP_USER") or None,
+        password=env.get("DEALSYNC_SMTP_PASSWORD") or None,
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    recipient: str
+    ok: bool
+    detail: str
+
+
+class Outbox:
+    def __init__(self, store: StateStore, *, sender: str = "dealsync@localhost") -> None:
+        self.store = store
+        self.sender = sender
+
+    def _session(self) -> Session:
+        return Session(self.store.engine, expire_on_commit=False)
+
+    def exists(self, dedupe_key: str) -> bool:
+        with self._session() as s:
+            return (
+                s.exec(
+                    select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+                ).first()
+                is not None
+            )
+
+    def id_of(self, dedupe_key: str) -> int | None:
+        with self._session() as s:
+            return s.exec(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)).first()
+
+    def queue(
+        self,
+        *,
+        dedupe_key: str,
+        kind: str,
+        recipient: str,
+        rendered: Rendered | None,
+        partner: str | None = None,
+        registration_id: int | None = None,
+        status: str = "queued",
+        detail: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Insert the message unless one with this key exists; True when inserted."""
+        moment = now or utcnow()
+        row = OutboxMessage(
+            dedupe_key=dedupe_key,
+            kind=kind,
+            partner=partner,
+            registration_id=registration_id,
+            recipient=recipient,
+            subject=rendered.subject if rendered else "",
+            body=rendered.body if rendered else "",
+            language=rendered.language if rendered else "en",
+            message_id=message_id(dedupe_key),
+            status=status,
+            detail=detail,
+            next_attempt_at=moment,
+            created_at=moment,
+        )
+        with self._session() as s:
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return False
+        return True
+
+    def messages(
+        self, status: str | None = None, kind: str | None = None, limit: int = 200
+    ) -> list[OutboxMessage]:
+        with self._session() as s:
+            q = select(OutboxMessage)
+            if status:
+                q = q.where(OutboxMessage.status == status)
+            if kind:
+                q = q.where(OutboxMessage.kind == kind)
+            return list(s.exec(q.order_by(col(OutboxMessage.id)).limit(limit)).all())
+
+    def backlog(self) -> int:
+        with self._session() as s:
+            return len(
+                s.exec(select(OutboxMessage.id).where(OutboxMessage.status == "queued")).all()
+            )
+
+    def retry(self, ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
+        """Put failed messages back in the queue, due now."""
+        with self._session() as s:
+            q = update(OutboxMessage).where(col(OutboxMessage.status) == "failed")
+            if ids:
+                q = q.where(col(OutboxMessage.id).in_(list(ids)))
+            n = s.execute(
+                q.values(status="queued", next_attempt_at=now or utcnow(), attempts=0)
+            ).rowcount
+            s.commit()
+            return int(n or 0)
+
+    def _email(self, row: OutboxMessage) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = row.recipient
+        msg["Subject"] = row.subject
+        msg["Message-ID"] = row.message_id
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Content-Language"] = row.language
+        msg.set_content(row.body)
+        return msg
+
+    def deliver(
+        self, transport: Transport, *, now: datetime | None = None, limit: int = 500
+    ) -> list[Delivery]:
+        """Send every due queued message; each outcome is recorded at once."""
+        moment = now or utcnow()
+        with self._session() as s:
+            due = list(
+                s.exec(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.status == "queued",
+                        col(OutboxMessage.next_attempt_at) <= moment,
+                    )
+                    .order_by(col(OutboxMessage.id))
+                    .limit(limit)
+                ).all()
+            )
+        out: list[Delivery] = []
+        for row in due:
+            assert row.id is not None
+            if row.registration_id is not None and not self._registration_live(row.registration_id):
+                self._set(
+                    row.id, status="cancelled", detail="the registration ended before delivery"
+                )
+                out.append(Delivery(row.id, row.recipient, False, "cancelled"))
+                continue
+            try:
+                answer = transport.send(self._email(row))
+            except (OSError, smtplib.SMTPException) as exc:
+                attempts = row.attempts + 1
+                delay = timedelta(seconds=min(60 * 2 ** (attempts - 1), 6 * 3600))
+                status = "failed" if attempts >= MAX_ATTEMPTS else "queued"
+                self._set(
+                    row.id,
+                    status=status,
+                    attempts=attempts,
+                    detail=f"{type(exc).__name__}: {exc}"[:2000],
+                    next_attempt_at=moment + delay,
+                )
+                out.append(Delivery(row.id, row.recipient, False, str(exc)))
+                log.warning(
+                    "outbox #%s to %s failed (attempt %s): %s", row.id, row.recipient, attempts, exc
+                )
+                continue
+            self._set(
+                row.id,
+                status="sent",
+                attempts=row.attempts + 1,
+                sent_at=utcnow(),
+                server_response=answer[:2000],
+                detail=None,
+            )
+            out.append(Delivery(row.id, row.recipient, True, answer))
+        return out
+
+    def _registration_live(self, registration_id: int) -> bool:
+        with self._session() as s:
+            reg = s.get(Registration, registration_id)
+            return reg is not None and reg.status == "accepted"
+
+    def _set(self, row_id: int, **values: Any) -> None:
+        with self._session() as s:
+            s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
+            s.commit()
