@@ -612,9 +612,9 @@ def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) ->
     from connector.hooks.notifications import set_subscription
 
     app = ctx.app(check_env=False)
-    app.partner(partner)
+    cfg = app.partner(partner)
     try:
-        row = set_subscription(app.store, partner, email, enabled)
+        row = set_subscription(app.store, partner, email, enabled, default=cfg.notify_email)
     except ValueError as exc:
         raise DealsyncError(str(exc)) from None
     click.echo(f"{partner}: lead notifications {'on' if row.enabled else 'off'} ({row.email})")

@@ -115,10 +115,21 @@ class SmtpTransport:
                 smtp.starttls(context=context)
             if self.user:
                 smtp.login(self.user, self.password or "")
+            # the server's answer to this message is its reply to DATA (e.g. "250 2.0.0
+            # Ok: queued as ABC123"), which send_message() does not return
+            replies: list[tuple[int, bytes]] = []
+            data = smtp.data
+
+            def recording_data(msg: Any) -> tuple[int, bytes]:
+                reply = data(msg)
+                replies.append(reply)
+                return reply
+
+            smtp.data = recording_data  # type: ignore[method-assign]
             refused = smtp.send_message(message)
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
-            code, answer = smtp.noop()
+            code, answer = replies[-1] if replies else smtp.noop()
             return f"accepted ({code} {answer.decode(errors='replace')})"
 
 

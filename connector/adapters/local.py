@@ -136,9 +136,13 @@ class LocalCRM:
         return nid
 
     def _find_live(self, object_type: str, name: str, value: str) -> tuple | None:
+        # e-mail addresses are compared case-insensitively, as HubSpot does
+        column = "json_extract(properties, '$.' || ?)"
+        if name == "email":
+            column, value = f"lower({column})", value.lower()
         return self._db.execute(
             "SELECT object_type, id, properties, updated_at, archived FROM record "
-            "WHERE object_type=? AND archived=0 AND json_extract(properties, '$.' || ?)=?",
+            f"WHERE object_type=? AND archived=0 AND {column}=?",
             (object_type, json.dumps(name)[1:-1], value),
         ).fetchone()
 

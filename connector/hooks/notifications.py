@@ -42,13 +42,16 @@ def subscription(store: StateStore, partner: str, default: str | None) -> str | 
 
 
 def set_subscription(
-    store: StateStore, partner: str, email: str | None, enabled: bool
+    store: StateStore, partner: str, email: str | None, enabled: bool, default: str | None = None
 ) -> PartnerSubscription:
+    """Subscribe or unsubscribe; ``default`` (the config's ``notify_email``) is the
+    address when none is given and the partner has no subscription row yet."""
     from connector.records import utcnow
 
     with Session(store.engine, expire_on_commit=False) as s:
         row = s.get(PartnerSubscription, partner)
         if row is None:
+            email = email or default
             if not email:
                 raise ValueError("give --email to subscribe a partner for the first time")
             row = PartnerSubscription(partner=partner, email=email, enabled=enabled)

@@ -1,0 +1,286 @@
+"""Helpers for the consent, lead-notification and outbox tests (issue 5).
+
+A world: one vendor LocalCRM and two partner LocalCRMs (acme, beta) in SQLite files in
+a project folder (so the CLI, a separate ``Dealsync``, sees the same data), the
+shipped mappings and rules loaded by ``load_project``, driven through the public
+``Dealsync`` API. Rules are applied at explicit moments (``now``); the CRMs run on
+their own tick clock (every reading one second on), so no test sleeps.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+
+from connector.adapters.local import LocalCRM
+from connector.api import Dealsync
+from connector.cli import cli
+from connector.config import Project, load_project
+from connector.config.models import PortalConfig
+from connector.engine.sync import PassResult
+from connector.records import Record
+from connector.state.tables import OutboxMessage
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MAPPINGS = ROOT / "mappings"
+SOURCE_ID = "dealsync_source_id"
+
+NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
+DAY30 = NOW + timedelta(days=30)
+
+CONFIG = """\
+version: 1
+state_url: sqlite:///state.db
+vendor:
+  name: vendor
+  adapter: local
+  path: vendor.db
+partners:
+  - id: acme
+    name: Acme Agency
+    notify_email: alerts@acme-agency.example
+    adapter: local
+    path: partner-acme.db
+  - id: beta
+    name: Beta Partners
+    notify_email: leads@beta-partners.example
+    adapter: local
+    path: partner-beta.db
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+
+# everything that would let a lead infer the registering partner
+PARTNER_IDENTITY = {
+    "acme": ("acme", "Acme Agency", "alerts@acme-agency.example", "acme-agency.example"),
+    "beta": ("beta", "Beta Partners", "leads@beta-partners.example", "beta-partners.example"),
+}
+CONSENT_KINDS = ("consent_request", "data_notice")
+
+
+class TickClock:
+    """Every reading moves one second on: modification order is event order."""
+
+    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
+        self.moment = start
+
+    def __call__(self) -> datetime:
+        self.moment += timedelta(seconds=1)
+        return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+def person(
+    email: str, country: str | None = None, language: str | None = None, **props: str
+) -> dict[str, str]:
+    """A partner contact's properties (first/last names derived from the e-mail)."""
+    local = email.split("@")[0]
+    out = {
+        "firstname": f"Fn{local.capitalize()}",
+        "lastname": f"Ln{local.capitalize()}",
+        "email": email,
+    }
+    if country is not None:
+        out["country"] = country
+    if language is not None:
+        out["hs_language"] = language
+    out.update(props)
+    return out
+
+
+@dataclass
+class Seeded:
+    deal: Record
+    company: Record
+    contacts: list[Record] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.deal.id
+
+
+@dataclass
+class World:
+    root: Path
+    project: Project
+    app: Dealsync
+    crms: dict[str, LocalCRM]
+    clock: TickClock
+
+    @property
+    def vendor(self) -> LocalCRM:
+        return self.crms["vendor"]
+
+    def crm(self, partner: str = "acme") -> LocalCRM:
+        return self.crms[partner]
+
+    def sync(self, partner: str = "acme", now: datetime = NOW, **kw: Any) -> PassResult:
+        result = self.app.sync(partner, now=now, **kw)
+        assert result.status in ("ok", "conflicts"), (result.status, result.error, result.errors)
+        return result
+
+    # ------------------------------------------------------------------ seeding
+
+    def seed_deal(
+        self,
+        partner: str = "acme",
+        *,
+        domain: str = "globex.com",
+        company: str = "Globex",
+        contacts: list[dict[str, str]] | None = None,
+        registered: bool = True,
+    ) -> Seeded:
+        crm = self.crm(partner)
+        comp = crm.create("companies", {"name": company, "domain": domain, "country": "US"})
+        if contacts is None:
+            contacts = [person(f"ann@{domain}", "DE")]
+        people = [crm.create("contacts", {"company": company, **c}) for c in contacts]
+        props = {
+            "dealname": f"{company} deal",
+            "amount": "12000",
+            "dealstage": "qualifiedtobuy",
+            "pipeline": "default",
+            "closedate": "2027-03-31",
+            "deal_currency_code": "EUR",
+        }
+        if registered:
+            props["dealsync_register"] = "true"
+        deal = crm.create("deals", props)
+        crm.associate("deals", "companies", [(deal.id, comp.id)])
+        if people:
+            crm.associate("deals", "contacts", [(deal.id, p.id) for p in people])
+        return Seeded(crm.get("deals", deal.id), comp, people)
+
+    # ------------------------------------------------------------------ looking
+
+    def vendor_contact(self, email: str) -> Record:
+        found = [c for c in self.vendor.all("contacts") if c.get("email") == email]
+        assert len(found) == 1, f"expected one vendor contact {email}: {found}"
+        return found[0]
+
+    def counterpart(self, partner: str, obj: str, partner_id: str) -> Record | None:
+        key = f"{partner}:{partner_id}"
+        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == key]
+        assert len(found) <= 1, f"duplicate vendor {obj}: {found}"
+        return found[0] if found else None
+
+    def messages(self, kind: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        return self.app.outbox.messages(status=status, kind=kind, limit=100000)
+
+    def consent_messages(self) -> list[OutboxMessage]:
+        return [m for m in self.messages() if m.kind in CONSENT_KINDS]
+
+    def by_recipient(self, kind: str | None = None) -> dict[str, OutboxMessage]:
+        out: dict[str, OutboxMessage] = {}
+        for m in self.messages(kind):
+            assert (m.kind, m.recipient) not in {(x.kind, x.recipient) for x in out.values()}
+            out[m.recipient] = m
+        return out
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+        return CliRunner().invoke(
+            cli,
+            ["--config", str(self.root / "dealsync.yaml"), *args],
+            env=dict(env or {}),
+            catch_exceptions=False,
+        )
+
+
+MakeWorld = Callable[..., World]
+
+
+def write_project(
+    root: Path,
+    rules_edit: Callable[[str], str] | None = None,
+    mapping_edit: Callable[[str], str] | None = None,
+) -> Path:
+    (root / "mappings").mkdir(parents=True, exist_ok=True)
+    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
+        shutil.copy(f, root / "mappings" / f.name)
+    for name, edit in (("rules.yaml", rules_edit), ("shared_deals.yaml", mapping_edit)):
+        if edit is not None:
+            target = root / "mappings" / name
+            edited = edit(target.read_text())
+            assert edited != target.read_text(), f"the edit of {name} changed nothing"
+            target.write_text(edited)
+    (root / "dealsync.yaml").write_text(CONFIG)
+    return root / "dealsync.yaml"
+
+
+def build_world(
+    root: Path,
+    *,
+    rules_edit: Callable[[str], str] | None = None,
+    mapping_edit: Callable[[str], str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> World:
+    """A project in ``root`` loaded by ``load_project``, portals on one tick clock."""
+    project = load_project(write_project(root, rules_edit, mapping_edit), env={})
+    clock = TickClock()
+    crms: dict[str, LocalCRM] = {}
+
+    def factory(portal_name: str, portal: PortalConfig) -> LocalCRM:
+        if portal_name not in crms:
+            assert portal.path is not None
+            crms[portal_name] = LocalCRM(
+                project.resolve(portal.path), name=portal_name, clock=clock
+            )
+        return crms[portal_name]
+
+    app = Dealsync(project, env=dict(env or {}), adapter_factory=factory)
+    app.setup()
+    return World(root, project, app, crms, clock)
+
+
+def contains_any(text: str, needles: tuple[str, ...] | list[str]) -> list[str]:
+    folded = text.casefold()
+    return [n for n in needles if n.casefold() in folded]
+
+
+# ---------------------------------------------------------------------- SMTP
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps every message it is offered. ``refuse`` > 0
+    answers that many DATA commands with a temporary failure (451) first."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, list[str], bytes]] = []
+        self.offered: list[bytes] = []
+        self.refuse = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = bytes(envelope.original_content or envelope.content)
+        self.offered.append(content)
+        if self.refuse > 0:
+            self.refuse -= 1
+            return "451 4.3.0 try again later"
+        self.accepted.append((envelope.mail_from, list(envelope.rcpt_tos), content))
+        return f"250 2.0.0 Ok: queued as Q{len(self.accepted):04d}"
+
+    def parsed(self) -> list[Message]:
+        return [message_from_bytes(raw) for _, _, raw in self.accepted]
+
+
+def smtp_server(handler: Recorder, port: int) -> Controller:
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller

@@ -1,0 +1,351 @@
+"""Consent decisions (DESIGN §2.2, issue 5) through ``Dealsync.sync`` on embedded CRMs:
+the day-30 boundary both ways, suppression by each signal (and not by signals outside
+the window), no e-mail for rejected / withdrawn / expired registrations, and a sync
+that can never loosen a vendor opt-out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from consent_support import DAY30, NOW, MakeWorld, World, person
+
+from connector.outbox import FileSink
+
+ENGAGEMENT = ("pe_privacy_policy_viewed", "pe_content_downloaded", "pe_form_submitted")
+
+
+def rows(w: World) -> dict[str, tuple[str, str]]:
+    """recipient → (kind, status) of the consent rows."""
+    out = {m.recipient: (m.kind, m.status) for m in w.consent_messages()}
+    assert len(out) == len(w.consent_messages()), "more than one consent row for a contact"
+    return out
+
+
+def detail_of(w: World, email: str) -> str:
+    [m] = [m for m in w.consent_messages() if m.recipient == email]
+    return m.detail or ""
+
+
+# ---------------------------------------------------------------------- day 30
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(seconds=1)], ids=["+30d", "+30d+1s"])
+def test_notice_day30_boundary(world: World, late: timedelta) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR")])
+    world.sync(now=NOW)
+    assert rows(world) == {}
+    world.sync(now=DAY30 - timedelta(seconds=1))
+    assert rows(world) == {}, "the notice must not go out before day 30"
+    world.sync(now=DAY30 + late)
+    assert rows(world) == {"fr@globex.com": ("data_notice", "queued")}
+    [m] = world.consent_messages()
+    assert m.created_at == DAY30 + late
+    # later passes decide nothing more
+    world.sync(now=DAY30 + timedelta(days=3))
+    assert len(world.messages()) == 1
+
+
+def test_dach_request_is_immediate_and_once(world: World) -> None:
+    world.seed_deal(contacts=[person("de@globex.com", "DE")])
+    world.sync(now=NOW)
+    assert rows(world) == {"de@globex.com": ("consent_request", "queued")}
+    [m] = world.consent_messages()
+    assert m.created_at == NOW
+    for later in (NOW + timedelta(minutes=5), DAY30, DAY30 + timedelta(days=1)):
+        world.sync(now=later)
+    assert len(world.messages()) == 1
+
+
+# ---------------------------------------------------------------------- suppression
+
+
+def test_dach_opted_in_via_subscriptions(world: World) -> None:
+    world.vendor.set_opted_in("DE@globex.com")  # the vendor knows them, any case
+    world.seed_deal(contacts=[person("de@globex.com", "DE"), person("at@globex.com", "AT")])
+    world.sync(now=NOW)
+    assert rows(world) == {
+        "de@globex.com": ("consent_request", "suppressed"),
+        "at@globex.com": ("consent_request", "queued"),
+    }
+    assert "opted in" in detail_of(world, "de@globex.com")
+    [suppressed] = world.messages(status="suppressed")
+    assert suppressed.body == "" and suppressed.subject == ""  # nothing to send, ever
+
+
+def test_unsubscribed_status_is_not_opted_in(world: World) -> None:
+    world.vendor.set_opted_in("de@globex.com", False)
+    world.seed_deal(contacts=[person("de@globex.com", "DE")])
+    world.sync(now=NOW)
+    assert rows(world) == {"de@globex.com": ("consent_request", "queued")}
+
+
+def test_eu_opted_in_via_subscriptions_within_window(world: World) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR"), person("ie@globex.com", "IE")])
+    world.sync(now=NOW)
+    world.vendor.set_opted_in("fr@globex.com")
+    world.sync(now=DAY30)
+    assert rows(world) == {
+        "fr@globex.com": ("data_notice", "suppressed"),
+        "ie@globex.com": ("data_notice", "queued"),
+    }
+    assert "opted in" in detail_of(world, "fr@globex.com")
+
+
+def test_eu_confirmed_email_property(world: World) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR"), person("ie@globex.com", "IE")])
+    world.sync(now=NOW)
+    vendor_fr = world.vendor_contact("fr@globex.com")
+    world.vendor.edit("contacts", vendor_fr.id, {"dealsync_email_confirmed": "true"})
+    world.sync(now=DAY30)
+    assert rows(world) == {
+        "fr@globex.com": ("data_notice", "suppressed"),
+        "ie@globex.com": ("data_notice", "queued"),
+    }
+    assert "confirmed" in detail_of(world, "fr@globex.com")
+
+
+def test_dach_confirmed_email_property_on_a_known_vendor_contact(world: World) -> None:
+    """A lead the vendor already knows, with a confirmed e-mail: registered as a lead
+    (the vendor contact is upserted by e-mail), no consent request."""
+    known = world.vendor.create(
+        "contacts", {"email": "carol@initech.de", "dealsync_email_confirmed": "true"}
+    )
+    world.crm().create(
+        "contacts",
+        {
+            **person("carol@initech.de", "Deutschland"),
+            "company": "Initech",
+            "dealsync_register_lead": "true",
+        },
+    )
+    world.crm().create(
+        "contacts",
+        {**person("dan@hooli.de", "DE"), "company": "Hooli", "dealsync_register_lead": "true"},
+    )
+    world.sync(now=NOW)
+    regs = world.app.registry.registrations("acme")
+    assert sorted((r.kind, r.domain, r.status) for r in regs) == [
+        ("lead", "hooli.de", "accepted"),
+        ("lead", "initech.de", "accepted"),
+    ]
+    assert world.vendor_contact("carol@initech.de").id == known.id
+    assert rows(world) == {
+        "carol@initech.de": ("consent_request", "suppressed"),
+        "dan@hooli.de": ("consent_request", "queued"),
+    }
+    assert "confirmed" in detail_of(world, "carol@initech.de")
+
+
+@pytest.mark.parametrize("event", ENGAGEMENT)
+def test_each_engagement_event_in_the_window_suppresses(world: World, event: str) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR"), person("ie@globex.com", "IE")])
+    world.sync(now=NOW)
+    fr = world.vendor_contact("fr@globex.com")
+    world.vendor.record_event(event, fr.id, occurred_at=NOW + timedelta(days=12))
+    world.sync(now=DAY30)
+    assert rows(world) == {
+        "fr@globex.com": ("data_notice", "suppressed"),
+        "ie@globex.com": ("data_notice", "queued"),
+    }
+    assert event in detail_of(world, "fr@globex.com")
+
+
+@pytest.mark.parametrize(
+    "when",
+    [timedelta(seconds=1), DAY30 - NOW - timedelta(seconds=1)],
+    ids=["just-after-registration", "last-second-of-window"],
+)
+def test_engagement_at_the_window_edges_suppresses(world: World, when: timedelta) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR")])
+    world.sync(now=NOW)
+    fr = world.vendor_contact("fr@globex.com")
+    world.vendor.record_event("pe_form_submitted", fr.id, occurred_at=NOW + when)
+    world.sync(now=DAY30 + timedelta(hours=1))
+    assert rows(world) == {"fr@globex.com": ("data_notice", "suppressed")}
+
+
+@pytest.mark.parametrize(
+    ("event", "when"),
+    [
+        ("pe_privacy_policy_viewed", DAY30 - NOW + timedelta(hours=1)),  # after the window
+        ("pe_content_downloaded", -timedelta(days=2)),  # before the registration
+        ("pe_demo_requested", timedelta(days=3)),  # not an engagement event
+    ],
+    ids=["after-window", "before-registration", "other-event"],
+)
+def test_events_that_do_not_suppress(world: World, event: str, when: timedelta) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR")])
+    world.sync(now=NOW)
+    fr = world.vendor_contact("fr@globex.com")
+    world.vendor.record_event(event, fr.id, occurred_at=NOW + when)
+    # first pass after both the window and the event
+    world.sync(now=DAY30 + timedelta(hours=2))
+    assert rows(world) == {"fr@globex.com": ("data_notice", "queued")}
+
+
+def test_another_contacts_engagement_does_not_suppress(world: World) -> None:
+    world.seed_deal(contacts=[person("fr@globex.com", "FR"), person("ie@globex.com", "IE")])
+    world.sync(now=NOW)
+    ie = world.vendor_contact("ie@globex.com")
+    world.vendor.record_event("pe_form_submitted", ie.id, occurred_at=NOW + timedelta(days=1))
+    world.sync(now=DAY30)
+    assert rows(world) == {
+        "fr@globex.com": ("data_notice", "queued"),
+        "ie@globex.com": ("data_notice", "suppressed"),
+    }
+
+
+# ---------------------------------------------------------------------- registration ended
+
+
+def test_rejected_registrations_never_send(world: World) -> None:
+    world.vendor.create(
+        "companies", {"name": "Globex", "domain": "globex.com", "lifecyclestage": "customer"}
+    )
+    world.seed_deal(contacts=[person("de@globex.com", "DE"), person("fr@globex.com", "FR")])
+    # a second partner's deal on a domain acme already holds: rejected too
+    world.seed_deal(domain="initech.de", company="Initech", contacts=[person("x@initech.de", "DE")])
+    world.seed_deal(
+        "beta", domain="initech.de", company="Initech", contacts=[person("y@initech.de", "DE")]
+    )
+    world.sync(now=NOW)
+    world.sync("beta", now=NOW)
+    regs = {(r.partner, r.domain): r.status for r in world.app.registry.registrations()}
+    assert regs == {
+        ("acme", "globex.com"): "rejected",
+        ("acme", "initech.de"): "accepted",
+        ("beta", "initech.de"): "rejected",
+    }
+    for moment in (DAY30, DAY30 + timedelta(days=1)):
+        world.sync(now=moment)
+        world.sync("beta", now=moment)
+    assert rows(world) == {"x@initech.de": ("consent_request", "queued")}
+
+
+def test_withdrawn_before_delivery_is_cancelled(world: World, scratch: Path) -> None:
+    s = world.seed_deal(contacts=[person("de@globex.com", "DE"), person("fr@globex.com", "FR")])
+    world.sync(now=NOW)
+    assert rows(world) == {"de@globex.com": ("consent_request", "queued")}
+    # the partner takes the registration back before anything was delivered
+    world.crm().edit("deals", s.id, {"dealsync_register": ""})
+    world.sync(now=NOW + timedelta(hours=1))
+    [reg] = world.app.registry.registrations("acme")
+    assert reg.status == "withdrawn"
+    sink = scratch / "mail"
+    deliveries = world.app.outbox.deliver(FileSink(sink), now=NOW + timedelta(hours=1))
+    assert [(d.recipient, d.ok, d.detail) for d in deliveries] == [
+        ("de@globex.com", False, "cancelled")
+    ]
+    assert not sink.exists() or not list(sink.iterdir())
+    # the EU notice is never decided for it, the cancelled row stays cancelled
+    world.sync(now=DAY30)
+    assert world.app.outbox.deliver(FileSink(sink), now=DAY30) == []
+    assert rows(world) == {"de@globex.com": ("consent_request", "cancelled")}
+
+
+def one_month(text: str) -> str:
+    return text.replace("ownership_months: 6", "ownership_months: 1")
+
+
+def test_expired_registrations_never_send(make_world: MakeWorld, scratch: Path) -> None:
+    w = make_world(rules_edit=one_month)
+    w.seed_deal(contacts=[person("de@globex.com", "DE"), person("fr@globex.com", "FR")])
+    w.sync(now=NOW)
+    assert rows(w) == {"de@globex.com": ("consent_request", "queued")}
+    # no pass (and no delivery) until after the month: the registration expires first
+    after = NOW + timedelta(days=40)
+    w.sync(now=after)
+    [reg] = w.app.registry.registrations("acme")
+    assert reg.status == "expired"
+    deliveries = w.app.outbox.deliver(FileSink(scratch / "mail"), now=after)
+    assert [(d.recipient, d.detail) for d in deliveries] == [("de@globex.com", "cancelled")]
+    assert rows(w) == {"de@globex.com": ("consent_request", "cancelled")}
+
+
+def test_notice_queued_then_registration_expires_before_delivery(
+    make_world: MakeWorld, scratch: Path
+) -> None:
+    w = make_world(rules_edit=one_month)
+    w.seed_deal(contacts=[person("fr@globex.com", "FR")])
+    w.sync(now=NOW)
+    w.sync(now=DAY30)  # the month (31 days) has not ended yet: the notice is queued
+    assert rows(w) == {"fr@globex.com": ("data_notice", "queued")}
+    w.sync(now=NOW + timedelta(days=32))
+    deliveries = w.app.outbox.deliver(FileSink(scratch / "mail"), now=NOW + timedelta(days=32))
+    assert [d.detail for d in deliveries] == ["cancelled"]
+
+
+# ---------------------------------------------------------------------- consent never loosened
+
+OPTOUT_FIELD = """      - partner: hs_email_optout
+        vendor: hs_email_optout
+        direction: {direction}
+        conflict: {conflict}
+"""
+DEALS_HEADER = "\n  # ---------------------------------------------------------------------- deals"
+
+
+def with_optout(direction: str = "both", conflict: str = "vendor_wins"):
+    def edit(text: str) -> str:
+        assert text.count(DEALS_HEADER) == 1
+        field = OPTOUT_FIELD.format(direction=direction, conflict=conflict)
+        return text.replace(DEALS_HEADER, "\n" + field.rstrip("\n") + "\n" + DEALS_HEADER, 1)
+
+    return edit
+
+
+def test_partner_cannot_loosen_vendor_optout(make_world: MakeWorld) -> None:
+    w = make_world(mapping_edit=with_optout())
+    s = w.seed_deal(contacts=[person("us@globex.com", "US")])
+    w.sync(now=NOW)
+    vendor_c = w.vendor_contact("us@globex.com")
+    w.vendor.edit("contacts", vendor_c.id, {"hs_email_optout": "true"})
+    w.sync(now=NOW + timedelta(minutes=1))
+    partner_c = s.contacts[0].id
+    assert w.crm().get("contacts", partner_c).get("hs_email_optout") == "true"
+    # the partner opts the contact back in: never written over the vendor's opt-out
+    for value in ("false", ""):
+        w.crm().edit("contacts", partner_c, {"hs_email_optout": value})
+        w.sync(now=NOW + timedelta(minutes=2))
+        assert w.vendor.get("contacts", vendor_c.id).get("hs_email_optout") == "true"
+        w.sync(now=NOW + timedelta(minutes=3))
+        assert w.vendor.get("contacts", vendor_c.id).get("hs_email_optout") == "true"
+    # and the partner's own value is not forced back either
+    assert w.crm().get("contacts", partner_c).get("hs_email_optout") is None
+
+
+def test_optout_wins_even_when_the_partner_wins_conflicts(make_world: MakeWorld) -> None:
+    w = make_world(mapping_edit=with_optout(conflict="partner_wins"))
+    s = w.seed_deal(contacts=[person("us@globex.com", "US")])
+    w.sync(now=NOW)
+    vendor_c = w.vendor_contact("us@globex.com")
+    # both sides change it in the same interval; the mapping says the partner wins
+    w.vendor.edit("contacts", vendor_c.id, {"hs_email_optout": "true"})
+    w.crm().edit("contacts", s.contacts[0].id, {"hs_email_optout": "false"})
+    w.sync(now=NOW + timedelta(minutes=1))
+    w.sync(now=NOW + timedelta(minutes=2))
+    assert w.vendor.get("contacts", vendor_c.id).get("hs_email_optout") == "true"
+
+
+def test_partner_may_tighten_consent(make_world: MakeWorld) -> None:
+    w = make_world(mapping_edit=with_optout(direction="to_vendor"))
+    s = w.seed_deal(contacts=[person("us@globex.com", "US")])
+    w.sync(now=NOW)
+    vendor_c = w.vendor_contact("us@globex.com")
+    w.crm().edit("contacts", s.contacts[0].id, {"hs_email_optout": "true"})
+    w.sync(now=NOW + timedelta(minutes=1))
+    assert w.vendor.get("contacts", vendor_c.id).get("hs_email_optout") == "true"
+    w.crm().edit("contacts", s.contacts[0].id, {"hs_email_optout": "false"})
+    w.sync(now=NOW + timedelta(minutes=2))
+    assert w.vendor.get("contacts", vendor_c.id).get("hs_email_optout") == "true"
+
+
+def test_engagement_suppresses_for_a_mixed_case_email(world: World) -> None:
+    world.seed_deal(contacts=[person("Fr.Mixed@Globex.com", "FR")])
+    world.sync(now=NOW)
+    contact = world.vendor_contact("Fr.Mixed@Globex.com")
+    world.vendor.record_event("pe_form_submitted", contact.id, occurred_at=NOW + timedelta(days=1))
+    world.sync(now=DAY30)
+    assert rows(world) == {"fr.mixed@globex.com": ("data_notice", "suppressed")}
