@@ -59,6 +59,8 @@ def handled(fn: F) -> F:
             _fail(
                 f"{len(exc.problems)} configuration problem(s); fix them and run `dealsync check`"
             )
+        except click.ClickException:
+            raise
         except (DealsyncError, LockHeld) as exc:
             if ctx and ctx.debug:
                 raise
@@ -727,8 +729,104 @@ def demo(ctx: Ctx, directory: str | None) -> None:
     sys.exit(run_demo(directory, echo=click.echo))
 
 
+# --------------------------------------------------------------------------- service
+
+
+@partners.group("token")
+def partners_token() -> None:
+    """API tokens partners use to trigger their own sync (``dealsync serve``)."""
+
+
+@partners_token.command("create")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.option("--label", default="", help="A note to tell tokens apart (e.g. who holds it).")
+@pass_ctx
+@handled
+def partners_token_create(ctx: Ctx, partner: str, label: str) -> None:
+    """Create a token for a partner; it is shown once and stored only as a hash."""
+    from connector.service.tokens import PartnerTokens
+
+    app = ctx.app(check_env=False)
+    app.partner(partner)
+    info, token = PartnerTokens(app.store).create(partner, label)
+    click.echo(f"token #{info.id} for {partner} (shown once, store it now):")
+    click.echo(token)
+
+
+@partners_token.command("list")
+@click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's tokens.")
+@pass_ctx
+@handled
+def partners_token_list(ctx: Ctx, partner: str | None) -> None:
+    """List tokens (id, prefix, label, dates); never the secrets."""
+    from connector.service.tokens import PartnerTokens
+
+    app = ctx.app(check_env=False)
+    rows = PartnerTokens(app.store).list(partner)
+    if not rows:
+        click.echo("no tokens")
+    for t in rows:
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        click.echo(
+            f"#{t.id}  {t.partner}  dsk_{t.prefix}_…  {state}  created "
+            f"{t.created_at:%Y-%m-%d %H:%M}  last used {used}  {t.label}"
+        )
+
+
+@partners_token.command("revoke")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.argument("token_id", type=int)
+@pass_ctx
+@handled
+def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
+    """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
+    from connector.service.tokens import PartnerTokens
+
+    app = ctx.app(check_env=False)
+    info = PartnerTokens(app.store).revoke(token_id, partner)
+    if info is None:
+        raise DealsyncError(f"no token #{token_id} for partner {partner!r}")
+    click.echo(f"token #{info.id} of {partner} revoked")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--config", "config_file", metavar="FILE", help="Path of dealsync.yaml (overrides -c)."
+)
+@pass_ctx
+@handled
+def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
+    """Run the service: scheduled passes, partner triggers, HubSpot webhooks,
+    /healthz, /metrics and the sync-health page at /admin."""
+    import uvicorn
+
+    from connector.config import config_path_from
+    from connector.service import Service, build_app
+
+    logging.getLogger("dealsync").setLevel(logging.DEBUG if ctx.debug else logging.INFO)
+    service = Service(config_path_from(config_file or ctx.config))
+    service.start()
+    click.echo(f"dealsync serving {len(service.project.config.partners)} connection(s) "
+               f"on http://{host}:{port} (admin page: /admin)", err=True)
+    try:
+        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
+
+
 def main() -> None:
-    cli(prog_name="dealsync")
+    """Entry point: click's own usage errors exit 3 too (2 means "records failed")."""
+    try:
+        cli.main(prog_name="dealsync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_FATAL)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_FATAL)
 
 
 if __name__ == "__main__":
