@@ -592,6 +592,12 @@ class SyncPass:
                 )
         self.store.save_bases(bases)
 
+    def _close_ended_conflicts(self, link_ids: Sequence[int], resolution: str) -> None:
+        """A pair that stopped syncing has nothing left to resolve: an open conflict
+        would keep every later pass at exit 1 and could never be resolved."""
+        for link_id in link_ids:
+            self.store.close_conflicts_for(self.conn, link_id, None, resolution)
+
     def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
         archive = [d for d in deletes if d.policy == "archive"]
         for side in ("partner", "vendor"):
@@ -631,11 +637,15 @@ class SyncPass:
                         d.counterpart_id,
                     )
             self.store.set_link_status(ok_links, "deleted")
+            self._close_ended_conflicts(ok_links, "record deleted")
             self.counts[f"archived {s} {mapping.name}"] += len(ok_links)
         for policy, status in (("unlink", "unlinked"), ("flag", "flagged")):
             group = [d for d in deletes if d.policy == policy]
             if group:
                 self.store.set_link_status([d.link_id for d in group], status)
+                self._close_ended_conflicts(
+                    [d.link_id for d in group], f"record deleted ({status})"
+                )
                 self.counts[f"{status} {mapping.name}"] += len(group)
                 for d in group:
                     self.outcomes.append(

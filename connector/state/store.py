@@ -370,23 +370,22 @@ class StateStore:
             s.commit()
 
     def close_conflicts_for(
-        self, connection: str, link_id: int, fields: Iterable[str], resolution: str
+        self, connection: str, link_id: int, fields: Iterable[str] | None, resolution: str
     ) -> None:
-        """Close open conflicts whose field settled by itself (e.g. both sides agreed)."""
-        fields = list(fields)
-        if not fields:
+        """Close open conflicts whose field settled by itself (e.g. both sides agreed);
+        ``fields=None`` closes every open conflict of the link (its pair ended)."""
+        field_list = None if fields is None else list(fields)
+        if field_list == []:
             return
         with self.session() as s:
-            s.execute(
-                update(ConflictRow)
-                .where(
-                    col(ConflictRow.connection) == connection,
-                    col(ConflictRow.link_id) == link_id,
-                    col(ConflictRow.field).in_(fields),
-                    col(ConflictRow.status) == "open",
-                )
-                .values(status="resolved", resolution=resolution, resolved_at=utcnow())
+            q = update(ConflictRow).where(
+                col(ConflictRow.connection) == connection,
+                col(ConflictRow.link_id) == link_id,
+                col(ConflictRow.status) == "open",
             )
+            if field_list is not None:
+                q = q.where(col(ConflictRow.field).in_(field_list))
+            s.execute(q.values(status="resolved", resolution=resolution, resolved_at=utcnow()))
             s.commit()
 
     # ------------------------------------------------------------------ runs

@@ -1,0 +1,239 @@
+"""Shared fixtures: a *world* of two embedded CRMs, a state store and the shipped mappings.
+
+Kept light on purpose (every test directory shares it): nothing here is autouse, and
+the world is built only by tests that ask for it. The world goes through the real
+front door — a project folder loaded by ``load_project`` and the ``Dealsync`` API —
+with only the portals swapped for in-memory :class:`LocalCRM`\\ s on a shared clock.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.adapters.local import LocalCRM
+from connector.api import Dealsync
+from connector.config import Project, load_project
+from connector.config.models import PortalConfig
+from connector.engine.sync import PassResult
+from connector.records import Record
+from connector.state.store import StateStore
+from connector.state.tables import Link
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MAPPINGS = ROOT / "mappings"
+PARTNER = "acme"
+SOURCE_ID = "dealsync_source_id"
+
+# Calls that change something in a CRM (reads and searches are not writes).
+WRITE_CALLS = ("batch_upsert", "batch_update", "batch_archive", "batch_associate")
+
+PROJECT_CONFIG = """\
+version: 1
+state_url: sqlite:///state.db
+vendor:
+  name: vendor
+  adapter: local
+  path: vendor.db
+partners:
+  - id: acme
+    name: Acme Agency
+    adapter: local
+    path: partner-acme.db
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+
+
+PROGRAM_NOW = datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
+
+
+class TickClock:
+    """A deterministic clock both CRMs share: every reading moves one second on, so
+    the order of modification times is the order of events, with no sleeping."""
+
+    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
+        self.moment = start
+
+    def __call__(self) -> datetime:
+        self.moment += timedelta(seconds=1)
+        return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+@dataclass
+class Seeded:
+    """A deal seeded on the partner side with the records it hangs on."""
+
+    deal: Record
+    company: Record
+    contacts: list[Record] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.deal.id
+
+
+@dataclass
+class World:
+    """Two portals, one connection, one state store, the shipped mappings."""
+
+    root: Path
+    project: Project
+    app: Dealsync
+    partner: LocalCRM
+    vendor: LocalCRM
+    clock: TickClock
+    _serial: int = 0
+
+    @property
+    def store(self) -> StateStore:
+        return self.app.store
+
+    def sync(self, **kwargs: Any) -> PassResult:
+        # a fixed "now" keeps the program hooks' dates (ownership, consent) repeatable
+        kwargs.setdefault("now", PROGRAM_NOW)
+        return self.app.sync(PARTNER, **kwargs)
+
+    # ------------------------------------------------------------------ seeding
+
+    def seed_deal(
+        self,
+        *,
+        registered: bool = True,
+        name: str | None = None,
+        amount: str | None = "1500.00",
+        closedate: str | None = "2027-03-31",
+        stage: str = "qualifiedtobuy",
+        description: str | None = None,
+        contacts: int = 1,
+        **extra: str,
+    ) -> Seeded:
+        """A deal with one company and ``contacts`` contacts, associated on the partner
+        side; ``registered`` sets the flag that makes it a shared deal."""
+        self._serial += 1
+        n = self._serial
+        company = self.partner.create(
+            "companies", {"name": f"Company {n}", "domain": f"company{n}.com", "country": "US"}
+        )
+        people = [
+            self.partner.create(
+                "contacts",
+                {
+                    "firstname": f"First{n}{i}",
+                    "lastname": f"Last{n}{i}",
+                    "email": f"person{i}@company{n}.com",
+                    "company": f"Company {n}",
+                    "country": "US",
+                },
+            )
+            for i in range(contacts)
+        ]
+        props = {
+            "dealname": name or f"Deal {n}",
+            "amount": amount,
+            "closedate": closedate,
+            "dealstage": stage,
+            "pipeline": "default",
+            "deal_currency_code": "EUR",
+            "description": description,
+            **extra,
+        }
+        if registered:
+            props["dealsync_register"] = "true"
+        deal = self.partner.create("deals", {k: v for k, v in props.items() if v is not None})
+        self.partner.associate("deals", "companies", [(deal.id, company.id)])
+        if people:
+            self.partner.associate("deals", "contacts", [(deal.id, p.id) for p in people])
+        return Seeded(self.partner.get("deals", deal.id), company, people)
+
+    # ------------------------------------------------------------------ looking
+
+    def counterpart(self, obj: str, partner_id: str) -> Record | None:
+        """The live vendor record carrying ``partner_id`` as its source id."""
+        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == f"{PARTNER}:{partner_id}"]
+        assert len(found) <= 1, f"duplicate vendor {obj} for partner {partner_id}: {found}"
+        return found[0] if found else None
+
+    def link(self, obj: str, partner_id: str) -> Link | None:
+        return self.store.links_by_ids(PARTNER, obj, "partner", [partner_id]).get(partner_id)
+
+    def writes(self) -> int:
+        """Write calls made so far on both sides."""
+        return sum(crm.calls[k] for crm in (self.partner, self.vendor) for k in WRITE_CALLS)
+
+    def snapshot(self) -> dict[str, list[tuple[str, str, dict[str, str | None], bool]]]:
+        """Everything in both CRMs, to compare worlds."""
+        out: dict[str, list[tuple[str, str, dict[str, str | None], bool]]] = {}
+        for side, crm in (("partner", self.partner), ("vendor", self.vendor)):
+            for obj in ("companies", "contacts", "deals"):
+                out[f"{side}.{obj}"] = [
+                    (r.id, r.updated_at.isoformat(), dict(r.properties), r.archived)
+                    for r in crm.all(obj) + crm.all(obj, archived=True)
+                ]
+        return out
+
+
+def _write_project(root: Path, mapping_edit: Callable[[str], str] | None) -> Path:
+    (root / "mappings").mkdir(parents=True, exist_ok=True)
+    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
+        shutil.copy(f, root / "mappings" / f.name)
+    if mapping_edit is not None:
+        target = root / "mappings" / "shared_deals.yaml"
+        target.write_text(mapping_edit(target.read_text()))
+    config = root / "dealsync.yaml"
+    config.write_text(PROJECT_CONFIG)
+    return config
+
+
+MakeWorld = Callable[..., World]
+
+
+@pytest.fixture
+def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
+    """Build a world; ``mapping_edit`` rewrites the shipped ``shared_deals.yaml`` text
+    first (e.g. another ``on_delete`` policy); ``program_hooks`` runs the program's
+    hooks as the CLI does. Several worlds per test are allowed."""
+    apps: list[Dealsync] = []
+
+    def build(
+        mapping_edit: Callable[[str], str] | None = None,
+        name: str = "world",
+        *,
+        program_hooks: bool = False,
+    ) -> World:
+        root = tmp_path / name
+        project = load_project(_write_project(root, mapping_edit), env={})
+        clock = TickClock()
+        crms = {
+            "vendor": LocalCRM(name="vendor", clock=clock),
+            PARTNER: LocalCRM(name=PARTNER, clock=clock),
+        }
+
+        def factory(portal_name: str, _portal: PortalConfig) -> LocalCRM:
+            return crms[portal_name]
+
+        # the engine alone by default; ``program_hooks`` adds the program's rules
+        # (registration, consent, ...) exactly as the CLI runs them
+        hooks = None if program_hooks else []
+        app = Dealsync(project, env={}, adapter_factory=factory, hooks=hooks)
+        apps.append(app)
+        app.setup()
+        return World(root, project, app, crms[PARTNER], crms["vendor"], clock)
+
+    yield build
+    for app in apps:
+        app.close()
+
+
+@pytest.fixture
+def world(make_world: MakeWorld) -> World:
+    return make_world()

@@ -1,0 +1,151 @@
+"""The state store: versioned schema, aware UTC datetimes, the pass lock, cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from connector.state import StateStore, migrations
+from connector.state.store import LockHeld
+
+CONN = "acme"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> StateStore:
+    s = StateStore(db_url)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def _versions(store: StateStore) -> list[tuple[int, str]]:
+    with store.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(  # type: ignore[misc]
+                text("SELECT version, description FROM schema_version ORDER BY version")
+            )
+        ]
+
+
+def test_migrations_are_recorded_with_a_version(store: StateStore) -> None:
+    assert store.schema_version() == migrations.LATEST
+    assert [v for v, _ in _versions(store)] == [s.version for s in migrations.STEPS]
+    assert all(description for _, description in _versions(store))
+
+
+def test_reopening_an_existing_db_does_not_reapply(store: StateStore, db_url: str) -> None:
+    store.set_cursors(CONN, {("partner", "deals"): datetime(2027, 1, 1, tzinfo=UTC)})
+    before = _versions(store)
+    store.close()
+    again = StateStore(db_url)
+    try:
+        assert migrations.migrate(again.engine) == []
+        assert _versions(again) == before
+        assert again.cursor(CONN, "partner", "deals") == datetime(2027, 1, 1, tzinfo=UTC)
+    finally:
+        again.close()
+
+
+def test_a_fresh_db_applies_every_step(tmp_path: Path) -> None:
+    from connector.state.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert migrations.migrate(engine) == [s.version for s in migrations.STEPS]
+        assert migrations.migrate(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_datetimes_round_trip_as_aware_utc(store: StateStore) -> None:
+    paris = timezone(timedelta(hours=1))
+    moment = datetime(2027, 3, 31, 13, 45, 7, 123456, tzinfo=paris)
+    store.set_cursors(CONN, {("vendor", "deals"): moment})
+    back = store.cursor(CONN, "vendor", "deals")
+    assert back == moment
+    assert back is not None and back.utcoffset() == timedelta(0)
+    run_id = store.start_run(CONN, dry_run=False)
+    run = store.run(run_id)
+    assert run is not None and run.started_at.tzinfo is not None
+    assert run.started_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused(store: StateStore) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        store.set_cursors(CONN, {("vendor", "deals"): datetime(2027, 1, 1)})
+
+
+def test_cursors_never_move_backwards(store: StateStore) -> None:
+    t1 = datetime(2027, 1, 1, tzinfo=UTC)
+    store.set_cursors(CONN, {("partner", "deals"): t1, ("vendor", "deals"): t1})
+    store.set_cursors(CONN, {("partner", "deals"): t1 - timedelta(hours=1)})
+    assert store.cursor(CONN, "partner", "deals") == t1
+    store.set_cursors(CONN, {("partner", "deals"): t1 + timedelta(seconds=1)})
+    assert store.cursor(CONN, "partner", "deals") == t1 + timedelta(seconds=1)
+    assert store.cursor(CONN, "vendor", "deals") == t1
+    assert store.cursor("other", "partner", "deals") is None
+
+
+def test_lock_acquired_twice_is_held(store: StateStore) -> None:
+    owner = store.acquire_lock(CONN, owner="host-a:1")
+    with pytest.raises(LockHeld, match="host-a:1"):
+        store.acquire_lock(CONN, owner="host-b:2")
+    store.acquire_lock("another-connection", owner="host-b:2")  # per connection
+    store.release_lock(CONN, owner)
+    assert store.acquire_lock(CONN, owner="host-b:2") == "host-b:2"
+
+
+def test_lock_release_by_someone_else_does_nothing(store: StateStore) -> None:
+    store.acquire_lock(CONN, owner="host-a:1")
+    store.release_lock(CONN, "host-b:2")
+    with pytest.raises(LockHeld):
+        store.acquire_lock(CONN, owner="host-b:2")
+
+
+def test_expired_lock_is_taken_over(store: StateStore) -> None:
+    store.acquire_lock(CONN, owner="dead-host:1", ttl=timedelta(seconds=-1))
+    assert store.acquire_lock(CONN, owner="host-b:2") == "host-b:2"
+    with pytest.raises(LockHeld, match="host-b:2"):
+        store.acquire_lock(CONN, owner="host-c:3")
+
+
+def test_lock_holds_across_two_store_instances(store: StateStore, db_url: str) -> None:
+    store.acquire_lock(CONN, owner="first")
+    second = StateStore(db_url)
+    try:
+        with pytest.raises(LockHeld):
+            second.acquire_lock(CONN, owner="second")
+    finally:
+        second.close()
+
+
+def test_intents_are_idempotent_and_complete_into_active_links(store: StateStore) -> None:
+    first = store.record_intents(CONN, "deals", "partner", ["1", "2"])
+    again = store.record_intents(CONN, "deals", "partner", ["1", "2"])
+    assert {k: v.id for k, v in first.items()} == {k: v.id for k, v in again.items()}
+    assert {lk.status for lk in again.values()} == {"pending"}
+    store.complete_links([(first["1"].id or 0, "v1", {"f>g": ["a", "a"]})], origin="partner")
+    live = store.links_by_ids(CONN, "deals", "vendor", ["v1"])
+    assert live["v1"].status == "active" and live["v1"].partner_id == "1"
+    assert live["v1"].base == {"f>g": ["a", "a"]}
+    store.set_link_status([first["1"].id or 0], "unlinked")
+    assert store.links_by_ids(CONN, "deals", "partner", ["1"]) == {}
+    assert store.ended_ids(CONN, "deals", "partner", ["1", "2"]) == {"1"}
+
+
+def test_retries_count_attempts_and_clear(store: StateStore) -> None:
+    store.add_retries(CONN, [("deals", "partner", "1", "boom")])
+    store.add_retries(CONN, [("deals", "partner", "1", "boom again")])
+    [item] = store.retries(CONN, "deals")
+    assert (item.attempts, item.last_error) == (2, "boom again")
+    store.clear_retries(CONN, [("deals", "partner", "1")])
+    assert store.retry_count(CONN) == 0
