@@ -250,10 +250,10 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
         f"     partner Globex: stage {props['dealstage']!r}, commission {props['dealsync_commission']} "
         f"{props['dealsync_commission_currency']}"
     )
-    for c in app.registry.commissions("acme"):
+    for com in app.registry.commissions("acme"):
         echo(
-            f"     commission #{c.id}: {c.rate} x {c.amount} {c.currency} = {c.commission}; "
-            f"MRR credit {c.mrr}"
+            f"     commission #{com.id}: {com.rate} x {com.amount} {com.currency} = {com.commission}; "
+            f"MRR credit {com.mrr}"
         )
     echo("")
 
@@ -275,10 +275,10 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
     vendor.edit("deals", vdeal[umbrella], {"description": "Pilot, security review pending"})
     r = app.sync("acme")
     _show(echo, r)
-    for c in app.store.conflicts("acme"):
+    for conflict in app.store.conflicts("acme"):
         echo(
-            f"     conflict #{c.id}: {c.object} {c.field}: partner={c.partner_value!r} "
-            f"vendor={c.vendor_value!r}"
+            f"     conflict #{conflict.id}: {conflict.object} {conflict.field}: "
+            f"partner={conflict.partner_value!r} vendor={conflict.vendor_value!r}"
         )
     echo("     (resolve with: dealsync conflicts resolve ID --take vendor)\n")
 

@@ -258,9 +258,10 @@ class Outbox:
             q = update(OutboxMessage).where(col(OutboxMessage.status) == "failed")
             if ids:
                 q = q.where(col(OutboxMessage.id).in_(list(ids)))
-            n = s.execute(
+            result = s.execute(
                 q.values(status="queued", next_attempt_at=now or utcnow(), attempts=0)
-            ).rowcount
+            )
+            n = getattr(result, "rowcount", 0)
             s.commit()
             return int(n or 0)
 

@@ -496,7 +496,7 @@ class HubSpotAdapter:
             results.extend(self._send_split(kind, object_type, items[i : i + BATCH], send, keys_of))
         return results
 
-    def _send_split(self, kind, object_type, chunk, send, keys_of) -> list[WriteResult]:  # type: ignore[no-untyped-def]
+    def _send_split(self, kind, object_type, chunk, send, keys_of) -> list[WriteResult]:
         try:
             resp = send(chunk)
         except RequestRefused as exc:

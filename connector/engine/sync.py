@@ -240,7 +240,7 @@ class SyncPass:
             self.crash_at("before_cursor")
             self.store.set_cursors(
                 self.conn,
-                {(side, m.name): hw[side] for m in self.mappings for side in ("partner", "vendor")},  # type: ignore[misc]
+                {(side, m.name): hw[side] for m in self.mappings for side in ("partner", "vendor")},
             )
             self.crash_at("after_cursor")
 
@@ -255,7 +255,7 @@ class SyncPass:
         for mapping in self.mappings:
             per_side: dict[Side, dict[str, Record]] = {}
             for side in ("partner", "vendor"):
-                side_t: Side = side  # type: ignore[assignment]
+                side_t: Side = side
                 since = window_start(
                     self.store.cursor(self.conn, side_t, mapping.name), self.overlap
                 )
@@ -315,14 +315,14 @@ class SyncPass:
             want[side].add(item.record_id)
             self._cleared.append((mapping.name, side, item.record_id))
         for side in ("partner", "vendor"):
-            s: Side = side  # type: ignore[assignment]
+            s: Side = side
             links = self.store.links_by_ids(self.conn, mapping.name, s, want[s])
             for link in links.values():
                 cid = link.vendor_id if s == "partner" else link.partner_id
                 if cid:
                     want[other_side(s)].add(cid)
         for side in ("partner", "vendor"):
-            s = side  # type: ignore[assignment]
+            s = side
             ids = sorted(want[s] - set(per_side[s]))
             if not ids:
                 continue
@@ -436,7 +436,7 @@ class SyncPass:
         for target in ("vendor", "partner"):
             group = [c for c in creates if c.target == target]
             if group:
-                self._apply_creates(mapping, target, group)  # type: ignore[arg-type]
+                self._apply_creates(mapping, target, group)
         if updates:
             still_open = {(c.link_id, c.field) for c in conflicts}
             self._apply_updates(mapping, updates, still_open)
@@ -529,7 +529,7 @@ class SyncPass:
         open conflict rows stay open whatever else the pair's update settles."""
         failed: dict[int, str] = {}
         for side in ("partner", "vendor"):
-            s: Side = side  # type: ignore[assignment]
+            s: Side = side
             items = [
                 (
                     (u.partner_id if s == "partner" else u.vendor_id),
@@ -601,7 +601,7 @@ class SyncPass:
     def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
         archive = [d for d in deletes if d.policy == "archive"]
         for side in ("partner", "vendor"):
-            s: Side = side  # type: ignore[assignment]
+            s: Side = side
             group = [d for d in archive if d.gone_side == other_side(s)]
             if not group:
                 continue
@@ -800,7 +800,7 @@ def run_pass(
     result.open_conflicts = len(store.conflicts(partner.id))
     calls: dict[str, Any] = {}
     for side in ("partner", "vendor"):
-        s: Side = side  # type: ignore[assignment]
+        s: Side = side
         before = calls_before[s]
         for kind, n in ctx.crm(s).api_calls().items():
             delta = n - before.get(kind, 0)

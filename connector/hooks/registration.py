@@ -127,14 +127,14 @@ class VendorLookup:
                         open_deals.add(cid)
         out = {}
         for d in domains:
-            comp = companies.get(d)
-            if comp is None:
+            found = companies.get(d)
+            if found is None:
                 out[d] = VendorFacts()
                 continue
             out[d] = VendorFacts(
-                company_id=comp.id,
-                is_customer=matches(signals.customer, comp.properties),
-                worked_by_sales=comp.id in open_deals,
+                company_id=found.id,
+                is_customer=matches(signals.customer, found.properties),
+                worked_by_sales=found.id in open_deals,
             )
         return out
 
@@ -331,7 +331,7 @@ class RegistrationHook(BaseHook):
         if not todo:
             return
         for sub, decision in decide_submissions(ctx, registry, self.rules, todo):
-            status = decision.status
+            status: str = decision.status
             if not ctx.dry_run:
                 status = registry.record(sub, decision, now=ctx.now).status
             if sub.kind == "deal":

@@ -465,11 +465,12 @@ class StateStore:
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         now = utcnow()
         with self.session() as s:
-            taken = s.execute(
+            result = s.execute(
                 update(SyncLock)
                 .where(col(SyncLock.connection) == connection, col(SyncLock.expires_at) < now)
                 .values(owner=owner, acquired_at=now, expires_at=now + ttl)
-            ).rowcount
+            )
+            taken = getattr(result, "rowcount", 0)  # a CursorResult for UPDATE
             s.commit()
             if taken:
                 return owner
