@@ -125,7 +125,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
             bar = click.progressbar(length=max(total, 1), label=stage.ljust(28), file=sys.stderr)
             state.update(stage=stage, bar=bar, done=0)
         step = done - state["done"]
-        if step > 0:
+        if step > 0 and bar is not None:
             bar.update(step)
             state["done"] = done
 
@@ -809,8 +809,11 @@ def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
     logging.getLogger("dealsync").setLevel(logging.DEBUG if ctx.debug else logging.INFO)
     service = Service(config_path_from(config_file or ctx.config))
     service.start()
-    click.echo(f"dealsync serving {len(service.project.config.partners)} connection(s) "
-               f"on http://{host}:{port} (admin page: /admin)", err=True)
+    click.echo(
+        f"dealsync serving {len(service.project.config.partners)} connection(s) "
+        f"on http://{host}:{port} (admin page: /admin)",
+        err=True,
+    )
     try:
         uvicorn.run(build_app(service), host=host, port=port, log_level="info")
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Direction = Literal["both", "to_vendor", "to_partner", "create_only"]
 Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum"]
@@ -36,10 +36,51 @@ class PortalConfig(Strict):
     path: str | None = None  # SQLite file of the embedded local CRM (local)
     rate_limit_per_10s: int = Field(default=100, ge=1, le=1000)
     search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
+    # HubSpot portal (hub) id: routes webhook events (their ``portalId``) to connections.
+    portal_id: int | None = Field(default=None, ge=1)
 
 
 class VendorConfig(PortalConfig):
     name: str = "vendor"
+
+
+class Schedule(Strict):
+    """When ``dealsync serve`` runs a connection's pass on its own: every N seconds or
+    on a cron expression (5 fields, UTC), each run delayed by up to ``jitter_seconds``
+    so connections do not hit the shared vendor portal at the same instant. After a
+    failing pass the next run waits ``backoff_seconds`` doubled per consecutive
+    failure, at most ``max_backoff_seconds``."""
+
+    every_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
+    cron: str | None = None
+    jitter_seconds: int = Field(default=0, ge=0, le=3600)
+    backoff_seconds: int = Field(default=60, ge=1, le=86400)
+    max_backoff_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(
+                f"cron {value!r} is not a valid cron expression ({exc}); write five fields "
+                "minute hour day month weekday, e.g. '*/5 * * * *'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.every_seconds is None) == (self.cron is None):
+            raise ValueError(
+                "a schedule needs exactly one of every_seconds or cron, e.g. "
+                "`schedule: {every_seconds: 300}` or `schedule: {cron: '*/5 * * * *'}`"
+            )
+        return self
 
 
 class PartnerConfig(PortalConfig):
@@ -49,12 +90,28 @@ class PartnerConfig(PortalConfig):
     name: str
     notify_email: str | None = None
     tier: str | None = None
+    schedule: Schedule | None = None  # no schedule: synced only on trigger or webhook
 
 
 class SyncSettings(Strict):
     overlap_seconds: int = Field(default=300, ge=0, le=86400)
     batch_size: int = Field(default=100, ge=1, le=100)
     max_attempts: int = Field(default=5, ge=1, le=20)
+
+
+class ServiceSettings(Strict):
+    """``dealsync serve``: where its secrets come from (names of environment variables,
+    never the secrets themselves) and how hard partners may push it."""
+
+    admin_token_env: str = "DEALSYNC_ADMIN_TOKEN"
+    webhook_secret_env: str = "DEALSYNC_WEBHOOK_SECRET"
+    # The public base URL HubSpot calls (behind a proxy the request URL the service sees
+    # differs from the one HubSpot signed), e.g. https://dealsync.example.com
+    public_url: str | None = None
+    trigger_limit: int = Field(default=6, ge=1, le=10000)  # triggers per partner ...
+    trigger_window_seconds: int = Field(default=60, ge=1, le=86400)  # ... per window
+    reload_seconds: float = Field(default=2.0, gt=0, le=3600)  # config change polling
+    workers: int = Field(default=4, ge=1, le=64)  # passes of different connections at once
 
 
 class AppConfig(Strict):
@@ -67,6 +124,7 @@ class AppConfig(Strict):
     mappings: list[str] = Field(min_length=1)
     rules: str | None = None
     sync: SyncSettings = SyncSettings()
+    service: ServiceSettings = ServiceSettings()
     # Set by the loader, not by the file: where relative paths are resolved from.
     base_dir: Path = Path(".")
 

@@ -59,6 +59,11 @@ STEPS: list[Step] = [
         "e-mail outbox, partner notification subscriptions, lead activity",
         _create(tables.OutboxMessage, tables.PartnerSubscription, tables.LeadActivity),
     ),
+    Step(
+        4,
+        "service: hashed partner API tokens, webhook event and signature dedupe",
+        _create(tables.PartnerToken, tables.WebhookSeen),
+    ),
 ]
 
 LATEST = STEPS[-1].version

@@ -306,3 +306,31 @@ class LeadActivity(SQLModel, table=True):
     label: str = Field(default="", max_length=256)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     outbox_id: int | None = None
+
+
+class PartnerToken(SQLModel, table=True):
+    """A partner's API token for ``dealsync serve``. Only a salted SHA-256 of the
+    secret is kept; ``prefix`` (the token's public id) finds the row and shows in lists."""
+
+    __tablename__ = "partner_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner: str = Field(max_length=64, index=True)
+    prefix: str = Field(max_length=32, unique=True)
+    salt: str = Field(max_length=64)
+    digest: str = Field(max_length=128)
+    label: str = Field(default="", max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookSeen(SQLModel, table=True):
+    """A webhook event id (``event:<portal>:<id>``) or request signature
+    (``signature:<sha256>``) already handled: events are processed once and a captured
+    request cannot be replayed."""
+
+    __tablename__ = "webhook_seen"
+
+    key: str = Field(primary_key=True, max_length=128)
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

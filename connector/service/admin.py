@@ -1,0 +1,229 @@
+"""The sync-health page for the vendor's admins, server-rendered.
+
+Login exchanges the admin token (compared in constant time) for a random session id
+in an ``HttpOnly``, ``SameSite=Strict`` cookie; the token itself is never stored in the
+cookie or shown. Every POST form carries the session's CSRF token as well.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from connector.api import DealsyncError
+from connector.service.health import failing_records, grouped, run_view
+
+if TYPE_CHECKING:
+    from connector.service.core import Service
+
+log = logging.getLogger("dealsync.service.admin")
+
+COOKIE = "dealsync_admin"
+SESSION_SECONDS = 8 * 3600
+
+_templates = Environment(
+    loader=PackageLoader("connector", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+@dataclass
+class AdminSession:
+    csrf: str
+    expires: float
+    flash: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, AdminSession] = {}
+
+    def new(self) -> tuple[str, AdminSession]:
+        sid = secrets.token_urlsafe(32)
+        session = AdminSession(secrets.token_urlsafe(32), time.time() + SESSION_SECONDS)
+        with self._lock:
+            now = time.time()
+            self._items = {k: v for k, v in self._items.items() if v.expires > now}
+            self._items[sid] = session
+        return sid, session
+
+    def get(self, sid: str | None) -> AdminSession | None:
+        if not sid:
+            return None
+        with self._lock:
+            session = self._items.get(sid)
+        if session is None or session.expires < time.time():
+            return None
+        return session
+
+    def drop(self, sid: str | None) -> None:
+        with self._lock:
+            self._items.pop(sid or "", None)
+
+
+def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    html = _templates.get_template(name).render(**ctx)
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "form-action 'self'; frame-ancestors 'none'",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+def admin_routes(service: Service) -> list[Route]:
+    sessions = Sessions()
+
+    def configured() -> bool:
+        return bool(service.admin_token)
+
+    def current(request: Request) -> AdminSession | None:
+        return sessions.get(request.cookies.get(COOKIE))
+
+    def to_page() -> RedirectResponse:
+        return RedirectResponse("/admin", status_code=303)
+
+    async def login(request: Request) -> Response:
+        if not configured():
+            return _page(
+                "admin_login.html",
+                503,
+                error="The admin page is disabled: set the environment variable "
+                f"{service.project.config.service.admin_token_env}.",
+            )
+        if request.method == "GET":
+            return _page("admin_login.html")
+        form = await request.form()
+        given = str(form.get("token") or "")
+        if not hmac.compare_digest(given.encode(), service.admin_token.encode()):
+            log.warning("admin login refused")
+            return _page("admin_login.html", 401, error="That token is not valid.")
+        sid, _ = sessions.new()
+        response = to_page()
+        response.set_cookie(
+            COOKIE,
+            sid,
+            max_age=SESSION_SECONDS,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        session = current(request)
+        if session is not None and await _csrf_ok(request, session):
+            sessions.drop(request.cookies.get(COOKIE))
+        response = RedirectResponse("/admin/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/admin")
+        return response
+
+    async def _csrf_ok(request: Request, session: AdminSession) -> bool:
+        form = await request.form()
+        given = str(form.get("csrf") or "")
+        return hmac.compare_digest(given.encode(), session.csrf.encode())
+
+    def page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        flash, session.flash = session.flash, []
+        return _page(
+            "admin_health.html",
+            csrf=session.csrf,
+            flash=flash,
+            reload=service.reload,
+            loaded_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(service.reload.loaded_at)),
+            connections=[
+                _connection_view(service, p.id, p.name) for p in service.project.config.partners
+            ],
+        )
+
+    async def resync(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return Response("login required", status_code=401)
+        if not await _csrf_ok(request, session):
+            return Response("invalid CSRF token", status_code=403)
+        partner = request.path_params["partner"]
+        if not service.has_partner(partner):
+            return Response("no such connection", status_code=404)
+        _job, _joined = service.runner.request(partner, "resync", follow_up=True)
+        session.flash.append(
+            ("ok", f"Resync of {partner} scheduled: the pass re-reads its failing records.")
+        )
+        return to_page()
+
+    async def resolve(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return Response("login required", status_code=401)
+        if not await _csrf_ok(request, session):
+            return Response("invalid CSRF token", status_code=403)
+        form = await request.form()
+        take = str(form.get("take") or "")
+        if take not in ("partner", "vendor"):
+            return Response("take must be partner or vendor", status_code=400)
+        conflict_id = int(request.path_params["conflict_id"])
+        try:
+            row = await run_in_threadpool(
+                service.admin_app.resolve_conflict,
+                conflict_id,
+                take=take,  # type: ignore[arg-type]
+            )
+            session.flash.append(("ok", f"Conflict #{row.id} resolved: {row.resolution}."))
+        except DealsyncError as exc:
+            session.flash.append(("error", f"Conflict #{conflict_id} not resolved: {exc}"))
+        return to_page()
+
+    return [
+        Route("/admin", page),
+        Route("/admin/login", login, methods=["GET", "POST"]),
+        Route("/admin/logout", logout, methods=["POST"]),
+        Route("/admin/connections/{partner}/resync", resync, methods=["POST"]),
+        Route("/admin/conflicts/{conflict_id:int}/resolve", resolve, methods=["POST"]),
+    ]
+
+
+def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any]:
+    store = service.store
+    failing = failing_records(store, partner)
+    runs = store.runs(partner, limit=5)
+    last_failed = []
+    for run in runs:
+        if run.status in ("failed", "fatal") and run.id is not None:
+            last_failed = store.run_records(run.id, "failed")[:50]
+            break
+    links = store.link_counts(partner)
+    in_sync = sum(c.get("active", 0) for c in links.values())
+    return {
+        "id": partner,
+        "name": name,
+        "in_sync": in_sync,
+        "links": links,
+        "failing": len(failing),
+        "groups": grouped(failing),
+        "last_failed": last_failed,
+        "conflicts": store.conflicts(partner),
+        "runs": [run_view(r) for r in runs],
+        "running": service.runner.is_running(partner),
+        "schedule": service.project.config.partner(partner).schedule,
+    }

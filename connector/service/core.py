@@ -1,0 +1,261 @@
+"""The ``dealsync serve`` process: one :class:`Service` owns the state store, the
+project in use (hot-reloaded), the pass runner, the schedules and the metrics; the
+HTTP layer (:mod:`connector.service.http`) is a thin skin over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from connector.api import AdapterFactory, Dealsync, default_hooks
+from connector.config import ConfigError, Project, load_project
+from connector.engine.sync import PassResult
+from connector.hooks.base import Hook
+from connector.records import Side
+from connector.service.metrics import Metrics
+from connector.service.runner import Job, Runner, ServiceStore
+from connector.service.scheduler import Schedules
+from connector.service.tokens import PartnerTokens
+from connector.service.webhooks import SeenLog
+
+log = logging.getLogger("dealsync.service")
+
+
+@dataclass
+class ReloadState:
+    """The validation state of the files on disk versus the version in use."""
+
+    loaded_at: float
+    problems: list[str]
+    pending_since: float | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+class TriggerLimiter:
+    """At most ``limit`` triggers per partner in any ``window`` seconds (in-process)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str, now: float | None = None) -> float:
+        """0 if allowed (and counted), else the seconds until the next one is allowed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(0.001, hits[0] + self.window - now)
+            hits.append(now)
+            return 0.0
+
+
+def _environment(config_path: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    dotenv = config_path.parent / ".env"
+    values = (
+        {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+        if dotenv.is_file()
+        else {}
+    )
+    return {**values, **(os.environ if env is None else env)}
+
+
+class Service:
+    """One running service over one config file."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        adapter_factory: AdapterFactory | None = None,
+        hooks: Sequence[Hook] | None = None,
+        start: bool = False,
+    ) -> None:
+        """``env`` stands in for the process environment (tests); ``adapter_factory``
+        and ``hooks`` replace the defaults (the configured portals and the program's
+        rules) as in :class:`~connector.api.Dealsync`."""
+        self.config_path = Path(config_path).absolute()
+        self._env_arg = env
+        self.project = load_project(self.config_path, env)
+        self.env = _environment(self.config_path, env)
+        self._factory = adapter_factory
+        self._hooks = None if hooks is None else list(hooks)
+        self.store = ServiceStore(Dealsync(self.project, env=self.env).state_url)
+        self.tokens = PartnerTokens(self.store)
+        self.webhook_log = SeenLog(self.store)
+        self.metrics = Metrics()
+        self._apps_lock = threading.Lock()
+        self._apps: dict[str, Dealsync] = {}
+        self.admin_app = self._new_app()
+        settings = self.project.config.service
+        self.trigger_limiter = TriggerLimiter(
+            settings.trigger_limit, settings.trigger_window_seconds
+        )
+        self.runner = Runner(
+            self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
+        )
+        self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
+        self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self._mtimes = self._watched_mtimes()
+        self.metrics.add_state_collector(self)
+        self._started = False
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.schedules.configure(self.project.config.partners)
+        self.schedules.add_interval(
+            "reload", self.project.config.service.reload_seconds, self.check_reload
+        )
+        self.schedules.add_interval("webhook-prune", 3600, self.webhook_log.prune)
+        self.schedules.start()
+        log.info("service started with %d connection(s)", len(self.project.config.partners))
+
+    def stop(self) -> None:
+        self.schedules.shutdown()
+        self.runner.shutdown(wait=True)
+        self.store.close()
+
+    # ------------------------------------------------------------------ secrets
+
+    def secret(self, env_name: str) -> str:
+        return (self.env.get(env_name) or "").strip()
+
+    @property
+    def admin_token(self) -> str:
+        return self.secret(self.project.config.service.admin_token_env)
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.secret(self.project.config.service.webhook_secret_env)
+
+    # ------------------------------------------------------------------ passes
+
+    def _new_app(self, project: Project | None = None) -> Dealsync:
+        project = project or self.project
+        app = Dealsync(
+            project,
+            env=self.env,
+            adapter_factory=self._factory,
+            hooks=default_hooks(project) if self._hooks is None else list(self._hooks),
+        )
+        app._store = self.store  # every connection shares the service's store
+        return app
+
+    def app_for(self, connection: str) -> Dealsync:
+        """The connection's API object for the project in use. Each connection has its
+        own adapters, so per-pass API call counts are its own; HubSpot rate limiters are
+        per portal and shared regardless."""
+        with self._apps_lock:
+            app = self._apps.get(connection)
+            if app is None or app.project is not self.project:
+                app = self._new_app()
+                self._apps[connection] = app
+            return app
+
+    def has_partner(self, partner: str) -> bool:
+        return any(p.id == partner for p in self.project.config.partners)
+
+    def _run_pass(self, connection: str, trigger: str) -> PassResult:
+        return self.app_for(connection).sync(connection, trigger=trigger)
+
+    def _after_pass(self, job: Job) -> None:
+        if job.result is not None:
+            self.metrics.record_pass(job.result, job.trigger, self.project.config.vendor.name)
+            log.info(
+                "pass of %s (%s) run %s: %s",
+                job.connection,
+                job.trigger,
+                job.run_id,
+                job.result.status,
+            )
+
+    def request_pass(self, connection: str, trigger: str, wait: float = 30.0) -> tuple[Job, bool]:
+        """Start (or join) a pass; waits until its run id is known (``wait`` seconds at
+        most). Returns the job and whether an in-flight pass was joined."""
+        job, joined = self.runner.request(connection, trigger)
+        job.started.wait(wait)
+        return job, joined or job.joined_other_process
+
+    def _run_scheduled(self, connection: str) -> bool:
+        job, _ = self.runner.request(connection, "schedule")
+        job.done.wait()
+        return job.failed
+
+    def queue_rereads(self, connection: str, items: list[tuple[str, Side, str, str]]) -> None:
+        """Make the connection's next pass read these records by id."""
+        if items:
+            self.store.add_retries(connection, items)
+
+    # ------------------------------------------------------------------ hot reload
+
+    def _watched(self) -> list[Path]:
+        project = self.project
+        paths = [self.config_path]
+        paths += [project.resolve(m) for m in project.config.mappings]
+        if project.config.rules:
+            paths.append(project.resolve(project.config.rules))
+        return paths
+
+    def _watched_mtimes(self) -> dict[Path, float | None]:
+        out: dict[Path, float | None] = {}
+        for p in self._watched():
+            try:
+                st = p.stat()
+                out[p] = st.st_mtime_ns + st.st_size
+            except OSError:
+                out[p] = None
+        return out
+
+    def check_reload(self, force: bool = False) -> bool:
+        """Reload the config, mappings and rules if any changed on disk and all are
+        valid; an invalid edit keeps the version in use and is reported. Returns whether
+        a new version was switched to."""
+        mtimes = self._watched_mtimes()
+        if not force and mtimes == self._mtimes:
+            return False
+        self._mtimes = mtimes
+        try:
+            project = load_project(self.config_path, self._env_arg)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+            if problems != self.reload.problems:
+                log.error(
+                    "config edit rejected, still using the last valid version: %s",
+                    "; ".join(problems),
+                )
+            self.reload.problems = problems
+            self.reload.pending_since = self.reload.pending_since or time.time()
+            self.metrics.config_reloads.labels("invalid").inc()
+            self.metrics.config_valid.set(0)
+            return False
+        self.project = project
+        self.admin_app = self._new_app(project)
+        self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self._mtimes = self._watched_mtimes()  # the new project may watch other files
+        self.metrics.config_reloads.labels("ok").inc()
+        self.metrics.config_valid.set(1)
+        if self._started:
+            self.schedules.configure(project.config.partners)
+        log.info("config reloaded from %s", self.config_path)
+        return True

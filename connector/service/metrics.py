@@ -1,0 +1,173 @@
+"""Prometheus metrics of the service.
+
+Counters move when a pass of this process finishes (from its :class:`PassResult`);
+gauges that describe the shared state (open conflicts, failing records, outbox
+backlog, registrations) are read from the state store at scrape time, so every
+process sharing a database reports the same values for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlmodel import select
+
+from connector.engine.sync import PassResult
+from connector.service.health import categorize, failing_records
+from connector.state.tables import Registration
+
+if TYPE_CHECKING:
+    from connector.service.app import Service
+
+_COUNTS_NOT_RECORDS = {"failed", "conflicts opened", "conflicts still open"}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.passes = Counter(
+            "dealsync_passes",
+            "Sync passes finished, by connection, status and trigger.",
+            ["connection", "status", "trigger"],
+            registry=r,
+        )
+        self.records = Counter(
+            "dealsync_records_synced",
+            "Records written by passes, by connection and action.",
+            ["connection", "action"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "dealsync_record_failures",
+            "Record errors in passes, by connection and category.",
+            ["connection", "category"],
+            registry=r,
+        )
+        self.api_calls = Counter(
+            "dealsync_api_calls",
+            "CRM API calls, by portal and kind of call.",
+            ["portal", "kind"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "dealsync_api_429",
+            "HTTP 429 responses received, by portal.",
+            ["portal"],
+            registry=r,
+        )
+        self.api_retries = Counter(
+            "dealsync_api_retries",
+            "Retried CRM API calls (429, 5xx, dropped), by portal.",
+            ["portal"],
+            registry=r,
+        )
+        self.wait = Counter(
+            "dealsync_rate_limit_wait_seconds",
+            "Time spent waiting on rate limits (client limiter and Retry-After), by portal.",
+            ["portal"],
+            registry=r,
+        )
+        self.triggers = Counter(
+            "dealsync_triggers",
+            "Partner sync triggers, by partner and result.",
+            ["partner", "result"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "dealsync_webhook_events",
+            "HubSpot webhook events, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "dealsync_config_reloads",
+            "Config/mapping/rules reloads, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.config_valid = Gauge(
+            "dealsync_config_valid",
+            "1 if the files on disk are the version in use, 0 if an invalid edit is pending.",
+            registry=r,
+        )
+        self.config_valid.set(1)
+
+    def record_pass(self, result: PassResult, trigger: str, vendor_portal: str) -> None:
+        conn = result.connection
+        self.passes.labels(conn, result.status, trigger).inc()
+        for key, n in result.counts.items():
+            if key not in _COUNTS_NOT_RECORDS and isinstance(n, int) and n > 0:
+                self.records.labels(conn, key).inc(n)
+        for err in result.errors:
+            self.failures.labels(conn, categorize(err.message, err.field is not None)).inc()
+        for key, n in (result.api_calls or {}).items():
+            side, _, kind = key.partition(".")
+            portal = vendor_portal if side == "vendor" else conn
+            if not isinstance(n, int | float) or n <= 0:
+                continue
+            if kind == "429":
+                self.rate_limited.labels(portal).inc(n)
+            elif kind == "retries":
+                self.api_retries.labels(portal).inc(n)
+            elif kind == "wait_ms":
+                self.wait.labels(portal).inc(n / 1000)
+            else:
+                self.api_calls.labels(portal, kind).inc(n)
+
+    def add_state_collector(self, service: Service) -> None:
+        self.registry.register(_StateCollector(lambda: service))
+
+
+class _StateCollector(Collector):
+    def __init__(self, service: Callable[[], Service]) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        svc = self._service()
+        store = svc.store
+        project = svc.project
+        conflicts = GaugeMetricFamily(
+            "dealsync_open_conflicts",
+            "Conflicts awaiting a human, by connection.",
+            labels=["connection"],
+        )
+        failing = GaugeMetricFamily(
+            "dealsync_failing_records",
+            "Records whose last sync attempt failed, by connection.",
+            labels=["connection"],
+        )
+        running = GaugeMetricFamily(
+            "dealsync_pass_running",
+            "1 while this process runs a pass of the connection.",
+            labels=["connection"],
+        )
+        for p in project.config.partners:
+            conflicts.add_metric([p.id], len(store.conflicts(p.id)))
+            failing.add_metric([p.id], len(failing_records(store, p.id)))
+            running.add_metric([p.id], 1 if svc.runner.is_running(p.id) else 0)
+        yield conflicts
+        yield failing
+        yield running
+        backlog = GaugeMetricFamily("dealsync_outbox_backlog", "E-mails queued, not yet sent.")
+        backlog.add_metric([], svc.admin_app.outbox.backlog())
+        yield backlog
+        regs = GaugeMetricFamily(
+            "dealsync_registrations",
+            "Registrations by partner and status.",
+            labels=["partner", "status"],
+        )
+        with store.session() as s:
+            rows = s.exec(
+                select(Registration.partner, Registration.status, func.count()).group_by(
+                    Registration.partner, Registration.status
+                )
+            ).all()
+        for partner, status, n in rows:
+            regs.add_metric([partner, status], n)
+        yield regs

@@ -1,0 +1,116 @@
+"""Scheduled passes: one APScheduler job per connection with a ``schedule`` (interval
+or cron, with jitter), and backoff after failing passes.
+
+The job only *requests* a pass from the :class:`~connector.service.runner.Runner`, so
+a scheduled run while a triggered pass is in flight joins it, and the database lock
+still keeps other processes out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connector.config.models import PartnerConfig, Schedule
+from connector.records import utcnow
+from connector.service.runner import backoff_delay
+
+log = logging.getLogger("dealsync.service.scheduler")
+
+
+def trigger_for(schedule: Schedule) -> BaseTrigger:
+    jitter = schedule.jitter_seconds or None
+    if schedule.cron is not None:
+        trigger = CronTrigger.from_crontab(schedule.cron, timezone="UTC")
+        trigger.jitter = jitter
+        return trigger
+    assert schedule.every_seconds is not None
+    return IntervalTrigger(seconds=schedule.every_seconds, jitter=jitter, timezone="UTC")
+
+
+class Schedules:
+    def __init__(self, run_scheduled: Callable[[str], bool], workers: int = 4) -> None:
+        """``run_scheduled(connection)`` runs (or joins) a pass and returns whether it
+        failed."""
+        self._run_scheduled = run_scheduled
+        self.scheduler = BackgroundScheduler(
+            executors={"default": APThreadPool(max(2, workers))}, timezone="UTC"
+        )
+        self.failures: dict[str, int] = {}
+        self._schedules: dict[str, Schedule] = {}
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def add_interval(self, job_id: str, seconds: float, fn: Callable[[], object]) -> None:
+        self.scheduler.add_job(
+            fn,
+            IntervalTrigger(seconds=seconds),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+        )
+
+    def configure(self, partners: list[PartnerConfig]) -> None:
+        """Make the jobs match the partners' schedules (called again after a reload)."""
+        wanted = {p.id: p.schedule for p in partners if p.schedule is not None}
+        for pid in list(self._schedules):
+            if pid not in wanted:
+                self.scheduler.remove_job(f"pass:{pid}")
+                del self._schedules[pid]
+        for pid, schedule in wanted.items():
+            if self._schedules.get(pid) == schedule:
+                continue
+            self._schedules[pid] = schedule
+            self.scheduler.add_job(
+                self._job,
+                trigger_for(schedule),
+                args=[pid],
+                id=f"pass:{pid}",
+                name=f"scheduled pass of {pid}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                replace_existing=True,
+            )
+
+    def _job(self, connection: str) -> None:
+        failed = self._run_scheduled(connection)
+        self.after_pass(connection, failed)
+
+    def after_pass(self, connection: str, failed: bool) -> float:
+        """Count consecutive failures; after one, hold the next run back by the backoff
+        (if the regular schedule would come sooner). Returns the backoff applied."""
+        schedule = self._schedules.get(connection)
+        if not failed:
+            self.failures[connection] = 0
+            return 0.0
+        self.failures[connection] = self.failures.get(connection, 0) + 1
+        if schedule is None:
+            return 0.0
+        delay = backoff_delay(
+            self.failures[connection], schedule.backoff_seconds, schedule.max_backoff_seconds
+        )
+        job = self.scheduler.get_job(f"pass:{connection}")
+        not_before = utcnow() + timedelta(seconds=delay)
+        if job is not None and job.next_run_time is not None and job.next_run_time < not_before:
+            job.modify(next_run_time=not_before)
+            log.warning(
+                "pass of %s failed %d time(s) in a row; next scheduled pass in %.0f s",
+                connection,
+                self.failures[connection],
+                delay,
+            )
+        return delay

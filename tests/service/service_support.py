@@ -1,0 +1,171 @@
+"""Helpers of the service tests: a service over a project of two partner connections
+(acme, globex) whose portals are embedded local CRMs, shared between the test and the
+service by the adapter factory (so a test can seed records and inject write failures)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connector.adapters.local import LocalCRM
+from connector.config.models import PortalConfig
+from connector.hooks.base import BaseHook, PassContext
+from connector.records import Record
+from connector.service import Service
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "admin-secret-7f3a9c"
+WEBHOOK_SECRET = "hubspot-app-secret-1b2c"
+ENV = {"DEALSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "DEALSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET}
+VENDOR_PORTAL, ACME_PORTAL, GLOBEX_PORTAL = 1000, 2001, 2002
+
+CONFIG = """\
+version: 1
+state_url: sqlite:///state.db
+vendor:
+  name: vendor
+  adapter: local
+  path: vendor.db
+  portal_id: 1000
+partners:
+  - id: acme
+    name: Acme Agency
+    adapter: local
+    path: partner-acme.db
+    portal_id: 2001
+  - id: globex
+    name: Globex Reseller
+    adapter: local
+    path: partner-globex.db
+    portal_id: 2002
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+service:
+  trigger_limit: {limit}
+  trigger_window_seconds: 3600
+"""
+
+
+def write_project(root: Path, trigger_limit: int = 50) -> Path:
+    (root / "mappings").mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "mappings").glob("*.yaml"):
+        shutil.copy(f, root / "mappings" / f.name)
+    config = root / "dealsync.yaml"
+    config.write_text(CONFIG.format(limit=trigger_limit))
+    return config
+
+
+class PassProbe(BaseHook):
+    """Records when each pass is inside its lock (after detection .. after the pass),
+    and can hold a pass open until released, to make passes overlap in time."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spans: list[tuple[str, int | None, float, float]] = []
+        self._open: dict[int | None, float] = {}
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+        self.only: str | None = None  # hold only this connection's passes
+
+    def after_detect(self, ctx: PassContext, seen: Any) -> None:
+        import time
+
+        with self.lock:
+            self._open[ctx.run_id] = time.monotonic()
+        if self.only in (None, ctx.partner.id):
+            self.entered.set()
+            self.hold.wait(30)
+
+    def after_pass(self, ctx: PassContext) -> None:
+        import time
+
+        with self.lock:
+            start = self._open.pop(ctx.run_id)
+            self.spans.append((ctx.partner.id, ctx.run_id, start, time.monotonic()))
+
+
+@dataclass
+class Harness:
+    root: Path
+    config: Path
+    crms: dict[str, LocalCRM]
+    probe: PassProbe
+    services: list[Service] = field(default_factory=list)
+    _serial: int = 0
+
+    def factory(self, name: str, portal: PortalConfig) -> LocalCRM:
+        return self.crms[name]
+
+    def service(self, **kwargs: Any) -> Service:
+        kwargs.setdefault("env", ENV)
+        kwargs.setdefault("adapter_factory", self.factory)
+        kwargs.setdefault("hooks", [self.probe])
+        svc = Service(self.config, **kwargs)
+        svc.admin_app.setup()
+        self.services.append(svc)
+        return svc
+
+    def seed_deal(self, partner: str = "acme", **props: str) -> Record:
+        self._serial += 1
+        n = self._serial
+        crm = self.crms[partner]
+        company = crm.create("companies", {"name": f"Company {n}", "domain": f"c{n}.com"})
+        person = crm.create(
+            "contacts",
+            {"firstname": "Ann", "lastname": f"L{n}", "email": f"ann@c{n}.com", "country": "US"},
+        )
+        deal = crm.create(
+            "deals",
+            {
+                "dealname": f"Deal {n}",
+                "amount": "100",
+                "dealstage": "qualifiedtobuy",
+                "pipeline": "default",
+                "dealsync_register": "true",
+                **props,
+            },
+        )
+        crm.associate("deals", "companies", [(deal.id, company.id)])
+        crm.associate("deals", "contacts", [(deal.id, person.id)])
+        return deal
+
+    def vendor_deal(self, partner: str, partner_deal_id: str) -> Record | None:
+        want = f"{partner}:{partner_deal_id}"
+        found = [r for r in self.crms["vendor"].all("deals") if r.get("dealsync_source_id") == want]
+        return found[0] if found else None
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    """Poll until ``predicate()`` is truthy (a synchronisation aid, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def finished(service: Service, run_id: int) -> bool:
+    run = service.store.run(run_id)
+    return (
+        run is not None
+        and run.status != "running"
+        and not service.runner.is_running(run.connection)
+    )
+
+
+NOW = datetime.now(UTC)
