@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from connector.config.models import FieldMapping, ObjectMapping
+from connector.config.models import FieldMapping, ObjectMapping, Transform
 from connector.engine.plan import (
     Action,
     Base,
@@ -67,6 +67,28 @@ class FieldPlan:
         self.fields: list[tuple[FieldMapping, ValueMapper]] = [
             (f, ValueMapper(f)) for f in mapping.fields
         ]
+        # The hot loop's view of the fields, resolved once (reconcile_pair runs per
+        # record × field): the base key, both property names, and whether the
+        # transform is the identity (string/enum: canonical is "no value" or the text).
+        self.hot: list[tuple[FieldMapping, ValueMapper, str, str, str, bool]] = [
+            (f, m, f.key, f.partner, f.vendor, f.transform in ("string", "enum"))
+            for f, m in self.fields
+        ]
+        self._canon: dict[tuple[str, str | None], str | None] = {}
+
+    def canonical(self, transform: Transform, raw: str | None) -> str | None:
+        """:func:`canonical`, memoised (it is pure; errors are not cached): the same
+        amounts and dates recur on both sides and across records."""
+        k = (transform, raw)
+        try:
+            return self._canon[k]
+        except KeyError:
+            pass
+        value = canonical(transform, raw)
+        if len(self._canon) >= 200_000:
+            self._canon.clear()
+        self._canon[k] = value
+        return value
 
     def partner_properties(self) -> list[str]:
         return sorted({f.partner for f in self.mapping.fields})
@@ -143,23 +165,36 @@ def reconcile_pair(compiled: FieldPlan, state: PairState) -> list[Action]:
         return [Delete(name, state.link_id, "vendor", state.partner_id, compiled.mapping.on_delete)]
 
     base = state.base or {}
-    new_base: dict[str, Pair] = dict(base)
+    new_base: dict[str, Pair] = {}  # the fields whose base moves; merged into base below
     to_partner: dict[str, str] = {}
     to_vendor: dict[str, str] = {}
     reasons: list[str] = []
     actions: list[Action] = []
     base_moved = False
-    for field, mapper in compiled.fields:
-        known = field.key in base
-        base_p, base_v = base.get(field.key) or (None, None)
-        try:
-            p = _read(field, "partner", state.partner) if state.partner else base_p
-        except ValueError_ as exc:
-            return [RecordError(name, "partner", state.partner_id, field.partner, str(exc))]
-        try:
-            v = _read(field, "vendor", state.vendor) if state.vendor else base_v
-        except ValueError_ as exc:
-            return [RecordError(name, "vendor", state.vendor_id, field.vendor, str(exc))]
+    p_props = state.partner.properties if state.partner else None
+    v_props = state.vendor.properties if state.vendor else None
+    for field, mapper, key, p_name, v_name, plain in compiled.hot:
+        known = key in base
+        base_p, base_v = base.get(key) or (None, None)
+        # inlined _read(): canonical() of string/enum is the text itself, "" → None
+        if p_props is None:
+            p = base_p
+        elif plain:
+            p = p_props.get(p_name) or None
+        else:
+            try:
+                p = compiled.canonical(field.transform, p_props.get(p_name))
+            except ValueError_ as exc:
+                return [RecordError(name, "partner", state.partner_id, field.partner, str(exc))]
+        if v_props is None:
+            v = base_v
+        elif plain:
+            v = v_props.get(v_name) or None
+        else:
+            try:
+                v = compiled.canonical(field.transform, v_props.get(v_name))
+            except ValueError_ as exc:
+                return [RecordError(name, "vendor", state.vendor_id, field.vendor, str(exc))]
         # A field new to the base (added to the mapping after the link): a side with
         # no value has nothing to lose, so it counts as unchanged and receives the
         # other side's value instead of erasing it.
@@ -177,19 +212,19 @@ def reconcile_pair(compiled: FieldPlan, state: PairState) -> list[Action]:
 
         base_moved = base_moved or winner_is_not_manual(field, p_changed, v_changed, p_as_v, v)
         if p_as_v == v:  # already agree (includes both changed to the same value)
-            new_base[field.key] = (p, v)
+            new_base[key] = (p, v)
             continue
         winner = _winner(field, p_changed, v_changed, state.partner, state.vendor)
         if winner == "partner":
             to_vendor[field.vendor] = _wire(p_as_v)
-            new_base[field.key] = (p, p_as_v)
+            new_base[key] = (p, p_as_v)
             reasons.append(f"{field.vendor}: partner → vendor")
         elif winner == "vendor":
             to_partner[field.partner] = _wire(v_as_p)
-            new_base[field.key] = (v_as_p, v)
+            new_base[key] = (v_as_p, v)
             reasons.append(f"{field.partner}: vendor → partner")
         elif winner == "keep":
-            new_base[field.key] = (p, v)
+            new_base[key] = (p, v)
         else:  # manual conflict: leave both sides and the base alone
             actions.append(
                 Conflict(
@@ -214,7 +249,7 @@ def reconcile_pair(compiled: FieldPlan, state: PairState) -> list[Action]:
                 state.vendor_id,
                 to_partner,
                 to_vendor,
-                new_base,
+                {**base, **new_base},
                 tuple(reasons),
             ),
         )

@@ -1,0 +1,800 @@
+#!/usr/bin/env python
+"""dealsync benchmark suite (issue 8): the connector measured against HubSpot's limits.
+
+    python scripts/bench.py [--size N] [--limits on|off|both] [--scenarios 1,2,3,4]
+                            [--variants product,engine] [--naive-sample K] [--json out.json]
+
+Scenarios, against sandbox portals started in this process (``connector.sandbox``):
+
+1. initial sync of N registered partner deals, each with a company and a contact,
+   partner → vendor;
+2. an incremental pass with no changes over the N linked deals;
+3. an incremental pass with 500 changes spread over both sides and all three objects;
+4. the engine alone: reconcile 100,000 linked deals × 10 fields, no I/O.
+
+Each connector pass (1–3) runs in a child process (``--_child``) so its peak RSS is
+the connector's own, for that scenario only, and its client-side rate limiter starts
+fresh; the sandbox (which holds both portals' data) stays in this parent process.
+Passes are measured twice: ``product`` (the real product, default hooks on:
+registration, commission, consent, notifications) and ``engine`` (``hooks=[]``, the
+sync engine alone — the figure compared with the batch/page lower bound).
+
+A naive per-record connector (one call per record and action, through the plain
+``hubspot-api-client``) runs on a sample of the same data as the baseline; its
+per-record call count is exact by construction, so its totals are scaled to N.
+
+Definitions of the lower bounds: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPINGS = ROOT / "mappings"
+
+RATE_PER_10S = 100  # HubSpot Free/Starter private apps
+SEARCH_PER_S = 5.0
+BATCH = 100
+SEARCH_PAGE = 200
+ASSOC_READ_BATCH = 1000
+ASSOC_CREATE_BATCH = 2000  # HubSpot's v4 association batch create limit
+CHANGES = 500
+ENGINE_PAIRS = 100_000
+
+NON_CALLS = ("retries", "wait_ms", "429")
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
+
+
+# ====================================================================== project
+
+
+CONFIG = """\
+version: 1
+state_url: sqlite:///state.db
+vendor:
+  name: vendor
+  adapter: hubspot
+  token_env: BENCH_VENDOR_TOKEN
+  host: {url}
+  rate_limit_per_10s: {rate}
+  search_rate_per_s: {search}
+partners:
+  - id: acme
+    name: Acme Agency
+    notify_email: alerts@acme.example
+    adapter: hubspot
+    token_env: BENCH_PARTNER_TOKEN
+    host: {url}
+    rate_limit_per_10s: {rate}
+    search_rate_per_s: {search}
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+
+
+def write_project(root: Path, url: str, size: int) -> None:
+    (root / "mappings").mkdir(parents=True, exist_ok=True)
+    shutil.copy(MAPPINGS / "shared_deals.yaml", root / "mappings" / "shared_deals.yaml")
+    rules = (MAPPINGS / "rules.yaml").read_text()
+    # A partner registering N deals needs a tier with room for N registrations; the
+    # shipped example tiers hold 10–50. Only the capacities change.
+    cap = max(100, 2 * size + CHANGES)
+    rules = rules.replace("capacity: 10\n", f"capacity: {cap}\n")
+    rules = rules.replace("capacity: 25\n", f"capacity: {cap}\n")
+    rules = rules.replace("capacity: 50\n", f"capacity: {cap}\n")
+    (root / "mappings" / "rules.yaml").write_text(rules)
+    (root / "dealsync.yaml").write_text(
+        CONFIG.format(url=url, rate=RATE_PER_10S, search=SEARCH_PER_S)
+    )
+    (root / "mail").mkdir(exist_ok=True)
+
+
+def open_app(root: Path, tokens: dict[str, str], *, hooks: bool, limits: bool) -> Any:
+    from connector.api import Dealsync, default_adapter_factory
+    from connector.config import load_project
+
+    env = {**os.environ, **tokens, "DEALSYNC_MAIL_SINK": str(root / "mail")}
+    project = load_project(root / "dealsync.yaml", env=env)
+    factory = None
+    if not limits:
+        # limits off: the server enforces nothing and neither does the client
+        from connector.adapters.hubspot import HubSpotAdapter
+
+        def factory(name: str, portal: Any) -> Any:
+            return HubSpotAdapter(
+                token=env[portal.token_env],
+                host=portal.host,
+                name=name,
+                rate_limit_per_10s=10**9,
+                search_rate_per_s=1e9,
+            )
+
+    else:
+        factory = default_adapter_factory(project, env)
+    return Dealsync(project, env=env, adapter_factory=factory, hooks=None if hooks else [])
+
+
+# ====================================================================== child
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    """Run one measured pass (or the engine scenario) and print its figures as JSON."""
+    if spec["what"] == "engine":
+        print(json.dumps(engine_scenario(spec["pairs"])))
+        return
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(spec["project"])
+    app = open_app(root, spec["tokens"], hooks=spec["hooks"], limits=spec["limits"])
+    app.vendor(), app.partner_crm("acme")  # build the clients before the clock starts
+    t0 = time.perf_counter()
+    result = app.sync("acme")
+    wall = time.perf_counter() - t0
+    calls = {k: v for k, v in result.api_calls.items()}
+    app.close()
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "peak_rss_mb": _peak_rss_mb(),
+                "status": result.status,
+                "error": result.error,
+                "errors": [str(e) for e in result.errors[:5]],
+                "n_errors": len(result.errors),
+                "counts": dict(result.counts),
+                "client_calls": calls,
+            }
+        )
+    )
+
+
+def run_child(spec: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec)]
+    if profile:
+        cmd = [sys.executable, "-m", "pyinstrument", "-o", profile, "-r", "text"] + cmd[1:]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]
+    return json.loads(line)
+
+
+# ====================================================================== data
+
+
+def seed_partner(portal: Any, n: int, offset: int = 0) -> list[tuple[str, str, str]]:
+    """N registered deals, each with its own company (own domain) and contact."""
+    rng = random.Random(8 + offset)
+    stages = ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled"]
+    companies = portal.seed(
+        "companies",
+        [
+            {"name": f"Company {i}", "domain": f"co{i}-bench.com", "country": "US"}
+            for i in range(offset, offset + n)
+        ],
+    )
+    contacts = portal.seed(
+        "contacts",
+        [
+            {
+                "firstname": f"First{i}",
+                "lastname": f"Last{i}",
+                "email": f"person{i}@co{i}-bench.com",
+                "company": f"Company {i}",
+                "country": "US",
+            }
+            for i in range(offset, offset + n)
+        ],
+    )
+    deals = portal.seed(
+        "deals",
+        [
+            {
+                "dealname": f"Deal {i}",
+                "amount": str(rng.randrange(1000, 90000)),
+                "dealstage": rng.choice(stages),
+                "pipeline": "default",
+                "closedate": "2027-03-31",
+                "deal_currency_code": "EUR",
+                "dealsync_register": "true",
+            }
+            for i in range(offset, offset + n)
+        ],
+    )
+    for d, c, p in zip(deals, companies, contacts, strict=True):
+        portal.associate("deals", d, "companies", c)
+        portal.associate("deals", d, "contacts", p)
+    return list(zip(deals, companies, contacts, strict=True))
+
+
+def set_clock(srv: Any, shift: timedelta) -> None:
+    for p in srv.portals:
+        p.clock = lambda s=shift: datetime.now(UTC) + s
+
+
+def make_changes(srv: Any, app: Any, n_changes: int) -> dict[str, int]:
+    """``n_changes`` edits of synced fields, half on each side, over all three objects."""
+    links: dict[str, list[Any]] = {}
+    for obj in ("deals", "companies", "contacts"):
+        links[obj] = [
+            lk
+            for lk in app.store.links_by_ids(
+                "acme", obj, "partner", [str(i) for i in _all_ids(srv, "partner", obj)]
+            ).values()
+            if lk.status == "active" and lk.vendor_id
+        ]
+    rng = random.Random(3)
+    edits = {"deals": ("amount", lambda: str(rng.randrange(1000, 90000))),
+             "companies": ("website", lambda: f"https://w{rng.randrange(10**9)}.example"),
+             "contacts": ("lastname", lambda: f"Changed{rng.randrange(10**9)}")}  # fmt: skip
+    done: Counter[str] = Counter()
+    per_obj = [n_changes // 3 + (1 if i < n_changes % 3 else 0) for i in range(3)]
+    for (obj, (prop, value)), k in zip(edits.items(), per_obj, strict=True):
+        sample = rng.sample(links[obj], min(k, len(links[obj])))
+        for j, lk in enumerate(sample):
+            side = "partner" if j % 2 == 0 else "vendor"
+            rid = lk.partner_id if side == "partner" else lk.vendor_id
+            srv.portal(portal_name(side)).update(obj, rid, {prop: value()})
+            done[f"{side} {obj}"] += 1
+    return dict(done)
+
+
+def portal_name(side: str) -> str:
+    return "partner-acme" if side == "partner" else "vendor"
+
+
+def _all_ids(srv: Any, side: str, obj: str) -> list[str]:
+    return [str(r["id"]) for r in srv.portal(portal_name(side)).all(obj)]
+
+
+# ====================================================================== bounds
+
+
+def lower_bound(scenario: int, n: int, changes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The fewest calls the batch/page limits allow for the engine's job, and the
+    shortest time the rate limits allow for them (docs/benchmarks.md)."""
+    search = other = 0
+    parts: dict[str, int] = {}
+    if scenario == 1:
+        parts["search (partner: deals, companies, contacts at 200/page)"] = 3 * max(
+            1, math.ceil(n / SEARCH_PAGE)
+        )
+        parts["search (vendor: one empty page per type)"] = 3
+        parts["list_archived (recycle bin, one page per type per side)"] = 6
+        parts["assoc_read (deal→company, deal→contact at 1000/call)"] = 2 * math.ceil(
+            n / ASSOC_READ_BATCH
+        )
+        parts["batch_upsert (3N records at 100/call)"] = 3 * math.ceil(n / BATCH)
+        parts["assoc_create (2N pairs at 100/call)"] = 2 * math.ceil(n / BATCH)
+    elif scenario == 2:
+        parts["search (one empty page per type per side)"] = 6
+        parts["list_archived (one page per type per side)"] = 6
+    elif scenario == 3:
+        ch = changes or {}
+        for side in ("partner", "vendor"):
+            for obj in ("deals", "companies", "contacts"):
+                k = ch.get(f"{side} {obj}", 0)
+                parts.setdefault("search (changed records at 200/page, per type per side)", 0)
+                parts["search (changed records at 200/page, per type per side)"] += max(
+                    1, math.ceil(k / SEARCH_PAGE)
+                )
+                parts.setdefault("batch_update (counterparts at 100/call)", 0)
+                parts["batch_update (counterparts at 100/call)"] += math.ceil(k / BATCH)
+        parts["list_archived (one page per type per side)"] = 6
+        # changed partner deals need their associations (to notice new ones)
+        parts["assoc_read (changed partner deals × 2 types at 1000/call)"] = 2 * max(
+            0, math.ceil(ch.get("partner deals", 0) / ASSOC_READ_BATCH)
+        )
+    for k, v in parts.items():
+        if k.startswith("search"):
+            search += v
+        else:
+            other += v
+    t_other = other / (RATE_PER_10S / 10.0)
+    t_search = search / SEARCH_PER_S
+    return {
+        "calls": search + other,
+        "search_calls": search,
+        "other_calls": other,
+        "parts": parts,
+        # the two budgets are independent: a perfect client overlaps them
+        "time_s": max(t_other, t_search),
+        "time_sequential_s": t_other + t_search,
+    }
+
+
+# ====================================================================== naive
+
+
+class Naive:
+    """One call per record and action, through the plain hubspot-api-client."""
+
+    def __init__(self, url: str, partner_token: str, vendor_token: str) -> None:
+        from hubspot import HubSpot
+
+        self.calls: Counter[str] = Counter()
+        p, v = HubSpot(access_token=partner_token, host=url), HubSpot(
+            access_token=vendor_token, host=url
+        )
+        self.p = {t: getattr(p.crm, t).basic_api for t in ("deals", "companies", "contacts")}
+        self.v = {t: getattr(v.crm, t).basic_api for t in ("deals", "companies", "contacts")}
+        self.p_assoc = p.crm.associations.v4.basic_api
+        self.v_assoc = v.crm.associations.v4.basic_api
+
+    def _c(self, kind: str, fn: Any, *a: Any, **kw: Any) -> Any:
+        self.calls[kind] += 1
+        return fn(*a, **kw)
+
+    def initial(self, k: int) -> int:
+        """List partner deals page by page; per registered deal: read its company and
+        contact ids and records, create the three counterparts, associate twice."""
+        done, after = 0, None
+        while done < k:
+            page = self._c(
+                "list", self.p["deals"].get_page, limit=100, after=after,
+                properties=["dealname", "amount", "dealstage", "pipeline", "closedate",
+                            "deal_currency_code", "description", "dealsync_register"],
+            )  # fmt: skip
+            for d in page.results:
+                if done >= k:
+                    break
+                if (d.properties or {}).get("dealsync_register") != "true":
+                    continue
+                comp = self._c("assoc_get", self.p_assoc.get_page, "deals", d.id, "companies")
+                cont = self._c("assoc_get", self.p_assoc.get_page, "deals", d.id, "contacts")
+                c = self._c(
+                    "get", self.p["companies"].get_by_id, comp.results[0].to_object_id,
+                    properties=["name", "domain", "website", "country"],
+                )  # fmt: skip
+                p = self._c(
+                    "get", self.p["contacts"].get_by_id, cont.results[0].to_object_id,
+                    properties=["firstname", "lastname", "email", "company", "country"],
+                )  # fmt: skip
+                vc = self._c("create", self.v["companies"].create,
+                             {"properties": {k2: v2 for k2, v2 in c.properties.items()
+                                             if k2 in ("name", "domain", "country") and v2}})  # fmt: skip
+                vp = self._c("create", self.v["contacts"].create,
+                             {"properties": {k2: v2 for k2, v2 in p.properties.items()
+                                             if k2 in ("firstname", "lastname", "email",
+                                                       "company", "country") and v2}})  # fmt: skip
+                props = {k2: v2 for k2, v2 in d.properties.items()
+                         if k2 in ("dealname", "amount", "dealstage", "pipeline", "closedate",
+                                   "deal_currency_code") and v2}  # fmt: skip
+                vd = self._c("create", self.v["deals"].create, {"properties": props})
+                self._c("assoc_create", self.v_assoc.create_default, "deals", vd.id,
+                        "companies", vc.id)  # fmt: skip
+                self._c("assoc_create", self.v_assoc.create_default, "deals", vd.id,
+                        "contacts", vp.id)  # fmt: skip
+                done += 1
+            if not page.paging or not page.paging.next:
+                break
+            after = page.paging.next.after
+        return done
+
+    def incremental(self, pairs: dict[str, list[tuple[str, str]]], changed: set[str]) -> None:
+        """Per linked pair and object: read both sides by id, compare, write the diff."""
+        fields = {"deals": ["amount", "closedate", "dealstage", "deal_currency_code"],
+                  "companies": ["domain", "website", "country"],
+                  "contacts": ["firstname", "lastname", "email", "company", "country"]}  # fmt: skip
+        for obj, plist in pairs.items():
+            for pid, vid in plist:
+                a = self._c("get", self.p[obj].get_by_id, pid, properties=fields[obj])
+                b = self._c("get", self.v[obj].get_by_id, vid, properties=fields[obj])
+                if f"{obj}:{pid}" in changed or f"{obj}:{vid}" in changed:
+                    self._c("update", self.v[obj].update, vid,
+                            {"properties": {f: a.properties.get(f) or "" for f in fields[obj]
+                                            if a.properties.get(f) != b.properties.get(f)}})  # fmt: skip
+
+
+# ====================================================================== engine (4)
+
+
+def engine_scenario(pairs: int) -> dict[str, Any]:
+    """Reconcile ``pairs`` linked deals × 10 fields, no I/O: 98% unchanged, 1% changed
+    on the partner side, 1% on the vendor side (one field each)."""
+    from connector.config.models import FieldMapping, ObjectMapping, ShareRule
+    from connector.engine.reconcile import FieldPlan, PairState, reconcile
+    from connector.records import Record
+
+    fields = [
+        FieldMapping(partner="dealname", vendor="dealname", direction="create_only"),
+        FieldMapping(partner="amount", vendor="amount", transform="decimal", conflict="newest"),
+        FieldMapping(partner="closedate", vendor="closedate", transform="date", conflict="newest"),
+        FieldMapping(partner="dealstage", vendor="dealstage", transform="enum"),
+        FieldMapping(partner="pipeline", vendor="pipeline", direction="create_only",
+                     transform="enum"),  # fmt: skip
+        FieldMapping(partner="deal_currency_code", vendor="deal_currency_code"),
+        FieldMapping(partner="description", vendor="description", conflict="manual"),
+        FieldMapping(partner="hs_priority", vendor="hs_priority"),
+        FieldMapping(partner="dealtype", vendor="dealtype"),
+        FieldMapping(partner="hs_next_step", vendor="hs_next_step"),
+    ]
+    mapping = ObjectMapping(
+        name="deals", partner_object="deals", vendor_object="deals",
+        share=ShareRule(partner=None), fields=fields,
+    )  # fmt: skip
+    t_build = time.perf_counter()
+    compiled = FieldPlan(mapping)
+    now = datetime.now(UTC)
+    states = []
+    for i in range(pairs):
+        props = {
+            "dealname": f"Deal {i}", "amount": f"{1000 + i}.5", "closedate": "2027-03-31",
+            "dealstage": "qualifiedtobuy", "pipeline": "default", "deal_currency_code": "EUR",
+            "description": f"text {i}", "hs_priority": "high", "dealtype": "newbusiness",
+            "hs_next_step": "call",
+        }  # fmt: skip
+        base = {f.key: (props[f.partner], props[f.vendor]) for f in fields}
+        base["amount"] = (f"{1000 + i}.5", f"{1000 + i}.5")
+        p = Record("deals", f"p{i}", dict(props), now)
+        v = Record("deals", f"v{i}", dict(props), now)
+        if i % 100 == 0:
+            p.properties["amount"] = f"{2000 + i}"
+        elif i % 100 == 1:
+            v.properties["hs_next_step"] = "meeting"
+        states.append(PairState(i + 1, f"p{i}", f"v{i}", p, v, base))
+    build = time.perf_counter() - t_build
+    # three cold runs: a fresh FieldPlan each time (as each pass builds its own), so
+    # its memo of canonical values starts empty
+    times = []
+    actions: list[Any] = []
+    for _ in range(3):
+        compiled = FieldPlan(mapping)
+        t0 = time.perf_counter()
+        actions = reconcile(compiled, states)
+        times.append(time.perf_counter() - t0)
+    return {
+        "pairs": pairs,
+        "fields": len(fields),
+        "build_s": build,
+        "wall_s": sorted(times)[1],  # median of three
+        "wall_best_s": min(times),
+        "wall_runs_s": [round(t, 3) for t in times],
+        "actions": len(actions),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+# ====================================================================== scenarios
+
+
+def _server_calls(srv: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"by_kind": Counter(), "total": 0, "rate_limited": 0}
+    for name in ("partner-acme", "vendor"):
+        st = srv.stats(name)
+        side = "partner" if name == "partner-acme" else "vendor"
+        for k, v in st["by_kind"].items():
+            out["by_kind"][f"{side}.{k}"] += v
+        out["total"] += st["total"]
+        out["rate_limited"] += st["rate_limited"]
+    out["by_kind"] = dict(sorted(out["by_kind"].items()))
+    return out
+
+
+def _kinds(by_kind: dict[str, int]) -> dict[str, int]:
+    """Calls per kind summed over sides (429-rejected requests included)."""
+    c: Counter[str] = Counter()
+    for k, v in by_kind.items():
+        c[k.split(".", 1)[1]] += v
+    return dict(c)
+
+
+def run_connector(
+    n: int, limits: bool, hooks: bool, scenarios: list[int], log: Any, profile_dir: str | None
+) -> list[dict[str, Any]]:
+    """Scenarios 1–3 on one fresh pair of portals (one variant, one limits setting)."""
+    from connector.sandbox import PortalSpec, SandboxServer
+
+    variant = "product" if hooks else "engine"
+    tag = uuid.uuid4().hex[:8]
+    tokens = {"BENCH_VENDOR_TOKEN": f"bench-v-{tag}", "BENCH_PARTNER_TOKEN": f"bench-p-{tag}"}
+    specs = [
+        PortalSpec("vendor", tokens["BENCH_VENDOR_TOKEN"], rate_limit_per_10s=RATE_PER_10S,
+                   search_rate_per_s=SEARCH_PER_S),
+        PortalSpec("partner-acme", tokens["BENCH_PARTNER_TOKEN"],
+                   rate_limit_per_10s=RATE_PER_10S, search_rate_per_s=SEARCH_PER_S),
+    ]  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    root = Path(tempfile.mkdtemp(prefix=f"dealsync-bench-{variant}-"))
+    with SandboxServer(portals=specs, port=0, limits=limits) as srv:
+        write_project(root, srv.url, n)
+        # records and the initial sync are dated 2 h back, so the incremental passes'
+        # overlap window (5 min) does not re-read them: "a pass some time later"
+        set_clock(srv, timedelta(hours=-2))
+        for p in srv.portals:
+            p.limits_enabled = False
+        app = open_app(root, tokens, hooks=hooks, limits=False)
+        app.setup()
+        t = time.perf_counter()
+        seed_partner(srv.portal("partner-acme"), n)
+        log(f"  [{variant}] seeded {n} deals+companies+contacts in {time.perf_counter() - t:.1f}s")
+        for p in srv.portals:
+            p.limits_enabled = limits
+        srv.reset_stats()
+
+        def measured(scn: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+            srv.reset_stats()
+            prof = f"{profile_dir}/s{scn}-{variant}-{'on' if limits else 'off'}.txt" if profile_dir else None
+            res = run_child(
+                {"what": "pass", "project": str(root), "tokens": tokens, "hooks": hooks,
+                 "limits": limits}, profile=prof,
+            )  # fmt: skip
+            sc = _server_calls(srv)
+            calls = sc["total"] - sc["rate_limited"]
+            row = {
+                "scenario": scn, "variant": variant, "limits": "on" if limits else "off",
+                "size": n, "status": res["status"], "n_errors": res["n_errors"],
+                "errors": res["errors"], "calls": calls, "calls_by_kind": _kinds(sc["by_kind"]),
+                "calls_by_side_kind": sc["by_kind"], "rate_limited_429": sc["rate_limited"],
+                "wall_s": round(res["wall_s"], 3), "peak_rss_mb": round(res["peak_rss_mb"], 1),
+                "counts": res["counts"], **(extra or {}),
+            }  # fmt: skip
+            lb = lower_bound(scn, n, (extra or {}).get("changes"))
+            row["min_calls"] = lb["calls"]
+            row["min_parts"] = lb["parts"]
+            row["calls_ratio"] = round(calls / lb["calls"], 3) if lb["calls"] else None
+            row["records"] = 3 * n if scn in (1, 2) else sum((extra or {}).get("changes", {}).values())
+            row["calls_per_record"] = round(calls / max(1, row["records"]), 4)
+            searches = row["calls_by_side_kind"]
+            row["searches_per_type_side"] = {
+                side: searches.get(f"{side}.search", 0) / 3 for side in ("partner", "vendor")
+            }
+            if limits:
+                row["time_bound_s"] = round(lb["time_s"], 2)
+                row["time_bound_sequential_s"] = round(lb["time_sequential_s"], 2)
+                row["time_ratio"] = round(res["wall_s"] / lb["time_s"], 3)
+            log(
+                f"  [{variant}] scenario {scn}: {calls} calls (min {lb['calls']}, "
+                f"×{row['calls_ratio']}), {row['wall_s']}s, {row['peak_rss_mb']} MB, "
+                f"429s {sc['rate_limited']}, status {res['status']}"
+            )
+            return row
+
+        if 1 in scenarios:
+            rows.append(measured(1))
+        elif 2 in scenarios or 3 in scenarios:
+            for p in srv.portals:
+                p.limits_enabled = False
+            boot = open_app(root, tokens, hooks=hooks, limits=False).sync("acme")
+            assert boot.status in ("ok", "conflicts"), boot.error
+            for p in srv.portals:
+                p.limits_enabled = limits
+        set_clock(srv, timedelta(0))
+        if 2 in scenarios:
+            rows.append(measured(2))
+        if 3 in scenarios:
+            changes = make_changes(srv, app, min(CHANGES, n))
+            rows.append(measured(3, {"changes": changes}))
+        app.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def run_naive(n: int, sample: int, log: Any) -> list[dict[str, Any]]:
+    """The naive baseline on a sample of the same data, scaled to N (limits off)."""
+    from connector.sandbox import PortalSpec, SandboxServer
+
+    tag = uuid.uuid4().hex[:8]
+    pt, vt = f"naive-p-{tag}", f"naive-v-{tag}"
+    k = min(n, sample)
+    rows = []
+    with SandboxServer(
+        portals=[PortalSpec("partner-acme", pt), PortalSpec("vendor", vt)], port=0, limits=False
+    ) as srv:
+        srv.portal("partner-acme").properties  # noqa: B018
+        from connector.records import PropertySpec
+        from connector.adapters.hubspot import HubSpotAdapter
+
+        HubSpotAdapter(token=pt, host=srv.url, rate_limit_per_10s=10**9).ensure_properties(
+            [PropertySpec("deals", "dealsync_register", "register")]
+        )
+        triples = seed_partner(srv.portal("partner-acme"), k)
+        naive = Naive(srv.url, pt, vt)
+        t0 = time.perf_counter()
+        naive.initial(k)
+        w1 = time.perf_counter() - t0
+        c1 = sum(naive.calls.values())
+        rows.append(_naive_row(1, n, k, c1, w1, Counter(naive.calls), 3 * k, 3 * n))
+        # the naive connector keeps an id map of what it created
+        vids = {o: [str(r["id"]) for r in srv.portal("vendor").all(o)] for o in
+                ("deals", "companies", "contacts")}  # fmt: skip
+        pairs = {
+            "deals": list(zip([t[0] for t in triples], vids["deals"], strict=False)),
+            "companies": list(zip([t[1] for t in triples], vids["companies"], strict=False)),
+            "contacts": list(zip([t[2] for t in triples], vids["contacts"], strict=False)),
+        }
+        for scn, n_changed in ((2, 0), (3, CHANGES)):
+            naive.calls.clear()
+            rng = random.Random(scn)
+            share = min(round(n_changed * k / n) if n else 0, 3 * k)
+            changed = {
+                f"{o}:{p[0]}" for o in pairs for p in rng.sample(pairs[o], min(k, share // 3))
+            }
+            t0 = time.perf_counter()
+            naive.incremental(pairs, changed)
+            w = time.perf_counter() - t0
+            rows.append(
+                _naive_row(scn, n, k, sum(naive.calls.values()), w, Counter(naive.calls),
+                           3 * k if scn == 2 else n_changed, 3 * n if scn == 2 else n_changed,
+                           scale_calls=True)  # fmt: skip
+            )
+    for r in rows:
+        log(
+            f"  [naive] scenario {r['scenario']}: {r['calls']} calls for N={n} (sample {k}), "
+            f"{r['wall_s']}s limits off; ≥{r['time_floor_limits_on_s']}s with limits on"
+        )
+    return rows
+
+
+def _naive_row(scn: int, n: int, k: int, calls: int, wall: float, kinds: Counter[str],
+               records_sample: int, records: int, scale_calls: bool = True) -> dict[str, Any]:  # fmt: skip
+    scale = n / k if k else 1.0
+    total = round(calls * scale)
+    return {
+        "scenario": scn, "variant": "naive", "limits": "off", "size": n, "sample": k,
+        "calls": total, "calls_by_kind": {kk: round(v * scale) for kk, v in kinds.items()},
+        "calls_per_record": round(total / max(1, records), 3),
+        "wall_s": round(wall * scale, 2),
+        # every naive call is a non-search request: 10/s at best
+        "time_floor_limits_on_s": round(total / (RATE_PER_10S / 10.0), 1),
+        "min_calls": lower_bound(scn, n, _even_changes() if scn == 3 else None)["calls"],
+    }  # fmt: skip
+
+
+def _even_changes() -> dict[str, int]:
+    out = {}
+    i = 0
+    for obj in ("deals", "companies", "contacts"):
+        k = CHANGES // 3 + (1 if i < CHANGES % 3 else 0)
+        i += 1
+        out[f"partner {obj}"] = (k + 1) // 2
+        out[f"vendor {obj}"] = k // 2
+    return out
+
+
+# ====================================================================== main
+
+
+def targets(rows: list[dict[str, Any]], engine: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out = []
+
+    def add(name: str, ok: bool, detail: str) -> None:
+        out.append({"target": name, "met": ok, "detail": detail})
+
+    for r in rows:
+        if r["variant"] not in ("engine", "product"):
+            continue
+        tag = f"({r['scenario']}) {r['variant']}, limits {r['limits']}"
+        if r["scenario"] in (1, 3) and r["variant"] == "engine":
+            add(f"{tag}: calls ≤ 1.1 × min", r["calls_ratio"] <= 1.1,
+                f"{r['calls']} / {r['min_calls']} = ×{r['calls_ratio']}")  # fmt: skip
+        if r["scenario"] == 2:
+            s = r["searches_per_type_side"]
+            add(f"{tag}: ≤ 1 search per type per side", max(s.values()) <= 1.0,
+                f"partner {s['partner']:.2f}, vendor {s['vendor']:.2f} per type")  # fmt: skip
+        if r["limits"] == "on":
+            add(f"{tag}: zero 429s", r["rate_limited_429"] == 0, f"{r['rate_limited_429']} 429s")
+            if r["variant"] == "engine":
+                add(f"{tag}: wall ≤ 1.2 × rate-limit bound", r["time_ratio"] <= 1.2,
+                    f"{r['wall_s']}s / {r['time_bound_s']}s = ×{r['time_ratio']}")  # fmt: skip
+        if r["scenario"] == 1:
+            add(f"{tag}: peak RSS ≤ 300 MB", r["peak_rss_mb"] <= 300, f"{r['peak_rss_mb']} MB")
+        if r.get("n_errors"):
+            add(f"{tag}: no record errors", False, f"{r['n_errors']}: {r['errors'][:2]}")
+    if engine:
+        add("(4) reconcile 100k × 10 ≤ 1.5 s", engine["wall_s"] <= 1.5,
+            f"{engine['wall_s']:.3f}s (best of 3: {engine['wall_best_s']:.3f}s)")  # fmt: skip
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], engine: dict[str, Any] | None, tg: list[dict[str, Any]]) -> None:  # fmt: skip
+    hdr = (f"{'scn':>3} {'variant':8} {'lim':3} {'N':>6} {'calls':>7} {'min':>5} {'×min':>6} "
+           f"{'calls/rec':>9} {'wall s':>8} {'bound s':>8} {'×bound':>6} {'429':>4} {'RSS MB':>7}")  # fmt: skip
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        ratio = r.get("calls_ratio") or round(r["calls"] / r["min_calls"], 1)
+        bound = r.get("time_bound_s", "")
+        tr = r.get("time_ratio", "")
+        if r["variant"] == "naive":
+            bound, tr = f"≥{r['time_floor_limits_on_s']}", ""
+        print(
+            f"{r['scenario']:>3} {r['variant']:8} {r['limits']:3} {r['size']:>6} {r['calls']:>7} "
+            f"{r['min_calls']:>5} {ratio:>6} {r['calls_per_record']:>9} {r['wall_s']:>8} "
+            f"{bound!s:>8} {tr!s:>6} {r.get('rate_limited_429', ''):>4} "
+            f"{r.get('peak_rss_mb', ''):>7}"
+        )
+    if engine:
+        print(
+            f"  4 engine   -   {engine['pairs']:>6} reconcile {engine['fields']} fields: "
+            f"{engine['wall_s']:.3f}s (best {engine['wall_best_s']:.3f}s), "
+            f"{engine['actions']} actions, build {engine['build_s']:.2f}s, "
+            f"RSS {engine['peak_rss_mb']:.0f} MB"
+        )
+    print()
+    for t in tg:
+        print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['detail']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=10_000)
+    ap.add_argument("--limits", choices=["on", "off", "both"], default="both")
+    ap.add_argument("--scenarios", default="1,2,3,4")
+    ap.add_argument("--variants", default="product,engine")
+    ap.add_argument("--naive-sample", type=int, default=300)
+    ap.add_argument("--engine-pairs", type=int, default=ENGINE_PAIRS)
+    ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--profile-dir", help="pyinstrument text profile of each measured pass")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        child_main(json.loads(args._child))
+        return 0
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    scenarios = sorted({int(s) for s in args.scenarios.split(",") if s.strip()})
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    limit_modes = {"on": [True], "off": [False], "both": [False, True]}[args.limits]
+    if args.profile_dir:
+        os.makedirs(args.profile_dir, exist_ok=True)
+    t_all = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    conn = [s for s in scenarios if s in (1, 2, 3)]
+    if conn:
+        for limits in limit_modes:
+            for variant in variants:
+                log(f"scenarios {conn}, {variant}, limits {'on' if limits else 'off'}, N={args.size}")
+                rows += run_connector(args.size, limits, variant == "product", conn, log,
+                                      args.profile_dir)  # fmt: skip
+        if args.naive_sample > 0:
+            log(f"naive baseline (sample {min(args.size, args.naive_sample)})")
+            rows += [r for r in run_naive(args.size, args.naive_sample, log) if r["scenario"] in conn]
+    engine = None
+    if 4 in scenarios:
+        engine = run_child({"what": "engine", "pairs": args.engine_pairs})
+        log(f"scenario 4: {engine}")
+    tg = targets(rows, engine)
+    print_table(rows, engine, tg)
+    report = {
+        "machine": {
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        },
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "size": args.size, "rows": rows, "engine": engine, "targets": tg,
+        "elapsed_s": round(time.perf_counter() - t_all, 1),
+    }  # fmt: skip
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
