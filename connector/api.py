@@ -193,7 +193,7 @@ class Dealsync:
             crash_at=crash_at,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
-            self.send_outbox(now=now)
+            self.send_outbox(now=now, crash_at=crash_at)
         return result
 
     def transport(self) -> Transport | None:
@@ -207,14 +207,16 @@ class Dealsync:
     def outbox(self) -> Outbox:
         return Outbox(self.store, sender=self.env.get("DEALSYNC_MAIL_FROM") or "dealsync@localhost")
 
-    def send_outbox(self, now: datetime | None = None) -> list[Delivery]:
+    def send_outbox(
+        self, now: datetime | None = None, crash_at: Callable[[str], None] | None = None
+    ) -> list[Delivery]:
         transport = self.transport()
         if transport is None:
             raise DealsyncError(
                 "no mail transport configured: set DEALSYNC_SMTP_HOST (and DEALSYNC_SMTP_PORT, "
                 "DEALSYNC_SMTP_SECURITY, DEALSYNC_SMTP_USER, DEALSYNC_SMTP_PASSWORD) or DEALSYNC_MAIL_SINK"
             )
-        return self.outbox.deliver(transport, now=now)
+        return self.outbox.deliver(transport, now=now, crash_at=crash_at)
 
     def sync_all(self, **kwargs: Any) -> list[PassResult]:
         return [self.sync(p.id, **kwargs) for p in self.project.config.partners]

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import smtplib
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -277,9 +277,16 @@ class Outbox:
         return msg
 
     def deliver(
-        self, transport: Transport, *, now: datetime | None = None, limit: int = 500
+        self,
+        transport: Transport,
+        *,
+        now: datetime | None = None,
+        limit: int = 500,
+        crash_at: Callable[[str], None] | None = None,
     ) -> list[Delivery]:
-        """Send every due queued message; each outcome is recorded at once."""
+        """Send every due queued message; each outcome is recorded at once.
+        ``crash_at`` (tests) is called at ``"while_sending_outbox"``: the transport
+        accepted a message, its row is not marked sent yet."""
         moment = now or utcnow()
         with self._session() as s:
             due = list(
@@ -320,6 +327,8 @@ class Outbox:
                     "outbox #%s to %s failed (attempt %s): %s", row.id, row.recipient, attempts, exc
                 )
                 continue
+            if crash_at is not None:
+                crash_at("while_sending_outbox")
             self._set(
                 row.id,
                 status="sent",

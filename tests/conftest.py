@@ -8,7 +8,10 @@ with only the portals swapped for in-memory :class:`LocalCRM`\\ s on a shared cl
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -182,7 +185,9 @@ class World:
         return out
 
 
-def _write_project(root: Path, mapping_edit: Callable[[str], str] | None) -> Path:
+def _write_project(
+    root: Path, mapping_edit: Callable[[str], str] | None, state_url: str | None = None
+) -> Path:
     (root / "mappings").mkdir(parents=True, exist_ok=True)
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
         shutil.copy(f, root / "mappings" / f.name)
@@ -190,15 +195,109 @@ def _write_project(root: Path, mapping_edit: Callable[[str], str] | None) -> Pat
         target = root / "mappings" / "shared_deals.yaml"
         target.write_text(mapping_edit(target.read_text()))
     config = root / "dealsync.yaml"
-    config.write_text(PROJECT_CONFIG)
+    text = PROJECT_CONFIG
+    if state_url is not None:
+        text = text.replace("state_url: sqlite:///state.db", f"state_url: '{state_url}'")
+    config.write_text(text)
     return config
+
+
+# ---------------------------------------------------------------------- state databases
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+_postgres: dict[str, str | None] = {}
+
+
+def postgres_server_url() -> str | None:
+    """The test PostgreSQL server: ``DEALSYNC_TEST_POSTGRES_URL``, else one answering
+    on 127.0.0.1:5432; None when there is none (its test parameters are skipped)."""
+    if "url" in _postgres:
+        return _postgres["url"]
+    url = os.environ.get("DEALSYNC_TEST_POSTGRES_URL") or None
+    if url is None:
+        try:
+            socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+            url = DEFAULT_POSTGRES_URL
+        except OSError:
+            url = None
+    if url is not None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            url = None
+        finally:
+            engine.dispose()
+    _postgres["url"] = url
+    return url
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A fresh database for one test module (``dealsync_test_<random>``), dropped after."""
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip("no PostgreSQL server (set DEALSYNC_TEST_POSTGRES_URL)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"dealsync_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def state_backend() -> str:
+    """Which database the state store uses; a directory's conftest may parametrise it
+    over ``["sqlite", "postgres"]`` (``tests/engine`` does)."""
+    return "sqlite"
+
+
+StateUrlFactory = Callable[[str], str]
+
+
+@pytest.fixture
+def state_url_factory(
+    request: pytest.FixtureRequest, state_backend: str, tmp_path: Path
+) -> StateUrlFactory:
+    """``factory(name)`` → a fresh, empty state database URL: a SQLite file under
+    ``tmp_path/name``, or a new schema of the module's PostgreSQL database."""
+    if state_backend == "sqlite":
+        return lambda name: f"sqlite:///{tmp_path / name / 'state.db'}"
+    assert state_backend == "postgres", state_backend
+    database: str = request.getfixturevalue("postgres_database")
+    from sqlalchemy import create_engine, text
+
+    def fresh(name: str) -> str:
+        schema = f"s_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(database, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        finally:
+            engine.dispose()
+        return f"{database}?options=-csearch_path%3D{schema}"
+
+    return fresh
 
 
 MakeWorld = Callable[..., World]
 
 
 @pytest.fixture
-def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
+def make_world(
+    tmp_path: Path, state_backend: str, state_url_factory: StateUrlFactory
+) -> Iterator[MakeWorld]:
     """Build a world; ``mapping_edit`` rewrites the shipped ``shared_deals.yaml`` text
     first (e.g. another ``on_delete`` policy); ``program_hooks`` runs the program's
     hooks as the CLI does. Several worlds per test are allowed."""
@@ -211,7 +310,9 @@ def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
         program_hooks: bool = False,
     ) -> World:
         root = tmp_path / name
-        project = load_project(_write_project(root, mapping_edit), env={})
+        # SQLite: the project's own state.db (as shipped); PostgreSQL: a fresh schema
+        state_url = None if state_backend == "sqlite" else state_url_factory(name)
+        project = load_project(_write_project(root, mapping_edit, state_url), env={})
         clock = TickClock()
         crms = {
             "vendor": LocalCRM(name="vendor", clock=clock),

@@ -293,36 +293,43 @@ class SyncPass:
                 want["vendor"].add(c.vendor_id)
             elif has_v and not has_p:
                 want["partner"].add(c.partner_id)
-        for s in SIDES:
-            if want[s]:
-                per_side[s].update(
-                    self._crm(s).read(
-                        self._obj_type(mapping, s),
-                        sorted(want[s]),
-                        self._props(mapping, s),
-                        associations=self._assoc_types(mapping, s),
-                    )
-                )
+        self._read_by_id(mapping, per_side, want)
 
     def _add_retried(self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]) -> None:
-        """Records that failed before are read again by id, with their counterparts."""
-        items = self.store.retries(self.conn, mapping.name)
-        if not items:
-            return
+        """Records that failed before, and creates left pending by a crash, are read
+        again by id, with their counterparts."""
         want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
-        for item in items:
+        for item in self.store.retries(self.conn, mapping.name):
             side: Side = item.side  # type: ignore[assignment]
             want[side].add(item.record_id)
             self._cleared.append((mapping.name, side, item.record_id))
-        for side in ("partner", "vendor"):
-            s: Side = side
+        # an interrupted create whose source was not seen again must still be finished
+        for link in self.store.links(self.conn, mapping.name, ("pending",)):
+            origin: Side = "vendor" if link.origin == "vendor" else "partner"
+            source = link.partner_id if origin == "partner" else link.vendor_id
+            if source:
+                want[origin].add(source)
+        if not want["partner"] and not want["vendor"]:
+            return
+        for s in SIDES:
             links = self.store.links_by_ids(self.conn, mapping.name, s, want[s])
             for link in links.values():
                 cid = link.vendor_id if s == "partner" else link.partner_id
                 if cid:
                     want[other_side(s)].add(cid)
-        for side in ("partner", "vendor"):
-            s = side
+        self._read_by_id(mapping, per_side, want)
+
+    def _read_by_id(
+        self,
+        mapping: ObjectMapping,
+        per_side: dict[Side, dict[str, Record]],
+        want: dict[Side, set[str]],
+    ) -> None:
+        """Read records by id into this pass's records. A linked record that no longer
+        exists (archived or deleted outside the detection window) comes back as an
+        archived marker, so reconcile applies the delete policy instead of writing to
+        a record that is gone on every pass."""
+        for s in SIDES:
             ids = sorted(want[s] - set(per_side[s]))
             if not ids:
                 continue
@@ -333,6 +340,17 @@ class SyncPass:
                 associations=self._assoc_types(mapping, s),
             )
             per_side[s].update(found)
+            missing = [i for i in ids if i not in found]
+            if not missing:
+                continue
+            links = self.store.links_by_ids(self.conn, mapping.name, s, missing)
+            now = self._crm(s).now()
+            for rid in missing:
+                link = links.get(rid)
+                if link is not None and link.status == "active":
+                    per_side[s][rid] = Record(
+                        self._obj_type(mapping, s), rid, {}, now, archived=True
+                    )
 
     def _via_candidates(
         self, detected: dict[str, tuple[dict[str, Record], dict[str, Record]]]
@@ -768,6 +786,7 @@ def run_pass(
         now=now or utcnow(),
         dry_run=dry_run,
         run_id=run_id,
+        crash_at=crash_at,
     )
     result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
     calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}

@@ -20,7 +20,7 @@ A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,6 +47,13 @@ class PassContext:
     dry_run: bool
     run_id: int | None
     notes: dict[str, Any] = field(default_factory=dict)
+    # a test's crash hook, called with a named point (see ``run_pass(crash_at=)``)
+    crash_at: Callable[[str], None] | None = None
+
+    def crash_point(self, point: str) -> None:
+        """Give a test the chance to kill the process here; does nothing otherwise."""
+        if self.crash_at is not None:
+            self.crash_at(point)
 
     @property
     def connection(self) -> str:

@@ -232,6 +232,8 @@ class CommissionHook(BaseHook):
         pending = registry.commissions_to_write_back(ctx.connection)
         if not pending:
             return
+        # the commission rows are committed; the partner write-back is not done yet
+        ctx.crash_point("while_writing_commission")
         items = [
             (
                 c.partner_deal_id or "",
@@ -245,6 +247,12 @@ class CommissionHook(BaseHook):
         ]
         results = ctx.partner_crm.update("deals", items)
         ok = {r.key for r in results if r.ok}
+        # the partner deal is gone (or refuses the value for good): the commission row
+        # stands; repeating the write-back on every pass cannot help
+        for r in results:
+            if not r.ok and not r.retriable:
+                log.warning("commission write-back to partner deal %s given up: %s", r.key, r.error)
+                ok.add(r.key)
         registry.mark_commissions(
             [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
         )

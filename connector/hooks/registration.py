@@ -356,26 +356,34 @@ class RegistrationHook(BaseHook):
         decisions: PassDecisions | None = ctx.notes.get("registration")
         if decisions is None:
             return actions
+        creates = [a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"]
+        if not creates:
+            return actions
+        # a create interrupted by a crash was allowed when its intent was recorded:
+        # finish it, whatever this pass saw of its deal
+        pending = {
+            rid
+            for rid, link in ctx.store.links_by_ids(
+                ctx.connection, mapping.name, "partner", creates
+            ).items()
+            if link.status == "pending"
+        }
         if mapping is self.deal_mapping:
-            return [
-                a
-                for a in actions
-                if not (
-                    isinstance(a, Create)
-                    and a.target == "vendor"
-                    and decisions.deals.get(a.source_id) != "accepted"
-                )
-            ]
-        if mapping in self.children:
+            allowed = {d for d, status in decisions.deals.items() if status == "accepted"}
+        elif mapping in self.children:
             allowed = decisions.allowed_children.get(mapping.name, set())
-            return [
-                a
-                for a in actions
-                if not (
-                    isinstance(a, Create) and a.target == "vendor" and a.source_id not in allowed
-                )
-            ]
-        return actions
+        else:
+            return actions
+        return [
+            a
+            for a in actions
+            if not (
+                isinstance(a, Create)
+                and a.target == "vendor"
+                and a.source_id not in allowed
+                and a.source_id not in pending
+            )
+        ]
 
     # ------------------------------------------------------------------ write
 
@@ -606,10 +614,24 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
         ]
         results = ctx.partner_crm.update(obj, items)
         ok = {res.key for res in results if res.ok}
+        # a refusal that no retry can fix (the record is gone, the value is refused):
+        # give up on that write-back instead of repeating it on every pass
+        hopeless = {res.key: res.error for res in results if not res.ok and not res.retriable}
         for r in regs:
             if r.partner_record_id in ok:
                 assert r.id is not None
                 done.append(r.id)
+            elif r.partner_record_id in hopeless:
+                assert r.id is not None
+                done.append(r.id)
+                log.warning(
+                    "registration %s: partner %s %s refused the write-back for good (%s); "
+                    "not retried",
+                    r.id,
+                    obj,
+                    r.partner_record_id,
+                    hopeless[r.partner_record_id],
+                )
             else:
                 log.warning(
                     "registration %s: write-back to partner %s %s failed",

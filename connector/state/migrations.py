@@ -76,7 +76,26 @@ def applied_versions(conn: Connection) -> set[int]:
 
 
 def migrate(engine_: object) -> list[int]:
-    """Apply every missing step; returns the versions applied now."""
+    """Apply every missing step; returns the versions applied now.
+
+    Two processes opening a fresh store at once (two ``dealsync sync``) race on the
+    same steps; the loser's ``CREATE TABLE`` or version row fails — it then retries
+    from what the winner applied (``checkfirst`` skips the tables that exist)."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(6):
+        try:
+            return _migrate_once(engine_)
+        except DBAPIError:
+            if attempt == 5:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(engine_: object) -> list[int]:
     from sqlalchemy.engine import Engine
 
     assert isinstance(engine_, Engine)

@@ -45,6 +45,26 @@ class LockHeld(Exception):
     """Another process is running a pass of this connection."""
 
 
+def _holder_is_dead(owner: str) -> bool:
+    """True when a lock owner (``host:pid:…``) names a process of *this* machine that
+    no longer exists — it was killed mid-pass and never released its lock. Holders on
+    other machines are never judged dead here: their lock expires instead."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class RecordOutcome:
     object: str
@@ -486,6 +506,19 @@ class StateStore:
                 s.rollback()
                 row = s.get(SyncLock, connection)
                 holder = row.owner if row else "another process"
+                if row is not None and _holder_is_dead(row.owner):
+                    # its process on this machine was killed: no pass is running
+                    stolen = s.execute(
+                        update(SyncLock)
+                        .where(
+                            col(SyncLock.connection) == connection,
+                            col(SyncLock.owner) == row.owner,
+                        )
+                        .values(owner=owner, acquired_at=now, expires_at=now + ttl)
+                    )
+                    s.commit()
+                    if getattr(stolen, "rowcount", 0):
+                        return owner
                 raise LockHeld(
                     f"connection {connection!r} is being synced by {holder}; "
                     "wait for that pass to finish"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,8 +16,9 @@ CONN = "acme"
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+def db_url(state_url_factory: Callable[[str], str]) -> str:
+    """SQLite, then PostgreSQL (``tests/engine/conftest.py`` parametrises the backend)."""
+    return state_url_factory("state")
 
 
 @pytest.fixture

@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""Chaos campaigns: random edits on both sides, passes killed at random points, write
+failures, HubSpot-sandbox fault storms and restarts — then convergence and invariants.
+
+    python scripts/chaos.py --campaigns 1000 --seed 7 [--sandbox-every 10] [--workers 2]
+
+A campaign is one fresh world (a project folder in RAM: SQLite state, LocalCRM files,
+the shipped mappings and rules, the program's hooks). Its steps are drawn from a
+random generator seeded by ``(seed, campaign)``: seed a registered deal, edit a field
+on either side (both sides at once too), delete on either side, win a deal, or run a
+pass — clean, with injected write failures, or in a forked child that ``SIGKILL``\\ s
+itself at a random named point. Every ``--sandbox-every``-th campaign puts the vendor
+on the HubSpot sandbox (through the real adapter) with 429 storms, 5xx, latency and
+dropped connections, and restarts the sandbox (same port, ``--data`` persistence)
+mid-pass.
+
+After the steps: passes until one writes nothing, then the invariants — no duplicate
+records or links, linked ``both`` fields equal in canonical form (value_map applied)
+unless a conflict is open on them, a further pass writes nothing, exactly one
+commission per won owned deal (written back), no duplicate outbox row and no e-mail
+sent twice except once per kill inside the outbox's documented window. Prints a
+summary; exits 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connector.adapters.local import LocalCRM  # noqa: E402
+from connector.api import Dealsync  # noqa: E402
+from connector.config import load_project  # noqa: E402
+from connector.config.models import PortalConfig  # noqa: E402
+from connector.engine.reconcile import FieldPlan  # noqa: E402
+from connector.engine.values import ValueError_, canonical  # noqa: E402
+
+SRC = "dealsync_source_id"
+NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
+OBJECTS = ("companies", "contacts", "deals")
+STAGES = [
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+]
+POINTS = [
+    "after_detect",
+    "after_plan:companies",
+    "after_intent:companies",
+    "after_write:companies",
+    "after_plan:contacts",
+    "after_intent:contacts",
+    "after_write:contacts",
+    "after_plan:deals",
+    "after_intent:deals",
+    "after_write:deals",
+    "before_cursor",
+    "after_cursor",
+    "while_writing_commission",
+    "while_sending_outbox",
+]
+WRITE_CALLS = (
+    "batch_upsert",
+    "batch_update",
+    "batch_archive",
+    "batch_associate",
+    "assoc_batch_create",
+    "batch_create",
+)
+
+
+def writes_of(result: Any) -> dict[str, int]:
+    """The write calls a pass made, from its run log (reads and searches are not writes)."""
+    return {k: v for k, v in result.api_calls.items() if v and k.split(".", 1)[-1] in WRITE_CALLS}
+
+
+VENDOR_TOKEN, PARTNER_TOKEN = "chaos-vendor", "chaos-acme"
+
+CONFIG = """\
+version: 1
+state_url: 'sqlite:///{root}/state.db'
+vendor:
+{vendor}
+partners:
+  - id: acme
+    name: Acme Agency
+    notify_email: alerts@acme-agency.example
+    adapter: local
+    path: partner-acme.db
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+VENDOR_LOCAL = "  name: vendor\n  adapter: local\n  path: vendor.db"
+VENDOR_HS = "  name: vendor\n  adapter: hubspot\n  token_env: HS_VENDOR_TOKEN\n  host: {url}"
+
+
+class FileClock:
+    """A tick clock shared by a world's processes: each reading one second on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+        if not path.exists():
+            path.write_text("0")
+
+    def bump(self, by: int) -> datetime:
+        with open(self.path, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            ticks = int(f.read() or "0") + by
+            f.seek(0)
+            f.write(str(ticks))
+            f.truncate()
+        return self.start + timedelta(seconds=ticks)
+
+    def __call__(self) -> datetime:
+        return self.bump(1)
+
+
+class LogTransport:
+    """Counts sends in a file, one ``write`` per message (a kill cannot lose one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def send(self, message: EmailMessage) -> str:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (str(message["Message-ID"]) + "\n").encode())
+        finally:
+            os.close(fd)
+        return "250 ok"
+
+    def sent(self) -> Counter[str]:
+        if not self.path.exists():
+            return Counter()
+        return Counter(x for x in self.path.read_text().splitlines() if x)
+
+
+@dataclass
+class Stats:
+    campaigns: int = 0
+    sandbox_campaigns: int = 0
+    passes: int = 0
+    crashes: int = 0
+    write_failures: int = 0
+    sandbox_faults: int = 0
+    sandbox_restarts: int = 0
+    edits: int = 0
+    deals: int = 0
+    commissions: int = 0
+    emails: int = 0
+    resent_in_window: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def add(self, other: Stats) -> None:
+        for k, v in other.__dict__.items():
+            if isinstance(v, list):
+                getattr(self, k).extend(v)
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+
+class Sandbox:
+    """The HubSpot sandbox of one campaign, restartable on the same port."""
+
+    def __init__(self, root: Path) -> None:
+        from connector.sandbox import PortalSpec, SandboxServer
+
+        self._cls = SandboxServer
+        self.specs = [PortalSpec("vendor", VENDOR_TOKEN)]
+        self.data = str(root / "sandbox.json")
+        self.srv = SandboxServer(self.specs, port=0, data_file=self.data, limits=False).start()
+        self.port = self.srv.port
+        self.faults: Any = None
+        self.counted = 0
+
+    @property
+    def url(self) -> str:
+        return self.srv.url
+
+    def set_faults(self, spec: Any) -> None:
+        from connector.sandbox import FaultSpec
+
+        self.faults = spec
+        self.srv.portal("vendor").set_faults(spec or FaultSpec())
+
+    def fault_count(self) -> int:
+        s = self.srv.stats("vendor")
+        return int(
+            sum(
+                s.get(k, 0)
+                for k in ("errors_5xx", "rate_limited", "dropped", "dropped_connections")
+            )
+        )
+
+    def restart(self) -> None:
+        self.counted += self.fault_count()
+        self.srv.stop()
+        for _ in range(50):
+            try:
+                self.srv = self._cls(
+                    self.specs, port=self.port, data_file=self.data, limits=False
+                ).start()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"could not restart the sandbox on port {self.port}")
+        self.set_faults(self.faults)
+
+    def stop(self) -> None:
+        self.counted += self.fault_count()
+        self.srv.stop()
+
+
+class Campaign:
+    def __init__(self, number: int, seed: int, base: Path, sandbox: bool) -> None:
+        self.n = number
+        self.rng = random.Random(f"{seed}:{number}")
+        self.root = base / f"c{number}"
+        self.root.mkdir(parents=True)
+        (self.root / "mappings").mkdir()
+        for f in (ROOT / "mappings").glob("*.yaml"):
+            shutil.copy(f, self.root / "mappings" / f.name)
+        self.sandbox = Sandbox(self.root) if sandbox else None
+        vendor = VENDOR_HS.format(url=self.sandbox.url) if self.sandbox else VENDOR_LOCAL
+        (self.root / "dealsync.yaml").write_text(CONFIG.format(root=self.root, vendor=vendor))
+        self.clock = FileClock(self.root / "clock")
+        self.mail = LogTransport(self.root / "mail.log")
+        self.stats = Stats(campaigns=1, sandbox_campaigns=int(sandbox))
+        self.outbox_kills = 0
+        self.deals: list[str] = []  # partner deal ids
+        self.serial = 0
+        self.project: Any = None
+        self.app, self.crms = self.open()
+        self.app.setup()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def open(self) -> tuple[Dealsync, dict[str, Any]]:
+        env = {"HS_VENDOR_TOKEN": VENDOR_TOKEN}
+        if self.project is None:
+            self.project = load_project(self.root / "dealsync.yaml", env=env)
+        project = self.project
+        crms: dict[str, Any] = {}
+
+        def factory(name: str, portal: PortalConfig) -> Any:
+            if name in crms:
+                return crms[name]
+            if portal.adapter == "local":
+                assert portal.path is not None
+                crms[name] = LocalCRM(project.resolve(portal.path), name=name, clock=self.clock)
+            else:
+                from connector.adapters.hubspot import HubSpotAdapter
+                from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
+
+                adapter = HubSpotAdapter(
+                    token=VENDOR_TOKEN,
+                    host=portal.host,
+                    name=name,
+                    max_attempts=12,
+                    max_wait=0.01,
+                    sleep=lambda s: None,
+                )
+                adapter.limits = PortalLimits(
+                    requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=lambda s: None),
+                    search=SlidingWindowLimiter(budget=10**9, window=1.0, sleep=lambda s: None),
+                )
+                crms[name] = adapter
+            return crms[name]
+
+        app = Dealsync(project, env=env, adapter_factory=factory)
+        app.transport = lambda: self.mail  # type: ignore[method-assign]
+        app.vendor()
+        app.partner_crm("acme")
+        return app, crms
+
+    @property
+    def partner(self) -> LocalCRM:
+        return self.crms["acme"]
+
+    def vendor_records(self, obj: str, archived: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        if self.sandbox is None:
+            return [
+                (r.id, dict(r.properties)) for r in self.crms["vendor"].all(obj, archived=archived)
+            ]
+        return [
+            (str(r["id"]), dict(r["properties"]))
+            for r in self.sandbox.srv.portal("vendor").all(obj, archived=archived)
+        ]
+
+    def vendor_edit(self, obj: str, rid: str, props: dict[str, str]) -> None:
+        if self.sandbox is None:
+            self.crms["vendor"].edit(obj, rid, props)
+            return
+        self.sandbox.set_faults(None)
+        res = self.crms["vendor"].update(obj, [(rid, props)])
+        assert res[0].ok, res[0].error
+
+    def vendor_archive(self, obj: str, rid: str) -> None:
+        if self.sandbox is None:
+            self.crms["vendor"].remove(obj, rid)
+            return
+        self.sandbox.set_faults(None)
+        self.crms["vendor"].archive(obj, [rid])
+
+    def counterpart(self, obj: str, pid: str) -> str | None:
+        found = [rid for rid, p in self.vendor_records(obj) if p.get(SRC) == f"acme:{pid}"]
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ steps
+
+    def value(self, name: str) -> str:
+        r = self.rng
+        if name == "amount":
+            return f"{r.randint(1, 99999)}.{r.randint(0, 99):02d}"
+        if name == "closedate":
+            return f"2027-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
+        if name == "dealstage":
+            return r.choice(STAGES)
+        if name == "deal_currency_code":
+            return r.choice(["EUR", "USD", "GBP"])
+        return r.choice(["", "x", "notes ü", "line1\nline2", f"text {r.randint(0, 9)}"])
+
+    def seed_deal(self) -> None:
+        self.serial += 1
+        n, p = self.serial, self.partner
+        domain = f"chaos{self.n}x{n}.com"
+        comp = p.create("companies", {"name": f"Co {n}", "domain": domain, "country": "US"})
+        country = self.rng.choice(["DE", "AT", "US", "FR", "CH"])
+        person = p.create(
+            "contacts",
+            {
+                "firstname": f"F{n}",
+                "lastname": f"L{n}",
+                "email": f"p{n}@{domain}",
+                "country": country,
+                "company": f"Co {n}",
+            },
+        )
+        deal = p.create(
+            "deals",
+            {
+                "dealname": f"Deal {n}",
+                "amount": self.value("amount"),
+                "dealstage": "qualifiedtobuy",
+                "pipeline": "default",
+                "closedate": "2027-03-31",
+                "deal_currency_code": "EUR",
+                "dealsync_register": "true",
+            },
+        )
+        p.associate("deals", "companies", [(deal.id, comp.id)])
+        p.associate("deals", "contacts", [(deal.id, person.id)])
+        self.deals.append(deal.id)
+        self.stats.deals += 1
+
+    def live_deals(self) -> list[str]:
+        return [d for d in self.deals if not self.partner.get("deals", d).archived]
+
+    def edit(self) -> None:
+        deals = self.live_deals()
+        if not deals:
+            return self.seed_deal()
+        pid = self.rng.choice(deals)
+        name = self.rng.choice(
+            ["amount", "closedate", "dealstage", "description", "deal_currency_code"]
+        )
+        where = self.rng.choice(["partner", "vendor", "both"])
+        vid = self.counterpart("deals", pid)
+        if where in ("partner", "both"):
+            self.partner.edit("deals", pid, {name: self.value(name)})
+        if where in ("vendor", "both") and vid:
+            self.vendor_edit("deals", vid, {name: self.value(name)})
+        if self.rng.random() < 0.3:
+            rec = self.partner.read("deals", [pid], [], associations=["companies"]).get(pid)
+            for cid in rec.associations.get("companies", ()) if rec else ():
+                self.partner.edit(
+                    "companies", cid, {"website": f"w{self.rng.randint(0, 99)}.example"}
+                )
+        self.stats.edits += 1
+
+    def win(self) -> None:
+        deals = self.live_deals()
+        vid = self.counterpart("deals", self.rng.choice(deals)) if deals else None
+        if vid:
+            self.vendor_edit("deals", vid, {"dealstage": "closedwon"})
+            self.stats.edits += 1
+
+    def delete(self) -> None:
+        deals = self.live_deals()
+        if len(deals) < 2:
+            return
+        pid = self.rng.choice(deals)
+        if self.rng.random() < 0.5:
+            self.partner.remove("deals", pid)
+        else:
+            vid = self.counterpart("deals", pid)
+            if vid:
+                self.vendor_archive("deals", vid)
+        self.stats.edits += 1
+
+    def storm(self) -> None:
+        if self.sandbox is None:
+            return
+        from connector.sandbox import FaultSpec
+
+        if self.rng.random() < 0.3:
+            self.sandbox.restart()
+            self.stats.sandbox_restarts += 1
+        self.sandbox.set_faults(
+            FaultSpec(
+                error_rate=self.rng.choice([0.0, 0.05, 0.15]),
+                storm_429_rate=self.rng.choice([0.0, 0.05]),
+                storm_429_length=self.rng.randint(1, 4),
+                latency_ms=self.rng.choice([0, 0, 5]),
+                drop_rate=self.rng.choice([0.0, 0.03]),
+                seed=self.rng.randint(0, 10**6),
+            )
+        )
+
+    def sync(self, *, expect_quiet: bool = False) -> Any:
+        self.stats.passes += 1
+        result = self.app.sync("acme", now=NOW + timedelta(days=1))
+        return result
+
+    def sync_with_failures(self) -> None:
+        rate = self.rng.choice([0.1, 0.3, 0.6])
+        rng = random.Random(self.rng.random())
+        injected = [0]
+
+        def fail(op: str, obj: str, key: str) -> str | None:
+            if rng.random() < rate:
+                injected[0] += 1
+                return "503 injected failure"
+            return None
+
+        targets = [c for c in self.crms.values() if isinstance(c, LocalCRM)]
+        for c in targets:
+            c.fail = fail
+        try:
+            self.sync()
+        finally:
+            for c in targets:
+                c.fail = None
+        self.stats.write_failures += injected[0]
+
+    def sync_restarting_sandbox(self) -> None:
+        assert self.sandbox is not None
+        point = self.rng.choice(
+            ["after_detect", "after_plan:deals", "before_cursor", "after_cursor"]
+        )
+        sandbox = self.sandbox
+
+        def restart(at: str) -> None:
+            if at == point:
+                sandbox.restart()
+                self.stats.sandbox_restarts += 1
+
+        self.storm()
+        self.stats.passes += 1
+        self.app.sync("acme", now=NOW + timedelta(days=1), crash_at=restart)
+
+    def sync_killed(self) -> None:
+        point = self.rng.choice(POINTS)
+        pid = os.fork()
+        if pid == 0:  # the child: its own connections, killed at the point
+            code = 0
+            try:
+                app, _ = self.open()
+
+                def kill(at: str) -> None:
+                    if at == point:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                app.sync("acme", now=NOW + timedelta(days=1), crash_at=kill)
+            except BaseException:
+                traceback.print_exc()
+                code = 70
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.stats.passes += 1
+        if os.WIFSIGNALED(status):
+            assert os.WTERMSIG(status) == signal.SIGKILL
+            self.stats.crashes += 1
+            if point == "while_sending_outbox":
+                self.outbox_kills += 1
+        elif os.WEXITSTATUS(status) != 0:
+            self.stats.violations.append(f"campaign {self.n}: a pass failed in the child")
+
+    # ------------------------------------------------------------------ the campaign
+
+    def run(self) -> Stats:
+        try:
+            for _ in range(self.rng.randint(1, 3)):
+                self.seed_deal()
+            steps: list[tuple[Callable[[], Any], int]] = [
+                (self.seed_deal, 2),
+                (self.edit, 6),
+                (self.win, 2),
+                (self.delete, 1),
+                (self.sync, 2),
+                (self.sync_with_failures, 2),
+                (self.sync_killed, 4),
+            ]
+            if self.sandbox is not None:
+                steps += [(self.storm, 2), (self.sync_restarting_sandbox, 2)]
+            funcs, weights = zip(*steps, strict=True)
+            for _ in range(self.rng.randint(6, 14)):
+                self.rng.choices(funcs, weights)[0]()
+                self.clock.bump(self.rng.choice([1, 5, 60, 600, 7200]))
+            if self.sandbox is not None:
+                self.sandbox.set_faults(None)
+            self.converge()
+            self.check()
+        except Exception:
+            self.stats.violations.append(f"campaign {self.n}: {traceback.format_exc()}")
+        finally:
+            if self.sandbox is not None:
+                self.sandbox.stop()
+                self.stats.sandbox_faults += self.sandbox.counted
+            self.app.close()
+        return self.stats
+
+    def converge(self) -> None:
+        for _ in range(10):
+            r = self.sync()
+            if r.status in ("ok", "conflicts") and not writes_of(r):
+                return
+        self.stats.violations.append(
+            f"campaign {self.n}: no quiet pass after 10 ({r.status}: {dict(r.counts)} {r.errors[:3]})"
+        )
+
+    def violation(self, what: str) -> None:
+        self.stats.violations.append(f"campaign {self.n}: {what}")
+
+    def check(self) -> None:
+        store, app = self.app.store, self.app
+        # 1. no duplicates: records by source id, links by record id
+        for obj in OBJECTS:
+            keys = [p.get(SRC) for _, p in self.vendor_records(obj) if p.get(SRC)]
+            for k, n in Counter(keys).items():
+                if n > 1:
+                    self.violation(f"{n} vendor {obj} for {k}")
+            pkeys = [r.get(SRC) for r in self.partner.all(obj) if r.get(SRC)]
+            for k, n in Counter(pkeys).items():
+                if n > 1:
+                    self.violation(f"{n} partner {obj} for {k}")
+            links = store.links("acme", obj, ("pending", "active", "flagged"))
+            for side in ("partner_id", "vendor_id"):
+                ids = Counter(getattr(lk, side) for lk in links if getattr(lk, side))
+                for rid, n in ids.items():
+                    if n > 1:
+                        self.violation(f"{n} live links of {obj} {side} {rid}")
+            if any(lk.status == "pending" for lk in links):
+                self.violation(f"a pending {obj} link after convergence")
+        # 2. linked both-fields agree (value_map applied) except open conflicts
+        open_fields = {(c.link_id, c.field) for c in store.conflicts("acme")}
+        vendor_now = {obj: dict(self.vendor_records(obj)) for obj in OBJECTS}
+        for mapping in app.project.mappings:
+            plan = FieldPlan(mapping)
+            for lk in store.links("acme", mapping.name, ("active",)):
+                prec = self.partner.read(
+                    mapping.partner_object, [lk.partner_id or ""], plan.partner_properties()
+                )
+                vprops = vendor_now[mapping.vendor_object].get(lk.vendor_id or "")
+                p = prec.get(lk.partner_id or "")
+                if p is None or vprops is None:
+                    self.violation(f"active {mapping.name} link {lk.id} without both records")
+                    continue
+                for f, mapper in plan.fields:
+                    if f.direction != "both" or (lk.id, f.key) in open_fields:
+                        continue
+                    try:
+                        pv = mapper.to_vendor(canonical(f.transform, p.properties.get(f.partner)))
+                        vv = canonical(f.transform, vprops.get(f.vendor))
+                    except ValueError_ as exc:
+                        self.violation(f"{mapping.name} {f.key}: {exc}")
+                        continue
+                    if pv != vv:
+                        self.violation(
+                            f"{mapping.name} link {lk.id} field {f.key}: partner {pv!r} ≠ vendor {vv!r}"
+                        )
+        # 3. a further pass writes nothing
+        r = self.sync()
+        writes = writes_of(r)
+        if writes or r.status not in ("ok", "conflicts"):
+            self.violation(f"the pass after convergence wrote {writes} ({r.status})")
+        # 4. exactly one commission per won owned deal, written back
+        commissions = app.registry.commissions()
+        by_deal = Counter(c.vendor_deal_id for c in commissions)
+        for vid, n in by_deal.items():
+            if n != 1:
+                self.violation(f"{n} commissions for vendor deal {vid}")
+        for c in commissions:
+            if not c.written_back:
+                self.violation(f"commission on {c.vendor_deal_id} never written back")
+        registry = app.registry
+        for lk in store.links("acme", "deals", ("active",)):
+            props = vendor_now["deals"].get(lk.vendor_id or "", {})
+            if props.get("dealstage") != "closedwon":
+                continue
+            reg = registry.find("acme", "deal", lk.partner_id or "")
+            holder = registry.holder(reg.domain) if reg and reg.domain else None
+            owned = (
+                holder is not None
+                and holder.partner == "acme"
+                and holder.owned_until > NOW + timedelta(days=1)
+            )
+            if owned and by_deal.get(lk.vendor_id or "", 0) != 1:
+                self.violation(
+                    f"won owned deal {lk.vendor_id} has {by_deal.get(lk.vendor_id or '', 0)} commissions"
+                )
+        self.stats.commissions += len(commissions)
+        # 5. outbox: one row per (kind, recipient); e-mails sent once, twice only in the window
+        rows = app.outbox.messages(limit=100000)
+        for key, n in Counter((m.kind, m.recipient.lower()) for m in rows).items():
+            if n > 1:
+                self.violation(f"{n} outbox rows for {key}")
+        sent = self.mail.sent()
+        extra = sum(n - 1 for n in sent.values())
+        if extra > self.outbox_kills or any(n > 2 for n in sent.values()):
+            self.violation(f"e-mails re-sent {extra} times with {self.outbox_kills} outbox kills")
+        for m in rows:
+            if m.status == "queued":
+                self.violation(f"outbox message {m.id} still queued after convergence")
+            if m.status == "sent" and sent.get(m.message_id, 0) < 1:
+                self.violation(f"outbox message {m.id} marked sent but never sent")
+        self.stats.emails += sum(sent.values())
+        self.stats.resent_in_window += extra
+
+
+def run_campaign(args: tuple[int, int, str, bool]) -> Stats:
+    number, seed, base, sandbox = args
+    stats = Campaign(number, seed, Path(base), sandbox).run()
+    shutil.rmtree(Path(base) / f"c{number}", ignore_errors=True)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--campaigns", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--sandbox-every",
+        type=int,
+        default=10,
+        metavar="K",
+        help="every K-th campaign runs the vendor on the HubSpot sandbox (0: never)",
+    )
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args(argv)
+
+    import logging
+
+    logging.disable(logging.CRITICAL)  # record errors are expected; the summary counts
+    from connector.program.domains import registrable_domain
+
+    registrable_domain("warm.example.com")  # load the suffix list once, before forking
+    shm = Path("/dev/shm")
+    base = Path(tempfile.mkdtemp(prefix="dealsync-chaos-", dir=shm if shm.is_dir() else None))
+    jobs = [
+        (
+            n,
+            args.seed,
+            str(base),
+            bool(args.sandbox_every) and n % args.sandbox_every == args.sandbox_every - 1,
+        )
+        for n in range(args.campaigns)
+    ]
+    total = Stats()
+    started = time.monotonic()
+    try:
+        if args.workers > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(
+                args.workers, maxtasksperchild=50
+            ) as pool:
+                for i, stats in enumerate(pool.imap_unordered(run_campaign, jobs), 1):
+                    total.add(stats)
+                    for v in stats.violations:
+                        print(f"VIOLATION {v}", file=sys.stderr, flush=True)
+                    if i % 100 == 0:
+                        print(
+                            f"  {i} campaigns, {len(total.violations)} violations", file=sys.stderr
+                        )
+        else:
+            for job in jobs:
+                total.add(run_campaign(job))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    summary = {k: v for k, v in total.__dict__.items() if k != "violations"}
+    summary["faults_injected"] = (
+        total.write_failures + total.sandbox_faults + total.sandbox_restarts
+    )
+    summary["invariant_violations"] = len(total.violations)
+    summary["seconds"] = round(elapsed, 1)
+    print(
+        f"chaos --campaigns {args.campaigns} --seed {args.seed} --sandbox-every {args.sandbox_every}"
+    )
+    for k, v in summary.items():
+        print(f"  {k:22} {v}")
+    for v in total.violations[:20]:
+        print(f"VIOLATION {v}")
+    print(json.dumps(summary))
+    return 1 if total.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

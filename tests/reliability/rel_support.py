@@ -1,0 +1,375 @@
+"""Helpers for the reliability suite: worlds on files that a *forked* process can run
+a pass of and be killed in (``SIGKILL``, no cleanup, no ``finally``).
+
+A world is a project folder: the state store (SQLite file or a PostgreSQL schema),
+one vendor and two partner :class:`LocalCRM` files, the shipped mappings and rules.
+Each process opens its own connections (:meth:`FileWorld.open`), so a child never
+touches the parent's. The CRMs run on a :class:`FileClock` — a tick clock kept in a
+file, so the parent and its killed children share one ordering of events.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from connector.adapters.local import LocalCRM
+from connector.api import Dealsync
+from connector.config import load_project
+from connector.config.models import PortalConfig
+from connector.engine.sync import PassResult
+from connector.records import Record
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MAPPINGS = ROOT / "mappings"
+SOURCE_ID = "dealsync_source_id"
+NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
+OBJECTS = ("companies", "contacts", "deals")
+
+CONFIG = """\
+version: 1
+state_url: '{state_url}'
+vendor:
+  name: vendor
+  adapter: local
+  path: vendor.db
+partners:
+  - id: acme
+    name: Acme Agency
+    notify_email: alerts@acme-agency.example
+    adapter: local
+    path: partner-acme.db
+  - id: beta
+    name: Beta Partners
+    notify_email: leads@beta-partners.example
+    adapter: local
+    path: partner-beta.db
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+
+
+def scratch_dir(fallback: Path) -> Path:
+    """A folder in RAM (``/dev/shm``) when there is one: SQLite commits without fsync."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return Path(tempfile.mkdtemp(prefix="dealsync-rel-", dir=shm))
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+class FileClock:
+    """Every reading moves one second on, across processes (the tick lives in a file)."""
+
+    def __init__(self, path: Path, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)):
+        self.path = path
+        self.start = start
+        if not path.exists():
+            path.write_text("0")
+
+    def _bump(self, by: int) -> int:
+        with open(self.path, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            ticks = int(f.read() or "0") + by
+            f.seek(0)
+            f.write(str(ticks))
+            f.truncate()
+            return ticks
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=self._bump(1))
+
+    def advance(self, delta: timedelta) -> None:
+        self._bump(int(delta.total_seconds()))
+
+
+class LogTransport:
+    """A mail transport that appends every accepted message to a file with one
+    ``write`` (so a message sent by a process killed right after is still counted)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def send(self, message: EmailMessage) -> str:
+        line = json.dumps(
+            {
+                "message_id": str(message["Message-ID"]),
+                "to": str(message["To"]),
+                "subject": str(message["Subject"]),
+                "body": message.get_content(),
+            }
+        )
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+        return "250 accepted"
+
+    def sent(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+def kill_me(point: str) -> Callable[[str], None]:
+    """A ``crash_at`` hook that kills this very process at ``point`` — no exception,
+    no cleanup: the state is whatever was committed before."""
+
+    def crash(at: str) -> None:
+        if at == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash
+
+
+def in_child(fn: Callable[[], Any]) -> int:
+    """Run ``fn`` in a forked child; returns the signal that ended it (0 when it
+    returned). The child never returns into the caller (``os._exit``)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            fn()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 70
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return os.WTERMSIG(status)
+    code = os.WEXITSTATUS(status)
+    assert code == 0, f"the child failed with exit code {code}"
+    return 0
+
+
+@dataclass
+class Seeded:
+    deal: Record
+    company: Record
+    contacts: list[Record] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.deal.id
+
+
+@dataclass
+class Opened:
+    """One process's view of a world: its own connections."""
+
+    app: Dealsync
+    crms: dict[str, LocalCRM]
+
+    @property
+    def vendor(self) -> LocalCRM:
+        return self.crms["vendor"]
+
+    def crm(self, partner: str = "acme") -> LocalCRM:
+        return self.crms[partner]
+
+    def close(self) -> None:
+        self.app.close()
+        for crm in self.crms.values():
+            crm._db.close()
+
+
+class FileWorld:
+    def __init__(
+        self,
+        root: Path,
+        state_url: str | None = None,
+        *,
+        program_hooks: bool = True,
+        real_clock: bool = False,
+    ) -> None:
+        self.root = root
+        (root / "mappings").mkdir(parents=True, exist_ok=True)
+        for f in SHIPPED_MAPPINGS.glob("*.yaml"):
+            shutil.copy(f, root / "mappings" / f.name)
+        url = state_url or f"sqlite:///{root / 'state.db'}"
+        (root / "dealsync.yaml").write_text(CONFIG.format(state_url=url))
+        self.config = root / "dealsync.yaml"
+        self.clock = FileClock(root / "clock")
+        # the CLI in another process reads the CRMs on the real clock: seed on it too
+        self.real_clock = real_clock
+        self.mail = LogTransport(root / "mail.log")
+        self.program_hooks = program_hooks
+        self.here = self.open()
+        self.here.app.setup()
+
+    def open(self) -> Opened:
+        project = load_project(self.config, env={})
+        crms: dict[str, LocalCRM] = {}
+
+        def factory(portal_name: str, portal: PortalConfig) -> LocalCRM:
+            if portal_name not in crms:
+                assert portal.path is not None
+                crms[portal_name] = (
+                    LocalCRM(project.resolve(portal.path), name=portal_name)
+                    if self.real_clock
+                    else LocalCRM(project.resolve(portal.path), name=portal_name, clock=self.clock)
+                )
+            return crms[portal_name]
+
+        app = Dealsync(
+            project,
+            env={},
+            adapter_factory=factory,
+            hooks=None if self.program_hooks else [],
+        )
+        app.transport = lambda: self.mail  # type: ignore[method-assign]
+        app.vendor()
+        for p in project.config.partners:
+            app.partner_crm(p.id)
+        return Opened(app, crms)
+
+    def close(self) -> None:
+        self.here.close()
+
+    # ------------------------------------------------------------------ running
+
+    @property
+    def app(self) -> Dealsync:
+        return self.here.app
+
+    @property
+    def vendor(self) -> LocalCRM:
+        return self.here.vendor
+
+    def crm(self, partner: str = "acme") -> LocalCRM:
+        return self.here.crm(partner)
+
+    def sync(self, partner: str = "acme", now: datetime = NOW, **kw: Any) -> PassResult:
+        return self.app.sync(partner, now=now, **kw)
+
+    def sync_killed_at(self, point: str, partner: str = "acme", now: datetime = NOW) -> bool:
+        """A pass in a child process killed at ``point``; True when it was killed
+        (False: the pass never reached the point and finished normally)."""
+
+        def child() -> None:
+            mine = self.open()
+            mine.app.sync(partner, now=now, crash_at=kill_me(point))
+
+        sig = in_child(child)
+        assert sig in (0, 9), f"child ended by signal {sig}"
+        return sig == 9
+
+    def points_of_a_pass(self, partner: str = "acme", now: datetime = NOW) -> list[str]:
+        """The named points a pass from this state reaches (run in a child, whose
+        effects are thrown away by the caller: use it on a throwaway world)."""
+        seen: list[str] = []
+        self.sync(partner, now=now, crash_at=seen.append)
+        return seen
+
+    # ------------------------------------------------------------------ seeding
+
+    def seed_deal(
+        self,
+        partner: str = "acme",
+        *,
+        domain: str = "globex.com",
+        company: str = "Globex",
+        contacts: list[dict[str, str]] | None = None,
+        amount: str = "12000",
+        **extra: str,
+    ) -> Seeded:
+        crm = self.crm(partner)
+        comp = crm.create("companies", {"name": company, "domain": domain, "country": "US"})
+        if contacts is None:
+            contacts = [
+                {
+                    "firstname": "Ann",
+                    "lastname": "Lee",
+                    "email": f"ann@{domain}",
+                    "country": "DE",
+                    "company": company,
+                }
+            ]
+        people = [crm.create("contacts", c) for c in contacts]
+        props = {
+            "dealname": f"{company} deal",
+            "amount": amount,
+            "dealstage": "qualifiedtobuy",
+            "pipeline": "default",
+            "closedate": "2027-03-31",
+            "deal_currency_code": "EUR",
+            "dealsync_register": "true",
+            **extra,
+        }
+        deal = crm.create("deals", props)
+        crm.associate("deals", "companies", [(deal.id, comp.id)])
+        if people:
+            crm.associate("deals", "contacts", [(deal.id, p.id) for p in people])
+        return Seeded(crm.get("deals", deal.id), comp, people)
+
+    def counterpart(self, obj: str, partner_id: str, partner: str = "acme") -> Record | None:
+        key = f"{partner}:{partner_id}"
+        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == key]
+        assert len(found) <= 1, f"duplicate vendor {obj} for {key}: {found}"
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ comparing
+
+    def final_state(self) -> dict[str, Any]:
+        """Both sides, the links, conflicts, retries, commissions and the outbox —
+        everything except times, which differ between a crashed and a clean history."""
+        state: dict[str, Any] = {}
+        for name, crm in self.here.crms.items():
+            for obj in OBJECTS:
+                state[f"{name}.{obj}"] = sorted(
+                    (
+                        r.id,
+                        r.archived,
+                        sorted(r.properties.items()),
+                        sorted((k, v) for k, v in r.associations.items() if v),
+                    )
+                    for r in crm.all(obj) + crm.all(obj, archived=True)
+                )
+        store = self.app.store
+        for p in ("acme", "beta"):
+            for obj in OBJECTS:
+                state[f"links.{p}.{obj}"] = sorted(
+                    (lk.partner_id, lk.vendor_id, lk.status, sorted(lk.base.items()))
+                    for lk in store.links(
+                        p, obj, ("pending", "active", "flagged", "unlinked", "deleted")
+                    )
+                )
+            state[f"conflicts.{p}"] = sorted(
+                (c.object, c.field, c.status) for c in store.conflicts(p, None)
+            )
+            state[f"retries.{p}"] = store.retry_count(p)
+        state["commissions"] = sorted(
+            (c.partner, c.kind, c.vendor_deal_id, c.partner_deal_id, c.commission, c.written_back)
+            for c in self.app.registry.commissions()
+        )
+        state["outbox"] = sorted(
+            (m.dedupe_key, m.kind, m.recipient, m.message_id, m.status)
+            for m in self.app.outbox.messages(limit=100000)
+        )
+        return state
+
+
+@contextmanager
+def file_world(
+    base: Path, name: str = "world", state_url: str | None = None, **kw: Any
+) -> Iterator[FileWorld]:
+    w = FileWorld(base / name, state_url, **kw)
+    try:
+        yield w
+    finally:
+        w.close()
