@@ -13,8 +13,8 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +219,7 @@ def _tour(root: Path, url: str, echo: Echo) -> int:
         d: vendor.find_by("deals", "dealsync_source_id", f"acme:{d}")
         for d in (globex, initech, umbrella)
     }
-    for d, vid in vdeal.items():
+    for vid in vdeal.values():
         props = vendor.get("deals", vid, "dealname", "amount", "dealstage")
         echo(
             f"     vendor deal {vid}: {props['dealname']!r} amount {props['amount']} stage "

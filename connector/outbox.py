@@ -194,7 +194,9 @@ class Outbox:
 
     def id_of(self, dedupe_key: str) -> int | None:
         with self._session() as s:
-            return s.exec(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)).first()
+            return s.exec(
+                select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+            ).first()
 
     def queue(
         self,

@@ -173,7 +173,7 @@ def child_main(spec: dict[str, Any]) -> None:
 def run_child(spec: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec)]
     if profile:
-        cmd = [sys.executable, "-m", "pyinstrument", "-o", profile, "-r", "text"] + cmd[1:]
+        cmd = [sys.executable, "-m", "pyinstrument", "-o", profile, "-r", "text", *cmd[1:]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"child failed ({out.returncode}):\n{out.stderr[-4000:]}")
@@ -335,8 +335,9 @@ class Naive:
         from hubspot import HubSpot
 
         self.calls: Counter[str] = Counter()
-        p, v = HubSpot(access_token=partner_token, host=url), HubSpot(
-            access_token=vendor_token, host=url
+        p, v = (
+            HubSpot(access_token=partner_token, host=url),
+            HubSpot(access_token=vendor_token, host=url),
         )
         self.p = {t: getattr(p.crm, t).basic_api for t in ("deals", "companies", "contacts")}
         self.v = {t: getattr(v.crm, t).basic_api for t in ("deals", "companies", "contacts")}
@@ -423,8 +424,9 @@ def engine_scenario(pairs: int) -> dict[str, Any]:
         FieldMapping(partner="amount", vendor="amount", transform="decimal", conflict="newest"),
         FieldMapping(partner="closedate", vendor="closedate", transform="date", conflict="newest"),
         FieldMapping(partner="dealstage", vendor="dealstage", transform="enum"),
-        FieldMapping(partner="pipeline", vendor="pipeline", direction="create_only",
-                     transform="enum"),  # fmt: skip
+        FieldMapping(
+            partner="pipeline", vendor="pipeline", direction="create_only", transform="enum"
+        ),
         FieldMapping(partner="deal_currency_code", vendor="deal_currency_code"),
         FieldMapping(partner="description", vendor="description", conflict="manual"),
         FieldMapping(partner="hs_priority", vendor="hs_priority"),
@@ -536,7 +538,11 @@ def run_connector(
 
         def measured(scn: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
             srv.reset_stats()
-            prof = f"{profile_dir}/s{scn}-{variant}-{'on' if limits else 'off'}.txt" if profile_dir else None
+            prof = (
+                f"{profile_dir}/s{scn}-{variant}-{'on' if limits else 'off'}.txt"
+                if profile_dir
+                else None
+            )
             res = run_child(
                 {"what": "pass", "project": str(root), "tokens": tokens, "hooks": hooks,
                  "limits": limits}, profile=prof,
@@ -555,7 +561,9 @@ def run_connector(
             row["min_calls"] = lb["calls"]
             row["min_parts"] = lb["parts"]
             row["calls_ratio"] = round(calls / lb["calls"], 3) if lb["calls"] else None
-            row["records"] = 3 * n if scn in (1, 2) else sum((extra or {}).get("changes", {}).values())
+            row["records"] = (
+                3 * n if scn in (1, 2) else sum((extra or {}).get("changes", {}).values())
+            )
             row["calls_per_record"] = round(calls / max(1, row["records"]), 4)
             searches = row["calls_by_side_kind"]
             row["searches_per_type_side"] = {
@@ -604,8 +612,8 @@ def run_naive(n: int, sample: int, log: Any) -> list[dict[str, Any]]:
         portals=[PortalSpec("partner-acme", pt), PortalSpec("vendor", vt)], port=0, limits=False
     ) as srv:
         srv.portal("partner-acme").properties  # noqa: B018
-        from connector.records import PropertySpec
         from connector.adapters.hubspot import HubSpotAdapter
+        from connector.records import PropertySpec
 
         HubSpotAdapter(token=pt, host=srv.url, rate_limit_per_10s=10**9).ensure_properties(
             [PropertySpec("deals", "dealsync_register", "register")]
@@ -636,9 +644,17 @@ def run_naive(n: int, sample: int, log: Any) -> list[dict[str, Any]]:
             naive.incremental(pairs, changed)
             w = time.perf_counter() - t0
             rows.append(
-                _naive_row(scn, n, k, sum(naive.calls.values()), w, Counter(naive.calls),
-                           3 * k if scn == 2 else n_changed, 3 * n if scn == 2 else n_changed,
-                           scale_calls=True)  # fmt: skip
+                _naive_row(
+                    scn,
+                    n,
+                    k,
+                    sum(naive.calls.values()),
+                    w,
+                    Counter(naive.calls),
+                    3 * k if scn == 2 else n_changed,
+                    3 * n if scn == 2 else n_changed,
+                    scale_calls=True,
+                )
             )
     for r in rows:
         log(
@@ -665,10 +681,8 @@ def _naive_row(scn: int, n: int, k: int, calls: int, wall: float, kinds: Counter
 
 def _even_changes() -> dict[str, int]:
     out = {}
-    i = 0
-    for obj in ("deals", "companies", "contacts"):
+    for i, obj in enumerate(("deals", "companies", "contacts")):
         k = CHANGES // 3 + (1 if i < CHANGES % 3 else 0)
-        i += 1
         out[f"partner {obj}"] = (k + 1) // 2
         out[f"vendor {obj}"] = k // 2
     return out
@@ -770,12 +784,16 @@ def main(argv: list[str] | None = None) -> int:
     if conn:
         for limits in limit_modes:
             for variant in variants:
-                log(f"scenarios {conn}, {variant}, limits {'on' if limits else 'off'}, N={args.size}")
+                log(
+                    f"scenarios {conn}, {variant}, limits {'on' if limits else 'off'}, N={args.size}"
+                )
                 rows += run_connector(args.size, limits, variant == "product", conn, log,
                                       args.profile_dir)  # fmt: skip
         if args.naive_sample > 0:
             log(f"naive baseline (sample {min(args.size, args.naive_sample)})")
-            rows += [r for r in run_naive(args.size, args.naive_sample, log) if r["scenario"] in conn]
+            rows += [
+                r for r in run_naive(args.size, args.naive_sample, log) if r["scenario"] in conn
+            ]
     engine = None
     if 4 in scenarios:
         engine = run_child({"what": "engine", "pairs": args.engine_pairs})

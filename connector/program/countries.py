@@ -16,16 +16,62 @@ from functools import lru_cache
 import pycountry
 
 # Languages whose country names are accepted (those of the EU, EEA and Switzerland).
-LANGUAGES = ("de", "fr", "it", "es", "pt", "nl", "pl", "sv", "da", "fi", "cs", "sk", "sl", "hu",
-             "ro", "bg", "el", "hr", "et", "lv", "lt", "ga", "mt", "nb", "is", "rm")
+LANGUAGES = (
+    "de",
+    "fr",
+    "it",
+    "es",
+    "pt",
+    "nl",
+    "pl",
+    "sv",
+    "da",
+    "fi",
+    "cs",
+    "sk",
+    "sl",
+    "hu",
+    "ro",
+    "bg",
+    "el",
+    "hr",
+    "et",
+    "lv",
+    "lt",
+    "ga",
+    "mt",
+    "nb",
+    "is",
+    "rm",
+)
 
 ALIASES = {
-    "uk": "GB", "u.k.": "GB", "great britain": "GB", "britain": "GB", "england": "GB",
-    "scotland": "GB", "wales": "GB", "northern ireland": "GB",
-    "usa": "US", "u.s.a.": "US", "u.s.": "US", "america": "US", "united states of america": "US",
-    "holland": "NL", "the netherlands": "NL", "czechia": "CZ", "czech republic": "CZ",
-    "russia": "RU", "south korea": "KR", "korea": "KR", "vietnam": "VN", "iran": "IR",
-    "türkiye": "TR", "turkey": "TR", "ivory coast": "CI", "swiss": "CH",
+    "uk": "GB",
+    "u.k.": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "usa": "US",
+    "u.s.a.": "US",
+    "u.s.": "US",
+    "america": "US",
+    "united states of america": "US",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "czechia": "CZ",
+    "czech republic": "CZ",
+    "russia": "RU",
+    "south korea": "KR",
+    "korea": "KR",
+    "vietnam": "VN",
+    "iran": "IR",
+    "türkiye": "TR",
+    "turkey": "TR",
+    "ivory coast": "CI",
+    "swiss": "CH",
 }
 
 
@@ -46,13 +92,18 @@ def _names() -> dict[str, str]:
     translations = []
     for lang in LANGUAGES:
         try:
-            translations.append(gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang]))
+            translations.append(
+                gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang])
+            )
         except OSError:
             continue
     for country in pycountry.countries:
         code = country.alpha_2
-        spellings = {country.name, getattr(country, "official_name", None),
-                     getattr(country, "common_name", None)}
+        spellings = {
+            country.name,
+            getattr(country, "official_name", None),
+            getattr(country, "common_name", None),
+        }
         for t in translations:
             for s in list(spellings):
                 if s:

@@ -191,9 +191,7 @@ def test_associate_and_changed_since_returns_associations(
 ) -> None:
     since = hs.now() - timedelta(milliseconds=5)
     (deal,) = hs.upsert("deals", SRC, [("as:1", _deal("Associated"))])
-    comps = hs.upsert(
-        "companies", SRC, [("as:c1", {"name": "Alpha"}), ("as:c2", {"name": "Beta"})]
-    )
+    comps = hs.upsert("companies", SRC, [("as:c1", {"name": "Alpha"}), ("as:c2", {"name": "Beta"})])
     contact = srv.portal("main").seed("contacts", [{"email": "assoc@example.com"}])[0]
     assert deal.record is not None
     did = deal.record.id

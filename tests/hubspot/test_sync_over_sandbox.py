@@ -130,9 +130,10 @@ def test_first_pass_shares_deals_with_company_and_contacts(world: World) -> None
         (vp,) = world.vendor.associated("deals", vid, "contacts")
         assert world.vendor.get("companies", vc, SRC)[SRC] == f"acme:{c}"
         assert world.vendor.get("contacts", vp, SRC)[SRC] == f"acme:{p}"
-        assert world.vendor.get("contacts", vp, "email")["email"] == world.partner.get(
-            "contacts", p, "email"
-        )["email"]
+        assert (
+            world.vendor.get("contacts", vp, "email")["email"]
+            == world.partner.get("contacts", p, "email")["email"]
+        )
     assert f"acme:{hidden[0]}" not in {
         d["properties"].get(SRC)  # type: ignore[union-attr]
         for d in world.vendor_deals()
@@ -146,8 +147,9 @@ def test_first_pass_shares_deals_with_company_and_contacts(world: World) -> None
     assert again.status == "ok" and _writes(again) == 0, again.counts
     for name in ("vendor", "acme"):
         kinds = settled_stats(world.srv, name)["by_kind"]
-        assert not any(k.startswith(("batch_upsert", "batch_update", "assoc_batch_create"))
-                       for k in kinds), kinds
+        assert not any(
+            k.startswith(("batch_upsert", "batch_update", "assoc_batch_create")) for k in kinds
+        ), kinds
 
 
 def test_stormy_passes_converge_without_duplicates_or_lost_updates(world: World) -> None:
