@@ -189,6 +189,7 @@ class SyncPass:
         ctx = self.ctx
         hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
         self._retries: list[tuple[str, Side, str, str]] = []
+        self._rechecks: list[tuple[str, Side, str]] = []
         self._cleared: list[tuple[str, Side, str]] = []
 
         detected = self._detect_all(hw)
@@ -215,6 +216,8 @@ class SyncPass:
                     )
                 )
             self.seen[mapping.name] = ObjectRecords(partner_recs, vendor_recs)
+            if not ctx.dry_run:
+                self._abandon_pending(mapping, partner_recs, vendor_recs)
             states = self._pair_states(
                 mapping, partner_recs, vendor_recs, via_ids.get(mapping.name, set())
             )
@@ -228,15 +231,13 @@ class SyncPass:
 
         if not ctx.dry_run:
             self._sync_associations()
-            self.store.add_retries(self.conn, self._retries)
-            self.store.clear_retries(
-                self.conn,
-                [
-                    c
-                    for c in self._cleared
-                    if (c[0], c[1], c[2]) not in {(r[0], r[1], r[2]) for r in self._retries}
-                ],
-            )
+            again = self._retries + [
+                (obj, side, rid, "re-read after adopting an existing counterpart")
+                for obj, side, rid in self._rechecks
+            ]
+            self.store.add_retries(self.conn, again)
+            keep = {(r[0], r[1], r[2]) for r in again}
+            self.store.clear_retries(self.conn, [c for c in self._cleared if c not in keep])
             self.crash_at("before_cursor")
             self.store.set_cursors(
                 self.conn,
@@ -347,10 +348,57 @@ class SyncPass:
             now = self._crm(s).now()
             for rid in missing:
                 link = links.get(rid)
-                if link is not None and link.status == "active":
+                if link is not None and link.status in ("active", "pending"):
                     per_side[s][rid] = Record(
                         self._obj_type(mapping, s), rid, {}, now, archived=True
                     )
+
+    def _abandon_pending(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: dict[str, Record],
+        vendor_recs: dict[str, Record],
+    ) -> None:
+        """A create interrupted by a crash whose source record was deleted since: the
+        create is not finished. If the interrupted attempt did make the counterpart,
+        the mapping's delete policy applies to it, as for any shared record deleted on
+        one side; either way the intent is closed, never left pending."""
+        for origin, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+            o: Side = origin  # type: ignore[assignment]
+            gone = [rid for rid, rec in recs.items() if rec.archived]
+            if not gone:
+                continue
+            links = self.store.links_by_ids(self.conn, mapping.name, o, gone)
+            pending = {rid: link for rid, link in links.items() if link.status == "pending"}
+            if not pending:
+                continue
+            target = other_side(o)
+            keys = {self._source_key(target, rid): rid for rid in pending}
+            found = self._crm(target).find_by_property(
+                self._obj_type(mapping, target), SOURCE_ID, sorted(keys), [SOURCE_ID]
+            )
+            for key, rid in keys.items():
+                link = pending[rid]
+                assert link.id is not None
+                counterpart = found.get(key)
+                status = "unlinked"
+                if counterpart is not None:
+                    status = {"archive": "deleted", "flag": "flagged"}.get(
+                        mapping.on_delete, "unlinked"
+                    )
+                    if mapping.on_delete == "archive":
+                        res = self._crm(target).archive(
+                            self._obj_type(mapping, target), [counterpart.id]
+                        )
+                        if not res[0].ok:
+                            self._retries.append(
+                                (mapping.name, o, rid, f"archiving failed: {res[0].error}")
+                            )
+                            continue
+                    self.store.complete_links([(link.id, counterpart.id, {})], origin=o)
+                self.store.set_link_status([link.id], status)
+                self.counts[f"abandoned create {mapping.name}"] += 1
+                recs.pop(rid, None)
 
     def _via_candidates(
         self, detected: dict[str, tuple[dict[str, Record], dict[str, Record]]]
@@ -508,6 +556,11 @@ class SyncPass:
                     assert link_id is not None
                     done.append((link_id, res.record.id, dict(c.base)))
                     self.counts[f"created {target} {mapping.name}"] += 1
+                    if not res.created:
+                        # an earlier, interrupted attempt made it: the record may have been
+                        # edited since, so its base is only an assumption — read both
+                        # sides again next pass and let the merge settle them
+                        self._rechecks.append((mapping.name, origin, c.source_id))
                     self.outcomes.append(
                         RecordOutcome(
                             mapping.name,

@@ -451,79 +451,100 @@ def write_vendor_ownership(
     contact_mapping: ObjectMapping | None,
 ) -> None:
     """Ownership lives on the vendor's company: set it for accepted registrations,
-    clear it for ended ones (only if this partner still holds it)."""
+    clear it for ended ones (only if this partner still holds it). Batched: one
+    lookup of companies by domain, one read of the registered deals, one update per
+    100 companies and one search per 100 contact e-mails, whatever the number of
+    registrations."""
     pending = registry.pending_vendor_write(ctx.connection)
     if not pending:
         return
     lookup = VendorLookup(ctx.vendor_crm, rules)
     companies = lookup.companies(sorted({r.domain for r in pending if r.domain}))
-    done: list[int] = []
-    for reg in pending:
+    accepted = [r for r in pending if r.status == "accepted"]
+    ended = [r for r in pending if r.status != "accepted"]
+    company_of: dict[int, str] = {}
+    need_link: list[Registration] = []
+    for reg in accepted:
         assert reg.id is not None
-        company_id = reg.vendor_company_id or (
+        cid = reg.vendor_company_id or (
             companies[reg.domain].id if reg.domain in companies else None
         )
-        if reg.status == "accepted":
-            if reg.kind == "deal" and company_mapping is not None and company_id is None:
-                company_id = _linked_vendor_company(ctx, reg, company_mapping)
-            if company_id is None and reg.kind == "lead":
-                company_id = _create_vendor_company(ctx, reg)
-            if company_id is None:
-                continue  # the company is not at the vendor yet: retried next pass
-            res = ctx.vendor_crm.update(
-                "companies",
-                [
-                    (
-                        company_id,
-                        {
-                            OWNER: reg.partner,
-                            OWNED_UNTIL: _iso(reg.owned_until),
-                            REG_ID: str(reg.id),
-                        },
-                    )
-                ],
-            )
-            if not res[0].ok:
-                log.warning(
-                    "registration %s: vendor company %s: %s", reg.id, company_id, res[0].error
-                )
-                continue
-            if not _vendor_contacts(ctx, registry, reg, contact_mapping):
-                continue
-            registry.mark([reg.id], vendor_company_id=company_id)
+        if cid is not None:
+            company_of[reg.id] = cid
+        elif reg.kind == "deal" and company_mapping is not None:
+            need_link.append(reg)
+        elif reg.kind == "lead":
+            created = _create_vendor_company(ctx, reg)
+            if created is not None:
+                company_of[reg.id] = created
+    if need_link and company_mapping is not None:
+        company_of.update(_linked_vendor_companies(ctx, need_link, company_mapping))
+    # one write per company (two registrations of one domain share it: the first names it)
+    writes: dict[str, dict[str, str]] = {}
+    for reg in accepted:
+        assert reg.id is not None
+        cid = company_of.get(reg.id)
+        if cid is not None and cid not in writes:
+            writes[cid] = {
+                OWNER: reg.partner,
+                OWNED_UNTIL: _iso(reg.owned_until),
+                REG_ID: str(reg.id),
+            }
+    results = ctx.vendor_crm.update("companies", list(writes.items())) if writes else []
+    written = {r.key for r in results if r.ok}
+    for r in results:
+        if not r.ok:
+            log.warning("vendor company %s: ownership not written: %s", r.key, r.error)
+    ready = [reg for reg in accepted if reg.id is not None and company_of.get(reg.id) in written]
+    contacts_ok = _vendor_contacts(ctx, registry, ready, contact_mapping)
+    done: list[int] = []
+    for reg in ready:
+        assert reg.id is not None
+        if reg.id in contacts_ok:
+            registry.mark([reg.id], vendor_company_id=company_of[reg.id])
             done.append(reg.id)
+    clear = []
+    for reg in ended:
+        assert reg.id is not None
+        comp = companies.get(reg.domain)
+        if (
+            comp is not None
+            and comp.get(OWNER) == reg.partner
+            and comp.get(REG_ID) in (None, str(reg.id))
+        ):
+            clear.append((reg.id, comp.id))
         else:
-            comp = companies.get(reg.domain)
-            if (
-                comp is not None
-                and comp.get(OWNER) == reg.partner
-                and comp.get(REG_ID) in (None, str(reg.id))
-            ):
-                res = ctx.vendor_crm.update(
-                    "companies", [(comp.id, {OWNER: "", OWNED_UNTIL: "", REG_ID: ""})]
-                )
-                if not res[0].ok:
-                    continue
             done.append(reg.id)
+    if clear:
+        cleared = ctx.vendor_crm.update(
+            "companies",
+            [(cid, {OWNER: "", OWNED_UNTIL: "", REG_ID: ""}) for _, cid in dict.fromkeys(clear)],
+        )
+        ok = {r.key for r in cleared if r.ok}
+        done += [rid for rid, cid in clear if cid in ok]
     registry.mark(done, vendor_written=True)
 
 
-def _linked_vendor_company(
-    ctx: PassContext, reg: Registration, company_mapping: ObjectMapping
-) -> str | None:
-    deal = ctx.partner_crm.read(
-        "deals", [reg.partner_record_id], ["dealname"], associations=["companies"]
+def _linked_vendor_companies(
+    ctx: PassContext, regs: Sequence[Registration], company_mapping: ObjectMapping
+) -> dict[int, str]:
+    """Registration id → the vendor company linked to its deal's partner company."""
+    deals = ctx.partner_crm.read(
+        "deals", [r.partner_record_id for r in regs], ["dealname"], associations=["companies"]
     )
-    rec = deal.get(reg.partner_record_id)
-    if rec is None:
-        return None
-    ids = list(rec.associations.get("companies", ()))
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", ids)
-    for i in ids:
-        link = links.get(i)
-        if link is not None and link.status == "active" and link.vendor_id:
-            return link.vendor_id
-    return None
+    partner_ids = sorted({i for d in deals.values() for i in d.associations.get("companies", ())})
+    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
+    out: dict[int, str] = {}
+    for reg in regs:
+        rec = deals.get(reg.partner_record_id)
+        if rec is None or reg.id is None:
+            continue
+        for i in rec.associations.get("companies", ()):
+            link = links.get(i)
+            if link is not None and link.status == "active" and link.vendor_id:
+                out[reg.id] = link.vendor_id
+                break
+    return out
 
 
 def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
@@ -549,13 +570,19 @@ def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
 
 
 def _vendor_contacts(
-    ctx: PassContext, registry: Registry, reg: Registration, contact_mapping: ObjectMapping | None
-) -> bool:
+    ctx: PassContext,
+    registry: Registry,
+    regs: Sequence[Registration],
+    contact_mapping: ObjectMapping | None,
+) -> set[int]:
     """Leads: the lead becomes a vendor contact (upsert by e-mail). Deal
-    registrations: the contacts were created by the sync; remember their ids."""
-    assert reg.id is not None
-    people = registry.contacts(reg.id)
-    if reg.kind == "lead":
+    registrations: the contacts were created by the sync; remember their ids.
+    Returns the registrations whose contacts are done."""
+    done: set[int] = set()
+    people = {reg.id: registry.contacts(reg.id) for reg in regs if reg.id is not None}
+    for reg in regs:
+        if reg.kind != "lead" or reg.id is None:
+            continue
         items = [
             (
                 p.email,
@@ -567,25 +594,34 @@ def _vendor_contacts(
                     PARTNER_ID: ctx.connection,
                 },
             )
-            for p in people
+            for p in people[reg.id]
         ]
         results = ctx.vendor_crm.upsert("contacts", "email", items) if items else []
-        for p, res in zip(people, results, strict=True):
+        ok = True
+        for p, res in zip(people[reg.id], results, strict=True):
             if not res.ok or res.record is None:
                 log.warning("registration %s: vendor contact %s: %s", reg.id, p.email, res.error)
-                return False
+                ok = False
+                continue
             registry.set_contact_vendor_id(reg.id, p.email, res.record.id)
-        return True
-    if contact_mapping is None:
-        return True
-    found = ctx.vendor_crm.find_by_property(
-        "contacts", "email", [p.email for p in people], ["email"]
+        if ok:
+            done.add(reg.id)
+    deal_regs = [r for r in regs if r.kind != "lead" and r.id is not None]
+    if contact_mapping is None or not deal_regs:
+        return done | {r.id for r in deal_regs if r.id is not None}
+    emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
+    found = (
+        ctx.vendor_crm.find_by_property("contacts", "email", emails, ["email"]) if emails else {}
     )
-    for p in people:
-        rec = found.get(p.email) or found.get(p.email.lower())
-        if rec is not None:
-            registry.set_contact_vendor_id(reg.id, p.email, rec.id)
-    return True
+    by_email = {k.lower(): v for k, v in found.items()}
+    for reg in deal_regs:
+        assert reg.id is not None
+        for p in people[reg.id]:
+            rec = by_email.get(p.email.lower())
+            if rec is not None:
+                registry.set_contact_vendor_id(reg.id, p.email, rec.id)
+        done.add(reg.id)
+    return done
 
 
 def write_back(ctx: PassContext, registry: Registry) -> None:
