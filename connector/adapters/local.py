@@ -73,7 +73,11 @@ class LocalCRM:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=30
+        )
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self.clock = clock
@@ -151,7 +155,7 @@ class LocalCRM:
     def create(self, object_type: str, properties: Mapping[str, str]) -> Record:
         """Create a record directly (seeding, tests, the demo's "user edits")."""
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             rid = self._next_id(object_type)
             stamp = self._stamp()
             props = {k: v for k, v in properties.items() if v not in (None, "")}

@@ -278,6 +278,7 @@ class Registry:
         """Make a decision durable. For an acceptance the domain claim is taken in the
         same transaction; if another partner took it first the registration is
         recorded as rejected (``owned_by_partner``) instead."""
+        lost_until: str | None = None
         with self.session() as s:
             reg = s.exec(
                 select(Registration).where(
@@ -321,52 +322,55 @@ class Registry:
                         )
                     )
                 elif claim.partner != sub.partner and claim.owned_until > now:
+                    lost_until = _day(claim.owned_until)
                     s.rollback()
-                    lost = Decision(
-                        "rejected",
-                        decision.domain,
-                        "owned_by_partner",
-                        REASONS["owned_by_partner"].format(
-                            domain=decision.domain, until=_day(claim.owned_until)
-                        ),
-                    )
-                    return self.record(sub, lost, now=now)
                 elif claim.partner != sub.partner or claim.owned_until <= now:
                     claim.partner, claim.registration_id = sub.partner, reg.id
                     claim.owned_until = decision.owned_until
                     s.add(claim)
-                for person in decision.contacts:
-                    exists = s.exec(
-                        select(RegistrationContact).where(
-                            RegistrationContact.registration_id == reg.id,
-                            RegistrationContact.email == person.email.lower(),
-                        )
-                    ).first()
-                    if exists is None:
-                        s.add(
-                            RegistrationContact(
-                                registration_id=reg.id,
-                                email=person.email.lower(),
-                                first_name=person.first_name,
-                                last_name=person.last_name,
-                                country=person.country,
-                                language=person.language,
-                            )
-                        )
-            try:
-                s.commit()
-            except IntegrityError:  # a concurrent process inserted the claim first
-                s.rollback()
-                holder = self.holder(decision.domain)
-                until = _day(holder.owned_until) if holder else "later"
-                lost = Decision(
-                    "rejected",
-                    decision.domain,
-                    "owned_by_partner",
-                    REASONS["owned_by_partner"].format(domain=decision.domain, until=until),
+                if lost_until is None:
+                    self._add_contacts(s, reg.id, decision.contacts)
+            if lost_until is None:
+                try:
+                    s.commit()
+                except IntegrityError:  # a concurrent process inserted the claim first
+                    s.rollback()
+                    lost_until = ""
+                else:
+                    return reg
+        # lost the domain to another partner: record the rejection (outside the failed
+        # transaction, so nothing of it lingers)
+        if not lost_until:
+            holder = self.holder(decision.domain)
+            lost_until = _day(holder.owned_until) if holder else "later"
+        lost = Decision(
+            "rejected",
+            decision.domain,
+            "owned_by_partner",
+            REASONS["owned_by_partner"].format(domain=decision.domain, until=lost_until),
+        )
+        return self.record(sub, lost, now=now)
+
+    @staticmethod
+    def _add_contacts(s: Session, registration_id: int, people: Sequence[Person]) -> None:
+        for person in people:
+            exists = s.exec(
+                select(RegistrationContact).where(
+                    RegistrationContact.registration_id == registration_id,
+                    RegistrationContact.email == person.email.lower(),
                 )
-                return self.record(sub, lost, now=now)
-            return reg
+            ).first()
+            if exists is None:
+                s.add(
+                    RegistrationContact(
+                        registration_id=registration_id,
+                        email=person.email.lower(),
+                        first_name=person.first_name,
+                        last_name=person.last_name,
+                        country=person.country,
+                        language=person.language,
+                    )
+                )
 
     def end(
         self, reg_ids: Sequence[int], status: Literal["expired", "withdrawn"], now: datetime

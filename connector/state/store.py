@@ -91,11 +91,20 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # transactions are begun by us (below), not by the driver
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             if db and db != ":memory:":
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Take the write lock up front: a transaction that reads and then writes
+            # would otherwise fail at once ("database is locked") when another process
+            # wrote in between, instead of waiting its turn within the busy timeout.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
