@@ -798,6 +798,9 @@ class SandboxApp:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = int(message["status"])
+                # counted before the client can see the answer, so stats read right
+                # after a call always include it
+                portal.record_call(method, path, kind, status_box[0])
                 if raw_extra:
                     message = dict(message)
                     message["headers"] = list(message.get("headers", [])) + raw_extra
@@ -806,7 +809,8 @@ class SandboxApp:
         try:
             await self.router(scope, receive, send_wrapper)
         finally:
-            portal.record_call(method, path, kind, status_box[0] or 500)
+            if not status_box[0]:  # no answer was started: count the failure
+                portal.record_call(method, path, kind, 500)
 
     def _portal(self, scope: Scope) -> Portal | None:
         for name, value in scope.get("headers", []):
