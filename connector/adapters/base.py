@@ -105,6 +105,29 @@ class CRMAdapter(Protocol):
 
 
 @runtime_checkable
+class SupportsChunkedDetection(Protocol):
+    """A CRM whose change detection can hand records over in chunks while it is still
+    reading, so the engine can write the first records while later ones are still
+    being searched (the two portals' rate budgets are then used side by side).
+    Optional: without it a side's detection is one chunk."""
+
+    def changed_since_chunks(
+        self,
+        object_type: str,
+        since: datetime | None,
+        properties: Sequence[str],
+        *,
+        where: Mapping[str, str] | None = None,
+        until: datetime | None = None,
+        associations: Sequence[str] = (),
+        chunk_size: int = 1000,
+    ) -> Iterator[list[Record]]:
+        """What :meth:`CRMAdapter.changed_since` returns, in lists of about
+        ``chunk_size`` records, each record once."""
+        ...
+
+
+@runtime_checkable
 class SupportsEngagement(Protocol):
     """What a vendor CRM offers for consent signals and lead notifications: web events
     and e-mail subscription status. Optional: a CRM without it gets no notifications,

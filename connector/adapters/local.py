@@ -234,6 +234,29 @@ class LocalCRM:
                 continue
             yield record
 
+    def changed_since_chunks(
+        self,
+        object_type: str,
+        since: datetime | None,
+        properties: Sequence[str],
+        *,
+        where: Mapping[str, str] | None = None,
+        until: datetime | None = None,
+        associations: Sequence[str] = (),
+        chunk_size: int = 1000,
+    ) -> Iterator[list[Record]]:
+        """:meth:`changed_since` in lists of ``chunk_size`` (the engine streams them)."""
+        chunk: list[Record] = []
+        for record in self.changed_since(
+            object_type, since, properties, where=where, until=until, associations=associations
+        ):
+            chunk.append(record)
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
     def read(
         self,
         object_type: str,

@@ -9,10 +9,10 @@ the base and finds nothing to do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from connector.adapters.base import CRMAdapter
+from connector.adapters.base import CRMAdapter, SupportsChunkedDetection
 from connector.records import Record
 
 
@@ -39,3 +39,39 @@ def detect(
         if prev is None or record.updated_at >= prev.updated_at or record.archived:
             out[record.id] = record
     return out
+
+
+def detect_chunks(
+    crm: CRMAdapter,
+    object_type: str,
+    since: datetime | None,
+    until: datetime,
+    properties: Sequence[str],
+    *,
+    where: Mapping[str, str] | None = None,
+    associations: Sequence[str] = (),
+    chunk_size: int = 1000,
+) -> Iterator[dict[str, Record]]:
+    """:func:`detect` handed over in chunks as the CRM reads them (one chunk when the
+    CRM cannot stream). A record is in one chunk, except that a later chunk may hold
+    the archived version of a record an earlier chunk had live."""
+    if not isinstance(crm, SupportsChunkedDetection):
+        yield detect(
+            crm, object_type, since, until, properties, where=where, associations=associations
+        )
+        return
+    for chunk in crm.changed_since_chunks(
+        object_type,
+        since,
+        properties,
+        where=where,
+        until=until,
+        associations=associations,
+        chunk_size=chunk_size,
+    ):
+        out: dict[str, Record] = {}
+        for record in chunk:
+            prev = out.get(record.id)
+            if prev is None or record.updated_at >= prev.updated_at or record.archived:
+                out[record.id] = record
+        yield out

@@ -15,15 +15,17 @@ A rerun after a crash anywhere re-detects the same window and converges.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
-from connector.engine.detect import detect, window_start
+from connector.engine.detect import detect_chunks, window_start
 from connector.engine.plan import (
     Action,
     Associate,
@@ -55,6 +57,10 @@ ASSOC = "@assoc:"
 Progress = Callable[[str, int, int], None]
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
+
+DETECT_CHUNK = 1000
+"""Partner records handed from detection to apply at a time. A multiple of 1,000
+(HubSpot's association batch read) so streaming costs no extra call."""
 
 
 class PassAborted(Exception):
@@ -127,6 +133,7 @@ class SyncPass:
         batch_size: int = 100,
         progress: Progress | None = None,
         crash_at: Callable[[str], None] | None = None,
+        detect_chunk: int | None = None,
     ) -> None:
         self.mappings = list(mappings)
         self.by_name = {m.name: m for m in self.mappings}
@@ -144,11 +151,15 @@ class SyncPass:
         self.counts: Counter[str] = Counter()
         self.errors: list[RecordError] = []
         self.seen: dict[str, ObjectRecords] = {}
+        self.detect_chunk = detect_chunk or DETECT_CHUNK
+        self._locked: dict[Side, CRMAdapter] = {}
+        self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
+        self._started = False
 
     # ------------------------------------------------------------------ helpers
 
     def _crm(self, side: Side) -> CRMAdapter:
-        return self.ctx.crm(side)
+        return self._locked.get(side) or self.ctx.crm(side)
 
     def _obj_type(self, mapping: ObjectMapping, side: Side) -> str:
         return mapping.partner_object if side == "partner" else mapping.vendor_object
@@ -192,42 +203,38 @@ class SyncPass:
         self._rechecks: list[tuple[str, Side, str]] = []
         self._cleared: list[tuple[str, Side, str]] = []
 
-        detected = self._detect_all(hw)
-        self.crash_at("after_detect")
-        via_ids = self._via_candidates(detected)
-        seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
-        for hook in self.hooks:
-            hook.after_detect(ctx, seen)
-
-        for mapping in self.mappings:
-            partner_recs, vendor_recs = detected[mapping.name]
-            extra = via_ids.get(mapping.name, set()) - set(partner_recs)
-            links_p = self.store.links_by_ids(
-                self.conn, mapping.name, "partner", set(partner_recs) | extra
+        order = self._ordered()
+        jobs = [
+            _DetectJob(
+                mapping.name,
+                side,
+                self._obj_type(mapping, side),
+                window_start(self.store.cursor(self.conn, side, mapping.name), self.overlap),
+                hw[side],
+                self._props(mapping, side),
+                {PARTNER_ID: self.conn} if side == "vendor" else None,
+                self._assoc_types(mapping, side),
             )
-            unlinked_extra = [i for i in extra if i not in links_p]
-            if unlinked_extra:
-                partner_recs.update(
-                    self._crm("partner").read(
-                        mapping.partner_object,
-                        sorted(unlinked_extra),
-                        self._props(mapping, "partner"),
-                        associations=self._assoc_types(mapping, "partner"),
-                    )
-                )
-            self.seen[mapping.name] = ObjectRecords(partner_recs, vendor_recs)
-            if not ctx.dry_run:
-                self._abandon_pending(mapping, partner_recs, vendor_recs)
-            states = self._pair_states(
-                mapping, partner_recs, vendor_recs, via_ids.get(mapping.name, set())
-            )
-            actions = reconcile(self.compiled[mapping.name], states)
-            for hook in self.hooks:
-                actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
-            self.plan.extend(actions)
-            self.crash_at(f"after_plan:{mapping.name}")
-            if not ctx.dry_run:
-                self._apply(mapping, actions)
+            for mapping in order
+            for side in ("vendor", "partner")
+        ]
+        detection = _Detection(
+            {"partner": ctx.partner_crm, "vendor": ctx.vendor_crm}, jobs, self.detect_chunk
+        )
+        # while detection runs in its thread, this thread's calls take the same
+        # per-CRM lock, so no adapter is ever used by two threads at once
+        self._locked = {
+            side: cast(CRMAdapter, _Locked(detection.locks[side], ctx.crm(side))) for side in SIDES
+        }
+        detection.start()
+        try:
+            if self.hooks:
+                self._run_whole(order, detection)
+            else:
+                self._run_streamed(order, detection)
+        finally:
+            detection.stop()
+            self._locked = {}
 
         if not ctx.dry_run:
             self._sync_associations()
@@ -245,37 +252,167 @@ class SyncPass:
             )
             self.crash_at("after_cursor")
 
-    # ------------------------------------------------------------------ detect
+    def _ordered(self) -> list[ObjectMapping]:
+        """Config order, except that a mapping shared *via* another comes after it: its
+        candidates are the parent's shared records' associations."""
+        out: list[ObjectMapping] = []
 
-    def _detect_all(
-        self, hw: dict[str, datetime]
-    ) -> dict[str, tuple[dict[str, Record], dict[str, Record]]]:
-        out: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
-        total = len(self.mappings) * 2
-        step = 0
-        for mapping in self.mappings:
-            per_side: dict[Side, dict[str, Record]] = {}
-            for side in ("partner", "vendor"):
-                side_t: Side = side
-                since = window_start(
-                    self.store.cursor(self.conn, side_t, mapping.name), self.overlap
-                )
-                where = {PARTNER_ID: self.conn} if side == "vendor" else None
-                per_side[side_t] = detect(
-                    self._crm(side_t),
-                    self._obj_type(mapping, side_t),
-                    since,
-                    hw[side],
-                    self._props(mapping, side_t),
-                    where=where,
-                    associations=self._assoc_types(mapping, side_t),
-                )
-                step += 1
-                self.progress("detect", step, total)
+        def visit(m: ObjectMapping, trail: tuple[str, ...]) -> None:
+            if m in out or m.name in trail:
+                return
+            parent = self.by_name.get(m.share.via or "")
+            if parent is not None:
+                visit(parent, (*trail, m.name))
+            out.append(m)
+
+        for m in self.mappings:
+            visit(m, ())
+        return out
+
+    def _run_whole(self, order: list[ObjectMapping], detection: _Detection) -> None:
+        """With hooks: everything is detected before anything is applied, because the
+        hooks decide on the whole picture (a deal with its company and contacts)."""
+        detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
+        for step, mapping in enumerate(order, 1):
+            vendor_recs = detection.vendor(mapping.name)
+            partner_recs: dict[str, Record] = {}
+            for chunk in detection.partner_chunks(mapping.name):
+                partner_recs.update(chunk)
+            per_side: dict[Side, dict[str, Record]] = {
+                "partner": partner_recs,
+                "vendor": vendor_recs,
+            }
             self._add_retried(mapping, per_side)
             self._add_conflicted(mapping, per_side)
-            out[mapping.name] = (per_side["partner"], per_side["vendor"])
-        return out
+            detected[mapping.name] = (partner_recs, vendor_recs)
+            self.progress("detect", step, len(order))
+        self.crash_at("after_detect")
+        ctx = self.ctx
+        via_ids = self._via_candidates({name: p for name, (p, _) in detected.items()})
+        seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
+        for hook in self.hooks:
+            hook.after_detect(ctx, seen)
+        for mapping in order:
+            partner_recs, vendor_recs = detected[mapping.name]
+            via = via_ids.get(mapping.name, set())
+            self._read_via_extras(mapping, partner_recs, via)
+            self._process(mapping, partner_recs, vendor_recs, via)
+
+    def _run_streamed(self, order: list[ObjectMapping], detection: _Detection) -> None:
+        """Without hooks: each chunk of partner records is reconciled and written as soon
+        as detection hands it over, while detection goes on searching. The partner
+        portal's searches and the vendor portal's writes then overlap instead of
+        following each other. Each chunk is a small pass of its own: its partner records
+        with the changed vendor records linked to them; vendor records no chunk claimed,
+        the parent's via-candidates, and the other side of open conflicts come last."""
+        for step, mapping in enumerate(order, 1):
+            vendor_recs = detection.vendor(mapping.name)
+            per_side: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": vendor_recs}
+            self._add_retried(mapping, per_side)
+            parents = {m.share.via for m in self.mappings if m.share.via}
+            via = self._via_candidates(
+                {n: self.seen[n].partner for n in parents if n and n in self.seen}
+            ).get(mapping.name, set())
+            st = _Stream(
+                mapping,
+                via,
+                [c for c in self.store.conflicts(self.conn) if c.object == mapping.name],
+                dict(per_side["vendor"]),
+            )
+            # retried records (and the counterparts of retried vendor records) first
+            if per_side["partner"]:
+                self._sub_pass(st, per_side["partner"], {})
+            for chunk in detection.partner_chunks(mapping.name):
+                part = {rid: r for rid, r in chunk.items() if rid not in st.done or r.archived}
+                if part:
+                    self._sub_pass(st, part, {})
+            self.progress("detect", step, len(order))
+            last: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+            self._read_via_extras(mapping, last["partner"], via - st.done)
+            want_p = {
+                c.partner_id
+                for c in st.conflicts
+                if c.vendor_id in st.unclaimed and c.partner_id not in st.done and c.partner_id
+            }
+            if want_p:
+                self._read_by_id(mapping, last, {"partner": want_p, "vendor": set()})
+            rest, st.unclaimed = st.unclaimed, {}
+            if last["partner"] or rest:
+                self._sub_pass(st, last["partner"], rest)
+        if not self._started:
+            self._started = True
+            self.crash_at("after_detect")
+
+    def _sub_pass(
+        self, st: _Stream, part: dict[str, Record], extra_vendor: dict[str, Record]
+    ) -> None:
+        """One chunk of a streamed mapping: pair the partner records with the changed
+        vendor records linked to them, read the other side of open conflicts, apply."""
+        mapping = st.mapping
+        links = self.store.links_by_ids(self.conn, mapping.name, "partner", part)
+        per: dict[Side, dict[str, Record]] = {"partner": part, "vendor": dict(extra_vendor)}
+        for link in links.values():
+            if link.vendor_id and link.vendor_id in st.unclaimed:
+                per["vendor"][link.vendor_id] = st.unclaimed.pop(link.vendor_id)
+        want_v = {
+            c.vendor_id
+            for c in st.conflicts
+            if c.partner_id in part and c.vendor_id and c.vendor_id not in per["vendor"]
+        }
+        if want_v:
+            self._read_by_id(mapping, per, {"partner": set(), "vendor": want_v})
+        if not self._started:
+            self._started = True
+            self.crash_at("after_detect")
+        st.done.update(part)
+        self._process(mapping, part, per["vendor"], st.via)
+
+    def _read_via_extras(
+        self, mapping: ObjectMapping, partner_recs: dict[str, Record], via: set[str]
+    ) -> None:
+        """Records shared via a shared parent that were not detected themselves (an
+        existing company of a newly shared deal) are read, unless already linked."""
+        extra = via - set(partner_recs)
+        if not extra:
+            return
+        links_p = self.store.links_by_ids(self.conn, mapping.name, "partner", extra)
+        unlinked = [i for i in extra if i not in links_p]
+        if unlinked:
+            partner_recs.update(
+                self._crm("partner").read(
+                    mapping.partner_object,
+                    sorted(unlinked),
+                    self._props(mapping, "partner"),
+                    associations=self._assoc_types(mapping, "partner"),
+                )
+            )
+
+    def _process(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: dict[str, Record],
+        vendor_recs: dict[str, Record],
+        via: set[str],
+    ) -> None:
+        """Reconcile, let hooks adjust and apply one set of records of one mapping."""
+        ctx = self.ctx
+        if not ctx.dry_run:
+            self._abandon_pending(mapping, partner_recs, vendor_recs)
+        acc = self._acc.get(mapping.name)
+        if acc is None:
+            self._acc[mapping.name] = (partner_recs, vendor_recs)
+            self.seen[mapping.name] = ObjectRecords(partner_recs, vendor_recs)
+        else:
+            acc[0].update(partner_recs)
+            acc[1].update(vendor_recs)
+        states = self._pair_states(mapping, partner_recs, vendor_recs, via)
+        actions = reconcile(self.compiled[mapping.name], states)
+        for hook in self.hooks:
+            actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
+        self.plan.extend(actions)
+        self.crash_at(f"after_plan:{mapping.name}")
+        if not ctx.dry_run:
+            self._apply(mapping, actions)
 
     def _add_conflicted(
         self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
@@ -400,17 +537,16 @@ class SyncPass:
                 self.counts[f"abandoned create {mapping.name}"] += 1
                 recs.pop(rid, None)
 
-    def _via_candidates(
-        self, detected: dict[str, tuple[dict[str, Record], dict[str, Record]]]
-    ) -> dict[str, set[str]]:
-        """Partner ids of records shared *via* a shared parent (a deal's company)."""
+    def _via_candidates(self, detected: Mapping[str, Mapping[str, Record]]) -> dict[str, set[str]]:
+        """Partner ids of records shared *via* a shared parent (a deal's company), from
+        the parent's detected partner records."""
         out: dict[str, set[str]] = defaultdict(set)
         for child in self.mappings:
             parent_name = child.share.via
             if not parent_name or parent_name not in self.by_name:
                 continue
             parent = self.by_name[parent_name]
-            partner_recs, _ = detected[parent_name]
+            partner_recs = detected.get(parent_name, {})
             links = self.store.links_by_ids(self.conn, parent_name, "partner", partner_recs)
             ended = self.store.ended_ids(
                 self.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
@@ -892,3 +1028,133 @@ def run_pass(
         error=result.error,
     )
     return result
+
+
+@dataclass
+class _Stream:
+    """A mapping being applied chunk by chunk."""
+
+    mapping: ObjectMapping
+    via: set[str]
+    conflicts: list[Any]
+    unclaimed: dict[str, Record]  # changed vendor records no chunk has paired yet
+    done: set[str] = field(default_factory=set)  # partner ids already applied
+
+
+@dataclass(frozen=True)
+class _DetectJob:
+    mapping: str
+    side: Side
+    object_type: str
+    since: datetime | None
+    until: datetime
+    properties: list[str]
+    where: dict[str, str] | None
+    associations: list[str]
+
+
+class _Locked:
+    """An adapter whose every call holds a lock shared with the detection thread."""
+
+    def __init__(self, lock: threading.RLock, inner: CRMAdapter) -> None:
+        self._lock = lock
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class _Detection:
+    """Detection in a thread of its own, running ahead of reconcile and apply.
+
+    Jobs run in order (each mapping's vendor side, then its partner side). The vendor
+    side is handed over whole; the partner side in chunks as the CRM reads them. Every
+    adapter call, here and in the applying thread, holds that CRM's lock: the two
+    threads share no adapter state, but the partner portal's searches and the vendor
+    portal's writes (different portals, separate rate budgets) proceed side by side.
+    The state store is never touched here. An error ends detection and is raised in
+    the applying thread when it next asks for records."""
+
+    def __init__(
+        self, crms: Mapping[Side, CRMAdapter], jobs: Sequence[_DetectJob], chunk_size: int
+    ) -> None:
+        self.crms = crms
+        self.jobs = list(jobs)
+        self.chunk_size = chunk_size
+        self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
+        self._queues: dict[str, queue.SimpleQueue[tuple[str, Any]]] = {
+            j.mapping: queue.SimpleQueue() for j in self.jobs
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="dealsync-detect", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop early (the pass failed) and wait for the thread to leave its call."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=300)
+
+    def _work(self) -> None:
+        try:
+            for job in self.jobs:
+                out = self._queues[job.mapping]
+                chunks = detect_chunks(
+                    self.crms[job.side],
+                    job.object_type,
+                    job.since,
+                    job.until,
+                    job.properties,
+                    where=job.where,
+                    associations=job.associations,
+                    chunk_size=self.chunk_size,
+                )
+                whole: dict[str, Record] = {}
+                while True:
+                    if self._stop.is_set():
+                        return
+                    with self.locks[job.side]:
+                        chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    if job.side == "partner":
+                        out.put(("partner", chunk))
+                        continue
+                    for rid, rec in chunk.items():
+                        prev = whole.get(rid)
+                        if prev is None or rec.updated_at >= prev.updated_at or rec.archived:
+                            whole[rid] = rec
+                out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
+        except BaseException as exc:  # handed to the applying thread, which raises it
+            for q in self._queues.values():
+                q.put(("error", exc))
+
+    def _get(self, mapping: str) -> tuple[str, Any]:
+        kind, payload = self._queues[mapping].get()
+        if kind == "error":
+            raise payload
+        return kind, payload
+
+    def vendor(self, mapping: str) -> dict[str, Record]:
+        """The mapping's changed vendor records (waits for them)."""
+        kind, payload = self._get(mapping)
+        assert kind == "vendor", kind
+        return cast(dict[str, Record], payload)
+
+    def partner_chunks(self, mapping: str) -> Iterator[dict[str, Record]]:
+        """The mapping's changed partner records, chunk by chunk as they arrive."""
+        while True:
+            kind, payload = self._get(mapping)
+            if kind == "end":
+                return
+            yield cast(dict[str, Record], payload)

@@ -11,12 +11,16 @@ from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import SOURCE_ID, PassAborted
 from connector.engine.values import canonical
+
+# the property also holds with detection streaming one record at a time
+pytestmark = pytest.mark.usefixtures("detect_chunk")
 
 if TYPE_CHECKING:
     from tests.conftest import MakeWorld, World

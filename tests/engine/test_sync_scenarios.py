@@ -15,6 +15,9 @@ from connector.api import DealsyncError
 from connector.engine.sync import SOURCE_ID, PassAborted, PassResult
 from connector.state.store import LockHeld
 
+# every scenario also runs with detection streaming one record at a time
+pytestmark = pytest.mark.usefixtures("detect_chunk")
+
 if TYPE_CHECKING:
     from tests.conftest import MakeWorld, World
 
