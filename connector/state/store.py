@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, update
+from sqlalchemy import Table, bindparam, create_engine, delete, event, func, insert, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,6 +34,13 @@ from connector.state.tables import (
 )
 
 _CHUNK = 500
+
+# The bulk write paths below use Core statements on the tables themselves, executed
+# with a list of parameter sets (one executemany): the ORM's per-row unit of work was
+# most of a large pass's CPU. Core applies no pydantic ``default_factory``, so every
+# column the models would have defaulted is given explicitly.
+_LINK: Table = Link.__table__  # type: ignore[attr-defined]
+_RUN_RECORD: Table = RunRecord.__table__  # type: ignore[attr-defined]
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -135,23 +142,29 @@ class StateStore:
         self, connection: str, obj: str, side: Side, ids: Iterable[str]
     ) -> dict[str, Link]:
         """Live links (pending, active, flagged) keyed by the given side's record id."""
+        with self.session() as s:
+            return self._links_by_ids(s, connection, obj, side, ids)
+
+    @staticmethod
+    def _links_by_ids(
+        s: Session, connection: str, obj: str, side: Side, ids: Iterable[str]
+    ) -> dict[str, Link]:
         id_list = sorted(set(ids))
         column = Link.partner_id if side == "partner" else Link.vendor_id
         out: dict[str, Link] = {}
-        with self.session() as s:
-            for chunk in _chunks(id_list):
-                rows = s.exec(
-                    select(Link).where(
-                        Link.connection == connection,
-                        Link.object == obj,
-                        col(column).in_(chunk),
-                        col(Link.status).in_(("pending", "active", "flagged")),
-                    )
-                ).all()
-                for row in rows:
-                    key = row.partner_id if side == "partner" else row.vendor_id
-                    assert key is not None
-                    out[key] = row
+        for chunk in _chunks(id_list):
+            rows = s.exec(
+                select(Link).where(
+                    Link.connection == connection,
+                    Link.object == obj,
+                    col(column).in_(chunk),
+                    col(Link.status).in_(("pending", "active", "flagged")),
+                )
+            ).all()
+            for row in rows:
+                key = row.partner_id if side == "partner" else row.vendor_id
+                assert key is not None
+                out[key] = row
         return out
 
     def ended_ids(self, connection: str, obj: str, side: Side, ids: Iterable[str]) -> set[str]:
@@ -194,24 +207,32 @@ class StateStore:
     ) -> dict[str, Link]:
         """Record, before any write, that counterparts of these records are being
         created (status ``pending``); existing intents are returned as they are."""
-        existing = self.links_by_ids(connection, obj, origin, source_ids)
         now = utcnow()
         with self.session() as s:
-            for sid in source_ids:
-                if sid in existing:
-                    continue
-                link = Link(
-                    connection=connection,
-                    object=obj,
-                    origin=origin,
-                    status="pending",
-                    partner_id=sid if origin == "partner" else None,
-                    vendor_id=sid if origin == "vendor" else None,
-                    created_at=now,
-                    updated_at=now,
+            existing = self._links_by_ids(s, connection, obj, origin, source_ids)
+            new_ids = list(dict.fromkeys(sid for sid in source_ids if sid not in existing))
+            if new_ids:
+                s.execute(
+                    insert(_LINK),
+                    [
+                        {
+                            "connection": connection,
+                            "object": obj,
+                            "origin": origin,
+                            "status": "pending",
+                            "partner_id": sid if origin == "partner" else None,
+                            "vendor_id": sid if origin == "vendor" else None,
+                            "base": {},
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for sid in new_ids
+                    ],
                 )
-                s.add(link)
-                existing[sid] = link
+                # read the new rows back (ids and all) in the same transaction
+                created = self._links_by_ids(s, connection, obj, origin, new_ids)
+                for sid in new_ids:
+                    existing[sid] = created[sid]
             s.commit()
         return existing
 
@@ -219,21 +240,41 @@ class StateStore:
         self, items: Sequence[tuple[int, str, dict[str, Any]]], *, origin: Side
     ) -> None:
         """Fill in counterpart ids and bases of pending links; they become active."""
-        now = utcnow()
+        if not items:
+            return
+        counterpart = "vendor_id" if origin == "partner" else "partner_id"
+        stmt = (
+            update(_LINK)
+            .where(_LINK.c.id == bindparam("b_id", type_=_LINK.c.id.type))
+            .values(
+                {
+                    "status": "active",
+                    counterpart: bindparam("b_counterpart", type_=_LINK.c[counterpart].type),
+                    "base": bindparam("b_base", type_=_LINK.c.base.type),
+                    "updated_at": utcnow(),
+                }
+            )
+        )
         with self.session() as s:
-            for link_id, counterpart_id, base in items:
-                values: dict[str, Any] = {"status": "active", "base": base, "updated_at": now}
-                values["vendor_id" if origin == "partner" else "partner_id"] = counterpart_id
-                s.execute(update(Link).where(col(Link.id) == link_id).values(**values))
+            s.execute(
+                stmt,
+                [
+                    {"b_id": link_id, "b_counterpart": counterpart_id, "b_base": base}
+                    for link_id, counterpart_id, base in items
+                ],
+            )
             s.commit()
 
     def save_bases(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        now = utcnow()
+        if not items:
+            return
+        stmt = (
+            update(_LINK)
+            .where(_LINK.c.id == bindparam("b_id", type_=_LINK.c.id.type))
+            .values(base=bindparam("b_base", type_=_LINK.c.base.type), updated_at=utcnow())
+        )
         with self.session() as s:
-            for link_id, base in items:
-                s.execute(
-                    update(Link).where(col(Link.id) == link_id).values(base=base, updated_at=now)
-                )
+            s.execute(stmt, [{"b_id": link_id, "b_base": base} for link_id, base in items])
             s.commit()
 
     def set_link_status(self, link_ids: Sequence[int], status: str) -> None:
@@ -431,18 +472,21 @@ class StateStore:
         if not outcomes:
             return
         with self.session() as s:
-            s.add_all(
-                RunRecord(
-                    run_id=run_id,
-                    object=o.object,
-                    side=o.side,
-                    record_id=o.record_id,
-                    action=o.action,
-                    outcome=o.outcome,
-                    field=o.field,
-                    detail=(o.detail or None) and o.detail[:4000],
-                )
-                for o in outcomes
+            s.execute(
+                insert(_RUN_RECORD),
+                [
+                    {
+                        "run_id": run_id,
+                        "object": o.object,
+                        "side": o.side,
+                        "record_id": o.record_id,
+                        "action": o.action,
+                        "outcome": o.outcome,
+                        "field": o.field,
+                        "detail": (o.detail or None) and o.detail[:4000],
+                    }
+                    for o in outcomes
+                ],
             )
             s.commit()
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from connector.state import StateStore, migrations
-from connector.state.store import LockHeld
+from connector.state.store import LockHeld, RecordOutcome
 
 CONN = "acme"
 
@@ -142,6 +142,91 @@ def test_intents_are_idempotent_and_complete_into_active_links(store: StateStore
     store.set_link_status([first["1"].id or 0], "unlinked")
     assert store.links_by_ids(CONN, "deals", "partner", ["1"]) == {}
     assert store.ended_ids(CONN, "deals", "partner", ["1", "2"]) == {"1"}
+
+
+def _count_statements(store: StateStore) -> list[str]:
+    """Every statement the store's engine sends from now on (an executemany is one)."""
+    seen: list[str] = []
+
+    def on_execute(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(store.engine, "before_cursor_execute", on_execute)
+    return seen
+
+
+def test_bulk_intents_mix_existing_and_new_in_one_go(store: StateStore) -> None:
+    before = store.record_intents(CONN, "deals", "vendor", ["a", "b"])
+    t0 = datetime.now(UTC)
+    ids = [f"v{i}" for i in range(1200)] + ["a", "v7"]  # existing and repeated ids too
+    statements = _count_statements(store)
+    got = store.record_intents(CONN, "deals", "vendor", ids)
+    assert set(got) == set(ids)
+    assert got["a"].id == before["a"].id and "b" not in got
+    assert len({lk.id for lk in got.values()}) == len(got) and None not in {
+        lk.id for lk in got.values()
+    }
+    new = got["v5"]
+    assert (new.status, new.origin, new.vendor_id, new.partner_id, new.base) == (
+        "pending",
+        "vendor",
+        "v5",
+        None,
+        {},
+    )
+    assert new.created_at == new.updated_at and new.created_at >= t0 - timedelta(seconds=1)
+    assert new.created_at.tzinfo is not None
+    # one lookup, one insert, one read-back: chunked by 500 ids, not one per row
+    assert len(statements) <= 12, statements
+    assert store.record_intents(CONN, "deals", "vendor", ids)["v5"].id == new.id
+
+
+def test_bulk_completes_and_bases_keep_json_and_timestamps(store: StateStore) -> None:
+    intents = store.record_intents(CONN, "deals", "partner", [str(i) for i in range(800)])
+    created = intents["3"].updated_at
+    base: dict[str, object] = {"name>dealname": ["Ünïcode “deal”", None], "n": [1, 2.5]}
+    statements = _count_statements(store)
+    store.complete_links(
+        [(lk.id or 0, f"v{sid}", {**base, "sid": [sid, sid]}) for sid, lk in intents.items()],
+        origin="partner",
+    )
+    store.save_bases([(intents["3"].id or 0, {"only": ["x", "y"]})])
+    store.complete_links([], origin="partner")
+    store.save_bases([])
+    assert len(statements) <= 4, statements
+    live = store.links_by_ids(CONN, "deals", "vendor", [f"v{i}" for i in range(800)])
+    assert len(live) == 800 and {lk.status for lk in live.values()} == {"active"}
+    assert live["v4"].base == {**base, "sid": ["4", "4"]} and live["v4"].partner_id == "4"
+    assert live["v3"].base == {"only": ["x", "y"]}
+    assert live["v3"].updated_at >= created and live["v3"].created_at == created
+    # a vendor-origin completion fills in the partner side
+    [(vid, lk)] = store.record_intents(CONN, "deals", "vendor", ["w1"]).items()
+    store.complete_links([(lk.id or 0, "p-w1", {})], origin="vendor")
+    assert store.links_by_ids(CONN, "deals", "partner", ["p-w1"])["p-w1"].vendor_id == vid
+
+
+def test_bulk_outcomes_truncate_detail(store: StateStore) -> None:
+    run_id = store.start_run(CONN, dry_run=False)
+    outcomes = [
+        RecordOutcome("deals", "vendor", str(i), "create", "ok", detail="x" * 5000)
+        for i in range(600)
+    ]
+    outcomes.append(RecordOutcome("deals", "partner", "e", "update", "failed", "f", ""))
+    statements = _count_statements(store)
+    store.add_outcomes(run_id, outcomes)
+    store.add_outcomes(run_id, [])
+    assert len(statements) <= 3, statements
+    records = store.run_records(run_id)
+    assert len(records) == 601 and {len(r.detail or "") for r in records[:600]} == {4000}
+    last = records[-1]
+    assert (last.side, last.action, last.outcome, last.field, last.detail) == (
+        "partner",
+        "update",
+        "failed",
+        "f",
+        None,
+    )
+    assert [r.record_id for r in store.run_records(run_id, "failed")] == ["e"]
 
 
 def test_retries_count_attempts_and_clear(store: StateStore) -> None:
