@@ -39,8 +39,7 @@ from connector.engine.plan import (
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
 from connector.hooks.base import Hook, ObjectRecords, PassContext
 from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
-from connector.state.store import RecordOutcome, StateStore
-from connector.state.tables import Link
+from connector.state.store import LinkRef, RecordOutcome, StateStore
 
 log = logging.getLogger("dealsync.engine")
 
@@ -155,6 +154,7 @@ class SyncPass:
         self._locked: dict[Side, CRMAdapter] = {}
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         self._started = False
+        self._via_cache: dict[str, dict[str, set[str]]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -309,10 +309,7 @@ class SyncPass:
             vendor_recs = detection.vendor(mapping.name)
             per_side: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": vendor_recs}
             self._add_retried(mapping, per_side)
-            parents = {m.share.via for m in self.mappings if m.share.via}
-            via = self._via_candidates(
-                {n: self.seen[n].partner for n in parents if n and n in self.seen}
-            ).get(mapping.name, set())
+            via = self._via_streamed(mapping)
             st = _Stream(
                 mapping,
                 via,
@@ -343,13 +340,24 @@ class SyncPass:
             self._started = True
             self.crash_at("after_detect")
 
+    def _via_streamed(self, mapping: ObjectMapping) -> set[str]:
+        """Via-candidates of a mapping whose parent has been applied (computed once per
+        parent: its links do not change while its children are applied)."""
+        parent = mapping.share.via
+        if not parent or parent not in self.by_name:
+            return set()
+        if parent not in self._via_cache:
+            seen = self.seen.get(parent)
+            self._via_cache[parent] = self._via_candidates({parent: seen.partner if seen else {}})
+        return self._via_cache[parent].get(mapping.name, set())
+
     def _sub_pass(
         self, st: _Stream, part: dict[str, Record], extra_vendor: dict[str, Record]
     ) -> None:
         """One chunk of a streamed mapping: pair the partner records with the changed
         vendor records linked to them, read the other side of open conflicts, apply."""
         mapping = st.mapping
-        links = self.store.links_by_ids(self.conn, mapping.name, "partner", part)
+        links = self.store.link_refs(self.conn, mapping.name, "partner", part, base=False)
         per: dict[Side, dict[str, Record]] = {"partner": part, "vendor": dict(extra_vendor)}
         for link in links.values():
             if link.vendor_id and link.vendor_id in st.unclaimed:
@@ -375,7 +383,7 @@ class SyncPass:
         extra = via - set(partner_recs)
         if not extra:
             return
-        links_p = self.store.links_by_ids(self.conn, mapping.name, "partner", extra)
+        links_p = self.store.link_refs(self.conn, mapping.name, "partner", extra, base=False)
         unlinked = [i for i in extra if i not in links_p]
         if unlinked:
             partner_recs.update(
@@ -450,9 +458,9 @@ class SyncPass:
         if not want["partner"] and not want["vendor"]:
             return
         for s in SIDES:
-            links = self.store.links_by_ids(self.conn, mapping.name, s, want[s])
-            for link in links.values():
-                cid = link.vendor_id if s == "partner" else link.partner_id
+            refs = self.store.link_refs(self.conn, mapping.name, s, want[s], base=False)
+            for ref in refs.values():
+                cid = ref.vendor_id if s == "partner" else ref.partner_id
                 if cid:
                     want[other_side(s)].add(cid)
         self._read_by_id(mapping, per_side, want)
@@ -481,7 +489,7 @@ class SyncPass:
             missing = [i for i in ids if i not in found]
             if not missing:
                 continue
-            links = self.store.links_by_ids(self.conn, mapping.name, s, missing)
+            links = self.store.link_refs(self.conn, mapping.name, s, missing, base=False)
             now = self._crm(s).now()
             for rid in missing:
                 link = links.get(rid)
@@ -505,7 +513,7 @@ class SyncPass:
             gone = [rid for rid, rec in recs.items() if rec.archived]
             if not gone:
                 continue
-            links = self.store.links_by_ids(self.conn, mapping.name, o, gone)
+            links = self.store.link_refs(self.conn, mapping.name, o, gone, base=False)
             pending = {rid: link for rid, link in links.items() if link.status == "pending"}
             if not pending:
                 continue
@@ -541,16 +549,22 @@ class SyncPass:
         """Partner ids of records shared *via* a shared parent (a deal's company), from
         the parent's detected partner records."""
         out: dict[str, set[str]] = defaultdict(set)
+        looked_up: dict[str, tuple[dict[str, LinkRef], set[str]]] = {}
         for child in self.mappings:
             parent_name = child.share.via
             if not parent_name or parent_name not in self.by_name:
                 continue
             parent = self.by_name[parent_name]
             partner_recs = detected.get(parent_name, {})
-            links = self.store.links_by_ids(self.conn, parent_name, "partner", partner_recs)
-            ended = self.store.ended_ids(
-                self.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
-            )
+            if parent_name not in looked_up:
+                links = self.store.link_refs(
+                    self.conn, parent_name, "partner", partner_recs, base=False
+                )
+                ended = self.store.ended_ids(
+                    self.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
+                )
+                looked_up[parent_name] = (links, ended)
+            links, ended = looked_up[parent_name]
             for rid, rec in partner_recs.items():
                 link = links.get(rid)
                 shared = (link is not None and link.status in ("active", "pending")) or (
@@ -570,8 +584,8 @@ class SyncPass:
         vendor_recs: dict[str, Record],
         via: set[str],
     ) -> list[PairState]:
-        links_p = self.store.links_by_ids(self.conn, mapping.name, "partner", partner_recs)
-        links_v = self.store.links_by_ids(self.conn, mapping.name, "vendor", vendor_recs)
+        links_p = self.store.link_refs(self.conn, mapping.name, "partner", partner_recs)
+        links_v = self.store.link_refs(self.conn, mapping.name, "vendor", vendor_recs)
         # records whose link ended (unlinked, deleted) are no longer shared: never
         # re-created on the other side (and their old link blocks a new one)
         ended_p = self.store.ended_ids(
@@ -882,7 +896,7 @@ class SyncPass:
             }
             if not with_assoc:
                 continue
-            links = self.store.links_by_ids(self.conn, mapping.name, "partner", with_assoc)
+            links = self.store.link_refs(self.conn, mapping.name, "partner", with_assoc)
             new_bases: list[tuple[int, dict[str, Any]]] = []
             for target in targets:
                 all_ids = {
@@ -890,9 +904,11 @@ class SyncPass:
                     for r in with_assoc.values()
                     for i in r.associations.get(target.partner_object, ())
                 }
-                t_links = self.store.links_by_ids(self.conn, target.name, "partner", all_ids)
+                t_links = self.store.link_refs(
+                    self.conn, target.name, "partner", all_ids, base=False
+                )
                 pairs: list[tuple[str, str]] = []
-                owners: dict[tuple[str, str], tuple[Link, list[str]]] = {}
+                owners: dict[tuple[str, str], tuple[LinkRef, list[str]]] = {}
                 for rid, rec in with_assoc.items():
                     link = links.get(rid)
                     if link is None or link.status != "active" or not link.vendor_id:

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, create_engine, delete, event, func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -46,6 +47,27 @@ _RUN_RECORD: Table = RunRecord.__table__  # type: ignore[attr-defined]
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+class LinkRef(NamedTuple):
+    """A link row as a plain tuple: what the sync engine reads for thousands of links
+    per pass. Loading ORM objects costs several times more per row and buys nothing
+    there, since the engine writes links back with bulk statements by id."""
+
+    id: int
+    connection: str
+    object: str
+    partner_id: str | None
+    vendor_id: str | None
+    origin: str
+    status: str
+    base: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+_REF_COLUMNS = [_LINK.c[name] for name in LinkRef._fields]
+_LIVE = ("pending", "active", "flagged")
 
 
 class LockHeld(Exception):
@@ -167,6 +189,44 @@ class StateStore:
                 out[key] = row
         return out
 
+    def link_refs(
+        self, connection: str, obj: str, side: Side, ids: Iterable[str], *, base: bool = True
+    ) -> dict[str, LinkRef]:
+        """:meth:`links_by_ids` as plain tuples (the engine's hot path). ``base=False``
+        skips loading (and decoding) the bases: the refs then carry ``{}``."""
+        with self.session() as s:
+            return self._link_refs(s, connection, obj, side, ids, base=base)
+
+    @staticmethod
+    def _link_refs(
+        s: Session,
+        connection: str,
+        obj: str,
+        side: Side,
+        ids: Iterable[str],
+        *,
+        base: bool = True,
+    ) -> dict[str, LinkRef]:
+        id_list = sorted(set(ids))
+        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
+        key_at = LinkRef._fields.index("partner_id" if side == "partner" else "vendor_id")
+        columns = _REF_COLUMNS if base else [c for c in _REF_COLUMNS if c.name != "base"]
+        base_at = LinkRef._fields.index("base")
+        out: dict[str, LinkRef] = {}
+        for chunk in _chunks(id_list):
+            rows = s.connection().execute(
+                sa_select(*columns).where(
+                    _LINK.c.connection == connection,
+                    _LINK.c.object == obj,
+                    column.in_(chunk),
+                    _LINK.c.status.in_(_LIVE),
+                )
+            )
+            for row in rows:
+                values = tuple(row) if base else (*row[:base_at], {}, *row[base_at:])
+                out[row[key_at]] = LinkRef(*values)
+        return out
+
     def ended_ids(self, connection: str, obj: str, side: Side, ids: Iterable[str]) -> set[str]:
         """The given side's record ids whose link has ended (``unlinked``/``deleted``):
         such a record stopped being shared and is never shared again automatically."""
@@ -204,12 +264,12 @@ class StateStore:
 
     def record_intents(
         self, connection: str, obj: str, origin: Side, source_ids: Sequence[str]
-    ) -> dict[str, Link]:
+    ) -> dict[str, LinkRef]:
         """Record, before any write, that counterparts of these records are being
         created (status ``pending``); existing intents are returned as they are."""
         now = utcnow()
         with self.session() as s:
-            existing = self._links_by_ids(s, connection, obj, origin, source_ids)
+            existing = self._link_refs(s, connection, obj, origin, source_ids)
             new_ids = list(dict.fromkeys(sid for sid in source_ids if sid not in existing))
             if new_ids:
                 s.execute(
@@ -230,7 +290,7 @@ class StateStore:
                     ],
                 )
                 # read the new rows back (ids and all) in the same transaction
-                created = self._links_by_ids(s, connection, obj, origin, new_ids)
+                created = self._link_refs(s, connection, obj, origin, new_ids)
                 for sid in new_ids:
                     existing[sid] = created[sid]
             s.commit()
