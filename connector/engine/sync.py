@@ -177,6 +177,11 @@ class SyncPass:
         return sorted(set(props) | set(extra))
 
     def _assoc_types(self, mapping: ObjectMapping, side: Side) -> list[str]:
+        """Association types to read with a side's records. Associations are mirrored
+        partner → vendor and sharing follows the partner's (via), so the vendor side's
+        are never used: not reading them saves two calls per 1,000 changed records."""
+        if side == "vendor":
+            return []
         names = set(mapping.associations)
         names |= {m.name for m in self.mappings if m.share.via == mapping.name}
         return sorted(self._obj_type(self.by_name[n], side) for n in names if n in self.by_name)
