@@ -769,3 +769,31 @@ def test_crash_and_rerun_converge_with_the_program_hooks_too(
     crashed.sync()
     assert _final_state(crashed) == _final_state(reference)
     quiet_pass(crashed)
+
+
+def test_detection_failing_midway_keeps_what_was_applied_and_the_rerun_finishes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streaming applies chunks while detection is still reading. When the partner's
+    search fails after two chunks, those two deals are at the vendor, the pass is
+    fatal with its cursor unmoved, and the rerun creates the rest without duplicates."""
+    monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 1)
+    seeded = [world.seed_deal(name=f"Midway {i}") for i in range(4)]
+    real = world.partner.changed_since
+
+    def failing(object_type: str, *args: Any, **kwargs: Any) -> Any:
+        for i, record in enumerate(real(object_type, *args, **kwargs)):
+            if object_type == "deals" and i == 2:
+                raise AdapterError("partner search failed", retriable=True)
+            yield record
+
+    monkeypatch.setattr(world.partner, "changed_since", failing)
+    first = world.sync()
+    assert (first.status, first.error) == ("fatal", "partner search failed")
+    assert sorted(d.get("dealname") for d in world.vendor.all("deals")) == ["Midway 0", "Midway 1"]
+    monkeypatch.setattr(world.partner, "changed_since", real)
+    second = world.sync()
+    assert second.status == "ok", second.errors
+    carriers = [d.get(SOURCE_ID) for d in world.vendor.all("deals")]
+    assert sorted(carriers) == sorted(f"{PARTNER}:{s.id}" for s in seeded)
+    quiet_pass(world)

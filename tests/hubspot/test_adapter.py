@@ -572,3 +572,56 @@ def test_sliding_window_limiter_learns_from_headers() -> None:
     lim.pause(3.0)
     lim.acquire()
     assert ft.now >= t + 3.0
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+def test_changed_since_chunks_hands_over_every_record_once_with_associations(
+    make_server: object,
+) -> None:
+    """2,300 changed deals come in chunks of at most 1,000 (the association batch read),
+    each with its associations, the recycle bin's archived records in the last chunk;
+    streaming costs no call more than reading the whole window at once."""
+    srv: SandboxServer = make_server(PortalSpec("chunks", "chunks-token"))  # type: ignore[operator]
+    portal = srv.portal("chunks")
+    deals = portal.seed("deals", [{"dealname": f"Chunk {i}", **DEAL} for i in range(2300)])
+    company = portal.seed("companies", [{"name": "Chunk Co"}])[0]
+    for d in deals[::250]:
+        portal.associate("deals", d, "companies", company)
+    adapter = make_adapter(srv.url, "chunks-token")
+    since = adapter.now() - timedelta(days=1)
+    assert all(r.ok for r in adapter.archive("deals", [deals[7]]))
+    portal.reset_stats()
+    chunks = list(
+        adapter.changed_since_chunks(
+            "deals", since, ["dealname"], associations=["companies"], chunk_size=1000
+        )
+    )
+    streamed = dict(_kinds(srv, "chunks"))
+    assert [len(c) for c in chunks] == [1000, 1000, 300]
+    ids = [r.id for c in chunks for r in c]
+    assert len(ids) == len(set(ids)) == 2300
+    assert [r.id for r in chunks[-1] if r.archived] == [deals[7]]
+    assert not any(r.archived for c in chunks[:-1] for r in c)
+    with_company = {r.id for c in chunks for r in c if r.associations.get("companies")}
+    assert with_company == set(deals[::250]) - {deals[7]}
+    portal.reset_stats()
+    whole = list(adapter.changed_since("deals", since, ["dealname"], associations=["companies"]))
+    assert sorted(r.id for r in whole) == sorted(ids)
+    assert streamed == dict(_kinds(srv, "chunks"))  # same calls, chunked or not
+    assert streamed["assoc_batch_read"] == 3
+
+
+def test_associations_are_created_2000_per_call(make_server: object) -> None:
+    srv: SandboxServer = make_server(PortalSpec("assoc", "assoc-token"))  # type: ignore[operator]
+    portal = srv.portal("assoc")
+    deals = portal.seed("deals", [{"dealname": f"A {i}", **DEAL} for i in range(2500)])
+    companies = portal.seed("companies", [{"name": f"A {i}"} for i in range(2500)])
+    adapter = make_adapter(srv.url, "assoc-token")
+    portal.reset_stats()
+    out = adapter.associate("deals", "companies", list(zip(deals, companies, strict=True)))
+    assert len(out) == 2500 and all(r.ok for r in out)
+    assert _kinds(srv, "assoc") == {"assoc_batch_create": 2}
+    got = adapter.read("deals", deals[-3:], [], associations=["companies"])
+    assert [got[d].associations["companies"] for d in deals[-3:]] == [(c,) for c in companies[-3:]]
