@@ -155,6 +155,8 @@ class SyncPass:
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         self._started = False
         self._via_cache: dict[str, dict[str, set[str]]] = {}
+        self._assoc_done: set[tuple[str, str]] = set()
+        self._finished: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -302,6 +304,7 @@ class SyncPass:
             via = via_ids.get(mapping.name, set())
             self._read_via_extras(mapping, partner_recs, via)
             self._process(mapping, partner_recs, vendor_recs, via)
+            self._mapping_done(mapping)
 
     def _run_streamed(self, order: list[ObjectMapping], detection: _Detection) -> None:
         """Without hooks: each chunk of partner records is reconciled and written as soon
@@ -341,6 +344,7 @@ class SyncPass:
             rest, st.unclaimed = st.unclaimed, {}
             if last["partner"] or rest:
                 self._sub_pass(st, last["partner"], rest)
+            self._mapping_done(mapping)
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
@@ -379,6 +383,11 @@ class SyncPass:
             self.crash_at("after_detect")
         st.done.update(part)
         self._process(mapping, part, per["vendor"], st.via)
+
+    def _mapping_done(self, mapping: ObjectMapping) -> None:
+        self._finished.add(mapping.name)
+        if not self.ctx.dry_run:
+            self._sync_associations(self._finished)
 
     def _read_via_extras(
         self, mapping: ObjectMapping, partner_recs: dict[str, Record], via: set[str]
@@ -887,75 +896,75 @@ class SyncPass:
 
     # ------------------------------------------------------------------ associations
 
-    def _sync_associations(self) -> None:
+    def _sync_associations(self, finished: Collection[str] | None = None) -> None:
         """Mirror the partner side's associations of shared records onto the vendor
-        side (add-only). The mirrored partner ids live in the base under ``@assoc:``
-        so unchanged associations cost no call."""
+        side (add-only), for each (record, associated) pair of mappings once both are
+        applied — ``finished`` names those applied so far (all when ``None``). Deals →
+        companies then goes out while contacts are still being written, instead of
+        everything waiting for the end of the pass."""
         for mapping in self.mappings:
-            targets = [self.by_name[n] for n in mapping.associations if n in self.by_name]
-            if not targets:
-                continue
-            partner_recs = self.seen.get(mapping.name, ObjectRecords({}, {})).partner
-            with_assoc = {
-                rid: r for rid, r in partner_recs.items() if r.associations and not r.archived
-            }
-            if not with_assoc:
-                continue
-            links = self.store.link_refs(self.conn, mapping.name, "partner", with_assoc)
-            new_bases: list[tuple[int, dict[str, Any]]] = []
-            for target in targets:
-                all_ids = {
-                    i
-                    for r in with_assoc.values()
-                    for i in r.associations.get(target.partner_object, ())
-                }
-                t_links = self.store.link_refs(
-                    self.conn, target.name, "partner", all_ids, base=False
-                )
-                pairs: list[tuple[str, str]] = []
-                owners: dict[tuple[str, str], tuple[LinkRef, list[str]]] = {}
-                for rid, rec in with_assoc.items():
-                    link = links.get(rid)
-                    if link is None or link.status != "active" or not link.vendor_id:
-                        continue
-                    want = sorted(
-                        i
-                        for i in rec.associations.get(target.partner_object, ())
-                        if i in t_links and t_links[i].status == "active" and t_links[i].vendor_id
-                    )
-                    have = set(link.base.get(ASSOC + target.name, []))
-                    missing = [i for i in want if i not in have]
-                    if not missing:
-                        continue
-                    for i in missing:
-                        pair = (link.vendor_id, t_links[i].vendor_id or "")
-                        pairs.append(pair)
-                        owners[pair] = (link, sorted(have | set(want)))
-                if self.ctx.dry_run or not pairs:
+            for name in mapping.associations:
+                if name not in self.by_name or (mapping.name, name) in self._assoc_done:
                     continue
-                results = self._crm("vendor").associate(
-                    mapping.vendor_object, target.vendor_object, pairs
+                if finished is not None and not (mapping.name in finished and name in finished):
+                    continue
+                self._assoc_done.add((mapping.name, name))
+                self._associate(mapping, self.by_name[name])
+
+    def _associate(self, mapping: ObjectMapping, target: ObjectMapping) -> None:
+        """One pair of mappings. The mirrored partner ids live in the base under
+        ``@assoc:`` so unchanged associations cost no call."""
+        partner_recs = self.seen.get(mapping.name, ObjectRecords({}, {})).partner
+        with_assoc = {
+            rid: r
+            for rid, r in partner_recs.items()
+            if r.associations.get(target.partner_object) and not r.archived
+        }
+        if not with_assoc:
+            return
+        links = self.store.link_refs(self.conn, mapping.name, "partner", with_assoc)
+        all_ids = {
+            i for r in with_assoc.values() for i in r.associations.get(target.partner_object, ())
+        }
+        t_links = self.store.link_refs(self.conn, target.name, "partner", all_ids, base=False)
+        pairs: list[tuple[str, str]] = []
+        owners: dict[tuple[str, str], tuple[LinkRef, list[str]]] = {}
+        for rid, rec in with_assoc.items():
+            link = links.get(rid)
+            if link is None or link.status != "active" or not link.vendor_id:
+                continue
+            want = sorted(
+                i
+                for i in rec.associations.get(target.partner_object, ())
+                if i in t_links and t_links[i].status == "active" and t_links[i].vendor_id
+            )
+            have = set(link.base.get(ASSOC + target.name, []))
+            missing = [i for i in want if i not in have]
+            for i in missing:
+                pair = (link.vendor_id, t_links[i].vendor_id or "")
+                pairs.append(pair)
+                owners[pair] = (link, sorted(have | set(want)))
+        if self.ctx.dry_run or not pairs:
+            return
+        results = self._crm("vendor").associate(mapping.vendor_object, target.vendor_object, pairs)
+        failed_from = {r.key for r in results if not r.ok}
+        new_bases: list[tuple[int, dict[str, Any]]] = []
+        for pair, (link, ids) in owners.items():
+            if pair[0] in failed_from:
+                assert link.partner_id is not None
+                self._retries.append(
+                    (mapping.name, "partner", link.partner_id, "association failed")
                 )
-                failed_from = {r.key for r in results if not r.ok}
-                for pair, (link, ids) in owners.items():
-                    if pair[0] in failed_from:
-                        assert link.partner_id is not None
-                        self._retries.append(
-                            (mapping.name, "partner", link.partner_id, "association failed")
-                        )
-                        continue
-                    link.base[ASSOC + target.name] = ids
-                    assert link.id is not None
-                    new_bases.append((link.id, dict(link.base)))
-                self.counts[f"associated {mapping.name}→{target.name}"] += len(pairs) - len(
-                    failed_from
-                )
-                self.plan.extend(
-                    Associate(mapping.name, "vendor", link.id or 0, target.name, tuple(ids))
-                    for link, ids in {id(v[0]): v for v in owners.values()}.values()
-                )
-            if new_bases:
-                self.store.save_bases(new_bases)
+                continue
+            link.base[ASSOC + target.name] = ids
+            new_bases.append((link.id, dict(link.base)))
+        self.counts[f"associated {mapping.name}→{target.name}"] += len(pairs) - len(failed_from)
+        self.plan.extend(
+            Associate(mapping.name, "vendor", link.id or 0, target.name, tuple(ids))
+            for link, ids in {id(v[0]): v for v in owners.values()}.values()
+        )
+        if new_bases:
+            self.store.save_bases(new_bases)
 
 
 def run_pass(
