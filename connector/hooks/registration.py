@@ -159,6 +159,9 @@ class RegistrationHook(BaseHook):
         reg = self.rules.registration
         if side == "partner" and mapping is self.contact_mapping:
             return (reg.lead_flag, reg.lead_domain_property, *CONTACT_PROPS)
+        if side == "partner" and mapping is self.company_mapping:
+            # detected companies then serve the deals' submissions without a re-read
+            return (reg.company_domain_property, "name")
         return ()
 
     def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
@@ -199,7 +202,7 @@ class RegistrationHook(BaseHook):
             if due:
                 registry.end([r.id for r in due if r.id is not None], "expired", ctx.now)
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
-            self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions)
+            self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
             self._leads(ctx, registry, seen[self.contact_mapping.name].partner)
 
@@ -209,6 +212,7 @@ class RegistrationHook(BaseHook):
         registry: Registry,
         deals: Mapping[str, Record],
         decisions: PassDecisions,
+        seen: Mapping[str, ObjectRecords],
     ) -> None:
         assert self.deal_mapping is not None
         mapping = self.deal_mapping
@@ -229,7 +233,7 @@ class RegistrationHook(BaseHook):
                 candidates.append(rec)
         if not candidates:
             return
-        subs = self._deal_submissions(ctx, candidates)
+        subs = self._deal_submissions(ctx, candidates, seen)
         self._decide_all(ctx, registry, subs, decisions)
         for rec in candidates:
             if decisions.deals.get(rec.id) == "accepted":
@@ -241,21 +245,22 @@ class RegistrationHook(BaseHook):
                 deal.associations.get(child.partner_object, ())
             )
 
-    def _deal_submissions(self, ctx: PassContext, deals: list[Record]) -> list[Submission]:
+    def _deal_submissions(
+        self, ctx: PassContext, deals: list[Record], seen: Mapping[str, ObjectRecords]
+    ) -> list[Submission]:
         reg_rules = self.rules.registration
         company_ids = sorted({i for d in deals for i in d.associations.get("companies", ())})
         contact_ids = sorted({i for d in deals for i in d.associations.get("contacts", ())})
-        companies = (
-            ctx.partner_crm.read(
-                "companies", company_ids, [reg_rules.company_domain_property, "name"]
-            )
-            if company_ids
-            else {}
+        companies = self._partner_records(
+            ctx,
+            seen,
+            self.company_mapping,
+            "companies",
+            company_ids,
+            [reg_rules.company_domain_property, "name"],
         )
-        contacts = (
-            ctx.partner_crm.read("contacts", contact_ids, list(CONTACT_PROPS))
-            if contact_ids
-            else {}
+        contacts = self._partner_records(
+            ctx, seen, self.contact_mapping, "contacts", contact_ids, list(CONTACT_PROPS)
         )
         subs = []
         for deal in sorted(
@@ -282,6 +287,28 @@ class RegistrationHook(BaseHook):
                 )
             )
         return subs
+
+    @staticmethod
+    def _partner_records(
+        ctx: PassContext,
+        seen: Mapping[str, ObjectRecords],
+        mapping: ObjectMapping | None,
+        object_type: str,
+        ids: Sequence[str],
+        props: Sequence[str],
+    ) -> dict[str, Record]:
+        """Partner records by id: those this pass detected (read moments ago, with
+        these properties) as they are, the rest read in batches."""
+        detected = seen[mapping.name].partner if mapping and mapping.name in seen else {}
+        out: dict[str, Record] = {}
+        for i in ids:
+            rec = detected.get(i)
+            if rec is not None and not rec.archived and all(p in rec.properties for p in props):
+                out[i] = rec
+        missing = [i for i in ids if i not in out]
+        if missing:
+            out.update(ctx.partner_crm.read(object_type, missing, props))
+        return out
 
     def _leads(self, ctx: PassContext, registry: Registry, contacts: Mapping[str, Record]) -> None:
         reg_rules = self.rules.registration
