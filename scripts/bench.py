@@ -62,6 +62,16 @@ NON_CALLS = ("retries", "wait_ms", "429")
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux from ``VmHWM``: ``ru_maxrss`` also keeps the
+    high-water mark of the memory this process replaced at exec, and a child started by
+    ``subprocess`` (vfork + exec) would report the parent's size, sandbox included."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
 
