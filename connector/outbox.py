@@ -183,6 +183,21 @@ class Outbox:
     def _session(self) -> Session:
         return Session(self.store.engine, expire_on_commit=False)
 
+    def existing(self, dedupe_keys: Iterable[str]) -> set[str]:
+        """Which of these decision keys already have a row (one query per 500 keys)."""
+        keys = sorted(set(dedupe_keys))
+        out: set[str] = set()
+        with self._session() as s:
+            for i in range(0, len(keys), 500):
+                out.update(
+                    s.exec(
+                        select(OutboxMessage.dedupe_key).where(
+                            col(OutboxMessage.dedupe_key).in_(keys[i : i + 500])
+                        )
+                    ).all()
+                )
+        return out
+
     def exists(self, dedupe_key: str) -> bool:
         with self._session() as s:
             return (

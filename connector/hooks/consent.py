@@ -153,37 +153,44 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
     vendor = ctx.vendor_crm
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
     decided = 0
-    for reg in registry.registrations(ctx.connection, status="accepted"):
+    accepted = registry.registrations(ctx.connection, status="accepted")
+    # two bulk reads instead of two queries per registration and person
+    people = registry.contacts_of(r.id for r in accepted if r.id is not None)
+    todo: list[tuple[Registration, RegistrationContact, str, str]] = []
+    for reg in accepted:
         assert reg.id is not None
-        for person in registry.contacts(reg.id):
+        for person in people.get(reg.id, []):
             where = region(person.country, consent)
             if where == "outside":
                 continue
             kind = "consent_request" if where == "dach" else "data_notice"
-            key = f"{kind}:{person.email.lower()}"
-            if outbox.exists(key):
-                continue
-            decided_at = reg.decided_at or reg.submitted_at
-            window_end = decided_at + timedelta(days=consent.notice_after_days)
-            if kind == "data_notice" and ctx.now < window_end:
-                continue  # not due yet: decided on a pass after the window
-            reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
-            if reason:
-                outbox.queue(
-                    dedupe_key=key,
-                    kind=kind,
-                    recipient=person.email,
-                    rendered=None,
-                    partner=ctx.connection,
-                    registration_id=reg.id,
-                    status="suppressed",
-                    detail=reason,
-                    now=ctx.now,
-                )
-                decided += 1
-                continue
-            _queue(ctx, rules, outbox, reg, person, kind, key)
+            todo.append((reg, person, kind, f"{kind}:{person.email.lower()}"))
+    done = outbox.existing(key for *_, key in todo)
+    for reg, person, kind, key in todo:
+        if key in done:
+            continue  # decided before (or for another registration of this person)
+        decided_at = reg.decided_at or reg.submitted_at
+        window_end = decided_at + timedelta(days=consent.notice_after_days)
+        if kind == "data_notice" and ctx.now < window_end:
+            continue  # not due yet: decided on a pass after the window
+        done.add(key)
+        reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
+        if reason:
+            outbox.queue(
+                dedupe_key=key,
+                kind=kind,
+                recipient=person.email,
+                rendered=None,
+                partner=ctx.connection,
+                registration_id=reg.id,
+                status="suppressed",
+                detail=reason,
+                now=ctx.now,
+            )
             decided += 1
+            continue
+        _queue(ctx, rules, outbox, reg, person, kind, key)
+        decided += 1
     return decided
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -255,6 +255,21 @@ class Registry:
                     )
                 ).all()
             )
+
+    def contacts_of(self, registration_ids: Iterable[int]) -> dict[int, list[RegistrationContact]]:
+        """:meth:`contacts` of many registrations at once (one query per 500)."""
+        ids = sorted(set(registration_ids))
+        out: dict[int, list[RegistrationContact]] = {i: [] for i in ids}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                rows = s.exec(
+                    select(RegistrationContact)
+                    .where(col(RegistrationContact.registration_id).in_(ids[i : i + 500]))
+                    .order_by(col(RegistrationContact.id))
+                ).all()
+                for row in rows:
+                    out[row.registration_id].append(row)
+        return out
 
     def get(self, registration_id: int) -> Registration | None:
         with self.session() as s:
