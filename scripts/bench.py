@@ -296,16 +296,21 @@ def lower_bound(scenario: int, n: int, changes: dict[str, int] | None = None) ->
         parts[(side, what)] = parts.get((side, what), 0) + k
 
     if scenario == 1:
-        add("partner", "search (deals, companies, contacts at 200/page)",
-            3 * max(1, math.ceil(n / SEARCH_PAGE)))
+        add(
+            "partner",
+            "search (deals, companies, contacts at 200/page)",
+            3 * max(1, math.ceil(n / SEARCH_PAGE)),
+        )
         add("vendor", "search (one empty page per type)", 3)
         for side in ("partner", "vendor"):
             add(side, "list_archived (recycle bin, one page per type)", 3)
-        add("partner", "assoc_read (deal→company, deal→contact at 1000/call)",
-            2 * math.ceil(n / ASSOC_READ_BATCH))
+        add(
+            "partner",
+            "assoc_read (deal→company, deal→contact at 1000/call)",
+            2 * math.ceil(n / ASSOC_READ_BATCH),
+        )
         add("vendor", "batch_upsert (3N records at 100/call)", 3 * math.ceil(n / BATCH))
-        add("vendor", "assoc_create (2N pairs at 2000/call)",
-            2 * math.ceil(n / ASSOC_CREATE_BATCH))
+        add("vendor", "assoc_create (2N pairs at 2000/call)", 2 * math.ceil(n / ASSOC_CREATE_BATCH))
     elif scenario == 2:
         for side in ("partner", "vendor"):
             add(side, "search (one empty page per type)", 3)
@@ -316,14 +321,20 @@ def lower_bound(scenario: int, n: int, changes: dict[str, int] | None = None) ->
             other = "vendor" if side == "partner" else "partner"
             for obj in ("deals", "companies", "contacts"):
                 k = ch.get(f"{side} {obj}", 0)
-                add(side, "search (changed records at 200/page, per type)",
-                    max(1, math.ceil(k / SEARCH_PAGE)))
+                add(
+                    side,
+                    "search (changed records at 200/page, per type)",
+                    max(1, math.ceil(k / SEARCH_PAGE)),
+                )
                 # a change on one side is written to the other
                 add(other, "batch_update (counterparts at 100/call)", math.ceil(k / BATCH))
             add(side, "list_archived (one page per type)", 3)
         # changed partner deals need their associations (to notice new ones)
-        add("partner", "assoc_read (changed partner deals × 2 types at 1000/call)",
-            2 * max(0, math.ceil(ch.get("partner deals", 0) / ASSOC_READ_BATCH)))
+        add(
+            "partner",
+            "assoc_read (changed partner deals × 2 types at 1000/call)",
+            2 * max(0, math.ceil(ch.get("partner deals", 0) / ASSOC_READ_BATCH)),
+        )
     per_portal: dict[str, dict[str, float]] = {}
     for side in ("partner", "vendor"):
         search = sum(v for (s, k), v in parts.items() if s == side and k.startswith("search"))
