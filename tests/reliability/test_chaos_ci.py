@@ -7,10 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_small_seeded_campaign_finds_no_violation() -> None:
+@pytest.mark.parametrize("mode", ["product", "engine-only"])
+def test_a_small_seeded_campaign_finds_no_violation(mode: str) -> None:
+    """``engine-only`` runs without hooks: detection then streams into apply."""
+    extra = ["--engine-only"] if mode == "engine-only" else []
     proc = subprocess.run(
         [
             sys.executable,
@@ -21,6 +26,7 @@ def test_a_small_seeded_campaign_finds_no_violation() -> None:
             "1",
             "--sandbox-every",
             "5",
+            *extra,
         ],
         capture_output=True,
         text=True,
