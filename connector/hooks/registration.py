@@ -31,11 +31,13 @@ from connector.hooks.base import BaseHook, ObjectRecords, PassContext
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.registration import (
     Decision,
+    Holder,
     Person,
     Registry,
     Submission,
     VendorFacts,
     decide,
+    normalise_domain,
 )
 from connector.records import PropertySpec, Record, Side
 from connector.state.tables import Registration
@@ -59,6 +61,28 @@ def _iso(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else ""
 
 
+# ctx.notes key of the pass's :class:`KnownCompanies`
+KNOWN_COMPANIES = "registration_vendor_companies"
+
+
+@dataclass
+class KnownCompanies:
+    """What the pass learned of the vendor's companies by domain (the searches of
+    ``after_detect``), so ``after_pass`` does not search the same domains again."""
+
+    searched: set[str] = field(default_factory=set)  # registrable domains looked up
+    found: dict[str, Record] = field(default_factory=dict)  # domain → first company
+    # partner deal id → its partner companies, as detected when its submission was made
+    deal_companies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _known_companies(ctx: PassContext) -> KnownCompanies:
+    known = ctx.notes.get(KNOWN_COMPANIES)
+    if not isinstance(known, KnownCompanies):
+        known = ctx.notes[KNOWN_COMPANIES] = KnownCompanies()
+    return known
+
+
 @dataclass
 class PassDecisions:
     """What the hook decided in this pass, for ``before_apply``."""
@@ -70,9 +94,12 @@ class PassDecisions:
 class VendorLookup:
     """Reads what the vendor CRM says about domains (customer, worked by sales)."""
 
-    def __init__(self, vendor: CRMAdapter, rules: RulesFile) -> None:
+    def __init__(
+        self, vendor: CRMAdapter, rules: RulesFile, known: KnownCompanies | None = None
+    ) -> None:
         self.vendor = vendor
         self.rules = rules
+        self.known = known  # records what the searches found, for later in the pass
 
     def companies(self, domains: Sequence[str]) -> dict[str, Record]:
         """Vendor companies by registrable domain (the first one found per domain)."""
@@ -99,6 +126,10 @@ class VendorLookup:
             except DomainError:
                 continue
             out.setdefault(key, rec)
+        if self.known is not None:
+            self.known.searched.update(domains)
+            for key, rec in out.items():
+                self.known.found.setdefault(key, rec)
         return out
 
     def facts(self, domains: Sequence[str]) -> dict[str, VendorFacts]:
@@ -217,22 +248,30 @@ class RegistrationHook(BaseHook):
         assert self.deal_mapping is not None
         mapping = self.deal_mapping
         links = ctx.store.links_by_ids(ctx.connection, mapping.name, "partner", deals)
+        linked = [rid for rid in deals if (link := links.get(rid)) and link.status == "active"]
+        regs = registry.find_many(ctx.connection, "deal", linked)
         candidates: list[Record] = []
+        withdrawn: list[int] = []
         for rid, rec in deals.items():
             link = links.get(rid)
             flagged = matches(mapping.share.partner, rec.properties) and not rec.get(SOURCE_ID)
             if link is not None and link.status == "active":
                 decisions.deals[rid] = "linked"
                 self._allow_children(decisions, rec)
-                reg = registry.find(ctx.connection, "deal", rid)
+                reg = regs.get(rid)
                 if reg is not None and reg.status == "accepted" and not flagged and not ctx.dry_run:
                     assert reg.id is not None
-                    registry.end([reg.id], "withdrawn", ctx.now)
+                    withdrawn.append(reg.id)
                 continue
             if flagged and not rec.archived:
                 candidates.append(rec)
+        if withdrawn:  # before deciding: a withdrawal frees its domain
+            registry.end(withdrawn, "withdrawn", ctx.now)
         if not candidates:
             return
+        known = _known_companies(ctx)
+        for rec in candidates:
+            known.deal_companies[rec.id] = tuple(rec.associations.get("companies", ()))
         subs = self._deal_submissions(ctx, candidates, seen)
         self._decide_all(ctx, registry, subs, decisions)
         for rec in candidates:
@@ -313,13 +352,20 @@ class RegistrationHook(BaseHook):
     def _leads(self, ctx: PassContext, registry: Registry, contacts: Mapping[str, Record]) -> None:
         reg_rules = self.rules.registration
         subs: list[Submission] = []
+        withdrawn: list[int] = []
+        flags = {
+            rid: (rec.get(reg_rules.lead_flag) or "").lower() == "true"
+            for rid, rec in contacts.items()
+        }
+        # only an unflagged contact's registration matters here (it may be withdrawn);
+        # the flagged ones' are looked up by _decide_all
+        regs = registry.find_many(ctx.connection, "lead", [r for r, f in flags.items() if not f])
         for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
-            flag = (rec.get(reg_rules.lead_flag) or "").lower() == "true"
-            existing = registry.find(ctx.connection, "lead", rid)
-            if not flag:
+            if not flags[rid]:
+                existing = regs.get(rid)
                 if existing is not None and existing.status == "accepted" and not ctx.dry_run:
                     assert existing.id is not None
-                    registry.end([existing.id], "withdrawn", ctx.now)
+                    withdrawn.append(existing.id)
                 continue
             if rec.archived:
                 continue
@@ -338,6 +384,8 @@ class RegistrationHook(BaseHook):
                     contacts=(person,),
                 )
             )
+        if withdrawn:  # before deciding: a withdrawal frees its domain
+            registry.end(withdrawn, "withdrawn", ctx.now)
         if subs:
             self._decide_all(ctx, registry, subs, PassDecisions())
 
@@ -345,8 +393,14 @@ class RegistrationHook(BaseHook):
         self, ctx: PassContext, registry: Registry, subs: list[Submission], decisions: PassDecisions
     ) -> None:
         todo: list[Submission] = []
+        regs: dict[tuple[str, str], Registration] = {}
+        for kind in sorted({sub.kind for sub in subs}):
+            found = registry.find_many(
+                ctx.connection, kind, [s.partner_record_id for s in subs if s.kind == kind]
+            )
+            regs.update({(kind, rid): reg for rid, reg in found.items()})
         for sub in subs:
-            existing = registry.find(ctx.connection, sub.kind, sub.partner_record_id)
+            existing = regs.get((sub.kind, sub.partner_record_id))
             if existing is not None and (
                 existing.status in ("accepted", "expired", "withdrawn")
                 or existing.fingerprint == sub.fingerprint()
@@ -357,10 +411,14 @@ class RegistrationHook(BaseHook):
             todo.append(sub)
         if not todo:
             return
-        for sub, decision in decide_submissions(ctx, registry, self.rules, todo):
-            status: str = decision.status
-            if not ctx.dry_run:
-                status = registry.record(sub, decision, now=ctx.now).status
+        decided = decide_submissions(ctx, registry, self.rules, todo)
+        # recorded in order, a few transactions for all (the claim rows still arbitrate)
+        statuses: list[str] = (
+            [d.status for _, d in decided]
+            if ctx.dry_run
+            else registry.record_many(decided, now=ctx.now)
+        )
+        for (sub, decision), status in zip(decided, statuses, strict=True):
             if sub.kind == "deal":
                 decisions.deals[sub.partner_record_id] = status
             log.info(
@@ -436,19 +494,21 @@ def _person(rec: Record) -> Person:
 def decide_submissions(
     ctx: PassContext, registry: Registry, rules: RulesFile, subs: Sequence[Submission]
 ) -> list[tuple[Submission, Decision]]:
-    """Decide in order; a domain accepted earlier in the same batch counts as held."""
-    from connector.program.registration import Holder, normalise_domain
-
+    """Decide in order; a domain accepted earlier in the same batch counts as held.
+    The vendor's companies found here are kept in ``ctx.notes`` for the rest of the
+    pass (:class:`KnownCompanies`)."""
     domains = sorted({d for s in subs if (d := normalise_domain(s))})
-    facts = VendorLookup(ctx.vendor_crm, rules).facts(domains)
+    facts = VendorLookup(ctx.vendor_crm, rules, _known_companies(ctx)).facts(domains)
     floor = ctx.partner.tier
     tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
     active = registry.active_count(ctx.connection, ctx.now)
+    # nothing is recorded while deciding, so the holders can be read once up front
+    holders = registry.holders(domains)
     held: dict[str, Holder] = {}
     out = []
     for sub in subs:
         domain = normalise_domain(sub) or ""
-        holder = held.get(domain) or (registry.holder(domain) if domain else None)
+        holder = held.get(domain) or (holders.get(domain) if domain else None)
         decision = decide(
             sub,
             facts=facts.get(domain, VendorFacts()),
@@ -481,31 +541,60 @@ def write_vendor_ownership(
     clear it for ended ones (only if this partner still holds it). Batched: one
     lookup of companies by domain, one read of the registered deals, one update per
     100 companies and one search per 100 contact e-mails, whatever the number of
-    registrations."""
+    registrations.
+
+    The company of an accepted registration is the one it names already, else the
+    one ``after_detect`` found for its domain in this pass (:class:`KnownCompanies`);
+    for a deal whose domain found nothing then, the one the sync has just created for
+    the deal's company (its link). Only what is still unknown is searched. An ended
+    registration's company is always searched: whether this partner still holds it
+    must be read now, not taken from earlier in the pass."""
     pending = registry.pending_vendor_write(ctx.connection)
     if not pending:
         return
     lookup = VendorLookup(ctx.vendor_crm, rules)
-    companies = lookup.companies(sorted({r.domain for r in pending if r.domain}))
+    known = ctx.notes.get(KNOWN_COMPANIES)
+    if not isinstance(known, KnownCompanies):
+        known = KnownCompanies()
     accepted = [r for r in pending if r.status == "accepted"]
     ended = [r for r in pending if r.status != "accepted"]
     company_of: dict[int, str] = {}
-    need_link: list[Registration] = []
+    unknown: list[Registration] = []
     for reg in accepted:
         assert reg.id is not None
-        cid = reg.vendor_company_id or (
-            companies[reg.domain].id if reg.domain in companies else None
-        )
+        found = known.found.get(reg.domain)
+        cid = reg.vendor_company_id or (found.id if found is not None else None)
+        if cid is not None:
+            company_of[reg.id] = cid
+        else:
+            unknown.append(reg)
+    linked: set[int] = set()
+    if company_mapping is not None:
+        created = [r for r in unknown if r.kind == "deal" and r.domain in known.searched]
+        if created:
+            company_of.update(
+                _linked_vendor_companies(ctx, created, company_mapping, known.deal_companies)
+            )
+            linked = {r.id for r in created if r.id is not None}
+        unknown = [r for r in unknown if r.id not in company_of]
+    companies = lookup.companies(sorted({r.domain for r in (*unknown, *ended) if r.domain}))
+    need_link: list[Registration] = []
+    for reg in unknown:
+        assert reg.id is not None
+        cid = companies[reg.domain].id if reg.domain in companies else None
         if cid is not None:
             company_of[reg.id] = cid
         elif reg.kind == "deal" and company_mapping is not None:
-            need_link.append(reg)
+            if reg.id not in linked:
+                need_link.append(reg)
         elif reg.kind == "lead":
-            created = _create_vendor_company(ctx, reg)
-            if created is not None:
-                company_of[reg.id] = created
+            made = _create_vendor_company(ctx, reg)
+            if made is not None:
+                company_of[reg.id] = made
     if need_link and company_mapping is not None:
-        company_of.update(_linked_vendor_companies(ctx, need_link, company_mapping))
+        company_of.update(
+            _linked_vendor_companies(ctx, need_link, company_mapping, known.deal_companies)
+        )
     # one write per company (two registrations of one domain share it: the first names it)
     writes: dict[str, dict[str, str]] = {}
     for reg in accepted:
@@ -524,12 +613,8 @@ def write_vendor_ownership(
             log.warning("vendor company %s: ownership not written: %s", r.key, r.error)
     ready = [reg for reg in accepted if reg.id is not None and company_of.get(reg.id) in written]
     contacts_ok = _vendor_contacts(ctx, registry, ready, contact_mapping)
-    done: list[int] = []
-    for reg in ready:
-        assert reg.id is not None
-        if reg.id in contacts_ok:
-            registry.mark([reg.id], vendor_company_id=company_of[reg.id])
-            done.append(reg.id)
+    done = [reg.id for reg in ready if reg.id is not None and reg.id in contacts_ok]
+    registry.mark_each({rid: {"vendor_company_id": company_of[rid]} for rid in done})
     clear = []
     for reg in ended:
         assert reg.id is not None
@@ -553,20 +638,32 @@ def write_vendor_ownership(
 
 
 def _linked_vendor_companies(
-    ctx: PassContext, regs: Sequence[Registration], company_mapping: ObjectMapping
+    ctx: PassContext,
+    regs: Sequence[Registration],
+    company_mapping: ObjectMapping,
+    detected: Mapping[str, Sequence[str]],
 ) -> dict[int, str]:
-    """Registration id → the vendor company linked to its deal's partner company."""
-    deals = ctx.partner_crm.read(
-        "deals", [r.partner_record_id for r in regs], ["dealname"], associations=["companies"]
-    )
-    partner_ids = sorted({i for d in deals.values() for i in d.associations.get("companies", ())})
+    """Registration id → the vendor company linked to its deal's partner company. The
+    deal's companies are those this pass detected when it decided the deal
+    (``detected``); other deals are read."""
+    companies_of: dict[str, Sequence[str]] = {
+        r.partner_record_id: detected[r.partner_record_id]
+        for r in regs
+        if r.partner_record_id in detected
+    }
+    unread = [r.partner_record_id for r in regs if r.partner_record_id not in companies_of]
+    if unread:
+        deals = ctx.partner_crm.read("deals", unread, ["dealname"], associations=["companies"])
+        for rid, rec in deals.items():
+            companies_of[rid] = rec.associations.get("companies", ())
+    partner_ids = sorted({i for ids in companies_of.values() for i in ids})
     links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
     out: dict[int, str] = {}
     for reg in regs:
-        rec = deals.get(reg.partner_record_id)
-        if rec is None or reg.id is None:
+        ids = companies_of.get(reg.partner_record_id)
+        if ids is None or reg.id is None:
             continue
-        for i in rec.associations.get("companies", ()):
+        for i in ids:
             link = links.get(i)
             if link is not None and link.status == "active" and link.vendor_id:
                 out[reg.id] = link.vendor_id
@@ -606,7 +703,8 @@ def _vendor_contacts(
     registrations: the contacts were created by the sync; remember their ids.
     Returns the registrations whose contacts are done."""
     done: set[int] = set()
-    people = {reg.id: registry.contacts(reg.id) for reg in regs if reg.id is not None}
+    people = registry.contacts_of(reg.id for reg in regs if reg.id is not None)
+    vendor_ids: list[tuple[int, str, str]] = []  # registration, e-mail, vendor contact
     for reg in regs:
         if reg.kind != "lead" or reg.id is None:
             continue
@@ -630,11 +728,12 @@ def _vendor_contacts(
                 log.warning("registration %s: vendor contact %s: %s", reg.id, p.email, res.error)
                 ok = False
                 continue
-            registry.set_contact_vendor_id(reg.id, p.email, res.record.id)
+            vendor_ids.append((reg.id, p.email, res.record.id))
         if ok:
             done.add(reg.id)
     deal_regs = [r for r in regs if r.kind != "lead" and r.id is not None]
     if contact_mapping is None or not deal_regs:
+        registry.set_contact_vendor_ids(vendor_ids)
         return done | {r.id for r in deal_regs if r.id is not None}
     emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
     found = (
@@ -646,8 +745,9 @@ def _vendor_contacts(
         for p in people[reg.id]:
             rec = by_email.get(p.email.lower())
             if rec is not None:
-                registry.set_contact_vendor_id(reg.id, p.email, rec.id)
+                vendor_ids.append((reg.id, p.email, rec.id))
         done.add(reg.id)
+    registry.set_contact_vendor_ids(vendor_ids)
     return done
 
 

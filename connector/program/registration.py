@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import func, update
+from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -51,6 +52,26 @@ REASONS: dict[str, str] = {
 ACCEPTED = "Accepted: you own {domain} until {until}."
 EXPIRED = "Your registration of {domain} expired on {until}; the domain is free again."
 WITHDRAWN = "Withdrawn by the partner; {domain} is free again."
+
+# The bulk paths use Core statements on the tables, each executed once with a list of
+# parameter sets (one executemany), as the state store's link writes do: the ORM's
+# per-row unit of work and a transaction per row were most of a large pass. Core
+# applies no model defaults, so every column a model would default is given.
+_REG: Table = Registration.__table__  # type: ignore[attr-defined]
+_CONTACT: Table = RegistrationContact.__table__  # type: ignore[attr-defined]
+_CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
+_CHUNK = 500  # ids per IN (…), and decisions per transaction in record_many
+
+RegKey = tuple[str, str, str]  # partner, kind, partner record id
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class _Contended(Exception):
+    """A claim a batch meant to take over changed under it (another process)."""
 
 
 @dataclass(frozen=True)
@@ -218,10 +239,48 @@ class Registry:
                 )
             ).first()
 
+    def find_many(
+        self, partner: str, kind: str, record_ids: Iterable[str]
+    ) -> dict[str, Registration]:
+        """:meth:`find` of many records at once (one query per 500), by record id; a
+        record without a registration is absent."""
+        ids = sorted(set(record_ids))
+        out: dict[str, Registration] = {}
+        with self.session() as s:
+            for chunk in _chunks(ids):
+                rows = s.exec(
+                    select(Registration).where(
+                        Registration.partner == partner,
+                        Registration.kind == kind,
+                        col(Registration.partner_record_id).in_(chunk),
+                    )
+                ).all()
+                for reg in rows:
+                    out[reg.partner_record_id] = reg
+        return out
+
     def holder(self, domain: str) -> Holder | None:
         with self.session() as s:
             row = s.get(DomainClaim, domain)
             return Holder(row.partner, row.owned_until) if row else None
+
+    def holders(self, domains: Iterable[str]) -> dict[str, Holder]:
+        """:meth:`holder` of many domains at once (one query per 500); a domain nobody
+        holds is absent."""
+        with self.session() as s:
+            return self._claims(s, domains)
+
+    @staticmethod
+    def _claims(s: Session, domains: Iterable[str]) -> dict[str, Holder]:
+        out: dict[str, Holder] = {}
+        for chunk in _chunks(sorted({d for d in domains if d})):
+            rows = s.execute(
+                sa_select(_CLAIM.c.domain, _CLAIM.c.partner, _CLAIM.c.owned_until).where(
+                    _CLAIM.c.domain.in_(chunk)
+                )
+            ).all()
+            out.update({domain: Holder(partner, until) for domain, partner, until in rows})
+        return out
 
     def active_count(self, partner: str, now: datetime) -> int:
         with self.session() as s:
@@ -387,11 +446,191 @@ class Registry:
                     )
                 )
 
+    def record_many(
+        self, items: Sequence[tuple[Submission, Decision]], *, now: datetime
+    ) -> list[str]:
+        """:meth:`record` of many decisions, in order, in one transaction per 500; returns
+        the status each was recorded with.
+
+        The rules are :meth:`record`'s, applied to the claims as the batch reads them and
+        leaves them: an acceptance of a domain another partner holds (before the batch or
+        by an earlier decision of it) is recorded as ``owned_by_partner``. The claim row
+        stays the arbiter across processes: if a claim insert of the batch loses to
+        another process (unique violation), or a claim the batch takes over changed
+        under it, the batch is rolled back whole and recorded row by row with
+        :meth:`record`, which records the loser."""
+        out: list[str] = []
+        for chunk in _chunks(items):
+            try:
+                out += self._record_batch(chunk, now)
+            except (IntegrityError, _Contended):
+                out += [self.record(sub, decision, now=now).status for sub, decision in chunk]
+        return out
+
+    def _record_batch(
+        self, items: Sequence[tuple[Submission, Decision]], now: datetime
+    ) -> list[str]:
+        with self.session() as s:
+            ids = self._reg_ids(s, [(x.partner, x.kind, x.partner_record_id) for x, _ in items])
+            in_db = set(ids)
+            # the claims of the domains accepted here, as the batch leaves them
+            claims = self._claims(s, (d.domain for _, d in items if d.status == "accepted"))
+            claimed_before = set(claims)
+            # domain → (registration, partner, until): claims to insert or take over
+            taking: dict[str, tuple[RegKey, str, datetime]] = {}
+            people: dict[RegKey, list[Person]] = {}
+            values: dict[RegKey, dict[str, Any]] = {}
+            new: dict[RegKey, dict[str, Any]] = {}
+            statuses: list[str] = []
+            for sub, decision in items:
+                key: RegKey = (sub.partner, sub.kind, sub.partner_record_id)
+                if decision.status == "accepted":
+                    until = decision.owned_until
+                    assert until is not None
+                    domain = decision.domain
+                    held = claims.get(domain)
+                    if held is not None and held.partner != sub.partner and held.owned_until > now:
+                        lost_until = _day(held.owned_until)
+                        decision = Decision(
+                            "rejected",
+                            domain,
+                            "owned_by_partner",
+                            REASONS["owned_by_partner"].format(domain=domain, until=lost_until),
+                        )
+                    else:
+                        if held is None or held.partner != sub.partner or held.owned_until <= now:
+                            taking[domain] = (key, sub.partner, until)
+                            claims[domain] = Holder(sub.partner, until)
+                        people.setdefault(key, []).extend(decision.contacts)
+                values[key] = {
+                    "domain": decision.domain,
+                    "company_name": sub.company_name,
+                    "status": decision.status,
+                    "code": decision.code,
+                    "reason": decision.reason,
+                    "decided_at": now,
+                    "owned_until": decision.owned_until,
+                    "fingerprint": sub.fingerprint(),
+                    "written_back": False,
+                    "vendor_written": False,
+                }
+                if key not in in_db and key not in new:
+                    new[key] = {
+                        "partner": sub.partner,
+                        "kind": sub.kind,
+                        "partner_object": sub.partner_object,
+                        "partner_record_id": sub.partner_record_id,
+                        "submitted_at": now,
+                        "ended_at": None,
+                        "vendor_company_id": None,
+                    }
+                statuses.append(decision.status)
+            if new:
+                s.execute(insert(_REG), [{**row, **values[key]} for key, row in new.items()])
+                ids.update(self._reg_ids(s, list(new)))
+            changed = [key for key in values if key in in_db]
+            if changed:
+                cols = list(values[changed[0]])
+                s.execute(
+                    update(_REG)
+                    .where(_REG.c.id == bindparam("b_id", type_=_REG.c.id.type))
+                    .values({c: bindparam(f"b_{c}", type_=_REG.c[c].type) for c in cols}),
+                    [
+                        {"b_id": ids[key], **{f"b_{c}": values[key][c] for c in cols}}
+                        for key in changed
+                    ],
+                )
+            inserts = [
+                {
+                    "domain": domain,
+                    "partner": partner,
+                    "registration_id": ids[key],
+                    "owned_until": owned_until,
+                }
+                for domain, (key, partner, owned_until) in taking.items()
+                if domain not in claimed_before
+            ]
+            if inserts:  # a unique violation here: another process claimed first
+                s.execute(insert(_CLAIM), inserts)
+            for domain, (key, partner, owned_until) in taking.items():
+                if domain in claimed_before:
+                    res = s.execute(
+                        update(_CLAIM)
+                        .where(_CLAIM.c.domain == domain)
+                        .values(partner=partner, registration_id=ids[key], owned_until=owned_until)
+                    )
+                    if res.rowcount != 1:  # type: ignore[attr-defined]
+                        raise _Contended(domain)
+            self._insert_contacts(s, {ids[key]: found for key, found in people.items()})
+            s.commit()
+        return statuses
+
+    @staticmethod
+    def _reg_ids(s: Session, keys: Sequence[RegKey]) -> dict[RegKey, int]:
+        """Ids of the registrations of these (partner, kind, record id) keys that exist."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for partner, kind, record_id in keys:
+            groups.setdefault((partner, kind), []).append(record_id)
+        out: dict[RegKey, int] = {}
+        for (partner, kind), record_ids in groups.items():
+            for chunk in _chunks(sorted(set(record_ids))):
+                rows = s.execute(
+                    sa_select(_REG.c.id, _REG.c.partner_record_id).where(
+                        _REG.c.partner == partner,
+                        _REG.c.kind == kind,
+                        _REG.c.partner_record_id.in_(chunk),
+                    )
+                ).all()
+                out.update({(partner, kind, record_id): rid for rid, record_id in rows})
+        return out
+
+    @staticmethod
+    def _insert_contacts(s: Session, people: Mapping[int, Sequence[Person]]) -> None:
+        """:meth:`_add_contacts` of many registrations: the people a registration does
+        not list yet (by lower-case e-mail), in one executemany."""
+        wanted = [rid for rid, found in people.items() if found]
+        have: set[tuple[int, str]] = set()
+        for chunk in _chunks(sorted(wanted)):
+            rows = s.execute(
+                sa_select(_CONTACT.c.registration_id, _CONTACT.c.email).where(
+                    _CONTACT.c.registration_id.in_(chunk)
+                )
+            ).all()
+            have.update((rid, email) for rid, email in rows)
+        rows_out: list[dict[str, Any]] = []
+        for rid in wanted:
+            for person in people[rid]:
+                email = person.email.lower()
+                if (rid, email) in have:
+                    continue
+                have.add((rid, email))
+                rows_out.append(
+                    {
+                        "registration_id": rid,
+                        "email": email,
+                        "first_name": person.first_name,
+                        "last_name": person.last_name,
+                        "country": person.country,
+                        "language": person.language,
+                        "vendor_contact_id": None,
+                    }
+                )
+        if rows_out:
+            s.execute(insert(_CONTACT), rows_out)
+
     def end(
         self, reg_ids: Sequence[int], status: Literal["expired", "withdrawn"], now: datetime
     ) -> None:
         """End registrations and free their domains."""
         with self.session() as s:
+            # load the rows and their claims up front (one query per 500 each): the
+            # loop's ``get`` then finds them in the session instead of querying per row
+            domains: set[str] = set()
+            for chunk in _chunks(sorted(set(reg_ids))):
+                regs = s.exec(select(Registration).where(col(Registration.id).in_(chunk))).all()
+                domains.update(r.domain for r in regs)
+            for chunk in _chunks(sorted(domains)):
+                s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(chunk))).all()
             for rid in reg_ids:
                 reg = s.get(Registration, rid)
                 if reg is None or reg.status != "accepted":
@@ -446,23 +685,60 @@ class Registry:
             )
 
     def mark(self, reg_ids: Sequence[int], **values: object) -> None:
+        """Set the same values on these registrations (one transaction)."""
         if not reg_ids:
             return
         with self.session() as s:
-            s.execute(
-                update(Registration).where(col(Registration.id).in_(list(reg_ids))).values(**values)
-            )
+            for chunk in _chunks(sorted(set(reg_ids))):
+                s.execute(
+                    update(Registration).where(col(Registration.id).in_(chunk)).values(**values)
+                )
+            s.commit()
+
+    def mark_each(self, values: Mapping[int, Mapping[str, object]]) -> None:
+        """Set values of its own on each registration (id → column → value): one
+        transaction, one executemany per set of columns."""
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for rid, vals in values.items():
+            row = {"b_id": rid, **{f"b_{c}": v for c, v in vals.items()}}
+            groups.setdefault(tuple(sorted(vals)), []).append(row)
+        groups.pop((), None)
+        if not groups:
+            return
+        with self.session() as s:
+            for cols, rows in groups.items():
+                s.execute(
+                    update(_REG)
+                    .where(_REG.c.id == bindparam("b_id", type_=_REG.c.id.type))
+                    .values({c: bindparam(f"b_{c}", type_=_REG.c[c].type) for c in cols}),
+                    rows,
+                )
             s.commit()
 
     def set_contact_vendor_id(self, registration_id: int, email: str, vendor_id: str) -> None:
+        self.set_contact_vendor_ids([(registration_id, email, vendor_id)])
+
+    def set_contact_vendor_ids(self, items: Iterable[tuple[int, str, str]]) -> None:
+        """Remember the vendor contact of registration contacts, given as
+        (registration id, e-mail, vendor contact id): one executemany."""
+        rows = [
+            {"b_reg": rid, "b_email": email.lower(), "b_vendor": vendor_id}
+            for rid, email, vendor_id in items
+        ]
+        if not rows:
+            return
         with self.session() as s:
             s.execute(
-                update(RegistrationContact)
+                update(_CONTACT)
                 .where(
-                    col(RegistrationContact.registration_id) == registration_id,
-                    col(RegistrationContact.email) == email.lower(),
+                    _CONTACT.c.registration_id
+                    == bindparam("b_reg", type_=_CONTACT.c.registration_id.type),
+                    _CONTACT.c.email == bindparam("b_email", type_=_CONTACT.c.email.type),
                 )
-                .values(vendor_contact_id=vendor_id)
+                .values(
+                    vendor_contact_id=bindparam("b_vendor", type_=_CONTACT.c.vendor_contact_id.type)
+                ),
+                rows,
             )
             s.commit()
 
