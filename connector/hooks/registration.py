@@ -74,6 +74,8 @@ class KnownCompanies:
     found: dict[str, Record] = field(default_factory=dict)  # domain → first company
     # partner deal id → its partner companies, as detected when its submission was made
     deal_companies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # e-mail (lower case) → the detected partner contact with it (None: more than one)
+    partner_contacts: dict[str, str | None] = field(default_factory=dict)
 
 
 def _known_companies(ctx: PassContext) -> KnownCompanies:
@@ -235,7 +237,13 @@ class RegistrationHook(BaseHook):
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
             self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
-            self._leads(ctx, registry, seen[self.contact_mapping.name].partner)
+            contacts = seen[self.contact_mapping.name].partner
+            by_email = _known_companies(ctx).partner_contacts
+            for rid, rec in contacts.items():
+                email = (rec.get("email") or "").strip().lower()
+                if email and not rec.archived:
+                    by_email[email] = rid if by_email.get(email, rid) == rid else None
+            self._leads(ctx, registry, contacts)
 
     def _deals(
         self,
@@ -736,16 +744,27 @@ def _vendor_contacts(
         registry.set_contact_vendor_ids(vendor_ids)
         return done | {r.id for r in deal_regs if r.id is not None}
     emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
-    found = (
-        ctx.vendor_crm.find_by_property("contacts", "email", emails, ["email"]) if emails else {}
+    # the sync created these contacts: their links name the vendor contact, so only
+    # e-mails no detected, linked partner contact accounts for are searched
+    partner_of = _known_companies(ctx).partner_contacts
+    wanted = {e: partner_of.get(e.lower()) for e in emails}
+    links = ctx.store.link_refs(
+        ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]
     )
-    by_email = {k.lower(): v for k, v in found.items()}
+    vendor_of: dict[str, str] = {}
+    for email, pid in wanted.items():
+        link = links.get(pid or "")
+        if link is not None and link.status == "active" and link.vendor_id:
+            vendor_of[email.lower()] = link.vendor_id
+    rest = [e for e in emails if e.lower() not in vendor_of]
+    found = ctx.vendor_crm.find_by_property("contacts", "email", rest, ["email"]) if rest else {}
+    vendor_of.update({k.lower(): v.id for k, v in found.items()})
     for reg in deal_regs:
         assert reg.id is not None
         for p in people[reg.id]:
-            rec = by_email.get(p.email.lower())
-            if rec is not None:
-                vendor_ids.append((reg.id, p.email, rec.id))
+            vid = vendor_of.get(p.email.lower())
+            if vid is not None:
+                vendor_ids.append((reg.id, p.email, vid))
         done.add(reg.id)
     registry.set_contact_vendor_ids(vendor_ids)
     return done
