@@ -51,6 +51,7 @@ from connector.api import Dealsync  # noqa: E402
 from connector.config import load_project  # noqa: E402
 from connector.config.models import PortalConfig  # noqa: E402
 from connector.engine.reconcile import FieldPlan  # noqa: E402
+from connector.engine.sync import crash_points  # noqa: E402
 from connector.engine.values import ValueError_, canonical  # noqa: E402
 
 SRC = "dealsync_source_id"
@@ -66,18 +67,7 @@ STAGES = [
     "closedlost",
 ]
 POINTS = [
-    "after_detect",
-    "after_plan:companies",
-    "after_intent:companies",
-    "after_write:companies",
-    "after_plan:contacts",
-    "after_intent:contacts",
-    "after_write:contacts",
-    "after_plan:deals",
-    "after_intent:deals",
-    "after_write:deals",
-    "before_cursor",
-    "after_cursor",
+    *crash_points(["companies", "contacts", "deals"]),
     "while_writing_commission",
     "while_sending_outbox",
 ]

@@ -9,7 +9,7 @@ the base and finds nothing to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from connector.adapters.base import CRMAdapter, SupportsChunkedDetection
@@ -18,6 +18,16 @@ from connector.records import Record
 
 def window_start(cursor: datetime | None, overlap: timedelta) -> datetime | None:
     return None if cursor is None else cursor - overlap
+
+
+def merge_latest(into: dict[str, Record], records: Iterable[Record]) -> dict[str, Record]:
+    """Add records by id; a record seen twice keeps its latest version, and an archived
+    version always wins (archiving does not move the modification time)."""
+    for record in records:
+        prev = into.get(record.id)
+        if prev is None or record.updated_at >= prev.updated_at or record.archived:
+            into[record.id] = record
+    return into
 
 
 def detect(
@@ -29,49 +39,26 @@ def detect(
     *,
     where: Mapping[str, str] | None = None,
     associations: Sequence[str] = (),
-) -> dict[str, Record]:
-    """Changed records by id; a record seen twice keeps its latest version."""
-    out: dict[str, Record] = {}
-    for record in crm.changed_since(
-        object_type, since, properties, where=where, until=until, associations=associations
-    ):
-        prev = out.get(record.id)
-        if prev is None or record.updated_at >= prev.updated_at or record.archived:
-            out[record.id] = record
-    return out
-
-
-def detect_chunks(
-    crm: CRMAdapter,
-    object_type: str,
-    since: datetime | None,
-    until: datetime,
-    properties: Sequence[str],
-    *,
-    where: Mapping[str, str] | None = None,
-    associations: Sequence[str] = (),
     chunk_size: int = 1000,
 ) -> Iterator[dict[str, Record]]:
-    """:func:`detect` handed over in chunks as the CRM reads them (one chunk when the
-    CRM cannot stream). A record is in one chunk, except that a later chunk may hold
-    the archived version of a record an earlier chunk had live."""
-    if not isinstance(crm, SupportsChunkedDetection):
-        yield detect(
-            crm, object_type, since, until, properties, where=where, associations=associations
+    """Changed records by id, handed over in chunks as the CRM reads them (one chunk
+    when the CRM cannot stream). A record is in one chunk, except that a later chunk
+    may hold the archived version of a record an earlier chunk had live."""
+    if isinstance(crm, SupportsChunkedDetection):
+        chunks: Iterable[Iterable[Record]] = crm.changed_since_chunks(
+            object_type,
+            since,
+            properties,
+            where=where,
+            until=until,
+            associations=associations,
+            chunk_size=chunk_size,
         )
-        return
-    for chunk in crm.changed_since_chunks(
-        object_type,
-        since,
-        properties,
-        where=where,
-        until=until,
-        associations=associations,
-        chunk_size=chunk_size,
-    ):
-        out: dict[str, Record] = {}
-        for record in chunk:
-            prev = out.get(record.id)
-            if prev is None or record.updated_at >= prev.updated_at or record.archived:
-                out[record.id] = record
-        yield out
+    else:
+        chunks = [
+            crm.changed_since(
+                object_type, since, properties, where=where, until=until, associations=associations
+            )
+        ]
+    for chunk in chunks:
+        yield merge_latest({}, chunk)

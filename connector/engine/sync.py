@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
-from connector.engine.detect import detect_chunks, window_start
+from connector.engine.detect import detect, merge_latest, window_start
 from connector.engine.plan import (
     Action,
     Associate,
@@ -60,6 +60,15 @@ EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
 DETECT_CHUNK = 1000
 """Partner records handed from detection to apply at a time. A multiple of 1,000
 (HubSpot's association batch read) so streaming costs no extra call."""
+
+
+def crash_points(objects: Sequence[str]) -> list[str]:
+    """The named points of a pass (``crash_at``) for mappings with these names, in the
+    order a pass reaches them. Tests and ``scripts/chaos.py`` kill passes at them."""
+    per_object = [
+        f"{step}:{o}" for o in objects for step in ("after_plan", "after_intent", "after_write")
+    ]
+    return ["after_detect", *per_object, "before_cursor", "after_cursor"]
 
 
 class PassAborted(Exception):
@@ -187,6 +196,15 @@ class SyncPass:
         names = set(mapping.associations)
         names |= {m.name for m in self.mappings if m.share.via == mapping.name}
         return sorted(self._obj_type(self.by_name[n], side) for n in names if n in self.by_name)
+
+    def _read(self, mapping: ObjectMapping, side: Side, ids: Sequence[str]) -> dict[str, Record]:
+        """Records of one side by id, with what detection would have read of them."""
+        return self._crm(side).read(
+            self._obj_type(mapping, side),
+            ids,
+            self._props(mapping, side),
+            associations=self._assoc_types(mapping, side),
+        )
 
     def _source_key(self, target: Side, source_id: str) -> str:
         return f"{self.conn}:{source_id}" if target == "vendor" else f"vendor:{source_id}"
@@ -400,14 +418,7 @@ class SyncPass:
         links_p = self.store.link_refs(self.conn, mapping.name, "partner", extra, base=False)
         unlinked = [i for i in extra if i not in links_p]
         if unlinked:
-            partner_recs.update(
-                self._crm("partner").read(
-                    mapping.partner_object,
-                    sorted(unlinked),
-                    self._props(mapping, "partner"),
-                    associations=self._assoc_types(mapping, "partner"),
-                )
-            )
+            partner_recs.update(self._read(mapping, "partner", sorted(unlinked)))
 
     def _process(
         self,
@@ -493,12 +504,7 @@ class SyncPass:
             ids = sorted(want[s] - set(per_side[s]))
             if not ids:
                 continue
-            found = self._crm(s).read(
-                self._obj_type(mapping, s),
-                ids,
-                self._props(mapping, s),
-                associations=self._assoc_types(mapping, s),
-            )
+            found = self._read(mapping, s, ids)
             per_side[s].update(found)
             missing = [i for i in ids if i not in found]
             if not missing:
@@ -1139,7 +1145,7 @@ class _Detection:
         try:
             for job in self.jobs:
                 out = self._queues[job.mapping]
-                chunks = detect_chunks(
+                chunks = detect(
                     self.crms[job.side],
                     job.object_type,
                     job.since,
@@ -1159,11 +1165,8 @@ class _Detection:
                         break
                     if job.side == "partner":
                         out.put(("partner", chunk))
-                        continue
-                    for rid, rec in chunk.items():
-                        prev = whole.get(rid)
-                        if prev is None or rec.updated_at >= prev.updated_at or rec.archived:
-                            whole[rid] = rec
+                    else:
+                        merge_latest(whole, chunk.values())
                 out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
         except BaseException as exc:  # handed to the applying thread, which raises it
             for q in self._queues.values():

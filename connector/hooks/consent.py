@@ -176,22 +176,35 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
         done.add(key)
         reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
         if reason:
-            outbox.queue(
-                dedupe_key=key,
-                kind=kind,
-                recipient=person.email,
-                rendered=None,
-                partner=ctx.connection,
-                registration_id=reg.id,
-                status="suppressed",
-                detail=reason,
-                now=ctx.now,
-            )
+            _suppress(ctx, outbox, reg, person, kind, key, reason)
             decided += 1
             continue
         _queue(ctx, rules, outbox, reg, person, kind, key)
         decided += 1
     return decided
+
+
+def _suppress(
+    ctx: PassContext,
+    outbox: Outbox,
+    reg: Registration,
+    person: RegistrationContact,
+    kind: str,
+    key: str,
+    reason: str,
+) -> None:
+    """Record the decision not to send (a row, so the person is never asked twice)."""
+    outbox.queue(
+        dedupe_key=key,
+        kind=kind,
+        recipient=person.email,
+        rendered=None,
+        partner=ctx.connection,
+        registration_id=reg.id,
+        status="suppressed",
+        detail=reason,
+        now=ctx.now,
+    )
 
 
 def _suppression(
@@ -261,17 +274,7 @@ def _queue(
         assert_clean(message, partner_identity(ctx), "the registering partner")
     except PrivacyViolation as exc:
         log.error("consent e-mail to %s withheld: %s", person.email, exc)
-        outbox.queue(
-            dedupe_key=key,
-            kind=kind,
-            recipient=person.email,
-            rendered=None,
-            partner=ctx.connection,
-            registration_id=reg.id,
-            status="suppressed",
-            detail=f"blocked: {exc}",
-            now=ctx.now,
-        )
+        _suppress(ctx, outbox, reg, person, kind, key, f"blocked: {exc}")
         return
     outbox.queue(
         dedupe_key=key,

@@ -61,14 +61,15 @@ def _iso(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else ""
 
 
-# ctx.notes key of the pass's :class:`KnownCompanies`
-KNOWN_COMPANIES = "registration_vendor_companies"
+# ctx.notes key of the pass's :class:`PassLookups`
+PASS_LOOKUPS = "registration_lookups"
 
 
 @dataclass
-class KnownCompanies:
-    """What the pass learned of the vendor's companies by domain (the searches of
-    ``after_detect``), so ``after_pass`` does not search the same domains again."""
+class PassLookups:
+    """What ``after_detect`` learned, so ``after_pass`` need not ask the CRMs again: the
+    vendor's companies by domain, and the detected partner records of the deals'
+    companies and contacts."""
 
     searched: set[str] = field(default_factory=set)  # registrable domains looked up
     found: dict[str, Record] = field(default_factory=dict)  # domain → first company
@@ -78,10 +79,10 @@ class KnownCompanies:
     partner_contacts: dict[str, str | None] = field(default_factory=dict)
 
 
-def _known_companies(ctx: PassContext) -> KnownCompanies:
-    known = ctx.notes.get(KNOWN_COMPANIES)
-    if not isinstance(known, KnownCompanies):
-        known = ctx.notes[KNOWN_COMPANIES] = KnownCompanies()
+def _pass_lookups(ctx: PassContext) -> PassLookups:
+    known = ctx.notes.get(PASS_LOOKUPS)
+    if not isinstance(known, PassLookups):
+        known = ctx.notes[PASS_LOOKUPS] = PassLookups()
     return known
 
 
@@ -97,7 +98,7 @@ class VendorLookup:
     """Reads what the vendor CRM says about domains (customer, worked by sales)."""
 
     def __init__(
-        self, vendor: CRMAdapter, rules: RulesFile, known: KnownCompanies | None = None
+        self, vendor: CRMAdapter, rules: RulesFile, known: PassLookups | None = None
     ) -> None:
         self.vendor = vendor
         self.rules = rules
@@ -238,7 +239,7 @@ class RegistrationHook(BaseHook):
             self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
             contacts = seen[self.contact_mapping.name].partner
-            by_email = _known_companies(ctx).partner_contacts
+            by_email = _pass_lookups(ctx).partner_contacts
             for rid, rec in contacts.items():
                 email = (rec.get("email") or "").strip().lower()
                 if email and not rec.archived:
@@ -277,7 +278,7 @@ class RegistrationHook(BaseHook):
             registry.end(withdrawn, "withdrawn", ctx.now)
         if not candidates:
             return
-        known = _known_companies(ctx)
+        known = _pass_lookups(ctx)
         for rec in candidates:
             known.deal_companies[rec.id] = tuple(rec.associations.get("companies", ()))
         subs = self._deal_submissions(ctx, candidates, seen)
@@ -504,9 +505,9 @@ def decide_submissions(
 ) -> list[tuple[Submission, Decision]]:
     """Decide in order; a domain accepted earlier in the same batch counts as held.
     The vendor's companies found here are kept in ``ctx.notes`` for the rest of the
-    pass (:class:`KnownCompanies`)."""
+    pass (:class:`PassLookups`)."""
     domains = sorted({d for s in subs if (d := normalise_domain(s))})
-    facts = VendorLookup(ctx.vendor_crm, rules, _known_companies(ctx)).facts(domains)
+    facts = VendorLookup(ctx.vendor_crm, rules, _pass_lookups(ctx)).facts(domains)
     floor = ctx.partner.tier
     tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
     active = registry.active_count(ctx.connection, ctx.now)
@@ -552,7 +553,7 @@ def write_vendor_ownership(
     registrations.
 
     The company of an accepted registration is the one it names already, else the
-    one ``after_detect`` found for its domain in this pass (:class:`KnownCompanies`);
+    one ``after_detect`` found for its domain in this pass (:class:`PassLookups`);
     for a deal whose domain found nothing then, the one the sync has just created for
     the deal's company (its link). Only what is still unknown is searched. An ended
     registration's company is always searched: whether this partner still holds it
@@ -561,9 +562,9 @@ def write_vendor_ownership(
     if not pending:
         return
     lookup = VendorLookup(ctx.vendor_crm, rules)
-    known = ctx.notes.get(KNOWN_COMPANIES)
-    if not isinstance(known, KnownCompanies):
-        known = KnownCompanies()
+    known = ctx.notes.get(PASS_LOOKUPS)
+    if not isinstance(known, PassLookups):
+        known = PassLookups()
     accepted = [r for r in pending if r.status == "accepted"]
     ended = [r for r in pending if r.status != "accepted"]
     company_of: dict[int, str] = {}
@@ -746,7 +747,7 @@ def _vendor_contacts(
     emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
     # the sync created these contacts: their links name the vendor contact, so only
     # e-mails no detected, linked partner contact accounts for are searched
-    partner_of = _known_companies(ctx).partner_contacts
+    partner_of = _pass_lookups(ctx).partner_contacts
     wanted = {e: partner_of.get(e.lower()) for e in emails}
     links = ctx.store.link_refs(
         ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]

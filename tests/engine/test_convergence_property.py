@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.engine.reconcile import FieldPlan
-from connector.engine.sync import SOURCE_ID, PassAborted
+from connector.engine.sync import SOURCE_ID, PassAborted, crash_points
 from connector.engine.values import canonical
 
 # the property also holds with detection streaming one record at a time
@@ -32,20 +32,7 @@ POOLS: dict[str, list[str]] = {
     "dealstage": ["qualifiedtobuy", "contractsent", "closedwon"],
     "description": ["alpha", "beta", "gamma"],
 }
-CRASH_POINTS = [
-    "after_detect",
-    "after_plan:companies",
-    "after_intent:companies",
-    "after_write:companies",
-    "after_plan:contacts",
-    "after_intent:contacts",
-    "after_write:contacts",
-    "after_plan:deals",
-    "after_intent:deals",
-    "after_write:deals",
-    "before_cursor",
-    "after_cursor",
-]
+CRASH_POINTS = crash_points(["companies", "contacts", "deals"])
 EXAMPLE = itertools.count()
 WRITE_OPS = ["upsert", "update", "archive", "associate"]
 

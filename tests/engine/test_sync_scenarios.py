@@ -12,7 +12,7 @@ import pytest
 
 from connector.adapters.base import AdapterError
 from connector.api import DealsyncError
-from connector.engine.sync import SOURCE_ID, PassAborted, PassResult
+from connector.engine.sync import SOURCE_ID, PassAborted, PassResult, crash_points
 from connector.state.store import LockHeld
 
 # every scenario also runs with detection streaming one record at a time
@@ -394,20 +394,7 @@ def _points_of_an_uninterrupted_pass(make_world: MakeWorld) -> list[str]:
     return seen
 
 
-CRASH_POINTS = [
-    "after_detect",
-    "after_plan:companies",
-    "after_intent:companies",
-    "after_write:companies",
-    "after_plan:contacts",
-    "after_intent:contacts",
-    "after_write:contacts",
-    "after_plan:deals",
-    "after_intent:deals",
-    "after_write:deals",
-    "before_cursor",
-    "after_cursor",
-]
+CRASH_POINTS = crash_points(["companies", "contacts", "deals"])
 
 
 def test_the_crash_scenario_reaches_every_named_point(make_world: MakeWorld) -> None:

@@ -19,25 +19,13 @@ from typing import Any
 import pytest
 from rel_support import NOW, FileWorld, scratch_dir
 
+from connector.engine.sync import crash_points
 from connector.state.store import LockHeld
 
 HOUR = timedelta(hours=1)
 LATER = NOW + timedelta(days=1)
 
-ENGINE_POINTS = [
-    "after_detect",
-    "after_plan:companies",
-    "after_intent:companies",
-    "after_write:companies",
-    "after_plan:contacts",
-    "after_intent:contacts",
-    "after_write:contacts",
-    "after_plan:deals",
-    "after_intent:deals",
-    "after_write:deals",
-    "before_cursor",
-    "after_cursor",
-]
+ENGINE_POINTS = crash_points(["companies", "contacts", "deals"])
 PROGRAM_POINTS = ["while_writing_commission", "while_sending_outbox"]
 
 MakeFileWorld = Callable[[str], FileWorld]
