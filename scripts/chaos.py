@@ -25,7 +25,6 @@ summary; exits 1 on any violation.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import random
@@ -39,7 +38,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,11 @@ from connector.config import load_project  # noqa: E402
 from connector.config.models import PortalConfig  # noqa: E402
 from connector.engine.reconcile import FieldPlan  # noqa: E402
 from connector.engine.sync import crash_points  # noqa: E402
+
+# the file clock and mail log that the reliability tests' processes share
+sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+from rel_support import FileClock, LogTransport  # noqa: E402
+
 from connector.engine.values import ValueError_, canonical  # noqa: E402
 
 SRC = "dealsync_source_id"
@@ -104,48 +107,6 @@ rules: mappings/rules.yaml
 """
 VENDOR_LOCAL = "  name: vendor\n  adapter: local\n  path: vendor.db"
 VENDOR_HS = "  name: vendor\n  adapter: hubspot\n  token_env: HS_VENDOR_TOKEN\n  host: {url}"
-
-
-class FileClock:
-    """A tick clock shared by a world's processes: each reading one second on."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.start = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
-        if not path.exists():
-            path.write_text("0")
-
-    def bump(self, by: int) -> datetime:
-        with open(self.path, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            ticks = int(f.read() or "0") + by
-            f.seek(0)
-            f.write(str(ticks))
-            f.truncate()
-        return self.start + timedelta(seconds=ticks)
-
-    def __call__(self) -> datetime:
-        return self.bump(1)
-
-
-class LogTransport:
-    """Counts sends in a file, one ``write`` per message (a kill cannot lose one)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def send(self, message: EmailMessage) -> str:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (str(message["Message-ID"]) + "\n").encode())
-        finally:
-            os.close(fd)
-        return "250 ok"
-
-    def sent(self) -> Counter[str]:
-        if not self.path.exists():
-            return Counter()
-        return Counter(x for x in self.path.read_text().splitlines() if x)
 
 
 @dataclass
@@ -526,7 +487,7 @@ class Campaign:
             funcs, weights = zip(*steps, strict=True)
             for _ in range(self.rng.randint(6, 14)):
                 self.rng.choices(funcs, weights)[0]()
-                self.clock.bump(self.rng.choice([1, 5, 60, 600, 7200]))
+                self.clock.advance(timedelta(seconds=self.rng.choice([1, 5, 60, 600, 7200])))
             if self.sandbox is not None:
                 self.sandbox.set_faults(None)
             self.converge()
@@ -635,7 +596,7 @@ class Campaign:
         for key, n in Counter((m.kind, m.recipient.lower()) for m in rows).items():
             if n > 1:
                 self.violation(f"{n} outbox rows for {key}")
-        sent = self.mail.sent()
+        sent = Counter(m["message_id"] for m in self.mail.sent())
         extra = sum(n - 1 for n in sent.values())
         # each kill inside the send window may re-send the message it hit once (the
         # documented window); two kills can hit the same message
