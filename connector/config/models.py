@@ -112,6 +112,9 @@ class ServiceSettings(Strict):
     trigger_window_seconds: int = Field(default=60, ge=1, le=86400)  # ... per window
     reload_seconds: float = Field(default=2.0, gt=0, le=3600)  # config change polling
     workers: int = Field(default=4, ge=1, le=64)  # passes of different connections at once
+    # Largest webhook request body read (HubSpot sends at most 100 events, a few
+    # hundred bytes each); a larger one is refused with 413 before it is read.
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
 class AppConfig(Strict):

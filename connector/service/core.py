@@ -20,12 +20,11 @@ from connector.api import AdapterFactory, Dealsync, default_hooks
 from connector.config import ConfigError, Project, load_project
 from connector.engine.sync import PassResult
 from connector.hooks.base import Hook
-from connector.records import Side
 from connector.service.metrics import Metrics
 from connector.service.runner import Job, Runner, ServiceStore
 from connector.service.scheduler import Schedules
 from connector.service.tokens import PartnerTokens
-from connector.service.webhooks import SeenLog
+from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
 
 log = logging.getLogger("dealsync.service")
 
@@ -202,10 +201,18 @@ class Service:
         job.done.wait()
         return job.failed
 
-    def queue_rereads(self, connection: str, items: list[tuple[str, Side, str, str]]) -> None:
-        """Make the connection's next pass read these records by id."""
-        if items:
-            self.store.add_retries(connection, items)
+    def accept_webhook(self, signature: str, events: Sequence[WebhookEvent]) -> Routing | None:
+        """Record a verified delivery and request the passes it asks for; None when
+        its signature was used before (a replay). The delivery's signature, new event
+        ids and re-reads commit together or not at all, and passes are requested only
+        after that commit (a pass started earlier could miss the re-reads); a database
+        error propagates with nothing recorded, so HubSpot's retry is processed."""
+        routing = accept(self.store, signature, plan(self.project, self.store, events))
+        if routing is None:
+            return None
+        for connection in sorted(routing.connections):
+            self.runner.request(connection, "webhook", follow_up=True)
+        return routing
 
     # ------------------------------------------------------------------ hot reload
 

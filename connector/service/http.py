@@ -13,29 +13,32 @@ import logging
 import math
 import time
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connector.service.admin import admin_routes
 from connector.service.core import Service
 from connector.service.health import run_view
-from connector.service.webhooks import (
-    SignatureRejected,
-    WebhookEvent,
-    fresh_events,
-    route,
-    signature_key,
-    verify_v3,
-)
+from connector.service.webhooks import SignatureRejected, WebhookEvent, verify_v3
 
 log = logging.getLogger("dealsync.service.http")
 
-MAX_EVENTS = 1000
+MAX_EVENTS = 1000  # HubSpot sends at most 100 per request
+_JSON_TYPES = {
+    dict: "an object",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,6 +59,23 @@ def _partner_of(service: Service, request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return service.tokens.verify(token.strip())
+
+
+def _requested_uri(request: Request, public_url: str | None) -> str:
+    """The URL HubSpot called, escapes as they were sent: scheme and host as this
+    server sees them — or ``service.public_url`` when a proxy stands between — then
+    the raw path and the raw query (the decoded path Starlette routes on would lose
+    the escapes HubSpot signs)."""
+    scope = request.scope
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes) and raw_path:
+        path = raw_path.decode("utf-8", "replace")
+    else:
+        path = quote(scope.get("root_path", "") + scope["path"])
+    query = scope.get("query_string", b"").decode("utf-8", "replace")
+    seen = f"{request.url.scheme}://{request.url.netloc}"
+    base = public_url.rstrip("/") if public_url else seen
+    return base + path + ("?" + query if query else "")
 
 
 def build_app(service: Service) -> Starlette:
@@ -122,60 +142,106 @@ def build_app(service: Service) -> Starlette:
         ]
         return JSONResponse(body)
 
+    def refuse(result: str, status: int, message: str, **headers: str) -> JSONResponse:
+        service.metrics.webhook_deliveries.labels(result).inc()
+        return _error(status, message, headers or None)
+
+    async def read_body(request: Request) -> bytes | JSONResponse:
+        """The body, read only up to ``service.webhook_max_body_bytes``: a larger
+        Content-Length is refused unread, a longer stream (chunked) is cut off there."""
+        limit = service.project.config.service.webhook_max_body_bytes
+        too_large = (
+            f"request body over {limit} bytes (service.webhook_max_body_bytes); "
+            "HubSpot sends at most 100 events per request"
+        )
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return refuse("malformed", 400, f"Content-Length {length[:40]!r} is not a number")
+            if int(length) > limit:
+                return refuse("too_large", 413, too_large, Connection="close")
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return refuse("too_large", 413, too_large, Connection="close")
+        except ClientDisconnect:
+            return refuse("malformed", 400, "the client went away before the body was sent")
+        return bytes(body)
+
     async def hubspot_webhook(request: Request) -> JSONResponse:
-        body = await request.body()
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
         return await run_in_threadpool(handle_webhook, request, body)
 
     def handle_webhook(request: Request, body: bytes) -> JSONResponse:
-        public = service.project.config.service.public_url
-        uri = str(request.url)
-        if public:
-            uri = public.rstrip("/") + request.url.path
-            if request.url.query:
-                uri += "?" + request.url.query
         signature = request.headers.get("x-hubspot-signature-v3")
         try:
             verify_v3(
                 service.webhook_secret,
                 method=request.method,
-                uri=uri,
+                uri=_requested_uri(request, service.project.config.service.public_url),
                 body=body,
                 signature=signature,
                 timestamp=request.headers.get("x-hubspot-request-timestamp"),
                 now_ms=int(time.time() * 1000),
             )
-            assert signature is not None
-            if not service.webhook_log.first_time(signature_key(signature)):
-                raise SignatureRejected("signature already used (replay)")
         except SignatureRejected as exc:
-            service.metrics.webhook_events.labels("rejected").inc()
             log.warning("webhook refused: %s", exc)
-            return _error(401, "invalid webhook signature")
+            return refuse("rejected", 401, "invalid webhook signature")
+        assert signature is not None
+        hint = "HubSpot sends a JSON array of event objects"
         try:
-            payload = json.loads(body or b"null")
+            payload = json.loads(body)
+        except RecursionError:
+            return refuse("malformed", 400, f"body is JSON nested too deeply; {hint}")
         except ValueError:
-            return _error(400, "body is not JSON")
-        raw_events = payload if isinstance(payload, list) else [payload]
-        if len(raw_events) > MAX_EVENTS:
-            return _error(413, f"at most {MAX_EVENTS} events per request")
-        events = [e for e in (WebhookEvent.parse(r) for r in raw_events) if e is not None]
-        fresh = fresh_events(service.webhook_log, events)
-        routing = route(service.project, service.store, fresh)
+            return refuse("malformed", 400, f"body is not valid JSON (UTF-8); {hint}")
+        if not isinstance(payload, list):
+            kind = _JSON_TYPES.get(type(payload), "a value")
+            return refuse("malformed", 400, f"body must be a JSON array of events, not {kind}")
+        if len(payload) > MAX_EVENTS:
+            return refuse("too_large", 413, f"at most {MAX_EVENTS} events per request")
+        events = [e for e in (WebhookEvent.parse(r) for r in payload) if e is not None]
+        try:
+            routing = service.accept_webhook(signature, events)
+        except SQLAlchemyError as exc:
+            log.error(
+                "webhook delivery not recorded, HubSpot will retry it: %s",
+                getattr(exc, "orig", None) or type(exc).__name__,
+            )
+            return refuse(
+                "failed",
+                503,
+                "the state database is unavailable; nothing of this delivery was "
+                "recorded and HubSpot will retry it",
+                **{"Retry-After": "30"},
+            )
+        if routing is None:
+            log.warning("webhook refused: signature already used (replay)")
+            return refuse("rejected", 401, "invalid webhook signature")
         for portal in sorted(routing.unknown_portals):
-            log.warning("webhook events for unknown portal id %s ignored", portal)
-        for connection, items in routing.retries.items():
-            service.queue_rereads(connection, items)
-        for connection in sorted(routing.connections):
-            service.runner.request(connection, "webhook", follow_up=True)
-        service.metrics.webhook_events.labels("processed").inc(len(fresh))
-        service.metrics.webhook_events.labels("duplicate").inc(len(events) - len(fresh))
-        service.metrics.webhook_events.labels("invalid").inc(len(raw_events) - len(events))
+            log.warning(
+                "webhook events for unknown portal id %s ignored; set vendor.portal_id or "
+                "partners[].portal_id if it is one of yours",
+                portal,
+            )
+        invalid = len(payload) - len(events)
+        service.metrics.webhook_deliveries.labels("accepted").inc()
+        events_metric = service.metrics.webhook_events
+        events_metric.labels("processed").inc(routing.processed)
+        events_metric.labels("duplicate").inc(routing.duplicates)
+        events_metric.labels("ignored").inc(routing.ignored)
+        events_metric.labels("invalid").inc(invalid)
         return JSONResponse(
             {
-                "received": len(raw_events),
-                "processed": len(fresh),
-                "duplicates": len(events) - len(fresh),
-                "invalid": len(raw_events) - len(events),
+                "received": len(payload),
+                "processed": routing.processed,
+                "duplicates": routing.duplicates,
+                "ignored": routing.ignored,
+                "invalid": invalid,
                 "ignored_portals": sorted(routing.unknown_portals),
                 "scheduled": sorted(routing.connections),
             }

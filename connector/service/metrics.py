@@ -81,7 +81,15 @@ class Metrics:
         )
         self.webhook_events = Counter(
             "dealsync_webhook_events",
-            "HubSpot webhook events, by result.",
+            "HubSpot webhook events of accepted deliveries, by result "
+            "(processed, duplicate, ignored, invalid).",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "dealsync_webhook_deliveries",
+            "HubSpot webhook requests, by result "
+            "(accepted, rejected, too_large, malformed, failed).",
             ["result"],
             registry=r,
         )

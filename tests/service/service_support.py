@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from connector.adapters.local import LocalCRM
 from connector.config.models import PortalConfig
@@ -169,3 +174,72 @@ def finished(service: Service, run_id: int) -> bool:
 
 
 NOW = datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+WEBHOOK_URL = "http://testserver/v1/webhooks/hubspot"
+
+
+def webhook_event(
+    event_id: int, portal: int, object_id: str, kind: str = "deal.propertyChange"
+) -> dict[str, Any]:
+    """One event as HubSpot sends it (a deal property change by default)."""
+    import time
+
+    return {
+        "eventId": event_id,
+        "subscriptionId": 7,
+        "portalId": portal,
+        "appId": 99,
+        "occurredAt": int(time.time() * 1000),
+        "subscriptionType": kind,
+        "attemptNumber": 0,
+        "objectId": int(object_id),
+        "propertyName": "amount",
+        "propertyValue": "250",
+    }
+
+
+def hubspot_signature(body: bytes, timestamp: str, uri: str = WEBHOOK_URL) -> str:
+    """The ``X-HubSpot-Signature-v3`` HubSpot would send, computed by HubSpot's own
+    Python client (not by dealsync), for the URI as HubSpot signs it. The client takes
+    text: a body that is not UTF-8 (a hostile one) is signed by dealsync's function."""
+    from hubspot.utils.signature import Signature
+
+    from connector.service.webhooks import sign_v3
+
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return sign_v3(WEBHOOK_SECRET, "POST", uri, body, timestamp)
+    return Signature.get_signature(
+        WEBHOOK_SECRET, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp
+    )
+
+
+@contextmanager
+def failing_statements(engine: Engine, table: str) -> Iterator[list[str]]:
+    """Make every write to ``table`` fail as a locked SQLite database does (an
+    ``OperationalError`` from the driver) while the block runs; yields the failed
+    statements. The fault is injected at the database boundary, so whatever the code
+    above does with transactions is exercised as it is."""
+    import sqlite3
+
+    failed: list[str] = []
+
+    def _fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper() if words else ""
+        target = (
+            words[2] if verb == "INSERT" and len(words) > 2 else words[1] if len(words) > 1 else ""
+        )
+        if verb in ("INSERT", "UPDATE") and target.strip('"') == table:
+            failed.append(statement)
+            raise sqlite3.OperationalError("database is locked")
+
+    event.listen(engine, "before_cursor_execute", _fail)
+    try:
+        yield failed
+    finally:
+        event.remove(engine, "before_cursor_execute", _fail)

@@ -1,50 +1,41 @@
 """HubSpot webhooks: v3 signatures (bad, stale, replayed → 401 and nothing done),
-durable event dedupe, routing by portal id to a targeted re-read."""
+durable event dedupe, routing by portal id to a targeted re-read, and deliveries that
+fail midway (nothing recorded, so HubSpot's retry is processed)."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from service_support import (
     ACME_PORTAL,
     WEBHOOK_SECRET,
+    WEBHOOK_URL,
     Harness,
+    failing_statements,
     finished,
     wait_for,
+    webhook_event,
 )
 from starlette.testclient import TestClient
 
-from connector.service import Service
+from connector.service import Service, build_app
 from connector.service.webhooks import sign_v3
 
-URL = "http://testserver/v1/webhooks/hubspot"
-
-
-def _event(event_id: int, portal: int, object_id: str, kind: str = "deal.propertyChange") -> dict:
-    return {
-        "eventId": event_id,
-        "subscriptionId": 7,
-        "portalId": portal,
-        "appId": 99,
-        "occurredAt": int(time.time() * 1000),
-        "subscriptionType": kind,
-        "attemptNumber": 0,
-        "objectId": int(object_id),
-        "propertyName": "amount",
-        "propertyValue": "250",
-    }
+URL = WEBHOOK_URL
+_event = webhook_event
 
 
 def _post(
     client: TestClient,
-    events: list[dict],
+    events: list[dict[str, Any]],
     *,
     secret: str = WEBHOOK_SECRET,
     age_ms: int = 0,
     signature: str | None = None,
     timestamp: str | None = None,
-):
+) -> tuple[Any, str, str]:
     body = json.dumps(events).encode()
     ts = timestamp or str(int(time.time() * 1000) - age_ms)
     sig = signature or sign_v3(secret, "POST", URL, body, ts)
@@ -123,3 +114,85 @@ def test_webhook_targets_the_portals_connection(
     wait_for(lambda: not service.runner.is_running("acme"))
     assert [run.trigger for run in service.store.runs("acme")][-1] == "webhook"
     assert service.store.runs("globex") == []
+
+
+def _metric(client: TestClient, series: str) -> float:
+    """The value of one sample of ``/metrics`` (0 when the series has no sample yet)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_delivery_failing_midway_is_processed_on_hubspots_retry(
+    harness: Harness, service: Service
+) -> None:
+    """The state database refuses the queue step (locked by another process): the
+    delivery answers 503 and records nothing, so HubSpot's retry — same events, new
+    timestamp and signature — is processed, not dropped as a duplicate."""
+    deal = harness.seed_deal("acme")
+    events = [_event(30, ACME_PORTAL, deal.id)]
+    with TestClient(build_app(service), raise_server_exceptions=False) as client:
+        with failing_statements(service.store.engine, "retry_item") as failed:
+            first, _, _ = _post(client, events)
+        assert failed, "the fault was not hit: the delivery never queued its re-read"
+        assert first.status_code == 503
+        assert "HubSpot will retry" in first.json()["error"]
+        assert _retry_ids(service) == set() and service.store.runs() == []
+
+        retry, _, _ = _post(client, events, age_ms=1000)  # HubSpot's next attempt
+        assert retry.status_code == 200
+        assert (retry.json()["processed"], retry.json()["duplicates"]) == (1, 0)
+        assert retry.json()["scheduled"] == ["acme"]
+        # the change reaches the other side
+        wait_for(lambda: harness.vendor_deal("acme", deal.id) is not None)
+        wait_for(lambda: not service.runner.is_running("acme"))
+        assert _metric(client, 'dealsync_webhook_deliveries_total{result="failed"}') == 1
+        assert _metric(client, 'dealsync_webhook_deliveries_total{result="accepted"}') == 1
+
+
+def test_failed_delivery_does_not_burn_its_signature(harness: Harness, service: Service) -> None:
+    """A signature is recorded as used only with a delivery that was processed: the
+    very same signed request after a failure is processed; after success it is a
+    replay (401)."""
+    deal = harness.seed_deal("acme")
+    harness.probe.hold.clear()
+    events = [_event(40, ACME_PORTAL, deal.id)]
+    with TestClient(build_app(service), raise_server_exceptions=False) as client:
+        with failing_statements(service.store.engine, "retry_item"):
+            first, sig, ts = _post(client, events)
+        assert first.status_code == 503
+        again, _, _ = _post(client, events, signature=sig, timestamp=ts)
+        assert again.status_code == 200 and again.json()["processed"] == 1
+        assert _retry_ids(service) == {deal.id}
+        replay, _, _ = _post(client, events, signature=sig, timestamp=ts)
+        assert replay.status_code == 401
+        assert _metric(client, 'dealsync_webhook_deliveries_total{result="rejected"}') == 1
+    harness.probe.hold.set()
+
+
+def test_dropped_events_are_counted_and_reported(
+    harness: Harness, service: Service, client: TestClient
+) -> None:
+    """Nothing is dropped silently: duplicates, events of unknown portals and
+    malformed events are in the answer and in ``/metrics``."""
+    deal = harness.seed_deal("acme")
+    harness.probe.hold.clear()
+    r, _, _ = _post(
+        client,
+        [
+            _event(50, ACME_PORTAL, deal.id),
+            _event(50, ACME_PORTAL, deal.id),
+            _event(51, 424242, "5"),
+            {"eventId": {"not": "an id"}, "portalId": ACME_PORTAL, "objectId": 1},
+        ],
+    )
+    body = r.json()
+    assert r.status_code == 200
+    assert (body["received"], body["processed"], body["duplicates"]) == (4, 1, 1)
+    assert (body["ignored"], body["ignored_portals"], body["invalid"]) == (1, [424242], 1)
+    assert _metric(client, 'dealsync_webhook_events_total{result="processed"}') == 1
+    assert _metric(client, 'dealsync_webhook_events_total{result="duplicate"}') == 1
+    assert _metric(client, 'dealsync_webhook_events_total{result="ignored"}') == 1
+    assert _metric(client, 'dealsync_webhook_events_total{result="invalid"}') == 1
+    harness.probe.hold.set()
