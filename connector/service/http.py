@@ -142,9 +142,12 @@ def build_app(service: Service) -> Starlette:
         ]
         return JSONResponse(body)
 
-    def refuse(result: str, status: int, message: str, **headers: str) -> JSONResponse:
+    def refuse(
+        result: str, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        """A webhook request not processed, counted by why (never silent)."""
         service.metrics.webhook_deliveries.labels(result).inc()
-        return _error(status, message, headers or None)
+        return _error(status, message, headers)
 
     async def read_body(request: Request) -> bytes | JSONResponse:
         """The body, read only up to ``service.webhook_max_body_bytes``: a larger
@@ -156,16 +159,16 @@ def build_app(service: Service) -> Starlette:
         )
         length = request.headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            if not length.strip().isascii() or not length.strip().isdigit():
                 return refuse("malformed", 400, f"Content-Length {length[:40]!r} is not a number")
             if int(length) > limit:
-                return refuse("too_large", 413, too_large, Connection="close")
+                return refuse("too_large", 413, too_large, {"Connection": "close"})
         body = bytearray()
         try:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    return refuse("too_large", 413, too_large, Connection="close")
+                    return refuse("too_large", 413, too_large, {"Connection": "close"})
         except ClientDisconnect:
             return refuse("malformed", 400, "the client went away before the body was sent")
         return bytes(body)
@@ -217,7 +220,7 @@ def build_app(service: Service) -> Starlette:
                 503,
                 "the state database is unavailable; nothing of this delivery was "
                 "recorded and HubSpot will retry it",
-                **{"Retry-After": "30"},
+                {"Retry-After": "30"},
             )
         if routing is None:
             log.warning("webhook refused: signature already used (replay)")

@@ -464,7 +464,7 @@ class StateStore:
                     s.add(WebhookSeen(key=signature_key))
                     fresh: list[bool] = []
                     keys: set[str] = set()
-                    rereads: dict[tuple[str, str, str, str], str] = {}
+                    rereads: dict[tuple[str, str, Side, str], str] = {}
                     for key, items in events:
                         new = key not in keys and s.get(WebhookSeen, key) is None
                         fresh.append(new)
@@ -475,8 +475,9 @@ class StateStore:
                         for connection, obj, side, rid, note in items:
                             rereads.setdefault((connection, obj, side, rid), note)
                     s.flush()
-                    for (connection, obj, side, rid), note in rereads.items():
-                        if s.get(RetryItem, (connection, obj, side, rid)) is None:
+                    for pk, note in rereads.items():
+                        if s.get(RetryItem, pk) is None:
+                            connection, obj, side, rid = pk
                             s.add(
                                 RetryItem(
                                     connection=connection,

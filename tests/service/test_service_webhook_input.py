@@ -126,8 +126,9 @@ def test_chunked_upload_over_the_limit_is_413(lenient: TestClient) -> None:
     assert r.status_code == 413
 
 
-def test_malformed_content_length_is_400(service: Service) -> None:
-    status, body, _ = _call_asgi(service, [(b"content-length", b"12abc")], iter([b"[]"]))
+@pytest.mark.parametrize("value", [b"12abc", b"-1", "\u00b2".encode("latin-1"), b""])
+def test_malformed_content_length_is_400(service: Service, value: bytes) -> None:
+    status, body, _ = _call_asgi(service, [(b"content-length", value)], iter([b"[]"]))
     assert status == 400 and "Content-Length" in body["error"]
 
 

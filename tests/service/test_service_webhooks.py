@@ -196,3 +196,75 @@ def test_dropped_events_are_counted_and_reported(
     assert _metric(client, 'dealsync_webhook_events_total{result="ignored"}') == 1
     assert _metric(client, 'dealsync_webhook_events_total{result="invalid"}') == 1
     harness.probe.hold.set()
+
+
+def test_state_database_locked_by_another_process_answers_503_then_retry_processed(
+    harness: Harness, service: Service
+) -> None:
+    """A real lock: another connection holds the SQLite database's write lock (as
+    another process would, e.g. for 40 s). The delivery waits out the busy timeout
+    (shortened here), answers 503 with nothing recorded, and HubSpot's retry after the
+    lock is gone is processed."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    deal = harness.seed_deal("acme")
+    engine = service.store.engine
+
+    def short_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA busy_timeout = 200")
+
+    event.listen(engine, "connect", short_busy_timeout)
+    engine.dispose()  # new connections get the short timeout
+    holder = sqlite3.connect(harness.root / "state.db", isolation_level=None)
+    events = [_event(100, ACME_PORTAL, deal.id)]
+    try:
+        with TestClient(build_app(service), raise_server_exceptions=False) as client:
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                locked, _, _ = _post(client, events)
+            finally:
+                holder.execute("ROLLBACK")
+            assert locked.status_code == 503, locked.text
+            assert _retry_ids(service) == set()
+            retry, _, _ = _post(client, events, age_ms=1000)
+            assert retry.status_code == 200
+            assert (retry.json()["processed"], retry.json()["duplicates"]) == (1, 0)
+            wait_for(lambda: harness.vendor_deal("acme", deal.id) is not None)
+            wait_for(lambda: not service.runner.is_running("acme"))
+    finally:
+        holder.close()
+        event.remove(engine, "connect", short_busy_timeout)
+
+
+def test_same_event_to_two_services_at_once_is_processed_once(harness: Harness) -> None:
+    """Two services (two processes' engines) get HubSpot's original delivery and its
+    retry at the same moment: the event is queued by exactly one of them."""
+    import threading
+
+    deal = harness.seed_deal("acme")
+    harness.probe.hold.clear()
+    services = [harness.service(), harness.service()]
+    clients = [TestClient(build_app(s)) for s in services]
+    events = [_event(110 + n, ACME_PORTAL, deal.id) for n in range(20)]
+    start = threading.Barrier(2)
+    answers: list[dict[str, Any]] = []
+
+    def deliver(i: int) -> None:
+        start.wait(10)
+        r, _, _ = _post(clients[i], events, age_ms=i)  # distinct timestamps, signatures
+        answers.append(r.json())
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 2
+    assert sum(a["processed"] for a in answers) == 20  # each event once, in all
+    assert all(a["processed"] + a["duplicates"] == 20 for a in answers)
+    assert _retry_ids(services[0]) == {deal.id}
+    harness.probe.hold.set()
+    for c in clients:
+        c.close()
