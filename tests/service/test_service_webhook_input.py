@@ -9,20 +9,24 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hubspot.utils.signature import Signature
 from service_support import (
     ACME_PORTAL,
+    ENV,
     WEBHOOK_SECRET,
     WEBHOOK_URL,
     Harness,
     hubspot_signature,
     webhook_event,
+    write_project,
 )
 from starlette.testclient import TestClient
 
+from connector.config import check_project
 from connector.service import Service, build_app
 from connector.service.webhooks import (
     SignatureRejected,
@@ -299,3 +303,15 @@ def test_timestamp_must_be_within_five_minutes_either_way() -> None:
     for ts in (now - 5 * 60 * 1000 - 1, now + 5 * 60 * 1000 + 1):
         with pytest.raises(SignatureRejected, match="5-minute"):
             check(ts)
+
+
+def test_check_refuses_a_body_limit_too_small(tmp_path: Path) -> None:
+    """A limit under 1 KiB would refuse every genuine delivery: ``dealsync check``
+    names the field instead."""
+    config = write_project(tmp_path)
+    config.write_text(
+        config.read_text().replace("service:\n", "service:\n  webhook_max_body_bytes: 10\n")
+    )
+    problems = check_project(config, env=ENV)
+    assert len(problems) == 1
+    assert "webhook_max_body_bytes" in str(problems[0]) and problems[0].line
