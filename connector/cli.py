@@ -57,8 +57,7 @@ def handled(fn: F) -> F:
             for line in shown(exc.problems):
                 click.secho(line, fg="red", err=True)
             _fail(
-                f"{len(exc.problems):,} configuration problem(s); fix them and run "
-                "`dealsync check`"
+                f"{len(exc.problems):,} configuration problem(s); fix them and run `dealsync check`"
             )
         except click.ClickException:
             raise

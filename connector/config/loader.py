@@ -227,8 +227,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 path,
                 f"alias *{anchor} is inside its own anchor &{anchor} (line "
                 f"{target.start_mark.line + 1}), which makes an endlessly deep value",
-                "write the value out; an alias may only repeat a value that is "
-                "complete before it",
+                "write the value out; an alias may only repeat a value that is complete before it",
             )
         self._alias_uses += 1
         self._alias_values += size
@@ -256,8 +255,7 @@ def _too_large(file: str, size: int) -> Problem:
         file,
         None,
         "",
-        f"file is {size / _MB:.1f} MB; dealsync reads files of at most "
-        f"{MAX_FILE_BYTES // _MB} MB",
+        f"file is {size / _MB:.1f} MB; dealsync reads files of at most {MAX_FILE_BYTES // _MB} MB",
         "a config, mapping or rules file is a few KB: check the path names the right "
         "file, or split the objects across several mapping files",
     )

@@ -13,6 +13,7 @@ of a stuck run; nothing here measures speed.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ VALID_HEAD = (
 def _bomb(levels: int = 9, width: int = 9) -> str:
     letters = "abcdefghijklmnop"[:levels]
     lines = ["a: &a [" + ", ".join(["x"] * width) + "]"]
-    for prev, cur in zip(letters, letters[1:], strict=False):
+    for prev, cur in pairwise(letters):
         lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * width) + "]")
     return "\n".join(lines) + "\n"
 
