@@ -154,9 +154,9 @@ def _alias_hint() -> str:
 class _Refused(yaml.YAMLError):
     """A document over one of the limits, with where it went over and the fix."""
 
-    def __init__(self, mark: yaml.Mark, path: YamlPath, message: str, hint: str) -> None:
+    def __init__(self, mark: Any, path: YamlPath, message: str, hint: str) -> None:
         super().__init__(message)
-        self.line = mark.line + 1
+        self.line: int | None = mark.line + 1 if mark is not None else None
         self.path = path
         self.message = message
         self.hint = hint
