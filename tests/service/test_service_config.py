@@ -131,6 +131,12 @@ def _bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _health_when(client: TestClient, valid: bool) -> dict[str, object] | None:
+    """/healthz's body once it reports ``config_valid == valid`` (for polling)."""
+    body: dict[str, object] = client.get("/healthz").json()
+    return body if body["config_valid"] is valid else None
+
+
 def _admin_page(client: TestClient) -> str:
     page = client.post("/admin/login", data={"token": ADMIN_TOKEN})
     assert page.status_code == 200, page.text
@@ -152,7 +158,7 @@ def test_alias_bomb_edit_is_refused_on_healthz_and_the_next_fix_is_picked_up(
     assert client.get("/healthz").json()["config_valid"] is True
 
     config.write_text(good_text + _bomb())
-    body = wait_for(lambda: (b := client.get("/healthz").json())["config_valid"] is False and b)
+    body = wait_for(lambda: _health_when(client, valid=False), 60)
     assert body["status"] == "ok" and body["connections"] == 2  # still serving
     [problem] = body["config_problems"]
     assert problem.startswith(f"{config}:") and "alias *d" in problem
@@ -162,7 +168,7 @@ def test_alias_bomb_edit_is_refused_on_healthz_and_the_next_fix_is_picked_up(
     assert "still using the last valid version" in page and "alias *d" in page
 
     config.write_text(good_text.replace("trigger_limit: 50", "trigger_limit: 7"))
-    body = wait_for(lambda: (b := client.get("/healthz").json())["config_valid"] is True and b)
+    body = wait_for(lambda: _health_when(client, valid=True), 60)
     assert body["config_problems"] == []
     assert svc.project is not good and svc.project.config.service.trigger_limit == 7
 
