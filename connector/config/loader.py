@@ -195,10 +195,9 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         else:
             if len(self._path) >= MAX_DEPTH:
-                shown = self._path[:8]
                 raise _Refused(
                     event.start_mark,
-                    tuple(shown),
+                    tuple(self._path[:8]),  # where it starts; the rest is just [0][0]...
                     f"values nested more than {MAX_DEPTH} levels deep",
                     "dealsync files nest a few levels (objects, fields, value_map); "
                     "check the brackets and indentation on this line",
