@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from connector.api import Dealsync, DealsyncError
-from connector.config import ConfigError, check_project, load_project
+from connector.config import ConfigError, check_project, load_project, shown
 from connector.engine.sync import EXIT_FAILED, EXIT_FATAL, PassResult
 from connector.state.store import LockHeld
 
@@ -54,10 +54,10 @@ def handled(fn: F) -> F:
         except ConfigError as exc:
             if ctx and ctx.debug:
                 raise
-            for problem in exc.problems:
-                click.secho(str(problem), fg="red", err=True)
+            for line in shown(exc.problems):
+                click.secho(line, fg="red", err=True)
             _fail(
-                f"{len(exc.problems)} configuration problem(s); fix them and run `dealsync check`"
+                f"{len(exc.problems):,} configuration problem(s); fix them and run `dealsync check`"
             )
         except click.ClickException:
             raise
@@ -173,9 +173,9 @@ def check(ctx: Ctx, path: str | None) -> None:
     if not problems:
         click.secho("configuration, mappings and rules are valid", fg="green")
         return
-    for problem in problems:
-        click.secho(str(problem), fg="red", err=True)
-    _fail(f"{len(problems)} problem(s) found")
+    for line in shown(problems):
+        click.secho(line, fg="red", err=True)
+    _fail(f"{len(problems):,} problem(s) found")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ line, YAML path and a hint.
 
 from __future__ import annotations
 
-from connector.config.check import ConfigError, Problem
+from connector.config.check import ConfigError, Problem, shown
 from connector.config.loader import (
     Project,
     check_project,
@@ -46,4 +46,5 @@ __all__ = [
     "config_path_from",
     "load_mapping_text",
     "load_project",
+    "shown",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
@@ -60,18 +61,45 @@ class Problem:
         return f"{where}: {what} (hint: {self.hint})"
 
 
-class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` lists every problem found, not the first."""
+MAX_SHOWN_PROBLEMS = 50
+"""Most problems printed or shown at once. A file of 60,000 misspelt keys must not print
+60,000 lines (the CLI, the service's /healthz and admin page): the first ones in reading
+order are enough to see the pattern, and the rest are counted."""
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+
+def shown(problems: Sequence[Problem], limit: int = MAX_SHOWN_PROBLEMS) -> list[str]:
+    """The first ``limit`` problems as text, then one line counting the rest per file."""
+    lines = [str(p) for p in problems[:limit]]
+    rest = problems[limit:]
+    if rest:
+        per_file: dict[str, int] = {}
+        for p in rest:
+            per_file[p.file] = per_file.get(p.file, 0) + 1
+        where = ", ".join(f"{n:,} in {f}" for f, n in per_file.items())
+        lines.append(
+            f"... and {len(rest):,} more problem(s) not shown ({where}); fix the ones "
+            "above and run `dealsync check` again"
+        )
+    return lines
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found, not the first.
+
+    ``files`` are the files the loader read or tried to read: the service watches them
+    while an edit is refused, so fixing a newly referenced mapping file is noticed too.
+    """
+
+    def __init__(self, problems: Iterable[Problem], files: Iterable[Path] = ()) -> None:
         self.problems: list[Problem] = list(problems)
+        self.files: list[Path] = list(files)
         super().__init__(self._render())
 
     def _render(self) -> str:
         if len(self.problems) == 1:
             return str(self.problems[0])
-        lines = [f"{len(self.problems)} configuration problems:"]
-        lines += [f"  {p}" for p in self.problems]
+        lines = [f"{len(self.problems):,} configuration problems:"]
+        lines += [f"  {line}" for line in shown(self.problems)]
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -5,6 +5,12 @@ on: file, line, YAML path, what is wrong and how to fix it, for *every* problem 
 once, and never a traceback or a secret. To get lines, YAML is composed into PyYAML's
 node tree (which keeps marks) and every path in the document is indexed to its line;
 pydantic's error locations are then looked up in that index.
+
+A file is also refused, with one problem naming the limit, before it can make the
+loader hang or exhaust memory: files larger than :data:`MAX_FILE_BYTES`, aliases that
+would expand past :data:`MAX_ALIAS_NODES` values or number more than
+:data:`MAX_ALIASES` (a "billion laughs" is 300 bytes on disk and 10^9 values once
+walked), recursive aliases and nesting deeper than :data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -117,6 +123,143 @@ _EXAMPLES: dict[type[BaseModel], str] = {
 }
 
 
+# --------------------------------------------------------------------------- limits
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest file read. Real configs and mappings are a few KB; anything near this is a
+wrong file or a generated accident, and pure-Python YAML parses ~1 MB a second."""
+
+MAX_ALIASES = 200
+"""Most alias uses (``*name``, including ``<<: *name`` merges) in one file."""
+
+MAX_ALIAS_NODES = 10_000
+"""Most values all aliases of one file may stand for, counted expanded. PyYAML composes
+an alias as a shared reference, so the cost only appears later, when every check walks
+the value once per path to it; this bound keeps those walks small."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists (real files nest about six levels)."""
+
+_MB = 1024 * 1024
+
+
+def _alias_hint() -> str:
+    return (
+        "write the values out instead of repeating them through aliases; dealsync allows "
+        f"at most {MAX_ALIASES:,} aliases per file, standing for at most "
+        f"{MAX_ALIAS_NODES:,} values in all"
+    )
+
+
+class _Refused(yaml.YAMLError):
+    """A document over one of the limits, with where it went over and the fix."""
+
+    def __init__(self, mark: Any, path: YamlPath, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line: int | None = mark.line + 1 if mark is not None else None
+        self.path = path
+        self.message = message
+        self.hint = hint
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting while it composes so a hostile file stops early.
+
+    Every composed value counts one, every alias counts the full expanded size of its
+    anchor's value; the size of an anchored value is known once it is complete, and an
+    alias to an anchor still being composed is a recursive (infinite) value.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._values = 0  # values composed so far, aliases counted expanded
+        self._alias_uses = 0
+        self._alias_values = 0
+        self._sizes: dict[str, int] = {}  # anchor -> expanded size of its finished value
+        self._path: list[str | int] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is None:
+            part: str | int | None = None
+        elif isinstance(index, int):
+            part = index
+        elif isinstance(index, yaml.ScalarNode):
+            part = str(index.value)
+        else:
+            part = "[key]"  # a mapping key itself
+        if part is not None:
+            self._path.append(part)
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._count_alias(event)
+            node = super().compose_node(parent, index)
+        else:
+            if len(self._path) >= MAX_DEPTH:
+                raise _Refused(
+                    event.start_mark,
+                    tuple(self._path[:8]),  # where it starts; the rest is just [0][0]...
+                    f"values nested more than {MAX_DEPTH} levels deep",
+                    "dealsync files nest a few levels (objects, fields, value_map); "
+                    "check the brackets and indentation on this line",
+                )
+            anchor = getattr(event, "anchor", None)
+            before = self._values
+            self._values += 1
+            node = super().compose_node(parent, index)
+            if anchor is not None:
+                self._sizes[anchor] = self._values - before
+        if part is not None:
+            self._path.pop()
+        return node
+
+    def _count_alias(self, event: yaml.AliasEvent) -> None:
+        anchor = str(event.anchor)
+        target = self.anchors.get(anchor)
+        if target is None:
+            return  # PyYAML reports the undefined alias itself
+        where = f"anchor &{anchor} at line {target.start_mark.line + 1}"
+        path = tuple(self._path)
+        size = self._sizes.get(anchor)
+        if size is None:
+            raise _Refused(
+                event.start_mark,
+                path,
+                f"alias *{anchor} is inside its own anchor &{anchor} (line "
+                f"{target.start_mark.line + 1}), which makes an endlessly deep value",
+                "write the value out; an alias may only repeat a value that is complete before it",
+            )
+        self._alias_uses += 1
+        self._alias_values += size
+        self._values += size
+        if self._alias_uses > MAX_ALIASES:
+            raise _Refused(
+                event.start_mark,
+                path,
+                f"more than {MAX_ALIASES:,} aliases in this file (this is alias *{anchor}, "
+                f"{where})",
+                _alias_hint(),
+            )
+        if self._alias_values > MAX_ALIAS_NODES:
+            raise _Refused(
+                event.start_mark,
+                path,
+                f"alias *{anchor} ({where}) would expand this file past "
+                f"{MAX_ALIAS_NODES:,} values ({self._alias_values:,} so far)",
+                _alias_hint(),
+            )
+
+
+def _too_large(file: str, size: int) -> Problem:
+    return Problem(
+        file,
+        None,
+        "",
+        f"file is {size / _MB:.1f} MB; dealsync reads files of at most {MAX_FILE_BYTES // _MB} MB",
+        "a config, mapping or rules file is a few KB: check the path names the right "
+        "file, or split the objects across several mapping files",
+    )
+
+
 # --------------------------------------------------------------------------- YAML
 
 
@@ -140,8 +283,11 @@ class Document:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Problem]]:
-    """Parse one YAML document keeping line numbers; syntax errors become problems."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document keeping line numbers; syntax errors and files over the
+    limits (size, aliases, depth) become problems."""
+    if len(text) > MAX_FILE_BYTES:
+        return None, [_too_large(file, len(text.encode("utf-8")))]
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -150,6 +296,8 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Problem]]:
             ]
         problems = _duplicate_keys(node, file, (), set())
         data = loader.construct_document(node)
+    except _Refused as exc:
+        return None, [Problem(file, exc.line, format_path(exc.path), exc.message, exc.hint)]
     except yaml.YAMLError as exc:
         return None, [_yaml_problem(exc, file)]
     finally:
@@ -422,8 +570,13 @@ def _type_hint(kind: str, value: Any) -> str:
 
 
 def _read(path: Path, file: str) -> tuple[Document | None, list[Problem]]:
+    """Read at most one byte over the limit, so a huge file is refused without loading it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                return None, [_too_large(file, max(os.fstat(f.fileno()).st_size, len(raw)))]
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, [Problem(file, None, "", "file is not UTF-8 text", "save it as UTF-8")]
     except OSError as exc:
@@ -523,9 +676,15 @@ def _environment(folder: Path, env: Mapping[str, str] | None) -> Mapping[str, st
 
 
 def _load(
-    path: str | Path | None, env: Mapping[str, str] | None, check_env: bool
+    path: str | Path | None,
+    env: Mapping[str, str] | None,
+    check_env: bool,
+    files: list[Path] | None = None,
 ) -> tuple[Project | None, list[Problem]]:
+    """Load and check everything; ``files`` collects every file read or looked for."""
+    files = [] if files is None else files
     config_path = config_path_from(path, env)
+    files.append(config_path.absolute())
     file = str(config_path)
     if not config_path.is_file():
         return None, [
@@ -603,7 +762,7 @@ def _load(
     for i, rel in enumerate(raw_mappings if isinstance(raw_mappings, list) else []):
         if not isinstance(rel, str):
             continue
-        target = _existing(doc, ("mappings", i), base, rel, "mapping", problems)
+        target = _existing(doc, ("mappings", i), base, rel, "mapping", problems, files)
         if target is None:
             continue
         result = _mapping_objects(*_read(target, str(target)))
@@ -615,7 +774,7 @@ def _load(
     rules: RulesFile | None = RulesFile()
     raw_rules = raw.get("rules")
     if isinstance(raw_rules, str):
-        target = _existing(doc, ("rules",), base, raw_rules, "rules", problems)
+        target = _existing(doc, ("rules",), base, raw_rules, "rules", problems, files)
         rules = None
         if target is not None:
             rules_doc, rules_problems = _read(target, str(target))
@@ -646,10 +805,17 @@ def _quietly(model: type[M], data: Any) -> M | None:
 
 
 def _existing(
-    doc: Document, path: YamlPath, base: Path, rel: str, kind: str, problems: list[Problem]
+    doc: Document,
+    path: YamlPath,
+    base: Path,
+    rel: str,
+    kind: str,
+    problems: list[Problem],
+    files: list[Path],
 ) -> Path | None:
     target = Path(rel).expanduser()
     target = target if target.is_absolute() else base / target
+    files.append(target.absolute())
     if target.is_file():
         return target
     problems.append(
@@ -684,9 +850,10 @@ def load_project(
     variables already set. ``check_env=False`` skips credential variables for commands
     that never talk to a CRM.
     """
-    project, problems = _load(path, env, check_env)
+    files: list[Path] = []
+    project, problems = _load(path, env, check_env, files)
     if problems or project is None:
-        raise ConfigError(_in_reading_order(problems))
+        raise ConfigError(_in_reading_order(problems), files)
     return project
 
 

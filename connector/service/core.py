@@ -17,7 +17,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from connector.api import AdapterFactory, Dealsync, default_hooks
-from connector.config import ConfigError, Project, load_project
+from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.engine.sync import PassResult
 from connector.hooks.base import Hook
 from connector.service.metrics import Metrics
@@ -31,7 +31,10 @@ log = logging.getLogger("dealsync.service")
 
 @dataclass
 class ReloadState:
-    """The validation state of the files on disk versus the version in use."""
+    """The validation state of the files on disk versus the version in use.
+
+    ``problems`` is what /healthz and the admin page show: at most
+    :data:`~connector.config.check.MAX_SHOWN_PROBLEMS` lines plus one counting the rest."""
 
     loaded_at: float
     problems: list[str]
@@ -110,6 +113,7 @@ class Service:
         )
         self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self._refused_files: list[Path] = []  # what a refused edit refers to
         self._mtimes = self._watched_mtimes()
         self.metrics.add_state_collector(self)
         self._started = False
@@ -217,11 +221,14 @@ class Service:
     # ------------------------------------------------------------------ hot reload
 
     def _watched(self) -> list[Path]:
+        """The files of the version in use, plus those a refused edit refers to (a new
+        mapping file, say), so that fixing only that file is noticed too."""
         project = self.project
         paths = [self.config_path]
         paths += [project.resolve(m) for m in project.config.mappings]
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
+        paths += [p for p in self._refused_files if p not in paths]
         return paths
 
     def _watched_mtimes(self) -> dict[Path, float | None]:
@@ -244,20 +251,31 @@ class Service:
         self._mtimes = mtimes
         try:
             project = load_project(self.config_path, self._env_arg)
+            admin_app = self._new_app(project)
         except ConfigError as exc:
-            problems = [str(p) for p in exc.problems]
-            if problems != self.reload.problems:
-                log.error(
-                    "config edit rejected, still using the last valid version: %s",
-                    "; ".join(problems),
-                )
-            self.reload.problems = problems
-            self.reload.pending_since = self.reload.pending_since or time.time()
-            self.metrics.config_reloads.labels("invalid").inc()
-            self.metrics.config_valid.set(0)
+            self._refuse(exc.problems, exc.files)
+            return False
+        except Exception as exc:  # a loader bug must not stop reloads or read as valid
+            log.exception("loading the edited config failed")
+            self._refuse(
+                [
+                    Problem(
+                        str(self.config_path),
+                        None,
+                        "",
+                        # the type only: /healthz is public, an exception text may
+                        # carry anything (the log has it, with the traceback)
+                        f"the configuration could not be loaded ({type(exc).__name__})",
+                        "check the files with `dealsync check`; if they pass, report this "
+                        "error with the traceback from the service log",
+                    )
+                ],
+                self._refused_files,
+            )
             return False
         self.project = project
-        self.admin_app = self._new_app(project)
+        self.admin_app = admin_app
+        self._refused_files = []
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
         self._mtimes = self._watched_mtimes()  # the new project may watch other files
         self.metrics.config_reloads.labels("ok").inc()
@@ -266,3 +284,17 @@ class Service:
             self.schedules.configure(project.config.partners)
         log.info("config reloaded from %s", self.config_path)
         return True
+
+    def _refuse(self, problems: list[Problem], files: list[Path]) -> None:
+        """Keep the version in use and show why the edit was refused (capped list)."""
+        lines = shown(problems)
+        if lines != self.reload.problems:
+            log.error(
+                "config edit rejected, still using the last valid version: %s",
+                "; ".join(lines),
+            )
+        self.reload.problems = lines
+        self.reload.pending_since = self.reload.pending_since or time.time()
+        self._refused_files = list(files)
+        self.metrics.config_reloads.labels("invalid").inc()
+        self.metrics.config_valid.set(0)

@@ -85,6 +85,7 @@ def build_app(service: Service) -> Starlette:
                 "status": "ok",
                 "connections": len(service.project.config.partners),
                 "config_valid": service.reload.valid,
+                "config_problems": service.reload.problems,
             }
         )
 

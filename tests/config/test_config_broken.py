@@ -47,6 +47,8 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "config_bad_adapter.yaml": [(7, "partners[0].adapter")],
     "config_no_partners.yaml": [(4, "partners")],
     "config_top_level_list.yaml": [(2, "")],
+    "config_alias_bomb.yaml": [(7, "e[0]")],
+    "config_recursive_alias.yaml": [(5, "partners[0].more[0]")],
     "config_several_errors.yaml": [
         (3, "state_url"),
         (4, "vendor"),
@@ -82,6 +84,7 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "mapping_empty.yaml": [(1, "")],
     "mapping_yaml_syntax.yaml": [(6, "")],
     "mapping_duplicate_key.yaml": [(15, "objects[0].fields[0].direction")],
+    "mapping_alias_bomb.yaml": [(6, "e[0]")],
     # rules files
     "rules_unknown_key.yaml": [(4, "commision_rate")],
     "rules_commission_over_one.yaml": [(4, "commission_rate")],
