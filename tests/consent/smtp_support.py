@@ -20,6 +20,10 @@ Modes (``server.mode`` may be changed while it runs; it applies from the next co
   ``ECONNRESET`` in the client);
 * ``"refuse_data"`` — ``451`` to DATA (a real temporary failure: nothing accepted).
 
+With ``login=(user, password)`` the server offers AUTH (LOGIN/PLAIN) without TLS and
+records the user names that authenticated in ``logins``; ``greetings`` counts EHLO/HELO
+commands (0: no client ever talked to it).
+
 Every message a DATA command offered is in ``offered``; those answered 250 are in
 ``accepted`` as ``(mail_from, rcpt_tos, raw bytes)``: what the world received.
 """
@@ -33,6 +37,7 @@ from email import message_from_bytes
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 MODES = ("ok", "quit_421", "drop_after_data", "reset_after_data", "refuse_data")
 
@@ -55,6 +60,18 @@ def _reset(server: Any) -> None:
 class _Handler:
     def __init__(self, owner: MisbehavingSMTP) -> None:
         self.owner = owner
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.owner.greetings += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+        self.owner.greetings += 1
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         owner = self.owner
@@ -87,18 +104,29 @@ class MisbehavingSMTP:
 
     host = "127.0.0.1"
 
-    def __init__(self, mode: str = "ok", port: int | None = None) -> None:
+    def __init__(
+        self, mode: str = "ok", port: int | None = None, login: tuple[str, str] | None = None
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
         self.port = port or free_port()
         self.offered: list[bytes] = []
         self.accepted: list[tuple[str, list[str], bytes]] = []
+        self.greetings = 0  # EHLO/HELO commands seen: did a client talk to us at all?
+        self.login = login
+        self.logins: list[str] = []  # user names that authenticated
         self._controller: Controller | None = None
 
     def start(self) -> MisbehavingSMTP:
         if self._controller is None:
-            self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+            auth: dict[str, Any] = {}
+            if self.login is not None:
+                # AUTH over plain text: exactly what a client must not do unless told to
+                auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+            self._controller = Controller(
+                _Handler(self), hostname=self.host, port=self.port, **auth
+            )
             self._controller.start()
         return self
 
@@ -106,6 +134,17 @@ class MisbehavingSMTP:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        assert self.login is not None
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if (user, password) == self.login:
+                self.logins.append(user)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
 
     def __enter__(self) -> MisbehavingSMTP:
         return self.start()
