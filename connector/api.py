@@ -21,11 +21,11 @@ from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
 from connector.hooks.base import Hook
-from connector.outbox import Delivery, Outbox, Transport, transport_from_env
+from connector.outbox import Delivery, Outbox, OutboxError, Transport, transport_from_env
 from connector.program.registration import Person, Registry, Submission
 from connector.records import Side, utcnow
 from connector.state import StateStore
-from connector.state.tables import ConflictRow, Registration
+from connector.state.tables import ConflictRow, OutboxMessage, Registration
 
 
 class DealsyncError(Exception):
@@ -93,6 +93,7 @@ class ConnectionStatus:
     credited_mrr: str = "0"
     active_registrations: int = 0
     capacity: int = 0
+    held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
 class Dealsync:
@@ -218,6 +219,20 @@ class Dealsync:
             )
         return self.outbox.deliver(transport, now=now, crash_at=crash_at)
 
+    def release_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
+        """Let a held e-mail go: queued, sent by the next delivery (audited in its row)."""
+        try:
+            return self.outbox.release(message_id, by=by)
+        except OutboxError as exc:
+            raise DealsyncError(str(exc)) from None
+
+    def cancel_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
+        """Never send this e-mail (held, queued or failed); the row stays, audited."""
+        try:
+            return self.outbox.cancel(message_id, by=by)
+        except OutboxError as exc:
+            raise DealsyncError(str(exc)) from None
+
     def sync_all(self, **kwargs: Any) -> list[PassResult]:
         return [self.sync(p.id, **kwargs) for p in self.project.config.partners]
 
@@ -228,6 +243,10 @@ class Dealsync:
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
         out = []
+        held: dict[str | None, int] = {}
+        for (partner, _kind, status), n in self.outbox.counts().items():
+            if status == "held":
+                held[partner] = held.get(partner, 0) + n
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
@@ -253,6 +272,7 @@ class Dealsync:
                     credited_mrr=str(credited),
                     active_registrations=self.registry.active_count(p.id, now),
                     capacity=capacity,
+                    held_emails=held.get(p.id, 0),
                 )
             )
         return out

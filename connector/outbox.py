@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -38,6 +39,16 @@ log = logging.getLogger("dealsync.outbox")
 
 MAX_ATTEMPTS = 10
 LANGUAGES = ("en", "de", "fr")
+KINDS = ("consent_request", "data_notice", "lead_notification")
+# queued → sent | failed (gave up; retry) ; held (a privacy check objected; release or
+# cancel) ; suppressed (decided not to send) ; cancelled (registration ended, or an admin)
+STATUSES = ("queued", "sent", "failed", "held", "suppressed", "cancelled")
+AUDIT_PREFIXES = ("released by ", "cancelled by ")
+
+
+class OutboxError(Exception):
+    """An admin action the outbox cannot do (no such message, or not in that state)."""
+
 
 _ENV = Environment(
     loader=PackageLoader("connector", "templates"),
@@ -53,7 +64,14 @@ class PlaintextAuthRefused(smtplib.SMTPException):
 
 
 class PrivacyViolation(Exception):
-    """A rendered e-mail contains something it must never contain."""
+    """A rendered e-mail contains something it must never contain. ``what`` names the
+    kind of thing (safe to log); ``item`` is the text found (not for logs: it may be
+    the contact's name)."""
+
+    def __init__(self, what: str, item: str) -> None:
+        super().__init__(f"the message would reveal {what} ({item!r})")
+        self.what = what
+        self.item = item
 
 
 @dataclass(frozen=True)
@@ -79,13 +97,53 @@ def render(kind: str, language: str | None, context: Mapping[str, Any]) -> Rende
     return Rendered(first.removeprefix("Subject: ").strip(), rest.lstrip("\n"), lang)
 
 
-def assert_clean(message: Rendered, forbidden: Iterable[str], what: str) -> None:
-    """Refuse a message that contains any forbidden text (case-insensitive)."""
-    haystack = f"{message.subject}\n{message.body}".casefold()
-    for item in forbidden:
-        needle = (item or "").strip().casefold()
-        if len(needle) >= 3 and needle in haystack:
-            raise PrivacyViolation(f"the message would reveal {what} ({item!r})")
+_TOKEN = re.compile(r"\w+")
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.casefold() for t in _TOKEN.findall(text)]
+
+
+def _occurrences(haystack: Sequence[str], needle: Sequence[str]) -> Iterable[range]:
+    n = len(needle)
+    for i in range(len(haystack) - n + 1):
+        if list(haystack[i : i + n]) == list(needle):
+            yield range(i, i + n)
+
+
+def assert_clean(
+    message: Rendered,
+    forbidden: Iterable[str],
+    what: str,
+    *,
+    partial: Iterable[str] = (),
+    named: Iterable[str] = (),
+) -> None:
+    """Refuse a message whose subject or body contains a forbidden item as whole words.
+
+    Items and text are compared as sequences of words (case-insensitive; any run of
+    punctuation or space separates words), so partner ``orbit`` is found in "Orbit's"
+    or "orbit-partners.example" but not in "Orbital Kitchens", and "Acme Agency" also
+    in "ACME-AGENCY". ``forbidden`` items identify on their own (a full name, an
+    e-mail address) and count anywhere. ``partial`` items (a surname, an e-mail's local
+    part) count only outside the ``named`` phrases — the company the message is
+    legitimately about: "Baker Logistics" does not name Tom Baker, "Baker visited"
+    does. Items shorter than three characters are ignored."""
+    words = _tokens(f"{message.subject}\n{message.body}")
+    legit: set[int] = set()
+    for phrase in named:
+        needle = _tokens(phrase or "")
+        if needle:
+            for span in _occurrences(words, needle):
+                legit.update(span)
+    for items, anywhere in ((forbidden, True), (partial, False)):
+        for item in items:
+            needle = _tokens(item or "")
+            if len("".join(needle)) < 3:
+                continue
+            for span in _occurrences(words, needle):
+                if anywhere or not legit.issuperset(span):
+                    raise PrivacyViolation(what, (item or "").strip())
 
 
 def message_id(dedupe_key: str, domain: str = "dealsync.invalid") -> str:
@@ -331,6 +389,65 @@ class Outbox:
             s.commit()
             return int(n or 0)
 
+    def get(self, row_id: int) -> OutboxMessage | None:
+        with self._session() as s:
+            return s.get(OutboxMessage, row_id)
+
+    def counts(self) -> dict[tuple[str | None, str, str], int]:
+        """Messages by (partner, kind, status): for ``status``, the admin page, metrics."""
+        with self._session() as s:
+            rows = s.exec(
+                select(
+                    OutboxMessage.partner, OutboxMessage.kind, OutboxMessage.status, func.count()
+                ).group_by(OutboxMessage.partner, OutboxMessage.kind, OutboxMessage.status)
+            ).all()
+        return {(partner, kind, status): int(n) for partner, kind, status, n in rows}
+
+    def release(self, row_id: int, *, by: str, now: datetime | None = None) -> OutboxMessage:
+        """An admin read a held message and lets it go: queued, due now, sent by the next
+        delivery. The row (its key, Message-ID and text) stays the same one; its detail
+        records who released it, when, and why it had been held."""
+        row = self._admin_target(row_id, ("held",))
+        moment = now or utcnow()
+        self._set(
+            row_id,
+            status="queued",
+            attempts=0,
+            next_attempt_at=moment,
+            detail=f"released by {by} at {moment.isoformat(timespec='seconds')}; "
+            f"it had been {_reason(row.detail)}",
+        )
+        released = self.get(row_id)
+        assert released is not None
+        log.info("outbox #%s released by %s", row_id, by)
+        return released
+
+    def cancel(self, row_id: int, *, by: str, now: datetime | None = None) -> OutboxMessage:
+        """Never send this message (held, queued or failed): ``cancelled``, with who and
+        when in its detail. The row stays, so the decision is not made again."""
+        row = self._admin_target(row_id, ("held", "queued", "failed"))
+        moment = now or utcnow()
+        was = f"; it had been {_reason(row.detail)}" if row.detail else f"; it was {row.status}"
+        self._set(
+            row_id,
+            status="cancelled",
+            detail=f"cancelled by {by} at {moment.isoformat(timespec='seconds')}{was}",
+        )
+        cancelled = self.get(row_id)
+        assert cancelled is not None
+        log.info("outbox #%s cancelled by %s", row_id, by)
+        return cancelled
+
+    def _admin_target(self, row_id: int, allowed: tuple[str, ...]) -> OutboxMessage:
+        row = self.get(row_id)
+        if row is None:
+            raise OutboxError(f"no outbox message #{row_id}")
+        if row.status not in allowed:
+            raise OutboxError(
+                f"outbox message #{row_id} is {row.status}, not {' or '.join(allowed)}"
+            )
+        return row
+
     def _email(self, row: OutboxMessage) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.sender
@@ -385,12 +502,13 @@ class Outbox:
                     row.id,
                     status=status,
                     attempts=attempts,
-                    detail=f"{type(exc).__name__}: {exc}"[:2000],
+                    detail="\n".join([f"{type(exc).__name__}: {exc}"[:2000], *_audit(row.detail)]),
                     next_attempt_at=moment + delay,
                 )
                 out.append(Delivery(row.id, row.recipient, False, str(exc)))
+                # ids only: the recipient may be a contact (its address stays in the row)
                 log.warning(
-                    "outbox #%s to %s failed (attempt %s): %s", row.id, row.recipient, attempts, exc
+                    "outbox #%s (%s) failed (attempt %s): %s", row.id, row.kind, attempts, exc
                 )
                 continue
             if crash_at is not None:
@@ -401,7 +519,7 @@ class Outbox:
                 attempts=row.attempts + 1,
                 sent_at=utcnow(),
                 server_response=answer[:2000],
-                detail=None,
+                detail="\n".join(_audit(row.detail)) or None,
             )
             out.append(Delivery(row.id, row.recipient, True, answer))
         return out
@@ -415,3 +533,13 @@ class Outbox:
         with self._session() as s:
             s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
             s.commit()
+
+
+def _audit(detail: str | None) -> list[str]:
+    """The lines of a detail that record an admin's action: kept through retries."""
+    return [line for line in (detail or "").splitlines() if line.startswith(AUDIT_PREFIXES)]
+
+
+def _reason(detail: str | None) -> str:
+    """``held: …`` as it reads after "it had been"."""
+    return (detail or "held").splitlines()[0]

@@ -205,6 +205,7 @@ def write_project(
     root: Path,
     rules_edit: Callable[[str], str] | None = None,
     mapping_edit: Callable[[str], str] | None = None,
+    config: str = CONFIG,
 ) -> Path:
     (root / "mappings").mkdir(parents=True, exist_ok=True)
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
@@ -215,7 +216,7 @@ def write_project(
             edited = edit(target.read_text())
             assert edited != target.read_text(), f"the edit of {name} changed nothing"
             target.write_text(edited)
-    (root / "dealsync.yaml").write_text(CONFIG)
+    (root / "dealsync.yaml").write_text(config)
     return root / "dealsync.yaml"
 
 
@@ -225,9 +226,11 @@ def build_world(
     rules_edit: Callable[[str], str] | None = None,
     mapping_edit: Callable[[str], str] | None = None,
     env: Mapping[str, str] | None = None,
+    config: str = CONFIG,
 ) -> World:
-    """A project in ``root`` loaded by ``load_project``, portals on one tick clock."""
-    project = load_project(write_project(root, rules_edit, mapping_edit), env={})
+    """A project in ``root`` loaded by ``load_project``, portals on one tick clock;
+    ``config`` replaces the two-partner ``dealsync.yaml``."""
+    project = load_project(write_project(root, rules_edit, mapping_edit, config), env={})
     clock = TickClock()
     crms: dict[str, LocalCRM] = {}
 
