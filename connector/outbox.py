@@ -146,6 +146,15 @@ def assert_clean(
                     raise PrivacyViolation(what, (item or "").strip())
 
 
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redact_addresses(text: str) -> str:
+    """A server's error often quotes the recipient ("550 <ann@x.com>: rejected"): logs
+    get ``<address>`` instead; the outbox row keeps the full answer."""
+    return _ADDRESS.sub("<address>", text)
+
+
 def message_id(dedupe_key: str, domain: str = "dealsync.invalid") -> str:
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:24]
     return f"<{digest}@{domain}>"
@@ -508,7 +517,11 @@ class Outbox:
                 out.append(Delivery(row.id, row.recipient, False, str(exc)))
                 # ids only: the recipient may be a contact (its address stays in the row)
                 log.warning(
-                    "outbox #%s (%s) failed (attempt %s): %s", row.id, row.kind, attempts, exc
+                    "outbox #%s (%s) failed (attempt %s): %s",
+                    row.id,
+                    row.kind,
+                    attempts,
+                    redact_addresses(str(exc)),
                 )
                 continue
             if crash_at is not None:

@@ -18,7 +18,8 @@ Modes (``server.mode`` may be changed while it runs; it applies from the next co
   (no answer to QUIT: the client sees end-of-file or a reset);
 * ``"reset_after_data"`` — 250 to DATA, then on QUIT the connection is reset (TCP RST,
   ``ECONNRESET`` in the client);
-* ``"refuse_data"`` — ``451`` to DATA (a real temporary failure: nothing accepted).
+* ``"refuse_data"`` — ``451`` to DATA (a real temporary failure: nothing accepted);
+* ``"refuse_recipient"`` — ``550`` to RCPT, naming the address (as real servers do).
 
 With ``login=(user, password)`` the server offers AUTH (LOGIN/PLAIN) without TLS and
 records the user names that authenticated in ``logins``; ``greetings`` counts EHLO/HELO
@@ -39,7 +40,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-MODES = ("ok", "quit_421", "drop_after_data", "reset_after_data", "refuse_data")
+MODES = ("ok", "quit_421", "drop_after_data", "reset_after_data", "refuse_data", "refuse_recipient")
 
 
 def free_port() -> int:
@@ -72,6 +73,14 @@ class _Handler:
         self.owner.greetings += 1
         session.host_name = hostname
         return f"250 {server.hostname}"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.owner.mode == "refuse_recipient":
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         owner = self.owner
