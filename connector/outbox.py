@@ -5,10 +5,16 @@ Message-ID) in the same transaction as its decision, keyed so it can exist only 
 A sender *delivers* due messages over SMTP (or to a file sink for the demo), retries
 failures with backoff and records the server's answer.
 
-Delivery is at-least-once within one narrow window: if the process dies after the
-SMTP server accepted a message and before the row is marked sent, the next delivery
-sends it again — with the same Message-ID, so mail systems and people can recognise
-the duplicate. Nothing else can send a message twice.
+A message is sent when the server answers 2xx to DATA; what QUIT or the connection
+does after that cannot make it fail (and be sent again). Delivery is at-least-once
+within one narrow window: if the process dies after the SMTP server accepted a
+message and before the row is marked sent, the next delivery sends it again — with
+the same Message-ID, so mail systems and people can recognise the duplicate. Nothing
+else can send a message twice.
+
+A message a privacy check objects to is *held*: kept with its text, key and reason,
+never delivered until an admin releases it (or cancels it). Nothing is dropped
+silently. Logs name outbox ids, never a recipient's address.
 """
 
 from __future__ import annotations
