@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.store import StateStore
+from connector.state.store import LockHeld, StateStore
 from connector.state.tables import OutboxMessage, Registration
 
 log = logging.getLogger("dealsync.outbox")
@@ -52,8 +55,19 @@ STATUSES = ("queued", "sent", "failed", "held", "suppressed", "cancelled")
 AUDIT_PREFIXES = ("released by ", "cancelled by ")
 
 
+# deliveries take this store lock: two at once (the service's passes of several
+# connections, an admin's `outbox send`) would both send the same due messages
+DELIVERY_LOCK = "@outbox"
+DELIVERY_LOCK_TTL = timedelta(hours=2)
+
+
 class OutboxError(Exception):
     """An admin action the outbox cannot do (no such message, or not in that state)."""
+
+
+class OutboxBusy(Exception):
+    """Another process (or thread) is delivering the outbox right now; it sends what
+    is due, so this delivery does not."""
 
 
 _ENV = Environment(
@@ -484,7 +498,31 @@ class Outbox:
     ) -> list[Delivery]:
         """Send every due queued message; each outcome is recorded at once.
         ``crash_at`` (tests) is called at ``"while_sending_outbox"``: the transport
-        accepted a message, its row is not marked sent yet."""
+        accepted a message, its row is not marked sent yet.
+
+        One delivery at a time per database (raises :class:`OutboxBusy` otherwise); a
+        delivery killed mid-way leaves its lock to be taken over (its process is gone,
+        or the lock expires), like a pass's."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:outbox:{threading.get_ident()}"
+        try:
+            self.store.acquire_lock(DELIVERY_LOCK, ttl=DELIVERY_LOCK_TTL, owner=owner)
+        except LockHeld:
+            raise OutboxBusy(
+                "another process is delivering the outbox right now; it sends what is due"
+            ) from None
+        try:
+            return self._deliver(transport, now=now, limit=limit, crash_at=crash_at)
+        finally:
+            self.store.release_lock(DELIVERY_LOCK, owner)
+
+    def _deliver(
+        self,
+        transport: Transport,
+        *,
+        now: datetime | None,
+        limit: int,
+        crash_at: Callable[[str], None] | None,
+    ) -> list[Delivery]:
         moment = now or utcnow()
         with self._session() as s:
             due = list(
@@ -501,6 +539,9 @@ class Outbox:
         out: list[Delivery] = []
         for row in due:
             assert row.id is not None
+            current = self.get(row.id)
+            if current is None or current.status != "queued":
+                continue  # an admin cancelled it meanwhile
             if row.registration_id is not None and not self._registration_live(row.registration_id):
                 self._set(
                     row.id, status="cancelled", detail="the registration ended before delivery"
