@@ -569,10 +569,9 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
 @handled
 def outbox_show(ctx: Ctx, message_id: int) -> None:
     """Show one message as it will be (or was) sent."""
-    rows = [m for m in ctx.app(check_env=False).outbox.messages(limit=100000) if m.id == message_id]
-    if not rows:
+    m = ctx.app(check_env=False).outbox.get(message_id)
+    if m is None:
         raise DealsyncError(f"no outbox message #{message_id}")
-    m = rows[0]
     click.echo(
         f"To: {m.recipient}\nSubject: {m.subject}\nMessage-ID: {m.message_id}\nStatus: {m.status}"
         + (f" ({m.detail})" if m.detail else "")

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 from connector.api import DealsyncError
 from connector.outbox import FileSink, PrivacyViolation, Rendered, assert_clean
-from connector.state.migrations import migrate
+from connector.state.migrations import STEPS, migrate
 
 ORBIT_CONFIG = CONFIG.replace(
     """  - id: beta
@@ -43,6 +43,8 @@ ORBIT_CONFIG = CONFIG.replace(
 """,
 )
 ADMIN_TOKEN = "adm-held-test-token"
+# the upgrade step that lets e-mails the old check blocked be decided again
+REDECIDE = next(s.version for s in STEPS if s.apply.__name__ == "_redecide_outbox_blocked")
 SERVICE_ENV = {"DEALSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "DEALSYNC_WEBHOOK_SECRET": "whk-held"}
 
 
@@ -316,11 +318,11 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
                 "detail='blocked: the message would reveal the registering partner (''orbit'')'"
             )
         )
-        conn.execute(text("DELETE FROM schema_version WHERE version = 5"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
     assert [m.status for m in w.consent_messages()] == ["suppressed"]
     w.sync("orbit", now=NOW + timedelta(hours=1))
     assert [m.status for m in w.consent_messages()] == ["suppressed"]  # the old behaviour
-    assert migrate(w.app.store.engine) == [5]
+    assert migrate(w.app.store.engine) == [REDECIDE]
     assert w.consent_messages() == []
     w.sync("orbit", now=NOW + timedelta(hours=2))
     [row] = w.consent_messages()
