@@ -173,6 +173,7 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
             kind = "consent_request" if where == "dach" else "data_notice"
             todo.append((reg, person, kind, f"{kind}:{person.email.lower()}"))
     done = outbox.existing(key for *_, key in todo)
+    identity: list[str] | None = None  # read once, when a first message is rendered
     for reg, person, kind, key in todo:
         if key in done:
             continue  # decided before (or for another registration of this person)
@@ -186,7 +187,9 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
             _suppress(ctx, outbox, reg, person, kind, key, reason)
             decided += 1
             continue
-        _queue(ctx, rules, outbox, reg, person, kind, key)
+        if identity is None:
+            identity = partner_identity(ctx)
+        _queue(ctx, rules, outbox, reg, person, kind, key, identity)
         decided += 1
     return decided
 
@@ -264,6 +267,7 @@ def _queue(
     person: RegistrationContact,
     kind: str,
     key: str,
+    identity: Sequence[str],
 ) -> None:
     consent = rules.consent
     code = country_code(person.country)
@@ -279,7 +283,7 @@ def _queue(
     message = render(kind, language, context)
     status, detail = "queued", None
     try:
-        assert_clean(message, partner_identity(ctx), "the registering partner")
+        assert_clean(message, identity, "the registering partner")
     except PrivacyViolation as exc:
         # held, never dropped: a legally required e-mail waits for an admin's decision
         status, detail = "held", f"held: {exc}"

@@ -120,8 +120,14 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
             email = contact.get("email") or ""
             first, last = contact.get("firstname") or "", contact.get("lastname") or ""
             who = identities[domain]
-            who.full.update(x for x in (email, f"{first} {last}".strip()) if x)
-            who.partial.update(x for x in (email.split("@")[0], last) if x)
+            if first and last:
+                who.full.add(f"{first} {last}")
+                who.partial.add(last)
+            else:  # one name alone is like a surname: it may be the company's too
+                who.partial.update(x for x in (first, last) if x)
+            if email:
+                who.full.add(email)
+                who.partial.add(email.split("@")[0])
             if not company:
                 reg = registry.accepted_for_domain(ctx.connection, domain)
                 company = reg.company_name if reg and reg.company_name else domain

@@ -10,7 +10,6 @@ their own tick clock (every reading one second on), so no test sleeps.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
+from smtp_support import free_port as free_port  # re-exported for the tests
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
@@ -253,12 +253,6 @@ def contains_any(text: str, needles: tuple[str, ...] | list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- SMTP
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:
