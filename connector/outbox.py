@@ -436,10 +436,12 @@ class Outbox:
         """An admin read a held message and lets it go: queued, due now, sent by the next
         delivery. The row (its key, Message-ID and text) stays the same one; its detail
         records who released it, when, and why it had been held."""
-        row = self._admin_target(row_id, ("held",))
+        allowed = ("held",)
+        row = self._admin_target(row_id, allowed)
         moment = now or utcnow()
-        self._set(
+        self._transition(
             row_id,
+            allowed,
             status="queued",
             attempts=0,
             next_attempt_at=moment,
@@ -454,11 +456,13 @@ class Outbox:
     def cancel(self, row_id: int, *, by: str, now: datetime | None = None) -> OutboxMessage:
         """Never send this message (held, queued or failed): ``cancelled``, with who and
         when in its detail. The row stays, so the decision is not made again."""
-        row = self._admin_target(row_id, ("held", "queued", "failed"))
+        allowed = ("held", "queued", "failed")
+        row = self._admin_target(row_id, allowed)
         moment = now or utcnow()
         was = f"; it had been {_reason(row.detail)}" if row.detail else f"; it was {row.status}"
-        self._set(
+        self._transition(
             row_id,
+            (row.status,),
             status="cancelled",
             detail=f"cancelled by {by} at {moment.isoformat(timespec='seconds')}{was}",
         )
@@ -466,6 +470,22 @@ class Outbox:
         assert cancelled is not None
         log.info("outbox #%s cancelled by %s", row_id, by)
         return cancelled
+
+    def _transition(self, row_id: int, allowed: tuple[str, ...], **values: Any) -> None:
+        """Update the row only if it is still in an allowed status (a delivery or
+        another admin may have moved it since it was read)."""
+        with self._session() as s:
+            result = s.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status).in_(allowed))
+                .values(**values)
+            )
+            s.commit()
+        if not getattr(result, "rowcount", 0):
+            row = self.get(row_id)
+            raise OutboxError(
+                f"outbox message #{row_id} changed meanwhile (now {row.status if row else 'gone'})"
+            )
 
     def _admin_target(self, row_id: int, allowed: tuple[str, ...]) -> OutboxMessage:
         row = self.get(row_id)

@@ -299,11 +299,12 @@ def _queue(
         now=ctx.now,
     )
     if inserted and status == "held":
+        row_id = outbox.id_of(key)
         log.error(
             "outbox #%s (%s, registration #%s) held: it would reveal the registering partner; "
             "see `dealsync outbox show %s`, then release or cancel it",
-            outbox.id_of(key),
+            row_id,
             kind,
             reg.id,
-            outbox.id_of(key),
+            row_id,
         )
