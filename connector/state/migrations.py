@@ -73,14 +73,16 @@ def _redecide_outbox_blocked(conn: Connection) -> None:
     again. Drop those rows (and unlink their lead activity) so the next pass decides
     them again with the whole-word check: queued, or ``held`` with its text for an
     admin to release or cancel. Self-contained: only the outbox and lead_activity."""
-    blocked = "status = 'suppressed' AND detail LIKE 'blocked:%'"
+    blocked = "status = 'suppressed' AND detail LIKE :prefix"
+    prefix = {"prefix": "blocked:%"}
     conn.execute(
         text(
             "UPDATE lead_activity SET outbox_id = NULL "
             f"WHERE outbox_id IN (SELECT id FROM outbox WHERE {blocked})"
-        )
+        ),
+        prefix,
     )
-    conn.execute(text(f"DELETE FROM outbox WHERE {blocked}"))
+    conn.execute(text(f"DELETE FROM outbox WHERE {blocked}"), prefix)
 
 
 STEPS.append(
