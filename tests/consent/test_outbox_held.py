@@ -327,3 +327,29 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
     w.sync("orbit", now=NOW + timedelta(hours=2))
     [row] = w.consent_messages()
     assert row.status == "queued" and "Orbital Kitchens GmbH" in row.body
+
+
+def test_a_notification_the_old_check_blocked_is_digested_again(world: World) -> None:
+    world.seed_deal(
+        domain="scorpio.com",
+        company="Scorpio Consulting",
+        contacts=[person("hank@scorpio.com", "US", firstname="Hank", lastname="Scorpio")],
+    )
+    world.sync()
+    world.vendor.record_event("pe_demo_requested", world.vendor_contact("hank@scorpio.com").id)
+    world.sync()
+    [before] = world.messages("lead_notification")
+    with world.app.store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE outbox SET status='suppressed', subject='', body='', "
+                "detail='blocked: the message would reveal the contact (''Scorpio'')'"
+            )
+        )
+        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+    assert migrate(world.app.store.engine) == [REDECIDE]
+    assert world.messages("lead_notification") == []
+    world.sync()
+    [after] = world.messages("lead_notification")
+    assert (after.status, after.dedupe_key) == ("queued", before.dedupe_key)
+    assert "requested a demo" in after.body and "Scorpio Consulting" in after.body
