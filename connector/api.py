@@ -7,6 +7,7 @@ whole program's traffic).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,16 +22,29 @@ from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
 from connector.hooks.base import Hook
-from connector.outbox import Delivery, Outbox, Transport, transport_from_env
+from connector.outbox import (
+    Delivery,
+    Outbox,
+    OutboxBusy,
+    OutboxError,
+    Transport,
+    transport_from_env,
+)
 from connector.program.registration import Person, Registry, Submission
 from connector.records import Side, utcnow
 from connector.state import StateStore
-from connector.state.tables import ConflictRow, Registration
+from connector.state.tables import ConflictRow, OutboxMessage, Registration
 
 
 class DealsyncError(Exception):
     """A problem the user must fix; the CLI prints it as one line and exits 3."""
 
+
+class DeliveryBusy(DealsyncError):
+    """Another process is delivering the outbox (``outbox send`` says so, exit 3)."""
+
+
+log = logging.getLogger("dealsync.api")
 
 AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
 
@@ -93,6 +107,7 @@ class ConnectionStatus:
     credited_mrr: str = "0"
     active_registrations: int = 0
     capacity: int = 0
+    held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
 class Dealsync:
@@ -193,8 +208,18 @@ class Dealsync:
             crash_at=crash_at,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
-            self.send_outbox(now=now, crash_at=crash_at)
+            self._deliver_after_pass(now, crash_at)
         return result
+
+    def _deliver_after_pass(
+        self, now: datetime | None, crash_at: Callable[[str], None] | None
+    ) -> None:
+        """A pass delivers what is due, unless another delivery is running (it sends
+        the same due messages; sending them here too would send them twice)."""
+        try:
+            self.send_outbox(now=now, crash_at=crash_at)
+        except DeliveryBusy:
+            log.info("outbox not delivered after this pass: another delivery is running")
 
     def transport(self) -> Transport | None:
         """The configured mail transport (``DEALSYNC_MAIL_SINK`` or ``DEALSYNC_SMTP_*``)."""
@@ -216,7 +241,24 @@ class Dealsync:
                 "no mail transport configured: set DEALSYNC_SMTP_HOST (and DEALSYNC_SMTP_PORT, "
                 "DEALSYNC_SMTP_SECURITY, DEALSYNC_SMTP_USER, DEALSYNC_SMTP_PASSWORD) or DEALSYNC_MAIL_SINK"
             )
-        return self.outbox.deliver(transport, now=now, crash_at=crash_at)
+        try:
+            return self.outbox.deliver(transport, now=now, crash_at=crash_at)
+        except OutboxBusy as exc:
+            raise DeliveryBusy(f"{exc}; try again when it is done") from None
+
+    def release_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
+        """Let a held e-mail go: queued, sent by the next delivery (audited in its row)."""
+        try:
+            return self.outbox.release(message_id, by=by)
+        except OutboxError as exc:
+            raise DealsyncError(str(exc)) from None
+
+    def cancel_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
+        """Never send this e-mail (held, queued or failed); the row stays, audited."""
+        try:
+            return self.outbox.cancel(message_id, by=by)
+        except OutboxError as exc:
+            raise DealsyncError(str(exc)) from None
 
     def sync_all(self, **kwargs: Any) -> list[PassResult]:
         return [self.sync(p.id, **kwargs) for p in self.project.config.partners]
@@ -228,6 +270,10 @@ class Dealsync:
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
         out = []
+        held: dict[str | None, int] = {}
+        for (partner, _kind, status), n in self.outbox.counts().items():
+            if status == "held":
+                held[partner] = held.get(partner, 0) + n
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
@@ -253,6 +299,7 @@ class Dealsync:
                     credited_mrr=str(credited),
                     active_registrations=self.registry.active_count(p.id, now),
                     capacity=capacity,
+                    held_emails=held.get(p.id, 0),
                 )
             )
         return out

@@ -235,6 +235,10 @@ def status(ctx: Ctx, as_json: bool) -> None:
         if not r.links:
             click.echo("  nothing linked yet")
         click.echo(f"  open conflicts: {r.open_conflicts}   failing records: {r.failing_records}")
+        if r.held_emails:
+            click.secho(
+                f"  e-mails held: {r.held_emails} (dealsync outbox --status held)", fg="yellow"
+            )
         click.echo(
             f"  tier: {r.tier} (credited MRR {r.credited_mrr}, trailing window); registrations "
             f"{r.active_registrations} of {r.capacity}"
@@ -518,8 +522,8 @@ def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> No
 @cli.group(invoke_without_command=True)
 @click.option(
     "--status",
-    type=click.Choice(["queued", "sent", "failed", "suppressed", "cancelled"]),
-    help="Only messages with this status.",
+    type=click.Choice(["queued", "sent", "failed", "held", "suppressed", "cancelled"]),
+    help="Only messages with this status (held: a privacy check objected; release or cancel).",
 )
 @click.option(
     "--kind",
@@ -530,7 +534,7 @@ def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> No
 @click.pass_context
 @handled
 def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) -> None:
-    """List e-mails in the outbox (subcommands: send, retry, show)."""
+    """List e-mails in the outbox (subcommands: send, retry, show, release, cancel)."""
     if cctx.invoked_subcommand:
         return
     ctx = cctx.find_object(Ctx)
@@ -539,6 +543,9 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
         m.model_dump(exclude={"body"})
         for m in ctx.app(check_env=False).outbox.messages(status, kind)
     ]
+    if fmt == "table":
+        for row in rows:
+            row["detail"] = (row["detail"] or "").replace("\n", " | ") or None
     _export(
         rows,
         fmt,
@@ -562,13 +569,18 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
 @handled
 def outbox_show(ctx: Ctx, message_id: int) -> None:
     """Show one message as it will be (or was) sent."""
-    rows = [m for m in ctx.app(check_env=False).outbox.messages(limit=100000) if m.id == message_id]
-    if not rows:
+    m = ctx.app(check_env=False).outbox.get(message_id)
+    if m is None:
         raise DealsyncError(f"no outbox message #{message_id}")
-    m = rows[0]
     click.echo(
         f"To: {m.recipient}\nSubject: {m.subject}\nMessage-ID: {m.message_id}\nStatus: {m.status}"
         + (f" ({m.detail})" if m.detail else "")
+        + (
+            f"\nHeld for a decision: `dealsync outbox release {m.id}` sends it as shown below, "
+            f"`dealsync outbox cancel {m.id}` never sends it."
+            if m.status == "held"
+            else ""
+        )
         + f"\n\n{m.body}"
     )
 
@@ -596,6 +608,26 @@ def outbox_retry(ctx: Ctx, ids: tuple[int, ...]) -> None:
     """Queue failed messages again (all failed ones, or the given IDs)."""
     n = ctx.app(check_env=False).outbox.retry(list(ids) or None)
     click.echo(f"{n} message(s) queued again")
+
+
+@outbox.command("release")
+@click.argument("message_id", type=int)
+@pass_ctx
+@handled
+def outbox_release(ctx: Ctx, message_id: int) -> None:
+    """Send a held message after all (read it first with `outbox show ID`)."""
+    m = ctx.app(check_env=False).release_email(message_id, by="cli")
+    click.echo(f"#{m.id} released: queued, sent on the next delivery")
+
+
+@outbox.command("cancel")
+@click.argument("message_id", type=int)
+@pass_ctx
+@handled
+def outbox_cancel(ctx: Ctx, message_id: int) -> None:
+    """Never send a held, queued or failed message (the row stays, marked cancelled)."""
+    m = ctx.app(check_env=False).cancel_email(message_id, by="cli")
+    click.echo(f"#{m.id} cancelled")
 
 
 @cli.group()

@@ -9,8 +9,9 @@ Per contact, by country (DESIGN §2.2):
   content download, form fill: web events named in the rules);
 * known country outside the EU — nothing.
 
-Each decision is one outbox row keyed ``<kind>:<e-mail>`` — queued, or suppressed
-with its reason — so an e-mail exists at most once per contact and kind, across
+Each decision is one outbox row keyed ``<kind>:<e-mail>`` — queued, suppressed with
+its reason, or held (rendered, but it would name the partner: an admin releases or
+cancels it) — so an e-mail exists at most once per contact and kind, across
 reruns and crashes. Only accepted registrations are considered, and the sender drops
 a queued consent e-mail whose registration ended before delivery.
 
@@ -67,12 +68,18 @@ def region(country: str | None, rules: ConsentRules) -> Region:
 
 
 def partner_identity(ctx: PassContext) -> list[str]:
-    """Everything that would let a lead infer the partner."""
+    """What would let a lead infer the partner: its id, its name, its notification
+    addresses (the configured one and a subscription's) and their domains. Matched as
+    whole words by :func:`~connector.outbox.assert_clean`: ``orbit`` does not match
+    "Orbital Kitchens"."""
+    from connector.hooks.notifications import subscription
+
     p = ctx.partner
     items = [p.id, p.name]
-    if p.notify_email:
-        items.append(p.notify_email)
-        items.append(p.notify_email.rsplit("@", 1)[-1])
+    for address in {p.notify_email, subscription(ctx.store, p.id, None)}:
+        if address:
+            items.append(address)
+            items.append(address.rsplit("@", 1)[-1])
     return [i for i in items if i]
 
 
@@ -166,6 +173,7 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
             kind = "consent_request" if where == "dach" else "data_notice"
             todo.append((reg, person, kind, f"{kind}:{person.email.lower()}"))
     done = outbox.existing(key for *_, key in todo)
+    identity: list[str] | None = None  # read once, when a first message is rendered
     for reg, person, kind, key in todo:
         if key in done:
             continue  # decided before (or for another registration of this person)
@@ -179,7 +187,9 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
             _suppress(ctx, outbox, reg, person, kind, key, reason)
             decided += 1
             continue
-        _queue(ctx, rules, outbox, reg, person, kind, key)
+        if identity is None:
+            identity = partner_identity(ctx)
+        _queue(ctx, rules, outbox, reg, person, kind, key, identity)
         decided += 1
     return decided
 
@@ -257,6 +267,7 @@ def _queue(
     person: RegistrationContact,
     kind: str,
     key: str,
+    identity: Sequence[str],
 ) -> None:
     consent = rules.consent
     code = country_code(person.country)
@@ -270,18 +281,30 @@ def _queue(
         "consent_url": consent.consent_url,
     }
     message = render(kind, language, context)
+    status, detail = "queued", None
     try:
-        assert_clean(message, partner_identity(ctx), "the registering partner")
+        assert_clean(message, identity, "the registering partner")
     except PrivacyViolation as exc:
-        log.error("consent e-mail to %s withheld: %s", person.email, exc)
-        _suppress(ctx, outbox, reg, person, kind, key, f"blocked: {exc}")
-        return
-    outbox.queue(
+        # held, never dropped: a legally required e-mail waits for an admin's decision
+        status, detail = "held", f"held: {exc}"
+    inserted = outbox.queue(
         dedupe_key=key,
         kind=kind,
         recipient=person.email,
         rendered=message,
         partner=ctx.connection,
         registration_id=reg.id,
+        status=status,
+        detail=detail,
         now=ctx.now,
     )
+    if inserted and status == "held":
+        row_id = outbox.id_of(key)
+        log.error(
+            "outbox #%s (%s, registration #%s) held: it would reveal the registering partner; "
+            "see `dealsync outbox show %s`, then release or cancel it",
+            row_id,
+            kind,
+            reg.id,
+            row_id,
+        )

@@ -6,7 +6,9 @@ Each pass reads the vendor's web events of the configured types since a cursor, 
 each event's contact to its company domain, and keeps those at domains this partner
 owns. Activity is deduplicated per partner, company, day and action (a table with
 that unique key), and the new activities of a pass are digested into one e-mail per
-company and day.
+company and day. A digest that would identify the contact (its e-mail address or
+full name anywhere; its surname or local part outside the company name) is held for
+an admin to release or cancel, never dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -83,7 +86,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     registry = Registry(ctx.store)
     address = subscription(ctx.store, ctx.connection, ctx.partner.notify_email)
     high_water = vendor.now()
-    identities: dict[str, set[str]] = defaultdict(set)
+    identities: dict[str, Identity] = defaultdict(Identity)
     cursors = {}
     for action in rules.notifications.actions:
         cursor_name = f"@events:{action.event}"
@@ -115,16 +118,16 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
             if holder is None or holder.partner != ctx.connection or holder.owned_until <= ctx.now:
                 continue
             email = contact.get("email") or ""
-            identities[domain].update(
-                x
-                for x in (
-                    email,
-                    email.split("@")[0],
-                    contact.get("firstname"),
-                    contact.get("lastname"),
-                )
-                if x
-            )
+            first, last = contact.get("firstname") or "", contact.get("lastname") or ""
+            who = identities[domain]
+            if first and last:
+                who.full.add(f"{first} {last}")
+                who.partial.add(last)
+            else:  # one name alone is like a surname: it may be the company's too
+                who.partial.update(x for x in (first, last) if x)
+            if email:
+                who.full.add(email)
+                who.partial.add(email.split("@")[0])
             if not company:
                 reg = registry.accepted_for_domain(ctx.connection, domain)
                 company = reg.company_name if reg and reg.company_name else domain
@@ -144,6 +147,16 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     if address is None:
         return 0
     return _queue_digests(ctx, address, identities)
+
+
+@dataclass
+class Identity:
+    """What identifies the contacts active at one domain: ``full`` (e-mail address,
+    full name) anywhere in a digest; ``partial`` (local part, surname) only outside the
+    company the digest names — "Baker Logistics" does not name Tom Baker."""
+
+    full: set[str] = field(default_factory=set)
+    partial: set[str] = field(default_factory=set)
 
 
 def _company_of(contact: Record, companies: Mapping[str, Record]) -> tuple[str | None, str | None]:
@@ -173,7 +186,7 @@ def _insert(store: StateStore, row: LeadActivity) -> bool:
     return True
 
 
-def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, set[str]]) -> int:
+def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Identity]) -> int:
     """One e-mail per company and day for the activity not notified yet. Keyed by the
     activity ids, so a crash between queueing and marking re-finds the same message."""
     outbox = Outbox(ctx.store)
@@ -209,26 +222,38 @@ def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, set[
             },
         )
         status, detail = "queued", None
+        who = identities.get(domain, Identity())
         try:
-            assert_clean(message, identities.get(domain, ()), "the contact")
-        except PrivacyViolation as exc:
-            log.error("lead notification for %s withheld: %s", domain, exc)
-            status, detail = "suppressed", f"blocked: {exc}"
-        if (
-            outbox.queue(
-                dedupe_key=key,
-                kind="lead_notification",
-                recipient=address,
-                rendered=message if status == "queued" else None,
-                partner=ctx.connection,
-                status=status,
-                detail=detail,
-                now=ctx.now,
+            assert_clean(
+                message,
+                who.full,
+                "the contact",
+                partial=who.partial,
+                named=[acts[0].company, domain],
             )
-            and status == "queued"
-        ):
+        except PrivacyViolation as exc:
+            status, detail = "held", f"held: {exc}"
+        inserted = outbox.queue(
+            dedupe_key=key,
+            kind="lead_notification",
+            recipient=address,
+            rendered=message,
+            partner=ctx.connection,
+            status=status,
+            detail=detail,
+            now=ctx.now,
+        )
+        if inserted and status == "queued":
             queued += 1
         row_id = outbox.id_of(key)
+        if inserted and status == "held":
+            log.error(
+                "outbox #%s (lead notification for %s) held: it would reveal the contact; "
+                "see `dealsync outbox show %s`, then release or cancel it",
+                row_id,
+                ctx.connection,
+                row_id,
+            )
         with Session(ctx.store.engine) as s:
             for a in acts:
                 row = s.get(LeadActivity, a.id)

@@ -28,6 +28,7 @@ from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
 from connector.engine.sync import PARTNER_ID, SOURCE_ID
 from connector.hooks.base import BaseHook, ObjectRecords, PassContext
+from connector.outbox import redact_addresses
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.registration import (
     Decision,
@@ -734,7 +735,13 @@ def _vendor_contacts(
         ok = True
         for p, res in zip(people[reg.id], results, strict=True):
             if not res.ok or res.record is None:
-                log.warning("registration %s: vendor contact %s: %s", reg.id, p.email, res.error)
+                # ids only: the contact's address stays out of the logs (issue 12)
+                log.warning(
+                    "registration %s: vendor contact (registration contact #%s): %s",
+                    reg.id,
+                    p.id,
+                    redact_addresses(res.error or ""),
+                )
                 ok = False
                 continue
             vendor_ids.append((reg.id, p.email, res.record.id))

@@ -155,6 +155,7 @@ def admin_routes(service: Service) -> list[Route]:
             connections=[
                 _connection_view(service, p.id, p.name) for p in service.project.config.partners
             ],
+            held=service.admin_app.outbox.messages(status="held", limit=500),
         )
 
     async def resync(request: Request) -> Response:
@@ -194,8 +195,30 @@ def admin_routes(service: Service) -> list[Route]:
             session.flash.append(("error", f"Conflict #{conflict_id} not resolved: {exc}"))
         return to_page()
 
+    async def email_action(request: Request) -> Response:
+        """Release or cancel a held e-mail (the same outbox calls as the CLI's)."""
+        session = current(request)
+        if session is None:
+            return Response("login required", status_code=401)
+        if not await _csrf_ok(request, session):
+            return Response("invalid CSRF token", status_code=403)
+        message_id = int(request.path_params["message_id"])
+        action = request.path_params["action"]
+        if action not in ("release", "cancel"):
+            return Response("action must be release or cancel", status_code=404)
+        app = service.admin_app
+        do = app.release_email if action == "release" else app.cancel_email
+        try:
+            await run_in_threadpool(do, message_id, by="admin page")
+            done = "released: sent on the next delivery" if action == "release" else "cancelled"
+            session.flash.append(("ok", f"E-mail #{message_id} {done}."))
+        except DealsyncError as exc:
+            session.flash.append(("error", f"E-mail #{message_id} not changed: {exc}"))
+        return to_page()
+
     return [
         Route("/admin", page),
+        Route("/admin/outbox/{message_id:int}/{action}", email_action, methods=["POST"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
         Route("/admin/connections/{partner}/resync", resync, methods=["POST"]),

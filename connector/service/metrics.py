@@ -2,8 +2,8 @@
 
 Counters move when a pass of this process finishes (from its :class:`PassResult`);
 gauges that describe the shared state (open conflicts, failing records, outbox
-backlog, registrations) are read from the state store at scrape time, so every
-process sharing a database reports the same values for them.
+backlog and messages by status, registrations) are read from the state store at
+scrape time, so every process sharing a database reports the same values for them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from connector.engine.sync import PassResult
+from connector.outbox import KINDS, STATUSES
 from connector.service.health import categorize, failing_records
 from connector.state.tables import Registration
 
@@ -165,6 +166,7 @@ class _StateCollector(Collector):
         backlog = GaugeMetricFamily("dealsync_outbox_backlog", "E-mails queued, not yet sent.")
         backlog.add_metric([], svc.admin_app.outbox.backlog())
         yield backlog
+        yield _outbox_messages(svc.admin_app.outbox.counts())
         regs = GaugeMetricFamily(
             "dealsync_registrations",
             "Registrations by partner and status.",
@@ -179,3 +181,19 @@ class _StateCollector(Collector):
         for partner, status, n in rows:
             regs.add_metric([partner, status], n)
         yield regs
+
+
+def _outbox_messages(counts: dict[tuple[str | None, str, str], int]) -> GaugeMetricFamily:
+    """Every kind and status, zeros included, so ``status="held"`` > 0 can be alerted on."""
+    totals: dict[tuple[str, str], int] = {}
+    for (_partner, kind, status), n in counts.items():
+        totals[(kind, status)] = totals.get((kind, status), 0) + n
+    family = GaugeMetricFamily(
+        "dealsync_outbox_messages",
+        "E-mails in the outbox by kind and status (held: a privacy check objected; "
+        "`dealsync outbox release ID` or `cancel ID`).",
+        labels=["kind", "status"],
+    )
+    for kind, status in sorted({(k, s) for k in KINDS for s in STATUSES} | set(totals)):
+        family.add_metric([kind, status], totals.get((kind, status), 0))
+    return family

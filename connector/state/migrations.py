@@ -66,6 +66,33 @@ STEPS: list[Step] = [
     ),
 ]
 
+
+def _redecide_outbox_blocked(conn: Connection) -> None:
+    """Issue 12, e-mail: before it, a message the (substring) privacy check blocked was
+    recorded ``suppressed`` with a ``blocked:`` reason and no text, and never looked at
+    again. Drop those rows (and unlink their lead activity) so the next pass decides
+    them again with the whole-word check: queued, or ``held`` with its text for an
+    admin to release or cancel. Self-contained: only the outbox and lead_activity."""
+    blocked = "status = 'suppressed' AND detail LIKE :prefix"
+    prefix = {"prefix": "blocked:%"}
+    conn.execute(
+        text(
+            "UPDATE lead_activity SET outbox_id = NULL "
+            f"WHERE outbox_id IN (SELECT id FROM outbox WHERE {blocked})"
+        ),
+        prefix,
+    )
+    conn.execute(text(f"DELETE FROM outbox WHERE {blocked}"), prefix)
+
+
+STEPS.append(
+    Step(
+        5,
+        "outbox: e-mails the old privacy check blocked are decided again (held, not dropped)",
+        _redecide_outbox_blocked,
+    )
+)
+
 LATEST = STEPS[-1].version
 
 

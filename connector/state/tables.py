@@ -249,8 +249,9 @@ class OutboxMessage(SQLModel, table=True):
     ``dedupe_key`` makes each e-mail exist at most once (per contact and kind, or per
     partner, company, day and action); the row is written in the same transaction as
     the decision. ``status``: queued, sent, failed (gave up; ``dealsync outbox retry``),
+    held (a privacy check objected: text kept, an admin releases or cancels it),
     suppressed (decided not to send, with the reason), cancelled (its registration
-    ended before delivery).
+    ended before delivery, or an admin cancelled it).
     """
 
     __tablename__ = "outbox"

@@ -10,7 +10,6 @@ their own tick clock (every reading one second on), so no test sleeps.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
+from smtp_support import free_port as free_port  # re-exported for the tests
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
@@ -205,6 +205,7 @@ def write_project(
     root: Path,
     rules_edit: Callable[[str], str] | None = None,
     mapping_edit: Callable[[str], str] | None = None,
+    config: str = CONFIG,
 ) -> Path:
     (root / "mappings").mkdir(parents=True, exist_ok=True)
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
@@ -215,7 +216,7 @@ def write_project(
             edited = edit(target.read_text())
             assert edited != target.read_text(), f"the edit of {name} changed nothing"
             target.write_text(edited)
-    (root / "dealsync.yaml").write_text(CONFIG)
+    (root / "dealsync.yaml").write_text(config)
     return root / "dealsync.yaml"
 
 
@@ -225,9 +226,11 @@ def build_world(
     rules_edit: Callable[[str], str] | None = None,
     mapping_edit: Callable[[str], str] | None = None,
     env: Mapping[str, str] | None = None,
+    config: str = CONFIG,
 ) -> World:
-    """A project in ``root`` loaded by ``load_project``, portals on one tick clock."""
-    project = load_project(write_project(root, rules_edit, mapping_edit), env={})
+    """A project in ``root`` loaded by ``load_project``, portals on one tick clock;
+    ``config`` replaces the two-partner ``dealsync.yaml``."""
+    project = load_project(write_project(root, rules_edit, mapping_edit, config), env={})
     clock = TickClock()
     crms: dict[str, LocalCRM] = {}
 
@@ -250,12 +253,6 @@ def contains_any(text: str, needles: tuple[str, ...] | list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- SMTP
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:

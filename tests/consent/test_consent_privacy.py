@@ -65,26 +65,23 @@ def test_no_partner_identity_in_any_consent_email(world: World) -> None:
     "company",
     ["Acme Agency", "ACME AGENCY GmbH", "acme-agency.example"],
 )
-def test_company_that_would_reveal_the_partner_is_blocked(
-    make_world: MakeWorld, company: str
-) -> None:
+def test_company_that_would_reveal_the_partner_is_held(make_world: MakeWorld, company: str) -> None:
     """If the registered company's name would name the partner (here: equal to or
-    containing its name or notify domain), the e-mail is withheld, not sent."""
+    containing its name or notify domain), the e-mail is held, not sent — and kept,
+    text included, for an admin to release or cancel (issue 12: never dropped)."""
     w = make_world()
     w.seed_deal(domain="globex.com", company=company, contacts=[person("de@globex.com", "DE")])
     w.seed_deal(domain="initech.de", company="Initech", contacts=[person("at@initech.de", "AT")])
     w.sync(now=NOW)
     by = {m.recipient: m for m in w.consent_messages()}
     blocked = by["de@globex.com"]
-    assert blocked.status == "suppressed"
-    assert (blocked.detail or "").startswith("blocked:")
-    assert blocked.subject == "" and blocked.body == ""
+    assert blocked.status == "held"
+    assert (blocked.detail or "").startswith("held: the message would reveal the registering")
+    assert company in blocked.body and blocked.subject
     assert by["at@initech.de"].status == "queued"
-    # blocked is final: later passes do not queue it again
+    # held is decided: later passes neither queue it nor decide it again
     w.sync(now=NOW + timedelta(hours=1))
-    assert [m.status for m in w.consent_messages() if m.recipient == "de@globex.com"] == [
-        "suppressed"
-    ]
+    assert [m.status for m in w.consent_messages() if m.recipient == "de@globex.com"] == ["held"]
 
 
 def test_assert_clean_blocks_leaks() -> None:

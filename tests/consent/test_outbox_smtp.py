@@ -27,6 +27,7 @@ from consent_support import (
     person,
     smtp_server,
 )
+from smtp_support import MisbehavingSMTP
 
 from connector.api import DealsyncError
 from connector.outbox import (
@@ -291,3 +292,44 @@ def test_bad_security_setting_is_a_clean_error(make_world: MakeWorld) -> None:
 def test_send_outbox_without_transport_is_a_clean_error(world: World) -> None:
     with pytest.raises(DealsyncError, match="no mail transport"):
         world.app.send_outbox(now=NOW)
+
+
+# ---------------------------------------------------------------------- credentials
+
+
+def test_credentials_never_go_over_plain_text_unless_allowed(make_world: MakeWorld) -> None:
+    """SMTP user and password with security "none": refused before connecting, the
+    delivery fails with the reason (what to set) in the row and in `outbox send`; with
+    DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH=1 the same settings log in and send."""
+    with MisbehavingSMTP(login=("mailer", "s3cret")) as server:
+        env = {**server.env, "DEALSYNC_SMTP_USER": "mailer", "DEALSYNC_SMTP_PASSWORD": "s3cret"}
+        w = make_world(env=env)
+        w.seed_deal(contacts=[HANK])
+        w.sync(now=NOW)
+        [row] = w.consent_messages()
+        assert (row.status, row.attempts) == ("queued", 1)
+        assert "unencrypted" in (row.detail or "")
+        assert "DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH=1" in (row.detail or "")
+        assert "DEALSYNC_SMTP_SECURITY=starttls" in (row.detail or "")
+        assert server.greetings == 0 and server.logins == [] and server.offered == []
+        # the next delivery reports the same reason (`outbox send` prints it)
+        [failure] = w.app.send_outbox(now=NOW + timedelta(minutes=2))
+        assert not failure.ok and "DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH" in failure.detail
+        # explicitly allowed: logs in over plain text and sends
+        allowed = make_world("allowed", env={**env, "DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH": "1"})
+        allowed.seed_deal(contacts=[HANK])
+        allowed.sync(now=NOW)
+        [row] = allowed.consent_messages()
+        assert row.status == "sent", row.detail
+        assert server.logins == ["mailer"]
+        assert server.message_ids() == {row.message_id: 1}
+
+
+def test_plaintext_auth_setting_is_checked(make_world: MakeWorld) -> None:
+    base = {"DEALSYNC_SMTP_HOST": "mail", "DEALSYNC_SMTP_USER": "u"}
+    assert transport_from_env(base) == SmtpTransport("mail", 25, "none", "u", None, 30.0, False)
+    allowed = transport_from_env({**base, "DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH": "yes"})
+    assert isinstance(allowed, SmtpTransport) and allowed.allow_plaintext_auth
+    w = make_world(env={**base, "DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH": "maybe"})
+    with pytest.raises(DealsyncError, match="DEALSYNC_SMTP_ALLOW_PLAINTEXT_AUTH must be 1 or 0"):
+        w.app.send_outbox(now=NOW)

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import MetaData, select
 
-from connector.api import Dealsync
+from connector.api import Dealsync, register_lead
 from connector.cli import cli
 from connector.config import load_project
 from connector.demo import PortalUser
@@ -239,3 +239,101 @@ def test_consent_mail_never_names_the_partner_and_notifications_never_the_contac
         text = (notes[0].subject + notes[0].body).casefold()
         for banned in (first, last, email, email.split("@")[0]):
             assert banned.casefold() not in text
+
+
+def test_no_contact_email_address_in_any_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logs carry ids, never a contact's e-mail address (issue 12): a registration over
+    two sandbox portals, a delivery the SMTP server refuses (its 550 names the
+    address), a successful one, a held message and its release, a lead notification."""
+    import sys
+    from datetime import timedelta
+
+    sys.path.insert(0, str(ROOT / "tests" / "consent"))
+    from smtp_support import MisbehavingSMTP
+
+    from connector.records import utcnow
+
+    caplog.set_level(logging.DEBUG)
+    portals = [
+        PortalSpec(name="vendor", token=VENDOR_TOKEN),
+        PortalSpec(name="acme", token=PARTNER_TOKEN),
+    ]
+    people = {
+        "bill@initech.de": ("Bill", "Lumbergh", "DE", "initech.de", "Initech"),
+        "milton@initech.de": ("Milton", "Waddams", "AT", "initech.de", "Initech"),
+        # a company name that names the partner: its consent request is held
+        "eva@acme-kft.hu": ("Eva", "Nagy", "DE", "acme-kft.hu", "Acme Agency Kft"),
+    }
+    with (
+        SandboxServer(portals=portals, port=0, limits=False) as srv,
+        MisbehavingSMTP("refuse_recipient") as smtp,
+    ):
+        env = {"T_VENDOR": VENDOR_TOKEN, "T_ACME": PARTNER_TOKEN, **smtp.env}
+        config = _project(tmp_path, srv.url)
+        app = Dealsync(load_project(config, env=env), env=env)
+        app.setup()
+        partner = PortalUser(srv.url, PARTNER_TOKEN)
+        vendor = PortalUser(srv.url, VENDOR_TOKEN)
+        for domain, company in {(v[3], v[4]) for v in people.values()}:
+            c = partner.create("companies", {"name": company, "domain": domain})
+            d = partner.create(
+                "deals",
+                {
+                    "dealname": f"{company} rollout",
+                    "amount": "100",
+                    "dealstage": "qualifiedtobuy",
+                    "pipeline": "default",
+                    "dealsync_register": "true",
+                },
+            )
+            partner.associate("deals", d, "companies", c)
+            for email, (first, last, country, dom, _) in people.items():
+                if dom == domain:
+                    p = partner.create(
+                        "contacts",
+                        {"firstname": first, "lastname": last, "email": email, "country": country},
+                    )
+                    partner.associate("deals", d, "contacts", p)
+        assert app.sync("acme").status == "ok"
+        statuses = {m.recipient: m.status for m in app.outbox.messages()}
+        assert statuses == {
+            "bill@initech.de": "queued",
+            "milton@initech.de": "queued",
+            "eva@acme-kft.hu": "held",
+        }
+        failed = [m for m in app.outbox.messages(status="queued") if m.attempts == 1]
+        assert len(failed) == 2 and all("550" in (m.detail or "") for m in failed)
+        [held] = app.outbox.messages(status="held")
+        app.release_email(held.id)  # type: ignore[arg-type]
+        smtp.mode = "ok"
+        later = utcnow() + timedelta(minutes=5)
+        assert all(d.ok for d in app.send_outbox(now=later))
+        assert len(smtp.accepted) == 3
+        vendor.send_event("pe_demo_requested", "bill@initech.de")
+        app.sync("acme")
+        assert [m.status for m in app.outbox.messages(kind="lead_notification")] == ["sent"]
+        # a lead registered on the partner's behalf (`dealsync register lead`), then a pass
+        lead = register_lead(
+            app,
+            partner="acme",
+            domain="umbrella.de",
+            first="Rita",
+            last="Roth",
+            email="rita@umbrella.de",
+            company="Umbrella",
+            country="DE",
+        )
+        assert lead.status == "accepted"
+        app.sync("acme")
+        assert "rita@umbrella.de" in {m.recipient for m in app.outbox.messages(status="sent")}
+        app.close()
+    # everything logged, the libraries included — but not the test's own SMTP server
+    lines = [
+        f"{r.name}: {r.getMessage()}" for r in caplog.records if not r.name.startswith("mail.")
+    ]
+    logged = "\n".join(lines).casefold()
+    assert "outbox #2 (consent_request) failed" in logged and "held" in logged
+    for email in [*people, "rita@umbrella.de"]:
+        assert email not in logged, [line for line in lines if email in line.casefold()]
