@@ -242,11 +242,11 @@ class Campaign:
         vendor = VENDOR_HS.format(url=self.sandbox.url) if self.sandbox else VENDOR_LOCAL
         (self.root / "dealsync.yaml").write_text(CONFIG.format(root=self.root, vendor=vendor))
         self.clock = FileClock(self.root / "clock")
-        # half the product campaigns mail through a real SMTP server that misbehaves
+        # two in three product campaigns mail through a real SMTP server that misbehaves
         self.smtp: MisbehavingSMTP | None = None
-        if "smtp" in faults and not engine_only and self.frng.random() < 0.5:
+        if "smtp" in faults and not engine_only and self.frng.random() < 2 / 3:
             self.smtp = MisbehavingSMTP(
-                self.root / "smtp.log", random.Random(self.frng.random()), rate=0.4
+                self.root / "smtp.log", random.Random(self.frng.random()), rate=0.6
             )
         self.mail: LogTransport | MisbehavingSMTP = self.smtp or LogTransport(
             self.root / "mail.log"

@@ -1,0 +1,91 @@
+"""The misbehaving SMTP server of ``scripts/chaos.py`` does what its faults say: the
+chaos invariants count a message as received exactly when it answered 250 to DATA."""
+
+from __future__ import annotations
+
+import random
+import smtplib
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from fault_support import SMTP_FAULTS, MisbehavingSMTP
+
+
+class Fixed(random.Random):
+    """Every session gets ``fault`` (None: behaves)."""
+
+    def __init__(self, fault: str | None) -> None:
+        super().__init__(0)
+        self.fault = fault
+
+    def random(self) -> float:
+        return 0.0 if self.fault else 1.0
+
+    def choices(self, population, weights=None, *, cum_weights=None, k=1):  # type: ignore[no-untyped-def, override]
+        return [self.fault]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MisbehavingSMTP]:
+    srv = MisbehavingSMTP(tmp_path / "smtp.log", Fixed(None), rate=1.0)
+    yield srv
+    srv.stop()
+
+
+def message(n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "dealsync@localhost", "ops@acme.example", "hi"
+    msg["Message-ID"] = f"<m{n}@chaos.invalid>"
+    msg.set_content("hello")
+    return msg
+
+
+def talk(port: int, msg: EmailMessage) -> list[str]:
+    """What a client sees, step by step (no exception escapes)."""
+    seen: list[str] = []
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    try:
+        smtp.ehlo()
+        smtp.mail(str(msg["From"]))
+        smtp.rcpt(str(msg["To"]))
+        code, _ = smtp.data(msg.as_bytes())
+        seen.append(f"DATA {code}")
+        if code != 250:
+            smtp.noop()  # the server closed the channel with its answer
+        code, _ = smtp.docmd("QUIT")
+        seen.append(f"QUIT {code}")
+    except smtplib.SMTPServerDisconnected:
+        seen.append("disconnected")
+    finally:
+        smtp.close()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("fault", "client_sees", "accepted"),
+    [
+        (None, ["DATA 250", "QUIT 221"], True),
+        ("quit_421", ["DATA 250", "QUIT 421"], True),
+        ("drop_after_250", ["DATA 250", "disconnected"], True),
+        ("reset_at_data", ["disconnected"], False),
+        ("busy_421", ["DATA 421", "disconnected"], False),
+    ],
+)
+def test_each_fault_as_the_client_sees_it(
+    server: MisbehavingSMTP, fault: str | None, client_sees: list[str], accepted: bool
+) -> None:
+    server.handler.rng = Fixed(fault)
+    assert talk(server.port, message(1)) == client_sees
+    assert [m["message_id"] for m in server.sent()] == (["<m1@chaos.invalid>"] if accepted else [])
+    assert server.injected == ({fault: 1} if fault else {})
+
+
+def test_behave_stops_the_faults(server: MisbehavingSMTP) -> None:
+    server.handler.rng = Fixed("quit_421")
+    server.behave()
+    assert talk(server.port, message(2)) == ["DATA 250", "QUIT 221"]
+    server.behave(True)
+    assert talk(server.port, message(3)) == ["DATA 250", "QUIT 421"]
+    assert sorted(SMTP_FAULTS) == ["busy_421", "drop_after_250", "quit_421", "reset_at_data"]
