@@ -54,7 +54,7 @@ from connector.engine.sync import crash_points  # noqa: E402
 # the file clock and mail log that the reliability tests' processes share
 sys.path.insert(0, str(ROOT / "tests" / "reliability"))
 from fault_support import (  # noqa: E402
-    MisbehavingSMTP,
+    ChaosSMTP,
     WebhookEndpoint,
     late_indexed_edit,
     webhook_event,
@@ -243,14 +243,12 @@ class Campaign:
         (self.root / "dealsync.yaml").write_text(CONFIG.format(root=self.root, vendor=vendor))
         self.clock = FileClock(self.root / "clock")
         # two in three product campaigns mail through a real SMTP server that misbehaves
-        self.smtp: MisbehavingSMTP | None = None
+        self.smtp: ChaosSMTP | None = None
         if "smtp" in faults and not engine_only and self.frng.random() < 2 / 3:
-            self.smtp = MisbehavingSMTP(
+            self.smtp = ChaosSMTP(
                 self.root / "smtp.log", random.Random(self.frng.random()), rate=0.6
             )
-        self.mail: LogTransport | MisbehavingSMTP = self.smtp or LogTransport(
-            self.root / "mail.log"
-        )
+        self.mail: LogTransport | ChaosSMTP = self.smtp or LogTransport(self.root / "mail.log")
         self.endpoint: WebhookEndpoint | None = None
         self.webhook_changes: list[tuple[str, str, str, str, int]] = []
         self.event_serial = 0

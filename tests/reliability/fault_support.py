@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import sqlite3
+import struct
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -30,15 +31,26 @@ from connector.adapters.local import LocalCRM
 
 # ---------------------------------------------------------------------- SMTP
 
-SMTP_FAULTS = ("quit_421", "drop_after_250", "reset_at_data", "busy_421")
-"""What :class:`MisbehavingSMTP` may do to one session:
+SMTP_FAULTS = ("quit_421", "drop_after_data", "reset_after_data", "refuse_data", "reset_at_data")
+"""What :class:`ChaosSMTP` may do to one session (the names of the issue-12 modes of
+``tests/consent/smtp_support.MisbehavingSMTP``, plus one):
 
 * ``quit_421`` — answers 250 to DATA (the message is accepted), then 421 to QUIT;
-* ``drop_after_250`` — answers 250 to DATA, then closes the connection;
-* ``reset_at_data`` — aborts the connection at DATA before answering (not accepted);
-* ``busy_421`` — answers 421 to DATA (not accepted: a temporary failure).
+* ``drop_after_data`` — answers 250 to DATA, then closes the connection;
+* ``reset_after_data`` — answers 250 to DATA, then resets the connection (TCP RST) at QUIT;
+* ``refuse_data`` — answers 451 to DATA (a temporary failure: nothing accepted);
+* ``reset_at_data`` — resets the connection at DATA before answering (nothing accepted).
 
-The first two are the ones a client can get wrong: the message *was* delivered."""
+The first three are the ones a client can get wrong: the message *was* delivered."""
+
+
+def _reset(server: Any) -> None:
+    """Abort the connection with a TCP RST (``SO_LINGER`` 0), not a clean FIN."""
+    transport = server.transport
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _Handler:
@@ -55,7 +67,7 @@ class _Handler:
             fault = None
             if self.enabled and self.rng.random() < self.rate:
                 # the faults after a 250 are the ones a client can get wrong: twice as often
-                fault = self.rng.choices(SMTP_FAULTS, weights=(2, 2, 1, 1))[0]
+                fault = self.rng.choices(SMTP_FAULTS, weights=(2, 2, 2, 1, 1))[0]
             session.chaos_fault = fault
         return session.chaos_fault  # type: ignore[no-any-return]
 
@@ -72,23 +84,27 @@ class _Handler:
         fault = self._fault_of(session)
         if fault == "reset_at_data":
             self.injected[fault] += 1
-            server.transport.abort()
-            return "421 4.4.2 connection reset"  # never reaches the client
-        if fault in ("busy_421", "drop_after_250"):
+            _reset(server)
+            return "451 never sent"
+        if fault == "refuse_data":
+            self.injected[fault] += 1
+            return "451 4.3.0 try again later"
+        self._record(bytes(envelope.original_content or envelope.content))
+        if fault == "drop_after_data":
+            self.injected[fault] += 1
             # closed once the reply is written (aiosmtpd writes it before it yields)
             asyncio.get_running_loop().call_soon(server.transport.close)
-        if fault == "busy_421":
-            self.injected[fault] += 1
-            return "421 4.3.2 service not available, closing channel"
-        self._record(bytes(envelope.original_content or envelope.content))
-        if fault == "drop_after_250":
-            self.injected[fault] += 1
         return "250 2.0.0 Ok: queued"
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
-        if getattr(session, "chaos_fault", None) == "quit_421":
-            self.injected["quit_421"] += 1
+        fault = getattr(session, "chaos_fault", None)
+        if fault == "quit_421":
+            self.injected[fault] += 1
             return "421 4.3.2 shutting down"
+        if fault == "reset_after_data":
+            self.injected[fault] += 1
+            _reset(server)
+            return "221 never sent"
         return "221 Bye"
 
 
@@ -98,7 +114,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class MisbehavingSMTP:
+class ChaosSMTP:
     """A real SMTP server on 127.0.0.1 (aiosmtpd, in a thread of this process) that
     misbehaves in a ``rate`` of its sessions (one of :data:`SMTP_FAULTS`). Every
     message it answers 250 to is appended to ``log`` with one ``write``, so a message

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from fault_support import SMTP_FAULTS, MisbehavingSMTP
+from fault_support import SMTP_FAULTS, ChaosSMTP
 
 
 class Fixed(random.Random):
@@ -28,8 +28,8 @@ class Fixed(random.Random):
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[MisbehavingSMTP]:
-    srv = MisbehavingSMTP(tmp_path / "smtp.log", Fixed(None), rate=1.0)
+def server(tmp_path: Path) -> Iterator[ChaosSMTP]:
+    srv = ChaosSMTP(tmp_path / "smtp.log", Fixed(None), rate=1.0)
     yield srv
     srv.stop()
 
@@ -52,8 +52,6 @@ def talk(port: int, msg: EmailMessage) -> list[str]:
         smtp.rcpt(str(msg["To"]))
         code, _ = smtp.data(msg.as_bytes())
         seen.append(f"DATA {code}")
-        if code != 250:
-            smtp.noop()  # the server closed the channel with its answer
         code, _ = smtp.docmd("QUIT")
         seen.append(f"QUIT {code}")
     except smtplib.SMTPServerDisconnected:
@@ -68,13 +66,14 @@ def talk(port: int, msg: EmailMessage) -> list[str]:
     [
         (None, ["DATA 250", "QUIT 221"], True),
         ("quit_421", ["DATA 250", "QUIT 421"], True),
-        ("drop_after_250", ["DATA 250", "disconnected"], True),
+        ("drop_after_data", ["DATA 250", "disconnected"], True),
+        ("reset_after_data", ["DATA 250", "disconnected"], True),
+        ("refuse_data", ["DATA 451", "QUIT 221"], False),
         ("reset_at_data", ["disconnected"], False),
-        ("busy_421", ["DATA 421", "disconnected"], False),
     ],
 )
 def test_each_fault_as_the_client_sees_it(
-    server: MisbehavingSMTP, fault: str | None, client_sees: list[str], accepted: bool
+    server: ChaosSMTP, fault: str | None, client_sees: list[str], accepted: bool
 ) -> None:
     server.handler.rng = Fixed(fault)
     assert talk(server.port, message(1)) == client_sees
@@ -82,10 +81,16 @@ def test_each_fault_as_the_client_sees_it(
     assert server.injected == ({fault: 1} if fault else {})
 
 
-def test_behave_stops_the_faults(server: MisbehavingSMTP) -> None:
+def test_behave_stops_the_faults(server: ChaosSMTP) -> None:
     server.handler.rng = Fixed("quit_421")
     server.behave()
     assert talk(server.port, message(2)) == ["DATA 250", "QUIT 221"]
     server.behave(True)
     assert talk(server.port, message(3)) == ["DATA 250", "QUIT 421"]
-    assert sorted(SMTP_FAULTS) == ["busy_421", "drop_after_250", "quit_421", "reset_at_data"]
+    assert sorted(SMTP_FAULTS) == [
+        "drop_after_data",
+        "quit_421",
+        "refuse_data",
+        "reset_after_data",
+        "reset_at_data",
+    ]
