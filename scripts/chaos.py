@@ -229,9 +229,10 @@ class Campaign:
         self.n = number
         self.engine_only = engine_only
         self.rng = random.Random(f"{seed}:{number}")
-        # the newer faults draw from their own generator: with them off, a campaign
-        # is step for step the one it was before they existed
-        self.frng = random.Random(f"{seed}:{number}:faults")
+        # each newer fault draws from its own generator: with them off, a campaign is
+        # step for step the one it was before they existed, and leaving one out does
+        # not change what the others do
+        self.frng = {k: random.Random(f"{seed}:{number}:{k}") for k in FAULT_KINDS}
         self.faults = faults
         self.root = base / f"c{number}"
         self.root.mkdir(parents=True)
@@ -244,9 +245,9 @@ class Campaign:
         self.clock = FileClock(self.root / "clock")
         # two in three product campaigns mail through a real SMTP server that misbehaves
         self.smtp: ChaosSMTP | None = None
-        if "smtp" in faults and not engine_only and self.frng.random() < 2 / 3:
+        if "smtp" in faults and not engine_only and self.frng["smtp"].random() < 2 / 3:
             self.smtp = ChaosSMTP(
-                self.root / "smtp.log", random.Random(self.frng.random()), rate=0.6
+                self.root / "smtp.log", random.Random(self.frng["smtp"].random()), rate=0.6
             )
         self.mail: LogTransport | ChaosSMTP = self.smtp or LogTransport(self.root / "mail.log")
         self.endpoint: WebhookEndpoint | None = None
@@ -542,7 +543,7 @@ class Campaign:
         retried as HubSpot does: same event ids, fresh timestamp and signature."""
         if self.sandbox is not None:  # the sandbox stamps its own modification times
             return
-        r, store, vendor = self.frng, self.app.store, self.crms["vendor"]
+        r, store, vendor = self.frng["webhooks"], self.app.store, self.crms["vendor"]
         live = {obj: {rid for rid, _ in self.vendor_records(obj)} for obj in WEBHOOK_FIELDS}
         candidates = [
             (obj, lk.vendor_id)
@@ -597,7 +598,7 @@ class Campaign:
     def recreate(self) -> None:
         """A user deletes a deal's contact (or company) on one side and creates it
         again — same e-mail (domain) — on the same side, associated with the deal."""
-        r = self.frng
+        r = self.frng["recreate"]
         deals = self.live_deals()
         if not deals:
             return
@@ -660,15 +661,18 @@ class Campaign:
             if self.sandbox is not None:
                 steps += [(self.storm, 2), (self.sync_restarting_sandbox, 2)]
             funcs, weights = zip(*steps, strict=True)
-            extra: list[tuple[Callable[[], Any], float]] = []
-            if "webhooks" in self.faults:
-                extra.append((self.webhook_change, 0.3))
-            if "recreate" in self.faults:
-                extra.append((self.recreate, 0.15))
+            extra = [
+                (kind, step, chance)
+                for kind, step, chance in (
+                    ("webhooks", self.webhook_change, 0.3),
+                    ("recreate", self.recreate, 0.15),
+                )
+                if kind in self.faults
+            ]
             for _ in range(self.rng.randint(6, 14)):
                 self.rng.choices(funcs, weights)[0]()
-                for step, chance in extra:
-                    if self.frng.random() < chance:
+                for kind, step, chance in extra:
+                    if self.frng[kind].random() < chance:
                         step()
                 self.clock.advance(timedelta(seconds=self.rng.choice([1, 5, 60, 600, 7200])))
             if self.sandbox is not None:
