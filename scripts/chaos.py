@@ -607,18 +607,23 @@ class Campaign:
         side = r.choice(["partner", "vendor"])
         if side == "partner":
             rec = self.partner.read("deals", [pid], [], associations=[obj]).get(pid)
-            ids = list(rec.associations.get(obj, ())) if rec else []
+            ids = [
+                i
+                for i in (rec.associations.get(obj, ()) if rec else ())
+                if not self.partner.get(obj, i).archived  # a file CRM keeps dead ones
+            ]
             if not ids:
                 return
             old = self.partner.get(obj, r.choice(ids))
             props = {k: v for k in RETYPED[obj] if (v := old.properties.get(k))}
         else:
             vdeal = self.counterpart("deals", pid)
-            ids = self.vendor_associated(obj, vdeal) if vdeal else []
+            live = dict(self.vendor_records(obj))
+            ids = [i for i in self.vendor_associated(obj, vdeal) if i in live] if vdeal else []
             if not vdeal or not ids:
                 return
             old_id = r.choice(ids)
-            vprops = dict(self.vendor_records(obj)).get(old_id) or {}
+            vprops = live[old_id]
             props = {k: v for k in RETYPED[obj] if (v := vprops.get(k))}
         if not props.get(IDENTITY[obj]):
             return
