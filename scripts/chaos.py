@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Chaos campaigns: random edits on both sides, passes killed at random points, write
-failures, HubSpot-sandbox fault storms and restarts — then convergence and invariants.
+failures, HubSpot-sandbox fault storms and restarts, a misbehaving SMTP server, webhook
+deliveries that fail midway, records deleted and created again — then convergence and
+invariants.
 
     python scripts/chaos.py --campaigns 1000 --seed 7 [--sandbox-every 10] [--workers 2]
+        [--engine-only] [--no-smtp] [--no-webhooks] [--no-recreate]
 
 A campaign is one fresh world (a project folder in RAM: SQLite state, LocalCRM files,
 the shipped mappings and rules, the program's hooks). Its steps are drawn from a
@@ -14,12 +17,31 @@ on the HubSpot sandbox (through the real adapter) with 429 storms, 5xx, latency 
 dropped connections, and restarts the sandbox (same port, ``--data`` persistence)
 mid-pass.
 
+Three newer faults are on by default, each drawn from a generator of its own (so
+``--no-<fault>`` leaves the rest of a campaign as it was):
+
+* ``smtp`` — two in three product campaigns mail through the real ``SmtpTransport`` to
+  a local SMTP server (``tests/reliability/fault_support.ChaosSMTP``) that, in a share
+  of its sessions, answers 250 to DATA and then 421 to QUIT, closes or resets the
+  connection after the 250, answers 451, or resets before answering. It behaves again
+  for convergence, when the outbox is flushed with time moved past every backoff.
+* ``webhooks`` — on the file-CRM vendor, a vendor edit that the change search misses
+  (modified before the pass's window, as when HubSpot's index lags) is told by a signed
+  batch to the service's real ``POST /v1/webhooks/hubspot``; a delivery may fail
+  midway (the state database refuses its n-th write, as a locked SQLite does) and is
+  retried as HubSpot does: same event ids, fresh timestamp and signature.
+* ``recreate`` — a deal's contact (or company) is deleted on one side and created again,
+  same e-mail (domain), on the same side, associated with the deal.
+
 After the steps: passes until one writes nothing, then the invariants — no duplicate
-records or links, linked ``both`` fields equal in canonical form (value_map applied)
-unless a conflict is open on them, a further pass writes nothing, exactly one
-commission per won owned deal (written back), no duplicate outbox row and no e-mail
-sent twice except once per kill inside the outbox's documented window. Prints a
-summary; exits 1 on any violation.
+records or links, no link left pending, linked ``both`` fields equal in canonical form
+(value_map applied) unless a conflict is open on them, a further pass writes nothing,
+exactly one commission per won owned deal (written back), no duplicate outbox row, no
+e-mail received twice except once per kill inside the outbox's documented window, every
+e-mail the SMTP server accepted marked sent, no two live contacts with one e-mail or
+companies with one domain on either side, and every vendor edit told by webhook on the
+partner side (unless changed again since). Prints a summary (with the count of each
+fault injected); exits 1 on any violation.
 """
 
 from __future__ import annotations
