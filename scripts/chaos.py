@@ -320,14 +320,15 @@ class Campaign:
             return crms[name]
 
         # engine only: no hooks, so detection streams into apply (docs/sync.md)
-        hooks = [] if self.engine_only else None
+        hooks: list[Any] | None = [] if self.engine_only else None
         app = Dealsync(project, env=env, adapter_factory=factory, hooks=hooks)
         if self.smtp is not None:
             smtp = SmtpTransport("127.0.0.1", self.smtp.port, timeout=20)
             app.transport = lambda: smtp  # type: ignore[method-assign]
         else:
             log = self.mail
-            app.transport = lambda: log  # type: ignore[method-assign,assignment,return-value]
+            assert isinstance(log, LogTransport)
+            app.transport = lambda: log  # type: ignore[method-assign]
         self.factory = factory
         app.vendor()
         app.partner_crm("acme")
@@ -856,14 +857,14 @@ class Campaign:
                 "partner": [dict(r.properties) for r in self.partner.all(obj)],
             }
             for side, records in sides.items():
-                keys = Counter(str(p[prop]).strip().lower() for p in records if p.get(prop))
-                for k, n in keys.items():
+                same = Counter(str(p[prop]).strip().lower() for p in records if p.get(prop))
+                for k, n in same.items():
                     if n > 1:
                         self.violation(f"{n} live {side} {obj} with {prop} {k}")
         # 7. every vendor change told by webhook reached the partner (unless superseded)
         self.check_webhook_changes(open_fields)
 
-    def check_webhook_changes(self, open_fields: set[tuple[int | None, str]]) -> None:
+    def check_webhook_changes(self, open_fields: set[tuple[int, str]]) -> None:
         store, latest = self.app.store, {}
         for obj, vid, name, value, event in self.webhook_changes:
             latest[(obj, vid, name)] = (value, event)

@@ -69,7 +69,8 @@ class _Handler:
                 # the faults after a 250 are the ones a client can get wrong: twice as often
                 fault = self.rng.choices(SMTP_FAULTS, weights=(2, 2, 2, 1, 1))[0]
             session.chaos_fault = fault
-        return session.chaos_fault  # type: ignore[no-any-return]
+        chosen: str | None = session.chaos_fault
+        return chosen
 
     def _record(self, content: bytes) -> None:
         headers = BytesHeaderParser().parsebytes(content)

@@ -8,6 +8,7 @@ import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_support import SMTP_FAULTS, ChaosSMTP
@@ -23,7 +24,7 @@ class Fixed(random.Random):
     def random(self) -> float:
         return 0.0 if self.fault else 1.0
 
-    def choices(self, population, weights=None, *, cum_weights=None, k=1):  # type: ignore[no-untyped-def, override]
+    def choices(self, *args: Any, **kwargs: Any) -> list[Any]:
         return [self.fault]
 
 
