@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Chaos campaigns: random edits on both sides, passes killed at random points, write
-failures, HubSpot-sandbox fault storms and restarts — then convergence and invariants.
+failures, HubSpot-sandbox fault storms and restarts, a misbehaving SMTP server, webhook
+deliveries that fail midway, records deleted and created again — then convergence and
+invariants.
 
     python scripts/chaos.py --campaigns 1000 --seed 7 [--sandbox-every 10] [--workers 2]
+        [--engine-only] [--no-smtp] [--no-webhooks] [--no-recreate]
 
 A campaign is one fresh world (a project folder in RAM: SQLite state, LocalCRM files,
 the shipped mappings and rules, the program's hooks). Its steps are drawn from a
@@ -14,12 +17,31 @@ on the HubSpot sandbox (through the real adapter) with 429 storms, 5xx, latency 
 dropped connections, and restarts the sandbox (same port, ``--data`` persistence)
 mid-pass.
 
+Three newer faults are on by default, each drawn from a generator of its own (so
+``--no-<fault>`` leaves the rest of a campaign as it was):
+
+* ``smtp`` — two in three product campaigns mail through the real ``SmtpTransport`` to
+  a local SMTP server (``tests/reliability/fault_support.ChaosSMTP``) that, in a share
+  of its sessions, answers 250 to DATA and then 421 to QUIT, closes or resets the
+  connection after the 250, answers 451, or resets before answering. It behaves again
+  for convergence, when the outbox is flushed with time moved past every backoff.
+* ``webhooks`` — on the file-CRM vendor, a vendor edit that the change search misses
+  (modified before the pass's window, as when HubSpot's index lags) is told by a signed
+  batch to the service's real ``POST /v1/webhooks/hubspot``; a delivery may fail
+  midway (the state database refuses its n-th write, as a locked SQLite does) and is
+  retried as HubSpot does: same event ids, fresh timestamp and signature.
+* ``recreate`` — a deal's contact (or company) is deleted on one side and created again,
+  same e-mail (domain), on the same side, associated with the deal.
+
 After the steps: passes until one writes nothing, then the invariants — no duplicate
-records or links, linked ``both`` fields equal in canonical form (value_map applied)
-unless a conflict is open on them, a further pass writes nothing, exactly one
-commission per won owned deal (written back), no duplicate outbox row and no e-mail
-sent twice except once per kill inside the outbox's documented window. Prints a
-summary; exits 1 on any violation.
+records or links, no link left pending, linked ``both`` fields equal in canonical form
+(value_map applied) unless a conflict is open on them, a further pass writes nothing,
+exactly one commission per won owned deal (written back), no duplicate outbox row, no
+e-mail received twice except once per kill inside the outbox's documented window, every
+e-mail the SMTP server accepted marked sent, no two live contacts with one e-mail or
+companies with one domain on either side, and every vendor edit told by webhook on the
+partner side (unless changed again since). Prints a summary (with the count of each
+fault injected); exits 1 on any violation.
 """
 
 from __future__ import annotations
@@ -53,9 +75,16 @@ from connector.engine.sync import crash_points  # noqa: E402
 
 # the file clock and mail log that the reliability tests' processes share
 sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+from fault_support import (  # noqa: E402
+    ChaosSMTP,
+    WebhookEndpoint,
+    late_indexed_edit,
+    webhook_event,
+)
 from rel_support import FileClock, LogTransport  # noqa: E402
 
 from connector.engine.values import ValueError_, canonical  # noqa: E402
+from connector.outbox import SmtpTransport  # noqa: E402
 
 SRC = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
@@ -74,6 +103,19 @@ POINTS = [
     "while_writing_commission",
     "while_sending_outbox",
 ]
+FAULT_KINDS = ("smtp", "webhooks", "recreate")
+# what a webhook step changes on the vendor side (fields that travel both ways)
+WEBHOOK_FIELDS = {
+    "deals": ("amount", "closedate", "deal_currency_code"),
+    "contacts": ("firstname", "lastname", "country"),
+}
+# delete-and-recreate: the identity a new record shares with the one it replaces, and
+# the fields a user would type in again
+IDENTITY = {"contacts": "email", "companies": "domain"}
+RETYPED = {
+    "contacts": ("firstname", "lastname", "email", "company", "country"),
+    "companies": ("name", "domain", "website", "country"),
+}
 WRITE_CALLS = (
     "batch_upsert",
     "batch_update",
@@ -102,11 +144,15 @@ partners:
     notify_email: alerts@acme-agency.example
     adapter: local
     path: partner-acme.db
+    portal_id: 2001
 mappings: [mappings/shared_deals.yaml]
 rules: mappings/rules.yaml
 """
-VENDOR_LOCAL = "  name: vendor\n  adapter: local\n  path: vendor.db"
-VENDOR_HS = "  name: vendor\n  adapter: hubspot\n  token_env: HS_VENDOR_TOKEN\n  host: {url}"
+VENDOR_LOCAL = "  name: vendor\n  adapter: local\n  path: vendor.db\n  portal_id: 1000"
+VENDOR_HS = (
+    "  name: vendor\n  adapter: hubspot\n  token_env: HS_VENDOR_TOKEN\n  host: {url}\n"
+    "  portal_id: 1000"
+)
 
 
 @dataclass
@@ -123,6 +169,12 @@ class Stats:
     commissions: int = 0
     emails: int = 0
     resent_in_window: int = 0
+    smtp_campaigns: int = 0
+    smtp_faults: int = 0
+    webhook_deliveries: int = 0
+    webhook_events: int = 0
+    webhook_failures: int = 0
+    recreates: int = 0
     violations: list[str] = field(default_factory=list)
 
     def add(self, other: Stats) -> None:
@@ -188,11 +240,22 @@ class Sandbox:
 
 class Campaign:
     def __init__(
-        self, number: int, seed: int, base: Path, sandbox: bool, engine_only: bool = False
+        self,
+        number: int,
+        seed: int,
+        base: Path,
+        sandbox: bool,
+        engine_only: bool = False,
+        faults: frozenset[str] = frozenset(FAULT_KINDS),
     ) -> None:
         self.n = number
         self.engine_only = engine_only
         self.rng = random.Random(f"{seed}:{number}")
+        # each newer fault draws from its own generator: with them off, a campaign is
+        # step for step the one it was before they existed, and leaving one out does
+        # not change what the others do
+        self.frng = {k: random.Random(f"{seed}:{number}:{k}") for k in FAULT_KINDS}
+        self.faults = faults
         self.root = base / f"c{number}"
         self.root.mkdir(parents=True)
         (self.root / "mappings").mkdir()
@@ -202,8 +265,19 @@ class Campaign:
         vendor = VENDOR_HS.format(url=self.sandbox.url) if self.sandbox else VENDOR_LOCAL
         (self.root / "dealsync.yaml").write_text(CONFIG.format(root=self.root, vendor=vendor))
         self.clock = FileClock(self.root / "clock")
-        self.mail = LogTransport(self.root / "mail.log")
-        self.stats = Stats(campaigns=1, sandbox_campaigns=int(sandbox))
+        # two in three product campaigns mail through a real SMTP server that misbehaves
+        self.smtp: ChaosSMTP | None = None
+        if "smtp" in faults and not engine_only and self.frng["smtp"].random() < 2 / 3:
+            self.smtp = ChaosSMTP(
+                self.root / "smtp.log", random.Random(self.frng["smtp"].random()), rate=0.6
+            )
+        self.mail: LogTransport | ChaosSMTP = self.smtp or LogTransport(self.root / "mail.log")
+        self.endpoint: WebhookEndpoint | None = None
+        self.webhook_changes: list[tuple[str, str, str, str, int]] = []
+        self.event_serial = 0
+        self.stats = Stats(
+            campaigns=1, sandbox_campaigns=int(sandbox), smtp_campaigns=int(bool(self.smtp))
+        )
         self.outbox_kills = 0
         self.deals: list[str] = []  # partner deal ids
         self.serial = 0
@@ -246,9 +320,16 @@ class Campaign:
             return crms[name]
 
         # engine only: no hooks, so detection streams into apply (docs/sync.md)
-        hooks = [] if self.engine_only else None
+        hooks: list[Any] | None = [] if self.engine_only else None
         app = Dealsync(project, env=env, adapter_factory=factory, hooks=hooks)
-        app.transport = lambda: self.mail  # type: ignore[method-assign]
+        if self.smtp is not None:
+            smtp = SmtpTransport("127.0.0.1", self.smtp.port, timeout=20)
+            app.transport = lambda: smtp  # type: ignore[method-assign]
+        else:
+            log = self.mail
+            assert isinstance(log, LogTransport)
+            app.transport = lambda: log  # type: ignore[method-assign]
+        self.factory = factory
         app.vendor()
         app.partner_crm("acme")
         return app, crms
@@ -288,8 +369,8 @@ class Campaign:
 
     # ------------------------------------------------------------------ steps
 
-    def value(self, name: str) -> str:
-        r = self.rng
+    def value(self, name: str, rng: random.Random | None = None) -> str:
+        r = rng or self.rng
         if name == "amount":
             return f"{r.randint(1, 99999)}.{r.randint(0, 99):02d}"
         if name == "closedate":
@@ -353,6 +434,8 @@ class Campaign:
         if self.rng.random() < 0.3:
             rec = self.partner.read("deals", [pid], [], associations=["companies"]).get(pid)
             for cid in rec.associations.get("companies", ()) if rec else ():
+                if self.partner.get("companies", cid).archived:
+                    continue  # deleted and created again (only in recreate campaigns)
                 self.partner.edit(
                     "companies", cid, {"website": f"w{self.rng.randint(0, 99)}.example"}
                 )
@@ -467,6 +550,127 @@ class Campaign:
         elif os.WEXITSTATUS(status) != 0:
             self.stats.violations.append(f"campaign {self.n}: a pass failed in the child")
 
+    # ------------------------------------------------------------------ newer faults
+
+    def webhooks(self) -> WebhookEndpoint:
+        if self.endpoint is None:
+            self.endpoint = WebhookEndpoint(
+                self.root / "dealsync.yaml", {"HS_VENDOR_TOKEN": VENDOR_TOKEN}, self.factory
+            )
+        return self.endpoint
+
+    def webhook_change(self) -> None:
+        """Vendor edits the change search misses (modified before the pass's window, as
+        when HubSpot's index lags), told by a signed webhook batch — a delivery that
+        sometimes fails midway (the state database refuses its n-th write) and is
+        retried as HubSpot does: same event ids, fresh timestamp and signature."""
+        if self.sandbox is not None:  # the sandbox stamps its own modification times
+            return
+        r, store, vendor = self.frng["webhooks"], self.app.store, self.crms["vendor"]
+        live = {obj: {rid for rid, _ in self.vendor_records(obj)} for obj in WEBHOOK_FIELDS}
+        candidates = [
+            (obj, lk.vendor_id)
+            for obj in WEBHOOK_FIELDS
+            for lk in store.links("acme", obj, ("active",))
+            if lk.vendor_id in live[obj]
+        ]
+        if not candidates:
+            return
+        overlap = timedelta(seconds=self.project.config.sync.overlap_seconds)
+        events: list[dict[str, Any]] = []
+        for obj, vid in r.sample(candidates, min(len(candidates), r.randint(1, 3))):
+            assert vid is not None
+            name = r.choice(WEBHOOK_FIELDS[obj])
+            value = self.value(name, r)
+            cursor = store.cursor("acme", "vendor", obj)
+            if cursor is None:  # no pass yet: the first one reads everything anyway
+                vendor.edit(obj, vid, {name: value})
+            else:
+                at = (cursor if cursor.tzinfo else cursor.replace(tzinfo=UTC)) - overlap
+                late_indexed_edit(vendor, obj, vid, {name: value}, at - timedelta(minutes=1))
+            self.event_serial += 1
+            events.append(webhook_event(self.event_serial, obj, vid, name, value))
+            self.webhook_changes.append((obj, vid, name, value, self.event_serial))
+        if r.random() < 0.3:  # HubSpot repeats events, in no particular order
+            events.append(dict(r.choice(events)))
+        r.shuffle(events)
+        endpoint = self.webhooks()
+        fail_first = r.random() < 0.6
+        for attempt in range(8):
+            fail = None
+            if (attempt == 0 and fail_first) or (attempt > 0 and r.random() < 0.2):
+                fail = r.randint(1, len(events) + 3)  # which write of the delivery fails
+            status, fired = endpoint.post(events, attempt, fail)
+            self.stats.webhook_failures += int(fired)
+            if status < 300:
+                break
+            if not fired:
+                self.violation(f"webhook delivery answered {status} with no fault injected")
+                return
+        else:
+            self.violation("a webhook delivery was refused 8 times")
+        self.stats.webhook_deliveries += 1
+        self.stats.webhook_events += len(events)
+
+    def vendor_associated(self, obj: str, vid: str) -> list[str]:
+        if self.sandbox is None:
+            return list(self.crms["vendor"].get("deals", vid).associations.get(obj, ()))
+        portal = self.sandbox.srv.portal("vendor")
+        return [str(a["toObjectId"]) for a in portal.associations_of("deals", vid, obj)]
+
+    def recreate(self) -> None:
+        """A user deletes a deal's contact (or company) on one side and creates it
+        again — same e-mail (domain) — on the same side, associated with the deal."""
+        r = self.frng["recreate"]
+        deals = self.live_deals()
+        if not deals:
+            return
+        pid = r.choice(deals)
+        obj = r.choice(sorted(IDENTITY))
+        side = r.choice(["partner", "vendor"])
+        if side == "partner":
+            rec = self.partner.read("deals", [pid], [], associations=[obj]).get(pid)
+            ids = [
+                i
+                for i in (rec.associations.get(obj, ()) if rec else ())
+                if not self.partner.get(obj, i).archived  # a file CRM keeps dead ones
+            ]
+            if not ids:
+                return
+            old = self.partner.get(obj, r.choice(ids))
+            props = {k: v for k in RETYPED[obj] if (v := old.properties.get(k))}
+        else:
+            vdeal = self.counterpart("deals", pid)
+            live = dict(self.vendor_records(obj))
+            ids = [i for i in self.vendor_associated(obj, vdeal) if i in live] if vdeal else []
+            if not vdeal or not ids:
+                return
+            old_id = r.choice(ids)
+            vprops = live[old_id]
+            props = {k: v for k in RETYPED[obj] if (v := vprops.get(k))}
+        if not props.get(IDENTITY[obj]):
+            return
+        if r.random() < 0.5:  # typed in again, not a copy in every field
+            other = r.choice([k for k in RETYPED[obj] if k not in (IDENTITY[obj], "name")])
+            props[other] = f"{other} {r.randint(0, 99)}"
+        if side == "partner":
+            self.partner.remove(obj, old.id)
+            new = self.partner.create(obj, props)
+            self.partner.associate("deals", obj, [(pid, new.id)])
+        elif self.sandbox is None:
+            assert vdeal is not None
+            crm = self.crms["vendor"]
+            crm.remove(obj, old_id)
+            made = crm.create(obj, props)
+            crm.associate("deals", obj, [(vdeal, made.id)])
+        else:
+            assert vdeal is not None
+            portal = self.sandbox.srv.portal("vendor")
+            portal.archive(obj, old_id)
+            created = portal.create(obj, props)
+            portal.associate("deals", vdeal, obj, str(created["id"]))
+        self.stats.recreates += 1
+
     # ------------------------------------------------------------------ the campaign
 
     def run(self) -> Stats:
@@ -485,12 +689,26 @@ class Campaign:
             if self.sandbox is not None:
                 steps += [(self.storm, 2), (self.sync_restarting_sandbox, 2)]
             funcs, weights = zip(*steps, strict=True)
+            extra = [
+                (kind, step, chance)
+                for kind, step, chance in (
+                    ("webhooks", self.webhook_change, 0.3),
+                    ("recreate", self.recreate, 0.15),
+                )
+                if kind in self.faults
+            ]
             for _ in range(self.rng.randint(6, 14)):
                 self.rng.choices(funcs, weights)[0]()
+                for kind, step, chance in extra:
+                    if self.frng[kind].random() < chance:
+                        step()
                 self.clock.advance(timedelta(seconds=self.rng.choice([1, 5, 60, 600, 7200])))
             if self.sandbox is not None:
                 self.sandbox.set_faults(None)
+            if self.smtp is not None:
+                self.smtp.behave()
             self.converge()
+            self.flush_outbox()
             self.check()
         except Exception:
             self.stats.violations.append(f"campaign {self.n}: {traceback.format_exc()}")
@@ -498,8 +716,23 @@ class Campaign:
             if self.sandbox is not None:
                 self.sandbox.stop()
                 self.stats.sandbox_faults += self.sandbox.counted
+            if self.smtp is not None:
+                self.smtp.stop()
+                self.stats.smtp_faults += sum(self.smtp.injected.values())
+            if self.endpoint is not None:
+                self.endpoint.close()
             self.app.close()
         return self.stats
+
+    def flush_outbox(self) -> None:
+        """Deliver what failed sends left queued: each retry is due a backoff later, and
+        every pass of a campaign runs at the same ``now``, so time moves here."""
+        if self.smtp is None:
+            return
+        for i in range(1, 12):
+            if not self.app.outbox.messages("queued"):
+                return
+            self.app.send_outbox(now=NOW + timedelta(days=1, hours=7 * i))
 
     def converge(self) -> None:
         for _ in range(10):
@@ -607,13 +840,61 @@ class Campaign:
                 self.violation(f"outbox message {m.id} still queued after convergence")
             if m.status == "sent" and sent.get(m.message_id, 0) < 1:
                 self.violation(f"outbox message {m.id} marked sent but never sent")
+        by_message_id = {m.message_id: m for m in rows}
+        for mid in sent:  # the server took it: the row must say so
+            row = by_message_id.get(mid)
+            if row is None or row.status != "sent":
+                self.violation(
+                    f"e-mail {mid} was accepted by the SMTP server but its outbox row is "
+                    f"{row.status if row else 'missing'}"
+                )
         self.stats.emails += sum(sent.values())
         self.stats.resent_in_window += extra
+        # 6. no two live records of one identity on either side (delete-and-recreate)
+        for obj, prop in IDENTITY.items():
+            sides = {
+                "vendor": [p for _, p in self.vendor_records(obj)],
+                "partner": [dict(r.properties) for r in self.partner.all(obj)],
+            }
+            for side, records in sides.items():
+                same = Counter(str(p[prop]).strip().lower() for p in records if p.get(prop))
+                for k, n in same.items():
+                    if n > 1:
+                        self.violation(f"{n} live {side} {obj} with {prop} {k}")
+        # 7. every vendor change told by webhook reached the partner (unless superseded)
+        self.check_webhook_changes(open_fields)
+
+    def check_webhook_changes(self, open_fields: set[tuple[int, str]]) -> None:
+        store, latest = self.app.store, {}
+        for obj, vid, name, value, event in self.webhook_changes:
+            latest[(obj, vid, name)] = (value, event)
+        mappings = {m.name: m for m in self.app.project.mappings}
+        for (obj, vid, name), (value, event) in latest.items():
+            vprops = dict(self.vendor_records(obj)).get(vid)
+            lk = store.links_by_ids("acme", obj, "vendor", [vid]).get(vid)
+            if vprops is None or lk is None or lk.status != "active" or not lk.partner_id:
+                continue  # deleted or unlinked since
+            plan = FieldPlan(mappings[obj])
+            for f, mapper in plan.fields:
+                if f.vendor != name or (lk.id, f.key) in open_fields:
+                    continue
+                told = canonical(f.transform, value)
+                if canonical(f.transform, vprops.get(name)) != told:
+                    continue  # changed again since (or lost to a newer partner edit)
+                p = self.partner.read(obj, [lk.partner_id], [f.partner]).get(lk.partner_id)
+                pv = mapper.to_vendor(
+                    canonical(f.transform, p.properties.get(f.partner) if p else None)
+                )
+                if pv != told:
+                    self.violation(
+                        f"webhook event {event} (vendor {obj} {vid} {name}={value!r}) never "
+                        f"reached the partner, which has {pv!r}"
+                    )
 
 
-def run_campaign(args: tuple[int, int, str, bool, bool]) -> Stats:
-    number, seed, base, sandbox, engine_only = args
-    stats = Campaign(number, seed, Path(base), sandbox, engine_only).run()
+def run_campaign(args: tuple[int, int, str, bool, bool, frozenset[str]]) -> Stats:
+    number, seed, base, sandbox, engine_only, faults = args
+    stats = Campaign(number, seed, Path(base), sandbox, engine_only, faults).run()
     shutil.rmtree(Path(base) / f"c{number}", ignore_errors=True)
     return stats
 
@@ -636,7 +917,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run the passes without the program's hooks (the streamed detection path); "
         "the commission and e-mail invariants then hold trivially",
     )
+    for kind, what in (
+        ("smtp", "mail through a real SMTP server that misbehaves after accepting"),
+        ("webhooks", "webhook deliveries of vendor edits, failing midway and retried"),
+        ("recreate", "deleting a contact or company and creating it again"),
+    ):
+        ap.add_argument(f"--no-{kind}", action="store_true", help=f"leave out {what}")
     args = ap.parse_args(argv)
+    faults = frozenset(k for k in FAULT_KINDS if not getattr(args, f"no_{k}"))
 
     import logging
 
@@ -653,6 +941,7 @@ def main(argv: list[str] | None = None) -> int:
             str(base),
             bool(args.sandbox_every) and n % args.sandbox_every == args.sandbox_every - 1,
             args.engine_only,
+            faults,
         )
         for n in range(args.campaigns)
     ]
@@ -681,13 +970,19 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     summary = {k: v for k, v in total.__dict__.items() if k != "violations"}
     summary["faults_injected"] = (
-        total.write_failures + total.sandbox_faults + total.sandbox_restarts
+        total.write_failures
+        + total.sandbox_faults
+        + total.sandbox_restarts
+        + total.smtp_faults
+        + total.webhook_failures
+        + total.recreates
     )
     summary["invariant_violations"] = len(total.violations)
     summary["seconds"] = round(elapsed, 1)
     print(
         f"chaos --campaigns {args.campaigns} --seed {args.seed} --sandbox-every {args.sandbox_every}"
         + (" --engine-only" if args.engine_only else "")
+        + "".join(f" --no-{k}" for k in FAULT_KINDS if k not in faults)
     )
     for k, v in summary.items():
         print(f"  {k:22} {v}")
