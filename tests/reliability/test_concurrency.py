@@ -140,7 +140,7 @@ class StoppedClock:
 
 
 def on_clock(store: StateStore, clock: StoppedClock) -> StateStore:
-    store.clock = clock  # type: ignore[method-assign]
+    store.clock = clock
     store.lock_ttl = TTL
     return store
 
