@@ -767,7 +767,7 @@ class StateStore:
         or is a process of this machine that no longer exists; the runs it left
         ``running`` are marked ``interrupted`` in the same transaction, saying why.
         Most callers want :meth:`lease`, which also renews the lock."""
-        ttl = ttl or self.lock_ttl
+        ttl = self.lock_ttl if ttl is None else ttl
         owner = owner or f"{self.process()}:{secrets.token_hex(4)}"
         for _attempt in range(5):
             now = self.clock()
@@ -829,7 +829,7 @@ class StateStore:
     def renew_lock(self, connection: str, owner: str, ttl: timedelta | None = None) -> bool:
         """Move the lock's expiry on by ``ttl``; False when ``owner`` no longer holds it
         — taken over, or expired (then anyone may take it over at any moment)."""
-        ttl = ttl or self.lock_ttl
+        ttl = self.lock_ttl if ttl is None else ttl
         now = self.clock()
         with self.session() as s:
             result = s.execute(
@@ -856,7 +856,7 @@ class StateStore:
     def lease(self, connection: str, *, ttl: timedelta | None = None) -> LockLease:
         """Take the connection's pass lock (:meth:`acquire_lock`) and keep renewing it
         until :meth:`LockLease.release`."""
-        ttl = ttl or self.lock_ttl
+        ttl = self.lock_ttl if ttl is None else ttl
         return LockLease(self, connection, self.acquire_lock(connection, ttl=ttl), ttl)
 
 

@@ -253,3 +253,47 @@ def test_a_pass_whose_lock_expired_and_was_taken_over_stops_before_writing(
         other.close()
     assert world.sync().status == "ok"
     assert len(world.vendor.all("deals")) == 1
+
+
+def test_the_lock_ttl_is_set_by_environment_and_a_bad_value_is_refused(
+    world: FileWorld,
+) -> None:
+    from connector.api import Dealsync, DealsyncError
+    from connector.config import load_project
+
+    project = load_project(world.config, env={})
+    app = Dealsync(project, env={"DEALSYNC_LOCK_TTL_SECONDS": "7"})
+    try:
+        assert app.store.lock_ttl == timedelta(seconds=7)
+    finally:
+        app.close()
+    default = Dealsync(project, env={})
+    try:
+        assert default.store.lock_ttl == timedelta(minutes=30)
+    finally:
+        default.close()
+    for bad in ("soon", "0", "-5", "1.5", "99999999999"):
+        with pytest.raises(DealsyncError, match="DEALSYNC_LOCK_TTL_SECONDS"):
+            _ = Dealsync(project, env={"DEALSYNC_LOCK_TTL_SECONDS": bad}).store
+
+
+def test_a_second_process_is_refused_while_a_pass_outlives_its_first_ttl(
+    world: FileWorld,
+) -> None:
+    """The same on the real clock, against a real second `dealsync sync`: a TTL of 6 s
+    renewed every 2 s, and the second process starts only after the first expiry."""
+    store = world.app.store
+    store.lock_ttl = timedelta(seconds=6)
+    world.seed_deal()
+    held = HeldPass(world).start()
+    try:
+        first = lock_row(store)
+        assert first is not None and first.expires_at - first.acquired_at == store.lock_ttl
+        wait_for(lambda: datetime.now(UTC) > first.expires_at + timedelta(seconds=1))
+        code, text = finish(start(world, "--connection", "acme"))
+    finally:
+        result = held.finish()
+    assert code == 3, text
+    assert "being synced by" in text and "Traceback" not in text
+    assert result.status == "ok", (result.error, [str(e) for e in result.errors])
+    assert len(world.vendor.all("deals")) == 1
