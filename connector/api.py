@@ -244,6 +244,7 @@ class Dealsync:
 
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
+        self.store.interrupt_orphaned_runs()  # a killed pass's run is not "running"
         out = []
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)

@@ -9,6 +9,7 @@ point: no exception unwinds, no ``finally`` releases the lock, nothing is flushe
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -248,17 +249,30 @@ def test_a_killed_pass_is_marked_interrupted_by_the_next_pass(
     assert run is not None and run.status == "interrupted" and run.finished_at is not None
     assert run.error is not None
     assert re.search(r"the process \S+:\d+ died; its lock was taken over at ", run.error), run.error
-    # `dealsync runs` (another process) shows it so, with the reason
-    out = subprocess.run(
-        [*CLI, "--config", str(w.config), "runs", "--connection", "acme"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    line = next(x for x in out.stdout.splitlines() if x.startswith(f"#{run_id} "))
-    assert "interrupted" in line and "died" in line, line
     assert not [r for r in w.app.store.runs("acme") if r.status == "running"]
+
+
+def cli(w: FileWorld, *args: str) -> str:
+    out = subprocess.run(
+        [*CLI, "--config", str(w.config), *args], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_dealsync_runs_and_status_show_a_killed_pass_interrupted(
+    make_file_world: MakeFileWorld,
+) -> None:
+    """No pass since the kill: looking is enough to find the run's process is gone."""
+    w = make_file_world("looked-at")
+    run_id = killed_run(w)
+    status = json.loads(cli(w, "status", "--json"))
+    [acme] = [c for c in status if c["partner"] == "acme"]
+    assert acme["last_run"]["id"] == run_id and acme["last_run"]["status"] == "interrupted"
+    line = next(x for x in cli(w, "runs").splitlines() if x.startswith(f"#{run_id} "))
+    assert "interrupted" in line and "died before the run finished" in line, line
+    shown = cli(w, "runs", str(run_id))
+    assert f"run #{run_id} acme interrupted" in shown and "error: the process" in shown
 
 
 def test_a_killed_pass_is_marked_interrupted_when_the_service_starts(
