@@ -88,8 +88,10 @@ class Runner:
         self._lock = threading.Lock()
         self._current: dict[str, Job] = {}
         self._closed = False
-        for run in store.interrupt_orphaned_runs():
-            log.warning("run %s of %s was left running: %s", run.id, run.connection, run.error)
+        for orphan in store.interrupt_orphaned_runs():
+            log.warning(
+                "run %s of %s was left running: %s", orphan.id, orphan.connection, orphan.error
+            )
 
     def is_running(self, connection: str) -> bool:
         with self._lock:

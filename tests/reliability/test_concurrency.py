@@ -193,9 +193,7 @@ def test_a_pass_longer_than_the_lock_ttl_keeps_its_lock(world: FileWorld) -> Non
         # time passes, three TTLs in steps shorter than one; the holder renews each time
         for _ in range(6):
             clock.advance(TTL / 2)
-            wait_for(
-                lambda: (row := lock_row(world.app.store)) and row.expires_at == clock() + TTL
-            )
+            wait_for(lambda: (row := lock_row(world.app.store)) and row.expires_at == clock() + TTL)
         assert clock() > first.expires_at
         other = world.open()
         try:
