@@ -219,6 +219,9 @@ def test_hostile_conflict_ids_in_the_resolve_url_get_a_clear_answer(
         )
         assert r.status_code == 400, (bad, r.status_code, r.text)
         assert "conflict id must be a whole number" in r.text, bad
+        # the other path parameter of the page, a connection name, is only compared
+        r = client.post(f"/admin/connections/{bad}/resync", data={"csrf": csrf})
+        assert r.status_code == 404 and r.text == "no such connection", bad
     # a well-formed id that does not exist: the page says so
     r = client.post("/admin/conflicts/424242/resolve", data={"take": "vendor", "csrf": csrf})
     assert r.status_code == 200 and "Conflict #424242 not resolved: no conflict #424242" in r.text
