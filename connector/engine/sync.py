@@ -1031,7 +1031,9 @@ def run_pass(
             lease.release()
 
 
-def _checked(lease: LockLease | None, crash_at: Callable[[str], None] | None) -> Any:
+def _checked(
+    lease: LockLease | None, crash_at: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
     """The pass's named-step hook: a test's ``crash_at``, then the lock check."""
     if lease is None:
         return crash_at
