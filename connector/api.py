@@ -48,6 +48,23 @@ log = logging.getLogger("dealsync.api")
 
 AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
 
+LOCK_TTL_ENV = "DEALSYNC_LOCK_TTL_SECONDS"
+
+
+def lock_ttl_from(env: Mapping[str, str]) -> timedelta | None:
+    """The pass lock's TTL from ``DEALSYNC_LOCK_TTL_SECONDS`` (unset: 30 minutes). A
+    running pass renews its lock every third of it; a holder on another host that
+    stopped is taken over once it expires."""
+    text = (env.get(LOCK_TTL_ENV) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 7 * 24 * 3600:
+        raise DealsyncError(
+            f"{LOCK_TTL_ENV}={text!r}: give whole seconds between 1 and 604800 "
+            "(or leave it unset for 1800)"
+        )
+    return timedelta(seconds=int(text))
+
 
 def default_hooks(project: Project) -> list[Hook]:
     """The program's rules, in the order they run at each hook point."""
@@ -133,7 +150,7 @@ class Dealsync:
     @property
     def store(self) -> StateStore:
         if self._store is None:
-            self._store = StateStore(self.state_url)
+            self._store = StateStore(self.state_url, lock_ttl=lock_ttl_from(self.env))
         return self._store
 
     @property
@@ -269,6 +286,7 @@ class Dealsync:
 
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
+        self.store.interrupt_orphaned_runs()  # a killed pass's run is not "running"
         out = []
         held: dict[str | None, int] = {}
         for (partner, _kind, status), n in self.outbox.counts().items():

@@ -313,6 +313,7 @@ def runs(
 ) -> None:
     """Run history, or one run's per-record outcomes and API calls."""
     store = ctx.app(check_env=False).store
+    store.interrupt_orphaned_runs(connection)  # a killed pass's run is not "running"
     if run_id is None:
         rows = store.runs(connection, limit)
         if as_json:
@@ -772,16 +773,27 @@ def partners_token() -> None:
 @partners_token.command("create")
 @click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
 @click.option("--label", default="", help="A note to tell tokens apart (e.g. who holds it).")
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="Refuse the token after this: 90d (days), 12h (hours) or an ISO date "
+    "(2027-06-30, UTC). Default: valid until revoked.",
+)
 @pass_ctx
 @handled
-def partners_token_create(ctx: Ctx, partner: str, label: str) -> None:
+def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | None) -> None:
     """Create a token for a partner; it is shown once and stored only as a hash."""
-    from connector.service.tokens import PartnerTokens
+    from connector.service.tokens import PartnerTokens, parse_expiry
 
     app = ctx.app(check_env=False)
     app.partner(partner)
-    info, token = PartnerTokens(app.store).create(partner, label)
-    click.echo(f"token #{info.id} for {partner} (shown once, store it now):")
+    try:
+        expires_at = parse_expiry(expires) if expires is not None else None
+    except ValueError as exc:
+        raise DealsyncError(str(exc)) from None
+    info, token = PartnerTokens(app.store).create(partner, label, expires_at=expires_at)
+    until = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "no expiry"
+    click.echo(f"token #{info.id} for {partner}, {until} (shown once, store it now):")
     click.echo(token)
 
 
@@ -790,7 +802,7 @@ def partners_token_create(ctx: Ctx, partner: str, label: str) -> None:
 @pass_ctx
 @handled
 def partners_token_list(ctx: Ctx, partner: str | None) -> None:
-    """List tokens (id, prefix, label, dates); never the secrets."""
+    """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
     from connector.service.tokens import PartnerTokens
 
     app = ctx.app(check_env=False)
@@ -798,7 +810,13 @@ def partners_token_list(ctx: Ctx, partner: str | None) -> None:
     if not rows:
         click.echo("no tokens")
     for t in rows:
-        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        if t.revoked_at:
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
+        elif t.expired and t.expires_at:
+            state = f"expired {t.expires_at:%Y-%m-%d %H:%M}"
+        else:
+            until = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
+            state = f"active ({until})"
         used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
         click.echo(
             f"#{t.id}  {t.partner}  dsk_{t.prefix}_…  {state}  created "

@@ -14,6 +14,7 @@ A rerun after a crash anywhere re-detects the same window and converges.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -39,7 +40,7 @@ from connector.engine.plan import (
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
 from connector.hooks.base import Hook, ObjectRecords, PassContext
 from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
-from connector.state.store import LinkRef, RecordOutcome, StateStore
+from connector.state.store import LinkRef, LockLease, LockLost, RecordOutcome, StateStore
 
 log = logging.getLogger("dealsync.engine")
 
@@ -80,7 +81,7 @@ class PassResult:
     connection: str
     run_id: int | None
     plan: Plan
-    status: str = "ok"  # ok | conflicts | failed | fatal
+    status: str = "ok"  # ok | conflicts | failed | fatal | interrupted (lost its lock)
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[RecordError] = field(default_factory=list)
     open_conflicts: int = 0
@@ -993,15 +994,78 @@ def run_pass(
 ) -> PassResult:
     """Run one pass of one connection and record it as a run. Never raises for a
     record's problem; an adapter failure that stops the pass is returned as
-    ``status == "fatal"`` with the run logged."""
+    ``status == "fatal"`` with the run logged.
+
+    The pass holds the connection's lock (renewed while it runs) from before its run
+    is created until after it is finished, so a ``running`` run whose lock is gone
+    belongs to a dead process. At each named step the pass checks it still holds the
+    lock; if not, it stops there with ``status == "interrupted"``."""
     # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
-    owner = store.acquire_lock(partner.id) if (lock and not dry_run) else None
+    lease = store.lease(partner.id) if (lock and not dry_run) else None
     try:
-        run_id = store.start_run(partner.id, dry_run=dry_run, trigger=trigger)
-    except BaseException:
-        if owner:
-            store.release_lock(partner.id, owner)
-        raise
+        if lease is None:  # taking the lock marks them; a dry run looks for itself
+            store.interrupt_orphaned_runs(partner.id)
+        run_id = store.start_run(
+            partner.id, dry_run=dry_run, trigger=trigger, owner=lease.owner if lease else None
+        )
+        return _run_recorded(
+            run_id,
+            lease,
+            partner=partner,
+            partner_crm=partner_crm,
+            vendor_crm=vendor_crm,
+            mappings=mappings,
+            store=store,
+            rules=rules,
+            dry_run=dry_run,
+            now=now,
+            hooks=hooks,
+            overlap=overlap,
+            batch_size=batch_size,
+            progress=progress,
+            trigger=trigger,
+            crash_at=crash_at,
+        )
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _checked(
+    lease: LockLease | None, crash_at: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """The pass's named-step hook: a test's ``crash_at``, then the lock check."""
+    if lease is None:
+        return crash_at
+
+    def step(point: str) -> None:
+        if crash_at is not None:
+            crash_at(point)
+        lease.check()
+
+    return step
+
+
+def _run_recorded(
+    run_id: int,
+    lease: LockLease | None,
+    *,
+    partner: PartnerConfig,
+    partner_crm: CRMAdapter,
+    vendor_crm: CRMAdapter,
+    mappings: Sequence[ObjectMapping],
+    store: StateStore,
+    rules: Any,
+    dry_run: bool,
+    now: datetime | None,
+    hooks: Iterable[Hook],
+    overlap: timedelta,
+    batch_size: int,
+    progress: Progress | None,
+    trigger: str,
+    crash_at: Callable[[str], None] | None,
+) -> PassResult:
+    crash_at = _checked(lease, crash_at)
     ctx = PassContext(
         partner=partner,
         partner_crm=partner_crm,
@@ -1034,10 +1098,23 @@ def run_pass(
         result.status = "fatal"
         result.error = str(exc)
         log.error("pass of %s stopped: %s", partner.id, exc)
+    except LockLost as exc:
+        result.status = "interrupted"
+        result.error = str(exc)
+    except BaseException as exc:
+        # not a record's problem (a full disk, Ctrl-C): say so in the run, then stop
+        with contextlib.suppress(Exception):
+            sync._flush_outcomes()
+            store.finish_run(
+                run_id,
+                status="interrupted",
+                counts=dict(sync.counts),
+                api_calls={},
+                error=f"stopped by {type(exc).__name__}: {exc}",
+            )
+        raise
     finally:
         sync._flush_outcomes()
-        if owner:
-            store.release_lock(partner.id, owner)
     result.plan = sync.plan
     result.counts = sync.counts
     result.errors = sync.errors
@@ -1051,7 +1128,7 @@ def run_pass(
             if delta:
                 calls[f"{side}.{kind}"] = delta
     result.api_calls = calls
-    if result.status != "fatal":
+    if result.status not in ("fatal", "interrupted"):
         if result.errors:
             result.status = "failed"
         elif result.open_conflicts:

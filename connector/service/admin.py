@@ -2,16 +2,22 @@
 
 Login exchanges the admin token (compared in constant time) for a random session id
 in an ``HttpOnly``, ``SameSite=Strict`` cookie; the token itself is never stored in the
-cookie or shown. Every POST form carries the session's CSRF token as well.
+cookie or shown. Every POST form carries the session's CSRF token as well. After
+``LOGIN_LIMIT`` failed log-ins from one client address within ``LOGIN_WINDOW`` seconds,
+log-ins from it are answered 429 (with ``Retry-After``) without checking the token, so
+the token cannot be guessed at speed.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +29,7 @@ from starlette.routing import Route
 
 from connector.api import DealsyncError
 from connector.service.health import failing_records, grouped, run_view
+from connector.service.paths import path_id
 
 if TYPE_CHECKING:
     from connector.service.core import Service
@@ -31,6 +38,8 @@ log = logging.getLogger("dealsync.service.admin")
 
 COOKIE = "dealsync_admin"
 SESSION_SECONDS = 8 * 3600
+LOGIN_LIMIT = 5
+LOGIN_WINDOW = 15 * 60.0
 
 _templates = Environment(
     loader=PackageLoader("connector", "templates"),
@@ -73,6 +82,49 @@ class Sessions:
             self._items.pop(sid or "", None)
 
 
+class LoginThrottle:
+    """Failed log-ins per client address in a sliding window (in-process, like the
+    sessions): at ``limit`` failures the address waits until the oldest is ``window``
+    seconds old. A good log-in clears its address."""
+
+    def __init__(
+        self,
+        limit: int = LOGIN_LIMIT,
+        window: float = LOGIN_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit, self.window, self._clock = limit, window, clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(address, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def wait(self, address: str) -> float:
+        """Seconds until ``address`` may try again; 0 when it may now."""
+        now = self._clock()
+        with self._lock:
+            failures = self._recent(address, now)
+            if len(failures) < self.limit:
+                return 0.0
+            return max(1.0, failures[0] + self.window - now)
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        with self._lock:
+            if len(self._failures) > 10_000:  # forget addresses that went quiet
+                for key in [k for k in self._failures if not self._recent(k, now)]:
+                    del self._failures[key]
+            self._recent(address, now).append(now)
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+
 def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     html = _templates.get_template(name).render(**ctx)
     return HTMLResponse(
@@ -90,6 +142,7 @@ def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
 
 def admin_routes(service: Service) -> list[Route]:
     sessions = Sessions()
+    throttle = LoginThrottle()
 
     def configured() -> bool:
         return bool(service.admin_token)
@@ -110,11 +163,28 @@ def admin_routes(service: Service) -> list[Route]:
             )
         if request.method == "GET":
             return _page("admin_login.html")
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.wait(address)
+        if wait:
+            service.metrics.admin_logins.labels("throttled").inc()
+            log.warning("admin login from %s throttled after repeated failures", address)
+            page = _page(
+                "admin_login.html",
+                429,
+                error=f"Too many failed log-in attempts from your address; try again in "
+                f"{math.ceil(wait / 60)} minute(s).",
+            )
+            page.headers["Retry-After"] = str(math.ceil(wait))
+            return page
         form = await request.form()
         given = str(form.get("token") or "")
         if not hmac.compare_digest(given.encode(), service.admin_token.encode()):
-            log.warning("admin login refused")
+            throttle.failed(address)
+            service.metrics.admin_logins.labels("refused").inc()
+            log.warning("admin login refused (from %s)", address)
             return _page("admin_login.html", 401, error="That token is not valid.")
+        throttle.succeeded(address)
+        service.metrics.admin_logins.labels("ok").inc()
         sid, _ = sessions.new()
         response = to_page()
         response.set_cookie(
@@ -146,6 +216,7 @@ def admin_routes(service: Service) -> list[Route]:
         if session is None:
             return RedirectResponse("/admin/login", status_code=303)
         flash, session.flash = session.flash, []
+        service.store.interrupt_orphaned_runs()  # a dead pass's run is not "running"
         return _page(
             "admin_health.html",
             csrf=session.csrf,
@@ -183,7 +254,12 @@ def admin_routes(service: Service) -> list[Route]:
         take = str(form.get("take") or "")
         if take not in ("partner", "vendor"):
             return Response("take must be partner or vendor", status_code=400)
-        conflict_id = int(request.path_params["conflict_id"])
+        conflict_id = path_id(request.path_params["conflict_id"])
+        if conflict_id is None:
+            return Response(
+                "conflict id must be a whole number, as in /admin/conflicts/12/resolve",
+                status_code=400,
+            )
         try:
             row = await run_in_threadpool(
                 service.admin_app.resolve_conflict,
@@ -222,7 +298,7 @@ def admin_routes(service: Service) -> list[Route]:
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
         Route("/admin/connections/{partner}/resync", resync, methods=["POST"]),
-        Route("/admin/conflicts/{conflict_id:int}/resolve", resolve, methods=["POST"]),
+        Route("/admin/conflicts/{conflict_id}/resolve", resolve, methods=["POST"]),
     ]
 
 
@@ -232,7 +308,7 @@ def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any
     runs = store.runs(partner, limit=5)
     last_failed = []
     for run in runs:
-        if run.status in ("failed", "fatal") and run.id is not None:
+        if run.status in ("failed", "fatal", "interrupted") and run.id is not None:
             last_failed = store.run_records(run.id, "failed")[:50]
             break
     links = store.link_counts(partner)

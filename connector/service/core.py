@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from connector.api import AdapterFactory, Dealsync, default_hooks
+from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.engine.sync import PassResult
 from connector.hooks.base import Hook
@@ -97,7 +97,9 @@ class Service:
         self.env = _environment(self.config_path, env)
         self._factory = adapter_factory
         self._hooks = None if hooks is None else list(hooks)
-        self.store = ServiceStore(Dealsync(self.project, env=self.env).state_url)
+        self.store = ServiceStore(
+            Dealsync(self.project, env=self.env).state_url, lock_ttl=lock_ttl_from(self.env)
+        )
         self.tokens = PartnerTokens(self.store)
         self.webhook_log = SeenLog(self.store)
         self.metrics = Metrics()

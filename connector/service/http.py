@@ -3,7 +3,9 @@ metrics. Every handler is a few lines over :class:`~connector.service.core.Servi
 
 Partner endpoints answer 401 without a valid token and 403 for another partner's
 connection; a run id that is not the caller's is 404 whether or not it exists, so ids
-cannot be probed.
+cannot be probed — and so is one that cannot be an id at all (``-1``, 23 digits).
+A partner sees its run without the vendor's hosts or vendor-side error text
+(:mod:`connector.service.partner_view`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from starlette.routing import Route
 
 from connector.service.admin import admin_routes
 from connector.service.core import Service
-from connector.service.health import run_view
+from connector.service.partner_view import partner_run_view
+from connector.service.paths import path_id
 from connector.service.webhooks import SignatureRejected, WebhookEvent, verify_v3
 
 log = logging.getLogger("dealsync.service.http")
@@ -45,20 +48,18 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _unauthorized() -> JSONResponse:
-    return _error(
-        401,
-        "a valid partner API token is required",
-        {"WWW-Authenticate": 'Bearer realm="dealsync"'},
-    )
+def _unauthorized(message: str = "a valid partner API token is required") -> JSONResponse:
+    return _error(401, message, {"WWW-Authenticate": 'Bearer realm="dealsync"'})
 
 
-def _partner_of(service: Service, request: Request) -> str | None:
+def _partner_of(service: Service, request: Request) -> str | JSONResponse:
+    """The calling partner, or the 401 to answer (saying so when the token expired)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return service.tokens.verify(token.strip())
+        return _unauthorized()
+    verdict = service.tokens.check(token.strip())
+    return verdict.partner if verdict.partner is not None else _unauthorized(verdict.refusal)
 
 
 def _requested_uri(request: Request, public_url: str | None) -> str:
@@ -95,8 +96,8 @@ def build_app(service: Service) -> Starlette:
     def trigger(request: Request) -> JSONResponse:
         # sync handler: Starlette runs it in a thread, so waiting for the run id is fine
         caller = _partner_of(service, request)
-        if caller is None:
-            return _unauthorized()
+        if isinstance(caller, JSONResponse):
+            return caller
         partner = request.path_params["partner"]
         if partner != caller or not service.has_partner(partner):
             service.metrics.triggers.labels(caller, "forbidden").inc()
@@ -120,27 +121,17 @@ def build_app(service: Service) -> Starlette:
 
     def run_status(request: Request) -> JSONResponse:
         caller = _partner_of(service, request)
-        if caller is None:
-            return _unauthorized()
-        try:
-            run_id = int(request.path_params["run_id"])
-        except ValueError:
-            return _error(404, "no such run")
+        if isinstance(caller, JSONResponse):
+            return caller
+        run_id = path_id(request.path_params["run_id"])
+        if run_id is None:
+            return _error(404, "no such run (a run id is a whole number, as in /v1/runs/42)")
+        service.store.interrupt_orphaned_runs(caller)  # a dead pass's run is not "running"
         run = service.store.run(run_id)
         if run is None or run.connection != caller:
             return _error(404, "no such run")
-        body: dict[str, Any] = run_view(run)
-        body["failed_records"] = [
-            {
-                "object": r.object,
-                "side": r.side,
-                "record_id": r.record_id,
-                "field": r.field,
-                # vendor-side error text stays with the vendor's admins
-                "detail": r.detail if r.side == "partner" else None,
-            }
-            for r in service.store.run_records(run_id, "failed")
-        ]
+        failed = service.store.run_records(run_id, "failed")
+        body: dict[str, Any] = partner_run_view(run, failed, service.project.config.vendor.name)
         return JSONResponse(body)
 
     def refuse(

@@ -94,6 +94,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.admin_logins = Counter(
+            "dealsync_admin_logins",
+            "Admin log-in attempts, by result (ok, refused, throttled).",
+            ["result"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "dealsync_config_reloads",
             "Config/mapping/rules reloads, by result.",

@@ -5,6 +5,9 @@ A request for a connection that already has a pass in flight *joins* it: the cal
 gets the running pass's run id instead of queueing a second pass. A pass refused by
 the database lock (another process holds it) is joined the same way, through the
 ``running`` run row that process wrote.
+
+When the runner starts (``dealsync serve`` starting up), runs left ``running`` by a
+process that died or lost its lock are marked ``interrupted``, with the reason.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ class ServiceStore(StateStore):
     """The state store, telling the thread's waiting requester its run id as soon as
     ``run_pass`` has created the run (before detection starts)."""
 
-    def start_run(self, connection: str, *, dry_run: bool, trigger: str = "cli") -> int:
-        run_id = super().start_run(connection, dry_run=dry_run, trigger=trigger)
+    def start_run(
+        self, connection: str, *, dry_run: bool, trigger: str = "cli", owner: str | None = None
+    ) -> int:
+        run_id = super().start_run(connection, dry_run=dry_run, trigger=trigger, owner=owner)
         callback = getattr(_announce, "callback", None)
         if callback is not None:
             callback(run_id)
@@ -56,7 +61,7 @@ class Job:
     def failed(self) -> bool:
         if self.error is not None:
             return True
-        return self.result is not None and self.result.status in ("failed", "fatal")
+        return self.result is not None and self.result.status in ("failed", "fatal", "interrupted")
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
@@ -83,6 +88,10 @@ class Runner:
         self._lock = threading.Lock()
         self._current: dict[str, Job] = {}
         self._closed = False
+        for orphan in store.interrupt_orphaned_runs():
+            log.warning(
+                "run %s of %s was left running: %s", orphan.id, orphan.connection, orphan.error
+            )
 
     def is_running(self, connection: str) -> bool:
         with self._lock:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.schema import CreateColumn
 
 from connector.state import tables
 
@@ -28,6 +29,26 @@ def _create(*models: type) -> Callable[[Connection], None]:
             model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
     return run
+
+
+def _add_columns(model: type, *names: str) -> Callable[[Connection], None]:
+    """``ALTER TABLE … ADD COLUMN`` for columns of ``model`` the table lacks (a fresh
+    database created them with the table already), in the dialect's own DDL."""
+
+    def run(conn: Connection) -> None:
+        table = model.__table__  # type: ignore[attr-defined]
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for name in names:
+            if name not in have:
+                ddl = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+    return run
+
+
+def _runs_and_tokens(conn: Connection) -> None:
+    _add_columns(tables.Run, "owner")(conn)
+    _add_columns(tables.PartnerToken, "expires_at")(conn)
 
 
 STEPS: list[Step] = [
@@ -64,6 +85,11 @@ STEPS: list[Step] = [
         "service: hashed partner API tokens, webhook event and signature dedupe",
         _create(tables.PartnerToken, tables.WebhookSeen),
     ),
+    Step(
+        5,
+        "runs: the process that runs each (interrupted runs); partner tokens: expiry",
+        _runs_and_tokens,
+    ),
 ]
 
 
@@ -87,7 +113,7 @@ def _redecide_outbox_blocked(conn: Connection) -> None:
 
 STEPS.append(
     Step(
-        5,
+        6,
         "outbox: e-mails the old privacy check blocked are decided again (held, not dropped)",
         _redecide_outbox_blocked,
     )

@@ -7,16 +7,30 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL) works the same.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, create_engine, delete, event, func, insert, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    true,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +49,24 @@ from connector.state.tables import (
     WebhookSeen,
 )
 
+log = logging.getLogger("dealsync.state")
+
 _CHUNK = 500
+
+LOCK_TTL = timedelta(minutes=30)
+"""How long a pass lock holds without renewal. A running pass renews it every third
+of this, so only a holder that stopped (its host died, its process froze) lets it
+expire; a pass killed on this machine is noticed at once instead."""
+
+MAX_ID = 2**63 - 1
+"""The largest row id the databases store; a larger number cannot name a row (and
+SQLite refuses to even compare with it)."""
+
+
+def valid_id(value: int) -> bool:
+    """Whether ``value`` can be a row id: a lookup by any other number answers "none"."""
+    return 0 < value <= MAX_ID
+
 
 # The bulk write paths below use Core statements on the tables themselves, executed
 # with a list of parameter sets (one executemany): the ORM's per-row unit of work was
@@ -73,6 +104,48 @@ _LIVE = ("pending", "active", "flagged")
 
 class LockHeld(Exception):
     """Another process is running a pass of this connection."""
+
+
+class LockLost(Exception):
+    """This pass's lock expired or was taken over while the pass ran: another pass may
+    be running now, so this one must stop before it commits anything more."""
+
+
+def _process(owner: str) -> str:
+    """``host:pid`` of a lock or run owner (``host:pid:lease``), for messages."""
+    return ":".join(owner.split(":")[:2])
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _takes_the_lock(run: Run) -> bool:
+    """Whether ``run`` is a pass that holds its connection's lock while it runs (its
+    owner is a lock owner, ``host:pid:lease``; older runs name no owner). Dry runs
+    take no lock: only their process's death tells they stopped."""
+    if run.dry_run:
+        return False
+    return run.owner is None or run.owner.count(":") >= 2
+
+
+def _orphan_reason(run: Run, lock: SyncLock | None, now: datetime) -> str | None:
+    """Why a ``running`` run cannot be running any more, or None if it may be: its
+    process is gone, or the lock it ran under is free, expired or someone else's."""
+    who = f"the process {_process(run.owner)}" if run.owner else "the process that ran it"
+    if run.owner and _holder_is_dead(run.owner):
+        return f"{who} died before the run finished (found at {_when(now)})"
+    if not _takes_the_lock(run):
+        return None
+    if lock is None:
+        return f"{who} ended without finishing the run (its lock was free at {_when(now)})"
+    if run.owner and lock.owner != run.owner:
+        return f"{who} lost its lock to {_process(lock.owner)} (found at {_when(now)})"
+    if lock.expires_at < now:
+        return f"{who} stopped renewing its lock (it expired at {_when(lock.expires_at)})"
+    if run.owner is None and _holder_is_dead(lock.owner):
+        return f"the process {_process(lock.owner)} died before the run finished"
+    return None
 
 
 def _holder_is_dead(owner: str) -> bool:
@@ -140,11 +213,16 @@ def make_engine(url: str) -> Engine:
 
 
 class StateStore:
-    """Links, base snapshots, cursors, retries, conflicts, runs and locks."""
+    """Links, base snapshots, cursors, retries, conflicts, runs and locks.
 
-    def __init__(self, url: str) -> None:
+    ``lock_ttl`` is how long a pass lock lasts unrenewed (tests shorten it); ``clock``
+    is the time locks and interrupted runs are judged by (tests stop it)."""
+
+    def __init__(self, url: str, *, lock_ttl: timedelta | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self.lock_ttl = lock_ttl or LOCK_TTL
+        self.clock: Callable[[], datetime] = utcnow
         migrations.migrate(self.engine)
 
     def close(self) -> None:
@@ -260,6 +338,8 @@ class StateStore:
             )
 
     def link(self, link_id: int) -> Link | None:
+        if not valid_id(link_id):
+            return None
         with self.session() as s:
             return s.get(Link, link_id)
 
@@ -550,10 +630,14 @@ class StateStore:
             return list(s.exec(q.order_by(col(ConflictRow.id))).all())
 
     def conflict(self, conflict_id: int) -> ConflictRow | None:
+        if not valid_id(conflict_id):
+            return None
         with self.session() as s:
             return s.get(ConflictRow, conflict_id)
 
     def close_conflict(self, conflict_id: int, resolution: str) -> None:
+        if not valid_id(conflict_id):
+            raise KeyError(conflict_id)
         with self.session() as s:
             row = s.get(ConflictRow, conflict_id)
             if row is None:
@@ -585,9 +669,22 @@ class StateStore:
 
     # ------------------------------------------------------------------ runs
 
-    def start_run(self, connection: str, *, dry_run: bool, trigger: str = "cli") -> int:
+    def process(self) -> str:
+        """``host:pid`` of this process, as runs and locks name it."""
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def start_run(
+        self, connection: str, *, dry_run: bool, trigger: str = "cli", owner: str | None = None
+    ) -> int:
+        """A new ``running`` run; ``owner`` is the pass lock's owner when the pass holds
+        it (default: this process, for a pass without the lock)."""
         with self.session() as s:
-            run = Run(connection=connection, dry_run=dry_run, trigger=trigger)
+            run = Run(
+                connection=connection,
+                dry_run=dry_run,
+                trigger=trigger,
+                owner=owner or self.process(),
+            )
             s.add(run)
             s.commit()
             assert run.id is not None
@@ -624,16 +721,83 @@ class StateStore:
         api_calls: dict[str, Any],
         error: str | None = None,
     ) -> None:
+        """Record how a run ended. A run another process already marked
+        ``interrupted`` (it took this pass's lock over) keeps that status and reason:
+        another pass may have redone its work since."""
         with self.session() as s:
             run = s.get(Run, run_id)
             assert run is not None
-            run.status = status
+            if run.status != "interrupted":
+                run.status = status
+                run.error = error
+                run.finished_at = utcnow()
             run.counts = counts
             run.api_calls = api_calls
-            run.error = error
-            run.finished_at = utcnow()
             s.add(run)
             s.commit()
+
+    def interrupt_orphaned_runs(self, connection: str | None = None) -> list[Run]:
+        """Mark ``interrupted``, with the reason, every run left ``running`` by a
+        process that died or lost its lock — a pass killed by ``SIGKILL`` or a full
+        disk never finishes its run itself. Called when the service starts, before a
+        pass and before runs are shown; returns the runs it marked."""
+        now = self.clock()
+        with self.session() as s:
+            q = select(Run).where(Run.status == "running")
+            if connection:
+                q = q.where(Run.connection == connection)
+            runs = list(s.exec(q).all())
+            if not runs:
+                return []
+            locks = {
+                row.connection: row
+                for row in s.exec(
+                    select(SyncLock).where(
+                        col(SyncLock.connection).in_(sorted({r.connection for r in runs}))
+                    )
+                ).all()
+            }
+            marked = [
+                run.id
+                for run in runs
+                if (reason := _orphan_reason(run, locks.get(run.connection), now))
+                and self._mark_interrupted(s, run, reason, now)
+            ]
+            s.commit()
+        return [r for r in (self.run(i) for i in marked if i is not None) if r is not None]
+
+    @staticmethod
+    def _mark_interrupted(s: Session, run: Run, reason: str, now: datetime) -> bool:
+        # only if still running: a pass that finished meanwhile keeps its own status
+        result = s.execute(
+            update(Run)
+            .where(col(Run.id) == run.id, col(Run.status) == "running")
+            .values(status="interrupted", error=reason, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def _interrupt_after_taking(
+        self,
+        s: Session,
+        connection: str,
+        now: datetime,
+        lock_before: SyncLock | None,
+        owner: str,
+        reasons: dict[str, str],
+    ) -> None:
+        """This process has just taken the lock of ``connection``: no pass of it that
+        holds the lock can still be running, so each ``running`` one is interrupted —
+        with the takeover's reason for the previous holder's run."""
+        runs = s.exec(
+            select(Run).where(Run.connection == connection, Run.status == "running")
+        ).all()
+        for run in runs:
+            reason = reasons.get(run.owner or "") or _orphan_reason(run, lock_before, now)
+            if reason is None and _takes_the_lock(run):
+                reason = f"its lock was taken by {_process(owner)} at {_when(now)}"
+            if reason is not None:
+                self._mark_interrupted(s, run, reason, now)
 
     def runs(self, connection: str | None = None, limit: int = 20) -> list[Run]:
         with self.session() as s:
@@ -643,10 +807,14 @@ class StateStore:
             return list(s.exec(q.order_by(col(Run.id).desc()).limit(limit)).all())
 
     def run(self, run_id: int) -> Run | None:
+        if not valid_id(run_id):
+            return None
         with self.session() as s:
             return s.get(Run, run_id)
 
     def run_records(self, run_id: int, outcome: str | None = None) -> list[RunRecord]:
+        if not valid_id(run_id):
+            return []
         with self.session() as s:
             q = select(RunRecord).where(RunRecord.run_id == run_id)
             if outcome:
@@ -656,51 +824,90 @@ class StateStore:
     # ------------------------------------------------------------------ locks
 
     def acquire_lock(
-        self, connection: str, *, ttl: timedelta = timedelta(minutes=30), owner: str | None = None
+        self, connection: str, *, ttl: timedelta | None = None, owner: str | None = None
     ) -> str:
-        """Take the connection's pass lock or raise :class:`LockHeld`. An expired lock
-        (its holder died) is taken over."""
-        owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        now = utcnow()
+        """Take the connection's pass lock or raise :class:`LockHeld`.
+
+        A held lock is taken over only when its holder stopped renewing it (it expired)
+        or is a process of this machine that no longer exists; the runs it left
+        ``running`` are marked ``interrupted`` in the same transaction, saying why.
+        Most callers want :meth:`lease`, which also renews the lock."""
+        ttl = self.lock_ttl if ttl is None else ttl
+        owner = owner or f"{self.process()}:{secrets.token_hex(4)}"
+        for _attempt in range(5):
+            now = self.clock()
+            with self.session() as s:
+                row = s.get(SyncLock, connection)
+                if row is None:
+                    s.add(
+                        SyncLock(
+                            connection=connection,
+                            owner=owner,
+                            acquired_at=now,
+                            expires_at=now + ttl,
+                        )
+                    )
+                    try:
+                        s.flush()
+                    except IntegrityError:  # another process inserted it first
+                        s.rollback()
+                        continue
+                    self._interrupt_after_taking(s, connection, now, None, owner, {})
+                    s.commit()
+                    return owner
+                previous, expires = row.owner, row.expires_at
+                guard: ColumnElement[bool]
+                if expires < now:
+                    why = f"stopped renewing its lock (it expired at {_when(expires)})"
+                    guard = col(SyncLock.expires_at) < now
+                elif _holder_is_dead(previous):
+                    why = "died"
+                    guard = true()
+                else:
+                    raise LockHeld(
+                        f"connection {connection!r} is being synced by {previous} (its lock "
+                        f"is renewed while it runs); wait for that pass to finish"
+                    )
+                s.expunge(row)
+                taken = s.execute(
+                    update(SyncLock)
+                    .where(
+                        col(SyncLock.connection) == connection,
+                        col(SyncLock.owner) == previous,
+                        guard,
+                    )
+                    .values(owner=owner, acquired_at=now, expires_at=now + ttl)
+                )
+                if not getattr(taken, "rowcount", 0):  # renewed or taken meanwhile
+                    s.rollback()
+                    continue
+                reason = (
+                    f"the process {_process(previous)} {why}; its lock was taken over at "
+                    f"{_when(now)} by {_process(owner)}"
+                )
+                log.warning("connection %s: %s", connection, reason)
+                self._interrupt_after_taking(s, connection, now, row, owner, {previous: reason})
+                s.commit()
+                return owner
+        raise LockHeld(f"connection {connection!r}: its lock kept changing hands; try again")
+
+    def renew_lock(self, connection: str, owner: str, ttl: timedelta | None = None) -> bool:
+        """Move the lock's expiry on by ``ttl``; False when ``owner`` no longer holds it
+        — taken over, or expired (then anyone may take it over at any moment)."""
+        ttl = self.lock_ttl if ttl is None else ttl
+        now = self.clock()
         with self.session() as s:
             result = s.execute(
                 update(SyncLock)
-                .where(col(SyncLock.connection) == connection, col(SyncLock.expires_at) < now)
-                .values(owner=owner, acquired_at=now, expires_at=now + ttl)
-            )
-            taken = getattr(result, "rowcount", 0)  # a CursorResult for UPDATE
-            s.commit()
-            if taken:
-                return owner
-            try:
-                s.add(
-                    SyncLock(
-                        connection=connection, owner=owner, acquired_at=now, expires_at=now + ttl
-                    )
+                .where(
+                    col(SyncLock.connection) == connection,
+                    col(SyncLock.owner) == owner,
+                    col(SyncLock.expires_at) >= now,
                 )
-                s.commit()
-                return owner
-            except IntegrityError:
-                s.rollback()
-                row = s.get(SyncLock, connection)
-                holder = row.owner if row else "another process"
-                if row is not None and _holder_is_dead(row.owner):
-                    # its process on this machine was killed: no pass is running
-                    stolen = s.execute(
-                        update(SyncLock)
-                        .where(
-                            col(SyncLock.connection) == connection,
-                            col(SyncLock.owner) == row.owner,
-                        )
-                        .values(owner=owner, acquired_at=now, expires_at=now + ttl)
-                    )
-                    s.commit()
-                    if getattr(stolen, "rowcount", 0):
-                        return owner
-                raise LockHeld(
-                    f"connection {connection!r} is being synced by {holder}; "
-                    "wait for that pass to finish"
-                ) from None
+                .values(expires_at=now + ttl)
+            )
+            s.commit()
+            return bool(getattr(result, "rowcount", 0))
 
     def release_lock(self, connection: str, owner: str) -> None:
         with self.session() as s:
@@ -710,3 +917,61 @@ class StateStore:
                 )
             )
             s.commit()
+
+    def lease(self, connection: str, *, ttl: timedelta | None = None) -> LockLease:
+        """Take the connection's pass lock (:meth:`acquire_lock`) and keep renewing it
+        until :meth:`LockLease.release`."""
+        ttl = self.lock_ttl if ttl is None else ttl
+        return LockLease(self, connection, self.acquire_lock(connection, ttl=ttl), ttl)
+
+
+class LockLease:
+    """A held pass lock and the thread renewing it every third of its TTL while the
+    pass runs. A pass calls :meth:`check` at each of its steps: it renews the lock
+    there too and raises :class:`LockLost` once the lock is no longer this pass's."""
+
+    def __init__(self, store: StateStore, connection: str, owner: str, ttl: timedelta) -> None:
+        self.store, self.connection, self.owner, self.ttl = store, connection, owner, ttl
+        self.lost: str | None = None
+        self._renewing = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew_until_stopped, name=f"dealsync-lock-{connection}", daemon=True
+        )
+        self._thread.start()
+
+    def _renew_until_stopped(self) -> None:
+        interval = self.ttl.total_seconds() / 3
+        while not self._stop.wait(interval):
+            if not self.renew():
+                return
+
+    def renew(self) -> bool:
+        """Renew now; False once the lock is lost (then it stays lost)."""
+        with self._renewing:
+            if self.lost is not None:
+                return False
+            try:
+                held = self.store.renew_lock(self.connection, self.owner, self.ttl)
+            except Exception as exc:  # the database is briefly unreachable: expiry is the limit
+                log.warning("could not renew the lock of %s: %s", self.connection, exc)
+                return True
+            if not held:
+                self.lost = (
+                    f"this pass lost its lock of connection {self.connection!r} (it expired "
+                    "or another process took it over); it stopped before committing more"
+                )
+                log.error("%s", self.lost)
+            return held
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` unless this pass still holds its lock."""
+        if not self.renew():
+            raise LockLost(self.lost)
+
+    def release(self) -> None:
+        """Stop renewing and give the lock back (a lost lock is not touched)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.store.release_lock(self.connection, self.owner)

@@ -112,17 +112,24 @@ class ConflictRow(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
+    """One pass of one connection. ``status``: running, ok, conflicts, failed, fatal,
+    or ``interrupted`` — its process died or lost the pass lock before it finished
+    (``error`` says which, and when it was found). ``owner`` names the process that
+    runs it: the pass lock's owner (``host:pid:lease``), or ``host:pid`` for a pass
+    that takes no lock (a dry run)."""
+
     __tablename__ = "run"
     id: int | None = Field(default=None, primary_key=True)
     connection: str = Field(max_length=64, index=True)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    status: str = Field(default="running", max_length=16)  # running|ok|conflicts|failed|fatal
+    status: str = Field(default="running", max_length=16)
     dry_run: bool = False
     trigger: str = Field(default="cli", max_length=32)
     counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     api_calls: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = None
+    owner: str | None = Field(default=None, max_length=128)
 
 
 class RunRecord(SQLModel, table=True):
@@ -149,8 +156,9 @@ class SchemaVersion(SQLModel, table=True):
 
 class SyncLock(SQLModel, table=True):
     """Who is running a pass of a connection. Held in the database so it holds across
-    processes and hosts sharing one state store; expires so a crashed holder does not
-    block forever."""
+    processes and hosts sharing one state store; the holder renews ``expires_at`` while
+    its pass runs, so it expires only when the holder stopped (a crash on another
+    host) and a crashed holder does not block forever."""
 
     __tablename__ = "sync_lock"
     connection: str = Field(primary_key=True, max_length=64)
@@ -324,6 +332,7 @@ class PartnerToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: never
 
 
 class WebhookSeen(SQLModel, table=True):

@@ -9,6 +9,11 @@ point: no exception unwinds, no ``finally`` releases the lock, nothing is flushe
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -217,3 +222,86 @@ def test_killed_late_in_a_pass_and_rerun_hours_later(
     finish(w)
     assert w.final_state() == reference.final_state()
     quiet(w)
+
+
+# ---------------------------------------------------------------------- runs never left running
+
+CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
+
+
+def killed_run(w: FileWorld) -> int:
+    """Kill a pass after detection; returns its run id, which the killed process left
+    ``running`` (nothing of it unwound)."""
+    w.seed_deal()
+    assert w.sync_killed_at("after_detect")
+    [run] = w.app.store.runs("acme", limit=1)
+    assert run.id is not None and run.status == "running"
+    return run.id
+
+
+def test_a_killed_pass_is_marked_interrupted_by_the_next_pass(
+    make_file_world: MakeFileWorld,
+) -> None:
+    w = make_file_world("interrupted")
+    run_id = killed_run(w)
+    assert w.sync().status == "ok"
+    run = w.app.store.run(run_id)
+    assert run is not None and run.status == "interrupted" and run.finished_at is not None
+    assert run.error is not None
+    assert re.search(r"the process \S+:\d+ died; its lock was taken over at ", run.error), run.error
+    assert not [r for r in w.app.store.runs("acme") if r.status == "running"]
+
+
+def cli(w: FileWorld, *args: str) -> str:
+    out = subprocess.run(
+        [*CLI, "--config", str(w.config), *args], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_dealsync_runs_and_status_show_a_killed_pass_interrupted(
+    make_file_world: MakeFileWorld,
+) -> None:
+    """No pass since the kill: looking is enough to find the run's process is gone."""
+    w = make_file_world("looked-at")
+    run_id = killed_run(w)
+    status = json.loads(cli(w, "status", "--json"))
+    [acme] = [c for c in status if c["partner"] == "acme"]
+    assert acme["last_run"]["id"] == run_id and acme["last_run"]["status"] == "interrupted"
+    line = next(x for x in cli(w, "runs").splitlines() if x.startswith(f"#{run_id} "))
+    assert "interrupted" in line and "died before the run finished" in line, line
+    shown = cli(w, "runs", str(run_id))
+    assert f"run #{run_id} acme interrupted" in shown and "error: the process" in shown
+
+
+def test_a_killed_pass_is_marked_interrupted_when_the_service_starts(
+    make_file_world: MakeFileWorld,
+) -> None:
+    """No pass needed: `dealsync serve` starting up finds the run of a dead process and
+    marks it; the admin page and the partner API show it interrupted."""
+    from starlette.testclient import TestClient
+
+    from connector.service import Service, build_app
+    from connector.service.tokens import PartnerTokens
+
+    w = make_file_world("served")
+    run_id = killed_run(w)
+    service = Service(w.config, env={"DEALSYNC_ADMIN_TOKEN": "admin-token-for-this-test"})
+    try:
+        run = service.store.run(run_id)
+        assert run is not None and run.status == "interrupted", run
+        assert run.error and "died" in run.error
+        _, token = PartnerTokens(service.store).create("acme")
+        with TestClient(build_app(service)) as client:
+            body = client.get(f"/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
+            assert body.status_code == 200 and body.json()["status"] == "interrupted"
+            # the partner is told it was interrupted, not which vendor host ran it
+            assert f"{socket.gethostname()}:" not in body.text
+            assert "interrupted" in (body.json()["error"] or "")
+            page = client.post("/admin/login", data={"token": "admin-token-for-this-test"})
+            assert page.status_code == 200
+            assert f"#{run_id}" in page.text and ">interrupted<" in page.text
+            assert "died" in page.text
+    finally:
+        service.stop()

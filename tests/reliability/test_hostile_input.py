@@ -217,3 +217,41 @@ def test_every_malformed_file_gives_the_cli_one_clear_error_and_exit_3(tmp_path:
             bad.append((what, code, text[-600:]))
     assert not bad, bad[:5]
     assert not (tmp_path / "state.db").exists()  # nothing was synced
+
+
+# ---------------------------------------------------------------------- ids beyond any row
+
+HUGE = "99999999999999999999999"  # 23 digits: SQLite cannot even compare with it
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["runs", HUGE], f"no run #{HUGE}"),
+        (["conflicts", "show", HUGE], f"no conflict #{HUGE}"),
+        (["conflicts", "resolve", HUGE, "--take", "vendor"], f"no conflict #{HUGE}"),
+        (["partners", "token", "revoke", "--partner", "acme", HUGE], f"no token #{HUGE}"),
+    ],
+)
+def test_an_id_too_large_for_any_row_is_not_found_not_a_crash(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    config = tmp_path / "dealsync.yaml"
+    config.write_text(
+        "vendor: {adapter: local, path: vendor.db}\n"
+        "partners: [{id: acme, name: Acme, adapter: local, path: acme.db}]\n"
+        f"mappings: ['{SHIPPED / 'shared_deals.yaml'}']\nrules: '{SHIPPED / 'rules.yaml'}'\n"
+    )
+    proc = subprocess.run(
+        [*CLI, "--config", str(config), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 3, text
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {message}"), text
+    assert "Overflow" not in text and "Traceback" not in text

@@ -166,3 +166,62 @@ def test_health_page_in_a_real_browser(
         r for r in harness.crms["vendor"].all("deals") if r.get("description") == "partner text"
     )
     assert v1 is not None
+
+
+# ---------------------------------------------------------------------- hardening
+
+
+def test_log_in_is_throttled_after_five_failures_from_one_address(
+    service: Service, client: TestClient
+) -> None:
+    for _ in range(5):
+        assert client.post("/admin/login", data={"token": "guess"}).status_code == 401
+    # the sixth attempt is not even checked, the right token included
+    throttled = client.post("/admin/login", data={"token": ADMIN_TOKEN})
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert "Too many failed log-in attempts" in throttled.text
+    assert client.cookies.get("dealsync_admin") is None
+    metrics = client.get("/metrics").text
+    assert 'dealsync_admin_logins_total{result="refused"} 5.0' in metrics
+    assert 'dealsync_admin_logins_total{result="throttled"} 1.0' in metrics
+
+
+def test_the_log_in_throttle_counts_per_address_within_its_window() -> None:
+    from connector.service.admin import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(limit=5, window=900, clock=lambda: now[0])
+    for _ in range(4):
+        throttle.failed("10.0.0.1")
+        now[0] += 60
+    assert throttle.wait("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 900 - 4 * 60  # until the first failure is 15 min old
+    assert throttle.wait("10.0.0.2") == 0  # another address is not held back
+    now[0] += 900 - 4 * 60
+    assert throttle.wait("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    assert throttle.wait("10.0.0.1") > 0
+    throttle.succeeded("10.0.0.1")  # a good log-in clears the address
+    assert throttle.wait("10.0.0.1") == 0
+
+
+def test_hostile_conflict_ids_in_the_resolve_url_get_a_clear_answer(
+    service: Service, client: TestClient
+) -> None:
+    csrf = _login(client)
+    for bad in ("99999999999999999999999", "9223372036854775808", "-1", "0", "abc", "1e3"):
+        r = client.post(  # a server error would raise here
+            f"/admin/conflicts/{bad}/resolve",
+            data={"take": "vendor", "csrf": csrf},
+            follow_redirects=False,
+        )
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert "conflict id must be a whole number" in r.text, bad
+        # the other path parameter of the page, a connection name, is only compared
+        r = client.post(f"/admin/connections/{bad}/resync", data={"csrf": csrf})
+        assert r.status_code == 404 and r.text == "no such connection", bad
+    # a well-formed id that does not exist: the page says so
+    r = client.post("/admin/conflicts/424242/resolve", data={"take": "vendor", "csrf": csrf})
+    assert r.status_code == 200 and "Conflict #424242 not resolved: no conflict #424242" in r.text

@@ -3,6 +3,7 @@ per-partner trigger rate limit, health and metrics."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from service_support import Harness, bearer, finished, wait_for, write_project
@@ -10,6 +11,7 @@ from starlette.testclient import TestClient
 
 from connector.service import Service, build_app
 from connector.service.tokens import PartnerTokens
+from connector.state.store import RecordOutcome
 
 
 def test_token_is_stored_hashed_and_revocable(service: Service) -> None:
@@ -133,3 +135,192 @@ def test_healthz_and_metrics(harness: Harness, service: Service, client: TestCli
         assert series in text, series
     for secret in (token, "admin-secret-7f3a9c", "hubspot-app-secret-1b2c"):
         assert secret not in text
+
+
+# ---------------------------------------------------------------------- hostile ids
+
+HOSTILE_IDS = [
+    "99999999999999999999999",  # 23 digits: beyond SQLite's 64-bit integers
+    "9223372036854775808",  # one past the largest 64-bit integer
+    "-1",
+    "0",
+    "1e3",
+    "abc",
+    "%20" + "1",
+    "\u0661\u0662",  # Arabic-Indic digits: int() would take them
+    "1" * 5000,
+]
+
+
+def test_hostile_run_ids_are_404_with_a_message_never_500(
+    harness: Harness, service: Service
+) -> None:
+    _, token = PartnerTokens(service.store).create("acme")
+    with TestClient(build_app(service), raise_server_exceptions=False) as client:
+        for bad in HOSTILE_IDS:
+            r = client.get(f"/v1/runs/{bad}", headers=bearer(token))
+            assert r.status_code == 404, (bad, r.status_code, r.text)
+            assert "no such run" in r.json()["error"], bad
+    # the store itself answers "none" for such ids, so the CLI says "no run #…" too
+    assert service.store.run(10**22) is None and service.store.run(-1) is None
+
+
+# ---------------------------------------------------------------------- token expiry
+
+
+def test_an_expired_token_is_refused_with_401_naming_the_date(
+    service: Service, client: TestClient
+) -> None:
+    tokens = PartnerTokens(service.store)
+    now = datetime.now(UTC)
+    _, fresh = tokens.create("acme", "ops", expires_at=now + timedelta(days=90))
+    old_info, old = tokens.create("acme", "old", expires_at=now - timedelta(hours=1))
+    _, forever = tokens.create("acme", "no expiry")
+    assert client.post("/v1/partners/acme/sync", headers=bearer(fresh)).status_code == 202
+    assert client.post("/v1/partners/acme/sync", headers=bearer(forever)).status_code == 202
+    r = client.post("/v1/partners/acme/sync", headers=bearer(old))
+    assert r.status_code == 401
+    assert old_info.expires_at is not None
+    assert r.json()["error"] == f"token expired on {old_info.expires_at:%Y-%m-%d %H:%M} UTC"
+    assert client.get("/v1/runs/1", headers=bearer(old)).status_code == 401
+    # a wrong secret with an expired token's prefix learns nothing about the expiry
+    wrong = old[:-2] + ("AA" if not old.endswith("AA") else "BB")
+    r = client.post("/v1/partners/acme/sync", headers=bearer(wrong))
+    assert r.status_code == 401 and "expired" not in r.text
+    listed = {t.label: t for t in tokens.list("acme")}
+    assert listed["old"].expired and not listed["old"].active
+    assert not listed["ops"].expired and listed["ops"].active
+    assert listed["no expiry"].expires_at is None and listed["no expiry"].active
+
+
+def test_partners_token_create_expires_and_list_show_it(harness: Harness) -> None:
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    runner = CliRunner()
+    base = ["--config", str(harness.config), "partners", "token"]
+    made = runner.invoke(cli, [*base, "create", "--partner", "acme", "--expires", "90d"])
+    assert made.exit_code == 0, made.output
+    assert "expires " in made.output and made.output.splitlines()[-1].startswith("dsk_")
+    for spec in ("12h", "2099-01-31", "2099-01-31T08:00:00+00:00"):
+        ok = runner.invoke(cli, [*base, "create", "--partner", "acme", "--expires", spec])
+        assert ok.exit_code == 0, (spec, ok.output)
+    for bad in ("soon", "0d", "-3d", "2020-01-01", "2099-02-30"):
+        refused = runner.invoke(cli, [*base, "create", "--partner", "acme", "--expires", bad])
+        assert refused.exit_code == 3, (bad, refused.output)
+        assert "--expires" in refused.output and "Traceback" not in refused.output, bad
+    # one token that has already expired (made through the API, as time would)
+    from connector.api import Dealsync
+    from connector.config import load_project
+
+    app = Dealsync(load_project(harness.config, check_env=False))
+    try:
+        PartnerTokens(app.store).create(
+            "acme", "lapsed", expires_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+        )
+    finally:
+        app.close()
+    listed = runner.invoke(cli, [*base, "list", "--partner", "acme"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert len(lines) == 5
+    assert sum("expires 20" in line for line in lines) == 4
+    [lapsed] = [line for line in lines if "lapsed" in line]
+    assert "expired 2026-01-02 03:04" in lapsed and "active" not in lapsed
+
+
+def test_a_token_table_of_an_older_version_gains_the_expiry_column(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from connector.state import StateStore
+    from connector.state.migrations import LATEST
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = StateStore(url)
+    PartnerTokens(store).create("acme", "from before")
+    run_id = store.start_run("acme", dry_run=False)
+    with store.engine.begin() as conn:  # make it the schema as version 4 wrote it
+        conn.execute(text("ALTER TABLE partner_token DROP COLUMN expires_at"))
+        conn.execute(text("ALTER TABLE run DROP COLUMN owner"))
+        conn.execute(text("DELETE FROM schema_version WHERE version > 4"))
+    store.close()
+    upgraded = StateStore(url)
+    try:
+        assert upgraded.schema_version() == LATEST
+        [old] = PartnerTokens(upgraded).list("acme")
+        assert old.label == "from before" and old.expires_at is None and old.active
+        run = upgraded.run(run_id)
+        assert run is not None and run.owner is None
+    finally:
+        upgraded.close()
+
+
+# ---------------------------------------------------------------------- what a partner sees
+
+VENDOR_URL = "http://127.0.0.1:54321/crm/v3/objects/deals/batch/update?hapikey=x"
+
+
+def test_a_partners_run_view_shows_no_vendor_host_port_or_error_text(
+    service: Service, client: TestClient
+) -> None:
+    store = service.store
+    run_id = store.start_run("acme", dry_run=False, trigger="partner")
+    store.add_outcomes(
+        run_id,
+        [
+            RecordOutcome(
+                "deals",
+                "vendor",
+                "9001",
+                "update",
+                "failed",
+                "amount",
+                f"HubSpot refused it (400) at {VENDOR_URL}: amount is locked by workflow 77",
+            ),
+            RecordOutcome(
+                "deals",
+                "partner",
+                "17",
+                "update",
+                "failed",
+                None,
+                "refused (400) by https://api.hubapi.com:443/crm/v3/objects/deals: "
+                "closedate is not a date",
+            ),
+        ],
+    )
+    store.finish_run(
+        run_id,
+        status="fatal",
+        counts={},
+        api_calls={},
+        error=f"vendor: batch_update still failing after 5 attempts: 503 Service "
+        f"Unavailable from {VENDOR_URL} (upstream crm-db-7.vendor.internal:5432)",
+    )
+    _, token = PartnerTokens(store).create("acme")
+    r = client.get(f"/v1/runs/{run_id}", headers=bearer(token))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "fatal"
+    assert body["error"] == "vendor side failed: HTTP 503 (details in the vendor's run log)"
+    vendor_rec, partner_rec = body["failed_records"]
+    assert vendor_rec["detail"] == (
+        "vendor side failed: HTTP 400 (details in the vendor's run log)"
+    )
+    assert "closedate is not a date" in partner_rec["detail"]
+    for leak in (
+        "127.0.0.1",
+        "54321",
+        "/crm/v3",
+        "hapikey",
+        "Service Unavailable",
+        "vendor.internal",
+        "5432",
+        "locked by workflow",
+        "api.hubapi.com",
+        "http",
+    ):
+        assert leak not in r.text, leak
+    # the vendor's admins still see everything
+    assert store.run(run_id).error.endswith("crm-db-7.vendor.internal:5432)")
