@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from connector.sandbox import shapes
@@ -834,8 +834,11 @@ async def _no_route(request: Request, exc: Exception) -> Response:
 async def _wrong_method(request: Request, exc: Exception) -> Response:
     """A known path with the wrong method: 405, an ``Allow`` header and no body, as
     HubSpot's edge answers."""
-    headers = dict(getattr(exc, "headers", None) or {})
-    return Response(status_code=405, headers={"Allow": headers.get("Allow", "")})
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            allowed |= set(route.methods or ())
+    return Response(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 def _rate_headers(d: LimitDecision) -> dict[str, str]:
