@@ -7,7 +7,8 @@ into :class:`~connector.records.Record`, :class:`~connector.records.WriteResult`
 Facts it honours (see ``HUBSPOT_API.md``): batches of at most 100 inputs; search pages
 of at most 200 and at most 10,000 results per query (so change windows are walked
 with a moving lower bound); search is eventually consistent and never shows archived
-records (archives are found by listing the recycle bin); the client does not retry
+records (archives are found by listing the recycle bin); association batch reads page
+per input (each input's ``paging.next.after`` is followed); the client does not retry
 POSTs, so retries are ours (``tenacity``): 429 and 5xx and dropped connections are
 retried with the server's ``Retry-After`` or policy honoured, 4xx validation errors
 never are. A batch refused whole for one bad input is split until the bad input is
