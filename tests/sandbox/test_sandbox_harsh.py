@@ -463,3 +463,46 @@ def test_the_endpoints_dlt_reads_in_the_order_it_reads_them(srv: SandboxServer) 
         timeout=30,
     )
     assert events.status_code == 200 and events.json()["results"] == []
+
+
+def test_batch_read_with_history_takes_at_most_50_inputs(srv: SandboxServer) -> None:
+    ids = srv.portal("h").seed("deals", [{"dealname": f"H{i}"} for i in range(51)])
+    url = f"{srv.url}/crm/v3/objects/deals/batch/read"
+    inputs = [{"id": i} for i in ids]
+    refused = requests.post(
+        url,
+        json={"inputs": inputs, "properties": [], "propertiesWithHistory": ["dealname"]},
+        headers=_h(),
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    assert "property histories is 50" in refused.json()["message"]
+    # without histories (as the connector reads) the usual 100 apply
+    plain = requests.post(
+        url,
+        json={"inputs": inputs, "properties": ["dealname"], "propertiesWithHistory": []},
+        headers=_h(),
+        timeout=30,
+    )
+    assert plain.status_code == 200 and len(plain.json()["results"]) == 51
+
+
+def test_inline_associations_page_past_100_and_the_link_reads_the_rest(
+    srv: SandboxServer,
+) -> None:
+    portal = srv.portal("h")
+    company = portal.seed("companies", [{"name": "Many deals"}])[0]
+    deals = portal.seed("deals", [{"dealname": f"I{i}"} for i in range(130)])
+    with portal.lock:
+        for did in deals:
+            portal.associate("companies", company, "deals", did)
+    got = requests.get(
+        f"{srv.url}/crm/v3/objects/companies/{company}?associations=deals", headers=_h(), timeout=30
+    ).json()["associations"]["deals"]
+    assert len(got["results"]) == 100
+    seen = [r["id"] for r in got["results"]]
+    page = got
+    while (page.get("paging") or {}).get("next"):
+        page = requests.get(page["paging"]["next"]["link"], headers=_h(), timeout=30).json()
+        seen.extend(r["id"] for r in page["results"])
+    assert sorted(seen, key=int) == sorted(deals, key=int)
