@@ -7,7 +7,8 @@ into :class:`~connector.records.Record`, :class:`~connector.records.WriteResult`
 Facts it honours (see ``HUBSPOT_API.md``): batches of at most 100 inputs; search pages
 of at most 200 and at most 10,000 results per query (so change windows are walked
 with a moving lower bound); search is eventually consistent and never shows archived
-records (archives are found by listing the recycle bin); the client does not retry
+records (archives are found by listing the recycle bin); association batch reads page
+per input (each input's ``paging.next.after`` is followed); the client does not retry
 POSTs, so retries are ours (``tenacity``): 429 and 5xx and dropped connections are
 retried with the server's ``Retry-After`` or policy honoured, 4xx validation errors
 never are. A batch refused whole for one bad input is split until the bad input is
@@ -494,26 +495,35 @@ class HubSpotAdapter:
     def _read_associations(
         self, object_type: str, ids: Sequence[str], to_types: Sequence[str]
     ) -> dict[str, dict[str, tuple[str, ...]]]:
-        out: dict[str, dict[str, tuple[str, ...]]] = {i: {t: () for t in to_types} for i in ids}
+        """Every associated id per record and target type. HubSpot pages the batch read
+        *per input*: a record with more associations than one page has
+        ``results[].paging.next.after``, sent back with that id until no cursor is left,
+        so a company with thousands of deals is read whole instead of truncated."""
+        found: dict[str, dict[str, set[str]]] = {i: {t: set() for t in to_types} for i in ids}
         for to_type in to_types:
-            for i in range(0, len(ids), ASSOC_READ_BATCH):
-                chunk = ids[i : i + ASSOC_READ_BATCH]
-                body = {"inputs": [{"id": rid} for rid in chunk]}
+            pending: list[dict[str, str]] = [{"id": rid} for rid in ids]
+            while pending:
+                chunk, pending = pending[:ASSOC_READ_BATCH], pending[ASSOC_READ_BATCH:]
                 resp = self._call(
                     "assoc_read",
                     self._assoc.get_page_with_http_info,
                     object_type,
                     to_type,
-                    body,
+                    {"inputs": chunk},
                     raw=True,
                 )
                 for row in resp.results or []:
                     from_id = str(row._from.id)
-                    if from_id in out:
-                        out[from_id][to_type] = tuple(
-                            sorted({str(t.to_object_id) for t in row.to or []}, key=_id_key)
-                        )
-        return out
+                    if from_id not in found:
+                        continue
+                    found[from_id][to_type].update(str(t.to_object_id) for t in row.to or [])
+                    nxt = row.paging.next.after if row.paging and row.paging.next else None
+                    if nxt:
+                        pending.append({"id": from_id, "after": str(nxt)})
+        return {
+            rid: {t: tuple(sorted(v, key=_id_key)) for t, v in by_type.items()}
+            for rid, by_type in found.items()
+        }
 
     def read(
         self,

@@ -16,22 +16,30 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from connector.sandbox import shapes
 from connector.sandbox.errors import ApiError, correlation_id, validation
 from connector.sandbox.faults import FaultSpec
 from connector.sandbox.limits import INTERVAL_MS, LimitDecision
 from connector.sandbox.schema import SINGULAR, normalize_object_type, to_iso
-from connector.sandbox.store import ASSOC_DEFAULT, MAX_LIST_LIMIT, Portal
+from connector.sandbox.store import ASSOC_DEFAULT, MAX_LIST_LIMIT, Portal, Record
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, Portal], Awaitable[Response]]
+
+# A batch read asking for property histories takes at most 50 inputs (HubSpot's 400
+# message, quoted in docs/sandbox.md); without histories the cap is the usual 100.
+MAX_HISTORY_BATCH = 50
+# Inline associations per type on an object read (HubSpot pages them past 100).
+INLINE_ASSOC_PAGE = 100
 
 # ---------------------------------------------------------------------------- classification
 
@@ -45,6 +53,7 @@ _KINDS: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "list"),
     ("POST", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "create"),
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "get"),
+    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/associations/[^/]+/?$"), "assoc_get_v3"),
     ("PATCH", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "update"),
     ("DELETE", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "archive"),
     (
@@ -80,6 +89,9 @@ _KINDS: list[tuple[str, re.Pattern[str], str]] = [
     ("PATCH", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_update"),
     ("DELETE", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_archive"),
     ("GET", re.compile(r"^/crm/v3/pipelines/.*$"), "pipelines"),
+    ("GET", re.compile(r"^/properties/v2/[^/]+/properties/?$"), "properties_v2"),
+    ("GET", re.compile(r"^/(crm/v3|crm-object-schemas/v3)/schemas/?$"), "schemas"),
+    ("GET", re.compile(r"^/crm/v3/owners(/[^/]*)?$"), "owners"),
     ("GET", re.compile(r"^/events/v3/events/event-types/?$"), "events_types"),
     ("GET", re.compile(r"^/events/v3/events/?$"), "events_read"),
     ("POST", re.compile(r"^/events/v3/send/batch/?$"), "events_send_batch"),
@@ -120,6 +132,18 @@ async def read_json(request: Request) -> Any:
         raise validation(
             "Invalid input JSON on line 1: the request body is not valid JSON"
         ) from None
+
+
+async def read_body(request: Request, shape: shapes.Shape) -> Any:
+    """The request body as JSON, checked against the endpoint's ``shape`` (400 if not).
+
+    An empty body reads as ``{}`` for object-shaped endpoints (so a batch without a body
+    is refused for its missing ``inputs``) and as ``None`` otherwise."""
+    body = await read_json(request)
+    if body is None and shape.kind == "object":
+        body = {}
+    shapes.check(body, shape)
+    return body
 
 
 def _bool(value: str | None) -> bool:
@@ -175,12 +199,42 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _next_link(request: Request, after: str) -> str:
+    """The request's own URL with ``after`` moved on: HubSpot's ``paging.next.link``
+    keeps every other parameter (``limit``, ``properties``, ``associations``,
+    ``archived``, ``propertiesWithHistory``), so a client that just follows links (dlt's
+    HubSpot source does) keeps reading the same columns at the same page size."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+    params.append(("after", after))
+    return f"{_base(request)}{request.url.path}?{urlencode(params)}"
+
+
 # ---------------------------------------------------------------------------- CRM objects
 
 
+def _associated_ids(portal: Portal, t: str, rid: str, tt: str) -> list[dict[str, str]]:
+    """A record's associations to one type in the v3 shape ``[{id, type}]``."""
+    results = []
+    for link in portal.associations_of(t, rid, tt):
+        for spec in link["associationTypes"]:
+            suffix = (
+                ""
+                if spec["label"] == "Primary"
+                or tt == "deals"
+                or (t == "deals" and tt == "contacts")
+                else "_unlabeled"
+            )
+            results.append(
+                {"id": str(link["toObjectId"]), "type": f"{SINGULAR[t]}_to_{SINGULAR[tt]}{suffix}"}
+            )
+    return results
+
+
 def _with_associations(
-    portal: Portal, t: str, obj: dict[str, Any], to_types: list[str] | None
+    request: Request, portal: Portal, t: str, obj: dict[str, Any], to_types: list[str] | None
 ) -> dict[str, Any]:
+    """Inline ``associations``: at most :data:`INLINE_ASSOC_PAGE` per type, the rest
+    behind ``paging.next.link`` (the v3 associations read), as HubSpot pages them."""
     if not to_types:
         return obj
     assoc: dict[str, Any] = {}
@@ -188,28 +242,38 @@ def _with_associations(
         tt = normalize_object_type(raw)
         if tt is None:
             continue
-        links = portal.associations_of(t, obj["id"], tt)
-        results = []
-        for link in links:
-            for spec in link["associationTypes"]:
-                suffix = (
-                    ""
-                    if spec["label"] == "Primary"
-                    or tt == "deals"
-                    or (t == "deals" and tt == "contacts")
-                    else "_unlabeled"
-                )
-                results.append(
-                    {
-                        "id": str(link["toObjectId"]),
-                        "type": f"{SINGULAR[t]}_to_{SINGULAR[tt]}{suffix}",
-                    }
-                )
+        results = _associated_ids(portal, t, obj["id"], tt)
         if results:
-            assoc[tt] = {"results": results}
+            entry: dict[str, Any] = {"results": results[:INLINE_ASSOC_PAGE]}
+            if len(results) > INLINE_ASSOC_PAGE:
+                nxt = str(INLINE_ASSOC_PAGE)
+                link = f"{_base(request)}/crm/v3/objects/{t}/{obj['id']}/associations/{tt}"
+                entry["paging"] = {"next": {"after": nxt, "link": f"{link}?after={nxt}"}}
+            assoc[tt] = entry
     if assoc:
         obj["associations"] = assoc
     return obj
+
+
+async def assoc_get_v3(request: Request, portal: Portal) -> Response:
+    """``GET /crm/v3/objects/{type}/{id}/associations/{toType}``: where the inline
+    associations' ``paging.next.link`` leads (dlt's HubSpot source follows it)."""
+    p = request.path_params
+    t, tt = _type(p["type"]), _type(p["to"])
+    with portal.lock:
+        portal._require(t, p["id"])
+        results = _associated_ids(portal, t, p["id"], tt)
+    limit = _int_param(request, "limit", 500)
+    if limit < 1 or limit > 500:
+        raise validation(f"limit must be between 1 and 500, got {limit}")
+    start = _int_param(request, "after", 0)
+    if start < 0:
+        raise validation(f"Invalid after cursor: {start}")
+    body: dict[str, Any] = {"results": results[start : start + limit]}
+    if start + limit < len(results):
+        nxt = str(start + limit)
+        body["paging"] = {"next": {"after": nxt, "link": _next_link(request, nxt)}}
+    return JSONResponse(body)
 
 
 async def list_objects(request: Request, portal: Portal) -> Response:
@@ -219,31 +283,45 @@ async def list_objects(request: Request, portal: Portal) -> Response:
         raise validation(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     props = _list_param(request, "properties")
     assoc = _list_param(request, "associations")
+    history = _list_param(request, "propertiesWithHistory")
     page, nxt = portal.list_page(
         t, limit, request.query_params.get("after"), _bool(request.query_params.get("archived"))
     )
     with portal.lock:
         names = portal.returned_names(t, props)
         results = [
-            _with_associations(portal, t, portal.to_json(t, r, names=names), assoc) for r in page
+            _with_history(
+                portal,
+                t,
+                r,
+                _with_associations(request, portal, t, portal.to_json(t, r, names=names), assoc),
+                history,
+            )
+            for r in page
         ]
     body: dict[str, Any] = {"results": results}
     if nxt:
-        body["paging"] = {
-            "next": {"after": nxt, "link": f"{_base(request)}/crm/v3/objects/{t}?after={nxt}"}
-        }
+        body["paging"] = {"next": {"after": nxt, "link": _next_link(request, nxt)}}
     return JSONResponse(body)
+
+
+def _with_history(
+    portal: Portal, t: str, rec: Record, obj: dict[str, Any], requested: list[str] | None
+) -> dict[str, Any]:
+    """Add ``propertiesWithHistory`` when the request asked for it."""
+    history = portal.history_json(t, rec, requested)
+    if history is not None:
+        obj["propertiesWithHistory"] = history
+    return obj
 
 
 async def create_object(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
-    body = await read_json(request) or {}
-    if not isinstance(body, dict):
-        raise validation("Body must be an object with properties")
+    body = await read_body(request, shapes.CREATE)
     obj = portal.create(t, body.get("properties") or {})
     for assoc in body.get("associations") or []:
-        to = assoc.get("to", {}) if isinstance(assoc, dict) else {}
-        specs = assoc.get("types") if isinstance(assoc, dict) else None
+        to = (assoc or {}).get("to") or {}
+        specs = (assoc or {}).get("types")
         to_type = _guess_type(portal, str(to.get("id", "")))
         if to_type:
             portal.associate(t, obj["id"], to_type, str(to["id"]), specs)
@@ -267,15 +345,14 @@ async def get_object(request: Request, portal: Portal) -> Response:
             t, request.path_params["id"], request.query_params.get("idProperty"), archived=archived
         )
         obj = portal.to_json(t, rec, _list_param(request, "properties"))
-        obj = _with_associations(portal, t, obj, _list_param(request, "associations"))
+        obj = _with_associations(request, portal, t, obj, _list_param(request, "associations"))
+        obj = _with_history(portal, t, rec, obj, _list_param(request, "propertiesWithHistory"))
     return JSONResponse(obj)
 
 
 async def update_object(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
-    body = await read_json(request) or {}
-    if not isinstance(body, dict):
-        raise validation("Body must be an object with properties")
+    body = await read_body(request, shapes.UPDATE)
     obj = portal.update(
         t,
         request.path_params["id"],
@@ -293,7 +370,7 @@ async def archive_object(request: Request, portal: Portal) -> Response:
 
 async def search_objects(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
-    body = await read_json(request) or {}
+    body = await read_body(request, shapes.SEARCH)
     return JSONResponse(portal.search(t, body))
 
 
@@ -301,11 +378,18 @@ async def batch(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
     op = request.path_params["op"]
     started = _now_iso()
-    body = await read_json(request) or {}
-    if not isinstance(body, dict):
-        raise validation("Body must be an object with inputs")
+    if op not in shapes.BATCH:
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch operation {op}")
+    body = await read_body(request, shapes.BATCH[op])
     inputs = body.get("inputs")
     if op == "read":
+        if body.get("propertiesWithHistory") and len(inputs) > MAX_HISTORY_BATCH:
+            raise validation(
+                "The maximum number of inputs supported in a batch request for property "
+                f"histories is {MAX_HISTORY_BATCH}. Please reduce the number of items and "
+                "try again",
+                context={"inputs": [str(len(inputs))]},
+            )
         results, errors = portal.batch_read(
             t,
             inputs,
@@ -313,6 +397,11 @@ async def batch(request: Request, portal: Portal) -> Response:
             body.get("idProperty"),
             _bool(request.query_params.get("archived")),
         )
+        requested = [str(n) for n in body.get("propertiesWithHistory") or []]
+        if requested:
+            with portal.lock:
+                for obj in results:
+                    _with_history(portal, t, portal.records[t][obj["id"]], obj, requested)
         return batch_response(results, errors, 200, started)
     if op == "create":
         results, errors = portal.batch_create(t, inputs)
@@ -334,7 +423,7 @@ async def batch(request: Request, portal: Portal) -> Response:
 
 async def assoc_create(request: Request, portal: Portal) -> Response:
     p = request.path_params
-    specs = await read_json(request)
+    specs = await read_body(request, shapes.ASSOC_SPECS)
     out = portal.associate(
         p["from"], p["id"], p["to"], p["toId"], specs if specs is not None else []
     )
@@ -383,7 +472,8 @@ async def assoc_get(request: Request, portal: Portal) -> Response:
     page = links[start : start + limit]
     body: dict[str, Any] = {"results": page}
     if start + limit < len(links):
-        body["paging"] = {"next": {"after": str(start + limit), "link": ""}}
+        nxt = str(start + limit)
+        body["paging"] = {"next": {"after": nxt, "link": _next_link(request, nxt)}}
     return JSONResponse(body)
 
 
@@ -391,8 +481,10 @@ async def assoc_batch(request: Request, portal: Portal) -> Response:
     p = request.path_params
     op = p["op"]
     started = _now_iso()
-    body = await read_json(request) or {}
-    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if op not in shapes.ASSOC_BATCH:
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown association batch operation {op}")
+    body = await read_body(request, shapes.ASSOC_BATCH[op])
+    inputs = body.get("inputs")
     if op == "read":
         results, errors = portal.assoc_batch_read(p["from"], p["to"], inputs)
         return batch_response(results, errors, 200, started)
@@ -408,11 +500,10 @@ async def assoc_batch(request: Request, portal: Portal) -> Response:
 async def assoc_batch_default(request: Request, portal: Portal) -> Response:
     p = request.path_params
     started = _now_iso()
-    body = await read_json(request) or {}
-    inputs = body.get("inputs") if isinstance(body, dict) else None
+    body = await read_body(request, shapes.ASSOC_BATCH["default"])
     converted = [
         {"from": i.get("from"), "to": i.get("to"), "types": None}
-        for i in inputs or []
+        for i in body.get("inputs") or []
         if isinstance(i, dict)
     ]
     results, errors = portal.assoc_batch_create(p["from"], p["to"], converted)
@@ -445,16 +536,12 @@ async def properties_get(request: Request, portal: Portal) -> Response:
 
 
 async def properties_create(request: Request, portal: Portal) -> Response:
-    body = await read_json(request) or {}
-    if not isinstance(body, dict):
-        raise validation("Body must be a property definition object")
+    body = await read_body(request, shapes.PROPERTY_CREATE)
     return JSONResponse(portal.create_property(request.path_params["type"], body), status_code=201)
 
 
 async def properties_update(request: Request, portal: Portal) -> Response:
-    body = await read_json(request) or {}
-    if not isinstance(body, dict):
-        raise validation("Body must be an object")
+    body = await read_body(request, shapes.PROPERTY_UPDATE)
     return JSONResponse(
         portal.update_property(request.path_params["type"], request.path_params["name"], body)
     )
@@ -500,6 +587,97 @@ async def pipeline_stages(request: Request, portal: Portal) -> Response:
     )
 
 
+def _epoch_ms(iso: Any) -> int | None:
+    if not isinstance(iso, str) or not iso:
+        return None
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def properties_v2(request: Request, portal: Portal) -> Response:
+    """The legacy v2 properties list (a bare JSON array), which Airbyte's HubSpot source
+    and other older tools still read to learn a portal's columns."""
+    out = []
+    for p in portal.list_properties(request.path_params["type"]):
+        meta = p.get("modificationMetadata") or {}
+        out.append(
+            {
+                "name": p["name"],
+                "label": p["label"],
+                "description": p.get("description") or "",
+                "groupName": p["groupName"],
+                "type": p["type"],
+                "fieldType": p["fieldType"],
+                "options": [
+                    {
+                        "label": o["label"],
+                        "value": o["value"],
+                        "displayOrder": o.get("displayOrder", -1),
+                        "hidden": bool(o.get("hidden", False)),
+                        "description": o.get("description") or "",
+                        "readOnly": False,
+                    }
+                    for o in p.get("options") or []
+                ],
+                "displayOrder": p.get("displayOrder", -1),
+                "hidden": bool(p.get("hidden", False)),
+                "formField": bool(p.get("formField", False)),
+                "readOnlyValue": bool(meta.get("readOnlyValue", False)),
+                "readOnlyDefinition": bool(meta.get("readOnlyDefinition", False)),
+                "mutableDefinitionNotDeletable": bool(p.get("hubspotDefined", False)),
+                "calculated": bool(p.get("calculated", False)),
+                "externalOptions": bool(p.get("externalOptions", False)),
+                "hubspotDefined": bool(p.get("hubspotDefined", False)),
+                "hasUniqueValue": bool(p.get("hasUniqueValue", False)),
+                "deleted": False,
+                "favorited": False,
+                "favoritedOrder": -1,
+                "displayMode": "current_value",
+                "createdAt": _epoch_ms(p.get("createdAt")),
+                "updatedAt": _epoch_ms(p.get("updatedAt")),
+            }
+        )
+    return JSONResponse(out)
+
+
+async def schemas_list(request: Request, portal: Portal) -> Response:
+    """Custom object schemas: a sandbox portal has none, so HubSpot's empty answer."""
+    return JSONResponse({"results": []})
+
+
+def _owner(portal: Portal) -> dict[str, Any]:
+    """The portal's one user, who owns what it creates (every HubSpot account has one)."""
+    return {
+        "id": str(portal.portal_id),
+        "email": f"owner@{portal.name}.sandbox.invalid",
+        "type": "PERSON",
+        "firstName": "Sandbox",
+        "lastName": "Owner",
+        "userId": portal.portal_id,
+        "userIdIncludingInactive": portal.portal_id,
+        "createdAt": "2020-01-01T00:00:00.000Z",
+        "updatedAt": "2020-01-01T00:00:00.000Z",
+        "archived": False,
+        "teams": [],
+    }
+
+
+async def owners_list(request: Request, portal: Portal) -> Response:
+    limit = _int_param(request, "limit", 100)
+    if limit < 1 or limit > 500:
+        raise validation(f"limit must be between 1 and 500, got {limit}")
+    archived = _bool(request.query_params.get("archived"))
+    return JSONResponse({"results": [] if archived else [_owner(portal)]})
+
+
+async def owner_get(request: Request, portal: Portal) -> Response:
+    owner = _owner(portal)
+    if request.path_params["ownerId"] != owner["id"]:
+        raise ApiError(
+            404, "OBJECT_NOT_FOUND", f"Owner {request.path_params['ownerId']} does not exist"
+        )
+    return JSONResponse(owner)
+
+
 # ---------------------------------------------------------------------------- events
 
 
@@ -533,16 +711,14 @@ async def event_types(request: Request, portal: Portal) -> Response:
 
 
 async def events_send(request: Request, portal: Portal) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise validation("Body must be an event object")
+    body = await read_body(request, shapes.EVENT)
     portal.send_event(body)
     return Response(status_code=204)
 
 
 async def events_send_batch(request: Request, portal: Portal) -> Response:
-    body = await read_json(request) or {}
-    inputs = body.get("inputs") if isinstance(body, dict) else None
+    body = await read_body(request, shapes.EVENT_BATCH)
+    inputs = body.get("inputs")
     if not isinstance(inputs, list):
         raise validation("Body must have an inputs list")
     if len(inputs) > 500:
@@ -568,9 +744,7 @@ async def commprefs_definitions(request: Request, portal: Portal) -> Response:
 
 def _subscribe(subscribed: bool) -> Handler:
     async def handler(request: Request, portal: Portal) -> Response:
-        body = await read_json(request) or {}
-        if not isinstance(body, dict):
-            raise validation("Body must be an object with emailAddress and subscriptionId")
+        body = await read_body(request, shapes.SUBSCRIPTION)
         out = portal.set_subscription(
             str(body.get("emailAddress") or ""),
             str(body.get("subscriptionId") or ""),
@@ -649,6 +823,7 @@ def _routes() -> list[Route]:
         ("/crm/v3/objects/{type}", list_objects, ["GET"]),
         ("/crm/v3/objects/{type}", create_object, ["POST"]),
         ("/crm/v3/objects/{type}/{id}", get_object, ["GET"]),
+        ("/crm/v3/objects/{type}/{id}/associations/{to}", assoc_get_v3, ["GET"]),
         ("/crm/v3/objects/{type}/{id}", update_object, ["PATCH"]),
         ("/crm/v3/objects/{type}/{id}", archive_object, ["DELETE"]),
         (
@@ -668,6 +843,12 @@ def _routes() -> list[Route]:
         ("/crm/v3/properties/{type}/{name}", properties_get, ["GET"]),
         ("/crm/v3/properties/{type}/{name}", properties_update, ["PATCH"]),
         ("/crm/v3/properties/{type}/{name}", properties_archive, ["DELETE"]),
+        ("/properties/v2/{type}/properties", properties_v2, ["GET"]),
+        ("/crm/v3/schemas", schemas_list, ["GET"]),
+        ("/crm-object-schemas/v3/schemas", schemas_list, ["GET"]),
+        ("/crm/v3/owners", owners_list, ["GET"]),
+        ("/crm/v3/owners/", owners_list, ["GET"]),
+        ("/crm/v3/owners/{ownerId}", owner_get, ["GET"]),
         ("/crm/v3/pipelines/{type}", pipelines_list, ["GET"]),
         ("/crm/v3/pipelines/{type}/{pipelineId}", pipeline_get, ["GET"]),
         ("/crm/v3/pipelines/{type}/{pipelineId}/stages", pipeline_stages, ["GET"]),
@@ -684,18 +865,44 @@ def _routes() -> list[Route]:
     return [Route(path, _wrap(h), methods=methods) for path, h, methods in r]
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """An unknown path: 404 with HubSpot's JSON error body, never Starlette's plain text."""
+    return error_response(
+        ApiError(
+            404,
+            "OBJECT_NOT_FOUND",
+            f"No endpoint at {request.method} {request.url.path}",
+        )
+    )
+
+
+async def _wrong_method(request: Request, exc: Exception) -> Response:
+    """A known path with the wrong method: 405, an ``Allow`` header and no body, as
+    HubSpot's edge answers."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            allowed |= set(route.methods or ())
+    return Response(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
+
+
 def _rate_headers(d: LimitDecision) -> dict[str, str]:
+    """The rate-limit headers HubSpot sends a private app on every non-search answer:
+    the 10-second window, the daily quota and the deprecated per-second pair."""
     return {
-        "X-HubSpot-RateLimit-Max": str(d.maximum),
-        "X-HubSpot-RateLimit-Remaining": str(d.remaining),
-        "X-HubSpot-RateLimit-Interval-Milliseconds": str(INTERVAL_MS),
         "X-HubSpot-RateLimit-Daily": str(d.daily),
         "X-HubSpot-RateLimit-Daily-Remaining": str(d.daily_remaining),
+        "X-HubSpot-RateLimit-Interval-Milliseconds": str(INTERVAL_MS),
+        "X-HubSpot-RateLimit-Max": str(d.maximum),
+        "X-HubSpot-RateLimit-Remaining": str(d.remaining),
+        "X-HubSpot-RateLimit-Secondly": str(d.secondly),
+        "X-HubSpot-RateLimit-Secondly-Remaining": str(d.secondly_remaining),
     }
 
 
 def rate_limit_body(policy: str) -> dict[str, Any]:
-    """HubSpot's 429 body for a policy (TEN_SECONDLY_ROLLING, SECONDLY or DAILY)."""
+    """HubSpot's documented 429 body for a policy (TEN_SECONDLY_ROLLING, SECONDLY or
+    DAILY): exactly these fields, no ``category`` (see docs/sandbox.md)."""
     message = {
         "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
         "SECONDLY": "You have reached your secondly limit.",
@@ -707,7 +914,7 @@ def rate_limit_body(policy: str) -> dict[str, Any]:
         "errorType": "RATE_LIMIT",
         "correlationId": correlation_id(),
         "policyName": policy,
-        "category": "RATE_LIMITS",
+        "requestId": correlation_id(),
     }
 
 
@@ -717,7 +924,9 @@ class SandboxApp:
     def __init__(self, portals: list[Portal], limits: bool = True) -> None:
         self.by_token: dict[str, Portal] = {p.token: p for p in portals}
         self.limits = limits
-        self.router = Starlette(routes=_routes())
+        self.router = Starlette(
+            routes=_routes(), exception_handlers={404: _no_route, 405: _wrong_method}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -775,13 +984,20 @@ class SandboxApp:
         extra: dict[str, str] = {}
         if self.limits and portal.limits_enabled:
             if kind == "search":
-                d = portal.search_limiter.check()
-                if not d.allowed:
+                # no rate-limit headers on search answers, 429s included (HubSpot sends
+                # none there), but every admitted search spends the daily quota
+                policy = ""
+                if portal.limiter.daily_exhausted():
+                    policy = "DAILY"
+                elif not portal.search_limiter.check().allowed:
+                    policy = "SECONDLY"
+                if policy:
                     portal.record_call(method, path, kind, 429)
-                    await JSONResponse(rate_limit_body("SECONDLY"), status_code=429)(
+                    await JSONResponse(rate_limit_body(policy), status_code=429)(
                         scope, receive, send
                     )
                     return
+                portal.limiter.charge_daily()
             else:
                 d = portal.limiter.check()
                 extra = _rate_headers(d)

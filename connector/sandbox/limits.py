@@ -2,7 +2,8 @@
 
 HubSpot throttles private apps with a 10-second rolling window (100 or 190 requests),
 a daily quota, and a separate, much lower limit for the search endpoints (about 5
-requests per second per account, without rate-limit headers).  The connector's
+requests per second per account, without rate-limit headers, but counted in the daily
+quota).  The connector's
 throttling and back-off logic is only trustworthy if the sandbox enforces the same.
 
 Design choices (documented because HubSpot does not specify them):
@@ -39,6 +40,8 @@ class LimitDecision:
     daily: int
     daily_remaining: int
     retry_after_s: float
+    secondly: int = 0
+    secondly_remaining: int = 0
 
 
 class RateLimiter:
@@ -75,11 +78,19 @@ class RateLimiter:
                     self.daily,
                     0,
                     60.0,
+                    *self._secondly(now),
                 )
             if len(hits) >= self.per_10s:
                 retry = max(0.0, WINDOW_S - (now - hits[0]))
                 return LimitDecision(
-                    False, "TEN_SECONDLY_ROLLING", self.per_10s, 0, self.daily, daily_left, retry
+                    False,
+                    "TEN_SECONDLY_ROLLING",
+                    self.per_10s,
+                    0,
+                    self.daily,
+                    daily_left,
+                    retry,
+                    *self._secondly(now),
                 )
             hits.append(now)
             self._daily_used += 1
@@ -91,7 +102,26 @@ class RateLimiter:
                 self.daily,
                 max(0, daily_left - 1),
                 0.0,
+                *self._secondly(now),
             )
+
+    def _secondly(self, now: float) -> tuple[int, int]:
+        """The deprecated per-second pair HubSpot still sends (a tenth of the 10-second
+        budget, and what is left of it in the last second); informational, not enforced."""
+        per_second = max(1, self.per_10s // 10)
+        last_second = sum(1 for h in self._hits if now - h < 1.0)
+        return per_second, max(0, per_second - last_second)
+
+    def daily_exhausted(self) -> bool:
+        """Whether an enforced daily quota is used up (search checks it before admitting)."""
+        with self._lock:
+            return self._enforce_daily and self._daily_used >= self.daily
+
+    def charge_daily(self) -> None:
+        """Count one admitted request against the daily quota only: search requests
+        have their own per-second limit but spend the same daily budget."""
+        with self._lock:
+            self._daily_used += 1
 
     def reset(self) -> None:
         """Forget all usage (used by tests between scenarios)."""

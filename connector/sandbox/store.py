@@ -22,6 +22,7 @@ Behaviour chosen where HubSpot leaves room (and relied upon by the tests):
 
 from __future__ import annotations
 
+import base64
 import bisect
 import collections
 import json
@@ -60,6 +61,10 @@ from connector.sandbox.search import CompiledSearch, compile_search, matches, so
 
 MAX_BATCH = 100
 MAX_LIST_LIMIT = 100
+# Associated records per input in one v4 association batch read page; more come back
+# with ``results[].paging.next.after`` (HubSpot pages per input; 500 is the documented
+# page cap of the v4 association reads, see docs/sandbox.md).
+ASSOC_READ_PAGE = 500
 
 # Association type ids (HUBSPOT_DEFINED): default (unlabeled) and primary, per direction.
 ASSOC_DEFAULT: dict[tuple[str, str], int] = {
@@ -90,6 +95,24 @@ SUBSCRIPTION_DEFINITIONS: tuple[tuple[str, str, str], ...] = (
 
 AssocKey = tuple[str, str, str]  # (from type, from id, to type)
 AssocSpec = tuple[str, int]  # (category, type id)
+
+
+def _assoc_cursor(offset: int) -> str:
+    """An opaque association paging cursor (HubSpot's are base64 tokens too)."""
+    return base64.urlsafe_b64encode(f"assoc:{offset}".encode()).decode()
+
+
+def _assoc_offset(cursor: Any) -> int:
+    try:
+        text = base64.urlsafe_b64decode(str(cursor).encode()).decode()
+        kind, _, number = text.partition(":")
+        if kind != "assoc" or not number.isdigit():
+            raise ValueError(cursor)
+        return int(number)
+    except ValueError:
+        raise validation(
+            f"Invalid after cursor: {cursor}", context={"after": [str(cursor)]}
+        ) from None
 
 
 def utcnow() -> datetime:
@@ -124,6 +147,9 @@ class Record:
     archived_at: str | None = None
     written_mono: float = 0.0
     indexed_props: dict[str, str] | None = None
+    # Per property, every value it has had, oldest first: (value, timestamp, sourceType).
+    # Served as ``propertiesWithHistory`` (newest first, as HubSpot answers).
+    history: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
 
 def _stage_meta(stage_id: str, index: int, count: int) -> tuple[float, bool]:
@@ -404,6 +430,7 @@ class Portal:
             else:
                 props[name] = value
             changed = True
+            rec.history.setdefault(name, []).append((value, now, "API"))
             if name in uniq:
                 index = uniq[name]
                 if old:
@@ -413,8 +440,10 @@ class Portal:
         if changed:
             rec.updated_at = now
             props["hs_lastmodifieddate"] = now
+            rec.history.setdefault("hs_lastmodifieddate", []).append((now, now, "CALCULATED"))
             if t == "contacts":
                 props["lastmodifieddate"] = now
+                rec.history.setdefault("lastmodifieddate", []).append((now, now, "CALCULATED"))
 
     def _create(self, t: str, changes: Mapping[str, str]) -> Record:
         now = self._now()
@@ -422,6 +451,10 @@ class Portal:
         rec = Record(
             id=rid, props={"hs_object_id": rid, "createdate": now}, created_at=now, updated_at=now
         )
+        rec.history = {
+            "hs_object_id": [(rid, now, "CALCULATED")],
+            "createdate": [(now, now, "CALCULATED")],
+        }
         if self.index_lag_s > 0:
             rec.written_mono = time.monotonic()
             rec.indexed_props = None
@@ -583,6 +616,24 @@ class Portal:
         if rec.archived:
             out["archivedAt"] = rec.archived_at
         return out
+
+    def history_json(
+        self, t: str, rec: Record, requested: Iterable[str] | None
+    ) -> dict[str, list[dict[str, Any]]] | None:
+        """``propertiesWithHistory`` of a record: each requested, existing property's
+        values newest first, as ``ValueWithTimestamp`` (unknown names are ignored, as
+        HubSpot documents); None when nothing was requested."""
+        names = [n for n in dict.fromkeys(requested or []) if n in self.properties[t]]
+        if not requested:
+            return None
+        return {
+            n: [
+                {"value": v, "timestamp": ts, "sourceType": src}
+                | ({"sourceId": f"private-app:{self.portal_id}"} if src == "API" else {})
+                for v, ts, src in reversed(rec.history.get(n, []))
+            ]
+            for n in names
+        }
 
     # ------------------------------------------------------------------ reads
 
@@ -1187,7 +1238,11 @@ class Portal:
     def assoc_batch_read(
         self, from_type: str, to_type: str, inputs: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Batch read (≤1,000): ids without associations become NO_ASSOCIATIONS_FOUND errors."""
+        """Batch read (≤1,000): ids without associations become NO_ASSOCIATIONS_FOUND errors.
+
+        Each input gets at most :data:`ASSOC_READ_PAGE` associated records; when it has
+        more, its result carries ``paging.next.after``, which the client sends back as
+        that input's ``after`` to read the next page (HubSpot pages per input)."""
         with self.lock:
             ft, tt = self._assoc_pair(from_type, to_type)
             items = self._check_batch(inputs, 1000)
@@ -1195,7 +1250,10 @@ class Portal:
             errors: list[dict[str, Any]] = []
             for i, item in enumerate(items):
                 fid = str(item.get("id", "")) if isinstance(item, dict) else ""
-                to = self.associations_of(ft, fid, tt)
+                after = item.get("after") if isinstance(item, dict) else None
+                start = _assoc_offset(after) if after else 0
+                every = self.associations_of(ft, fid, tt)
+                to = every[start : start + ASSOC_READ_PAGE]
                 if not to:
                     err = ApiError(
                         404,
@@ -1205,7 +1263,12 @@ class Portal:
                     )
                     errors.append(err.batch_entry({"fromObjectId": [fid], "index": [str(i)]}))
                     continue
-                results.append({"from": {"id": fid}, "to": to})
+                row: dict[str, Any] = {"from": {"id": fid}, "to": to}
+                if start + ASSOC_READ_PAGE < len(every):
+                    row["paging"] = {
+                        "next": {"after": _assoc_cursor(start + ASSOC_READ_PAGE), "link": None}
+                    }
+                results.append(row)
             return results, errors
 
     def assoc_batch_create(
@@ -1480,6 +1543,8 @@ class Portal:
                         archived=r["archived"],
                         archived_at=r.get("archivedAt"),
                     )
+                    # a saved portal keeps values, not their history: each starts anew
+                    rec.history = {k: [(v, rec.updated_at, "API")] for k, v in rec.props.items()}
                     self.records[t][rec.id] = rec
                     self._order[t].append(int(rec.id))
                     if not rec.archived:
