@@ -53,6 +53,22 @@ PARTNER_ID = "dealsync_partner_id"
 
 ASSOC = "@assoc:"
 
+IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
+"""Per object type, the property that tells people which real-world thing a record
+is. A record deleted and re-created with the same value is recognised by it, so its
+old counterpart is re-linked instead of duplicated (``docs/sync.md``, "Re-created
+records"). Used only when the mapping syncs that property."""
+
+_ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
+"""Link statuses that leave one record live after the other was deleted."""
+
+
+def _norm(identity: str, value: str) -> str:
+    """Identity values as the CRM compares them: e-mails and domains ignore case."""
+    value = value.strip()
+    return value.lower() if identity in ("email", "domain") else value
+
+
 Progress = Callable[[str, int, int], None]
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
@@ -669,6 +685,11 @@ class SyncPass:
         conflicts = [a for a in actions if isinstance(a, Conflict)]
         for err in (a for a in actions if isinstance(a, RecordError)):
             self._fail(err, err.side, err.record_id)
+        # deletes first: a record deleted and re-created with the same identity in one
+        # window then meets its old counterpart already archived or released, exactly
+        # as when the two happen in different passes (see _adopt)
+        if deletes:
+            self._apply_deletes(mapping, deletes)
         for target in ("vendor", "partner"):
             group = [c for c in creates if c.target == target]
             if group:
@@ -676,8 +697,6 @@ class SyncPass:
         if updates:
             still_open = {(c.link_id, c.field) for c in conflicts}
             self._apply_updates(mapping, updates, still_open)
-        if deletes:
-            self._apply_deletes(mapping, deletes)
         for c in conflicts:
             _, new = self.store.open_conflict(self.conn, c)
             self.counts["conflicts opened" if new else "conflicts still open"] += 1
@@ -706,58 +725,311 @@ class SyncPass:
             self.conn, mapping.name, origin, [c.source_id for c in creates]
         )
         self.crash_at(f"after_intent:{mapping.name}")
+        # a source re-linked to a successor earlier in this pass has its counterpart
+        creates = [c for c in creates if intents[c.source_id].status == "pending"]
         by_key = {self._source_key(target, c.source_id): c for c in creates}
+        recreated = self._recreated(mapping, target, creates)
         items: list[tuple[str, dict[str, str]]] = []
         for key, c in by_key.items():
-            props = dict(c.properties)
-            if target == "vendor":
-                props[PARTNER_ID] = self.conn
-            items.append((key, props))
+            if c.source_id not in recreated:
+                items.append((key, self._create_props(target, key, c)))
+        refused: dict[str, tuple[str, str]] = {}
         crm = self._crm(target)
         for i in range(0, len(items), self.batch_size):
             batch = items[i : i + self.batch_size]
             results = crm.upsert(self._obj_type(mapping, target), SOURCE_ID, batch)
             self.crash_at(f"after_write:{mapping.name}")
-            done: list[tuple[int, str, dict[str, Any]]] = []
+            done: list[tuple[Create, Record, bool, str]] = []
             for res in results:
                 c = by_key[res.key]
                 if res.ok and res.record is not None:
-                    link_id = intents[c.source_id].id
-                    assert link_id is not None
-                    done.append((link_id, res.record.id, dict(c.base)))
-                    self.counts[f"created {target} {mapping.name}"] += 1
-                    if not res.created:
-                        # an earlier, interrupted attempt made it: the record may have been
-                        # edited since, so its base is only an assumption — read both
-                        # sides again next pass and let the merge settle them
-                        self._rechecks.append((mapping.name, origin, c.source_id))
-                    self.outcomes.append(
-                        RecordOutcome(
-                            mapping.name,
-                            target,
-                            res.record.id,
-                            "create",
-                            "ok",
-                            detail=f"from {origin} {c.source_id}"
-                            + ("" if res.created else " (adopted existing)"),
-                        )
+                    done.append((c, res.record, res.created, ""))
+                elif res.existing_id:
+                    # the CRM allows one live record with this value (a contact's
+                    # e-mail): that record is the counterpart, adopt it below
+                    refused[c.source_id] = (
+                        res.existing_id,
+                        f"the {target} CRM refused a second record: {res.error}",
                     )
                 else:
-                    self._fail(
-                        RecordError(
-                            mapping.name,
-                            origin,
-                            c.source_id,
-                            None,
-                            f"creating the {target} counterpart failed: {res.error}",
-                        ),
-                        origin,
-                        c.source_id,
-                    )
-            self.store.complete_links(done, origin=origin)
-            self._flush_outcomes()
+                    self._create_failed(mapping, target, c.source_id, str(res.error))
+            self._finish_creates(mapping, target, intents, done)
             self.progress(
                 f"create {target} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
+            )
+        wanted = {**recreated, **refused}
+        if wanted:
+            self._adopt(
+                mapping, target, intents, [c for c in creates if c.source_id in wanted], wanted
+            )
+
+    def _create_props(self, target: Side, key: str, c: Create) -> dict[str, str]:
+        props = dict(c.properties)
+        if target == "vendor":
+            props[PARTNER_ID] = self.conn
+        return props
+
+    def _create_failed(
+        self, mapping: ObjectMapping, target: Side, source_id: str, why: str
+    ) -> None:
+        origin = other_side(target)
+        self._fail(
+            RecordError(
+                mapping.name,
+                origin,
+                source_id,
+                None,
+                f"creating the {target} counterpart failed: {why}",
+            ),
+            origin,
+            source_id,
+        )
+
+    def _finish_creates(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        done: list[tuple[Create, Record, bool, str]],
+        release: Mapping[str, LinkRef | None] | None = None,
+    ) -> None:
+        """Complete the links of written counterparts. A counterpart that already
+        existed may still be held by an older, ended link (an upsert that found the
+        record an interrupted adoption wrote): that link gives it up in the same
+        transaction, or the link is refused if a live record still holds it."""
+        origin = other_side(target)
+        release = dict(release or {})
+        reused = {c.source_id: rec.id for c, rec, created, _ in done if not created}
+        unchecked = {sid: rid for sid, rid in reused.items() if sid not in release}
+        if unchecked:
+            ok, refused = self._claimable(mapping, target, intents, unchecked)
+            release.update(ok)
+            for sid, why in refused.items():
+                self._create_failed(mapping, target, sid, why)
+            done = [d for d in done if d[0].source_id not in refused]
+        completed: list[tuple[int, str, dict[str, Any]]] = []
+        released: list[tuple[int, Side, str, int]] = []
+        for c, rec, created, note in done:
+            link_id = intents[c.source_id].id
+            assert link_id is not None
+            completed.append((link_id, rec.id, dict(c.base)))
+            old = release.get(c.source_id)
+            if old is not None and old.id != link_id:
+                released.append((old.id, target, rec.id, link_id))
+            if created:
+                self.counts[f"created {target} {mapping.name}"] += 1
+            elif note:
+                self.counts[f"adopted {target} {mapping.name}"] += 1
+            else:
+                self.counts[f"created {target} {mapping.name}"] += 1
+            if not created:
+                # an earlier, interrupted attempt made it, or it is an adopted record:
+                # it may have been edited since, so its base is only an assumption —
+                # read both sides again next pass and let the merge settle them
+                self._rechecks.append((mapping.name, origin, c.source_id))
+            detail = f"from {origin} {c.source_id}"
+            if note:
+                detail += f" (adopted existing: {note})"
+            elif not created:
+                detail += " (adopted existing)"
+            if old is not None:
+                detail += f"; link {old.id} ({old.status}) closed as relinked"
+            self.outcomes.append(
+                RecordOutcome(
+                    mapping.name, target, rec.id, "adopt" if note else "create", "ok", detail=detail
+                )
+            )
+        if released:
+            self.store.relink(released, completed=completed, origin=origin)
+            self.counts[f"re-linked {mapping.name}"] += len(released)
+        else:
+            self.store.complete_links(completed, origin=origin)
+        self._flush_outcomes()
+
+    def _identity(self, mapping: ObjectMapping, side: Side) -> str | None:
+        """The property that names a record of this mapping on ``side`` to people, if
+        the mapping syncs it (see :data:`IDENTITY`)."""
+        name = IDENTITY.get(self._obj_type(mapping, side))
+        mapped = {f.partner if side == "partner" else f.vendor for f in mapping.fields}
+        return name if name in mapped else None
+
+    def _recreated(
+        self, mapping: ObjectMapping, target: Side, creates: list[Create]
+    ) -> dict[str, tuple[str, str]]:
+        """Creates whose source re-creates a deleted record: a live ``target`` record
+        with the same identity (e-mail, domain, deal name) was the counterpart of a
+        record deleted on the source side, and its link ended (unlink or flag policy
+        left it live). That record is adopted instead of making a second one; never a
+        record that was not linked before (companies and deals are not unique at
+        HubSpot, so the vendor's own records are left alone)."""
+        ident = self._identity(mapping, target)
+        if ident is None or not creates:
+            return {}
+        values = {c.source_id: c.properties.get(ident) for c in creates}
+        values = {sid: v for sid, v in values.items() if v}
+        if not values:
+            return {}
+        statuses = self.store.link_counts(self.conn).get(mapping.name, {})
+        if not any(statuses.get(s) for s in _ENDED_WITH_SURVIVOR):
+            return {}
+        found = self._crm(target).find_by_property(
+            self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
+        )
+        by_value = {_norm(ident, k): r for k, r in found.items()}
+        holders = self.store.holders(
+            self.conn, mapping.name, target, [r.id for r in by_value.values()]
+        )
+        origin = other_side(target)
+        out: dict[str, tuple[str, str]] = {}
+        taken: set[str] = set()
+        for sid, value in values.items():
+            rec = by_value.get(_norm(ident, value))
+            if rec is None or rec.id in taken:
+                continue
+            held = holders.get(rec.id)
+            if held is None or held.status not in _ENDED_WITH_SURVIVOR:
+                continue
+            gone = held.partner_id if origin == "partner" else held.vendor_id
+            taken.add(rec.id)
+            out[sid] = (
+                rec.id,
+                f"re-created {origin} record: {target} {rec.id} has the same {ident} and was "
+                f"the counterpart of {origin} {gone}, which was deleted",
+            )
+        return out
+
+    def _claimable(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        wanted: Mapping[str, str],
+    ) -> tuple[dict[str, LinkRef | None], dict[str, str]]:
+        """Which sources may take these existing ``target`` records as counterparts:
+        a record held by no link, or by an ended one (given back to release), or by a
+        live link whose source-side record is gone. A record a live source record still
+        holds is refused: two source records share one identity (a person entered
+        twice) and a human has to merge them — linking both would sync them into one."""
+        origin = other_side(target)
+        holders = self.store.holders(self.conn, mapping.name, target, set(wanted.values()))
+        live = {
+            sid: h
+            for sid, tid in wanted.items()
+            if (h := holders.get(tid)) is not None
+            and h.id != intents[sid].id
+            and h.status in ("pending", "active", "flagged")
+        }
+        holder_ids = {
+            (h.partner_id if origin == "partner" else h.vendor_id) or "" for h in live.values()
+        } - {""}
+        alive = self._read(mapping, origin, sorted(holder_ids)) if holder_ids else {}
+        ok: dict[str, LinkRef | None] = {}
+        refused: dict[str, str] = {}
+        claimed: dict[str, str] = {}
+        for sid, tid in wanted.items():
+            if tid in claimed:
+                refused[sid] = (
+                    f"{target} record {tid} is also the counterpart chosen for {origin} "
+                    f"{claimed[tid]} in this pass; two {origin} records have the same identity "
+                    "— merge them or change one"
+                )
+                continue
+            held = holders.get(tid)
+            if held is not None and held.id == intents[sid].id:
+                held = None
+            if sid in live and held is not None:
+                other = held.partner_id if origin == "partner" else held.vendor_id
+                if other is None:
+                    refused[sid] = (
+                        f"{target} record {tid} is itself being created on the {origin} side "
+                        "(a pending create); retried next pass"
+                    )
+                    continue
+                if other in alive:
+                    refused[sid] = (
+                        f"{target} record {tid} (same identity) is already linked to {origin} "
+                        f"record {other}; two {origin} records have the same identity — merge "
+                        "them or change one"
+                    )
+                    continue
+            claimed[tid] = sid
+            ok[sid] = held
+        return ok, refused
+
+    def _adopt(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        creates: list[Create],
+        wanted: Mapping[str, tuple[str, str]],
+    ) -> None:
+        """Make existing ``target`` records the counterparts of these creates: write the
+        create's values and the source id to the record (so an interrupted adoption is
+        found again by the upsert on rerun), then link it, closing any old link that
+        held it. Each adoption is in the run log with its reason; a record that cannot
+        be adopted is a record error naming what to do."""
+        ok, refused = self._claimable(
+            mapping, target, intents, {sid: tid for sid, (tid, _) in wanted.items()}
+        )
+        ids = sorted({wanted[sid][0] for sid in ok})
+        existing = self._read(mapping, target, ids) if ids else {}
+        items: list[tuple[str, dict[str, str]]] = []
+        chosen: dict[str, Create] = {}
+        for c in creates:
+            sid = c.source_id
+            tid, why = wanted[sid]
+            if sid in refused:
+                self._create_failed(mapping, target, sid, f"{why}; {refused[sid]}")
+                continue
+            rec = existing.get(tid)
+            if rec is None:
+                self._create_failed(
+                    mapping, target, sid, f"{why}; but {target} record {tid} cannot be read"
+                )
+                continue
+            owner = rec.get(PARTNER_ID) if target == "vendor" else None
+            source = rec.get(SOURCE_ID)
+            if (owner and owner != self.conn) or (
+                target == "vendor" and source and not source.startswith(f"{self.conn}:")
+            ):
+                who = owner or (source or "").split(":")[0]
+                self._create_failed(
+                    mapping,
+                    target,
+                    sid,
+                    f"{why}; {target} record {tid} is shared with partner {who}, so it is "
+                    f"not taken over — clear its {PARTNER_ID} and {SOURCE_ID} if it should "
+                    f"move to {self.conn}",
+                )
+                continue
+            key = self._source_key(target, sid)
+            items.append((tid, {**self._create_props(target, key, c), SOURCE_ID: key}))
+            chosen[tid] = c
+        crm = self._crm(target)
+        for i in range(0, len(items), self.batch_size):
+            batch = items[i : i + self.batch_size]
+            results = crm.update(self._obj_type(mapping, target), batch)
+            self.crash_at(f"after_write:{mapping.name}")
+            done: list[tuple[Create, Record, bool, str]] = []
+            for res in results:
+                c = chosen[res.key]
+                if res.ok and res.record is not None:
+                    done.append((c, res.record, False, wanted[c.source_id][1]))
+                else:
+                    self._create_failed(
+                        mapping,
+                        target,
+                        c.source_id,
+                        f"{wanted[c.source_id][1]}; adopting {target} record {res.key} "
+                        f"failed: {res.error}",
+                    )
+            self._finish_creates(
+                mapping,
+                target,
+                intents,
+                done,
+                {c.source_id: ok.get(c.source_id) for c, *_ in done},
             )
 
     def _apply_updates(
