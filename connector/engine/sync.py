@@ -182,6 +182,10 @@ class SyncPass:
         self._via_cache: dict[str, dict[str, set[str]]] = {}
         self._assoc_done: set[tuple[str, str]] = set()
         self._finished: set[str] = set()
+        # (mapping, partner id, vendor id) of pairs re-linked to an existing record this
+        # pass: merged again at once from fresh reads (see _settle_relinked)
+        self._relinked: list[tuple[str, str, str]] = []
+        self._settled: set[tuple[str, Side, str]] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -445,6 +449,18 @@ class SyncPass:
     ) -> None:
         """Reconcile, let hooks adjust and apply one set of records of one mapping."""
         ctx = self.ctx
+        if self._settled:
+            # a record merged from a fresh read after its re-link must not be merged
+            # again from the older copy detection handed over (a later chunk)
+            name = mapping.name
+            partner_recs = {
+                r: rec
+                for r, rec in partner_recs.items()
+                if (name, "partner", r) not in self._settled
+            }
+            vendor_recs = {
+                r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
+            }
         if not ctx.dry_run:
             self._abandon_pending(mapping, partner_recs, vendor_recs)
         acc = self._acc.get(mapping.name)
@@ -462,6 +478,26 @@ class SyncPass:
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:
             self._apply(mapping, actions)
+            self._settle_relinked(mapping, via)
+
+    def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
+        """Pairs just re-linked to an existing record (adopted, or a successor) are
+        merged again from fresh reads of both sides, in this pass: the existing record
+        has values of its own (a vendor contact's phone, a new deal amount) that the
+        three-way merge carries across by the fields' rules now, so the next pass is
+        quiet. A crash before this is harmless: the cursors did not move, and the next
+        pass detects both records again."""
+        pairs = [(p, v) for name, p, v in self._relinked if name == mapping.name]
+        if not pairs:
+            return
+        self._relinked = [r for r in self._relinked if r[0] != mapping.name]
+        per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+        self._read_by_id(
+            mapping, per, {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
+        )
+        self._process(mapping, per["partner"], per["vendor"], via)
+        self._settled.update((mapping.name, "partner", p) for p, _ in pairs)
+        self._settled.update((mapping.name, "vendor", v) for _, v in pairs)
 
     def _add_conflicted(
         self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
@@ -822,10 +858,13 @@ class SyncPass:
                 self.counts[f"adopted {target} {mapping.name}"] += 1
             else:
                 self.counts[f"created {target} {mapping.name}"] += 1
-            if not created:
-                # an earlier, interrupted attempt made it, or it is an adopted record:
-                # it may have been edited since, so its base is only an assumption —
-                # read both sides again next pass and let the merge settle them
+            if note:
+                pair = (c.source_id, rec.id) if origin == "partner" else (rec.id, c.source_id)
+                self._relinked.append((mapping.name, *pair))
+            elif not created:
+                # an earlier, interrupted attempt made it: the record may have been
+                # edited since, so its base is only an assumption — read both sides
+                # again next pass and let the merge settle them
                 self._rechecks.append((mapping.name, origin, c.source_id))
             detail = f"from {origin} {c.source_id}"
             if note:
@@ -1111,7 +1150,104 @@ class SyncPass:
         for link_id in link_ids:
             self.store.close_conflicts_for(self.conn, link_id, None, resolution)
 
+    def _follow_successors(self, mapping: ObjectMapping, deletes: list[Delete]) -> list[Delete]:
+        """A vendor record deleted while the vendor holds another live record with the
+        same identity (the contact deleted and entered again with the same e-mail): the
+        link follows the new record instead of the delete policy applying to the
+        partner's record, which is still the same person. The successor must be held
+        by no live link and belong to no other partner; it gets this connection's
+        partner id (so its changes are seen) and the pair is merged again next pass
+        from the old base, so the vendor's new values flow to the partner. Returns the
+        deletes still to apply."""
+        ident = self._identity(mapping, "vendor")
+        gone = [d for d in deletes if d.gone_side == "vendor"]
+        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
+        if ident is None or field_key is None or not gone:
+            return deletes
+        refs = self.store.link_refs(
+            self.conn, mapping.name, "partner", [d.counterpart_id for d in gone]
+        )
+        values: dict[int, tuple[LinkRef, str]] = {}
+        for d in gone:
+            ref = refs.get(d.counterpart_id)
+            pair = ref.base.get(field_key) if ref is not None else None
+            if ref is not None and ref.id == d.link_id and pair and pair[1]:
+                values[d.link_id] = (ref, str(pair[1]))
+        if not values:
+            return deletes
+        found = self._crm("vendor").find_by_property(
+            mapping.vendor_object,
+            ident,
+            sorted({v for _, v in values.values()}),
+            [SOURCE_ID, PARTNER_ID],
+        )
+        by_value = {_norm(ident, k): r for k, r in found.items()}
+        holders = self.store.holders(
+            self.conn, mapping.name, "vendor", [r.id for r in by_value.values()]
+        )
+        rest: list[Delete] = []
+        chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None]] = {}
+        for d in deletes:
+            ref, value = values.get(d.link_id, (None, ""))
+            succ = by_value.get(_norm(ident, value)) if ref is not None else None
+            held = holders.get(succ.id) if succ is not None else None
+            owner = succ.get(PARTNER_ID) if succ is not None else None
+            source = succ.get(SOURCE_ID) if succ is not None else None
+            ours = self._source_key("vendor", ref.partner_id or "") if ref is not None else ""
+            if (
+                ref is None
+                or succ is None
+                or succ.id == ref.vendor_id
+                or succ.id in chosen
+                or (source and source != ours)  # another record's counterpart
+                or (owner and owner != self.conn)
+                or (held is not None and held.status not in ("unlinked", "deleted"))
+            ):
+                rest.append(d)
+                continue
+            chosen[succ.id] = (d, ref, held)
+        if not chosen:
+            return deletes
+        items = []
+        for vid, (_, ref, _) in chosen.items():
+            props = {PARTNER_ID: self.conn}
+            if ref.origin == "partner" and ref.partner_id:
+                props[SOURCE_ID] = self._source_key("vendor", ref.partner_id)
+            items.append((vid, props))
+        results = self._crm("vendor").update(mapping.vendor_object, items)
+        self.crash_at(f"after_write:{mapping.name}")
+        released: list[tuple[int, Side, str, int]] = []
+        moved: list[tuple[int, Side, str, dict[str, Any]]] = []
+        for res in results:
+            d, ref, held = chosen[res.key]
+            if not res.ok:
+                rest.append(d)  # the delete policy applies as if there were no successor
+                continue
+            # associations are mirrored again onto the new record
+            base = {k: v for k, v in ref.base.items() if not k.startswith(ASSOC)}
+            moved.append((ref.id, "vendor", res.key, base))
+            if held is not None:
+                released.append((held.id, "vendor", res.key, ref.id))
+            assert ref.partner_id is not None
+            self._relinked.append((mapping.name, ref.partner_id, res.key))
+            self.counts[f"re-linked {mapping.name}"] += 1
+            self.outcomes.append(
+                RecordOutcome(
+                    mapping.name,
+                    "vendor",
+                    res.key,
+                    "relink",
+                    "ok",
+                    detail=f"vendor {ref.vendor_id} was deleted; partner {ref.partner_id} "
+                    f"re-linked to vendor {res.key}, which has the same {ident}",
+                )
+            )
+        if moved:
+            self.store.relink(released, moved=moved)
+        return rest
+
     def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
+        deletes = self._follow_successors(mapping, deletes)
         archive = [d for d in deletes if d.policy == "archive"]
         for side in ("partner", "vendor"):
             s: Side = side
