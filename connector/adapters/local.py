@@ -26,6 +26,9 @@ from pathlib import Path
 
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
+# what the connector writes on records it creates or adopts (see connector.engine.sync)
+_CONNECTOR_PROPERTIES = ("dealsync_source_id", "dealsync_partner_id")
+
 # (operation, object type, record id or unique key) → error message, or None to succeed
 FailureRule = Callable[[str, str, str], str | None]
 
@@ -224,6 +227,36 @@ class LocalCRM:
     def remove(self, object_type: str, rid: str) -> None:
         """Archive a record as a user would."""
         self._archive_one(object_type, rid)
+
+    def recreate(
+        self,
+        object_type: str,
+        rid: str,
+        changes: Mapping[str, str] | None = None,
+        *,
+        keep_connector_properties: bool = False,
+    ) -> Record:
+        """Delete a record and enter it again, as a user cleaning up would: ``rid`` is
+        archived and a new record is created with its properties (and ``changes``)
+        and its associations. The connector's own properties (``dealsync_source_id``,
+        ``dealsync_partner_id``) are not typed in again unless
+        ``keep_connector_properties``. Tests and
+        ``scripts/chaos.py`` use it to inject delete-and-re-create; the new record
+        keeps the identity (e-mail, domain, deal name) unless ``changes`` alter it.
+        Associating does not move the other record's modification time: edit the
+        deal too if the pass should look at it."""
+        old = self.get(object_type, rid, include_archived=False)
+        props = {
+            k: v
+            for k, v in old.properties.items()
+            if v and (keep_connector_properties or k not in _CONNECTOR_PROPERTIES)
+        }
+        self.remove(object_type, rid)
+        new = self.create(object_type, {**props, **(changes or {})})
+        for to_type, ids in old.associations.items():
+            if ids:
+                self.associate(object_type, to_type, [(new.id, i) for i in ids])
+        return self.get(object_type, new.id)
 
     # ------------------------------------------------------------------ adapter API
 

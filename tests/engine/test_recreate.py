@@ -30,6 +30,20 @@ def _policy(policy: str) -> Callable[[str], str]:
     return edit
 
 
+def _every_policy(policy: str) -> Callable[[str], str]:
+    """``on_delete: <policy>`` on every object of the shipped mapping."""
+
+    def edit(text: str) -> str:
+        text = text.replace("    on_delete: archive\n", "")
+        for name in ("companies", "contacts", "deals"):
+            head = f"  - name: {name}\n"
+            assert head in text
+            text = text.replace(head, f"{head}    on_delete: {policy}\n")
+        return text
+
+    return edit
+
+
 def quiet_pass(world: World) -> PassResult:
     before_writes, before = world.writes(), world.snapshot()
     result = world.sync()
@@ -53,7 +67,10 @@ def outcomes(world: World, result: PassResult, action: str) -> list[str]:
 
 
 def relinked(world: World, obj: str) -> list[tuple[str | None, str | None, dict]]:
-    return [(lk.partner_id, lk.vendor_id, lk.base) for lk in world.store.links(PARTNER, obj, ("relinked",))]
+    return [
+        (lk.partner_id, lk.vendor_id, lk.base)
+        for lk in world.store.links(PARTNER, obj, ("relinked",))
+    ]
 
 
 def touch_deal(world: World, seeded: Seeded) -> None:
@@ -298,8 +315,8 @@ def test_vendor_recreates_a_contact_the_link_follows_the_new_record(world: World
     old = world.counterpart("contacts", partner_contact.id)
     assert old is not None
 
-    world.vendor.remove("contacts", old.id)
-    new = world.vendor.create("contacts", {"firstname": "Renamed", "email": email})
+    new = world.vendor.recreate("contacts", old.id, {"firstname": "Renamed"})
+    assert new.get("email") == email and not new.get(PARTNER_ID) and not new.get(SOURCE_ID)
     result = world.sync()
 
     assert result.status == "ok", result.as_dict()
@@ -334,4 +351,46 @@ def test_vendor_recreates_a_deal_the_partner_deal_is_kept_and_relinked(world: Wo
     # the deal's company and contact are associated with the new vendor deal again
     fresh = world.vendor.get("deals", new.id)
     assert len(fresh.associations["companies"]) == 1 and len(fresh.associations["contacts"]) == 1
+    quiet_pass(world)
+
+
+@pytest.mark.parametrize("obj", ["companies", "contacts", "deals"])
+@pytest.mark.parametrize("passes", ["one pass", "a pass between"])
+@pytest.mark.parametrize("policy", ["unlink", "flag"])
+def test_partner_recreate_helper_relinks_every_object(
+    make_world: MakeWorld, obj: str, passes: str, policy: str
+) -> None:
+    """What ``scripts/chaos.py`` injects: ``LocalCRM.recreate`` on the partner side,
+    for each shared object, with or without a pass between the delete and the new
+    record, under the delete policies that leave the counterpart live (set here on
+    every object)."""
+    world = make_world(_every_policy(policy))
+    seeded = world.seed_deal()
+    world.sync()
+    old_id = {"companies": seeded.company.id, "contacts": seeded.contacts[0].id}.get(obj, seeded.id)
+    counterpart = world.counterpart(obj, old_id)
+    assert counterpart is not None
+    if passes == "a pass between":
+        world.partner.remove(obj, old_id)
+        world.sync()
+    new = world.partner.recreate(obj, old_id) if passes == "one pass" else None
+    if new is None:
+        props = world.partner.get(obj, old_id).properties  # typed in again
+        new = world.partner.create(obj, {k: v for k, v in props.items() if v})
+        if obj != "deals":
+            world.partner.associate("deals", obj, [(seeded.id, new.id)])
+        else:
+            world.partner.associate("deals", "companies", [(new.id, seeded.company.id)])
+            world.partner.associate("deals", "contacts", [(new.id, seeded.contacts[0].id)])
+    if obj != "deals":
+        touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all(obj)
+    assert only.id == counterpart.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    link = world.link(obj, new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == only.id
+    assert [g for g, _, _ in relinked(world, obj)] == [old_id]
+    assert result.counts[f"re-linked {obj}"] == 1
     quiet_pass(world)
