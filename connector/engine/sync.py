@@ -59,6 +59,11 @@ is. A record deleted and re-created with the same value is recognised by it, so 
 old counterpart is re-linked instead of duplicated (``docs/sync.md``, "Re-created
 records"). Used only when the mapping syncs that property."""
 
+UNIQUE_IDENTITY = ("email",)
+"""Identities the CRM itself keeps unique among live records (HubSpot: a contact's
+e-mail). Only these let a vendor record stand in for a deleted one it was never
+linked to: two vendor companies may share a domain, two deals a name."""
+
 _ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
 """Link statuses that leave one record live after the other was deleted."""
 
@@ -768,7 +773,7 @@ class SyncPass:
         items: list[tuple[str, dict[str, str]]] = []
         for key, c in by_key.items():
             if c.source_id not in recreated:
-                items.append((key, self._create_props(target, key, c)))
+                items.append((key, self._create_props(target, c)))
         refused: dict[str, tuple[str, str]] = {}
         crm = self._crm(target)
         for i in range(0, len(items), self.batch_size):
@@ -799,7 +804,7 @@ class SyncPass:
                 mapping, target, intents, [c for c in creates if c.source_id in wanted], wanted
             )
 
-    def _create_props(self, target: Side, key: str, c: Create) -> dict[str, str]:
+    def _create_props(self, target: Side, c: Create) -> dict[str, str]:
         props = dict(c.properties)
         if target == "vendor":
             props[PARTNER_ID] = self.conn
@@ -852,12 +857,8 @@ class SyncPass:
             old = release.get(c.source_id)
             if old is not None and old.id != link_id:
                 released.append((old.id, target, rec.id, link_id))
-            if created:
-                self.counts[f"created {target} {mapping.name}"] += 1
-            elif note:
-                self.counts[f"adopted {target} {mapping.name}"] += 1
-            else:
-                self.counts[f"created {target} {mapping.name}"] += 1
+            # an upsert that found an interrupted attempt's record counts as created
+            self.counts[f"{'adopted' if note else 'created'} {target} {mapping.name}"] += 1
             if note:
                 pair = (c.source_id, rec.id) if origin == "partner" else (rec.id, c.source_id)
                 self._relinked.append((mapping.name, *pair))
@@ -1043,7 +1044,7 @@ class SyncPass:
                 )
                 continue
             key = self._source_key(target, sid)
-            items.append((tid, {**self._create_props(target, key, c), SOURCE_ID: key}))
+            items.append((tid, {**self._create_props(target, c), SOURCE_ID: key}))
             chosen[tid] = c
         crm = self._crm(target)
         for i in range(0, len(items), self.batch_size):
@@ -1152,9 +1153,11 @@ class SyncPass:
 
     def _follow_successors(self, mapping: ObjectMapping, deletes: list[Delete]) -> list[Delete]:
         """A vendor record deleted while the vendor holds another live record with the
-        same identity (the contact deleted and entered again with the same e-mail): the
-        link follows the new record instead of the delete policy applying to the
-        partner's record, which is still the same person. The successor must be held
+        same unique identity (the contact deleted and entered again with the same
+        e-mail; :data:`UNIQUE_IDENTITY`): the link follows the new record instead of
+        the delete policy applying to the partner's record, which is still the same
+        person. Companies and deals are not followed: a vendor company with the same
+        domain or a deal with the same name may be another record altogether. The successor must be held
         by no live link and belong to no other partner; it gets this connection's
         partner id (so its changes are seen) and the pair is merged again next pass
         from the old base, so the vendor's new values flow to the partner. Returns the
@@ -1162,7 +1165,7 @@ class SyncPass:
         ident = self._identity(mapping, "vendor")
         gone = [d for d in deletes if d.gone_side == "vendor"]
         field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
-        if ident is None or field_key is None or not gone:
+        if ident not in UNIQUE_IDENTITY or field_key is None or not gone:
             return deletes
         refs = self.store.link_refs(
             self.conn, mapping.name, "partner", [d.counterpart_id for d in gone]
@@ -1244,7 +1247,62 @@ class SyncPass:
             )
         if moved:
             self.store.relink(released, moved=moved)
+            self._reassociate(
+                mapping, [(chosen[vid][1].partner_id or "", vid) for _, _, vid, _ in moved]
+            )
         return rest
+
+    def _reassociate(self, mapping: ObjectMapping, moved: list[tuple[str, str]]) -> None:
+        """``moved``: (partner id, new vendor id) of re-linked pairs. The vendor
+        counterparts of the partner records associated with them (a shared deal of a
+        re-linked contact) are associated with the new vendor record too: the parent's
+        base already names the partner record as mirrored, so the pass would not
+        mirror it again by itself. If that fails, the partner id leaves the parent's
+        base and the parent is read again next pass, which mirrors it then."""
+        parents = [m for m in self.mappings if mapping.name in m.associations]
+        by_partner = dict(moved)
+        if not parents or not by_partner:
+            return
+        records = self._crm("partner").read(
+            mapping.partner_object,
+            sorted(by_partner),
+            [],
+            associations=[p.partner_object for p in parents],
+        )
+        for parent in parents:
+            key = ASSOC + mapping.name
+            owners = {
+                owner
+                for rec in records.values()
+                for owner in rec.associations.get(parent.partner_object, ())
+            }
+            links = self.store.link_refs(self.conn, parent.name, "partner", owners)
+            wanted = [
+                (lk, pid)
+                for lk in links.values()
+                if lk.status == "active" and lk.vendor_id
+                for pid in lk.base.get(key, [])
+                if pid in by_partner
+            ]
+            if not wanted:
+                continue
+            results = self._crm("vendor").associate(
+                parent.vendor_object,
+                mapping.vendor_object,
+                [(lk.vendor_id or "", by_partner[pid]) for lk, pid in wanted],
+            )
+            failed = {r.key for r in results if not r.ok}
+            redo: dict[int, dict[str, Any]] = {}
+            for lk, pid in wanted:
+                if lk.vendor_id in failed and lk.partner_id:
+                    base = redo.setdefault(lk.id, dict(lk.base))
+                    base[key] = [i for i in base.get(key, []) if i != pid]
+                    self._retries.append(
+                        (parent.name, "partner", lk.partner_id, "association after a re-link")
+                    )
+            self.store.save_bases(list(redo.items()))
+            done = sum(1 for lk, _ in wanted if lk.vendor_id not in failed)
+            self.counts[f"associated {parent.name}→{mapping.name}"] += done
 
     def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
         deletes = self._follow_successors(mapping, deletes)

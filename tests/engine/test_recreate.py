@@ -327,30 +327,33 @@ def test_vendor_recreates_a_contact_the_link_follows_the_new_record(world: World
     [detail] = outcomes(world, result, "relink")
     assert old.id in detail and new.id in detail
     assert len(live(world, "partner", "contacts", "email", email)) == 1  # no duplicate
+    # the shared deal's vendor counterpart is associated with the new contact
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None and new.id in deal.associations["contacts"]
     # the vendor's new record's values reach the partner's contact in the same pass
     assert world.partner.get("contacts", partner_contact.id).get("firstname") == "Renamed"
     quiet_pass(world)
 
 
-def test_vendor_recreates_a_deal_the_partner_deal_is_kept_and_relinked(world: World) -> None:
-    """Under the archive policy a vendor deal deleted alone archives the partner's; one
-    entered again under the same name is the same deal, and the link follows it."""
+def test_vendor_deal_deleted_beside_a_look_alike_follows_the_delete_policy(
+    world: World,
+) -> None:
+    """Names are not identities: a vendor deal deleted while another vendor deal has
+    the same name is a delete (archive policy: the partner's deal is archived), never
+    a re-link to the look-alike, which stays the vendor's own."""
     seeded = world.seed_deal(name="Big Renewal")
     world.sync()
     old = world.counterpart("deals", seeded.id)
     assert old is not None
     world.vendor.remove("deals", old.id)
-    new = world.vendor.create("deals", {"dealname": "Big Renewal", "amount": "3000"})
+    own = world.vendor.create("deals", {"dealname": "Big Renewal", "amount": "3000"})
     result = world.sync()
 
     assert result.status == "ok", result.as_dict()
-    assert not world.partner.get("deals", seeded.id).archived
-    link = world.link("deals", seeded.id)
-    assert link is not None and link.vendor_id == new.id
-    assert world.partner.get("deals", seeded.id).get("amount") == "3000"
-    # the deal's company and contact are associated with the new vendor deal again
-    fresh = world.vendor.get("deals", new.id)
-    assert len(fresh.associations["companies"]) == 1 and len(fresh.associations["contacts"]) == 1
+    assert world.partner.get("deals", seeded.id).archived
+    assert world.vendor.get("deals", own.id).get(PARTNER_ID) is None
+    assert not world.store.links(PARTNER, "deals", ("relinked",))
+    assert len(world.partner.all("deals")) == 0
     quiet_pass(world)
 
 
@@ -393,4 +396,25 @@ def test_partner_recreate_helper_relinks_every_object(
     assert link is not None and link.status == "active" and link.vendor_id == only.id
     assert [g for g, _, _ in relinked(world, obj)] == [old_id]
     assert result.counts[f"re-linked {obj}"] == 1
+    quiet_pass(world)
+
+
+def test_recreated_contact_is_relinked_with_the_program_hooks_too(make_world: MakeWorld) -> None:
+    """With registration and consent running (the CLI's pass): the re-created contact
+    of an accepted registration is still re-linked, not duplicated or stuck."""
+    world = make_world(program_hooks=True)
+    seeded = world.seed_deal()
+    assert world.sync().status == "ok"
+    old = seeded.contacts[0]
+    counterpart = world.counterpart("contacts", old.id)
+    assert counterpart is not None
+
+    new = world.partner.recreate("contacts", old.id, {"firstname": "Again"})
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all("contacts")
+    assert only.id == counterpart.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    assert only.get("firstname") == "Again"
     quiet_pass(world)
