@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from click.testing import CliRunner
 
+from connector.cli import cli
 from connector.engine.sync import PARTNER_ID, SOURCE_ID, PassAborted, PassResult
 from connector.records import Record
 
@@ -113,6 +115,8 @@ def test_partner_recreates_a_contact_with_the_same_email_it_is_relinked(world: W
     assert result.counts["re-linked contacts"] == 1
     [detail] = outcomes(world, result, "adopt")
     assert "adopted existing" in detail and "closed as relinked" in detail
+    status = CliRunner().invoke(cli, ["--config", str(world.root / "dealsync.yaml"), "status"])
+    assert "contacts: active 1, relinked 1" in status.output, status.output
     # the deal's vendor counterpart stays associated with the one contact
     deal = world.counterpart("deals", seeded.id)
     assert deal is not None and deal.associations["contacts"] == (only.id,)
@@ -248,6 +252,14 @@ def test_vendor_contact_never_linked_is_adopted_not_left_pending(world: World) -
     deal = world.counterpart("deals", seeded.id)
     assert deal is not None and deal.associations["contacts"] == (existing.id,)
     assert world.store.link_counts(PARTNER)["contacts"] == {"active": 1}
+    # where the user looks: `dealsync runs ID` names the adoption and its reason
+    shown = CliRunner().invoke(
+        cli, ["--config", str(world.root / "dealsync.yaml"), "runs", str(result.run_id)]
+    )
+    assert shown.exit_code == 0, shown.output
+    [line] = [x for x in shown.output.splitlines() if " adopt " in x]
+    assert f"contacts vendor {existing.id}" in line and "Existing ID" in line
+    assert "adopted vendor contacts: 1" in shown.output
     quiet_pass(world)
 
 
