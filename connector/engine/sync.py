@@ -905,8 +905,7 @@ class SyncPass:
         ident = self._identity(mapping, target)
         if ident is None or not creates:
             return {}
-        values = {c.source_id: c.properties.get(ident) for c in creates}
-        values = {sid: v for sid, v in values.items() if v}
+        values = {c.source_id: v for c in creates if (v := c.properties.get(ident))}
         if not values:
             return {}
         statuses = self.store.link_counts(self.conn).get(mapping.name, {})
