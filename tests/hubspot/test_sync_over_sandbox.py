@@ -326,3 +326,27 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
     quiet = world.app.sync("acme")
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def test_vendor_recreates_a_contact_the_link_follows_it(world: World) -> None:
+    d, _, p = world.seed_deal(3)
+    world.app.sync("acme")
+    [old] = _live(world, "contacts", "email", "p3@c3.com")
+
+    world.srv.portal("vendor").archive("contacts", str(old["id"]))
+    new = world.vendor.create("contacts", {"firstname": "Vendor", "email": "p3@c3.com"})
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    assert r.counts["re-linked contacts"] == 1
+    assert world.vendor.get("contacts", new, "dealsync_partner_id")["dealsync_partner_id"] == "acme"
+    assert world.partner.get("contacts", p, "firstname")["firstname"] == "Vendor"
+    assert world.vendor.associated("deals", world.vendor_deal_of(d), "contacts") == [new]
+    partner_contacts = [
+        c
+        for c in world.srv.portal("acme").all("contacts")
+        if c["properties"]["email"] == "p3@c3.com"
+    ]
+    assert len(partner_contacts) == 1
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
