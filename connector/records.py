@@ -49,6 +49,9 @@ class WriteResult:
 
     ``key`` is whatever identified the input (the record id for updates, the
     idempotency key for creates) so callers can match results to inputs.
+    ``existing_id``: the write was refused because a record with one of its unique
+    values (a contact's e-mail, a unique custom property) already exists — that
+    record's id, so the engine can adopt it instead of failing on every pass.
     """
 
     key: str
@@ -56,6 +59,7 @@ class WriteResult:
     error: str | None = None
     created: bool = False
     retriable: bool = False
+    existing_id: str | None = None
 
     @property
     def ok(self) -> bool:

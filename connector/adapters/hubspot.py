@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -613,7 +614,15 @@ class HubSpotAdapter:
             resp = send(chunk)
         except RequestRefused as exc:
             if len(chunk) == 1:
-                return [WriteResult(chunk[0][0], error=f"HubSpot refused it ({exc.status}): {exc}")]
+                return [
+                    WriteResult(
+                        chunk[0][0],
+                        error=f"HubSpot refused it ({exc.status}): {exc}",
+                        existing_id=_existing_id(str(exc), exc.body.get("context"))
+                        if exc.status == 409
+                        else None,
+                    )
+                ]
             mid = len(chunk) // 2
             return self._send_split(
                 kind, object_type, chunk[:mid], send, keys_of
@@ -625,14 +634,18 @@ class HubSpotAdapter:
                 key, record=self._record(object_type, obj), created=bool(getattr(obj, "new", False))
             )
         errors: dict[str, str] = {}
+        existing: dict[str, str] = {}
         generic: list[str] = []
         for err in getattr(resp, "errors", None) or []:
             ctx = getattr(err, "context", None) or {}
-            ids = [v for vals in ctx.values() for v in (vals or [])]
+            ids = [v for name, vals in ctx.items() if name != "existingId" for v in (vals or [])]
             message = str(getattr(err, "message", "error"))
             matched = [k for k, _ in chunk if k in ids]
+            found = _existing_id(message, ctx)
             for k in matched:
                 errors[k] = message
+                if found:
+                    existing[k] = found
             if not matched:
                 generic.append(message)
         out = []
@@ -643,7 +656,7 @@ class HubSpotAdapter:
                 msg = errors.get(key) or (
                     "; ".join(generic) if generic else "no result returned for this input"
                 )
-                out.append(WriteResult(key, error=msg))
+                out.append(WriteResult(key, error=msg, existing_id=existing.get(key)))
         return out
 
     def upsert(
@@ -860,6 +873,22 @@ def _failed_pairs(chunk: Sequence[tuple[str, str]], errors: Sequence[Any]) -> di
         for j in hit or range(len(chunk)):
             out.setdefault(j, message)
     return out
+
+
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)", re.IGNORECASE)
+
+
+def _existing_id(message: str, context: Any) -> str | None:
+    """The id HubSpot names when it refuses a write for a unique value that another
+    record already has: ``Contact already exists. Existing ID: 12345`` (contacts'
+    e-mail), ``... already has that value. Existing ID: 12345`` (unique custom
+    properties); newer answers also carry it as ``context.existingId``."""
+    if isinstance(context, Mapping):
+        ids = context.get("existingId") or []
+        if ids and str(ids[0]).isdigit():
+            return str(ids[0])
+    found = _EXISTING_ID.search(message or "")
+    return found.group(1) if found else None
 
 
 def _id_key(value: str) -> tuple[int, str]:

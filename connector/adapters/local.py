@@ -4,6 +4,14 @@ It behaves like a CRM where the engine can tell: ids assigned on create, a
 modification time moved by every write that changes something (and not by
 archiving, as HubSpot), archive as a soft delete, unique-value properties usable for
 idempotent upserts, and associations. ``fail`` lets tests make chosen writes fail.
+
+Unique values are enforced on the adapter's writes (upsert, update) as HubSpot and
+its sandbox enforce them: a contact's ``email`` (case-insensitively) and every
+property installed as unique. A write that would give a second live record such a
+value is refused with HubSpot's message (``... already exists. Existing ID: N``) and
+``WriteResult.existing_id``; archiving frees the value. Companies' domains and deals'
+names are not unique, as at HubSpot. The direct-use methods (``create``, ``edit``)
+stay unchecked so tests can seed whatever they need.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
+
+# what the connector writes on records it creates or adopts (see connector.engine.sync)
+_CONNECTOR_PROPERTIES = ("dealsync_source_id", "dealsync_partner_id")
 
 # (operation, object type, record id or unique key) → error message, or None to succeed
 FailureRule = Callable[[str, str, str], str | None]
@@ -150,6 +161,28 @@ class LocalCRM:
             (object_type, json.dumps(name)[1:-1], value),
         ).fetchone()
 
+    def _clash(
+        self, object_type: str, props: Mapping[str, str | None], rid: int | None
+    ) -> WriteResult | None:
+        """A refusal when ``props`` would give a second live record a unique value."""
+        names = self._unique_props(object_type)
+        if object_type == "contacts":
+            names.add("email")
+        for name in sorted(names):
+            value = props.get(name)
+            if value in (None, ""):
+                continue
+            row = self._find_live(object_type, name, str(value))
+            if row is not None and row[1] != rid:
+                singular = object_type[:-1] if object_type.endswith("s") else object_type
+                return WriteResult(
+                    "",
+                    error=f'A {singular} with {name} "{value}" already exists. '
+                    f"Existing ID: {row[1]}",
+                    existing_id=str(row[1]),
+                )
+        return None
+
     # ------------------------------------------------------------------ direct use
 
     def create(self, object_type: str, properties: Mapping[str, str]) -> Record:
@@ -194,6 +227,36 @@ class LocalCRM:
     def remove(self, object_type: str, rid: str) -> None:
         """Archive a record as a user would."""
         self._archive_one(object_type, rid)
+
+    def recreate(
+        self,
+        object_type: str,
+        rid: str,
+        changes: Mapping[str, str] | None = None,
+        *,
+        keep_connector_properties: bool = False,
+    ) -> Record:
+        """Delete a record and enter it again, as a user cleaning up would: ``rid`` is
+        archived and a new record is created with its properties (and ``changes``)
+        and its associations. The connector's own properties (``dealsync_source_id``,
+        ``dealsync_partner_id``) are not typed in again unless
+        ``keep_connector_properties``. Tests and
+        ``scripts/chaos.py`` use it to inject delete-and-re-create; the new record
+        keeps the identity (e-mail, domain, deal name) unless ``changes`` alter it.
+        Associating does not move the other record's modification time: edit the
+        deal too if the pass should look at it."""
+        old = self.get(object_type, rid, include_archived=False)
+        props = {
+            k: v
+            for k, v in old.properties.items()
+            if v and (keep_connector_properties or k not in _CONNECTOR_PROPERTIES)
+        }
+        self.remove(object_type, rid)
+        new = self.create(object_type, {**props, **(changes or {})})
+        for to_type, ids in old.associations.items():
+            if ids:
+                self.associate(object_type, to_type, [(new.id, i) for i in ids])
+        return self.get(object_type, new.id)
 
     # ------------------------------------------------------------------ adapter API
 
@@ -317,21 +380,32 @@ class LocalCRM:
         with self._lock:
             row = self._find_live(object_type, id_property, key)
             if row is None:
+                clash = self._clash(object_type, {**props, id_property: key}, None)
+                if clash is not None:
+                    return WriteResult(key, error=clash.error, existing_id=clash.existing_id)
                 record = self.create(object_type, {**props, id_property: key})
                 return WriteResult(key, record=record, created=True)
-        res = self._write_updates(object_type, [(str(row[1]), props)], count=False)[0]
-        return WriteResult(key, record=res.record, error=res.error, created=False)
+        res = self._write_updates(object_type, [(str(row[1]), props)], count=False, check=True)[0]
+        return WriteResult(
+            key, record=res.record, error=res.error, created=False, existing_id=res.existing_id
+        )
 
     def update(
         self, object_type: str, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteResult]:
         for _ in range(0, len(items), 100):
             self.calls["batch_update"] += 1
-        return self._write_updates(object_type, items, count=False)
+        return self._write_updates(object_type, items, count=False, check=True)
 
     def _write_updates(
-        self, object_type: str, items: Sequence[tuple[str, Mapping[str, str]]], *, count: bool
+        self,
+        object_type: str,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        count: bool,
+        check: bool = False,
     ) -> list[WriteResult]:
+        """``check``: refuse a unique value another live record has (adapter writes)."""
         results: list[WriteResult] = []
         with self._lock:
             for rid, props in items:
@@ -353,6 +427,14 @@ class LocalCRM:
                         merged.pop(k, None)
                     else:
                         merged[k] = v
+                if check:
+                    changed = {k: v for k, v in merged.items() if current.get(k) != v}
+                    clash = self._clash(object_type, changed, int(rid))
+                    if clash is not None:
+                        results.append(
+                            WriteResult(rid, error=clash.error, existing_id=clash.existing_id)
+                        )
+                        continue
                 if merged != current:
                     self._db.execute(
                         "UPDATE record SET properties=?, updated_at=? WHERE object_type=? AND id=?",

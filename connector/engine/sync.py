@@ -54,6 +54,27 @@ PARTNER_ID = "dealsync_partner_id"
 
 ASSOC = "@assoc:"
 
+IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
+"""Per object type, the property that tells people which real-world thing a record
+is. A record deleted and re-created with the same value is recognised by it, so its
+old counterpart is re-linked instead of duplicated (``docs/sync.md``, "Re-created
+records"). Used only when the mapping syncs that property."""
+
+UNIQUE_IDENTITY = ("email",)
+"""Identities the CRM itself keeps unique among live records (HubSpot: a contact's
+e-mail). Only these let a vendor record stand in for a deleted one it was never
+linked to: two vendor companies may share a domain, two deals a name."""
+
+_ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
+"""Link statuses that leave one record live after the other was deleted."""
+
+
+def _norm(identity: str, value: str) -> str:
+    """Identity values as the CRM compares them: e-mails and domains ignore case."""
+    value = value.strip()
+    return value.lower() if identity in ("email", "domain") else value
+
+
 Progress = Callable[[str, int, int], None]
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
@@ -167,6 +188,10 @@ class SyncPass:
         self._via_cache: dict[str, dict[str, set[str]]] = {}
         self._assoc_done: set[tuple[str, str]] = set()
         self._finished: set[str] = set()
+        # (mapping, partner id, vendor id) of pairs re-linked to an existing record this
+        # pass: merged again at once from fresh reads (see _settle_relinked)
+        self._relinked: list[tuple[str, str, str]] = []
+        self._settled: set[tuple[str, Side, str]] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -430,6 +455,18 @@ class SyncPass:
     ) -> None:
         """Reconcile, let hooks adjust and apply one set of records of one mapping."""
         ctx = self.ctx
+        if self._settled:
+            # a record merged from a fresh read after its re-link must not be merged
+            # again from the older copy detection handed over (a later chunk)
+            name = mapping.name
+            partner_recs = {
+                r: rec
+                for r, rec in partner_recs.items()
+                if (name, "partner", r) not in self._settled
+            }
+            vendor_recs = {
+                r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
+            }
         if not ctx.dry_run:
             self._abandon_pending(mapping, partner_recs, vendor_recs)
         acc = self._acc.get(mapping.name)
@@ -447,6 +484,26 @@ class SyncPass:
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:
             self._apply(mapping, actions)
+            self._settle_relinked(mapping, via)
+
+    def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
+        """Pairs just re-linked to an existing record (adopted, or a successor) are
+        merged again from fresh reads of both sides, in this pass: the existing record
+        has values of its own (a vendor contact's phone, a new deal amount) that the
+        three-way merge carries across by the fields' rules now, so the next pass is
+        quiet. A crash before this is harmless: the cursors did not move, and the next
+        pass detects both records again."""
+        pairs = [(p, v) for name, p, v in self._relinked if name == mapping.name]
+        if not pairs:
+            return
+        self._relinked = [r for r in self._relinked if r[0] != mapping.name]
+        per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+        self._read_by_id(
+            mapping, per, {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
+        )
+        self._process(mapping, per["partner"], per["vendor"], via)
+        self._settled.update((mapping.name, "partner", p) for p, _ in pairs)
+        self._settled.update((mapping.name, "vendor", v) for _, v in pairs)
 
     def _add_conflicted(
         self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
@@ -670,6 +727,11 @@ class SyncPass:
         conflicts = [a for a in actions if isinstance(a, Conflict)]
         for err in (a for a in actions if isinstance(a, RecordError)):
             self._fail(err, err.side, err.record_id)
+        # deletes first: a record deleted and re-created with the same identity in one
+        # window then meets its old counterpart already archived or released, exactly
+        # as when the two happen in different passes (see _adopt)
+        if deletes:
+            self._apply_deletes(mapping, deletes)
         for target in ("vendor", "partner"):
             group = [c for c in creates if c.target == target]
             if group:
@@ -677,8 +739,6 @@ class SyncPass:
         if updates:
             still_open = {(c.link_id, c.field) for c in conflicts}
             self._apply_updates(mapping, updates, still_open)
-        if deletes:
-            self._apply_deletes(mapping, deletes)
         for c in conflicts:
             _, new = self.store.open_conflict(self.conn, c)
             self.counts["conflicts opened" if new else "conflicts still open"] += 1
@@ -707,58 +767,309 @@ class SyncPass:
             self.conn, mapping.name, origin, [c.source_id for c in creates]
         )
         self.crash_at(f"after_intent:{mapping.name}")
+        # a source re-linked to a successor earlier in this pass has its counterpart
+        creates = [c for c in creates if intents[c.source_id].status == "pending"]
         by_key = {self._source_key(target, c.source_id): c for c in creates}
+        recreated = self._recreated(mapping, target, creates)
         items: list[tuple[str, dict[str, str]]] = []
         for key, c in by_key.items():
-            props = dict(c.properties)
-            if target == "vendor":
-                props[PARTNER_ID] = self.conn
-            items.append((key, props))
+            if c.source_id not in recreated:
+                items.append((key, self._create_props(target, c)))
+        refused: dict[str, tuple[str, str]] = {}
         crm = self._crm(target)
         for i in range(0, len(items), self.batch_size):
             batch = items[i : i + self.batch_size]
             results = crm.upsert(self._obj_type(mapping, target), SOURCE_ID, batch)
             self.crash_at(f"after_write:{mapping.name}")
-            done: list[tuple[int, str, dict[str, Any]]] = []
+            done: list[tuple[Create, Record, bool, str]] = []
             for res in results:
                 c = by_key[res.key]
                 if res.ok and res.record is not None:
-                    link_id = intents[c.source_id].id
-                    assert link_id is not None
-                    done.append((link_id, res.record.id, dict(c.base)))
-                    self.counts[f"created {target} {mapping.name}"] += 1
-                    if not res.created:
-                        # an earlier, interrupted attempt made it: the record may have been
-                        # edited since, so its base is only an assumption — read both
-                        # sides again next pass and let the merge settle them
-                        self._rechecks.append((mapping.name, origin, c.source_id))
-                    self.outcomes.append(
-                        RecordOutcome(
-                            mapping.name,
-                            target,
-                            res.record.id,
-                            "create",
-                            "ok",
-                            detail=f"from {origin} {c.source_id}"
-                            + ("" if res.created else " (adopted existing)"),
-                        )
+                    done.append((c, res.record, res.created, ""))
+                elif res.existing_id:
+                    # the CRM allows one live record with this value (a contact's
+                    # e-mail): that record is the counterpart, adopt it below
+                    refused[c.source_id] = (
+                        res.existing_id,
+                        f"the {target} CRM refused a second record: {res.error}",
                     )
                 else:
-                    self._fail(
-                        RecordError(
-                            mapping.name,
-                            origin,
-                            c.source_id,
-                            None,
-                            f"creating the {target} counterpart failed: {res.error}",
-                        ),
-                        origin,
-                        c.source_id,
-                    )
-            self.store.complete_links(done, origin=origin)
-            self._flush_outcomes()
+                    self._create_failed(mapping, target, c.source_id, str(res.error))
+            self._finish_creates(mapping, target, intents, done)
             self.progress(
                 f"create {target} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
+            )
+        wanted = {**recreated, **refused}
+        if wanted:
+            self._adopt(
+                mapping, target, intents, [c for c in creates if c.source_id in wanted], wanted
+            )
+
+    def _create_props(self, target: Side, c: Create) -> dict[str, str]:
+        props = dict(c.properties)
+        if target == "vendor":
+            props[PARTNER_ID] = self.conn
+        return props
+
+    def _create_failed(
+        self, mapping: ObjectMapping, target: Side, source_id: str, why: str
+    ) -> None:
+        origin = other_side(target)
+        self._fail(
+            RecordError(
+                mapping.name,
+                origin,
+                source_id,
+                None,
+                f"creating the {target} counterpart failed: {why}",
+            ),
+            origin,
+            source_id,
+        )
+
+    def _finish_creates(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        done: list[tuple[Create, Record, bool, str]],
+        release: Mapping[str, LinkRef | None] | None = None,
+    ) -> None:
+        """Complete the links of written counterparts. A counterpart that already
+        existed may still be held by an older, ended link (an upsert that found the
+        record an interrupted adoption wrote): that link gives it up in the same
+        transaction, or the link is refused if a live record still holds it."""
+        origin = other_side(target)
+        release = dict(release or {})
+        reused = {c.source_id: rec.id for c, rec, created, _ in done if not created}
+        unchecked = {sid: rid for sid, rid in reused.items() if sid not in release}
+        if unchecked:
+            ok, refused = self._claimable(mapping, target, intents, unchecked)
+            release.update(ok)
+            for sid, why in refused.items():
+                self._create_failed(mapping, target, sid, why)
+            done = [d for d in done if d[0].source_id not in refused]
+        completed: list[tuple[int, str, dict[str, Any]]] = []
+        released: list[tuple[int, Side, str, int]] = []
+        for c, rec, created, note in done:
+            link_id = intents[c.source_id].id
+            assert link_id is not None
+            completed.append((link_id, rec.id, dict(c.base)))
+            old = release.get(c.source_id)
+            if old is not None and old.id != link_id:
+                released.append((old.id, target, rec.id, link_id))
+            # an upsert that found an interrupted attempt's record counts as created
+            self.counts[f"{'adopted' if note else 'created'} {target} {mapping.name}"] += 1
+            if note:
+                pair = (c.source_id, rec.id) if origin == "partner" else (rec.id, c.source_id)
+                self._relinked.append((mapping.name, *pair))
+            elif not created:
+                # an earlier, interrupted attempt made it: the record may have been
+                # edited since, so its base is only an assumption — read both sides
+                # again next pass and let the merge settle them
+                self._rechecks.append((mapping.name, origin, c.source_id))
+            detail = f"from {origin} {c.source_id}"
+            if note:
+                detail += f" (adopted existing: {note})"
+            elif not created:
+                detail += " (adopted existing)"
+            if old is not None:
+                detail += f"; link {old.id} ({old.status}) closed as relinked"
+            self.outcomes.append(
+                RecordOutcome(
+                    mapping.name, target, rec.id, "adopt" if note else "create", "ok", detail=detail
+                )
+            )
+        if released:
+            self.store.relink(released, completed=completed, origin=origin)
+            self.counts[f"re-linked {mapping.name}"] += len(released)
+        else:
+            self.store.complete_links(completed, origin=origin)
+        self._flush_outcomes()
+
+    def _identity(self, mapping: ObjectMapping, side: Side) -> str | None:
+        """The property that names a record of this mapping on ``side`` to people, if
+        the mapping syncs it (see :data:`IDENTITY`)."""
+        name = IDENTITY.get(self._obj_type(mapping, side))
+        mapped = {f.partner if side == "partner" else f.vendor for f in mapping.fields}
+        return name if name in mapped else None
+
+    def _recreated(
+        self, mapping: ObjectMapping, target: Side, creates: list[Create]
+    ) -> dict[str, tuple[str, str]]:
+        """Creates whose source re-creates a deleted record: a live ``target`` record
+        with the same identity (e-mail, domain, deal name) was the counterpart of a
+        record deleted on the source side, and its link ended (unlink or flag policy
+        left it live). That record is adopted instead of making a second one; never a
+        record that was not linked before (companies and deals are not unique at
+        HubSpot, so the vendor's own records are left alone)."""
+        ident = self._identity(mapping, target)
+        if ident is None or not creates:
+            return {}
+        values = {c.source_id: v for c in creates if (v := c.properties.get(ident))}
+        if not values:
+            return {}
+        statuses = self.store.link_counts(self.conn).get(mapping.name, {})
+        if not any(statuses.get(s) for s in _ENDED_WITH_SURVIVOR):
+            return {}
+        found = self._crm(target).find_by_property(
+            self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
+        )
+        by_value = {_norm(ident, k): r for k, r in found.items()}
+        holders = self.store.holders(
+            self.conn, mapping.name, target, [r.id for r in by_value.values()]
+        )
+        origin = other_side(target)
+        out: dict[str, tuple[str, str]] = {}
+        taken: set[str] = set()
+        for sid, value in values.items():
+            rec = by_value.get(_norm(ident, value))
+            if rec is None or rec.id in taken:
+                continue
+            held = holders.get(rec.id)
+            if held is None or held.status not in _ENDED_WITH_SURVIVOR:
+                continue
+            gone = held.partner_id if origin == "partner" else held.vendor_id
+            taken.add(rec.id)
+            out[sid] = (
+                rec.id,
+                f"re-created {origin} record: {target} {rec.id} has the same {ident} and was "
+                f"the counterpart of {origin} {gone}, which was deleted",
+            )
+        return out
+
+    def _claimable(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        wanted: Mapping[str, str],
+    ) -> tuple[dict[str, LinkRef | None], dict[str, str]]:
+        """Which sources may take these existing ``target`` records as counterparts:
+        a record held by no link, or by an ended one (given back to release), or by a
+        live link whose source-side record is gone. A record a live source record still
+        holds is refused: two source records share one identity (a person entered
+        twice) and a human has to merge them — linking both would sync them into one."""
+        origin = other_side(target)
+        holders = self.store.holders(self.conn, mapping.name, target, set(wanted.values()))
+        live = {
+            sid: h
+            for sid, tid in wanted.items()
+            if (h := holders.get(tid)) is not None
+            and h.id != intents[sid].id
+            and h.status in ("pending", "active", "flagged")
+        }
+        holder_ids = {
+            (h.partner_id if origin == "partner" else h.vendor_id) or "" for h in live.values()
+        } - {""}
+        alive = self._read(mapping, origin, sorted(holder_ids)) if holder_ids else {}
+        ok: dict[str, LinkRef | None] = {}
+        refused: dict[str, str] = {}
+        claimed: dict[str, str] = {}
+        for sid, tid in wanted.items():
+            if tid in claimed:
+                refused[sid] = (
+                    f"{target} record {tid} is also the counterpart chosen for {origin} "
+                    f"{claimed[tid]} in this pass; two {origin} records have the same identity "
+                    "— merge them or change one"
+                )
+                continue
+            held = holders.get(tid)
+            if held is not None and held.id == intents[sid].id:
+                held = None
+            if sid in live and held is not None:
+                other = held.partner_id if origin == "partner" else held.vendor_id
+                if other is None:
+                    refused[sid] = (
+                        f"{target} record {tid} is itself being created on the {origin} side "
+                        "(a pending create); retried next pass"
+                    )
+                    continue
+                if other in alive:
+                    refused[sid] = (
+                        f"{target} record {tid} (same identity) is already linked to {origin} "
+                        f"record {other}; two {origin} records have the same identity — merge "
+                        "them or change one"
+                    )
+                    continue
+            claimed[tid] = sid
+            ok[sid] = held
+        return ok, refused
+
+    def _adopt(
+        self,
+        mapping: ObjectMapping,
+        target: Side,
+        intents: Mapping[str, LinkRef],
+        creates: list[Create],
+        wanted: Mapping[str, tuple[str, str]],
+    ) -> None:
+        """Make existing ``target`` records the counterparts of these creates: write the
+        create's values and the source id to the record (so an interrupted adoption is
+        found again by the upsert on rerun), then link it, closing any old link that
+        held it. Each adoption is in the run log with its reason; a record that cannot
+        be adopted is a record error naming what to do."""
+        ok, refused = self._claimable(
+            mapping, target, intents, {sid: tid for sid, (tid, _) in wanted.items()}
+        )
+        ids = sorted({wanted[sid][0] for sid in ok})
+        existing = self._read(mapping, target, ids) if ids else {}
+        items: list[tuple[str, dict[str, str]]] = []
+        chosen: dict[str, Create] = {}
+        for c in creates:
+            sid = c.source_id
+            tid, why = wanted[sid]
+            if sid in refused:
+                self._create_failed(mapping, target, sid, f"{why}; {refused[sid]}")
+                continue
+            rec = existing.get(tid)
+            if rec is None:
+                self._create_failed(
+                    mapping, target, sid, f"{why}; but {target} record {tid} cannot be read"
+                )
+                continue
+            owner = rec.get(PARTNER_ID) if target == "vendor" else None
+            source = rec.get(SOURCE_ID)
+            if (owner and owner != self.conn) or (
+                target == "vendor" and source and not source.startswith(f"{self.conn}:")
+            ):
+                who = owner or (source or "").split(":")[0]
+                self._create_failed(
+                    mapping,
+                    target,
+                    sid,
+                    f"{why}; {target} record {tid} is shared with partner {who}, so it is "
+                    f"not taken over — clear its {PARTNER_ID} and {SOURCE_ID} if it should "
+                    f"move to {self.conn}",
+                )
+                continue
+            key = self._source_key(target, sid)
+            items.append((tid, {**self._create_props(target, c), SOURCE_ID: key}))
+            chosen[tid] = c
+        crm = self._crm(target)
+        for i in range(0, len(items), self.batch_size):
+            batch = items[i : i + self.batch_size]
+            results = crm.update(self._obj_type(mapping, target), batch)
+            self.crash_at(f"after_write:{mapping.name}")
+            done: list[tuple[Create, Record, bool, str]] = []
+            for res in results:
+                c = chosen[res.key]
+                if res.ok and res.record is not None:
+                    done.append((c, res.record, False, wanted[c.source_id][1]))
+                else:
+                    self._create_failed(
+                        mapping,
+                        target,
+                        c.source_id,
+                        f"{wanted[c.source_id][1]}; adopting {target} record {res.key} "
+                        f"failed: {res.error}",
+                    )
+            self._finish_creates(
+                mapping,
+                target,
+                intents,
+                done,
+                {c.source_id: ok.get(c.source_id) for c, *_ in done},
             )
 
     def _apply_updates(
@@ -840,7 +1151,161 @@ class SyncPass:
         for link_id in link_ids:
             self.store.close_conflicts_for(self.conn, link_id, None, resolution)
 
+    def _follow_successors(self, mapping: ObjectMapping, deletes: list[Delete]) -> list[Delete]:
+        """A vendor record deleted while the vendor holds another live record with the
+        same unique identity (the contact deleted and entered again with the same
+        e-mail; :data:`UNIQUE_IDENTITY`): the link follows the new record instead of
+        the delete policy applying to the partner's record, which is still the same
+        person. Companies and deals are not followed: a vendor company with the same
+        domain or a deal with the same name may be another record altogether. The successor must be held
+        by no live link and belong to no other partner; it gets this connection's
+        partner id (so its changes are seen) and the pair is merged again next pass
+        from the old base, so the vendor's new values flow to the partner. Returns the
+        deletes still to apply."""
+        ident = self._identity(mapping, "vendor")
+        gone = [d for d in deletes if d.gone_side == "vendor"]
+        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
+        if ident not in UNIQUE_IDENTITY or field_key is None or not gone:
+            return deletes
+        refs = self.store.link_refs(
+            self.conn, mapping.name, "partner", [d.counterpart_id for d in gone]
+        )
+        values: dict[int, tuple[LinkRef, str]] = {}
+        for d in gone:
+            ref = refs.get(d.counterpart_id)
+            pair = ref.base.get(field_key) if ref is not None else None
+            if ref is not None and ref.id == d.link_id and pair and pair[1]:
+                values[d.link_id] = (ref, str(pair[1]))
+        if not values:
+            return deletes
+        found = self._crm("vendor").find_by_property(
+            mapping.vendor_object,
+            ident,
+            sorted({v for _, v in values.values()}),
+            [SOURCE_ID, PARTNER_ID],
+        )
+        by_value = {_norm(ident, k): r for k, r in found.items()}
+        holders = self.store.holders(
+            self.conn, mapping.name, "vendor", [r.id for r in by_value.values()]
+        )
+        rest: list[Delete] = []
+        chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None]] = {}
+        for d in deletes:
+            ref, value = values.get(d.link_id, (None, ""))
+            succ = by_value.get(_norm(ident, value)) if ref is not None else None
+            held = holders.get(succ.id) if succ is not None else None
+            owner = succ.get(PARTNER_ID) if succ is not None else None
+            source = succ.get(SOURCE_ID) if succ is not None else None
+            ours = self._source_key("vendor", ref.partner_id or "") if ref is not None else ""
+            if (
+                ref is None
+                or succ is None
+                or succ.id == ref.vendor_id
+                or succ.id in chosen
+                or (source and source != ours)  # another record's counterpart
+                or (owner and owner != self.conn)
+                or (held is not None and held.status not in ("unlinked", "deleted"))
+            ):
+                rest.append(d)
+                continue
+            chosen[succ.id] = (d, ref, held)
+        if not chosen:
+            return deletes
+        items = []
+        for vid, (_, ref, _) in chosen.items():
+            props = {PARTNER_ID: self.conn}
+            if ref.origin == "partner" and ref.partner_id:
+                props[SOURCE_ID] = self._source_key("vendor", ref.partner_id)
+            items.append((vid, props))
+        results = self._crm("vendor").update(mapping.vendor_object, items)
+        self.crash_at(f"after_write:{mapping.name}")
+        released: list[tuple[int, Side, str, int]] = []
+        moved: list[tuple[int, Side, str, dict[str, Any]]] = []
+        for res in results:
+            d, ref, held = chosen[res.key]
+            if not res.ok:
+                rest.append(d)  # the delete policy applies as if there were no successor
+                continue
+            # associations are mirrored again onto the new record
+            base = {k: v for k, v in ref.base.items() if not k.startswith(ASSOC)}
+            moved.append((ref.id, "vendor", res.key, base))
+            if held is not None:
+                released.append((held.id, "vendor", res.key, ref.id))
+            assert ref.partner_id is not None
+            self._relinked.append((mapping.name, ref.partner_id, res.key))
+            self.counts[f"re-linked {mapping.name}"] += 1
+            self.outcomes.append(
+                RecordOutcome(
+                    mapping.name,
+                    "vendor",
+                    res.key,
+                    "relink",
+                    "ok",
+                    detail=f"vendor {ref.vendor_id} was deleted; partner {ref.partner_id} "
+                    f"re-linked to vendor {res.key}, which has the same {ident}",
+                )
+            )
+        if moved:
+            self.store.relink(released, moved=moved)
+            self._reassociate(
+                mapping, [(chosen[vid][1].partner_id or "", vid) for _, _, vid, _ in moved]
+            )
+        return rest
+
+    def _reassociate(self, mapping: ObjectMapping, moved: list[tuple[str, str]]) -> None:
+        """``moved``: (partner id, new vendor id) of re-linked pairs. The vendor
+        counterparts of the partner records associated with them (a shared deal of a
+        re-linked contact) are associated with the new vendor record too: the parent's
+        base already names the partner record as mirrored, so the pass would not
+        mirror it again by itself. If that fails, the partner id leaves the parent's
+        base and the parent is read again next pass, which mirrors it then."""
+        parents = [m for m in self.mappings if mapping.name in m.associations]
+        by_partner = dict(moved)
+        if not parents or not by_partner:
+            return
+        records = self._crm("partner").read(
+            mapping.partner_object,
+            sorted(by_partner),
+            [],
+            associations=[p.partner_object for p in parents],
+        )
+        for parent in parents:
+            key = ASSOC + mapping.name
+            owners = {
+                owner
+                for rec in records.values()
+                for owner in rec.associations.get(parent.partner_object, ())
+            }
+            links = self.store.link_refs(self.conn, parent.name, "partner", owners)
+            wanted = [
+                (lk, pid)
+                for lk in links.values()
+                if lk.status == "active" and lk.vendor_id
+                for pid in lk.base.get(key, [])
+                if pid in by_partner
+            ]
+            if not wanted:
+                continue
+            results = self._crm("vendor").associate(
+                parent.vendor_object,
+                mapping.vendor_object,
+                [(lk.vendor_id or "", by_partner[pid]) for lk, pid in wanted],
+            )
+            failed = {r.key for r in results if not r.ok}
+            redo: dict[int, dict[str, Any]] = {}
+            for lk, pid in wanted:
+                if lk.vendor_id in failed and lk.partner_id:
+                    base = redo.setdefault(lk.id, dict(lk.base))
+                    base[key] = [i for i in base.get(key, []) if i != pid]
+                    self._retries.append(
+                        (parent.name, "partner", lk.partner_id, "association after a re-link")
+                    )
+            self.store.save_bases(list(redo.items()))
+            done = sum(1 for lk, _ in wanted if lk.vendor_id not in failed)
+            self.counts[f"associated {parent.name}→{mapping.name}"] += done
+
     def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
+        deletes = self._follow_successors(mapping, deletes)
         archive = [d for d in deletes if d.policy == "archive"]
         for side in ("partner", "vendor"):
             s: Side = side

@@ -307,8 +307,9 @@ class StateStore:
         return out
 
     def ended_ids(self, connection: str, obj: str, side: Side, ids: Iterable[str]) -> set[str]:
-        """The given side's record ids whose link has ended (``unlinked``/``deleted``):
-        such a record stopped being shared and is never shared again automatically."""
+        """The given side's record ids whose link has ended (``unlinked``/``deleted``/
+        ``relinked``): such a record stopped being shared and is never shared again
+        automatically."""
         id_list = sorted(set(ids))
         column = Link.partner_id if side == "partner" else Link.vendor_id
         out: set[str] = set()
@@ -319,11 +320,92 @@ class StateStore:
                         Link.connection == connection,
                         Link.object == obj,
                         col(column).in_(chunk),
-                        col(Link.status).in_(("unlinked", "deleted")),
+                        col(Link.status).in_(("unlinked", "deleted", "relinked")),
                     )
                 ).all()
                 out.update(r for r in rows if r is not None)
         return out
+
+    def holders(
+        self, connection: str, obj: str, side: Side, ids: Iterable[str]
+    ) -> dict[str, LinkRef]:
+        """The link row of any status that holds each of these records (at most one per
+        record and side: the table's unique constraints), keyed by the record's id.
+        Re-linking a record first has to free it from its old, ended row."""
+        id_list = sorted(set(ids))
+        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
+        key_at = LinkRef._fields.index("partner_id" if side == "partner" else "vendor_id")
+        out: dict[str, LinkRef] = {}
+        with self.session() as s:
+            for chunk in _chunks(id_list):
+                rows = s.connection().execute(
+                    sa_select(*_REF_COLUMNS).where(
+                        _LINK.c.connection == connection,
+                        _LINK.c.object == obj,
+                        column.in_(chunk),
+                    )
+                )
+                for row in rows:
+                    out[row[key_at]] = LinkRef(*row)
+        return out
+
+    def relink(
+        self,
+        released: Sequence[tuple[int, Side, str, int]],
+        *,
+        completed: Sequence[tuple[int, str, dict[str, Any]]] = (),
+        origin: Side = "partner",
+        moved: Sequence[tuple[int, Side, str, dict[str, Any]]] = (),
+    ) -> None:
+        """Move records to new links in one transaction, so a crash leaves either the
+        old links or the new ones, never a record held by none or two.
+
+        ``released``: (old link, side, record id, new link) — the old link gives the
+        record up: status ``relinked``, that side's id cleared (the table allows one
+        row per record) and kept, with the new link's id, in the row's base under
+        ``@relinked`` for history. ``completed``: pending links to finish as
+        :meth:`complete_links` does. ``moved``: (link, side, new record id, base) —
+        a live link whose record on ``side`` was replaced by another record."""
+        now = utcnow()
+        with self.session() as s:
+            for old_id, side, record_id, new_id in released:
+                column = "partner_id" if side == "partner" else "vendor_id"
+                s.execute(
+                    update(_LINK)
+                    .where(_LINK.c.id == old_id)
+                    .values(
+                        {
+                            "status": "relinked",
+                            column: None,
+                            "base": {"@relinked": {"side": side, "id": record_id, "to": new_id}},
+                            "updated_at": now,
+                        }
+                    )
+                )
+            for link_id, side, record_id, base in moved:
+                column = "partner_id" if side == "partner" else "vendor_id"
+                s.execute(
+                    update(_LINK)
+                    .where(_LINK.c.id == link_id)
+                    .values(
+                        {"status": "active", column: record_id, "base": base, "updated_at": now}
+                    )
+                )
+            counterpart = "vendor_id" if origin == "partner" else "partner_id"
+            for link_id, counterpart_id, base in completed:
+                s.execute(
+                    update(_LINK)
+                    .where(_LINK.c.id == link_id)
+                    .values(
+                        {
+                            "status": "active",
+                            counterpart: counterpart_id,
+                            "base": base,
+                            "updated_at": now,
+                        }
+                    )
+                )
+            s.commit()
 
     def links(self, connection: str, obj: str, statuses: Sequence[str] = ("active",)) -> list[Link]:
         with self.session() as s:

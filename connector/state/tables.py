@@ -43,7 +43,9 @@ class Link(SQLModel, table=True):
     ``status``: ``pending`` — the create intent is recorded but the counterpart's id is
     not known yet (a crash here is adopted on rerun, never repeated); ``active``;
     ``flagged`` — one side was deleted and the policy is ``flag``; ``unlinked`` — kept
-    for history only.
+    for history only; ``relinked`` — one of its records moved to a newer link (a
+    deleted record re-created with the same identity); that side's id is cleared and
+    kept in ``base["@relinked"]``.
     """
 
     __tablename__ = "link"

@@ -116,6 +116,44 @@ def test_partial_207_only_bad_input_fails(hs: HubSpotAdapter, srv: SandboxServer
     assert out[0].ok and not out[1].ok and "amount" in (out[1].error or "")
 
 
+def test_a_409_for_an_existing_email_names_the_existing_contact(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """HubSpot refuses a second contact with an e-mail (409 CONFLICT, "... already
+    exists. Existing ID: N"); the result carries N so the engine can adopt it."""
+    hs.ensure_properties([PropertySpec("contacts", SRC, "dealsync source id", unique=True)])
+    known = srv.portal("main").create("contacts", {"email": "known@adopt.example"})["id"]
+    out = hs.upsert(
+        "contacts",
+        SRC,
+        [("c:1", {"email": "Known@Adopt.example"}), ("c:2", {"email": "new@adopt.example"})],
+    )
+    assert not out[0].ok and out[0].existing_id == known
+    assert "already exists" in (out[0].error or "")
+    assert out[1].ok and out[1].existing_id is None
+    # the same on update: giving another contact that e-mail is refused the same way
+    assert out[1].record is not None
+    (clash,) = hs.update("contacts", [(out[1].record.id, {"email": "known@adopt.example"})])
+    assert not clash.ok and clash.existing_id == known
+
+
+@pytest.mark.parametrize(
+    ("message", "context", "expected"),
+    [
+        ("Contact already exists. Existing ID: 12345", None, "12345"),
+        ('A contact with email "a@b.c" already exists. Existing ID: 77', {}, "77"),
+        ("Conflict", {"existingId": ["901"]}, "901"),
+        ("Property values were not valid", {"propertyName": ["amount"]}, None),
+    ],
+)
+def test_existing_id_is_read_from_hubspots_409_answers(
+    message: str, context: dict[str, list[str]] | None, expected: str | None
+) -> None:
+    from connector.adapters.hubspot import _existing_id
+
+    assert _existing_id(message, context) == expected
+
+
 def test_whole_batch_400_is_split_to_isolate_the_bad_input(
     hs: HubSpotAdapter, srv: SandboxServer
 ) -> None:

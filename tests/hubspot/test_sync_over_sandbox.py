@@ -247,3 +247,106 @@ def test_crash_elsewhere_then_rerun_converges(world: World, point: str) -> None:
     _assert_no_duplicates(world, [d for d, _, _ in seeded])
     again = world.app.sync("acme")
     assert again.status == "ok" and _writes(again) == 0, again.counts
+
+
+# ---------------------------------------------------------------------- re-created records
+
+
+def _live(w: World, obj: str, prop: str, value: str) -> list[dict[str, object]]:
+    return [
+        r
+        for r in w.srv.portal("vendor").all(obj)
+        if str(r["properties"].get(prop) or "").lower() == value.lower()  # type: ignore[union-attr]
+    ]
+
+
+def test_partner_recreates_a_contact_it_is_relinked_not_stuck(world: World) -> None:
+    """The vendor portal would refuse a second contact with the e-mail (409 "already
+    exists. Existing ID: N") on every pass; the connector re-links N, the counterpart
+    of the deleted contact, instead of leaving the new partner contact pending."""
+    d, _, p = world.seed_deal(1)
+    assert world.app.sync("acme").status == "ok"
+    [before] = _live(world, "contacts", "email", "p1@c1.com")
+
+    world.srv.portal("acme").archive("contacts", p)
+    assert world.app.sync("acme").status == "ok"
+    again = world.partner.create(
+        "contacts", {"firstname": "Again", "lastname": "L1", "email": "p1@c1.com"}
+    )
+    world.partner.associate("deals", d, "contacts", again)
+    world.partner.edit("deals", d, {"amount": "1500"})
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "contacts", "email", "p1@c1.com")
+    assert after["id"] == before["id"]
+    assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
+    assert after["properties"]["firstname"] == "Again"  # type: ignore[index]
+    assert r.counts["re-linked contacts"] == 1
+    details = [x.detail or "" for x in world.app.store.run_records(r.run_id or 0)]
+    assert any("adopted existing" in x and "same email" in x for x in details), details
+    counts = world.app.store.link_counts("acme")["contacts"]
+    assert counts == {"active": 1, "relinked": 1}
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def test_vendor_contact_never_linked_is_adopted_over_the_sandbox(world: World) -> None:
+    known = world.vendor.create("contacts", {"firstname": "Known", "email": "P0@c0.com"})
+    d, _, p = world.seed_deal(0)
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [only] = _live(world, "contacts", "email", "p0@c0.com")
+    assert only["id"] == known
+    assert only["properties"][SRC] == f"acme:{p}"  # type: ignore[index]
+    assert r.counts["adopted vendor contacts"] == 1
+    details = [x.detail or "" for x in world.app.store.run_records(r.run_id or 0)]
+    assert any(f"Existing ID: {known}" in x for x in details), details
+    assert world.vendor.associated("deals", world.vendor_deal_of(d), "contacts") == [known]
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> None:
+    d, c, _ = world.seed_deal(2)
+    world.app.sync("acme")
+    [before] = _live(world, "companies", "domain", "c2.com")
+
+    world.srv.portal("acme").archive("companies", c)
+    world.app.sync("acme")
+    again = world.partner.create("companies", {"name": "Company 2 again", "domain": "c2.com"})
+    world.partner.associate("deals", d, "companies", again)
+    world.partner.edit("deals", d, {"amount": "1502"})
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "companies", "domain", "c2.com")
+    assert after["id"] == before["id"]
+    assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def test_vendor_recreates_a_contact_the_link_follows_it(world: World) -> None:
+    d, _, p = world.seed_deal(3)
+    world.app.sync("acme")
+    [old] = _live(world, "contacts", "email", "p3@c3.com")
+
+    world.srv.portal("vendor").archive("contacts", str(old["id"]))
+    new = world.vendor.create("contacts", {"firstname": "Vendor", "email": "p3@c3.com"})
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    assert r.counts["re-linked contacts"] == 1
+    assert world.vendor.get("contacts", new, "dealsync_partner_id")["dealsync_partner_id"] == "acme"
+    assert world.partner.get("contacts", p, "firstname")["firstname"] == "Vendor"
+    assert world.vendor.associated("deals", world.vendor_deal_of(d), "contacts") == [new]
+    partner_contacts = [
+        c
+        for c in world.srv.portal("acme").all("contacts")
+        if c["properties"]["email"] == "p3@c3.com"
+    ]
+    assert len(partner_contacts) == 1
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts

@@ -1,0 +1,433 @@
+"""Delete and re-create: a record deleted on one side and entered again with the same
+identity (a contact's e-mail, a company's domain, a deal's name) is re-linked to its
+old counterpart, never duplicated and never stuck; a vendor record whose unique
+e-mail refuses the create is adopted. Scenarios on two embedded CRMs, which refuse a
+second live contact with the same e-mail as HubSpot does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+
+from connector.cli import cli
+from connector.engine.sync import PARTNER_ID, SOURCE_ID, PassAborted, PassResult
+from connector.records import Record
+
+if TYPE_CHECKING:
+    from tests.conftest import MakeWorld, Seeded, World
+
+pytestmark = pytest.mark.usefixtures("detect_chunk")
+
+PARTNER = "acme"
+
+
+def _policy(policy: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        assert "on_delete: archive" in text
+        return text.replace("on_delete: archive", f"on_delete: {policy}")
+
+    return edit
+
+
+def _every_policy(policy: str) -> Callable[[str], str]:
+    """``on_delete: <policy>`` on every object of the shipped mapping."""
+
+    def edit(text: str) -> str:
+        text = text.replace("    on_delete: archive\n", "")
+        for name in ("companies", "contacts", "deals"):
+            head = f"  - name: {name}\n"
+            assert head in text
+            text = text.replace(head, f"{head}    on_delete: {policy}\n")
+        return text
+
+    return edit
+
+
+def quiet_pass(world: World) -> PassResult:
+    before_writes, before = world.writes(), world.snapshot()
+    result = world.sync()
+    assert world.writes() == before_writes, result.plan.summary()
+    assert world.snapshot() == before
+    assert result.status == "ok", result.as_dict()
+    return result
+
+
+def live(world: World, side: str, obj: str, prop: str, value: str) -> list[Record]:
+    crm = world.partner if side == "partner" else world.vendor
+    return [r for r in crm.all(obj) if (r.get(prop) or "").lower() == value.lower()]
+
+
+def outcomes(world: World, result: PassResult, action: str) -> list[str]:
+    return [
+        r.detail or ""
+        for r in world.store.run_records(result.run_id or 0)
+        if r.action == action and r.outcome == "ok"
+    ]
+
+
+def relinked(world: World, obj: str) -> list[tuple[str | None, str | None, dict]]:
+    return [
+        (lk.partner_id, lk.vendor_id, lk.base)
+        for lk in world.store.links(PARTNER, obj, ("relinked",))
+    ]
+
+
+def touch_deal(world: World, seeded: Seeded) -> None:
+    """The partner works the deal again (so the pass looks at it and its records)."""
+    world.partner.edit("deals", seeded.id, {"amount": "1750.00"})
+
+
+# ---------------------------------------------------------------------- partner re-creates
+
+
+def test_partner_recreates_a_contact_with_the_same_email_it_is_relinked(world: World) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    old = seeded.contacts[0]
+    email = old.properties["email"] or ""
+    vendor_contact = world.counterpart("contacts", old.id)
+    assert vendor_contact is not None
+
+    world.partner.remove("contacts", old.id)
+    assert world.sync().status == "ok"
+    assert world.store.links(PARTNER, "contacts", ("unlinked",))  # default policy: unlink
+
+    new = world.partner.create(
+        "contacts", {"firstname": "Again", "lastname": "Back", "email": email, "country": "US"}
+    )
+    world.partner.associate("deals", "contacts", [(seeded.id, new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "contacts", "email", email)
+    assert only.id == vendor_contact.id  # the same vendor contact, no second one
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    assert only.get("firstname") == "Again"
+    link = world.link("contacts", new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == only.id
+    [(gone, freed, history)] = relinked(world, "contacts")
+    assert gone == old.id and freed is None
+    assert history["@relinked"]["id"] == only.id
+    assert result.counts["re-linked contacts"] == 1
+    [detail] = outcomes(world, result, "adopt")
+    assert "adopted existing" in detail and "closed as relinked" in detail
+    status = CliRunner().invoke(cli, ["--config", str(world.root / "dealsync.yaml"), "status"])
+    assert "contacts: active 1, relinked 1" in status.output, status.output
+    # the deal's vendor counterpart stays associated with the one contact
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None and deal.associations["contacts"] == (only.id,)
+    quiet_pass(world)
+
+
+def test_partner_recreates_a_company_with_the_same_domain_it_is_relinked(
+    world: World,
+) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    vendor_company = world.counterpart("companies", seeded.company.id)
+    assert vendor_company is not None
+
+    world.partner.remove("companies", seeded.company.id)
+    world.sync()
+    new = world.partner.create("companies", {"name": "Company One Again", "domain": domain})
+    world.partner.associate("deals", "companies", [(seeded.id, new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_company.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    link = world.link("companies", new.id)
+    assert link is not None and link.vendor_id == only.id
+    assert [g for g, _, _ in relinked(world, "companies")] == [seeded.company.id]
+    [detail] = outcomes(world, result, "adopt")
+    assert "same domain" in detail
+    quiet_pass(world)
+
+
+def test_partner_recreates_a_deal_under_the_unlink_policy_it_is_relinked(
+    make_world: MakeWorld,
+) -> None:
+    world = make_world(_policy("unlink"))
+    seeded = world.seed_deal(name="Big Renewal")
+    world.sync()
+    vendor_deal = world.counterpart("deals", seeded.id)
+    assert vendor_deal is not None
+
+    world.partner.remove("deals", seeded.id)
+    world.sync()
+    new = world.partner.create(
+        "deals",
+        {
+            "dealname": "Big Renewal",
+            "amount": "2000.00",
+            "dealstage": "qualifiedtobuy",
+            "pipeline": "default",
+            "dealsync_register": "true",
+        },
+    )
+    world.partner.associate("deals", "companies", [(new.id, seeded.company.id)])
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all("deals")
+    assert only.id == vendor_deal.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{new.id}" and only.get("amount") == "2000"
+    assert world.link("deals", new.id) is not None
+    assert [g for g, _, _ in relinked(world, "deals")] == [seeded.id]
+    quiet_pass(world)
+
+
+def test_partner_recreates_a_deal_under_the_archive_policy_one_live_deal(
+    world: World,
+) -> None:
+    """The archived counterpart is not restored (HubSpot's API has no restore): the
+    re-created deal gets a new one, and the archived one stays archived."""
+    seeded = world.seed_deal(name="Big Renewal")
+    world.sync()
+    world.partner.remove("deals", seeded.id)
+    world.sync()
+    new = world.partner.create(
+        "deals",
+        {"dealname": "Big Renewal", "dealstage": "qualifiedtobuy", "dealsync_register": "true"},
+    )
+    result = world.sync()
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all("deals")
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    assert len(world.vendor.all("deals", archived=True)) == 1
+    assert world.store.links(PARTNER, "deals", ("deleted",))
+    quiet_pass(world)
+
+
+def test_contact_deleted_and_recreated_within_one_pass_is_relinked(world: World) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    old = seeded.contacts[0]
+    email = old.properties["email"] or ""
+    vendor_contact = world.counterpart("contacts", old.id)
+    assert vendor_contact is not None
+
+    world.partner.remove("contacts", old.id)
+    new = world.partner.create("contacts", {"firstname": "Same", "email": email.upper()})
+    world.partner.associate("deals", "contacts", [(seeded.id, new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "contacts", "email", email)
+    assert only.id == vendor_contact.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    assert [g for g, _, _ in relinked(world, "contacts")] == [old.id]
+    quiet_pass(world)
+
+
+# ---------------------------------------------------------------------- vendor holds the e-mail
+
+
+def test_vendor_contact_never_linked_is_adopted_not_left_pending(world: World) -> None:
+    """The vendor already knows the person: its CRM refuses a second contact with the
+    e-mail (409 "already exists"), and that contact becomes the counterpart."""
+    existing = world.vendor.create(
+        "contacts", {"firstname": "Known", "email": "PERSON0@company1.com"}
+    )
+    seeded = world.seed_deal()
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "contacts", "email", "person0@company1.com")
+    assert only.id == existing.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{seeded.contacts[0].id}"
+    assert only.get(PARTNER_ID) == PARTNER
+    link = world.link("contacts", seeded.contacts[0].id)
+    assert link is not None and link.status == "active" and link.vendor_id == existing.id
+    assert result.counts["adopted vendor contacts"] == 1
+    [detail] = outcomes(world, result, "adopt")
+    assert "refused a second record" in detail and f"Existing ID: {existing.id}" in detail
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None and deal.associations["contacts"] == (existing.id,)
+    assert world.store.link_counts(PARTNER)["contacts"] == {"active": 1}
+    # where the user looks: `dealsync runs ID` names the adoption and its reason
+    shown = CliRunner().invoke(
+        cli, ["--config", str(world.root / "dealsync.yaml"), "runs", str(result.run_id)]
+    )
+    assert shown.exit_code == 0, shown.output
+    [line] = [x for x in shown.output.splitlines() if " adopt " in x]
+    assert f"contacts vendor {existing.id}" in line and "Existing ID" in line
+    assert "adopted vendor contacts: 1" in shown.output
+    quiet_pass(world)
+
+
+def test_vendor_contact_of_another_partner_is_not_taken_over(world: World) -> None:
+    theirs = world.vendor.create(
+        "contacts", {"email": "person0@company1.com", PARTNER_ID: "globex"}
+    )
+    seeded = world.seed_deal()
+    result = world.sync()
+
+    assert result.status == "failed"
+    [error] = [str(e) for e in result.errors]
+    assert seeded.contacts[0].id in error and "globex" in error and PARTNER_ID in error
+    assert world.vendor.get("contacts", theirs.id).get(PARTNER_ID) == "globex"
+    assert len(live(world, "vendor", "contacts", "email", "person0@company1.com")) == 1
+    # visible on every pass until someone decides, never a second contact
+    again = world.sync()
+    assert again.status == "failed" and len(world.vendor.all("contacts")) == 1
+
+
+def test_two_partner_contacts_with_one_email_are_an_error_not_a_merge(world: World) -> None:
+    seeded = world.seed_deal()
+    twin = world.partner.create("contacts", {"firstname": "Twin", "email": "person0@company1.com"})
+    world.partner.associate("deals", "contacts", [(seeded.id, twin.id)])
+    result = world.sync()
+
+    assert result.status == "failed"
+    [error] = [str(e) for e in result.errors]
+    assert "same identity" in error and "merge" in error
+    assert len(world.vendor.all("contacts")) == 1
+    linked = [world.link("contacts", c) for c in (seeded.contacts[0].id, twin.id)]
+    assert sum(1 for lk in linked if lk is not None and lk.status == "active") == 1
+
+
+def test_adoption_interrupted_after_the_write_is_finished_on_rerun(world: World) -> None:
+    world.vendor.create("contacts", {"firstname": "Known", "email": "person0@company1.com"})
+    seeded = world.seed_deal()
+    seen = {"n": 0}
+
+    def crash(point: str) -> None:
+        if point == "after_write:contacts":
+            seen["n"] += 1
+            if seen["n"] == 2:  # the first is the refused upsert, the second the adoption
+                raise PassAborted(point)
+
+    with pytest.raises(PassAborted):
+        world.sync(crash_at=crash)
+    result = world.sync()
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all("contacts")
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{seeded.contacts[0].id}"
+    link = world.link("contacts", seeded.contacts[0].id)
+    assert link is not None and link.status == "active" and link.vendor_id == only.id
+    quiet_pass(world)
+
+
+# ---------------------------------------------------------------------- vendor re-creates
+
+
+def test_vendor_recreates_a_contact_the_link_follows_the_new_record(world: World) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    partner_contact = seeded.contacts[0]
+    email = partner_contact.properties["email"] or ""
+    old = world.counterpart("contacts", partner_contact.id)
+    assert old is not None
+
+    # entered again by hand: no connector properties, no associations
+    world.vendor.remove("contacts", old.id)
+    new = world.vendor.create("contacts", {"firstname": "Renamed", "email": email})
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    link = world.link("contacts", partner_contact.id)
+    assert link is not None and link.status == "active" and link.vendor_id == new.id
+    assert world.vendor.get("contacts", new.id).get(PARTNER_ID) == PARTNER
+    assert result.counts["re-linked contacts"] == 1
+    [detail] = outcomes(world, result, "relink")
+    assert old.id in detail and new.id in detail
+    assert len(live(world, "partner", "contacts", "email", email)) == 1  # no duplicate
+    # the shared deal's vendor counterpart is associated with the new contact
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None and new.id in deal.associations["contacts"]
+    # the vendor's new record's values reach the partner's contact in the same pass
+    assert world.partner.get("contacts", partner_contact.id).get("firstname") == "Renamed"
+    quiet_pass(world)
+
+
+def test_vendor_deal_deleted_beside_a_look_alike_follows_the_delete_policy(
+    world: World,
+) -> None:
+    """Names are not identities: a vendor deal deleted while another vendor deal has
+    the same name is a delete (archive policy: the partner's deal is archived), never
+    a re-link to the look-alike, which stays the vendor's own."""
+    seeded = world.seed_deal(name="Big Renewal")
+    world.sync()
+    old = world.counterpart("deals", seeded.id)
+    assert old is not None
+    world.vendor.remove("deals", old.id)
+    own = world.vendor.create("deals", {"dealname": "Big Renewal", "amount": "3000"})
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    assert world.partner.get("deals", seeded.id).archived
+    assert world.vendor.get("deals", own.id).get(PARTNER_ID) is None
+    assert not world.store.links(PARTNER, "deals", ("relinked",))
+    assert len(world.partner.all("deals")) == 0
+    quiet_pass(world)
+
+
+@pytest.mark.parametrize("obj", ["companies", "contacts", "deals"])
+@pytest.mark.parametrize("passes", ["one pass", "a pass between"])
+@pytest.mark.parametrize("policy", ["unlink", "flag"])
+def test_partner_recreate_helper_relinks_every_object(
+    make_world: MakeWorld, obj: str, passes: str, policy: str
+) -> None:
+    """What ``scripts/chaos.py`` injects: ``LocalCRM.recreate`` on the partner side,
+    for each shared object, with or without a pass between the delete and the new
+    record, under the delete policies that leave the counterpart live (set here on
+    every object)."""
+    world = make_world(_every_policy(policy))
+    seeded = world.seed_deal()
+    world.sync()
+    old_id = {"companies": seeded.company.id, "contacts": seeded.contacts[0].id}.get(obj, seeded.id)
+    counterpart = world.counterpart(obj, old_id)
+    assert counterpart is not None
+    if passes == "a pass between":
+        world.partner.remove(obj, old_id)
+        world.sync()
+    new = world.partner.recreate(obj, old_id) if passes == "one pass" else None
+    if new is None:
+        props = world.partner.get(obj, old_id).properties  # typed in again
+        new = world.partner.create(obj, {k: v for k, v in props.items() if v})
+        if obj != "deals":
+            world.partner.associate("deals", obj, [(seeded.id, new.id)])
+        else:
+            world.partner.associate("deals", "companies", [(new.id, seeded.company.id)])
+            world.partner.associate("deals", "contacts", [(new.id, seeded.contacts[0].id)])
+    if obj != "deals":
+        touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all(obj)
+    assert only.id == counterpart.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    link = world.link(obj, new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == only.id
+    assert [g for g, _, _ in relinked(world, obj)] == [old_id]
+    assert result.counts[f"re-linked {obj}"] == 1
+    quiet_pass(world)
+
+
+def test_recreated_contact_is_relinked_with_the_program_hooks_too(make_world: MakeWorld) -> None:
+    """With registration and consent running (the CLI's pass): the re-created contact
+    of an accepted registration is still re-linked, not duplicated or stuck."""
+    world = make_world(program_hooks=True)
+    seeded = world.seed_deal()
+    assert world.sync().status == "ok"
+    old = seeded.contacts[0]
+    counterpart = world.counterpart("contacts", old.id)
+    assert counterpart is not None
+
+    new = world.partner.recreate("contacts", old.id, {"firstname": "Again"})
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = world.vendor.all("contacts")
+    assert only.id == counterpart.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
+    assert only.get("firstname") == "Again"
+    quiet_pass(world)
