@@ -17,11 +17,11 @@ from typing import Any
 from connector.adapters.base import CRMAdapter
 from connector.config import Project
 from connector.config.models import PartnerConfig, PortalConfig
+from connector.engine.hooks import Hook
 from connector.engine.plan import Base
 from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
-from connector.hooks.base import Hook
 from connector.outbox import (
     Delivery,
     Outbox,
@@ -404,7 +404,7 @@ def register_lead(
     """Submit a lead on a partner's behalf (``dealsync register lead``): the same checks
     as a lead flagged in the partner's CRM; an accepted lead's company and contact are
     written to the vendor CRM at once."""
-    from connector.hooks.base import PassContext
+    from connector.engine.hooks import PassContext
     from connector.hooks.registration import decide_submissions, write_vendor_ownership
 
     cfg = app.partner(partner)

@@ -27,6 +27,8 @@ from typing import Any, cast
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine.detect import detect, merge_latest, window_start
+from connector.engine.hooks import Hook, ObjectRecords, PassContext
+from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import (
     Action,
     Associate,
@@ -38,19 +40,10 @@ from connector.engine.plan import (
     Update,
 )
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
-from connector.hooks.base import Hook, ObjectRecords, PassContext
 from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
 from connector.state.store import LinkRef, LockLease, LockLost, RecordOutcome, StateStore
 
 log = logging.getLogger("dealsync.engine")
-
-SOURCE_ID = "dealsync_source_id"
-"""On every record the connector creates: ``<partner id>:<source record id>`` on the
-vendor side, ``vendor:<vendor record id>`` on the partner side. Unique-value, so
-creating by upsert on it is idempotent."""
-
-PARTNER_ID = "dealsync_partner_id"
-"""On the vendor side: which partner a shared record belongs to."""
 
 ASSOC = "@assoc:"
 

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
+from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
-from connector.engine.sync import PARTNER_ID
-from connector.hooks.base import BaseHook, ObjectRecords, PassContext
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.registration import Registry
 from connector.records import PropertySpec, Side

@@ -28,9 +28,9 @@ from typing import Literal
 
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ConsentRules, ObjectMapping, RulesFile
+from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
-from connector.hooks.base import BaseHook, ObjectRecords, PassContext
 from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
 from connector.program.countries import country_code
 from connector.program.registration import Registry

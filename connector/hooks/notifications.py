@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
-from connector.hooks.base import BaseHook, PassContext
+from connector.engine.hooks import BaseHook, PassContext
 from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.registration import Registry

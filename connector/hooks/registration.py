@@ -24,10 +24,10 @@ from datetime import datetime
 
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
+from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
-from connector.engine.sync import PARTNER_ID, SOURCE_ID
-from connector.hooks.base import BaseHook, ObjectRecords, PassContext
 from connector.outbox import redact_addresses
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.registration import (

@@ -18,8 +18,8 @@ from dotenv import dotenv_values
 
 from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
+from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
-from connector.hooks.base import Hook
 from connector.service.metrics import Metrics
 from connector.service.runner import Job, Runner, ServiceStore
 from connector.service.scheduler import Schedules

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from connector.adapters.local import LocalCRM
 from connector.config.models import PortalConfig
-from connector.hooks.base import BaseHook, PassContext
+from connector.engine.hooks import BaseHook, PassContext
 from connector.records import Record
 from connector.service import Service
 

@@ -1,4 +1,4 @@
-"""The hook interface.
+"""The hook contract: what the engine calls, and when.
 
 Hooks are plain objects the engine calls at two fixed points of a pass:
 
