@@ -22,17 +22,13 @@ from connector.engine.plan import Base
 from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
-from connector.outbox import (
-    Delivery,
-    Outbox,
-    OutboxBusy,
-    OutboxError,
-    Transport,
-    transport_from_env,
-)
-from connector.program.registration import Person, Registry, Submission
+from connector.mail.outbox import Delivery, Outbox, OutboxBusy
+from connector.mail.transport import Transport, transport_from_env
+from connector.program.decide import Person, Submission
 from connector.records import Side, utcnow
 from connector.state import StateStore
+from connector.state.outbox import OutboxError
+from connector.state.registry import Registry
 from connector.state.tables import ConflictRow, OutboxMessage, Registration
 
 

@@ -84,7 +84,7 @@ from fault_support import (  # noqa: E402
 from rel_support import FileClock, LogTransport  # noqa: E402
 
 from connector.engine.values import ValueError_, canonical  # noqa: E402
-from connector.outbox import SmtpTransport  # noqa: E402
+from connector.mail.transport import SmtpTransport  # noqa: E402
 
 SRC = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)

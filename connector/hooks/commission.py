@@ -21,8 +21,8 @@ from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
 from connector.program.domains import DomainError, registrable_domain
-from connector.program.registration import Registry
 from connector.records import PropertySpec, Side
+from connector.state.registry import Registry
 from connector.state.tables import Commission
 
 log = logging.getLogger("dealsync.commission")
@@ -72,7 +72,7 @@ class CommissionHook(BaseHook):
             ctx.notes["commission.seen"] = (set(recs.partner), set(recs.vendor))
 
     def after_pass(self, ctx: PassContext) -> None:
-        registry = Registry(ctx.store)
+        registry = ctx.store.registry
         if self.deal_mapping is not None:
             self._shared_deals(ctx, registry)
         self._self_serve(ctx, registry)

@@ -31,10 +31,11 @@ from connector.config.models import ConsentRules, ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
-from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
+from connector.mail.privacy import PrivacyViolation, assert_clean
+from connector.mail.render import render
 from connector.program.countries import country_code
-from connector.program.registration import Registry
 from connector.records import PropertySpec, Side
+from connector.state.outbox import OutboxRows
 from connector.state.tables import Registration, RegistrationContact
 
 log = logging.getLogger("dealsync.consent")
@@ -70,7 +71,7 @@ def region(country: str | None, rules: ConsentRules) -> Region:
 def partner_identity(ctx: PassContext) -> list[str]:
     """What would let a lead infer the partner: its id, its name, its notification
     addresses (the configured one and a subscription's) and their domains. Matched as
-    whole words by :func:`~connector.outbox.assert_clean`: ``orbit`` does not match
+    whole words by :func:`~connector.mail.privacy.assert_clean`: ``orbit`` does not match
     "Orbital Kitchens"."""
     from connector.hooks.notifications import subscription
 
@@ -155,8 +156,8 @@ class ConsentHook(BaseHook):
 def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
     """Queue (or suppress) the consent e-mails now due; returns how many were decided."""
     consent = rules.consent
-    registry = Registry(ctx.store)
-    outbox = Outbox(ctx.store)
+    registry = ctx.store.registry
+    outbox = ctx.store.outbox
     vendor = ctx.vendor_crm
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
     decided = 0
@@ -196,7 +197,7 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
 
 def _suppress(
     ctx: PassContext,
-    outbox: Outbox,
+    outbox: OutboxRows,
     reg: Registration,
     person: RegistrationContact,
     kind: str,
@@ -262,7 +263,7 @@ def _suppression(
 def _queue(
     ctx: PassContext,
     rules: RulesFile,
-    outbox: Outbox,
+    outbox: OutboxRows,
     reg: Registration,
     person: RegistrationContact,
     kind: str,

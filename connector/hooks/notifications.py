@@ -25,9 +25,9 @@ from sqlmodel import Session, col, select
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, PassContext
-from connector.outbox import Outbox, PrivacyViolation, assert_clean, render
+from connector.mail.privacy import PrivacyViolation, assert_clean
+from connector.mail.render import render
 from connector.program.domains import DomainError, registrable_domain
-from connector.program.registration import Registry
 from connector.records import Record
 from connector.state.store import StateStore
 from connector.state.tables import LeadActivity, PartnerSubscription
@@ -83,7 +83,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     vendor = ctx.vendor_crm
     if not isinstance(vendor, SupportsEngagement) or not rules.notifications.actions:
         return 0
-    registry = Registry(ctx.store)
+    registry = ctx.store.registry
     address = subscription(ctx.store, ctx.connection, ctx.partner.notify_email)
     high_water = vendor.now()
     identities: dict[str, Identity] = defaultdict(Identity)
@@ -189,7 +189,7 @@ def _insert(store: StateStore, row: LeadActivity) -> bool:
 def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Identity]) -> int:
     """One e-mail per company and day for the activity not notified yet. Keyed by the
     activity ids, so a crash between queueing and marking re-finds the same message."""
-    outbox = Outbox(ctx.store)
+    outbox = ctx.store.outbox
     with Session(ctx.store.engine, expire_on_commit=False) as s:
         pending = list(
             s.exec(

@@ -28,19 +28,19 @@ from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
-from connector.outbox import redact_addresses
-from connector.program.domains import DomainError, registrable_domain
-from connector.program.registration import (
+from connector.mail.privacy import redact_addresses
+from connector.program.decide import (
     Decision,
     Holder,
     Person,
-    Registry,
     Submission,
     VendorFacts,
     decide,
     normalise_domain,
 )
+from connector.program.domains import DomainError, registrable_domain
 from connector.records import PropertySpec, Record, Side
+from connector.state.registry import Registry
 from connector.state.tables import Registration
 
 log = logging.getLogger("dealsync.registration")
@@ -229,7 +229,7 @@ class RegistrationHook(BaseHook):
     # ------------------------------------------------------------------ decide
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        registry = Registry(ctx.store)
+        registry = ctx.store.registry
         decisions = PassDecisions()
         ctx.notes["registration"] = decisions
         if not ctx.dry_run:
@@ -483,7 +483,7 @@ class RegistrationHook(BaseHook):
     # ------------------------------------------------------------------ write
 
     def after_pass(self, ctx: PassContext) -> None:
-        registry = Registry(ctx.store)
+        registry = ctx.store.registry
         write_vendor_ownership(
             ctx, registry, self.rules, self.company_mapping, self.contact_mapping
         )

@@ -18,8 +18,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from connector.engine.sync import PassResult
-from connector.outbox import KINDS, STATUSES
 from connector.service.health import categorize, failing_records
+from connector.state.outbox import KINDS, STATUSES
 from connector.state.tables import Registration
 
 if TYPE_CHECKING:

@@ -38,6 +38,8 @@ from sqlmodel import Session, col, select
 
 from connector.records import Side, utcnow
 from connector.state import migrations
+from connector.state.outbox import OutboxRows
+from connector.state.registry import Registry
 from connector.state.tables import (
     ConflictRow,
     Cursor,
@@ -213,7 +215,9 @@ def make_engine(url: str) -> Engine:
 
 
 class StateStore:
-    """Links, base snapshots, cursors, retries, conflicts, runs and locks.
+    """Links, base snapshots, cursors, retries, conflicts, runs and locks; and, by
+    concept, the partner program's rows (:attr:`registry`) and the e-mail outbox's
+    (:attr:`outbox`). Every query of the connector goes through one of these.
 
     ``lock_ttl`` is how long a pass lock lasts unrenewed (tests shorten it); ``clock``
     is the time locks and interrupted runs are judged by (tests stop it)."""
@@ -224,6 +228,8 @@ class StateStore:
         self.lock_ttl = lock_ttl or LOCK_TTL
         self.clock: Callable[[], datetime] = utcnow
         migrations.migrate(self.engine)
+        self.registry = Registry(self)
+        self.outbox = OutboxRows(self)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from consent_support import DAY30, NOW, MakeWorld, World, person
 
-from connector.outbox import FileSink
+from connector.mail.transport import FileSink
 
 ENGAGEMENT = ("pe_privacy_policy_viewed", "pe_content_downloaded", "pe_form_submitted")
 

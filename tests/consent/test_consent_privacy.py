@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from consent_support import DAY30, NOW, PARTNER_IDENTITY, MakeWorld, World, contains_any, person
 
-from connector.outbox import PrivacyViolation, Rendered, assert_clean, render
+from connector.mail.privacy import PrivacyViolation, assert_clean
+from connector.mail.render import Rendered, render
 
 ALL_PARTNERS = tuple(i for ids in PARTNER_IDENTITY.values() for i in ids)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from consent_support import MakeWorld, World, person
 
-from connector.outbox import MAX_ATTEMPTS
+from connector.mail.outbox import MAX_ATTEMPTS
 from connector.state.tables import PartnerSubscription
 
 # the CLI sends what is due by the wall clock: decide in the past

@@ -15,8 +15,10 @@ import pytest
 from consent_support import NOW, MakeWorld
 from smtp_support import MisbehavingSMTP
 
-from connector.outbox import Outbox, OutboxBusy, SmtpTransport, message_id
+from connector.mail.outbox import Outbox, OutboxBusy
+from connector.mail.transport import SmtpTransport
 from connector.state import StateStore
+from connector.state.outbox import message_id
 
 HANK = {"firstname": "Hank", "lastname": "Scorpio", "email": "hank@globex.com", "country": "DE"}
 AFTER_DATA = ("quit_421", "drop_after_data", "reset_after_data")

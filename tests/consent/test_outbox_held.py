@@ -25,7 +25,9 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from connector.api import DealsyncError
-from connector.outbox import FileSink, PrivacyViolation, Rendered, assert_clean
+from connector.mail.privacy import PrivacyViolation, assert_clean
+from connector.mail.render import Rendered
+from connector.mail.transport import FileSink
 from connector.state.migrations import STEPS, migrate
 
 ORBIT_CONFIG = CONFIG.replace(

@@ -30,14 +30,9 @@ from consent_support import (
 from smtp_support import MisbehavingSMTP
 
 from connector.api import DealsyncError
-from connector.outbox import (
-    MAX_ATTEMPTS,
-    FileSink,
-    Outbox,
-    SmtpTransport,
-    message_id,
-    transport_from_env,
-)
+from connector.mail.outbox import MAX_ATTEMPTS, Outbox
+from connector.mail.transport import FileSink, SmtpTransport, transport_from_env
+from connector.state.outbox import message_id
 
 ACME_TO = "alerts@acme-agency.example"
 HANK = {"firstname": "Hank", "lastname": "Scorpio", "email": "hank@globex.com", "country": "DE"}

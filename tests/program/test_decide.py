@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from connector.config.models import RulesFile
-from connector.program.registration import (
+from connector.program.decide import (
     Decision,
     Holder,
     Person,

@@ -17,7 +17,7 @@ from program_support import NOW, MakeProgram, Program, Seeded
 
 from connector.api import register_lead
 from connector.hooks.commission import CommissionHook
-from connector.program.registration import Registry
+from connector.state.registry import Registry
 
 STATUS = "dealsync_registration_status"
 CODE = "dealsync_registration_code"
@@ -259,7 +259,7 @@ def test_two_partners_racing_for_one_domain(make_program: MakeProgram) -> None:
 
 def test_registry_claim_is_the_arbiter(program: Program) -> None:
     """Two acceptances decided from the same (stale) facts: the claim insert decides."""
-    from connector.program.registration import Decision, Person, Submission
+    from connector.program.decide import Decision, Person, Submission
 
     registry = Registry(program.app.store)
     until = SIX_MONTHS_LATER

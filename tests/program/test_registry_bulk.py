@@ -17,16 +17,11 @@ import pytest
 from program_support import NOW, Program
 from sqlalchemy import create_engine, insert
 
-from connector.program.registration import (
-    Decision,
-    DomainClaim,
-    Holder,
-    Person,
-    Registry,
-    Submission,
-)
+from connector.program.decide import Decision, Holder, Person, Submission
 from connector.records import Record
 from connector.state import StateStore
+from connector.state.registry import Registry
+from connector.state.tables import DomainClaim
 
 LATER = NOW + timedelta(days=182)
 PAST = NOW - timedelta(days=30)
@@ -166,7 +161,7 @@ def test_record_many_in_several_transactions(
     seed(one)
     seed(many)
     expected = [one.record(s, d, now=NOW).status for s, d in BATCH]
-    monkeypatch.setattr("connector.program.registration._CHUNK", 3)
+    monkeypatch.setattr("connector.state.registry._CHUNK", 3)
     assert many.record_many(BATCH, now=NOW) == expected
     assert snapshot(many) == snapshot(one)
 
