@@ -644,7 +644,7 @@ def partners() -> None:
 @handled
 def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) -> None:
     """Subscribe a partner to lead notifications (or turn them off)."""
-    from connector.hooks.notifications import set_subscription
+    from connector.state.leads import set_subscription
 
     app = ctx.app(check_env=False)
     cfg = app.partner(partner)
@@ -783,7 +783,7 @@ def partners_token() -> None:
 @handled
 def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | None) -> None:
     """Create a token for a partner; it is shown once and stored only as a hash."""
-    from connector.service.tokens import PartnerTokens, parse_expiry
+    from connector.state.tokens import PartnerTokens, parse_expiry
 
     app = ctx.app(check_env=False)
     app.partner(partner)
@@ -803,7 +803,7 @@ def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | Non
 @handled
 def partners_token_list(ctx: Ctx, partner: str | None) -> None:
     """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
-    from connector.service.tokens import PartnerTokens
+    from connector.state.tokens import PartnerTokens
 
     app = ctx.app(check_env=False)
     rows = PartnerTokens(app.store).list(partner)
@@ -831,7 +831,7 @@ def partners_token_list(ctx: Ctx, partner: str | None) -> None:
 @handled
 def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
     """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
-    from connector.service.tokens import PartnerTokens
+    from connector.state.tokens import PartnerTokens
 
     app = ctx.app(check_env=False)
     info = PartnerTokens(app.store).revoke(token_id, partner)

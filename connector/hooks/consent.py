@@ -73,7 +73,7 @@ def partner_identity(ctx: PassContext) -> list[str]:
     addresses (the configured one and a subscription's) and their domains. Matched as
     whole words by :func:`~connector.mail.privacy.assert_clean`: ``orbit`` does not match
     "Orbital Kitchens"."""
-    from connector.hooks.notifications import subscription
+    from connector.state.leads import subscription
 
     p = ctx.partner
     items = [p.id, p.name]

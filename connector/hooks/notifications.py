@@ -19,9 +19,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
-
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, PassContext
@@ -29,42 +26,10 @@ from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import render
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import Record
-from connector.state.store import StateStore
-from connector.state.tables import LeadActivity, PartnerSubscription
+from connector.state.leads import add_activity, mark_notified, pending_activity, subscription
+from connector.state.tables import LeadActivity
 
 log = logging.getLogger("dealsync.notifications")
-
-
-def subscription(store: StateStore, partner: str, default: str | None) -> str | None:
-    """The partner's notification address, or None when it is not subscribed."""
-    with Session(store.engine) as s:
-        row = s.get(PartnerSubscription, partner)
-    if row is not None:
-        return row.email if row.enabled else None
-    return default
-
-
-def set_subscription(
-    store: StateStore, partner: str, email: str | None, enabled: bool, default: str | None = None
-) -> PartnerSubscription:
-    """Subscribe or unsubscribe; ``default`` (the config's ``notify_email``) is the
-    address when none is given and the partner has no subscription row yet."""
-    from connector.records import utcnow
-
-    with Session(store.engine, expire_on_commit=False) as s:
-        row = s.get(PartnerSubscription, partner)
-        if row is None:
-            email = email or default
-            if not email:
-                raise ValueError("give --email to subscribe a partner for the first time")
-            row = PartnerSubscription(partner=partner, email=email, enabled=enabled)
-        else:
-            row.email = email or row.email
-            row.enabled = enabled
-            row.updated_at = utcnow()
-        s.add(row)
-        s.commit()
-        return row
 
 
 class NotificationHook(BaseHook):
@@ -131,7 +96,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
             if not company:
                 reg = registry.accepted_for_domain(ctx.connection, domain)
                 company = reg.company_name if reg and reg.company_name else domain
-            _insert(
+            add_activity(
                 ctx.store,
                 LeadActivity(
                     partner=ctx.connection,
@@ -174,30 +139,11 @@ def _company_of(contact: Record, companies: Mapping[str, Record]) -> tuple[str |
         return None, None
 
 
-def _insert(store: StateStore, row: LeadActivity) -> bool:
-    """Insert unless that action at that company on that day is known (the dedupe)."""
-    with Session(store.engine, expire_on_commit=False) as s:
-        s.add(row)
-        try:
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            return False
-    return True
-
-
 def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Identity]) -> int:
     """One e-mail per company and day for the activity not notified yet. Keyed by the
     activity ids, so a crash between queueing and marking re-finds the same message."""
     outbox = ctx.store.outbox
-    with Session(ctx.store.engine, expire_on_commit=False) as s:
-        pending = list(
-            s.exec(
-                select(LeadActivity).where(
-                    LeadActivity.partner == ctx.connection, col(LeadActivity.outbox_id).is_(None)
-                )
-            ).all()
-        )
+    pending = pending_activity(ctx.store, ctx.connection)
     groups: dict[tuple[str, str], list[LeadActivity]] = defaultdict(list)
     for r in pending:
         groups[(r.domain, r.day)].append(r)
@@ -254,11 +200,5 @@ def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Iden
                 ctx.connection,
                 row_id,
             )
-        with Session(ctx.store.engine) as s:
-            for a in acts:
-                row = s.get(LeadActivity, a.id)
-                if row is not None:
-                    row.outbox_id = row_id
-                    s.add(row)
-            s.commit()
+        mark_notified(ctx.store, ids, row_id)
     return queued

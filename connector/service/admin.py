@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from connector.api import DealsyncError
-from connector.service.health import failing_records, grouped, run_view
+from connector.service.health import grouped, run_view
 from connector.service.paths import path_id
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ def admin_routes(service: Service) -> list[Route]:
 
 def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any]:
     store = service.store
-    failing = failing_records(store, partner)
+    failing = store.failing_records(partner)
     runs = store.runs(partner, limit=5)
     last_failed = []
     for run in runs:

@@ -21,10 +21,10 @@ from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
 from connector.service.metrics import Metrics
-from connector.service.runner import Job, Runner, ServiceStore
+from connector.service.runner import Job, Runner
 from connector.service.scheduler import Schedules
-from connector.service.tokens import PartnerTokens
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
+from connector.state import StateStore
 
 log = logging.getLogger("dealsync.service")
 
@@ -97,10 +97,10 @@ class Service:
         self.env = _environment(self.config_path, env)
         self._factory = adapter_factory
         self._hooks = None if hooks is None else list(hooks)
-        self.store = ServiceStore(
+        self.store = StateStore(
             Dealsync(self.project, env=self.env).state_url, lock_ttl=lock_ttl_from(self.env)
         )
-        self.tokens = PartnerTokens(self.store)
+        self.tokens = self.store.tokens
         self.webhook_log = SeenLog(self.store)
         self.metrics = Metrics()
         self._apps_lock = threading.Lock()

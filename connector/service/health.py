@@ -13,13 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import col, select
-
-from connector.state import StateStore
 from connector.state.tables import RetryItem, Run
 
 CATEGORIES = ("rate_limited", "server", "refused", "not_found", "association", "data", "other")
-WEBHOOK_PREFIX = "webhook"  # retry items queued by a webhook, not by a failure
 _SERVER = re.compile(r"\b5\d\d\b|timed? ?out|connection|unavailable", re.I)
 
 
@@ -42,18 +38,6 @@ def categorize(message: str, has_field: bool = False) -> str:
     return "other"
 
 
-def failing_records(store: StateStore, connection: str) -> list[RetryItem]:
-    """Records whose last attempt failed (re-read on every pass until they succeed);
-    ids queued by webhooks are not failures."""
-    with store.session() as s:
-        rows = s.exec(
-            select(RetryItem)
-            .where(RetryItem.connection == connection)
-            .order_by(col(RetryItem.object), col(RetryItem.record_id))
-        ).all()
-    return [r for r in rows if not r.last_error.startswith(WEBHOOK_PREFIX)]
-
-
 @dataclass
 class ErrorGroup:
     category: str
@@ -67,21 +51,6 @@ def grouped(items: list[RetryItem]) -> list[ErrorGroup]:
         groups[cat].category = cat
         groups[cat].records.append(item)
     return [groups[c] for c in CATEGORIES if c in groups]
-
-
-def running_run(store: StateStore, connection: str) -> Run | None:
-    """The newest unfinished, non-dry run of a connection (a pass in progress here or in
-    another process sharing the database)."""
-    with store.session() as s:
-        return s.exec(
-            select(Run)
-            .where(
-                Run.connection == connection,
-                Run.status == "running",
-                col(Run.dry_run).is_(False),
-            )
-            .order_by(col(Run.id).desc())
-        ).first()
 
 
 def run_view(run: Run) -> dict[str, Any]:

@@ -14,16 +14,13 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func
-from sqlmodel import select
 
 from connector.engine.sync import PassResult
-from connector.service.health import categorize, failing_records
+from connector.service.health import categorize
 from connector.state.outbox import KINDS, STATUSES
-from connector.state.tables import Registration
 
 if TYPE_CHECKING:
-    from connector.service.app import Service
+    from connector.service.core import Service
 
 _COUNTS_NOT_RECORDS = {"failed", "conflicts opened", "conflicts still open"}
 
@@ -164,7 +161,7 @@ class _StateCollector(Collector):
         )
         for p in project.config.partners:
             conflicts.add_metric([p.id], len(store.conflicts(p.id)))
-            failing.add_metric([p.id], len(failing_records(store, p.id)))
+            failing.add_metric([p.id], len(store.failing_records(p.id)))
             running.add_metric([p.id], 1 if svc.runner.is_running(p.id) else 0)
         yield conflicts
         yield failing
@@ -178,13 +175,7 @@ class _StateCollector(Collector):
             "Registrations by partner and status.",
             labels=["partner", "status"],
         )
-        with store.session() as s:
-            rows = s.exec(
-                select(Registration.partner, Registration.status, func.count()).group_by(
-                    Registration.partner, Registration.status
-                )
-            ).all()
-        for partner, status, n in rows:
+        for (partner, status), n in store.registry.status_counts().items():
             regs.add_metric([partner, status], n)
         yield regs
 

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from connector.engine.sync import PassResult
-from connector.service.health import running_run
 from connector.state import StateStore
 from connector.state.store import LockHeld
 
@@ -29,18 +28,12 @@ log = logging.getLogger("dealsync.service.runner")
 _announce = threading.local()
 
 
-class ServiceStore(StateStore):
-    """The state store, telling the thread's waiting requester its run id as soon as
-    ``run_pass`` has created the run (before detection starts)."""
-
-    def start_run(
-        self, connection: str, *, dry_run: bool, trigger: str = "cli", owner: str | None = None
-    ) -> int:
-        run_id = super().start_run(connection, dry_run=dry_run, trigger=trigger, owner=owner)
-        callback = getattr(_announce, "callback", None)
-        if callback is not None:
-            callback(run_id)
-        return run_id
+def _tell_requester(run_id: int) -> None:
+    """The store's ``on_run_started``: tell the request waiting in this thread (if any)
+    its run id as soon as ``run_pass`` has created the run (before detection starts)."""
+    callback = getattr(_announce, "callback", None)
+    if callback is not None:
+        callback(run_id)
 
 
 @dataclass
@@ -82,6 +75,7 @@ class Runner:
         on_done: Callable[[Job], None] | None = None,
     ) -> None:
         self.store = store
+        store.on_run_started = _tell_requester
         self._run = run
         self._on_done = on_done
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dealsync-pass")
@@ -124,7 +118,7 @@ class Runner:
         except LockHeld:
             # Another process is running this connection: join its run.
             job.joined_other_process = True
-            other = running_run(self.store, job.connection)
+            other = self.store.running_run(job.connection)
             job.run_id = other.id if other is not None else None
             log.info("pass of %s joined: another process holds the lock", job.connection)
         except Exception as exc:  # a pass must never take the worker down

@@ -170,6 +170,16 @@ class Registry:
                     out[row.registration_id].append(row)
         return out
 
+    def status_counts(self) -> dict[tuple[str, str], int]:
+        """Registrations by (partner, status): for ``/metrics``."""
+        with self.session() as s:
+            rows = s.exec(
+                select(Registration.partner, Registration.status, func.count()).group_by(
+                    Registration.partner, Registration.status
+                )
+            ).all()
+        return {(partner, status): int(n) for partner, status, n in rows}
+
     def get(self, registration_id: int) -> Registration | None:
         with self.session() as s:
             return s.get(Registration, registration_id)

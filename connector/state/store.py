@@ -49,26 +49,19 @@ from connector.state.tables import (
     RunRecord,
     SyncLock,
     WebhookSeen,
+    valid_id,
 )
+from connector.state.tokens import PartnerTokens
 
 log = logging.getLogger("dealsync.state")
 
 _CHUNK = 500
+WEBHOOK_PREFIX = "webhook"  # retry items queued by a webhook, not by a failure
 
 LOCK_TTL = timedelta(minutes=30)
 """How long a pass lock holds without renewal. A running pass renews it every third
 of this, so only a holder that stopped (its host died, its process froze) lets it
 expire; a pass killed on this machine is noticed at once instead."""
-
-MAX_ID = 2**63 - 1
-"""The largest row id the databases store; a larger number cannot name a row (and
-SQLite refuses to even compare with it)."""
-
-
-def valid_id(value: int) -> bool:
-    """Whether ``value`` can be a row id: a lookup by any other number answers "none"."""
-    return 0 < value <= MAX_ID
-
 
 # The bulk write paths below use Core statements on the tables themselves, executed
 # with a list of parameter sets (one executemany): the ORM's per-row unit of work was
@@ -230,6 +223,10 @@ class StateStore:
         migrations.migrate(self.engine)
         self.registry = Registry(self)
         self.outbox = OutboxRows(self)
+        self.tokens = PartnerTokens(self)
+        # called with a new run's id as soon as it is committed: the service tells the
+        # request waiting for a pass its run id before detection starts
+        self.on_run_started: Callable[[int], None] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -607,6 +604,17 @@ class StateStore:
                 ).one()
             )
 
+    def failing_records(self, connection: str) -> list[RetryItem]:
+        """Records whose last attempt failed (re-read on every pass until they succeed);
+        ids queued by webhooks are not failures."""
+        with self.session() as s:
+            rows = s.exec(
+                select(RetryItem)
+                .where(RetryItem.connection == connection)
+                .order_by(col(RetryItem.object), col(RetryItem.record_id))
+            ).all()
+        return [r for r in rows if not r.last_error.startswith(WEBHOOK_PREFIX)]
+
     # ------------------------------------------------------------------ webhooks
 
     def record_webhook_delivery(
@@ -776,7 +784,9 @@ class StateStore:
             s.add(run)
             s.commit()
             assert run.id is not None
-            return run.id
+        if self.on_run_started is not None:
+            self.on_run_started(run.id)
+        return run.id
 
     def add_outcomes(self, run_id: int, outcomes: Sequence[RecordOutcome]) -> None:
         if not outcomes:
@@ -886,6 +896,20 @@ class StateStore:
                 reason = f"its lock was taken by {_process(owner)} at {_when(now)}"
             if reason is not None:
                 self._mark_interrupted(s, run, reason, now)
+
+    def running_run(self, connection: str) -> Run | None:
+        """The newest unfinished, non-dry run of a connection (a pass in progress here or in
+        another process sharing the database)."""
+        with self.session() as s:
+            return s.exec(
+                select(Run)
+                .where(
+                    Run.connection == connection,
+                    Run.status == "running",
+                    col(Run.dry_run).is_(False),
+                )
+                .order_by(col(Run.id).desc())
+            ).first()
 
     def runs(self, connection: str | None = None, limit: int = 20) -> list[Run]:
         with self.session() as s:

@@ -16,6 +16,15 @@ from sqlmodel import Field, SQLModel
 
 from connector.records import utcnow
 
+MAX_ID = 2**63 - 1
+"""The largest row id the databases store; a larger number cannot name a row (and
+SQLite refuses to even compare with it)."""
+
+
+def valid_id(value: int) -> bool:
+    """Whether ``value`` can be a row id: a lookup by any other number answers "none"."""
+    return 0 < value <= MAX_ID
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL alike

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from consent_support import NOW, World, contains_any, person
 
-from connector.hooks.notifications import set_subscription, subscription
 from connector.records import Event
+from connector.state.leads import set_subscription, subscription
 from connector.state.tables import LeadActivity
 
 ACME_TO = "alerts@acme-agency.example"

@@ -283,7 +283,7 @@ def test_a_killed_pass_is_marked_interrupted_when_the_service_starts(
     from starlette.testclient import TestClient
 
     from connector.service import Service, build_app
-    from connector.service.tokens import PartnerTokens
+    from connector.state.tokens import PartnerTokens
 
     w = make_file_world("served")
     run_id = killed_run(w)

@@ -10,8 +10,8 @@ from service_support import Harness, bearer, finished, wait_for, write_project
 from starlette.testclient import TestClient
 
 from connector.service import Service, build_app
-from connector.service.tokens import PartnerTokens
 from connector.state.store import RecordOutcome
+from connector.state.tokens import PartnerTokens
 
 
 def test_token_is_stored_hashed_and_revocable(service: Service) -> None:

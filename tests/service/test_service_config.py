@@ -19,7 +19,7 @@ from connector.config import check_project
 from connector.config.check import MAX_SHOWN_PROBLEMS
 from connector.service import Service, build_app
 from connector.service.runner import backoff_delay
-from connector.service.tokens import PartnerTokens
+from connector.state.tokens import PartnerTokens
 
 
 def _with_schedule(config: Path, schedule: str) -> None:

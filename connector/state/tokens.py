@@ -15,13 +15,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
 from connector.records import utcnow
-from connector.state import StateStore
-from connector.state.store import valid_id
-from connector.state.tables import PartnerToken
+from connector.state.tables import PartnerToken, valid_id
+
+if TYPE_CHECKING:
+    from connector.state.store import StateStore
 
 PREFIX = "dsk_"
 
