@@ -401,7 +401,7 @@ def register_lead(
     as a lead flagged in the partner's CRM; an accepted lead's company and contact are
     written to the vendor CRM at once."""
     from connector.engine.hooks import PassContext
-    from connector.hooks.registration import decide_submissions, write_vendor_ownership
+    from connector.hooks.registration_crm import decide_submissions, write_vendor_ownership
 
     cfg = app.partner(partner)
     moment = now or utcnow()

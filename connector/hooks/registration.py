@@ -20,71 +20,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
-from connector.engine.markers import PARTNER_ID, SOURCE_ID
+from connector.engine.markers import SOURCE_ID
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
-from connector.mail.privacy import redact_addresses
+from connector.hooks.registration_crm import (
+    CONTACT_PROPS,
+    OWNED_UNTIL,
+    OWNER,
+    REG_CODE,
+    REG_ID,
+    REG_REASON,
+    REG_STATUS,
+    REG_UNTIL,
+    decide_submissions,
+    pass_lookups,
+    write_back,
+    write_vendor_ownership,
+)
 from connector.program.decide import (
-    Decision,
-    Holder,
     Person,
     Submission,
-    VendorFacts,
-    decide,
-    normalise_domain,
 )
-from connector.program.domains import DomainError, registrable_domain
 from connector.records import PropertySpec, Record, Side
 from connector.state.registry import Registry
 from connector.state.tables import Registration
 
 log = logging.getLogger("dealsync.registration")
-
-# written to the partner's registered record
-REG_STATUS = "dealsync_registration_status"
-REG_CODE = "dealsync_registration_code"
-REG_REASON = "dealsync_registration_reason"
-REG_UNTIL = "dealsync_owned_until"
-# written to the vendor's company: the authoritative ownership
-OWNER = "dealsync_owner_partner"
-OWNED_UNTIL = "dealsync_owned_until"
-REG_ID = "dealsync_registration_id"
-
-CONTACT_PROPS = ("firstname", "lastname", "email", "country", "hs_language", "company")
-
-
-def _iso(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else ""
-
-
-# ctx.notes key of the pass's :class:`PassLookups`
-PASS_LOOKUPS = "registration_lookups"
-
-
-@dataclass
-class PassLookups:
-    """What ``after_detect`` learned, so ``after_pass`` need not ask the CRMs again: the
-    vendor's companies by domain, and the detected partner records of the deals'
-    companies and contacts."""
-
-    searched: set[str] = field(default_factory=set)  # registrable domains looked up
-    found: dict[str, Record] = field(default_factory=dict)  # domain → first company
-    # partner deal id → its partner companies, as detected when its submission was made
-    deal_companies: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # e-mail (lower case) → the detected partner contact with it (None: more than one)
-    partner_contacts: dict[str, str | None] = field(default_factory=dict)
-
-
-def _pass_lookups(ctx: PassContext) -> PassLookups:
-    known = ctx.notes.get(PASS_LOOKUPS)
-    if not isinstance(known, PassLookups):
-        known = ctx.notes[PASS_LOOKUPS] = PassLookups()
-    return known
 
 
 @dataclass
@@ -93,85 +57,6 @@ class PassDecisions:
 
     deals: dict[str, str] = field(default_factory=dict)  # partner deal id → status
     allowed_children: dict[str, set[str]] = field(default_factory=dict)  # object → ids
-
-
-class VendorLookup:
-    """Reads what the vendor CRM says about domains (customer, worked by sales)."""
-
-    def __init__(
-        self, vendor: CRMAdapter, rules: RulesFile, known: PassLookups | None = None
-    ) -> None:
-        self.vendor = vendor
-        self.rules = rules
-        self.known = known  # records what the searches found, for later in the pass
-
-    def companies(self, domains: Sequence[str]) -> dict[str, Record]:
-        """Vendor companies by registrable domain (the first one found per domain)."""
-        if not domains:
-            return {}
-        signals = self.rules.vendor_signals
-        props = sorted(
-            {
-                "name",
-                "domain",
-                signals.sales_owner_property,
-                OWNER,
-                OWNED_UNTIL,
-                SOURCE_ID,
-                *(c.property for c in signals.customer),
-            }
-        )
-        values = sorted({v for d in domains for v in (d, f"www.{d}")})
-        found = self.vendor.find_by_property("companies", "domain", values, props)
-        out: dict[str, Record] = {}
-        for value, rec in sorted(found.items()):
-            try:
-                key = registrable_domain(value)
-            except DomainError:
-                continue
-            out.setdefault(key, rec)
-        if self.known is not None:
-            self.known.searched.update(domains)
-            for key, rec in out.items():
-                self.known.found.setdefault(key, rec)
-        return out
-
-    def facts(self, domains: Sequence[str]) -> dict[str, VendorFacts]:
-        signals = self.rules.vendor_signals
-        companies = self.companies(domains)
-        owned = {d: c for d, c in companies.items() if c.get(signals.sales_owner_property)}
-        open_deals: set[str] = set()
-        if owned:
-            with_deals = self.vendor.read(
-                "companies", [c.id for c in owned.values()], ["domain"], associations=["deals"]
-            )
-            deal_ids = sorted(
-                {i for c in with_deals.values() for i in c.associations.get("deals", ())}
-            )
-            deals = (
-                self.vendor.read("deals", deal_ids, ["dealstage", PARTNER_ID]) if deal_ids else {}
-            )
-            for cid, comp in with_deals.items():
-                for did in comp.associations.get("deals", ()):
-                    deal = deals.get(did)
-                    if (
-                        deal
-                        and not deal.get(PARTNER_ID)
-                        and deal.get("dealstage") not in signals.closed_stages
-                    ):
-                        open_deals.add(cid)
-        out = {}
-        for d in domains:
-            found = companies.get(d)
-            if found is None:
-                out[d] = VendorFacts()
-                continue
-            out[d] = VendorFacts(
-                company_id=found.id,
-                is_customer=matches(signals.customer, found.properties),
-                worked_by_sales=found.id in open_deals,
-            )
-        return out
 
 
 class RegistrationHook(BaseHook):
@@ -240,7 +125,7 @@ class RegistrationHook(BaseHook):
             self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
             contacts = seen[self.contact_mapping.name].partner
-            by_email = _pass_lookups(ctx).partner_contacts
+            by_email = pass_lookups(ctx).partner_contacts
             for rid, rec in contacts.items():
                 email = (rec.get("email") or "").strip().lower()
                 if email and not rec.archived:
@@ -279,7 +164,7 @@ class RegistrationHook(BaseHook):
             registry.end(withdrawn, "withdrawn", ctx.now)
         if not candidates:
             return
-        known = _pass_lookups(ctx)
+        known = pass_lookups(ctx)
         for rec in candidates:
             known.deal_companies[rec.id] = tuple(rec.associations.get("companies", ()))
         subs = self._deal_submissions(ctx, candidates, seen)
@@ -499,334 +384,3 @@ def _person(rec: Record) -> Person:
         language=rec.get("hs_language"),
         record_id=rec.id,
     )
-
-
-def decide_submissions(
-    ctx: PassContext, registry: Registry, rules: RulesFile, subs: Sequence[Submission]
-) -> list[tuple[Submission, Decision]]:
-    """Decide in order; a domain accepted earlier in the same batch counts as held.
-    The vendor's companies found here are kept in ``ctx.notes`` for the rest of the
-    pass (:class:`PassLookups`)."""
-    domains = sorted({d for s in subs if (d := normalise_domain(s))})
-    facts = VendorLookup(ctx.vendor_crm, rules, _pass_lookups(ctx)).facts(domains)
-    floor = ctx.partner.tier
-    tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
-    active = registry.active_count(ctx.connection, ctx.now)
-    # nothing is recorded while deciding, so the holders can be read once up front
-    holders = registry.holders(domains)
-    held: dict[str, Holder] = {}
-    out = []
-    for sub in subs:
-        domain = normalise_domain(sub) or ""
-        holder = held.get(domain) or (holders.get(domain) if domain else None)
-        decision = decide(
-            sub,
-            facts=facts.get(domain, VendorFacts()),
-            holder=holder,
-            active=active,
-            tier_name=tier_name,
-            capacity=capacity,
-            rules=rules,
-            now=ctx.now,
-        )
-        if (
-            decision.status == "accepted"
-            and decision.owned_until
-            and (holder is None or holder.partner != sub.partner or holder.owned_until <= ctx.now)
-        ):
-            active += 1
-            held[domain] = Holder(sub.partner, decision.owned_until)
-        out.append((sub, decision))
-    return out
-
-
-def write_vendor_ownership(
-    ctx: PassContext,
-    registry: Registry,
-    rules: RulesFile,
-    company_mapping: ObjectMapping | None,
-    contact_mapping: ObjectMapping | None,
-) -> None:
-    """Ownership lives on the vendor's company: set it for accepted registrations,
-    clear it for ended ones (only if this partner still holds it). Batched: one
-    lookup of companies by domain, one read of the registered deals, one update per
-    100 companies and one search per 100 contact e-mails, whatever the number of
-    registrations.
-
-    The company of an accepted registration is the one it names already, else the
-    one ``after_detect`` found for its domain in this pass (:class:`PassLookups`);
-    for a deal whose domain found nothing then, the one the sync has just created for
-    the deal's company (its link). Only what is still unknown is searched. An ended
-    registration's company is always searched: whether this partner still holds it
-    must be read now, not taken from earlier in the pass."""
-    pending = registry.pending_vendor_write(ctx.connection)
-    if not pending:
-        return
-    lookup = VendorLookup(ctx.vendor_crm, rules)
-    known = ctx.notes.get(PASS_LOOKUPS)
-    if not isinstance(known, PassLookups):
-        known = PassLookups()
-    accepted = [r for r in pending if r.status == "accepted"]
-    ended = [r for r in pending if r.status != "accepted"]
-    company_of: dict[int, str] = {}
-    unknown: list[Registration] = []
-    for reg in accepted:
-        assert reg.id is not None
-        found = known.found.get(reg.domain)
-        cid = reg.vendor_company_id or (found.id if found is not None else None)
-        if cid is not None:
-            company_of[reg.id] = cid
-        else:
-            unknown.append(reg)
-    linked: set[int] = set()
-    if company_mapping is not None:
-        created = [r for r in unknown if r.kind == "deal" and r.domain in known.searched]
-        if created:
-            company_of.update(
-                _linked_vendor_companies(ctx, created, company_mapping, known.deal_companies)
-            )
-            linked = {r.id for r in created if r.id is not None}
-        unknown = [r for r in unknown if r.id not in company_of]
-    companies = lookup.companies(sorted({r.domain for r in (*unknown, *ended) if r.domain}))
-    need_link: list[Registration] = []
-    for reg in unknown:
-        assert reg.id is not None
-        cid = companies[reg.domain].id if reg.domain in companies else None
-        if cid is not None:
-            company_of[reg.id] = cid
-        elif reg.kind == "deal" and company_mapping is not None:
-            if reg.id not in linked:
-                need_link.append(reg)
-        elif reg.kind == "lead":
-            made = _create_vendor_company(ctx, reg)
-            if made is not None:
-                company_of[reg.id] = made
-    if need_link and company_mapping is not None:
-        company_of.update(
-            _linked_vendor_companies(ctx, need_link, company_mapping, known.deal_companies)
-        )
-    # one write per company (two registrations of one domain share it: the first names it)
-    writes: dict[str, dict[str, str]] = {}
-    for reg in accepted:
-        assert reg.id is not None
-        cid = company_of.get(reg.id)
-        if cid is not None and cid not in writes:
-            writes[cid] = {
-                OWNER: reg.partner,
-                OWNED_UNTIL: _iso(reg.owned_until),
-                REG_ID: str(reg.id),
-            }
-    results = ctx.vendor_crm.update("companies", list(writes.items())) if writes else []
-    written = {r.key for r in results if r.ok}
-    for r in results:
-        if not r.ok:
-            log.warning("vendor company %s: ownership not written: %s", r.key, r.error)
-    ready = [reg for reg in accepted if reg.id is not None and company_of.get(reg.id) in written]
-    contacts_ok = _vendor_contacts(ctx, registry, ready, contact_mapping)
-    done = [reg.id for reg in ready if reg.id is not None and reg.id in contacts_ok]
-    registry.mark_each({rid: {"vendor_company_id": company_of[rid]} for rid in done})
-    clear = []
-    for reg in ended:
-        assert reg.id is not None
-        comp = companies.get(reg.domain)
-        if (
-            comp is not None
-            and comp.get(OWNER) == reg.partner
-            and comp.get(REG_ID) in (None, str(reg.id))
-        ):
-            clear.append((reg.id, comp.id))
-        else:
-            done.append(reg.id)
-    if clear:
-        cleared = ctx.vendor_crm.update(
-            "companies",
-            [(cid, {OWNER: "", OWNED_UNTIL: "", REG_ID: ""}) for _, cid in dict.fromkeys(clear)],
-        )
-        ok = {r.key for r in cleared if r.ok}
-        done += [rid for rid, cid in clear if cid in ok]
-    registry.mark(done, vendor_written=True)
-
-
-def _linked_vendor_companies(
-    ctx: PassContext,
-    regs: Sequence[Registration],
-    company_mapping: ObjectMapping,
-    detected: Mapping[str, Sequence[str]],
-) -> dict[int, str]:
-    """Registration id → the vendor company linked to its deal's partner company. The
-    deal's companies are those this pass detected when it decided the deal
-    (``detected``); other deals are read."""
-    companies_of: dict[str, Sequence[str]] = {
-        r.partner_record_id: detected[r.partner_record_id]
-        for r in regs
-        if r.partner_record_id in detected
-    }
-    unread = [r.partner_record_id for r in regs if r.partner_record_id not in companies_of]
-    if unread:
-        deals = ctx.partner_crm.read("deals", unread, ["dealname"], associations=["companies"])
-        for rid, rec in deals.items():
-            companies_of[rid] = rec.associations.get("companies", ())
-    partner_ids = sorted({i for ids in companies_of.values() for i in ids})
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
-    out: dict[int, str] = {}
-    for reg in regs:
-        ids = companies_of.get(reg.partner_record_id)
-        if ids is None or reg.id is None:
-            continue
-        for i in ids:
-            link = links.get(i)
-            if link is not None and link.status == "active" and link.vendor_id:
-                out[reg.id] = link.vendor_id
-                break
-    return out
-
-
-def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
-    key = f"{ctx.connection}:lead:{reg.domain}"
-    res = ctx.vendor_crm.upsert(
-        "companies",
-        SOURCE_ID,
-        [
-            (
-                key,
-                {
-                    "name": reg.company_name or reg.domain,
-                    "domain": reg.domain,
-                    PARTNER_ID: ctx.connection,
-                },
-            )
-        ],
-    )
-    if res[0].ok and res[0].record is not None:
-        return res[0].record.id
-    log.warning("registration %s: creating the vendor company failed: %s", reg.id, res[0].error)
-    return None
-
-
-def _vendor_contacts(
-    ctx: PassContext,
-    registry: Registry,
-    regs: Sequence[Registration],
-    contact_mapping: ObjectMapping | None,
-) -> set[int]:
-    """Leads: the lead becomes a vendor contact (upsert by e-mail). Deal
-    registrations: the contacts were created by the sync; remember their ids.
-    Returns the registrations whose contacts are done."""
-    done: set[int] = set()
-    people = registry.contacts_of(reg.id for reg in regs if reg.id is not None)
-    vendor_ids: list[tuple[int, str, str]] = []  # registration, e-mail, vendor contact
-    for reg in regs:
-        if reg.kind != "lead" or reg.id is None:
-            continue
-        items = [
-            (
-                p.email,
-                {
-                    "email": p.email,
-                    "firstname": p.first_name,
-                    "lastname": p.last_name,
-                    "country": p.country or "",
-                    PARTNER_ID: ctx.connection,
-                },
-            )
-            for p in people[reg.id]
-        ]
-        results = ctx.vendor_crm.upsert("contacts", "email", items) if items else []
-        ok = True
-        for p, res in zip(people[reg.id], results, strict=True):
-            if not res.ok or res.record is None:
-                # ids only: the contact's address stays out of the logs (issue 12)
-                log.warning(
-                    "registration %s: vendor contact (registration contact #%s): %s",
-                    reg.id,
-                    p.id,
-                    redact_addresses(res.error or ""),
-                )
-                ok = False
-                continue
-            vendor_ids.append((reg.id, p.email, res.record.id))
-        if ok:
-            done.add(reg.id)
-    deal_regs = [r for r in regs if r.kind != "lead" and r.id is not None]
-    if contact_mapping is None or not deal_regs:
-        registry.set_contact_vendor_ids(vendor_ids)
-        return done | {r.id for r in deal_regs if r.id is not None}
-    emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
-    # the sync created these contacts: their links name the vendor contact, so only
-    # e-mails no detected, linked partner contact accounts for are searched
-    partner_of = _pass_lookups(ctx).partner_contacts
-    wanted = {e: partner_of.get(e.lower()) for e in emails}
-    links = ctx.store.link_refs(
-        ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]
-    )
-    vendor_of: dict[str, str] = {}
-    for email, pid in wanted.items():
-        link = links.get(pid or "")
-        if link is not None and link.status == "active" and link.vendor_id:
-            vendor_of[email.lower()] = link.vendor_id
-    rest = [e for e in emails if e.lower() not in vendor_of]
-    found = ctx.vendor_crm.find_by_property("contacts", "email", rest, ["email"]) if rest else {}
-    vendor_of.update({k.lower(): v.id for k, v in found.items()})
-    for reg in deal_regs:
-        assert reg.id is not None
-        for p in people[reg.id]:
-            vid = vendor_of.get(p.email.lower())
-            if vid is not None:
-                vendor_ids.append((reg.id, p.email, vid))
-        done.add(reg.id)
-    registry.set_contact_vendor_ids(vendor_ids)
-    return done
-
-
-def write_back(ctx: PassContext, registry: Registry) -> None:
-    """Each partner record shows its registration's latest status and reason."""
-    pending = registry.pending_write_back(ctx.connection)
-    by_object: dict[str, list[Registration]] = {}
-    done: list[int] = []
-    for reg in pending:
-        assert reg.id is not None
-        if reg.partner_record_id.startswith("cli:"):
-            done.append(reg.id)  # submitted on the command line: no partner record
-            continue
-        by_object.setdefault(reg.partner_object, []).append(reg)
-    for obj, regs in by_object.items():
-        items = [
-            (
-                r.partner_record_id,
-                {
-                    REG_STATUS: r.status,
-                    REG_CODE: r.code or "",
-                    REG_REASON: r.reason or "",
-                    REG_UNTIL: _iso(r.owned_until) if r.status == "accepted" else "",
-                },
-            )
-            for r in regs
-        ]
-        results = ctx.partner_crm.update(obj, items)
-        ok = {res.key for res in results if res.ok}
-        # a refusal that no retry can fix (the record is gone, the value is refused):
-        # give up on that write-back instead of repeating it on every pass
-        hopeless = {res.key: res.error for res in results if not res.ok and not res.retriable}
-        for r in regs:
-            if r.partner_record_id in ok:
-                assert r.id is not None
-                done.append(r.id)
-            elif r.partner_record_id in hopeless:
-                assert r.id is not None
-                done.append(r.id)
-                log.warning(
-                    "registration %s: partner %s %s refused the write-back for good (%s); "
-                    "not retried",
-                    r.id,
-                    obj,
-                    r.partner_record_id,
-                    hopeless[r.partner_record_id],
-                )
-            else:
-                log.warning(
-                    "registration %s: write-back to partner %s %s failed",
-                    r.id,
-                    obj,
-                    r.partner_record_id,
-                )
-    registry.mark(done, written_back=True)
