@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
+from connector.program.commission import earning
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import PropertySpec, Side
 from connector.state.registry import Registry
@@ -31,18 +31,6 @@ COMMISSION = "dealsync_commission"
 COMMISSION_CURRENCY = "dealsync_commission_currency"
 COMMISSION_STATUS = "dealsync_commission_status"
 SELF_SERVE_CURSOR = "@self_serve"
-
-CENTS = Decimal("0.01")
-
-
-def _decimal(value: str | None) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = Decimal(str(value).replace(",", ""))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
 
 
 class CommissionHook(BaseHook):
@@ -195,14 +183,7 @@ class CommissionHook(BaseHook):
         reg_id: int | None,
         props: Mapping[str, str | None],
     ) -> None:
-        signals = self.rules.vendor_signals
-        amount = _decimal(props.get("amount")) or Decimal(0)
-        mrr = _decimal(props.get(signals.mrr_property))
-        if mrr is None:
-            mrr = (amount / Decimal(str(signals.amount_to_mrr_divisor))).quantize(
-                CENTS, ROUND_HALF_UP
-            )
-        rate = Decimal(str(self.rules.commission_rate))
+        earned = earning(props, self.rules)
         row = Commission(
             partner=ctx.connection,
             kind=kind,
@@ -210,11 +191,11 @@ class CommissionHook(BaseHook):
             partner_deal_id=partner_id,
             domain=domain,
             registration_id=reg_id,
-            amount=str(amount),
+            amount=str(earned.amount),
             currency=props.get("deal_currency_code"),
-            rate=str(rate),
-            commission=str((amount * rate).quantize(CENTS, ROUND_HALF_UP)),
-            mrr=str(mrr),
+            rate=str(earned.rate),
+            commission=str(earned.commission),
+            mrr=str(earned.mrr),
             earned_at=ctx.now,
         )
         if registry.add_commission(row) is not None:

@@ -24,48 +24,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal
 
 from connector.adapters.base import SupportsEngagement
-from connector.config.models import ConsentRules, ObjectMapping, RulesFile
+from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
 from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import render
+from connector.program.consent import LANGUAGE_BY_COUNTRY, region
 from connector.program.countries import country_code
 from connector.records import PropertySpec, Side
 from connector.state.outbox import OutboxRows
 from connector.state.tables import Registration, RegistrationContact
 
 log = logging.getLogger("dealsync.consent")
-
-Region = Literal["dach", "eu", "outside"]
-EEA_EXTRA = ("IS", "LI", "NO")
-LANGUAGE_BY_COUNTRY = {
-    "DE": "de",
-    "AT": "de",
-    "CH": "de",
-    "LI": "de",
-    "LU": "fr",
-    "FR": "fr",
-    "BE": "fr",
-}
-
-
-def region(country: str | None, rules: ConsentRules) -> Region:
-    """DACH, EU (including unknown), or outside the EU."""
-    code = country_code(country)
-    if code is None:
-        return "eu"
-    if code in rules.dach:
-        return "dach"
-    eu = set(rules.eu)
-    if rules.treat_eea_as_eu:
-        eu |= set(EEA_EXTRA)
-    if rules.treat_uk_as_eu:
-        eu.add("GB")
-    return "eu" if code in eu else "outside"
 
 
 def partner_identity(ctx: PassContext) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from consent_support import DAY30, NOW, World, build_world, person
 
 from connector.config.models import ConsentRules
-from connector.hooks.consent import region
+from connector.program.consent import region
 from connector.program.countries import country_code
 
 # label → (country as written in the partner CRM, expected e-mail, expected language)
