@@ -18,7 +18,6 @@ from connector.adapters.base import CRMAdapter
 from connector.config import Project
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.hooks import Hook
-from connector.engine.plan import Base
 from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
@@ -449,7 +448,3 @@ def register_lead(
     final = registry.get(reg.id)
     assert final is not None
     return final
-
-
-def base_of(link_base: Base) -> dict[str, tuple[str | None, str | None]]:
-    return {k: (v[0], v[1]) for k, v in link_base.items() if not k.startswith("@")}

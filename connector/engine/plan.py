@@ -114,9 +114,6 @@ class Plan:
     def extend(self, actions: Iterable[Action]) -> None:
         self.actions.extend(actions)
 
-    def of(self, kind: type) -> list:
-        return [a for a in self.actions if isinstance(a, kind)]
-
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
         for a in self.actions:
