@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,9 +26,19 @@ from connector.mail.transport import Transport, transport_from_env
 from connector.program.decide import Person, Submission
 from connector.records import Side, utcnow
 from connector.state import StateStore
+from connector.state.leads import set_subscription
 from connector.state.outbox import OutboxError
 from connector.state.registry import Registry
-from connector.state.tables import ConflictRow, OutboxMessage, Registration
+from connector.state.tables import (
+    Commission,
+    ConflictRow,
+    OutboxMessage,
+    PartnerSubscription,
+    Registration,
+    Run,
+    RunRecord,
+)
+from connector.state.tokens import TokenInfo, parse_expiry
 
 
 class DealsyncError(Exception):
@@ -277,7 +287,90 @@ class Dealsync:
 
     @property
     def registry(self) -> Registry:
-        return Registry(self.store)
+        return self.store.registry
+
+    # ------------------------------------------------------------------ reading the state
+
+    def conflicts(
+        self, connection: str | None = None, *, open_only: bool = True
+    ) -> list[ConflictRow]:
+        return self.store.conflicts(connection, "open" if open_only else None)
+
+    def conflict(self, conflict_id: int) -> ConflictRow:
+        row = self.store.conflict(conflict_id)
+        if row is None:
+            raise DealsyncError(f"no conflict #{conflict_id}")
+        return row
+
+    def runs(self, connection: str | None = None, limit: int = 20) -> list[Run]:
+        """Run history, newest first; a killed pass's run is marked interrupted first."""
+        self.store.interrupt_orphaned_runs(connection)
+        return self.store.runs(connection, limit)
+
+    def run(
+        self, run_id: int, *, failed_only: bool = False, connection: str | None = None
+    ) -> tuple[Run, list[RunRecord]]:
+        """One run and its per-record outcomes (only the failed ones with ``failed_only``);
+        the orphaned runs of ``connection`` (all when None) are marked interrupted first."""
+        self.store.interrupt_orphaned_runs(connection)
+        run = self.store.run(run_id)
+        if run is None:
+            raise DealsyncError(f"no run #{run_id}")
+        return run, self.store.run_records(run_id, "failed" if failed_only else None)
+
+    def registrations(
+        self, partner: str | None = None, status: str | None = None, kind: str | None = None
+    ) -> list[Registration]:
+        return self.store.registry.registrations(partner, status, kind)
+
+    def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
+        return self.store.registry.commissions(partner, kind)
+
+    def emails(self, status: str | None = None, kind: str | None = None) -> list[OutboxMessage]:
+        return self.store.outbox.messages(status, kind)
+
+    def email(self, message_id: int) -> OutboxMessage:
+        row = self.store.outbox.get(message_id)
+        if row is None:
+            raise DealsyncError(f"no outbox message #{message_id}")
+        return row
+
+    def retry_emails(self, ids: Sequence[int] = ()) -> int:
+        """Queue failed e-mails again (all of them, or these ids); how many were."""
+        return self.store.outbox.retry(list(ids) or None)
+
+    # ------------------------------------------------------------------ partner settings
+
+    def set_notifications(
+        self, partner: str, email: str | None, enabled: bool
+    ) -> PartnerSubscription:
+        """Subscribe a partner to lead notifications, or unsubscribe it."""
+        cfg = self.partner(partner)
+        try:
+            return set_subscription(self.store, partner, email, enabled, default=cfg.notify_email)
+        except ValueError as exc:
+            raise DealsyncError(str(exc)) from None
+
+    def create_token(
+        self, partner: str, label: str = "", *, expires: str | None = None
+    ) -> tuple[TokenInfo, str]:
+        """A new API token for a partner (``expires``: 90d, 12h or an ISO date); the
+        token itself is returned once and stored only as a hash."""
+        self.partner(partner)
+        try:
+            expires_at = parse_expiry(expires) if expires is not None else None
+        except ValueError as exc:
+            raise DealsyncError(str(exc)) from None
+        return self.store.tokens.create(partner, label, expires_at=expires_at)
+
+    def tokens(self, partner: str | None = None) -> list[TokenInfo]:
+        return self.store.tokens.list(partner)
+
+    def revoke_token(self, partner: str, token_id: int) -> TokenInfo:
+        info = self.store.tokens.revoke(token_id, partner)
+        if info is None:
+            raise DealsyncError(f"no token #{token_id} for partner {partner!r}")
+        return info
 
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()

@@ -262,7 +262,7 @@ def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> No
         return
     ctx = cctx.find_object(Ctx)
     assert ctx is not None
-    rows = ctx.app(check_env=False).store.conflicts(connection, None if show_all else "open")
+    rows = ctx.app(check_env=False).conflicts(connection, open_only=not show_all)
     if not rows:
         click.echo("no open conflicts" if not show_all else "no conflicts")
         return
@@ -279,9 +279,7 @@ def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> No
 @handled
 def conflicts_show(ctx: Ctx, conflict_id: int) -> None:
     """Show one conflict in full."""
-    c = ctx.app(check_env=False).store.conflict(conflict_id)
-    if c is None:
-        raise DealsyncError(f"no conflict #{conflict_id}")
+    c = ctx.app(check_env=False).conflict(conflict_id)
     for key, value in c.model_dump().items():
         click.echo(f"{key:>14}: {value}")
 
@@ -312,10 +310,9 @@ def runs(
     ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool
 ) -> None:
     """Run history, or one run's per-record outcomes and API calls."""
-    store = ctx.app(check_env=False).store
-    store.interrupt_orphaned_runs(connection)  # a killed pass's run is not "running"
+    app = ctx.app(check_env=False)  # a killed pass's run shows as interrupted, not running
     if run_id is None:
-        rows = store.runs(connection, limit)
+        rows = app.runs(connection, limit)
         if as_json:
             click.echo(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
             return
@@ -334,10 +331,7 @@ def runs(
         if not rows:
             click.echo("no runs yet")
         return
-    run = store.run(run_id)
-    if run is None:
-        raise DealsyncError(f"no run #{run_id}")
-    records = store.run_records(run_id, "failed" if failed else None)
+    run, records = app.run(run_id, failed_only=failed, connection=connection)
     if as_json:
         click.echo(
             json.dumps(
@@ -469,10 +463,7 @@ def registrations(
     ctx: Ctx, partner: str | None, status: str | None, kind: str | None, fmt: str
 ) -> None:
     """List registrations and their decisions (table, CSV or JSON)."""
-    rows = [
-        r.model_dump()
-        for r in ctx.app(check_env=False).registry.registrations(partner, status, kind)
-    ]
+    rows = [r.model_dump() for r in ctx.app(check_env=False).registrations(partner, status, kind)]
     _export(
         rows,
         fmt,
@@ -499,7 +490,7 @@ def registrations(
 @handled
 def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> None:
     """List commissions and MRR credits earned (table, CSV or JSON)."""
-    rows = [c.model_dump() for c in ctx.app(check_env=False).registry.commissions(partner, kind)]
+    rows = [c.model_dump() for c in ctx.app(check_env=False).commissions(partner, kind)]
     _export(
         rows,
         fmt,
@@ -540,10 +531,7 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
         return
     ctx = cctx.find_object(Ctx)
     assert ctx is not None
-    rows = [
-        m.model_dump(exclude={"body"})
-        for m in ctx.app(check_env=False).outbox.messages(status, kind)
-    ]
+    rows = [m.model_dump(exclude={"body"}) for m in ctx.app(check_env=False).emails(status, kind)]
     if fmt == "table":
         for row in rows:
             row["detail"] = (row["detail"] or "").replace("\n", " | ") or None
@@ -570,9 +558,7 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
 @handled
 def outbox_show(ctx: Ctx, message_id: int) -> None:
     """Show one message as it will be (or was) sent."""
-    m = ctx.app(check_env=False).outbox.get(message_id)
-    if m is None:
-        raise DealsyncError(f"no outbox message #{message_id}")
+    m = ctx.app(check_env=False).email(message_id)
     click.echo(
         f"To: {m.recipient}\nSubject: {m.subject}\nMessage-ID: {m.message_id}\nStatus: {m.status}"
         + (f" ({m.detail})" if m.detail else "")
@@ -607,7 +593,7 @@ def outbox_send(ctx: Ctx) -> None:
 @handled
 def outbox_retry(ctx: Ctx, ids: tuple[int, ...]) -> None:
     """Queue failed messages again (all failed ones, or the given IDs)."""
-    n = ctx.app(check_env=False).outbox.retry(list(ids) or None)
+    n = ctx.app(check_env=False).retry_emails(ids)
     click.echo(f"{n} message(s) queued again")
 
 
@@ -644,14 +630,7 @@ def partners() -> None:
 @handled
 def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) -> None:
     """Subscribe a partner to lead notifications (or turn them off)."""
-    from connector.state.leads import set_subscription
-
-    app = ctx.app(check_env=False)
-    cfg = app.partner(partner)
-    try:
-        row = set_subscription(app.store, partner, email, enabled, default=cfg.notify_email)
-    except ValueError as exc:
-        raise DealsyncError(str(exc)) from None
+    row = ctx.app(check_env=False).set_notifications(partner, email, enabled)
     click.echo(f"{partner}: lead notifications {'on' if row.enabled else 'off'} ({row.email})")
 
 
@@ -783,16 +762,8 @@ def partners_token() -> None:
 @handled
 def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | None) -> None:
     """Create a token for a partner; it is shown once and stored only as a hash."""
-    from connector.state.tokens import PartnerTokens, parse_expiry
-
-    app = ctx.app(check_env=False)
-    app.partner(partner)
-    try:
-        expires_at = parse_expiry(expires) if expires is not None else None
-    except ValueError as exc:
-        raise DealsyncError(str(exc)) from None
-    info, token = PartnerTokens(app.store).create(partner, label, expires_at=expires_at)
-    until = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "no expiry"
+    info, token = ctx.app(check_env=False).create_token(partner, label, expires=expires)
+    until = f"expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "no expiry"
     click.echo(f"token #{info.id} for {partner}, {until} (shown once, store it now):")
     click.echo(token)
 
@@ -803,10 +774,7 @@ def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | Non
 @handled
 def partners_token_list(ctx: Ctx, partner: str | None) -> None:
     """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
-    from connector.state.tokens import PartnerTokens
-
-    app = ctx.app(check_env=False)
-    rows = PartnerTokens(app.store).list(partner)
+    rows = ctx.app(check_env=False).tokens(partner)
     if not rows:
         click.echo("no tokens")
     for t in rows:
@@ -831,12 +799,7 @@ def partners_token_list(ctx: Ctx, partner: str | None) -> None:
 @handled
 def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
     """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
-    from connector.state.tokens import PartnerTokens
-
-    app = ctx.app(check_env=False)
-    info = PartnerTokens(app.store).revoke(token_id, partner)
-    if info is None:
-        raise DealsyncError(f"no token #{token_id} for partner {partner!r}")
+    info = ctx.app(check_env=False).revoke_token(partner, token_id)
     click.echo(f"token #{info.id} of {partner} revoked")
 
 
