@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig, RulesFile
@@ -32,6 +32,8 @@ from connector.records import PropertySpec, Record, Side
 
 if TYPE_CHECKING:
     from connector.state import StateStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,7 +48,9 @@ class PassContext:
     now: datetime
     dry_run: bool
     run_id: int | None
-    notes: dict[str, Any] = field(default_factory=dict)
+    # what hooks learned at one point of this pass for a later one: one object per class
+    # (see :meth:`note`), so each hook's pass state is typed, not a dict of string keys
+    notes: dict[type, Any] = field(default_factory=dict)
     # a test's crash hook, called with a named point (see ``run_pass(crash_at=)``)
     crash_at: Callable[[str], None] | None = None
 
@@ -54,6 +58,16 @@ class PassContext:
         """Give a test the chance to kill the process here; does nothing otherwise."""
         if self.crash_at is not None:
             self.crash_at(point)
+
+    def note(self, kind: type[T]) -> T:
+        """This pass's one ``kind`` object, made by ``kind()`` on first ask."""
+        if kind not in self.notes:
+            self.notes[kind] = kind()
+        return cast(T, self.notes[kind])
+
+    def noted(self, kind: type[T]) -> T | None:
+        """This pass's ``kind`` object if a hook point made one, else None."""
+        return cast(T | None, self.notes.get(kind))
 
     @property
     def connection(self) -> str:

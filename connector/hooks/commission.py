@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
@@ -31,6 +32,14 @@ COMMISSION = "dealsync_commission"
 COMMISSION_CURRENCY = "dealsync_commission_currency"
 COMMISSION_STATUS = "dealsync_commission_status"
 SELF_SERVE_CURSOR = "@self_serve"
+
+
+@dataclass
+class SeenDeals:
+    """The deals detected in this pass (``after_detect``), for ``after_pass``."""
+
+    partner: set[str] = field(default_factory=set)
+    vendor: set[str] = field(default_factory=set)
 
 
 class CommissionHook(BaseHook):
@@ -57,7 +66,7 @@ class CommissionHook(BaseHook):
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
             recs = seen[self.deal_mapping.name]
-            ctx.notes["commission.seen"] = (set(recs.partner), set(recs.vendor))
+            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor))
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry
@@ -70,7 +79,8 @@ class CommissionHook(BaseHook):
 
     def _shared_deals(self, ctx: PassContext, registry: Registry) -> None:
         assert self.deal_mapping is not None
-        partner_ids, vendor_ids = ctx.notes.get("commission.seen", (set(), set()))
+        seen = ctx.note(SeenDeals)
+        partner_ids, vendor_ids = seen.partner, seen.vendor
         if not partner_ids and not vendor_ids:
             return
         name = self.deal_mapping.name
@@ -207,7 +217,6 @@ class CommissionHook(BaseHook):
                 vendor_id,
                 kind,
             )
-            ctx.notes.setdefault("commission.earned", []).append(vendor_id)
 
     def _write_back(self, ctx: PassContext, registry: Registry) -> None:
         pending = registry.commissions_to_write_back(ctx.connection)

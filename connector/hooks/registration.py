@@ -35,8 +35,8 @@ from connector.hooks.registration_crm import (
     REG_REASON,
     REG_STATUS,
     REG_UNTIL,
+    PassLookups,
     decide_submissions,
-    pass_lookups,
     write_back,
     write_vendor_ownership,
 )
@@ -115,8 +115,7 @@ class RegistrationHook(BaseHook):
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         registry = ctx.store.registry
-        decisions = PassDecisions()
-        ctx.notes["registration"] = decisions
+        decisions = ctx.notes[PassDecisions] = PassDecisions()
         if not ctx.dry_run:
             due = registry.due_to_expire(ctx.connection, ctx.now)
             if due:
@@ -125,7 +124,7 @@ class RegistrationHook(BaseHook):
             self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
             contacts = seen[self.contact_mapping.name].partner
-            by_email = pass_lookups(ctx).partner_contacts
+            by_email = ctx.note(PassLookups).partner_contacts
             for rid, rec in contacts.items():
                 email = (rec.get("email") or "").strip().lower()
                 if email and not rec.archived:
@@ -164,7 +163,7 @@ class RegistrationHook(BaseHook):
             registry.end(withdrawn, "withdrawn", ctx.now)
         if not candidates:
             return
-        known = pass_lookups(ctx)
+        known = ctx.note(PassLookups)
         for rec in candidates:
             known.deal_companies[rec.id] = tuple(rec.associations.get("companies", ()))
         subs = self._deal_submissions(ctx, candidates, seen)
@@ -333,7 +332,7 @@ class RegistrationHook(BaseHook):
         actions: list[Action],
         records: ObjectRecords,
     ) -> list[Action]:
-        decisions: PassDecisions | None = ctx.notes.get("registration")
+        decisions = ctx.noted(PassDecisions)
         if decisions is None:
             return actions
         creates = [a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"]

@@ -53,10 +53,6 @@ def _iso(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment else ""
 
 
-# ctx.notes key of the pass's :class:`PassLookups`
-PASS_LOOKUPS = "registration_lookups"
-
-
 @dataclass
 class PassLookups:
     """What ``after_detect`` learned, so ``after_pass`` need not ask the CRMs again: the
@@ -69,13 +65,6 @@ class PassLookups:
     deal_companies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # e-mail (lower case) → the detected partner contact with it (None: more than one)
     partner_contacts: dict[str, str | None] = field(default_factory=dict)
-
-
-def pass_lookups(ctx: PassContext) -> PassLookups:
-    known = ctx.notes.get(PASS_LOOKUPS)
-    if not isinstance(known, PassLookups):
-        known = ctx.notes[PASS_LOOKUPS] = PassLookups()
-    return known
 
 
 class VendorLookup:
@@ -161,10 +150,10 @@ def decide_submissions(
     ctx: PassContext, registry: Registry, rules: RulesFile, subs: Sequence[Submission]
 ) -> list[tuple[Submission, Decision]]:
     """Decide in order; a domain accepted earlier in the same batch counts as held.
-    The vendor's companies found here are kept in ``ctx.notes`` for the rest of the
+    The vendor's companies found here are kept in the pass context for the rest of the
     pass (:class:`PassLookups`)."""
     domains = sorted({d for s in subs if (d := normalise_domain(s))})
-    facts = VendorLookup(ctx.vendor_crm, rules, pass_lookups(ctx)).facts(domains)
+    facts = VendorLookup(ctx.vendor_crm, rules, ctx.note(PassLookups)).facts(domains)
     floor = ctx.partner.tier
     tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
     active = registry.active_count(ctx.connection, ctx.now)
@@ -219,9 +208,7 @@ def write_vendor_ownership(
     if not pending:
         return
     lookup = VendorLookup(ctx.vendor_crm, rules)
-    known = ctx.notes.get(PASS_LOOKUPS)
-    if not isinstance(known, PassLookups):
-        known = PassLookups()
+    known = ctx.noted(PassLookups) or PassLookups()
     accepted = [r for r in pending if r.status == "accepted"]
     ended = [r for r in pending if r.status != "accepted"]
     company_of: dict[int, str] = {}
@@ -410,7 +397,7 @@ def _vendor_contacts(
     emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
     # the sync created these contacts: their links name the vendor contact, so only
     # e-mails no detected, linked partner contact accounts for are searched
-    partner_of = pass_lookups(ctx).partner_contacts
+    partner_of = ctx.note(PassLookups).partner_contacts
     wanted = {e: partner_of.get(e.lower()) for e in emails}
     links = ctx.store.link_refs(
         ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]
