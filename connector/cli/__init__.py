@@ -1,0 +1,33 @@
+"""The ``dealsync`` command line: a thin layer over :mod:`connector.api`.
+
+Exit codes: 0 clean, 1 conflicts left open, 2 some records failed, 3 fatal (bad
+config, unreachable CRM, usage errors). Errors are one clean line; ``--debug`` shows
+the traceback.
+
+One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.program`, :mod:`.outbox`,
+:mod:`.partners`, :mod:`.serve`), each adding its commands to the group in :mod:`.base`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from connector.cli import conflicts, outbox, partners, program, serve, sync
+from connector.cli.base import cli
+from connector.engine.sync import EXIT_FATAL
+
+__all__ = ["cli", "conflicts", "main", "outbox", "partners", "program", "serve", "sync"]
+
+
+def main() -> None:
+    """Entry point: click's own usage errors exit 3 too (2 means "records failed")."""
+    try:
+        cli.main(prog_name="dealsync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_FATAL)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_FATAL)

@@ -1,0 +1,83 @@
+"""``dealsync partners``: lead notifications and API tokens."""
+
+from __future__ import annotations
+
+import click
+
+from connector.cli.base import Ctx, cli, handled, pass_ctx
+
+
+@cli.group()
+def partners() -> None:
+    """Partner settings kept in the state store."""
+
+
+@partners.command("notify")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.option("--email", "-e", help="Where to send its lead notifications.")
+@click.option("--on/--off", "enabled", default=True, help="Subscribe or unsubscribe.")
+@pass_ctx
+@handled
+def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) -> None:
+    """Subscribe a partner to lead notifications (or turn them off)."""
+    row = ctx.app(check_env=False).set_notifications(partner, email, enabled)
+    click.echo(f"{partner}: lead notifications {'on' if row.enabled else 'off'} ({row.email})")
+
+
+@partners.group("token")
+def partners_token() -> None:
+    """API tokens partners use to trigger their own sync (``dealsync serve``)."""
+
+
+@partners_token.command("create")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.option("--label", default="", help="A note to tell tokens apart (e.g. who holds it).")
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="Refuse the token after this: 90d (days), 12h (hours) or an ISO date "
+    "(2027-06-30, UTC). Default: valid until revoked.",
+)
+@pass_ctx
+@handled
+def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | None) -> None:
+    """Create a token for a partner; it is shown once and stored only as a hash."""
+    info, token = ctx.app(check_env=False).create_token(partner, label, expires=expires)
+    until = f"expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "no expiry"
+    click.echo(f"token #{info.id} for {partner}, {until} (shown once, store it now):")
+    click.echo(token)
+
+
+@partners_token.command("list")
+@click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's tokens.")
+@pass_ctx
+@handled
+def partners_token_list(ctx: Ctx, partner: str | None) -> None:
+    """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
+    rows = ctx.app(check_env=False).tokens(partner)
+    if not rows:
+        click.echo("no tokens")
+    for t in rows:
+        if t.revoked_at:
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
+        elif t.expired and t.expires_at:
+            state = f"expired {t.expires_at:%Y-%m-%d %H:%M}"
+        else:
+            until = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
+            state = f"active ({until})"
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        click.echo(
+            f"#{t.id}  {t.partner}  dsk_{t.prefix}_…  {state}  created "
+            f"{t.created_at:%Y-%m-%d %H:%M}  last used {used}  {t.label}"
+        )
+
+
+@partners_token.command("revoke")
+@click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
+@click.argument("token_id", type=int)
+@pass_ctx
+@handled
+def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
+    """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
+    info = ctx.app(check_env=False).revoke_token(partner, token_id)
+    click.echo(f"token #{info.id} of {partner} revoked")

@@ -1,0 +1,150 @@
+"""``dealsync serve``, ``sandbox`` and ``demo``: the long-running and guided commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from connector.cli.base import Ctx, cli, handled, pass_ctx
+
+
+def _rate(value: str, unit: str) -> float:
+    text = value.strip().lower().removesuffix(unit)
+    try:
+        number = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a rate like 100{unit}") from None
+    if number <= 0:
+        raise click.BadParameter(f"{value!r} must be positive")
+    return number
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, help="Port to listen on (0: any free port)."
+)
+@click.option(
+    "--portal",
+    "portals",
+    multiple=True,
+    metavar="NAME:TOKEN",
+    help="A portal and its access token; repeat for several "
+    "(default: vendor:vendor-token and partner-acme:acme-token).",
+)
+@click.option(
+    "--rate-limit",
+    default="100/10s",
+    show_default=True,
+    metavar="N/10s",
+    help="Requests per rolling 10 seconds per portal.",
+)
+@click.option(
+    "--search-rate",
+    default="5/s",
+    show_default=True,
+    metavar="N/s",
+    help="Search requests per second per portal.",
+)
+@click.option("--no-limits", is_flag=True, help="Turn rate limits off.")
+@click.option(
+    "--index-lag", default=0.0, show_default=True, help="Seconds before a write shows in search."
+)
+@click.option(
+    "--faults",
+    metavar="SPEC",
+    help="Fault injection for every portal, e.g. 5xx=0.2,429=0.1,latency=50,drop=0.05,seed=7.",
+)
+@click.option(
+    "--data",
+    "data_file",
+    metavar="FILE",
+    help="Load portals from FILE at start, save them on exit.",
+)
+@pass_ctx
+@handled
+def sandbox(
+    ctx: Ctx,
+    host: str,
+    port: int,
+    portals: tuple[str, ...],
+    rate_limit: str,
+    search_rate: str,
+    no_limits: bool,
+    index_lag: float,
+    faults: str | None,
+    data_file: str | None,
+) -> None:
+    """Run the offline HubSpot sandbox: a local fake HubSpot for the demo, tests and you."""
+    from connector.sandbox import FaultSpec, PortalSpec, parse_faults, parse_portal, run_sandbox
+
+    try:
+        fault_spec = parse_faults(faults) if faults else FaultSpec()
+        pairs = [parse_portal(p) for p in portals] or [
+            ("vendor", "vendor-token"),
+            ("partner-acme", "acme-token"),
+        ]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    per_10s = int(_rate(rate_limit, "/10s"))
+    per_s = _rate(search_rate, "/s")
+    specs = [
+        PortalSpec(
+            name=n,
+            token=t,
+            rate_limit_per_10s=per_10s,
+            search_rate_per_s=per_s,
+            index_lag_s=index_lag,
+            faults=fault_spec,
+        )
+        for n, t in pairs
+    ]
+    run_sandbox(specs, host, port, data_file, not no_limits, print_fn=click.echo)
+
+
+@cli.command()
+@click.option(
+    "--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir)."
+)
+@pass_ctx
+@handled
+def demo(ctx: Ctx, directory: str | None) -> None:
+    """Build two embedded CRMs, seed registered deals, and show sync passes."""
+    from connector.demo import run_demo
+
+    sys.exit(run_demo(directory, echo=click.echo))
+
+
+# --------------------------------------------------------------------------- service
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--config", "config_file", metavar="FILE", help="Path of dealsync.yaml (overrides -c)."
+)
+@pass_ctx
+@handled
+def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
+    """Run the service: scheduled passes, partner triggers, HubSpot webhooks,
+    /healthz, /metrics and the sync-health page at /admin."""
+    import uvicorn
+
+    from connector.config import config_path_from
+    from connector.service import Service, build_app
+
+    logging.getLogger("dealsync").setLevel(logging.DEBUG if ctx.debug else logging.INFO)
+    service = Service(config_path_from(config_file or ctx.config))
+    service.start()
+    click.echo(
+        f"dealsync serving {len(service.project.config.partners)} connection(s) "
+        f"on http://{host}:{port} (admin page: /admin)",
+        err=True,
+    )
+    try:
+        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
