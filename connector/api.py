@@ -29,6 +29,7 @@ from connector.state import StateStore
 from connector.state.leads import set_subscription
 from connector.state.outbox import OutboxError
 from connector.state.registry import Registry
+from connector.state.store import LockHeld as LockHeld  # the CLI reports it as an error line
 from connector.state.tables import (
     Commission,
     ConflictRow,

@@ -17,10 +17,9 @@ from typing import Any, TypeVar
 
 import click
 
-from connector.api import Dealsync, DealsyncError
+from connector.api import Dealsync, DealsyncError, LockHeld
 from connector.config import ConfigError, load_project, shown
 from connector.engine.sync import EXIT_FATAL
-from connector.state.store import LockHeld
 
 F = TypeVar("F", bound=Callable[..., Any])
 
