@@ -67,6 +67,7 @@ class Outbox(OutboxRows):
 
     def __init__(self, store: StateStore, *, sender: str = "dealsync@localhost") -> None:
         super().__init__(store)
+        self.store: StateStore = store  # delivery takes the store's lock, too
         self.sender = sender
 
     def _email(self, row: OutboxMessage) -> EmailMessage:

@@ -10,17 +10,14 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.tables import OutboxMessage, Registration
-
-if TYPE_CHECKING:
-    from connector.state.store import StateStore
+from connector.state.tables import Database, OutboxMessage, Registration
 
 log = logging.getLogger("dealsync.outbox")
 
@@ -53,7 +50,7 @@ def message_id(dedupe_key: str, domain: str = "dealsync.invalid") -> str:
 class OutboxRows:
     """The outbox table: queue, look up, count and move rows between statuses."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     def _session(self) -> Session:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Table, bindparam, func, insert, update
@@ -30,10 +30,13 @@ from connector.program.decide import (
     Submission,
     day_text,
 )
-from connector.state.tables import Commission, DomainClaim, Registration, RegistrationContact
-
-if TYPE_CHECKING:
-    from connector.state.store import StateStore
+from connector.state.tables import (
+    Commission,
+    Database,
+    DomainClaim,
+    Registration,
+    RegistrationContact,
+)
 
 # The bulk paths use Core statements on the tables, each executed once with a list of
 # parameter sets (one executemany), as the state store's link writes do: the ORM's
@@ -59,7 +62,7 @@ class _Contended(Exception):
 class Registry:
     """Registrations, domain claims and commissions in the state store."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     @contextmanager

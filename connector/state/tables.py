@@ -8,9 +8,10 @@ row per linked record keeps a 100,000-deal state small and fast to load.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -24,6 +25,14 @@ SQLite refuses to even compare with it)."""
 def valid_id(value: int) -> bool:
     """Whether ``value`` can be a row id: a lookup by any other number answers "none"."""
     return 0 < value <= MAX_ID
+
+
+class Database(Protocol):
+    """What the per-concept queries need of the store: its engine (so that they need not
+    import :class:`~connector.state.store.StateStore`, which composes them)."""
+
+    @property
+    def engine(self) -> Engine: ...
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -15,15 +15,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.tables import PartnerToken, valid_id
-
-if TYPE_CHECKING:
-    from connector.state.store import StateStore
+from connector.state.tables import Database, PartnerToken, valid_id
 
 PREFIX = "dsk_"
 
@@ -111,7 +107,7 @@ def _info(row: PartnerToken) -> TokenInfo:
 class PartnerTokens:
     """The token table of one state store."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     def create(
@@ -131,14 +127,14 @@ class PartnerTokens:
             label=label,
             expires_at=expires_at,
         )
-        with self.store.session() as s:
+        with Session(self.store.engine, expire_on_commit=False) as s:
             s.add(row)
             s.commit()
             s.refresh(row)
         return _info(row), f"{PREFIX}{prefix}_{secret}"
 
     def list(self, partner: str | None = None) -> list[TokenInfo]:
-        with self.store.session() as s:
+        with Session(self.store.engine, expire_on_commit=False) as s:
             q = select(PartnerToken)
             if partner:
                 q = q.where(PartnerToken.partner == partner)
@@ -148,7 +144,7 @@ class PartnerTokens:
         """Revoke by id (only if it belongs to ``partner`` when given); None if unknown."""
         if not valid_id(token_id):
             return None
-        with self.store.session() as s:
+        with Session(self.store.engine, expire_on_commit=False) as s:
             row = s.get(PartnerToken, token_id)
             if row is None or (partner is not None and row.partner != partner):
                 return None
@@ -174,7 +170,7 @@ class PartnerTokens:
         if not sep or not prefix or not secret or len(token) > 200:
             return refused
         now = now or utcnow()
-        with self.store.session() as s:
+        with Session(self.store.engine, expire_on_commit=False) as s:
             row = s.exec(select(PartnerToken).where(PartnerToken.prefix == prefix)).first()
             if row is None:
                 # Same work as a hit, so timing does not tell whether a prefix exists.
