@@ -308,6 +308,8 @@ def default_properties(object_type: str) -> dict[str, PropertyDef]:
     else:  # pragma: no cover - callers normalise first
         raise ValueError(object_type)
     props.append(_p("hs_object_id", "number", g, read_only=True))
+    # ids merged into this record, semicolon-separated (HubSpot sets it on a merge)
+    props.append(_p("hs_merged_object_ids", "string", g, read_only=True))
     props.append(_p("createdate", "datetime", g, read_only=True))
     props.append(_p("hs_lastmodifieddate", "datetime", g, read_only=True))
     defs = {p.name: p for p in props}

@@ -34,7 +34,7 @@ DEAL = {"pipeline": "default", "dealstage": "appointmentscheduled"}
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[SandboxServer]:
-    with SandboxServer([PortalSpec("main", TOKEN)], port=0, limits=False) as server:
+    with SandboxServer([PortalSpec("main", TOKEN)], port=0, limits=False, search_lag=0) as server:
         yield server
 
 

@@ -21,7 +21,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[SandboxServer]:
-    with SandboxServer([PortalSpec("s", TOKEN)], limits=False) as server:
+    with SandboxServer([PortalSpec("s", TOKEN)], limits=False, search_lag=0) as server:
         portal = server.portal("s")
         rows = [
             {
@@ -261,7 +261,7 @@ def test_search_over_20k_with_varying_filters(make_server: Callable[..., Sandbox
 
 
 def test_index_lag(make_server: Callable[..., SandboxServer]) -> None:
-    lagged = make_server(PortalSpec("lag", "lag-token", index_lag_s=0.3), limits=False)
+    lagged = make_server(PortalSpec("lag", "lag-token"), limits=False, search_lag=(0.3, 0.3))
     client = HubSpot(access_token="lag-token", host=lagged.url)
     from hubspot.crm.deals import SimplePublicObjectInputForCreate
 
