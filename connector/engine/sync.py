@@ -54,6 +54,11 @@ PARTNER_ID = "dealsync_partner_id"
 
 ASSOC = "@assoc:"
 
+MERGED_IDS = "hs_merged_object_ids"
+"""Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
+disappears, reads of it answer with the survivor). Adapters that read it hand it over
+with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
+
 IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
 """Per object type, the property that tells people which real-world thing a record
 is. A record deleted and re-created with the same value is recognised by it, so its
@@ -64,6 +69,9 @@ UNIQUE_IDENTITY = ("email",)
 """Identities the CRM itself keeps unique among live records (HubSpot: a contact's
 e-mail). Only these let a vendor record stand in for a deleted one it was never
 linked to: two vendor companies may share a domain, two deals a name."""
+
+_LIVE_LINK = ("pending", "active", "flagged")
+"""Link statuses that hold both records (shared, or about to be)."""
 
 _ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
 """Link statuses that leave one record live after the other was deleted."""
@@ -468,6 +476,7 @@ class SyncPass:
                 r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
             }
         if not ctx.dry_run:
+            self._follow_merges(mapping, partner_recs, vendor_recs)
             self._abandon_pending(mapping, partner_recs, vendor_recs)
         acc = self._acc.get(mapping.name)
         if acc is None:
@@ -485,6 +494,92 @@ class SyncPass:
         if not ctx.dry_run:
             self._apply(mapping, actions)
             self._settle_relinked(mapping, via)
+
+    def _follow_merges(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: Mapping[str, Record],
+        vendor_recs: Mapping[str, Record],
+    ) -> None:
+        """Records merged in a CRM (a person merges two contacts in HubSpot): the
+        survivor lists the merged ids (:data:`MERGED_IDS`) and the merged ids are gone
+        without being archived, so no delete is ever seen for them. A live link of a
+        merged id follows the survivor when no live link holds it (the pair goes on,
+        merged from its base: the survivor's values flow across as changes). When the
+        survivor has a link of its own, it keeps it and the merged id's link is closed
+        (``relinked``, pointing at the survivor's link): its counterpart on the other
+        side is no longer shared, never re-created (that would be the duplicate the
+        merge removed) and the run log says what to do. Called before reconcile, so
+        this pass already reconciles the survivor with the link it ends up with."""
+        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+            s: Side = side  # type: ignore[assignment]
+            into: dict[str, str] = {}
+            for rid, rec in recs.items():
+                if rec.archived:
+                    continue
+                for old in str(rec.get(MERGED_IDS) or "").split(";"):
+                    old = old.strip()
+                    if old and old != rid:
+                        into.setdefault(old, rid)
+            if not into:
+                continue
+            gone = {
+                old: ref
+                for old, ref in self.store.link_refs(self.conn, mapping.name, s, into).items()
+                if ref.status in ("active", "flagged")
+            }
+            if not gone:
+                continue
+            holders = self.store.holders(self.conn, mapping.name, s, {into[old] for old in gone})
+            other = other_side(s)
+            released: list[tuple[int, Side, str, int]] = []
+            moved: list[tuple[int, Side, str, dict[str, Any]]] = []
+            taken: dict[str, int] = {}  # survivor -> the link now holding it
+            for old, ref in sorted(gone.items()):
+                survivor = into[old]
+                counterpart = ref.vendor_id if s == "partner" else ref.partner_id
+                holder = holders.get(survivor)
+                keeper = taken.get(survivor)
+                if keeper is None and holder is not None and holder.status in _LIVE_LINK:
+                    keeper = holder.id
+                if keeper is not None:
+                    kept = self.store.link(keeper)
+                    kept_other = (
+                        (kept.vendor_id if s == "partner" else kept.partner_id) if kept else None
+                    )
+                    released.append((ref.id, s, old, keeper))
+                    self.counts[f"merged {mapping.name}"] += 1
+                    self.outcomes.append(
+                        RecordOutcome(
+                            mapping.name,
+                            s,
+                            old,
+                            "merge",
+                            "ok",
+                            detail=f"{s} {old} was merged into {s} {survivor}, which stays "
+                            f"linked to {other} {kept_other}; {other} {counterpart} is no "
+                            f"longer synced (merge it into {other} {kept_other} in the "
+                            f"{other}'s CRM if they are the same)",
+                        )
+                    )
+                    continue
+                if holder is not None:  # an ended row holds the survivor: free it
+                    released.append((holder.id, s, survivor, ref.id))
+                moved.append((ref.id, s, survivor, dict(ref.base)))
+                taken[survivor] = ref.id
+                self.counts[f"merged {mapping.name}"] += 1
+                self.outcomes.append(
+                    RecordOutcome(
+                        mapping.name,
+                        s,
+                        survivor,
+                        "merge",
+                        "ok",
+                        detail=f"{s} {old} was merged into {s} {survivor}; the link of "
+                        f"{other} {counterpart} follows {s} {survivor}",
+                    )
+                )
+            self.store.relink(released, moved=moved)
 
     def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
         """Pairs just re-linked to an existing record (adopted, or a successor) are
@@ -564,7 +659,14 @@ class SyncPass:
                 continue
             found = self._read(mapping, s, ids)
             per_side[s].update(found)
-            missing = [i for i in ids if i not in found]
+            # a merged-away id answers with its survivor, which lists it: not gone, the
+            # survivor's link is settled by _follow_merges
+            merged = {
+                old.strip()
+                for rec in found.values()
+                for old in str(rec.get(MERGED_IDS) or "").split(";")
+            }
+            missing = [i for i in ids if i not in found and i not in merged]
             if not missing:
                 continue
             links = self.store.link_refs(self.conn, mapping.name, s, missing, base=False)

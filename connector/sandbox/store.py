@@ -462,12 +462,16 @@ class Portal:
     def _reindex(self, rec: Record, *, creating: bool) -> None:
         """A write to ``rec`` is about to land: search keeps showing the version it has
         indexed (none for a new record) until the write's own lag has passed."""
+        lag = self._draw_lag()
+        if lag <= 0:
+            rec.visible_at = 0.0  # searchable at once, whatever the clock says
+            return
         now = self.clock().timestamp()
         if creating:
             rec.indexed_props = None
         elif now >= rec.visible_at:
             rec.indexed_props = dict(rec.props)
-        rec.visible_at = now + self._draw_lag()
+        rec.visible_at = now + lag
 
     def index_now(self) -> None:
         """Make every write searchable at once (tests that mean to skip the lag)."""
@@ -476,6 +480,14 @@ class Portal:
             for recs in self.records.values():
                 for rec in recs.values():
                     rec.visible_at = 0.0
+
+    def pending_index(self) -> int:
+        """How many records have a write search does not show yet."""
+        with self.lock:
+            now = self.clock().timestamp()
+            return sum(
+                1 for recs in self.records.values() for r in recs.values() if now < r.visible_at
+            )
 
     def _apply(
         self, t: str, rec: Record, changes: Mapping[str, str], now: str, *, force: bool = False
