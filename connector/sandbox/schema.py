@@ -281,6 +281,7 @@ def default_properties(object_type: str) -> dict[str, PropertyDef]:
             _p("lifecyclestage", "enumeration", g, options=_LIFECYCLE),
             _p("hubspot_owner_id", "enumeration", g, dynamic=True),
             _p("description", "string", g),
+            _p("num_associated_contacts", "number", g, read_only=True),
         ]
     elif object_type == "contacts":
         g = "contactinformation"
