@@ -535,7 +535,9 @@ class SyncPass:
             released: list[tuple[int, Side, str, int]] = []
             moved: list[tuple[int, Side, str, dict[str, Any]]] = []
             taken: dict[str, int] = {}  # survivor -> the link now holding it
-            for old, ref in sorted(gone.items()):
+            # in the order the survivor lists them: HubSpot lists the primary first, so
+            # when both were linked the primary's link is the one that goes on
+            for old, ref in sorted(gone.items(), key=lambda kv: list(into).index(kv[0])):
                 survivor = into[old]
                 counterpart = ref.vendor_id if s == "partner" else ref.partner_id
                 holder = holders.get(survivor)

@@ -592,12 +592,14 @@ class Portal:
         return rid
 
     def merge(self, object_type: str, primary_id: Any, merged_id: Any) -> dict[str, Any]:
-        """``POST /crm/v3/objects/{type}/merge``: ``merged_id`` is merged into
-        ``primary_id``. The survivor keeps its values and takes the merged record's where
-        it has none, gets its associations, lists it (and what had been merged into it)
-        in ``hs_merged_object_ids``; the merged id disappears from lists and search and
-        reads by it answer with the survivor. A contact's merged e-mail stays taken by
-        the survivor (HubSpot keeps it as a secondary address)."""
+        """``POST /crm/v3/objects/{type}/merge``, as HubSpot merges now: both records
+        are merged into a *new* record with a new id (HubSpot's changelog, "Updated
+        merge functionality for contacts and companies"). It takes the primary's values
+        and the merged record's where the primary has none, the associations of both,
+        and lists both ids (primary first, then what had been merged into either) in
+        ``hs_merged_object_ids``. The two old ids disappear from lists and search;
+        reads by either answer with the new record. Unique values (a contact's
+        e-mail, the merged one too) stay taken by the new record."""
         with self.lock:
             t = self._type(object_type)
             pid, mid = str(primary_id or ""), str(merged_id or "")
@@ -610,43 +612,52 @@ class Portal:
             gone = self._require(t, mid)
             if primary.id == gone.id:
                 raise validation(f"Cannot merge {SINGULAR[t]} {pid} into itself")
-            fill = {
-                k: v
-                for k, v in gone.props.items()
-                if v
-                and not primary.props.get(k)
-                and k not in READ_ONLY
-                and k != "hs_merged_object_ids"
-                and k in self.properties[t]
-            }
-            ids = [i for i in (primary.props.get("hs_merged_object_ids") or "").split(";") if i]
-            for i in [gone.id, *(gone.props.get("hs_merged_object_ids") or "").split(";")]:
-                if i and i not in ids:
-                    ids.append(i)
-            # unique values of the merged record now belong to the survivor
-            for name, index in self._unique[t].items():
-                value = gone.props.get(name)
-                if value and index.get(self._unique_key(t, name, value)) == gone.id:
-                    if name in fill:
-                        continue  # re-indexed to the survivor by _apply below
-                    index[self._unique_key(t, name, value)] = primary.id
-            del self.records[t][gone.id]
-            self.merged[t][gone.id] = primary.id
-            for other, redirect in self.merged[t].items():
-                if redirect == gone.id:
-                    self.merged[t][other] = primary.id
-            # associations move to the survivor
-            for key in [k for k in self._assoc if k[0] == t and k[1] == gone.id]:
-                for tid, specs in self._assoc.pop(key).items():
-                    self._assoc.get((key[2], tid, t), {}).pop(gone.id, None)
-                    self._link(t, primary.id, key[2], tid, specs)
-            now = self._now()
-            self._apply(t, primary, fill, now, force=True)
-            primary.props["hs_merged_object_ids"] = ";".join(ids)
-            primary.history.setdefault("hs_merged_object_ids", []).append(
-                (";".join(ids), now, "CALCULATED")
+            values: dict[str, str] = {}
+            for source in (gone, primary):  # the primary's values win
+                values.update(
+                    {
+                        k: v
+                        for k, v in source.props.items()
+                        if v
+                        and k not in READ_ONLY
+                        and k != "hs_merged_object_ids"
+                        and k in self.properties[t]
+                    }
+                )
+            ids: list[str] = []
+            for old in (primary, gone):
+                for i in [old.id, *(old.props.get("hs_merged_object_ids") or "").split(";")]:
+                    if i and i not in ids:
+                        ids.append(i)
+            # free the old records' unique values, then create the merged record
+            for old in (primary, gone):
+                for name, index in self._unique[t].items():
+                    value = old.props.get(name)
+                    if value and index.get(self._unique_key(t, name, value)) == old.id:
+                        del index[self._unique_key(t, name, value)]
+                del self.records[t][old.id]
+            merged = self._create(t, values)
+            merged.created_at = primary.created_at
+            merged.props["createdate"] = primary.props.get("createdate", primary.created_at)
+            merged.props["hs_merged_object_ids"] = ";".join(ids)
+            merged.history.setdefault("hs_merged_object_ids", []).append(
+                (";".join(ids), self._now(), "CALCULATED")
             )
-            return self.to_json(t, primary, all_props=True)
+            # the merged-away e-mail stays taken (HubSpot keeps it as a secondary one)
+            email = gone.props.get("email") if t == "contacts" else None
+            if email:
+                self._unique[t]["email"].setdefault(email.lower(), merged.id)
+            for old in (primary, gone):
+                self.merged[t][old.id] = merged.id
+                for other, redirect in self.merged[t].items():
+                    if redirect == old.id:
+                        self.merged[t][other] = merged.id
+                # associations move to the merged record
+                for key in [k for k in self._assoc if k[0] == t and k[1] == old.id]:
+                    for tid, specs in self._assoc.pop(key).items():
+                        self._assoc.get((key[2], tid, t), {}).pop(old.id, None)
+                        self._link(t, merged.id, key[2], tid, specs)
+            return self.to_json(t, merged, all_props=True)
 
     def _require(
         self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False

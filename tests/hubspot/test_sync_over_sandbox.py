@@ -420,16 +420,18 @@ def test_a_change_not_yet_searchable_is_found_by_the_next_pass(world: World) -> 
     _assert_no_duplicates(world, [first, d])
 
 
-def _merge(w: World, side: str, primary: str, merged: str) -> None:
-    """A person merges two contacts in HubSpot (the real client's merge call)."""
+def _merge(w: World, side: str, primary: str, merged: str) -> str:
+    """A person merges two contacts in HubSpot (the real client's merge call); HubSpot
+    merges both into a new record and answers its id."""
     from hubspot import HubSpot
     from hubspot.crm.contacts import PublicMergeInput
 
     token = ENV["HS_VENDOR_TOKEN"] if side == "vendor" else ENV["HS_ACME_TOKEN"]
     client = HubSpot(access_token=token, host=w.srv.url)
-    client.crm.contacts.basic_api.merge(
+    out = client.crm.contacts.basic_api.merge(
         PublicMergeInput(primary_object_id=primary, object_id_to_merge=merged)
     )
+    return str(out.id)
 
 
 def _details(w: World, results: list[PassResult]) -> list[str]:
@@ -444,33 +446,33 @@ def _link_of(w: World, partner_id: str) -> tuple[str, str | None]:
 
 
 def test_vendor_merges_two_linked_contacts_no_duplicate_link_follows(world: World) -> None:
-    """The vendor merges the counterparts of two partner contacts. The survivor keeps
-    its own link; the merged contact's link is closed and its partner contact is not
-    shared again (re-creating it on the vendor side would undo the merge). Reading
-    the merged id answers with the survivor: the pass does not take that for a
-    delete."""
+    """The vendor merges the counterparts of two partner contacts (HubSpot makes a
+    new record of them). The primary's link follows the new record; the other link is
+    closed and its partner contact is not shared again (re-creating it on the vendor
+    side would undo the merge). Reading an old id answers with the new record: the
+    pass does not take that for a delete."""
     _, _, p1 = world.seed_deal(21)
     _, _, p2 = world.seed_deal(22)
     assert world.sync().status == "ok"
     [v1] = _live(world, "contacts", "email", "p21@c21.com")
     [v2] = _live(world, "contacts", "email", "p22@c22.com")
-    _merge(world, "vendor", str(v1["id"]), str(v2["id"]))
-    survivor = world.vendor.get("contacts", str(v1["id"]), "hs_merged_object_ids")
-    assert survivor["hs_merged_object_ids"] == str(v2["id"])
+    survivor = _merge(world, "vendor", str(v1["id"]), str(v2["id"]))
+    merged = world.vendor.get("contacts", survivor, "hs_merged_object_ids")
+    assert merged["hs_merged_object_ids"] == f"{v1['id']};{v2['id']}"
 
     results = passes_until_quiet(world)
 
     assert all(r.status == "ok" for r in results), [r.as_dict() for r in results]
     sources = [c["properties"].get(SRC) for c in world.srv.portal("vendor").all("contacts")]
     assert sorted(s for s in sources if s) == [f"acme:{p1}"]  # no duplicate of p2
-    assert _link_of(world, p1) == ("active", str(v1["id"]))
+    assert _link_of(world, p1) == ("active", survivor)  # the link follows the survivor
     assert _link_of(world, p2) == ("none", None)
     assert world.app.store.link_counts("acme")["contacts"] == {"active": 1, "relinked": 1}
     assert len(world.srv.portal("acme").all("contacts")) == 2  # nothing lost or added
     assert world.srv.portal("acme").get("contacts", p2)["archived"] is False  # type: ignore[index]
     details = _details(world, results)
     assert any(
-        f"vendor {v2['id']} was merged into vendor {v1['id']}" in x
+        f"vendor {v2['id']} was merged into vendor {survivor}" in x
         and f"partner {p2} is no longer synced" in x
         for x in details
     ), details
@@ -485,18 +487,18 @@ def test_vendor_merges_a_linked_contact_into_an_unlinked_one_the_link_follows(
     native = world.vendor.create(
         "contacts", {"firstname": "Vendor", "lastname": "Side", "email": "other@c23.com"}
     )
-    _merge(world, "vendor", native, str(old["id"]))
+    survivor = _merge(world, "vendor", native, str(old["id"]))
 
     results = passes_until_quiet(world)
 
     assert all(r.status == "ok" for r in results)
-    assert _link_of(world, p) == ("active", native)
+    assert _link_of(world, p) == ("active", survivor)
     assert world.partner.get("contacts", p, "firstname")["firstname"] == "Vendor"
-    assert world.vendor.get("contacts", native, SRC)[SRC] == f"acme:{p}"
+    assert world.vendor.get("contacts", survivor, SRC)[SRC] == f"acme:{p}"
     assert len(world.srv.portal("vendor").all("contacts")) == 1
     assert len(world.srv.portal("acme").all("contacts")) == 1
     details = _details(world, results)
-    assert any(f"the link of partner {p} follows vendor {native}" in x for x in details), details
+    assert any(f"the link of partner {p} follows vendor {survivor}" in x for x in details), details
 
 
 def test_partner_merges_two_linked_contacts_no_duplicate_link_follows(world: World) -> None:
@@ -505,14 +507,16 @@ def test_partner_merges_two_linked_contacts_no_duplicate_link_follows(world: Wor
     assert world.sync().status == "ok"
     [v1] = _live(world, "contacts", "email", "p24@c24.com")
     [v2] = _live(world, "contacts", "email", "p25@c25.com")
-    _merge(world, "partner", p1, p2)
-    # a read of the merged id answers with the survivor, as HubSpot's
+    survivor = _merge(world, "partner", p1, p2)
+    # a read of a merged id answers with the new record, as HubSpot's
     assert world.partner.get("contacts", p2, "email")["email"] == "p24@c24.com"
 
     results = passes_until_quiet(world)
 
     assert all(r.status == "ok" for r in results)
-    assert _link_of(world, p1) == ("active", str(v1["id"]))
+    # the link follows the survivor on the partner side, to the same vendor contact
+    assert _link_of(world, survivor) == ("active", str(v1["id"]))
+    assert _link_of(world, p1) == ("none", None)
     assert world.app.store.link_counts("acme")["contacts"] == {"active": 1, "relinked": 1}
     # nothing archived, nothing re-created on either side
     assert len(world.srv.portal("vendor").all("contacts")) == 2
@@ -520,7 +524,7 @@ def test_partner_merges_two_linked_contacts_no_duplicate_link_follows(world: Wor
     assert world.srv.portal("vendor").all("contacts", archived=True) == []
     details = _details(world, results)
     assert any(
-        f"partner {p2} was merged into partner {p1}" in x
+        f"partner {p2} was merged into partner {survivor}" in x
         and f"vendor {v2['id']} is no longer synced" in x
         for x in details
     ), details

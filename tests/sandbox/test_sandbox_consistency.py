@@ -156,7 +156,7 @@ def instant() -> Iterator[tuple[SandboxServer, HubSpot]]:
         yield srv, HubSpot(access_token="merge-token", host=srv.url)
 
 
-def test_a_merged_contact_answers_with_its_survivor(
+def test_a_merge_makes_a_new_record_both_old_ids_answer_with_it(
     instant: tuple[SandboxServer, HubSpot],
 ) -> None:
     srv, client = instant
@@ -171,16 +171,18 @@ def test_a_merged_contact_answers_with_its_survivor(
         PublicMergeInput(primary_object_id=keep, object_id_to_merge=gone)
     )
 
-    assert out.id == keep
+    new = out.id
+    assert new not in (keep, gone)  # HubSpot merges into a new record with a new id
     props = client.crm.contacts.basic_api.get_by_id(
-        keep, properties=["hs_merged_object_ids", "lastname", "email", "lastmodifieddate"]
+        new, properties=["hs_merged_object_ids", "lastname", "email", "lastmodifieddate"]
     ).properties
-    assert props["hs_merged_object_ids"] == gone
+    assert props["hs_merged_object_ids"] == f"{keep};{gone}"  # the primary first
     assert props["lastname"] == "Lee"  # blanks filled from the merged record
     assert props["email"] == "keep@merge.example"  # the survivor's values win
     assert props["lastmodifieddate"] >= before
-    # the old id reads as the survivor, alone and in a batch
-    assert client.crm.contacts.basic_api.get_by_id(gone).id == keep
+    # both old ids read as the merged record, alone and in a batch
+    assert client.crm.contacts.basic_api.get_by_id(gone).id == new
+    assert client.crm.contacts.basic_api.get_by_id(keep).id == new
     batch = client.crm.contacts.batch_api.read(
         BatchReadInputSimplePublicObjectId(
             inputs=[SimplePublicObjectId(id=gone)],
@@ -188,18 +190,19 @@ def test_a_merged_contact_answers_with_its_survivor(
             properties_with_history=[],
         )
     )
-    assert [r.id for r in batch.results] == [keep]
-    # search and the list no longer know the old id
+    assert [r.id for r in batch.results] == [new]
+    # search and the list no longer know the old ids
     res = client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(limit=100))
-    assert sorted(r.id for r in res.results) == [keep]
-    assert [r.id for r in client.crm.contacts.basic_api.get_page().results] == [keep]
-    # associations follow the survivor; the merged e-mail stays taken by it
-    assert [a["toObjectId"] for a in portal.associations_of("contacts", keep, "companies")] == [
+    assert sorted(r.id for r in res.results) == [new]
+    assert [r.id for r in client.crm.contacts.basic_api.get_page().results] == [new]
+    # associations follow the merged record; both e-mails stay taken by it
+    assert [a["toObjectId"] for a in portal.associations_of("contacts", new, "companies")] == [
         int(company)
     ]
-    with pytest.raises(ApiException) as info:
-        _create(client, email="gone@merge.example")
-    assert info.value.status == 409 and f"Existing ID: {keep}" in str(info.value.body)
+    for email in ("gone@merge.example", "keep@merge.example"):
+        with pytest.raises(ApiException) as info:
+            _create(client, email=email)
+        assert info.value.status == 409 and f"Existing ID: {new}" in str(info.value.body)
 
 
 def test_merges_that_cannot_be(instant: tuple[SandboxServer, HubSpot]) -> None:
