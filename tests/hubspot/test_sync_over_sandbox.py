@@ -528,3 +528,28 @@ def test_partner_merges_two_linked_contacts_no_duplicate_link_follows(world: Wor
         and f"vendor {v2['id']} is no longer synced" in x
         for x in details
     ), details
+
+
+def test_a_409_refusing_a_whole_batch_adopts_the_right_contact_and_writes_the_rest(
+    world: World,
+) -> None:
+    """HubSpot refuses the pass's whole contact upsert (409) because the vendor
+    already has one of the e-mails; the split isolates that contact, which is
+    adopted, and the others are created."""
+    known = world.vendor.create("contacts", {"firstname": "Known", "email": "p31@c31.com"})
+    seeded = [world.seed_deal(n) for n in (30, 31, 32)]
+    r = world.sync()
+
+    assert r.status == "ok", r.as_dict()
+    assert r.counts["adopted vendor contacts"] == 1
+    assert r.counts["created vendor contacts"] == 2
+    [adopted] = _live(world, "contacts", "email", "p31@c31.com")
+    assert adopted["id"] == known
+    assert adopted["properties"][SRC] == f"acme:{seeded[1][2]}"  # type: ignore[index]
+    sources = sorted(
+        c["properties"].get(SRC) or "" for c in world.srv.portal("vendor").all("contacts")
+    )
+    assert sources == sorted(f"acme:{p}" for _, _, p in seeded)
+    _assert_no_duplicates(world, [d for d, _, _ in seeded])
+    later = passes_until_quiet(world)
+    assert all(_writes(q) == 0 for q in later), [q.counts for q in later]  # settled at once
