@@ -168,6 +168,11 @@ class _View(dict[str, Any]):
 class HubSpotAdapter:
     """One HubSpot portal."""
 
+    # HubSpot's search lags behind writes and may hand back a record's previous values
+    # for a moment: the engine re-reads linked records a search found by id
+    # (SyncPass._fresh_linked)
+    search_may_be_stale = True
+
     def __init__(
         self,
         *,
@@ -356,28 +361,11 @@ class HubSpotAdapter:
         for rec in self._search_window(object_type, since, until, properties, where):
             buffer.append(rec)
             if len(buffer) >= chunk_size:
-                yield self._with_associations(
-                    object_type, self._fresh(object_type, buffer, properties), associations
-                )
+                yield self._with_associations(object_type, buffer, associations)
                 buffer = []
-        buffer = self._fresh(object_type, buffer, properties)
         buffer.extend(self._archived_window(object_type, since, until, properties, where))
         if buffer:
             yield self._with_associations(object_type, buffer, associations)
-
-    def _fresh(
-        self, object_type: str, found: list[Record], properties: Sequence[str]
-    ) -> list[Record]:
-        """Search tells *which* records changed; their values come from a batch read.
-        HubSpot's search index lags behind writes (seconds): a record written a moment
-        ago (by us, in the last pass) can still be found with its *previous* values,
-        and taking those for a change would write the old values back over the new
-        ones on the other side. Reads by id are immediate. Records gone since (archived
-        or merged away) are left out: the recycle bin and the survivor report them."""
-        if not found:
-            return found
-        read = self.read(object_type, [r.id for r in found], properties)
-        return [read[r.id] for r in found if r.id in read]
 
     def _with_associations(
         self, object_type: str, records: list[Record], associations: Sequence[str]

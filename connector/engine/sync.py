@@ -475,6 +475,7 @@ class SyncPass:
             vendor_recs = {
                 r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
             }
+        self._fresh_linked(mapping, partner_recs, vendor_recs)
         if not ctx.dry_run:
             self._follow_merges(mapping, partner_recs, vendor_recs)
             self._abandon_pending(mapping, partner_recs, vendor_recs)
@@ -494,6 +495,37 @@ class SyncPass:
         if not ctx.dry_run:
             self._apply(mapping, actions)
             self._settle_relinked(mapping, via)
+
+    def _fresh_linked(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: dict[str, Record],
+        vendor_recs: dict[str, Record],
+    ) -> None:
+        """A CRM whose search may be stale (HubSpot's lags behind writes by seconds) can
+        hand back a record the last pass wrote with its *previous* values; compared
+        with the link's newer base they look like a change, and would be written back
+        over the new values on the other side. Linked records found that way are read
+        again by id (immediate; one call per 100), in place. Unlinked ones are left as
+        found: a stale copy of a new record only delays its newest values to a later
+        pass, it cannot undo one. A record gone since the search (archived, merged
+        away) is dropped here; the recycle bin or the merged record reports it."""
+        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+            s: Side = side  # type: ignore[assignment]
+            if not getattr(self.ctx.crm(s), "search_may_be_stale", False):
+                continue
+            live = [rid for rid, rec in recs.items() if not rec.archived]
+            linked = sorted(self.store.link_refs(self.conn, mapping.name, s, live, base=False))
+            if not linked:
+                continue
+            fresh = self._read(mapping, s, linked)
+            for rid in linked:
+                if rid in fresh:
+                    recs[rid] = fresh[rid]
+                else:
+                    recs.pop(rid, None)
+            for rid, rec in fresh.items():  # a merged id answered with its survivor
+                recs.setdefault(rid, rec)
 
     def _follow_merges(
         self,
