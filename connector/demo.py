@@ -139,7 +139,22 @@ def _show(echo: Echo, result: PassResult) -> None:
     echo(f"  → {result.status}; plan: {result.plan.summary()}; {calls} API calls")
 
 
-def _outbox(echo: Echo, app: Dealsync, kind: str | None = None) -> None:
+class _Settled:
+    """The demo's ``Dealsync``: each pass waits for the sandbox's search index first."""
+
+    def __init__(self, app: Dealsync, settle: Callable[[], None]) -> None:
+        self._app = app
+        self._settle = settle
+
+    def sync(self, *args: Any, **kwargs: Any) -> Any:
+        self._settle()
+        return self._app.sync(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+
+def _outbox(echo: Echo, app: Dealsync | _Settled, kind: str | None = None) -> None:
     for m in app.outbox.messages(kind=kind):
         if m.kind == "lead_notification":
             continue
@@ -154,18 +169,32 @@ def run_demo(directory: str | None = None, *, echo: Echo = print) -> int:
         PortalSpec(name="vendor", token=TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"]),
         PortalSpec(name="partner-acme", token=TOKENS["DEALSYNC_DEMO_ACME_TOKEN"]),
     ]
-    with SandboxServer(portals=portals, port=0, limits=True) as srv:
+    # search lags behind writes as HubSpot's does; shorter than the sandbox's default
+    # (1-3 s) so the tour does not drag, and waited for before each pass
+    with SandboxServer(portals=portals, port=0, limits=True, search_lag=DEMO_SEARCH_LAG) as srv:
         root = _prepare(directory, srv.url)
-        return _tour(root, srv.url, echo)
+
+        def settle() -> None:
+            deadline = time.monotonic() + 30
+            while any(p.pending_index() for p in srv.portals) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        return _tour(root, srv.url, echo, settle)
 
 
-def _tour(root: Path, url: str, echo: Echo) -> int:
+DEMO_SEARCH_LAG = (0.2, 0.6)
+
+
+def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda: None) -> int:
     echo(f"dealsync demo in {root}")
     echo(
-        f"HubSpot sandbox at {url}: portals 'partner-acme' and 'vendor', HubSpot's rate limits on\n"
+        f"HubSpot sandbox at {url}: portals 'partner-acme' and 'vendor', HubSpot's rate limits on,\n"
+        f"search {DEMO_SEARCH_LAG[0]}-{DEMO_SEARCH_LAG[1]} s behind writes (each pass below "
+        "starts once search shows the edits before it, as a scheduled pass would)\n"
     )
     env = {**os.environ, **TOKENS, "DEALSYNC_MAIL_SINK": str(root / "mail")}
-    app = Dealsync(load_project(root / "dealsync.yaml", env=env), env=env)
+    real = Dealsync(load_project(root / "dealsync.yaml", env=env), env=env)
+    app = _Settled(real, settle)
     partner = PortalUser(url, TOKENS["DEALSYNC_DEMO_ACME_TOKEN"])
     vendor = PortalUser(url, TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"])
     installed = app.setup()

@@ -185,6 +185,12 @@ class Stats:
                 setattr(self, k, getattr(self, k) + v)
 
 
+# Search lags behind writes as HubSpot's does, shorter than the sandbox's default so
+# campaigns stay quick; passes race it, and convergence is judged only on a quiet pass
+# that started with everything searchable.
+SEARCH_LAG = (0.05, 0.3)
+
+
 class Sandbox:
     """The HubSpot sandbox of one campaign, restartable on the same port."""
 
@@ -194,7 +200,9 @@ class Sandbox:
         self._cls = SandboxServer
         self.specs = [PortalSpec("vendor", VENDOR_TOKEN)]
         self.data = str(root / "sandbox.json")
-        self.srv = SandboxServer(self.specs, port=0, data_file=self.data, limits=False).start()
+        self.srv = SandboxServer(
+            self.specs, port=0, data_file=self.data, limits=False, search_lag=SEARCH_LAG
+        ).start()
         self.port = self.srv.port
         self.faults: Any = None
         self.counted = 0
@@ -224,7 +232,11 @@ class Sandbox:
         for _ in range(50):
             try:
                 self.srv = self._cls(
-                    self.specs, port=self.port, data_file=self.data, limits=False
+                    self.specs,
+                    port=self.port,
+                    data_file=self.data,
+                    limits=False,
+                    search_lag=SEARCH_LAG,
                 ).start()
                 break
             except OSError:
@@ -232,6 +244,10 @@ class Sandbox:
         else:
             raise RuntimeError(f"could not restart the sandbox on port {self.port}")
         self.set_faults(self.faults)
+
+    def indexed(self) -> bool:
+        """Search shows every write made so far."""
+        return self.srv.portal("vendor").pending_index() == 0
 
     def stop(self) -> None:
         self.counted += self.fault_count()
@@ -736,9 +752,12 @@ class Campaign:
 
     def converge(self) -> None:
         for _ in range(10):
+            settled = self.sandbox is None or self.sandbox.indexed()
             r = self.sync()
-            if r.status in ("ok", "conflicts") and not writes_of(r):
+            if r.status in ("ok", "conflicts") and not writes_of(r) and settled:
                 return
+            if not settled:
+                time.sleep(0.1)
         self.stats.violations.append(
             f"campaign {self.n}: no quiet pass after 10 ({r.status}: {dict(r.counts)} {r.errors[:3]})"
         )

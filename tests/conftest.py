@@ -300,7 +300,8 @@ def make_world(
 ) -> Iterator[MakeWorld]:
     """Build a world; ``mapping_edit`` rewrites the shipped ``shared_deals.yaml`` text
     first (e.g. another ``on_delete`` policy); ``program_hooks`` runs the program's
-    hooks as the CLI does. Several worlds per test are allowed."""
+    hooks as the CLI does; ``search_lag`` makes both CRMs' change searches lag behind
+    writes, as HubSpot's do. Several worlds per test are allowed."""
     apps: list[Dealsync] = []
 
     def build(
@@ -308,6 +309,7 @@ def make_world(
         name: str = "world",
         *,
         program_hooks: bool = False,
+        search_lag: timedelta = timedelta(0),
     ) -> World:
         root = tmp_path / name
         # SQLite: the project's own state.db (as shipped); PostgreSQL: a fresh schema
@@ -315,8 +317,8 @@ def make_world(
         project = load_project(_write_project(root, mapping_edit, state_url), env={})
         clock = TickClock()
         crms = {
-            "vendor": LocalCRM(name="vendor", clock=clock),
-            PARTNER: LocalCRM(name=PARTNER, clock=clock),
+            "vendor": LocalCRM(name="vendor", clock=clock, search_lag=search_lag),
+            PARTNER: LocalCRM(name=PARTNER, clock=clock, search_lag=search_lag),
         }
 
         def factory(portal_name: str, _portal: PortalConfig) -> LocalCRM:

@@ -48,6 +48,9 @@ ASSOC_CREATE_BATCH = 2000  # v4 association batch create takes up to 2,000 input
 _ONE_MS = timedelta(milliseconds=1)
 
 MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
+# Ids merged into a record (semicolon-separated): read with every record, so the engine
+# can follow a merge made in HubSpot (connector/engine/sync.py, _follow_merges).
+MERGED_IDS = "hs_merged_object_ids"
 
 # (from, to) → HubSpot-defined association type id (the unlabelled default).
 ASSOCIATION_TYPES = {
@@ -164,6 +167,11 @@ class _View(dict[str, Any]):
 
 class HubSpotAdapter:
     """One HubSpot portal."""
+
+    # HubSpot's search lags behind writes and may hand back a record's previous values
+    # for a moment: the engine re-reads linked records a search found by id
+    # (SyncPass._fresh_linked)
+    search_may_be_stale = True
 
     def __init__(
         self,
@@ -386,7 +394,7 @@ class HubSpotAdapter:
         where: Mapping[str, str] | None,
     ) -> Iterator[Record]:
         modified = MODIFIED.get(object_type, "hs_lastmodifieddate")
-        wanted = sorted(set(properties) | {modified})
+        wanted = sorted(set(properties) | {modified, MERGED_IDS})
         base_filters = [
             {"propertyName": k, "operator": "EQ", "value": v} for k, v in (where or {}).items()
         ]
@@ -540,7 +548,7 @@ class HubSpotAdapter:
             chunk = id_list[i : i + BATCH]
             body = {
                 "inputs": [{"id": rid} for rid in chunk],
-                "properties": list(properties),
+                "properties": sorted({*properties, MERGED_IDS}),
                 "propertiesWithHistory": [],
             }
             resp = self._call(
@@ -552,6 +560,8 @@ class HubSpotAdapter:
                 raw=True,
             )
             for obj in resp.results or []:
+                # a merged-away id answers with its survivor (another id): kept under
+                # the survivor's id, the engine follows the merge from its record
                 out[str(obj.id)] = self._record(object_type, obj, properties)
         if associations and out:
             assoc = self._read_associations(object_type, list(out), associations)
@@ -617,7 +627,7 @@ class HubSpotAdapter:
                 return [
                     WriteResult(
                         chunk[0][0],
-                        error=f"HubSpot refused it ({exc.status}): {exc}",
+                        error=f"HubSpot refused it ({exc.status}): {_readable(exc)}",
                         existing_id=_existing_id(str(exc), exc.body.get("context"))
                         if exc.status == 409
                         else None,
@@ -873,6 +883,18 @@ def _failed_pairs(chunk: Sequence[tuple[str, str]], errors: Sequence[Any]) -> di
         for j in hit or range(len(chunk)):
             out.setdefault(j, message)
     return out
+
+
+def _readable(exc: RequestRefused) -> str:
+    """What a person can act on in a refusal: the property errors' own messages
+    (HubSpot's ``message`` embeds them as JSON: ``Property values were not valid:
+    [{"isValid":false, ...}]``), else the message."""
+    messages = [
+        str(e.get("message"))
+        for e in exc.body.get("errors") or []
+        if isinstance(e, Mapping) and e.get("message")
+    ]
+    return "; ".join(dict.fromkeys(messages)) if messages else str(exc)
 
 
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)", re.IGNORECASE)

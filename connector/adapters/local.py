@@ -79,8 +79,12 @@ class LocalCRM:
         name: str = "local",
         *,
         clock: Callable[[], datetime] = utcnow,
+        search_lag: timedelta = timedelta(0),
     ) -> None:
+        """``search_lag``: a write shows in :meth:`changed_since` only that long after
+        it (HubSpot's search is eventually consistent); reads by id are immediate."""
         self.name = name
+        self.search_lag = search_lag
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -286,7 +290,10 @@ class LocalCRM:
             args += [lo, lo]
         rows = self._db.execute(sql + " ORDER BY updated_at, id", args).fetchall()
         wanted = list(properties) + list((where or {}).keys())
+        unsearchable = _iso(self.clock() - self.search_lag) if self.search_lag else None
         for row in rows:
+            if unsearchable is not None and not row[4] and row[3] > unsearchable:
+                continue  # written too recently to be searchable
             moment = row[5] if row[4] else row[3]
             if lo is not None and moment < lo:
                 continue
@@ -296,6 +303,16 @@ class LocalCRM:
             if where and any(record.properties.get(k) != v for k, v in where.items()):
                 continue
             yield record
+
+    def pending_search(self) -> bool:
+        """Whether some live record was written too recently to be searchable."""
+        if not self.search_lag:
+            return False
+        cutoff = _iso(self.clock() - self.search_lag)
+        row = self._db.execute(
+            "SELECT 1 FROM record WHERE archived=0 AND updated_at>? LIMIT 1", (cutoff,)
+        ).fetchone()
+        return row is not None
 
     def changed_since_chunks(
         self,

@@ -50,7 +50,11 @@ def _rate(value: str, unit: str) -> float:
 )
 @click.option("--no-limits", is_flag=True, help="Turn rate limits off.")
 @click.option(
-    "--index-lag", default=0.0, show_default=True, help="Seconds before a write shows in search."
+    "--search-lag",
+    default="1-3",
+    show_default=True,
+    metavar="MIN-MAX",
+    help="Seconds before a write shows in search, drawn per write (0: at once).",
 )
 @click.option(
     "--faults",
@@ -73,15 +77,17 @@ def sandbox(
     rate_limit: str,
     search_rate: str,
     no_limits: bool,
-    index_lag: float,
+    search_lag: str,
     faults: str | None,
     data_file: str | None,
 ) -> None:
     """Run the offline HubSpot sandbox: a local fake HubSpot for the demo, tests and you."""
     from connector.sandbox import FaultSpec, PortalSpec, parse_faults, parse_portal, run_sandbox
+    from connector.sandbox.store import parse_search_lag
 
     try:
         fault_spec = parse_faults(faults) if faults else FaultSpec()
+        lag = parse_search_lag(search_lag)
         pairs = [parse_portal(p) for p in portals] or [
             ("vendor", "vendor-token"),
             ("partner-acme", "acme-token"),
@@ -96,7 +102,7 @@ def sandbox(
             token=t,
             rate_limit_per_10s=per_10s,
             search_rate_per_s=per_s,
-            index_lag_s=index_lag,
+            search_lag=lag,
             faults=fault_spec,
         )
         for n, t in pairs

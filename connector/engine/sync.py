@@ -47,6 +47,11 @@ log = logging.getLogger("dealsync.engine")
 
 ASSOC = "@assoc:"
 
+MERGED_IDS = "hs_merged_object_ids"
+"""Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
+disappears, reads of it answer with the survivor). Adapters that read it hand it over
+with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
+
 IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
 """Per object type, the property that tells people which real-world thing a record
 is. A record deleted and re-created with the same value is recognised by it, so its
@@ -57,6 +62,9 @@ UNIQUE_IDENTITY = ("email",)
 """Identities the CRM itself keeps unique among live records (HubSpot: a contact's
 e-mail). Only these let a vendor record stand in for a deleted one it was never
 linked to: two vendor companies may share a domain, two deals a name."""
+
+_LIVE_LINK = ("pending", "active", "flagged")
+"""Link statuses that hold both records (shared, or about to be)."""
 
 _ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
 """Link statuses that leave one record live after the other was deleted."""
@@ -460,7 +468,9 @@ class SyncPass:
             vendor_recs = {
                 r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
             }
+        self._fresh_linked(mapping, partner_recs, vendor_recs)
         if not ctx.dry_run:
+            self._follow_merges(mapping, partner_recs, vendor_recs)
             self._abandon_pending(mapping, partner_recs, vendor_recs)
         acc = self._acc.get(mapping.name)
         if acc is None:
@@ -478,6 +488,125 @@ class SyncPass:
         if not ctx.dry_run:
             self._apply(mapping, actions)
             self._settle_relinked(mapping, via)
+
+    def _fresh_linked(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: dict[str, Record],
+        vendor_recs: dict[str, Record],
+    ) -> None:
+        """A CRM whose search may be stale (HubSpot's lags behind writes by seconds) can
+        hand back a record the last pass wrote with its *previous* values; compared
+        with the link's newer base they look like a change, and would be written back
+        over the new values on the other side. Linked records found that way are read
+        again by id (immediate; one call per 100), in place. Unlinked ones are left as
+        found: a stale copy of a new record only delays its newest values to a later
+        pass, it cannot undo one. A record gone since the search (archived, merged
+        away) is dropped here; the recycle bin or the merged record reports it."""
+        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+            s: Side = side  # type: ignore[assignment]
+            if not getattr(self.ctx.crm(s), "search_may_be_stale", False):
+                continue
+            live = [rid for rid, rec in recs.items() if not rec.archived]
+            linked = sorted(self.store.link_refs(self.conn, mapping.name, s, live, base=False))
+            if not linked:
+                continue
+            fresh = self._read(mapping, s, linked)
+            for rid in linked:
+                if rid in fresh:
+                    recs[rid] = fresh[rid]
+                else:
+                    recs.pop(rid, None)
+            for rid, rec in fresh.items():  # a merged id answered with its survivor
+                recs.setdefault(rid, rec)
+
+    def _follow_merges(
+        self,
+        mapping: ObjectMapping,
+        partner_recs: Mapping[str, Record],
+        vendor_recs: Mapping[str, Record],
+    ) -> None:
+        """Records merged in a CRM (a person merges two contacts in HubSpot): the
+        survivor lists the merged ids (:data:`MERGED_IDS`) and the merged ids are gone
+        without being archived, so no delete is ever seen for them. A live link of a
+        merged id follows the survivor when no live link holds it (the pair goes on,
+        merged from its base: the survivor's values flow across as changes). When the
+        survivor has a link of its own, it keeps it and the merged id's link is closed
+        (``relinked``, pointing at the survivor's link): its counterpart on the other
+        side is no longer shared, never re-created (that would be the duplicate the
+        merge removed) and the run log says what to do. Called before reconcile, so
+        this pass already reconciles the survivor with the link it ends up with."""
+        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+            s: Side = side  # type: ignore[assignment]
+            into: dict[str, str] = {}
+            for rid, rec in recs.items():
+                if rec.archived:
+                    continue
+                for old in str(rec.get(MERGED_IDS) or "").split(";"):
+                    old = old.strip()
+                    if old and old != rid:
+                        into.setdefault(old, rid)
+            if not into:
+                continue
+            gone = {
+                old: ref
+                for old, ref in self.store.link_refs(self.conn, mapping.name, s, into).items()
+                if ref.status in ("active", "flagged")
+            }
+            if not gone:
+                continue
+            holders = self.store.holders(self.conn, mapping.name, s, {into[old] for old in gone})
+            other = other_side(s)
+            released: list[tuple[int, Side, str, int]] = []
+            moved: list[tuple[int, Side, str, dict[str, Any]]] = []
+            taken: dict[str, int] = {}  # survivor -> the link now holding it
+            # in the order the survivor lists them: HubSpot lists the primary first, so
+            # when both were linked the primary's link is the one that goes on
+            for old, ref in sorted(gone.items(), key=lambda kv: list(into).index(kv[0])):
+                survivor = into[old]
+                counterpart = ref.vendor_id if s == "partner" else ref.partner_id
+                holder = holders.get(survivor)
+                keeper = taken.get(survivor)
+                if keeper is None and holder is not None and holder.status in _LIVE_LINK:
+                    keeper = holder.id
+                if keeper is not None:
+                    kept = self.store.link(keeper)
+                    kept_other = (
+                        (kept.vendor_id if s == "partner" else kept.partner_id) if kept else None
+                    )
+                    released.append((ref.id, s, old, keeper))
+                    self.counts[f"merged {mapping.name}"] += 1
+                    self.outcomes.append(
+                        RecordOutcome(
+                            mapping.name,
+                            s,
+                            old,
+                            "merge",
+                            "ok",
+                            detail=f"{s} {old} was merged into {s} {survivor}, which stays "
+                            f"linked to {other} {kept_other}; {other} {counterpart} is no "
+                            f"longer synced (merge it into {other} {kept_other} in the "
+                            f"{other}'s CRM if they are the same)",
+                        )
+                    )
+                    continue
+                if holder is not None:  # an ended row holds the survivor: free it
+                    released.append((holder.id, s, survivor, ref.id))
+                moved.append((ref.id, s, survivor, dict(ref.base)))
+                taken[survivor] = ref.id
+                self.counts[f"merged {mapping.name}"] += 1
+                self.outcomes.append(
+                    RecordOutcome(
+                        mapping.name,
+                        s,
+                        survivor,
+                        "merge",
+                        "ok",
+                        detail=f"{s} {old} was merged into {s} {survivor}; the link of "
+                        f"{other} {counterpart} follows {s} {survivor}",
+                    )
+                )
+            self.store.relink(released, moved=moved)
 
     def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
         """Pairs just re-linked to an existing record (adopted, or a successor) are
@@ -557,7 +686,14 @@ class SyncPass:
                 continue
             found = self._read(mapping, s, ids)
             per_side[s].update(found)
-            missing = [i for i in ids if i not in found]
+            # a merged-away id answers with its survivor, which lists it: not gone, the
+            # survivor's link is settled by _follow_merges
+            merged = {
+                old.strip()
+                for rec in found.values()
+                for old in str(rec.get(MERGED_IDS) or "").split(";")
+            }
+            missing = [i for i in ids if i not in found and i not in merged]
             if not missing:
                 continue
             links = self.store.link_refs(self.conn, mapping.name, s, missing, base=False)

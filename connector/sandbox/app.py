@@ -50,6 +50,7 @@ _KINDS: list[tuple[str, re.Pattern[str], str]] = [
         re.compile(r"^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$"),
         "batch_{0}",
     ),
+    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/merge/?$"), "merge"),
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "list"),
     ("POST", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "create"),
     ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "get"),
@@ -366,6 +367,24 @@ async def archive_object(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
     portal.archive(t, request.path_params["id"])
     return Response(status_code=204)
+
+
+async def merge_objects(request: Request, portal: Portal) -> Response:
+    """``POST /crm/v3/objects/{type}/merge`` ``{primaryObjectId, objectIdToMerge}``:
+    answers the survivor (200)."""
+    t = _type(request.path_params["type"])
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise validation(
+            "Invalid input JSON: expected {primaryObjectId, objectIdToMerge}",
+            context={"body": [type(body).__name__]},
+        )
+    for name in ("primaryObjectId", "objectIdToMerge"):
+        if not isinstance(body.get(name), str | int) or isinstance(body.get(name), bool):
+            raise validation(
+                f"{name} is required (a record id)", context={name: [str(body.get(name))]}
+            )
+    return JSONResponse(portal.merge(t, body["primaryObjectId"], body["objectIdToMerge"]))
 
 
 async def search_objects(request: Request, portal: Portal) -> Response:
@@ -781,6 +800,12 @@ async def admin_faults(request: Request, portal: Portal) -> Response:
     return JSONResponse(portal.faults.spec.to_dict())
 
 
+async def admin_index_now(request: Request, portal: Portal) -> Response:
+    """Make every write searchable at once (skips the search lag)."""
+    portal.index_now()
+    return JSONResponse({"indexed": True})
+
+
 async def admin_seed(request: Request, portal: Portal) -> Response:
     body = await read_json(request) or {}
     if not isinstance(body, dict):
@@ -818,8 +843,10 @@ def _routes() -> list[Route]:
         ("/_sandbox/reset-stats", admin_reset_stats, ["POST"]),
         ("/_sandbox/faults", admin_faults, ["GET", "POST"]),
         ("/_sandbox/seed", admin_seed, ["POST"]),
+        ("/_sandbox/index-now", admin_index_now, ["POST"]),
         ("/crm/v3/objects/{type}/search", search_objects, ["POST"]),
         ("/crm/v3/objects/{type}/batch/{op}", batch, ["POST"]),
+        ("/crm/v3/objects/{type}/merge", merge_objects, ["POST"]),
         ("/crm/v3/objects/{type}", list_objects, ["GET"]),
         ("/crm/v3/objects/{type}", create_object, ["POST"]),
         ("/crm/v3/objects/{type}/{id}", get_object, ["GET"]),

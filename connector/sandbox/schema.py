@@ -281,6 +281,7 @@ def default_properties(object_type: str) -> dict[str, PropertyDef]:
             _p("lifecyclestage", "enumeration", g, options=_LIFECYCLE),
             _p("hubspot_owner_id", "enumeration", g, dynamic=True),
             _p("description", "string", g),
+            _p("num_associated_contacts", "number", g, read_only=True),
         ]
     elif object_type == "contacts":
         g = "contactinformation"
@@ -308,6 +309,8 @@ def default_properties(object_type: str) -> dict[str, PropertyDef]:
     else:  # pragma: no cover - callers normalise first
         raise ValueError(object_type)
     props.append(_p("hs_object_id", "number", g, read_only=True))
+    # ids merged into this record, semicolon-separated (HubSpot sets it on a merge)
+    props.append(_p("hs_merged_object_ids", "string", g, read_only=True))
     props.append(_p("createdate", "datetime", g, read_only=True))
     props.append(_p("hs_lastmodifieddate", "datetime", g, read_only=True))
     defs = {p.name: p for p in props}

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from connector.sandbox.app import SandboxApp
-from connector.sandbox.store import Portal, PortalSpec
+from connector.sandbox.store import Portal, PortalSpec, parse_search_lag
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,19 @@ class SandboxServer:
         port: int = 0,
         data_file: str | None = None,
         limits: bool = True,
+        search_lag: tuple[float, float] | float | str | None = None,
     ) -> None:
+        """``search_lag``: when given, every portal's search lag (seconds, or a
+        ``(min, max)`` range drawn per write), overriding the specs'."""
         self.host = host
         self.requested_port = port
         self.data_file = data_file
         self.limits = limits
         self._portals = build_portals(portals, limits)
+        if search_lag is not None:
+            lag = parse_search_lag(search_lag)
+            for p in self._portals:
+                p.search_lag = lag
         self._by_name = {p.name: p for p in self._portals}
         self.app = SandboxApp(self._portals, limits)
         self._server: uvicorn.Server | None = None
@@ -213,7 +220,7 @@ def run_sandbox(
         print_fn(
             f"  portal {p.name!r}: token {p.token!r}, portal id {p.portal_id}, "
             f"{p.spec.rate_limit_per_10s}/10s, search {p.spec.search_rate_per_s}/s, "
-            f"index lag {p.index_lag_s}s{extra}"
+            f"search lag {p.search_lag[0]:g}-{p.search_lag[1]:g}s{extra}"
         )
     if data_file:
         print_fn(f"  data file: {data_file} (saved on exit)")

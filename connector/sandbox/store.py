@@ -16,8 +16,12 @@ Behaviour chosen where HubSpot leaves room (and relied upon by the tests):
 * Contacts' ``email`` is unique (case-insensitively) like HubSpot; custom properties
   created with ``hasUniqueValue`` are unique (case-sensitively).  Archiving frees the
   value.
-* Eventual consistency: a record written less than ``index_lag_s`` ago (real time,
-  ``time.monotonic``) is invisible to search if new, or shows its previous version.
+* Eventual consistency, on by default: each write becomes searchable only after a lag
+  drawn per write from ``search_lag`` (default 1–3 s, on the portal's clock); until then
+  search misses a new record and shows an updated one as it was. Reads by id, batch
+  reads and the list are immediate, as in HubSpot. ``index_now()`` makes every write
+  searchable at once (tests).
+* Merges (``merge``): the merged id disappears; reads by it answer with the survivor.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import base64
 import bisect
 import collections
 import json
+import math
+import random
 import threading
 import time
 import uuid
@@ -65,6 +71,9 @@ MAX_LIST_LIMIT = 100
 # with ``results[].paging.next.after`` (HubSpot pages per input; 500 is the documented
 # page cap of the v4 association reads, see docs/sandbox.md).
 ASSOC_READ_PAGE = 500
+# Seconds a write takes to become searchable, drawn per write (HubSpot: "moments"; see
+# docs/sandbox.md). Tests that need search to be immediate ask for (0, 0).
+DEFAULT_SEARCH_LAG: tuple[float, float] = (1.0, 3.0)
 
 # Association type ids (HUBSPOT_DEFINED): default (unlabeled) and primary, per direction.
 ASSOC_DEFAULT: dict[tuple[str, str], int] = {
@@ -115,6 +124,26 @@ def _assoc_offset(cursor: Any) -> int:
         ) from None
 
 
+def parse_search_lag(value: Any) -> tuple[float, float]:
+    """``(min, max)`` seconds from a pair, one number or ``"MIN-MAX"`` text (CLI)."""
+    if isinstance(value, str):
+        low_text, sep, high_text = value.strip().partition("-")
+        try:
+            low = float(low_text)
+            high = float(high_text) if sep else low
+        except ValueError:
+            raise ValueError(
+                f"search lag {value!r} is not MIN-MAX seconds, e.g. 1-3 (or 0 for none)"
+            ) from None
+    elif isinstance(value, int | float):
+        low = high = float(value)
+    else:
+        low, high = (float(v) for v in value)
+    if low < 0 or high < low:
+        raise ValueError(f"search lag {value!r}: need 0 <= MIN <= MAX")
+    return low, high
+
+
 def utcnow() -> datetime:
     """Default portal clock: real time."""
     return datetime.now(UTC)
@@ -129,7 +158,7 @@ class PortalSpec:
     portal_id: int | None = None
     rate_limit_per_10s: int = 100
     search_rate_per_s: float = 5.0
-    index_lag_s: float = 0.0
+    search_lag: tuple[float, float] = DEFAULT_SEARCH_LAG
     faults: FaultSpec = field(default_factory=FaultSpec)
     deal_stages: list[str] | None = None
     daily_limit: int | None = None
@@ -145,7 +174,9 @@ class Record:
     updated_at: str
     archived: bool = False
     archived_at: str | None = None
-    written_mono: float = 0.0
+    # Search sees ``indexed_props`` (None: not at all) until the portal clock reaches
+    # ``visible_at``, then ``props``.
+    visible_at: float = 0.0
     indexed_props: dict[str, str] | None = None
     # Per property, every value it has had, oldest first: (value, timestamp, sourceType).
     # Served as ``propertiesWithHistory`` (newest first, as HubSpot answers).
@@ -205,8 +236,11 @@ class Portal:
         self.token = spec.token
         self.portal_id = portal_id
         self.limits_enabled = limits
-        self.index_lag_s = spec.index_lag_s
+        self.search_lag = parse_search_lag(spec.search_lag)
+        self._lag_rng = random.Random()
         self.clock: Callable[[], datetime] = utcnow
+        # merged-away id -> the id it was merged into (reads follow it)
+        self.merged: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
         self.lock = threading.RLock()
         self.faults = FaultInjector(spec.faults)
         self.limiter = RateLimiter(spec.rate_limit_per_10s, spec.daily_limit)
@@ -240,6 +274,7 @@ class Portal:
         # pages through one query (50 pages of 200 would otherwise sort 50 times).
         self._version = 0
         self._search_cache: tuple[Any, list[tuple[Record, Mapping[str, str]]]] | None = None
+        self._cache_until = math.inf
         self._stats_lock = threading.Lock()
         self._by_kind: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
@@ -381,7 +416,20 @@ class Portal:
                         )
                     )
         if failures:
-            detail = "; ".join(f.message for f in failures)
+            # HubSpot's message embeds the property errors as JSON (see docs/sandbox.md)
+            detail = json.dumps(
+                [
+                    {
+                        "isValid": False,
+                        "message": f.message,
+                        "error": f.code,
+                        "name": f.name,
+                        "localizedErrorMessage": f.message,
+                        "portalId": self.portal_id,
+                    }
+                    for f in failures
+                ]
+            )
             raise validation(
                 f"Property values were not valid: {detail}",
                 errors=[
@@ -407,16 +455,47 @@ class Portal:
 
     # ------------------------------------------------------------------ writes
 
+    def _draw_lag(self) -> float:
+        low, high = self.search_lag
+        return low if high <= low else self._lag_rng.uniform(low, high)
+
+    def _reindex(self, rec: Record, *, creating: bool) -> None:
+        """A write to ``rec`` is about to land: search keeps showing the version it has
+        indexed (none for a new record) until the write's own lag has passed."""
+        lag = self._draw_lag()
+        if lag <= 0:
+            rec.visible_at = 0.0  # searchable at once, whatever the clock says
+            return
+        now = self.clock().timestamp()
+        if creating:
+            rec.indexed_props = None
+        elif now >= rec.visible_at:
+            rec.indexed_props = dict(rec.props)
+        rec.visible_at = now + lag
+
+    def index_now(self) -> None:
+        """Make every write searchable at once (tests that mean to skip the lag)."""
+        with self.lock:
+            self._version += 1
+            for recs in self.records.values():
+                for rec in recs.values():
+                    rec.visible_at = 0.0
+
+    def pending_index(self) -> int:
+        """How many records have a write search does not show yet."""
+        with self.lock:
+            now = self.clock().timestamp()
+            return sum(
+                1 for recs in self.records.values() for r in recs.values() if now < r.visible_at
+            )
+
     def _apply(
         self, t: str, rec: Record, changes: Mapping[str, str], now: str, *, force: bool = False
     ) -> None:
         self._version += 1
         props = rec.props
-        if self.index_lag_s > 0:
-            mono = time.monotonic()
-            if mono - rec.written_mono >= self.index_lag_s and not force:
-                rec.indexed_props = dict(props)
-            rec.written_mono = mono
+        if force or any((props.get(n) or "") != v for n, v in changes.items()):
+            self._reindex(rec, creating=force and rec.id not in self.records[t])
         changed = force
         uniq = self._unique[t]
         for name, value in changes.items():
@@ -455,9 +534,6 @@ class Portal:
             "hs_object_id": [(rid, now, "CALCULATED")],
             "createdate": [(now, now, "CALCULATED")],
         }
-        if self.index_lag_s > 0:
-            rec.written_mono = time.monotonic()
-            rec.indexed_props = None
         self._apply(t, rec, changes, now, force=True)
         self.records[t][rid] = rec
         self._order[t].append(int(rid))
@@ -502,10 +578,86 @@ class Portal:
             found = index.get(self._unique_key(t, id_property, str(rid)))
             rec = self.records[t].get(found) if found else None
         else:
-            rec = self.records[t].get(str(rid))
+            rec = self.records[t].get(self.resolve_id(t, str(rid)))
         if rec is None or rec.archived != archived:
             return None
         return rec
+
+    def resolve_id(self, t: str, rid: str) -> str:
+        """The id a record answers to now: a merged-away id leads to its survivor."""
+        seen = 0
+        while rid in self.merged[t] and seen < 100:
+            rid = self.merged[t][rid]
+            seen += 1
+        return rid
+
+    def merge(self, object_type: str, primary_id: Any, merged_id: Any) -> dict[str, Any]:
+        """``POST /crm/v3/objects/{type}/merge``, as HubSpot merges now: both records
+        are merged into a *new* record with a new id (HubSpot's changelog, "Updated
+        merge functionality for contacts and companies"). It takes the primary's values
+        and the merged record's where the primary has none, the associations of both,
+        and lists both ids (primary first, then what had been merged into either) in
+        ``hs_merged_object_ids``. The two old ids disappear from lists and search;
+        reads by either answer with the new record. Unique values (a contact's
+        e-mail, the merged one too) stay taken by the new record."""
+        with self.lock:
+            t = self._type(object_type)
+            pid, mid = str(primary_id or ""), str(merged_id or "")
+            if not pid or not mid:
+                raise validation(
+                    "primaryObjectId and objectIdToMerge are required",
+                    context={"primaryObjectId": [pid], "objectIdToMerge": [mid]},
+                )
+            primary = self._require(t, pid)
+            gone = self._require(t, mid)
+            if primary.id == gone.id:
+                raise validation(f"Cannot merge {SINGULAR[t]} {pid} into itself")
+            values: dict[str, str] = {}
+            for source in (gone, primary):  # the primary's values win
+                values.update(
+                    {
+                        k: v
+                        for k, v in source.props.items()
+                        if v
+                        and k not in READ_ONLY
+                        and k != "hs_merged_object_ids"
+                        and k in self.properties[t]
+                    }
+                )
+            ids: list[str] = []
+            for old in (primary, gone):
+                for i in [old.id, *(old.props.get("hs_merged_object_ids") or "").split(";")]:
+                    if i and i not in ids:
+                        ids.append(i)
+            # free the old records' unique values, then create the merged record
+            for old in (primary, gone):
+                for name, index in self._unique[t].items():
+                    value = old.props.get(name)
+                    if value and index.get(self._unique_key(t, name, value)) == old.id:
+                        del index[self._unique_key(t, name, value)]
+                del self.records[t][old.id]
+            merged = self._create(t, values)
+            merged.created_at = primary.created_at
+            merged.props["createdate"] = primary.props.get("createdate", primary.created_at)
+            merged.props["hs_merged_object_ids"] = ";".join(ids)
+            merged.history.setdefault("hs_merged_object_ids", []).append(
+                (";".join(ids), self._now(), "CALCULATED")
+            )
+            # the merged-away e-mail stays taken (HubSpot keeps it as a secondary one)
+            email = gone.props.get("email") if t == "contacts" else None
+            if email:
+                self._unique[t]["email"].setdefault(email.lower(), merged.id)
+            for old in (primary, gone):
+                self.merged[t][old.id] = merged.id
+                for other, redirect in self.merged[t].items():
+                    if redirect == old.id:
+                        self.merged[t][other] = merged.id
+                # associations move to the merged record
+                for key in [k for k in self._assoc if k[0] == t and k[1] == old.id]:
+                    for tid, specs in self._assoc.pop(key).items():
+                        self._assoc.get((key[2], tid, t), {}).pop(old.id, None)
+                        self._link(t, merged.id, key[2], tid, specs)
+            return self.to_json(t, merged, all_props=True)
 
     def _require(
         self, t: str, rid: str, id_property: str | None = None, *, archived: bool = False
@@ -555,7 +707,7 @@ class Portal:
         """A record's JSON with all properties (any state unless ``archived`` says), or None."""
         with self.lock:
             t = self._type(object_type)
-            rec = self.records[t].get(str(rid))
+            rec = self.records[t].get(self.resolve_id(t, str(rid)))
             if rec is None or (archived is not None and rec.archived != archived):
                 return None
             return self.to_json(t, rec, all_props=True)
@@ -599,6 +751,17 @@ class Portal:
     ) -> dict[str, Any]:
         """A record as ``SimplePublicObject`` JSON."""
         src = rec.props if props is None else props
+        if t != "contacts":
+            # computed from the associations on every read, as HubSpot keeps it
+            links = self._assoc.get((t, rec.id, "contacts"), {})
+            count = sum(
+                1
+                for cid, specs in links.items()
+                if specs
+                and cid in self.records["contacts"]
+                and not self.records["contacts"][cid].archived
+            )
+            src = {**src, "num_associated_contacts": str(count)}
         if all_props:
             properties: dict[str, str | None] = dict(src)
         else:
@@ -669,23 +832,26 @@ class Portal:
             t = self._type(object_type)
             defs = self.properties[t]
             cs = compile_search(body, defs)
-            lag = self.index_lag_s
-            mono = time.monotonic()
+            now = self.clock().timestamp()
             qprops = QUERY_PROPERTIES[t]
             cache_key = None
-            if lag <= 0 and isinstance(body, dict):
+            if isinstance(body, dict):
                 query_shape = {
                     k: v for k, v in body.items() if k not in ("after", "limit", "properties")
                 }
                 cache_key = (t, self._version, json.dumps(query_shape, sort_keys=True, default=str))
-                if self._search_cache is not None and self._search_cache[0] == cache_key:
-                    return self._search_page(t, cs, self._search_cache[1])
+                cached = self._search_cache
+                # valid until the next pending write becomes searchable
+                if cached is not None and cached[0] == cache_key and now < self._cache_until:
+                    return self._search_page(t, cs, cached[1])
             hits: list[tuple[Record, Mapping[str, str]]] = []
+            until = math.inf
             for rec in self.records[t].values():
                 if rec.archived:
                     continue
                 visible: Mapping[str, str] = rec.props
-                if lag > 0 and mono - rec.written_mono < lag:
+                if now < rec.visible_at:
+                    until = min(until, rec.visible_at)
                     if rec.indexed_props is None:
                         continue  # created too recently to be indexed
                     visible = rec.indexed_props
@@ -700,6 +866,7 @@ class Portal:
                 hits = present + missing
             if cache_key is not None:
                 self._search_cache = (cache_key, hits)
+                self._cache_until = until
             return self._search_page(t, cs, hits)
 
     def _search_page(
@@ -761,23 +928,59 @@ class Portal:
                 results.append(self.to_json(t, rec, names=names))
             return results, errors
 
+    def _unique_within(
+        self, t: str, planned: Iterable[tuple[Record | None, Mapping[str, str]]]
+    ) -> None:
+        """Two inputs of one batch giving one unique value to different records: the
+        batch is refused (HubSpot cannot write both)."""
+        for name in self._unique[t]:
+            seen: dict[str, str | None] = {}
+            for rec, out in planned:
+                value = out.get(name)
+                if not value:
+                    continue
+                key = self._unique_key(t, name, value)
+                owner = rec.id if rec is not None else None
+                if key in seen and (owner is None or seen[key] != owner):
+                    raise validation(
+                        f'Duplicate value "{value}" for unique property {name} in batch input',
+                        context={"propertyName": [name]},
+                    )
+                seen[key] = owner
+
     def batch_create(
         self, object_type: str, inputs: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Create up to 100 records; invalid inputs become per-input errors, others are created."""
+        """Create up to 100 records.
+
+        As HubSpot: only when *every* input carries an ``objectWriteTraceId``
+        (multi-status error handling) are invalid inputs per-input errors (207) beside the
+        created records; otherwise one invalid input refuses the whole batch (400, or 409
+        naming the record that has the unique value) and nothing is created."""
         with self.lock:
             t = self._type(object_type)
             items = self._check_batch(inputs)
+            traced = bool(items) and all(
+                isinstance(i, dict) and i.get("objectWriteTraceId") for i in items
+            )
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
-            for i, item in enumerate(items):
-                ctx = {"index": [str(i)]}
-                trace = item.get("objectWriteTraceId") if isinstance(item, dict) else None
-                if trace:
-                    ctx["objectWriteTraceId"] = [str(trace)]
-                try:
+            if not traced:
+                planned: list[tuple[Record | None, dict[str, str]]] = []
+                for item in items:
                     if not isinstance(item, dict):
                         raise validation("Each input must be an object with properties")
+                    planned.append(
+                        (None, self._validate(t, item.get("properties"), None, creating=True))
+                    )
+                self._unique_within(t, planned)
+                for _, changes in planned:
+                    results.append(self.to_json(t, self._create(t, changes), all_props=True))
+                return results, errors
+            for i, item in enumerate(items):
+                trace = str(item["objectWriteTraceId"])
+                ctx = {"index": [str(i)], "objectWriteTraceId": [trace]}
+                try:
                     rec = self._create(
                         t, self._validate(t, item.get("properties"), None, creating=True)
                     )
@@ -785,15 +988,16 @@ class Portal:
                     errors.append(exc.batch_entry(ctx))
                     continue
                 out = self.to_json(t, rec, all_props=True)
-                if trace:
-                    out["objectWriteTraceId"] = str(trace)
+                out["objectWriteTraceId"] = trace
                 results.append(out)
             return results, errors
 
     def batch_update(
         self, object_type: str, inputs: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Update up to 100 records by id (or ``idProperty``); per-input errors."""
+        """Update up to 100 records by id (or ``idProperty``), all or nothing, as HubSpot:
+        an unknown id, a bad value or a unique value another record has refuses the
+        whole batch (404, 400 or 409) and nothing is written."""
         with self.lock:
             t = self._type(object_type)
             items = self._check_batch(inputs)
@@ -806,71 +1010,74 @@ class Portal:
                     f"Duplicate IDs found in batch input: {dupes}. IDs must be unique",
                     context={"ids": dupes},
                 )
+            planned: list[tuple[Record, dict[str, str], str | None]] = []
+            for item in items:
+                if not isinstance(item, dict):
+                    raise validation("Each input must be an object with id and properties")
+                rec = self._require(t, str(item.get("id", "")), item.get("idProperty"))
+                changes = self._validate(t, item.get("properties"), rec, creating=False)
+                trace = item.get("objectWriteTraceId")
+                planned.append((rec, changes, str(trace) if trace else None))
+            self._unique_within(t, [(rec, changes) for rec, changes, _ in planned])
             results: list[dict[str, Any]] = []
-            errors: list[dict[str, Any]] = []
             now = self._now()
-            for i, item in enumerate(items):
-                rid = str(item.get("id", "")) if isinstance(item, dict) else ""
-                ctx = {"id": [rid], "index": [str(i)]}
-                trace = item.get("objectWriteTraceId") if isinstance(item, dict) else None
-                if trace:
-                    ctx["objectWriteTraceId"] = [str(trace)]
-                try:
-                    if not isinstance(item, dict):
-                        raise validation("Each input must be an object with id and properties")
-                    rec = self._require(t, rid, item.get("idProperty"))
-                    changes = self._validate(t, item.get("properties"), rec, creating=False)
-                except ApiError as exc:
-                    errors.append(exc.batch_entry(ctx))
-                    continue
+            for rec, changes, trace in planned:
                 self._apply(t, rec, changes, now)
                 out = self.to_json(t, rec, all_props=True)
                 if trace:
-                    out["objectWriteTraceId"] = str(trace)
+                    out["objectWriteTraceId"] = trace
                 results.append(out)
-            return results, errors
+            return results, []
 
     def batch_upsert(
         self, object_type: str, inputs: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Create-or-update up to 100 records keyed by a unique property; results carry ``new``."""
+        """Create-or-update up to 100 records keyed by a unique property; results carry
+        ``new``. All or nothing, as HubSpot: a non-unique ``idProperty`` or a bad value
+        refuses the batch (400), a unique value another record has too (409)."""
         with self.lock:
             t = self._type(object_type)
             items = self._check_batch(inputs)
-            results: list[dict[str, Any]] = []
-            errors: list[dict[str, Any]] = []
-            for i, item in enumerate(items):
+            planned: list[tuple[Record | None, dict[str, str]]] = []
+            keys: list[str] = []
+            for item in items:
                 rid = str(item.get("id", "")) if isinstance(item, dict) else ""
                 id_prop = item.get("idProperty") if isinstance(item, dict) else None
-                ctx = {"id": [rid], "index": [str(i)]}
-                if id_prop:
-                    ctx["idProperty"] = [str(id_prop)]
-                try:
-                    if not isinstance(item, dict) or not rid:
-                        raise validation("Each upsert input needs id, idProperty and properties")
-                    if not id_prop or id_prop == "hs_object_id" or id_prop not in self._unique[t]:
-                        raise validation(
-                            f'idProperty "{id_prop}" is not a unique-value property; '
-                            "upsert needs a property created with hasUniqueValue"
-                            + (" (or email)" if t == "contacts" else "")
-                        )
-                    rec = self._find(t, rid, id_prop)
-                    props = dict(item.get("properties") or {})
-                    if rec is None:
-                        props.setdefault(id_prop, rid)
-                        rec = self._create(t, self._validate(t, props, None, creating=True))
-                        is_new = True
-                    else:
-                        changes = self._validate(t, props, rec, creating=False)
-                        self._apply(t, rec, changes, self._now())
-                        is_new = False
-                except ApiError as exc:
-                    errors.append(exc.batch_entry(ctx))
-                    continue
+                if not isinstance(item, dict) or not rid:
+                    raise validation("Each upsert input needs id, idProperty and properties")
+                if not id_prop or id_prop == "hs_object_id" or id_prop not in self._unique[t]:
+                    raise validation(
+                        f"Unable to perform update/upsert by non-unique {TYPE_IDS[t]} "
+                        f"property {id_prop} in portal ID {self.portal_id}",
+                        context={"idProperty": [str(id_prop)]},
+                    )
+                key = f"{id_prop}:{self._unique_key(t, id_prop, rid)}"
+                if key in keys:
+                    raise validation(
+                        f"Duplicate IDs found in batch input: [{rid}]. IDs must be unique",
+                        context={"ids": [rid]},
+                    )
+                keys.append(key)
+                rec = self._find(t, rid, id_prop)
+                props = dict(item.get("properties") or {})
+                if rec is None:
+                    props.setdefault(id_prop, rid)
+                    planned.append((None, self._validate(t, props, None, creating=True)))
+                else:
+                    planned.append((rec, self._validate(t, props, rec, creating=False)))
+            self._unique_within(t, planned)
+            results: list[dict[str, Any]] = []
+            now = self._now()
+            for found, changes in planned:
+                if found is None:
+                    rec = self._create(t, changes)
+                else:
+                    rec = found
+                    self._apply(t, rec, changes, now)
                 out = self.to_json(t, rec, all_props=True)
-                out["new"] = is_new
+                out["new"] = found is None
                 results.append(out)
-            return results, errors
+            return results, []
 
     def batch_archive(self, object_type: str, inputs: Any) -> None:
         """Archive up to 100 records; unknown ids are ignored (HubSpot answers 204 anyway)."""
@@ -1516,6 +1723,7 @@ class Portal:
                 "events": self.events,
                 "event_types": sorted(self.event_types),
                 "subscriptions": self.subscriptions,
+                "merged": self.merged,
             }
 
     def load(self, data: Mapping[str, Any]) -> None:
@@ -1562,4 +1770,6 @@ class Portal:
             self.events = list(data.get("events") or [])
             self.event_types.update(data.get("event_types") or [])
             self.subscriptions = dict(data.get("subscriptions") or {})
+            for t, redirects in (data.get("merged") or {}).items():
+                self.merged.setdefault(t, {}).update(redirects)
             self._next_id = max(int(data.get("next_id", self._next_id)), self._next_id)

@@ -34,7 +34,7 @@ DEAL = {"pipeline": "default", "dealstage": "appointmentscheduled"}
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[SandboxServer]:
-    with SandboxServer([PortalSpec("main", TOKEN)], port=0, limits=False) as server:
+    with SandboxServer([PortalSpec("main", TOKEN)], port=0, limits=False, search_lag=0) as server:
         yield server
 
 
@@ -100,20 +100,79 @@ def test_update(hs: HubSpotAdapter, srv: SandboxServer) -> None:
     assert not missing.ok and missing.key == "99999999"
 
 
-def test_partial_207_only_bad_input_fails(hs: HubSpotAdapter, srv: SandboxServer) -> None:
+def test_one_bad_input_fails_the_batch_whole_and_the_split_isolates_it(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """HubSpot answers 207 only for traced batch creates; an upsert with one bad value
+    is refused whole (400). The adapter halves the batch until the bad input is alone:
+    the other four are written, the bad one fails with the property's own message."""
     srv.portal("main").reset_stats()
     items = [(f"p:{i}", _deal(f"Partial {i}", amount="abc" if i == 2 else "10")) for i in range(5)]
     results = hs.upsert("deals", SRC, items)
     assert [r.key for r in results] == [k for k, _ in items]
     bad = [r for r in results if not r.ok]
     assert [r.key for r in bad] == ["p:2"]
-    assert "amount" in (bad[0].error or "")
+    assert "amount" in (bad[0].error or "") and "isValid" not in (bad[0].error or "")
     assert all(r.record is not None and r.created for r in results if r.ok)
-    assert _kinds(srv).get("batch_upsert") == 1  # a 207, not a split
+    # [0..4] refused, [0,1] ok, [2,3,4] refused, [2] refused, [3,4] ok
+    assert _kinds(srv).get("batch_upsert") == 5
     # the same on update
     ids = [r.record.id for r in results if r.ok and r.record is not None]
     out = hs.update("deals", [(ids[0], {"amount": "5"}), (ids[1], {"amount": "x1"})])
     assert out[0].ok and not out[1].ok and "amount" in (out[1].error or "")
+
+
+def test_100_updates_with_one_invalid_stage_99_written_1_failed_readably(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """A batch of 100 updates where one deal gets a stage its pipeline does not have:
+    HubSpot refuses the batch whole (400 VALIDATION_ERROR, the property errors as JSON
+    inside ``message`` and in ``errors``). 99 are written, the one fails with
+    HubSpot's readable message, in a bounded number of calls (a binary split: at most
+    1 + 2·log2(100) ≈ 15)."""
+    made = hs.upsert("deals", SRC, [(f"st:{i}", _deal(f"Stage {i}")) for i in range(100)])
+    ids = [r.record.id for r in made if r.record is not None]
+    assert len(ids) == 100
+    srv.portal("main").reset_stats()
+    items = [
+        (rid, {"dealstage": "nosuchstage" if i == 37 else "contractsent"})
+        for i, rid in enumerate(ids)
+    ]
+    out = hs.update("deals", items)
+    assert [r.key for r in out] == ids
+    failed = [r for r in out if not r.ok]
+    assert [r.key for r in failed] == [ids[37]]
+    assert failed[0].error is not None
+    assert "nosuchstage was not one of the allowed options" in failed[0].error
+    assert '"isValid"' not in failed[0].error  # the readable errors[].message, not JSON
+    calls = _kinds(srv).get("batch_update", 0)
+    assert 2 <= calls <= 15, calls
+    stages = {rid: srv.portal("main").get("deals", rid)["properties"]["dealstage"] for rid in ids}  # type: ignore[index]
+    assert sum(1 for v in stages.values() if v == "contractsent") == 99
+    assert stages[ids[37]] == "appointmentscheduled"
+
+
+def test_a_409_inside_a_batch_upsert_isolates_the_contact_and_names_its_owner(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """One contact of a 100-input upsert has an e-mail another contact already has:
+    HubSpot refuses the batch whole with 409 ("Existing ID: N"). The split writes the
+    99 and hands back the one with ``existing_id`` N, which the engine adopts."""
+    hs.ensure_properties([PropertySpec("contacts", SRC, "dealsync source id", unique=True)])
+    owner = srv.portal("main").create("contacts", {"email": "owner@dup409.example"})["id"]
+    items = [
+        (f"dup409:{i}", {"email": "OWNER@dup409.example" if i == 61 else f"c{i}@dup409.example"})
+        for i in range(100)
+    ]
+    srv.portal("main").reset_stats()
+    out = hs.upsert("contacts", SRC, items)
+    assert sum(1 for r in out if r.ok) == 99
+    (clash,) = [r for r in out if not r.ok]
+    assert clash.key == "dup409:61" and clash.existing_id == owner
+    assert "409" in (clash.error or "") and f"Existing ID: {owner}" in (clash.error or "")
+    assert 2 <= _kinds(srv).get("batch_upsert", 0) <= 15
+    emails = {c["properties"]["email"] for c in srv.portal("main").all("contacts")}
+    assert {f"c{i}@dup409.example" for i in range(100) if i != 61} <= emails
 
 
 def test_a_409_for_an_existing_email_names_the_existing_contact(

@@ -24,7 +24,7 @@ def portals() -> Iterator[SandboxServer]:
         PortalSpec(name="vendor", token=TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"]),
         PortalSpec(name="partner-acme", token=TOKENS["DEALSYNC_DEMO_ACME_TOKEN"]),
     ]
-    with SandboxServer(portals=specs, port=0, limits=False) as srv:
+    with SandboxServer(portals=specs, port=0, limits=False, search_lag=0) as srv:
         yield srv
 
 

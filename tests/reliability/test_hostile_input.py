@@ -116,7 +116,7 @@ rules: {mappings}/rules.yaml
 @pytest.fixture
 def sandbox_app(tmp_path: Path) -> Iterator[tuple[Dealsync, SandboxServer]]:
     specs = [PortalSpec("vendor", ENV["HS_VENDOR_TOKEN"]), PortalSpec("acme", ENV["HS_ACME_TOKEN"])]
-    with SandboxServer(specs, port=0, limits=False) as srv:
+    with SandboxServer(specs, port=0, limits=False, search_lag=0) as srv:
         (tmp_path / "dealsync.yaml").write_text(
             SANDBOX_CONFIG.format(url=srv.url, mappings=SHIPPED)
         )

@@ -81,7 +81,7 @@ def test_no_secret_in_anything_the_product_emits(
         PortalSpec(name="vendor", token=VENDOR_TOKEN),
         PortalSpec(name="acme", token=PARTNER_TOKEN),
     ]
-    with SandboxServer(portals=portals, port=0, limits=False) as srv:
+    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv:
         config = _project(tmp_path, srv.url)
         app = Dealsync(load_project(config, env=env), env=env)
         app.setup()
@@ -157,7 +157,7 @@ def test_no_secret_in_anything_the_product_emits(
 
     # a pass that fails for a bad token: the error names the variable, never the value
     bad_env = {**env, "T_ACME": "tok-SECRET-wrong-000000"}
-    with SandboxServer(portals=portals, port=0, limits=False) as srv2:
+    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv2:
         (tmp_path / "dealsync.yaml").write_text(CONFIG.format(url=srv2.url))
         app2 = Dealsync(load_project(config, env=bad_env), env=bad_env)
         result = app2.sync("acme")
@@ -192,7 +192,7 @@ def test_consent_mail_never_names_the_partner_and_notifications_never_the_contac
         PortalSpec(name="vendor", token=VENDOR_TOKEN),
         PortalSpec(name="acme", token=PARTNER_TOKEN),
     ]
-    with SandboxServer(portals=portals, port=0, limits=False) as srv:
+    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv:
         config = _project(tmp_path, srv.url)
         app = Dealsync(load_project(config, env=env), env=env)
         app.setup()
@@ -267,7 +267,7 @@ def test_no_contact_email_address_in_any_log_line(
         "eva@acme-kft.hu": ("Eva", "Nagy", "DE", "acme-kft.hu", "Acme Agency Kft"),
     }
     with (
-        SandboxServer(portals=portals, port=0, limits=False) as srv,
+        SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv,
         MisbehavingSMTP("refuse_recipient") as smtp,
     ):
         env = {"T_VENDOR": VENDOR_TOKEN, "T_ACME": PARTNER_TOKEN, **smtp.env}

@@ -29,7 +29,9 @@ def server() -> Iterator[SandboxServer]:
             deal_stages=["new", "working", "won", "lost"],
         ),
     ]
-    with SandboxServer(portals=specs, host="127.0.0.1", port=0, limits=False) as srv:
+    # search answers at once here: these tests are about what search finds, not when
+    # (tests/sandbox/test_sandbox_consistency.py is about when)
+    with SandboxServer(portals=specs, host="127.0.0.1", port=0, limits=False, search_lag=0) as srv:
         yield srv
 
 
@@ -50,8 +52,15 @@ def make_server() -> Iterator[Callable[..., SandboxServer]]:
     """Factory for dedicated servers (limits, faults); stopped after the test."""
     started: list[SandboxServer] = []
 
-    def factory(*specs: PortalSpec, limits: bool = True) -> SandboxServer:
-        srv = SandboxServer(portals=list(specs), port=0, limits=limits).start()
+    def factory(*specs: PortalSpec, limits: bool = True, search_lag: object = 0) -> SandboxServer:
+        """``search_lag=0`` unless a test asks: the sandbox's default lag is for the
+        tests about consistency and the sync passes over the sandbox."""
+        srv = SandboxServer(
+            portals=list(specs),
+            port=0,
+            limits=limits,
+            search_lag=search_lag,  # type: ignore[arg-type]
+        ).start()
         started.append(srv)
         return srv
 

@@ -41,7 +41,7 @@ def srv() -> Iterator[SandboxServer]:
         PortalSpec("x", TOKEN, portal_id=4242),
         PortalSpec("y", "other-token", deal_stages=["s1", "won"]),
     ]
-    with SandboxServer(specs, limits=False) as server:
+    with SandboxServer(specs, limits=False, search_lag=0) as server:
         yield server
 
 

@@ -32,7 +32,9 @@ TOKEN = "harsh-token"
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[SandboxServer]:
-    with SandboxServer([PortalSpec("h", TOKEN, portal_id=5151)], limits=False) as server:
+    with SandboxServer(
+        [PortalSpec("h", TOKEN, portal_id=5151)], limits=False, search_lag=0
+    ) as server:
         yield server
 
 

@@ -268,7 +268,7 @@ def test_parse_faults_and_portal() -> None:
 def test_data_file_persistence(tmp_path: Path) -> None:
     data = tmp_path / "sandbox.json"
     spec = [PortalSpec("p", "p-token")]
-    with SandboxServer(spec, data_file=str(data), limits=False) as srv:
+    with SandboxServer(spec, data_file=str(data), limits=False, search_lag=0) as srv:
         portal = srv.portal("p")
         portal.create_property(
             "deals", {"name": "ext_id", "label": "Ext", "type": "string", "hasUniqueValue": True}
@@ -280,7 +280,7 @@ def test_data_file_persistence(tmp_path: Path) -> None:
         portal.associate("deals", deal, "companies", company)
         portal.archive("companies", portal.seed("companies", [{"name": "gone"}])[0])
     assert data.exists()
-    with SandboxServer(spec, data_file=str(data), limits=False) as srv:
+    with SandboxServer(spec, data_file=str(data), limits=False, search_lag=0) as srv:
         portal = srv.portal("p")
         assert portal.get("deals", deal)["properties"]["ext_id"] == "E1"
         assert portal.associations_of("deals", deal, "companies")[0]["toObjectId"] == int(company)

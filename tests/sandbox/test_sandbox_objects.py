@@ -142,7 +142,13 @@ def test_unknown_property_rejected(client: HubSpot) -> None:
     assert info.value.status == 400
     body = _err(info.value)
     assert body["category"] == "VALIDATION_ERROR"
-    assert 'Property "foo" does not exist' in body["message"]
+    # HubSpot's message embeds the property errors as JSON; errors[] has them readable
+    prefix = "Property values were not valid: "
+    assert body["message"].startswith(prefix)
+    embedded = json.loads(body["message"][len(prefix) :])
+    assert embedded[0]["isValid"] is False and embedded[0]["name"] == "foo"
+    assert embedded[0]["error"] == "PROPERTY_DOESNT_EXIST"
+    assert body["errors"][0]["message"] == 'Property "foo" does not exist'
     assert body["correlationId"]
 
 
@@ -237,13 +243,38 @@ def test_batch_create_100_ok_and_101_rejected(client: HubSpot) -> None:
     assert _err(info.value)["category"] == "VALIDATION_ERROR"
 
 
-def test_batch_create_partial_failure_is_207(client: HubSpot) -> None:
-    inputs = [
+def test_batch_create_partial_failure_is_207_only_with_trace_ids(
+    server: SandboxServer, client: HubSpot
+) -> None:
+    before = server.portal("vendor").count("deals")
+    untraced = [
         SimplePublicObjectBatchInputForCreate(properties={"dealname": "P-ok-1"}),
         SimplePublicObjectBatchInputForCreate(
             properties={"dealname": "P-bad", "amount": "NaNa"}, object_write_trace_id="t-1"
         ),
         SimplePublicObjectBatchInputForCreate(properties={"dealname": "P-ok-2"}),
+    ]
+    # not every input traced: the batch fails whole, nothing is created
+    with pytest.raises(ApiException) as info:
+        client.crm.deals.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(inputs=untraced)
+        )
+    assert info.value.status == 400
+    body = _err(info.value)
+    assert body["category"] == "VALIDATION_ERROR"
+    assert body["message"].startswith("Property values were not valid: [")
+    assert "amount" in body["errors"][0]["message"]
+    assert server.portal("vendor").count("deals") == before
+    inputs = [
+        SimplePublicObjectBatchInputForCreate(
+            properties={"dealname": "P-ok-1"}, object_write_trace_id="t-0"
+        ),
+        SimplePublicObjectBatchInputForCreate(
+            properties={"dealname": "P-bad", "amount": "NaNa"}, object_write_trace_id="t-1"
+        ),
+        SimplePublicObjectBatchInputForCreate(
+            properties={"dealname": "P-ok-2"}, object_write_trace_id="t-2"
+        ),
     ]
     res = client.crm.deals.batch_api.create(
         BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
@@ -283,16 +314,22 @@ def test_batch_read_update_archive(client: HubSpot) -> None:
     )
     assert isinstance(upd, BatchResponseSimplePublicObject)
     assert {r.properties["amount"] for r in upd.results} == {"99"}
-    bad = client.crm.deals.batch_api.update(
-        BatchInputSimplePublicObjectBatchInput(
-            inputs=[
-                SimplePublicObjectBatchInput(id=ids[0], properties={"amount": "1"}),
-                SimplePublicObjectBatchInput(id="777", properties={"amount": "1"}),
-            ]
+    # one unknown id fails the whole batch: nothing is written
+    with pytest.raises(ApiException) as info:
+        client.crm.deals.batch_api.update(
+            BatchInputSimplePublicObjectBatchInput(
+                inputs=[
+                    SimplePublicObjectBatchInput(id=ids[0], properties={"amount": "1"}),
+                    SimplePublicObjectBatchInput(id="777", properties={"amount": "1"}),
+                ]
+            )
         )
+    assert info.value.status == 404
+    assert _err(info.value)["context"]["id"] == ["777"]
+    assert (
+        client.crm.deals.basic_api.get_by_id(ids[0], properties=["amount"]).properties["amount"]
+        == "99"
     )
-    assert isinstance(bad, BatchResponseSimplePublicObjectWithErrors)
-    assert bad.num_errors == 1 and bad.errors[0].context["id"] == ["777"]
     client.crm.deals.batch_api.archive(
         BatchInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids])
     )
@@ -344,31 +381,45 @@ def test_batch_upsert_on_unique_property(client: HubSpot) -> None:
         _create(client, dealname="dup", partner_deal_id="P-1")
     assert info.value.status == 409
     assert _err(info.value)["category"] == "CONFLICT"
-    # In a batch, a duplicate is a per-input CONFLICT error (207), the rest is created.
-    dup = client.crm.deals.batch_api.create(
-        BatchInputSimplePublicObjectBatchInputForCreate(
-            inputs=[
-                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
-                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
-                SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-1"}),
-            ]
+    # In a batch (without trace ids), a duplicate fails the whole batch with 409 naming
+    # the record that has the value; nothing is created.
+    with pytest.raises(ApiException) as info:
+        client.crm.deals.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[
+                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
+                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-1"}),
+                ]
+            )
         )
-    )
-    assert isinstance(dup, BatchResponseSimplePublicObjectWithErrors)
-    assert len(dup.results) == 1
-    assert [(e.category, e.context["index"]) for e in dup.errors] == [
-        ("CONFLICT", ["1"]),
-        ("CONFLICT", ["2"]),
-    ]
-    # Upsert on a non-unique property is a per-input error.
-    res = client.crm.deals.batch_api.upsert(
-        BatchInputSimplePublicObjectBatchInputUpsert(
-            inputs=[
-                SimplePublicObjectBatchInputUpsert(id="x", id_property="dealname", properties={})
-            ]
+    assert info.value.status == 409
+    assert f"Existing ID: {first.results[0].id}" in _err(info.value)["message"]
+    listed = client.crm.deals.basic_api.get_page(limit=100, properties=["partner_deal_id"])
+    assert all(d.properties.get("partner_deal_id") != "P-2" for d in listed.results)
+    # two inputs giving one unique value: refused whole too
+    with pytest.raises(ApiException) as info:
+        client.crm.deals.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[
+                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-3"}),
+                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-3"}),
+                ]
+            )
         )
-    )
-    assert res.num_errors == 1
+    assert info.value.status == 400
+    # Upsert on a non-unique property refuses the batch (400).
+    with pytest.raises(ApiException) as info:
+        client.crm.deals.batch_api.upsert(
+            BatchInputSimplePublicObjectBatchInputUpsert(
+                inputs=[
+                    SimplePublicObjectBatchInputUpsert(
+                        id="x", id_property="dealname", properties={}
+                    )
+                ]
+            )
+        )
+    assert info.value.status == 400
+    assert "non-unique" in _err(info.value)["message"]
 
 
 def test_contacts_email_is_unique_and_upsertable(client: HubSpot) -> None:
