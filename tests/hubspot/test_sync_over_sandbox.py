@@ -328,6 +328,35 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
 
 
+def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: World) -> None:
+    """Both portals delete the shared deal's company and enter it again (same domain,
+    on the deal) before a pass: the partner's new company pairs with the vendor's new
+    one, its successor, through the real client — never a third company."""
+    d, c, _ = world.seed_deal(4)
+    world.app.sync("acme")
+    [old] = _live(world, "companies", "domain", "c4.com")
+    vdeal = world.vendor_deal_of(d)
+
+    world.srv.portal("vendor").archive("companies", str(old["id"]))
+    vnew = world.vendor.create("companies", {"name": "Company 4 by hand", "domain": "c4.com"})
+    world.vendor.associate("deals", vdeal, "companies", vnew)
+    world.srv.portal("acme").archive("companies", c)
+    pnew = world.partner.create("companies", {"name": "Company 4 again", "domain": "c4.com"})
+    world.partner.associate("deals", d, "companies", pnew)
+    world.partner.edit("deals", d, {"amount": "1504"})
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "companies", "domain", "c4.com")
+    assert after["id"] == vnew
+    assert after["properties"][SRC] == f"acme:{pnew}"  # type: ignore[index]
+    assert world.vendor.associated("deals", vdeal, "companies") == [vnew]
+    counts = world.app.store.link_counts("acme")["companies"]
+    assert counts == {"active": 1, "relinked": 1}
+    quiet = world.app.sync("acme")
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
 def test_vendor_recreates_a_contact_the_link_follows_it(world: World) -> None:
     d, _, p = world.seed_deal(3)
     world.app.sync("acme")
