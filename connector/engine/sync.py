@@ -63,7 +63,9 @@ records"). Used only when the mapping syncs that property."""
 UNIQUE_IDENTITY = ("email",)
 """Identities the CRM itself keeps unique among live records (HubSpot: a contact's
 e-mail). Only these let a vendor record stand in for a deleted one it was never
-linked to: two vendor companies may share a domain, two deals a name."""
+linked to on the identity alone: two vendor companies may share a domain, two deals a
+name, so a company also needs the shared deal the deleted one was on, and a deal is
+never a successor (``SyncPass._follow_successors``)."""
 
 _ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
 """Link statuses that leave one record live after the other was deleted."""
@@ -192,6 +194,10 @@ class SyncPass:
         # pass: merged again at once from fresh reads (see _settle_relinked)
         self._relinked: list[tuple[str, str, str]] = []
         self._settled: set[tuple[str, Side, str]] = set()
+        # (mapping, identity value) -> vendor successor an ended link kept this pass
+        # (both sides re-created): adopted by the new partner record without a search,
+        # which may not show a record changed moments ago (see _follow_successors)
+        self._kept: dict[tuple[str, str], Record] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -900,9 +906,11 @@ class SyncPass:
         """Creates whose source re-creates a deleted record: a live ``target`` record
         with the same identity (e-mail, domain, deal name) was the counterpart of a
         record deleted on the source side, and its link ended (unlink or flag policy
-        left it live). That record is adopted instead of making a second one; never a
-        record that was not linked before (companies and deals are not unique at
-        HubSpot, so the vendor's own records are left alone)."""
+        left it live, or it is the vendor's successor of a vendor record deleted too,
+        which the ended link kept: :meth:`_follow_successors`). That record is adopted
+        instead of making a second one; never a record that was not linked before
+        (companies and deals are not unique at HubSpot, so the vendor's own records are
+        left alone)."""
         ident = self._identity(mapping, target)
         if ident is None or not creates:
             return {}
@@ -916,6 +924,8 @@ class SyncPass:
             self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
         )
         by_value = {_norm(ident, k): r for k, r in found.items()}
+        if target == "vendor":
+            by_value.update({v: r for (name, v), r in self._kept.items() if name == mapping.name})
         holders = self.store.holders(
             self.conn, mapping.name, target, [r.id for r in by_value.values()]
         )
@@ -1216,13 +1226,14 @@ class SyncPass:
         )
         rest: list[Delete] = []
         chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None, str]] = {}
+        kept: dict[str, Record] = {}
         for d in deletes:
             ref, value = values.get(d.link_id, (None, ""))
             if ref is None:
                 rest.append(d)
                 continue
             ours = self._source_key("vendor", ref.partner_id or "")
-            fit = []
+            fit: list[tuple[Record, LinkRef | None, str]] = []
             for succ, why in found.get(d.link_id, []):
                 held = holders.get(succ.id)
                 owner = succ.get(PARTNER_ID)
@@ -1243,6 +1254,7 @@ class SyncPass:
                 continue
             succ, held, why = fit[0]
             chosen[succ.id] = (d, ref, held, why)
+            kept[succ.id] = succ
         if not chosen:
             return deletes
         items = []
@@ -1272,6 +1284,7 @@ class SyncPass:
                 # the partner record is gone too: the link ends holding the successor
                 ended.append(ref.id)
                 rest.append(Delete(d.object, d.link_id, "partner", res.key, "unlink"))
+                self._kept[(mapping.name, _norm(ident, values[d.link_id][1]))] = kept[res.key]
                 detail = (
                     f"vendor {ref.vendor_id} and partner {ref.partner_id} were both deleted; "
                     f"vendor {res.key} has the same {ident}{why}: the ended link keeps it, "
