@@ -559,3 +559,33 @@ def test_both_sides_recreate_beside_a_vendor_look_alike_it_is_left_alone(world: 
     mine = world.counterpart("companies", partner_new.id)
     assert mine is not None and mine.id != own.id
     quiet_pass(world)
+
+
+@pytest.mark.parametrize("kill_at", ["after_write:companies", "before_cursor"])
+def test_both_sides_recreate_a_company_killed_midway_one_vendor_company(
+    world: World, kill_at: str
+) -> None:
+    """A kill right after the successor got the connection's marks (before its link
+    moved), or after everything but the cursors: the rerun finds the same successor
+    and ends with the same one pair."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    vendor_new = _vendor_recreates_company(world, seeded)
+    partner_new = world.partner.recreate("companies", seeded.company.id)
+    touch_deal(world, seeded)
+
+    def crash(point: str) -> None:
+        if point == kill_at:
+            raise PassAborted(point)
+
+    with pytest.raises(PassAborted):
+        world.sync(crash_at=crash)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_new.id and only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
+    link = world.link("companies", partner_new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
+    quiet_pass(world)
