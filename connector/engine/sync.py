@@ -198,6 +198,9 @@ class SyncPass:
         # (both sides re-created): adopted by the new partner record without a search,
         # which may not show a record changed moments ago (see _follow_successors)
         self._kept: dict[tuple[str, str], Record] = {}
+        # (mapping, source id) -> ended link whose gone survivor the record adopted for
+        # that source succeeds (see _heirs): closed as relinked by the adoption
+        self._inherited: dict[tuple[str, str], LinkRef] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -930,6 +933,8 @@ class SyncPass:
             self.conn, mapping.name, target, [r.id for r in by_value.values()]
         )
         origin = other_side(target)
+        unheld = {r.id: r for r in by_value.values() if r.id not in holders}
+        heirs = self._heirs(mapping, ident, unheld) if target == "vendor" else {}
         out: dict[str, tuple[str, str]] = {}
         taken: set[str] = set()
         for sid, value in values.items():
@@ -937,6 +942,17 @@ class SyncPass:
             if rec is None or rec.id in taken:
                 continue
             held = holders.get(rec.id)
+            if held is None and rec.id in heirs:
+                ended, why = heirs[rec.id]
+                taken.add(rec.id)
+                self._inherited[(mapping.name, sid)] = ended
+                out[sid] = (
+                    rec.id,
+                    f"re-created {origin} record: {target} {rec.id} has the same {ident}"
+                    f"{why}; it succeeds vendor {ended.vendor_id}, the counterpart of "
+                    f"{origin} {ended.partner_id}, both deleted",
+                )
+                continue
             if held is None or held.status not in _ENDED_WITH_SURVIVOR:
                 continue
             gone = held.partner_id if origin == "partner" else held.vendor_id
@@ -946,6 +962,68 @@ class SyncPass:
                 f"re-created {origin} record: {target} {rec.id} has the same {ident} and was "
                 f"the counterpart of {origin} {gone}, which was deleted",
             )
+        return out
+
+    def _heirs(
+        self, mapping: ObjectMapping, ident: str, recs: Mapping[str, Record]
+    ) -> dict[str, tuple[LinkRef, str]]:
+        """Unlinked vendor records (by id) that succeed the survivor an ended link kept:
+        the partner record was deleted (the link ended, its vendor counterpart left
+        live), then the vendor deleted that counterpart and entered it again. Same rule
+        as a successor (:meth:`_follow_successors`), from the new record's side: it is
+        associated with the vendor counterpart of a shared deal whose mirrored
+        associations name the ended link's partner record, that link's vendor record
+        is gone and had the same identity, and exactly one such link qualifies. Only
+        for identities the CRM does not keep unique (a unique one is refused by the
+        CRM and adopted on its 409)."""
+        anchors = [m for m in self.mappings if mapping.name in m.associations]
+        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
+        if ident in UNIQUE_IDENTITY or not anchors or not recs or field_key is None:
+            return {}
+        out: dict[str, tuple[LinkRef, str]] = {}
+        for parent in anchors:
+            with_parents = self._crm("vendor").read(
+                mapping.vendor_object, sorted(recs), [], associations=[parent.vendor_object]
+            )
+            parent_ids = {
+                i
+                for r in with_parents.values()
+                for i in r.associations.get(parent.vendor_object, ())
+            }
+            plinks = self.store.link_refs(self.conn, parent.name, "vendor", parent_ids)
+            listed: dict[str, dict[str, str]] = {}  # vendor record -> partner id -> parent
+            for vid, r in with_parents.items():
+                for i in r.associations.get(parent.vendor_object, ()):
+                    lk = plinks.get(i)
+                    if lk is not None and lk.status == "active":
+                        for p in lk.base.get(ASSOC + mapping.name, []):
+                            listed.setdefault(vid, {}).setdefault(p, i)
+            named = {p for ps in listed.values() for p in ps}
+            held = self.store.holders(self.conn, mapping.name, "partner", named)
+            ended = {
+                p: h
+                for p, h in held.items()
+                if h.status in _ENDED_WITH_SURVIVOR and h.vendor_id and h.vendor_id not in recs
+            }
+            alive = self._read(
+                mapping, "vendor", sorted({h.vendor_id or "" for h in ended.values()})
+            )
+            for vid, ps in listed.items():
+                value = _norm(ident, recs[vid].get(ident) or "")
+                fits = {
+                    h.id: (h, ps[p])
+                    for p, h in ended.items()
+                    if p in ps
+                    and h.vendor_id not in alive
+                    and _norm(ident, str((h.base.get(field_key) or [None, None])[1] or "")) == value
+                }
+                if len(fits) == 1 and vid not in out:
+                    [(h, via)] = fits.values()
+                    out[vid] = (
+                        h,
+                        f" and is associated with vendor {parent.vendor_object} {via}, as the "
+                        "deleted one was",
+                    )
         return out
 
     def _claimable(
@@ -1022,6 +1100,9 @@ class SyncPass:
         ok, refused = self._claimable(
             mapping, target, intents, {sid: tid for sid, (tid, _) in wanted.items()}
         )
+        for sid in ok:
+            if ok[sid] is None and (mapping.name, sid) in self._inherited:
+                ok[sid] = self._inherited.pop((mapping.name, sid))
         ids = sorted({wanted[sid][0] for sid in ok})
         existing = self._read(mapping, target, ids) if ids else {}
         items: list[tuple[str, dict[str, str]]] = []

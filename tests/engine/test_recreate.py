@@ -589,3 +589,35 @@ def test_both_sides_recreate_a_company_killed_midway_one_vendor_company(
     link = world.link("companies", partner_new.id)
     assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
     quiet_pass(world)
+
+
+def test_vendor_recreates_the_company_an_ended_link_kept_the_partner_one_adopts_it(
+    world: World,
+) -> None:
+    """``scripts/chaos.py`` (``--seed 13``, campaign 261): the partner deletes the
+    company and a pass unlinks it (the vendor's company survives), then the vendor
+    deletes that survivor and enters it again on the deal, then the partner's new
+    company reaches the connector. The vendor's new company succeeds the survivor the
+    ended link kept, so the partner's new company adopts it — no second company."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    world.partner.remove("companies", seeded.company.id)
+    assert world.sync().status == "ok"
+    assert world.store.links(PARTNER, "companies", ("unlinked",))
+    vendor_new = _vendor_recreates_company(world, seeded)
+    partner_new = world.partner.create("companies", {"name": "Company Again", "domain": domain})
+    world.partner.associate("deals", "companies", [(seeded.id, partner_new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_new.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
+    link = world.link("companies", partner_new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
+    assert [g for g, _, _ in relinked(world, "companies")] == [seeded.company.id]
+    [detail] = outcomes(world, result, "adopt")
+    assert "same domain" in detail
+    quiet_pass(world)
