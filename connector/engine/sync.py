@@ -61,7 +61,9 @@ records"). Used only when the mapping syncs that property."""
 UNIQUE_IDENTITY = ("email",)
 """Identities the CRM itself keeps unique among live records (HubSpot: a contact's
 e-mail). Only these let a vendor record stand in for a deleted one it was never
-linked to: two vendor companies may share a domain, two deals a name."""
+linked to on the identity alone: two vendor companies may share a domain, two deals a
+name, so a company also needs the shared deal the deleted one was on, and a deal is
+never a successor (``SyncPass._follow_successors``)."""
 
 _LIVE_LINK = ("pending", "active", "flagged")
 """Link statuses that hold both records (shared, or about to be)."""
@@ -193,6 +195,13 @@ class SyncPass:
         # pass: merged again at once from fresh reads (see _settle_relinked)
         self._relinked: list[tuple[str, str, str]] = []
         self._settled: set[tuple[str, Side, str]] = set()
+        # (mapping, identity value) -> vendor successor an ended link kept this pass
+        # (both sides re-created): adopted by the new partner record without a search,
+        # which may not show a record changed moments ago (see _follow_successors)
+        self._kept: dict[tuple[str, str], Record] = {}
+        # (mapping, source id) -> ended link whose gone survivor the record adopted for
+        # that source succeeds (see _heirs): closed as relinked by the adoption
+        self._inherited: dict[tuple[str, str], LinkRef] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -1029,9 +1038,11 @@ class SyncPass:
         """Creates whose source re-creates a deleted record: a live ``target`` record
         with the same identity (e-mail, domain, deal name) was the counterpart of a
         record deleted on the source side, and its link ended (unlink or flag policy
-        left it live). That record is adopted instead of making a second one; never a
-        record that was not linked before (companies and deals are not unique at
-        HubSpot, so the vendor's own records are left alone)."""
+        left it live, or it is the vendor's successor of a vendor record deleted too,
+        which the ended link kept: :meth:`_follow_successors`). That record is adopted
+        instead of making a second one; never a record that was not linked before
+        (companies and deals are not unique at HubSpot, so the vendor's own records are
+        left alone)."""
         ident = self._identity(mapping, target)
         if ident is None or not creates:
             return {}
@@ -1045,10 +1056,14 @@ class SyncPass:
             self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
         )
         by_value = {_norm(ident, k): r for k, r in found.items()}
+        if target == "vendor":
+            by_value.update({v: r for (name, v), r in self._kept.items() if name == mapping.name})
         holders = self.store.holders(
             self.conn, mapping.name, target, [r.id for r in by_value.values()]
         )
         origin = other_side(target)
+        unheld = {r.id: r for r in by_value.values() if r.id not in holders}
+        heirs = self._heirs(mapping, ident, unheld) if target == "vendor" else {}
         out: dict[str, tuple[str, str]] = {}
         taken: set[str] = set()
         for sid, value in values.items():
@@ -1056,6 +1071,17 @@ class SyncPass:
             if rec is None or rec.id in taken:
                 continue
             held = holders.get(rec.id)
+            if held is None and rec.id in heirs:
+                ended, why = heirs[rec.id]
+                taken.add(rec.id)
+                self._inherited[(mapping.name, sid)] = ended
+                out[sid] = (
+                    rec.id,
+                    f"re-created {origin} record: {target} {rec.id} has the same {ident}"
+                    f"{why}; it succeeds vendor {ended.vendor_id}, the counterpart of "
+                    f"{origin} {ended.partner_id}, both deleted",
+                )
+                continue
             if held is None or held.status not in _ENDED_WITH_SURVIVOR:
                 continue
             gone = held.partner_id if origin == "partner" else held.vendor_id
@@ -1065,6 +1091,68 @@ class SyncPass:
                 f"re-created {origin} record: {target} {rec.id} has the same {ident} and was "
                 f"the counterpart of {origin} {gone}, which was deleted",
             )
+        return out
+
+    def _heirs(
+        self, mapping: ObjectMapping, ident: str, recs: Mapping[str, Record]
+    ) -> dict[str, tuple[LinkRef, str]]:
+        """Unlinked vendor records (by id) that succeed the survivor an ended link kept:
+        the partner record was deleted (the link ended, its vendor counterpart left
+        live), then the vendor deleted that counterpart and entered it again. Same rule
+        as a successor (:meth:`_follow_successors`), from the new record's side: it is
+        associated with the vendor counterpart of a shared deal whose mirrored
+        associations name the ended link's partner record, that link's vendor record
+        is gone and had the same identity, and exactly one such link qualifies. Only
+        for identities the CRM does not keep unique (a unique one is refused by the
+        CRM and adopted on its 409)."""
+        anchors = [m for m in self.mappings if mapping.name in m.associations]
+        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
+        if ident in UNIQUE_IDENTITY or not anchors or not recs or field_key is None:
+            return {}
+        out: dict[str, tuple[LinkRef, str]] = {}
+        for parent in anchors:
+            with_parents = self._crm("vendor").read(
+                mapping.vendor_object, sorted(recs), [], associations=[parent.vendor_object]
+            )
+            parent_ids = {
+                i
+                for r in with_parents.values()
+                for i in r.associations.get(parent.vendor_object, ())
+            }
+            plinks = self.store.link_refs(self.conn, parent.name, "vendor", parent_ids)
+            listed: dict[str, dict[str, str]] = {}  # vendor record -> partner id -> parent
+            for vid, r in with_parents.items():
+                for i in r.associations.get(parent.vendor_object, ()):
+                    lk = plinks.get(i)
+                    if lk is not None and lk.status == "active":
+                        for p in lk.base.get(ASSOC + mapping.name, []):
+                            listed.setdefault(vid, {}).setdefault(p, i)
+            named = {p for ps in listed.values() for p in ps}
+            held = self.store.holders(self.conn, mapping.name, "partner", named)
+            ended = {
+                p: h
+                for p, h in held.items()
+                if h.status in _ENDED_WITH_SURVIVOR and h.vendor_id and h.vendor_id not in recs
+            }
+            alive = self._read(
+                mapping, "vendor", sorted({h.vendor_id or "" for h in ended.values()})
+            )
+            for vid, ps in listed.items():
+                value = _norm(ident, recs[vid].get(ident) or "")
+                fits = {
+                    h.id: (h, ps[p])
+                    for p, h in ended.items()
+                    if p in ps
+                    and h.vendor_id not in alive
+                    and _norm(ident, str((h.base.get(field_key) or [None, None])[1] or "")) == value
+                }
+                if len(fits) == 1 and vid not in out:
+                    [(h, via)] = fits.values()
+                    out[vid] = (
+                        h,
+                        f" and is associated with vendor {parent.vendor_object} {via}, as the "
+                        "deleted one was",
+                    )
         return out
 
     def _claimable(
@@ -1141,6 +1229,9 @@ class SyncPass:
         ok, refused = self._claimable(
             mapping, target, intents, {sid: tid for sid, (tid, _) in wanted.items()}
         )
+        for sid in ok:
+            if ok[sid] is None and (mapping.name, sid) in self._inherited:
+                ok[sid] = self._inherited.pop((mapping.name, sid))
         ids = sorted({wanted[sid][0] for sid in ok})
         existing = self._read(mapping, target, ids) if ids else {}
         items: list[tuple[str, dict[str, str]]] = []
@@ -1281,67 +1372,103 @@ class SyncPass:
             self.store.close_conflicts_for(self.conn, link_id, None, resolution)
 
     def _follow_successors(self, mapping: ObjectMapping, deletes: list[Delete]) -> list[Delete]:
-        """A vendor record deleted while the vendor holds another live record with the
-        same unique identity (the contact deleted and entered again with the same
-        e-mail; :data:`UNIQUE_IDENTITY`): the link follows the new record instead of
-        the delete policy applying to the partner's record, which is still the same
-        person. Companies and deals are not followed: a vendor company with the same
-        domain or a deal with the same name may be another record altogether. The successor must be held
-        by no live link and belong to no other partner; it gets this connection's
-        partner id (so its changes are seen) and the pair is merged again next pass
-        from the old base, so the vendor's new values flow to the partner. Returns the
-        deletes still to apply."""
+        """A vendor record deleted while the vendor holds its **successor** (the record
+        deleted and entered again): the link follows the successor instead of the
+        delete policy applying to the partner's record, which is still the same thing.
+        A successor is a live vendor record with the same identity, held by no live
+        link, belonging to no other partner and carrying no other record's source id;
+        and, since only e-mails are unique at HubSpot (:data:`UNIQUE_IDENTITY`), a
+        company must also be associated with the vendor counterpart of a shared deal
+        the deleted one was mirrored onto (:meth:`_successors`) — a vendor company with
+        the same domain off the deal is the vendor's own. Deals are never followed:
+        nothing vouches for a deal with the same name. Exactly one successor or none.
+
+        The successor gets this connection's partner id (so its changes are seen) and
+        the pair is merged again in this pass from fresh reads. When the partner record
+        is gone too (both sides deleted and re-created before a pass), the link still
+        moves to the successor, and ends at once (``unlinked``, in the same
+        transaction): a re-created partner record then adopts the successor as it
+        adopts any counterpart left by an ended link (:meth:`_recreated`), in this pass
+        or a later one, instead of a third record. Returns the deletes still to apply."""
         ident = self._identity(mapping, "vendor")
-        gone = [d for d in deletes if d.gone_side == "vendor"]
         field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
-        if ident not in UNIQUE_IDENTITY or field_key is None or not gone:
+        if ident is None or field_key is None:
             return deletes
-        refs = self.store.link_refs(
-            self.conn, mapping.name, "partner", [d.counterpart_id for d in gone]
+        anchors = (
+            []
+            if ident in UNIQUE_IDENTITY
+            else [m for m in self.mappings if mapping.name in m.associations]
         )
+        if ident not in UNIQUE_IDENTITY and not anchors:
+            return deletes
+        vendor_seen = self.seen.get(mapping.name, ObjectRecords({}, {})).vendor
+        both_gone = {
+            d.link_id
+            for d in deletes
+            if d.gone_side == "partner"
+            and (r := vendor_seen.get(d.counterpart_id)) is not None
+            and r.archived
+        }
         values: dict[int, tuple[LinkRef, str]] = {}
-        for d in gone:
-            ref = refs.get(d.counterpart_id)
-            pair = ref.base.get(field_key) if ref is not None else None
-            if ref is not None and ref.id == d.link_id and pair and pair[1]:
-                values[d.link_id] = (ref, str(pair[1]))
+        for side in SIDES:
+            # a vendor-only delete names the partner record; a both-sides one the vendor's
+            group = [
+                d
+                for d in deletes
+                if (d.gone_side == "vendor" and side == "partner")
+                or (d.link_id in both_gone and side == "vendor")
+            ]
+            if not group:
+                continue
+            refs = self.store.link_refs(
+                self.conn, mapping.name, side, [d.counterpart_id for d in group]
+            )
+            for d in group:
+                ref = refs.get(d.counterpart_id)
+                pair = ref.base.get(field_key) if ref is not None else None
+                if ref is not None and ref.id == d.link_id and pair and pair[1]:
+                    values[d.link_id] = (ref, str(pair[1]))
         if not values:
             return deletes
-        found = self._crm("vendor").find_by_property(
-            mapping.vendor_object,
-            ident,
-            sorted({v for _, v in values.values()}),
-            [SOURCE_ID, PARTNER_ID],
-        )
-        by_value = {_norm(ident, k): r for k, r in found.items()}
+        found = self._successors(mapping, ident, anchors, values)
         holders = self.store.holders(
-            self.conn, mapping.name, "vendor", [r.id for r in by_value.values()]
+            self.conn, mapping.name, "vendor", {r.id for recs in found.values() for r, _ in recs}
         )
         rest: list[Delete] = []
-        chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None]] = {}
+        chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None, str]] = {}
+        kept: dict[str, Record] = {}
         for d in deletes:
             ref, value = values.get(d.link_id, (None, ""))
-            succ = by_value.get(_norm(ident, value)) if ref is not None else None
-            held = holders.get(succ.id) if succ is not None else None
-            owner = succ.get(PARTNER_ID) if succ is not None else None
-            source = succ.get(SOURCE_ID) if succ is not None else None
-            ours = self._source_key("vendor", ref.partner_id or "") if ref is not None else ""
-            if (
-                ref is None
-                or succ is None
-                or succ.id == ref.vendor_id
-                or succ.id in chosen
-                or (source and source != ours)  # another record's counterpart
-                or (owner and owner != self.conn)
-                or (held is not None and held.status not in ("unlinked", "deleted"))
-            ):
+            if ref is None:
                 rest.append(d)
                 continue
-            chosen[succ.id] = (d, ref, held)
+            ours = self._source_key("vendor", ref.partner_id or "")
+            fit: list[tuple[Record, LinkRef | None, str]] = []
+            for succ, why in found.get(d.link_id, []):
+                held = holders.get(succ.id)
+                owner = succ.get(PARTNER_ID)
+                source = succ.get(SOURCE_ID)
+                if (
+                    succ.archived
+                    or succ.id == ref.vendor_id
+                    or succ.id in chosen
+                    or _norm(ident, succ.get(ident) or "") != _norm(ident, value)
+                    or (source and source != ours)  # another record's counterpart
+                    or (owner and owner != self.conn)
+                    or (held is not None and held.status not in ("unlinked", "deleted"))
+                ):
+                    continue
+                fit.append((succ, held, why))
+            if len({s.id for s, _, _ in fit}) != 1:
+                rest.append(d)  # none, or two look-alikes: nothing says which it is
+                continue
+            succ, held, why = fit[0]
+            chosen[succ.id] = (d, ref, held, why)
+            kept[succ.id] = succ
         if not chosen:
             return deletes
         items = []
-        for vid, (_, ref, _) in chosen.items():
+        for vid, (_, ref, _, _) in chosen.items():
             props = {PARTNER_ID: self.conn}
             if ref.origin == "partner" and ref.partner_id:
                 props[SOURCE_ID] = self._source_key("vendor", ref.partner_id)
@@ -1350,8 +1477,10 @@ class SyncPass:
         self.crash_at(f"after_write:{mapping.name}")
         released: list[tuple[int, Side, str, int]] = []
         moved: list[tuple[int, Side, str, dict[str, Any]]] = []
+        ended: list[int] = []
+        followed: list[tuple[str, str]] = []
         for res in results:
-            d, ref, held = chosen[res.key]
+            d, ref, held, why = chosen[res.key]
             if not res.ok:
                 rest.append(d)  # the delete policy applies as if there were no successor
                 continue
@@ -1361,25 +1490,89 @@ class SyncPass:
             if held is not None:
                 released.append((held.id, "vendor", res.key, ref.id))
             assert ref.partner_id is not None
-            self._relinked.append((mapping.name, ref.partner_id, res.key))
-            self.counts[f"re-linked {mapping.name}"] += 1
-            self.outcomes.append(
-                RecordOutcome(
-                    mapping.name,
-                    "vendor",
-                    res.key,
-                    "relink",
-                    "ok",
-                    detail=f"vendor {ref.vendor_id} was deleted; partner {ref.partner_id} "
-                    f"re-linked to vendor {res.key}, which has the same {ident}",
+            if d.link_id in both_gone:
+                # the partner record is gone too: the link ends holding the successor
+                ended.append(ref.id)
+                rest.append(Delete(d.object, d.link_id, "partner", res.key, "unlink"))
+                self._kept[(mapping.name, _norm(ident, values[d.link_id][1]))] = kept[res.key]
+                detail = (
+                    f"vendor {ref.vendor_id} and partner {ref.partner_id} were both deleted; "
+                    f"vendor {res.key} has the same {ident}{why}: the ended link keeps it, "
+                    "so a re-created partner record adopts it"
                 )
+            else:
+                followed.append((ref.partner_id, res.key))
+                self._relinked.append((mapping.name, ref.partner_id, res.key))
+                self.counts[f"re-linked {mapping.name}"] += 1
+                detail = (
+                    f"vendor {ref.vendor_id} was deleted; partner {ref.partner_id} re-linked "
+                    f"to vendor {res.key}, which has the same {ident}{why}"
+                )
+            self.outcomes.append(
+                RecordOutcome(mapping.name, "vendor", res.key, "relink", "ok", detail=detail)
             )
         if moved:
-            self.store.relink(released, moved=moved)
-            self._reassociate(
-                mapping, [(chosen[vid][1].partner_id or "", vid) for _, _, vid, _ in moved]
-            )
+            self.store.relink(released, moved=moved, unlinked=ended)
+            self._reassociate(mapping, followed)
         return rest
+
+    def _successors(
+        self,
+        mapping: ObjectMapping,
+        ident: str,
+        anchors: Sequence[ObjectMapping],
+        values: Mapping[int, tuple[LinkRef, str]],
+    ) -> dict[int, list[tuple[Record, str]]]:
+        """Candidate successors of the vendor records of these links, by link id, each
+        with what vouches for it (said in the run log). Without ``anchors`` (a unique
+        identity): the live vendor record with the identity. With them: the vendor
+        records associated with the vendor counterparts of the ``anchors``' shared
+        records (deals) whose mirrored associations named the link's partner record —
+        read from the deals' bases, which keep them after both records are gone."""
+        if not anchors:
+            found = self._crm("vendor").find_by_property(
+                mapping.vendor_object,
+                ident,
+                sorted({v for _, v in values.values()}),
+                [SOURCE_ID, PARTNER_ID],
+            )
+            by_value = {_norm(ident, k): r for k, r in found.items()}
+            return {
+                link_id: [(rec, "")]
+                for link_id, (_, value) in values.items()
+                if (rec := by_value.get(_norm(ident, value))) is not None
+            }
+        by_partner = {
+            ref.partner_id: link_id for link_id, (ref, _) in values.items() if ref.partner_id
+        }
+        on: dict[int, dict[str, str]] = defaultdict(dict)  # link -> successor id -> why
+        for parent in anchors:
+            mirrored = self.store.links_mirroring(
+                self.conn, parent.name, ASSOC + mapping.name, by_partner
+            )
+            parent_ids = sorted(
+                {lk.vendor_id for lks in mirrored.values() for lk in lks if lk.vendor_id}
+            )
+            if not parent_ids:
+                continue
+            parents = self._crm("vendor").read(
+                parent.vendor_object, parent_ids, [], associations=[mapping.vendor_object]
+            )
+            for pid, lks in mirrored.items():
+                for lk in lks:
+                    rec = parents.get(lk.vendor_id or "")
+                    for vid in rec.associations.get(mapping.vendor_object, ()) if rec else ():
+                        on[by_partner[pid]].setdefault(
+                            vid,
+                            f" and is associated with vendor {parent.vendor_object} "
+                            f"{lk.vendor_id}, as the deleted one was",
+                        )
+        ids = sorted({vid for cands in on.values() for vid in cands})
+        recs = self._read(mapping, "vendor", ids) if ids else {}
+        return {
+            link_id: [(recs[vid], why) for vid, why in cands.items() if vid in recs]
+            for link_id, cands in on.items()
+        }
 
     def _reassociate(self, mapping: ObjectMapping, moved: list[tuple[str, str]]) -> None:
         """``moved``: (partner id, new vendor id) of re-linked pairs. The vendor

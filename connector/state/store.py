@@ -22,12 +22,15 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Table,
+    Text,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     true,
     update,
 )
@@ -352,6 +355,38 @@ class StateStore:
                     out[row[key_at]] = LinkRef(*row)
         return out
 
+    def links_mirroring(
+        self, connection: str, obj: str, key: str, partner_ids: Iterable[str]
+    ) -> dict[str, list[LinkRef]]:
+        """Active links of ``obj`` whose base lists one of these partner record ids
+        under ``key`` (``@assoc:<mapping>``: the associations the pass mirrored), keyed
+        by the listed id. Which shared deals a deleted company was on, after the
+        company is gone from both CRMs: the bases keep what was mirrored (add-only).
+        Rare (a deleted shared record), so the bases are matched as text first and
+        checked exactly here, rather than kept in an index table of their own."""
+        wanted = sorted(set(partner_ids))
+        out: dict[str, list[LinkRef]] = {}
+        if not wanted:
+            return out
+        text = cast(_LINK.c.base, Text)
+        with self.session() as s:
+            for chunk in _chunks(wanted, 50):
+                rows = s.connection().execute(
+                    sa_select(*_REF_COLUMNS).where(
+                        _LINK.c.connection == connection,
+                        _LINK.c.object == obj,
+                        _LINK.c.status == "active",
+                        or_(*(text.contains(f'"{pid}"', autoescape=True) for pid in chunk)),
+                    )
+                )
+                for row in rows:
+                    ref = LinkRef(*row)
+                    listed = ref.base.get(key) or []
+                    for pid in chunk:
+                        if pid in listed:
+                            out.setdefault(pid, []).append(ref)
+        return out
+
     def relink(
         self,
         released: Sequence[tuple[int, Side, str, int]],
@@ -359,6 +394,7 @@ class StateStore:
         completed: Sequence[tuple[int, str, dict[str, Any]]] = (),
         origin: Side = "partner",
         moved: Sequence[tuple[int, Side, str, dict[str, Any]]] = (),
+        unlinked: Sequence[int] = (),
     ) -> None:
         """Move records to new links in one transaction, so a crash leaves either the
         old links or the new ones, never a record held by none or two.
@@ -368,7 +404,9 @@ class StateStore:
         row per record) and kept, with the new link's id, in the row's base under
         ``@relinked`` for history. ``completed``: pending links to finish as
         :meth:`complete_links` does. ``moved``: (link, side, new record id, base) —
-        a live link whose record on ``side`` was replaced by another record."""
+        a live link whose record on ``side`` was replaced by another record.
+        ``unlinked``: moved links that end at once (the record on the other side is
+        gone too): status ``unlinked``, still holding the new record."""
         now = utcnow()
         with self.session() as s:
             for old_id, side, record_id, new_id in released:
@@ -391,7 +429,12 @@ class StateStore:
                     update(_LINK)
                     .where(_LINK.c.id == link_id)
                     .values(
-                        {"status": "active", column: record_id, "base": base, "updated_at": now}
+                        {
+                            "status": "unlinked" if link_id in unlinked else "active",
+                            column: record_id,
+                            "base": base,
+                            "updated_at": now,
+                        }
                     )
                 )
             counterpart = "vendor_id" if origin == "partner" else "partner_id"

@@ -431,3 +431,193 @@ def test_recreated_contact_is_relinked_with_the_program_hooks_too(make_world: Ma
     assert only.id == counterpart.id and only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
     assert only.get("firstname") == "Again"
     quiet_pass(world)
+
+
+# ---------------------------------------------------------------------- vendor re-creates a company
+
+
+def _vendor_recreates_company(world: World, seeded: Seeded, *, on_deal: bool = True) -> Record:
+    """The vendor deletes the shared deal's company and enters it again by hand (same
+    domain, no connector properties), associated with the deal unless ``on_deal`` is
+    false; returns the new vendor company."""
+    old = world.counterpart("companies", seeded.company.id)
+    deal = world.counterpart("deals", seeded.id)
+    assert old is not None and deal is not None
+    if on_deal:
+        new = world.vendor.recreate("companies", old.id, {"name": "Typed In Again"})
+    else:
+        world.vendor.remove("companies", old.id)
+        new = world.vendor.create(
+            "companies", {"name": "Typed In Again", "domain": old.get("domain") or ""}
+        )
+    assert (new.id in world.vendor.get("deals", deal.id).associations["companies"]) == on_deal
+    return new
+
+
+def test_vendor_recreates_a_company_on_the_deal_the_link_follows_it(world: World) -> None:
+    """A domain is not unique at HubSpot, so a look-alike alone is not a successor;
+    one associated with the shared deal's vendor counterpart, where the deleted company
+    was, is — the partner's company stays linked (no unlink, no second record)."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    new = _vendor_recreates_company(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    link = world.link("companies", seeded.company.id)
+    assert link is not None and link.status == "active" and link.vendor_id == new.id
+    assert world.vendor.get("companies", new.id).get(PARTNER_ID) == PARTNER
+    assert world.vendor.get("companies", new.id).get(SOURCE_ID) == f"{PARTNER}:{seeded.company.id}"
+    assert result.counts["re-linked companies"] == 1
+    [detail] = outcomes(world, result, "relink")
+    assert "same domain" in detail and "associated with" in detail
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == new.id
+    assert len(live(world, "partner", "companies", "domain", domain)) == 1
+    assert not world.partner.get("companies", seeded.company.id).archived
+    quiet_pass(world)
+
+
+def test_vendor_company_look_alike_off_the_deal_is_not_followed(world: World) -> None:
+    """The same domain without the deal is the vendor's own company: the delete
+    policy (unlink) applies and the look-alike is not touched."""
+    seeded = world.seed_deal()
+    world.sync()
+    own = _vendor_recreates_company(world, seeded, on_deal=False)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    assert world.vendor.get("companies", own.id).get(PARTNER_ID) is None
+    assert world.store.links(PARTNER, "companies", ("unlinked",))
+    assert not outcomes(world, result, "relink")
+    quiet_pass(world)
+
+
+def test_vendor_company_of_another_partner_on_the_deal_is_not_followed(world: World) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    theirs = _vendor_recreates_company(world, seeded)
+    world.vendor.edit("companies", theirs.id, {PARTNER_ID: "globex"})
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    assert world.vendor.get("companies", theirs.id).get(PARTNER_ID) == "globex"
+    assert world.store.links(PARTNER, "companies", ("unlinked",))
+    assert not outcomes(world, result, "relink")
+
+
+@pytest.mark.parametrize("passes", ["one pass", "a pass between"])
+def test_both_sides_recreate_a_company_one_vendor_company(world: World, passes: str) -> None:
+    """``scripts/chaos.py`` found it: the vendor deletes the shared company and enters
+    it again on the deal, and the partner does the same on its side, before a pass
+    sees either (or the partner's new company reaches the connector a pass later).
+    Both old records are gone; the vendor's new company is the old one's successor,
+    so the partner's new company pairs with it — never a third company."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    vendor_new = _vendor_recreates_company(world, seeded)
+    if passes == "a pass between":
+        world.partner.remove("companies", seeded.company.id)
+        assert world.sync().status == "ok"
+        partner_new = world.partner.create("companies", {"name": "Company Again", "domain": domain})
+        world.partner.associate("deals", "companies", [(seeded.id, partner_new.id)])
+    else:
+        partner_new = world.partner.recreate("companies", seeded.company.id)
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_new.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
+    assert only.get(PARTNER_ID) == PARTNER
+    link = world.link("companies", partner_new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
+    assert [g for g, _, _ in relinked(world, "companies")] == [seeded.company.id]
+    assert len(live(world, "partner", "companies", "domain", domain)) == 1
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None
+    on_deal = deal.associations["companies"]
+    assert [c for c in on_deal if not world.vendor.get("companies", c).archived] == [vendor_new.id]
+    quiet_pass(world)
+
+
+def test_both_sides_recreate_beside_a_vendor_look_alike_it_is_left_alone(world: World) -> None:
+    """Both sides re-create, but the vendor's new company is not on the deal: it is
+    the vendor's own, and the partner's new company gets a counterpart of its own."""
+    seeded = world.seed_deal()
+    world.sync()
+    own = _vendor_recreates_company(world, seeded, on_deal=False)
+    partner_new = world.partner.recreate("companies", seeded.company.id)
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    assert world.vendor.get("companies", own.id).get(PARTNER_ID) is None
+    mine = world.counterpart("companies", partner_new.id)
+    assert mine is not None and mine.id != own.id
+    quiet_pass(world)
+
+
+@pytest.mark.parametrize("kill_at", ["after_write:companies", "before_cursor"])
+def test_both_sides_recreate_a_company_killed_midway_one_vendor_company(
+    world: World, kill_at: str
+) -> None:
+    """A kill right after the successor got the connection's marks (before its link
+    moved), or after everything but the cursors: the rerun finds the same successor
+    and ends with the same one pair."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    vendor_new = _vendor_recreates_company(world, seeded)
+    partner_new = world.partner.recreate("companies", seeded.company.id)
+    touch_deal(world, seeded)
+
+    def crash(point: str) -> None:
+        if point == kill_at:
+            raise PassAborted(point)
+
+    with pytest.raises(PassAborted):
+        world.sync(crash_at=crash)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_new.id and only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
+    link = world.link("companies", partner_new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
+    quiet_pass(world)
+
+
+def test_vendor_recreates_the_company_an_ended_link_kept_the_partner_one_adopts_it(
+    world: World,
+) -> None:
+    """``scripts/chaos.py`` (``--seed 13``, campaign 261): the partner deletes the
+    company and a pass unlinks it (the vendor's company survives), then the vendor
+    deletes that survivor and enters it again on the deal, then the partner's new
+    company reaches the connector. The vendor's new company succeeds the survivor the
+    ended link kept, so the partner's new company adopts it — no second company."""
+    seeded = world.seed_deal()
+    world.sync()
+    domain = seeded.company.properties["domain"] or ""
+    world.partner.remove("companies", seeded.company.id)
+    assert world.sync().status == "ok"
+    assert world.store.links(PARTNER, "companies", ("unlinked",))
+    vendor_new = _vendor_recreates_company(world, seeded)
+    partner_new = world.partner.create("companies", {"name": "Company Again", "domain": domain})
+    world.partner.associate("deals", "companies", [(seeded.id, partner_new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+
+    assert result.status == "ok", result.as_dict()
+    [only] = live(world, "vendor", "companies", "domain", domain)
+    assert only.id == vendor_new.id
+    assert only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
+    link = world.link("companies", partner_new.id)
+    assert link is not None and link.status == "active" and link.vendor_id == vendor_new.id
+    assert [g for g, _, _ in relinked(world, "companies")] == [seeded.company.id]
+    [detail] = outcomes(world, result, "adopt")
+    assert "same domain" in detail
+    quiet_pass(world)

@@ -65,6 +65,15 @@ class World:
     def vendor_deal_of(self, partner_deal: str) -> str:
         return self.vendor.find_by("deals", SRC, f"acme:{partner_deal}")
 
+    def vendor_deal_of_by_read(self, partner_deal: str) -> str:
+        """:meth:`vendor_deal_of` without the search (which may lag)."""
+        [deal] = [
+            str(r["id"])
+            for r in self.vendor_deals()
+            if r["properties"].get(SRC) == f"acme:{partner_deal}"  # type: ignore[union-attr]
+        ]
+        return deal
+
     def seed_deal(self, n: int, registered: bool = True) -> tuple[str, str, str]:
         """A deal with a company and a contact, associated, on the partner portal."""
         c = self.partner.create("companies", {"name": f"Company {n}", "domain": f"c{n}.com"})
@@ -87,9 +96,14 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """Search lag ``LAG`` on both portals; an ``indirect`` parameter sets the vendor
+    portal's lag instead (seconds)."""
     specs = [PortalSpec("vendor", ENV["HS_VENDOR_TOKEN"]), PortalSpec("acme", ENV["HS_ACME_TOKEN"])]
     with SandboxServer(specs, port=0, limits=False, search_lag=LAG) as srv:
+        if hasattr(request, "param"):
+            lag = float(request.param)
+            srv.portal("vendor").search_lag = (lag, lag)
         project = load_project(write_project(tmp_path, srv.url), env=ENV)
         ft = FakeTime()
         adapters: dict[str, HubSpotAdapter] = {}
@@ -367,6 +381,75 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
     quiet = world.sync()
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: World) -> None:
+    """Both portals delete the shared deal's company and enter it again (same domain,
+    on the deal) before a pass: the partner's new company pairs with the vendor's new
+    one, its successor, through the real client — never a third company."""
+    d, c, _ = world.seed_deal(4)
+    world.sync()
+    [old] = _live(world, "companies", "domain", "c4.com")
+    vdeal = world.vendor_deal_of(d)
+
+    world.srv.portal("vendor").archive("companies", str(old["id"]))
+    vnew = world.vendor.create("companies", {"name": "Company 4 by hand", "domain": "c4.com"})
+    world.vendor.associate("deals", vdeal, "companies", vnew)
+    world.srv.portal("acme").archive("companies", c)
+    pnew = world.partner.create("companies", {"name": "Company 4 again", "domain": "c4.com"})
+    world.partner.associate("deals", d, "companies", pnew)
+    world.partner.edit("deals", d, {"amount": "1504"})
+    r = world.sync()
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "companies", "domain", "c4.com")
+    assert after["id"] == vnew
+    assert after["properties"][SRC] == f"acme:{pnew}"  # type: ignore[index]
+    assert world.vendor.associated("deals", vdeal, "companies") == [vnew]
+    counts = world.app.store.link_counts("acme")["companies"]
+    assert counts == {"active": 1, "relinked": 1}
+    quiet = world.sync()
+    assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def _wait_partner_indexed(world: World, timeout: float = 60.0) -> None:
+    """Wait (polling) until the partner portal's search shows every write; the vendor
+    portal's lag is the test's subject and is left alone."""
+    deadline = time.monotonic() + timeout
+    while world.srv.portal("acme").pending_index():
+        assert time.monotonic() < deadline, "the partner portal's search never caught up"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("world", [600.0], indirect=True)
+def test_both_sides_recreate_a_company_the_vendor_search_does_not_show_yet(
+    world: World,
+) -> None:
+    """The vendor's new company was entered moments before the pass, so HubSpot's
+    search does not show it yet (index lag far longer than the test): it is found
+    through the shared deal's associations, and the partner's new company adopts it
+    without a search — still one vendor company."""
+    d, c, _ = world.seed_deal(5)
+    _wait_partner_indexed(world)
+    world.app.sync("acme")
+    [old] = _live(world, "companies", "domain", "c5.com")
+    vdeal = world.vendor_deal_of_by_read(d)
+
+    world.srv.portal("vendor").archive("companies", str(old["id"]))
+    vnew = world.vendor.create("companies", {"name": "Company 5 by hand", "domain": "c5.com"})
+    world.vendor.associate("deals", vdeal, "companies", vnew)
+    world.srv.portal("acme").archive("companies", c)
+    pnew = world.partner.create("companies", {"name": "Company 5 again", "domain": "c5.com"})
+    world.partner.associate("deals", d, "companies", pnew)
+    world.partner.edit("deals", d, {"amount": "1505"})
+    _wait_partner_indexed(world)
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "companies", "domain", "c5.com")
+    assert after["id"] == vnew
+    assert after["properties"][SRC] == f"acme:{pnew}"  # type: ignore[index]
+    assert world.app.store.link_counts("acme")["companies"] == {"active": 1, "relinked": 1}
 
 
 def test_vendor_recreates_a_contact_the_link_follows_it(world: World) -> None:
