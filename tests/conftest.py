@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.state.store import StateStore
 from connector.state.tables import Link
+from connector.testing.clock import TickClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -55,21 +56,6 @@ rules: mappings/rules.yaml
 
 
 PROGRAM_NOW = datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
-
-
-class TickClock:
-    """A deterministic clock both CRMs share: every reading moves one second on, so
-    the order of modification times is the order of events, with no sleeping."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-    def advance(self, delta: timedelta) -> None:
-        self.moment += delta
 
 
 @dataclass

@@ -40,8 +40,12 @@ T = TypeVar("T")
 SOURCE_ID = "dealsync_source_id"
 SOURCE_SPEC = PropertySpec("deals", SOURCE_ID, "dealsync source id", unique=True)
 CONTACT_SOURCE_SPEC = PropertySpec("contacts", SOURCE_ID, "dealsync source id", unique=True)
-DEAL = {"dealname": "Conformance deal", "amount": "100", "pipeline": "default",
-        "dealstage": "appointmentscheduled"}
+DEAL = {
+    "dealname": "Conformance deal",
+    "amount": "100",
+    "pipeline": "default",
+    "dealstage": "appointmentscheduled",
+}
 DEADLINE_S = 30.0
 _MS = timedelta(milliseconds=1)
 
@@ -211,9 +215,13 @@ def check_archived_records_come_in_their_window(s: Subject) -> None:
     assert found[gone].archived is True
     live = _changed(s, None)
     assert gone not in live or live[gone].archived, "an archived record came back as live"
-    _later_than(s.adapter, found[gone].updated_at)
-    later = s.adapter.now()
-    assert gone not in _changed(s, later), "archived before the window, yet in it"
+    # a window that starts after the archive leaves it out (polled with a cursor taken
+    # anew each time: CRMs keep the archive time to the millisecond, maybe ahead)
+    eventually(
+        lambda: _changed(s, s.adapter.now()),
+        lambda f: gone not in f,
+        "a window after the archive, still holding the archived record",
+    )
 
 
 @check
@@ -287,8 +295,11 @@ def check_upsert_creates_then_updates_the_same_record(s: Subject) -> None:
     assert again[0].record is not None and again[0].record.id == rid
     same = s.adapter.upsert("deals", SOURCE_ID, [(key, {**DEAL, "dealname": "Up 2"})])
     assert same[0].ok and same[0].record is not None and same[0].record.id == rid
-    holders = [i for i in s.crm.live_ids("deals")
-               if (s.crm.properties("deals", i) or {}).get(SOURCE_ID) == key]
+    holders = [
+        i
+        for i in s.crm.live_ids("deals")
+        if (s.crm.properties("deals", i) or {}).get(SOURCE_ID) == key
+    ]
     assert holders == [rid], f"upsert of one key made {holders}"
     assert (s.crm.properties("deals", rid) or {}).get("dealname") == "Up 2"
 
@@ -402,8 +413,12 @@ def check_associate_is_idempotent_and_readable(s: Subject) -> None:
     assert len(got[deal].associations["companies"]) == 2
     assert got[deal].associations.get("contacts", ()) == ()
     changed = eventually(
-        lambda: {r.id: r for r in s.adapter.changed_since(
-            "deals", None, ["dealname"], associations=["companies"])},
+        lambda: {
+            r.id: r
+            for r in s.adapter.changed_since(
+                "deals", None, ["dealname"], associations=["companies"]
+            )
+        },
         lambda f: deal in f,
         "deal in full read",
     )

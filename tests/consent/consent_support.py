@@ -20,7 +20,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
-from smtp_support import free_port as free_port  # re-exported for the tests
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
@@ -30,6 +29,8 @@ from connector.config.models import PortalConfig
 from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.state.tables import OutboxMessage
+from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
+from connector.testing.mail import free_port as free_port  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -66,20 +67,6 @@ PARTNER_IDENTITY = {
     "beta": ("beta", "Beta Partners", "leads@beta-partners.example", "beta-partners.example"),
 }
 CONSENT_KINDS = ("consent_request", "data_notice")
-
-
-class TickClock:
-    """Every reading moves one second on: modification order is event order."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-    def advance(self, delta: timedelta) -> None:
-        self.moment += delta
 
 
 def person(

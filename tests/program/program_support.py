@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from connector.config import Project
 from connector.engine.sync import PassResult
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import Record
+from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -51,17 +52,6 @@ partners:
 mappings: [mappings/shared_deals.yaml]
 rules: mappings/rules.yaml
 """
-
-
-class TickClock:
-    """Every reading moves one second on: modification order is event order."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
 
 
 @dataclass

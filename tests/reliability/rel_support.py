@@ -4,14 +4,12 @@ a pass of and be killed in (``SIGKILL``, no cleanup, no ``finally``).
 A world is a project folder: the state store (SQLite file or a PostgreSQL schema),
 one vendor and two partner :class:`LocalCRM` files, the shipped mappings and rules.
 Each process opens its own connections (:meth:`FileWorld.open`), so a child never
-touches the parent's. The CRMs run on a :class:`FileClock` — a tick clock kept in a
+touches the parent's. The CRMs run on a :class:`~connector.testing.clock.FileClock` — a tick clock kept in a
 file, so the parent and its killed children share one ordering of events.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -19,8 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,8 @@ from connector.config import load_project
 from connector.config.models import PortalConfig
 from connector.engine.sync import PassResult
 from connector.records import Record
+from connector.testing.clock import FileClock
+from connector.testing.mail import LogTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -67,60 +66,6 @@ def scratch_dir(fallback: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="dealsync-rel-", dir=shm))
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
-
-
-class FileClock:
-    """Every reading moves one second on, across processes (the tick lives in a file)."""
-
-    def __init__(self, path: Path, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)):
-        self.path = path
-        self.start = start
-        if not path.exists():
-            path.write_text("0")
-
-    def _bump(self, by: int) -> int:
-        with open(self.path, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            ticks = int(f.read() or "0") + by
-            f.seek(0)
-            f.write(str(ticks))
-            f.truncate()
-            return ticks
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=self._bump(1))
-
-    def advance(self, delta: timedelta) -> None:
-        self._bump(int(delta.total_seconds()))
-
-
-class LogTransport:
-    """A mail transport that appends every accepted message to a file with one
-    ``write`` (so a message sent by a process killed right after is still counted)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def send(self, message: EmailMessage) -> str:
-        line = json.dumps(
-            {
-                "message_id": str(message["Message-ID"]),
-                "to": str(message["To"]),
-                "subject": str(message["Subject"]),
-                "body": message.get_content(),
-            }
-        )
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
-        return "250 accepted"
-
-    def sent(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
 
 def kill_me(point: str) -> Callable[[str], None]:
