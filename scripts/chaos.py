@@ -21,7 +21,7 @@ Three newer faults are on by default, each drawn from a generator of its own (so
 ``--no-<fault>`` leaves the rest of a campaign as it was):
 
 * ``smtp`` — two in three product campaigns mail through the real ``SmtpTransport`` to
-  a local SMTP server (``tests/reliability/fault_support.ChaosSMTP``) that, in a share
+  a local SMTP server (``connector.testing.mail.ChaosSMTP``) that, in a share
   of its sessions, answers 250 to DATA and then 421 to QUIT, closes or resets the
   connection after the 250, answers 451, or resets before answering. It behaves again
   for convergence, when the outbox is flushed with time moved past every backoff.
@@ -72,19 +72,11 @@ from connector.config import load_project  # noqa: E402
 from connector.config.models import PortalConfig  # noqa: E402
 from connector.engine.reconcile import FieldPlan  # noqa: E402
 from connector.engine.sync import crash_points  # noqa: E402
-
-# the file clock and mail log that the reliability tests' processes share
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
-from fault_support import (  # noqa: E402
-    ChaosSMTP,
-    WebhookEndpoint,
-    late_indexed_edit,
-    webhook_event,
-)
-from rel_support import FileClock, LogTransport  # noqa: E402
-
 from connector.engine.values import ValueError_, canonical  # noqa: E402
 from connector.mail.transport import SmtpTransport  # noqa: E402
+from connector.testing.clock import FileClock  # noqa: E402
+from connector.testing.faults import WebhookEndpoint, late_indexed_edit, webhook_event  # noqa: E402
+from connector.testing.mail import ChaosSMTP, LogTransport  # noqa: E402
 
 SRC = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)

@@ -9,11 +9,10 @@ with only the portals swapped for in-memory :class:`LocalCRM`\\ s on a shared cl
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.state.store import StateStore
 from connector.state.tables import Link
+from connector.testing.clock import TickClock
+from connector.testing.world import Seeded, project_yaml, seed_deal, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -37,52 +38,9 @@ SOURCE_ID = "dealsync_source_id"
 # Calls that change something in a CRM (reads and searches are not writes).
 WRITE_CALLS = ("batch_upsert", "batch_update", "batch_archive", "batch_associate")
 
-PROJECT_CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: local
-    path: partner-acme.db
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
-
+PROJECT_CONFIG = project_yaml()
 
 PROGRAM_NOW = datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
-
-
-class TickClock:
-    """A deterministic clock both CRMs share: every reading moves one second on, so
-    the order of modification times is the order of events, with no sleeping."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-    def advance(self, delta: timedelta) -> None:
-        self.moment += delta
-
-
-@dataclass
-class Seeded:
-    """A deal seeded on the partner side with the records it hangs on."""
-
-    deal: Record
-    company: Record
-    contacts: list[Record] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.deal.id
 
 
 @dataclass
@@ -124,39 +82,29 @@ class World:
         side; ``registered`` sets the flag that makes it a shared deal."""
         self._serial += 1
         n = self._serial
-        company = self.partner.create(
-            "companies", {"name": f"Company {n}", "domain": f"company{n}.com", "country": "US"}
-        )
         people = [
-            self.partner.create(
-                "contacts",
-                {
-                    "firstname": f"First{n}{i}",
-                    "lastname": f"Last{n}{i}",
-                    "email": f"person{i}@company{n}.com",
-                    "company": f"Company {n}",
-                    "country": "US",
-                },
-            )
+            {
+                "firstname": f"First{n}{i}",
+                "lastname": f"Last{n}{i}",
+                "email": f"person{i}@company{n}.com",
+                "company": f"Company {n}",
+                "country": "US",
+            }
             for i in range(contacts)
         ]
-        props = {
-            "dealname": name or f"Deal {n}",
-            "amount": amount,
-            "closedate": closedate,
-            "dealstage": stage,
-            "pipeline": "default",
-            "deal_currency_code": "EUR",
-            "description": description,
+        return seed_deal(
+            self.partner,
+            company=f"Company {n}",
+            domain=f"company{n}.com",
+            contacts=people,
+            registered=registered,
+            dealname=name or f"Deal {n}",
+            amount=amount,
+            stage=stage,
+            closedate=closedate,
+            description=description,
             **extra,
-        }
-        if registered:
-            props["dealsync_register"] = "true"
-        deal = self.partner.create("deals", {k: v for k, v in props.items() if v is not None})
-        self.partner.associate("deals", "companies", [(deal.id, company.id)])
-        if people:
-            self.partner.associate("deals", "contacts", [(deal.id, p.id) for p in people])
-        return Seeded(self.partner.get("deals", deal.id), company, people)
+        )
 
     # ------------------------------------------------------------------ looking
 
@@ -188,18 +136,8 @@ class World:
 def _write_project(
     root: Path, mapping_edit: Callable[[str], str] | None, state_url: str | None = None
 ) -> Path:
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
-        shutil.copy(f, root / "mappings" / f.name)
-    if mapping_edit is not None:
-        target = root / "mappings" / "shared_deals.yaml"
-        target.write_text(mapping_edit(target.read_text()))
-    config = root / "dealsync.yaml"
-    text = PROJECT_CONFIG
-    if state_url is not None:
-        text = text.replace("state_url: sqlite:///state.db", f"state_url: '{state_url}'")
-    config.write_text(text)
-    return config
+    text = PROJECT_CONFIG if state_url is None else project_yaml(state_url=state_url)
+    return write_project(root, text, mapping_edit=mapping_edit)
 
 
 # ---------------------------------------------------------------------- state databases

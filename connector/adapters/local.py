@@ -493,10 +493,23 @@ class LocalCRM:
                 if error:
                     results.append(WriteResult(a, error=error, retriable=True))
                     continue
+                unknown = self._unknown(from_type, a) or self._unknown(to_type, b)
+                if unknown:
+                    results.append(WriteResult(a, error=unknown))
+                    continue
                 for row in ((from_type, a, to_type, b), (to_type, b, from_type, a)):
                     self._db.execute("INSERT OR IGNORE INTO association VALUES(?,?,?,?)", row)
                 results.append(WriteResult(a))
         return results
+
+    def _unknown(self, object_type: str, rid: str) -> str | None:
+        """Why an association end is refused (it was never created), as HubSpot
+        refuses one; None when it exists."""
+        row = self._db.execute(
+            "SELECT 1 FROM record WHERE object_type=? AND id=?",
+            (object_type, int(rid) if str(rid).isdigit() else -1),
+        ).fetchone()
+        return None if row else f"{object_type} {rid} not found"
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
         created = []

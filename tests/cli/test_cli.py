@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from connector.adapters.local import LocalCRM
 from connector.cli import cli
+from connector.testing.world import project_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,21 +54,7 @@ def demo_project(demo_dir: Path, tmp_path: Path) -> Path:
     return copy / "dealsync.yaml"
 
 
-LOCAL_CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: local
-    path: partner-acme.db
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
+LOCAL_CONFIG = project_yaml()
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ their own tick clock (every reading one second on), so no test sleeps.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -20,16 +19,19 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
-from smtp_support import free_port as free_port  # re-exported for the tests
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
 from connector.cli import cli
 from connector.config import Project, load_project
-from connector.config.models import PortalConfig
 from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.state.tables import OutboxMessage
+from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
+from connector.testing.mail import free_port as free_port  # re-exported for the tests
+from connector.testing.world import Seeded as Seeded  # re-exported for the tests
+from connector.testing.world import local_factory, project_yaml, seed_deal
+from connector.testing.world import write_project as _write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -38,27 +40,7 @@ SOURCE_ID = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 DAY30 = NOW + timedelta(days=30)
 
-CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-partners:
-  - id: acme
-    name: Acme Agency
-    notify_email: alerts@acme-agency.example
-    adapter: local
-    path: partner-acme.db
-  - id: beta
-    name: Beta Partners
-    notify_email: leads@beta-partners.example
-    adapter: local
-    path: partner-beta.db
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
+CONFIG = project_yaml(("acme", "beta"), notify=True)
 
 # everything that would let a lead infer the registering partner
 PARTNER_IDENTITY = {
@@ -66,20 +48,6 @@ PARTNER_IDENTITY = {
     "beta": ("beta", "Beta Partners", "leads@beta-partners.example", "beta-partners.example"),
 }
 CONSENT_KINDS = ("consent_request", "data_notice")
-
-
-class TickClock:
-    """Every reading moves one second on: modification order is event order."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-    def advance(self, delta: timedelta) -> None:
-        self.moment += delta
 
 
 def person(
@@ -98,17 +66,6 @@ def person(
         out["hs_language"] = language
     out.update(props)
     return out
-
-
-@dataclass
-class Seeded:
-    deal: Record
-    company: Record
-    contacts: list[Record] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.deal.id
 
 
 @dataclass
@@ -142,26 +99,15 @@ class World:
         contacts: list[dict[str, str]] | None = None,
         registered: bool = True,
     ) -> Seeded:
-        crm = self.crm(partner)
-        comp = crm.create("companies", {"name": company, "domain": domain, "country": "US"})
         if contacts is None:
             contacts = [person(f"ann@{domain}", "DE")]
-        people = [crm.create("contacts", {"company": company, **c}) for c in contacts]
-        props = {
-            "dealname": f"{company} deal",
-            "amount": "12000",
-            "dealstage": "qualifiedtobuy",
-            "pipeline": "default",
-            "closedate": "2027-03-31",
-            "deal_currency_code": "EUR",
-        }
-        if registered:
-            props["dealsync_register"] = "true"
-        deal = crm.create("deals", props)
-        crm.associate("deals", "companies", [(deal.id, comp.id)])
-        if people:
-            crm.associate("deals", "contacts", [(deal.id, p.id) for p in people])
-        return Seeded(crm.get("deals", deal.id), comp, people)
+        return seed_deal(
+            self.crm(partner),
+            company=company,
+            domain=domain,
+            contacts=[{"company": company, **c} for c in contacts],
+            registered=registered,
+        )
 
     # ------------------------------------------------------------------ looking
 
@@ -207,17 +153,9 @@ def write_project(
     mapping_edit: Callable[[str], str] | None = None,
     config: str = CONFIG,
 ) -> Path:
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
-        shutil.copy(f, root / "mappings" / f.name)
-    for name, edit in (("rules.yaml", rules_edit), ("shared_deals.yaml", mapping_edit)):
-        if edit is not None:
-            target = root / "mappings" / name
-            edited = edit(target.read_text())
-            assert edited != target.read_text(), f"the edit of {name} changed nothing"
-            target.write_text(edited)
-    (root / "dealsync.yaml").write_text(config)
-    return root / "dealsync.yaml"
+    return _write_project(
+        root, config, rules_edit=rules_edit, mapping_edit=mapping_edit, edits_must_change=True
+    )
 
 
 def build_world(
@@ -233,15 +171,7 @@ def build_world(
     project = load_project(write_project(root, rules_edit, mapping_edit, config), env={})
     clock = TickClock()
     crms: dict[str, LocalCRM] = {}
-
-    def factory(portal_name: str, portal: PortalConfig) -> LocalCRM:
-        if portal_name not in crms:
-            assert portal.path is not None
-            crms[portal_name] = LocalCRM(
-                project.resolve(portal.path), name=portal_name, clock=clock
-            )
-        return crms[portal_name]
-
+    factory = local_factory(project, crms, clock)
     app = Dealsync(project, env=dict(env or {}), adapter_factory=factory)
     app.setup()
     return World(root, project, app, crms, clock)

@@ -13,12 +13,12 @@ from email.message import EmailMessage
 
 import pytest
 from consent_support import NOW, MakeWorld
-from smtp_support import MisbehavingSMTP
 
 from connector.mail.outbox import Outbox, OutboxBusy
 from connector.mail.transport import SmtpTransport
 from connector.state import StateStore
 from connector.state.outbox import message_id
+from connector.testing.mail import MisbehavingSMTP
 
 HANK = {"firstname": "Hank", "lastname": "Scorpio", "email": "hank@globex.com", "country": "DE"}
 AFTER_DATA = ("quit_421", "drop_after_data", "reset_after_data")

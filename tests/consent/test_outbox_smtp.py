@@ -27,12 +27,12 @@ from consent_support import (
     person,
     smtp_server,
 )
-from smtp_support import MisbehavingSMTP
 
 from connector.api import DealsyncError
 from connector.mail.outbox import MAX_ATTEMPTS, Outbox
 from connector.mail.transport import FileSink, SmtpTransport, transport_from_env
 from connector.state.outbox import message_id
+from connector.testing.mail import MisbehavingSMTP
 
 ACME_TO = "alerts@acme-agency.example"
 HANK = {"firstname": "Hank", "lastname": "Scorpio", "email": "hank@globex.com", "country": "DE"}

@@ -14,7 +14,7 @@ from program_support import MakeProgram, Program, TickClock, write_project
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
 from connector.config import load_project
-from connector.config.models import PortalConfig
+from connector.testing.world import local_factory
 
 
 @pytest.fixture
@@ -42,14 +42,7 @@ def make_program(fast_dir: Path) -> Iterator[MakeProgram]:
         project = load_project(write_project(root, rules_edit), env={})
         clock = TickClock()
         crms: dict[str, LocalCRM] = {}
-
-        def factory(portal_name: str, portal: PortalConfig) -> LocalCRM:
-            if portal_name not in crms:
-                assert portal.path is not None
-                crms[portal_name] = LocalCRM(
-                    project.resolve(portal.path), name=portal_name, clock=clock
-                )
-            return crms[portal_name]
+        factory = local_factory(project, crms, clock)
 
         app = Dealsync(project, env={}, adapter_factory=factory)
         apps.append(app)

@@ -7,10 +7,9 @@ CLI (a separate ``Dealsync``) sees the same data."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,10 @@ from connector.config import Project
 from connector.engine.sync import PassResult
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import Record
+from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
+from connector.testing.world import Seeded as Seeded  # re-exported for the tests
+from connector.testing.world import project_yaml, seed_deal
+from connector.testing.world import write_project as _write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -32,47 +35,7 @@ PARTNERS = ("acme", "beta")
 # the moment the rules are applied at (the CRMs run on their own tick clock)
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 
-CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: local
-    path: partner-acme.db
-  - id: beta
-    name: Beta Partners
-    adapter: local
-    path: partner-beta.db
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
-
-
-class TickClock:
-    """Every reading moves one second on: modification order is event order."""
-
-    def __init__(self, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-
-@dataclass
-class Seeded:
-    deal: Record
-    company: Record
-    contacts: list[Record] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.deal.id
+CONFIG = project_yaml(PARTNERS)
 
 
 @dataclass
@@ -116,11 +79,6 @@ class Program:
         stage: str = "qualifiedtobuy",
         currency: str = "EUR",
     ) -> Seeded:
-        crm = self.crm(partner)
-        comp_props = {"name": company, "country": "US"}
-        if domain:
-            comp_props["domain"] = domain
-        comp = crm.create("companies", comp_props)
         if contacts is None:
             try:
                 host = registrable_domain(domain or "")
@@ -129,23 +87,17 @@ class Program:
             contacts = [
                 {"firstname": "Ann", "lastname": "Lee", "email": f"ann@{host}", "company": company}
             ]
-        people = [crm.create("contacts", c) for c in contacts]
-        props = {
-            "dealname": f"{company} deal",
-            "amount": amount,
-            "dealstage": stage,
-            "pipeline": "default",
-            "closedate": "2027-03-31",
-            "deal_currency_code": currency,
-        }
-        if registered:
-            props["dealsync_register"] = "true"
-        deal = crm.create("deals", props)
-        if with_company:
-            crm.associate("deals", "companies", [(deal.id, comp.id)])
-        if people:
-            crm.associate("deals", "contacts", [(deal.id, p.id) for p in people])
-        return Seeded(crm.get("deals", deal.id), comp, people)
+        return seed_deal(
+            self.crm(partner),
+            company=company,
+            domain=domain,
+            contacts=contacts,
+            with_company=with_company,
+            registered=registered,
+            amount=amount,
+            stage=stage,
+            currency=currency,
+        )
 
     def seed_lead(
         self, partner: str = "acme", *, email: str = "carol@initech.de", **props: str
@@ -184,11 +136,4 @@ MakeProgram = Callable[..., Program]
 
 
 def write_project(root: Path, rules_edit: Callable[[str], str] | None = None) -> Path:
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
-        shutil.copy(f, root / "mappings" / f.name)
-    if rules_edit is not None:
-        rules = root / "mappings" / "rules.yaml"
-        rules.write_text(rules_edit(rules.read_text()))
-    (root / "dealsync.yaml").write_text(CONFIG)
-    return root / "dealsync.yaml"
+    return _write_project(root, CONFIG, rules_edit=rules_edit)

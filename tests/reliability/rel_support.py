@@ -4,32 +4,31 @@ a pass of and be killed in (``SIGKILL``, no cleanup, no ``finally``).
 A world is a project folder: the state store (SQLite file or a PostgreSQL schema),
 one vendor and two partner :class:`LocalCRM` files, the shipped mappings and rules.
 Each process opens its own connections (:meth:`FileWorld.open`), so a child never
-touches the parent's. The CRMs run on a :class:`FileClock` — a tick clock kept in a
+touches the parent's. The CRMs run on a :class:`~connector.testing.clock.FileClock` — a tick clock kept in a
 file, so the parent and its killed children share one ordering of events.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
 from connector.config import load_project
-from connector.config.models import PortalConfig
 from connector.engine.sync import PassResult
 from connector.records import Record
+from connector.testing.clock import FileClock
+from connector.testing.mail import LogTransport
+from connector.testing.world import Seeded as Seeded  # re-exported for the tests
+from connector.testing.world import local_factory, project_yaml, seed_deal, write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -37,27 +36,7 @@ SOURCE_ID = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 OBJECTS = ("companies", "contacts", "deals")
 
-CONFIG = """\
-version: 1
-state_url: '{state_url}'
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-partners:
-  - id: acme
-    name: Acme Agency
-    notify_email: alerts@acme-agency.example
-    adapter: local
-    path: partner-acme.db
-  - id: beta
-    name: Beta Partners
-    notify_email: leads@beta-partners.example
-    adapter: local
-    path: partner-beta.db
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
+CONFIG = project_yaml(("acme", "beta"), notify=True, state_url="{state_url}")
 
 
 def scratch_dir(fallback: Path) -> Path:
@@ -67,60 +46,6 @@ def scratch_dir(fallback: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="dealsync-rel-", dir=shm))
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
-
-
-class FileClock:
-    """Every reading moves one second on, across processes (the tick lives in a file)."""
-
-    def __init__(self, path: Path, start: datetime = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)):
-        self.path = path
-        self.start = start
-        if not path.exists():
-            path.write_text("0")
-
-    def _bump(self, by: int) -> int:
-        with open(self.path, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            ticks = int(f.read() or "0") + by
-            f.seek(0)
-            f.write(str(ticks))
-            f.truncate()
-            return ticks
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=self._bump(1))
-
-    def advance(self, delta: timedelta) -> None:
-        self._bump(int(delta.total_seconds()))
-
-
-class LogTransport:
-    """A mail transport that appends every accepted message to a file with one
-    ``write`` (so a message sent by a process killed right after is still counted)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def send(self, message: EmailMessage) -> str:
-        line = json.dumps(
-            {
-                "message_id": str(message["Message-ID"]),
-                "to": str(message["To"]),
-                "subject": str(message["Subject"]),
-                "body": message.get_content(),
-            }
-        )
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
-        return "250 accepted"
-
-    def sent(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
 
 def kill_me(point: str) -> Callable[[str], None]:
@@ -158,17 +83,6 @@ def in_child(fn: Callable[[], Any]) -> int:
 
 
 @dataclass
-class Seeded:
-    deal: Record
-    company: Record
-    contacts: list[Record] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.deal.id
-
-
-@dataclass
 class Opened:
     """One process's view of a world: its own connections."""
 
@@ -198,12 +112,8 @@ class FileWorld:
         real_clock: bool = False,
     ) -> None:
         self.root = root
-        (root / "mappings").mkdir(parents=True, exist_ok=True)
-        for f in SHIPPED_MAPPINGS.glob("*.yaml"):
-            shutil.copy(f, root / "mappings" / f.name)
         url = state_url or f"sqlite:///{root / 'state.db'}"
-        (root / "dealsync.yaml").write_text(CONFIG.format(state_url=url))
-        self.config = root / "dealsync.yaml"
+        self.config = write_project(root, CONFIG.format(state_url=url))
         self.clock = FileClock(root / "clock")
         # the CLI in another process reads the CRMs on the real clock: seed on it too
         self.real_clock = real_clock
@@ -215,16 +125,8 @@ class FileWorld:
     def open(self) -> Opened:
         project = load_project(self.config, env={})
         crms: dict[str, LocalCRM] = {}
-
-        def factory(portal_name: str, portal: PortalConfig) -> LocalCRM:
-            if portal_name not in crms:
-                assert portal.path is not None
-                crms[portal_name] = (
-                    LocalCRM(project.resolve(portal.path), name=portal_name)
-                    if self.real_clock
-                    else LocalCRM(project.resolve(portal.path), name=portal_name, clock=self.clock)
-                )
-            return crms[portal_name]
+        # the CLI in another process reads the CRMs on the real clock: seed on it too
+        factory = local_factory(project, crms, None if self.real_clock else self.clock)
 
         app = Dealsync(
             project,
@@ -288,8 +190,6 @@ class FileWorld:
         amount: str = "12000",
         **extra: str,
     ) -> Seeded:
-        crm = self.crm(partner)
-        comp = crm.create("companies", {"name": company, "domain": domain, "country": "US"})
         if contacts is None:
             contacts = [
                 {
@@ -300,22 +200,14 @@ class FileWorld:
                     "company": company,
                 }
             ]
-        people = [crm.create("contacts", c) for c in contacts]
-        props = {
-            "dealname": f"{company} deal",
-            "amount": amount,
-            "dealstage": "qualifiedtobuy",
-            "pipeline": "default",
-            "closedate": "2027-03-31",
-            "deal_currency_code": "EUR",
-            "dealsync_register": "true",
+        return seed_deal(
+            self.crm(partner),
+            company=company,
+            domain=domain,
+            contacts=contacts,
+            amount=amount,
             **extra,
-        }
-        deal = crm.create("deals", props)
-        crm.associate("deals", "companies", [(deal.id, comp.id)])
-        if people:
-            crm.associate("deals", "contacts", [(deal.id, p.id) for p in people])
-        return Seeded(crm.get("deals", deal.id), comp, people)
+        )
 
     def counterpart(self, obj: str, partner_id: str, partner: str = "acme") -> Record | None:
         key = f"{partner}:{partner_id}"

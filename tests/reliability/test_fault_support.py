@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_support import SMTP_FAULTS, ChaosSMTP
+
+from connector.testing.mail import SMTP_FAULTS, ChaosSMTP
 
 
 class Fixed(random.Random):

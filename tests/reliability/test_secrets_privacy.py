@@ -247,13 +247,10 @@ def test_no_contact_email_address_in_any_log_line(
     """Logs carry ids, never a contact's e-mail address (issue 12): a registration over
     two sandbox portals, a delivery the SMTP server refuses (its 550 names the
     address), a successful one, a held message and its release, a lead notification."""
-    import sys
     from datetime import timedelta
 
-    sys.path.insert(0, str(ROOT / "tests" / "consent"))
-    from smtp_support import MisbehavingSMTP
-
     from connector.records import utcnow
+    from connector.testing.mail import MisbehavingSMTP
 
     caplog.set_level(logging.DEBUG)
     portals = [

@@ -4,7 +4,6 @@ service by the adapter factory (so a test can seed records and inject write fail
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from connector.config.models import PortalConfig
 from connector.engine.hooks import BaseHook, PassContext
 from connector.records import Record
 from connector.service import Service
+from connector.testing.world import project_yaml
+from connector.testing.world import write_project as _write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-secret-7f3a9c"
@@ -28,40 +29,15 @@ WEBHOOK_SECRET = "hubspot-app-secret-1b2c"
 ENV = {"DEALSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "DEALSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET}
 VENDOR_PORTAL, ACME_PORTAL, GLOBEX_PORTAL = 1000, 2001, 2002
 
-CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: local
-  path: vendor.db
-  portal_id: 1000
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: local
-    path: partner-acme.db
-    portal_id: 2001
-  - id: globex
-    name: Globex Reseller
-    adapter: local
-    path: partner-globex.db
-    portal_id: 2002
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-service:
-  trigger_limit: {limit}
-  trigger_window_seconds: 3600
-"""
+CONFIG = project_yaml(
+    ("acme", "globex"),
+    portal_ids=True,
+    extra="service:\n  trigger_limit: {limit}\n  trigger_window_seconds: 3600\n",
+)
 
 
 def write_project(root: Path, trigger_limit: int = 50) -> Path:
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    for f in (ROOT / "mappings").glob("*.yaml"):
-        shutil.copy(f, root / "mappings" / f.name)
-    config = root / "dealsync.yaml"
-    config.write_text(CONFIG.format(limit=trigger_limit))
-    return config
+    return _write_project(root, CONFIG.format(limit=trigger_limit))
 
 
 class PassProbe(BaseHook):
