@@ -6,6 +6,7 @@ invariants.
 
     python scripts/chaos.py --campaigns 1000 --seed 7 [--sandbox-every 10] [--workers 2]
         [--engine-only] [--no-smtp] [--no-webhooks] [--no-recreate]
+    python scripts/chaos.py --seed 13 --only 89    # just campaign 89 of that seed
 
 A campaign is one fresh world (a project folder in RAM: SQLite state, LocalCRM files,
 the shipped mappings and rules, the program's hooks). Its steps are drawn from a
@@ -923,6 +924,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument(
+        "--only",
+        type=int,
+        metavar="N",
+        help="run just campaign N (same world and generator as in a full run of that seed)",
+    )
+    ap.add_argument(
         "--engine-only",
         action="store_true",
         help="run the passes without the program's hooks (the streamed detection path); "
@@ -954,7 +961,7 @@ def main(argv: list[str] | None = None) -> int:
             args.engine_only,
             faults,
         )
-        for n in range(args.campaigns)
+        for n in (range(args.campaigns) if args.only is None else [args.only])
     ]
     total = Stats()
     started = time.monotonic()
@@ -992,6 +999,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(elapsed, 1)
     print(
         f"chaos --campaigns {args.campaigns} --seed {args.seed} --sandbox-every {args.sandbox_every}"
+        + (f" --only {args.only}" if args.only is not None else "")
         + (" --engine-only" if args.engine_only else "")
         + "".join(f" --no-{k}" for k in FAULT_KINDS if k not in faults)
     )
