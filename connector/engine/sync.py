@@ -199,6 +199,11 @@ class SyncPass:
         # (both sides re-created): adopted by the new partner record without a search,
         # which may not show a record changed moments ago (see _follow_successors)
         self._kept: dict[tuple[str, str], Record] = {}
+        # (mapping, side, identity value) -> id of the record a link ended this pass
+        # (unlink, flag) left live on that side: a record re-created in the same window
+        # adopts it read by id, since HubSpot's search may not show it yet (written by
+        # the pass before) or may show a look-alike instead (domains are not unique)
+        self._survivors: dict[tuple[str, Side, str], str] = {}
         # (mapping, source id) -> ended link whose gone survivor the record adopted for
         # that source succeeds (see _heirs): closed as relinked by the adoption
         self._inherited: dict[tuple[str, str], LinkRef] = {}
@@ -349,13 +354,15 @@ class SyncPass:
             self.progress("detect", step, len(order))
         self.crash_at("after_detect")
         ctx = self.ctx
-        via_ids = self._via_candidates({name: p for name, (p, _) in detected.items()})
         seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
         for hook in self.hooks:
             hook.after_detect(ctx, seen)
         for mapping in order:
             partner_recs, vendor_recs = detected[mapping.name]
-            via = via_ids.get(mapping.name, set())
+            # a child's via-candidates come from its parent's links *after* the parent
+            # was applied (as when streamed): a deal whose link this pass ends (the
+            # vendor deleted it) no longer shares its company (chaos seed 13, c. 152)
+            via = self._via_streamed(mapping)
             self._read_via_extras(mapping, partner_recs, via)
             self._process(mapping, partner_recs, vendor_recs, via)
             self._mapping_done(mapping)
@@ -1056,6 +1063,23 @@ class SyncPass:
             self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
         )
         by_value = {_norm(ident, k): r for k, r in found.items()}
+        wanted = {_norm(ident, v) for v in values.values()}
+        survivors = {
+            v: rid
+            for (name, side, v), rid in self._survivors.items()
+            if name == mapping.name and side == target and v in wanted
+        }
+        if survivors:
+            alive = self._read(mapping, target, sorted(set(survivors.values())))
+            by_value.update(
+                {
+                    v: rec
+                    for v, rid in survivors.items()
+                    if (rec := alive.get(rid)) is not None
+                    and not rec.archived
+                    and _norm(ident, rec.get(ident) or "") == v
+                }
+            )
         if target == "vendor":
             by_value.update({v: r for (name, v), r in self._kept.items() if name == mapping.name})
         holders = self.store.holders(
@@ -1668,6 +1692,7 @@ class SyncPass:
             self.store.set_link_status(ok_links, "deleted")
             self._close_ended_conflicts(ok_links, "record deleted")
             self.counts[f"archived {s} {mapping.name}"] += len(ok_links)
+        self._note_survivors(mapping, [d for d in deletes if d.policy in ("unlink", "flag")])
         for policy, status in (("unlink", "unlinked"), ("flag", "flagged")):
             group = [d for d in deletes if d.policy == policy]
             if group:
@@ -1687,6 +1712,35 @@ class SyncPass:
                             detail=f"{d.gone_side} record was deleted",
                         )
                     )
+
+    def _note_survivors(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
+        """Remember, by identity, the records these ending links leave live, for
+        :meth:`_recreated` in this pass (see ``_survivors``)."""
+        if not deletes:
+            return
+        for side in SIDES:
+            ident = self._identity(mapping, side)
+            field_key = next(
+                (
+                    f.key
+                    for f in mapping.fields
+                    if (f.partner if side == "partner" else f.vendor) == ident
+                ),
+                None,
+            )
+            group = [d for d in deletes if other_side(d.gone_side) == side]
+            if ident is None or field_key is None or not group:
+                continue
+            refs = self.store.link_refs(
+                self.conn, mapping.name, side, [d.counterpart_id for d in group]
+            )
+            for d in group:
+                ref = refs.get(d.counterpart_id)
+                pair = ref.base.get(field_key) if ref is not None else None
+                value = pair[0 if side == "partner" else 1] if pair else None
+                if ref is not None and ref.id == d.link_id and value:
+                    key = (mapping.name, side, _norm(ident, str(value)))
+                    self._survivors[key] = d.counterpart_id
 
     # ------------------------------------------------------------------ associations
 

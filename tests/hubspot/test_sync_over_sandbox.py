@@ -452,6 +452,34 @@ def test_both_sides_recreate_a_company_the_vendor_search_does_not_show_yet(
     assert world.app.store.link_counts("acme")["companies"] == {"active": 1, "relinked": 1}
 
 
+@pytest.mark.parametrize("world", [600.0], indirect=True)
+def test_partner_recreates_a_company_its_counterpart_not_searchable_yet_no_second(
+    world: World,
+) -> None:
+    """``scripts/chaos.py`` (``--seed 13``, campaign 89): the vendor company was
+    written by the pass just before, so HubSpot's search does not show it yet; the
+    partner deletes its company and enters it again (same domain) before the next
+    pass. The ended link names that counterpart, so it is read by id and adopted —
+    not a second vendor company beside it."""
+    d, c, _ = world.seed_deal(6)
+    _wait_partner_indexed(world)
+    world.app.sync("acme")
+    [before] = _live(world, "companies", "domain", "c6.com")
+
+    world.srv.portal("acme").archive("companies", c)
+    again = world.partner.create("companies", {"name": "Company 6 again", "domain": "c6.com"})
+    world.partner.associate("deals", d, "companies", again)
+    world.partner.edit("deals", d, {"amount": "1506"})
+    _wait_partner_indexed(world)
+    r = world.app.sync("acme")
+
+    assert r.status == "ok", r.as_dict()
+    [after] = _live(world, "companies", "domain", "c6.com")
+    assert after["id"] == before["id"]
+    assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
+    assert world.app.store.link_counts("acme")["companies"] == {"active": 1, "relinked": 1}
+
+
 def test_vendor_recreates_a_contact_the_link_follows_it(world: World) -> None:
     d, _, p = world.seed_deal(3)
     world.sync()
