@@ -16,7 +16,6 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.tables import Run, RunRecord, SyncLock, valid_id
+from connector.state.tables import Run, RunRecord, SyncLock, Transactions, valid_id
 
 log = logging.getLogger("dealsync.state")
 
@@ -116,17 +115,13 @@ class RecordOutcome:
     detail: str | None = None
 
 
-class RunLedger:
+class RunLedger(Transactions):
     """The runs and lock queries of :class:`~connector.state.store.StateStore` (a mixin:
     callers keep calling them on the store)."""
 
     lock_ttl: timedelta
     clock: Callable[[], datetime]
     on_run_started: Callable[[int], None] | None
-
-    def session(self) -> AbstractContextManager[Session]:
-        """A short transaction's session (the store's)."""
-        raise NotImplementedError
 
     def process(self) -> str:
         """``host:pid`` of this process, as runs and locks name it."""

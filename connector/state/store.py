@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +33,7 @@ from sqlmodel import Session, col, select
 
 from connector.records import Side, utcnow
 from connector.state import migrations
+from connector.state.conflicts import ConflictLedger
 from connector.state.outbox import OutboxRows
 from connector.state.registry import Registry
 from connector.state.runs import LOCK_TTL, RunLedger
@@ -42,7 +42,6 @@ from connector.state.runs import LockLease as LockLease
 from connector.state.runs import LockLost as LockLost
 from connector.state.runs import RecordOutcome as RecordOutcome
 from connector.state.tables import (
-    ConflictRow,
     Cursor,
     Link,
     RetryItem,
@@ -122,7 +121,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class StateStore(RunLedger):
+class StateStore(ConflictLedger, RunLedger):
     """Links, base snapshots, cursors, retries, conflicts, runs and locks; and, by
     concept, the partner program's rows (:attr:`registry`) and the e-mail outbox's
     (:attr:`outbox`). Every query of the connector goes through one of these.
@@ -145,11 +144,6 @@ class StateStore(RunLedger):
 
     def close(self) -> None:
         self.engine.dispose()
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s:
-            yield s
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -633,87 +627,3 @@ class StateStore(RunLedger):
             result = s.execute(delete(WebhookSeen).where(col(WebhookSeen.seen_at) < before))
             s.commit()
             return int(getattr(result, "rowcount", 0) or 0)
-
-    # ------------------------------------------------------------------ conflicts
-
-    def open_conflict(self, connection: str, c: Any) -> tuple[ConflictRow, bool]:
-        """Open a conflict row unless the same one is already open; returns (row, new)."""
-        with self.session() as s:
-            row = s.exec(
-                select(ConflictRow).where(
-                    ConflictRow.connection == connection,
-                    ConflictRow.link_id == c.link_id,
-                    ConflictRow.field == c.field,
-                    ConflictRow.status == "open",
-                )
-            ).first()
-            if row is not None:
-                if (row.partner_value, row.vendor_value) != (c.partner_value, c.vendor_value):
-                    row.partner_value, row.vendor_value = c.partner_value, c.vendor_value
-                    s.add(row)
-                    s.commit()
-                return row, False
-            row = ConflictRow(
-                connection=connection,
-                object=c.object,
-                link_id=c.link_id,
-                partner_id=c.partner_id,
-                vendor_id=c.vendor_id,
-                field=c.field,
-                partner_value=c.partner_value,
-                vendor_value=c.vendor_value,
-                base_partner=c.base_partner,
-                base_vendor=c.base_vendor,
-            )
-            s.add(row)
-            s.commit()
-            return row, True
-
-    def conflicts(
-        self, connection: str | None = None, status: str | None = "open"
-    ) -> list[ConflictRow]:
-        with self.session() as s:
-            q = select(ConflictRow)
-            if connection:
-                q = q.where(ConflictRow.connection == connection)
-            if status:
-                q = q.where(ConflictRow.status == status)
-            return list(s.exec(q.order_by(col(ConflictRow.id))).all())
-
-    def conflict(self, conflict_id: int) -> ConflictRow | None:
-        if not valid_id(conflict_id):
-            return None
-        with self.session() as s:
-            return s.get(ConflictRow, conflict_id)
-
-    def close_conflict(self, conflict_id: int, resolution: str) -> None:
-        if not valid_id(conflict_id):
-            raise KeyError(conflict_id)
-        with self.session() as s:
-            row = s.get(ConflictRow, conflict_id)
-            if row is None:
-                raise KeyError(conflict_id)
-            row.status = "resolved"
-            row.resolution = resolution
-            row.resolved_at = utcnow()
-            s.add(row)
-            s.commit()
-
-    def close_conflicts_for(
-        self, connection: str, link_id: int, fields: Iterable[str] | None, resolution: str
-    ) -> None:
-        """Close open conflicts whose field settled by itself (e.g. both sides agreed);
-        ``fields=None`` closes every open conflict of the link (its pair ended)."""
-        field_list = None if fields is None else list(fields)
-        if field_list == []:
-            return
-        with self.session() as s:
-            q = update(ConflictRow).where(
-                col(ConflictRow.connection) == connection,
-                col(ConflictRow.link_id) == link_id,
-                col(ConflictRow.status) == "open",
-            )
-            if field_list is not None:
-                q = q.where(col(ConflictRow.field).in_(field_list))
-            s.execute(q.values(status="resolved", resolution=resolution, resolved_at=utcnow()))
-            s.commit()

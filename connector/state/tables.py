@@ -7,13 +7,15 @@ row per linked record keeps a 100,000-deal state small and fast to load.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
 from connector.records import utcnow
 
@@ -33,6 +35,18 @@ class Database(Protocol):
 
     @property
     def engine(self) -> Engine: ...
+
+
+class Transactions:
+    """The store's short transactions, for the classes that hold its per-concept queries
+    and are mixed into :class:`~connector.state.store.StateStore` (which sets ``engine``)."""
+
+    engine: Engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
 
 
 class UTCDateTime(TypeDecorator[datetime]):
