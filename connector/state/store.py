@@ -28,7 +28,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import Side, utcnow
@@ -45,10 +44,10 @@ from connector.state.tables import (
     Cursor,
     Link,
     RetryItem,
-    WebhookSeen,
     valid_id,
 )
 from connector.state.tokens import PartnerTokens
+from connector.state.webhooks import WebhookLedger
 
 log = logging.getLogger("dealsync.state")
 
@@ -121,7 +120,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class StateStore(ConflictLedger, RunLedger):
+class StateStore(WebhookLedger, ConflictLedger, RunLedger):
     """Links, base snapshots, cursors, retries, conflicts, runs and locks; and, by
     concept, the partner program's rows (:attr:`registry`) and the e-mail outbox's
     (:attr:`outbox`). Every query of the connector goes through one of these.
@@ -563,67 +562,3 @@ class StateStore(ConflictLedger, RunLedger):
                 .order_by(col(RetryItem.object), col(RetryItem.record_id))
             ).all()
         return [r for r in rows if not r.last_error.startswith(WEBHOOK_PREFIX)]
-
-    # ------------------------------------------------------------------ webhooks
-
-    def record_webhook_delivery(
-        self,
-        signature_key: str,
-        events: Sequence[tuple[str, Sequence[tuple[str, str, Side, str, str]]]],
-    ) -> list[bool] | None:
-        """Accept one webhook delivery, all or nothing, in one transaction: its
-        signature, each event key (``events``: key and the re-reads it asks for, as
-        ``(connection, object, side, record id, note)``) not seen before, and the
-        re-reads of those fresh events on the retry list.
-
-        Returns, per event, whether it was fresh; ``None`` when the signature was
-        already used (a replay: nothing recorded). A delivery that fails midway
-        (database locked, process killed) commits nothing, so HubSpot's retry of it is
-        processed rather than taken for a duplicate. A record already on the retry
-        list stays as it is (a failing record keeps its error and attempt count)."""
-        for attempt in range(3):
-            try:
-                with self.session() as s:
-                    if s.get(WebhookSeen, signature_key) is not None:
-                        return None
-                    s.add(WebhookSeen(key=signature_key))
-                    fresh: list[bool] = []
-                    keys: set[str] = set()
-                    rereads: dict[tuple[str, str, Side, str], str] = {}
-                    for key, items in events:
-                        new = key not in keys and s.get(WebhookSeen, key) is None
-                        fresh.append(new)
-                        if not new:
-                            continue
-                        keys.add(key)
-                        s.add(WebhookSeen(key=key))
-                        for connection, obj, side, rid, note in items:
-                            rereads.setdefault((connection, obj, side, rid), note)
-                    s.flush()
-                    for pk, note in rereads.items():
-                        if s.get(RetryItem, pk) is None:
-                            connection, obj, side, rid = pk
-                            s.add(
-                                RetryItem(
-                                    connection=connection,
-                                    object=obj,
-                                    side=side,
-                                    record_id=rid,
-                                    last_error=note[:2000],
-                                )
-                            )
-                    s.commit()
-                    return fresh
-            except IntegrityError:
-                # another process recorded one of these keys at the same moment
-                # (PostgreSQL; SQLite transactions here are serialised): decide again
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def prune_webhook_seen(self, before: datetime) -> int:
-        """Forget signatures and event ids recorded before ``before``."""
-        with self.session() as s:
-            result = s.execute(delete(WebhookSeen).where(col(WebhookSeen.seen_at) < before))
-            s.commit()
-            return int(getattr(result, "rowcount", 0) or 0)
