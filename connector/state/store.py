@@ -19,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     create_engine,
-    delete,
     event,
     func,
     insert,
@@ -33,6 +32,8 @@ from sqlmodel import Session, col, select
 from connector.records import Side, utcnow
 from connector.state import migrations
 from connector.state.conflicts import ConflictLedger
+from connector.state.cursors import WEBHOOK_PREFIX as WEBHOOK_PREFIX  # re-exported
+from connector.state.cursors import ReadPositions
 from connector.state.outbox import OutboxRows
 from connector.state.registry import Registry
 from connector.state.runs import LOCK_TTL, RunLedger
@@ -41,9 +42,7 @@ from connector.state.runs import LockLease as LockLease
 from connector.state.runs import LockLost as LockLost
 from connector.state.runs import RecordOutcome as RecordOutcome
 from connector.state.tables import (
-    Cursor,
     Link,
-    RetryItem,
     valid_id,
 )
 from connector.state.tokens import PartnerTokens
@@ -52,7 +51,6 @@ from connector.state.webhooks import WebhookLedger
 log = logging.getLogger("dealsync.state")
 
 _CHUNK = 500
-WEBHOOK_PREFIX = "webhook"  # retry items queued by a webhook, not by a failure
 
 # The bulk write paths below use Core statements on the tables themselves, executed
 # with a list of parameter sets (one executemany): the ORM's per-row unit of work was
@@ -120,10 +118,14 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class StateStore(WebhookLedger, ConflictLedger, RunLedger):
-    """Links, base snapshots, cursors, retries, conflicts, runs and locks; and, by
-    concept, the partner program's rows (:attr:`registry`) and the e-mail outbox's
-    (:attr:`outbox`). Every query of the connector goes through one of these.
+class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
+    """Links and their base snapshots (here); cursors and retries
+    (:mod:`~connector.state.cursors`), webhook dedupe (:mod:`~connector.state.webhooks`),
+    conflicts (:mod:`~connector.state.conflicts`), runs and the pass lock
+    (:mod:`~connector.state.runs`), mixed in so callers call them on the store; and, by
+    concept, the partner program's rows (:attr:`registry`), the e-mail outbox's
+    (:attr:`outbox`) and partner tokens (:attr:`tokens`). Every query of the connector
+    goes through one of these.
 
     ``lock_ttl`` is how long a pass lock lasts unrenewed (tests shorten it); ``clock``
     is the time locks and interrupted runs are judged by (tests stop it)."""
@@ -474,91 +476,3 @@ class StateStore(WebhookLedger, ConflictLedger, RunLedger):
         for obj, status, n in rows:
             out.setdefault(obj, {})[status] = n
         return out
-
-    # ------------------------------------------------------------------ cursors
-
-    def cursor(self, connection: str, side: Side, obj: str) -> datetime | None:
-        with self.session() as s:
-            row = s.get(Cursor, (connection, side, obj))
-            return row.value if row else None
-
-    def set_cursors(self, connection: str, values: dict[tuple[Side, str], datetime]) -> None:
-        """Move cursors forward (never back) in one transaction."""
-        with self.session() as s:
-            for (side, obj), value in values.items():
-                row = s.get(Cursor, (connection, side, obj))
-                if row is None:
-                    s.add(Cursor(connection=connection, side=side, object=obj, value=value))
-                elif value > row.value:
-                    row.value = value
-                    row.updated_at = utcnow()
-                    s.add(row)
-            s.commit()
-
-    # ------------------------------------------------------------------ retries
-
-    def retries(self, connection: str, obj: str) -> list[RetryItem]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(RetryItem).where(
-                        RetryItem.connection == connection, RetryItem.object == obj
-                    )
-                ).all()
-            )
-
-    def add_retries(self, connection: str, items: Iterable[tuple[str, Side, str, str]]) -> None:
-        """Remember failed records (object, side, id, error) for the next pass."""
-        with self.session() as s:
-            for obj, side, rid, error in items:
-                row = s.get(RetryItem, (connection, obj, side, rid))
-                if row is None:
-                    s.add(
-                        RetryItem(
-                            connection=connection,
-                            object=obj,
-                            side=side,
-                            record_id=rid,
-                            last_error=error[:2000],
-                        )
-                    )
-                else:
-                    row.attempts += 1
-                    row.last_error = error[:2000]
-                    row.updated_at = utcnow()
-                    s.add(row)
-            s.commit()
-
-    def clear_retries(self, connection: str, items: Iterable[tuple[str, Side, str]]) -> None:
-        with self.session() as s:
-            for obj, side, rid in items:
-                s.execute(
-                    delete(RetryItem).where(
-                        col(RetryItem.connection) == connection,
-                        col(RetryItem.object) == obj,
-                        col(RetryItem.side) == side,
-                        col(RetryItem.record_id) == rid,
-                    )
-                )
-            s.commit()
-
-    def retry_count(self, connection: str) -> int:
-        with self.session() as s:
-            return int(
-                s.exec(
-                    select(func.count())
-                    .select_from(RetryItem)
-                    .where(RetryItem.connection == connection)
-                ).one()
-            )
-
-    def failing_records(self, connection: str) -> list[RetryItem]:
-        """Records whose last attempt failed (re-read on every pass until they succeed);
-        ids queued by webhooks are not failures."""
-        with self.session() as s:
-            rows = s.exec(
-                select(RetryItem)
-                .where(RetryItem.connection == connection)
-                .order_by(col(RetryItem.object), col(RetryItem.record_id))
-            ).all()
-        return [r for r in rows if not r.last_error.startswith(WEBHOOK_PREFIX)]
