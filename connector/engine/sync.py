@@ -14,19 +14,16 @@ A rerun after a crash anywhere re-detects the same window and converges.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
-import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
-from connector.adapters.base import AdapterError, CRMAdapter
-from connector.config.models import ObjectMapping, PartnerConfig
-from connector.engine.detect import detect, merge_latest, window_start
+from connector.adapters.base import CRMAdapter
+from connector.config.models import ObjectMapping
+from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
 from connector.engine.hooks import Hook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import (
@@ -40,8 +37,35 @@ from connector.engine.plan import (
     Update,
 )
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
-from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
-from connector.state.store import LinkRef, LockLease, LockLost, RecordOutcome, StateStore
+from connector.engine.run import (
+    EXIT_CONFLICTS,
+    EXIT_FAILED,
+    EXIT_FATAL,
+    EXIT_OK,
+    PassAborted,
+    PassResult,
+    Progress,
+    crash_points,
+    run_pass,
+)
+from connector.records import SIDES, PropertySpec, Record, Side, other_side
+from connector.state.store import LinkRef, RecordOutcome, StateStore
+
+__all__ = [  # what callers import from here; the run's side lives in engine/run.py
+    "EXIT_CONFLICTS",
+    "EXIT_FAILED",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "PARTNER_ID",
+    "SOURCE_ID",
+    "PassAborted",
+    "PassResult",
+    "Progress",
+    "SyncPass",
+    "crash_points",
+    "required_properties",
+    "run_pass",
+]
 
 log = logging.getLogger("dealsync.engine")
 
@@ -78,60 +102,9 @@ def _norm(identity: str, value: str) -> str:
     return value.lower() if identity in ("email", "domain") else value
 
 
-Progress = Callable[[str, int, int], None]
-
-EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
-
 DETECT_CHUNK = 1000
 """Partner records handed from detection to apply at a time. A multiple of 1,000
 (HubSpot's association batch read) so streaming costs no extra call."""
-
-
-def crash_points(objects: Sequence[str]) -> list[str]:
-    """The named points of a pass (``crash_at``) for mappings with these names, in the
-    order a pass reaches them. Tests and ``scripts/chaos.py`` kill passes at them."""
-    per_object = [
-        f"{step}:{o}" for o in objects for step in ("after_plan", "after_intent", "after_write")
-    ]
-    return ["after_detect", *per_object, "before_cursor", "after_cursor"]
-
-
-class PassAborted(Exception):
-    """Raised (in tests) to simulate a crash at a named point of a pass."""
-
-
-@dataclass
-class PassResult:
-    connection: str
-    run_id: int | None
-    plan: Plan
-    status: str = "ok"  # ok | conflicts | failed | fatal | interrupted (lost its lock)
-    counts: Counter[str] = field(default_factory=Counter)
-    errors: list[RecordError] = field(default_factory=list)
-    open_conflicts: int = 0
-    api_calls: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    dry_run: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        return {"ok": EXIT_OK, "conflicts": EXIT_CONFLICTS, "failed": EXIT_FAILED}.get(
-            self.status, EXIT_FATAL
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connection": self.connection,
-            "run_id": self.run_id,
-            "status": self.status,
-            "dry_run": self.dry_run,
-            "plan": dict(self.plan.counts()),
-            "counts": dict(self.counts),
-            "errors": [str(e) for e in self.errors],
-            "open_conflicts": self.open_conflicts,
-            "api_calls": self.api_calls,
-            "error": self.error,
-        }
 
 
 def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[PropertySpec]]:
@@ -186,6 +159,11 @@ class SyncPass:
         self.seen: dict[str, ObjectRecords] = {}
         self.detect_chunk = detect_chunk or DETECT_CHUNK
         self._locked: dict[Side, CRMAdapter] = {}
+        # records read again by id next pass: failed ones (with why), counterparts
+        # adopted from an interrupted attempt, and the retries this pass took up
+        self._retries: list[tuple[str, Side, str, str]] = []
+        self._rechecks: list[tuple[str, Side, str]] = []
+        self._cleared: list[tuple[str, Side, str]] = []
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         self._started = False
         self._via_cache: dict[str, dict[str, set[str]]] = {}
@@ -265,13 +243,9 @@ class SyncPass:
     def run(self) -> None:
         ctx = self.ctx
         hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
-        self._retries: list[tuple[str, Side, str, str]] = []
-        self._rechecks: list[tuple[str, Side, str]] = []
-        self._cleared: list[tuple[str, Side, str]] = []
-
         order = self._ordered()
         jobs = [
-            _DetectJob(
+            DetectJob(
                 mapping.name,
                 side,
                 self._obj_type(mapping, side),
@@ -284,13 +258,14 @@ class SyncPass:
             for mapping in order
             for side in ("vendor", "partner")
         ]
-        detection = _Detection(
+        detection = Detection(
             {"partner": ctx.partner_crm, "vendor": ctx.vendor_crm}, jobs, self.detect_chunk
         )
         # while detection runs in its thread, this thread's calls take the same
         # per-CRM lock, so no adapter is ever used by two threads at once
         self._locked = {
-            side: cast(CRMAdapter, _Locked(detection.locks[side], ctx.crm(side))) for side in SIDES
+            side: cast(CRMAdapter, LockedAdapter(detection.locks[side], ctx.crm(side)))
+            for side in SIDES
         }
         detection.start()
         try:
@@ -335,7 +310,7 @@ class SyncPass:
             visit(m, ())
         return out
 
-    def _run_whole(self, order: list[ObjectMapping], detection: _Detection) -> None:
+    def _run_whole(self, order: list[ObjectMapping], detection: Detection) -> None:
         """With hooks: everything is detected before anything is applied, because the
         hooks decide on the whole picture (a deal with its company and contacts)."""
         detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
@@ -367,7 +342,7 @@ class SyncPass:
             self._process(mapping, partner_recs, vendor_recs, via)
             self._mapping_done(mapping)
 
-    def _run_streamed(self, order: list[ObjectMapping], detection: _Detection) -> None:
+    def _run_streamed(self, order: list[ObjectMapping], detection: Detection) -> None:
         """Without hooks: each chunk of partner records is reconciled and written as soon
         as detection hands it over, while detection goes on searching. The partner
         portal's searches and the vendor portal's writes then overlap instead of
@@ -899,9 +874,9 @@ class SyncPass:
                         f"partner={c.partner_value!r} vendor={c.vendor_value!r}",
                     )
                 )
-        self._flush_outcomes()
+        self.flush_outcomes()
 
-    def _flush_outcomes(self) -> None:
+    def flush_outcomes(self) -> None:
         if self.ctx.run_id is not None and self.outcomes:
             self.store.add_outcomes(self.ctx.run_id, self.outcomes)
         self.outcomes = []
@@ -1030,7 +1005,7 @@ class SyncPass:
             self.counts[f"re-linked {mapping.name}"] += len(released)
         else:
             self.store.complete_links(completed, origin=origin)
-        self._flush_outcomes()
+        self.flush_outcomes()
 
     def _identity(self, mapping: ObjectMapping, side: Side) -> str | None:
         """The property that names a record of this mapping on ``side`` to people, if
@@ -1815,175 +1790,6 @@ class SyncPass:
             self.store.save_bases(new_bases)
 
 
-def run_pass(
-    *,
-    partner: PartnerConfig,
-    partner_crm: CRMAdapter,
-    vendor_crm: CRMAdapter,
-    mappings: Sequence[ObjectMapping],
-    store: StateStore,
-    rules: Any,
-    dry_run: bool = False,
-    now: datetime | None = None,
-    hooks: Iterable[Hook] = (),
-    overlap: timedelta = timedelta(minutes=5),
-    batch_size: int = 100,
-    progress: Progress | None = None,
-    trigger: str = "cli",
-    crash_at: Callable[[str], None] | None = None,
-    lock: bool = True,
-) -> PassResult:
-    """Run one pass of one connection and record it as a run. Never raises for a
-    record's problem; an adapter failure that stops the pass is returned as
-    ``status == "fatal"`` with the run logged.
-
-    The pass holds the connection's lock (renewed while it runs) from before its run
-    is created until after it is finished, so a ``running`` run whose lock is gone
-    belongs to a dead process. At each named step the pass checks it still holds the
-    lock; if not, it stops there with ``status == "interrupted"``."""
-    # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
-    lease = store.lease(partner.id) if (lock and not dry_run) else None
-    try:
-        if lease is None:  # taking the lock marks them; a dry run looks for itself
-            store.interrupt_orphaned_runs(partner.id)
-        run_id = store.start_run(
-            partner.id, dry_run=dry_run, trigger=trigger, owner=lease.owner if lease else None
-        )
-        return _run_recorded(
-            run_id,
-            lease,
-            partner=partner,
-            partner_crm=partner_crm,
-            vendor_crm=vendor_crm,
-            mappings=mappings,
-            store=store,
-            rules=rules,
-            dry_run=dry_run,
-            now=now,
-            hooks=hooks,
-            overlap=overlap,
-            batch_size=batch_size,
-            progress=progress,
-            trigger=trigger,
-            crash_at=crash_at,
-        )
-    finally:
-        if lease is not None:
-            lease.release()
-
-
-def _checked(
-    lease: LockLease | None, crash_at: Callable[[str], None] | None
-) -> Callable[[str], None] | None:
-    """The pass's named-step hook: a test's ``crash_at``, then the lock check."""
-    if lease is None:
-        return crash_at
-
-    def step(point: str) -> None:
-        if crash_at is not None:
-            crash_at(point)
-        lease.check()
-
-    return step
-
-
-def _run_recorded(
-    run_id: int,
-    lease: LockLease | None,
-    *,
-    partner: PartnerConfig,
-    partner_crm: CRMAdapter,
-    vendor_crm: CRMAdapter,
-    mappings: Sequence[ObjectMapping],
-    store: StateStore,
-    rules: Any,
-    dry_run: bool,
-    now: datetime | None,
-    hooks: Iterable[Hook],
-    overlap: timedelta,
-    batch_size: int,
-    progress: Progress | None,
-    trigger: str,
-    crash_at: Callable[[str], None] | None,
-) -> PassResult:
-    crash_at = _checked(lease, crash_at)
-    ctx = PassContext(
-        partner=partner,
-        partner_crm=partner_crm,
-        vendor_crm=vendor_crm,
-        store=store,
-        rules=rules,
-        now=now or utcnow(),
-        dry_run=dry_run,
-        run_id=run_id,
-        crash_at=crash_at,
-    )
-    result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
-    calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}
-    sync = SyncPass(
-        mappings=mappings,
-        store=store,
-        ctx=ctx,
-        hooks=list(hooks),
-        overlap=overlap,
-        batch_size=batch_size,
-        progress=progress,
-        crash_at=crash_at,
-    )
-    try:
-        sync.run()
-        if not dry_run:
-            for hook in sync.hooks:
-                hook.after_pass(ctx)
-    except AdapterError as exc:
-        result.status = "fatal"
-        result.error = str(exc)
-        log.error("pass of %s stopped: %s", partner.id, exc)
-    except LockLost as exc:
-        result.status = "interrupted"
-        result.error = str(exc)
-    except BaseException as exc:
-        # not a record's problem (a full disk, Ctrl-C): say so in the run, then stop
-        with contextlib.suppress(Exception):
-            sync._flush_outcomes()
-            store.finish_run(
-                run_id,
-                status="interrupted",
-                counts=dict(sync.counts),
-                api_calls={},
-                error=f"stopped by {type(exc).__name__}: {exc}",
-            )
-        raise
-    finally:
-        sync._flush_outcomes()
-    result.plan = sync.plan
-    result.counts = sync.counts
-    result.errors = sync.errors
-    result.open_conflicts = len(store.conflicts(partner.id))
-    calls: dict[str, Any] = {}
-    for side in ("partner", "vendor"):
-        s: Side = side
-        before = calls_before[s]
-        for kind, n in ctx.crm(s).api_calls().items():
-            delta = n - before.get(kind, 0)
-            if delta:
-                calls[f"{side}.{kind}"] = delta
-    result.api_calls = calls
-    if result.status not in ("fatal", "interrupted"):
-        if result.errors:
-            result.status = "failed"
-        elif result.open_conflicts:
-            result.status = "conflicts"
-    store.finish_run(
-        run_id,
-        status=result.status,
-        counts=dict(result.counts) | {"plan": dict(sync.plan.counts())},
-        api_calls=calls,
-        error=result.error,
-    )
-    return result
-
-
 @dataclass
 class _Stream:
     """A mapping being applied chunk by chunk."""
@@ -1993,119 +1799,3 @@ class _Stream:
     conflicts: list[Any]
     unclaimed: dict[str, Record]  # changed vendor records no chunk has paired yet
     done: set[str] = field(default_factory=set)  # partner ids already applied
-
-
-@dataclass(frozen=True)
-class _DetectJob:
-    mapping: str
-    side: Side
-    object_type: str
-    since: datetime | None
-    until: datetime
-    properties: list[str]
-    where: dict[str, str] | None
-    associations: list[str]
-
-
-class _Locked:
-    """An adapter whose every call holds a lock shared with the detection thread."""
-
-    def __init__(self, lock: threading.RLock, inner: CRMAdapter) -> None:
-        self._lock = lock
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
-class _Detection:
-    """Detection in a thread of its own, running ahead of reconcile and apply.
-
-    Jobs run in order (each mapping's vendor side, then its partner side). The vendor
-    side is handed over whole; the partner side in chunks as the CRM reads them. Every
-    adapter call, here and in the applying thread, holds that CRM's lock: the two
-    threads share no adapter state, but the partner portal's searches and the vendor
-    portal's writes (different portals, separate rate budgets) proceed side by side.
-    The state store is never touched here. An error ends detection and is raised in
-    the applying thread when it next asks for records."""
-
-    def __init__(
-        self, crms: Mapping[Side, CRMAdapter], jobs: Sequence[_DetectJob], chunk_size: int
-    ) -> None:
-        self.crms = crms
-        self.jobs = list(jobs)
-        self.chunk_size = chunk_size
-        self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
-        self._queues: dict[str, queue.SimpleQueue[tuple[str, Any]]] = {
-            j.mapping: queue.SimpleQueue() for j in self.jobs
-        }
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="dealsync-detect", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop early (the pass failed) and wait for the thread to leave its call."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=300)
-
-    def _work(self) -> None:
-        try:
-            for job in self.jobs:
-                out = self._queues[job.mapping]
-                chunks = detect(
-                    self.crms[job.side],
-                    job.object_type,
-                    job.since,
-                    job.until,
-                    job.properties,
-                    where=job.where,
-                    associations=job.associations,
-                    chunk_size=self.chunk_size,
-                )
-                whole: dict[str, Record] = {}
-                while True:
-                    if self._stop.is_set():
-                        return
-                    with self.locks[job.side]:
-                        chunk = next(chunks, None)
-                    if chunk is None:
-                        break
-                    if job.side == "partner":
-                        out.put(("partner", chunk))
-                    else:
-                        merge_latest(whole, chunk.values())
-                out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
-        except BaseException as exc:  # handed to the applying thread, which raises it
-            for q in self._queues.values():
-                q.put(("error", exc))
-
-    def _get(self, mapping: str) -> tuple[str, Any]:
-        kind, payload = self._queues[mapping].get()
-        if kind == "error":
-            raise payload
-        return kind, payload
-
-    def vendor(self, mapping: str) -> dict[str, Record]:
-        """The mapping's changed vendor records (waits for them)."""
-        kind, payload = self._get(mapping)
-        assert kind == "vendor", kind
-        return cast(dict[str, Record], payload)
-
-    def partner_chunks(self, mapping: str) -> Iterator[dict[str, Record]]:
-        """The mapping's changed partner records, chunk by chunk as they arrive."""
-        while True:
-            kind, payload = self._get(mapping)
-            if kind == "end":
-                return
-            yield cast(dict[str, Record], payload)
