@@ -26,7 +26,7 @@ from pathlib import Path
 
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
-# what the connector writes on records it creates or adopts (see connector.engine.sync)
+# what the connector writes on records it creates or adopts (see connector.engine.apply)
 _CONNECTOR_PROPERTIES = ("dealsync_source_id", "dealsync_partner_id")
 
 # (operation, object type, record id or unique key) → error message, or None to succeed

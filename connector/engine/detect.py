@@ -5,15 +5,22 @@ at the start of the pass (singer-sdk's rule): a record modified while the pass r
 falls in the next window, not lost between two. The overlap absorbs clock skew and
 search indexing lag; re-reading a record is harmless because reconcile compares with
 the base and finds nothing to do.
+
+A pass runs detection in a thread of its own (:class:`Detection`), ahead of reconcile
+and apply, which take its records as it hands them over.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter, SupportsChunkedDetection
-from connector.records import Record
+from connector.records import SIDES, Record, Side
 
 
 def window_start(cursor: datetime | None, overlap: timedelta) -> datetime | None:
@@ -62,3 +69,119 @@ def detect(
         ]
     for chunk in chunks:
         yield merge_latest({}, chunk)
+
+
+@dataclass(frozen=True)
+class DetectJob:
+    mapping: str
+    side: Side
+    object_type: str
+    since: datetime | None
+    until: datetime
+    properties: list[str]
+    where: dict[str, str] | None
+    associations: list[str]
+
+
+class LockedAdapter:
+    """An adapter whose every call holds a lock shared with the detection thread."""
+
+    def __init__(self, lock: threading.RLock, inner: CRMAdapter) -> None:
+        self._lock = lock
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class Detection:
+    """Detection in a thread of its own, running ahead of reconcile and apply.
+
+    Jobs run in order (each mapping's vendor side, then its partner side). The vendor
+    side is handed over whole; the partner side in chunks as the CRM reads them. Every
+    adapter call, here and in the applying thread, holds that CRM's lock: the two
+    threads share no adapter state, but the partner portal's searches and the vendor
+    portal's writes (different portals, separate rate budgets) proceed side by side.
+    The state store is never touched here. An error ends detection and is raised in
+    the applying thread when it next asks for records."""
+
+    def __init__(
+        self, crms: Mapping[Side, CRMAdapter], jobs: Sequence[DetectJob], chunk_size: int
+    ) -> None:
+        self.crms = crms
+        self.jobs = list(jobs)
+        self.chunk_size = chunk_size
+        self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
+        self._queues: dict[str, queue.SimpleQueue[tuple[str, Any]]] = {
+            j.mapping: queue.SimpleQueue() for j in self.jobs
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="dealsync-detect", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop early (the pass failed) and wait for the thread to leave its call."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=300)
+
+    def _work(self) -> None:
+        try:
+            for job in self.jobs:
+                out = self._queues[job.mapping]
+                chunks = detect(
+                    self.crms[job.side],
+                    job.object_type,
+                    job.since,
+                    job.until,
+                    job.properties,
+                    where=job.where,
+                    associations=job.associations,
+                    chunk_size=self.chunk_size,
+                )
+                whole: dict[str, Record] = {}
+                while True:
+                    if self._stop.is_set():
+                        return
+                    with self.locks[job.side]:
+                        chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    if job.side == "partner":
+                        out.put(("partner", chunk))
+                    else:
+                        merge_latest(whole, chunk.values())
+                out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
+        except BaseException as exc:  # handed to the applying thread, which raises it
+            for q in self._queues.values():
+                q.put(("error", exc))
+
+    def _get(self, mapping: str) -> tuple[str, Any]:
+        kind, payload = self._queues[mapping].get()
+        if kind == "error":
+            raise payload
+        return kind, payload
+
+    def vendor(self, mapping: str) -> dict[str, Record]:
+        """The mapping's changed vendor records (waits for them)."""
+        kind, payload = self._get(mapping)
+        assert kind == "vendor", kind
+        return cast(dict[str, Record], payload)
+
+    def partner_chunks(self, mapping: str) -> Iterator[dict[str, Record]]:
+        """The mapping's changed partner records, chunk by chunk as they arrive."""
+        while True:
+            kind, payload = self._get(mapping)
+            if kind == "end":
+                return
+            yield cast(dict[str, Record], payload)

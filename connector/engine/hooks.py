@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
-from connector.config.models import ObjectMapping, PartnerConfig, RulesFile
+from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine.plan import Action
 from connector.records import PropertySpec, Record, Side
 
@@ -44,7 +44,6 @@ class PassContext:
     partner_crm: CRMAdapter
     vendor_crm: CRMAdapter
     store: StateStore
-    rules: RulesFile
     now: datetime
     dry_run: bool
     run_id: int | None

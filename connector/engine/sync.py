@@ -10,128 +10,76 @@ The order of durable steps is what makes a crash harmless:
 4. cursors move last, to the high-water mark frozen before detection.
 
 A rerun after a crash anywhere re-detects the same window and converges.
+
+Here: the pass's order (streamed or whole), the records reconcile needs (retries,
+open conflicts, fresh reads, merges) and the pairs it merges. The writes are in
+``engine/apply.py``, detection's thread in ``engine/detect.py``, the run around the
+pass (lock, run log, result) in ``engine/run.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
-import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
-from connector.adapters.base import AdapterError, CRMAdapter
-from connector.config.models import ObjectMapping, PartnerConfig
-from connector.engine.detect import detect, merge_latest, window_start
+from connector.adapters.base import CRMAdapter
+from connector.config.models import ObjectMapping
+from connector.engine import apply
+from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
 from connector.engine.hooks import Hook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import (
-    Action,
-    Associate,
-    Conflict,
-    Create,
-    Delete,
     Plan,
     RecordError,
-    Update,
 )
 from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
-from connector.records import SIDES, PropertySpec, Record, Side, other_side, utcnow
-from connector.state.store import LinkRef, LockLease, LockLost, RecordOutcome, StateStore
+from connector.engine.run import (
+    EXIT_CONFLICTS,
+    EXIT_FAILED,
+    EXIT_FATAL,
+    EXIT_OK,
+    PassAborted,
+    PassResult,
+    Progress,
+    crash_points,
+    run_pass,
+)
+from connector.records import SIDES, PropertySpec, Record, Side, other_side
+from connector.state.store import LinkRef, RecordOutcome, StateStore
+
+__all__ = [  # what callers import from here; the run's side lives in engine/run.py
+    "EXIT_CONFLICTS",
+    "EXIT_FAILED",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "PARTNER_ID",
+    "SOURCE_ID",
+    "PassAborted",
+    "PassResult",
+    "Progress",
+    "SyncPass",
+    "crash_points",
+    "required_properties",
+    "run_pass",
+]
 
 log = logging.getLogger("dealsync.engine")
-
-ASSOC = "@assoc:"
 
 MERGED_IDS = "hs_merged_object_ids"
 """Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
 disappears, reads of it answer with the survivor). Adapters that read it hand it over
 with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
 
-IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
-"""Per object type, the property that tells people which real-world thing a record
-is. A record deleted and re-created with the same value is recognised by it, so its
-old counterpart is re-linked instead of duplicated (``docs/sync.md``, "Re-created
-records"). Used only when the mapping syncs that property."""
-
-UNIQUE_IDENTITY = ("email",)
-"""Identities the CRM itself keeps unique among live records (HubSpot: a contact's
-e-mail). Only these let a vendor record stand in for a deleted one it was never
-linked to on the identity alone: two vendor companies may share a domain, two deals a
-name, so a company also needs the shared deal the deleted one was on, and a deal is
-never a successor (``SyncPass._follow_successors``)."""
-
 _LIVE_LINK = ("pending", "active", "flagged")
 """Link statuses that hold both records (shared, or about to be)."""
-
-_ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
-"""Link statuses that leave one record live after the other was deleted."""
-
-
-def _norm(identity: str, value: str) -> str:
-    """Identity values as the CRM compares them: e-mails and domains ignore case."""
-    value = value.strip()
-    return value.lower() if identity in ("email", "domain") else value
-
-
-Progress = Callable[[str, int, int], None]
-
-EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
 
 DETECT_CHUNK = 1000
 """Partner records handed from detection to apply at a time. A multiple of 1,000
 (HubSpot's association batch read) so streaming costs no extra call."""
-
-
-def crash_points(objects: Sequence[str]) -> list[str]:
-    """The named points of a pass (``crash_at``) for mappings with these names, in the
-    order a pass reaches them. Tests and ``scripts/chaos.py`` kill passes at them."""
-    per_object = [
-        f"{step}:{o}" for o in objects for step in ("after_plan", "after_intent", "after_write")
-    ]
-    return ["after_detect", *per_object, "before_cursor", "after_cursor"]
-
-
-class PassAborted(Exception):
-    """Raised (in tests) to simulate a crash at a named point of a pass."""
-
-
-@dataclass
-class PassResult:
-    connection: str
-    run_id: int | None
-    plan: Plan
-    status: str = "ok"  # ok | conflicts | failed | fatal | interrupted (lost its lock)
-    counts: Counter[str] = field(default_factory=Counter)
-    errors: list[RecordError] = field(default_factory=list)
-    open_conflicts: int = 0
-    api_calls: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    dry_run: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        return {"ok": EXIT_OK, "conflicts": EXIT_CONFLICTS, "failed": EXIT_FAILED}.get(
-            self.status, EXIT_FATAL
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connection": self.connection,
-            "run_id": self.run_id,
-            "status": self.status,
-            "dry_run": self.dry_run,
-            "plan": dict(self.plan.counts()),
-            "counts": dict(self.counts),
-            "errors": [str(e) for e in self.errors],
-            "open_conflicts": self.open_conflicts,
-            "api_calls": self.api_calls,
-            "error": self.error,
-        }
 
 
 def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[PropertySpec]]:
@@ -186,34 +134,39 @@ class SyncPass:
         self.seen: dict[str, ObjectRecords] = {}
         self.detect_chunk = detect_chunk or DETECT_CHUNK
         self._locked: dict[Side, CRMAdapter] = {}
+        # records read again by id next pass: failed ones (with why), counterparts
+        # adopted from an interrupted attempt, and the retries this pass took up
+        self.retries: list[tuple[str, Side, str, str]] = []
+        self.rechecks: list[tuple[str, Side, str]] = []
+        self._cleared: list[tuple[str, Side, str]] = []
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         self._started = False
         self._via_cache: dict[str, dict[str, set[str]]] = {}
-        self._assoc_done: set[tuple[str, str]] = set()
+        self.assoc_done: set[tuple[str, str]] = set()
         self._finished: set[str] = set()
         # (mapping, partner id, vendor id) of pairs re-linked to an existing record this
         # pass: merged again at once from fresh reads (see _settle_relinked)
-        self._relinked: list[tuple[str, str, str]] = []
+        self.relinked: list[tuple[str, str, str]] = []
         self._settled: set[tuple[str, Side, str]] = set()
         # (mapping, identity value) -> vendor successor an ended link kept this pass
         # (both sides re-created): adopted by the new partner record without a search,
-        # which may not show a record changed moments ago (see _follow_successors)
-        self._kept: dict[tuple[str, str], Record] = {}
+        # which may not show a record changed moments ago (see apply._follow_successors)
+        self.kept: dict[tuple[str, str], Record] = {}
         # (mapping, side, identity value) -> id of the record a link ended this pass
         # (unlink, flag) left live on that side: a record re-created in the same window
         # adopts it read by id, since HubSpot's search may not show it yet (written by
         # the pass before) or may show a look-alike instead (domains are not unique)
-        self._survivors: dict[tuple[str, Side, str], str] = {}
+        self.survivors: dict[tuple[str, Side, str], str] = {}
         # (mapping, source id) -> ended link whose gone survivor the record adopted for
-        # that source succeeds (see _heirs): closed as relinked by the adoption
-        self._inherited: dict[tuple[str, str], LinkRef] = {}
+        # that source succeeds (see apply._heirs): closed as relinked by the adoption
+        self.inherited: dict[tuple[str, str], LinkRef] = {}
 
     # ------------------------------------------------------------------ helpers
 
-    def _crm(self, side: Side) -> CRMAdapter:
+    def crm(self, side: Side) -> CRMAdapter:
         return self._locked.get(side) or self.ctx.crm(side)
 
-    def _obj_type(self, mapping: ObjectMapping, side: Side) -> str:
+    def obj_type(self, mapping: ObjectMapping, side: Side) -> str:
         return mapping.partner_object if side == "partner" else mapping.vendor_object
 
     def _props(self, mapping: ObjectMapping, side: Side) -> list[str]:
@@ -236,21 +189,21 @@ class SyncPass:
             return []
         names = set(mapping.associations)
         names |= {m.name for m in self.mappings if m.share.via == mapping.name}
-        return sorted(self._obj_type(self.by_name[n], side) for n in names if n in self.by_name)
+        return sorted(self.obj_type(self.by_name[n], side) for n in names if n in self.by_name)
 
-    def _read(self, mapping: ObjectMapping, side: Side, ids: Sequence[str]) -> dict[str, Record]:
+    def read(self, mapping: ObjectMapping, side: Side, ids: Sequence[str]) -> dict[str, Record]:
         """Records of one side by id, with what detection would have read of them."""
-        return self._crm(side).read(
-            self._obj_type(mapping, side),
+        return self.crm(side).read(
+            self.obj_type(mapping, side),
             ids,
             self._props(mapping, side),
             associations=self._assoc_types(mapping, side),
         )
 
-    def _source_key(self, target: Side, source_id: str) -> str:
+    def source_key(self, target: Side, source_id: str) -> str:
         return f"{self.conn}:{source_id}" if target == "vendor" else f"vendor:{source_id}"
 
-    def _fail(self, err: RecordError, retry_side: Side, retry_id: str) -> None:
+    def fail(self, err: RecordError, retry_side: Side, retry_id: str) -> None:
         self.errors.append(err)
         self.counts["failed"] += 1
         self.outcomes.append(
@@ -258,23 +211,19 @@ class SyncPass:
                 err.object, err.side, err.record_id, "sync", "failed", err.field, err.message
             )
         )
-        self._retries.append((err.object, retry_side, retry_id, str(err)))
+        self.retries.append((err.object, retry_side, retry_id, str(err)))
 
     # ------------------------------------------------------------------ the pass
 
     def run(self) -> None:
         ctx = self.ctx
         hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
-        self._retries: list[tuple[str, Side, str, str]] = []
-        self._rechecks: list[tuple[str, Side, str]] = []
-        self._cleared: list[tuple[str, Side, str]] = []
-
         order = self._ordered()
         jobs = [
-            _DetectJob(
+            DetectJob(
                 mapping.name,
                 side,
-                self._obj_type(mapping, side),
+                self.obj_type(mapping, side),
                 window_start(self.store.cursor(self.conn, side, mapping.name), self.overlap),
                 hw[side],
                 self._props(mapping, side),
@@ -284,13 +233,14 @@ class SyncPass:
             for mapping in order
             for side in ("vendor", "partner")
         ]
-        detection = _Detection(
+        detection = Detection(
             {"partner": ctx.partner_crm, "vendor": ctx.vendor_crm}, jobs, self.detect_chunk
         )
         # while detection runs in its thread, this thread's calls take the same
         # per-CRM lock, so no adapter is ever used by two threads at once
         self._locked = {
-            side: cast(CRMAdapter, _Locked(detection.locks[side], ctx.crm(side))) for side in SIDES
+            side: cast(CRMAdapter, LockedAdapter(detection.locks[side], ctx.crm(side)))
+            for side in SIDES
         }
         detection.start()
         try:
@@ -303,10 +253,10 @@ class SyncPass:
             self._locked = {}
 
         if not ctx.dry_run:
-            self._sync_associations()
-            again = self._retries + [
+            apply.sync_associations(self)
+            again = self.retries + [
                 (obj, side, rid, "re-read after adopting an existing counterpart")
-                for obj, side, rid in self._rechecks
+                for obj, side, rid in self.rechecks
             ]
             self.store.add_retries(self.conn, again)
             keep = {(r[0], r[1], r[2]) for r in again}
@@ -335,7 +285,7 @@ class SyncPass:
             visit(m, ())
         return out
 
-    def _run_whole(self, order: list[ObjectMapping], detection: _Detection) -> None:
+    def _run_whole(self, order: list[ObjectMapping], detection: Detection) -> None:
         """With hooks: everything is detected before anything is applied, because the
         hooks decide on the whole picture (a deal with its company and contacts)."""
         detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
@@ -367,7 +317,7 @@ class SyncPass:
             self._process(mapping, partner_recs, vendor_recs, via)
             self._mapping_done(mapping)
 
-    def _run_streamed(self, order: list[ObjectMapping], detection: _Detection) -> None:
+    def _run_streamed(self, order: list[ObjectMapping], detection: Detection) -> None:
         """Without hooks: each chunk of partner records is reconciled and written as soon
         as detection hands it over, while detection goes on searching. The partner
         portal's searches and the vendor portal's writes then overlap instead of
@@ -448,7 +398,7 @@ class SyncPass:
     def _mapping_done(self, mapping: ObjectMapping) -> None:
         self._finished.add(mapping.name)
         if not self.ctx.dry_run:
-            self._sync_associations(self._finished)
+            apply.sync_associations(self, self._finished)
 
     def _read_via_extras(
         self, mapping: ObjectMapping, partner_recs: dict[str, Record], via: set[str]
@@ -461,7 +411,7 @@ class SyncPass:
         links_p = self.store.link_refs(self.conn, mapping.name, "partner", extra, base=False)
         unlinked = [i for i in extra if i not in links_p]
         if unlinked:
-            partner_recs.update(self._read(mapping, "partner", sorted(unlinked)))
+            partner_recs.update(self.read(mapping, "partner", sorted(unlinked)))
 
     def _process(
         self,
@@ -502,7 +452,7 @@ class SyncPass:
         self.plan.extend(actions)
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:
-            self._apply(mapping, actions)
+            apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
 
     def _fresh_linked(
@@ -527,7 +477,7 @@ class SyncPass:
             linked = sorted(self.store.link_refs(self.conn, mapping.name, s, live, base=False))
             if not linked:
                 continue
-            fresh = self._read(mapping, s, linked)
+            fresh = self.read(mapping, s, linked)
             for rid in linked:
                 if rid in fresh:
                     recs[rid] = fresh[rid]
@@ -631,10 +581,10 @@ class SyncPass:
         three-way merge carries across by the fields' rules now, so the next pass is
         quiet. A crash before this is harmless: the cursors did not move, and the next
         pass detects both records again."""
-        pairs = [(p, v) for name, p, v in self._relinked if name == mapping.name]
+        pairs = [(p, v) for name, p, v in self.relinked if name == mapping.name]
         if not pairs:
             return
-        self._relinked = [r for r in self._relinked if r[0] != mapping.name]
+        self.relinked = [r for r in self.relinked if r[0] != mapping.name]
         per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
         self._read_by_id(
             mapping, per, {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
@@ -700,7 +650,7 @@ class SyncPass:
             ids = sorted(want[s] - set(per_side[s]))
             if not ids:
                 continue
-            found = self._read(mapping, s, ids)
+            found = self.read(mapping, s, ids)
             per_side[s].update(found)
             # a merged-away id answers with its survivor, which lists it: not gone, the
             # survivor's link is settled by _follow_merges
@@ -713,12 +663,12 @@ class SyncPass:
             if not missing:
                 continue
             links = self.store.link_refs(self.conn, mapping.name, s, missing, base=False)
-            now = self._crm(s).now()
+            now = self.crm(s).now()
             for rid in missing:
                 link = links.get(rid)
                 if link is not None and link.status in ("active", "pending"):
                     per_side[s][rid] = Record(
-                        self._obj_type(mapping, s), rid, {}, now, archived=True
+                        self.obj_type(mapping, s), rid, {}, now, archived=True
                     )
 
     def _abandon_pending(
@@ -741,9 +691,9 @@ class SyncPass:
             if not pending:
                 continue
             target = other_side(o)
-            keys = {self._source_key(target, rid): rid for rid in pending}
-            found = self._crm(target).find_by_property(
-                self._obj_type(mapping, target), SOURCE_ID, sorted(keys), [SOURCE_ID]
+            keys = {self.source_key(target, rid): rid for rid in pending}
+            found = self.crm(target).find_by_property(
+                self.obj_type(mapping, target), SOURCE_ID, sorted(keys), [SOURCE_ID]
             )
             for key, rid in keys.items():
                 link = pending[rid]
@@ -755,11 +705,11 @@ class SyncPass:
                         mapping.on_delete, "unlinked"
                     )
                     if mapping.on_delete == "archive":
-                        res = self._crm(target).archive(
-                            self._obj_type(mapping, target), [counterpart.id]
+                        res = self.crm(target).archive(
+                            self.obj_type(mapping, target), [counterpart.id]
                         )
                         if not res[0].ok:
-                            self._retries.append(
+                            self.retries.append(
                                 (mapping.name, o, rid, f"archiving failed: {res[0].error}")
                             )
                             continue
@@ -863,1125 +813,12 @@ class SyncPass:
             states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
         return states
 
-    # ------------------------------------------------------------------ apply
+    # ------------------------------------------------------------------ the run log
 
-    def _apply(self, mapping: ObjectMapping, actions: list[Action]) -> None:
-        creates = [a for a in actions if isinstance(a, Create)]
-        updates = [a for a in actions if isinstance(a, Update)]
-        deletes = [a for a in actions if isinstance(a, Delete)]
-        conflicts = [a for a in actions if isinstance(a, Conflict)]
-        for err in (a for a in actions if isinstance(a, RecordError)):
-            self._fail(err, err.side, err.record_id)
-        # deletes first: a record deleted and re-created with the same identity in one
-        # window then meets its old counterpart already archived or released, exactly
-        # as when the two happen in different passes (see _adopt)
-        if deletes:
-            self._apply_deletes(mapping, deletes)
-        for target in ("vendor", "partner"):
-            group = [c for c in creates if c.target == target]
-            if group:
-                self._apply_creates(mapping, target, group)
-        if updates:
-            still_open = {(c.link_id, c.field) for c in conflicts}
-            self._apply_updates(mapping, updates, still_open)
-        for c in conflicts:
-            _, new = self.store.open_conflict(self.conn, c)
-            self.counts["conflicts opened" if new else "conflicts still open"] += 1
-            if new:
-                self.outcomes.append(
-                    RecordOutcome(
-                        c.object,
-                        "partner",
-                        c.partner_id,
-                        "conflict",
-                        "conflict",
-                        c.field,
-                        f"partner={c.partner_value!r} vendor={c.vendor_value!r}",
-                    )
-                )
-        self._flush_outcomes()
-
-    def _flush_outcomes(self) -> None:
+    def flush_outcomes(self) -> None:
         if self.ctx.run_id is not None and self.outcomes:
             self.store.add_outcomes(self.ctx.run_id, self.outcomes)
         self.outcomes = []
-
-    def _apply_creates(self, mapping: ObjectMapping, target: Side, creates: list[Create]) -> None:
-        origin = other_side(target)
-        intents = self.store.record_intents(
-            self.conn, mapping.name, origin, [c.source_id for c in creates]
-        )
-        self.crash_at(f"after_intent:{mapping.name}")
-        # a source re-linked to a successor earlier in this pass has its counterpart
-        creates = [c for c in creates if intents[c.source_id].status == "pending"]
-        by_key = {self._source_key(target, c.source_id): c for c in creates}
-        recreated = self._recreated(mapping, target, creates)
-        items: list[tuple[str, dict[str, str]]] = []
-        for key, c in by_key.items():
-            if c.source_id not in recreated:
-                items.append((key, self._create_props(target, c)))
-        refused: dict[str, tuple[str, str]] = {}
-        crm = self._crm(target)
-        for i in range(0, len(items), self.batch_size):
-            batch = items[i : i + self.batch_size]
-            results = crm.upsert(self._obj_type(mapping, target), SOURCE_ID, batch)
-            self.crash_at(f"after_write:{mapping.name}")
-            done: list[tuple[Create, Record, bool, str]] = []
-            for res in results:
-                c = by_key[res.key]
-                if res.ok and res.record is not None:
-                    done.append((c, res.record, res.created, ""))
-                elif res.existing_id:
-                    # the CRM allows one live record with this value (a contact's
-                    # e-mail): that record is the counterpart, adopt it below
-                    refused[c.source_id] = (
-                        res.existing_id,
-                        f"the {target} CRM refused a second record: {res.error}",
-                    )
-                else:
-                    self._create_failed(mapping, target, c.source_id, str(res.error))
-            self._finish_creates(mapping, target, intents, done)
-            self.progress(
-                f"create {target} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
-            )
-        wanted = {**recreated, **refused}
-        if wanted:
-            self._adopt(
-                mapping, target, intents, [c for c in creates if c.source_id in wanted], wanted
-            )
-
-    def _create_props(self, target: Side, c: Create) -> dict[str, str]:
-        props = dict(c.properties)
-        if target == "vendor":
-            props[PARTNER_ID] = self.conn
-        return props
-
-    def _create_failed(
-        self, mapping: ObjectMapping, target: Side, source_id: str, why: str
-    ) -> None:
-        origin = other_side(target)
-        self._fail(
-            RecordError(
-                mapping.name,
-                origin,
-                source_id,
-                None,
-                f"creating the {target} counterpart failed: {why}",
-            ),
-            origin,
-            source_id,
-        )
-
-    def _finish_creates(
-        self,
-        mapping: ObjectMapping,
-        target: Side,
-        intents: Mapping[str, LinkRef],
-        done: list[tuple[Create, Record, bool, str]],
-        release: Mapping[str, LinkRef | None] | None = None,
-    ) -> None:
-        """Complete the links of written counterparts. A counterpart that already
-        existed may still be held by an older, ended link (an upsert that found the
-        record an interrupted adoption wrote): that link gives it up in the same
-        transaction, or the link is refused if a live record still holds it."""
-        origin = other_side(target)
-        release = dict(release or {})
-        reused = {c.source_id: rec.id for c, rec, created, _ in done if not created}
-        unchecked = {sid: rid for sid, rid in reused.items() if sid not in release}
-        if unchecked:
-            ok, refused = self._claimable(mapping, target, intents, unchecked)
-            release.update(ok)
-            for sid, why in refused.items():
-                self._create_failed(mapping, target, sid, why)
-            done = [d for d in done if d[0].source_id not in refused]
-        completed: list[tuple[int, str, dict[str, Any]]] = []
-        released: list[tuple[int, Side, str, int]] = []
-        for c, rec, created, note in done:
-            link_id = intents[c.source_id].id
-            assert link_id is not None
-            completed.append((link_id, rec.id, dict(c.base)))
-            old = release.get(c.source_id)
-            if old is not None and old.id != link_id:
-                released.append((old.id, target, rec.id, link_id))
-            # an upsert that found an interrupted attempt's record counts as created
-            self.counts[f"{'adopted' if note else 'created'} {target} {mapping.name}"] += 1
-            if note:
-                pair = (c.source_id, rec.id) if origin == "partner" else (rec.id, c.source_id)
-                self._relinked.append((mapping.name, *pair))
-            elif not created:
-                # an earlier, interrupted attempt made it: the record may have been
-                # edited since, so its base is only an assumption — read both sides
-                # again next pass and let the merge settle them
-                self._rechecks.append((mapping.name, origin, c.source_id))
-            detail = f"from {origin} {c.source_id}"
-            if note:
-                detail += f" (adopted existing: {note})"
-            elif not created:
-                detail += " (adopted existing)"
-            if old is not None:
-                detail += f"; link {old.id} ({old.status}) closed as relinked"
-            self.outcomes.append(
-                RecordOutcome(
-                    mapping.name, target, rec.id, "adopt" if note else "create", "ok", detail=detail
-                )
-            )
-        if released:
-            self.store.relink(released, completed=completed, origin=origin)
-            self.counts[f"re-linked {mapping.name}"] += len(released)
-        else:
-            self.store.complete_links(completed, origin=origin)
-        self._flush_outcomes()
-
-    def _identity(self, mapping: ObjectMapping, side: Side) -> str | None:
-        """The property that names a record of this mapping on ``side`` to people, if
-        the mapping syncs it (see :data:`IDENTITY`)."""
-        name = IDENTITY.get(self._obj_type(mapping, side))
-        mapped = {f.partner if side == "partner" else f.vendor for f in mapping.fields}
-        return name if name in mapped else None
-
-    def _recreated(
-        self, mapping: ObjectMapping, target: Side, creates: list[Create]
-    ) -> dict[str, tuple[str, str]]:
-        """Creates whose source re-creates a deleted record: a live ``target`` record
-        with the same identity (e-mail, domain, deal name) was the counterpart of a
-        record deleted on the source side, and its link ended (unlink or flag policy
-        left it live, or it is the vendor's successor of a vendor record deleted too,
-        which the ended link kept: :meth:`_follow_successors`). That record is adopted
-        instead of making a second one; never a record that was not linked before
-        (companies and deals are not unique at HubSpot, so the vendor's own records are
-        left alone)."""
-        ident = self._identity(mapping, target)
-        if ident is None or not creates:
-            return {}
-        values = {c.source_id: v for c in creates if (v := c.properties.get(ident))}
-        if not values:
-            return {}
-        statuses = self.store.link_counts(self.conn).get(mapping.name, {})
-        if not any(statuses.get(s) for s in _ENDED_WITH_SURVIVOR):
-            return {}
-        found = self._crm(target).find_by_property(
-            self._obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
-        )
-        by_value = {_norm(ident, k): r for k, r in found.items()}
-        wanted = {_norm(ident, v) for v in values.values()}
-        survivors = {
-            v: rid
-            for (name, side, v), rid in self._survivors.items()
-            if name == mapping.name and side == target and v in wanted
-        }
-        if survivors:
-            alive = self._read(mapping, target, sorted(set(survivors.values())))
-            by_value.update(
-                {
-                    v: rec
-                    for v, rid in survivors.items()
-                    if (rec := alive.get(rid)) is not None
-                    and not rec.archived
-                    and _norm(ident, rec.get(ident) or "") == v
-                }
-            )
-        if target == "vendor":
-            by_value.update({v: r for (name, v), r in self._kept.items() if name == mapping.name})
-        holders = self.store.holders(
-            self.conn, mapping.name, target, [r.id for r in by_value.values()]
-        )
-        origin = other_side(target)
-        unheld = {r.id: r for r in by_value.values() if r.id not in holders}
-        heirs = self._heirs(mapping, ident, unheld) if target == "vendor" else {}
-        out: dict[str, tuple[str, str]] = {}
-        taken: set[str] = set()
-        for sid, value in values.items():
-            rec = by_value.get(_norm(ident, value))
-            if rec is None or rec.id in taken:
-                continue
-            held = holders.get(rec.id)
-            if held is None and rec.id in heirs:
-                ended, why = heirs[rec.id]
-                taken.add(rec.id)
-                self._inherited[(mapping.name, sid)] = ended
-                out[sid] = (
-                    rec.id,
-                    f"re-created {origin} record: {target} {rec.id} has the same {ident}"
-                    f"{why}; it succeeds vendor {ended.vendor_id}, the counterpart of "
-                    f"{origin} {ended.partner_id}, both deleted",
-                )
-                continue
-            if held is None or held.status not in _ENDED_WITH_SURVIVOR:
-                continue
-            gone = held.partner_id if origin == "partner" else held.vendor_id
-            taken.add(rec.id)
-            out[sid] = (
-                rec.id,
-                f"re-created {origin} record: {target} {rec.id} has the same {ident} and was "
-                f"the counterpart of {origin} {gone}, which was deleted",
-            )
-        return out
-
-    def _heirs(
-        self, mapping: ObjectMapping, ident: str, recs: Mapping[str, Record]
-    ) -> dict[str, tuple[LinkRef, str]]:
-        """Unlinked vendor records (by id) that succeed the survivor an ended link kept:
-        the partner record was deleted (the link ended, its vendor counterpart left
-        live), then the vendor deleted that counterpart and entered it again. Same rule
-        as a successor (:meth:`_follow_successors`), from the new record's side: it is
-        associated with the vendor counterpart of a shared deal whose mirrored
-        associations name the ended link's partner record, that link's vendor record
-        is gone and had the same identity, and exactly one such link qualifies. Only
-        for identities the CRM does not keep unique (a unique one is refused by the
-        CRM and adopted on its 409)."""
-        anchors = [m for m in self.mappings if mapping.name in m.associations]
-        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
-        if ident in UNIQUE_IDENTITY or not anchors or not recs or field_key is None:
-            return {}
-        out: dict[str, tuple[LinkRef, str]] = {}
-        for parent in anchors:
-            with_parents = self._crm("vendor").read(
-                mapping.vendor_object, sorted(recs), [], associations=[parent.vendor_object]
-            )
-            parent_ids = {
-                i
-                for r in with_parents.values()
-                for i in r.associations.get(parent.vendor_object, ())
-            }
-            plinks = self.store.link_refs(self.conn, parent.name, "vendor", parent_ids)
-            listed: dict[str, dict[str, str]] = {}  # vendor record -> partner id -> parent
-            for vid, r in with_parents.items():
-                for i in r.associations.get(parent.vendor_object, ()):
-                    lk = plinks.get(i)
-                    if lk is not None and lk.status == "active":
-                        for p in lk.base.get(ASSOC + mapping.name, []):
-                            listed.setdefault(vid, {}).setdefault(p, i)
-            named = {p for ps in listed.values() for p in ps}
-            held = self.store.holders(self.conn, mapping.name, "partner", named)
-            ended = {
-                p: h
-                for p, h in held.items()
-                if h.status in _ENDED_WITH_SURVIVOR and h.vendor_id and h.vendor_id not in recs
-            }
-            alive = self._read(
-                mapping, "vendor", sorted({h.vendor_id or "" for h in ended.values()})
-            )
-            for vid, ps in listed.items():
-                value = _norm(ident, recs[vid].get(ident) or "")
-                fits = {
-                    h.id: (h, ps[p])
-                    for p, h in ended.items()
-                    if p in ps
-                    and h.vendor_id not in alive
-                    and _norm(ident, str((h.base.get(field_key) or [None, None])[1] or "")) == value
-                }
-                if len(fits) == 1 and vid not in out:
-                    [(h, via)] = fits.values()
-                    out[vid] = (
-                        h,
-                        f" and is associated with vendor {parent.vendor_object} {via}, as the "
-                        "deleted one was",
-                    )
-        return out
-
-    def _claimable(
-        self,
-        mapping: ObjectMapping,
-        target: Side,
-        intents: Mapping[str, LinkRef],
-        wanted: Mapping[str, str],
-    ) -> tuple[dict[str, LinkRef | None], dict[str, str]]:
-        """Which sources may take these existing ``target`` records as counterparts:
-        a record held by no link, or by an ended one (given back to release), or by a
-        live link whose source-side record is gone. A record a live source record still
-        holds is refused: two source records share one identity (a person entered
-        twice) and a human has to merge them — linking both would sync them into one."""
-        origin = other_side(target)
-        holders = self.store.holders(self.conn, mapping.name, target, set(wanted.values()))
-        live = {
-            sid: h
-            for sid, tid in wanted.items()
-            if (h := holders.get(tid)) is not None
-            and h.id != intents[sid].id
-            and h.status in ("pending", "active", "flagged")
-        }
-        holder_ids = {
-            (h.partner_id if origin == "partner" else h.vendor_id) or "" for h in live.values()
-        } - {""}
-        alive = self._read(mapping, origin, sorted(holder_ids)) if holder_ids else {}
-        ok: dict[str, LinkRef | None] = {}
-        refused: dict[str, str] = {}
-        claimed: dict[str, str] = {}
-        for sid, tid in wanted.items():
-            if tid in claimed:
-                refused[sid] = (
-                    f"{target} record {tid} is also the counterpart chosen for {origin} "
-                    f"{claimed[tid]} in this pass; two {origin} records have the same identity "
-                    "— merge them or change one"
-                )
-                continue
-            held = holders.get(tid)
-            if held is not None and held.id == intents[sid].id:
-                held = None
-            if sid in live and held is not None:
-                other = held.partner_id if origin == "partner" else held.vendor_id
-                if other is None:
-                    refused[sid] = (
-                        f"{target} record {tid} is itself being created on the {origin} side "
-                        "(a pending create); retried next pass"
-                    )
-                    continue
-                if other in alive:
-                    refused[sid] = (
-                        f"{target} record {tid} (same identity) is already linked to {origin} "
-                        f"record {other}; two {origin} records have the same identity — merge "
-                        "them or change one"
-                    )
-                    continue
-            claimed[tid] = sid
-            ok[sid] = held
-        return ok, refused
-
-    def _adopt(
-        self,
-        mapping: ObjectMapping,
-        target: Side,
-        intents: Mapping[str, LinkRef],
-        creates: list[Create],
-        wanted: Mapping[str, tuple[str, str]],
-    ) -> None:
-        """Make existing ``target`` records the counterparts of these creates: write the
-        create's values and the source id to the record (so an interrupted adoption is
-        found again by the upsert on rerun), then link it, closing any old link that
-        held it. Each adoption is in the run log with its reason; a record that cannot
-        be adopted is a record error naming what to do."""
-        ok, refused = self._claimable(
-            mapping, target, intents, {sid: tid for sid, (tid, _) in wanted.items()}
-        )
-        for sid in ok:
-            if ok[sid] is None and (mapping.name, sid) in self._inherited:
-                ok[sid] = self._inherited.pop((mapping.name, sid))
-        ids = sorted({wanted[sid][0] for sid in ok})
-        existing = self._read(mapping, target, ids) if ids else {}
-        items: list[tuple[str, dict[str, str]]] = []
-        chosen: dict[str, Create] = {}
-        for c in creates:
-            sid = c.source_id
-            tid, why = wanted[sid]
-            if sid in refused:
-                self._create_failed(mapping, target, sid, f"{why}; {refused[sid]}")
-                continue
-            rec = existing.get(tid)
-            if rec is None:
-                self._create_failed(
-                    mapping, target, sid, f"{why}; but {target} record {tid} cannot be read"
-                )
-                continue
-            owner = rec.get(PARTNER_ID) if target == "vendor" else None
-            source = rec.get(SOURCE_ID)
-            if (owner and owner != self.conn) or (
-                target == "vendor" and source and not source.startswith(f"{self.conn}:")
-            ):
-                who = owner or (source or "").split(":")[0]
-                self._create_failed(
-                    mapping,
-                    target,
-                    sid,
-                    f"{why}; {target} record {tid} is shared with partner {who}, so it is "
-                    f"not taken over — clear its {PARTNER_ID} and {SOURCE_ID} if it should "
-                    f"move to {self.conn}",
-                )
-                continue
-            key = self._source_key(target, sid)
-            items.append((tid, {**self._create_props(target, c), SOURCE_ID: key}))
-            chosen[tid] = c
-        crm = self._crm(target)
-        for i in range(0, len(items), self.batch_size):
-            batch = items[i : i + self.batch_size]
-            results = crm.update(self._obj_type(mapping, target), batch)
-            self.crash_at(f"after_write:{mapping.name}")
-            done: list[tuple[Create, Record, bool, str]] = []
-            for res in results:
-                c = chosen[res.key]
-                if res.ok and res.record is not None:
-                    done.append((c, res.record, False, wanted[c.source_id][1]))
-                else:
-                    self._create_failed(
-                        mapping,
-                        target,
-                        c.source_id,
-                        f"{wanted[c.source_id][1]}; adopting {target} record {res.key} "
-                        f"failed: {res.error}",
-                    )
-            self._finish_creates(
-                mapping,
-                target,
-                intents,
-                done,
-                {c.source_id: ok.get(c.source_id) for c, *_ in done},
-            )
-
-    def _apply_updates(
-        self,
-        mapping: ObjectMapping,
-        updates: list[Update],
-        still_open: Collection[tuple[int, str]] = (),
-    ) -> None:
-        """``still_open``: (link, field) pairs this plan found still in conflict; their
-        open conflict rows stay open whatever else the pair's update settles."""
-        failed: dict[int, str] = {}
-        for side in ("partner", "vendor"):
-            s: Side = side
-            items = [
-                (
-                    (u.partner_id if s == "partner" else u.vendor_id),
-                    (u.partner_properties if s == "partner" else u.vendor_properties),
-                    u,
-                )
-                for u in updates
-                if (u.partner_properties if s == "partner" else u.vendor_properties)
-            ]
-            crm = self._crm(s)
-            for i in range(0, len(items), self.batch_size):
-                batch = items[i : i + self.batch_size]
-                results = crm.update(
-                    self._obj_type(mapping, s), [(rid, props) for rid, props, _ in batch]
-                )
-                self.crash_at(f"after_write:{mapping.name}")
-                by_id = {r.key: r for r in results}
-                for rid, _, u in batch:
-                    res = by_id.get(rid)
-                    if res is None or not res.ok:
-                        failed[u.link_id] = (
-                            f"writing {s} {rid}: {res.error if res else 'no result'}"
-                        )
-                self.progress(
-                    f"update {s} {mapping.name}", min(i + self.batch_size, len(items)), len(items)
-                )
-        bases: list[tuple[int, dict[str, Any]]] = []
-        open_links = {c.link_id for c in self.store.conflicts(self.conn)}
-        for u in updates:
-            if u.link_id in failed:
-                self._fail(
-                    RecordError(mapping.name, "partner", u.partner_id, None, failed[u.link_id]),
-                    "partner",
-                    u.partner_id,
-                )
-                continue
-            bases.append((u.link_id, dict(u.base)))
-            if u.writes:
-                self.counts[f"updated {mapping.name}"] += 1
-                self.outcomes.append(
-                    RecordOutcome(
-                        mapping.name,
-                        "partner",
-                        u.partner_id,
-                        "update",
-                        "ok",
-                        detail="; ".join(u.reasons),
-                    )
-                )
-            if u.link_id in open_links:
-                self.store.close_conflicts_for(
-                    self.conn,
-                    u.link_id,
-                    [
-                        k
-                        for k in u.base
-                        if not k.startswith(ASSOC) and (u.link_id, k) not in still_open
-                    ],
-                    "settled: both sides now agree",
-                )
-        self.store.save_bases(bases)
-
-    def _close_ended_conflicts(self, link_ids: Sequence[int], resolution: str) -> None:
-        """A pair that stopped syncing has nothing left to resolve: an open conflict
-        would keep every later pass at exit 1 and could never be resolved."""
-        for link_id in link_ids:
-            self.store.close_conflicts_for(self.conn, link_id, None, resolution)
-
-    def _follow_successors(self, mapping: ObjectMapping, deletes: list[Delete]) -> list[Delete]:
-        """A vendor record deleted while the vendor holds its **successor** (the record
-        deleted and entered again): the link follows the successor instead of the
-        delete policy applying to the partner's record, which is still the same thing.
-        A successor is a live vendor record with the same identity, held by no live
-        link, belonging to no other partner and carrying no other record's source id;
-        and, since only e-mails are unique at HubSpot (:data:`UNIQUE_IDENTITY`), a
-        company must also be associated with the vendor counterpart of a shared deal
-        the deleted one was mirrored onto (:meth:`_successors`) — a vendor company with
-        the same domain off the deal is the vendor's own. Deals are never followed:
-        nothing vouches for a deal with the same name. Exactly one successor or none.
-
-        The successor gets this connection's partner id (so its changes are seen) and
-        the pair is merged again in this pass from fresh reads. When the partner record
-        is gone too (both sides deleted and re-created before a pass), the link still
-        moves to the successor, and ends at once (``unlinked``, in the same
-        transaction): a re-created partner record then adopts the successor as it
-        adopts any counterpart left by an ended link (:meth:`_recreated`), in this pass
-        or a later one, instead of a third record. Returns the deletes still to apply."""
-        ident = self._identity(mapping, "vendor")
-        field_key = next((f.key for f in mapping.fields if f.vendor == ident), None)
-        if ident is None or field_key is None:
-            return deletes
-        anchors = (
-            []
-            if ident in UNIQUE_IDENTITY
-            else [m for m in self.mappings if mapping.name in m.associations]
-        )
-        if ident not in UNIQUE_IDENTITY and not anchors:
-            return deletes
-        vendor_seen = self.seen.get(mapping.name, ObjectRecords({}, {})).vendor
-        both_gone = {
-            d.link_id
-            for d in deletes
-            if d.gone_side == "partner"
-            and (r := vendor_seen.get(d.counterpart_id)) is not None
-            and r.archived
-        }
-        values: dict[int, tuple[LinkRef, str]] = {}
-        for side in SIDES:
-            # a vendor-only delete names the partner record; a both-sides one the vendor's
-            group = [
-                d
-                for d in deletes
-                if (d.gone_side == "vendor" and side == "partner")
-                or (d.link_id in both_gone and side == "vendor")
-            ]
-            if not group:
-                continue
-            refs = self.store.link_refs(
-                self.conn, mapping.name, side, [d.counterpart_id for d in group]
-            )
-            for d in group:
-                ref = refs.get(d.counterpart_id)
-                pair = ref.base.get(field_key) if ref is not None else None
-                if ref is not None and ref.id == d.link_id and pair and pair[1]:
-                    values[d.link_id] = (ref, str(pair[1]))
-        if not values:
-            return deletes
-        found = self._successors(mapping, ident, anchors, values)
-        holders = self.store.holders(
-            self.conn, mapping.name, "vendor", {r.id for recs in found.values() for r, _ in recs}
-        )
-        rest: list[Delete] = []
-        chosen: dict[str, tuple[Delete, LinkRef, LinkRef | None, str]] = {}
-        kept: dict[str, Record] = {}
-        for d in deletes:
-            ref, value = values.get(d.link_id, (None, ""))
-            if ref is None:
-                rest.append(d)
-                continue
-            ours = self._source_key("vendor", ref.partner_id or "")
-            fit: list[tuple[Record, LinkRef | None, str]] = []
-            for succ, why in found.get(d.link_id, []):
-                held = holders.get(succ.id)
-                owner = succ.get(PARTNER_ID)
-                source = succ.get(SOURCE_ID)
-                if (
-                    succ.archived
-                    or succ.id == ref.vendor_id
-                    or succ.id in chosen
-                    or _norm(ident, succ.get(ident) or "") != _norm(ident, value)
-                    or (source and source != ours)  # another record's counterpart
-                    or (owner and owner != self.conn)
-                    or (held is not None and held.status not in ("unlinked", "deleted"))
-                ):
-                    continue
-                fit.append((succ, held, why))
-            if len({s.id for s, _, _ in fit}) != 1:
-                rest.append(d)  # none, or two look-alikes: nothing says which it is
-                continue
-            succ, held, why = fit[0]
-            chosen[succ.id] = (d, ref, held, why)
-            kept[succ.id] = succ
-        if not chosen:
-            return deletes
-        items = []
-        for vid, (_, ref, _, _) in chosen.items():
-            props = {PARTNER_ID: self.conn}
-            if ref.origin == "partner" and ref.partner_id:
-                props[SOURCE_ID] = self._source_key("vendor", ref.partner_id)
-            items.append((vid, props))
-        results = self._crm("vendor").update(mapping.vendor_object, items)
-        self.crash_at(f"after_write:{mapping.name}")
-        released: list[tuple[int, Side, str, int]] = []
-        moved: list[tuple[int, Side, str, dict[str, Any]]] = []
-        ended: list[int] = []
-        followed: list[tuple[str, str]] = []
-        for res in results:
-            d, ref, held, why = chosen[res.key]
-            if not res.ok:
-                rest.append(d)  # the delete policy applies as if there were no successor
-                continue
-            # associations are mirrored again onto the new record
-            base = {k: v for k, v in ref.base.items() if not k.startswith(ASSOC)}
-            moved.append((ref.id, "vendor", res.key, base))
-            if held is not None:
-                released.append((held.id, "vendor", res.key, ref.id))
-            assert ref.partner_id is not None
-            if d.link_id in both_gone:
-                # the partner record is gone too: the link ends holding the successor
-                ended.append(ref.id)
-                rest.append(Delete(d.object, d.link_id, "partner", res.key, "unlink"))
-                self._kept[(mapping.name, _norm(ident, values[d.link_id][1]))] = kept[res.key]
-                detail = (
-                    f"vendor {ref.vendor_id} and partner {ref.partner_id} were both deleted; "
-                    f"vendor {res.key} has the same {ident}{why}: the ended link keeps it, "
-                    "so a re-created partner record adopts it"
-                )
-            else:
-                followed.append((ref.partner_id, res.key))
-                self._relinked.append((mapping.name, ref.partner_id, res.key))
-                self.counts[f"re-linked {mapping.name}"] += 1
-                detail = (
-                    f"vendor {ref.vendor_id} was deleted; partner {ref.partner_id} re-linked "
-                    f"to vendor {res.key}, which has the same {ident}{why}"
-                )
-            self.outcomes.append(
-                RecordOutcome(mapping.name, "vendor", res.key, "relink", "ok", detail=detail)
-            )
-        if moved:
-            self.store.relink(released, moved=moved, unlinked=ended)
-            self._reassociate(mapping, followed)
-        return rest
-
-    def _successors(
-        self,
-        mapping: ObjectMapping,
-        ident: str,
-        anchors: Sequence[ObjectMapping],
-        values: Mapping[int, tuple[LinkRef, str]],
-    ) -> dict[int, list[tuple[Record, str]]]:
-        """Candidate successors of the vendor records of these links, by link id, each
-        with what vouches for it (said in the run log). Without ``anchors`` (a unique
-        identity): the live vendor record with the identity. With them: the vendor
-        records associated with the vendor counterparts of the ``anchors``' shared
-        records (deals) whose mirrored associations named the link's partner record —
-        read from the deals' bases, which keep them after both records are gone."""
-        if not anchors:
-            found = self._crm("vendor").find_by_property(
-                mapping.vendor_object,
-                ident,
-                sorted({v for _, v in values.values()}),
-                [SOURCE_ID, PARTNER_ID],
-            )
-            by_value = {_norm(ident, k): r for k, r in found.items()}
-            return {
-                link_id: [(rec, "")]
-                for link_id, (_, value) in values.items()
-                if (rec := by_value.get(_norm(ident, value))) is not None
-            }
-        by_partner = {
-            ref.partner_id: link_id for link_id, (ref, _) in values.items() if ref.partner_id
-        }
-        on: dict[int, dict[str, str]] = defaultdict(dict)  # link -> successor id -> why
-        for parent in anchors:
-            mirrored = self.store.links_mirroring(
-                self.conn, parent.name, ASSOC + mapping.name, by_partner
-            )
-            parent_ids = sorted(
-                {lk.vendor_id for lks in mirrored.values() for lk in lks if lk.vendor_id}
-            )
-            if not parent_ids:
-                continue
-            parents = self._crm("vendor").read(
-                parent.vendor_object, parent_ids, [], associations=[mapping.vendor_object]
-            )
-            for pid, lks in mirrored.items():
-                for lk in lks:
-                    rec = parents.get(lk.vendor_id or "")
-                    for vid in rec.associations.get(mapping.vendor_object, ()) if rec else ():
-                        on[by_partner[pid]].setdefault(
-                            vid,
-                            f" and is associated with vendor {parent.vendor_object} "
-                            f"{lk.vendor_id}, as the deleted one was",
-                        )
-        ids = sorted({vid for cands in on.values() for vid in cands})
-        recs = self._read(mapping, "vendor", ids) if ids else {}
-        return {
-            link_id: [(recs[vid], why) for vid, why in cands.items() if vid in recs]
-            for link_id, cands in on.items()
-        }
-
-    def _reassociate(self, mapping: ObjectMapping, moved: list[tuple[str, str]]) -> None:
-        """``moved``: (partner id, new vendor id) of re-linked pairs. The vendor
-        counterparts of the partner records associated with them (a shared deal of a
-        re-linked contact) are associated with the new vendor record too: the parent's
-        base already names the partner record as mirrored, so the pass would not
-        mirror it again by itself. If that fails, the partner id leaves the parent's
-        base and the parent is read again next pass, which mirrors it then."""
-        parents = [m for m in self.mappings if mapping.name in m.associations]
-        by_partner = dict(moved)
-        if not parents or not by_partner:
-            return
-        records = self._crm("partner").read(
-            mapping.partner_object,
-            sorted(by_partner),
-            [],
-            associations=[p.partner_object for p in parents],
-        )
-        for parent in parents:
-            key = ASSOC + mapping.name
-            owners = {
-                owner
-                for rec in records.values()
-                for owner in rec.associations.get(parent.partner_object, ())
-            }
-            links = self.store.link_refs(self.conn, parent.name, "partner", owners)
-            wanted = [
-                (lk, pid)
-                for lk in links.values()
-                if lk.status == "active" and lk.vendor_id
-                for pid in lk.base.get(key, [])
-                if pid in by_partner
-            ]
-            if not wanted:
-                continue
-            results = self._crm("vendor").associate(
-                parent.vendor_object,
-                mapping.vendor_object,
-                [(lk.vendor_id or "", by_partner[pid]) for lk, pid in wanted],
-            )
-            failed = {r.key for r in results if not r.ok}
-            redo: dict[int, dict[str, Any]] = {}
-            for lk, pid in wanted:
-                if lk.vendor_id in failed and lk.partner_id:
-                    base = redo.setdefault(lk.id, dict(lk.base))
-                    base[key] = [i for i in base.get(key, []) if i != pid]
-                    self._retries.append(
-                        (parent.name, "partner", lk.partner_id, "association after a re-link")
-                    )
-            self.store.save_bases(list(redo.items()))
-            done = sum(1 for lk, _ in wanted if lk.vendor_id not in failed)
-            self.counts[f"associated {parent.name}→{mapping.name}"] += done
-
-    def _apply_deletes(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
-        deletes = self._follow_successors(mapping, deletes)
-        archive = [d for d in deletes if d.policy == "archive"]
-        for side in ("partner", "vendor"):
-            s: Side = side
-            group = [d for d in archive if d.gone_side == other_side(s)]
-            if not group:
-                continue
-            results = self._crm(s).archive(
-                self._obj_type(mapping, s), [d.counterpart_id for d in group]
-            )
-            by_id = {r.key: r for r in results}
-            ok_links = []
-            for d in group:
-                res = by_id.get(d.counterpart_id)
-                if res is not None and res.ok:
-                    ok_links.append(d.link_id)
-                    self.outcomes.append(
-                        RecordOutcome(
-                            mapping.name,
-                            s,
-                            d.counterpart_id,
-                            "archive",
-                            "ok",
-                            detail=f"{d.gone_side} record was deleted",
-                        )
-                    )
-                else:
-                    self._fail(
-                        RecordError(
-                            mapping.name,
-                            s,
-                            d.counterpart_id,
-                            None,
-                            f"archiving failed: {res.error if res else 'no result'}",
-                        ),
-                        s,
-                        d.counterpart_id,
-                    )
-            self.store.set_link_status(ok_links, "deleted")
-            self._close_ended_conflicts(ok_links, "record deleted")
-            self.counts[f"archived {s} {mapping.name}"] += len(ok_links)
-        self._note_survivors(mapping, [d for d in deletes if d.policy in ("unlink", "flag")])
-        for policy, status in (("unlink", "unlinked"), ("flag", "flagged")):
-            group = [d for d in deletes if d.policy == policy]
-            if group:
-                self.store.set_link_status([d.link_id for d in group], status)
-                self._close_ended_conflicts(
-                    [d.link_id for d in group], f"record deleted ({status})"
-                )
-                self.counts[f"{status} {mapping.name}"] += len(group)
-                for d in group:
-                    self.outcomes.append(
-                        RecordOutcome(
-                            mapping.name,
-                            other_side(d.gone_side),
-                            d.counterpart_id,
-                            policy,
-                            "ok",
-                            detail=f"{d.gone_side} record was deleted",
-                        )
-                    )
-
-    def _note_survivors(self, mapping: ObjectMapping, deletes: list[Delete]) -> None:
-        """Remember, by identity, the records these ending links leave live, for
-        :meth:`_recreated` in this pass (see ``_survivors``)."""
-        if not deletes:
-            return
-        for side in SIDES:
-            ident = self._identity(mapping, side)
-            field_key = next(
-                (
-                    f.key
-                    for f in mapping.fields
-                    if (f.partner if side == "partner" else f.vendor) == ident
-                ),
-                None,
-            )
-            group = [d for d in deletes if other_side(d.gone_side) == side]
-            if ident is None or field_key is None or not group:
-                continue
-            refs = self.store.link_refs(
-                self.conn, mapping.name, side, [d.counterpart_id for d in group]
-            )
-            for d in group:
-                ref = refs.get(d.counterpart_id)
-                pair = ref.base.get(field_key) if ref is not None else None
-                value = pair[0 if side == "partner" else 1] if pair else None
-                if ref is not None and ref.id == d.link_id and value:
-                    key = (mapping.name, side, _norm(ident, str(value)))
-                    self._survivors[key] = d.counterpart_id
-
-    # ------------------------------------------------------------------ associations
-
-    def _sync_associations(self, finished: Collection[str] | None = None) -> None:
-        """Mirror the partner side's associations of shared records onto the vendor
-        side (add-only), for each (record, associated) pair of mappings once both are
-        applied — ``finished`` names those applied so far (all when ``None``). Deals →
-        companies then goes out while contacts are still being written, instead of
-        everything waiting for the end of the pass."""
-        for mapping in self.mappings:
-            for name in mapping.associations:
-                if name not in self.by_name or (mapping.name, name) in self._assoc_done:
-                    continue
-                if finished is not None and not (mapping.name in finished and name in finished):
-                    continue
-                self._assoc_done.add((mapping.name, name))
-                self._associate(mapping, self.by_name[name])
-
-    def _associate(self, mapping: ObjectMapping, target: ObjectMapping) -> None:
-        """One pair of mappings. The mirrored partner ids live in the base under
-        ``@assoc:`` so unchanged associations cost no call."""
-        partner_recs = self.seen.get(mapping.name, ObjectRecords({}, {})).partner
-        with_assoc = {
-            rid: r
-            for rid, r in partner_recs.items()
-            if r.associations.get(target.partner_object) and not r.archived
-        }
-        if not with_assoc:
-            return
-        links = self.store.link_refs(self.conn, mapping.name, "partner", with_assoc)
-        all_ids = {
-            i for r in with_assoc.values() for i in r.associations.get(target.partner_object, ())
-        }
-        t_links = self.store.link_refs(self.conn, target.name, "partner", all_ids, base=False)
-        pairs: list[tuple[str, str]] = []
-        owners: dict[tuple[str, str], tuple[LinkRef, list[str]]] = {}
-        for rid, rec in with_assoc.items():
-            link = links.get(rid)
-            if link is None or link.status != "active" or not link.vendor_id:
-                continue
-            want = sorted(
-                i
-                for i in rec.associations.get(target.partner_object, ())
-                if i in t_links and t_links[i].status == "active" and t_links[i].vendor_id
-            )
-            have = set(link.base.get(ASSOC + target.name, []))
-            missing = [i for i in want if i not in have]
-            for i in missing:
-                pair = (link.vendor_id, t_links[i].vendor_id or "")
-                pairs.append(pair)
-                owners[pair] = (link, sorted(have | set(want)))
-        if self.ctx.dry_run or not pairs:
-            return
-        results = self._crm("vendor").associate(mapping.vendor_object, target.vendor_object, pairs)
-        failed_from = {r.key for r in results if not r.ok}
-        new_bases: list[tuple[int, dict[str, Any]]] = []
-        for pair, (link, ids) in owners.items():
-            if pair[0] in failed_from:
-                assert link.partner_id is not None
-                self._retries.append(
-                    (mapping.name, "partner", link.partner_id, "association failed")
-                )
-                continue
-            link.base[ASSOC + target.name] = ids
-            new_bases.append((link.id, dict(link.base)))
-        self.counts[f"associated {mapping.name}→{target.name}"] += len(pairs) - len(failed_from)
-        self.plan.extend(
-            Associate(mapping.name, "vendor", link.id or 0, target.name, tuple(ids))
-            for link, ids in {id(v[0]): v for v in owners.values()}.values()
-        )
-        if new_bases:
-            self.store.save_bases(new_bases)
-
-
-def run_pass(
-    *,
-    partner: PartnerConfig,
-    partner_crm: CRMAdapter,
-    vendor_crm: CRMAdapter,
-    mappings: Sequence[ObjectMapping],
-    store: StateStore,
-    rules: Any,
-    dry_run: bool = False,
-    now: datetime | None = None,
-    hooks: Iterable[Hook] = (),
-    overlap: timedelta = timedelta(minutes=5),
-    batch_size: int = 100,
-    progress: Progress | None = None,
-    trigger: str = "cli",
-    crash_at: Callable[[str], None] | None = None,
-    lock: bool = True,
-) -> PassResult:
-    """Run one pass of one connection and record it as a run. Never raises for a
-    record's problem; an adapter failure that stops the pass is returned as
-    ``status == "fatal"`` with the run logged.
-
-    The pass holds the connection's lock (renewed while it runs) from before its run
-    is created until after it is finished, so a ``running`` run whose lock is gone
-    belongs to a dead process. At each named step the pass checks it still holds the
-    lock; if not, it stops there with ``status == "interrupted"``."""
-    # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
-    lease = store.lease(partner.id) if (lock and not dry_run) else None
-    try:
-        if lease is None:  # taking the lock marks them; a dry run looks for itself
-            store.interrupt_orphaned_runs(partner.id)
-        run_id = store.start_run(
-            partner.id, dry_run=dry_run, trigger=trigger, owner=lease.owner if lease else None
-        )
-        return _run_recorded(
-            run_id,
-            lease,
-            partner=partner,
-            partner_crm=partner_crm,
-            vendor_crm=vendor_crm,
-            mappings=mappings,
-            store=store,
-            rules=rules,
-            dry_run=dry_run,
-            now=now,
-            hooks=hooks,
-            overlap=overlap,
-            batch_size=batch_size,
-            progress=progress,
-            trigger=trigger,
-            crash_at=crash_at,
-        )
-    finally:
-        if lease is not None:
-            lease.release()
-
-
-def _checked(
-    lease: LockLease | None, crash_at: Callable[[str], None] | None
-) -> Callable[[str], None] | None:
-    """The pass's named-step hook: a test's ``crash_at``, then the lock check."""
-    if lease is None:
-        return crash_at
-
-    def step(point: str) -> None:
-        if crash_at is not None:
-            crash_at(point)
-        lease.check()
-
-    return step
-
-
-def _run_recorded(
-    run_id: int,
-    lease: LockLease | None,
-    *,
-    partner: PartnerConfig,
-    partner_crm: CRMAdapter,
-    vendor_crm: CRMAdapter,
-    mappings: Sequence[ObjectMapping],
-    store: StateStore,
-    rules: Any,
-    dry_run: bool,
-    now: datetime | None,
-    hooks: Iterable[Hook],
-    overlap: timedelta,
-    batch_size: int,
-    progress: Progress | None,
-    trigger: str,
-    crash_at: Callable[[str], None] | None,
-) -> PassResult:
-    crash_at = _checked(lease, crash_at)
-    ctx = PassContext(
-        partner=partner,
-        partner_crm=partner_crm,
-        vendor_crm=vendor_crm,
-        store=store,
-        rules=rules,
-        now=now or utcnow(),
-        dry_run=dry_run,
-        run_id=run_id,
-        crash_at=crash_at,
-    )
-    result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
-    calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}
-    sync = SyncPass(
-        mappings=mappings,
-        store=store,
-        ctx=ctx,
-        hooks=list(hooks),
-        overlap=overlap,
-        batch_size=batch_size,
-        progress=progress,
-        crash_at=crash_at,
-    )
-    try:
-        sync.run()
-        if not dry_run:
-            for hook in sync.hooks:
-                hook.after_pass(ctx)
-    except AdapterError as exc:
-        result.status = "fatal"
-        result.error = str(exc)
-        log.error("pass of %s stopped: %s", partner.id, exc)
-    except LockLost as exc:
-        result.status = "interrupted"
-        result.error = str(exc)
-    except BaseException as exc:
-        # not a record's problem (a full disk, Ctrl-C): say so in the run, then stop
-        with contextlib.suppress(Exception):
-            sync._flush_outcomes()
-            store.finish_run(
-                run_id,
-                status="interrupted",
-                counts=dict(sync.counts),
-                api_calls={},
-                error=f"stopped by {type(exc).__name__}: {exc}",
-            )
-        raise
-    finally:
-        sync._flush_outcomes()
-    result.plan = sync.plan
-    result.counts = sync.counts
-    result.errors = sync.errors
-    result.open_conflicts = len(store.conflicts(partner.id))
-    calls: dict[str, Any] = {}
-    for side in ("partner", "vendor"):
-        s: Side = side
-        before = calls_before[s]
-        for kind, n in ctx.crm(s).api_calls().items():
-            delta = n - before.get(kind, 0)
-            if delta:
-                calls[f"{side}.{kind}"] = delta
-    result.api_calls = calls
-    if result.status not in ("fatal", "interrupted"):
-        if result.errors:
-            result.status = "failed"
-        elif result.open_conflicts:
-            result.status = "conflicts"
-    store.finish_run(
-        run_id,
-        status=result.status,
-        counts=dict(result.counts) | {"plan": dict(sync.plan.counts())},
-        api_calls=calls,
-        error=result.error,
-    )
-    return result
 
 
 @dataclass
@@ -1993,119 +830,3 @@ class _Stream:
     conflicts: list[Any]
     unclaimed: dict[str, Record]  # changed vendor records no chunk has paired yet
     done: set[str] = field(default_factory=set)  # partner ids already applied
-
-
-@dataclass(frozen=True)
-class _DetectJob:
-    mapping: str
-    side: Side
-    object_type: str
-    since: datetime | None
-    until: datetime
-    properties: list[str]
-    where: dict[str, str] | None
-    associations: list[str]
-
-
-class _Locked:
-    """An adapter whose every call holds a lock shared with the detection thread."""
-
-    def __init__(self, lock: threading.RLock, inner: CRMAdapter) -> None:
-        self._lock = lock
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
-class _Detection:
-    """Detection in a thread of its own, running ahead of reconcile and apply.
-
-    Jobs run in order (each mapping's vendor side, then its partner side). The vendor
-    side is handed over whole; the partner side in chunks as the CRM reads them. Every
-    adapter call, here and in the applying thread, holds that CRM's lock: the two
-    threads share no adapter state, but the partner portal's searches and the vendor
-    portal's writes (different portals, separate rate budgets) proceed side by side.
-    The state store is never touched here. An error ends detection and is raised in
-    the applying thread when it next asks for records."""
-
-    def __init__(
-        self, crms: Mapping[Side, CRMAdapter], jobs: Sequence[_DetectJob], chunk_size: int
-    ) -> None:
-        self.crms = crms
-        self.jobs = list(jobs)
-        self.chunk_size = chunk_size
-        self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
-        self._queues: dict[str, queue.SimpleQueue[tuple[str, Any]]] = {
-            j.mapping: queue.SimpleQueue() for j in self.jobs
-        }
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="dealsync-detect", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop early (the pass failed) and wait for the thread to leave its call."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=300)
-
-    def _work(self) -> None:
-        try:
-            for job in self.jobs:
-                out = self._queues[job.mapping]
-                chunks = detect(
-                    self.crms[job.side],
-                    job.object_type,
-                    job.since,
-                    job.until,
-                    job.properties,
-                    where=job.where,
-                    associations=job.associations,
-                    chunk_size=self.chunk_size,
-                )
-                whole: dict[str, Record] = {}
-                while True:
-                    if self._stop.is_set():
-                        return
-                    with self.locks[job.side]:
-                        chunk = next(chunks, None)
-                    if chunk is None:
-                        break
-                    if job.side == "partner":
-                        out.put(("partner", chunk))
-                    else:
-                        merge_latest(whole, chunk.values())
-                out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
-        except BaseException as exc:  # handed to the applying thread, which raises it
-            for q in self._queues.values():
-                q.put(("error", exc))
-
-    def _get(self, mapping: str) -> tuple[str, Any]:
-        kind, payload = self._queues[mapping].get()
-        if kind == "error":
-            raise payload
-        return kind, payload
-
-    def vendor(self, mapping: str) -> dict[str, Record]:
-        """The mapping's changed vendor records (waits for them)."""
-        kind, payload = self._get(mapping)
-        assert kind == "vendor", kind
-        return cast(dict[str, Record], payload)
-
-    def partner_chunks(self, mapping: str) -> Iterator[dict[str, Record]]:
-        """The mapping's changed partner records, chunk by chunk as they arrive."""
-        while True:
-            kind, payload = self._get(mapping)
-            if kind == "end":
-                return
-            yield cast(dict[str, Record], payload)
