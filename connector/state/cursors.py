@@ -16,6 +16,15 @@ from connector.state.tables import Cursor, RetryItem, Transactions
 WEBHOOK_PREFIX = "webhook"  # retry items queued by a webhook, not by a failure
 
 
+def retry_item(connection: str, obj: str, side: Side, rid: str, error: str) -> RetryItem:
+    """A new retry-list row: failures and webhook re-reads put records on the list the
+    same way (only an existing row is treated differently: a failure counts another
+    attempt, a webhook leaves a failing record's error and count alone)."""
+    return RetryItem(
+        connection=connection, object=obj, side=side, record_id=rid, last_error=error[:2000]
+    )
+
+
 class ReadPositions(Transactions):
     """The cursor and retry-list queries of :class:`~connector.state.store.StateStore` (a
     mixin: callers keep calling them on the store)."""
@@ -54,15 +63,7 @@ class ReadPositions(Transactions):
             for obj, side, rid, error in items:
                 row = s.get(RetryItem, (connection, obj, side, rid))
                 if row is None:
-                    s.add(
-                        RetryItem(
-                            connection=connection,
-                            object=obj,
-                            side=side,
-                            record_id=rid,
-                            last_error=error[:2000],
-                        )
-                    )
+                    s.add(retry_item(connection, obj, side, rid, error))
                 else:
                     row.attempts += 1
                     row.last_error = error[:2000]

@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.tables import LeadActivity, PartnerSubscription
+from connector.state.tables import LeadActivity, PartnerSubscription, insert_once
 
 if TYPE_CHECKING:
     from connector.state.store import StateStore
@@ -51,13 +50,7 @@ def set_subscription(
 def add_activity(store: StateStore, row: LeadActivity) -> bool:
     """Insert unless that action at that company on that day is known (the dedupe)."""
     with Session(store.engine, expire_on_commit=False) as s:
-        s.add(row)
-        try:
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            return False
-    return True
+        return insert_once(s, row)
 
 
 def pending_activity(store: StateStore, partner: str) -> list[LeadActivity]:

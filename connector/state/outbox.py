@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from connector.records import utcnow
-from connector.state.tables import Database, OutboxMessage, Registration
+from connector.state.tables import Database, OutboxMessage, Registration, insert_once
 
 log = logging.getLogger("dealsync.outbox")
 
@@ -117,13 +116,7 @@ class OutboxRows:
             created_at=moment,
         )
         with self._session() as s:
-            s.add(row)
-            try:
-                s.commit()
-            except IntegrityError:
-                s.rollback()
-                return False
-        return True
+            return insert_once(s, row)
 
     def messages(
         self, status: str | None = None, kind: str | None = None, limit: int = 200

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
@@ -47,6 +48,18 @@ class Transactions:
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as s:
             yield s
+
+
+def insert_once(s: Session, row: SQLModel) -> bool:
+    """Insert ``row`` and commit, unless a unique key says it is there already (then
+    roll back): the dedupe of outbox messages and lead activity. True when inserted."""
+    s.add(row)
+    try:
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        return False
+    return True
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from connector.records import Side
+from connector.state.cursors import retry_item
 from connector.state.tables import RetryItem, Transactions, WebhookSeen
 
 
@@ -55,16 +56,7 @@ class WebhookLedger(Transactions):
                     s.flush()
                     for pk, note in rereads.items():
                         if s.get(RetryItem, pk) is None:
-                            connection, obj, side, rid = pk
-                            s.add(
-                                RetryItem(
-                                    connection=connection,
-                                    object=obj,
-                                    side=side,
-                                    record_id=rid,
-                                    last_error=note[:2000],
-                                )
-                            )
+                            s.add(retry_item(*pk, note))
                     s.commit()
                     return fresh
             except IntegrityError:
