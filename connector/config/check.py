@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -46,7 +46,10 @@ class Problem:
     """One thing wrong with the configuration, located precisely enough to fix it.
 
     ``line`` is 1-based and ``None`` only when there is no line to point at (a file
-    that cannot be read, an environment variable).
+    that cannot be read, an environment variable). ``severity`` is ``"error"`` (the
+    configuration is refused) or ``"warning"`` (it runs, but maybe not as meant: a
+    value dealsync normalised, a check it could not make); warnings are shown by
+    ``dealsync check`` and logged on load, and never fail either.
     """
 
     file: str
@@ -54,11 +57,28 @@ class Problem:
     path: str
     message: str
     hint: str
+    severity: Literal["error", "warning"] = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         what = f"{self.path}: {self.message}" if self.path else self.message
+        if not self.is_error:
+            what = f"warning: {what}"
         return f"{where}: {what} (hint: {self.hint})"
+
+
+def errors_of(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems that refuse a configuration (warnings left out)."""
+    return [p for p in problems if p.is_error]
+
+
+def warnings_of(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems that are only warnings."""
+    return [p for p in problems if not p.is_error]
 
 
 MAX_SHOWN_PROBLEMS = 50
@@ -130,6 +150,11 @@ def format_path(path: Sequence[str | int]) -> str:
 
 def problem_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
     return Problem(src.file, src.line_of(path), format_path(path), message, hint)
+
+
+def warning_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
+    """A :class:`Problem` that does not refuse the configuration."""
+    return Problem(src.file, src.line_of(path), format_path(path), message, hint, "warning")
 
 
 @dataclass(frozen=True)
@@ -435,6 +460,9 @@ def check_portals(
             )
         suggested = f"DEALSYNC_PARTNER_{pid.upper().replace('-', '_')}_TOKEN"
         problems += _check_portal(placed, suggested, env, check_env)
+    from connector.config.semantics import check_portal_values
+
+    problems += check_portal_values(vendor, partners, env)
     return problems
 
 

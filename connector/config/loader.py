@@ -16,6 +16,7 @@ walked), recursive aliases and nesting deeper than :data:`MAX_DEPTH`.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import types
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from connector.config.check import (
     check_object,
     check_objects,
     check_portals,
+    errors_of,
     format_path,
     problem_at,
     state_url_error,
@@ -49,6 +51,9 @@ from connector.config.models import (
     RulesFile,
     VendorConfig,
 )
+from connector.config.semantics import check_rules
+
+log = logging.getLogger("dealsync.config")
 
 CONFIG_ENV = "DEALSYNC_CONFIG"
 STATE_URL_ENV = "DEALSYNC_STATE_URL"
@@ -642,6 +647,8 @@ class Project:
     mappings: list[ObjectMapping]
     rules: RulesFile
     config_path: Path
+    # What the checks warned about (values normalised, checks not made); never errors.
+    warnings: tuple[Problem, ...] = ()
 
     def object(self, name: str) -> ObjectMapping:
         for obj in self.mappings:
@@ -782,8 +789,13 @@ def _load(
             if rules_doc is not None:
                 rules, schema_problems = validate(RulesFile, rules_doc)
                 problems += schema_problems
+                if rules is not None:  # normalised values, warnings and errors
+                    rules, rule_problems = check_rules(
+                        Placed(rules, rules_doc, ()), [o.item for o in objects]
+                    )
+                    problems += rule_problems
 
-    if problems or config is None or rules is None:
+    if errors_of(problems) or config is None or rules is None:
         return None, problems
     if env_url:
         config = config.model_copy(update={"state_url": env_url})
@@ -792,8 +804,9 @@ def _load(
         mappings=[p.item for p in objects],
         rules=rules,
         config_path=config_path.absolute(),
+        warnings=tuple(_in_reading_order(problems)),
     )
-    return project, []
+    return project, problems
 
 
 def _quietly(model: type[M], data: Any) -> M | None:
@@ -852,8 +865,10 @@ def load_project(
     """
     files: list[Path] = []
     project, problems = _load(path, env, check_env, files)
-    if problems or project is None:
-        raise ConfigError(_in_reading_order(problems), files)
+    if project is None:
+        raise ConfigError(_in_reading_order(errors_of(problems)), files)
+    for warning in project.warnings:  # the service's log, the CLI's stderr
+        log.warning("%s", warning)
     return project
 
 
@@ -863,5 +878,6 @@ def check_project(
     *,
     check_env: bool = True,
 ) -> list[Problem]:
-    """The problems :func:`load_project` would raise; an empty list means valid."""
+    """The problems :func:`load_project` would raise, and its warnings; no errors
+    (:attr:`Problem.is_error`) means valid."""
     return _in_reading_order(_load(path, env, check_env)[1])
