@@ -9,6 +9,7 @@ errors, failures that must stop a pass as :class:`AdapterError`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +26,38 @@ class AdapterError(Exception):
     def __init__(self, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class PropertyInfo:
+    """One property as the CRM defines it (what ``dealsync check --online`` compares
+    the mappings with). ``type`` is HubSpot's vocabulary: string, number, date,
+    datetime, enumeration, bool. ``options`` are (value, label) pairs of an
+    enumeration; ``read_only``: the CRM refuses writes to it."""
+
+    name: str
+    label: str = ""
+    type: str = "string"
+    options: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """One pipeline of an object type; ``stages`` are (id, label) pairs."""
+
+    id: str
+    label: str
+    stages: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectSchema:
+    """What one object type of a portal looks like: its properties and pipelines."""
+
+    object_type: str
+    properties: Mapping[str, PropertyInfo] = field(default_factory=dict)
+    pipelines: tuple[PipelineInfo, ...] = ()
 
 
 @runtime_checkable
@@ -101,6 +134,11 @@ class CRMAdapter(Protocol):
 
     def api_calls(self) -> dict[str, int]:
         """Calls made so far by kind, for the run log (``{}`` when not counted)."""
+        ...
+
+    def object_schema(self, object_type: str) -> ObjectSchema | None:
+        """The portal's real properties and pipelines of one object type, or ``None``
+        when this CRM has no schema to check against (it accepts any property)."""
         ...
 
 

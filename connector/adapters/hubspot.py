@@ -31,7 +31,7 @@ import urllib3
 from hubspot import HubSpot
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connector.adapters.base import AdapterError
+from connector.adapters.base import AdapterError, ObjectSchema
 from connector.adapters.ratelimit import limiter_for
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
@@ -857,6 +857,12 @@ class HubSpotAdapter:
         return any(
             getattr(s, "status", "") == "SUBSCRIBED" for s in status.subscription_statuses or []
         )
+
+    def object_schema(self, object_type: str) -> ObjectSchema:
+        """Properties and pipelines of one object type (``hubspot_properties``)."""
+        from connector.adapters.hubspot_properties import read_object_schema
+
+        return read_object_schema(self, object_type)
 
     def api_calls(self) -> dict[str, int]:
         out = dict(self.calls)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connector.adapters.base import ObjectSchema
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
 # what the connector writes on records it creates or adopts (see connector.engine.apply)
@@ -525,6 +526,11 @@ class LocalCRM:
 
     def api_calls(self) -> dict[str, int]:
         return dict(self.calls)
+
+    def object_schema(self, object_type: str) -> ObjectSchema | None:
+        """None: the embedded CRM takes any property, so there is nothing to check
+        against (``dealsync check --online`` says so for local portals)."""
+        return None
 
     # ------------------------------------------------------------------ engagement
 
