@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
-from connector.config import Project
+from connector.config import Problem, Project
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.hooks import Hook
 from connector.engine.reconcile import FieldPlan
@@ -24,7 +24,7 @@ from connector.engine.values import ValueError_, canonical
 from connector.mail.outbox import Delivery, Outbox, OutboxBusy
 from connector.mail.transport import Transport, transport_from_env
 from connector.program.decide import Person, Submission
-from connector.records import Side, utcnow
+from connector.records import PropertySpec, Side, utcnow
 from connector.state import StateStore
 from connector.state.leads import set_subscription
 from connector.state.outbox import OutboxError
@@ -191,17 +191,34 @@ class Dealsync:
 
     # ------------------------------------------------------------------ commands
 
-    def setup(self) -> dict[str, list[str]]:
-        """Install the custom properties the engine needs in every portal (idempotent)."""
+    def _needed_properties(self) -> dict[Side, list[PropertySpec]]:
+        """The custom properties the engine and the hooks need on each side."""
         needed = required_properties(self.project.mappings)
         for hook in self.hooks:
             for side, spec in hook.required_properties():
                 if spec not in needed[side]:
                     needed[side].append(spec)
+        return needed
+
+    def setup(self) -> dict[str, list[str]]:
+        """Install the custom properties the engine needs in every portal (idempotent)."""
+        needed = self._needed_properties()
         out = {"vendor": self.vendor().ensure_properties(needed["vendor"])}
         for p in self.project.config.partners:
             out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
         return out
+
+    def check_online(self) -> list[Problem]:
+        """``dealsync check --online``: the mappings and rules against every portal's
+        real properties and pipelines (:mod:`connector.config.online`)."""
+        from connector.config.online import check_online
+
+        installable = {
+            side: [(spec.object_type, spec.name) for spec in specs]
+            for side, specs in self._needed_properties().items()
+        }
+        partners = {p.id: self.partner_crm(p.id) for p in self.project.config.partners}
+        return check_online(self.project, self.vendor(), partners, installable)
 
     def sync(
         self,

@@ -23,8 +23,8 @@ PIPELINE_OBJECTS = frozenset({"deals", "0-3", "tickets", "0-5"})
 
 def read_object_schema(adapter: HubSpotAdapter, object_type: str) -> ObjectSchema:
     """The portal's properties (and pipelines, for deals) of ``object_type``."""
-    props = adapter._props  # noqa: SLF001 - the adapter's own client, shared on purpose
-    answer = adapter._call(  # noqa: SLF001
+    props = adapter._props
+    answer = adapter._call(
         "properties_read", props.get_all_with_http_info, object_type, raw=True
     )
     properties = {
@@ -34,8 +34,8 @@ def read_object_schema(adapter: HubSpotAdapter, object_type: str) -> ObjectSchem
     }
     pipelines: tuple[PipelineInfo, ...] = ()
     if object_type in PIPELINE_OBJECTS:
-        api = adapter._client.crm.pipelines.pipelines_api  # noqa: SLF001
-        answer = adapter._call(  # noqa: SLF001
+        api = adapter._client.crm.pipelines.pipelines_api
+        answer = adapter._call(
             "pipelines_read", api.get_all_with_http_info, object_type, raw=True
         )
         pipelines = tuple(_pipeline(p) for p in _results(answer) if isinstance(p, dict))

@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from connector.api import Dealsync
 from connector.cli.base import Ctx, cli, fail, handled, parse_now, pass_ctx
-from connector.config import check_project, shown
+from connector.config import Problem, check_project, load_project, shown
+from connector.config.check import errors_of
 from connector.engine.sync import PassResult
 
 
@@ -71,17 +73,43 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--file", "-f", "path", metavar="FILE", help="Config to check (default: --config).")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also read every portal's real properties and pipelines and check the mappings "
+    "and rules against them (property names, types, options, stages, read-only).",
+)
 @pass_ctx
 @handled
-def check(ctx: Ctx, path: str | None) -> None:
-    """Validate dealsync.yaml, the mappings and the rules; report every problem."""
-    problems = check_project(path or ctx.config)
-    if not problems:
-        click.secho("configuration, mappings and rules are valid", fg="green")
-        return
-    for line in shown(problems):
-        click.secho(line, fg="red", err=True)
-    fail(f"{len(problems):,} problem(s) found")
+def check(ctx: Ctx, path: str | None, online: bool) -> None:
+    """Validate dealsync.yaml, the mappings and the rules; report every problem.
+
+    Warnings (values dealsync normalised, checks it could not make) are shown but do
+    not fail the check; errors exit 3."""
+    config = path or ctx.config
+    problems = check_project(config)
+    if online and not errors_of(problems):
+        app = Dealsync(load_project(config, check_env=True))
+        try:
+            problems += app.check_online()
+        finally:
+            app.close()
+    found = errors_of(problems)
+    for p, line in zip(problems, shown(problems), strict=False):
+        click.secho(line, fg="red" if p.is_error else "yellow", err=True)
+    for line in shown(problems)[len(problems) :]:
+        click.secho(line, err=True)
+    if found:
+        fail(f"{len(found):,} problem(s) found" + _warned(problems))
+    what = "configuration, mappings and rules are valid"
+    if online:
+        what += " against the portals' real properties and pipelines"
+    click.secho(what + _warned(problems), fg="green")
+
+
+def _warned(problems: list[Problem]) -> str:
+    n = len(problems) - len(errors_of(problems))
+    return f" ({n:,} warning(s) above)" if n else ""
 
 
 @cli.command()

@@ -1,0 +1,398 @@
+"""``dealsync check --online``: the mappings and rules against the portals' real schemas.
+
+Offline, ``partner: dealnmae`` is a perfectly good property name; only the portal knows
+it has ``dealname`` and no ``dealnmae``. This module reads every portal's properties
+and pipelines through its adapter (:meth:`CRMAdapter.object_schema`) once per object
+type and checks, per field and per side:
+
+* the property exists (else ``did you mean`` from the portal's real names and labels);
+* its type fits the field's transform (``decimal`` needs a number property, ...);
+* a side the field writes is not read-only there;
+* value-map keys (partner values) and values (vendor values) and defaults are options
+  of the property; for ``dealstage``/``pipeline`` the ids of that portal's pipelines
+  and stages, with a hint when a label was written instead of an id;
+* share conditions name existing properties (or ones ``dealsync setup`` installs) and
+  existing options;
+* ``won_stages``/``closed_stages`` of the rules are stage ids of the vendor's pipelines.
+
+Problems carry file, line and YAML path like the offline checks: the files are parsed
+again here for their line index (they were valid a moment ago, so this cannot fail in
+a new way). A portal without a schema (the embedded local CRM) gets one warning saying
+the online check was not made for it; a portal that cannot be read gets one error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connector.adapters.base import AdapterError, CRMAdapter, ObjectSchema, PropertyInfo
+from connector.config.check import (
+    Placed,
+    Problem,
+    Source,
+    YamlPath,
+    problem_at,
+    warning_at,
+    writes,
+)
+from connector.config.loader import Document, Project, parse_yaml, validate
+from connector.config.models import Condition, FieldMapping, MappingFile, ObjectMapping
+from connector.records import Side
+
+# Property types (HubSpot's vocabulary) each transform can write and read.
+_FITS: dict[str, frozenset[str]] = {
+    "decimal": frozenset({"number"}),
+    "integer": frozenset({"number"}),
+    "date": frozenset({"date", "datetime"}),
+    "datetime": frozenset({"datetime"}),
+    "bool": frozenset({"bool", "enumeration"}),
+    "enum": frozenset({"enumeration", "string", "bool"}),
+}
+_TRANSFORM_FOR: dict[str, str] = {
+    "number": "decimal (or integer)",
+    "date": "date",
+    "datetime": "datetime",
+    "bool": "bool",
+    "enumeration": "enum",
+    "string": "string",
+}
+_SHOWN_NAMES = 12  # real names listed in a hint after the "did you mean"
+
+
+@dataclass
+class Portal:
+    """One portal to check against: its adapter, where the config names it, and the
+    object schemas read so far (``None``: this CRM has none)."""
+
+    name: str
+    side: Side
+    adapter: CRMAdapter
+    path: YamlPath
+    schemas: dict[str, ObjectSchema | None] = field(default_factory=dict)
+    failed: bool = False
+    unavailable: bool = False
+
+
+def check_online(
+    project: Project,
+    vendor: CRMAdapter,
+    partners: Mapping[str, CRMAdapter],
+    installable: Mapping[Side, Iterable[tuple[str, str]]] | None = None,
+) -> list[Problem]:
+    """Every problem the portals' real schemas reveal in the project's mappings and
+    rules. ``installable`` are the (object type, property) pairs ``dealsync setup``
+    creates per side: missing, they are a warning (run setup), not an error."""
+    config_doc = _reread(project.config_path)
+    portals = [Portal(project.config.vendor.name, "vendor", vendor, ("vendor",))]
+    for i, p in enumerate(project.config.partners):
+        if p.id in partners:
+            portals.append(Portal(p.id, "partner", partners[p.id], ("partners", i)))
+    setup = {side: set(pairs) for side, pairs in (installable or {}).items()}
+    problems: list[Problem] = []
+    checker = _Checker(config_doc, problems, setup)
+    for placed in _placed_objects(project):
+        for portal in portals:
+            checker.object(placed, portal)
+    checker.rules(project, portals[0])
+    return problems
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _shown_path(path: Path) -> str:
+    """Like the offline checks name files: relative to the working directory if under it."""
+    try:
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+def _reread(path: Path) -> Document:
+    doc, _ = parse_yaml(path.read_text(encoding="utf-8"), _shown_path(path))
+    return doc if doc is not None else Document(_shown_path(path), {})
+
+
+def _placed_objects(project: Project) -> list[Placed[ObjectMapping]]:
+    out: list[Placed[ObjectMapping]] = []
+    for rel in project.config.mappings:
+        doc = _reread(project.resolve(rel))
+        parsed, _ = validate(MappingFile, doc)
+        if parsed is not None:
+            out += [Placed(o, doc, ("objects", i)) for i, o in enumerate(parsed.objects)]
+    return out
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _did_you_mean(name: str, schema: ObjectSchema) -> str:
+    """The closest real property by name or by label, then some real names."""
+    names = sorted(schema.properties)
+    by_label = {p.label.casefold(): p.name for p in schema.properties.values() if p.label}
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    guess = close[0] if close else by_label.get(name.replace("_", " ").casefold())
+    listing = ", ".join(names[:_SHOWN_NAMES]) + (", …" if len(names) > _SHOWN_NAMES else "")
+    head = f"did you mean {guess!r}? " if guess else "use the property's internal name; "
+    return f"{head}properties of {schema.object_type} there: {listing}"
+
+
+def allowed_values(prop: PropertyInfo, schema: ObjectSchema) -> dict[str, str] | None:
+    """Values the property accepts (id → label), or ``None`` when not enumerated. The
+    deal stage and pipeline take the ids of the portal's pipelines and stages."""
+    if prop.name == "dealstage" and schema.pipelines:
+        return {sid: label for p in schema.pipelines for sid, label in p.stages}
+    if prop.name == "pipeline" and schema.pipelines:
+        return {p.id: p.label for p in schema.pipelines}
+    if prop.type in ("enumeration", "bool") and prop.options:
+        return dict(prop.options)
+    return None
+
+
+def value_hint(value: str, allowed: Mapping[str, str], what: str) -> str:
+    """A label written for an id, or the closest id, then the ids to choose from."""
+    by_label = {label.casefold(): vid for vid, label in allowed.items() if label}
+    ids = list(allowed)
+    listing = ", ".join(ids[:20]) + (", …" if len(ids) > 20 else "")
+    label_of = by_label.get(value.strip().casefold())
+    if label_of is not None:
+        head = f"{value!r} is the label of {what} {label_of!r}: write the id {label_of!r}; "
+    else:
+        close = difflib.get_close_matches(value, ids, n=1, cutoff=0.6)
+        head = f"did you mean {close[0]!r}? " if close else ""
+    return f"{head}{what} ids there: {listing}"
+
+
+class _Checker:
+    def __init__(
+        self,
+        config_doc: Document,
+        problems: list[Problem],
+        setup: Mapping[Side, set[tuple[str, str]]],
+    ) -> None:
+        self.config_doc = config_doc
+        self.problems = problems
+        self.setup = setup
+
+    # -------------------------------------------------------------- portals
+
+    def schema(self, portal: Portal, object_type: str) -> ObjectSchema | None:
+        """The portal's schema of ``object_type``; a portal that has none or cannot be
+        read is reported once and then skipped."""
+        if portal.failed or portal.unavailable:
+            return None
+        if object_type not in portal.schemas:
+            try:
+                portal.schemas[object_type] = portal.adapter.object_schema(object_type)
+            except AdapterError as exc:
+                portal.failed = True
+                self.problems.append(
+                    problem_at(
+                        self.config_doc,
+                        portal.path,
+                        f"could not read the properties of {object_type} in portal "
+                        f"{portal.name!r}: {exc}",
+                        "check the portal's token (its private app needs the "
+                        "crm.schemas.*.read scopes) and host, then run the check again",
+                    )
+                )
+                return None
+            if portal.schemas[object_type] is None:
+                portal.unavailable = True
+                self.problems.append(
+                    warning_at(
+                        self.config_doc,
+                        (*portal.path, "adapter"),
+                        f"online check not available for portal {portal.name!r}: a local "
+                        "portal accepts any property, so there is no schema to check against",
+                        "its mappings were checked offline only; HubSpot portals are "
+                        "checked against their real properties and pipelines",
+                    )
+                )
+        return portal.schemas[object_type]
+
+    # -------------------------------------------------------------- mappings
+
+    def object(self, placed: Placed[ObjectMapping], portal: Portal) -> None:
+        obj = placed.item
+        object_type = obj.partner_object if portal.side == "partner" else obj.vendor_object
+        schema = self.schema(portal, object_type)
+        if schema is None:
+            return
+        for j, f in enumerate(obj.fields):
+            self.field(f, placed.src, (*placed.path, "fields", j), portal, schema)
+        conditions = obj.share.partner if portal.side == "partner" else obj.share.vendor
+        for k, cond in enumerate(conditions or []):
+            self.condition(
+                cond, placed.src, (*placed.path, "share", portal.side, k), portal, schema
+            )
+
+    def missing(
+        self,
+        name: str,
+        src: Source,
+        path: YamlPath,
+        portal: Portal,
+        schema: ObjectSchema,
+        what: str,
+    ) -> None:
+        if (schema.object_type, name) in self.setup.get(portal.side, set()):
+            self.problems.append(
+                warning_at(
+                    src,
+                    path,
+                    f"{portal.side} property {name!r} does not exist yet on "
+                    f"{schema.object_type} in portal {portal.name!r}",
+                    "`dealsync setup` creates it; run it before the first sync",
+                )
+            )
+            return
+        self.problems.append(
+            problem_at(
+                src,
+                path,
+                f"{what} {name!r} does not exist on {schema.object_type} in portal {portal.name!r}",
+                _did_you_mean(name, schema),
+            )
+        )
+
+    def field(
+        self, f: FieldMapping, src: Source, fpath: YamlPath, portal: Portal, schema: ObjectSchema
+    ) -> None:
+        side = portal.side
+        name = getattr(f, side)
+        prop = schema.properties.get(name)
+        if prop is None:
+            self.missing(name, src, (*fpath, side), portal, schema, f"{side} property")
+            return
+        where = f"{schema.object_type}.{name} in portal {portal.name!r}"
+        fits = _FITS.get(f.transform)
+        if fits is not None and prop.type not in fits:
+            self.problems.append(
+                problem_at(
+                    src,
+                    (*fpath, "transform"),
+                    f"transform {f.transform} does not fit {where}, a {prop.type} property",
+                    f"use `transform: {_TRANSFORM_FOR.get(prop.type, 'string')}`, or map a "
+                    f"{' or '.join(sorted(fits))} property",
+                )
+            )
+        elif f.transform == "string" and prop.type in ("number", "date", "datetime", "bool"):
+            self.problems.append(
+                warning_at(
+                    src,
+                    (*fpath, "transform"),
+                    f"transform string copies text into {where}, a {prop.type} property; "
+                    "a value that is not a valid "
+                    f"{prop.type} will be refused record by record",
+                    f"use `transform: {_TRANSFORM_FOR[prop.type]}`",
+                )
+            )
+        if side in writes(f.direction) and prop.read_only:
+            other = "partner" if side == "vendor" else "vendor"
+            self.problems.append(
+                problem_at(
+                    src,
+                    (*fpath, side),
+                    f"{where} is read-only, but this field writes it (direction: {f.direction})",
+                    f"set `direction: to_{other}` so the field only reads it, or map a "
+                    "property that can be written",
+                )
+            )
+        allowed = allowed_values(prop, schema)
+        if allowed is None:
+            return
+        what = "stage" if name == "dealstage" else "pipeline" if name == "pipeline" else "option"
+        if f.value_map:
+            for key, value in f.value_map.items():
+                written = key if side == "partner" else value
+                if written not in allowed:
+                    self.problems.append(
+                        problem_at(
+                            src,
+                            (*fpath, "value_map", key),
+                            f"value_map names {side} {what} {written!r}, which {where} "
+                            "does not have",
+                            value_hint(written, allowed, what),
+                        )
+                    )
+        mapped = set(f.value_map or {}) | set((f.value_map or {}).values())
+        if (
+            f.default is not None
+            and side in writes(f.direction)
+            and f.default not in allowed
+            and f.default not in mapped
+        ):
+            self.problems.append(
+                problem_at(
+                    src,
+                    (*fpath, "default"),
+                    f"default {f.default!r} is not a {what} of {where}",
+                    value_hint(f.default, allowed, what),
+                )
+            )
+
+    def condition(
+        self, cond: Condition, src: Source, cpath: YamlPath, portal: Portal, schema: ObjectSchema
+    ) -> None:
+        prop = schema.properties.get(cond.property)
+        if prop is None:
+            self.missing(cond.property, src, (*cpath, "property"), portal, schema, "property")
+            return
+        allowed = allowed_values(prop, schema)
+        if allowed is None:
+            return
+        what = "stage" if prop.name == "dealstage" else "option"
+        tested: list[tuple[YamlPath, str]] = []
+        if cond.equals is not None:
+            tested.append(((*cpath, "equals"), cond.equals))
+        for n, value in enumerate(cond.is_in or []):
+            tested.append(((*cpath, "in", n), value))
+        for path, value in tested:
+            if value not in allowed:
+                self.problems.append(
+                    problem_at(
+                        src,
+                        path,
+                        f"condition on {cond.property!r} tests {value!r}, which is not a "
+                        f"{what} of {schema.object_type}.{prop.name} in portal "
+                        f"{portal.name!r}, so no record would match",
+                        value_hint(value, allowed, what),
+                    )
+                )
+
+    # -------------------------------------------------------------- rules
+
+    def rules(self, project: Project, vendor: Portal) -> None:
+        """The stage ids of the rules exist in the vendor's deal pipelines."""
+        schema = self.schema(vendor, "deals")
+        if schema is None or not schema.pipelines:
+            return
+        stages = {sid: label for p in schema.pipelines for sid, label in p.stages}
+        if project.config.rules is not None:
+            src: Source = _reread(project.resolve(project.config.rules))
+            base: YamlPath = ("vendor_signals",)
+            default = ""
+        else:
+            src, base, default = self.config_doc, ("rules",), " (the default, no rules file)"
+        signals = project.rules.vendor_signals
+        for key in ("won_stages", "closed_stages"):
+            values: Sequence[str] = getattr(signals, key)
+            for k, stage in enumerate(values):
+                if stage in stages:
+                    continue
+                path = (*base, key, k) if not default else base
+                self.problems.append(
+                    problem_at(
+                        src,
+                        path,
+                        f"{key} names {stage!r}{default}, which is not a stage of the vendor's "
+                        f"deal pipelines (portal {vendor.name!r}), so no deal would ever "
+                        "count as in it",
+                        value_hint(stage, stages, "stage"),
+                    )
+                )
