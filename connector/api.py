@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
@@ -208,9 +209,10 @@ class Dealsync:
             out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
         return out
 
-    def check_online(self) -> list[Problem]:
+    def check_online(self, config_file: str | Path | None = None) -> list[Problem]:
         """``dealsync check --online``: the mappings and rules against every portal's
-        real properties and pipelines (:mod:`connector.config.online`)."""
+        real properties and pipelines (:mod:`connector.config.online`); ``config_file``
+        is the config's path as the admin named it (files are named like that)."""
         from connector.config.online import check_online
 
         installable = {
@@ -218,7 +220,9 @@ class Dealsync:
             for side, specs in self._needed_properties().items()
         }
         partners = {p.id: self.partner_crm(p.id) for p in self.project.config.partners}
-        return check_online(self.project, self.vendor(), partners, installable)
+        return check_online(
+            self.project, self.vendor(), partners, installable, config_file=config_file
+        )
 
     def sync(
         self,

@@ -24,20 +24,14 @@ PIPELINE_OBJECTS = frozenset({"deals", "0-3", "tickets", "0-5"})
 def read_object_schema(adapter: HubSpotAdapter, object_type: str) -> ObjectSchema:
     """The portal's properties (and pipelines, for deals) of ``object_type``."""
     props = adapter._props
-    answer = adapter._call(
-        "properties_read", props.get_all_with_http_info, object_type, raw=True
-    )
+    answer = adapter._call("properties_read", props.get_all_with_http_info, object_type, raw=True)
     properties = {
-        info.name: info
-        for info in (_property(p) for p in _results(answer))
-        if info is not None
+        info.name: info for info in (_property(p) for p in _results(answer)) if info is not None
     }
     pipelines: tuple[PipelineInfo, ...] = ()
     if object_type in PIPELINE_OBJECTS:
         api = adapter._client.crm.pipelines.pipelines_api
-        answer = adapter._call(
-            "pipelines_read", api.get_all_with_http_info, object_type, raw=True
-        )
+        answer = adapter._call("pipelines_read", api.get_all_with_http_info, object_type, raw=True)
         pipelines = tuple(_pipeline(p) for p in _results(answer) if isinstance(p, dict))
     return ObjectSchema(object_type, properties, pipelines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ import click
 
 from connector.api import Dealsync
 from connector.cli.base import Ctx, cli, fail, handled, parse_now, pass_ctx
-from connector.config import Problem, check_project, load_project, shown
+from connector.config import Problem, check_project, config_path_from, load_project, shown
 from connector.config.check import errors_of
 from connector.engine.sync import PassResult
 
@@ -89,9 +90,15 @@ def check(ctx: Ctx, path: str | None, online: bool) -> None:
     config = path or ctx.config
     problems = check_project(config)
     if online and not errors_of(problems):
-        app = Dealsync(load_project(config, check_env=True))
+        quiet = logging.getLogger("dealsync.config")  # its warnings are printed below
+        quiet.disabled = True
         try:
-            problems += app.check_online()
+            project = load_project(config)
+        finally:
+            quiet.disabled = False
+        app = Dealsync(project)
+        try:
+            problems += app.check_online(config_path_from(config))
         finally:
             app.close()
     found = errors_of(problems)

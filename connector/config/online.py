@@ -24,7 +24,6 @@ the online check was not made for it; a portal that cannot be read gets one erro
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,45 +81,60 @@ def check_online(
     vendor: CRMAdapter,
     partners: Mapping[str, CRMAdapter],
     installable: Mapping[Side, Iterable[tuple[str, str]]] | None = None,
+    *,
+    config_file: str | Path | None = None,
 ) -> list[Problem]:
     """Every problem the portals' real schemas reveal in the project's mappings and
-    rules. ``installable`` are the (object type, property) pairs ``dealsync setup``
-    creates per side: missing, they are a warning (run setup), not an error."""
-    config_doc = _reread(project.config_path)
+    rules, in reading order. ``installable`` are the (object type, property) pairs
+    ``dealsync setup`` creates per side: missing, they are a warning (run setup), not
+    an error. ``config_file`` is the config's path as the admin named it, so files are
+    named as the offline checks name them (default: the absolute path)."""
+    shown = Path(config_file) if config_file is not None else project.config_path
+    files = _Files(shown)
     portals = [Portal(project.config.vendor.name, "vendor", vendor, ("vendor",))]
     for i, p in enumerate(project.config.partners):
         if p.id in partners:
             portals.append(Portal(p.id, "partner", partners[p.id], ("partners", i)))
     setup = {side: set(pairs) for side, pairs in (installable or {}).items()}
     problems: list[Problem] = []
-    checker = _Checker(config_doc, problems, setup)
-    for placed in _placed_objects(project):
+    checker = _Checker(files.read(project.config_path), problems, setup)
+    for placed in _placed_objects(project, files):
         for portal in portals:
             checker.object(placed, portal)
-    checker.rules(project, portals[0])
-    return problems
+    checker.rules(project, portals[0], files)
+    rank = {f: n for n, f in enumerate(dict.fromkeys(p.file for p in problems))}
+    return sorted(problems, key=lambda p: (rank[p.file], p.line or 0))
 
 
 # --------------------------------------------------------------------------- files
 
 
-def _shown_path(path: Path) -> str:
-    """Like the offline checks name files: relative to the working directory if under it."""
-    try:
-        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-    except ValueError:  # another drive (Windows)
-        return str(path)
+@dataclass
+class _Files:
+    """Re-reads the project's files for their line index, naming each as the loader
+    does: the config as given, the others relative to its folder."""
+
+    config: Path
+
+    def name(self, path: Path) -> str:
+        if path.absolute() == self.config.absolute():
+            return str(self.config)
+        try:
+            rel = path.absolute().relative_to(self.config.absolute().parent)
+        except ValueError:
+            return str(path)
+        return str(self.config.parent / rel)
+
+    def read(self, path: Path) -> Document:
+        name = self.name(path)
+        doc, _ = parse_yaml(path.read_text(encoding="utf-8"), name)
+        return doc if doc is not None else Document(name, {})
 
 
-def _reread(path: Path) -> Document:
-    doc, _ = parse_yaml(path.read_text(encoding="utf-8"), _shown_path(path))
-    return doc if doc is not None else Document(_shown_path(path), {})
-
-
-def _placed_objects(project: Project) -> list[Placed[ObjectMapping]]:
+def _placed_objects(project: Project, files: _Files) -> list[Placed[ObjectMapping]]:
     out: list[Placed[ObjectMapping]] = []
     for rel in project.config.mappings:
-        doc = _reread(project.resolve(rel))
+        doc = files.read(project.resolve(rel))
         parsed, _ = validate(MappingFile, doc)
         if parsed is not None:
             out += [Placed(o, doc, ("objects", i)) for i, o in enumerate(parsed.objects)]
@@ -367,14 +381,14 @@ class _Checker:
 
     # -------------------------------------------------------------- rules
 
-    def rules(self, project: Project, vendor: Portal) -> None:
+    def rules(self, project: Project, vendor: Portal, files: _Files) -> None:
         """The stage ids of the rules exist in the vendor's deal pipelines."""
         schema = self.schema(vendor, "deals")
         if schema is None or not schema.pipelines:
             return
         stages = {sid: label for p in schema.pipelines for sid, label in p.stages}
         if project.config.rules is not None:
-            src: Source = _reread(project.resolve(project.config.rules))
+            src: Source = files.read(project.resolve(project.config.rules))
             base: YamlPath = ("vendor_signals",)
             default = ""
         else:
