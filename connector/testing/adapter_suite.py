@@ -449,6 +449,19 @@ def check_ensure_properties_creates_missing_only(s: Subject) -> None:
 
 
 @check
+def check_object_schema_is_none_or_the_crms_real_properties(s: Subject) -> None:
+    """``dealsync check --online`` compares mappings with this: either no schema (the
+    CRM takes any property) or the properties the backdoor sees, with deal stages."""
+    schema = s.adapter.object_schema("deals")
+    if schema is None:
+        return
+    assert set(schema.properties) == s.crm.property_names("deals")
+    assert schema.properties["amount"].type == "number"
+    stages = {sid for pipeline in schema.pipelines for sid, _label in pipeline.stages}
+    assert DEAL["dealstage"] in stages
+
+
+@check
 def check_api_calls_is_a_count_by_kind(s: Subject) -> None:
     s.adapter.read("deals", [s.crm.seed("deals", DEAL)], ["dealname"])
     calls = s.adapter.api_calls()
