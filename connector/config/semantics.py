@@ -143,7 +143,7 @@ def normal_domain(value: str) -> tuple[str | None, tuple[str, str] | None]:
 def _countries(
     values: Sequence[str], placed: Placed[RulesFile], key: YamlPath, problems: list[Problem]
 ) -> list[str]:
-    from connector.program.countries import country_code
+    from connector.config.countries import country_code
 
     out: list[str] = []
     for i, value in enumerate(values):
