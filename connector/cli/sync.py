@@ -103,7 +103,7 @@ def check(ctx: Ctx, path: str | None, online: bool) -> None:
             app.close()
     found = errors_of(problems)
     for p, line in zip(problems, shown(problems), strict=False):
-        click.secho(line, fg="red" if p.is_error else "yellow", err=True)
+        click.secho(line, fg="red" if p.is_error else None if p.is_note else "yellow", err=True)
     for line in shown(problems)[len(problems) :]:
         click.secho(line, err=True)
     if found:
@@ -115,7 +115,7 @@ def check(ctx: Ctx, path: str | None, online: bool) -> None:
 
 
 def _warned(problems: list[Problem]) -> str:
-    n = len(problems) - len(errors_of(problems))
+    n = sum(1 for p in problems if not p.is_error and not p.is_note)
     return f" ({n:,} warning(s) above)" if n else ""
 
 

@@ -57,17 +57,23 @@ class Problem:
     path: str
     message: str
     hint: str
-    severity: Literal["error", "warning"] = "error"
+    severity: Literal["error", "warning", "note"] = "error"
 
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
 
+    @property
+    def is_note(self) -> bool:
+        """A fact ``check`` shows but loading does not log: nothing is wrong (plain
+        http to the local sandbox), so repeating it on every command would be noise."""
+        return self.severity == "note"
+
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         what = f"{self.path}: {self.message}" if self.path else self.message
         if not self.is_error:
-            what = f"warning: {what}"
+            what = f"{self.severity}: {what}"
         return f"{where}: {what} (hint: {self.hint})"
 
 
@@ -155,6 +161,11 @@ def problem_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
 def warning_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
     """A :class:`Problem` that does not refuse the configuration."""
     return Problem(src.file, src.line_of(path), format_path(path), message, hint, "warning")
+
+
+def note_at(src: Source, path: YamlPath, message: str, hint: str) -> Problem:
+    """A :class:`Problem` that is only information: ``check`` shows it, loads stay quiet."""
+    return Problem(src.file, src.line_of(path), format_path(path), message, hint, "note")
 
 
 @dataclass(frozen=True)

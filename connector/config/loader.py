@@ -868,7 +868,8 @@ def load_project(
     if project is None:
         raise ConfigError(_in_reading_order(errors_of(problems)), files)
     for warning in project.warnings:  # the service's log, the CLI's stderr
-        log.warning("%s", warning)
+        if not warning.is_note:
+            log.warning("%s", warning)
     return project
 
 

@@ -28,7 +28,15 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from connector.config.check import Placed, Problem, Source, YamlPath, problem_at, warning_at
+from connector.config.check import (
+    Placed,
+    Problem,
+    Source,
+    YamlPath,
+    note_at,
+    problem_at,
+    warning_at,
+)
 from connector.config.models import (
     ObjectMapping,
     PartnerConfig,
@@ -347,7 +355,7 @@ def _host_problems(placed: Placed[VendorConfig] | Placed[PartnerConfig]) -> list
         return []
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return [
-            warning_at(
+            note_at(
                 placed.src,
                 path,
                 "host is plain http:// on this machine (loopback); fine for the local "

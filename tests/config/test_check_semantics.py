@@ -198,9 +198,7 @@ def test_plain_http_to_loopback_is_allowed_with_a_note(tmp_path: Path) -> None:
     config = hubspot_project(tmp_path, vendor_host="http://127.0.0.1:8765")
     result = check(config, TOKENS)
     assert result.exit_code == 0, result.output
-    assert "warning: vendor.host: host is plain http:// on this machine (loopback)" in (
-        result.output
-    )
+    assert "note: vendor.host: host is plain http:// on this machine (loopback)" in (result.output)
 
 
 def test_a_partner_portal_that_is_the_vendors_is_an_error(tmp_path: Path) -> None:
