@@ -159,14 +159,9 @@ class Registry(CommissionLedger):
         return out
 
     def active_count(self, partner: str, now: datetime) -> int:
-        with self.session() as s:
-            return int(
-                s.exec(
-                    select(func.count())
-                    .select_from(DomainClaim)
-                    .where(DomainClaim.partner == partner, col(DomainClaim.owned_until) > now)
-                ).one()
-            )
+        return self.count(
+            DomainClaim, DomainClaim.partner == partner, col(DomainClaim.owned_until) > now
+        )
 
     def registrations(
         self, partner: str | None = None, status: str | None = None, kind: str | None = None
@@ -450,8 +445,8 @@ class Registry(CommissionLedger):
             for chunk in chunks(sorted(set(reg_ids))):
                 regs = s.exec(select(Registration).where(col(Registration.id).in_(chunk))).all()
                 domains.update(r.domain for r in regs)
-            for chunk in chunks(sorted(domains)):
-                s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(chunk))).all()
+            for names in chunks(sorted(domains)):
+                s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(names))).all()
             for rid in reg_ids:
                 reg = s.get(Registration, rid)
                 if reg is None or reg.status != "accepted":

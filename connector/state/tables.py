@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from connector.records import utcnow
@@ -77,6 +77,11 @@ class Transactions:
         "list what matches" queries)."""
         with self.session() as s:
             return list(s.exec(query).all())
+
+    def count(self, model: type[SQLModel], *where: Any) -> int:
+        """How many rows of ``model`` match ``where`` (the status counters)."""
+        with self.session() as s:
+            return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
 
 
 def insert_once(s: Session, row: SQLModel) -> bool:
