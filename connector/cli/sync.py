@@ -10,9 +10,8 @@ from typing import Any
 
 import click
 
-from connector.cli.base import Ctx, cli, fail, handled, parse_now, pass_ctx
-from connector.config import check_project, shown
-from connector.engine.sync import PassResult
+from connector.api import PassResult, check_project, shown
+from connector.cli.base import Ctx, cli, command, fail, parse_now
 
 
 @contextmanager
@@ -69,10 +68,8 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
 # ---------------------------------------------------------------------- commands
 
 
-@cli.command()
+@command(cli)
 @click.option("--file", "-f", "path", metavar="FILE", help="Config to check (default: --config).")
-@pass_ctx
-@handled
 def check(ctx: Ctx, path: str | None) -> None:
     """Validate dealsync.yaml, the mappings and the rules; report every problem."""
     problems = check_project(path or ctx.config)
@@ -84,9 +81,7 @@ def check(ctx: Ctx, path: str | None) -> None:
     fail(f"{len(problems):,} problem(s) found")
 
 
-@cli.command()
-@pass_ctx
-@handled
+@command(cli)
 def setup(ctx: Ctx) -> None:
     """Install the custom properties dealsync needs in every portal (idempotent)."""
     created = ctx.app().setup()
@@ -94,7 +89,7 @@ def setup(ctx: Ctx) -> None:
         click.echo(f"{portal}: " + (", ".join(names) if names else "nothing to install"))
 
 
-@cli.command()
+@command(cli)
 @click.option(
     "--connection", "-p", "connection", metavar="PARTNER", help="Sync one partner's connection."
 )
@@ -102,21 +97,19 @@ def setup(ctx: Ctx) -> None:
 @click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
-@pass_ctx
-@handled
 def sync(
     ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None
 ) -> None:
     """Run a sync pass for one connection or all of them."""
     if connection and all_:
         raise click.UsageError("give --connection or --all, not both")
-    app = ctx.app()
-    when = parse_now(now)
-    ids = [connection] if connection else [p.id for p in app.project.config.partners]
-    results = []
     with _progress(not as_json) as progress:
-        for pid in ids:
-            results.append(app.sync(pid, dry_run=dry_run, now=when, progress=progress))
+        results = ctx.app().sync_all(
+            [connection] if connection else None,
+            dry_run=dry_run,
+            now=parse_now(now),
+            progress=progress,
+        )
     for r in results:
         print_result(r, as_json=as_json)
     if as_json:
@@ -124,10 +117,8 @@ def sync(
     sys.exit(max((r.exit_code for r in results), default=0))
 
 
-@cli.command()
+@command(cli)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@pass_ctx
-@handled
 def status(ctx: Ctx, as_json: bool) -> None:
     """Per connection: linked records, open conflicts, failing records, last run."""
     rows = ctx.app(check_env=False).status()
@@ -157,14 +148,12 @@ def status(ctx: Ctx, as_json: bool) -> None:
             )
 
 
-@cli.command()
+@command(cli)
 @click.argument("run_id", type=int, required=False)
 @click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's runs.")
 @click.option("--limit", default=20, show_default=True, help="How many runs to list.")
 @click.option("--failed", is_flag=True, help="With RUN_ID: only failed records.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@pass_ctx
-@handled
 def runs(
     ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool
 ) -> None:

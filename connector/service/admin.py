@@ -286,10 +286,10 @@ def admin_routes(service: Service) -> list[Route]:
         action = request.path_params["action"]
         if action not in ("release", "cancel"):
             return Response("action must be release or cancel", status_code=404)
-        app = service.admin_app
-        do = app.release_email if action == "release" else app.cancel_email
         try:
-            await run_in_threadpool(do, message_id, by="admin page")
+            await run_in_threadpool(
+                service.admin_app.settle_email, message_id, action, by="admin page"
+            )
             done = "released: sent on the next delivery" if action == "release" else "cancelled"
             session.flash.append(("ok", f"E-mail #{message_id} {done}."))
         except DealsyncError as exc:

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connector.config import config_path_from
 from connector.service.admin import admin_routes
 from connector.service.core import Service
 from connector.service.partner_view import partner_run_view
@@ -77,6 +79,27 @@ def _requested_uri(request: Request, public_url: str | None) -> str:
     seen = f"{request.url.scheme}://{request.url.netloc}"
     base = public_url.rstrip("/") if public_url else seen
     return base + path + ("?" + query if query else "")
+
+
+def serve(
+    config: str | None, host: str, port: int, *, debug: bool, echo: Callable[..., Any]
+) -> None:
+    """``dealsync serve``: start the service of the config at ``config`` (None: the
+    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes."""
+    import uvicorn
+
+    logging.getLogger("dealsync").setLevel(logging.DEBUG if debug else logging.INFO)
+    service = Service(config_path_from(config))
+    service.start()
+    echo(
+        f"dealsync serving {len(service.project.config.partners)} connection(s) "
+        f"on http://{host}:{port} (admin page: /admin)",
+        err=True,
+    )
+    try:
+        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
 
 
 def build_app(service: Service) -> Starlette:
