@@ -338,10 +338,6 @@ class Portal:
         self._next_id += 1
         return str(i)
 
-    @staticmethod
-    def _lastmod(t: str) -> str:
-        return "lastmodifieddate" if t == "contacts" else "hs_lastmodifieddate"
-
     def _unique_key(self, t: str, name: str, value: str) -> str:
         return value.lower() if (t == "contacts" and name == "email") else value
 
