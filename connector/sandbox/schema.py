@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,9 @@ class ValidationFailure(ValueError):
         self.code = code
 
 
+_NOT_STORED = {"hubspot_defined", "read_only", "dynamic_options"}
+
+
 @dataclass
 class PropertyDef:
     """One property definition, as served by the properties API."""
@@ -186,21 +190,9 @@ class PropertyDef:
         }
 
     def to_store(self) -> dict[str, Any]:
-        """Persistence form (custom properties only are saved)."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "type": self.type,
-            "field_type": self.field_type,
-            "group_name": self.group_name,
-            "options": self.options,
-            "has_unique_value": self.has_unique_value,
-            "description": self.description,
-            "display_order": self.display_order,
-            "hidden": self.hidden,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        """Persistence form (custom properties only are saved): every field but those a
+        custom property never sets (HubSpot-defined, read-only, pipeline options)."""
+        return {k: v for k, v in asdict(self).items() if k not in _NOT_STORED}
 
 
 def _opts(values: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -414,6 +406,23 @@ def canonical_date(value: str) -> str:
 # --------------------------------------------------------------------------- values
 
 
+# datetime and date values: the parser, and HubSpot's words and category when it fails
+_MOMENTS: dict[str, tuple[Callable[[str], str], str, str, str]] = {
+    "datetime": (
+        canonical_datetime,
+        "was not a valid datetime",
+        "use epoch milliseconds or ISO-8601",
+        "INVALID_DATETIME",
+    ),
+    "date": (
+        canonical_date,
+        "is not a valid date",
+        "dates must be at midnight UTC (epoch ms or YYYY-MM-DD)",
+        "INVALID_DATE",
+    ),
+}
+
+
 def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = None) -> str:
     """Validate one written value and return the canonical string to store.
 
@@ -459,25 +468,13 @@ def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = No
                 "INVALID_BOOLEAN",
             )
         return low
-    if kind == "datetime":
+    if kind in _MOMENTS:
+        parse, wrong, fix, category = _MOMENTS[kind]
         try:
-            return canonical_datetime(text)
+            return parse(text)
         except (ValueError, OverflowError):
             raise ValidationFailure(
-                prop.name,
-                f'{text} was not a valid datetime for property "{prop.name}": '
-                "use epoch milliseconds or ISO-8601",
-                "INVALID_DATETIME",
-            ) from None
-    if kind == "date":
-        try:
-            return canonical_date(text)
-        except (ValueError, OverflowError):
-            raise ValidationFailure(
-                prop.name,
-                f'{text} is not a valid date for property "{prop.name}": '
-                "dates must be at midnight UTC (epoch ms or YYYY-MM-DD)",
-                "INVALID_DATE",
+                prop.name, f'{text} {wrong} for property "{prop.name}": {fix}', category
             ) from None
     if kind == "enumeration":
         options = allowed if allowed is not None else {o["value"] for o in prop.options}
