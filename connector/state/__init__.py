@@ -7,8 +7,8 @@ per-concept queries:
 ``store.registry`` (registrations and domain claims: ``registry.py``, with the commission
 ledger and tiers of ``commissions.py`` mixed in),
 ``store.outbox`` (the e-mail outbox's rows: ``outbox.py``), ``store.tokens`` (partner API
-tokens: ``tokens.py``); lead notifications' rows are ``leads.py``. Tables (and the shared chunked/filtered query helpers) are ``tables.py``,
-schema upgrades ``migrations.py``.
+tokens: ``tokens.py``); lead notifications' rows are ``leads.py``. Tables (and the shared
+chunked and filtered query helpers) are ``tables.py``, schema upgrades ``migrations.py``.
 """
 
 from connector.state.store import StateStore
