@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
-from connector.config import Problem, Project
+from connector.config import ConfigError as ConfigError  # re-exported for the CLI
+from connector.config import Problem as Problem
+from connector.config import Project, config_path_from, load_project
+from connector.config import check_project as check_project
+from connector.config import shown as shown
+from connector.config.check import errors_of as errors_of
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.hooks import Hook
 from connector.engine.reconcile import FieldPlan
+from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes
+from connector.engine.run import EXIT_FATAL as EXIT_FATAL
 from connector.engine.sync import PassResult, Progress, required_properties, run_pass
 from connector.engine.values import ValueError_, canonical
 from connector.mail.outbox import Delivery, Outbox, OutboxBusy
@@ -151,6 +158,12 @@ class Dealsync:
         self._adapters: dict[str, CRMAdapter] = {}
         self._store: StateStore | None = None
         self.hooks = list(hooks) if hooks is not None else default_hooks(project)
+
+    @classmethod
+    def open(cls, config: str | None, *, check_env: bool = True) -> Dealsync:
+        """The program configured at ``config`` (None: ``$DEALSYNC_CONFIG`` or
+        ``./dealsync.yaml``): what every CLI command starts from."""
+        return cls(load_project(config, check_env=check_env))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -303,8 +316,18 @@ class Dealsync:
         except OutboxError as exc:
             raise DealsyncError(str(exc)) from None
 
-    def sync_all(self, **kwargs: Any) -> list[PassResult]:
-        return [self.sync(p.id, **kwargs) for p in self.project.config.partners]
+    def settle_email(self, message_id: int, action: str, *, by: str) -> OutboxMessage:
+        """``release`` or ``cancel`` an e-mail: the admin page's and the CLI's one call."""
+        if action == "release":
+            return self.release_email(message_id, by=by)
+        if action == "cancel":
+            return self.cancel_email(message_id, by=by)
+        raise DealsyncError(f"{action!r}: an e-mail is released or cancelled")
+
+    def sync_all(self, partners: Sequence[str] | None = None, **kwargs: Any) -> list[PassResult]:
+        """A pass of each of these connections (None: every partner's), in order."""
+        ids = partners if partners is not None else [p.id for p in self.project.config.partners]
+        return [self.sync(pid, **kwargs) for pid in ids]
 
     @property
     def registry(self) -> Registry:
@@ -496,6 +519,26 @@ class Dealsync:
         resolved = self.store.conflict(conflict_id)
         assert resolved is not None
         return resolved
+
+
+def check_config(config: str | Path | None, *, online: bool = False) -> list[Problem]:
+    """Every problem of the project at ``config`` (errors, warnings, notes), in reading
+    order; with ``online`` and no errors offline, also the problems found against each
+    portal's real properties and pipelines (``dealsync check --online``)."""
+    problems = check_project(config)
+    if not online or errors_of(problems):
+        return problems
+    quiet = logging.getLogger("dealsync.config")  # its warnings are already in ``problems``
+    quiet.disabled = True
+    try:
+        project = load_project(config)
+    finally:
+        quiet.disabled = False
+    app = Dealsync(project)
+    try:
+        return problems + app.check_online(config_path_from(config))
+    finally:
+        app.close()
 
 
 def register_lead(

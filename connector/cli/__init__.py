@@ -14,9 +14,9 @@ import sys
 
 import click
 
+from connector.api import EXIT_FATAL
 from connector.cli import conflicts, outbox, partners, program, serve, sync
 from connector.cli.base import cli
-from connector.engine.sync import EXIT_FATAL
 
 __all__ = ["cli", "conflicts", "main", "outbox", "partners", "program", "serve", "sync"]
 

@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from connector.api import Dealsync, DealsyncError, LockHeld
-from connector.config import ConfigError, load_project, shown
-from connector.engine.sync import EXIT_FATAL
+from connector.api import EXIT_FATAL, ConfigError, Dealsync, DealsyncError, LockHeld, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +30,7 @@ class Ctx:
 
     def app(self, *, check_env: bool = True) -> Dealsync:
         if self._app is None:
-            self._app = Dealsync(load_project(self.config, check_env=check_env))
+            self._app = Dealsync.open(self.config, check_env=check_env)
         return self._app
 
 
@@ -93,6 +91,16 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def command(group: click.Group, name: str | None = None) -> Callable[[F], click.Command]:
+    """``group``'s command ``name``, handed the :class:`Ctx` and reporting failures as one
+    line: the decorators every command would otherwise stack (options go below it)."""
+
+    def decorate(fn: F) -> click.Command:
+        return group.command(name)(pass_ctx(handled(fn)))
+
+    return decorate
 
 
 def parse_now(value: str | None) -> datetime | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.cli.base import Ctx, cli, handled, pass_ctx
+from connector.cli.base import Ctx, cli, command, handled
 
 
 @cli.group(invoke_without_command=True)
@@ -29,10 +29,8 @@ def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> No
         )
 
 
-@conflicts.command("show")
+@command(conflicts, "show")
 @click.argument("conflict_id", type=int)
-@pass_ctx
-@handled
 def conflicts_show(ctx: Ctx, conflict_id: int) -> None:
     """Show one conflict in full."""
     c = ctx.app(check_env=False).conflict(conflict_id)
@@ -40,14 +38,12 @@ def conflicts_show(ctx: Ctx, conflict_id: int) -> None:
         click.echo(f"{key:>14}: {value}")
 
 
-@conflicts.command("resolve")
+@command(conflicts, "resolve")
 @click.argument("conflict_id", type=int)
 @click.option(
     "--take", type=click.Choice(["partner", "vendor"]), help="Keep this side's current value."
 )
 @click.option("--value", help="Set both sides to this value (in the partner's terms).")
-@pass_ctx
-@handled
 def conflicts_resolve(ctx: Ctx, conflict_id: int, take: str | None, value: str | None) -> None:
     """Resolve a conflict by taking one side or giving a value."""
     row = ctx.app().resolve_conflict(conflict_id, take=take, value=value)  # type: ignore[arg-type]

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from connector.cli.base import FORMAT, Ctx, cli, export_rows, handled, pass_ctx
-from connector.engine.sync import EXIT_FAILED
+from connector.api import EXIT_FAILED
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, handled, pass_ctx
 
 
 @cli.group(invoke_without_command=True)
@@ -51,10 +51,8 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
     )
 
 
-@outbox.command("show")
+@command(outbox, "show")
 @click.argument("message_id", type=int)
-@pass_ctx
-@handled
 def outbox_show(ctx: Ctx, message_id: int) -> None:
     """Show one message as it will be (or was) sent."""
     m = ctx.app(check_env=False).email(message_id)
@@ -71,9 +69,7 @@ def outbox_show(ctx: Ctx, message_id: int) -> None:
     )
 
 
-@outbox.command("send")
-@pass_ctx
-@handled
+@command(outbox, "send")
 def outbox_send(ctx: Ctx) -> None:
     """Deliver every due message now (SMTP or the file sink)."""
     results = ctx.app(check_env=False).send_outbox()
@@ -86,31 +82,37 @@ def outbox_send(ctx: Ctx) -> None:
         sys.exit(EXIT_FAILED)
 
 
-@outbox.command("retry")
+@command(outbox, "retry")
 @click.argument("ids", type=int, nargs=-1)
-@pass_ctx
-@handled
 def outbox_retry(ctx: Ctx, ids: tuple[int, ...]) -> None:
     """Queue failed messages again (all failed ones, or the given IDs)."""
     n = ctx.app(check_env=False).retry_emails(ids)
     click.echo(f"{n} message(s) queued again")
 
 
-@outbox.command("release")
-@click.argument("message_id", type=int)
-@pass_ctx
-@handled
-def outbox_release(ctx: Ctx, message_id: int) -> None:
-    """Send a held message after all (read it first with `outbox show ID`)."""
-    m = ctx.app(check_env=False).release_email(message_id, by="cli")
-    click.echo(f"#{m.id} released: queued, sent on the next delivery")
+# ``outbox release ID`` and ``outbox cancel ID``: a decision on one message (the admin
+# page offers the same two), its help and what the command says when it is done
+_SETTLE = {
+    "release": (
+        "Send a held message after all (read it first with `outbox show ID`).",
+        "released: queued, sent on the next delivery",
+    ),
+    "cancel": (
+        "Never send a held, queued or failed message (the row stays, marked cancelled).",
+        "cancelled",
+    ),
+}
 
 
-@outbox.command("cancel")
-@click.argument("message_id", type=int)
-@pass_ctx
-@handled
-def outbox_cancel(ctx: Ctx, message_id: int) -> None:
-    """Never send a held, queued or failed message (the row stays, marked cancelled)."""
-    m = ctx.app(check_env=False).cancel_email(message_id, by="cli")
-    click.echo(f"#{m.id} cancelled")
+def _settle_command(action: str, help_text: str, done: str) -> None:
+    @outbox.command(action, help=help_text)
+    @click.argument("message_id", type=int)
+    @pass_ctx
+    @handled
+    def settle(ctx: Ctx, message_id: int) -> None:
+        m = ctx.app(check_env=False).settle_email(message_id, action, by="cli")
+        click.echo(f"#{m.id} {done}")
+
+
+for _action, (_help, _done) in _SETTLE.items():
+    _settle_command(_action, _help, _done)

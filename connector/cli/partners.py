@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.cli.base import Ctx, cli, handled, pass_ctx
+from connector.cli.base import Ctx, cli, command
 
 
 @cli.group()
@@ -12,12 +12,10 @@ def partners() -> None:
     """Partner settings kept in the state store."""
 
 
-@partners.command("notify")
+@command(partners, "notify")
 @click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
 @click.option("--email", "-e", help="Where to send its lead notifications.")
 @click.option("--on/--off", "enabled", default=True, help="Subscribe or unsubscribe.")
-@pass_ctx
-@handled
 def partners_notify(ctx: Ctx, partner: str, email: str | None, enabled: bool) -> None:
     """Subscribe a partner to lead notifications (or turn them off)."""
     row = ctx.app(check_env=False).set_notifications(partner, email, enabled)
@@ -29,7 +27,7 @@ def partners_token() -> None:
     """API tokens partners use to trigger their own sync (``dealsync serve``)."""
 
 
-@partners_token.command("create")
+@command(partners_token, "create")
 @click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
 @click.option("--label", default="", help="A note to tell tokens apart (e.g. who holds it).")
 @click.option(
@@ -38,8 +36,6 @@ def partners_token() -> None:
     help="Refuse the token after this: 90d (days), 12h (hours) or an ISO date "
     "(2027-06-30, UTC). Default: valid until revoked.",
 )
-@pass_ctx
-@handled
 def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | None) -> None:
     """Create a token for a partner; it is shown once and stored only as a hash."""
     info, token = ctx.app(check_env=False).create_token(partner, label, expires=expires)
@@ -48,10 +44,8 @@ def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | Non
     click.echo(token)
 
 
-@partners_token.command("list")
+@command(partners_token, "list")
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's tokens.")
-@pass_ctx
-@handled
 def partners_token_list(ctx: Ctx, partner: str | None) -> None:
     """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
     rows = ctx.app(check_env=False).tokens(partner)
@@ -72,11 +66,9 @@ def partners_token_list(ctx: Ctx, partner: str | None) -> None:
         )
 
 
-@partners_token.command("revoke")
+@command(partners_token, "revoke")
 @click.option("--partner", "-p", required=True, metavar="PARTNER", help="The partner.")
 @click.argument("token_id", type=int)
-@pass_ctx
-@handled
 def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
     """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
     info = ctx.app(check_env=False).revoke_token(partner, token_id)

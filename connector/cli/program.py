@@ -6,8 +6,20 @@ import sys
 
 import click
 
-from connector.cli.base import FORMAT, Ctx, cli, export_rows, handled, parse_now, pass_ctx
-from connector.engine.sync import EXIT_FAILED
+from connector.api import EXIT_FAILED, register_lead
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
+
+# The columns of the listings, in their order (kept as one wrapped list each).
+# fmt: off
+REGISTRATION_COLUMNS = [
+    "id", "partner", "kind", "partner_record_id", "domain", "status", "code", "owned_until",
+    "decided_at", "reason",
+]
+COMMISSION_COLUMNS = [
+    "id", "partner", "kind", "vendor_deal_id", "partner_deal_id", "domain", "amount",
+    "currency", "rate", "commission", "mrr", "earned_at",
+]
+# fmt: on
 
 
 @cli.group()
@@ -15,7 +27,7 @@ def register() -> None:
     """Submit registrations on a partner's behalf."""
 
 
-@register.command("lead")
+@command(register, "lead")
 @click.option(
     "--partner", "-p", required=True, metavar="PARTNER", help="The partner registering the lead."
 )
@@ -28,8 +40,6 @@ def register() -> None:
 @click.option("--company", help="The company's name (default: the domain).")
 @click.option("--country", help="The contact's country (ISO code or name).")
 @click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
-@pass_ctx
-@handled
 def register_lead_cmd(
     ctx: Ctx,
     partner: str,
@@ -42,8 +52,6 @@ def register_lead_cmd(
     now: str | None,
 ) -> None:
     """Register a lead (company domain + contact) through the program's checks."""
-    from connector.api import register_lead
-
     reg = register_lead(
         ctx.app(),
         partner=partner,
@@ -64,7 +72,7 @@ def register_lead_cmd(
         sys.exit(EXIT_FAILED)
 
 
-@cli.command()
+@command(cli)
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's registrations.")
 @click.option(
     "--status",
@@ -75,55 +83,19 @@ def register_lead_cmd(
     "--kind", type=click.Choice(["lead", "deal"]), help="Only lead or deal registrations."
 )
 @FORMAT
-@pass_ctx
-@handled
 def registrations(
     ctx: Ctx, partner: str | None, status: str | None, kind: str | None, fmt: str
 ) -> None:
     """List registrations and their decisions (table, CSV or JSON)."""
     rows = [r.model_dump() for r in ctx.app(check_env=False).registrations(partner, status, kind)]
-    export_rows(
-        rows,
-        fmt,
-        [
-            "id",
-            "partner",
-            "kind",
-            "partner_record_id",
-            "domain",
-            "status",
-            "code",
-            "owned_until",
-            "decided_at",
-            "reason",
-        ],
-    )
+    export_rows(rows, fmt, REGISTRATION_COLUMNS)
 
 
-@cli.command()
+@command(cli)
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's commissions.")
 @click.option("--kind", type=click.Choice(["deal", "self_serve"]), help="Only this kind of credit.")
 @FORMAT
-@pass_ctx
-@handled
 def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> None:
     """List commissions and MRR credits earned (table, CSV or JSON)."""
     rows = [c.model_dump() for c in ctx.app(check_env=False).commissions(partner, kind)]
-    export_rows(
-        rows,
-        fmt,
-        [
-            "id",
-            "partner",
-            "kind",
-            "vendor_deal_id",
-            "partner_deal_id",
-            "domain",
-            "amount",
-            "currency",
-            "rate",
-            "commission",
-            "mrr",
-            "earned_at",
-        ],
-    )
+    export_rows(rows, fmt, COMMISSION_COLUMNS)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
-from connector.cli.base import Ctx, cli, handled, pass_ctx
+from connector.cli.base import Ctx, cli, command
 
 
-def _rate(value: str, unit: str) -> float:
-    text = value.strip().lower().removesuffix(unit)
-    try:
-        number = float(text)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a rate like 100{unit}") from None
-    if number <= 0:
-        raise click.BadParameter(f"{value!r} must be positive")
-    return number
-
-
-@cli.command()
+@command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=8765, show_default=True, help="Port to listen on (0: any free port)."
@@ -67,8 +55,6 @@ def _rate(value: str, unit: str) -> float:
     metavar="FILE",
     help="Load portals from FILE at start, save them on exit.",
 )
-@pass_ctx
-@handled
 def sandbox(
     ctx: Ctx,
     host: str,
@@ -82,40 +68,25 @@ def sandbox(
     data_file: str | None,
 ) -> None:
     """Run the offline HubSpot sandbox: a local fake HubSpot for the demo, tests and you."""
-    from connector.sandbox import FaultSpec, PortalSpec, parse_faults, parse_portal, run_sandbox
-    from connector.sandbox.store import parse_search_lag
+    from connector.sandbox import portal_specs, run_sandbox
 
     try:
-        fault_spec = parse_faults(faults) if faults else FaultSpec()
-        lag = parse_search_lag(search_lag)
-        pairs = [parse_portal(p) for p in portals] or [
-            ("vendor", "vendor-token"),
-            ("partner-acme", "acme-token"),
-        ]
+        specs = portal_specs(
+            portals,
+            rate_limit=rate_limit,
+            search_rate=search_rate,
+            search_lag=search_lag,
+            faults=faults,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    per_10s = int(_rate(rate_limit, "/10s"))
-    per_s = _rate(search_rate, "/s")
-    specs = [
-        PortalSpec(
-            name=n,
-            token=t,
-            rate_limit_per_10s=per_10s,
-            search_rate_per_s=per_s,
-            search_lag=lag,
-            faults=fault_spec,
-        )
-        for n, t in pairs
-    ]
     run_sandbox(specs, host, port, data_file, not no_limits, print_fn=click.echo)
 
 
-@cli.command()
+@command(cli)
 @click.option(
     "--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir)."
 )
-@pass_ctx
-@handled
 def demo(ctx: Ctx, directory: str | None) -> None:
     """Build two embedded CRMs, seed registered deals, and show sync passes."""
     from connector.demo import run_demo
@@ -126,31 +97,15 @@ def demo(ctx: Ctx, directory: str | None) -> None:
 # --------------------------------------------------------------------------- service
 
 
-@cli.command()
+@command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option(
     "--config", "config_file", metavar="FILE", help="Path of dealsync.yaml (overrides -c)."
 )
-@pass_ctx
-@handled
 def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
     """Run the service: scheduled passes, partner triggers, HubSpot webhooks,
     /healthz, /metrics and the sync-health page at /admin."""
-    import uvicorn
+    from connector.service import serve as serve_until_stopped
 
-    from connector.config import config_path_from
-    from connector.service import Service, build_app
-
-    logging.getLogger("dealsync").setLevel(logging.DEBUG if ctx.debug else logging.INFO)
-    service = Service(config_path_from(config_file or ctx.config))
-    service.start()
-    click.echo(
-        f"dealsync serving {len(service.project.config.partners)} connection(s) "
-        f"on http://{host}:{port} (admin page: /admin)",
-        err=True,
-    )
-    try:
-        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
-    finally:
-        service.stop()
+    serve_until_stopped(config_file or ctx.config, host, port, debug=ctx.debug, echo=click.echo)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,11 +10,8 @@ from typing import Any
 
 import click
 
-from connector.api import Dealsync
-from connector.cli.base import Ctx, cli, fail, handled, parse_now, pass_ctx
-from connector.config import Problem, check_project, config_path_from, load_project, shown
-from connector.config.check import errors_of
-from connector.engine.sync import PassResult
+from connector.api import PassResult, Problem, check_config, errors_of, shown
+from connector.cli.base import Ctx, cli, command, fail, parse_now
 
 
 @contextmanager
@@ -72,7 +68,7 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
 # ---------------------------------------------------------------------- commands
 
 
-@cli.command()
+@command(cli)
 @click.option("--file", "-f", "path", metavar="FILE", help="Config to check (default: --config).")
 @click.option(
     "--online",
@@ -80,27 +76,12 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
     help="Also read every portal's real properties and pipelines and check the mappings "
     "and rules against them (property names, types, options, stages, read-only).",
 )
-@pass_ctx
-@handled
 def check(ctx: Ctx, path: str | None, online: bool) -> None:
     """Validate dealsync.yaml, the mappings and the rules; report every problem.
 
     Warnings (values dealsync normalised, checks it could not make) are shown but do
     not fail the check; errors exit 3."""
-    config = path or ctx.config
-    problems = check_project(config)
-    if online and not errors_of(problems):
-        quiet = logging.getLogger("dealsync.config")  # its warnings are printed below
-        quiet.disabled = True
-        try:
-            project = load_project(config)
-        finally:
-            quiet.disabled = False
-        app = Dealsync(project)
-        try:
-            problems += app.check_online(config_path_from(config))
-        finally:
-            app.close()
+    problems = check_config(path or ctx.config, online=online)
     found = errors_of(problems)
     for p, line in zip(problems, shown(problems), strict=False):
         click.secho(line, fg="red" if p.is_error else None if p.is_note else "yellow", err=True)
@@ -119,9 +100,7 @@ def _warned(problems: list[Problem]) -> str:
     return f" ({n:,} warning(s) above)" if n else ""
 
 
-@cli.command()
-@pass_ctx
-@handled
+@command(cli)
 def setup(ctx: Ctx) -> None:
     """Install the custom properties dealsync needs in every portal (idempotent)."""
     created = ctx.app().setup()
@@ -129,7 +108,7 @@ def setup(ctx: Ctx) -> None:
         click.echo(f"{portal}: " + (", ".join(names) if names else "nothing to install"))
 
 
-@cli.command()
+@command(cli)
 @click.option(
     "--connection", "-p", "connection", metavar="PARTNER", help="Sync one partner's connection."
 )
@@ -137,21 +116,19 @@ def setup(ctx: Ctx) -> None:
 @click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
-@pass_ctx
-@handled
 def sync(
     ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None
 ) -> None:
     """Run a sync pass for one connection or all of them."""
     if connection and all_:
         raise click.UsageError("give --connection or --all, not both")
-    app = ctx.app()
-    when = parse_now(now)
-    ids = [connection] if connection else [p.id for p in app.project.config.partners]
-    results = []
     with _progress(not as_json) as progress:
-        for pid in ids:
-            results.append(app.sync(pid, dry_run=dry_run, now=when, progress=progress))
+        results = ctx.app().sync_all(
+            [connection] if connection else None,
+            dry_run=dry_run,
+            now=parse_now(now),
+            progress=progress,
+        )
     for r in results:
         print_result(r, as_json=as_json)
     if as_json:
@@ -159,10 +136,8 @@ def sync(
     sys.exit(max((r.exit_code for r in results), default=0))
 
 
-@cli.command()
+@command(cli)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@pass_ctx
-@handled
 def status(ctx: Ctx, as_json: bool) -> None:
     """Per connection: linked records, open conflicts, failing records, last run."""
     rows = ctx.app(check_env=False).status()
@@ -192,14 +167,12 @@ def status(ctx: Ctx, as_json: bool) -> None:
             )
 
 
-@cli.command()
+@command(cli)
 @click.argument("run_id", type=int, required=False)
 @click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's runs.")
 @click.option("--limit", default=20, show_default=True, help="How many runs to list.")
 @click.option("--failed", is_flag=True, help="With RUN_ID: only failed records.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@pass_ctx
-@handled
 def runs(
     ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from connector.sandbox.errors import ApiError
 from connector.sandbox.faults import FaultSpec, parse_faults
-from connector.sandbox.server import SandboxServer, parse_portal, run_sandbox
+from connector.sandbox.server import SandboxServer, parse_portal, portal_specs, run_sandbox
 from connector.sandbox.store import Portal, PortalSpec
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "SandboxServer",
     "parse_faults",
     "parse_portal",
+    "portal_specs",
     "run_sandbox",
 ]

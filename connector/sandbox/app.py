@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -43,64 +43,46 @@ INLINE_ASSOC_PAGE = 100
 
 # ---------------------------------------------------------------------------- classification
 
+# The stats kind of each request: method, path pattern, kind (``{0}``: the pattern's
+# first group). The first row that matches wins.
+_KIND_TABLE = r"""
+POST   ^/crm/v3/objects/[^/]+/search/?$                                     search
+POST   ^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$  batch_{0}
+POST   ^/crm/v3/objects/[^/]+/merge/?$                                      merge
+GET    ^/crm/v3/objects/[^/]+/?$                                            list
+POST   ^/crm/v3/objects/[^/]+/?$                                            create
+GET    ^/crm/v3/objects/[^/]+/[^/]+/?$                                      get
+GET    ^/crm/v3/objects/[^/]+/[^/]+/associations/[^/]+/?$                   assoc_get_v3
+PATCH  ^/crm/v3/objects/[^/]+/[^/]+/?$                                      update
+DELETE ^/crm/v3/objects/[^/]+/[^/]+/?$                                      archive
+PUT    ^/crm/v4/objects/[^/]+/[^/]+/associations/default/[^/]+/[^/]+/?$     assoc_create_default
+PUT    ^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$             assoc_create
+DELETE ^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$             assoc_archive
+GET    ^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/?$                   assoc_get
+POST   ^/crm/v4/associations/[^/]+/[^/]+/batch/(read|create|archive)/?$     assoc_batch_{0}
+POST   ^/crm/v4/associations/[^/]+/[^/]+/batch/associate/default/?$         assoc_batch_create_default
+GET    ^/crm/v3/properties/[^/]+/groups(/[^/]+)?/?$                         properties_groups
+GET    ^/crm/v3/properties/[^/]+/?$                                         properties_list
+POST   ^/crm/v3/properties/[^/]+/?$                                         properties_create
+GET    ^/crm/v3/properties/[^/]+/[^/]+/?$                                   properties_get
+PATCH  ^/crm/v3/properties/[^/]+/[^/]+/?$                                   properties_update
+DELETE ^/crm/v3/properties/[^/]+/[^/]+/?$                                   properties_archive
+GET    ^/crm/v3/pipelines/.*$                                               pipelines
+GET    ^/properties/v2/[^/]+/properties/?$                                  properties_v2
+GET    ^/(crm/v3|crm-object-schemas/v3)/schemas/?$                          schemas
+GET    ^/crm/v3/owners(/[^/]*)?$                                            owners
+GET    ^/events/v3/events/event-types/?$                                    events_types
+GET    ^/events/v3/events/?$                                                events_read
+POST   ^/events/v3/send/batch/?$                                            events_send_batch
+POST   ^/events/v3/send/?$                                                  events_send
+GET    ^/communication-preferences/v3/status/.*$                            commprefs_status
+GET    ^/communication-preferences/v3/definitions/?$                        commprefs_definitions
+POST   ^/communication-preferences/v3/subscribe/?$                          commprefs_subscribe
+POST   ^/communication-preferences/v3/unsubscribe/?$                        commprefs_unsubscribe
+"""
 _KINDS: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/search/?$"), "search"),
-    (
-        "POST",
-        re.compile(r"^/crm/v3/objects/[^/]+/batch/(read|create|update|upsert|archive)/?$"),
-        "batch_{0}",
-    ),
-    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/merge/?$"), "merge"),
-    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "list"),
-    ("POST", re.compile(r"^/crm/v3/objects/[^/]+/?$"), "create"),
-    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "get"),
-    ("GET", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/associations/[^/]+/?$"), "assoc_get_v3"),
-    ("PATCH", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "update"),
-    ("DELETE", re.compile(r"^/crm/v3/objects/[^/]+/[^/]+/?$"), "archive"),
-    (
-        "PUT",
-        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/default/[^/]+/[^/]+/?$"),
-        "assoc_create_default",
-    ),
-    (
-        "PUT",
-        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"),
-        "assoc_create",
-    ),
-    (
-        "DELETE",
-        re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/[^/]+/?$"),
-        "assoc_archive",
-    ),
-    ("GET", re.compile(r"^/crm/v4/objects/[^/]+/[^/]+/associations/[^/]+/?$"), "assoc_get"),
-    (
-        "POST",
-        re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/(read|create|archive)/?$"),
-        "assoc_batch_{0}",
-    ),
-    (
-        "POST",
-        re.compile(r"^/crm/v4/associations/[^/]+/[^/]+/batch/associate/default/?$"),
-        "assoc_batch_create_default",
-    ),
-    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/groups(/[^/]+)?/?$"), "properties_groups"),
-    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_list"),
-    ("POST", re.compile(r"^/crm/v3/properties/[^/]+/?$"), "properties_create"),
-    ("GET", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_get"),
-    ("PATCH", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_update"),
-    ("DELETE", re.compile(r"^/crm/v3/properties/[^/]+/[^/]+/?$"), "properties_archive"),
-    ("GET", re.compile(r"^/crm/v3/pipelines/.*$"), "pipelines"),
-    ("GET", re.compile(r"^/properties/v2/[^/]+/properties/?$"), "properties_v2"),
-    ("GET", re.compile(r"^/(crm/v3|crm-object-schemas/v3)/schemas/?$"), "schemas"),
-    ("GET", re.compile(r"^/crm/v3/owners(/[^/]*)?$"), "owners"),
-    ("GET", re.compile(r"^/events/v3/events/event-types/?$"), "events_types"),
-    ("GET", re.compile(r"^/events/v3/events/?$"), "events_read"),
-    ("POST", re.compile(r"^/events/v3/send/batch/?$"), "events_send_batch"),
-    ("POST", re.compile(r"^/events/v3/send/?$"), "events_send"),
-    ("GET", re.compile(r"^/communication-preferences/v3/status/.*$"), "commprefs_status"),
-    ("GET", re.compile(r"^/communication-preferences/v3/definitions/?$"), "commprefs_definitions"),
-    ("POST", re.compile(r"^/communication-preferences/v3/subscribe/?$"), "commprefs_subscribe"),
-    ("POST", re.compile(r"^/communication-preferences/v3/unsubscribe/?$"), "commprefs_unsubscribe"),
+    (method, re.compile(pattern), kind)
+    for method, pattern, kind in (line.split() for line in _KIND_TABLE.strip().splitlines())
 ]
 
 
@@ -393,13 +375,21 @@ async def search_objects(request: Request, portal: Portal) -> Response:
     return JSONResponse(portal.search(t, body))
 
 
+async def _batch_body(
+    request: Request, known: Mapping[str, shapes.Shape], what: str
+) -> tuple[str, Any]:
+    """The path's batch operation and its checked body; HubSpot's 404 for an operation
+    the endpoint does not have."""
+    op = request.path_params["op"]
+    if op not in known:
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown {what} operation {op}")
+    return op, await read_body(request, known[op])
+
+
 async def batch(request: Request, portal: Portal) -> Response:
     t = _type(request.path_params["type"])
-    op = request.path_params["op"]
     started = _now_iso()
-    if op not in shapes.BATCH:
-        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch operation {op}")
-    body = await read_body(request, shapes.BATCH[op])
+    op, body = await _batch_body(request, shapes.BATCH, "batch")
     inputs = body.get("inputs")
     if op == "read":
         if body.get("propertiesWithHistory") and len(inputs) > MAX_HISTORY_BATCH:
@@ -449,28 +439,23 @@ async def assoc_create(request: Request, portal: Portal) -> Response:
     return JSONResponse(out, status_code=201)
 
 
+def _default_link(from_id: Any, to_id: Any, type_id: int) -> dict[str, Any]:
+    """One default (unlabelled) association as the v4 "default" endpoints answer it."""
+    return {
+        "from": {"id": str(from_id)},
+        "to": {"id": str(to_id)},
+        "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id},
+    }
+
+
 async def assoc_create_default(request: Request, portal: Portal) -> Response:
     p = request.path_params
     started = _now_iso()
     portal.associate(p["from"], p["id"], p["to"], p["toId"], None)
     ft, tt = _type(p["from"]), _type(p["to"])
     results = [
-        {
-            "from": {"id": str(p["id"])},
-            "to": {"id": str(p["toId"])},
-            "associationSpec": {
-                "associationCategory": "HUBSPOT_DEFINED",
-                "associationTypeId": ASSOC_DEFAULT[(ft, tt)],
-            },
-        },
-        {
-            "from": {"id": str(p["toId"])},
-            "to": {"id": str(p["id"])},
-            "associationSpec": {
-                "associationCategory": "HUBSPOT_DEFINED",
-                "associationTypeId": ASSOC_DEFAULT[(tt, ft)],
-            },
-        },
+        _default_link(p["id"], p["toId"], ASSOC_DEFAULT[(ft, tt)]),
+        _default_link(p["toId"], p["id"], ASSOC_DEFAULT[(tt, ft)]),
     ]
     return batch_response(results, [], 200, started)
 
@@ -498,11 +483,8 @@ async def assoc_get(request: Request, portal: Portal) -> Response:
 
 async def assoc_batch(request: Request, portal: Portal) -> Response:
     p = request.path_params
-    op = p["op"]
     started = _now_iso()
-    if op not in shapes.ASSOC_BATCH:
-        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown association batch operation {op}")
-    body = await read_body(request, shapes.ASSOC_BATCH[op])
+    op, body = await _batch_body(request, shapes.ASSOC_BATCH, "association batch")
     inputs = body.get("inputs")
     if op == "read":
         results, errors = portal.assoc_batch_read(p["from"], p["to"], inputs)
@@ -526,18 +508,8 @@ async def assoc_batch_default(request: Request, portal: Portal) -> Response:
         if isinstance(i, dict)
     ]
     results, errors = portal.assoc_batch_create(p["from"], p["to"], converted)
-    ft, tt = _type(p["from"]), _type(p["to"])
-    out = [
-        {
-            "from": {"id": str(r["fromObjectId"])},
-            "to": {"id": str(r["toObjectId"])},
-            "associationSpec": {
-                "associationCategory": "HUBSPOT_DEFINED",
-                "associationTypeId": ASSOC_DEFAULT[(ft, tt)],
-            },
-        }
-        for r in results
-    ]
+    type_id = ASSOC_DEFAULT[(_type(p["from"]), _type(p["to"]))]
+    out = [_default_link(r["fromObjectId"], r["toObjectId"], type_id) for r in results]
     return batch_response(out, errors, 200, started)
 
 
@@ -575,35 +547,37 @@ async def property_groups(request: Request, portal: Portal) -> Response:
     return JSONResponse({"results": portal.property_groups(request.path_params["type"])})
 
 
+def _one(items: list[dict[str, Any]], key: str, wanted: str, missing: str) -> dict[str, Any]:
+    """The item whose ``key`` is ``wanted``; HubSpot's 404 (``<missing> does not exist``)
+    when there is none."""
+    for item in items:
+        if item[key] == wanted:
+            return item
+    raise ApiError(404, "OBJECT_NOT_FOUND", f"{missing} does not exist")
+
+
 async def property_group(request: Request, portal: Portal) -> Response:
-    for g in portal.property_groups(request.path_params["type"]):
-        if g["name"] == request.path_params["group"]:
-            return JSONResponse(g)
-    raise ApiError(
-        404, "OBJECT_NOT_FOUND", f"Property group {request.path_params['group']} does not exist"
-    )
+    group = request.path_params["group"]
+    groups = portal.property_groups(request.path_params["type"])
+    return JSONResponse(_one(groups, "name", group, f"Property group {group}"))
 
 
 async def pipelines_list(request: Request, portal: Portal) -> Response:
     return JSONResponse({"results": portal.get_pipelines(request.path_params["type"])})
 
 
+def _pipeline(request: Request, portal: Portal) -> dict[str, Any]:
+    wanted = request.path_params["pipelineId"]
+    pipelines = portal.get_pipelines(request.path_params["type"])
+    return _one(pipelines, "id", wanted, f"Pipeline {wanted}")
+
+
 async def pipeline_get(request: Request, portal: Portal) -> Response:
-    for p in portal.get_pipelines(request.path_params["type"]):
-        if p["id"] == request.path_params["pipelineId"]:
-            return JSONResponse(p)
-    raise ApiError(
-        404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist"
-    )
+    return JSONResponse(_pipeline(request, portal))
 
 
 async def pipeline_stages(request: Request, portal: Portal) -> Response:
-    for p in portal.get_pipelines(request.path_params["type"]):
-        if p["id"] == request.path_params["pipelineId"]:
-            return JSONResponse({"results": p["stages"]})
-    raise ApiError(
-        404, "OBJECT_NOT_FOUND", f"Pipeline {request.path_params['pipelineId']} does not exist"
-    )
+    return JSONResponse({"results": _pipeline(request, portal)["stages"]})
 
 
 def _epoch_ms(iso: Any) -> int | None:

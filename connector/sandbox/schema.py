@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,9 @@ class ValidationFailure(ValueError):
         self.code = code
 
 
+_NOT_STORED = {"hubspot_defined", "read_only", "dynamic_options"}
+
+
 @dataclass
 class PropertyDef:
     """One property definition, as served by the properties API."""
@@ -186,21 +190,9 @@ class PropertyDef:
         }
 
     def to_store(self) -> dict[str, Any]:
-        """Persistence form (custom properties only are saved)."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "type": self.type,
-            "field_type": self.field_type,
-            "group_name": self.group_name,
-            "options": self.options,
-            "has_unique_value": self.has_unique_value,
-            "description": self.description,
-            "display_order": self.display_order,
-            "hidden": self.hidden,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        """Persistence form (custom properties only are saved): every field but those a
+        custom property never sets (HubSpot-defined, read-only, pipeline options)."""
+        return {k: v for k, v in asdict(self).items() if k not in _NOT_STORED}
 
 
 def _opts(values: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -245,74 +237,113 @@ def _p(
     )
 
 
+# HubSpot's built-in properties (a realistic subset), per object type: its property group,
+# then one property a line — name, type and flags: ``dynamic`` (options are the portal's
+# own: pipelines, stages, owners), ``ro`` (read-only, HubSpot sets it), ``opts=NAME``
+# (the options of :data:`_OPTIONS`). Every type ends with :data:`_SYSTEM_PROPERTIES`.
+_DEFAULT_PROPERTIES = {
+    "deals": (
+        "dealinformation",
+        """
+        dealname                 string
+        amount                   number
+        closedate                datetime
+        pipeline                 enumeration  dynamic
+        dealstage                enumeration  dynamic
+        hubspot_owner_id         enumeration  dynamic
+        deal_currency_code       enumeration  opts=currencies
+        description              string
+        dealtype                 enumeration  opts=deal_types
+        hs_priority              enumeration  opts=priorities
+        hs_next_step             string
+        amount_in_home_currency  number       ro
+        hs_is_closed             bool         ro
+        num_associated_contacts  number       ro
+        """,
+    ),
+    "companies": (
+        "companyinformation",
+        """
+        name                     string
+        domain                   string
+        website                  string
+        phone                    string
+        city                     string
+        state                    string
+        country                  string
+        industry                 enumeration  opts=industries
+        numberofemployees        number
+        annualrevenue            number
+        lifecyclestage           enumeration  opts=lifecycle
+        hubspot_owner_id         enumeration  dynamic
+        description              string
+        num_associated_contacts  number       ro
+        """,
+    ),
+    "contacts": (
+        "contactinformation",
+        """
+        firstname                string
+        lastname                 string
+        email                    string
+        phone                    string
+        company                  string
+        website                  string
+        jobtitle                 string
+        city                     string
+        country                  string
+        lifecyclestage           enumeration  opts=lifecycle
+        hs_language              enumeration  opts=languages
+        hubspot_owner_id         enumeration  dynamic
+        hs_lead_status           enumeration  opts=lead_status
+        lastmodifieddate         datetime     ro
+        """,
+    ),
+}
+# every object type's; hs_merged_object_ids: ids merged into this record,
+# semicolon-separated (HubSpot sets it on a merge)
+_SYSTEM_PROPERTIES = """
+        hs_object_id             number       ro
+        hs_merged_object_ids     string       ro
+        createdate               datetime     ro
+        hs_lastmodifieddate      datetime     ro
+"""
+_OPTIONS = {
+    "currencies": _CURRENCIES,
+    "deal_types": _DEAL_TYPES,
+    "priorities": ("low", "medium", "high"),
+    "industries": _INDUSTRIES,
+    "lifecycle": _LIFECYCLE,
+    "languages": _LANGUAGES,
+    "lead_status": ("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "CONNECTED"),
+}
+
+
+def _table(text: str, group: str) -> list[PropertyDef]:
+    """The properties of one table of :data:`_DEFAULT_PROPERTIES`, in its order."""
+    out = []
+    for line in text.strip().splitlines():
+        name, type_, *flags = line.split()
+        options = next((_OPTIONS[f[5:]] for f in flags if f.startswith("opts=")), ())
+        out.append(
+            _p(
+                name,
+                type_,
+                group,
+                options=options,
+                read_only="ro" in flags,
+                dynamic="dynamic" in flags,
+            )
+        )
+    return out
+
+
 def default_properties(object_type: str) -> dict[str, PropertyDef]:
     """HubSpot's built-in properties for one object type (a realistic subset)."""
-    if object_type == "deals":
-        g = "dealinformation"
-        props = [
-            _p("dealname", "string", g),
-            _p("amount", "number", g),
-            _p("closedate", "datetime", g),
-            _p("pipeline", "enumeration", g, dynamic=True),
-            _p("dealstage", "enumeration", g, dynamic=True),
-            _p("hubspot_owner_id", "enumeration", g, dynamic=True),
-            _p("deal_currency_code", "enumeration", g, options=_CURRENCIES),
-            _p("description", "string", g),
-            _p("dealtype", "enumeration", g, options=_DEAL_TYPES),
-            _p("hs_priority", "enumeration", g, options=("low", "medium", "high")),
-            _p("hs_next_step", "string", g),
-            _p("amount_in_home_currency", "number", g, read_only=True),
-            _p("hs_is_closed", "bool", g, read_only=True),
-            _p("num_associated_contacts", "number", g, read_only=True),
-        ]
-    elif object_type == "companies":
-        g = "companyinformation"
-        props = [
-            _p("name", "string", g),
-            _p("domain", "string", g),
-            _p("website", "string", g),
-            _p("phone", "string", g),
-            _p("city", "string", g),
-            _p("state", "string", g),
-            _p("country", "string", g),
-            _p("industry", "enumeration", g, options=_INDUSTRIES),
-            _p("numberofemployees", "number", g),
-            _p("annualrevenue", "number", g),
-            _p("lifecyclestage", "enumeration", g, options=_LIFECYCLE),
-            _p("hubspot_owner_id", "enumeration", g, dynamic=True),
-            _p("description", "string", g),
-            _p("num_associated_contacts", "number", g, read_only=True),
-        ]
-    elif object_type == "contacts":
-        g = "contactinformation"
-        props = [
-            _p("firstname", "string", g),
-            _p("lastname", "string", g),
-            _p("email", "string", g),
-            _p("phone", "string", g),
-            _p("company", "string", g),
-            _p("website", "string", g),
-            _p("jobtitle", "string", g),
-            _p("city", "string", g),
-            _p("country", "string", g),
-            _p("lifecyclestage", "enumeration", g, options=_LIFECYCLE),
-            _p("hs_language", "enumeration", g, options=_LANGUAGES),
-            _p("hubspot_owner_id", "enumeration", g, dynamic=True),
-            _p(
-                "hs_lead_status",
-                "enumeration",
-                g,
-                options=("NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "CONNECTED"),
-            ),
-        ]
-        props.append(_p("lastmodifieddate", "datetime", g, read_only=True))
-    else:  # pragma: no cover - callers normalise first
+    if object_type not in _DEFAULT_PROPERTIES:  # pragma: no cover - callers normalise first
         raise ValueError(object_type)
-    props.append(_p("hs_object_id", "number", g, read_only=True))
-    # ids merged into this record, semicolon-separated (HubSpot sets it on a merge)
-    props.append(_p("hs_merged_object_ids", "string", g, read_only=True))
-    props.append(_p("createdate", "datetime", g, read_only=True))
-    props.append(_p("hs_lastmodifieddate", "datetime", g, read_only=True))
+    group, table = _DEFAULT_PROPERTIES[object_type]
+    props = _table(table, group) + _table(_SYSTEM_PROPERTIES, group)
     defs = {p.name: p for p in props}
     for i, p in enumerate(defs.values()):
         p.display_order = i
@@ -338,11 +369,6 @@ def to_iso(dt: datetime) -> str:
 def from_epoch_ms(ms: int) -> datetime:
     """Epoch milliseconds to an aware UTC datetime."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-
-
-def to_epoch_ms(dt: datetime) -> int:
-    """Aware datetime to epoch milliseconds."""
-    return int((dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
 
 
 _INT_RE = re.compile(r"^-?\d+$")
@@ -378,6 +404,23 @@ def canonical_date(value: str) -> str:
 
 
 # --------------------------------------------------------------------------- values
+
+
+# datetime and date values: the parser, and HubSpot's words and category when it fails
+_MOMENTS: dict[str, tuple[Callable[[str], str], str, str, str]] = {
+    "datetime": (
+        canonical_datetime,
+        "was not a valid datetime",
+        "use epoch milliseconds or ISO-8601",
+        "INVALID_DATETIME",
+    ),
+    "date": (
+        canonical_date,
+        "is not a valid date",
+        "dates must be at midnight UTC (epoch ms or YYYY-MM-DD)",
+        "INVALID_DATE",
+    ),
+}
 
 
 def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = None) -> str:
@@ -425,25 +468,13 @@ def normalize_value(prop: PropertyDef, value: Any, allowed: set[str] | None = No
                 "INVALID_BOOLEAN",
             )
         return low
-    if kind == "datetime":
+    if kind in _MOMENTS:
+        parse, wrong, fix, category = _MOMENTS[kind]
         try:
-            return canonical_datetime(text)
+            return parse(text)
         except (ValueError, OverflowError):
             raise ValidationFailure(
-                prop.name,
-                f'{text} was not a valid datetime for property "{prop.name}": '
-                "use epoch milliseconds or ISO-8601",
-                "INVALID_DATETIME",
-            ) from None
-    if kind == "date":
-        try:
-            return canonical_date(text)
-        except (ValueError, OverflowError):
-            raise ValidationFailure(
-                prop.name,
-                f'{text} is not a valid date for property "{prop.name}": '
-                "dates must be at midnight UTC (epoch ms or YYYY-MM-DD)",
-                "INVALID_DATE",
+                prop.name, f'{text} {wrong} for property "{prop.name}": {fix}', category
             ) from None
     if kind == "enumeration":
         options = allowed if allowed is not None else {o["value"] for o in prop.options}

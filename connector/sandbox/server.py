@@ -12,13 +12,14 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
 from connector.sandbox.app import SandboxApp
+from connector.sandbox.faults import FaultSpec, parse_faults
 from connector.sandbox.store import Portal, PortalSpec, parse_search_lag
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,48 @@ class SandboxServer:
         """Zero counters and rate-limit windows of one portal, or of all."""
         for p in [self.portal(name)] if name else self._portals:
             p.reset_stats()
+
+
+def _rate(value: str, unit: str) -> float:
+    text = value.strip().lower().removesuffix(unit)
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate like 100{unit}") from None
+    if number <= 0:
+        raise ValueError(f"{value!r} must be positive")
+    return number
+
+
+def portal_specs(
+    portals: Sequence[str],
+    *,
+    rate_limit: str = "100/10s",
+    search_rate: str = "5/s",
+    search_lag: str = "1-3",
+    faults: str | None = None,
+) -> list[PortalSpec]:
+    """The portals of ``dealsync sandbox`` from its options as typed (``NAME:TOKEN``,
+    ``100/10s``, ``5/s``, ``1-3``, a fault spec); none given: a vendor and one partner.
+    Raises ValueError with what to type instead."""
+    fault_spec = parse_faults(faults) if faults else FaultSpec()
+    lag = parse_search_lag(search_lag)
+    pairs = [parse_portal(p) for p in portals] or [
+        ("vendor", "vendor-token"),
+        ("partner-acme", "acme-token"),
+    ]
+    per_10s, per_s = int(_rate(rate_limit, "/10s")), _rate(search_rate, "/s")
+    return [
+        PortalSpec(
+            name=n,
+            token=t,
+            rate_limit_per_10s=per_10s,
+            search_rate_per_s=per_s,
+            search_lag=lag,
+            faults=fault_spec,
+        )
+        for n, t in pairs
+    ]
 
 
 def run_sandbox(

@@ -57,10 +57,10 @@ def EITHER(*alternatives: Shape) -> Shape:
 
 
 def _token(value: Any) -> str:
-    if isinstance(value, dict):
-        return "Object value (token `JsonToken.START_OBJECT`)"
-    if isinstance(value, list):
-        return "Array value (token `JsonToken.START_ARRAY`)"
+    """How HubSpot's JSON binder names a value it could not bind, in its error text."""
+    if isinstance(value, dict | list):
+        kind = "Object" if isinstance(value, dict) else "Array"
+        return f"{kind} value (token `JsonToken.START_{kind.upper()}`)"
     if isinstance(value, bool):
         return f"Boolean value ({str(value).lower()})"
     if isinstance(value, (int, float)):

@@ -75,26 +75,22 @@ ASSOC_READ_PAGE = 500
 # docs/sandbox.md). Tests that need search to be immediate ask for (0, 0).
 DEFAULT_SEARCH_LAG: tuple[float, float] = (1.0, 3.0)
 
-# Association type ids (HUBSPOT_DEFINED): default (unlabeled) and primary, per direction.
-ASSOC_DEFAULT: dict[tuple[str, str], int] = {
-    ("deals", "companies"): 341,
-    ("companies", "deals"): 342,
-    ("deals", "contacts"): 3,
-    ("contacts", "deals"): 4,
-    ("contacts", "companies"): 279,
-    ("companies", "contacts"): 280,
-}
-ASSOC_PRIMARY: dict[tuple[str, str], int] = {
-    ("deals", "companies"): 5,
-    ("companies", "deals"): 6,
-    ("contacts", "companies"): 1,
-    ("companies", "contacts"): 2,
-}
-_REVERSE: dict[int, int] = {}
-for _pair, _tid in ASSOC_DEFAULT.items():
-    _REVERSE[_tid] = ASSOC_DEFAULT[(_pair[1], _pair[0])]
-for _pair, _tid in ASSOC_PRIMARY.items():
-    _REVERSE[_tid] = ASSOC_PRIMARY[(_pair[1], _pair[0])]
+# Association type ids (HUBSPOT_DEFINED): default (unlabeled) and primary. HubSpot
+# numbers each direction of a pair: (one type, other type, id one way, id back).
+_ASSOC_TYPES = (
+    ("deals", "companies", 341, 342, 5, 6),
+    ("deals", "contacts", 3, 4, None, None),
+    ("contacts", "companies", 279, 280, 1, 2),
+)
+ASSOC_DEFAULT: dict[tuple[str, str], int] = {}
+ASSOC_PRIMARY: dict[tuple[str, str], int] = {}
+_REVERSE: dict[int, int] = {}  # an association type id → the id of the way back
+for _one, _other, _there, _back, _primary, _primary_back in _ASSOC_TYPES:
+    ASSOC_DEFAULT.update({(_one, _other): _there, (_other, _one): _back})
+    _REVERSE.update({_there: _back, _back: _there})
+    if _primary is not None and _primary_back is not None:
+        ASSOC_PRIMARY.update({(_one, _other): _primary, (_other, _one): _primary_back})
+        _REVERSE.update({_primary: _primary_back, _primary_back: _primary})
 
 SUBSCRIPTION_DEFINITIONS: tuple[tuple[str, str, str], ...] = (
     ("1001", "Marketing Information", "Marketing offers and updates."),
@@ -337,10 +333,6 @@ class Portal:
         i = self._next_id
         self._next_id += 1
         return str(i)
-
-    @staticmethod
-    def _lastmod(t: str) -> str:
-        return "lastmodifieddate" if t == "contacts" else "hs_lastmodifieddate"
 
     def _unique_key(self, t: str, name: str, value: str) -> str:
         return value.lower() if (t == "contacts" and name == "email") else value
@@ -1442,6 +1434,13 @@ class Portal:
                     )
                 )
 
+    def _assoc_batch(
+        self, from_type: str, to_type: str, inputs: Any, limit: int
+    ) -> tuple[str, str, list[Any]]:
+        """The object types and the checked inputs of an association batch call."""
+        ft, tt = self._assoc_pair(from_type, to_type)
+        return ft, tt, self._check_batch(inputs, limit)
+
     def assoc_batch_read(
         self, from_type: str, to_type: str, inputs: Any
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -1451,8 +1450,7 @@ class Portal:
         more, its result carries ``paging.next.after``, which the client sends back as
         that input's ``after`` to read the next page (HubSpot pages per input)."""
         with self.lock:
-            ft, tt = self._assoc_pair(from_type, to_type)
-            items = self._check_batch(inputs, 1000)
+            ft, tt, items = self._assoc_batch(from_type, to_type, inputs, 1000)
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
             for i, item in enumerate(items):
@@ -1483,8 +1481,7 @@ class Portal:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Batch create (≤2,000) ``{from:{id}, to:{id}, types:[...]}``; per-input errors."""
         with self.lock:
-            ft, tt = self._assoc_pair(from_type, to_type)
-            items = self._check_batch(inputs, 2000)
+            ft, tt, items = self._assoc_batch(from_type, to_type, inputs, 2000)
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
             for i, item in enumerate(items):

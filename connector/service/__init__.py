@@ -4,6 +4,6 @@ metrics and the sync-health page, over the same API the CLI uses."""
 from __future__ import annotations
 
 from connector.service.core import Service
-from connector.service.http import build_app
+from connector.service.http import build_app, serve
 
-__all__ = ["Service", "build_app"]
+__all__ = ["Service", "build_app", "serve"]

@@ -166,7 +166,7 @@ def admin_routes(service: Service) -> list[Route]:
         address = request.client.host if request.client else "unknown"
         wait = throttle.wait(address)
         if wait:
-            service.metrics.admin_logins.labels("throttled").inc()
+            service.metrics.inc("dealsync_admin_logins", "throttled")
             log.warning("admin login from %s throttled after repeated failures", address)
             page = _page(
                 "admin_login.html",
@@ -180,11 +180,11 @@ def admin_routes(service: Service) -> list[Route]:
         given = str(form.get("token") or "")
         if not hmac.compare_digest(given.encode(), service.admin_token.encode()):
             throttle.failed(address)
-            service.metrics.admin_logins.labels("refused").inc()
+            service.metrics.inc("dealsync_admin_logins", "refused")
             log.warning("admin login refused (from %s)", address)
             return _page("admin_login.html", 401, error="That token is not valid.")
         throttle.succeeded(address)
-        service.metrics.admin_logins.labels("ok").inc()
+        service.metrics.inc("dealsync_admin_logins", "ok")
         sid, _ = sessions.new()
         response = to_page()
         response.set_cookie(
@@ -211,6 +211,16 @@ def admin_routes(service: Service) -> list[Route]:
         given = str(form.get("csrf") or "")
         return hmac.compare_digest(given.encode(), session.csrf.encode())
 
+    async def posting(request: Request) -> AdminSession | Response:
+        """The session of a logged-in admin's form POST, or the answer refusing it
+        (no session: 401; a CSRF token that is not the session's: 403)."""
+        session = current(request)
+        if session is None:
+            return Response("login required", status_code=401)
+        if not await _csrf_ok(request, session):
+            return Response("invalid CSRF token", status_code=403)
+        return session
+
     def page(request: Request) -> Response:
         session = current(request)
         if session is None:
@@ -230,11 +240,9 @@ def admin_routes(service: Service) -> list[Route]:
         )
 
     async def resync(request: Request) -> Response:
-        session = current(request)
-        if session is None:
-            return Response("login required", status_code=401)
-        if not await _csrf_ok(request, session):
-            return Response("invalid CSRF token", status_code=403)
+        session = await posting(request)
+        if isinstance(session, Response):
+            return session
         partner = request.path_params["partner"]
         if not service.has_partner(partner):
             return Response("no such connection", status_code=404)
@@ -245,11 +253,9 @@ def admin_routes(service: Service) -> list[Route]:
         return to_page()
 
     async def resolve(request: Request) -> Response:
-        session = current(request)
-        if session is None:
-            return Response("login required", status_code=401)
-        if not await _csrf_ok(request, session):
-            return Response("invalid CSRF token", status_code=403)
+        session = await posting(request)
+        if isinstance(session, Response):
+            return session
         form = await request.form()
         take = str(form.get("take") or "")
         if take not in ("partner", "vendor"):
@@ -273,19 +279,17 @@ def admin_routes(service: Service) -> list[Route]:
 
     async def email_action(request: Request) -> Response:
         """Release or cancel a held e-mail (the same outbox calls as the CLI's)."""
-        session = current(request)
-        if session is None:
-            return Response("login required", status_code=401)
-        if not await _csrf_ok(request, session):
-            return Response("invalid CSRF token", status_code=403)
+        session = await posting(request)
+        if isinstance(session, Response):
+            return session
         message_id = int(request.path_params["message_id"])
         action = request.path_params["action"]
         if action not in ("release", "cancel"):
             return Response("action must be release or cancel", status_code=404)
-        app = service.admin_app
-        do = app.release_email if action == "release" else app.cancel_email
         try:
-            await run_in_threadpool(do, message_id, by="admin page")
+            await run_in_threadpool(
+                service.admin_app.settle_email, message_id, action, by="admin page"
+            )
             done = "released: sent on the next delivery" if action == "release" else "cancelled"
             session.flash.append(("ok", f"E-mail #{message_id} {done}."))
         except DealsyncError as exc:

@@ -280,7 +280,7 @@ class Service:
         self._refused_files = []
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
         self._mtimes = self._watched_mtimes()  # the new project may watch other files
-        self.metrics.config_reloads.labels("ok").inc()
+        self.metrics.inc("dealsync_config_reloads", "ok")
         self.metrics.config_valid.set(1)
         if self._started:
             self.schedules.configure(project.config.partners)
@@ -298,5 +298,5 @@ class Service:
         self.reload.problems = lines
         self.reload.pending_since = self.reload.pending_since or time.time()
         self._refused_files = list(files)
-        self.metrics.config_reloads.labels("invalid").inc()
+        self.metrics.inc("dealsync_config_reloads", "invalid")
         self.metrics.config_valid.set(0)

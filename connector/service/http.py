@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connector.config import config_path_from
 from connector.service.admin import admin_routes
 from connector.service.core import Service
 from connector.service.partner_view import partner_run_view
@@ -79,6 +81,27 @@ def _requested_uri(request: Request, public_url: str | None) -> str:
     return base + path + ("?" + query if query else "")
 
 
+def serve(
+    config: str | None, host: str, port: int, *, debug: bool, echo: Callable[..., Any]
+) -> None:
+    """``dealsync serve``: start the service of the config at ``config`` (None: the
+    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes."""
+    import uvicorn
+
+    logging.getLogger("dealsync").setLevel(logging.DEBUG if debug else logging.INFO)
+    service = Service(config_path_from(config))
+    service.start()
+    echo(
+        f"dealsync serving {len(service.project.config.partners)} connection(s) "
+        f"on http://{host}:{port} (admin page: /admin)",
+        err=True,
+    )
+    try:
+        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
+
+
 def build_app(service: Service) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -100,18 +123,18 @@ def build_app(service: Service) -> Starlette:
             return caller
         partner = request.path_params["partner"]
         if partner != caller or not service.has_partner(partner):
-            service.metrics.triggers.labels(caller, "forbidden").inc()
+            service.metrics.inc("dealsync_triggers", caller, "forbidden")
             return _error(403, "this token may only trigger its own partner's connection")
         wait = service.trigger_limiter.check(partner)
         if wait:
-            service.metrics.triggers.labels(partner, "rate_limited").inc()
+            service.metrics.inc("dealsync_triggers", partner, "rate_limited")
             return _error(
                 429,
                 "too many sync triggers; retry later",
                 {"Retry-After": str(math.ceil(wait))},
             )
         job, joined = service.request_pass(partner, "partner")
-        service.metrics.triggers.labels(partner, "joined" if joined else "started").inc()
+        service.metrics.inc("dealsync_triggers", partner, "joined" if joined else "started")
         if job.run_id is None:
             return _error(503, "the pass did not start in time; retry later")
         return JSONResponse(
@@ -138,7 +161,7 @@ def build_app(service: Service) -> Starlette:
         result: str, status: int, message: str, headers: dict[str, str] | None = None
     ) -> JSONResponse:
         """A webhook request not processed, counted by why (never silent)."""
-        service.metrics.webhook_deliveries.labels(result).inc()
+        service.metrics.inc("dealsync_webhook_deliveries", result)
         return _error(status, message, headers)
 
     async def read_body(request: Request) -> bytes | JSONResponse:
@@ -224,12 +247,14 @@ def build_app(service: Service) -> Starlette:
                 portal,
             )
         invalid = len(payload) - len(events)
-        service.metrics.webhook_deliveries.labels("accepted").inc()
-        events_metric = service.metrics.webhook_events
-        events_metric.labels("processed").inc(routing.processed)
-        events_metric.labels("duplicate").inc(routing.duplicates)
-        events_metric.labels("ignored").inc(routing.ignored)
-        events_metric.labels("invalid").inc(invalid)
+        service.metrics.inc("dealsync_webhook_deliveries", "accepted")
+        for outcome, n in (
+            ("processed", routing.processed),
+            ("duplicate", routing.duplicates),
+            ("ignored", routing.ignored),
+            ("invalid", invalid),
+        ):
+            service.metrics.inc("dealsync_webhook_events", outcome, by=n)
         return JSONResponse(
             {
                 "received": len(payload),

@@ -25,112 +25,86 @@ if TYPE_CHECKING:
 _COUNTS_NOT_RECORDS = {"failed", "conflicts opened", "conflicts still open"}
 
 
+# Counters by the labels they take, then metric name → help. Passes and API calls are
+# counted from a finished pass's result; the others where the service answers a request.
+_COUNTERS: dict[tuple[str, ...], dict[str, str]] = {
+    ("connection", "status", "trigger"): {
+        "dealsync_passes": "Sync passes finished, by connection, status and trigger."
+    },
+    ("connection", "action"): {
+        "dealsync_records_synced": "Records written by passes, by connection and action."
+    },
+    ("connection", "category"): {
+        "dealsync_record_failures": "Record errors in passes, by connection and category."
+    },
+    ("portal", "kind"): {"dealsync_api_calls": "CRM API calls, by portal and kind of call."},
+    ("portal",): {
+        "dealsync_api_429": "HTTP 429 responses received, by portal.",
+        "dealsync_api_retries": "Retried CRM API calls (429, 5xx, dropped), by portal.",
+        "dealsync_rate_limit_wait_seconds": "Time spent waiting on rate limits "
+        "(client limiter and Retry-After), by portal.",
+    },
+    ("partner", "result"): {"dealsync_triggers": "Partner sync triggers, by partner and result."},
+    ("result",): {
+        "dealsync_webhook_events": "HubSpot webhook events of accepted deliveries, by result "
+        "(processed, duplicate, ignored, invalid).",
+        "dealsync_webhook_deliveries": "HubSpot webhook requests, by result "
+        "(accepted, rejected, too_large, malformed, failed).",
+        "dealsync_admin_logins": "Admin log-in attempts, by result (ok, refused, throttled).",
+        "dealsync_config_reloads": "Config/mapping/rules reloads, by result.",
+    },
+}
+
+# a pass's ``api_calls`` keys (``<side>.<kind>``) that are not calls: their counter
+_NOT_CALLS = {
+    "429": "dealsync_api_429",
+    "retries": "dealsync_api_retries",
+    "wait_ms": "dealsync_rate_limit_wait_seconds",
+}
+
+
 class Metrics:
+    """The service's Prometheus registry: the counters of :data:`_COUNTERS` (moved with
+    :meth:`inc`), whether the config on disk is in use, and the state gauges."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.passes = Counter(
-            "dealsync_passes",
-            "Sync passes finished, by connection, status and trigger.",
-            ["connection", "status", "trigger"],
-            registry=r,
-        )
-        self.records = Counter(
-            "dealsync_records_synced",
-            "Records written by passes, by connection and action.",
-            ["connection", "action"],
-            registry=r,
-        )
-        self.failures = Counter(
-            "dealsync_record_failures",
-            "Record errors in passes, by connection and category.",
-            ["connection", "category"],
-            registry=r,
-        )
-        self.api_calls = Counter(
-            "dealsync_api_calls",
-            "CRM API calls, by portal and kind of call.",
-            ["portal", "kind"],
-            registry=r,
-        )
-        self.rate_limited = Counter(
-            "dealsync_api_429",
-            "HTTP 429 responses received, by portal.",
-            ["portal"],
-            registry=r,
-        )
-        self.api_retries = Counter(
-            "dealsync_api_retries",
-            "Retried CRM API calls (429, 5xx, dropped), by portal.",
-            ["portal"],
-            registry=r,
-        )
-        self.wait = Counter(
-            "dealsync_rate_limit_wait_seconds",
-            "Time spent waiting on rate limits (client limiter and Retry-After), by portal.",
-            ["portal"],
-            registry=r,
-        )
-        self.triggers = Counter(
-            "dealsync_triggers",
-            "Partner sync triggers, by partner and result.",
-            ["partner", "result"],
-            registry=r,
-        )
-        self.webhook_events = Counter(
-            "dealsync_webhook_events",
-            "HubSpot webhook events of accepted deliveries, by result "
-            "(processed, duplicate, ignored, invalid).",
-            ["result"],
-            registry=r,
-        )
-        self.webhook_deliveries = Counter(
-            "dealsync_webhook_deliveries",
-            "HubSpot webhook requests, by result "
-            "(accepted, rejected, too_large, malformed, failed).",
-            ["result"],
-            registry=r,
-        )
-        self.admin_logins = Counter(
-            "dealsync_admin_logins",
-            "Admin log-in attempts, by result (ok, refused, throttled).",
-            ["result"],
-            registry=r,
-        )
-        self.config_reloads = Counter(
-            "dealsync_config_reloads",
-            "Config/mapping/rules reloads, by result.",
-            ["result"],
-            registry=r,
-        )
+        self._counters = {
+            name: Counter(name, doc, list(labels), registry=self.registry)
+            for labels, family in _COUNTERS.items()
+            for name, doc in family.items()
+        }
         self.config_valid = Gauge(
             "dealsync_config_valid",
             "1 if the files on disk are the version in use, 0 if an invalid edit is pending.",
-            registry=r,
+            registry=self.registry,
         )
         self.config_valid.set(1)
 
+    def inc(self, counter: str, *labels: str, by: float = 1) -> None:
+        """Count ``by`` on ``counter`` (a name of :data:`_COUNTERS`) with these labels."""
+        self._counters[counter].labels(*labels).inc(by)
+
     def record_pass(self, result: PassResult, trigger: str, vendor_portal: str) -> None:
         conn = result.connection
-        self.passes.labels(conn, result.status, trigger).inc()
+        self.inc("dealsync_passes", conn, result.status, trigger)
         for key, n in result.counts.items():
             if key not in _COUNTS_NOT_RECORDS and isinstance(n, int) and n > 0:
-                self.records.labels(conn, key).inc(n)
+                self.inc("dealsync_records_synced", conn, key, by=n)
         for err in result.errors:
-            self.failures.labels(conn, categorize(err.message, err.field is not None)).inc()
+            category = categorize(err.message, err.field is not None)
+            self.inc("dealsync_record_failures", conn, category)
         for key, n in (result.api_calls or {}).items():
             side, _, kind = key.partition(".")
             portal = vendor_portal if side == "vendor" else conn
             if not isinstance(n, int | float) or n <= 0:
                 continue
-            if kind == "429":
-                self.rate_limited.labels(portal).inc(n)
-            elif kind == "retries":
-                self.api_retries.labels(portal).inc(n)
-            elif kind == "wait_ms":
-                self.wait.labels(portal).inc(n / 1000)
+            if kind == "wait_ms":
+                self.inc(_NOT_CALLS[kind], portal, by=n / 1000)
+            elif kind in _NOT_CALLS:
+                self.inc(_NOT_CALLS[kind], portal, by=n)
             else:
-                self.api_calls.labels(portal, kind).inc(n)
+                self.inc("dealsync_api_calls", portal, kind, by=n)
 
     def add_state_collector(self, service: Service) -> None:
         self.registry.register(_StateCollector(lambda: service))

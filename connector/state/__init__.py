@@ -4,10 +4,11 @@
 retries (``cursors.py``), webhook dedupe (``webhooks.py``), conflicts (``conflicts.py``),
 runs and the pass lock (``runs.py``) so callers call them on the store, and composes the
 per-concept queries:
-``store.registry`` (registrations, domain claims, commissions, tiers: ``registry.py``),
+``store.registry`` (registrations and domain claims: ``registry.py``, with the commission
+ledger and tiers of ``commissions.py`` mixed in),
 ``store.outbox`` (the e-mail outbox's rows: ``outbox.py``), ``store.tokens`` (partner API
-tokens: ``tokens.py``); lead notifications' rows are ``leads.py``. Tables are ``tables.py``,
-schema upgrades ``migrations.py``.
+tokens: ``tokens.py``); lead notifications' rows are ``leads.py``. Tables (and the shared
+chunked and filtered query helpers) are ``tables.py``, schema upgrades ``migrations.py``.
 """
 
 from connector.state.store import StateStore

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from connector.records import utcnow
-from connector.state.tables import ConflictRow, Transactions, valid_id
+from connector.state.tables import ConflictRow, Transactions, given, valid_id
 
 
 class ConflictLedger(Transactions):
@@ -53,13 +53,10 @@ class ConflictLedger(Transactions):
     def conflicts(
         self, connection: str | None = None, status: str | None = "open"
     ) -> list[ConflictRow]:
-        with self.session() as s:
-            q = select(ConflictRow)
-            if connection:
-                q = q.where(ConflictRow.connection == connection)
-            if status:
-                q = q.where(ConflictRow.status == status)
-            return list(s.exec(q.order_by(col(ConflictRow.id))).all())
+        q = given(
+            select(ConflictRow), (ConflictRow.connection, connection), (ConflictRow.status, status)
+        )
+        return self.rows(q.order_by(col(ConflictRow.id)))
 
     def conflict(self, conflict_id: int) -> ConflictRow | None:
         if not valid_id(conflict_id):

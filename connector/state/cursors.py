@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlmodel import col, select
 
 from connector.records import Side, utcnow
@@ -48,14 +48,9 @@ class ReadPositions(Transactions):
             s.commit()
 
     def retries(self, connection: str, obj: str) -> list[RetryItem]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(RetryItem).where(
-                        RetryItem.connection == connection, RetryItem.object == obj
-                    )
-                ).all()
-            )
+        return self.rows(
+            select(RetryItem).where(RetryItem.connection == connection, RetryItem.object == obj)
+        )
 
     def add_retries(self, connection: str, items: Iterable[tuple[str, Side, str, str]]) -> None:
         """Remember failed records (object, side, id, error) for the next pass."""
@@ -85,14 +80,7 @@ class ReadPositions(Transactions):
             s.commit()
 
     def retry_count(self, connection: str) -> int:
-        with self.session() as s:
-            return int(
-                s.exec(
-                    select(func.count())
-                    .select_from(RetryItem)
-                    .where(RetryItem.connection == connection)
-                ).one()
-            )
+        return self.count(RetryItem, RetryItem.connection == connection)
 
     def failing_records(self, connection: str) -> list[RetryItem]:
         """Records whose last attempt failed (re-read on every pass until they succeed);

@@ -13,10 +13,18 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, update
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from connector.records import utcnow
-from connector.state.tables import Database, OutboxMessage, Registration, insert_once
+from connector.state.tables import (
+    Database,
+    OutboxMessage,
+    Registration,
+    Transactions,
+    chunks,
+    given,
+    insert_once,
+)
 
 log = logging.getLogger("dealsync.outbox")
 
@@ -46,32 +54,30 @@ def message_id(dedupe_key: str, domain: str = "dealsync.invalid") -> str:
     return f"<{digest}@{domain}>"
 
 
-class OutboxRows:
+class OutboxRows(Transactions):
     """The outbox table: queue, look up, count and move rows between statuses."""
 
     def __init__(self, store: Database) -> None:
         self.store = store
-
-    def _session(self) -> Session:
-        return Session(self.store.engine, expire_on_commit=False)
+        self.engine = store.engine
 
     def existing(self, dedupe_keys: Iterable[str]) -> set[str]:
         """Which of these decision keys already have a row (one query per 500 keys)."""
         keys = sorted(set(dedupe_keys))
         out: set[str] = set()
-        with self._session() as s:
-            for i in range(0, len(keys), 500):
+        with self.session() as s:
+            for chunk in chunks(keys):
                 out.update(
                     s.exec(
                         select(OutboxMessage.dedupe_key).where(
-                            col(OutboxMessage.dedupe_key).in_(keys[i : i + 500])
+                            col(OutboxMessage.dedupe_key).in_(chunk)
                         )
                     ).all()
                 )
         return out
 
     def exists(self, dedupe_key: str) -> bool:
-        with self._session() as s:
+        with self.session() as s:
             return (
                 s.exec(
                     select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
@@ -80,7 +86,7 @@ class OutboxRows:
             )
 
     def id_of(self, dedupe_key: str) -> int | None:
-        with self._session() as s:
+        with self.session() as s:
             return s.exec(
                 select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
             ).first()
@@ -102,42 +108,34 @@ class OutboxRows:
         moment = now or utcnow()
         row = OutboxMessage(
             dedupe_key=dedupe_key,
+            message_id=message_id(dedupe_key),
+            subject=rendered.subject if rendered else "",
+            body=rendered.body if rendered else "",
+            language=rendered.language if rendered else "en",
             kind=kind,
             partner=partner,
             registration_id=registration_id,
             recipient=recipient,
-            subject=rendered.subject if rendered else "",
-            body=rendered.body if rendered else "",
-            language=rendered.language if rendered else "en",
-            message_id=message_id(dedupe_key),
             status=status,
             detail=detail,
             next_attempt_at=moment,
             created_at=moment,
         )
-        with self._session() as s:
+        with self.session() as s:
             return insert_once(s, row)
 
     def messages(
         self, status: str | None = None, kind: str | None = None, limit: int = 200
     ) -> list[OutboxMessage]:
-        with self._session() as s:
-            q = select(OutboxMessage)
-            if status:
-                q = q.where(OutboxMessage.status == status)
-            if kind:
-                q = q.where(OutboxMessage.kind == kind)
-            return list(s.exec(q.order_by(col(OutboxMessage.id)).limit(limit)).all())
+        q = given(select(OutboxMessage), (OutboxMessage.status, status), (OutboxMessage.kind, kind))
+        return self.rows(q.order_by(col(OutboxMessage.id)).limit(limit))
 
     def backlog(self) -> int:
-        with self._session() as s:
-            return len(
-                s.exec(select(OutboxMessage.id).where(OutboxMessage.status == "queued")).all()
-            )
+        return self.count(OutboxMessage, OutboxMessage.status == "queued")
 
     def retry(self, ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
         """Put failed messages back in the queue, due now."""
-        with self._session() as s:
+        with self.session() as s:
             q = update(OutboxMessage).where(col(OutboxMessage.status) == "failed")
             if ids:
                 q = q.where(col(OutboxMessage.id).in_(list(ids)))
@@ -149,12 +147,12 @@ class OutboxRows:
             return int(n or 0)
 
     def get(self, row_id: int) -> OutboxMessage | None:
-        with self._session() as s:
+        with self.session() as s:
             return s.get(OutboxMessage, row_id)
 
     def counts(self) -> dict[tuple[str | None, str, str], int]:
         """Messages by (partner, kind, status): for ``status``, the admin page, metrics."""
-        with self._session() as s:
+        with self.session() as s:
             rows = s.exec(
                 select(
                     OutboxMessage.partner, OutboxMessage.kind, OutboxMessage.status, func.count()
@@ -204,7 +202,7 @@ class OutboxRows:
     def _transition(self, row_id: int, allowed: tuple[str, ...], **values: Any) -> None:
         """Update the row only if it is still in an allowed status (a delivery or
         another admin may have moved it since it was read)."""
-        with self._session() as s:
+        with self.session() as s:
             result = s.execute(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status).in_(allowed))
@@ -229,27 +227,21 @@ class OutboxRows:
 
     def due(self, moment: datetime, limit: int) -> list[OutboxMessage]:
         """Queued messages whose next attempt is due by ``moment``, oldest first."""
-        with self._session() as s:
-            return list(
-                s.exec(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.status == "queued",
-                        col(OutboxMessage.next_attempt_at) <= moment,
-                    )
-                    .order_by(col(OutboxMessage.id))
-                    .limit(limit)
-                ).all()
-            )
+        return self.rows(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "queued", col(OutboxMessage.next_attempt_at) <= moment)
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        )
 
     def registration_live(self, registration_id: int) -> bool:
         """A message about a registration is sent only while it stands."""
-        with self._session() as s:
+        with self.session() as s:
             reg = s.get(Registration, registration_id)
             return reg is not None and reg.status == "accepted"
 
     def set(self, row_id: int, **values: Any) -> None:
-        with self._session() as s:
+        with self.session() as s:
             s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
             s.commit()
 

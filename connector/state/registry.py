@@ -1,25 +1,23 @@
-"""Registrations, domain claims, commissions and tiers: their queries in the state store.
+"""Registrations and domain claims: their queries in the state store.
 
 What to decide is :mod:`connector.program.decide`; this module makes a decision durable
 (the domain claim and the registration row in one transaction) and answers the program's
-questions (who holds a domain, how many registrations a partner holds, what it earned).
+questions (who holds a domain, how many registrations a partner holds). What partners
+earned (commissions, tiers) is :mod:`connector.state.commissions`, mixed into
+:class:`Registry` so the program asks one object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import Table, bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from connector.config.models import RulesFile
 from connector.program.decide import (
     EXPIRED,
     REASONS,
@@ -30,12 +28,15 @@ from connector.program.decide import (
     Submission,
     day_text,
 )
+from connector.state.commissions import CommissionLedger
 from connector.state.tables import (
-    Commission,
+    CHUNK,
     Database,
     DomainClaim,
     Registration,
     RegistrationContact,
+    chunks,
+    given,
 )
 
 # The bulk paths use Core statements on the tables, each executed once with a list of
@@ -45,42 +46,75 @@ from connector.state.tables import (
 _REG: Table = Registration.__table__  # type: ignore[attr-defined]
 _CONTACT: Table = RegistrationContact.__table__  # type: ignore[attr-defined]
 _CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
-_CHUNK = 500  # ids per IN (…), and decisions per transaction in record_many
+_CHUNK = CHUNK  # decisions per transaction in record_many (tests make it smaller)
 
 RegKey = tuple[str, str, str]  # partner, kind, partner record id
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class _Contended(Exception):
     """A claim a batch meant to take over changed under it (another process)."""
 
 
-class Registry:
-    """Registrations, domain claims and commissions in the state store."""
+def _lost(domain: str, until: str) -> Decision:
+    """The rejection an acceptance becomes when another partner holds the domain."""
+    return Decision(
+        "rejected",
+        domain,
+        "owned_by_partner",
+        REASONS["owned_by_partner"].format(domain=domain, until=until),
+    )
+
+
+def _decided(sub: Submission, decision: Decision, now: datetime) -> dict[str, Any]:
+    """The columns a decision sets on its registration (a new one or a re-decided one):
+    one list for :meth:`Registry.record` and the batch, so they cannot drift apart."""
+    return {
+        "domain": decision.domain,
+        "company_name": sub.company_name,
+        "status": decision.status,
+        "code": decision.code,
+        "reason": decision.reason,
+        "decided_at": now,
+        "owned_until": decision.owned_until,
+        "fingerprint": sub.fingerprint(),
+        "written_back": False,
+        "vendor_written": False,
+    }
+
+
+def _update_by_id(s: Session, cols: Iterable[str], rows: list[dict[str, Any]]) -> None:
+    """Set ``cols`` on registrations by id, each row its own values (``b_id``,
+    ``b_<column>``): one executemany."""
+    s.execute(
+        update(_REG)
+        .where(_REG.c.id == bindparam("b_id", type_=_REG.c.id.type))
+        .values({c: bindparam(f"b_{c}", type_=_REG.c[c].type) for c in cols}),
+        rows,
+    )
+
+
+class Registry(CommissionLedger):
+    """Registrations and domain claims (and, mixed in, commissions) in the state store."""
 
     def __init__(self, store: Database) -> None:
         self.store = store
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with Session(self.store.engine, expire_on_commit=False) as s:
-            yield s
+        self.engine = store.engine
 
     # ------------------------------------------------------------------ reads
 
     def find(self, partner: str, kind: str, record_id: str) -> Registration | None:
         with self.session() as s:
-            return s.exec(
-                select(Registration).where(
-                    Registration.partner == partner,
-                    Registration.kind == kind,
-                    Registration.partner_record_id == record_id,
-                )
-            ).first()
+            return self._find(s, partner, kind, record_id)
+
+    @staticmethod
+    def _find(s: Session, partner: str, kind: str, record_id: str) -> Registration | None:
+        return s.exec(
+            select(Registration).where(
+                Registration.partner == partner,
+                Registration.kind == kind,
+                Registration.partner_record_id == record_id,
+            )
+        ).first()
 
     def find_many(
         self, partner: str, kind: str, record_ids: Iterable[str]
@@ -90,15 +124,14 @@ class Registry:
         ids = sorted(set(record_ids))
         out: dict[str, Registration] = {}
         with self.session() as s:
-            for chunk in _chunks(ids):
-                rows = s.exec(
+            for chunk in chunks(ids):
+                for reg in s.exec(
                     select(Registration).where(
                         Registration.partner == partner,
                         Registration.kind == kind,
                         col(Registration.partner_record_id).in_(chunk),
                     )
-                ).all()
-                for reg in rows:
+                ).all():
                     out[reg.partner_record_id] = reg
         return out
 
@@ -116,7 +149,7 @@ class Registry:
     @staticmethod
     def _claims(s: Session, domains: Iterable[str]) -> dict[str, Holder]:
         out: dict[str, Holder] = {}
-        for chunk in _chunks(sorted({d for d in domains if d})):
+        for chunk in chunks(sorted({d for d in domains if d})):
             rows = s.execute(
                 sa_select(_CLAIM.c.domain, _CLAIM.c.partner, _CLAIM.c.owned_until).where(
                     _CLAIM.c.domain.in_(chunk)
@@ -126,50 +159,39 @@ class Registry:
         return out
 
     def active_count(self, partner: str, now: datetime) -> int:
-        with self.session() as s:
-            return int(
-                s.exec(
-                    select(func.count())
-                    .select_from(DomainClaim)
-                    .where(DomainClaim.partner == partner, col(DomainClaim.owned_until) > now)
-                ).one()
-            )
+        return self.count(
+            DomainClaim, DomainClaim.partner == partner, col(DomainClaim.owned_until) > now
+        )
 
     def registrations(
         self, partner: str | None = None, status: str | None = None, kind: str | None = None
     ) -> list[Registration]:
-        with self.session() as s:
-            q = select(Registration)
-            if partner:
-                q = q.where(Registration.partner == partner)
-            if status:
-                q = q.where(Registration.status == status)
-            if kind:
-                q = q.where(Registration.kind == kind)
-            return list(s.exec(q.order_by(col(Registration.id))).all())
+        q = given(
+            select(Registration),
+            (Registration.partner, partner),
+            (Registration.status, status),
+            (Registration.kind, kind),
+        )
+        return self.rows(q.order_by(col(Registration.id)))
 
     def contacts(self, registration_id: int) -> list[RegistrationContact]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(RegistrationContact).where(
-                        RegistrationContact.registration_id == registration_id
-                    )
-                ).all()
+        return self.rows(
+            select(RegistrationContact).where(
+                RegistrationContact.registration_id == registration_id
             )
+        )
 
     def contacts_of(self, registration_ids: Iterable[int]) -> dict[int, list[RegistrationContact]]:
         """:meth:`contacts` of many registrations at once (one query per 500)."""
         ids = sorted(set(registration_ids))
         out: dict[int, list[RegistrationContact]] = {i: [] for i in ids}
         with self.session() as s:
-            for i in range(0, len(ids), 500):
-                rows = s.exec(
+            for chunk in chunks(ids):
+                for row in s.exec(
                     select(RegistrationContact)
-                    .where(col(RegistrationContact.registration_id).in_(ids[i : i + 500]))
+                    .where(col(RegistrationContact.registration_id).in_(chunk))
                     .order_by(col(RegistrationContact.id))
-                ).all()
-                for row in rows:
+                ).all():
                     out[row.registration_id].append(row)
         return out
 
@@ -207,13 +229,7 @@ class Registry:
         recorded as rejected (``owned_by_partner``) instead."""
         lost_until: str | None = None
         with self.session() as s:
-            reg = s.exec(
-                select(Registration).where(
-                    Registration.partner == sub.partner,
-                    Registration.kind == sub.kind,
-                    Registration.partner_record_id == sub.partner_record_id,
-                )
-            ).first()
+            reg = self._find(s, sub.partner, sub.kind, sub.partner_record_id)
             if reg is None:
                 reg = Registration(
                     partner=sub.partner,
@@ -223,16 +239,8 @@ class Registry:
                     status="pending",
                     submitted_at=now,
                 )
-            reg.domain = decision.domain
-            reg.company_name = sub.company_name
-            reg.status = decision.status
-            reg.code = decision.code
-            reg.reason = decision.reason
-            reg.decided_at = now
-            reg.owned_until = decision.owned_until
-            reg.fingerprint = sub.fingerprint()
-            reg.written_back = False
-            reg.vendor_written = False
+            for column, value in _decided(sub, decision, now).items():
+                setattr(reg, column, value)
             s.add(reg)
             s.flush()
             assert reg.id is not None
@@ -256,7 +264,7 @@ class Registry:
                     claim.owned_until = decision.owned_until
                     s.add(claim)
                 if lost_until is None:
-                    self._add_contacts(s, reg.id, decision.contacts)
+                    self._insert_contacts(s, {reg.id: decision.contacts})
             if lost_until is None:
                 try:
                     s.commit()
@@ -270,34 +278,7 @@ class Registry:
         if not lost_until:
             holder = self.holder(decision.domain)
             lost_until = day_text(holder.owned_until) if holder else "later"
-        lost = Decision(
-            "rejected",
-            decision.domain,
-            "owned_by_partner",
-            REASONS["owned_by_partner"].format(domain=decision.domain, until=lost_until),
-        )
-        return self.record(sub, lost, now=now)
-
-    @staticmethod
-    def _add_contacts(s: Session, registration_id: int, people: Sequence[Person]) -> None:
-        for person in people:
-            exists = s.exec(
-                select(RegistrationContact).where(
-                    RegistrationContact.registration_id == registration_id,
-                    RegistrationContact.email == person.email.lower(),
-                )
-            ).first()
-            if exists is None:
-                s.add(
-                    RegistrationContact(
-                        registration_id=registration_id,
-                        email=person.email.lower(),
-                        first_name=person.first_name,
-                        last_name=person.last_name,
-                        country=person.country,
-                        language=person.language,
-                    )
-                )
+        return self.record(sub, _lost(decision.domain, lost_until), now=now)
 
     def record_many(
         self, items: Sequence[tuple[Submission, Decision]], *, now: datetime
@@ -313,7 +294,7 @@ class Registry:
         under it, the batch is rolled back whole and recorded row by row with
         :meth:`record`, which records the loser."""
         out: list[str] = []
-        for chunk in _chunks(items):
+        for chunk in chunks(items, _CHUNK):
             try:
                 out += self._record_batch(chunk, now)
             except (IntegrityError, _Contended):
@@ -343,30 +324,13 @@ class Registry:
                     domain = decision.domain
                     held = claims.get(domain)
                     if held is not None and held.partner != sub.partner and held.owned_until > now:
-                        lost_until = day_text(held.owned_until)
-                        decision = Decision(
-                            "rejected",
-                            domain,
-                            "owned_by_partner",
-                            REASONS["owned_by_partner"].format(domain=domain, until=lost_until),
-                        )
+                        decision = _lost(domain, day_text(held.owned_until))
                     else:
                         if held is None or held.partner != sub.partner or held.owned_until <= now:
                             taking[domain] = (key, sub.partner, until)
                             claims[domain] = Holder(sub.partner, until)
                         people.setdefault(key, []).extend(decision.contacts)
-                values[key] = {
-                    "domain": decision.domain,
-                    "company_name": sub.company_name,
-                    "status": decision.status,
-                    "code": decision.code,
-                    "reason": decision.reason,
-                    "decided_at": now,
-                    "owned_until": decision.owned_until,
-                    "fingerprint": sub.fingerprint(),
-                    "written_back": False,
-                    "vendor_written": False,
-                }
+                values[key] = _decided(sub, decision, now)
                 if key not in in_db and key not in new:
                     new[key] = {
                         "partner": sub.partner,
@@ -384,10 +348,9 @@ class Registry:
             changed = [key for key in values if key in in_db]
             if changed:
                 cols = list(values[changed[0]])
-                s.execute(
-                    update(_REG)
-                    .where(_REG.c.id == bindparam("b_id", type_=_REG.c.id.type))
-                    .values({c: bindparam(f"b_{c}", type_=_REG.c[c].type) for c in cols}),
+                _update_by_id(
+                    s,
+                    cols,
                     [
                         {"b_id": ids[key], **{f"b_{c}": values[key][c] for c in cols}}
                         for key in changed
@@ -426,7 +389,7 @@ class Registry:
             groups.setdefault((partner, kind), []).append(record_id)
         out: dict[RegKey, int] = {}
         for (partner, kind), record_ids in groups.items():
-            for chunk in _chunks(sorted(set(record_ids))):
+            for chunk in chunks(sorted(set(record_ids))):
                 rows = s.execute(
                     sa_select(_REG.c.id, _REG.c.partner_record_id).where(
                         _REG.c.partner == partner,
@@ -439,11 +402,11 @@ class Registry:
 
     @staticmethod
     def _insert_contacts(s: Session, people: Mapping[int, Sequence[Person]]) -> None:
-        """:meth:`_add_contacts` of many registrations: the people a registration does
-        not list yet (by lower-case e-mail), in one executemany."""
+        """Add the people a registration does not list yet (by lower-case e-mail), for
+        many registrations in one executemany."""
         wanted = [rid for rid, found in people.items() if found]
         have: set[tuple[int, str]] = set()
-        for chunk in _chunks(sorted(wanted)):
+        for chunk in chunks(sorted(wanted)):
             rows = s.execute(
                 sa_select(_CONTACT.c.registration_id, _CONTACT.c.email).where(
                     _CONTACT.c.registration_id.in_(chunk)
@@ -479,11 +442,11 @@ class Registry:
             # load the rows and their claims up front (one query per 500 each): the
             # loop's ``get`` then finds them in the session instead of querying per row
             domains: set[str] = set()
-            for chunk in _chunks(sorted(set(reg_ids))):
+            for chunk in chunks(sorted(set(reg_ids))):
                 regs = s.exec(select(Registration).where(col(Registration.id).in_(chunk))).all()
                 domains.update(r.domain for r in regs)
-            for chunk in _chunks(sorted(domains)):
-                s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(chunk))).all()
+            for names in chunks(sorted(domains)):
+                s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(names))).all()
             for rid in reg_ids:
                 reg = s.get(Registration, rid)
                 if reg is None or reg.status != "accepted":
@@ -504,45 +467,30 @@ class Registry:
             s.commit()
 
     def due_to_expire(self, partner: str, now: datetime) -> list[Registration]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(Registration).where(
-                        Registration.partner == partner,
-                        Registration.status == "accepted",
-                        col(Registration.owned_until) <= now,
-                    )
-                ).all()
-            )
+        return self._of(
+            partner, Registration.status == "accepted", col(Registration.owned_until) <= now
+        )
 
     def pending_write_back(self, partner: str) -> list[Registration]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(Registration).where(
-                        Registration.partner == partner, col(Registration.written_back).is_(False)
-                    )
-                ).all()
-            )
+        return self._of(partner, col(Registration.written_back).is_(False))
 
     def pending_vendor_write(self, partner: str) -> list[Registration]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(Registration).where(
-                        Registration.partner == partner,
-                        col(Registration.vendor_written).is_(False),
-                        col(Registration.status).in_(("accepted", "expired", "withdrawn")),
-                    )
-                ).all()
-            )
+        return self._of(
+            partner,
+            col(Registration.vendor_written).is_(False),
+            col(Registration.status).in_(("accepted", "expired", "withdrawn")),
+        )
+
+    def _of(self, partner: str, *where: Any) -> list[Registration]:
+        """A partner's registrations that match ``where``."""
+        return self.rows(select(Registration).where(Registration.partner == partner, *where))
 
     def mark(self, reg_ids: Sequence[int], **values: object) -> None:
         """Set the same values on these registrations (one transaction)."""
         if not reg_ids:
             return
         with self.session() as s:
-            for chunk in _chunks(sorted(set(reg_ids))):
+            for chunk in chunks(sorted(set(reg_ids))):
                 s.execute(
                     update(Registration).where(col(Registration.id).in_(chunk)).values(**values)
                 )
@@ -560,12 +508,7 @@ class Registry:
             return
         with self.session() as s:
             for cols, rows in groups.items():
-                s.execute(
-                    update(_REG)
-                    .where(_REG.c.id == bindparam("b_id", type_=_REG.c.id.type))
-                    .values({c: bindparam(f"b_{c}", type_=_REG.c[c].type) for c in cols}),
-                    rows,
-                )
+                _update_by_id(s, cols, rows)
             s.commit()
 
     def set_contact_vendor_id(self, registration_id: int, email: str, vendor_id: str) -> None:
@@ -594,74 +537,3 @@ class Registry:
                 rows,
             )
             s.commit()
-
-    # ------------------------------------------------------------------ commissions
-
-    def add_commission(self, row: Commission) -> Commission | None:
-        """Insert a commission unless that vendor deal already earned one (→ None)."""
-        with self.session() as s:
-            if s.exec(
-                select(Commission).where(Commission.vendor_deal_id == row.vendor_deal_id)
-            ).first():
-                return None
-            s.add(row)
-            try:
-                s.commit()
-            except IntegrityError:
-                s.rollback()
-                return None
-            return row
-
-    def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
-        with self.session() as s:
-            q = select(Commission)
-            if partner:
-                q = q.where(Commission.partner == partner)
-            if kind:
-                q = q.where(Commission.kind == kind)
-            return list(s.exec(q.order_by(col(Commission.id))).all())
-
-    def commission_for(self, vendor_deal_id: str) -> Commission | None:
-        with self.session() as s:
-            return s.exec(
-                select(Commission).where(Commission.vendor_deal_id == vendor_deal_id)
-            ).first()
-
-    def commissions_to_write_back(self, partner: str) -> list[Commission]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(Commission).where(
-                        Commission.partner == partner,
-                        col(Commission.written_back).is_(False),
-                        col(Commission.partner_deal_id).is_not(None),
-                    )
-                ).all()
-            )
-
-    def mark_commissions(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        with self.session() as s:
-            s.execute(
-                update(Commission)
-                .where(col(Commission.id).in_(list(ids)))
-                .values(written_back=True)
-            )
-            s.commit()
-
-    def credited_mrr(self, partner: str, now: datetime, window_months: int) -> Decimal:
-        since = now - relativedelta(months=window_months)
-        total = Decimal(0)
-        for c in self.commissions(partner):
-            if since <= c.earned_at <= now:
-                total += Decimal(c.mrr)
-        return total
-
-    def tier(
-        self, partner: str, rules: RulesFile, now: datetime, floor: str | None = None
-    ) -> tuple[str, int, Decimal]:
-        """(tier name, capacity, credited MRR) of a partner as of ``now``."""
-        credited = self.credited_mrr(partner, now, rules.credit_window_months)
-        tier = rules.tier_for(float(credited), floor)
-        return tier.name, tier.capacity, credited

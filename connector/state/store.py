@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Table,
     Text,
     bindparam,
@@ -43,14 +44,13 @@ from connector.state.runs import LockLost as LockLost
 from connector.state.runs import RecordOutcome as RecordOutcome
 from connector.state.tables import (
     Link,
+    chunks,
     valid_id,
 )
 from connector.state.tokens import PartnerTokens
 from connector.state.webhooks import WebhookLedger
 
 log = logging.getLogger("dealsync.state")
-
-_CHUNK = 500
 
 # The bulk write paths below use Core statements on the tables themselves, executed
 # with a list of parameter sets (one executemany): the ORM's per-row unit of work was
@@ -59,9 +59,18 @@ _CHUNK = 500
 _LINK: Table = Link.__table__  # type: ignore[attr-defined]
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _id_column(side: Side) -> str:
+    return "partner_id" if side == "partner" else "vendor_id"
+
+
+def _of_records(
+    connection: str, obj: str, side: Side, ids: Iterable[str]
+) -> Iterator[list[ColumnElement[bool]]]:
+    """The conditions that pick the links of ``connection``/``obj`` holding these records
+    on ``side``, one list per 500 ids: every "links of these records" query starts here."""
+    column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
+    for chunk in chunks(sorted(set(ids))):
+        yield [_LINK.c.connection == connection, _LINK.c.object == obj, column.in_(chunk)]
 
 
 class LinkRef(NamedTuple):
@@ -163,19 +172,9 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
     def _links_by_ids(
         s: Session, connection: str, obj: str, side: Side, ids: Iterable[str]
     ) -> dict[str, Link]:
-        id_list = sorted(set(ids))
-        column = Link.partner_id if side == "partner" else Link.vendor_id
         out: dict[str, Link] = {}
-        for chunk in _chunks(id_list):
-            rows = s.exec(
-                select(Link).where(
-                    Link.connection == connection,
-                    Link.object == obj,
-                    col(column).in_(chunk),
-                    col(Link.status).in_(("pending", "active", "flagged")),
-                )
-            ).all()
-            for row in rows:
+        for where in _of_records(connection, obj, side, ids):
+            for row in s.exec(select(Link).where(*where, _LINK.c.status.in_(_LIVE))).all():
                 key = row.partner_id if side == "partner" else row.vendor_id
                 assert key is not None
                 out[key] = row
@@ -199,20 +198,13 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
         *,
         base: bool = True,
     ) -> dict[str, LinkRef]:
-        id_list = sorted(set(ids))
-        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
-        key_at = LinkRef._fields.index("partner_id" if side == "partner" else "vendor_id")
+        key_at = LinkRef._fields.index(_id_column(side))
         columns = _REF_COLUMNS if base else [c for c in _REF_COLUMNS if c.name != "base"]
         base_at = LinkRef._fields.index("base")
         out: dict[str, LinkRef] = {}
-        for chunk in _chunks(id_list):
+        for where in _of_records(connection, obj, side, ids):
             rows = s.connection().execute(
-                sa_select(*columns).where(
-                    _LINK.c.connection == connection,
-                    _LINK.c.object == obj,
-                    column.in_(chunk),
-                    _LINK.c.status.in_(_LIVE),
-                )
+                sa_select(*columns).where(*where, _LINK.c.status.in_(_LIVE))
             )
             for row in rows:
                 values = tuple(row) if base else (*row[:base_at], {}, *row[base_at:])
@@ -223,20 +215,13 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
         """The given side's record ids whose link has ended (``unlinked``/``deleted``/
         ``relinked``): such a record stopped being shared and is never shared again
         automatically."""
-        id_list = sorted(set(ids))
-        column = Link.partner_id if side == "partner" else Link.vendor_id
+        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
+        ended = _LINK.c.status.in_(("unlinked", "deleted", "relinked"))
         out: set[str] = set()
         with self.session() as s:
-            for chunk in _chunks(id_list):
-                rows = s.exec(
-                    select(column).where(
-                        Link.connection == connection,
-                        Link.object == obj,
-                        col(column).in_(chunk),
-                        col(Link.status).in_(("unlinked", "deleted", "relinked")),
-                    )
-                ).all()
-                out.update(r for r in rows if r is not None)
+            for where in _of_records(connection, obj, side, ids):
+                rows = s.connection().execute(sa_select(column).where(*where, ended))
+                out.update(r for (r,) in rows if r is not None)
         return out
 
     def holders(
@@ -245,20 +230,11 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
         """The link row of any status that holds each of these records (at most one per
         record and side: the table's unique constraints), keyed by the record's id.
         Re-linking a record first has to free it from its old, ended row."""
-        id_list = sorted(set(ids))
-        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
-        key_at = LinkRef._fields.index("partner_id" if side == "partner" else "vendor_id")
+        key_at = LinkRef._fields.index(_id_column(side))
         out: dict[str, LinkRef] = {}
         with self.session() as s:
-            for chunk in _chunks(id_list):
-                rows = s.connection().execute(
-                    sa_select(*_REF_COLUMNS).where(
-                        _LINK.c.connection == connection,
-                        _LINK.c.object == obj,
-                        column.in_(chunk),
-                    )
-                )
-                for row in rows:
+            for where in _of_records(connection, obj, side, ids):
+                for row in s.connection().execute(sa_select(*_REF_COLUMNS).where(*where)):
                     out[row[key_at]] = LinkRef(*row)
         return out
 
@@ -277,7 +253,7 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
             return out
         text = cast(_LINK.c.base, Text)
         with self.session() as s:
-            for chunk in _chunks(wanted, 50):
+            for chunk in chunks(wanted, 50):
                 rows = s.connection().execute(
                     sa_select(*_REF_COLUMNS).where(
                         _LINK.c.connection == connection,
@@ -315,62 +291,38 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
         ``unlinked``: moved links that end at once (the record on the other side is
         gone too): status ``unlinked``, still holding the new record."""
         now = utcnow()
+        counterpart = "vendor_id" if origin == "partner" else "partner_id"
+        # (link, new status, id column, its new value, new base), in this order
+        changes: list[tuple[int, str, str, str | None, dict[str, Any]]] = [
+            (
+                old_id,
+                "relinked",
+                _id_column(side),
+                None,
+                {"@relinked": {"side": side, "id": rid, "to": new_id}},
+            )
+            for old_id, side, rid, new_id in released
+        ]
+        changes += [
+            (link_id, "unlinked" if link_id in unlinked else "active", _id_column(side), rid, base)
+            for link_id, side, rid, base in moved
+        ]
+        changes += [(link_id, "active", counterpart, cid, base) for link_id, cid, base in completed]
         with self.session() as s:
-            for old_id, side, record_id, new_id in released:
-                column = "partner_id" if side == "partner" else "vendor_id"
-                s.execute(
-                    update(_LINK)
-                    .where(_LINK.c.id == old_id)
-                    .values(
-                        {
-                            "status": "relinked",
-                            column: None,
-                            "base": {"@relinked": {"side": side, "id": record_id, "to": new_id}},
-                            "updated_at": now,
-                        }
-                    )
-                )
-            for link_id, side, record_id, base in moved:
-                column = "partner_id" if side == "partner" else "vendor_id"
+            for link_id, status, column, value, base in changes:
                 s.execute(
                     update(_LINK)
                     .where(_LINK.c.id == link_id)
-                    .values(
-                        {
-                            "status": "unlinked" if link_id in unlinked else "active",
-                            column: record_id,
-                            "base": base,
-                            "updated_at": now,
-                        }
-                    )
-                )
-            counterpart = "vendor_id" if origin == "partner" else "partner_id"
-            for link_id, counterpart_id, base in completed:
-                s.execute(
-                    update(_LINK)
-                    .where(_LINK.c.id == link_id)
-                    .values(
-                        {
-                            "status": "active",
-                            counterpart: counterpart_id,
-                            "base": base,
-                            "updated_at": now,
-                        }
-                    )
+                    .values({"status": status, column: value, "base": base, "updated_at": now})
                 )
             s.commit()
 
     def links(self, connection: str, obj: str, statuses: Sequence[str] = ("active",)) -> list[Link]:
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(Link).where(
-                        Link.connection == connection,
-                        Link.object == obj,
-                        col(Link.status).in_(statuses),
-                    )
-                ).all()
+        return self.rows(
+            select(Link).where(
+                Link.connection == connection, Link.object == obj, col(Link.status).in_(statuses)
             )
+        )
 
     def link(self, link_id: int) -> Link | None:
         if not valid_id(link_id):
@@ -456,7 +408,7 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
     def set_link_status(self, link_ids: Sequence[int], status: str) -> None:
         now = utcnow()
         with self.session() as s:
-            for chunk in _chunks(list(link_ids)):
+            for chunk in chunks(list(link_ids)):
                 s.execute(
                     update(Link)
                     .where(col(Link.id).in_(chunk))

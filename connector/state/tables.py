@@ -7,18 +7,21 @@ row per linked record keeps a 100,000-deal state small and fast to load.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from connector.records import utcnow
+
+T = TypeVar("T")
 
 MAX_ID = 2**63 - 1
 """The largest row id the databases store; a larger number cannot name a row (and
@@ -38,6 +41,26 @@ class Database(Protocol):
     def engine(self) -> Engine: ...
 
 
+CHUNK = 500
+"""Ids per ``IN (…)`` of the bulk queries (and decisions per transaction of a batch)."""
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``: every bulk query sends at most that many ids at
+    once, so a 100,000-record pass never builds a statement the databases refuse."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def given(query: SelectOfScalar[T], *filters: tuple[Any, object]) -> SelectOfScalar[T]:
+    """``query`` narrowed by each (column, value) whose value is given: the optional
+    ``--partner``/``--status``/``--kind`` filters of the listing commands."""
+    for column, value in filters:
+        if value:
+            query = query.where(column == value)
+    return query
+
+
 class Transactions:
     """The store's short transactions, for the classes that hold its per-concept queries
     and are mixed into :class:`~connector.state.store.StateStore` (which sets ``engine``)."""
@@ -48,6 +71,17 @@ class Transactions:
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as s:
             yield s
+
+    def rows(self, query: SelectOfScalar[T]) -> list[T]:
+        """Every row ``query`` selects, read in a transaction of its own (the many
+        "list what matches" queries)."""
+        with self.session() as s:
+            return list(s.exec(query).all())
+
+    def count(self, model: type[SQLModel], *where: Any) -> int:
+        """How many rows of ``model`` match ``where`` (the status counters)."""
+        with self.session() as s:
+            return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
 
 
 def insert_once(s: Session, row: SQLModel) -> bool:

@@ -46,24 +46,22 @@ def late_indexed_edit(
 WEBHOOK_SECRET = "chaos-webhook-secret"
 VENDOR_PORTAL, PARTNER_PORTAL = 1000, 2001
 SUBSCRIPTION = {"deals": "deal", "contacts": "contact", "companies": "company"}
+# what every event of the test app's subscription to the vendor portal carries
+_DELIVERY = {"subscriptionId": 7, "portalId": VENDOR_PORTAL, "appId": 99, "attemptNumber": 0}
 
 
 def webhook_event(
     event_id: int, object_type: str, object_id: str, prop: str, value: str
 ) -> dict[str, Any]:
     """One HubSpot ``<object>.propertyChange`` event from the vendor portal."""
+    change = {"propertyName": prop, "propertyValue": value, "changeSource": "CRM_UI"}
     return {
+        **_DELIVERY,
         "eventId": event_id,
-        "subscriptionId": 7,
-        "portalId": VENDOR_PORTAL,
-        "appId": 99,
         "occurredAt": int(time.time() * 1000),
         "subscriptionType": f"{SUBSCRIPTION[object_type]}.propertyChange",
-        "attemptNumber": 0,
         "objectId": int(object_id),
-        "propertyName": prop,
-        "propertyValue": value,
-        "changeSource": "CRM_UI",
+        **change,
     }
 
 
