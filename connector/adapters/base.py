@@ -10,9 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from connector.records import Event, PropertySpec, Record, WriteResult
+
+Fields = Sequence[str]
+"""Names of the properties to read."""
+Ids = Sequence[str]
+"""Record ids of one object type."""
+ObjectTypes = Sequence[str]
+"""Names of object types (``deals``, ``companies``)."""
+
+
+class Scope(TypedDict, total=False):
+    """What narrows a change window besides its lower bound (keywords of
+    :meth:`CRMAdapter.changed_since`, one definition for every adapter)."""
+
+    where: Mapping[str, str] | None
+    """Keep only records whose properties equal these values."""
+    until: datetime | None
+    """The window's upper bound (inclusive); None: up to now."""
+    associations: ObjectTypes
+    """Target object types whose associated ids come with each record."""
+
+
+class Chunked(Scope, total=False):
+    """:class:`Scope` plus how many records a chunk holds (about)."""
+
+    chunk_size: int
 
 
 class AdapterError(Exception):
@@ -38,14 +63,7 @@ class CRMAdapter(Protocol):
         ...
 
     def changed_since(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
         """Records modified in ``[since, until]`` (all when ``since`` is None),
         including ones archived in that window (``archived=True``). ``where`` keeps
@@ -53,12 +71,7 @@ class CRMAdapter(Protocol):
         ...
 
     def read(
-        self,
-        object_type: str,
-        ids: Sequence[str],
-        properties: Sequence[str],
-        *,
-        associations: Sequence[str] = (),
+        self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         """Records by id; ids that do not exist (or are archived) are absent."""
         ...
@@ -112,15 +125,7 @@ class SupportsChunkedDetection(Protocol):
     Optional: without it a side's detection is one chunk."""
 
     def changed_since_chunks(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
-        chunk_size: int = 1000,
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
     ) -> Iterator[list[Record]]:
         """What :meth:`CRMAdapter.changed_since` returns, in lists of about
         ``chunk_size`` records, each record once."""

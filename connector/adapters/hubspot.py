@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connector.adapters.base import AdapterError
+from connector.adapters.base import AdapterError, Fields, Ids, ObjectTypes
 from connector.adapters.hubspot_associations import ASSOCIATION_TYPES, _failed_pairs
 from connector.adapters.hubspot_errors import (
     RequestRefused,
@@ -76,12 +76,7 @@ class HubSpotAdapter(HubSpotSearch):
         return utcnow()
 
     def read(
-        self,
-        object_type: str,
-        ids: Sequence[str],
-        properties: Sequence[str],
-        *,
-        associations: Sequence[str] = (),
+        self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
         id_list = list(dict.fromkeys(ids))
@@ -105,13 +100,8 @@ class HubSpotAdapter(HubSpotSearch):
                 # the survivor's id, the engine follows the merge from its record
                 out[str(obj.id)] = self._record(object_type, obj, properties)
         if associations and out:
-            assoc = self._read_associations(object_type, list(out), associations)
-            out = {
-                rid: Record(
-                    r.object_type, r.id, r.properties, r.updated_at, r.archived, assoc.get(rid, {})
-                )
-                for rid, r in out.items()
-            }
+            with_assoc = self._with_associations(object_type, list(out.values()), associations)
+            out = {r.id: r for r in with_assoc}
         return out
 
     # ------------------------------------------------------------------ writes

@@ -14,14 +14,16 @@ from connector.adapters.hubspot_transport import (
 )
 from connector.records import Record, WriteResult
 
-# (from, to) → HubSpot-defined association type id (the unlabelled default).
-ASSOCIATION_TYPES = {
-    ("deals", "companies"): 341,
-    ("companies", "deals"): 342,
-    ("deals", "contacts"): 3,
-    ("contacts", "deals"): 4,
-    ("contacts", "companies"): 279,
-    ("companies", "contacts"): 280,
+# HubSpot-defined association type ids (the unlabelled default) of each pair of object
+# types, one id per direction: (one type, other type, one → other, other → one).
+_DEFAULT_TYPE_IDS = (
+    ("deals", "companies", 341, 342),
+    ("deals", "contacts", 3, 4),
+    ("contacts", "companies", 279, 280),
+)
+# (from, to) → association type id
+ASSOCIATION_TYPES = {(a, b): ab for a, b, ab, _ in _DEFAULT_TYPE_IDS} | {
+    (b, a): ba for a, b, _, ba in _DEFAULT_TYPE_IDS
 }
 
 

@@ -8,10 +8,11 @@ with a moving lower bound (ties at one instant broken by id).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
+from connector.adapters.base import Chunked, Fields, Scope
 from connector.adapters.hubspot_associations import HubSpotAssociations
 from connector.adapters.hubspot_transport import (
     ASSOC_READ_BATCH,
@@ -32,61 +33,48 @@ class HubSpotSearch(HubSpotAssociations):
     """The search and recycle-bin reads of one portal."""
 
     def changed_since(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
         """Search by modification time, walking past the 10,000-result cap by moving
         the window's lower bound to the last time seen (ties broken by id), then the
         archived records of the window from the recycle bin."""
-        for chunk in self.changed_since_chunks(
-            object_type,
-            since,
-            properties,
-            where=where,
-            until=until,
-            associations=associations,
-            chunk_size=sys.maxsize,
-        ):
+        everything = Chunked(**scope, chunk_size=sys.maxsize)
+        for chunk in self.changed_since_chunks(object_type, since, properties, **everything):
             yield from chunk
 
     def changed_since_chunks(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
-        chunk_size: int = ASSOC_READ_BATCH,
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
     ) -> Iterator[list[Record]]:
         """:meth:`changed_since` handed over every ``chunk_size`` live records (keep it
         a multiple of 1,000, the association batch read, so chunking costs no extra
         call); the recycle bin's records come with the last chunk."""
+        chunk_size = scope.get("chunk_size", ASSOC_READ_BATCH)
+        associations = scope.get("associations", ())
         buffer: list[Record] = []
-        for rec in self._search_window(object_type, since, until, properties, where):
+        for rec in self._search_window(object_type, since, properties, scope):
             buffer.append(rec)
             if len(buffer) >= chunk_size:
                 yield self._with_associations(object_type, buffer, associations)
                 buffer = []
-        buffer.extend(self._archived_window(object_type, since, until, properties, where))
+        buffer.extend(self._archived_window(object_type, since, properties, scope))
         if buffer:
             yield self._with_associations(object_type, buffer, associations)
 
+    def _search_page(self, object_type: str, body: dict[str, Any]) -> Any:
+        """One page of a search (its own, slower rate budget)."""
+        return self._call(
+            "search",
+            self._search.do_search_with_http_info,
+            object_type,
+            body,
+            search=True,
+            raw=True,
+        )
+
     def _search_window(
-        self,
-        object_type: str,
-        since: datetime | None,
-        until: datetime | None,
-        properties: Sequence[str],
-        where: Mapping[str, str] | None,
+        self, object_type: str, since: datetime | None, properties: Fields, scope: Scope
     ) -> Iterator[Record]:
+        where, until = scope.get("where"), scope.get("until")
         modified = MODIFIED.get(object_type, "hs_lastmodifieddate")
         wanted = sorted(set(properties) | {modified, MERGED_IDS})
         base_filters = [
@@ -121,14 +109,7 @@ class HubSpotSearch(HubSpotAssociations):
                 }
                 if after:
                     body["after"] = str(after)
-                page = self._call(
-                    "search",
-                    self._search.do_search_with_http_info,
-                    object_type,
-                    body,
-                    search=True,
-                    raw=True,
-                )
+                page = self._search_page(object_type, body)
                 for obj in page.results or []:
                     rec = self._record(object_type, obj, properties)
                     last = rec
@@ -158,15 +139,11 @@ class HubSpotSearch(HubSpotAssociations):
                 lower = last_time
 
     def _archived_window(
-        self,
-        object_type: str,
-        since: datetime | None,
-        until: datetime | None,
-        properties: Sequence[str],
-        where: Mapping[str, str] | None,
+        self, object_type: str, since: datetime | None, properties: Fields, scope: Scope
     ) -> Iterator[Record]:
         """Archiving does not move the modification time and archived records never
         appear in search: list the recycle bin and keep those archived in the window."""
+        where, until = scope.get("where"), scope.get("until")
         wanted = sorted(set(properties) | set((where or {}).keys()))
         after: str | None = None
         while True:
@@ -209,14 +186,7 @@ class HubSpotSearch(HubSpotAssociations):
                 "properties": sorted({*properties, name}),
                 "limit": SEARCH_PAGE,
             }
-            page = self._call(
-                "search",
-                self._search.do_search_with_http_info,
-                object_type,
-                body,
-                search=True,
-                raw=True,
-            )
+            page = self._search_page(object_type, body)
             for obj in page.results or []:
                 rec = self._record(object_type, obj, properties)
                 key = rec.properties.get(name)

@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
+from connector.adapters.base import Chunked, Fields, Ids, ObjectTypes, Scope
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
 # what the connector writes on records it creates or adopts (see connector.engine.apply)
@@ -131,8 +133,10 @@ class LocalCRM:
             )
         return Record(object_type, str(rid), props, _parse(updated_at), bool(archived), assoc)
 
-    def _failure(self, op: str, object_type: str, key: str) -> str | None:
-        return self.fail(op, object_type, key) if self.fail else None
+    def _injected(self, op: str, object_type: str, key: str) -> WriteResult | None:
+        """The failure a test asked for (``fail``) as a retriable result, if any."""
+        error = self.fail(op, object_type, key) if self.fail else None
+        return WriteResult(key, error=error, retriable=True) if error else None
 
     def _unique_props(self, object_type: str) -> set[str]:
         return {
@@ -268,15 +272,10 @@ class LocalCRM:
         return self.clock()
 
     def changed_since(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
+        where, until = scope.get("where"), scope.get("until")
+        associations = scope.get("associations", ())
         self.calls["search"] += 1
         lo = _iso(since) if since else None
         hi = _iso(until) if until else None
@@ -315,21 +314,14 @@ class LocalCRM:
         return row is not None
 
     def changed_since_chunks(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
-        chunk_size: int = 1000,
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
     ) -> Iterator[list[Record]]:
         """:meth:`changed_since` in lists of ``chunk_size`` (the engine streams them)."""
+        chunk_size = scope.get("chunk_size", 1000)
+        window = Scope(where=scope.get("where"), until=scope.get("until"))
+        window["associations"] = scope.get("associations", ())  # absent means ()
         chunk: list[Record] = []
-        for record in self.changed_since(
-            object_type, since, properties, where=where, until=until, associations=associations
-        ):
+        for record in self.changed_since(object_type, since, properties, **window):
             chunk.append(record)
             if len(chunk) >= chunk_size:
                 yield chunk
@@ -338,12 +330,7 @@ class LocalCRM:
             yield chunk
 
     def read(
-        self,
-        object_type: str,
-        ids: Sequence[str],
-        properties: Sequence[str],
-        *,
-        associations: Sequence[str] = (),
+        self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
         id_list = list(ids)
@@ -391,9 +378,9 @@ class LocalCRM:
             return WriteResult(
                 key, error=f"{id_property} is not a unique-value property of {object_type}"
             )
-        error = self._failure("upsert", object_type, key)
-        if error:
-            return WriteResult(key, error=error, retriable=True)
+        injected = self._injected("upsert", object_type, key)
+        if injected is not None:
+            return injected
         with self._lock:
             row = self._find_live(object_type, id_property, key)
             if row is None:
@@ -426,9 +413,8 @@ class LocalCRM:
         results: list[WriteResult] = []
         with self._lock:
             for rid, props in items:
-                error = self._failure("update", object_type, rid)
-                if error:
-                    results.append(WriteResult(rid, error=error, retriable=True))
+                if (injected := self._injected("update", object_type, rid)) is not None:
+                    results.append(injected)
                     continue
                 row = self._db.execute(
                     "SELECT properties FROM record WHERE object_type=? AND id=? AND archived=0",
@@ -465,9 +451,8 @@ class LocalCRM:
             self.calls["batch_archive"] += 1
         results = []
         for rid in ids:
-            error = self._failure("archive", object_type, rid)
-            if error:
-                results.append(WriteResult(rid, error=error, retriable=True))
+            if (injected := self._injected("archive", object_type, rid)) is not None:
+                results.append(injected)
                 continue
             self._archive_one(object_type, rid)
             results.append(WriteResult(rid))
@@ -489,9 +474,8 @@ class LocalCRM:
         results = []
         with self._lock:
             for a, b in pair_list:
-                error = self._failure("associate", from_type, a)
-                if error:
-                    results.append(WriteResult(a, error=error, retriable=True))
+                if (injected := self._injected("associate", from_type, a)) is not None:
+                    results.append(injected)
                     continue
                 unknown = self._unknown(from_type, a) or self._unknown(to_type, b)
                 if unknown:
