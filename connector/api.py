@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.config import Project
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.hooks import Hook
@@ -24,7 +25,7 @@ from connector.engine.values import ValueError_, canonical
 from connector.mail.outbox import Delivery, Outbox, OutboxBusy
 from connector.mail.transport import Transport, transport_from_env
 from connector.program.decide import Person, Submission
-from connector.records import Side, utcnow
+from connector.records import PropertySpec, Side, utcnow
 from connector.state import StateStore
 from connector.state.leads import set_subscription
 from connector.state.outbox import OutboxError
@@ -89,31 +90,17 @@ def default_hooks(project: Project) -> list[Hook]:
 
 
 def default_adapter_factory(project: Project, env: Mapping[str, str]) -> AdapterFactory:
-    def build(name: str, portal: PortalConfig) -> CRMAdapter:
-        if portal.adapter == "local":
-            from connector.adapters.local import LocalCRM
+    """Build each portal's adapter with its kind's registry entry
+    (:mod:`connector.adapters.registry`): a new CRM needs no change here."""
+    ctx = BuildContext(env=env, resolve=project.resolve)
 
-            assert portal.path is not None
-            return LocalCRM(project.resolve(portal.path), name=name)
-        if portal.adapter == "hubspot":
-            try:
-                from connector.adapters.hubspot import HubSpotAdapter
-            except ImportError as exc:  # pragma: no cover - packaging problem
-                raise DealsyncError(f"the HubSpot adapter is not available: {exc}") from exc
-            token = env.get(portal.token_env or "", "")
-            if not token:
-                raise DealsyncError(
-                    f"portal {name!r}: environment variable {portal.token_env} is not set; "
-                    "set it in the environment or in .env"
-                )
-            return HubSpotAdapter(
-                token=token,
-                host=portal.host,
-                name=name,
-                rate_limit_per_10s=portal.rate_limit_per_10s,
-                search_rate_per_s=portal.search_rate_per_s,
-            )
-        raise DealsyncError(f"portal {name!r}: unknown adapter {portal.adapter!r}")
+    def build(name: str, portal: PortalConfig) -> CRMAdapter:
+        try:
+            return kind_of(portal.adapter).build(name, portal.settings, ctx)
+        except KeyError as exc:
+            raise DealsyncError(f"portal {name!r}: {exc.args[0]}") from None
+        except PortalUnusable as exc:
+            raise DealsyncError(str(exc)) from exc
 
     return build
 
@@ -193,14 +180,20 @@ class Dealsync:
 
     def setup(self) -> dict[str, list[str]]:
         """Install the custom properties the engine needs in every portal (idempotent)."""
-        needed = required_properties(self.project.mappings)
+        extra: dict[Side, list[PropertySpec]] = {"vendor": [], "partner": []}
         for hook in self.hooks:
             for side, spec in hook.required_properties():
-                if spec not in needed[side]:
-                    needed[side].append(spec)
-        out = {"vendor": self.vendor().ensure_properties(needed["vendor"])}
-        for p in self.project.config.partners:
-            out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
+                extra[side].append(spec)
+        portals: list[tuple[str, Side, CRMAdapter]] = [("vendor", "vendor", self.vendor())]
+        portals += [(p.id, "partner", self.partner_crm(p.id)) for p in self.project.config.partners]
+        out: dict[str, list[str]] = {}
+        for key, side, crm in portals:
+            # the engine's markers as this CRM spells them, then what the hooks need
+            needed = required_properties(self.project.mappings, {side: crm.naming})[side]
+            for spec in extra[side]:
+                if spec not in needed:
+                    needed.append(spec)
+            out[key] = crm.ensure_properties(needed)
         return out
 
     def sync(

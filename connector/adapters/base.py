@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
+from connector.adapters.naming import Naming
 from connector.records import Event, PropertySpec, Record, WriteResult
 
 Fields = Sequence[str]
@@ -57,6 +58,8 @@ class CRMAdapter(Protocol):
     """What the engine needs from a CRM portal."""
 
     name: str
+    naming: Naming
+    """How this CRM spells the connector's markers and the program's objects."""
 
     def now(self) -> datetime:
         """The CRM's notion of current time, used to freeze a pass's high-water mark."""

@@ -35,6 +35,7 @@ from connector.adapters.hubspot_errors import (
 )
 from connector.adapters.hubspot_search import HubSpotSearch
 from connector.adapters.hubspot_transport import BATCH, DEFAULT_HOST, MERGED_IDS, _aware, _View
+from connector.adapters.naming import HUBSPOT_NAMING
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
 __all__ = [
@@ -71,6 +72,7 @@ class HubSpotAdapter(HubSpotSearch):
     # for a moment: the engine re-reads linked records a search found by id
     # (SyncPass._fresh_linked)
     search_may_be_stale = True
+    naming = HUBSPOT_NAMING
 
     def now(self) -> datetime:
         return utcnow()

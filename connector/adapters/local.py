@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Unpack
 
 from connector.adapters.base import Chunked, Fields, Ids, ObjectTypes, Scope
+from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
-
-# what the connector writes on records it creates or adopts (see connector.engine.apply)
-_CONNECTOR_PROPERTIES = ("dealsync_source_id", "dealsync_partner_id")
 
 # (operation, object type, record id or unique key) → error message, or None to succeed
 FailureRule = Callable[[str, str, str], str | None]
@@ -82,10 +80,14 @@ class LocalCRM:
         *,
         clock: Callable[[], datetime] = utcnow,
         search_lag: timedelta = timedelta(0),
+        naming: Naming = HUBSPOT_NAMING,
     ) -> None:
         """``search_lag``: a write shows in :meth:`changed_since` only that long after
-        it (HubSpot's search is eventually consistent); reads by id are immediate."""
+        it (HubSpot's search is eventually consistent); reads by id are immediate.
+        ``naming``: HubSpot's names by default; tests give other names to stand in for
+        a CRM that spells the markers otherwise (``dealsync_source_id__c``)."""
         self.name = name
+        self.naming = naming
         self.search_lag = search_lag
         self.path = str(path)
         if self.path != ":memory:":
@@ -174,7 +176,7 @@ class LocalCRM:
     ) -> WriteResult | None:
         """A refusal when ``props`` would give a second live record a unique value."""
         names = self._unique_props(object_type)
-        if object_type == "contacts":
+        if object_type == self.naming.contacts:
             names.add("email")
         for name in sorted(names):
             value = props.get(name)
@@ -222,7 +224,7 @@ class LocalCRM:
         ).fetchone()
         if row is None or (row[4] and not include_archived):
             raise KeyError(f"{object_type} {rid} not found")
-        return self._row_to_record(row, None, ("companies", "contacts", "deals"))
+        return self._row_to_record(row, None, sorted(self.naming.objects))
 
     def all(self, object_type: str, *, archived: bool = False) -> list[Record]:
         rows = self._db.execute(
@@ -230,7 +232,7 @@ class LocalCRM:
             "WHERE object_type=? AND archived=? ORDER BY id",
             (object_type, int(archived)),
         ).fetchall()
-        return [self._row_to_record(r, None, ("companies", "contacts", "deals")) for r in rows]
+        return [self._row_to_record(r, None, sorted(self.naming.objects)) for r in rows]
 
     def remove(self, object_type: str, rid: str) -> None:
         """Archive a record as a user would."""
@@ -257,7 +259,7 @@ class LocalCRM:
         props = {
             k: v
             for k, v in old.properties.items()
-            if v and (keep_connector_properties or k not in _CONNECTOR_PROPERTIES)
+            if v and (keep_connector_properties or k not in self.naming.markers)
         }
         self.remove(object_type, rid)
         new = self.create(object_type, {**props, **(changes or {})})

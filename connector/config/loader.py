@@ -11,15 +11,18 @@ every problem, with the semantic checks of :mod:`connector.config.check`.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values, load_dotenv
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from connector.adapters.registry import PortalKind, kinds
 from connector.config.check import (
     ConfigError,
     Placed,
@@ -28,6 +31,7 @@ from connector.config.check import (
     check_object,
     check_objects,
     check_portals,
+    format_path,
     problem_at,
     state_url_error,
 )
@@ -36,6 +40,7 @@ from connector.config.models import (
     MappingFile,
     ObjectMapping,
     PartnerConfig,
+    PortalConfig,
     RulesFile,
     VendorConfig,
 )
@@ -247,6 +252,7 @@ def _load(
             partner = _quietly(PartnerConfig, item)
             if partner is not None:
                 partners.append(Placed(partner, doc, ("partners", i)))
+    problems += _kind_settings(doc, raw)
     problems += check_portals(vendor, partners, environ, check_env=check_env)
 
     # Mapping files, then checks across all their objects.
@@ -288,6 +294,51 @@ def _load(
         config_path=config_path.absolute(),
     )
     return project, []
+
+
+def _kind_settings(doc: Document, raw: Mapping[str, Any]) -> list[Problem]:
+    """Each portal's own keys, checked with its kind's settings model.
+
+    The config model lets a portal's keys beyond ``adapter`` through (they belong to
+    the kind); here each portal is validated as the config model and the kind's
+    settings together, strictly, so a kind's key has its type and range checked and a
+    typo is an unknown key with the allowed keys of both in the hint. What the config
+    model already reported (its own keys, a portal that is not a mapping) is left out.
+    """
+    portals: list[tuple[YamlPath, Any, type[PortalConfig]]] = [
+        (("vendor",), raw.get("vendor"), VendorConfig)
+    ]
+    listed = raw.get("partners")
+    for i, item in enumerate(listed if isinstance(listed, list) else []):
+        portals.append((("partners", i), item, PartnerConfig))
+    problems: list[Problem] = []
+    for path, item, model in portals:
+        if not isinstance(item, dict):
+            continue
+        kind = kinds().get(item.get("adapter", PortalConfig.model_fields["adapter"].default))
+        if kind is None:
+            continue  # an unknown kind: the config model said so
+        _, found = validate(_strict_portal(model, kind), doc, item, path)
+        prefix = format_path(path) + "."
+        problems += [
+            p
+            for p in found
+            if p.path.startswith(prefix)
+            and re.split(r"[.\[]", p.path[len(prefix) :])[0] not in model.model_fields
+        ]
+    return problems
+
+
+@functools.cache
+def _strict_portal(model: type[PortalConfig], kind: PortalKind) -> type[BaseModel]:
+    """``model`` with ``kind``'s settings as fields and no other keys allowed."""
+    strict = type(
+        model.__name__,
+        (model,),
+        {"model_config": ConfigDict(extra="forbid", frozen=True), "__module__": model.__module__},
+    )
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in kind.settings.model_fields.items()}
+    return create_model(model.__name__, __base__=strict, **fields)
 
 
 def _quietly(model: type[M], data: Any) -> M | None:

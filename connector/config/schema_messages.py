@@ -65,7 +65,6 @@ _LITERAL_HINTS: dict[str, str] = {
     "(labels, optionally translated with value_map)",
     "on_delete": "archive the counterpart, unlink it (keep it, stop syncing) or flag it "
     "for a human",
-    "adapter": "hubspot for a HubSpot portal, local for the embedded demo CRM",
 }
 
 _TYPE_WORDS: dict[str, str] = {
@@ -132,12 +131,15 @@ def _schema_problem(
         hint = _MISSING_HINTS.get((owner_name, key), f"add `{key}:` to this mapping")
         return problem_at(doc, loc, f"missing required key {key!r}", hint)
 
-    if kind == "literal_error":
-        allowed_values = [str(a) for a in _literal_values(root, rel)]
+    if kind in ("literal_error", "unknown_kind"):
+        # unknown_kind: a name looked up in a registry (adapter: the portal kinds), whose
+        # choices and their meaning come with the error
+        choices = ctx.get("known") if kind == "unknown_kind" else _literal_values(root, rel)
+        allowed_values = [str(a) for a in choices or ()]
         if key == "version":
             return problem_at(doc, loc, f"version {value!r} is not supported", "write `version: 1`")
         close = difflib.get_close_matches(str(value), allowed_values, n=1, cutoff=0.7)
-        hint = _LITERAL_HINTS.get(key, "use one of the listed values")
+        hint = ctx.get("meaning") or _LITERAL_HINTS.get(key, "use one of the listed values")
         if close:
             hint = f"did you mean {close[0]!r}? {hint}"
         return problem_at(

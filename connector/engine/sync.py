@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
@@ -82,16 +83,21 @@ DETECT_CHUNK = 1000
 (HubSpot's association batch read) so streaming costs no extra call."""
 
 
-def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[PropertySpec]]:
-    """Custom properties the engine itself needs on each side (``dealsync setup``)."""
+def required_properties(
+    mappings: Sequence[ObjectMapping], names: Mapping[Side, Naming] | None = None
+) -> dict[Side, list[PropertySpec]]:
+    """Custom properties the engine itself needs on each side (``dealsync setup``), named
+    as each side's CRM spells the markers (``names``, HubSpot's by default)."""
     out: dict[Side, list[PropertySpec]] = {"partner": [], "vendor": []}
+    vendor = (names or {}).get("vendor", HUBSPOT_NAMING)
+    partner = (names or {}).get("partner", HUBSPOT_NAMING)
     for m in mappings:
         out["vendor"].append(
-            PropertySpec(m.vendor_object, SOURCE_ID, "dealsync source id", unique=True)
+            PropertySpec(m.vendor_object, vendor.source_id, "dealsync source id", unique=True)
         )
-        out["vendor"].append(PropertySpec(m.vendor_object, PARTNER_ID, "dealsync partner"))
+        out["vendor"].append(PropertySpec(m.vendor_object, vendor.partner_id, "dealsync partner"))
         out["partner"].append(
-            PropertySpec(m.partner_object, SOURCE_ID, "dealsync source id", unique=True)
+            PropertySpec(m.partner_object, partner.source_id, "dealsync source id", unique=True)
         )
         for side, conds in (("partner", m.share.partner), ("vendor", m.share.vendor)):
             obj = m.partner_object if side == "partner" else m.vendor_object
@@ -166,6 +172,10 @@ class SyncPass:
     def crm(self, side: Side) -> CRMAdapter:
         return self._locked.get(side) or self.ctx.crm(side)
 
+    def names(self, side: Side) -> Naming:
+        """How that side's CRM spells the connector's markers (its adapter says)."""
+        return self.crm(side).naming
+
     def obj_type(self, mapping: ObjectMapping, side: Side) -> str:
         return mapping.partner_object if side == "partner" else mapping.vendor_object
 
@@ -174,9 +184,9 @@ class SyncPass:
         props = compiled.partner_properties() if side == "partner" else compiled.vendor_properties()
         conds = mapping.share.partner if side == "partner" else mapping.share.vendor
         extra = [c.property for c in conds or []]
-        extra.append(SOURCE_ID)
+        extra.append(self.names(side).source_id)
         if side == "vendor":
-            extra.append(PARTNER_ID)
+            extra.append(self.names("vendor").partner_id)
         for hook in self.hooks:
             extra.extend(hook.properties(mapping, side))
         return sorted(set(props) | set(extra))
@@ -227,7 +237,7 @@ class SyncPass:
                 window_start(self.store.cursor(self.conn, side, mapping.name), self.overlap),
                 hw[side],
                 self._props(mapping, side),
-                {PARTNER_ID: self.conn} if side == "vendor" else None,
+                {self.names("vendor").partner_id: self.conn} if side == "vendor" else None,
                 self._assoc_types(mapping, side),
             )
             for mapping in order
@@ -693,7 +703,10 @@ class SyncPass:
             target = other_side(o)
             keys = {self.source_key(target, rid): rid for rid in pending}
             found = self.crm(target).find_by_property(
-                self.obj_type(mapping, target), SOURCE_ID, sorted(keys), [SOURCE_ID]
+                self.obj_type(mapping, target),
+                self.names(target).source_id,
+                sorted(keys),
+                [self.names(target).source_id],
             )
             for key, rid in keys.items():
                 link = pending[rid]
@@ -744,7 +757,7 @@ class SyncPass:
                     link is None
                     and rid not in ended
                     and matches(parent.share.partner, rec.properties)
-                    and not rec.get(SOURCE_ID)
+                    and not rec.get(self.names("partner").source_id)
                 )
                 if shared and not rec.archived:
                     out[child.name].update(rec.associations.get(child.partner_object, ()))
@@ -773,7 +786,7 @@ class SyncPass:
             link = links_p.get(rid)
             if link is None or link.status == "pending":
                 eligible = (
-                    not rec.get(SOURCE_ID)
+                    not rec.get(self.names("partner").source_id)
                     and rid not in ended_p
                     and (rid in via or matches(mapping.share.partner, rec.properties))
                 )
@@ -799,7 +812,7 @@ class SyncPass:
             link = links_v.get(rid)
             if link is None or link.status == "pending":
                 eligible = (
-                    not rec.get(SOURCE_ID)
+                    not rec.get(self.names("vendor").source_id)
                     and rid not in ended_v
                     and matches(mapping.share.vendor, rec.properties)
                 )
