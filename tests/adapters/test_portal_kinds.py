@@ -150,7 +150,6 @@ def test_the_engine_writes_and_reads_the_markers_under_the_adapters_names(
         assert "dealsync_source_id__c" not in by_name["New deal"].properties
         sources = {d.get("dealsync_source_id") for d in by_name.values()}
         assert f"acme:{ours.id}" not in sources
-        }
     finally:
         ds.close()
 
