@@ -9,6 +9,7 @@ errors, failures that must stop a pass as :class:`AdapterError`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
@@ -86,10 +87,7 @@ class CRMAdapter(Protocol):
         ...
 
     def upsert(
-        self,
-        object_type: str,
-        id_property: str,
-        items: Sequence[tuple[str, Mapping[str, str]]],
+        self, object_type: str, id_property: str, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteResult]:
         """Create-or-update by a unique property: ``items`` are (unique value,
         properties). Idempotent: repeating it never creates a second record."""
@@ -135,11 +133,23 @@ class SupportsChunkedDetection(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """Which engagement events to read: one type, occurred strictly between ``after``
+    and ``before`` (None: unbounded), of one contact when ``object_id`` is set."""
+
+    event_type: str
+    after: datetime | None
+    before: datetime | None = None
+    object_id: str | None = None
+
+
 @runtime_checkable
 class SupportsEngagement(Protocol):
     """What a vendor CRM offers for consent signals and lead notifications: web events
     and e-mail subscription status. Optional: a CRM without it gets no notifications,
-    and its contacts count as not opted in."""
+    and its contacts count as not opted in. An adapter subclasses it, implements
+    :meth:`query_events` and :meth:`opted_in`, and inherits :meth:`events`."""
 
     def events(
         self,
@@ -150,6 +160,11 @@ class SupportsEngagement(Protocol):
         object_id: str | None = None,
     ) -> list[Event]:
         """Events of one type in the window (exclusive bounds), oldest first."""
+        return self.query_events(EventQuery(event_type, occurred_after, occurred_before, object_id))
+
+    def query_events(self, query: EventQuery) -> list[Event]:
+        """:meth:`events`, asked as one value: what an adapter implements (it
+        subclasses this protocol and inherits :meth:`events`)."""
         ...
 
     def opted_in(self, email: str) -> bool:

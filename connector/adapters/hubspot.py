@@ -25,7 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connector.adapters.base import AdapterError, Fields, Ids, ObjectTypes
+from connector.adapters.base import (
+    AdapterError,
+    EventQuery,
+    Fields,
+    Ids,
+    ObjectTypes,
+    SupportsEngagement,
+)
 from connector.adapters.hubspot_associations import ASSOCIATION_TYPES, _failed_pairs
 from connector.adapters.hubspot_errors import (
     RequestRefused,
@@ -65,7 +72,7 @@ FIELD_TYPES = {
 }
 
 
-class HubSpotAdapter(HubSpotSearch):
+class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
     """One HubSpot portal."""
 
     # HubSpot's search lags behind writes and may hand back a record's previous values
@@ -269,29 +276,22 @@ class HubSpotAdapter(HubSpotSearch):
 
     # ------------------------------------------------------------------ engagement
 
-    def events(
-        self,
-        event_type: str,
-        occurred_after: datetime | None,
-        occurred_before: datetime | None = None,
-        *,
-        object_id: str | None = None,
-    ) -> list[Event]:
+    def query_events(self, query: EventQuery) -> list[Event]:
         """Contact events of one type in the window, oldest first (events API)."""
         out: list[Event] = []
         after: str | None = None
         while True:
             kwargs: dict[str, Any] = {
                 "object_type": "contact",
-                "event_type": event_type,
+                "event_type": query.event_type,
                 "limit": 100,
                 "sort": ["ASCENDING"],
             }
-            if occurred_after is not None:
-                kwargs["occurred_after"] = occurred_after
-            if occurred_before is not None:
-                kwargs["occurred_before"] = occurred_before
-            if object_id is not None:
+            if query.after is not None:
+                kwargs["occurred_after"] = query.after
+            if query.before is not None:
+                kwargs["occurred_before"] = query.before
+            if (object_id := query.object_id) is not None:
                 kwargs["object_id"] = int(object_id) if object_id.isdigit() else object_id
             if after:
                 kwargs["after"] = after

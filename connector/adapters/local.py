@@ -25,7 +25,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Unpack
 
-from connector.adapters.base import Chunked, Fields, Ids, ObjectTypes, Scope
+from connector.adapters.base import (
+    Chunked,
+    EventQuery,
+    Fields,
+    Ids,
+    ObjectTypes,
+    Scope,
+    SupportsEngagement,
+)
 from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
 
@@ -70,7 +78,7 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-class LocalCRM:
+class LocalCRM(SupportsEngagement):
     """A CRM portal in one SQLite file (or in memory)."""
 
     def __init__(
@@ -361,10 +369,7 @@ class LocalCRM:
         return out
 
     def upsert(
-        self,
-        object_type: str,
-        id_property: str,
-        items: Sequence[tuple[str, Mapping[str, str]]],
+        self, object_type: str, id_property: str, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteResult]:
         results: list[WriteResult] = []
         for i in range(0, len(items), 100):
@@ -544,26 +549,19 @@ class LocalCRM:
                 (email.lower(), int(subscribed)),
             )
 
-    def events(
-        self,
-        event_type: str,
-        occurred_after: datetime | None,
-        occurred_before: datetime | None = None,
-        *,
-        object_id: str | None = None,
-    ) -> list[Event]:
+    def query_events(self, query: EventQuery) -> list[Event]:
         self.calls["events"] += 1
         sql = "SELECT id, event_type, object_id, occurred_at, properties FROM event WHERE event_type=?"
-        args: list[object] = [event_type]
-        if occurred_after is not None:
+        args: list[object] = [query.event_type]
+        if query.after is not None:
             sql += " AND occurred_at > ?"
-            args.append(_iso(occurred_after))
-        if occurred_before is not None:
+            args.append(_iso(query.after))
+        if query.before is not None:
             sql += " AND occurred_at < ?"
-            args.append(_iso(occurred_before))
-        if object_id is not None:
+            args.append(_iso(query.before))
+        if query.object_id is not None:
             sql += " AND object_id = ?"
-            args.append(str(object_id))
+            args.append(str(query.object_id))
         rows = self._db.execute(sql + " ORDER BY occurred_at, id", args).fetchall()
         return [Event(str(r[0]), r[1], r[2], _parse(r[3]), json.loads(r[4])) for r in rows]
 

@@ -62,12 +62,7 @@ class Naming:
 
 
 HUBSPOT_NAMING = Naming(
-    source_id="dealsync_source_id",
-    partner_id="dealsync_partner_id",
-    deals="deals",
-    contacts="contacts",
-    companies="companies",
-    language="hs_language",
+    "dealsync_source_id", "dealsync_partner_id", "deals", "contacts", "companies", "hs_language"
 )
 """HubSpot's names (custom properties are plain lowercase names). The embedded local
 CRM imitates HubSpot, so it uses them too."""

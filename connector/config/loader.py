@@ -43,6 +43,7 @@ from connector.config.models import (
     PortalConfig,
     RulesFile,
     VendorConfig,
+    by_name,
 )
 from connector.config.schema_messages import (
     _EXAMPLES,
@@ -143,11 +144,7 @@ class Project:
     config_path: Path
 
     def object(self, name: str) -> ObjectMapping:
-        for obj in self.mappings:
-            if obj.name == name:
-                return obj
-        known = ", ".join(o.name for o in self.mappings)
-        raise KeyError(f"no mapping object {name!r} (known: {known})")
+        return by_name(self.mappings, name, lambda o: o.name, f"no mapping object {name!r}")
 
     def resolve(self, p: str | Path) -> Path:
         """Paths in config files are relative to the config file, not the working dir."""

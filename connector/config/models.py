@@ -8,8 +8,9 @@ ignored key.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +20,7 @@ Direction = Literal["both", "to_vendor", "to_partner", "create_only"]
 Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum"]
 ConflictPolicy = Literal["vendor_wins", "partner_wins", "newest", "manual"]
 DeletePolicy = Literal["archive", "unlink", "flag"]
+N = TypeVar("N")
 
 
 class Strict(BaseModel):
@@ -158,11 +160,18 @@ class AppConfig(Strict):
     base_dir: Path = Path(".")
 
     def partner(self, partner_id: str) -> PartnerConfig:
-        for p in self.partners:
-            if p.id == partner_id:
-                return p
-        known = ", ".join(p.id for p in self.partners)
-        raise KeyError(f"no partner {partner_id!r} in the config (known: {known})")
+        missing = f"no partner {partner_id!r} in the config"
+        return by_name(self.partners, partner_id, lambda p: p.id, missing)
+
+
+def by_name(items: Sequence[N], name: str, name_of: Callable[[N], str], missing: str) -> N:
+    """The item called ``name``; else a KeyError saying ``missing`` and the known names
+    (a typo on the command line gets the names to choose from)."""
+    for item in items:
+        if name_of(item) == name:
+            return item
+    known = ", ".join(name_of(i) for i in items)
+    raise KeyError(f"{missing} (known: {known})")
 
 
 # --------------------------------------------------------------------------- mappings

@@ -26,28 +26,33 @@ M = TypeVar("M", bound=BaseModel)
 # Keys the loader sets itself; written in a file they are as unknown as a typo.
 _LOADER_KEYS: dict[type[BaseModel], frozenset[str]] = {AppConfig: frozenset({"base_dir"})}
 
-# What to write when a required key is missing, keyed by (model, key).
-_MISSING_HINTS: dict[tuple[str, str], str] = {
-    ("AppConfig", "vendor"): "add `vendor:` with the vendor portal, e.g. "
-    "`vendor: {adapter: hubspot, token_env: DEALSYNC_VENDOR_TOKEN}`",
-    ("AppConfig", "partners"): "add `partners:`, a list of partner connections, each with "
-    "id, name and adapter",
-    ("AppConfig", "mappings"): "add `mappings: [mappings/shared_deals.yaml]`, the mapping "
-    "files to sync",
-    ("PartnerConfig", "id"): "add `id:`, a short stable name such as acme (lowercase "
-    "letters, digits, - and _)",
-    ("PartnerConfig", "name"): "add `name:`, the partner's display name",
-    ("MappingFile", "objects"): "add `objects:`, the list of shared objects",
-    ("ObjectMapping", "name"): "add `name:`, the object's name in this connector, e.g. deals",
-    ("ObjectMapping", "partner_object"): "add `partner_object:`, the CRM object type on "
-    "the partner side, e.g. deals",
-    ("ObjectMapping", "vendor_object"): "add `vendor_object:`, the CRM object type on the "
-    "vendor side, e.g. deals",
-    ("ObjectMapping", "share"): "add `share:` with partner/vendor conditions or `via: <object>`",
-    ("ObjectMapping", "fields"): "add `fields:`, the list of properties to sync",
-    ("FieldMapping", "partner"): "add `partner:`, the property name in the partner CRM",
-    ("FieldMapping", "vendor"): "add `vendor:`, the property name in the vendor CRM",
-    ("Condition", "property"): "add `property:`, the CRM property the condition tests",
+# What to write when a required key is missing, by model and key.
+_MISSING_HINTS: dict[str, dict[str, str]] = {
+    "AppConfig": {
+        "vendor": "add `vendor:` with the vendor portal, e.g. "
+        "`vendor: {adapter: hubspot, token_env: DEALSYNC_VENDOR_TOKEN}`",
+        "partners": "add `partners:`, a list of partner connections, each with id, name "
+        "and adapter",
+        "mappings": "add `mappings: [mappings/shared_deals.yaml]`, the mapping files to sync",
+    },
+    "PartnerConfig": {
+        "id": "add `id:`, a short stable name such as acme (lowercase letters, digits, - and _)",
+        "name": "add `name:`, the partner's display name",
+    },
+    "MappingFile": {"objects": "add `objects:`, the list of shared objects"},
+    "ObjectMapping": {
+        "name": "add `name:`, the object's name in this connector, e.g. deals",
+        "partner_object": "add `partner_object:`, the CRM object type on the partner side, "
+        "e.g. deals",
+        "vendor_object": "add `vendor_object:`, the CRM object type on the vendor side, e.g. deals",
+        "share": "add `share:` with partner/vendor conditions or `via: <object>`",
+        "fields": "add `fields:`, the list of properties to sync",
+    },
+    "FieldMapping": {
+        "partner": "add `partner:`, the property name in the partner CRM",
+        "vendor": "add `vendor:`, the property name in the vendor CRM",
+    },
+    "Condition": {"property": "add `property:`, the CRM property the condition tests"},
 }
 
 _RANGE_HINTS: dict[str, str] = {
@@ -128,7 +133,7 @@ def _schema_problem(
     if kind == "missing":
         owner = _model_at(root, rel[:-1])
         owner_name = owner.__name__ if owner is not None else ""
-        hint = _MISSING_HINTS.get((owner_name, key), f"add `{key}:` to this mapping")
+        hint = _MISSING_HINTS.get(owner_name, {}).get(key, f"add `{key}:` to this mapping")
         return problem_at(doc, loc, f"missing required key {key!r}", hint)
 
     if kind in ("literal_error", "unknown_kind"):
@@ -251,14 +256,15 @@ def _show(value: Any, key: str) -> str:
 def _describe(value: Any, key: str) -> str:
     if value is None:
         return "nothing (the value is empty)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    if isinstance(value, bool | int | float):
+        # bool first: True is an int too
+        return (
+            f"the boolean {str(value).lower()}"
+            if isinstance(value, bool)
+            else f"the number {value}"
+        )
     if isinstance(value, date):
         return f"the date {value.isoformat()}"
     return _show(value, key)

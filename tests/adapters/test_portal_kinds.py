@@ -5,6 +5,7 @@ the API, and the engine writes the markers under the names the adapter gives the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,10 @@ from connector.testing.adapter_suite import (
 from connector.testing.world import project_yaml, seed_deal, write_project
 
 # A CRM whose custom fields end in __c, as Salesforce's do.
-FIELD_NAMING = Naming(
+FIELD_NAMING = replace(
+    HUBSPOT_NAMING,
     source_id="dealsync_source_id__c",
     partner_id="dealsync_partner_id__c",
-    deals="deals",
-    contacts="contacts",
-    companies="companies",
     language="language__c",
 )
 
@@ -160,14 +159,7 @@ def test_a_local_crm_with_other_names_passes_the_naming_check() -> None:
 
 
 def test_an_incomplete_naming_says_what_is_wrong() -> None:
-    broken = Naming(
-        source_id="same",
-        partner_id="same",
-        deals="deals",
-        contacts="deals",
-        companies="",
-        language="hs language",
-    )
+    broken = Naming("same", "same", "deals", "deals", "", "hs language")
     assert broken.problems() == [
         "companies is '', not an API name (letters, digits, _)",
         "language is 'hs language', not an API name (letters, digits, _)",
