@@ -27,6 +27,7 @@ from connector.adapters.hubspot_errors import (
     _header,
     _is_api_exception,
 )
+from connector.adapters.naming import HUBSPOT_NAMING
 from connector.adapters.ratelimit import limiter_for
 from connector.records import Record
 
@@ -39,8 +40,8 @@ ASSOC_CREATE_BATCH = 2000  # v4 association batch create takes up to 2,000 input
 
 MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
 # Ids merged into a record (semicolon-separated): read with every record, so the engine
-# can follow a merge made in HubSpot (connector/engine/apply.py, successors).
-MERGED_IDS = "hs_merged_object_ids"
+# can follow a merge made in HubSpot (SyncPass._follow_merges, by naming.merged_ids).
+MERGED_IDS = HUBSPOT_NAMING.merged_ids
 
 
 def _iso(moment: datetime) -> str:

@@ -35,6 +35,9 @@ class Naming:
     """The object type of companies (accounts)."""
     language: str
     """The contact property holding the contact's preferred language."""
+    merged_ids: str
+    """The property listing the ids merged into a record (``;``-separated), by which
+    the engine follows a merge made in the CRM."""
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -61,8 +64,10 @@ class Naming:
         return out
 
 
-HUBSPOT_NAMING = Naming(
-    "dealsync_source_id", "dealsync_partner_id", "deals", "contacts", "companies", "hs_language"
+HUBSPOT_NAMING = Naming(  # the markers, the objects, the properties
+    *("dealsync_source_id", "dealsync_partner_id"),
+    *("deals", "contacts", "companies"),
+    *("hs_language", "hs_merged_object_ids"),
 )
 """HubSpot's names (custom properties are plain lowercase names). The embedded local
 CRM imitates HubSpot, so it uses them too."""

@@ -70,7 +70,7 @@ __all__ = [  # what callers import from here; the run's side lives in engine/run
 
 log = logging.getLogger("dealsync.engine")
 
-MERGED_IDS = "hs_merged_object_ids"
+MERGED_IDS = HUBSPOT_NAMING.merged_ids
 """Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
 disappears, reads of it answer with the survivor). Adapters that read it hand it over
 with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
@@ -518,7 +518,7 @@ class SyncPass:
             for rid, rec in recs.items():
                 if rec.archived:
                     continue
-                for old in str(rec.get(MERGED_IDS) or "").split(";"):
+                for old in str(rec.get(self.names(s).merged_ids) or "").split(";"):
                     old = old.strip()
                     if old and old != rid:
                         into.setdefault(old, rid)
@@ -667,7 +667,7 @@ class SyncPass:
             merged = {
                 old.strip()
                 for rec in found.values()
-                for old in str(rec.get(MERGED_IDS) or "").split(";")
+                for old in str(rec.get(self.names(s).merged_ids) or "").split(";")
             }
             missing = [i for i in ids if i not in found and i not in merged]
             if not missing:

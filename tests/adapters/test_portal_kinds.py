@@ -159,7 +159,7 @@ def test_a_local_crm_with_other_names_passes_the_naming_check() -> None:
 
 
 def test_an_incomplete_naming_says_what_is_wrong() -> None:
-    broken = Naming("same", "same", "deals", "deals", "", "hs language")
+    broken = Naming("same", "same", "deals", "deals", "", "hs language", "merged")
     assert broken.problems() == [
         "companies is '', not an API name (letters, digits, _)",
         "language is 'hs language', not an API name (letters, digits, _)",
