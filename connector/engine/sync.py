@@ -173,7 +173,8 @@ class SyncPass:
         return self._locked.get(side) or self.ctx.crm(side)
 
     def names(self, side: Side) -> Naming:
-        """How that side's CRM spells the connector's markers (its adapter says)."""
+        """How that side's CRM spells the connector's markers and its merge list (its
+        adapter says: ``adapter.naming``)."""
         return self.crm(side).naming
 
     def obj_type(self, mapping: ObjectMapping, side: Side) -> str:
