@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project
@@ -97,31 +98,17 @@ def default_hooks(project: Project) -> list[Hook]:
 
 
 def default_adapter_factory(project: Project, env: Mapping[str, str]) -> AdapterFactory:
-    def build(name: str, portal: PortalConfig) -> CRMAdapter:
-        if portal.adapter == "local":
-            from connector.adapters.local import LocalCRM
+    """Build each portal's adapter with its kind's registry entry
+    (:mod:`connector.adapters.registry`): a new CRM needs no change here."""
+    ctx = BuildContext(env=env, resolve=project.resolve)
 
-            assert portal.path is not None
-            return LocalCRM(project.resolve(portal.path), name=name)
-        if portal.adapter == "hubspot":
-            try:
-                from connector.adapters.hubspot import HubSpotAdapter
-            except ImportError as exc:  # pragma: no cover - packaging problem
-                raise DealsyncError(f"the HubSpot adapter is not available: {exc}") from exc
-            token = env.get(portal.token_env or "", "")
-            if not token:
-                raise DealsyncError(
-                    f"portal {name!r}: environment variable {portal.token_env} is not set; "
-                    "set it in the environment or in .env"
-                )
-            return HubSpotAdapter(
-                token=token,
-                host=portal.host,
-                name=name,
-                rate_limit_per_10s=portal.rate_limit_per_10s,
-                search_rate_per_s=portal.search_rate_per_s,
-            )
-        raise DealsyncError(f"portal {name!r}: unknown adapter {portal.adapter!r}")
+    def build(name: str, portal: PortalConfig) -> CRMAdapter:
+        try:
+            return kind_of(portal.adapter).build(name, portal.settings, ctx)
+        except KeyError as exc:
+            raise DealsyncError(f"portal {name!r}: {exc.args[0]}") from None
+        except PortalUnusable as exc:
+            raise DealsyncError(str(exc)) from exc
 
     return build
 
@@ -205,22 +192,27 @@ class Dealsync:
 
     # ------------------------------------------------------------------ commands
 
-    def _needed_properties(self) -> dict[Side, list[PropertySpec]]:
-        """The custom properties the engine and the hooks need on each side."""
-        needed = required_properties(self.project.mappings)
+    def _needed_properties(self) -> list[tuple[str, Side, CRMAdapter, list[PropertySpec]]]:
+        """Per portal (key, side, adapter): the custom properties the engine (its
+        markers as this CRM spells them) and the hooks need there."""
+        extra: dict[Side, list[PropertySpec]] = {"vendor": [], "partner": []}
         for hook in self.hooks:
             for side, spec in hook.required_properties():
-                if spec not in needed[side]:
-                    needed[side].append(spec)
-        return needed
+                extra[side].append(spec)
+        portals: list[tuple[str, Side, CRMAdapter]] = [("vendor", "vendor", self.vendor())]
+        portals += [(p.id, "partner", self.partner_crm(p.id)) for p in self.project.config.partners]
+        out: list[tuple[str, Side, CRMAdapter, list[PropertySpec]]] = []
+        for key, side, crm in portals:
+            needed = required_properties(self.project.mappings, {side: crm.naming})[side]
+            needed += [spec for spec in extra[side] if spec not in needed]
+            out.append((key, side, crm, needed))
+        return out
 
     def setup(self) -> dict[str, list[str]]:
         """Install the custom properties the engine needs in every portal (idempotent)."""
-        needed = self._needed_properties()
-        out = {"vendor": self.vendor().ensure_properties(needed["vendor"])}
-        for p in self.project.config.partners:
-            out[p.id] = self.partner_crm(p.id).ensure_properties(needed["partner"])
-        return out
+        return {
+            key: crm.ensure_properties(needed) for key, _, crm, needed in self._needed_properties()
+        }
 
     def check_online(self, config_file: str | Path | None = None) -> list[Problem]:
         """``dealsync check --online``: the mappings and rules against every portal's
@@ -228,10 +220,9 @@ class Dealsync:
         is the config's path as the admin named it (files are named like that)."""
         from connector.config.online import check_online
 
-        installable = {
-            side: [(spec.object_type, spec.name) for spec in specs]
-            for side, specs in self._needed_properties().items()
-        }
+        installable: dict[Side, list[tuple[str, str]]] = {"vendor": [], "partner": []}
+        for _, side, _, specs in self._needed_properties():
+            installable[side] += [(spec.object_type, spec.name) for spec in specs]
         partners = {p.id: self.partner_crm(p.id) for p in self.project.config.partners}
         return check_online(
             self.project, self.vendor(), partners, installable, config_file=config_file

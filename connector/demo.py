@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,27 +29,44 @@ Echo = Callable[[str], None]
 
 SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
-CONFIG = """\
-# Written by `dealsync demo`: two HubSpot (sandbox) portals and one partner connection.
-# The sandbox ran in-process at {url}; start one with `dealsync sandbox --port {port}`
-# and export the two tokens to use this project again.
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: hubspot
-  token_env: DEALSYNC_DEMO_VENDOR_TOKEN
-  host: {url}
-partners:
-  - id: acme
-    name: Acme Agency
-    notify_email: alerts@acme-agency.example
-    adapter: hubspot
-    token_env: DEALSYNC_DEMO_ACME_TOKEN
-    host: {url}
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
+
+def hubspot_project_yaml(
+    url: str,
+    vendor_token_env: str,
+    partner_token_env: str,
+    *,
+    notify_email: str | None = None,
+    portal_keys: Mapping[str, object] | None = None,
+) -> str:
+    """A ``dealsync.yaml`` of a vendor portal and one partner (acme) on HubSpot portals
+    at ``url`` (a sandbox), each token in the named variable; ``portal_keys`` are more
+    keys for both portals (rate limits). The demo, the benchmarks and the sandbox tests
+    write their projects with it."""
+
+    def portal(indent: str, token_env: str) -> list[str]:
+        keys = {"adapter": "hubspot", "token_env": token_env, "host": url, **(portal_keys or {})}
+        return [f"{indent}{k}: {v}" for k, v in keys.items()]
+
+    lines = ["version: 1", "state_url: sqlite:///state.db", "vendor:", "  name: vendor"]
+    lines += [*portal("  ", vendor_token_env), "partners:", "  - id: acme", "    name: Acme Agency"]
+    if notify_email:
+        lines.append(f"    notify_email: {notify_email}")
+    lines += portal("    ", partner_token_env)
+    lines += ["mappings: [mappings/shared_deals.yaml]", "rules: mappings/rules.yaml"]
+    return "\n".join(lines) + "\n"
+
+
+CONFIG = (
+    "# Written by `dealsync demo`: two HubSpot (sandbox) portals and one partner connection.\n"
+    "# The sandbox ran in-process at {url}; start one with `dealsync sandbox --port {port}`\n"
+    "# and export the two tokens to use this project again.\n"
+) + hubspot_project_yaml(
+    "{url}",
+    "DEALSYNC_DEMO_VENDOR_TOKEN",
+    "DEALSYNC_DEMO_ACME_TOKEN",
+    notify_email="alerts@acme-agency.example",
+)
+"""The demo's ``dealsync.yaml``, to be filled in with ``.format(url=..., port=...)``."""
 TOKENS = {
     "DEALSYNC_DEMO_VENDOR_TOKEN": "demo-vendor-token",
     "DEALSYNC_DEMO_ACME_TOKEN": "demo-acme-token",

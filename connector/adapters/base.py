@@ -11,9 +11,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
+from connector.adapters.naming import Naming
 from connector.records import Event, PropertySpec, Record, WriteResult
+
+Fields = Sequence[str]
+"""Names of the properties to read."""
+Ids = Sequence[str]
+"""Record ids of one object type."""
+ObjectTypes = Sequence[str]
+"""Names of object types (``deals``, ``companies``)."""
+
+
+class Scope(TypedDict, total=False):
+    """What narrows a change window besides its lower bound (keywords of
+    :meth:`CRMAdapter.changed_since`, one definition for every adapter)."""
+
+    where: Mapping[str, str] | None
+    """Keep only records whose properties equal these values."""
+    until: datetime | None
+    """The window's upper bound (inclusive); None: up to now."""
+    associations: ObjectTypes
+    """Target object types whose associated ids come with each record."""
+
+
+class Chunked(Scope, total=False):
+    """:class:`Scope` plus how many records a chunk holds (about)."""
+
+    chunk_size: int
 
 
 class AdapterError(Exception):
@@ -65,20 +91,15 @@ class CRMAdapter(Protocol):
     """What the engine needs from a CRM portal."""
 
     name: str
+    naming: Naming
+    """How this CRM spells the connector's markers and the program's objects."""
 
     def now(self) -> datetime:
         """The CRM's notion of current time, used to freeze a pass's high-water mark."""
         ...
 
     def changed_since(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
         """Records modified in ``[since, until]`` (all when ``since`` is None),
         including ones archived in that window (``archived=True``). ``where`` keeps
@@ -86,12 +107,7 @@ class CRMAdapter(Protocol):
         ...
 
     def read(
-        self,
-        object_type: str,
-        ids: Sequence[str],
-        properties: Sequence[str],
-        *,
-        associations: Sequence[str] = (),
+        self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         """Records by id; ids that do not exist (or are archived) are absent."""
         ...
@@ -103,10 +119,7 @@ class CRMAdapter(Protocol):
         ...
 
     def upsert(
-        self,
-        object_type: str,
-        id_property: str,
-        items: Sequence[tuple[str, Mapping[str, str]]],
+        self, object_type: str, id_property: str, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteResult]:
         """Create-or-update by a unique property: ``items`` are (unique value,
         properties). Idempotent: repeating it never creates a second record."""
@@ -150,26 +163,30 @@ class SupportsChunkedDetection(Protocol):
     Optional: without it a side's detection is one chunk."""
 
     def changed_since_chunks(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
-        chunk_size: int = 1000,
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
     ) -> Iterator[list[Record]]:
         """What :meth:`CRMAdapter.changed_since` returns, in lists of about
         ``chunk_size`` records, each record once."""
         ...
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """Which engagement events to read: one type, occurred strictly between ``after``
+    and ``before`` (None: unbounded), of one contact when ``object_id`` is set."""
+
+    event_type: str
+    after: datetime | None
+    before: datetime | None = None
+    object_id: str | None = None
+
+
 @runtime_checkable
 class SupportsEngagement(Protocol):
     """What a vendor CRM offers for consent signals and lead notifications: web events
     and e-mail subscription status. Optional: a CRM without it gets no notifications,
-    and its contacts count as not opted in."""
+    and its contacts count as not opted in. An adapter subclasses it, implements
+    :meth:`query_events` and :meth:`opted_in`, and inherits :meth:`events`."""
 
     def events(
         self,
@@ -180,6 +197,11 @@ class SupportsEngagement(Protocol):
         object_id: str | None = None,
     ) -> list[Event]:
         """Events of one type in the window (exclusive bounds), oldest first."""
+        return self.query_events(EventQuery(event_type, occurred_after, occurred_before, object_id))
+
+    def query_events(self, query: EventQuery) -> list[Event]:
+        """:meth:`events`, asked as one value: what an adapter implements (it
+        subclasses this protocol and inherits :meth:`events`)."""
         ...
 
     def opted_in(self, email: str) -> bool:

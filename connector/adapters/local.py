@@ -23,12 +23,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
-from connector.adapters.base import ObjectSchema
+from connector.adapters.base import (
+    Chunked,
+    EventQuery,
+    Fields,
+    Ids,
+    ObjectSchema,
+    ObjectTypes,
+    Scope,
+    SupportsEngagement,
+)
+from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
-
-# what the connector writes on records it creates or adopts (see connector.engine.apply)
-_CONNECTOR_PROPERTIES = ("dealsync_source_id", "dealsync_partner_id")
 
 # (operation, object type, record id or unique key) → error message, or None to succeed
 FailureRule = Callable[[str, str, str], str | None]
@@ -71,7 +79,7 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-class LocalCRM:
+class LocalCRM(SupportsEngagement):
     """A CRM portal in one SQLite file (or in memory)."""
 
     def __init__(
@@ -81,10 +89,14 @@ class LocalCRM:
         *,
         clock: Callable[[], datetime] = utcnow,
         search_lag: timedelta = timedelta(0),
+        naming: Naming = HUBSPOT_NAMING,
     ) -> None:
         """``search_lag``: a write shows in :meth:`changed_since` only that long after
-        it (HubSpot's search is eventually consistent); reads by id are immediate."""
+        it (HubSpot's search is eventually consistent); reads by id are immediate.
+        ``naming``: HubSpot's names by default; tests give other names to stand in for
+        a CRM that spells the markers otherwise (``dealsync_source_id__c``)."""
         self.name = name
+        self.naming = naming
         self.search_lag = search_lag
         self.path = str(path)
         if self.path != ":memory:":
@@ -132,8 +144,10 @@ class LocalCRM:
             )
         return Record(object_type, str(rid), props, _parse(updated_at), bool(archived), assoc)
 
-    def _failure(self, op: str, object_type: str, key: str) -> str | None:
-        return self.fail(op, object_type, key) if self.fail else None
+    def _injected(self, op: str, object_type: str, key: str) -> WriteResult | None:
+        """The failure a test asked for (``fail``) as a retriable result, if any."""
+        error = self.fail(op, object_type, key) if self.fail else None
+        return WriteResult(key, error=error, retriable=True) if error else None
 
     def _unique_props(self, object_type: str) -> set[str]:
         return {
@@ -171,7 +185,7 @@ class LocalCRM:
     ) -> WriteResult | None:
         """A refusal when ``props`` would give a second live record a unique value."""
         names = self._unique_props(object_type)
-        if object_type == "contacts":
+        if object_type == self.naming.contacts:
             names.add("email")
         for name in sorted(names):
             value = props.get(name)
@@ -219,7 +233,7 @@ class LocalCRM:
         ).fetchone()
         if row is None or (row[4] and not include_archived):
             raise KeyError(f"{object_type} {rid} not found")
-        return self._row_to_record(row, None, ("companies", "contacts", "deals"))
+        return self._row_to_record(row, None, sorted(self.naming.objects))
 
     def all(self, object_type: str, *, archived: bool = False) -> list[Record]:
         rows = self._db.execute(
@@ -227,7 +241,7 @@ class LocalCRM:
             "WHERE object_type=? AND archived=? ORDER BY id",
             (object_type, int(archived)),
         ).fetchall()
-        return [self._row_to_record(r, None, ("companies", "contacts", "deals")) for r in rows]
+        return [self._row_to_record(r, None, sorted(self.naming.objects)) for r in rows]
 
     def remove(self, object_type: str, rid: str) -> None:
         """Archive a record as a user would."""
@@ -254,7 +268,7 @@ class LocalCRM:
         props = {
             k: v
             for k, v in old.properties.items()
-            if v and (keep_connector_properties or k not in _CONNECTOR_PROPERTIES)
+            if v and (keep_connector_properties or k not in self.naming.markers)
         }
         self.remove(object_type, rid)
         new = self.create(object_type, {**props, **(changes or {})})
@@ -269,15 +283,10 @@ class LocalCRM:
         return self.clock()
 
     def changed_since(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
+        where, until = scope.get("where"), scope.get("until")
+        associations = scope.get("associations", ())
         self.calls["search"] += 1
         lo = _iso(since) if since else None
         hi = _iso(until) if until else None
@@ -316,21 +325,14 @@ class LocalCRM:
         return row is not None
 
     def changed_since_chunks(
-        self,
-        object_type: str,
-        since: datetime | None,
-        properties: Sequence[str],
-        *,
-        where: Mapping[str, str] | None = None,
-        until: datetime | None = None,
-        associations: Sequence[str] = (),
-        chunk_size: int = 1000,
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
     ) -> Iterator[list[Record]]:
         """:meth:`changed_since` in lists of ``chunk_size`` (the engine streams them)."""
+        chunk_size = scope.get("chunk_size", 1000)
+        window = Scope(where=scope.get("where"), until=scope.get("until"))
+        window["associations"] = scope.get("associations", ())  # absent means ()
         chunk: list[Record] = []
-        for record in self.changed_since(
-            object_type, since, properties, where=where, until=until, associations=associations
-        ):
+        for record in self.changed_since(object_type, since, properties, **window):
             chunk.append(record)
             if len(chunk) >= chunk_size:
                 yield chunk
@@ -339,12 +341,7 @@ class LocalCRM:
             yield chunk
 
     def read(
-        self,
-        object_type: str,
-        ids: Sequence[str],
-        properties: Sequence[str],
-        *,
-        associations: Sequence[str] = (),
+        self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
         id_list = list(ids)
@@ -373,10 +370,7 @@ class LocalCRM:
         return out
 
     def upsert(
-        self,
-        object_type: str,
-        id_property: str,
-        items: Sequence[tuple[str, Mapping[str, str]]],
+        self, object_type: str, id_property: str, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteResult]:
         results: list[WriteResult] = []
         for i in range(0, len(items), 100):
@@ -392,9 +386,9 @@ class LocalCRM:
             return WriteResult(
                 key, error=f"{id_property} is not a unique-value property of {object_type}"
             )
-        error = self._failure("upsert", object_type, key)
-        if error:
-            return WriteResult(key, error=error, retriable=True)
+        injected = self._injected("upsert", object_type, key)
+        if injected is not None:
+            return injected
         with self._lock:
             row = self._find_live(object_type, id_property, key)
             if row is None:
@@ -427,9 +421,8 @@ class LocalCRM:
         results: list[WriteResult] = []
         with self._lock:
             for rid, props in items:
-                error = self._failure("update", object_type, rid)
-                if error:
-                    results.append(WriteResult(rid, error=error, retriable=True))
+                if (injected := self._injected("update", object_type, rid)) is not None:
+                    results.append(injected)
                     continue
                 row = self._db.execute(
                     "SELECT properties FROM record WHERE object_type=? AND id=? AND archived=0",
@@ -466,9 +459,8 @@ class LocalCRM:
             self.calls["batch_archive"] += 1
         results = []
         for rid in ids:
-            error = self._failure("archive", object_type, rid)
-            if error:
-                results.append(WriteResult(rid, error=error, retriable=True))
+            if (injected := self._injected("archive", object_type, rid)) is not None:
+                results.append(injected)
                 continue
             self._archive_one(object_type, rid)
             results.append(WriteResult(rid))
@@ -490,9 +482,8 @@ class LocalCRM:
         results = []
         with self._lock:
             for a, b in pair_list:
-                error = self._failure("associate", from_type, a)
-                if error:
-                    results.append(WriteResult(a, error=error, retriable=True))
+                if (injected := self._injected("associate", from_type, a)) is not None:
+                    results.append(injected)
                     continue
                 unknown = self._unknown(from_type, a) or self._unknown(to_type, b)
                 if unknown:
@@ -564,26 +555,19 @@ class LocalCRM:
                 (email.lower(), int(subscribed)),
             )
 
-    def events(
-        self,
-        event_type: str,
-        occurred_after: datetime | None,
-        occurred_before: datetime | None = None,
-        *,
-        object_id: str | None = None,
-    ) -> list[Event]:
+    def query_events(self, query: EventQuery) -> list[Event]:
         self.calls["events"] += 1
         sql = "SELECT id, event_type, object_id, occurred_at, properties FROM event WHERE event_type=?"
-        args: list[object] = [event_type]
-        if occurred_after is not None:
+        args: list[object] = [query.event_type]
+        if query.after is not None:
             sql += " AND occurred_at > ?"
-            args.append(_iso(occurred_after))
-        if occurred_before is not None:
+            args.append(_iso(query.after))
+        if query.before is not None:
             sql += " AND occurred_at < ?"
-            args.append(_iso(occurred_before))
-        if object_id is not None:
+            args.append(_iso(query.before))
+        if query.object_id is not None:
             sql += " AND object_id = ?"
-            args.append(str(object_id))
+            args.append(str(query.object_id))
         rows = self._db.execute(sql + " ORDER BY occurred_at, id", args).fetchall()
         return [Event(str(r[0]), r[1], r[2], _parse(r[3]), json.loads(r[4])) for r in rows]
 

@@ -2,16 +2,15 @@
 
 The pydantic models in :mod:`connector.config.models` say what each file may contain;
 this module holds the rules that span fields, objects, files and the environment (a
-two-way value map must be reversible, a ``via`` must name a shared object, a HubSpot
-portal needs its token variable set...). Every finding is a :class:`Problem` value
-carrying file, line, YAML path and a fix, so an admin sees *all* of them in one go
-instead of fixing one error per run.
+two-way value map must be reversible, a ``via`` must name a shared object, a portal
+has what its kind needs, e.g. a HubSpot token variable that is set...). Every finding
+is a :class:`Problem` value carrying file, line, YAML path and a fix, so an admin sees
+*all* of them in one go instead of fixing one error per run.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,9 +18,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Generic, Literal, Protocol, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from connector.adapters.registry import CheckContext, kind_of
 from connector.config.models import (
     Direction,
     FieldMapping,
@@ -37,7 +38,6 @@ YamlPath = tuple[str | int, ...]
 
 T = TypeVar("T")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPED_TRANSFORMS = frozenset({"decimal", "integer", "date", "datetime", "bool"})
 
 
@@ -483,53 +483,19 @@ def _check_portal(
     env: Mapping[str, str],
     check_env: bool,
 ) -> list[Problem]:
+    """What the portal's kind says is missing (its settings' schema was checked by the
+    loader)."""
     portal: PortalConfig = placed.item
-    src, path = placed.src, placed.path
-    if portal.adapter == "local":
-        if not portal.path:
-            return [
-                problem_at(
-                    src,
-                    path,
-                    "adapter local needs path",
-                    "add `path: .dealsync/<name>.db`, the SQLite file of the embedded "
-                    "local CRM (relative to the config file)",
-                )
-            ]
-        return []
-    token_env = portal.token_env
-    tpath = (*path, "token_env")
-    if not token_env:
-        return [
-            problem_at(
-                src,
-                path,
-                "adapter hubspot needs token_env",
-                f"add `token_env: {suggested_env}` and put the private app token in that "
-                "environment variable (or .env)",
-            )
-        ]
-    if not _ENV_NAME.match(token_env):
-        # Deliberately not echoed: people paste the token itself here.
-        return [
-            problem_at(
-                src,
-                tpath,
-                "token_env must be the name of an environment variable, not a token",
-                f"write `token_env: {suggested_env}` and put the token in that variable "
-                "(environment or .env)",
-            )
-        ]
-    if check_env and not env.get(token_env, "").strip():
-        return [
-            problem_at(
-                src,
-                tpath,
-                f"missing env var {token_env} for {format_path(tpath)}",
-                "set it in the environment or .env",
-            )
-        ]
-    return []
+    kind = kind_of(portal.adapter)
+    try:
+        settings = portal.settings
+    except ValidationError:
+        return []  # the loader reported each of them at its key
+    ctx = CheckContext(env, check_env, suggested_env, format_path(placed.path))
+    return [
+        problem_at(placed.src, (*placed.path, s.key) if s.key else placed.path, s.message, s.hint)
+        for s in kind.check(settings, ctx)
+    ]
 
 
 def state_url_error(url: str) -> tuple[str, str] | None:

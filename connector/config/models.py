@@ -8,16 +8,19 @@ ignored key.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connector.adapters.registry import kind_of, kinds, unknown_kind
 
 Direction = Literal["both", "to_vendor", "to_partner", "create_only"]
 Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum"]
 ConflictPolicy = Literal["vendor_wins", "partner_wins", "newest", "manual"]
 DeletePolicy = Literal["archive", "unlink", "flag"]
-AdapterKind = Literal["hubspot", "local"]
+N = TypeVar("N")
 
 
 class Strict(BaseModel):
@@ -28,16 +31,41 @@ class Strict(BaseModel):
 
 
 class PortalConfig(Strict):
-    """How to reach one CRM portal. Secrets are named by environment variable only."""
+    """How to reach one CRM portal. Secrets are named by environment variable only.
 
-    adapter: AdapterKind = "hubspot"
-    token_env: str | None = None  # env var holding the access token (hubspot)
-    host: str | None = None  # API host override, e.g. the sandbox's URL
-    path: str | None = None  # SQLite file of the embedded local CRM (local)
-    rate_limit_per_10s: int = Field(default=100, ge=1, le=1000)
-    search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
-    # HubSpot portal (hub) id: routes webhook events (their ``portalId``) to connections.
+    ``adapter`` names a portal kind of :mod:`connector.adapters.registry`; every other
+    key of the portal is the kind's own (HubSpot's ``token_env``, ``host``, rate limits;
+    the local CRM's ``path``), validated by the kind's settings model when the file is
+    loaded and read as attributes (``portal.token_env``) or as :attr:`settings`. So a
+    new CRM brings its keys with its registry entry and this model does not change.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    adapter: str = "hubspot"
+    # The portal's account id in webhook events (HubSpot's ``portalId``): routes them
+    # to connections.
     portal_id: int | None = Field(default=None, ge=1)
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in kinds():
+            raise unknown_kind(value)
+        return value
+
+    @property
+    def settings(self) -> BaseModel:
+        """The kind's own keys, validated, with their defaults."""
+        return kind_of(self.adapter).settings.model_validate(self.__pydantic_extra__ or {})
+
+    def __getattr__(self, name: str) -> Any:
+        """A key of the portal's kind (``portal.token_env``), default filled in."""
+        if not name.startswith("_") and "adapter" in self.__dict__:
+            settings = self.settings
+            if name in type(settings).model_fields:
+                return getattr(settings, name)
+        return super().__getattr__(name)  # type: ignore[misc]
 
 
 class VendorConfig(PortalConfig):
@@ -132,11 +160,18 @@ class AppConfig(Strict):
     base_dir: Path = Path(".")
 
     def partner(self, partner_id: str) -> PartnerConfig:
-        for p in self.partners:
-            if p.id == partner_id:
-                return p
-        known = ", ".join(p.id for p in self.partners)
-        raise KeyError(f"no partner {partner_id!r} in the config (known: {known})")
+        missing = f"no partner {partner_id!r} in the config"
+        return by_name(self.partners, partner_id, lambda p: p.id, missing)
+
+
+def by_name(items: Sequence[N], name: str, name_of: Callable[[N], str], missing: str) -> N:
+    """The item called ``name``; else a KeyError saying ``missing`` and the known names
+    (a typo on the command line gets the names to choose from)."""
+    for item in items:
+        if name_of(item) == name:
+            return item
+    known = ", ".join(name_of(i) for i in items)
+    raise KeyError(f"{missing} (known: {known})")
 
 
 # --------------------------------------------------------------------------- mappings

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from connector.config.models import ObjectMapping
 from connector.engine.hooks import ObjectRecords
-from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import (
     Action,
     Associate,
@@ -117,7 +116,7 @@ def _apply_creates(
     crm = sp.crm(target)
     for i in range(0, len(items), sp.batch_size):
         batch = items[i : i + sp.batch_size]
-        results = crm.upsert(sp.obj_type(mapping, target), SOURCE_ID, batch)
+        results = crm.upsert(sp.obj_type(mapping, target), crm.naming.source_id, batch)
         sp.crash_at(f"after_write:{mapping.name}")
         done: list[tuple[Create, Record, bool, str]] = []
         for res in results:
@@ -145,7 +144,7 @@ def _apply_creates(
 def _create_props(sp: SyncPass, target: Side, c: Create) -> dict[str, str]:
     props = dict(c.properties)
     if target == "vendor":
-        props[PARTNER_ID] = sp.conn
+        props[sp.names("vendor").partner_id] = sp.conn
     return props
 
 
@@ -256,7 +255,10 @@ def _recreated(
     if not any(statuses.get(s) for s in _ENDED_WITH_SURVIVOR):
         return {}
     found = sp.crm(target).find_by_property(
-        sp.obj_type(mapping, target), ident, sorted(set(values.values())), [SOURCE_ID]
+        sp.obj_type(mapping, target),
+        ident,
+        sorted(set(values.values())),
+        [sp.names(target).source_id],
     )
     by_value = {_norm(ident, k): r for k, r in found.items()}
     wanted = {_norm(ident, v) for v in values.values()}
@@ -465,8 +467,8 @@ def _adopt(
                 sp, mapping, target, sid, f"{why}; but {target} record {tid} cannot be read"
             )
             continue
-        owner = rec.get(PARTNER_ID) if target == "vendor" else None
-        source = rec.get(SOURCE_ID)
+        owner = rec.get(sp.names(target).partner_id) if target == "vendor" else None
+        source = rec.get(sp.names(target).source_id)
         if (owner and owner != sp.conn) or (
             target == "vendor" and source and not source.startswith(f"{sp.conn}:")
         ):
@@ -477,12 +479,12 @@ def _adopt(
                 target,
                 sid,
                 f"{why}; {target} record {tid} is shared with partner {who}, so it is "
-                f"not taken over — clear its {PARTNER_ID} and {SOURCE_ID} if it should "
-                f"move to {sp.conn}",
+                f"not taken over — clear its {sp.names(target).partner_id} and "
+                f"{sp.names(target).source_id} if it should move to {sp.conn}",
             )
             continue
         key = sp.source_key(target, sid)
-        items.append((tid, {**_create_props(sp, target, c), SOURCE_ID: key}))
+        items.append((tid, {**_create_props(sp, target, c), sp.names(target).source_id: key}))
         chosen[tid] = c
     crm = sp.crm(target)
     for i in range(0, len(items), sp.batch_size):
@@ -659,8 +661,8 @@ def _follow_successors(sp: SyncPass, mapping: ObjectMapping, deletes: list[Delet
         fit: list[tuple[Record, LinkRef | None, str]] = []
         for succ, why in found.get(d.link_id, []):
             held = holders.get(succ.id)
-            owner = succ.get(PARTNER_ID)
-            source = succ.get(SOURCE_ID)
+            owner = succ.get(sp.names("vendor").partner_id)
+            source = succ.get(sp.names("vendor").source_id)
             if (
                 succ.archived
                 or succ.id == ref.vendor_id
@@ -682,9 +684,9 @@ def _follow_successors(sp: SyncPass, mapping: ObjectMapping, deletes: list[Delet
         return deletes
     items = []
     for vid, (_, ref, _, _) in chosen.items():
-        props = {PARTNER_ID: sp.conn}
+        props = {sp.names("vendor").partner_id: sp.conn}
         if ref.origin == "partner" and ref.partner_id:
-            props[SOURCE_ID] = sp.source_key("vendor", ref.partner_id)
+            props[sp.names("vendor").source_id] = sp.source_key("vendor", ref.partner_id)
         items.append((vid, props))
     results = sp.crm("vendor").update(mapping.vendor_object, items)
     sp.crash_at(f"after_write:{mapping.name}")
@@ -748,7 +750,7 @@ def _successors(
             mapping.vendor_object,
             ident,
             sorted({v for _, v in values.values()}),
-            [SOURCE_ID, PARTNER_ID],
+            list(sp.names("vendor").markers),
         )
         by_value = {_norm(ident, k): r for k, r in found.items()}
         return {

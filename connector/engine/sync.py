@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
@@ -69,7 +70,7 @@ __all__ = [  # what callers import from here; the run's side lives in engine/run
 
 log = logging.getLogger("dealsync.engine")
 
-MERGED_IDS = "hs_merged_object_ids"
+MERGED_IDS = HUBSPOT_NAMING.merged_ids
 """Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
 disappears, reads of it answer with the survivor). Adapters that read it hand it over
 with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
@@ -82,16 +83,21 @@ DETECT_CHUNK = 1000
 (HubSpot's association batch read) so streaming costs no extra call."""
 
 
-def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[PropertySpec]]:
-    """Custom properties the engine itself needs on each side (``dealsync setup``)."""
+def required_properties(
+    mappings: Sequence[ObjectMapping], names: Mapping[Side, Naming] | None = None
+) -> dict[Side, list[PropertySpec]]:
+    """Custom properties the engine itself needs on each side (``dealsync setup``), named
+    as each side's CRM spells the markers (``names``, HubSpot's by default)."""
     out: dict[Side, list[PropertySpec]] = {"partner": [], "vendor": []}
+    vendor = (names or {}).get("vendor", HUBSPOT_NAMING)
+    partner = (names or {}).get("partner", HUBSPOT_NAMING)
     for m in mappings:
         out["vendor"].append(
-            PropertySpec(m.vendor_object, SOURCE_ID, "dealsync source id", unique=True)
+            PropertySpec(m.vendor_object, vendor.source_id, "dealsync source id", unique=True)
         )
-        out["vendor"].append(PropertySpec(m.vendor_object, PARTNER_ID, "dealsync partner"))
+        out["vendor"].append(PropertySpec(m.vendor_object, vendor.partner_id, "dealsync partner"))
         out["partner"].append(
-            PropertySpec(m.partner_object, SOURCE_ID, "dealsync source id", unique=True)
+            PropertySpec(m.partner_object, partner.source_id, "dealsync source id", unique=True)
         )
         for side, conds in (("partner", m.share.partner), ("vendor", m.share.vendor)):
             obj = m.partner_object if side == "partner" else m.vendor_object
@@ -166,6 +172,11 @@ class SyncPass:
     def crm(self, side: Side) -> CRMAdapter:
         return self._locked.get(side) or self.ctx.crm(side)
 
+    def names(self, side: Side) -> Naming:
+        """How that side's CRM spells the connector's markers and its merge list (its
+        adapter says: ``adapter.naming``)."""
+        return self.crm(side).naming
+
     def obj_type(self, mapping: ObjectMapping, side: Side) -> str:
         return mapping.partner_object if side == "partner" else mapping.vendor_object
 
@@ -174,9 +185,9 @@ class SyncPass:
         props = compiled.partner_properties() if side == "partner" else compiled.vendor_properties()
         conds = mapping.share.partner if side == "partner" else mapping.share.vendor
         extra = [c.property for c in conds or []]
-        extra.append(SOURCE_ID)
+        extra.append(self.names(side).source_id)
         if side == "vendor":
-            extra.append(PARTNER_ID)
+            extra.append(self.names("vendor").partner_id)
         for hook in self.hooks:
             extra.extend(hook.properties(mapping, side))
         return sorted(set(props) | set(extra))
@@ -227,7 +238,7 @@ class SyncPass:
                 window_start(self.store.cursor(self.conn, side, mapping.name), self.overlap),
                 hw[side],
                 self._props(mapping, side),
-                {PARTNER_ID: self.conn} if side == "vendor" else None,
+                {self.names("vendor").partner_id: self.conn} if side == "vendor" else None,
                 self._assoc_types(mapping, side),
             )
             for mapping in order
@@ -508,7 +519,7 @@ class SyncPass:
             for rid, rec in recs.items():
                 if rec.archived:
                     continue
-                for old in str(rec.get(MERGED_IDS) or "").split(";"):
+                for old in str(rec.get(self.names(s).merged_ids) or "").split(";"):
                     old = old.strip()
                     if old and old != rid:
                         into.setdefault(old, rid)
@@ -657,7 +668,7 @@ class SyncPass:
             merged = {
                 old.strip()
                 for rec in found.values()
-                for old in str(rec.get(MERGED_IDS) or "").split(";")
+                for old in str(rec.get(self.names(s).merged_ids) or "").split(";")
             }
             missing = [i for i in ids if i not in found and i not in merged]
             if not missing:
@@ -693,7 +704,10 @@ class SyncPass:
             target = other_side(o)
             keys = {self.source_key(target, rid): rid for rid in pending}
             found = self.crm(target).find_by_property(
-                self.obj_type(mapping, target), SOURCE_ID, sorted(keys), [SOURCE_ID]
+                self.obj_type(mapping, target),
+                self.names(target).source_id,
+                sorted(keys),
+                [self.names(target).source_id],
             )
             for key, rid in keys.items():
                 link = pending[rid]
@@ -744,7 +758,7 @@ class SyncPass:
                     link is None
                     and rid not in ended
                     and matches(parent.share.partner, rec.properties)
-                    and not rec.get(SOURCE_ID)
+                    and not rec.get(self.names("partner").source_id)
                 )
                 if shared and not rec.archived:
                     out[child.name].update(rec.associations.get(child.partner_object, ()))
@@ -773,7 +787,7 @@ class SyncPass:
             link = links_p.get(rid)
             if link is None or link.status == "pending":
                 eligible = (
-                    not rec.get(SOURCE_ID)
+                    not rec.get(self.names("partner").source_id)
                     and rid not in ended_p
                     and (rid in via or matches(mapping.share.partner, rec.properties))
                 )
@@ -799,7 +813,7 @@ class SyncPass:
             link = links_v.get(rid)
             if link is None or link.status == "pending":
                 eligible = (
-                    not rec.get(SOURCE_ID)
+                    not rec.get(self.names("vendor").source_id)
                     and rid not in ended_v
                     and matches(mapping.share.vendor, rec.properties)
                 )

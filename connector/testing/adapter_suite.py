@@ -535,3 +535,40 @@ class SandboxBackdoor:
 
     def property_names(self, object_type: str) -> set[str]:
         return {str(p["name"]) for p in self.portal.list_properties(object_type)}
+
+
+@check
+def check_naming_is_complete_and_its_markers_work(s: Subject) -> None:
+    """The adapter names the connector's markers and the program's objects
+    (``adapter.naming``): every name usable, and its source-id marker works as the
+    unique-value property that creates are idempotent on, found again by value with
+    its partner marker (what the engine does with them)."""
+    naming = s.adapter.naming
+    assert naming.problems() == []
+    s.adapter.ensure_properties(
+        [
+            PropertySpec(naming.deals, naming.source_id, "dealsync source id", unique=True),
+            PropertySpec(naming.deals, naming.partner_id, "dealsync partner"),
+        ]
+    )
+    assert set(naming.markers) <= s.crm.property_names(naming.deals)
+    key = _key()
+    for _ in range(2):
+        (res,) = s.adapter.upsert(
+            naming.deals, naming.source_id, [(key, {**DEAL, naming.partner_id: "acme"})]
+        )
+        assert res.error is None and res.record is not None
+    found = eventually(
+        lambda: s.adapter.find_by_property(
+            naming.deals, naming.source_id, [key], [naming.partner_id]
+        ),
+        lambda f: key in f,
+        "the record upserted on the naming's source-id marker",
+    )
+    assert found[key].get(naming.partner_id) == "acme"
+    holders = [
+        i
+        for i in s.crm.live_ids(naming.deals)
+        if (s.crm.properties(naming.deals, i) or {}).get(naming.source_id) == key
+    ]
+    assert holders == [found[key].id]  # upserted twice, one record

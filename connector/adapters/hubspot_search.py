@@ -1,0 +1,195 @@
+"""HubSpot change detection: search by modification time past the 10,000-result cap,
+then the recycle bin for what was archived in the window (search never shows it).
+
+Search pages hold at most 200 records and a query at most 10,000, so a window is walked
+with a moving lower bound (ties at one instant broken by id).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Unpack
+
+from connector.adapters.base import Chunked, Fields, Scope
+from connector.adapters.hubspot_associations import HubSpotAssociations
+from connector.adapters.hubspot_transport import (
+    ASSOC_READ_BATCH,
+    BATCH,
+    MERGED_IDS,
+    MODIFIED,
+    SEARCH_CAP,
+    SEARCH_PAGE,
+    _aware,
+    _ms,
+)
+from connector.records import Record
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+class HubSpotSearch(HubSpotAssociations):
+    """The search and recycle-bin reads of one portal."""
+
+    def changed_since(
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
+    ) -> Iterator[Record]:
+        """Search by modification time, walking past the 10,000-result cap by moving
+        the window's lower bound to the last time seen (ties broken by id), then the
+        archived records of the window from the recycle bin."""
+        everything = Chunked(**scope, chunk_size=sys.maxsize)
+        for chunk in self.changed_since_chunks(object_type, since, properties, **everything):
+            yield from chunk
+
+    def changed_since_chunks(
+        self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Chunked]
+    ) -> Iterator[list[Record]]:
+        """:meth:`changed_since` handed over every ``chunk_size`` live records (keep it
+        a multiple of 1,000, the association batch read, so chunking costs no extra
+        call); the recycle bin's records come with the last chunk."""
+        chunk_size = scope.get("chunk_size", ASSOC_READ_BATCH)
+        associations = scope.get("associations", ())
+        buffer: list[Record] = []
+        for rec in self._search_window(object_type, since, properties, scope):
+            buffer.append(rec)
+            if len(buffer) >= chunk_size:
+                yield self._with_associations(object_type, buffer, associations)
+                buffer = []
+        buffer.extend(self._archived_window(object_type, since, properties, scope))
+        if buffer:
+            yield self._with_associations(object_type, buffer, associations)
+
+    def _search_page(self, object_type: str, body: dict[str, Any]) -> Any:
+        """One page of a search (its own, slower rate budget)."""
+        return self._call(
+            "search",
+            self._search.do_search_with_http_info,
+            object_type,
+            body,
+            search=True,
+            raw=True,
+        )
+
+    def _search_window(
+        self, object_type: str, since: datetime | None, properties: Fields, scope: Scope
+    ) -> Iterator[Record]:
+        where, until = scope.get("where"), scope.get("until")
+        modified = MODIFIED.get(object_type, "hs_lastmodifieddate")
+        wanted = sorted(set(properties) | {modified, MERGED_IDS})
+        base_filters = [
+            {"propertyName": k, "operator": "EQ", "value": v} for k, v in (where or {}).items()
+        ]
+        if until is not None:
+            base_filters.append({"propertyName": modified, "operator": "LTE", "value": _ms(until)})
+        lower = since
+        tie: str | None = None  # tie mode: records at exactly `lower` with ids after this
+        seen: set[str] = set()
+        while True:
+            filters = list(base_filters)
+            if tie is not None and lower is not None:
+                filters.append({"propertyName": modified, "operator": "EQ", "value": _ms(lower)})
+                filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": tie})
+                sorts = [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+            else:
+                if lower is not None:
+                    filters.append(
+                        {"propertyName": modified, "operator": "GTE", "value": _ms(lower)}
+                    )
+                sorts = [{"propertyName": modified, "direction": "ASCENDING"}]
+            last: Record | None = None
+            capped = False
+            after = 0
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": [{"filters": filters}] if filters else [],
+                    "sorts": sorts,
+                    "properties": wanted,
+                    "limit": SEARCH_PAGE,
+                }
+                if after:
+                    body["after"] = str(after)
+                page = self._search_page(object_type, body)
+                for obj in page.results or []:
+                    rec = self._record(object_type, obj, properties)
+                    last = rec
+                    if rec.id not in seen:
+                        seen.add(rec.id)
+                        yield rec
+                nxt = page.paging.next.after if page.paging and page.paging.next else None
+                if not nxt:
+                    break
+                after = int(nxt)
+                if after + SEARCH_PAGE > SEARCH_CAP:
+                    capped = True
+                    break
+            if tie is not None:
+                if capped and last is not None:
+                    tie = last.id  # more ties at this instant: continue after the last id
+                else:  # ties exhausted: go on strictly after this instant
+                    tie = None
+                    lower = lower + _ONE_MS if lower is not None else None
+                continue
+            if not capped or last is None:
+                return
+            last_time = _aware(last.properties.get(modified) or last.updated_at)
+            if lower is not None and last_time <= lower:
+                tie = "0"  # 10,000 records share one instant: walk them by id
+            else:
+                lower = last_time
+
+    def _archived_window(
+        self, object_type: str, since: datetime | None, properties: Fields, scope: Scope
+    ) -> Iterator[Record]:
+        """Archiving does not move the modification time and archived records never
+        appear in search: list the recycle bin and keep those archived in the window."""
+        where, until = scope.get("where"), scope.get("until")
+        wanted = sorted(set(properties) | set((where or {}).keys()))
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": BATCH, "properties": wanted, "archived": True}
+            if after:
+                kwargs["after"] = after
+            page = self._call(
+                "list_archived",
+                self._basic.get_page_with_http_info,
+                object_type,
+                raw=True,
+                **kwargs,
+            )
+            for obj in page.results or []:
+                when = _aware(obj.archived_at or obj.updated_at)
+                if since is not None and when < since:
+                    continue
+                if until is not None and when > until:
+                    continue
+                props = dict(obj.properties or {})
+                if where and any(props.get(k) != v for k, v in where.items()):
+                    continue
+                rec = self._record(object_type, obj, properties)
+                yield Record(rec.object_type, rec.id, rec.properties, when, True)
+            after = page.paging.next.after if page.paging and page.paging.next else None
+            if not after:
+                return
+
+    def find_by_property(
+        self, object_type: str, name: str, values: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        vals = list(dict.fromkeys(values))
+        for i in range(0, len(vals), 100):
+            chunk = vals[i : i + 100]
+            body = {
+                "filterGroups": [
+                    {"filters": [{"propertyName": name, "operator": "IN", "values": chunk}]}
+                ],
+                "properties": sorted({*properties, name}),
+                "limit": SEARCH_PAGE,
+            }
+            page = self._search_page(object_type, body)
+            for obj in page.results or []:
+                rec = self._record(object_type, obj, properties)
+                key = rec.properties.get(name)
+                if key is not None:
+                    out[key] = rec
+        return out

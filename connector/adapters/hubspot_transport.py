@@ -1,0 +1,239 @@
+"""The HubSpot transport: one API call with the portal's limiter and our retry policy.
+
+The client does not retry POSTs, so retries are ours (``tenacity``): 429 and 5xx and
+dropped connections are retried with the server's ``Retry-After`` or policy honoured,
+4xx validation errors never are. The hot calls parse the JSON answer themselves
+(:class:`_View`). The search, association and write halves of the adapter build on it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from hubspot import HubSpot
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from connector.adapters.base import AdapterError
+from connector.adapters.hubspot_errors import (
+    RequestRefused,
+    Retriable,
+    _body,
+    _header,
+    _is_api_exception,
+)
+from connector.adapters.naming import HUBSPOT_NAMING
+from connector.adapters.ratelimit import limiter_for
+from connector.records import Record
+
+DEFAULT_HOST = "https://api.hubapi.com"
+BATCH = 100
+SEARCH_PAGE = 200
+SEARCH_CAP = 10_000
+ASSOC_READ_BATCH = 1000
+ASSOC_CREATE_BATCH = 2000  # v4 association batch create takes up to 2,000 inputs
+
+MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
+# Ids merged into a record (semicolon-separated): read with every record, so the engine
+# can follow a merge made in HubSpot (SyncPass._follow_merges, by naming.merged_ids).
+MERGED_IDS = HUBSPOT_NAMING.merged_ids
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(moment: datetime) -> str:
+    return str(int(moment.timestamp() * 1000))
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.fromtimestamp(0, UTC)
+
+
+class _View(dict[str, Any]):
+    """A JSON object read with the generated models' attribute names.
+
+    The hot calls (search, batch read/write, association reads) ask the client for the
+    undecoded response (``_preload_content=False``) and parse it with ``json``: the
+    generated models validate and convert every field of every record, which costs
+    about ten times the HTTP round trip on a 200-record page. ``obj.updated_at`` reads
+    ``updatedAt``, ``obj._from`` reads ``from``; a missing key reads as ``None``, as an
+    unset model attribute does. Dates stay ISO strings (``_aware`` parses them)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        head, *rest = name.lstrip("_").split("_")
+        value = self.get(head + "".join(w.title() for w in rest))
+        if isinstance(value, dict) and not isinstance(value, _View):
+            return _View(value)
+        if isinstance(value, list):
+            return [_View(v) if isinstance(v, dict) else v for v in value]
+        return value
+
+
+class HubSpotTransport:
+    """One HubSpot portal's client, limiter, retry policy and call counters."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        host: str | None = None,
+        name: str = "hubspot",
+        rate_limit_per_10s: int = 100,
+        search_rate_per_s: float = 5.0,
+        max_attempts: int = 8,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = (host or DEFAULT_HOST).rstrip("/")
+        self._client = HubSpot(access_token=token, host=self.host)
+        # Each attribute access of the SDK builds a new ApiClient and pool: keep them.
+        crm = self._client.crm
+        self._basic = crm.objects.basic_api
+        self._batch = crm.objects.batch_api
+        self._search = crm.objects.search_api
+        self._assoc = crm.associations.v4.batch_api
+        self._props = crm.properties.core_api
+        self._events = self._client.events.events_api
+        self._prefs = self._client.communication_preferences.status_api
+        self.limits = limiter_for(self.host, token, rate_limit_per_10s, search_rate_per_s)
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self._sleep = sleep
+        self.calls: Counter[str] = Counter()
+        self.rate_limited = 0
+        self.retries = 0
+        self.wait_seconds = 0.0
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ transport
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        attempt = state.attempt_number
+        if isinstance(exc, Retriable) and exc.wait is not None:
+            delay = exc.wait
+        elif isinstance(exc, Retriable) and exc.rate_limited:
+            delay = 1.0 * attempt
+        else:
+            delay = min(0.25 * 2 ** (attempt - 1), 8.0)
+        delay = min(delay, self.max_wait) * (1 + self._rng.random() * 0.1)
+        self.wait_seconds += delay
+        return delay
+
+    def _call(
+        self,
+        kind: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        search: bool = False,
+        raw: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """One API call with the portal's limiter and our retry policy. ``raw``: parse
+        the JSON answer ourselves into a :class:`_View` instead of the client's models."""
+
+        def attempt() -> Any:
+            self.wait_seconds += self.limits.requests.acquire() if not search else 0.0
+            if search:
+                self.wait_seconds += self.limits.search.acquire()
+            self.calls[kind] += 1
+            try:
+                if raw:
+                    resp = fn(*args, _preload_content=False, **kwargs)
+                    try:
+                        payload = resp.data
+                        headers = resp.headers
+                    finally:
+                        resp.release_conn()
+                    data = _View(json.loads(payload)) if payload else _View()
+                else:
+                    data, _status, headers = fn(*args, _return_http_data_only=False, **kwargs)
+            except Exception as exc:
+                raise self._classify(kind, exc) from exc
+            if not search:
+                self.limits.requests.learn(dict(headers or {}))
+            return data
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(Retriable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep or __import__("time").sleep,
+            reraise=True,
+            before_sleep=lambda s: self._count_retry(),
+        )
+        try:
+            return retrying(attempt)
+        except Retriable as exc:
+            raise AdapterError(
+                f"{self.name}: {kind} still failing after {self.max_attempts} attempts: {exc}",
+                retriable=True,
+            ) from None
+        except RequestRefused as exc:
+            if exc.status in (401, 403):
+                raise AdapterError(f"{self.name}: {kind} refused ({exc.status}): {exc}") from None
+            raise
+
+    def _count_retry(self) -> None:
+        self.retries += 1
+
+    def _classify(self, kind: str, exc: Exception) -> Exception:
+        if _is_api_exception(exc):
+            status = int(getattr(exc, "status", 0) or 0)
+            body = _body(exc)
+            message = str(body.get("message") or getattr(exc, "reason", "") or "error")
+            headers = getattr(exc, "headers", None)
+            if status == 429:
+                self.rate_limited += 1
+                self.calls["429"] += 1
+                retry_after = _header(headers, "Retry-After")
+                wait: float | None = float(retry_after) if retry_after else None
+                if wait is None and body.get("policyName") == "TEN_SECONDLY_ROLLING":
+                    wait = 10.0 if not kind.startswith("search") else 1.0
+                if wait:
+                    (
+                        self.limits.search if kind.startswith("search") else self.limits.requests
+                    ).pause(wait)
+                return Retriable(f"429 {message}", wait=wait, rate_limited=True)
+            if status >= 500 or status in (408, 423) or status == 0:
+                return Retriable(f"{status} {message}")
+            return RequestRefused(status, message, body)
+        if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | OSError):
+            return Retriable(f"connection error: {type(exc).__name__}: {exc}")
+        return exc
+
+    # ------------------------------------------------------------------ records
+
+    def _record(
+        self, object_type: str, obj: Any, properties: Sequence[str] | None = None
+    ) -> Record:
+        props: dict[str, str | None] = dict(obj.properties or {})
+        if properties is not None:
+            for p in properties:
+                props.setdefault(p, None)
+        updated = obj.updated_at or props.get(MODIFIED.get(object_type, "hs_lastmodifieddate"))
+        return Record(object_type, str(obj.id), props, _aware(updated), bool(obj.archived))
+
+    def api_calls(self) -> dict[str, int]:
+        out = dict(self.calls)
+        out["retries"] = self.retries
+        out["wait_ms"] = int(self.wait_seconds * 1000)
+        return out

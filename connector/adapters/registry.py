@@ -1,0 +1,219 @@
+"""Portal kinds: what a portal's ``adapter:`` may name, the keys of its own it takes in
+``dealsync.yaml``, how they are checked and how its adapter is built.
+
+Adding a CRM is one adapter module plus one :func:`register` call (the built-in kinds
+are registered at the bottom of this module): the config loader validates a portal's
+own keys with the kind's :attr:`PortalKind.settings` model (every YAML problem with its
+line), ``dealsync check`` runs the kind's :attr:`PortalKind.check`, and
+:class:`connector.api.Dealsync` builds adapters with :attr:`PortalKind.build`. The
+adapter modules themselves are imported only when an adapter is built, so loading a
+config never loads an SDK.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from connector.adapters.base import CRMAdapter
+
+
+class PortalUnusable(Exception):
+    """The portal's settings cannot make an adapter now (a secret is missing, the
+    adapter's library is not installed); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a kind's check found a problem: ``key`` of the portal (None: the portal
+    as a whole), what is wrong and how to fix it."""
+
+    key: str | None
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a kind's check may look at besides the settings."""
+
+    env: Mapping[str, str]
+    check_env: bool  # False: do not require the secrets' variables to be set
+    suggested_env: str  # a good name for this portal's token variable
+    at: str  # the portal's YAML path, e.g. partners[0], for messages
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What building an adapter may use besides the settings."""
+
+    env: Mapping[str, str]
+    resolve: Callable[[str], Path]  # a path of the config, relative to its folder
+
+
+@dataclass(frozen=True)
+class PortalKind:
+    """One kind of CRM portal."""
+
+    name: str
+    """What ``adapter:`` says in ``dealsync.yaml``."""
+    describe: str
+    """One line for the hint listing the kinds."""
+    settings: type[BaseModel]
+    """The portal's own keys (``extra="forbid"``: a typo is an error)."""
+    build: Callable[[str, Any, BuildContext], CRMAdapter]
+    """(portal name, validated settings, context) → adapter; raises
+    :class:`PortalUnusable`."""
+    check: Callable[[Any, CheckContext], list[Setting]] = lambda settings, ctx: []
+    """What the schema cannot say (a secret's variable set, a file named)."""
+
+
+_KINDS: dict[str, PortalKind] = {}
+
+
+def register(kind: PortalKind) -> PortalKind:
+    """Make ``adapter: <kind.name>`` valid (replacing a kind of the same name)."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Forget a kind (tests that registered one of their own)."""
+    _KINDS.pop(name, None)
+
+
+def kinds() -> dict[str, PortalKind]:
+    """Every registered kind by name."""
+    return dict(_KINDS)
+
+
+def kind_of(name: str) -> PortalKind:
+    """The kind ``adapter:`` names; KeyError with the known kinds when there is none."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise KeyError(unknown_kind(name).message()) from None
+
+
+def unknown_kind(name: str) -> PydanticCustomError:
+    """The error for an ``adapter:`` naming no kind, with the kinds and what they are
+    (the config loader shows them as the choices and the hint)."""
+    meaning = ", ".join(f"{k.name} for {k.describe}" for k in _KINDS.values())
+    return PydanticCustomError(
+        "unknown_kind",
+        "adapter {name!r} is not a known portal kind ({meaning})",
+        {"name": name, "known": list(_KINDS), "meaning": meaning},
+    )
+
+
+class KindSettings(BaseModel):
+    """Base of a kind's settings model: strict and frozen like the rest of the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- built-in kinds
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LocalSettings(KindSettings):
+    path: str | None = None  # SQLite file of the embedded local CRM
+
+
+def _check_local(settings: LocalSettings, ctx: CheckContext) -> list[Setting]:
+    if settings.path:
+        return []
+    return [
+        Setting(
+            None,
+            "adapter local needs path",
+            "add `path: .dealsync/<name>.db`, the SQLite file of the embedded "
+            "local CRM (relative to the config file)",
+        )
+    ]
+
+
+def _build_local(name: str, settings: LocalSettings, ctx: BuildContext) -> CRMAdapter:
+    from connector.adapters.local import LocalCRM
+
+    if not settings.path:
+        raise PortalUnusable(f"portal {name!r}: adapter local needs path")
+    return LocalCRM(ctx.resolve(settings.path), name=name)
+
+
+class HubSpotSettings(KindSettings):
+    token_env: str | None = None  # env var holding the private app's access token
+    host: str | None = None  # API host override, e.g. the sandbox's URL
+    rate_limit_per_10s: int = Field(default=100, ge=1, le=1000)
+    search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
+
+
+def _check_hubspot(settings: HubSpotSettings, ctx: CheckContext) -> list[Setting]:
+    token_env = settings.token_env
+    if not token_env:
+        return [
+            Setting(
+                None,
+                "adapter hubspot needs token_env",
+                f"add `token_env: {ctx.suggested_env}` and put the private app token in "
+                "that environment variable (or .env)",
+            )
+        ]
+    if not _ENV_NAME.match(token_env):
+        # Deliberately not echoed: people paste the token itself here.
+        return [
+            Setting(
+                "token_env",
+                "token_env must be the name of an environment variable, not a token",
+                f"write `token_env: {ctx.suggested_env}` and put the token in that variable "
+                "(environment or .env)",
+            )
+        ]
+    if ctx.check_env and not ctx.env.get(token_env, "").strip():
+        return [
+            Setting(
+                "token_env",
+                f"missing env var {token_env} for {ctx.at}.token_env",
+                "set it in the environment or .env",
+            )
+        ]
+    return []
+
+
+def _build_hubspot(name: str, settings: HubSpotSettings, ctx: BuildContext) -> CRMAdapter:
+    try:
+        from connector.adapters.hubspot import HubSpotAdapter
+    except ImportError as exc:  # pragma: no cover - packaging problem
+        raise PortalUnusable(f"the HubSpot adapter is not available: {exc}") from exc
+    token = ctx.env.get(settings.token_env or "", "")
+    if not token:
+        raise PortalUnusable(
+            f"portal {name!r}: environment variable {settings.token_env} is not set; "
+            "set it in the environment or in .env"
+        )
+    return HubSpotAdapter(
+        token=token,
+        host=settings.host,
+        name=name,
+        rate_limit_per_10s=settings.rate_limit_per_10s,
+        search_rate_per_s=settings.search_rate_per_s,
+    )
+
+
+register(
+    PortalKind(
+        "hubspot",
+        "a HubSpot portal",
+        HubSpotSettings,
+        _build_hubspot,
+        _check_hubspot,
+    )
+)
+register(PortalKind("local", "the embedded demo CRM", LocalSettings, _build_local, _check_local))
