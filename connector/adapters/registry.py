@@ -12,11 +12,14 @@ config never loads an SDK.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -37,6 +40,7 @@ class Setting:
     key: str | None
     message: str
     hint: str
+    severity: Literal["error", "warning", "note"] = "error"
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,12 @@ class PortalKind:
     """(portal name, validated settings, context) → adapter; raises
     :class:`PortalUnusable`."""
     check: Callable[[Any, CheckContext], list[Setting]] = lambda settings, ctx: []
-    """What the schema cannot say (a secret's variable set, a file named)."""
+    """What the schema cannot say (a secret's variable set, a file named, a token that
+    would travel unencrypted)."""
+    same: Callable[[Any, Any, Mapping[str, str]], str | None] = lambda a, b, env: None
+    """Why two portals of this kind (their settings) are one and the same portal, or
+    None: a partner on the vendor's own portal would sync a CRM with itself. Never
+    names a secret, only the variables holding it."""
 
 
 _KINDS: dict[str, PortalKind] = {}
@@ -140,6 +149,12 @@ def _check_local(settings: LocalSettings, ctx: CheckContext) -> list[Setting]:
     ]
 
 
+def _same_local(a: LocalSettings, b: LocalSettings, env: Mapping[str, str]) -> str | None:
+    if a.path and b.path and os.path.normpath(a.path) == os.path.normpath(b.path):
+        return f"both use the local CRM file {a.path!r}"
+    return None
+
+
 def _build_local(name: str, settings: LocalSettings, ctx: BuildContext) -> CRMAdapter:
     from connector.adapters.local import LocalCRM
 
@@ -155,7 +170,85 @@ class HubSpotSettings(KindSettings):
     search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
 
 
+HUBSPOT_HOST = "https://api.hubapi.com"
+
+
 def _check_hubspot(settings: HubSpotSettings, ctx: CheckContext) -> list[Setting]:
+    return _hubspot_host(settings.host) + _hubspot_token(settings, ctx)
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _hubspot_host(host: str | None) -> list[Setting]:
+    """A host that would carry the access token unencrypted, or is no URL at all."""
+    if host is None:
+        return []
+    host = host.strip()
+    parts = urlsplit(host)
+    shown = "" if "@" in host else host  # never echo credentials written into a URL
+    if parts.scheme == "https" and parts.hostname:
+        return []
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return [
+            Setting(
+                "host",
+                "host is plain http:// on this machine (loopback); fine for the local "
+                "sandbox, the access token never leaves the machine",
+                f"a real HubSpot portal is {HUBSPOT_HOST} (remove `host:` to use it)",
+                "note",
+            )
+        ]
+    if parts.scheme == "http":
+        return [
+            Setting(
+                "host",
+                "host is plain http://, which would send the portal's access token unencrypted",
+                "use https:// (plain http is allowed only for localhost/127.0.0.1, the "
+                "local sandbox)",
+            )
+        ]
+    if not parts.scheme or not parts.hostname:
+        fixed = f"https://{shown}" if shown and "://" not in shown else "https://<host>"
+        return [
+            Setting(
+                "host",
+                "host is not a URL with https://, so it is not clear how the access token "
+                "would be sent",
+                f"write the full base URL, e.g. `host: {fixed}`, or remove `host:` for "
+                f"{HUBSPOT_HOST}",
+            )
+        ]
+    return [
+        Setting(
+            "host",
+            f"host has scheme {parts.scheme!r}; a HubSpot portal is reached over https://",
+            f"write https://…, or remove `host:` for {HUBSPOT_HOST}",
+        )
+    ]
+
+
+def _same_hubspot(a: HubSpotSettings, b: HubSpotSettings, env: Mapping[str, str]) -> str | None:
+    def base(s: HubSpotSettings) -> str:
+        return (s.host or HUBSPOT_HOST).strip().rstrip("/").lower()
+
+    if base(a) != base(b) or not a.token_env or not b.token_env:
+        return None
+    if a.token_env == b.token_env:
+        return f"both use the token in {a.token_env} at the same host"
+    token = env.get(a.token_env, "").strip()
+    if token and token == env.get(b.token_env, "").strip():
+        return f"{a.token_env} and {b.token_env} hold the same token for the same host"
+    return None
+
+
+def _hubspot_token(settings: HubSpotSettings, ctx: CheckContext) -> list[Setting]:
     token_env = settings.token_env
     if not token_env:
         return [
@@ -214,6 +307,11 @@ register(
         HubSpotSettings,
         _build_hubspot,
         _check_hubspot,
+        _same_hubspot,
     )
 )
-register(PortalKind("local", "the embedded demo CRM", LocalSettings, _build_local, _check_local))
+register(
+    PortalKind(
+        "local", "the embedded demo CRM", LocalSettings, _build_local, _check_local, _same_local
+    )
+)

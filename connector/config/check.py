@@ -492,10 +492,20 @@ def _check_portal(
     except ValidationError:
         return []  # the loader reported each of them at its key
     ctx = CheckContext(env, check_env, suggested_env, format_path(placed.path))
-    return [
-        problem_at(placed.src, (*placed.path, s.key) if s.key else placed.path, s.message, s.hint)
-        for s in kind.check(settings, ctx)
-    ]
+    out = []
+    for s in kind.check(settings, ctx):
+        path = (*placed.path, s.key) if s.key else placed.path
+        out.append(
+            Problem(
+                placed.src.file,
+                placed.src.line_of(path),
+                format_path(path),
+                s.message,
+                s.hint,
+                s.severity,
+            )
+        )
+    return out
 
 
 def state_url_error(url: str) -> tuple[str, str] | None:

@@ -21,19 +21,19 @@ and hint, like the schema's own.
 from __future__ import annotations
 
 import difflib
-import ipaddress
-import os
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
+from connector.adapters.registry import kind_of
 from connector.config.check import (
     Placed,
     Problem,
     Source,
     YamlPath,
-    note_at,
     problem_at,
     warning_at,
 )
@@ -45,7 +45,6 @@ from connector.config.models import (
     VendorConfig,
 )
 
-HUBSPOT_DEFAULT_HOST = "https://api.hubapi.com"
 """Where a HubSpot portal without ``host`` is reached (the adapter's default)."""
 
 # HubSpot's default deal pipeline: stage id by its label (what admins see in the UI).
@@ -306,15 +305,13 @@ def check_portal_values(
     partners: Sequence[Placed[PartnerConfig]],
     env: Mapping[str, str],
 ) -> list[Problem]:
-    """Hosts that would send a token in clear, portals that are the same portal, and
-    notification addresses that are no addresses."""
+    """Portals that are the same portal, and notification addresses that are no
+    addresses (a kind's own settings, such as HubSpot's host, are its check's)."""
     problems: list[Problem] = []
     portals: list[Placed[VendorConfig] | Placed[PartnerConfig]] = []
     if vendor is not None:
         portals.append(vendor)
     portals += list(partners)
-    for placed in portals:
-        problems += _host_problems(placed)
     for i, placed in enumerate(partners):
         for other in portals[: (1 if vendor is not None else 0) + i]:
             why = same_portal(placed.item, other.item, env)
@@ -334,90 +331,17 @@ def check_portal_values(
     return problems
 
 
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_problems(placed: Placed[VendorConfig] | Placed[PartnerConfig]) -> list[Problem]:
-    portal: PortalConfig = placed.item
-    if portal.adapter != "hubspot" or portal.host is None:
-        return []
-    path = (*placed.path, "host")
-    host = portal.host.strip()
-    parts = urlsplit(host)
-    shown = "" if "@" in host else host  # never echo credentials written into a URL
-    if parts.scheme == "https" and parts.hostname:
-        return []
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return [
-            note_at(
-                placed.src,
-                path,
-                "host is plain http:// on this machine (loopback); fine for the local "
-                "sandbox, the access token never leaves the machine",
-                "a real HubSpot portal is https://api.hubapi.com (remove `host:` to use it)",
-            )
-        ]
-    if parts.scheme == "http":
-        return [
-            problem_at(
-                placed.src,
-                path,
-                "host is plain http://, which would send the portal's access token unencrypted",
-                "use https:// (plain http is allowed only for localhost/127.0.0.1, the "
-                "local sandbox)",
-            )
-        ]
-    if not parts.scheme or not parts.hostname:
-        fixed = f"https://{shown}" if shown and "://" not in shown else "https://<host>"
-        return [
-            problem_at(
-                placed.src,
-                path,
-                "host is not a URL with https://, so it is not clear how the access token "
-                "would be sent",
-                f"write the full base URL, e.g. `host: {fixed}`, or remove `host:` for "
-                f"{HUBSPOT_DEFAULT_HOST}",
-            )
-        ]
-    return [
-        problem_at(
-            placed.src,
-            path,
-            f"host has scheme {parts.scheme!r}; a HubSpot portal is reached over https://",
-            f"write https://…, or remove `host:` for {HUBSPOT_DEFAULT_HOST}",
-        )
-    ]
-
-
-def _base_url(portal: PortalConfig) -> str:
-    return (portal.host or HUBSPOT_DEFAULT_HOST).strip().rstrip("/").lower()
-
-
 def same_portal(a: PortalConfig, b: PortalConfig, env: Mapping[str, str]) -> str | None:
     """Why ``a`` and ``b`` are one and the same CRM portal, or ``None`` if they are not
-    known to be. Never names a token, only the variables holding it."""
+    known to be (the portal kind says what makes two of its portals one)."""
     if a.portal_id is not None and a.portal_id == b.portal_id:
         return f"both have portal_id {a.portal_id}"
     if a.adapter != b.adapter:
         return None
-    if a.adapter == "local":
-        if a.path and b.path and os.path.normpath(a.path) == os.path.normpath(b.path):
-            return f"both use the local CRM file {a.path!r}"
-        return None
-    if _base_url(a) != _base_url(b) or not a.token_env or not b.token_env:
-        return None
-    if a.token_env == b.token_env:
-        return f"both use the token in {a.token_env} at the same host"
-    token = env.get(a.token_env, "").strip()
-    if token and token == env.get(b.token_env, "").strip():
-        return f"{a.token_env} and {b.token_env} hold the same token for the same host"
-    return None
+    try:
+        return kind_of(a.adapter).same(a.settings, b.settings, env)
+    except (KeyError, ValidationError):
+        return None  # the loader reported the unknown kind or the bad settings
 
 
 def _same_portal_problem(
