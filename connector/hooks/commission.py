@@ -7,7 +7,8 @@
 
 The commission row (unique per vendor deal) is the exactly-once guard; the write-back
 to the partner's deal is idempotent and retried until marked done, so a crash between
-the two writes neither loses nor doubles anything.
+the two writes neither loses nor doubles anything. Both are effects handed to
+``ctx.apply`` (:mod:`connector.engine.effects`): a dry run lists them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import EarnCommission, Keep, WriteProperties
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
@@ -178,7 +180,16 @@ class CommissionHook(BaseHook):
                     deal.properties,
                 )
                 break
-        ctx.store.set_cursors(ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water})
+        ctx.apply(
+            [
+                Keep(
+                    "self-serve cursor",
+                    lambda: ctx.store.set_cursors(
+                        ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water}
+                    ),
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------ shared
 
@@ -208,7 +219,8 @@ class CommissionHook(BaseHook):
             mrr=str(earned.mrr),
             earned_at=ctx.now,
         )
-        if registry.add_commission(row) is not None:
+        [added] = ctx.apply([EarnCommission(row)])
+        if added is not None:
             log.info(
                 "%s earned %s %s on vendor deal %s (%s)",
                 ctx.connection,
@@ -235,14 +247,17 @@ class CommissionHook(BaseHook):
             )
             for c in pending
         ]
-        results = ctx.partner_crm.update("deals", items)
-        ok = {r.key for r in results if r.ok}
+        results = ctx.apply(
+            [WriteProperties("partner", "deals", rid, p, "commission") for rid, p in items]
+        )
+        answered = [r for r in results if r is not None]
+        ok = {r.key for r in answered if r.ok}
         # the partner deal is gone (or refuses the value for good): the commission row
         # stands; repeating the write-back on every pass cannot help
-        for r in results:
+        for r in answered:
             if not r.ok and not r.retriable:
                 log.warning("commission write-back to partner deal %s given up: %s", r.key, r.error)
                 ok.add(r.key)
-        registry.mark_commissions(
-            [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
-        )
+        written = [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
+        if written:
+            ctx.apply([Keep("commissions written", lambda: registry.mark_commissions(written))])
