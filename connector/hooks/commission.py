@@ -42,6 +42,10 @@ class SeenDeals:
 
     partner: set[str] = field(default_factory=set)
     vendor: set[str] = field(default_factory=set)
+    # detected vendor deals already at a won stage: candidates even while their link's
+    # base still has the old stage (a dry run, which moves no base, then lists the
+    # commission the real pass earns)
+    won: set[str] = field(default_factory=set)
 
 
 class CommissionHook(BaseHook):
@@ -68,7 +72,13 @@ class CommissionHook(BaseHook):
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
             recs = seen[self.deal_mapping.name]
-            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor))
+            won_stages = set(self.rules.vendor_signals.won_stages)
+            won = {
+                vid
+                for vid, rec in recs.vendor.items()
+                if rec.get("dealstage") in won_stages and not rec.archived
+            }
+            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor), won)
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry
@@ -95,7 +105,7 @@ class CommissionHook(BaseHook):
             if link.status != "active" or not link.vendor_id or not link.partner_id:
                 continue
             stage = (link.base.get(stage_key) or [None, None])[1] if stage_key else None
-            if stage_key is None or stage in won:
+            if stage_key is None or stage in won or link.vendor_id in seen.won:
                 candidates[link.vendor_id] = link.partner_id
         candidates = {v: p for v, p in candidates.items() if registry.commission_for(v) is None}
         if not candidates:
