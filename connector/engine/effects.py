@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from connector.records import Side
+from connector.records import Side, WriteResult
 
 if TYPE_CHECKING:
     from connector.engine.hooks import PassContext
@@ -183,7 +183,13 @@ def _apply_run(ctx: PassContext, run: Sequence[Effect]) -> list[object]:
         by_key: dict[str, list[object]] = {}
         for res in crm.update(first.object, items):
             by_key.setdefault(res.key, []).append(res)
-        return [by_key[w.record_id].pop(0) if by_key.get(w.record_id) else None for w in writes]
+        # a record the CRM gave no answer for failed (None means "not carried out")
+        return [
+            by_key[w.record_id].pop(0)
+            if by_key.get(w.record_id)
+            else WriteResult(w.record_id, error="no answer from the CRM for this record")
+            for w in writes
+        ]
     return [_apply_one(ctx, e) for e in run]
 
 

@@ -476,6 +476,7 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
                 for rid, props in items
             ]
         )
+        answer = {rid: res for (rid, _), res in zip(items, results, strict=True)}
         answered = [res for res in results if res is not None]
         ok = {res.key for res in answered if res.ok}
         # a refusal that no retry can fix (the record is gone, the value is refused):
@@ -496,7 +497,7 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
                     r.partner_record_id,
                     hopeless[r.partner_record_id],
                 )
-            elif results and results[0] is not None:  # carried out (not a dry run)
+            elif answer[r.partner_record_id] is not None:  # None: not carried out (dry)
                 log.warning(
                     "registration %s: write-back to partner %s %s failed",
                     r.id,
