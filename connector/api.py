@@ -24,6 +24,7 @@ from connector.config import check_project as check_project
 from connector.config import shown as shown
 from connector.config.check import errors_of as errors_of
 from connector.config.models import PartnerConfig, PortalConfig
+from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook
 from connector.engine.reconcile import FieldPlan
 from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from connector.api import PassResult, Problem, check_config, errors_of, shown
+from connector.api import PassResult, Problem, check_config, effect_summary, errors_of, shown
 from connector.cli.base import Ctx, cli, command, fail, parse_now
 
 
@@ -51,6 +51,12 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
     click.echo(f"  plan: {result.plan.summary()}")
+    # the program's effects: what a dry run would do, what a real pass did
+    lines = effect_summary(result.effect_counts())
+    label = "program (would)" if result.dry_run else "program"
+    click.echo(f"  {label}: " + ("nothing to do" if not lines else lines[0]))
+    for line in lines[1:]:
+        click.echo(" " * (len(label) + 4) + line)
     if result.counts and not result.dry_run:
         click.echo("  done: " + ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items())))
     for err in result.errors[:20]:

@@ -1,16 +1,22 @@
 """The hook contract: what the engine calls, and when.
 
-Hooks are plain objects the engine calls at two fixed points of a pass:
+Hooks are plain objects the engine calls at fixed points of a pass:
 
+* ``after_detect`` — once per pass, before any reconcile, with every object's detected
+  records: the place to make decisions that several objects depend on;
 * ``before_apply`` — after reconcile, per object: it sees the planned actions and the
   records they came from, and returns the actions to apply. It may veto (drop) an
-  action, add actions, or replace one with an annotated copy. In a dry run it runs too,
-  so the printed plan is what would really happen.
-* ``after_pass`` — once the pass's writes and state are committed (not in a dry run):
-  for side effects that must only follow durable state (emails, commissions).
+  action, add actions, or replace one with an annotated copy;
+* ``after_pass`` — once the pass's writes and state are committed: for effects that
+  must only follow durable state (e-mails, commissions, ownership writes).
 
-Two more points: ``properties`` (extra properties to fetch) and ``after_detect``
-(once per pass, before any reconcile, with every object's detected records), and
+Every point runs in a dry run too, so the printed plan is what would really happen.
+A hook never writes and never asks whether the pass is dry: it hands the program's
+effects (:mod:`connector.engine.effects`: decisions, ownership writes, commissions,
+e-mails) to :meth:`PassContext.apply`, and the engine carries them out — or, in a dry
+run, only records them — and logs them for the printed plan and the run's summary.
+
+Two more points: ``properties`` (extra properties to fetch) and
 ``required_properties`` for ``dealsync setup``.
 
 A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
+from connector.engine.effects import Done, Effect, apply_effects, dry_outcome
 from connector.engine.plan import Action
 from connector.records import PropertySpec, Record, Side
 
@@ -45,6 +52,7 @@ class PassContext:
     vendor_crm: CRMAdapter
     store: StateStore
     now: datetime
+    # the engine's switch (see :meth:`apply`); hooks never read it
     dry_run: bool
     run_id: int | None
     # what hooks learned at one point of this pass for a later one: one object per class
@@ -52,6 +60,25 @@ class PassContext:
     notes: dict[type, Any] = field(default_factory=dict)
     # a test's crash hook, called with a named point (see ``run_pass(crash_at=)``)
     crash_at: Callable[[str], None] | None = None
+    # every program effect handed to :meth:`apply` this pass, in order, with its outcome
+    effects: list[Done] = field(default_factory=list)
+
+    def apply(self, effects: Sequence[Effect]) -> list[Any]:
+        """Carry out the program's effects now, in order, and log them; in a dry run only
+        log them. Returns each effect's outcome: what the store or CRM answered (a
+        decision's recorded status, a write's result, whether a row was inserted), or
+        in a dry run the decision's own status and None for everything else — so a hook
+        does its follow-up (marks, logs) only for what really happened."""
+        if not effects:
+            return []
+        if self.dry_run:
+            outcomes = [dry_outcome(e) for e in effects]
+        else:
+            outcomes = apply_effects(self, effects)
+        self.effects.extend(
+            Done(e, o, not self.dry_run) for e, o in zip(effects, outcomes, strict=True)
+        )
+        return outcomes
 
     def crash_point(self, point: str) -> None:
         """Give a test the chance to kill the process here; does nothing otherwise."""
@@ -108,7 +135,10 @@ class Hook(Protocol):
         records: ObjectRecords,
     ) -> list[Action]: ...
 
-    def after_pass(self, ctx: PassContext) -> None: ...
+    def after_pass(self, ctx: PassContext) -> None:
+        """Called once the pass's writes and state are committed (dry runs too): hand
+        the effects that must follow durable state to ``ctx.apply``."""
+        ...
 
 
 class BaseHook:

@@ -19,6 +19,8 @@ from typing import Any
 
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
+from connector.engine import effects as program_effects
+from connector.engine.effects import Done
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Plan, RecordError
 from connector.records import Side, utcnow
@@ -56,6 +58,12 @@ class PassResult:
     api_calls: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     dry_run: bool = False
+    # the program's effects (decisions, e-mails, commissions, ownership writes), in order
+    effects: list[Done] = field(default_factory=list)
+
+    def effect_counts(self) -> Counter[str]:
+        """The program's effects by kind: carried out, or (dry run) that would be."""
+        return program_effects.counts(self.effects)
 
     @property
     def exit_code(self) -> int:
@@ -70,6 +78,7 @@ class PassResult:
             "status": self.status,
             "dry_run": self.dry_run,
             "plan": dict(self.plan.counts()),
+            "program": dict(self.effect_counts()),
             "counts": dict(self.counts),
             "errors": [str(e) for e in self.errors],
             "open_conflicts": self.open_conflicts,
@@ -194,9 +203,9 @@ def _run_recorded(
     )
     try:
         sync.run()
-        if not dry_run:
-            for hook in sync.hooks:
-                hook.after_pass(ctx)
+        # in a dry run too: the hooks plan their effects, ctx.apply only records them
+        for hook in sync.hooks:
+            hook.after_pass(ctx)
     except AdapterError as exc:
         result.status = "fatal"
         result.error = str(exc)
@@ -219,6 +228,7 @@ def _run_recorded(
     finally:
         sync.flush_outcomes()
     result.plan = sync.plan
+    result.effects = ctx.effects
     result.counts = sync.counts
     result.errors = sync.errors
     result.open_conflicts = len(store.conflicts(partner.id))
@@ -236,10 +246,13 @@ def _run_recorded(
             result.status = "failed"
         elif result.open_conflicts:
             result.status = "conflicts"
+    recorded: dict[str, Any] = dict(result.counts) | {"plan": dict(sync.plan.counts())}
+    if program := result.effect_counts():
+        recorded["program"] = dict(program)
     store.finish_run(
         run_id,
         status=result.status,
-        counts=dict(result.counts) | {"plan": dict(sync.plan.counts())},
+        counts=recorded,
         api_calls=calls,
         error=result.error,
     )

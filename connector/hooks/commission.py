@@ -7,7 +7,8 @@
 
 The commission row (unique per vendor deal) is the exactly-once guard; the write-back
 to the partner's deal is idempotent and retried until marked done, so a crash between
-the two writes neither loses nor doubles anything.
+the two writes neither loses nor doubles anything. Both are effects handed to
+``ctx.apply`` (:mod:`connector.engine.effects`): a dry run lists them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import EarnCommission, Keep, WriteProperties
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
@@ -40,6 +42,10 @@ class SeenDeals:
 
     partner: set[str] = field(default_factory=set)
     vendor: set[str] = field(default_factory=set)
+    # detected vendor deals already at a won stage: candidates even while their link's
+    # base still has the old stage (a dry run, which moves no base, then lists the
+    # commission the real pass earns)
+    won: set[str] = field(default_factory=set)
 
 
 class CommissionHook(BaseHook):
@@ -66,7 +72,13 @@ class CommissionHook(BaseHook):
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
             recs = seen[self.deal_mapping.name]
-            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor))
+            won_stages = set(self.rules.vendor_signals.won_stages)
+            won = {
+                vid
+                for vid, rec in recs.vendor.items()
+                if rec.get("dealstage") in won_stages and not rec.archived
+            }
+            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor), won)
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry
@@ -93,7 +105,7 @@ class CommissionHook(BaseHook):
             if link.status != "active" or not link.vendor_id or not link.partner_id:
                 continue
             stage = (link.base.get(stage_key) or [None, None])[1] if stage_key else None
-            if stage_key is None or stage in won:
+            if stage_key is None or stage in won or link.vendor_id in seen.won:
                 candidates[link.vendor_id] = link.partner_id
         candidates = {v: p for v, p in candidates.items() if registry.commission_for(v) is None}
         if not candidates:
@@ -178,7 +190,16 @@ class CommissionHook(BaseHook):
                     deal.properties,
                 )
                 break
-        ctx.store.set_cursors(ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water})
+        ctx.apply(
+            [
+                Keep(
+                    "self-serve cursor",
+                    lambda: ctx.store.set_cursors(
+                        ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water}
+                    ),
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------ shared
 
@@ -208,7 +229,8 @@ class CommissionHook(BaseHook):
             mrr=str(earned.mrr),
             earned_at=ctx.now,
         )
-        if registry.add_commission(row) is not None:
+        [added] = ctx.apply([EarnCommission(row)])
+        if added is not None:
             log.info(
                 "%s earned %s %s on vendor deal %s (%s)",
                 ctx.connection,
@@ -235,14 +257,17 @@ class CommissionHook(BaseHook):
             )
             for c in pending
         ]
-        results = ctx.partner_crm.update("deals", items)
-        ok = {r.key for r in results if r.ok}
+        results = ctx.apply(
+            [WriteProperties("partner", "deals", rid, p, "commission") for rid, p in items]
+        )
+        answered = [r for r in results if r is not None]
+        ok = {r.key for r in answered if r.ok}
         # the partner deal is gone (or refuses the value for good): the commission row
         # stands; repeating the write-back on every pass cannot help
-        for r in results:
+        for r in answered:
             if not r.ok and not r.retriable:
                 log.warning("commission write-back to partner deal %s given up: %s", r.key, r.error)
                 ok.add(r.key)
-        registry.mark_commissions(
-            [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
-        )
+        written = [c.id for c in pending if c.partner_deal_id in ok and c.id is not None]
+        if written:
+            ctx.apply([Keep("commissions written", lambda: registry.mark_commissions(written))])

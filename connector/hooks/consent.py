@@ -12,7 +12,8 @@ Per contact, by country (DESIGN §2.2):
 Each decision is one outbox row keyed ``<kind>:<e-mail>`` — queued, suppressed with
 its reason, or held (rendered, but it would name the partner: an admin releases or
 cancels it) — so an e-mail exists at most once per contact and kind, across
-reruns and crashes. Only accepted registrations are considered, and the sender drops
+reruns and crashes. Each row is a :class:`~connector.engine.effects.QueueEmail` handed
+to ``ctx.apply``: the engine queues it, or a dry run lists it. Only accepted registrations are considered, and the sender drops
 a queued consent e-mail whose registration ended before delivery.
 
 The hook also keeps the vendor's consent strict: a sync write may never move a
@@ -27,6 +28,7 @@ from datetime import timedelta
 
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import QueueEmail
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
@@ -158,7 +160,7 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
         done.add(key)
         reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
         if reason:
-            _suppress(ctx, outbox, reg, person, kind, key, reason)
+            _suppress(ctx, reg, person, kind, key, reason)
             decided += 1
             continue
         if identity is None:
@@ -170,7 +172,6 @@ def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
 
 def _suppress(
     ctx: PassContext,
-    outbox: OutboxRows,
     reg: Registration,
     person: RegistrationContact,
     kind: str,
@@ -178,16 +179,19 @@ def _suppress(
     reason: str,
 ) -> None:
     """Record the decision not to send (a row, so the person is never asked twice)."""
-    outbox.queue(
-        dedupe_key=key,
-        kind=kind,
-        recipient=person.email,
-        rendered=None,
-        partner=ctx.connection,
-        registration_id=reg.id,
-        status="suppressed",
-        detail=reason,
-        now=ctx.now,
+    ctx.apply(
+        [
+            QueueEmail(
+                dedupe_key=key,
+                kind=kind,
+                recipient=person.email,
+                rendered=None,
+                partner=ctx.connection,
+                registration_id=reg.id,
+                status="suppressed",
+                detail=reason,
+            )
+        ]
     )
 
 
@@ -261,16 +265,19 @@ def _queue(
     except PrivacyViolation as exc:
         # held, never dropped: a legally required e-mail waits for an admin's decision
         status, detail = "held", f"held: {exc}"
-    inserted = outbox.queue(
-        dedupe_key=key,
-        kind=kind,
-        recipient=person.email,
-        rendered=message,
-        partner=ctx.connection,
-        registration_id=reg.id,
-        status=status,
-        detail=detail,
-        now=ctx.now,
+    [inserted] = ctx.apply(
+        [
+            QueueEmail(
+                dedupe_key=key,
+                kind=kind,
+                recipient=person.email,
+                rendered=message,
+                partner=ctx.connection,
+                registration_id=reg.id,
+                status=status,
+                detail=detail,
+            )
+        ]
     )
     if inserted and status == "held":
         row_id = outbox.id_of(key)

@@ -9,6 +9,10 @@ that unique key), and the new activities of a pass are digested into one e-mail 
 company and day. A digest that would identify the contact (its e-mail address or
 full name anywhere; its surname or local part outside the company name) is held for
 an admin to release or cancel, never dropped.
+
+The activity, the digests, their marks and the cursors are effects handed to
+``ctx.apply`` (:mod:`connector.engine.effects`): a dry run lists the activity and the
+digests it would queue, and moves no cursor.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from dataclasses import dataclass, field
 
 from connector.adapters.base import SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import Keep, Notify, QueueEmail
 from connector.engine.hooks import BaseHook, PassContext
 from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import render
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import Record
-from connector.state.leads import add_activity, mark_notified, pending_activity, subscription
+from connector.state.leads import mark_notified, pending_activity, subscription
 from connector.state.tables import LeadActivity
 
 log = logging.getLogger("dealsync.notifications")
@@ -53,6 +58,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     high_water = vendor.now()
     identities: dict[str, Identity] = defaultdict(Identity)
     cursors = {}
+    unrecorded: list[LeadActivity] = []  # activity not carried out (a dry run): shown too
     for action in rules.notifications.actions:
         cursor_name = f"@events:{action.event}"
         since = ctx.store.cursor(ctx.connection, "vendor", cursor_name)
@@ -96,22 +102,24 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
             if not company:
                 reg = registry.accepted_for_domain(ctx.connection, domain)
                 company = reg.company_name if reg and reg.company_name else domain
-            add_activity(
-                ctx.store,
-                LeadActivity(
-                    partner=ctx.connection,
-                    domain=domain,
-                    company=company,
-                    day=event.occurred_at.strftime("%Y-%m-%d"),
-                    action=action.event,
-                    label=action.label,
-                    occurred_at=event.occurred_at,
-                ),
+            row = LeadActivity(
+                partner=ctx.connection,
+                domain=domain,
+                company=company,
+                day=event.occurred_at.strftime("%Y-%m-%d"),
+                action=action.event,
+                label=action.label,
+                occurred_at=event.occurred_at,
             )
-    ctx.store.set_cursors(ctx.connection, cursors)  # type: ignore[arg-type]
+            [recorded] = ctx.apply([Notify(row)])
+            if recorded is None:
+                unrecorded.append(row)
+    ctx.apply(
+        [Keep("event cursors", lambda: ctx.store.set_cursors(ctx.connection, cursors))]  # type: ignore[arg-type]
+    )
     if address is None:
         return 0
-    return _queue_digests(ctx, address, identities)
+    return _queue_digests(ctx, address, identities, unrecorded)
 
 
 @dataclass
@@ -139,11 +147,17 @@ def _company_of(contact: Record, companies: Mapping[str, Record]) -> tuple[str |
         return None, None
 
 
-def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Identity]) -> int:
-    """One e-mail per company and day for the activity not notified yet. Keyed by the
-    activity ids, so a crash between queueing and marking re-finds the same message."""
+def _queue_digests(
+    ctx: PassContext,
+    address: str,
+    identities: Mapping[str, Identity],
+    unrecorded: Sequence[LeadActivity] = (),
+) -> int:
+    """One e-mail per company and day for the activity not notified yet (and the
+    ``unrecorded`` activity of a dry run). Keyed by the activity ids, so a crash between
+    queueing and marking re-finds the same message."""
     outbox = ctx.store.outbox
-    pending = pending_activity(ctx.store, ctx.connection)
+    pending = [*pending_activity(ctx.store, ctx.connection), *unrecorded]
     groups: dict[tuple[str, str], list[LeadActivity]] = defaultdict(list)
     for r in pending:
         groups[(r.domain, r.day)].append(r)
@@ -179,18 +193,24 @@ def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Iden
             )
         except PrivacyViolation as exc:
             status, detail = "held", f"held: {exc}"
-        inserted = outbox.queue(
-            dedupe_key=key,
-            kind="lead_notification",
-            recipient=address,
-            rendered=message,
-            partner=ctx.connection,
-            status=status,
-            detail=detail,
-            now=ctx.now,
+        [inserted] = ctx.apply(
+            [
+                QueueEmail(
+                    dedupe_key=key,
+                    kind="lead_notification",
+                    recipient=address,
+                    rendered=message,
+                    partner=ctx.connection,
+                    registration_id=None,
+                    status=status,
+                    detail=detail,
+                )
+            ]
         )
         if inserted and status == "queued":
             queued += 1
+        if inserted is None:  # not carried out (a dry run): nothing to mark
+            continue
         row_id = outbox.id_of(key)
         if inserted and status == "held":
             log.error(
@@ -200,5 +220,7 @@ def _queue_digests(ctx: PassContext, address: str, identities: Mapping[str, Iden
                 ctx.connection,
                 row_id,
             )
-        mark_notified(ctx.store, ids, row_id)
+        ctx.apply(
+            [Keep("activity notified", lambda: mark_notified(ctx.store, ids, row_id))]  # noqa: B023
+        )
     return queued

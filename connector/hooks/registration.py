@@ -10,9 +10,11 @@ Where the program's §2.1 rules meet the sync engine:
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
   properties), and each partner record gets its registration's status and reason.
 
-Decisions are durable before anything is written (the registry), and every write
-after them is idempotent and retried until marked done, so a crash anywhere neither
-loses a decision nor writes one twice.
+The hook decides; it does not write. Endings, decisions and writes are effects
+(:mod:`connector.engine.effects`) handed to ``ctx.apply``: the engine records them
+(decisions durable before anything is written) and carries them out, or in a dry run
+only lists them. Every write is idempotent and retried until marked done, so a crash
+anywhere neither loses a decision nor writes one twice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import Decide, EndRegistrations
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.markers import SOURCE_ID
 from connector.engine.plan import Action, Create
@@ -116,10 +119,9 @@ class RegistrationHook(BaseHook):
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         registry = ctx.store.registry
         decisions = ctx.notes[PassDecisions] = PassDecisions()
-        if not ctx.dry_run:
-            due = registry.due_to_expire(ctx.connection, ctx.now)
-            if due:
-                registry.end([r.id for r in due if r.id is not None], "expired", ctx.now)
+        due = registry.due_to_expire(ctx.connection, ctx.now)
+        if due:
+            ctx.apply([EndRegistrations(tuple(r.id for r in due if r.id is not None), "expired")])
         if self.deal_mapping is not None and self.deal_mapping.name in seen:
             self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
         if self.contact_mapping is not None and self.contact_mapping.name in seen:
@@ -153,14 +155,14 @@ class RegistrationHook(BaseHook):
                 decisions.deals[rid] = "linked"
                 self._allow_children(decisions, rec)
                 reg = regs.get(rid)
-                if reg is not None and reg.status == "accepted" and not flagged and not ctx.dry_run:
+                if reg is not None and reg.status == "accepted" and not flagged:
                     assert reg.id is not None
                     withdrawn.append(reg.id)
                 continue
             if flagged and not rec.archived:
                 candidates.append(rec)
         if withdrawn:  # before deciding: a withdrawal frees its domain
-            registry.end(withdrawn, "withdrawn", ctx.now)
+            ctx.apply([EndRegistrations(tuple(withdrawn), "withdrawn")])
         if not candidates:
             return
         known = ctx.note(PassLookups)
@@ -257,7 +259,7 @@ class RegistrationHook(BaseHook):
         for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
             if not flags[rid]:
                 existing = regs.get(rid)
-                if existing is not None and existing.status == "accepted" and not ctx.dry_run:
+                if existing is not None and existing.status == "accepted":
                     assert existing.id is not None
                     withdrawn.append(existing.id)
                 continue
@@ -279,7 +281,7 @@ class RegistrationHook(BaseHook):
                 )
             )
         if withdrawn:  # before deciding: a withdrawal frees its domain
-            registry.end(withdrawn, "withdrawn", ctx.now)
+            ctx.apply([EndRegistrations(tuple(withdrawn), "withdrawn")])
         if subs:
             self._decide_all(ctx, registry, subs, PassDecisions())
 
@@ -306,12 +308,9 @@ class RegistrationHook(BaseHook):
         if not todo:
             return
         decided = decide_submissions(ctx, registry, self.rules, todo)
-        # recorded in order, a few transactions for all (the claim rows still arbitrate)
-        statuses: list[str] = (
-            [d.status for _, d in decided]
-            if ctx.dry_run
-            else registry.record_many(decided, now=ctx.now)
-        )
+        # recorded in order, a few transactions for all (the claim rows still arbitrate);
+        # the statuses are the recorded ones (a dry run: the decisions' own)
+        statuses: list[str] = ctx.apply([Decide(sub, d) for sub, d in decided])
         for (sub, decision), status in zip(decided, statuses, strict=True):
             if sub.kind == "deal":
                 decisions.deals[sub.partner_record_id] = status

@@ -6,6 +6,7 @@ The rules that decide are :mod:`connector.program.decide` (pure); their records 
 :mod:`connector.state.registry`; the hook that runs all this on every pass is
 :mod:`connector.hooks.registration`. Every write here is idempotent and retried until the
 registry marks it done, so a crash anywhere neither loses a decision nor writes it twice.
+The writes and the marks are effects handed to ``ctx.apply`` (a dry run lists them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.effects import Keep, WriteProperties
 from connector.engine.hooks import PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.reconcile import matches
@@ -259,15 +261,19 @@ def write_vendor_ownership(
                 OWNED_UNTIL: _iso(reg.owned_until),
                 REG_ID: str(reg.id),
             }
-    results = ctx.vendor_crm.update("companies", list(writes.items())) if writes else []
-    written = {r.key for r in results if r.ok}
-    for r in results:
-        if not r.ok:
-            log.warning("vendor company %s: ownership not written: %s", r.key, r.error)
+    results = ctx.apply(
+        [WriteProperties("vendor", "companies", cid, p, "ownership") for cid, p in writes.items()]
+    )
+    written = {cid for cid, r in zip(writes, results, strict=True) if r is not None and r.ok}
+    for cid, r in zip(writes, results, strict=True):
+        if r is not None and not r.ok:
+            log.warning("vendor company %s: ownership not written: %s", cid, r.error)
     ready = [reg for reg in accepted if reg.id is not None and company_of.get(reg.id) in written]
     contacts_ok = _vendor_contacts(ctx, registry, ready, contact_mapping)
     done = [reg.id for reg in ready if reg.id is not None and reg.id in contacts_ok]
-    registry.mark_each({rid: {"vendor_company_id": company_of[rid]} for rid in done})
+    if done:
+        named = {rid: {"vendor_company_id": company_of[rid]} for rid in done}
+        ctx.apply([Keep("vendor company of registrations", lambda: registry.mark_each(named))])
     clear = []
     for reg in ended:
         assert reg.id is not None
@@ -281,13 +287,25 @@ def write_vendor_ownership(
         else:
             done.append(reg.id)
     if clear:
-        cleared = ctx.vendor_crm.update(
-            "companies",
-            [(cid, {OWNER: "", OWNED_UNTIL: "", REG_ID: ""}) for _, cid in dict.fromkeys(clear)],
+        cids = list(dict.fromkeys(cid for _, cid in clear))
+        cleared = ctx.apply(
+            [
+                WriteProperties(
+                    "vendor",
+                    "companies",
+                    cid,
+                    {OWNER: "", OWNED_UNTIL: "", REG_ID: ""},
+                    "ownership",
+                )
+                for cid in cids
+            ]
         )
-        ok = {r.key for r in cleared if r.ok}
+        ok = {cid for cid, r in zip(cids, cleared, strict=True) if r is not None and r.ok}
         done += [rid for rid, cid in clear if cid in ok]
-    registry.mark(done, vendor_written=True)
+    if done:
+        ctx.apply(
+            [Keep("vendor ownership written", lambda: registry.mark(done, vendor_written=True))]
+        )
 
 
 def _linked_vendor_companies(
@@ -326,23 +344,17 @@ def _linked_vendor_companies(
 
 def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
     key = f"{ctx.connection}:lead:{reg.domain}"
-    res = ctx.vendor_crm.upsert(
-        "companies",
-        SOURCE_ID,
-        [
-            (
-                key,
-                {
-                    "name": reg.company_name or reg.domain,
-                    "domain": reg.domain,
-                    PARTNER_ID: ctx.connection,
-                },
-            )
-        ],
-    )
-    if res[0].ok and res[0].record is not None:
-        return res[0].record.id
-    log.warning("registration %s: creating the vendor company failed: %s", reg.id, res[0].error)
+    props = {
+        "name": reg.company_name or reg.domain,
+        "domain": reg.domain,
+        PARTNER_ID: ctx.connection,
+    }
+    [res] = ctx.apply([WriteProperties("vendor", "companies", key, props, "lead", SOURCE_ID)])
+    if res is None:  # not carried out (a dry run)
+        return None
+    if res.ok and res.record is not None:
+        return str(res.record.id)
+    log.warning("registration %s: creating the vendor company failed: %s", reg.id, res.error)
     return None
 
 
@@ -374,9 +386,14 @@ def _vendor_contacts(
             )
             for p in people[reg.id]
         ]
-        results = ctx.vendor_crm.upsert("contacts", "email", items) if items else []
+        results = ctx.apply(
+            [WriteProperties("vendor", "contacts", e, props, "lead", "email") for e, props in items]
+        )
         ok = True
         for p, res in zip(people[reg.id], results, strict=True):
+            if res is None:  # not carried out (a dry run)
+                ok = False
+                continue
             if not res.ok or res.record is None:
                 # ids only: the contact's address stays out of the logs (issue 12)
                 log.warning(
@@ -392,7 +409,7 @@ def _vendor_contacts(
             done.add(reg.id)
     deal_regs = [r for r in regs if r.kind != "lead" and r.id is not None]
     if contact_mapping is None or not deal_regs:
-        registry.set_contact_vendor_ids(vendor_ids)
+        _keep_contact_ids(ctx, registry, vendor_ids)
         return done | {r.id for r in deal_regs if r.id is not None}
     emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
     # the sync created these contacts: their links name the vendor contact, so only
@@ -417,8 +434,16 @@ def _vendor_contacts(
             if vid is not None:
                 vendor_ids.append((reg.id, p.email, vid))
         done.add(reg.id)
-    registry.set_contact_vendor_ids(vendor_ids)
+    _keep_contact_ids(ctx, registry, vendor_ids)
     return done
+
+
+def _keep_contact_ids(
+    ctx: PassContext, registry: Registry, vendor_ids: list[tuple[int, str, str]]
+) -> None:
+    """Remember the registration contacts' vendor contacts (bookkeeping, via the pass)."""
+    if vendor_ids:
+        ctx.apply([Keep("vendor contacts", lambda: registry.set_contact_vendor_ids(vendor_ids))])
 
 
 def write_back(ctx: PassContext, registry: Registry) -> None:
@@ -445,11 +470,18 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
             )
             for r in regs
         ]
-        results = ctx.partner_crm.update(obj, items)
-        ok = {res.key for res in results if res.ok}
+        results = ctx.apply(
+            [
+                WriteProperties("partner", obj, rid, props, "registration status")
+                for rid, props in items
+            ]
+        )
+        answer = {rid: res for (rid, _), res in zip(items, results, strict=True)}
+        answered = [res for res in results if res is not None]
+        ok = {res.key for res in answered if res.ok}
         # a refusal that no retry can fix (the record is gone, the value is refused):
         # give up on that write-back instead of repeating it on every pass
-        hopeless = {res.key: res.error for res in results if not res.ok and not res.retriable}
+        hopeless = {res.key: res.error for res in answered if not res.ok and not res.retriable}
         for r in regs:
             if r.partner_record_id in ok:
                 assert r.id is not None
@@ -465,11 +497,14 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
                     r.partner_record_id,
                     hopeless[r.partner_record_id],
                 )
-            else:
+            elif answer[r.partner_record_id] is not None:  # None: not carried out (dry)
                 log.warning(
                     "registration %s: write-back to partner %s %s failed",
                     r.id,
                     obj,
                     r.partner_record_id,
                 )
-    registry.mark(done, written_back=True)
+    if done:
+        ctx.apply(
+            [Keep("registration status written", lambda: registry.mark(done, written_back=True))]
+        )
