@@ -19,6 +19,7 @@ from rel_support import NOW, FileWorld, scratch_dir
 from connector.engine.sync import PassResult
 from connector.state.store import LockHeld, StateStore
 from connector.state.tables import SyncLock
+from connector.testing.wait import wait_for
 
 CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
 
@@ -54,20 +55,6 @@ def start(w: FileWorld, *args: str) -> subprocess.Popen[str]:
 def finish(p: subprocess.Popen[str]) -> tuple[int, str]:
     out, err = p.communicate(timeout=300)
     return p.returncode, out + err
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> object:
-    """Poll until ``predicate()`` is truthy (a synchronisation aid with a generous
-    deadline, not a timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def no_duplicates(w: FileWorld) -> None:

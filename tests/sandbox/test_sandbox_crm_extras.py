@@ -31,6 +31,7 @@ from hubspot.events.send import (
 )
 
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.world import DEAL_STAGES
 
 TOKEN = "extras-token"
 
@@ -224,15 +225,7 @@ def test_pipelines_per_portal(srv: SandboxServer, client: HubSpot) -> None:
     pipelines = client.crm.pipelines.pipelines_api.get_all("deals")
     default = pipelines.results[0]
     assert default.id == "default"
-    assert [s.id for s in default.stages] == [
-        "appointmentscheduled",
-        "qualifiedtobuy",
-        "presentationscheduled",
-        "decisionmakerboughtin",
-        "contractsent",
-        "closedwon",
-        "closedlost",
-    ]
+    assert [s.id for s in default.stages] == list(DEAL_STAGES)
     won = next(s for s in default.stages if s.id == "closedwon")
     assert won.metadata == {"isClosed": "true", "probability": "1.0"}
     one = client.crm.pipelines.pipelines_api.get_by_id("deals", "default")

@@ -20,10 +20,10 @@ from connector.config.models import PortalConfig
 from connector.engine.hooks import BaseHook, PassContext
 from connector.records import Record
 from connector.service import Service
-from connector.testing.world import project_yaml
+from connector.testing.wait import wait_for as wait_for  # re-exported for the tests
+from connector.testing.world import project_yaml, seed_deal
 from connector.testing.world import write_project as _write_project
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-secret-7f3a9c"
 WEBHOOK_SECRET = "hubspot-app-secret-1b2c"
 ENV = {"DEALSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "DEALSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET}
@@ -96,26 +96,23 @@ class Harness:
     def seed_deal(self, partner: str = "acme", **props: str) -> Record:
         self._serial += 1
         n = self._serial
-        crm = self.crms[partner]
-        company = crm.create("companies", {"name": f"Company {n}", "domain": f"c{n}.com"})
-        person = crm.create(
-            "contacts",
-            {"firstname": "Ann", "lastname": f"L{n}", "email": f"ann@c{n}.com", "country": "US"},
-        )
-        deal = crm.create(
-            "deals",
-            {
-                "dealname": f"Deal {n}",
-                "amount": "100",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-                **props,
-            },
-        )
-        crm.associate("deals", "companies", [(deal.id, company.id)])
-        crm.associate("deals", "contacts", [(deal.id, person.id)])
-        return deal
+        person = {
+            "firstname": "Ann",
+            "lastname": f"L{n}",
+            "email": f"ann@c{n}.com",
+            "country": "US",
+        }
+        deal = {"dealname": f"Deal {n}", "amount": "100", **props}
+        return seed_deal(
+            self.crms[partner],
+            company=f"Company {n}",
+            domain=f"c{n}.com",
+            country=None,
+            contacts=[person],
+            closedate=None,
+            currency=None,
+            **deal,
+        ).deal
 
     def vendor_deal(self, partner: str, partner_deal_id: str) -> Record | None:
         want = f"{partner}:{partner_deal_id}"
@@ -125,19 +122,6 @@ class Harness:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    """Poll until ``predicate()`` is truthy (a synchronisation aid, not a timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def finished(service: Service, run_id: int) -> bool:
