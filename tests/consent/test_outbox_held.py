@@ -240,16 +240,22 @@ def test_cancel_never_sends_it(held: World) -> None:
         held.app.release_email(999)
 
 
-def test_a_notification_that_names_the_contact_is_held(world: World) -> None:
-    """A company named after its contact (full name) would identify them: held."""
+def _hank_requests_a_demo(world: World, company: str) -> None:
+    """Hank Scorpio of ``company`` (a deal registered by acme) requests a demo: the
+    vendor's lead notification to acme is decided on the pass after."""
     world.seed_deal(
         domain="scorpio.com",
-        company="Hank Scorpio Consulting",
+        company=company,
         contacts=[person("hank@scorpio.com", "US", firstname="Hank", lastname="Scorpio")],
     )
     world.sync()
     world.vendor.record_event("pe_demo_requested", world.vendor_contact("hank@scorpio.com").id)
     world.sync()
+
+
+def test_a_notification_that_names_the_contact_is_held(world: World) -> None:
+    """A company named after its contact (full name) would identify them: held."""
+    _hank_requests_a_demo(world, "Hank Scorpio Consulting")
     [m] = world.messages("lead_notification")
     assert m.status == "held"
     assert m.detail == "held: the message would reveal the contact ('Hank Scorpio')"
@@ -332,14 +338,7 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
 
 
 def test_a_notification_the_old_check_blocked_is_digested_again(world: World) -> None:
-    world.seed_deal(
-        domain="scorpio.com",
-        company="Scorpio Consulting",
-        contacts=[person("hank@scorpio.com", "US", firstname="Hank", lastname="Scorpio")],
-    )
-    world.sync()
-    world.vendor.record_event("pe_demo_requested", world.vendor_contact("hank@scorpio.com").id)
-    world.sync()
+    _hank_requests_a_demo(world, "Scorpio Consulting")
     [before] = world.messages("lead_notification")
     with world.app.store.engine.begin() as conn:
         conn.execute(

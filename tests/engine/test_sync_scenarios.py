@@ -397,6 +397,18 @@ def _points_of_an_uninterrupted_pass(make_world: MakeWorld) -> list[str]:
 CRASH_POINTS = crash_points(["companies", "contacts", "deals"])
 
 
+def _reference_and_crashed(make_world: MakeWorld) -> tuple[World, World]:
+    """Two worlds after the scenario: ``reference`` synced twice without a crash, and
+    ``crashed``, about to be crashed and rerun until it should look the same."""
+    reference = make_world(name="reference")
+    _scenario_before(reference)
+    reference.sync()
+    reference.sync()
+    crashed = make_world(name="crashed")
+    _scenario_before(crashed)
+    return reference, crashed
+
+
 def test_the_crash_scenario_reaches_every_named_point(make_world: MakeWorld) -> None:
     assert set(CRASH_POINTS) <= set(_points_of_an_uninterrupted_pass(make_world))
 
@@ -405,13 +417,7 @@ def test_the_crash_scenario_reaches_every_named_point(make_world: MakeWorld) -> 
 def test_crash_at_any_point_then_rerun_converges_like_an_uninterrupted_run(
     make_world: MakeWorld, point: str
 ) -> None:
-    reference = make_world(name="reference")
-    _scenario_before(reference)
-    reference.sync()
-    reference.sync()
-
-    crashed = make_world(name="crashed")
-    _scenario_before(crashed)
+    reference, crashed = _reference_and_crashed(make_world)
     with pytest.raises(PassAborted):
         crashed.sync(crash_at=crash_on(point))
     result = crashed.sync()
@@ -424,13 +430,7 @@ def test_crash_at_any_point_then_rerun_converges_like_an_uninterrupted_run(
 
 def test_crash_on_every_pass_until_none_left_still_converges(make_world: MakeWorld) -> None:
     """Crash at each point in turn, one after the other, then finish."""
-    reference = make_world(name="reference")
-    _scenario_before(reference)
-    reference.sync()
-    reference.sync()
-
-    crashed = make_world(name="crashed")
-    _scenario_before(crashed)
+    reference, crashed = _reference_and_crashed(make_world)
     for point in CRASH_POINTS:
         with contextlib.suppress(PassAborted):
             crashed.sync(crash_at=crash_on(point))

@@ -383,6 +383,22 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
 
 
+def _both_recreate_the_company(
+    world: World, n: int, vold: str, vdeal: str, d: str, c: str
+) -> tuple[str, str]:
+    """Both portals archive deal ``n``'s company (``vold`` on the vendor, ``c`` on the
+    partner) and enter it again by hand on the deal, same domain; the partner also
+    edits the deal. Returns the new vendor and partner company ids."""
+    world.srv.portal("vendor").archive("companies", vold)
+    vnew = world.vendor.create("companies", {"name": f"Company {n} by hand", "domain": f"c{n}.com"})
+    world.vendor.associate("deals", vdeal, "companies", vnew)
+    world.srv.portal("acme").archive("companies", c)
+    pnew = world.partner.create("companies", {"name": f"Company {n} again", "domain": f"c{n}.com"})
+    world.partner.associate("deals", d, "companies", pnew)
+    world.partner.edit("deals", d, {"amount": f"150{n}"})
+    return vnew, pnew
+
+
 def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: World) -> None:
     """Both portals delete the shared deal's company and enter it again (same domain,
     on the deal) before a pass: the partner's new company pairs with the vendor's new
@@ -392,13 +408,7 @@ def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: Wor
     [old] = _live(world, "companies", "domain", "c4.com")
     vdeal = world.vendor_deal_of(d)
 
-    world.srv.portal("vendor").archive("companies", str(old["id"]))
-    vnew = world.vendor.create("companies", {"name": "Company 4 by hand", "domain": "c4.com"})
-    world.vendor.associate("deals", vdeal, "companies", vnew)
-    world.srv.portal("acme").archive("companies", c)
-    pnew = world.partner.create("companies", {"name": "Company 4 again", "domain": "c4.com"})
-    world.partner.associate("deals", d, "companies", pnew)
-    world.partner.edit("deals", d, {"amount": "1504"})
+    vnew, pnew = _both_recreate_the_company(world, 4, str(old["id"]), vdeal, d, c)
     r = world.sync()
 
     assert r.status == "ok", r.as_dict()
@@ -435,13 +445,7 @@ def test_both_sides_recreate_a_company_the_vendor_search_does_not_show_yet(
     [old] = _live(world, "companies", "domain", "c5.com")
     vdeal = world.vendor_deal_of_by_read(d)
 
-    world.srv.portal("vendor").archive("companies", str(old["id"]))
-    vnew = world.vendor.create("companies", {"name": "Company 5 by hand", "domain": "c5.com"})
-    world.vendor.associate("deals", vdeal, "companies", vnew)
-    world.srv.portal("acme").archive("companies", c)
-    pnew = world.partner.create("companies", {"name": "Company 5 again", "domain": "c5.com"})
-    world.partner.associate("deals", d, "companies", pnew)
-    world.partner.edit("deals", d, {"amount": "1505"})
+    vnew, pnew = _both_recreate_the_company(world, 5, str(old["id"]), vdeal, d, c)
     _wait_partner_indexed(world)
     r = world.app.sync("acme")
 

@@ -27,6 +27,20 @@ BROKEN = ROOT / "tests" / "config" / "fixtures" / "broken"
 SHIPPED = ROOT / "mappings"
 CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
 
+
+def _cli(config: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own, in ``cwd``, with a bare environment (no token,
+    no mail settings from the machine running the tests)."""
+    return subprocess.run(
+        [*CLI, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
+
 HOSTILE = {
     "long": ("0123456789abcdefghij" * 10240),  # 200 KB
     "rtl": "مرحبا بالعالم \u200fשלום עולם\u202e reversed",
@@ -198,14 +212,7 @@ def test_every_malformed_file_gives_the_cli_one_clear_error_and_exit_3(tmp_path:
     def run(job: tuple[Path, list[str]]) -> tuple[str, int, str]:
         fixture, cmd = job
         config = _project_for(fixture, tmp_path)
-        proc = subprocess.run(
-            [*CLI, "--config", str(config), *cmd],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        )
+        proc = _cli(config, cmd, tmp_path)
         return f"{fixture.name} {' '.join(cmd)}", proc.returncode, proc.stdout + proc.stderr
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -242,14 +249,7 @@ def test_an_id_too_large_for_any_row_is_not_found_not_a_crash(
         "partners: [{id: acme, name: Acme, adapter: local, path: acme.db}]\n"
         f"mappings: ['{SHIPPED / 'shared_deals.yaml'}']\nrules: '{SHIPPED / 'rules.yaml'}'\n"
     )
-    proc = subprocess.run(
-        [*CLI, "--config", str(config), *command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
+    proc = _cli(config, command, tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 3, text
     errors = [line for line in text.splitlines() if line.startswith("Error:")]
