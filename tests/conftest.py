@@ -116,6 +116,15 @@ class World:
         """Write calls made so far on both sides."""
         return sum(crm.calls[k] for crm in (self.partner, self.vendor) for k in WRITE_CALLS)
 
+    def quiet_sync(self) -> PassResult:
+        """A pass that must write nothing and touch no record; what else it must show
+        (its status, its counts) is the caller's to check."""
+        before_writes, before = self.writes(), self.snapshot()
+        result = self.sync()
+        assert self.writes() == before_writes, result.plan.summary()
+        assert self.snapshot() == before
+        return result
+
     def snapshot(self) -> dict[str, list[tuple[str, str, dict[str, str | None], bool]]]:
         """Everything in both CRMs, to compare worlds."""
         out: dict[str, list[tuple[str, str, dict[str, str | None], bool]]] = {}

@@ -5,21 +5,17 @@ service by the adapter factory (so a test can seed records and inject write fail
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from connector.adapters.local import LocalCRM
 from connector.config.models import PortalConfig
 from connector.engine.hooks import BaseHook, PassContext
 from connector.records import Record
 from connector.service import Service
+from connector.testing.faults import failing_statements as failing_statements  # re-exported
 from connector.testing.wait import wait_for as wait_for  # re-exported for the tests
 from connector.testing.world import project_yaml, seed_deal
 from connector.testing.world import write_project as _write_project
@@ -176,30 +172,3 @@ def hubspot_signature(body: bytes, timestamp: str, uri: str = WEBHOOK_URL) -> st
     return Signature.get_signature(
         WEBHOOK_SECRET, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp
     )
-
-
-@contextmanager
-def failing_statements(engine: Engine, table: str) -> Iterator[list[str]]:
-    """Make every write to ``table`` fail as a locked SQLite database does (an
-    ``OperationalError`` from the driver) while the block runs; yields the failed
-    statements. The fault is injected at the database boundary, so whatever the code
-    above does with transactions is exercised as it is."""
-    import sqlite3
-
-    failed: list[str] = []
-
-    def _fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        words = statement.split()
-        verb = words[0].upper() if words else ""
-        target = (
-            words[2] if verb == "INSERT" and len(words) > 2 else words[1] if len(words) > 1 else ""
-        )
-        if verb in ("INSERT", "UPDATE") and target.strip('"') == table:
-            failed.append(statement)
-            raise sqlite3.OperationalError("database is locked")
-
-    event.listen(engine, "before_cursor_execute", _fail)
-    try:
-        yield failed
-    finally:
-        event.remove(engine, "before_cursor_execute", _fail)
