@@ -46,6 +46,17 @@ def _every_policy(policy: str) -> Callable[[str], str]:
     return edit
 
 
+def _synced_contact(world: World) -> tuple[Seeded, Record, str, Record]:
+    """A deal synced once: the deal, its partner contact, that contact's e-mail and
+    the vendor contact it is linked to."""
+    seeded = world.seed_deal()
+    world.sync()
+    contact = seeded.contacts[0]
+    counterpart = world.counterpart("contacts", contact.id)
+    assert counterpart is not None
+    return seeded, contact, contact.properties["email"] or "", counterpart
+
+
 def quiet_pass(world: World) -> PassResult:
     result = world.quiet_sync()
     assert result.status == "ok", result.as_dict()
@@ -81,12 +92,7 @@ def touch_deal(world: World, seeded: Seeded) -> None:
 
 
 def test_partner_recreates_a_contact_with_the_same_email_it_is_relinked(world: World) -> None:
-    seeded = world.seed_deal()
-    world.sync()
-    old = seeded.contacts[0]
-    email = old.properties["email"] or ""
-    vendor_contact = world.counterpart("contacts", old.id)
-    assert vendor_contact is not None
+    seeded, old, email, vendor_contact = _synced_contact(world)
 
     world.partner.remove("contacts", old.id)
     assert world.sync().status == "ok"
@@ -204,12 +210,7 @@ def test_partner_recreates_a_deal_under_the_archive_policy_one_live_deal(
 
 
 def test_contact_deleted_and_recreated_within_one_pass_is_relinked(world: World) -> None:
-    seeded = world.seed_deal()
-    world.sync()
-    old = seeded.contacts[0]
-    email = old.properties["email"] or ""
-    vendor_contact = world.counterpart("contacts", old.id)
-    assert vendor_contact is not None
+    seeded, old, email, vendor_contact = _synced_contact(world)
 
     world.partner.remove("contacts", old.id)
     new = world.partner.create("contacts", {"firstname": "Same", "email": email.upper()})
@@ -317,12 +318,7 @@ def test_adoption_interrupted_after_the_write_is_finished_on_rerun(world: World)
 
 
 def test_vendor_recreates_a_contact_the_link_follows_the_new_record(world: World) -> None:
-    seeded = world.seed_deal()
-    world.sync()
-    partner_contact = seeded.contacts[0]
-    email = partner_contact.properties["email"] or ""
-    old = world.counterpart("contacts", partner_contact.id)
-    assert old is not None
+    seeded, partner_contact, email, old = _synced_contact(world)
 
     # entered again by hand: no connector properties, no associations
     world.vendor.remove("contacts", old.id)

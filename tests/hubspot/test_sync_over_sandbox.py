@@ -325,14 +325,10 @@ def test_partner_recreates_a_contact_it_is_relinked_not_stuck(world: World) -> N
 
     world.srv.portal("acme").archive("contacts", p)
     assert world.sync().status == "ok"
-    again = world.partner.create(
-        "contacts", {"firstname": "Again", "lastname": "L1", "email": "p1@c1.com"}
+    again, r = _entered_again_on_the_deal(
+        world, d, "contacts", {"firstname": "Again", "lastname": "L1", "email": "p1@c1.com"}, "1500"
     )
-    world.partner.associate("deals", d, "contacts", again)
-    world.partner.edit("deals", d, {"amount": "1500"})
-    r = world.sync()
 
-    assert r.status == "ok", r.as_dict()
     [after] = _live(world, "contacts", "email", "p1@c1.com")
     assert after["id"] == before["id"]
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
@@ -370,17 +366,28 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
 
     world.srv.portal("acme").archive("companies", c)
     world.sync()
-    again = world.partner.create("companies", {"name": "Company 2 again", "domain": "c2.com"})
-    world.partner.associate("deals", d, "companies", again)
-    world.partner.edit("deals", d, {"amount": "1502"})
-    r = world.sync()
+    again, _ = _entered_again_on_the_deal(
+        world, d, "companies", {"name": "Company 2 again", "domain": "c2.com"}, "1502"
+    )
 
-    assert r.status == "ok", r.as_dict()
     [after] = _live(world, "companies", "domain", "c2.com")
     assert after["id"] == before["id"]
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
     quiet = world.sync()
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def _entered_again_on_the_deal(
+    world: World, d: str, obj: str, props: dict[str, str], amount: str
+) -> tuple[str, PassResult]:
+    """The partner enters a record again by hand on deal ``d`` (and edits the deal's
+    amount); the pass after must succeed. Returns the new record's id and that pass."""
+    again = world.partner.create(obj, props)
+    world.partner.associate("deals", d, obj, again)
+    world.partner.edit("deals", d, {"amount": amount})
+    r = world.sync()
+    assert r.status == "ok", r.as_dict()
+    return again, r
 
 
 def _both_recreate_the_company(
