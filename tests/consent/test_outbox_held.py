@@ -67,7 +67,9 @@ def sent_files(w: World) -> list[str]:
 # ---------------------------------------------------------------------- what identifies
 
 
-def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: MakeWorld) -> None:
+def _orbital_kitchens_synced(make_world: MakeWorld) -> World:
+    """Partner ``orbit`` registers a deal of Orbital Kitchens GmbH (its id inside a
+    word of the company's name) with Anna, in Germany, and the pass has run."""
     w = make_world(config=ORBIT_CONFIG)
     w.seed_deal(
         "orbit",
@@ -76,6 +78,11 @@ def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: Make
         contacts=[person("anna@orbital-kitchens.de", "DE")],
     )
     w.sync("orbit", now=NOW)
+    return w
+
+
+def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: MakeWorld) -> None:
+    w = _orbital_kitchens_synced(make_world)
     [row] = w.consent_messages()
     assert (row.kind, row.status, row.detail) == ("consent_request", "queued", None)
     assert "Orbital Kitchens GmbH" in row.body
@@ -311,14 +318,7 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
     """Before issue 12 a blocked message was recorded ``suppressed`` with ``blocked:``
     and never retried; the migration lets the next pass decide it again, with the
     whole-token check (here: queued, since ``orbit`` is not a word of the text)."""
-    w = make_world(config=ORBIT_CONFIG)
-    w.seed_deal(
-        "orbit",
-        domain="orbital-kitchens.de",
-        company="Orbital Kitchens GmbH",
-        contacts=[person("anna@orbital-kitchens.de", "DE")],
-    )
-    w.sync("orbit", now=NOW)
+    w = _orbital_kitchens_synced(make_world)
     with w.app.store.engine.begin() as conn:
         conn.execute(
             text(

@@ -42,6 +42,12 @@ def quiet_pass(world: World) -> PassResult:
     return result
 
 
+def both_edit(world: World, partner_id: str, field: str, on_partner: str, on_vendor: str) -> None:
+    """Both sides change ``field`` of a synced deal before the next pass."""
+    world.partner.edit("deals", partner_id, {field: on_partner})
+    world.vendor.edit("deals", vendor_deal(world, partner_id).id, {field: on_vendor})
+
+
 def vendor_deal(world: World, partner_id: str) -> Any:
     record = world.counterpart("deals", partner_id)
     assert record is not None, f"no vendor deal for partner deal {partner_id}"
@@ -167,8 +173,7 @@ def test_partner_change_flows_to_the_vendor(world: World) -> None:
 def test_create_only_name_is_not_synced_after_creation(world: World) -> None:
     seeded = world.seed_deal(name="Original")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"dealname": "Partner rename"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"dealname": "Vendor rename"})
+    both_edit(world, seeded.id, "dealname", "Partner rename", "Vendor rename")
     world.sync()
     assert world.partner.get("deals", seeded.id).properties["dealname"] == "Partner rename"
     assert vendor_deal(world, seeded.id).properties["dealname"] == "Vendor rename"
@@ -200,8 +205,7 @@ def test_two_sided_edit_is_settled_by_each_fields_policy(world: World) -> None:
 def test_both_sides_making_the_same_edit_writes_nothing(world: World) -> None:
     seeded = world.seed_deal()
     world.sync()
-    world.partner.edit("deals", seeded.id, {"amount": "3000.00"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"amount": "3000"})
+    both_edit(world, seeded.id, "amount", "3000.00", "3000")
     before = world.writes()
     world.sync()
     assert world.writes() == before
@@ -294,8 +298,7 @@ def test_manual_conflict_opened_listed_resolved_then_quiet(
 def test_resolving_twice_or_unknown_conflict_is_a_clean_error(world: World) -> None:
     seeded = world.seed_deal(description="x")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     world.sync()
     [conflict] = world.store.conflicts(PARTNER)
     with pytest.raises(DealsyncError, match="exactly one"):
@@ -646,8 +649,7 @@ def test_exit_codes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded = world.seed_deal(description="d")
     assert world.sync().exit_code == 0
 
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     assert world.sync().exit_code == 1
 
     world.seed_deal()
@@ -724,8 +726,7 @@ def test_deleting_a_deal_with_an_open_conflict_closes_it(
     world = make_world(_policy(policy))
     seeded = world.seed_deal(description="d")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     assert world.sync().status == "conflicts"
     world.partner.remove("deals", seeded.id)
     result = world.sync()

@@ -65,6 +65,12 @@ def _open(
     return config, app, PortalUser(url, PARTNER_TOKEN), PortalUser(url, VENDOR_TOKEN)
 
 
+def _registered_deal(partner: PortalUser, dealname: str, amount: str) -> str:
+    """A deal the partner registers on its portal (associations are the caller's)."""
+    props = {"dealname": dealname, "amount": amount, "dealstage": "qualifiedtobuy"}
+    return partner.create("deals", {**props, "pipeline": "default", "dealsync_register": "true"})
+
+
 def _assert_clean(text: str, where: str) -> None:
     for secret in SECRETS:
         assert secret not in text, f"{where} contains a secret"
@@ -100,16 +106,7 @@ def test_no_secret_in_anything_the_product_emits(
                 "country": "DE",
             },
         )
-        d = partner.create(
-            "deals",
-            {
-                "dealname": "Initech rollout",
-                "amount": "100",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-            },
-        )
+        d = _registered_deal(partner, "Initech rollout", "100")
         partner.associate("deals", d, "companies", c)
         partner.associate("deals", d, "contacts", p)
         assert app.sync("acme").status == "ok"
@@ -198,16 +195,7 @@ def test_consent_mail_never_names_the_partner_and_notifications_never_the_contac
             ("Milton", "Waddams", "milton@initech.de", "AT"),
         ]
         c = partner.create("companies", {"name": "Initech", "domain": "initech.de"})
-        d = partner.create(
-            "deals",
-            {
-                "dealname": "Initech",
-                "amount": "1",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-            },
-        )
+        d = _registered_deal(partner, "Initech", "1")
         partner.associate("deals", d, "companies", c)
         for first, last, email, country in people:
             pid = partner.create(
@@ -262,16 +250,7 @@ def test_no_contact_email_address_in_any_log_line(
         _config, app, partner, vendor = _open(tmp_path, srv.url, env)
         for domain, company in {(v[3], v[4]) for v in people.values()}:
             c = partner.create("companies", {"name": company, "domain": domain})
-            d = partner.create(
-                "deals",
-                {
-                    "dealname": f"{company} rollout",
-                    "amount": "100",
-                    "dealstage": "qualifiedtobuy",
-                    "pipeline": "default",
-                    "dealsync_register": "true",
-                },
-            )
+            d = _registered_deal(partner, f"{company} rollout", "100")
             partner.associate("deals", d, "companies", c)
             for email, (first, last, country, dom, _) in people.items():
                 if dom == domain:
