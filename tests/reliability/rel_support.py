@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,6 +203,9 @@ class FileWorld:
             for m in self.app.outbox.messages(limit=100000)
         )
         return state
+
+
+MakeFileWorld = Callable[..., FileWorld]
 
 
 @contextmanager

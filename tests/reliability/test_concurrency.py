@@ -8,13 +8,11 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from rel_support import NOW, FileWorld, scratch_dir
+from rel_support import NOW, FileWorld, MakeFileWorld
 
 from connector.engine.sync import PassResult
 from connector.state.store import LockHeld, StateStore
@@ -30,13 +28,8 @@ def state_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def world(
-    tmp_path: Path, state_backend: str, state_url_factory: Callable[[str], str]
-) -> Iterator[FileWorld]:
-    url = None if state_backend == "sqlite" else state_url_factory("w")
-    w = FileWorld(scratch_dir(tmp_path) / "w", url, real_clock=True)
-    yield w
-    w.close()
+def world(make_file_world: MakeFileWorld) -> FileWorld:
+    return make_file_world("w", real_clock=True)
 
 
 def start(w: FileWorld, *args: str) -> subprocess.Popen[str]:
