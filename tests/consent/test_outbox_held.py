@@ -314,19 +314,25 @@ def test_held_on_the_admin_page_and_in_metrics(held: World) -> None:
 # ---------------------------------------------------------------------- older databases
 
 
+def _blocked_as_before_issue_12(w: World, revealed: str) -> None:
+    """Every outbox row as the old check left a blocked one (``suppressed``, emptied,
+    ``blocked: ...`` naming what it would reveal), with the re-deciding migration not
+    applied yet."""
+    detail = f"blocked: the message would reveal {revealed}"
+    with w.app.store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE outbox SET status='suppressed', subject='', body='', detail=:d"),
+            {"d": detail},
+        )
+        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+
+
 def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> None:
     """Before issue 12 a blocked message was recorded ``suppressed`` with ``blocked:``
     and never retried; the migration lets the next pass decide it again, with the
     whole-token check (here: queued, since ``orbit`` is not a word of the text)."""
     w = _orbital_kitchens_synced(make_world)
-    with w.app.store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE outbox SET status='suppressed', subject='', body='', "
-                "detail='blocked: the message would reveal the registering partner (''orbit'')'"
-            )
-        )
-        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+    _blocked_as_before_issue_12(w, "registering partner ('orbit')")
     assert [m.status for m in w.consent_messages()] == ["suppressed"]
     w.sync("orbit", now=NOW + timedelta(hours=1))
     assert [m.status for m in w.consent_messages()] == ["suppressed"]  # the old behaviour
@@ -340,14 +346,7 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
 def test_a_notification_the_old_check_blocked_is_digested_again(world: World) -> None:
     _hank_requests_a_demo(world, "Scorpio Consulting")
     [before] = world.messages("lead_notification")
-    with world.app.store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE outbox SET status='suppressed', subject='', body='', "
-                "detail='blocked: the message would reveal the contact (''Scorpio'')'"
-            )
-        )
-        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+    _blocked_as_before_issue_12(world, "contact ('Scorpio')")
     assert migrate(world.app.store.engine) == [REDECIDE]
     assert world.messages("lead_notification") == []
     world.sync()

@@ -57,6 +57,19 @@ def _synced_contact(world: World) -> tuple[Seeded, Record, str, Record]:
     return seeded, contact, contact.properties["email"] or "", counterpart
 
 
+def _partner_enters_company_again(
+    world: World, seeded: Seeded, name: str, domain: str
+) -> tuple[Record, PassResult]:
+    """The partner enters the deal's company again by hand (same domain, on the deal);
+    the pass after must succeed. Returns the new company and that pass."""
+    new = world.partner.create("companies", {"name": name, "domain": domain})
+    world.partner.associate("deals", "companies", [(seeded.id, new.id)])
+    touch_deal(world, seeded)
+    result = world.sync()
+    assert result.status == "ok", result.as_dict()
+    return new, result
+
+
 def quiet_pass(world: World) -> PassResult:
     result = world.quiet_sync()
     assert result.status == "ok", result.as_dict()
@@ -137,12 +150,8 @@ def test_partner_recreates_a_company_with_the_same_domain_it_is_relinked(
 
     world.partner.remove("companies", seeded.company.id)
     world.sync()
-    new = world.partner.create("companies", {"name": "Company One Again", "domain": domain})
-    world.partner.associate("deals", "companies", [(seeded.id, new.id)])
-    touch_deal(world, seeded)
-    result = world.sync()
+    new, result = _partner_enters_company_again(world, seeded, "Company One Again", domain)
 
-    assert result.status == "ok", result.as_dict()
     [only] = live(world, "vendor", "companies", "domain", domain)
     assert only.id == vendor_company.id
     assert only.get(SOURCE_ID) == f"{PARTNER}:{new.id}"
@@ -599,12 +608,8 @@ def test_vendor_recreates_the_company_an_ended_link_kept_the_partner_one_adopts_
     assert world.sync().status == "ok"
     assert world.store.links(PARTNER, "companies", ("unlinked",))
     vendor_new = _vendor_recreates_company(world, seeded)
-    partner_new = world.partner.create("companies", {"name": "Company Again", "domain": domain})
-    world.partner.associate("deals", "companies", [(seeded.id, partner_new.id)])
-    touch_deal(world, seeded)
-    result = world.sync()
+    partner_new, result = _partner_enters_company_again(world, seeded, "Company Again", domain)
 
-    assert result.status == "ok", result.as_dict()
     [only] = live(world, "vendor", "companies", "domain", domain)
     assert only.id == vendor_new.id
     assert only.get(SOURCE_ID) == f"{PARTNER}:{partner_new.id}"
