@@ -264,8 +264,7 @@ def test_manual_conflict_opened_listed_resolved_then_quiet(
     seeded = world.seed_deal(description="Base notes")
     world.sync()
     vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "Partner notes"})
-    world.vendor.edit("deals", vid, {"description": "Vendor notes"})
+    both_edit(world, seeded.id, "description", "Partner notes", "Vendor notes")
 
     result = world.sync()
     assert (result.status, result.exit_code, result.open_conflicts) == ("conflicts", 1, 1)
@@ -313,9 +312,7 @@ def test_resolving_twice_or_unknown_conflict_is_a_clean_error(world: World) -> N
 def test_conflict_that_settles_by_itself_is_closed(world: World) -> None:
     seeded = world.seed_deal(description="x")
     world.sync()
-    vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vid, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     world.sync()
     assert len(world.store.conflicts(PARTNER)) == 1
     world.partner.edit("deals", seeded.id, {"description": "v"})  # the partner gives in
@@ -699,8 +696,7 @@ def test_open_conflict_survives_an_edit_of_another_field(world: World, later: bo
     seeded = world.seed_deal(description="Base notes")
     world.sync()
     vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "Partner notes"})
-    world.vendor.edit("deals", vid, {"description": "Vendor notes"})
+    both_edit(world, seeded.id, "description", "Partner notes", "Vendor notes")
     world.sync()
     [conflict] = world.store.conflicts(PARTNER)
     if later:
