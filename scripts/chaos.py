@@ -291,22 +291,10 @@ class Campaign:
                 assert portal.path is not None
                 crms[name] = LocalCRM(project.resolve(portal.path), name=name, clock=self.clock)
             else:
-                from connector.adapters.hubspot import HubSpotAdapter
-                from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
+                from connector.testing.hubspot import unthrottled_adapter
 
-                adapter = HubSpotAdapter(
-                    token=VENDOR_TOKEN,
-                    host=portal.host,
-                    name=name,
-                    max_attempts=12,
-                    max_wait=0.01,
-                    sleep=lambda s: None,
-                )
-                adapter.limits = PortalLimits(
-                    requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=lambda s: None),
-                    search=SlidingWindowLimiter(budget=10**9, window=1.0, sleep=lambda s: None),
-                )
-                crms[name] = adapter
+                assert portal.host is not None
+                crms[name] = unthrottled_adapter(VENDOR_TOKEN, portal.host, name, max_attempts=12)
             return crms[name]
 
         # engine only: no hooks, so detection streams into apply (docs/sync.md)

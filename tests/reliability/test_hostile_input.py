@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from connector.adapters.hubspot import HubSpotAdapter
-from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.config.models import PortalConfig
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.hubspot import unthrottled_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "config" / "fixtures" / "broken"
@@ -137,18 +137,7 @@ def sandbox_app(tmp_path: Path) -> Iterator[tuple[Dealsync, SandboxServer]]:
         project = load_project(tmp_path / "dealsync.yaml", env=ENV)
 
         def factory(name: str, portal: PortalConfig) -> HubSpotAdapter:
-            a = HubSpotAdapter(
-                token=ENV[portal.token_env or ""],
-                host=srv.url,
-                name=name,
-                max_wait=0.01,
-                sleep=lambda s: None,
-            )
-            a.limits = PortalLimits(
-                requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=lambda s: None),
-                search=SlidingWindowLimiter(budget=10**9, window=1.0, sleep=lambda s: None),
-            )
-            return a
+            return unthrottled_adapter(ENV[portal.token_env or ""], srv.url, name)
 
         app = Dealsync(project, env=ENV, adapter_factory=factory, hooks=[])
         app.setup()
