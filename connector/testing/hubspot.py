@@ -5,6 +5,9 @@ tests that look at the waits themselves use fake time: ``tests/hubspot/hs_suppor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from connector.adapters.hubspot import HubSpotAdapter
 from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
 
@@ -14,17 +17,26 @@ def _no_sleep(seconds: float) -> None:
 
 
 def unthrottled_adapter(
-    token: str, host: str, name: str, *, max_attempts: int = 8, max_wait: float = 0.01
+    token: str,
+    host: str,
+    name: str,
+    *,
+    max_attempts: int = 8,
+    max_wait: float = 0.01,
+    sleep: Callable[[float], None] = _no_sleep,
+    **kwargs: Any,
 ) -> HubSpotAdapter:
-    """A HubSpot adapter on ``host`` that retries without sleeping and never waits on
-    its own limiters (the sandbox's answers, 429s included, still count)."""
+    """A HubSpot adapter on ``host`` that retries without sleeping (``sleep``: where
+    its retry waits go instead, e.g. a fake clock) and never waits on its own limiters
+    (the sandbox's answers, 429s included, still count); ``kwargs`` go to the adapter."""
     adapter = HubSpotAdapter(
         token=token,
         host=host,
         name=name,
         max_attempts=max_attempts,
         max_wait=max_wait,
-        sleep=_no_sleep,
+        sleep=sleep,
+        **kwargs,
     )
     adapter.limits = PortalLimits(
         requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=_no_sleep),

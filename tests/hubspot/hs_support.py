@@ -14,6 +14,7 @@ from typing import Any
 
 from connector.adapters.hubspot import HubSpotAdapter
 from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
+from connector.testing.hubspot import unthrottled_adapter
 from connector.testing.world import HubSpotPortals, project_yaml
 from connector.testing.world import write_project as write_folder
 
@@ -62,14 +63,8 @@ def make_adapter(
 ) -> HubSpotAdapter:
     """An adapter whose retry waits and limiter waits run on fake time."""
     ft = ft or FakeTime()
-    adapter = HubSpotAdapter(
-        token=token,
-        host=url,
-        name=name,
-        max_attempts=max_attempts,
-        max_wait=max_wait,
-        sleep=ft.sleep,
-        **kwargs,
+    adapter = unthrottled_adapter(
+        token, url, name, max_attempts=max_attempts, max_wait=max_wait, sleep=ft.sleep, **kwargs
     )
     adapter.limits = fake_limits(ft)
     return adapter
