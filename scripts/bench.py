@@ -46,9 +46,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPPINGS = ROOT / "mappings"
-
 RATE_PER_10S = 100  # HubSpot Free/Starter private apps
 SEARCH_PER_S = 5.0
 BATCH = 100
@@ -79,44 +76,28 @@ def _peak_rss_mb() -> float:
 # ====================================================================== project
 
 
-CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: hubspot
-  token_env: BENCH_VENDOR_TOKEN
-  host: {url}
-  rate_limit_per_10s: {rate}
-  search_rate_per_s: {search}
-partners:
-  - id: acme
-    name: Acme Agency
-    notify_email: alerts@acme.example
-    adapter: hubspot
-    token_env: BENCH_PARTNER_TOKEN
-    host: {url}
-    rate_limit_per_10s: {rate}
-    search_rate_per_s: {search}
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
-
-
 def write_project(root: Path, url: str, size: int) -> None:
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    shutil.copy(MAPPINGS / "shared_deals.yaml", root / "mappings" / "shared_deals.yaml")
-    rules = (MAPPINGS / "rules.yaml").read_text()
+    """The benchmark's project: vendor and partner on the sandbox at ``url`` with
+    HubSpot Free/Starter limits, the shipped mappings, tiers with room for ``size``."""
+    from connector.testing.world import HubSpotPortals, project_yaml
+    from connector.testing.world import write_project as write_folder
+
     # A partner registering N deals needs a tier with room for N registrations; the
     # shipped example tiers hold 10–50. Only the capacities change.
     cap = max(100, 2 * size + CHANGES)
-    rules = rules.replace("capacity: 10\n", f"capacity: {cap}\n")
-    rules = rules.replace("capacity: 25\n", f"capacity: {cap}\n")
-    rules = rules.replace("capacity: 50\n", f"capacity: {cap}\n")
-    (root / "mappings" / "rules.yaml").write_text(rules)
-    (root / "dealsync.yaml").write_text(
-        CONFIG.format(url=url, rate=RATE_PER_10S, search=SEARCH_PER_S)
+
+    def room(rules: str) -> str:
+        for shipped in (10, 25, 50):
+            rules = rules.replace(f"capacity: {shipped}\n", f"capacity: {cap}\n")
+        return rules
+
+    hubspot = HubSpotPortals(
+        url,
+        {"vendor": "BENCH_VENDOR_TOKEN", "acme": "BENCH_PARTNER_TOKEN"},
+        extra=(f"rate_limit_per_10s: {RATE_PER_10S}", f"search_rate_per_s: {SEARCH_PER_S}"),
     )
+    config = project_yaml(notify={"acme": "alerts@acme.example"}, hubspot=hubspot)
+    write_folder(root, config, rules_edit=room)
     (root / "mail").mkdir(exist_ok=True)
 
 

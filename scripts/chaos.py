@@ -52,7 +52,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -64,33 +63,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from connector.adapters.local import LocalCRM  # noqa: E402
-from connector.api import Dealsync  # noqa: E402
-from connector.config import load_project  # noqa: E402
-from connector.config.models import PortalConfig  # noqa: E402
-from connector.engine.reconcile import FieldPlan  # noqa: E402
-from connector.engine.sync import crash_points  # noqa: E402
-from connector.engine.values import ValueError_, canonical  # noqa: E402
-from connector.mail.transport import SmtpTransport  # noqa: E402
-from connector.testing.clock import FileClock  # noqa: E402
-from connector.testing.faults import WebhookEndpoint, late_indexed_edit, webhook_event  # noqa: E402
-from connector.testing.mail import ChaosSMTP, LogTransport  # noqa: E402
+from connector.adapters.local import LocalCRM
+from connector.api import Dealsync
+from connector.config import load_project
+from connector.config.models import PortalConfig
+from connector.engine.reconcile import FieldPlan
+from connector.engine.sync import crash_points
+from connector.engine.values import ValueError_, canonical
+from connector.mail.transport import SmtpTransport
+from connector.testing.clock import FileClock
+from connector.testing.crash import fork_and_wait, kill_me
+from connector.testing.faults import WebhookEndpoint, late_indexed_edit, webhook_event
+from connector.testing.mail import ChaosSMTP, LogTransport
+from connector.testing.world import (
+    DEAL_STAGES,
+    HubSpotPortals,
+    project_yaml,
+    seed_deal,
+    write_project,
+)
 
 SRC = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 OBJECTS = ("companies", "contacts", "deals")
-STAGES = [
-    "appointmentscheduled",
-    "qualifiedtobuy",
-    "presentationscheduled",
-    "decisionmakerboughtin",
-    "contractsent",
-    "closedwon",
-    "closedlost",
-]
 POINTS = [
     *crash_points(["companies", "contacts", "deals"]),
     "while_writing_commission",
@@ -125,27 +120,6 @@ def writes_of(result: Any) -> dict[str, int]:
 
 
 VENDOR_TOKEN, PARTNER_TOKEN = "chaos-vendor", "chaos-acme"
-
-CONFIG = """\
-version: 1
-state_url: 'sqlite:///{root}/state.db'
-vendor:
-{vendor}
-partners:
-  - id: acme
-    name: Acme Agency
-    notify_email: alerts@acme-agency.example
-    adapter: local
-    path: partner-acme.db
-    portal_id: 2001
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
-VENDOR_LOCAL = "  name: vendor\n  adapter: local\n  path: vendor.db\n  portal_id: 1000"
-VENDOR_HS = (
-    "  name: vendor\n  adapter: hubspot\n  token_env: HS_VENDOR_TOKEN\n  host: {url}\n"
-    "  portal_id: 1000"
-)
 
 
 @dataclass
@@ -267,12 +241,19 @@ class Campaign:
         self.faults = faults
         self.root = base / f"c{number}"
         self.root.mkdir(parents=True)
-        (self.root / "mappings").mkdir()
-        for f in (ROOT / "mappings").glob("*.yaml"):
-            shutil.copy(f, self.root / "mappings" / f.name)
         self.sandbox = Sandbox(self.root) if sandbox else None
-        vendor = VENDOR_HS.format(url=self.sandbox.url) if self.sandbox else VENDOR_LOCAL
-        (self.root / "dealsync.yaml").write_text(CONFIG.format(root=self.root, vendor=vendor))
+        hubspot = (
+            HubSpotPortals(self.sandbox.url, {"vendor": "HS_VENDOR_TOKEN"})
+            if self.sandbox
+            else None
+        )
+        config = project_yaml(
+            state_url=f"sqlite:///{self.root}/state.db",
+            notify=True,
+            portal_ids=True,
+            hubspot=hubspot,
+        )
+        write_project(self.root, config)
         self.clock = FileClock(self.root / "clock")
         # two in three product campaigns mail through a real SMTP server that misbehaves
         self.smtp: ChaosSMTP | None = None
@@ -310,22 +291,10 @@ class Campaign:
                 assert portal.path is not None
                 crms[name] = LocalCRM(project.resolve(portal.path), name=name, clock=self.clock)
             else:
-                from connector.adapters.hubspot import HubSpotAdapter
-                from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
+                from connector.testing.hubspot import unthrottled_adapter
 
-                adapter = HubSpotAdapter(
-                    token=VENDOR_TOKEN,
-                    host=portal.host,
-                    name=name,
-                    max_attempts=12,
-                    max_wait=0.01,
-                    sleep=lambda s: None,
-                )
-                adapter.limits = PortalLimits(
-                    requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=lambda s: None),
-                    search=SlidingWindowLimiter(budget=10**9, window=1.0, sleep=lambda s: None),
-                )
-                crms[name] = adapter
+                assert portal.host is not None
+                crms[name] = unthrottled_adapter(VENDOR_TOKEN, portal.host, name, max_attempts=12)
             return crms[name]
 
         # engine only: no hooks, so detection streams into apply (docs/sync.md)
@@ -385,7 +354,7 @@ class Campaign:
         if name == "closedate":
             return f"2027-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
         if name == "dealstage":
-            return r.choice(STAGES)
+            return r.choice(DEAL_STAGES)
         if name == "deal_currency_code":
             return r.choice(["EUR", "USD", "GBP"])
         return r.choice(["", "x", "notes ü", "line1\nline2", f"text {r.randint(0, 9)}"])
@@ -394,33 +363,23 @@ class Campaign:
         self.serial += 1
         n, p = self.serial, self.partner
         domain = f"chaos{self.n}x{n}.com"
-        comp = p.create("companies", {"name": f"Co {n}", "domain": domain, "country": "US"})
         country = self.rng.choice(["DE", "AT", "US", "FR", "CH"])
-        person = p.create(
-            "contacts",
-            {
-                "firstname": f"F{n}",
-                "lastname": f"L{n}",
-                "email": f"p{n}@{domain}",
-                "country": country,
-                "company": f"Co {n}",
-            },
+        person = {
+            "firstname": f"F{n}",
+            "lastname": f"L{n}",
+            "email": f"p{n}@{domain}",
+            "country": country,
+            "company": f"Co {n}",
+        }
+        seeded = seed_deal(
+            p,
+            company=f"Co {n}",
+            domain=domain,
+            contacts=[person],
+            dealname=f"Deal {n}",
+            amount=self.value("amount"),
         )
-        deal = p.create(
-            "deals",
-            {
-                "dealname": f"Deal {n}",
-                "amount": self.value("amount"),
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "closedate": "2027-03-31",
-                "deal_currency_code": "EUR",
-                "dealsync_register": "true",
-            },
-        )
-        p.associate("deals", "companies", [(deal.id, comp.id)])
-        p.associate("deals", "contacts", [(deal.id, person.id)])
-        self.deals.append(deal.id)
+        self.deals.append(seeded.id)
         self.stats.deals += 1
 
     def live_deals(self) -> list[str]:
@@ -533,30 +492,19 @@ class Campaign:
 
     def sync_killed(self) -> None:
         point = self.rng.choice(POINTS)
-        pid = os.fork()
-        if pid == 0:  # the child: its own connections, killed at the point
-            code = 0
-            try:
-                app, _ = self.open()
 
-                def kill(at: str) -> None:
-                    if at == point:
-                        os.kill(os.getpid(), signal.SIGKILL)
+        def child() -> None:  # its own connections, killed at the point
+            app, _ = self.open()
+            app.sync("acme", now=NOW + timedelta(days=1), crash_at=kill_me(point))
 
-                app.sync("acme", now=NOW + timedelta(days=1), crash_at=kill)
-            except BaseException:
-                traceback.print_exc()
-                code = 70
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        ended = fork_and_wait(child)
         self.stats.passes += 1
-        if os.WIFSIGNALED(status):
-            assert os.WTERMSIG(status) == signal.SIGKILL
+        if ended.signal:
+            assert ended.killed
             self.stats.crashes += 1
             if point == "while_sending_outbox":
                 self.outbox_kills += 1
-        elif os.WEXITSTATUS(status) != 0:
+        elif ended.code != 0:
             self.stats.violations.append(f"campaign {self.n}: a pass failed in the child")
 
     # ------------------------------------------------------------------ newer faults

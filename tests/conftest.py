@@ -28,12 +28,9 @@ from connector.records import Record
 from connector.state.store import StateStore
 from connector.state.tables import Link
 from connector.testing.clock import TickClock
-from connector.testing.world import Seeded, project_yaml, seed_deal, write_project
+from connector.testing.world import Seeded, counterpart, project_yaml, seed_deal, write_project
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_MAPPINGS = ROOT / "mappings"
 PARTNER = "acme"
-SOURCE_ID = "dealsync_source_id"
 
 # Calls that change something in a CRM (reads and searches are not writes).
 WRITE_CALLS = ("batch_upsert", "batch_update", "batch_archive", "batch_associate")
@@ -110,9 +107,7 @@ class World:
 
     def counterpart(self, obj: str, partner_id: str) -> Record | None:
         """The live vendor record carrying ``partner_id`` as its source id."""
-        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == f"{PARTNER}:{partner_id}"]
-        assert len(found) <= 1, f"duplicate vendor {obj} for partner {partner_id}: {found}"
-        return found[0] if found else None
+        return counterpart(self.vendor, PARTNER, obj, partner_id)
 
     def link(self, obj: str, partner_id: str) -> Link | None:
         return self.store.links_by_ids(PARTNER, obj, "partner", [partner_id]).get(partner_id)
@@ -120,6 +115,15 @@ class World:
     def writes(self) -> int:
         """Write calls made so far on both sides."""
         return sum(crm.calls[k] for crm in (self.partner, self.vendor) for k in WRITE_CALLS)
+
+    def quiet_sync(self) -> PassResult:
+        """A pass that must write nothing and touch no record; what else it must show
+        (its status, its counts) is the caller's to check."""
+        before_writes, before = self.writes(), self.snapshot()
+        result = self.sync()
+        assert self.writes() == before_writes, result.plan.summary()
+        assert self.snapshot() == before
+        return result
 
     def snapshot(self) -> dict[str, list[tuple[str, str, dict[str, str | None], bool]]]:
         """Everything in both CRMs, to compare worlds."""

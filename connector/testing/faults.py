@@ -1,8 +1,8 @@
-"""Faults that ``scripts/chaos.py`` and the reliability tests inject around the sync
-engine rather than inside it: HubSpot webhook deliveries that fail midway and are
-retried, a state database whose n-th write fails, and vendor edits that the change
-search misses (the reason webhooks exist). The misbehaving SMTP servers are in
-:mod:`connector.testing.mail`.
+"""Faults that ``scripts/chaos.py``, the reliability and the service tests inject
+around the sync engine rather than inside it: HubSpot webhook deliveries that fail
+midway and are retried, a state database whose n-th write (or every write to one
+table) fails, and vendor edits that the change search misses (the reason webhooks
+exist). The misbehaving SMTP servers are in :mod:`connector.testing.mail`.
 
 Everything here is seeded by the caller's random generator, so a campaign replays;
 starlette's test client (httpx) is imported only when a :class:`WebhookEndpoint` is built.
@@ -163,3 +163,28 @@ class WebhookEndpoint:
             self.client.close()
         with contextlib.suppress(Exception):
             self.service.store.close()
+
+
+@contextlib.contextmanager
+def failing_statements(engine: Any, table: str) -> Iterator[list[str]]:
+    """Make every write to ``table`` fail as a locked SQLite database does (an
+    ``OperationalError`` from the driver) while the block runs; yields the failed
+    statements. The fault is injected at the database boundary, so whatever the code
+    above does with transactions is exercised as it is."""
+    failed: list[str] = []
+
+    def _fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper() if words else ""
+        target = (
+            words[2] if verb == "INSERT" and len(words) > 2 else words[1] if len(words) > 1 else ""
+        )
+        if verb in ("INSERT", "UPDATE") and target.strip('"') == table:
+            failed.append(statement)
+            raise sqlite3.OperationalError("database is locked")
+
+    event.listen(engine, "before_cursor_execute", _fail)
+    try:
+        yield failed
+    finally:
+        event.remove(engine, "before_cursor_execute", _fail)

@@ -14,11 +14,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 from connector.adapters.local import LocalCRM
-from connector.config import Project
+from connector.config import Project, load_project
 from connector.config.models import PortalConfig
 from connector.records import Record
+from connector.testing.clock import TickClock
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from connector.api import Dealsync
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = ROOT / "mappings"
@@ -27,6 +34,17 @@ DEFAULT_STATE_URL = "sqlite:///state.db"
 
 Edit = Callable[[str], str]
 AdapterFactory = Callable[[str, PortalConfig], LocalCRM]
+
+# HubSpot's default sales pipeline, as the shipped mapping and the sandbox name it
+DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
 
 
 @dataclass(frozen=True)
@@ -46,29 +64,57 @@ PARTNERS = {
 }
 
 
+@dataclass(frozen=True)
+class HubSpotPortals:
+    """Which portals of a test project are HubSpot portals at ``url`` (the sandbox):
+    ``token_env`` names each one's token variable by portal name (``vendor`` or a
+    partner id); the others stay embedded CRM files. ``extra`` lines (e.g. rate
+    limits) are added to each HubSpot portal."""
+
+    url: str
+    token_env: Mapping[str, str]
+    extra: Sequence[str] = ()
+
+    def portal(self, name: str) -> list[str] | None:
+        """The portal's adapter lines (unindented), None for an embedded CRM file."""
+        if name not in self.token_env:
+            return None
+        lines = ["adapter: hubspot", f"token_env: {self.token_env[name]}", f"host: {self.url}"]
+        return lines + list(self.extra)
+
+
 def project_yaml(
     partners: Sequence[str] = ("acme",),
     *,
     state_url: str = DEFAULT_STATE_URL,
-    notify: bool = False,
+    notify: bool | Mapping[str, str] = False,
     portal_ids: bool = False,
     extra: str = "",
+    hubspot: HubSpotPortals | None = None,
 ) -> str:
     """A ``dealsync.yaml`` on embedded CRM files (``vendor.db``, ``partner-<id>.db``):
-    ``notify`` adds each partner's ``notify_email``, ``portal_ids`` the HubSpot portal
-    ids webhooks are routed by, ``extra`` is appended (e.g. a ``service:`` block)."""
+    ``notify`` adds each partner's ``notify_email`` (a mapping: these addresses by
+    partner id), ``portal_ids`` the HubSpot portal ids webhooks are routed by,
+    ``hubspot`` puts the portals it names on HubSpot, ``extra`` is appended (e.g. a
+    ``service:`` block)."""
+
+    def adapter(name: str, path: str, indent: str) -> list[str]:
+        lines = hubspot.portal(name) if hubspot is not None else None
+        return [indent + line for line in (lines or ["adapter: local", f"path: {path}"])]
+
     url = state_url if state_url == DEFAULT_STATE_URL else f"'{state_url}'"
     lines = ["version: 1", f"state_url: {url}", "vendor:", "  name: vendor"]
-    lines += ["  adapter: local", "  path: vendor.db"]
+    lines += adapter("vendor", "vendor.db", "  ")
     if portal_ids:
         lines.append("  portal_id: 1000")
     lines.append("partners:")
     for pid in partners:
         p = PARTNERS[pid]
         lines += [f"  - id: {p.id}", f"    name: {p.name}"]
-        if notify and p.notify_email:
-            lines.append(f"    notify_email: {p.notify_email}")
-        lines += ["    adapter: local", f"    path: partner-{p.id}.db"]
+        email = notify.get(p.id) if isinstance(notify, Mapping) else notify and p.notify_email
+        if email:
+            lines.append(f"    notify_email: {email}")
+        lines += adapter(p.id, f"partner-{p.id}.db", "    ")
         if portal_ids and p.portal_id is not None:
             lines.append(f"    portal_id: {p.portal_id}")
     lines += ["mappings: [mappings/shared_deals.yaml]", "rules: mappings/rules.yaml"]
@@ -149,13 +195,16 @@ def seed_deal(
     amount: str | None = "12000",
     stage: str = "qualifiedtobuy",
     closedate: str | None = "2027-03-31",
-    currency: str = "EUR",
+    currency: str | None = "EUR",
+    country: str | None = "US",
     **extra: str | None,
 ) -> Seeded:
-    """A company (``country: US``), ``contacts`` and a deal (``dealname`` defaults to
+    """A company (in ``country``), ``contacts`` and a deal (``dealname`` defaults to
     "<company> deal") on a partner's CRM, the deal associated with both;
     ``registered`` sets the flag that makes it a shared deal. None values are left out."""
-    comp = crm.create("companies", _present({"name": company, "domain": domain, "country": "US"}))
+    comp = crm.create(
+        "companies", _present({"name": company, "domain": domain, "country": country})
+    )
     people = [crm.create("contacts", c) for c in contacts]
     props = {
         "dealname": dealname or f"{company} deal",
@@ -176,5 +225,76 @@ def seed_deal(
     return Seeded(crm.get("deals", deal.id), comp, people)
 
 
+def ann(domain: str, company: str, **props: str) -> dict[str, str]:
+    """The one contact a seeded deal has when a test does not care who it is."""
+    return {
+        "firstname": "Ann",
+        "lastname": "Lee",
+        "email": f"ann@{domain}",
+        "company": company,
+        **props,
+    }
+
+
+def counterpart(vendor: LocalCRM, partner: str, obj: str, partner_id: str) -> Record | None:
+    """The live vendor record carrying ``<partner>:<partner_id>`` as its source id
+    (a second one fails the test: the connector made a duplicate)."""
+    key = f"{partner}:{partner_id}"
+    found = [r for r in vendor.all(obj) if r.get(SOURCE_ID) == key]
+    assert len(found) <= 1, f"duplicate vendor {obj} for {key}: {found}"
+    return found[0] if found else None
+
+
 def _present(props: Mapping[str, str | None]) -> dict[str, str]:
     return {k: v for k, v in props.items() if v is not None}
+
+
+@dataclass
+class FileCRMWorld:
+    """A project folder whose portals are embedded CRM files (so the CLI, a separate
+    ``Dealsync``, sees the same data), opened through ``load_project`` and the public
+    ``Dealsync`` API on one tick clock. The suites' worlds add what they look at."""
+
+    root: Path
+    project: Project
+    app: Dealsync
+    crms: dict[str, LocalCRM]
+    clock: TickClock
+
+    @classmethod
+    def open(cls, config: Path, env: Mapping[str, str] | None = None) -> Self:
+        """The world of the project ``config`` (``dealsync.yaml``), set up; ``env``
+        is the API's environment (the project itself is loaded with none)."""
+        from connector.api import Dealsync
+
+        project = load_project(config, env={})
+        clock = TickClock()
+        crms: dict[str, LocalCRM] = {}
+        app = Dealsync(
+            project, env=dict(env or {}), adapter_factory=local_factory(project, crms, clock)
+        )
+        app.setup()
+        return cls(config.parent, project, app, crms, clock)
+
+    @property
+    def vendor(self) -> LocalCRM:
+        return self.crms["vendor"]
+
+    def crm(self, partner: str = "acme") -> LocalCRM:
+        return self.crms[partner]
+
+    def counterpart(self, partner: str, obj: str, partner_id: str) -> Record | None:
+        return counterpart(self.vendor, partner, obj, partner_id)
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+        """The CLI on this project, as a user runs it."""
+        from click.testing import CliRunner
+
+        from connector.cli import cli
+
+        return CliRunner().invoke(
+            cli,
+            ["--config", str(self.root / "dealsync.yaml"), *args],
+            env=dict(env or {}),
+            catch_exceptions=False,
+        )

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from connector.adapters.local import LocalCRM
 from connector.cli import cli
-from connector.testing.world import project_yaml
+from connector.testing.world import project_yaml, seed_deal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,30 +68,18 @@ def project(tmp_path: Path) -> Path:
     assert run("--config", str(config), "setup").exit_code == 0
     partner = LocalCRM(root / "partner-acme.db")
     for n, domain in enumerate(("globex.com", "initech.com")):
-        company = partner.create("companies", {"name": f"Co {n}", "domain": domain})
-        contact = partner.create(
-            "contacts",
-            {
-                "firstname": "Ann",
-                "lastname": f"Lee{n}",
-                "email": f"ann@{domain}",
-                "company": f"Co {n}",
-            },
+        ann = {"firstname": "Ann", "lastname": f"Lee{n}", "email": f"ann@{domain}"}
+        seed_deal(
+            partner,
+            company=f"Co {n}",
+            domain=domain,
+            country=None,
+            contacts=[{**ann, "company": f"Co {n}"}],
+            dealname=f"Deal {n}",
+            amount="1000",
+            currency=None,
+            description="base",
         )
-        deal = partner.create(
-            "deals",
-            {
-                "dealname": f"Deal {n}",
-                "amount": "1000",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "closedate": "2027-03-31",
-                "description": "base",
-                "dealsync_register": "true",
-            },
-        )
-        partner.associate("deals", "companies", [(deal.id, company.id)])
-        partner.associate("deals", "contacts", [(deal.id, contact.id)])
     first = CliRunner().invoke(cli, ["--config", str(config), "sync"])
     assert first.exit_code == 0, first.output
     vendor = LocalCRM(root / "vendor.db")

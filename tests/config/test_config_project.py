@@ -14,18 +14,9 @@ from connector.config import (
     load_mapping_text,
     load_project,
 )
+from connector.testing.world import DEAL_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-
-STAGES = [
-    "appointmentscheduled",
-    "qualifiedtobuy",
-    "presentationscheduled",
-    "decisionmakerboughtin",
-    "contractsent",
-    "closedwon",
-    "closedlost",
-]
 
 
 @pytest.fixture
@@ -64,7 +55,7 @@ def test_shipped_mapping_follows_the_shared_deal_pattern(shipped: Project) -> No
     assert (fields["amount"].transform, fields["amount"].conflict) == ("decimal", "newest")
     assert (fields["closedate"].transform, fields["closedate"].conflict) == ("date", "newest")
     stage = fields["dealstage"]
-    assert stage.value_map == {s: s for s in STAGES}
+    assert stage.value_map == {s: s for s in DEAL_STAGES}
     assert (stage.transform, stage.conflict) == ("enum", "vendor_wins")
     assert fields["pipeline"].value_map == {"default": "default"}
     assert fields["pipeline"].default == "default"

@@ -10,7 +10,6 @@ their own tick clock (every reading one second on), so no test sleeps.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -18,24 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from click.testing import CliRunner, Result
 
-from connector.adapters.local import LocalCRM
-from connector.api import Dealsync
-from connector.cli import cli
-from connector.config import Project, load_project
 from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.state.tables import OutboxMessage
 from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
 from connector.testing.mail import free_port as free_port  # re-exported for the tests
+from connector.testing.world import FileCRMWorld, project_yaml, seed_deal
 from connector.testing.world import Seeded as Seeded  # re-exported for the tests
-from connector.testing.world import local_factory, project_yaml, seed_deal
 from connector.testing.world import write_project as _write_project
-
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MAPPINGS = ROOT / "mappings"
-SOURCE_ID = "dealsync_source_id"
 
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 DAY30 = NOW + timedelta(days=30)
@@ -68,20 +58,8 @@ def person(
     return out
 
 
-@dataclass
-class World:
-    root: Path
-    project: Project
-    app: Dealsync
-    crms: dict[str, LocalCRM]
-    clock: TickClock
-
-    @property
-    def vendor(self) -> LocalCRM:
-        return self.crms["vendor"]
-
-    def crm(self, partner: str = "acme") -> LocalCRM:
-        return self.crms[partner]
+class World(FileCRMWorld):
+    """Two partners' deals and contacts on one vendor, with the outbox to look at."""
 
     def sync(self, partner: str = "acme", now: datetime = NOW, **kw: Any) -> PassResult:
         result = self.app.sync(partner, now=now, **kw)
@@ -91,23 +69,16 @@ class World:
     # ------------------------------------------------------------------ seeding
 
     def seed_deal(
-        self,
-        partner: str = "acme",
-        *,
-        domain: str = "globex.com",
-        company: str = "Globex",
-        contacts: list[dict[str, str]] | None = None,
-        registered: bool = True,
+        self, partner: str = "acme", *, contacts: list[dict[str, str]] | None = None, **kw: Any
     ) -> Seeded:
+        """A registered deal (see :func:`~connector.testing.world.seed_deal`) whose
+        contacts (by default ann@<domain>, in Germany) work at its company."""
+        domain = kw.setdefault("domain", "globex.com")
+        company = kw.setdefault("company", "Globex")
         if contacts is None:
             contacts = [person(f"ann@{domain}", "DE")]
-        return seed_deal(
-            self.crm(partner),
-            company=company,
-            domain=domain,
-            contacts=[{"company": company, **c} for c in contacts],
-            registered=registered,
-        )
+        contacts = [{"company": company, **c} for c in contacts]
+        return seed_deal(self.crm(partner), contacts=contacts, **kw)
 
     # ------------------------------------------------------------------ looking
 
@@ -115,12 +86,6 @@ class World:
         found = [c for c in self.vendor.all("contacts") if c.get("email") == email]
         assert len(found) == 1, f"expected one vendor contact {email}: {found}"
         return found[0]
-
-    def counterpart(self, partner: str, obj: str, partner_id: str) -> Record | None:
-        key = f"{partner}:{partner_id}"
-        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == key]
-        assert len(found) <= 1, f"duplicate vendor {obj}: {found}"
-        return found[0] if found else None
 
     def messages(self, kind: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         return self.app.outbox.messages(status=status, kind=kind, limit=100000)
@@ -134,14 +99,6 @@ class World:
             assert (m.kind, m.recipient) not in {(x.kind, x.recipient) for x in out.values()}
             out[m.recipient] = m
         return out
-
-    def cli(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
-        return CliRunner().invoke(
-            cli,
-            ["--config", str(self.root / "dealsync.yaml"), *args],
-            env=dict(env or {}),
-            catch_exceptions=False,
-        )
 
 
 MakeWorld = Callable[..., World]
@@ -168,13 +125,7 @@ def build_world(
 ) -> World:
     """A project in ``root`` loaded by ``load_project``, portals on one tick clock;
     ``config`` replaces the two-partner ``dealsync.yaml``."""
-    project = load_project(write_project(root, rules_edit, mapping_edit, config), env={})
-    clock = TickClock()
-    crms: dict[str, LocalCRM] = {}
-    factory = local_factory(project, crms, clock)
-    app = Dealsync(project, env=dict(env or {}), adapter_factory=factory)
-    app.setup()
-    return World(root, project, app, crms, clock)
+    return World.open(write_project(root, rules_edit, mapping_edit, config), env)
 
 
 def contains_any(text: str, needles: tuple[str, ...] | list[str]) -> list[str]:

@@ -67,7 +67,9 @@ def sent_files(w: World) -> list[str]:
 # ---------------------------------------------------------------------- what identifies
 
 
-def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: MakeWorld) -> None:
+def _orbital_kitchens_synced(make_world: MakeWorld) -> World:
+    """Partner ``orbit`` registers a deal of Orbital Kitchens GmbH (its id inside a
+    word of the company's name) with Anna, in Germany, and the pass has run."""
     w = make_world(config=ORBIT_CONFIG)
     w.seed_deal(
         "orbit",
@@ -76,6 +78,11 @@ def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: Make
         contacts=[person("anna@orbital-kitchens.de", "DE")],
     )
     w.sync("orbit", now=NOW)
+    return w
+
+
+def test_partner_id_inside_a_word_of_the_company_does_not_block(make_world: MakeWorld) -> None:
+    w = _orbital_kitchens_synced(make_world)
     [row] = w.consent_messages()
     assert (row.kind, row.status, row.detail) == ("consent_request", "queued", None)
     assert "Orbital Kitchens GmbH" in row.body
@@ -240,16 +247,22 @@ def test_cancel_never_sends_it(held: World) -> None:
         held.app.release_email(999)
 
 
-def test_a_notification_that_names_the_contact_is_held(world: World) -> None:
-    """A company named after its contact (full name) would identify them: held."""
+def _hank_requests_a_demo(world: World, company: str) -> None:
+    """Hank Scorpio of ``company`` (a deal registered by acme) requests a demo: the
+    vendor's lead notification to acme is decided on the pass after."""
     world.seed_deal(
         domain="scorpio.com",
-        company="Hank Scorpio Consulting",
+        company=company,
         contacts=[person("hank@scorpio.com", "US", firstname="Hank", lastname="Scorpio")],
     )
     world.sync()
     world.vendor.record_event("pe_demo_requested", world.vendor_contact("hank@scorpio.com").id)
     world.sync()
+
+
+def test_a_notification_that_names_the_contact_is_held(world: World) -> None:
+    """A company named after its contact (full name) would identify them: held."""
+    _hank_requests_a_demo(world, "Hank Scorpio Consulting")
     [m] = world.messages("lead_notification")
     assert m.status == "held"
     assert m.detail == "held: the message would reveal the contact ('Hank Scorpio')"
@@ -301,26 +314,25 @@ def test_held_on_the_admin_page_and_in_metrics(held: World) -> None:
 # ---------------------------------------------------------------------- older databases
 
 
+def _blocked_as_before_issue_12(w: World, revealed: str) -> None:
+    """Every outbox row as the old check left a blocked one (``suppressed``, emptied,
+    ``blocked: ...`` naming what it would reveal), with the re-deciding migration not
+    applied yet."""
+    detail = f"blocked: the message would reveal {revealed}"
+    with w.app.store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE outbox SET status='suppressed', subject='', body='', detail=:d"),
+            {"d": detail},
+        )
+        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+
+
 def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> None:
     """Before issue 12 a blocked message was recorded ``suppressed`` with ``blocked:``
     and never retried; the migration lets the next pass decide it again, with the
     whole-token check (here: queued, since ``orbit`` is not a word of the text)."""
-    w = make_world(config=ORBIT_CONFIG)
-    w.seed_deal(
-        "orbit",
-        domain="orbital-kitchens.de",
-        company="Orbital Kitchens GmbH",
-        contacts=[person("anna@orbital-kitchens.de", "DE")],
-    )
-    w.sync("orbit", now=NOW)
-    with w.app.store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE outbox SET status='suppressed', subject='', body='', "
-                "detail='blocked: the message would reveal the registering partner (''orbit'')'"
-            )
-        )
-        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+    w = _orbital_kitchens_synced(make_world)
+    _blocked_as_before_issue_12(w, "registering partner ('orbit')")
     assert [m.status for m in w.consent_messages()] == ["suppressed"]
     w.sync("orbit", now=NOW + timedelta(hours=1))
     assert [m.status for m in w.consent_messages()] == ["suppressed"]  # the old behaviour
@@ -332,23 +344,9 @@ def test_rows_the_old_check_blocked_are_decided_again(make_world: MakeWorld) -> 
 
 
 def test_a_notification_the_old_check_blocked_is_digested_again(world: World) -> None:
-    world.seed_deal(
-        domain="scorpio.com",
-        company="Scorpio Consulting",
-        contacts=[person("hank@scorpio.com", "US", firstname="Hank", lastname="Scorpio")],
-    )
-    world.sync()
-    world.vendor.record_event("pe_demo_requested", world.vendor_contact("hank@scorpio.com").id)
-    world.sync()
+    _hank_requests_a_demo(world, "Scorpio Consulting")
     [before] = world.messages("lead_notification")
-    with world.app.store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE outbox SET status='suppressed', subject='', body='', "
-                "detail='blocked: the message would reveal the contact (''Scorpio'')'"
-            )
-        )
-        conn.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": REDECIDE})
+    _blocked_as_before_issue_12(world, "contact ('Scorpio')")
     assert migrate(world.app.store.engine) == [REDECIDE]
     assert world.messages("lead_notification") == []
     world.sync()

@@ -36,13 +36,16 @@ def crash_on(point: str) -> Callable[[str], None]:
 
 def quiet_pass(world: World) -> PassResult:
     """Run a pass and assert it wrote nothing and touched no record."""
-    before_writes, before = world.writes(), world.snapshot()
-    result = world.sync()
-    assert world.writes() == before_writes, result.plan.summary()
-    assert world.snapshot() == before
+    result = world.quiet_sync()
     assert result.counts.get("failed", 0) == 0
     assert not [k for k in result.counts if k.startswith(("created", "updated", "archived"))]
     return result
+
+
+def both_edit(world: World, partner_id: str, field: str, on_partner: str, on_vendor: str) -> None:
+    """Both sides change ``field`` of a synced deal before the next pass."""
+    world.partner.edit("deals", partner_id, {field: on_partner})
+    world.vendor.edit("deals", vendor_deal(world, partner_id).id, {field: on_vendor})
 
 
 def vendor_deal(world: World, partner_id: str) -> Any:
@@ -170,8 +173,7 @@ def test_partner_change_flows_to_the_vendor(world: World) -> None:
 def test_create_only_name_is_not_synced_after_creation(world: World) -> None:
     seeded = world.seed_deal(name="Original")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"dealname": "Partner rename"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"dealname": "Vendor rename"})
+    both_edit(world, seeded.id, "dealname", "Partner rename", "Vendor rename")
     world.sync()
     assert world.partner.get("deals", seeded.id).properties["dealname"] == "Partner rename"
     assert vendor_deal(world, seeded.id).properties["dealname"] == "Vendor rename"
@@ -203,8 +205,7 @@ def test_two_sided_edit_is_settled_by_each_fields_policy(world: World) -> None:
 def test_both_sides_making_the_same_edit_writes_nothing(world: World) -> None:
     seeded = world.seed_deal()
     world.sync()
-    world.partner.edit("deals", seeded.id, {"amount": "3000.00"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"amount": "3000"})
+    both_edit(world, seeded.id, "amount", "3000.00", "3000")
     before = world.writes()
     world.sync()
     assert world.writes() == before
@@ -263,8 +264,7 @@ def test_manual_conflict_opened_listed_resolved_then_quiet(
     seeded = world.seed_deal(description="Base notes")
     world.sync()
     vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "Partner notes"})
-    world.vendor.edit("deals", vid, {"description": "Vendor notes"})
+    both_edit(world, seeded.id, "description", "Partner notes", "Vendor notes")
 
     result = world.sync()
     assert (result.status, result.exit_code, result.open_conflicts) == ("conflicts", 1, 1)
@@ -297,8 +297,7 @@ def test_manual_conflict_opened_listed_resolved_then_quiet(
 def test_resolving_twice_or_unknown_conflict_is_a_clean_error(world: World) -> None:
     seeded = world.seed_deal(description="x")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     world.sync()
     [conflict] = world.store.conflicts(PARTNER)
     with pytest.raises(DealsyncError, match="exactly one"):
@@ -313,9 +312,7 @@ def test_resolving_twice_or_unknown_conflict_is_a_clean_error(world: World) -> N
 def test_conflict_that_settles_by_itself_is_closed(world: World) -> None:
     seeded = world.seed_deal(description="x")
     world.sync()
-    vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vid, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     world.sync()
     assert len(world.store.conflicts(PARTNER)) == 1
     world.partner.edit("deals", seeded.id, {"description": "v"})  # the partner gives in
@@ -397,6 +394,18 @@ def _points_of_an_uninterrupted_pass(make_world: MakeWorld) -> list[str]:
 CRASH_POINTS = crash_points(["companies", "contacts", "deals"])
 
 
+def _reference_and_crashed(make_world: MakeWorld) -> tuple[World, World]:
+    """Two worlds after the scenario: ``reference`` synced twice without a crash, and
+    ``crashed``, about to be crashed and rerun until it should look the same."""
+    reference = make_world(name="reference")
+    _scenario_before(reference)
+    reference.sync()
+    reference.sync()
+    crashed = make_world(name="crashed")
+    _scenario_before(crashed)
+    return reference, crashed
+
+
 def test_the_crash_scenario_reaches_every_named_point(make_world: MakeWorld) -> None:
     assert set(CRASH_POINTS) <= set(_points_of_an_uninterrupted_pass(make_world))
 
@@ -405,13 +414,7 @@ def test_the_crash_scenario_reaches_every_named_point(make_world: MakeWorld) -> 
 def test_crash_at_any_point_then_rerun_converges_like_an_uninterrupted_run(
     make_world: MakeWorld, point: str
 ) -> None:
-    reference = make_world(name="reference")
-    _scenario_before(reference)
-    reference.sync()
-    reference.sync()
-
-    crashed = make_world(name="crashed")
-    _scenario_before(crashed)
+    reference, crashed = _reference_and_crashed(make_world)
     with pytest.raises(PassAborted):
         crashed.sync(crash_at=crash_on(point))
     result = crashed.sync()
@@ -424,13 +427,7 @@ def test_crash_at_any_point_then_rerun_converges_like_an_uninterrupted_run(
 
 def test_crash_on_every_pass_until_none_left_still_converges(make_world: MakeWorld) -> None:
     """Crash at each point in turn, one after the other, then finish."""
-    reference = make_world(name="reference")
-    _scenario_before(reference)
-    reference.sync()
-    reference.sync()
-
-    crashed = make_world(name="crashed")
-    _scenario_before(crashed)
+    reference, crashed = _reference_and_crashed(make_world)
     for point in CRASH_POINTS:
         with contextlib.suppress(PassAborted):
             crashed.sync(crash_at=crash_on(point))
@@ -649,8 +646,7 @@ def test_exit_codes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded = world.seed_deal(description="d")
     assert world.sync().exit_code == 0
 
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     assert world.sync().exit_code == 1
 
     world.seed_deal()
@@ -700,8 +696,7 @@ def test_open_conflict_survives_an_edit_of_another_field(world: World, later: bo
     seeded = world.seed_deal(description="Base notes")
     world.sync()
     vid = vendor_deal(world, seeded.id).id
-    world.partner.edit("deals", seeded.id, {"description": "Partner notes"})
-    world.vendor.edit("deals", vid, {"description": "Vendor notes"})
+    both_edit(world, seeded.id, "description", "Partner notes", "Vendor notes")
     world.sync()
     [conflict] = world.store.conflicts(PARTNER)
     if later:
@@ -727,8 +722,7 @@ def test_deleting_a_deal_with_an_open_conflict_closes_it(
     world = make_world(_policy(policy))
     seeded = world.seed_deal(description="d")
     world.sync()
-    world.partner.edit("deals", seeded.id, {"description": "p"})
-    world.vendor.edit("deals", vendor_deal(world, seeded.id).id, {"description": "v"})
+    both_edit(world, seeded.id, "description", "p", "v")
     assert world.sync().status == "conflicts"
     world.partner.remove("deals", seeded.id)
     result = world.sync()

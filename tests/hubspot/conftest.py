@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.sandbox import MakeServer, server_factory
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., SandboxServer]]:
+def make_server() -> Iterator[MakeServer]:
     """Factory for dedicated sandbox servers; all stopped after the test."""
-    started: list[SandboxServer] = []
-
-    def factory(*specs: PortalSpec, limits: bool = False, search_lag: object = 0) -> SandboxServer:
-        """``search_lag=0`` unless a test asks: the sandbox's default lag is for the
-        tests about consistency and the sync passes over the sandbox."""
-        srv = SandboxServer(
-            portals=list(specs),
-            port=0,
-            limits=limits,
-            search_lag=search_lag,  # type: ignore[arg-type]
-        ).start()
-        started.append(srv)
-        return srv
-
-    yield factory
-    for srv in started:
-        srv.stop()
+    with server_factory(limits=False) as factory:
+        yield factory

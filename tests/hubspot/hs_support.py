@@ -9,15 +9,14 @@ point is the limiter against the real clock.
 from __future__ import annotations
 
 import itertools
-import shutil
 from pathlib import Path
 from typing import Any
 
 from connector.adapters.hubspot import HubSpotAdapter
 from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-SHIPPED_MAPPINGS = ROOT / "mappings"
+from connector.testing.hubspot import unthrottled_adapter
+from connector.testing.world import HubSpotPortals, project_yaml
+from connector.testing.world import write_project as write_folder
 
 _TOKENS = itertools.count(1)
 
@@ -64,46 +63,17 @@ def make_adapter(
 ) -> HubSpotAdapter:
     """An adapter whose retry waits and limiter waits run on fake time."""
     ft = ft or FakeTime()
-    adapter = HubSpotAdapter(
-        token=token,
-        host=url,
-        name=name,
-        max_attempts=max_attempts,
-        max_wait=max_wait,
-        sleep=ft.sleep,
-        **kwargs,
+    adapter = unthrottled_adapter(
+        token, url, name, max_attempts=max_attempts, max_wait=max_wait, sleep=ft.sleep, **kwargs
     )
     adapter.limits = fake_limits(ft)
     return adapter
 
 
-PROJECT_CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: hubspot
-  token_env: HS_VENDOR_TOKEN
-  host: {url}
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: hubspot
-    token_env: HS_ACME_TOKEN
-    host: {url}
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
-
-
 def write_project(root: Path, url: str) -> Path:
     """A project folder (config + shipped mappings) pointing both portals at ``url``."""
-    (root / "mappings").mkdir(parents=True, exist_ok=True)
-    for f in SHIPPED_MAPPINGS.glob("*.yaml"):
-        shutil.copy(f, root / "mappings" / f.name)
-    path = root / "dealsync.yaml"
-    path.write_text(PROJECT_CONFIG.format(url=url))
-    return path
+    tokens = {"vendor": "HS_VENDOR_TOKEN", "acme": "HS_ACME_TOKEN"}
+    return write_folder(root, project_yaml(hubspot=HubSpotPortals(url, tokens)))
 
 
 def settled_stats(srv: Any, name: str) -> dict[str, Any]:

@@ -325,14 +325,10 @@ def test_partner_recreates_a_contact_it_is_relinked_not_stuck(world: World) -> N
 
     world.srv.portal("acme").archive("contacts", p)
     assert world.sync().status == "ok"
-    again = world.partner.create(
-        "contacts", {"firstname": "Again", "lastname": "L1", "email": "p1@c1.com"}
+    again, r = _entered_again_on_the_deal(
+        world, d, "contacts", {"firstname": "Again", "lastname": "L1", "email": "p1@c1.com"}, "1500"
     )
-    world.partner.associate("deals", d, "contacts", again)
-    world.partner.edit("deals", d, {"amount": "1500"})
-    r = world.sync()
 
-    assert r.status == "ok", r.as_dict()
     [after] = _live(world, "contacts", "email", "p1@c1.com")
     assert after["id"] == before["id"]
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
@@ -370,17 +366,44 @@ def test_partner_recreates_a_company_no_second_vendor_company(world: World) -> N
 
     world.srv.portal("acme").archive("companies", c)
     world.sync()
-    again = world.partner.create("companies", {"name": "Company 2 again", "domain": "c2.com"})
-    world.partner.associate("deals", d, "companies", again)
-    world.partner.edit("deals", d, {"amount": "1502"})
-    r = world.sync()
+    again, _ = _entered_again_on_the_deal(
+        world, d, "companies", {"name": "Company 2 again", "domain": "c2.com"}, "1502"
+    )
 
-    assert r.status == "ok", r.as_dict()
     [after] = _live(world, "companies", "domain", "c2.com")
     assert after["id"] == before["id"]
     assert after["properties"][SRC] == f"acme:{again}"  # type: ignore[index]
     quiet = world.sync()
     assert quiet.status == "ok" and _writes(quiet) == 0, quiet.counts
+
+
+def _entered_again_on_the_deal(
+    world: World, d: str, obj: str, props: dict[str, str], amount: str
+) -> tuple[str, PassResult]:
+    """The partner enters a record again by hand on deal ``d`` (and edits the deal's
+    amount); the pass after must succeed. Returns the new record's id and that pass."""
+    again = world.partner.create(obj, props)
+    world.partner.associate("deals", d, obj, again)
+    world.partner.edit("deals", d, {"amount": amount})
+    r = world.sync()
+    assert r.status == "ok", r.as_dict()
+    return again, r
+
+
+def _both_recreate_the_company(
+    world: World, n: int, vold: str, vdeal: str, d: str, c: str
+) -> tuple[str, str]:
+    """Both portals archive deal ``n``'s company (``vold`` on the vendor, ``c`` on the
+    partner) and enter it again by hand on the deal, same domain; the partner also
+    edits the deal. Returns the new vendor and partner company ids."""
+    world.srv.portal("vendor").archive("companies", vold)
+    vnew = world.vendor.create("companies", {"name": f"Company {n} by hand", "domain": f"c{n}.com"})
+    world.vendor.associate("deals", vdeal, "companies", vnew)
+    world.srv.portal("acme").archive("companies", c)
+    pnew = world.partner.create("companies", {"name": f"Company {n} again", "domain": f"c{n}.com"})
+    world.partner.associate("deals", d, "companies", pnew)
+    world.partner.edit("deals", d, {"amount": f"150{n}"})
+    return vnew, pnew
 
 
 def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: World) -> None:
@@ -392,13 +415,7 @@ def test_both_sides_recreate_a_company_on_the_deal_one_vendor_company(world: Wor
     [old] = _live(world, "companies", "domain", "c4.com")
     vdeal = world.vendor_deal_of(d)
 
-    world.srv.portal("vendor").archive("companies", str(old["id"]))
-    vnew = world.vendor.create("companies", {"name": "Company 4 by hand", "domain": "c4.com"})
-    world.vendor.associate("deals", vdeal, "companies", vnew)
-    world.srv.portal("acme").archive("companies", c)
-    pnew = world.partner.create("companies", {"name": "Company 4 again", "domain": "c4.com"})
-    world.partner.associate("deals", d, "companies", pnew)
-    world.partner.edit("deals", d, {"amount": "1504"})
+    vnew, pnew = _both_recreate_the_company(world, 4, str(old["id"]), vdeal, d, c)
     r = world.sync()
 
     assert r.status == "ok", r.as_dict()
@@ -435,13 +452,7 @@ def test_both_sides_recreate_a_company_the_vendor_search_does_not_show_yet(
     [old] = _live(world, "companies", "domain", "c5.com")
     vdeal = world.vendor_deal_of_by_read(d)
 
-    world.srv.portal("vendor").archive("companies", str(old["id"]))
-    vnew = world.vendor.create("companies", {"name": "Company 5 by hand", "domain": "c5.com"})
-    world.vendor.associate("deals", vdeal, "companies", vnew)
-    world.srv.portal("acme").archive("companies", c)
-    pnew = world.partner.create("companies", {"name": "Company 5 again", "domain": "c5.com"})
-    world.partner.associate("deals", d, "companies", pnew)
-    world.partner.edit("deals", d, {"amount": "1505"})
+    vnew, pnew = _both_recreate_the_company(world, 5, str(old["id"]), vdeal, d, c)
     _wait_partner_indexed(world)
     r = world.app.sync("acme")
 
@@ -545,6 +556,12 @@ def _merge(w: World, side: str, primary: str, merged: str) -> str:
     return str(out.id)
 
 
+def _assert_told(world: World, results: list[PassResult], *parts: str) -> None:
+    """One run record of ``results`` says every one of ``parts``."""
+    details = _details(world, results)
+    assert any(all(part in x for part in parts) for x in details), details
+
+
 def _details(w: World, results: list[PassResult]) -> list[str]:
     return [x.detail or "" for r in results for x in w.app.store.run_records(r.run_id or 0)]
 
@@ -581,12 +598,12 @@ def test_vendor_merges_two_linked_contacts_no_duplicate_link_follows(world: Worl
     assert world.app.store.link_counts("acme")["contacts"] == {"active": 1, "relinked": 1}
     assert len(world.srv.portal("acme").all("contacts")) == 2  # nothing lost or added
     assert world.srv.portal("acme").get("contacts", p2)["archived"] is False  # type: ignore[index]
-    details = _details(world, results)
-    assert any(
-        f"vendor {v2['id']} was merged into vendor {survivor}" in x
-        and f"partner {p2} is no longer synced" in x
-        for x in details
-    ), details
+    _assert_told(
+        world,
+        results,
+        f"vendor {v2['id']} was merged into vendor {survivor}",
+        f"partner {p2} is no longer synced",
+    )
 
 
 def test_vendor_merges_a_linked_contact_into_an_unlinked_one_the_link_follows(
@@ -633,12 +650,12 @@ def test_partner_merges_two_linked_contacts_no_duplicate_link_follows(world: Wor
     assert len(world.srv.portal("vendor").all("contacts")) == 2
     assert len(world.srv.portal("acme").all("contacts")) == 1
     assert world.srv.portal("vendor").all("contacts", archived=True) == []
-    details = _details(world, results)
-    assert any(
-        f"partner {p2} was merged into partner {survivor}" in x
-        and f"vendor {v2['id']} is no longer synced" in x
-        for x in details
-    ), details
+    _assert_told(
+        world,
+        results,
+        f"partner {p2} was merged into partner {survivor}",
+        f"vendor {v2['id']} is no longer synced",
+    )
 
 
 def test_a_409_refusing_a_whole_batch_adopts_the_right_contact_and_writes_the_rest(

@@ -7,7 +7,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("adapter_suite", "clock", "faults", "mail", "world")
+MODULES = (
+    "adapter_suite",
+    "clock",
+    "crash",
+    "faults",
+    "hubspot",
+    "mail",
+    "sandbox",
+    "wait",
+    "world",
+)
 
 
 def test_connector_testing_imports_no_dev_only_library() -> None:

@@ -9,12 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from program_support import MakeProgram, Program, TickClock, write_project
+from program_support import MakeProgram, Program, write_project
 
-from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
-from connector.config import load_project
-from connector.testing.world import local_factory
 
 
 @pytest.fixture
@@ -38,16 +35,9 @@ def make_program(fast_dir: Path) -> Iterator[MakeProgram]:
     tmp_path = fast_dir
 
     def build(name: str = "program", rules_edit: Callable[[str], str] | None = None) -> Program:
-        root = tmp_path / name
-        project = load_project(write_project(root, rules_edit), env={})
-        clock = TickClock()
-        crms: dict[str, LocalCRM] = {}
-        factory = local_factory(project, crms, clock)
-
-        app = Dealsync(project, env={}, adapter_factory=factory)
-        apps.append(app)
-        app.setup()
-        return Program(root, project, app, crms, clock)
+        program = Program.open(write_project(tmp_path / name, rules_edit))
+        apps.append(program.app)
+        return program
 
     yield build
     for app in apps:

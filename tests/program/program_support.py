@@ -8,28 +8,18 @@ CLI (a separate ``Dealsync``) sees the same data."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner, Result
-
-from connector.adapters.local import LocalCRM
-from connector.api import Dealsync
-from connector.cli import cli
-from connector.config import Project
 from connector.engine.sync import PassResult
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import Record
 from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
+from connector.testing.world import FileCRMWorld, ann, project_yaml, seed_deal
 from connector.testing.world import Seeded as Seeded  # re-exported for the tests
-from connector.testing.world import project_yaml, seed_deal
 from connector.testing.world import write_project as _write_project
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MAPPINGS = ROOT / "mappings"
-SOURCE_ID = "dealsync_source_id"
 PARTNERS = ("acme", "beta")
 
 # the moment the rules are applied at (the CRMs run on their own tick clock)
@@ -38,20 +28,8 @@ NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 CONFIG = project_yaml(PARTNERS)
 
 
-@dataclass
-class Program:
-    root: Path
-    project: Project
-    app: Dealsync
-    crms: dict[str, LocalCRM]
-    clock: TickClock
-
-    @property
-    def vendor(self) -> LocalCRM:
-        return self.crms["vendor"]
-
-    def crm(self, partner: str) -> LocalCRM:
-        return self.crms[partner]
+class Program(FileCRMWorld):
+    """Two partners registering deals and leads with one vendor."""
 
     @property
     def registry(self) -> Any:
@@ -67,37 +45,19 @@ class Program:
     # ------------------------------------------------------------------ seeding
 
     def seed_deal(
-        self,
-        partner: str = "acme",
-        *,
-        domain: str | None = "globex.com",
-        company: str = "Globex",
-        contacts: list[dict[str, str]] | None = None,
-        with_company: bool = True,
-        registered: bool = True,
-        amount: str = "12000",
-        stage: str = "qualifiedtobuy",
-        currency: str = "EUR",
+        self, partner: str = "acme", *, contacts: list[dict[str, str]] | None = None, **kw: Any
     ) -> Seeded:
+        """A registered deal (see :func:`~connector.testing.world.seed_deal`); its one
+        contact is Ann at the company's registrable domain (example.org when it has none)."""
+        domain = kw.setdefault("domain", "globex.com")
+        company = kw.setdefault("company", "Globex")
         if contacts is None:
             try:
                 host = registrable_domain(domain or "")
             except DomainError:
                 host = "example.org"
-            contacts = [
-                {"firstname": "Ann", "lastname": "Lee", "email": f"ann@{host}", "company": company}
-            ]
-        return seed_deal(
-            self.crm(partner),
-            company=company,
-            domain=domain,
-            contacts=contacts,
-            with_company=with_company,
-            registered=registered,
-            amount=amount,
-            stage=stage,
-            currency=currency,
-        )
+            contacts = [ann(host, company)]
+        return seed_deal(self.crm(partner), contacts=contacts, **kw)
 
     def seed_lead(
         self, partner: str = "acme", *, email: str = "carol@initech.de", **props: str
@@ -117,19 +77,8 @@ class Program:
 
     # ------------------------------------------------------------------ looking
 
-    def counterpart(self, partner: str, obj: str, partner_id: str) -> Record | None:
-        key = f"{partner}:{partner_id}"
-        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == key]
-        assert len(found) <= 1, f"duplicate vendor {obj}: {found}"
-        return found[0] if found else None
-
     def vendor_companies(self, domain: str) -> list[Record]:
         return [c for c in self.vendor.all("companies") if c.get("domain") == domain]
-
-    def cli(self, *args: str) -> Result:
-        return CliRunner().invoke(
-            cli, ["--config", str(self.root / "dealsync.yaml"), *args], catch_exceptions=False
-        )
 
 
 MakeProgram = Callable[..., Program]

@@ -11,7 +11,6 @@ file, so the parent and its killed children share one ordering of events.
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,13 +25,18 @@ from connector.config import load_project
 from connector.engine.sync import PassResult
 from connector.records import Record
 from connector.testing.clock import FileClock
+from connector.testing.crash import in_child, kill_me
 from connector.testing.mail import LogTransport
 from connector.testing.world import Seeded as Seeded  # re-exported for the tests
-from connector.testing.world import local_factory, project_yaml, seed_deal, write_project
+from connector.testing.world import (
+    ann,
+    counterpart,
+    local_factory,
+    project_yaml,
+    seed_deal,
+    write_project,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MAPPINGS = ROOT / "mappings"
-SOURCE_ID = "dealsync_source_id"
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 OBJECTS = ("companies", "contacts", "deals")
 
@@ -46,40 +50,6 @@ def scratch_dir(fallback: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="dealsync-rel-", dir=shm))
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
-
-
-def kill_me(point: str) -> Callable[[str], None]:
-    """A ``crash_at`` hook that kills this very process at ``point`` — no exception,
-    no cleanup: the state is whatever was committed before."""
-
-    def crash(at: str) -> None:
-        if at == point:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return crash
-
-
-def in_child(fn: Callable[[], Any]) -> int:
-    """Run ``fn`` in a forked child; returns the signal that ended it (0 when it
-    returned). The child never returns into the caller (``os._exit``)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            fn()
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 70
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return os.WTERMSIG(status)
-    code = os.WEXITSTATUS(status)
-    assert code == 0, f"the child failed with exit code {code}"
-    return 0
 
 
 @dataclass
@@ -181,39 +151,18 @@ class FileWorld:
     # ------------------------------------------------------------------ seeding
 
     def seed_deal(
-        self,
-        partner: str = "acme",
-        *,
-        domain: str = "globex.com",
-        company: str = "Globex",
-        contacts: list[dict[str, str]] | None = None,
-        amount: str = "12000",
-        **extra: str,
+        self, partner: str = "acme", *, contacts: list[dict[str, str]] | None = None, **kw: Any
     ) -> Seeded:
+        """A registered deal (see :func:`~connector.testing.world.seed_deal`); its one
+        contact is Ann, in Germany, unless ``contacts`` says otherwise."""
+        kw.setdefault("domain", "globex.com")
+        kw.setdefault("company", "Globex")
         if contacts is None:
-            contacts = [
-                {
-                    "firstname": "Ann",
-                    "lastname": "Lee",
-                    "email": f"ann@{domain}",
-                    "country": "DE",
-                    "company": company,
-                }
-            ]
-        return seed_deal(
-            self.crm(partner),
-            company=company,
-            domain=domain,
-            contacts=contacts,
-            amount=amount,
-            **extra,
-        )
+            contacts = [ann(kw["domain"], kw["company"], country="DE")]
+        return seed_deal(self.crm(partner), contacts=contacts, **kw)
 
     def counterpart(self, obj: str, partner_id: str, partner: str = "acme") -> Record | None:
-        key = f"{partner}:{partner_id}"
-        found = [r for r in self.vendor.all(obj) if r.get(SOURCE_ID) == key]
-        assert len(found) <= 1, f"duplicate vendor {obj} for {key}: {found}"
-        return found[0] if found else None
+        return counterpart(self.vendor, partner, obj, partner_id)
 
     # ------------------------------------------------------------------ comparing
 
@@ -254,6 +203,9 @@ class FileWorld:
             for m in self.app.outbox.messages(limit=100000)
         )
         return state
+
+
+MakeFileWorld = Callable[..., FileWorld]
 
 
 @contextmanager

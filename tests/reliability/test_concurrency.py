@@ -8,17 +8,16 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from rel_support import NOW, FileWorld, scratch_dir
+from rel_support import NOW, FileWorld, MakeFileWorld
 
 from connector.engine.sync import PassResult
 from connector.state.store import LockHeld, StateStore
 from connector.state.tables import SyncLock
+from connector.testing.wait import wait_for
 
 CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
 
@@ -29,13 +28,8 @@ def state_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def world(
-    tmp_path: Path, state_backend: str, state_url_factory: Callable[[str], str]
-) -> Iterator[FileWorld]:
-    url = None if state_backend == "sqlite" else state_url_factory("w")
-    w = FileWorld(scratch_dir(tmp_path) / "w", url, real_clock=True)
-    yield w
-    w.close()
+def world(make_file_world: MakeFileWorld) -> FileWorld:
+    return make_file_world("w", real_clock=True)
 
 
 def start(w: FileWorld, *args: str) -> subprocess.Popen[str]:
@@ -54,20 +48,6 @@ def start(w: FileWorld, *args: str) -> subprocess.Popen[str]:
 def finish(p: subprocess.Popen[str]) -> tuple[int, str]:
     out, err = p.communicate(timeout=300)
     return p.returncode, out + err
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> object:
-    """Poll until ``predicate()`` is truthy (a synchronisation aid with a generous
-    deadline, not a timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def no_duplicates(w: FileWorld) -> None:

@@ -15,14 +15,12 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from rel_support import NOW, FileWorld, scratch_dir
+from rel_support import NOW, FileWorld, MakeFileWorld
 
 from connector.engine.sync import crash_points
 from connector.state.store import LockHeld
@@ -33,30 +31,10 @@ LATER = NOW + timedelta(days=1)
 ENGINE_POINTS = crash_points(["companies", "contacts", "deals"])
 PROGRAM_POINTS = ["while_writing_commission", "while_sending_outbox"]
 
-MakeFileWorld = Callable[[str], FileWorld]
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def state_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def make_file_world(
-    tmp_path: Path, state_backend: str, state_url_factory: Callable[[str], str]
-) -> Iterator[MakeFileWorld]:
-    base = scratch_dir(tmp_path)
-    worlds: list[FileWorld] = []
-
-    def build(name: str) -> FileWorld:
-        url = None if state_backend == "sqlite" else state_url_factory(name)
-        w = FileWorld(base / name, url)
-        worlds.append(w)
-        return w
-
-    yield build
-    for w in worlds:
-        w.close()
 
 
 def history(w: FileWorld) -> None:

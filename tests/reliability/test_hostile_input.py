@@ -15,17 +15,31 @@ from typing import Any
 import pytest
 
 from connector.adapters.hubspot import HubSpotAdapter
-from connector.adapters.ratelimit import PortalLimits, SlidingWindowLimiter
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.config.models import PortalConfig
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.hubspot import unthrottled_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "config" / "fixtures" / "broken"
 SHIPPED = ROOT / "mappings"
 CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
+
+
+def _cli(config: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own, in ``cwd``, with a bare environment (no token,
+    no mail settings from the machine running the tests)."""
+    return subprocess.run(
+        [*CLI, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
+
 
 HOSTILE = {
     "long": ("0123456789abcdefghij" * 10240),  # 200 KB
@@ -123,18 +137,7 @@ def sandbox_app(tmp_path: Path) -> Iterator[tuple[Dealsync, SandboxServer]]:
         project = load_project(tmp_path / "dealsync.yaml", env=ENV)
 
         def factory(name: str, portal: PortalConfig) -> HubSpotAdapter:
-            a = HubSpotAdapter(
-                token=ENV[portal.token_env or ""],
-                host=srv.url,
-                name=name,
-                max_wait=0.01,
-                sleep=lambda s: None,
-            )
-            a.limits = PortalLimits(
-                requests=SlidingWindowLimiter(budget=10**9, window=10.0, sleep=lambda s: None),
-                search=SlidingWindowLimiter(budget=10**9, window=1.0, sleep=lambda s: None),
-            )
-            return a
+            return unthrottled_adapter(ENV[portal.token_env or ""], srv.url, name)
 
         app = Dealsync(project, env=ENV, adapter_factory=factory, hooks=[])
         app.setup()
@@ -198,14 +201,7 @@ def test_every_malformed_file_gives_the_cli_one_clear_error_and_exit_3(tmp_path:
     def run(job: tuple[Path, list[str]]) -> tuple[str, int, str]:
         fixture, cmd = job
         config = _project_for(fixture, tmp_path)
-        proc = subprocess.run(
-            [*CLI, "--config", str(config), *cmd],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        )
+        proc = _cli(config, cmd, tmp_path)
         return f"{fixture.name} {' '.join(cmd)}", proc.returncode, proc.stdout + proc.stderr
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -242,14 +238,7 @@ def test_an_id_too_large_for_any_row_is_not_found_not_a_crash(
         "partners: [{id: acme, name: Acme, adapter: local, path: acme.db}]\n"
         f"mappings: ['{SHIPPED / 'shared_deals.yaml'}']\nrules: '{SHIPPED / 'rules.yaml'}'\n"
     )
-    proc = subprocess.run(
-        [*CLI, "--config", str(config), *command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
+    proc = _cli(config, command, tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 3, text
     errors = [line for line in text.splitlines() if line.startswith("Error:")]

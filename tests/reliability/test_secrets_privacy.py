@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from connector.cli import cli
 from connector.config import load_project
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.world import write_project
 
-ROOT = Path(__file__).resolve().parents[2]
 VENDOR_TOKEN = "tok-SECRET-vendor-8f3a9c"
 PARTNER_TOKEN = "tok-SECRET-partner-77d1e0"
 ADMIN_TOKEN = "adm-SECRET-admin-5b2c41"
@@ -47,11 +46,29 @@ service: {{admin_token_env: T_ADMIN, webhook_secret_env: T_HOOK}}
 
 
 def _project(tmp_path: Path, url: str) -> Path:
-    (tmp_path / "mappings").mkdir()
-    for f in (ROOT / "mappings").glob("*.yaml"):
-        shutil.copy(f, tmp_path / "mappings" / f.name)
-    (tmp_path / "dealsync.yaml").write_text(CONFIG.format(url=url))
-    return tmp_path / "dealsync.yaml"
+    return write_project(tmp_path, CONFIG.format(url=url))
+
+
+PORTALS = [
+    PortalSpec(name="vendor", token=VENDOR_TOKEN),
+    PortalSpec(name="acme", token=PARTNER_TOKEN),
+]
+
+
+def _open(
+    tmp_path: Path, url: str, env: dict[str, str]
+) -> tuple[Path, Dealsync, PortalUser, PortalUser]:
+    """The project on the sandbox at ``url``, set up, and a user of each portal."""
+    config = _project(tmp_path, url)
+    app = Dealsync(load_project(config, env=env), env=env)
+    app.setup()
+    return config, app, PortalUser(url, PARTNER_TOKEN), PortalUser(url, VENDOR_TOKEN)
+
+
+def _registered_deal(partner: PortalUser, dealname: str, amount: str) -> str:
+    """A deal the partner registers on its portal (associations are the caller's)."""
+    props = {"dealname": dealname, "amount": amount, "dealstage": "qualifiedtobuy"}
+    return partner.create("deals", {**props, "pipeline": "default", "dealsync_register": "true"})
 
 
 def _assert_clean(text: str, where: str) -> None:
@@ -77,16 +94,8 @@ def test_no_secret_in_anything_the_product_emits(
     tmp_path: Path, env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    portals = [
-        PortalSpec(name="vendor", token=VENDOR_TOKEN),
-        PortalSpec(name="acme", token=PARTNER_TOKEN),
-    ]
-    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv:
-        config = _project(tmp_path, srv.url)
-        app = Dealsync(load_project(config, env=env), env=env)
-        app.setup()
-        partner = PortalUser(srv.url, PARTNER_TOKEN)
-        vendor = PortalUser(srv.url, VENDOR_TOKEN)
+    with SandboxServer(portals=PORTALS, port=0, limits=False, search_lag=0) as srv:
+        config, app, partner, vendor = _open(tmp_path, srv.url, env)
         c = partner.create("companies", {"name": "Initech", "domain": "initech.de"})
         p = partner.create(
             "contacts",
@@ -97,16 +106,7 @@ def test_no_secret_in_anything_the_product_emits(
                 "country": "DE",
             },
         )
-        d = partner.create(
-            "deals",
-            {
-                "dealname": "Initech rollout",
-                "amount": "100",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-            },
-        )
+        d = _registered_deal(partner, "Initech rollout", "100")
         partner.associate("deals", d, "companies", c)
         partner.associate("deals", d, "contacts", p)
         assert app.sync("acme").status == "ok"
@@ -157,7 +157,7 @@ def test_no_secret_in_anything_the_product_emits(
 
     # a pass that fails for a bad token: the error names the variable, never the value
     bad_env = {**env, "T_ACME": "tok-SECRET-wrong-000000"}
-    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv2:
+    with SandboxServer(portals=PORTALS, port=0, limits=False, search_lag=0) as srv2:
         (tmp_path / "dealsync.yaml").write_text(CONFIG.format(url=srv2.url))
         app2 = Dealsync(load_project(config, env=bad_env), env=bad_env)
         result = app2.sync("acme")
@@ -188,31 +188,14 @@ def test_no_secret_in_anything_the_product_emits(
 def test_consent_mail_never_names_the_partner_and_notifications_never_the_contact(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    portals = [
-        PortalSpec(name="vendor", token=VENDOR_TOKEN),
-        PortalSpec(name="acme", token=PARTNER_TOKEN),
-    ]
-    with SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv:
-        config = _project(tmp_path, srv.url)
-        app = Dealsync(load_project(config, env=env), env=env)
-        app.setup()
-        partner = PortalUser(srv.url, PARTNER_TOKEN)
-        vendor = PortalUser(srv.url, VENDOR_TOKEN)
+    with SandboxServer(portals=PORTALS, port=0, limits=False, search_lag=0) as srv:
+        _config, app, partner, vendor = _open(tmp_path, srv.url, env)
         people = [
             ("Bill", "Lumbergh", "bill@initech.de", "DE"),
             ("Milton", "Waddams", "milton@initech.de", "AT"),
         ]
         c = partner.create("companies", {"name": "Initech", "domain": "initech.de"})
-        d = partner.create(
-            "deals",
-            {
-                "dealname": "Initech",
-                "amount": "1",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-            },
-        )
+        d = _registered_deal(partner, "Initech", "1")
         partner.associate("deals", d, "companies", c)
         for first, last, email, country in people:
             pid = partner.create(
@@ -253,10 +236,6 @@ def test_no_contact_email_address_in_any_log_line(
     from connector.testing.mail import MisbehavingSMTP
 
     caplog.set_level(logging.DEBUG)
-    portals = [
-        PortalSpec(name="vendor", token=VENDOR_TOKEN),
-        PortalSpec(name="acme", token=PARTNER_TOKEN),
-    ]
     people = {
         "bill@initech.de": ("Bill", "Lumbergh", "DE", "initech.de", "Initech"),
         "milton@initech.de": ("Milton", "Waddams", "AT", "initech.de", "Initech"),
@@ -264,27 +243,14 @@ def test_no_contact_email_address_in_any_log_line(
         "eva@acme-kft.hu": ("Eva", "Nagy", "DE", "acme-kft.hu", "Acme Agency Kft"),
     }
     with (
-        SandboxServer(portals=portals, port=0, limits=False, search_lag=0) as srv,
+        SandboxServer(portals=PORTALS, port=0, limits=False, search_lag=0) as srv,
         MisbehavingSMTP("refuse_recipient") as smtp,
     ):
         env = {"T_VENDOR": VENDOR_TOKEN, "T_ACME": PARTNER_TOKEN, **smtp.env}
-        config = _project(tmp_path, srv.url)
-        app = Dealsync(load_project(config, env=env), env=env)
-        app.setup()
-        partner = PortalUser(srv.url, PARTNER_TOKEN)
-        vendor = PortalUser(srv.url, VENDOR_TOKEN)
+        _config, app, partner, vendor = _open(tmp_path, srv.url, env)
         for domain, company in {(v[3], v[4]) for v in people.values()}:
             c = partner.create("companies", {"name": company, "domain": domain})
-            d = partner.create(
-                "deals",
-                {
-                    "dealname": f"{company} rollout",
-                    "amount": "100",
-                    "dealstage": "qualifiedtobuy",
-                    "pipeline": "default",
-                    "dealsync_register": "true",
-                },
-            )
+            d = _registered_deal(partner, f"{company} rollout", "100")
             partner.associate("deals", d, "companies", c)
             for email, (first, last, country, dom, _) in people.items():
                 if dom == domain:

@@ -6,12 +6,13 @@ off except where a test builds a dedicated server to exercise them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hubspot import HubSpot
 
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.sandbox import MakeServer, server_factory
 
 VENDOR = "vendor-token"
 PARTNER = "partner-token"
@@ -48,22 +49,7 @@ def partner_client(server: SandboxServer) -> HubSpot:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., SandboxServer]]:
+def make_server() -> Iterator[MakeServer]:
     """Factory for dedicated servers (limits, faults); stopped after the test."""
-    started: list[SandboxServer] = []
-
-    def factory(*specs: PortalSpec, limits: bool = True, search_lag: object = 0) -> SandboxServer:
-        """``search_lag=0`` unless a test asks: the sandbox's default lag is for the
-        tests about consistency and the sync passes over the sandbox."""
-        srv = SandboxServer(
-            portals=list(specs),
-            port=0,
-            limits=limits,
-            search_lag=search_lag,  # type: ignore[arg-type]
-        ).start()
-        started.append(srv)
-        return srv
-
-    yield factory
-    for srv in started:
-        srv.stop()
+    with server_factory(limits=True) as factory:
+        yield factory

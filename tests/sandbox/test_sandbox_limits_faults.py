@@ -37,6 +37,12 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _sixty_deal_lists(srv: SandboxServer) -> list[int]:
+    """The statuses of 60 deal listings on portal f (whose faults are the subject)."""
+    url = f"{srv.url}/crm/v3/objects/deals"
+    return [requests.get(url, headers=auth("f-token"), timeout=5).status_code for _ in range(60)]
+
+
 def test_rate_limit_headers_and_429(make_server: MakeServer) -> None:
     srv = make_server(PortalSpec("rl", "rl-token", rate_limit_per_10s=20))
     client = HubSpot(access_token="rl-token", host=srv.url)
@@ -126,23 +132,13 @@ def test_injected_5xx(make_server: MakeServer) -> None:
     assert body["status"] == "error" and body["correlationId"]
     assert srv.portal("f").count("deals") == 0  # the fault hit before the write
     srv.portal("f").set_faults(FaultSpec(error_rate=0.3, seed=7))
-    codes = [
-        requests.get(
-            f"{srv.url}/crm/v3/objects/deals", headers=auth("f-token"), timeout=5
-        ).status_code
-        for _ in range(60)
-    ]
+    codes = _sixty_deal_lists(srv)
     failures = sum(c >= 500 for c in codes)
     assert 8 <= failures <= 30
     assert all(c in (200, 500, 502, 503, 504) for c in codes)
     # Same seed, same sequence.
     srv.portal("f").set_faults(FaultSpec(error_rate=0.3, seed=7))
-    again = [
-        requests.get(
-            f"{srv.url}/crm/v3/objects/deals", headers=auth("f-token"), timeout=5
-        ).status_code
-        for _ in range(60)
-    ]
+    again = _sixty_deal_lists(srv)
     assert again == codes
     assert srv.stats("f")["errors_5xx"] == 1 + 2 * failures
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -32,6 +33,14 @@ from hubspot.crm.properties import PropertyCreate
 from connector.sandbox import SandboxServer
 
 VENDOR = "vendor-token"
+
+
+def _batch_create_partner_deal_ids(client: HubSpot, *ids: str) -> Any:
+    """One batch create of deals carrying these ``partner_deal_id`` values."""
+    inputs = [SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": i}) for i in ids]
+    return client.crm.deals.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+    )
 
 
 def _create(client: HubSpot, **props: str) -> SimplePublicObject:
@@ -384,28 +393,14 @@ def test_batch_upsert_on_unique_property(client: HubSpot) -> None:
     # In a batch (without trace ids), a duplicate fails the whole batch with 409 naming
     # the record that has the value; nothing is created.
     with pytest.raises(ApiException) as info:
-        client.crm.deals.batch_api.create(
-            BatchInputSimplePublicObjectBatchInputForCreate(
-                inputs=[
-                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-2"}),
-                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-1"}),
-                ]
-            )
-        )
+        _batch_create_partner_deal_ids(client, "P-2", "P-1")
     assert info.value.status == 409
     assert f"Existing ID: {first.results[0].id}" in _err(info.value)["message"]
     listed = client.crm.deals.basic_api.get_page(limit=100, properties=["partner_deal_id"])
     assert all(d.properties.get("partner_deal_id") != "P-2" for d in listed.results)
     # two inputs giving one unique value: refused whole too
     with pytest.raises(ApiException) as info:
-        client.crm.deals.batch_api.create(
-            BatchInputSimplePublicObjectBatchInputForCreate(
-                inputs=[
-                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-3"}),
-                    SimplePublicObjectBatchInputForCreate(properties={"partner_deal_id": "P-3"}),
-                ]
-            )
-        )
+        _batch_create_partner_deal_ids(client, "P-3", "P-3")
     assert info.value.status == 400
     # Upsert on a non-unique property refuses the batch (400).
     with pytest.raises(ApiException) as info:

@@ -5,25 +5,21 @@ service by the adapter factory (so a test can seed records and inject write fail
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from connector.adapters.local import LocalCRM
 from connector.config.models import PortalConfig
 from connector.engine.hooks import BaseHook, PassContext
 from connector.records import Record
 from connector.service import Service
-from connector.testing.world import project_yaml
+from connector.testing.faults import failing_statements as failing_statements  # re-exported
+from connector.testing.wait import wait_for as wait_for  # re-exported for the tests
+from connector.testing.world import project_yaml, seed_deal
 from connector.testing.world import write_project as _write_project
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-secret-7f3a9c"
 WEBHOOK_SECRET = "hubspot-app-secret-1b2c"
 ENV = {"DEALSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "DEALSYNC_WEBHOOK_SECRET": WEBHOOK_SECRET}
@@ -96,26 +92,23 @@ class Harness:
     def seed_deal(self, partner: str = "acme", **props: str) -> Record:
         self._serial += 1
         n = self._serial
-        crm = self.crms[partner]
-        company = crm.create("companies", {"name": f"Company {n}", "domain": f"c{n}.com"})
-        person = crm.create(
-            "contacts",
-            {"firstname": "Ann", "lastname": f"L{n}", "email": f"ann@c{n}.com", "country": "US"},
-        )
-        deal = crm.create(
-            "deals",
-            {
-                "dealname": f"Deal {n}",
-                "amount": "100",
-                "dealstage": "qualifiedtobuy",
-                "pipeline": "default",
-                "dealsync_register": "true",
-                **props,
-            },
-        )
-        crm.associate("deals", "companies", [(deal.id, company.id)])
-        crm.associate("deals", "contacts", [(deal.id, person.id)])
-        return deal
+        person = {
+            "firstname": "Ann",
+            "lastname": f"L{n}",
+            "email": f"ann@c{n}.com",
+            "country": "US",
+        }
+        deal = {"dealname": f"Deal {n}", "amount": "100", **props}
+        return seed_deal(
+            self.crms[partner],
+            company=f"Company {n}",
+            domain=f"c{n}.com",
+            country=None,
+            contacts=[person],
+            closedate=None,
+            currency=None,
+            **deal,
+        ).deal
 
     def vendor_deal(self, partner: str, partner_deal_id: str) -> Record | None:
         want = f"{partner}:{partner_deal_id}"
@@ -125,19 +118,6 @@ class Harness:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    """Poll until ``predicate()`` is truthy (a synchronisation aid, not a timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def finished(service: Service, run_id: int) -> bool:
@@ -192,30 +172,3 @@ def hubspot_signature(body: bytes, timestamp: str, uri: str = WEBHOOK_URL) -> st
     return Signature.get_signature(
         WEBHOOK_SECRET, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp
     )
-
-
-@contextmanager
-def failing_statements(engine: Engine, table: str) -> Iterator[list[str]]:
-    """Make every write to ``table`` fail as a locked SQLite database does (an
-    ``OperationalError`` from the driver) while the block runs; yields the failed
-    statements. The fault is injected at the database boundary, so whatever the code
-    above does with transactions is exercised as it is."""
-    import sqlite3
-
-    failed: list[str] = []
-
-    def _fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        words = statement.split()
-        verb = words[0].upper() if words else ""
-        target = (
-            words[2] if verb == "INSERT" and len(words) > 2 else words[1] if len(words) > 1 else ""
-        )
-        if verb in ("INSERT", "UPDATE") and target.strip('"') == table:
-            failed.append(statement)
-            raise sqlite3.OperationalError("database is locked")
-
-    event.listen(engine, "before_cursor_execute", _fail)
-    try:
-        yield failed
-    finally:
-        event.remove(engine, "before_cursor_execute", _fail)
