@@ -193,6 +193,7 @@ def _project_for(fixture: Path, tmp: Path) -> Path:
     return config
 
 
+@pytest.mark.timeout(1800)  # ~120 CLI processes: minutes on a loaded 2-core machine
 def test_every_malformed_file_gives_the_cli_one_clear_error_and_exit_3(tmp_path: Path) -> None:
     corpus = sorted(BROKEN.glob("*.yaml"))
     assert len(corpus) >= 30
