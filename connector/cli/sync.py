@@ -12,6 +12,7 @@ import click
 
 from connector.cli.base import Ctx, cli, fail, handled, parse_now, pass_ctx
 from connector.config import check_project, shown
+from connector.engine.plan import Associate
 from connector.engine.sync import PassResult
 
 
@@ -52,6 +53,15 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
     click.echo(f"  plan: {result.plan.summary()}")
+    if result.dry_run:  # what the plan's counts stand for, as a real pass would mirror them
+        assoc = [a for a in result.plan.actions if isinstance(a, Associate)]
+        for a in assoc[:20]:
+            click.echo(
+                f"  associate {a.object} → {a.to_object}: {a.target} {a.counterpart_id} "
+                f"(partner {a.record_id}) with {a.target} {', '.join(a.to_ids)}"
+            )
+        if len(assoc) > 20:
+            click.echo(f"  … and {len(assoc) - 20} more associations")
     if result.counts and not result.dry_run:
         click.echo("  done: " + ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items())))
     for err in result.errors[:20]:

@@ -58,7 +58,7 @@ def apply_actions(sp: SyncPass, mapping: ObjectMapping, actions: list[Action]) -
             _apply_creates(sp, mapping, target, group)
     if updates:
         still_open = {(c.link_id, c.field) for c in conflicts}
-        _apply_updates(sp, mapping, updates, still_open)
+        apply_updates(sp, mapping, updates, still_open)
     for c in conflicts:
         _, new = sp.store.open_conflict(sp.conn, c)
         sp.counts["conflicts opened" if new else "conflicts still open"] += 1
@@ -349,14 +349,16 @@ def _adopt(
         )
 
 
-def _apply_updates(
+def apply_updates(
     sp: SyncPass,
     mapping: ObjectMapping,
     updates: list[Update],
     still_open: Collection[tuple[int, str]] = (),
 ) -> None:
-    """``still_open``: (link, field) pairs this plan found still in conflict; their
-    open conflict rows stay open whatever else the pair's update settles."""
+    """Write the pairs' changes, then move the bases of those written in full.
+    ``still_open``: (link, field) pairs this plan found still in conflict; their
+    open conflict rows stay open whatever else the pair's update settles. Also the
+    one write path of a conflict resolved by hand (:func:`~connector.engine.sync.apply_update`)."""
     failed: dict[int, str] = {}
     for side in ("partner", "vendor"):
         s: Side = side

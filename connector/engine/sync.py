@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -36,7 +36,7 @@ from connector.engine import apply, associations, gather, merges
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
 from connector.engine.hooks import Hook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
-from connector.engine.plan import Plan, RecordError
+from connector.engine.plan import Plan, RecordError, Update
 from connector.engine.reconcile import FieldPlan, reconcile
 from connector.engine.run import (
     EXIT_CONFLICTS,
@@ -63,6 +63,7 @@ __all__ = [  # what callers import from here; the run's side lives in engine/run
     "PassResult",
     "Progress",
     "SyncPass",
+    "apply_update",
     "crash_points",
     "required_properties",
     "run_pass",
@@ -91,6 +92,18 @@ def required_properties(mappings: Sequence[ObjectMapping]) -> dict[Side, list[Pr
             for cond in conds or []:
                 out[side].append(PropertySpec(obj, cond.property, cond.property))  # type: ignore[index]
     return out
+
+
+def apply_update(
+    ctx: PassContext, mapping: ObjectMapping, update: Update, *, keep_open: Collection[str]
+) -> list[RecordError]:
+    """Write one pair's :class:`Update` outside a pass — a conflict resolved by hand
+    (``dealsync conflicts resolve``) — through the pass's own update path, so both
+    write the same way and move the base the same way. ``keep_open``: fields whose
+    open conflicts the update leaves to the caller. Returns the pair's errors."""
+    sp = SyncPass(mappings=[mapping], store=ctx.store, ctx=ctx)
+    apply.apply_updates(sp, mapping, [update], {(update.link_id, k) for k in keep_open})
+    return sp.errors
 
 
 class SyncPass:
