@@ -484,21 +484,16 @@ def _apply_deletes(sp: SyncPass, mapping: ObjectMapping, deletes: list[Delete]) 
                 )
 
 
-# ------------------------------------------------------------------ associations
-
-
 def abandon_pending(
     sp: SyncPass,
     mapping: ObjectMapping,
-    partner_recs: dict[str, Record],
-    vendor_recs: dict[str, Record],
+    per: dict[Side, dict[str, Record]],
 ) -> None:
     """A create interrupted by a crash whose source record was deleted since: the
     create is not finished. If the interrupted attempt did make the counterpart,
     the mapping's delete policy applies to it, as for any shared record deleted on
     one side; either way the intent is closed, never left pending."""
-    for origin, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-        o: Side = origin  # type: ignore[assignment]
+    for o, recs in per.items():
         gone = [rid for rid, rec in recs.items() if rec.archived]
         if not gone:
             continue

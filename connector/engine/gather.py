@@ -121,8 +121,7 @@ def read_via_extras(
 def fresh_linked(
     sp: SyncPass,
     mapping: ObjectMapping,
-    partner_recs: dict[str, Record],
-    vendor_recs: dict[str, Record],
+    per: dict[Side, dict[str, Record]],
 ) -> None:
     """A CRM whose search may be stale (HubSpot's lags behind writes by seconds) can
     hand back a record the last pass wrote with its *previous* values; compared
@@ -132,8 +131,7 @@ def fresh_linked(
     found: a stale copy of a new record only delays its newest values to a later
     pass, it cannot undo one. A record gone since the search (archived, merged
     away) is dropped here; the recycle bin or the merged record reports it."""
-    for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-        s: Side = side  # type: ignore[assignment]
+    for s, recs in per.items():
         if not getattr(sp.ctx.crm(s), "search_may_be_stale", False):
             continue
         live = [rid for rid, rec in recs.items() if not rec.archived]
@@ -190,58 +188,38 @@ def pair_states(
     vendor_recs: dict[str, Record],
     via: set[str],
 ) -> list[PairState]:
-    links_p = sp.store.link_refs(sp.conn, mapping.name, "partner", partner_recs)
-    links_v = sp.store.link_refs(sp.conn, mapping.name, "vendor", vendor_recs)
-    # records whose link ended (unlinked, deleted) are no longer shared: never
-    # re-created on the other side (and their old link blocks a new one)
-    ended_p = sp.store.ended_ids(
-        sp.conn, mapping.name, "partner", [r for r in partner_recs if r not in links_p]
-    )
-    ended_v = sp.store.ended_ids(
-        sp.conn, mapping.name, "vendor", [r for r in vendor_recs if r not in links_v]
-    )
+    """Each record with its counterpart and its link's base: a linked pair once
+    (whichever side changed), an unlinked record alone, with whether it is shared."""
     states: list[PairState] = []
     done_links: set[int] = set()
-    for rid, rec in partner_recs.items():
-        link = links_p.get(rid)
-        if link is None or link.status == "pending":
-            eligible = (
-                not rec.get(SOURCE_ID)
-                and rid not in ended_p
-                and (rid in via or matches(mapping.share.partner, rec.properties))
-            )
-            if link is not None:
-                eligible = True  # an interrupted create: finish (adopt) it
-            states.append(PairState(None, rid, None, rec, None, None, eligible))
-            continue
-        if link.status != "active":
-            continue
-        assert link.id is not None
-        done_links.add(link.id)
-        states.append(
-            PairState(
-                link.id,
-                rid,
-                link.vendor_id,
-                rec,
-                vendor_recs.get(link.vendor_id or ""),
-                link.base,
-            )
-        )
-    for rid, rec in vendor_recs.items():
-        link = links_v.get(rid)
-        if link is None or link.status == "pending":
-            eligible = (
-                not rec.get(SOURCE_ID)
-                and rid not in ended_v
-                and matches(mapping.share.vendor, rec.properties)
-            )
-            if link is not None:
-                eligible = True
-            states.append(PairState(None, None, rid, None, rec, None, eligible))
-            continue
-        if link.status != "active" or link.id in done_links:
-            continue
-        assert link.id is not None
-        states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
+    for s, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+        side: Side = s  # type: ignore[assignment]
+        links = sp.store.link_refs(sp.conn, mapping.name, side, recs)
+        # records whose link ended (unlinked, deleted) are no longer shared: never
+        # re-created on the other side (and their old link blocks a new one)
+        ended = sp.store.ended_ids(sp.conn, mapping.name, side, [r for r in recs if r not in links])
+        share = mapping.share.partner if side == "partner" else mapping.share.vendor
+        for rid, rec in recs.items():
+            link = links.get(rid)
+            if link is None or link.status == "pending":
+                # a pending link is an interrupted create: finish (adopt) it
+                eligible = link is not None or (
+                    not rec.get(SOURCE_ID)
+                    and rid not in ended
+                    and ((side == "partner" and rid in via) or matches(share, rec.properties))
+                )
+                if side == "partner":
+                    states.append(PairState(None, rid, None, rec, None, None, eligible))
+                else:
+                    states.append(PairState(None, None, rid, None, rec, None, eligible))
+                continue
+            if link.status != "active" or link.id in done_links:
+                continue
+            assert link.id is not None
+            done_links.add(link.id)
+            if side == "partner":
+                other = vendor_recs.get(link.vendor_id or "")
+                states.append(PairState(link.id, rid, link.vendor_id, rec, other, link.base))
+            else:
+                states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
     return states

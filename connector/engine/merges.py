@@ -9,7 +9,6 @@ up with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connector.config.models import ObjectMapping
@@ -36,8 +35,7 @@ def merged_ids(rec: Record) -> list[str]:
 def follow_merges(
     sp: SyncPass,
     mapping: ObjectMapping,
-    partner_recs: Mapping[str, Record],
-    vendor_recs: Mapping[str, Record],
+    per: dict[Side, dict[str, Record]],
 ) -> None:
     """Records merged in a CRM (a person merges two contacts in HubSpot): the
     survivor lists the merged ids (:data:`MERGED_IDS`) and the merged ids are gone
@@ -49,8 +47,7 @@ def follow_merges(
     side is no longer shared, never re-created (that would be the duplicate the
     merge removed) and the run log says what to do. Called before reconcile, so
     this pass already reconciles the survivor with the link it ends up with."""
-    for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-        s: Side = side  # type: ignore[assignment]
+    for s, recs in per.items():
         into: dict[str, str] = {}
         for rid, rec in recs.items():
             if rec.archived:

@@ -428,10 +428,11 @@ class SyncPass:
             vendor_recs = {
                 r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
             }
-        gather.fresh_linked(self, mapping, partner_recs, vendor_recs)
+        per: dict[Side, dict[str, Record]] = {"partner": partner_recs, "vendor": vendor_recs}
+        gather.fresh_linked(self, mapping, per)
         if not ctx.dry_run:
-            merges.follow_merges(self, mapping, partner_recs, vendor_recs)
-            apply.abandon_pending(self, mapping, partner_recs, vendor_recs)
+            merges.follow_merges(self, mapping, per)
+            apply.abandon_pending(self, mapping, per)
         acc = self._acc.get(mapping.name)
         if acc is None:
             self._acc[mapping.name] = (partner_recs, vendor_recs)

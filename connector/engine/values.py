@@ -93,23 +93,20 @@ class ValueMapper:
         )
 
     def to_vendor(self, value: str | None) -> str | None:
-        if value is None or self.to_vendor_map is None:
-            return value
-        try:
-            return self.to_vendor_map[value]
-        except KeyError:
-            raise ValueError_(
-                f"partner value {value!r} has no entry in the value_map of "
-                f"{self.field.partner} → {self.field.vendor}"
-            ) from None
+        return self._mapped(value, self.to_vendor_map, "partner")
 
     def to_partner(self, value: str | None) -> str | None:
-        if value is None or self.to_partner_map is None:
+        return self._mapped(value, self.to_partner_map, "vendor")
+
+    def _mapped(self, value: str | None, table: dict[str, str] | None, side: str) -> str | None:
+        """``value`` through one direction of the value_map; a value the map lacks is
+        the record's error (never written through unmapped)."""
+        if value is None or table is None:
             return value
         try:
-            return self.to_partner_map[value]
+            return table[value]
         except KeyError:
             raise ValueError_(
-                f"vendor value {value!r} has no entry in the value_map of "
+                f"{side} value {value!r} has no entry in the value_map of "
                 f"{self.field.partner} → {self.field.vendor}"
             ) from None
