@@ -49,7 +49,7 @@ _ONE_MS = timedelta(milliseconds=1)
 
 MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
 # Ids merged into a record (semicolon-separated): read with every record, so the engine
-# can follow a merge made in HubSpot (connector/engine/sync.py, _follow_merges).
+# can follow a merge made in HubSpot (connector/engine/merges.py, follow_merges).
 MERGED_IDS = "hs_merged_object_ids"
 
 # (from, to) → HubSpot-defined association type id (the unlabelled default).
