@@ -91,7 +91,7 @@ def read_by_id(
         found = sp.read(mapping, s, ids)
         per_side[s].update(found)
         # a merged-away id answers with its survivor, which lists it: not gone, the
-        # survivor's link is settled by _follow_merges
+        # survivor's link is settled by merges.follow_merges
         merged = {old for rec in found.values() for old in merged_ids(rec)}
         missing = [i for i in ids if i not in found and i not in merged]
         if not missing:

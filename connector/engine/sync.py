@@ -414,7 +414,9 @@ class SyncPass:
         vendor_recs: dict[str, Record],
         via: set[str],
     ) -> None:
-        """Reconcile, let hooks adjust and apply one set of records of one mapping."""
+        """One set of records of one mapping, step by step: stale search copies read
+        again, merges followed and interrupted creates closed, pair states gathered,
+        reconcile, the hooks' say, the plan, apply (not in a dry run)."""
         ctx = self.ctx
         if self._settled:
             # a record merged from a fresh read after its re-link must not be merged
