@@ -25,11 +25,19 @@ from connector.config import shown as shown
 from connector.config.check import errors_of as errors_of
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
-from connector.engine.hooks import Hook
+from connector.engine.hooks import Hook, PassContext
+from connector.engine.plan import Associate as Associate  # the CLI prints them
+from connector.engine.plan import Update
 from connector.engine.reconcile import FieldPlan
 from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes
 from connector.engine.run import EXIT_FATAL as EXIT_FATAL
-from connector.engine.sync import PassResult, Progress, required_properties, run_pass
+from connector.engine.sync import (
+    PassResult,
+    Progress,
+    apply_update,
+    required_properties,
+    run_pass,
+)
 from connector.engine.values import ValueError_, canonical
 from connector.mail.outbox import Delivery, Outbox, OutboxBusy
 from connector.mail.transport import Transport, transport_from_env
@@ -489,24 +497,34 @@ class Dealsync:
                 v_val = mapper.to_vendor(p_val)
         except ValueError_ as exc:
             raise DealsyncError(f"cannot resolve: {exc}") from None
-        if p_val != p_now:
-            res = partner_crm.update(
-                mapping.partner_object, [(row.partner_id, {field.partner: p_val or ""})]
-            )
-            if not res[0].ok:
-                raise DealsyncError(f"writing the partner record failed: {res[0].error}")
-        if v_val != v_now:
-            res = vendor_crm.update(
-                mapping.vendor_object, [(row.vendor_id, {field.vendor: v_val or ""})]
-            )
-            if not res[0].ok:
-                raise DealsyncError(f"writing the vendor record failed: {res[0].error}")
         link = self.store.link(row.link_id)
-        if link is not None and link.id is not None:
-            base: dict[str, Any] = dict(link.base)
-            base[row.field] = [p_val, v_val]
-            self.store.save_bases([(link.id, base)])
+        base: dict[str, Any] = dict(link.base) if link is not None else {}
+        base[row.field] = [p_val, v_val]
         how = f"took {take}" if take else f"set to {value!r}"
+        update = Update(
+            mapping.name,
+            row.link_id,
+            row.partner_id,
+            row.vendor_id,
+            {field.partner: p_val or ""} if p_val != p_now else {},
+            {field.vendor: v_val or ""} if v_val != v_now else {},
+            base,
+            (f"conflict #{conflict_id} resolved: {how}",),
+        )
+        ctx = PassContext(
+            partner=self.partner(row.connection),
+            partner_crm=partner_crm,
+            vendor_crm=vendor_crm,
+            store=self.store,
+            now=utcnow(),
+            dry_run=False,
+            run_id=None,
+        )
+        # the open conflicts of the pair (this one too) stay as they are: this one is
+        # closed below with how it was resolved, the others wait for their own turn
+        errors = apply_update(ctx, mapping, update, keep_open=base)
+        if errors:
+            raise DealsyncError(f"cannot resolve: {errors[0].message}")
         self.store.close_conflict(conflict_id, how)
         resolved = self.store.conflict(conflict_id)
         assert resolved is not None

@@ -78,7 +78,7 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
 
     # HubSpot's search lags behind writes and may hand back a record's previous values
     # for a moment: the engine re-reads linked records a search found by id
-    # (SyncPass._fresh_linked)
+    # (engine/gather.py, fresh_linked)
     search_may_be_stale = True
     naming = HUBSPOT_NAMING
 

@@ -40,7 +40,7 @@ ASSOC_CREATE_BATCH = 2000  # v4 association batch create takes up to 2,000 input
 
 MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
 # Ids merged into a record (semicolon-separated): read with every record, so the engine
-# can follow a merge made in HubSpot (SyncPass._follow_merges, by naming.merged_ids).
+# can follow a merge made in HubSpot (engine/merges.py, follow_merges, by naming.merged_ids).
 MERGED_IDS = HUBSPOT_NAMING.merged_ids
 
 

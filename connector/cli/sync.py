@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from connector.api import PassResult, Problem, check_config, effect_summary, errors_of, shown
+from connector.api import (
+    Associate,
+    PassResult,
+    Problem,
+    check_config,
+    effect_summary,
+    errors_of,
+    shown,
+)
 from connector.cli.base import Ctx, cli, command, fail, parse_now
 
 
@@ -51,6 +59,15 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
     click.echo(f"  plan: {result.plan.summary()}")
+    if result.dry_run:  # what the plan's counts stand for, as a real pass would mirror them
+        assoc = [a for a in result.plan.actions if isinstance(a, Associate)]
+        for a in assoc[:20]:
+            click.echo(
+                f"  associate {a.object} → {a.to_object}: {a.target} {a.counterpart_id} "
+                f"(partner {a.record_id}) with {a.target} {', '.join(a.to_ids)}"
+            )
+        if len(assoc) > 20:
+            click.echo(f"  … and {len(assoc) - 20} more associations")
     # the program's effects: what a dry run would do, what a real pass did
     lines = effect_summary(result.effect_counts())
     label = "program (would)" if result.dry_run else "program"

@@ -51,22 +51,13 @@ def detect(
     """Changed records by id, handed over in chunks as the CRM reads them (one chunk
     when the CRM cannot stream). A record is in one chunk, except that a later chunk
     may hold the archived version of a record an earlier chunk had live."""
+    what = (object_type, since, properties)
     if isinstance(crm, SupportsChunkedDetection):
         chunks: Iterable[Iterable[Record]] = crm.changed_since_chunks(
-            object_type,
-            since,
-            properties,
-            where=where,
-            until=until,
-            associations=associations,
-            chunk_size=chunk_size,
+            *what, where=where, until=until, associations=associations, chunk_size=chunk_size
         )
     else:
-        chunks = [
-            crm.changed_since(
-                object_type, since, properties, where=where, until=until, associations=associations
-            )
-        ]
+        chunks = [crm.changed_since(*what, where=where, until=until, associations=associations)]
     for chunk in chunks:
         yield merge_latest({}, chunk)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from connector.records import Side
 
@@ -102,6 +102,10 @@ class Associate:
     link_id: int
     to_object: str
     source_ids: tuple[str, ...]  # associated ids on the source side (for the base)
+    record_id: str = ""  # the source-side record: read again next pass if the write fails
+    counterpart_id: str = ""  # its counterpart on ``target``, the association's "from"
+    to_ids: tuple[str, ...] = ()  # ``target``-side ids newly associated with it
+    base: dict[str, Any] = field(default_factory=dict)  # the link's base once written
 
 
 Action = Create | Update | Conflict | Delete | RecordError | Associate
@@ -133,7 +137,8 @@ class Plan:
             elif isinstance(a, RecordError):
                 c["error"] += 1
             elif isinstance(a, Associate):
-                c[f"associate {a.target} {a.object}→{a.to_object}"] += 1
+                # one per association written (a deal with two new contacts: 2)
+                c[f"associate {a.target} {a.object}→{a.to_object}"] += len(a.to_ids) or 1
         return c
 
     def summary(self) -> str:

@@ -102,6 +102,12 @@ def _wire(value: str | None) -> str:
     return "" if value is None else value
 
 
+def _now(compiled: FieldPlan, field: FieldMapping, raw: str | None, plain: bool) -> str | None:
+    """A side's current canonical value of ``field`` (the hot loop's :func:`_read`):
+    canonical() of a string or enum is the text itself, with "" as None."""
+    return (raw or None) if plain else compiled.canonical(field.transform, raw)
+
+
 def _read(field: FieldMapping, side: Side, record: Record) -> str | None:
     name = field.partner if side == "partner" else field.vendor
     return canonical(field.transform, record.properties.get(name))
@@ -176,25 +182,15 @@ def reconcile_pair(compiled: FieldPlan, state: PairState) -> list[Action]:
     for field, mapper, key, p_name, v_name, plain in compiled.hot:
         known = key in base
         base_p, base_v = base.get(key) or (None, None)
-        # inlined _read(): canonical() of string/enum is the text itself, "" → None
-        if p_props is None:
-            p = base_p
-        elif plain:
-            p = p_props.get(p_name) or None
-        else:
-            try:
-                p = compiled.canonical(field.transform, p_props.get(p_name))
-            except ValueError_ as exc:
-                return [RecordError(name, "partner", state.partner_id, field.partner, str(exc))]
-        if v_props is None:
-            v = base_v
-        elif plain:
-            v = v_props.get(v_name) or None
-        else:
-            try:
-                v = compiled.canonical(field.transform, v_props.get(v_name))
-            except ValueError_ as exc:
-                return [RecordError(name, "vendor", state.vendor_id, field.vendor, str(exc))]
+        # a side not seen this pass still has its base values
+        try:
+            p = base_p if p_props is None else _now(compiled, field, p_props.get(p_name), plain)
+        except ValueError_ as exc:
+            return [RecordError(name, "partner", state.partner_id, field.partner, str(exc))]
+        try:
+            v = base_v if v_props is None else _now(compiled, field, v_props.get(v_name), plain)
+        except ValueError_ as exc:
+            return [RecordError(name, "vendor", state.vendor_id, field.vendor, str(exc))]
         # A field new to the base (added to the mapping after the link): a side with
         # no value has nothing to lose, so it counts as unchanged and receives the
         # other side's value instead of erasing it.

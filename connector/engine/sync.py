@@ -11,17 +11,21 @@ The order of durable steps is what makes a crash harmless:
 
 A rerun after a crash anywhere re-detects the same window and converges.
 
-Here: the pass's order (streamed or whole), the records reconcile needs (retries,
-open conflicts, fresh reads, merges) and the pairs it merges. The writes are in
-``engine/apply.py``, detection's thread in ``engine/detect.py``, the run around the
-pass (lock, run log, result) in ``engine/run.py``.
+Here: the pass's order (streamed chunk by chunk, or whole when hooks decide on the
+whole picture) and, per set of records, the steps in order (:meth:`SyncPass._process`).
+Each step lives in its own module: detection's thread in ``engine/detect.py``; the
+records reconcile needs and their pair states in ``engine/gather.py``; links that
+follow CRM merges in ``engine/merges.py``; the pure merge in ``engine/reconcile.py``;
+the writes in ``engine/apply.py`` (with re-created records in
+``engine/recreated.py`` and associations in ``engine/associations.py``); the run
+around the pass (lock, run log, result) in ``engine/run.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -29,15 +33,12 @@ from typing import Any, cast
 from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
-from connector.engine import apply
+from connector.engine import apply, associations, gather, merges
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
 from connector.engine.hooks import Hook, ObjectRecords, PassContext
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
-from connector.engine.plan import (
-    Plan,
-    RecordError,
-)
-from connector.engine.reconcile import FieldPlan, PairState, matches, reconcile
+from connector.engine.plan import Plan, RecordError, Update
+from connector.engine.reconcile import FieldPlan, reconcile
 from connector.engine.run import (
     EXIT_CONFLICTS,
     EXIT_FAILED,
@@ -49,7 +50,7 @@ from connector.engine.run import (
     crash_points,
     run_pass,
 )
-from connector.records import SIDES, PropertySpec, Record, Side, other_side
+from connector.records import SIDES, PropertySpec, Record, Side
 from connector.state.store import LinkRef, RecordOutcome, StateStore
 
 __all__ = [  # what callers import from here; the run's side lives in engine/run.py
@@ -63,20 +64,13 @@ __all__ = [  # what callers import from here; the run's side lives in engine/run
     "PassResult",
     "Progress",
     "SyncPass",
+    "apply_update",
     "crash_points",
     "required_properties",
     "run_pass",
 ]
 
 log = logging.getLogger("dealsync.engine")
-
-MERGED_IDS = HUBSPOT_NAMING.merged_ids
-"""Ids a CRM merged into a record, semicolon-separated (HubSpot's merge: the merged id
-disappears, reads of it answer with the survivor). Adapters that read it hand it over
-with the record; links of merged ids follow the survivor (:meth:`SyncPass._follow_merges`)."""
-
-_LIVE_LINK = ("pending", "active", "flagged")
-"""Link statuses that hold both records (shared, or about to be)."""
 
 DETECT_CHUNK = 1000
 """Partner records handed from detection to apply at a time. A multiple of 1,000
@@ -88,9 +82,9 @@ def required_properties(
 ) -> dict[Side, list[PropertySpec]]:
     """Custom properties the engine itself needs on each side (``dealsync setup``), named
     as each side's CRM spells the markers (``names``, HubSpot's by default)."""
-    out: dict[Side, list[PropertySpec]] = {"partner": [], "vendor": []}
     vendor = (names or {}).get("vendor", HUBSPOT_NAMING)
     partner = (names or {}).get("partner", HUBSPOT_NAMING)
+    out: dict[Side, list[PropertySpec]] = {"partner": [], "vendor": []}
     for m in mappings:
         out["vendor"].append(
             PropertySpec(m.vendor_object, vendor.source_id, "dealsync source id", unique=True)
@@ -104,6 +98,18 @@ def required_properties(
             for cond in conds or []:
                 out[side].append(PropertySpec(obj, cond.property, cond.property))  # type: ignore[index]
     return out
+
+
+def apply_update(
+    ctx: PassContext, mapping: ObjectMapping, update: Update, *, keep_open: Collection[str]
+) -> list[RecordError]:
+    """Write one pair's :class:`Update` outside a pass — a conflict resolved by hand
+    (``dealsync conflicts resolve``) — through the pass's own update path, so both
+    write the same way and move the base the same way. ``keep_open``: fields whose
+    open conflicts the update leaves to the caller. Returns the pair's errors."""
+    sp = SyncPass(mappings=[mapping], store=ctx.store, ctx=ctx)
+    apply.apply_updates(sp, mapping, [update], {(update.link_id, k) for k in keep_open})
+    return sp.errors
 
 
 class SyncPass:
@@ -144,7 +150,7 @@ class SyncPass:
         # adopted from an interrupted attempt, and the retries this pass took up
         self.retries: list[tuple[str, Side, str, str]] = []
         self.rechecks: list[tuple[str, Side, str]] = []
-        self._cleared: list[tuple[str, Side, str]] = []
+        self.cleared: list[tuple[str, Side, str]] = []
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         self._started = False
         self._via_cache: dict[str, dict[str, set[str]]] = {}
@@ -156,7 +162,7 @@ class SyncPass:
         self._settled: set[tuple[str, Side, str]] = set()
         # (mapping, identity value) -> vendor successor an ended link kept this pass
         # (both sides re-created): adopted by the new partner record without a search,
-        # which may not show a record changed moments ago (see apply._follow_successors)
+        # which may not show a record changed moments ago (see recreated.follow_successors)
         self.kept: dict[tuple[str, str], Record] = {}
         # (mapping, side, identity value) -> id of the record a link ended this pass
         # (unlink, flag) left live on that side: a record re-created in the same window
@@ -164,7 +170,7 @@ class SyncPass:
         # the pass before) or may show a look-alike instead (domains are not unique)
         self.survivors: dict[tuple[str, Side, str], str] = {}
         # (mapping, source id) -> ended link whose gone survivor the record adopted for
-        # that source succeeds (see apply._heirs): closed as relinked by the adoption
+        # that source succeeds (see recreated._heirs): closed as relinked by the adoption
         self.inherited: dict[tuple[str, str], LinkRef] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -263,15 +269,15 @@ class SyncPass:
             detection.stop()
             self._locked = {}
 
+        associations.sync_associations(self)  # planned in a dry run too, not written
         if not ctx.dry_run:
-            apply.sync_associations(self)
             again = self.retries + [
                 (obj, side, rid, "re-read after adopting an existing counterpart")
                 for obj, side, rid in self.rechecks
             ]
             self.store.add_retries(self.conn, again)
             keep = {(r[0], r[1], r[2]) for r in again}
-            self.store.clear_retries(self.conn, [c for c in self._cleared if c not in keep])
+            self.store.clear_retries(self.conn, [c for c in self.cleared if c not in keep])
             self.crash_at("before_cursor")
             self.store.set_cursors(
                 self.conn,
@@ -309,8 +315,8 @@ class SyncPass:
                 "partner": partner_recs,
                 "vendor": vendor_recs,
             }
-            self._add_retried(mapping, per_side)
-            self._add_conflicted(mapping, per_side)
+            gather.add_retried(self, mapping, per_side)
+            gather.add_conflicted(self, mapping, per_side)
             detected[mapping.name] = (partner_recs, vendor_recs)
             self.progress("detect", step, len(order))
         self.crash_at("after_detect")
@@ -324,7 +330,7 @@ class SyncPass:
             # was applied (as when streamed): a deal whose link this pass ends (the
             # vendor deleted it) no longer shares its company (chaos seed 13, c. 152)
             via = self._via_streamed(mapping)
-            self._read_via_extras(mapping, partner_recs, via)
+            gather.read_via_extras(self, mapping, partner_recs, via)
             self._process(mapping, partner_recs, vendor_recs, via)
             self._mapping_done(mapping)
 
@@ -338,7 +344,7 @@ class SyncPass:
         for step, mapping in enumerate(order, 1):
             vendor_recs = detection.vendor(mapping.name)
             per_side: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": vendor_recs}
-            self._add_retried(mapping, per_side)
+            gather.add_retried(self, mapping, per_side)
             via = self._via_streamed(mapping)
             st = _Stream(
                 mapping,
@@ -355,14 +361,14 @@ class SyncPass:
                     self._sub_pass(st, part, {})
             self.progress("detect", step, len(order))
             last: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
-            self._read_via_extras(mapping, last["partner"], via - st.done)
+            gather.read_via_extras(self, mapping, last["partner"], via - st.done)
             want_p = {
                 c.partner_id
                 for c in st.conflicts
                 if c.vendor_id in st.unclaimed and c.partner_id not in st.done and c.partner_id
             }
             if want_p:
-                self._read_by_id(mapping, last, {"partner": want_p, "vendor": set()})
+                gather.read_by_id(self, mapping, last, {"partner": want_p, "vendor": set()})
             rest, st.unclaimed = st.unclaimed, {}
             if last["partner"] or rest:
                 self._sub_pass(st, last["partner"], rest)
@@ -379,7 +385,9 @@ class SyncPass:
             return set()
         if parent not in self._via_cache:
             seen = self.seen.get(parent)
-            self._via_cache[parent] = self._via_candidates({parent: seen.partner if seen else {}})
+            self._via_cache[parent] = gather.via_candidates(
+                self, {parent: seen.partner if seen else {}}
+            )
         return self._via_cache[parent].get(mapping.name, set())
 
     def _sub_pass(
@@ -399,7 +407,7 @@ class SyncPass:
             if c.partner_id in part and c.vendor_id and c.vendor_id not in per["vendor"]
         }
         if want_v:
-            self._read_by_id(mapping, per, {"partner": set(), "vendor": want_v})
+            gather.read_by_id(self, mapping, per, {"partner": set(), "vendor": want_v})
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
@@ -408,21 +416,7 @@ class SyncPass:
 
     def _mapping_done(self, mapping: ObjectMapping) -> None:
         self._finished.add(mapping.name)
-        if not self.ctx.dry_run:
-            apply.sync_associations(self, self._finished)
-
-    def _read_via_extras(
-        self, mapping: ObjectMapping, partner_recs: dict[str, Record], via: set[str]
-    ) -> None:
-        """Records shared via a shared parent that were not detected themselves (an
-        existing company of a newly shared deal) are read, unless already linked."""
-        extra = via - set(partner_recs)
-        if not extra:
-            return
-        links_p = self.store.link_refs(self.conn, mapping.name, "partner", extra, base=False)
-        unlinked = [i for i in extra if i not in links_p]
-        if unlinked:
-            partner_recs.update(self.read(mapping, "partner", sorted(unlinked)))
+        associations.sync_associations(self, self._finished)
 
     def _process(
         self,
@@ -431,7 +425,9 @@ class SyncPass:
         vendor_recs: dict[str, Record],
         via: set[str],
     ) -> None:
-        """Reconcile, let hooks adjust and apply one set of records of one mapping."""
+        """One set of records of one mapping, step by step: stale search copies read
+        again, merges followed and interrupted creates closed, pair states gathered,
+        reconcile, the hooks' say, the plan, apply (not in a dry run)."""
         ctx = self.ctx
         if self._settled:
             # a record merged from a fresh read after its re-link must not be merged
@@ -445,10 +441,11 @@ class SyncPass:
             vendor_recs = {
                 r: rec for r, rec in vendor_recs.items() if (name, "vendor", r) not in self._settled
             }
-        self._fresh_linked(mapping, partner_recs, vendor_recs)
+        per: dict[Side, dict[str, Record]] = {"partner": partner_recs, "vendor": vendor_recs}
+        gather.fresh_linked(self, mapping, per)
         if not ctx.dry_run:
-            self._follow_merges(mapping, partner_recs, vendor_recs)
-            self._abandon_pending(mapping, partner_recs, vendor_recs)
+            merges.follow_merges(self, mapping, per)
+            apply.abandon_pending(self, mapping, per)
         acc = self._acc.get(mapping.name)
         if acc is None:
             self._acc[mapping.name] = (partner_recs, vendor_recs)
@@ -456,7 +453,7 @@ class SyncPass:
         else:
             acc[0].update(partner_recs)
             acc[1].update(vendor_recs)
-        states = self._pair_states(mapping, partner_recs, vendor_recs, via)
+        states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         actions = reconcile(self.compiled[mapping.name], states)
         for hook in self.hooks:
             actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
@@ -465,125 +462,6 @@ class SyncPass:
         if not ctx.dry_run:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
-
-    def _fresh_linked(
-        self,
-        mapping: ObjectMapping,
-        partner_recs: dict[str, Record],
-        vendor_recs: dict[str, Record],
-    ) -> None:
-        """A CRM whose search may be stale (HubSpot's lags behind writes by seconds) can
-        hand back a record the last pass wrote with its *previous* values; compared
-        with the link's newer base they look like a change, and would be written back
-        over the new values on the other side. Linked records found that way are read
-        again by id (immediate; one call per 100), in place. Unlinked ones are left as
-        found: a stale copy of a new record only delays its newest values to a later
-        pass, it cannot undo one. A record gone since the search (archived, merged
-        away) is dropped here; the recycle bin or the merged record reports it."""
-        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-            s: Side = side  # type: ignore[assignment]
-            if not getattr(self.ctx.crm(s), "search_may_be_stale", False):
-                continue
-            live = [rid for rid, rec in recs.items() if not rec.archived]
-            linked = sorted(self.store.link_refs(self.conn, mapping.name, s, live, base=False))
-            if not linked:
-                continue
-            fresh = self.read(mapping, s, linked)
-            for rid in linked:
-                if rid in fresh:
-                    recs[rid] = fresh[rid]
-                else:
-                    recs.pop(rid, None)
-            for rid, rec in fresh.items():  # a merged id answered with its survivor
-                recs.setdefault(rid, rec)
-
-    def _follow_merges(
-        self,
-        mapping: ObjectMapping,
-        partner_recs: Mapping[str, Record],
-        vendor_recs: Mapping[str, Record],
-    ) -> None:
-        """Records merged in a CRM (a person merges two contacts in HubSpot): the
-        survivor lists the merged ids (:data:`MERGED_IDS`) and the merged ids are gone
-        without being archived, so no delete is ever seen for them. A live link of a
-        merged id follows the survivor when no live link holds it (the pair goes on,
-        merged from its base: the survivor's values flow across as changes). When the
-        survivor has a link of its own, it keeps it and the merged id's link is closed
-        (``relinked``, pointing at the survivor's link): its counterpart on the other
-        side is no longer shared, never re-created (that would be the duplicate the
-        merge removed) and the run log says what to do. Called before reconcile, so
-        this pass already reconciles the survivor with the link it ends up with."""
-        for side, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-            s: Side = side  # type: ignore[assignment]
-            into: dict[str, str] = {}
-            for rid, rec in recs.items():
-                if rec.archived:
-                    continue
-                for old in str(rec.get(self.names(s).merged_ids) or "").split(";"):
-                    old = old.strip()
-                    if old and old != rid:
-                        into.setdefault(old, rid)
-            if not into:
-                continue
-            gone = {
-                old: ref
-                for old, ref in self.store.link_refs(self.conn, mapping.name, s, into).items()
-                if ref.status in ("active", "flagged")
-            }
-            if not gone:
-                continue
-            holders = self.store.holders(self.conn, mapping.name, s, {into[old] for old in gone})
-            other = other_side(s)
-            released: list[tuple[int, Side, str, int]] = []
-            moved: list[tuple[int, Side, str, dict[str, Any]]] = []
-            taken: dict[str, int] = {}  # survivor -> the link now holding it
-            # in the order the survivor lists them: HubSpot lists the primary first, so
-            # when both were linked the primary's link is the one that goes on
-            for old, ref in sorted(gone.items(), key=lambda kv: list(into).index(kv[0])):
-                survivor = into[old]
-                counterpart = ref.vendor_id if s == "partner" else ref.partner_id
-                holder = holders.get(survivor)
-                keeper = taken.get(survivor)
-                if keeper is None and holder is not None and holder.status in _LIVE_LINK:
-                    keeper = holder.id
-                if keeper is not None:
-                    kept = self.store.link(keeper)
-                    kept_other = (
-                        (kept.vendor_id if s == "partner" else kept.partner_id) if kept else None
-                    )
-                    released.append((ref.id, s, old, keeper))
-                    self.counts[f"merged {mapping.name}"] += 1
-                    self.outcomes.append(
-                        RecordOutcome(
-                            mapping.name,
-                            s,
-                            old,
-                            "merge",
-                            "ok",
-                            detail=f"{s} {old} was merged into {s} {survivor}, which stays "
-                            f"linked to {other} {kept_other}; {other} {counterpart} is no "
-                            f"longer synced (merge it into {other} {kept_other} in the "
-                            f"{other}'s CRM if they are the same)",
-                        )
-                    )
-                    continue
-                if holder is not None:  # an ended row holds the survivor: free it
-                    released.append((holder.id, s, survivor, ref.id))
-                moved.append((ref.id, s, survivor, dict(ref.base)))
-                taken[survivor] = ref.id
-                self.counts[f"merged {mapping.name}"] += 1
-                self.outcomes.append(
-                    RecordOutcome(
-                        mapping.name,
-                        s,
-                        survivor,
-                        "merge",
-                        "ok",
-                        detail=f"{s} {old} was merged into {s} {survivor}; the link of "
-                        f"{other} {counterpart} follows {s} {survivor}",
-                    )
-                )
-            self.store.relink(released, moved=moved)
 
     def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
         """Pairs just re-linked to an existing record (adopted, or a successor) are
@@ -597,235 +475,12 @@ class SyncPass:
             return
         self.relinked = [r for r in self.relinked if r[0] != mapping.name]
         per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
-        self._read_by_id(
-            mapping, per, {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
+        gather.read_by_id(
+            self, mapping, per, {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
         )
         self._process(mapping, per["partner"], per["vendor"], via)
         self._settled.update((mapping.name, "partner", p) for p, _ in pairs)
         self._settled.update((mapping.name, "vendor", v) for _, v in pairs)
-
-    def _add_conflicted(
-        self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
-    ) -> None:
-        """A pair with an open conflict whose one side changed: read the other side too.
-
-        Reconcile takes an unseen side to be unchanged since the base, which does not
-        hold while a conflict is open (its base deliberately did not move): the unseen
-        side's conflicting value would be taken for the base and overwritten."""
-        want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
-        for c in self.store.conflicts(self.conn):
-            if c.object != mapping.name:
-                continue
-            has_p, has_v = c.partner_id in per_side["partner"], c.vendor_id in per_side["vendor"]
-            if has_p and not has_v:
-                want["vendor"].add(c.vendor_id)
-            elif has_v and not has_p:
-                want["partner"].add(c.partner_id)
-        self._read_by_id(mapping, per_side, want)
-
-    def _add_retried(self, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]) -> None:
-        """Records that failed before, and creates left pending by a crash, are read
-        again by id, with their counterparts."""
-        want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
-        for item in self.store.retries(self.conn, mapping.name):
-            side: Side = item.side  # type: ignore[assignment]
-            want[side].add(item.record_id)
-            self._cleared.append((mapping.name, side, item.record_id))
-        # an interrupted create whose source was not seen again must still be finished
-        for link in self.store.links(self.conn, mapping.name, ("pending",)):
-            origin: Side = "vendor" if link.origin == "vendor" else "partner"
-            source = link.partner_id if origin == "partner" else link.vendor_id
-            if source:
-                want[origin].add(source)
-        if not want["partner"] and not want["vendor"]:
-            return
-        for s in SIDES:
-            refs = self.store.link_refs(self.conn, mapping.name, s, want[s], base=False)
-            for ref in refs.values():
-                cid = ref.vendor_id if s == "partner" else ref.partner_id
-                if cid:
-                    want[other_side(s)].add(cid)
-        self._read_by_id(mapping, per_side, want)
-
-    def _read_by_id(
-        self,
-        mapping: ObjectMapping,
-        per_side: dict[Side, dict[str, Record]],
-        want: dict[Side, set[str]],
-    ) -> None:
-        """Read records by id into this pass's records. A linked record that no longer
-        exists (archived or deleted outside the detection window) comes back as an
-        archived marker, so reconcile applies the delete policy instead of writing to
-        a record that is gone on every pass."""
-        for s in SIDES:
-            ids = sorted(want[s] - set(per_side[s]))
-            if not ids:
-                continue
-            found = self.read(mapping, s, ids)
-            per_side[s].update(found)
-            # a merged-away id answers with its survivor, which lists it: not gone, the
-            # survivor's link is settled by _follow_merges
-            merged = {
-                old.strip()
-                for rec in found.values()
-                for old in str(rec.get(self.names(s).merged_ids) or "").split(";")
-            }
-            missing = [i for i in ids if i not in found and i not in merged]
-            if not missing:
-                continue
-            links = self.store.link_refs(self.conn, mapping.name, s, missing, base=False)
-            now = self.crm(s).now()
-            for rid in missing:
-                link = links.get(rid)
-                if link is not None and link.status in ("active", "pending"):
-                    per_side[s][rid] = Record(
-                        self.obj_type(mapping, s), rid, {}, now, archived=True
-                    )
-
-    def _abandon_pending(
-        self,
-        mapping: ObjectMapping,
-        partner_recs: dict[str, Record],
-        vendor_recs: dict[str, Record],
-    ) -> None:
-        """A create interrupted by a crash whose source record was deleted since: the
-        create is not finished. If the interrupted attempt did make the counterpart,
-        the mapping's delete policy applies to it, as for any shared record deleted on
-        one side; either way the intent is closed, never left pending."""
-        for origin, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
-            o: Side = origin  # type: ignore[assignment]
-            gone = [rid for rid, rec in recs.items() if rec.archived]
-            if not gone:
-                continue
-            links = self.store.link_refs(self.conn, mapping.name, o, gone, base=False)
-            pending = {rid: link for rid, link in links.items() if link.status == "pending"}
-            if not pending:
-                continue
-            target = other_side(o)
-            keys = {self.source_key(target, rid): rid for rid in pending}
-            found = self.crm(target).find_by_property(
-                self.obj_type(mapping, target),
-                self.names(target).source_id,
-                sorted(keys),
-                [self.names(target).source_id],
-            )
-            for key, rid in keys.items():
-                link = pending[rid]
-                assert link.id is not None
-                counterpart = found.get(key)
-                status = "unlinked"
-                if counterpart is not None:
-                    status = {"archive": "deleted", "flag": "flagged"}.get(
-                        mapping.on_delete, "unlinked"
-                    )
-                    if mapping.on_delete == "archive":
-                        res = self.crm(target).archive(
-                            self.obj_type(mapping, target), [counterpart.id]
-                        )
-                        if not res[0].ok:
-                            self.retries.append(
-                                (mapping.name, o, rid, f"archiving failed: {res[0].error}")
-                            )
-                            continue
-                    self.store.complete_links([(link.id, counterpart.id, {})], origin=o)
-                self.store.set_link_status([link.id], status)
-                self.counts[f"abandoned create {mapping.name}"] += 1
-                recs.pop(rid, None)
-
-    def _via_candidates(self, detected: Mapping[str, Mapping[str, Record]]) -> dict[str, set[str]]:
-        """Partner ids of records shared *via* a shared parent (a deal's company), from
-        the parent's detected partner records."""
-        out: dict[str, set[str]] = defaultdict(set)
-        looked_up: dict[str, tuple[dict[str, LinkRef], set[str]]] = {}
-        for child in self.mappings:
-            parent_name = child.share.via
-            if not parent_name or parent_name not in self.by_name:
-                continue
-            parent = self.by_name[parent_name]
-            partner_recs = detected.get(parent_name, {})
-            if parent_name not in looked_up:
-                links = self.store.link_refs(
-                    self.conn, parent_name, "partner", partner_recs, base=False
-                )
-                ended = self.store.ended_ids(
-                    self.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
-                )
-                looked_up[parent_name] = (links, ended)
-            links, ended = looked_up[parent_name]
-            for rid, rec in partner_recs.items():
-                link = links.get(rid)
-                shared = (link is not None and link.status in ("active", "pending")) or (
-                    link is None
-                    and rid not in ended
-                    and matches(parent.share.partner, rec.properties)
-                    and not rec.get(self.names("partner").source_id)
-                )
-                if shared and not rec.archived:
-                    out[child.name].update(rec.associations.get(child.partner_object, ()))
-        return out
-
-    def _pair_states(
-        self,
-        mapping: ObjectMapping,
-        partner_recs: dict[str, Record],
-        vendor_recs: dict[str, Record],
-        via: set[str],
-    ) -> list[PairState]:
-        links_p = self.store.link_refs(self.conn, mapping.name, "partner", partner_recs)
-        links_v = self.store.link_refs(self.conn, mapping.name, "vendor", vendor_recs)
-        # records whose link ended (unlinked, deleted) are no longer shared: never
-        # re-created on the other side (and their old link blocks a new one)
-        ended_p = self.store.ended_ids(
-            self.conn, mapping.name, "partner", [r for r in partner_recs if r not in links_p]
-        )
-        ended_v = self.store.ended_ids(
-            self.conn, mapping.name, "vendor", [r for r in vendor_recs if r not in links_v]
-        )
-        states: list[PairState] = []
-        done_links: set[int] = set()
-        for rid, rec in partner_recs.items():
-            link = links_p.get(rid)
-            if link is None or link.status == "pending":
-                eligible = (
-                    not rec.get(self.names("partner").source_id)
-                    and rid not in ended_p
-                    and (rid in via or matches(mapping.share.partner, rec.properties))
-                )
-                if link is not None:
-                    eligible = True  # an interrupted create: finish (adopt) it
-                states.append(PairState(None, rid, None, rec, None, None, eligible))
-                continue
-            if link.status != "active":
-                continue
-            assert link.id is not None
-            done_links.add(link.id)
-            states.append(
-                PairState(
-                    link.id,
-                    rid,
-                    link.vendor_id,
-                    rec,
-                    vendor_recs.get(link.vendor_id or ""),
-                    link.base,
-                )
-            )
-        for rid, rec in vendor_recs.items():
-            link = links_v.get(rid)
-            if link is None or link.status == "pending":
-                eligible = (
-                    not rec.get(self.names("vendor").source_id)
-                    and rid not in ended_v
-                    and matches(mapping.share.vendor, rec.properties)
-                )
-                if link is not None:
-                    eligible = True
-                states.append(PairState(None, None, rid, None, rec, None, eligible))
-                continue
-            if link.status != "active" or link.id in done_links:
-                continue
-            assert link.id is not None
-            states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
-        return states
 
     # ------------------------------------------------------------------ the run log
 

@@ -12,6 +12,8 @@ import pytest
 
 from connector.adapters.base import AdapterError
 from connector.api import DealsyncError
+from connector.cli.sync import print_result
+from connector.engine.plan import Associate
 from connector.engine.sync import SOURCE_ID, PassAborted, PassResult, crash_points
 from connector.state.store import LockHeld
 
@@ -607,6 +609,41 @@ def test_bad_value_is_a_record_error_and_other_records_go_on(world: World) -> No
 
 
 # ---------------------------------------------------------------------- dry run
+
+
+def test_dry_run_lists_the_associations_it_would_mirror(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A partner adds an already shared contact to a shared deal: the dry run's plan
+    names the association (and the CLI prints it), writes nothing; the real pass then
+    mirrors exactly that."""
+    first, second = world.seed_deal(), world.seed_deal()
+    world.sync()
+    contact = second.contacts[0]
+    world.partner.associate("deals", "contacts", [(first.id, contact.id)])
+    world.partner.edit("deals", first.id, {"description": "now with two people"})
+    vid = vendor_deal(world, first.id).id
+    vcontact = world.counterpart("contacts", contact.id)
+    assert vcontact is not None
+    before, writes = world.snapshot(), world.writes()
+
+    dry = world.sync(dry_run=True)
+    assert dry.plan.counts()["associate vendor deals→contacts"] == 1
+    [assoc] = [a for a in dry.plan.actions if isinstance(a, Associate)]
+    assert (assoc.object, assoc.to_object, assoc.counterpart_id) == ("deals", "contacts", vid)
+    assert assoc.to_ids == (vcontact.id,)
+    assert world.snapshot() == before and world.writes() == writes
+    print_result(dry, as_json=False)
+    out = capsys.readouterr().out
+    assert "associate vendor deals→contacts: 1" in out
+    assert f"associate deals → contacts: vendor {vid} (partner {first.id})" in out
+
+    real = world.sync()
+    assert real.plan.counts()["associate vendor deals→contacts"] == 1
+    assert real.counts["associated deals→contacts"] == 1
+    assert vcontact.id in world.vendor.read("deals", [vid], [], associations=["contacts"])[
+        vid
+    ].associations.get("contacts", ())
 
 
 def test_dry_run_plans_but_writes_nothing_and_leaves_cursors(world: World) -> None:

@@ -1,0 +1,224 @@
+"""Gather: the records reconcile needs, paired against the stored base.
+
+Detection hands over what changed in the window; reconcile needs more than that to
+decide right. Here: records read again by id (failed before, an interrupted create,
+the other side of an open conflict, a linked record a stale search handed back), the
+records shared *via* a shared parent (a deal's company), and the pair states —
+each record with its counterpart and the link's base (:class:`PairState`).
+
+Plain functions of the pass (:class:`~connector.engine.sync.SyncPass`): they read
+the store and the CRMs (reads only) and fill the pass's dictionaries of records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from connector.config.models import ObjectMapping
+from connector.engine.merges import merged_ids
+from connector.engine.reconcile import PairState, matches
+from connector.records import SIDES, Record, Side, other_side
+from connector.state.store import LinkRef
+
+if TYPE_CHECKING:
+    from connector.engine.sync import SyncPass
+
+
+def add_retried(
+    sp: SyncPass, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
+) -> None:
+    """Records that failed before, and creates left pending by a crash, are read
+    again by id, with their counterparts."""
+    want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
+    for item in sp.store.retries(sp.conn, mapping.name):
+        side: Side = item.side  # type: ignore[assignment]
+        want[side].add(item.record_id)
+        sp.cleared.append((mapping.name, side, item.record_id))
+    # an interrupted create whose source was not seen again must still be finished
+    for link in sp.store.links(sp.conn, mapping.name, ("pending",)):
+        origin: Side = "vendor" if link.origin == "vendor" else "partner"
+        source = link.partner_id if origin == "partner" else link.vendor_id
+        if source:
+            want[origin].add(source)
+    if not want["partner"] and not want["vendor"]:
+        return
+    for s in SIDES:
+        refs = sp.store.link_refs(sp.conn, mapping.name, s, want[s], base=False)
+        for ref in refs.values():
+            cid = ref.vendor_id if s == "partner" else ref.partner_id
+            if cid:
+                want[other_side(s)].add(cid)
+    read_by_id(sp, mapping, per_side, want)
+
+
+def add_conflicted(
+    sp: SyncPass, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
+) -> None:
+    """A pair with an open conflict whose one side changed: read the other side too.
+
+    Reconcile takes an unseen side to be unchanged since the base, which does not
+    hold while a conflict is open (its base deliberately did not move): the unseen
+    side's conflicting value would be taken for the base and overwritten."""
+    want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
+    for c in sp.store.conflicts(sp.conn):
+        if c.object != mapping.name:
+            continue
+        has_p, has_v = c.partner_id in per_side["partner"], c.vendor_id in per_side["vendor"]
+        if has_p and not has_v:
+            want["vendor"].add(c.vendor_id)
+        elif has_v and not has_p:
+            want["partner"].add(c.partner_id)
+    read_by_id(sp, mapping, per_side, want)
+
+
+def read_by_id(
+    sp: SyncPass,
+    mapping: ObjectMapping,
+    per_side: dict[Side, dict[str, Record]],
+    want: dict[Side, set[str]],
+) -> None:
+    """Read records by id into this pass's records. A linked record that no longer
+    exists (archived or deleted outside the detection window) comes back as an
+    archived marker, so reconcile applies the delete policy instead of writing to
+    a record that is gone on every pass."""
+    for s in SIDES:
+        ids = sorted(want[s] - set(per_side[s]))
+        if not ids:
+            continue
+        found = sp.read(mapping, s, ids)
+        per_side[s].update(found)
+        # a merged-away id answers with its survivor, which lists it: not gone, the
+        # survivor's link is settled by merges.follow_merges
+        merged = {old for rec in found.values() for old in merged_ids(rec, sp.names(s))}
+        missing = [i for i in ids if i not in found and i not in merged]
+        if not missing:
+            continue
+        links = sp.store.link_refs(sp.conn, mapping.name, s, missing, base=False)
+        now = sp.crm(s).now()
+        for rid in missing:
+            link = links.get(rid)
+            if link is not None and link.status in ("active", "pending"):
+                per_side[s][rid] = Record(sp.obj_type(mapping, s), rid, {}, now, archived=True)
+
+
+def read_via_extras(
+    sp: SyncPass, mapping: ObjectMapping, partner_recs: dict[str, Record], via: set[str]
+) -> None:
+    """Records shared via a shared parent that were not detected themselves (an
+    existing company of a newly shared deal) are read, unless already linked."""
+    extra = via - set(partner_recs)
+    if not extra:
+        return
+    links_p = sp.store.link_refs(sp.conn, mapping.name, "partner", extra, base=False)
+    unlinked = [i for i in extra if i not in links_p]
+    if unlinked:
+        partner_recs.update(sp.read(mapping, "partner", sorted(unlinked)))
+
+
+def fresh_linked(
+    sp: SyncPass,
+    mapping: ObjectMapping,
+    per: dict[Side, dict[str, Record]],
+) -> None:
+    """A CRM whose search may be stale (HubSpot's lags behind writes by seconds) can
+    hand back a record the last pass wrote with its *previous* values; compared
+    with the link's newer base they look like a change, and would be written back
+    over the new values on the other side. Linked records found that way are read
+    again by id (immediate; one call per 100), in place. Unlinked ones are left as
+    found: a stale copy of a new record only delays its newest values to a later
+    pass, it cannot undo one. A record gone since the search (archived, merged
+    away) is dropped here; the recycle bin or the merged record reports it."""
+    for s, recs in per.items():
+        if not getattr(sp.ctx.crm(s), "search_may_be_stale", False):
+            continue
+        live = [rid for rid, rec in recs.items() if not rec.archived]
+        linked = sorted(sp.store.link_refs(sp.conn, mapping.name, s, live, base=False))
+        if not linked:
+            continue
+        fresh = sp.read(mapping, s, linked)
+        for rid in linked:
+            if rid in fresh:
+                recs[rid] = fresh[rid]
+            else:
+                recs.pop(rid, None)
+        for rid, rec in fresh.items():  # a merged id answered with its survivor
+            recs.setdefault(rid, rec)
+
+
+def via_candidates(
+    sp: SyncPass, detected: Mapping[str, Mapping[str, Record]]
+) -> dict[str, set[str]]:
+    """Partner ids of records shared *via* a shared parent (a deal's company), from
+    the parent's detected partner records."""
+    out: dict[str, set[str]] = defaultdict(set)
+    looked_up: dict[str, tuple[dict[str, LinkRef], set[str]]] = {}
+    for child in sp.mappings:
+        parent_name = child.share.via
+        if not parent_name or parent_name not in sp.by_name:
+            continue
+        parent = sp.by_name[parent_name]
+        partner_recs = detected.get(parent_name, {})
+        if parent_name not in looked_up:
+            links = sp.store.link_refs(sp.conn, parent_name, "partner", partner_recs, base=False)
+            ended = sp.store.ended_ids(
+                sp.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
+            )
+            looked_up[parent_name] = (links, ended)
+        links, ended = looked_up[parent_name]
+        for rid, rec in partner_recs.items():
+            link = links.get(rid)
+            shared = (link is not None and link.status in ("active", "pending")) or (
+                link is None
+                and rid not in ended
+                and matches(parent.share.partner, rec.properties)
+                and not rec.get(sp.names("partner").source_id)
+            )
+            if shared and not rec.archived:
+                out[child.name].update(rec.associations.get(child.partner_object, ()))
+    return out
+
+
+def pair_states(
+    sp: SyncPass,
+    mapping: ObjectMapping,
+    partner_recs: dict[str, Record],
+    vendor_recs: dict[str, Record],
+    via: set[str],
+) -> list[PairState]:
+    """Each record with its counterpart and its link's base: a linked pair once
+    (whichever side changed), an unlinked record alone, with whether it is shared."""
+    states: list[PairState] = []
+    done_links: set[int] = set()
+    for s, recs in (("partner", partner_recs), ("vendor", vendor_recs)):
+        side: Side = s  # type: ignore[assignment]
+        links = sp.store.link_refs(sp.conn, mapping.name, side, recs)
+        # records whose link ended (unlinked, deleted) are no longer shared: never
+        # re-created on the other side (and their old link blocks a new one)
+        ended = sp.store.ended_ids(sp.conn, mapping.name, side, [r for r in recs if r not in links])
+        share = mapping.share.partner if side == "partner" else mapping.share.vendor
+        for rid, rec in recs.items():
+            link = links.get(rid)
+            if link is None or link.status == "pending":
+                # a pending link is an interrupted create: finish (adopt) it
+                eligible = link is not None or (
+                    not rec.get(sp.names(side).source_id)
+                    and rid not in ended
+                    and ((side == "partner" and rid in via) or matches(share, rec.properties))
+                )
+                if side == "partner":
+                    states.append(PairState(None, rid, None, rec, None, None, eligible))
+                else:
+                    states.append(PairState(None, None, rid, None, rec, None, eligible))
+                continue
+            if link.status != "active" or link.id in done_links:
+                continue
+            assert link.id is not None
+            done_links.add(link.id)
+            if side == "partner":
+                other = vendor_recs.get(link.vendor_id or "")
+                states.append(PairState(link.id, rid, link.vendor_id, rec, other, link.base))
+            else:
+                states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
+    return states
