@@ -29,15 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connector.adapters.base import AdapterError, CRMAdapter, ObjectSchema, PropertyInfo
-from connector.config.check import (
-    Placed,
-    Problem,
-    Source,
-    YamlPath,
-    problem_at,
-    warning_at,
-    writes,
-)
+from connector.config.check import Placed, Problem, Source, YamlPath, problem_at, warning_at, writes
 from connector.config.loader import Document, Project, parse_yaml, validate
 from connector.config.models import Condition, FieldMapping, MappingFile, ObjectMapping
 from connector.records import Side

@@ -29,14 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from connector.adapters.registry import kind_of
-from connector.config.check import (
-    Placed,
-    Problem,
-    Source,
-    YamlPath,
-    problem_at,
-    warning_at,
-)
+from connector.config.check import Placed, Problem, Source, YamlPath, problem_at, warning_at
 from connector.config.models import (
     ObjectMapping,
     PartnerConfig,

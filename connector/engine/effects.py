@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.records import Side, WriteResult
@@ -201,18 +201,9 @@ def _apply_one(ctx: PassContext, effect: Effect) -> object:
         return True
     if isinstance(effect, EarnCommission):
         return ctx.store.registry.add_commission(effect.row)
-    if isinstance(effect, QueueEmail):
-        return ctx.store.outbox.queue(
-            dedupe_key=effect.dedupe_key,
-            kind=effect.kind,
-            recipient=effect.recipient,
-            rendered=effect.rendered,
-            partner=effect.partner,
-            registration_id=effect.registration_id,
-            status=effect.status,
-            detail=effect.detail,
-            now=ctx.now,
-        )
+    if isinstance(effect, QueueEmail):  # its fields are the outbox row's, by name
+        row = {f.name: getattr(effect, f.name) for f in fields(effect)}
+        return ctx.store.outbox.queue(**row, now=ctx.now)
     if isinstance(effect, Notify):
         return add_activity(ctx.store, effect.activity)
     if isinstance(effect, Keep):
