@@ -57,6 +57,7 @@ __all__ = [
     "_failed_pairs",
 ]
 
+
 class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
     """One HubSpot portal."""
 

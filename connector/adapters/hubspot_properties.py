@@ -34,7 +34,12 @@ GROUPS = {
 }
 # a PropertySpec's type → HubSpot's (type, fieldType); the field type is the input
 # widget, named like the type but for these
-_WIDGETS = {"string": "text", "datetime": "date", "enumeration": "select", "bool": "booleancheckbox"}
+_WIDGETS = {
+    "string": "text",
+    "datetime": "date",
+    "enumeration": "select",
+    "bool": "booleancheckbox",
+}
 FIELD_TYPES = {
     kind: (kind, _WIDGETS.get(kind, kind))
     for kind in ("string", "number", "date", "datetime", "enumeration", "bool")
