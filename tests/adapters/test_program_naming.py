@@ -15,52 +15,26 @@ import pytest
 
 from connector.adapters.local import LocalCRM
 from connector.adapters.naming import Naming
-from connector.adapters.registry import (
-    BuildContext,
-    CheckContext,
-    KindSettings,
-    PortalKind,
-    Setting,
-    register,
-    unregister,
-)
 from connector.api import Dealsync
 from connector.config import load_project
+from connector.config.models import PortalConfig
 from connector.records import Record
 from connector.testing.world import project_yaml, write_project
 
-# Salesforce's way: its own object names, custom fields ending in __c
-SALESFORCE_LIKE = Naming(
-    source_id="Dealsync_Source_Id__c",
-    partner_id="Dealsync_Partner_Id__c",
-    deals="Opportunity",
-    contacts="Contact",
-    companies="Account",
-    language="Language__c",
-    merged_ids="Merged_Ids__c",
-)
+# HubSpot's names → a Salesforce-like CRM's: its own object names, fields ending in __c
 OBJECTS = {"deals": "Opportunity", "contacts": "Contact", "companies": "Account"}
+SALESFORCE_LIKE = Naming(
+    *("Dealsync_Source_Id__c", "Dealsync_Partner_Id__c"),
+    *OBJECTS.values(),
+    *("Language__c", "Merged_Ids__c"),
+)
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
-
-
-class SalesforceLikeSettings(KindSettings):
-    path: str | None = None
-
-
-def _check(settings: SalesforceLikeSettings, ctx: CheckContext) -> list[Setting]:
-    return [] if settings.path else [Setting(None, "needs path", "add `path: <file>.db`")]
-
-
-def _build(name: str, settings: SalesforceLikeSettings, ctx: BuildContext) -> LocalCRM:
-    assert settings.path is not None
-    return LocalCRM(ctx.resolve(settings.path), name=name, naming=SALESFORCE_LIKE)
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Dealsync]:
-    """The test project with both portals on the Salesforce-like kind, its mappings
-    naming that kind's object types; set up."""
-    register(PortalKind("sflike", "a Salesforce-like CRM", SalesforceLikeSettings, _build, _check))
+    """The test project with both portals embedded CRMs named the Salesforce-like way,
+    its mappings naming those object types."""
 
     def objects(text: str) -> str:
         for ours, theirs in OBJECTS.items():
@@ -68,16 +42,18 @@ def app(tmp_path: Path) -> Iterator[Dealsync]:
                 text = text.replace(f"{side}: {ours}\n", f"{side}: {theirs}\n")
         return text
 
-    config = project_yaml().replace("adapter: local", "adapter: sflike")
-    project = load_project(
-        write_project(tmp_path, config, mapping_edit=objects, edits_must_change=True), env={}
-    )
-    ds = Dealsync(project, env={})
+    config = write_project(tmp_path, project_yaml(), mapping_edit=objects, edits_must_change=True)
+    project = load_project(config, env={})
+
+    def salesforce_like(name: str, portal: PortalConfig) -> LocalCRM:
+        assert portal.path is not None
+        return LocalCRM(project.resolve(portal.path), name=name, naming=SALESFORCE_LIKE)
+
+    ds = Dealsync(project, env={}, adapter_factory=salesforce_like)
     try:
         yield ds
     finally:
         ds.close()
-        unregister("sflike")
 
 
 def _crm(ds: Dealsync, portal: str) -> LocalCRM:
@@ -90,26 +66,12 @@ def _seed_registered_deal(partner: LocalCRM) -> tuple[Record, Record]:
     """A registered opportunity on globex.com with one contact, in Switzerland, who
     prefers French."""
     account = partner.create("Account", {"name": "Globex", "domain": "globex.com"})
-    contact = partner.create(
-        "Contact",
-        {
-            "firstname": "Ann",
-            "lastname": "Lee",
-            "email": "ann@globex.com",
-            "country": "Switzerland",
-            "Language__c": "fr",
-        },
-    )
+    person = {"firstname": "Ann", "lastname": "Lee", "email": "ann@globex.com"}
+    contact = partner.create("Contact", person | {"country": "Switzerland", "Language__c": "fr"})
     deal = partner.create(
         "Opportunity",
-        {
-            "dealname": "Globex deal",
-            "amount": "12000",
-            "dealstage": "qualifiedtobuy",
-            "pipeline": "default",
-            "deal_currency_code": "EUR",
-            "dealsync_register": "true",
-        },
+        {"dealname": "Globex deal", "amount": "12000", "dealstage": "qualifiedtobuy"}
+        | {"pipeline": "default", "deal_currency_code": "EUR", "dealsync_register": "true"},
     )
     partner.associate("Opportunity", "Account", [(deal.id, account.id)])
     partner.associate("Opportunity", "Contact", [(deal.id, contact.id)])
