@@ -105,11 +105,6 @@ class PassContext:
     def crm(self, side: Side) -> CRMAdapter:
         return self.partner_crm if side == "partner" else self.vendor_crm
 
-    @property
-    def names(self) -> dict[Side, Naming]:
-        """How each side's CRM names objects, markers and the language property."""
-        return {"partner": self.partner_crm.naming, "vendor": self.vendor_crm.naming}
-
 
 @dataclass(frozen=True)
 class ObjectRecords:
