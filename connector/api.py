@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.naming import Naming
 from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
@@ -203,17 +204,23 @@ class Dealsync:
 
     def _needed_properties(self) -> list[tuple[str, Side, CRMAdapter, list[PropertySpec]]]:
         """Per portal (key, side, adapter): the custom properties the engine (its
-        markers as this CRM spells them) and the hooks need there."""
-        extra: dict[Side, list[PropertySpec]] = {"vendor": [], "partner": []}
-        for hook in self.hooks:
-            for side, spec in hook.required_properties():
-                extra[side].append(spec)
+        markers as this CRM spells them) and the hooks need there. The hooks are asked
+        per partner, with that pair's names: a partner's specs go to its portal, the
+        vendor's to the vendor's."""
         portals: list[tuple[str, Side, CRMAdapter]] = [("vendor", "vendor", self.vendor())]
         portals += [(p.id, "partner", self.partner_crm(p.id)) for p in self.project.config.partners]
+        extra: dict[str, list[PropertySpec]] = {key: [] for key, _, _ in portals}
+        for key, _, crm in portals[1:]:
+            names: dict[Side, Naming] = {"vendor": self.vendor().naming, "partner": crm.naming}
+            for hook in self.hooks:
+                for side, spec in hook.required_properties(names):
+                    extra["vendor" if side == "vendor" else key].append(spec)
         out: list[tuple[str, Side, CRMAdapter, list[PropertySpec]]] = []
         for key, side, crm in portals:
             needed = required_properties(self.project.mappings, {side: crm.naming})[side]
-            needed += [spec for spec in extra[side] if spec not in needed]
+            for spec in extra[key]:  # the vendor's: once, whatever the number of partners
+                if spec not in needed:
+                    needed.append(spec)
             out.append((key, side, crm, needed))
         return out
 

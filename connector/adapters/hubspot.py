@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any
 
 from connector.adapters.base import (
-    AdapterError,
     EventQuery,
     Fields,
     Ids,
@@ -57,20 +56,6 @@ __all__ = [
     "_existing_id",
     "_failed_pairs",
 ]
-
-GROUPS = {
-    "deals": "dealinformation",
-    "companies": "companyinformation",
-    "contacts": "contactinformation",
-}
-FIELD_TYPES = {
-    "string": ("string", "text"),
-    "number": ("number", "number"),
-    "date": ("date", "date"),
-    "datetime": ("datetime", "date"),
-    "enumeration": ("enumeration", "select"),
-    "bool": ("bool", "booleancheckbox"),
-}
 
 
 class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
@@ -238,42 +223,10 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
         return results
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
-        created: list[str] = []
-        existing: dict[str, set[str]] = {}
-        for spec in specs:
-            if spec.object_type not in existing:
-                resp = self._call(
-                    "properties_read", self._props.get_all_with_http_info, spec.object_type
-                )
-                existing[spec.object_type] = {p.name for p in resp.results or []}
-            if spec.name in existing[spec.object_type]:
-                continue
-            kind, field_type = FIELD_TYPES.get(spec.type, ("string", "text"))
-            body: dict[str, Any] = {
-                "name": spec.name,
-                "label": spec.label,
-                "type": kind,
-                "fieldType": field_type,
-                "groupName": GROUPS.get(spec.object_type, "dealinformation"),
-                "hasUniqueValue": spec.unique,
-            }
-            if spec.options:
-                body["options"] = [
-                    {"label": o, "value": o, "displayOrder": n, "hidden": False}
-                    for n, o in enumerate(spec.options)
-                ]
-            try:
-                self._call(
-                    "properties_create", self._props.create_with_http_info, spec.object_type, body
-                )
-            except RequestRefused as exc:
-                if exc.status != 409:  # 409: created meanwhile by someone else — fine
-                    raise AdapterError(
-                        f"{self.name}: creating property {spec.object_type}.{spec.name}: {exc}"
-                    ) from None
-            existing[spec.object_type].add(spec.name)
-            created.append(f"{spec.object_type}.{spec.name}")
-        return created
+        """Create the missing custom properties (``hubspot_properties``)."""
+        from connector.adapters.hubspot_properties import ensure_properties
+
+        return ensure_properties(self, specs)
 
     # ------------------------------------------------------------------ engagement
 

@@ -17,7 +17,9 @@ e-mails) to :meth:`PassContext.apply`, and the engine carries them out — or, i
 run, only records them — and logs them for the printed plan and the run's summary.
 
 Two more points: ``properties`` (extra properties to fetch) and
-``required_properties`` for ``dealsync setup``.
+``required_properties`` for ``dealsync setup``. Neither has a pass at hand, so each is
+given the CRMs' :class:`~connector.adapters.naming.Naming`: a hook names objects, markers
+and the language property as the side's adapter spells them, never HubSpot's by rote.
 
 A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
 (fatal); a hook that wants one record skipped returns a
@@ -32,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine.effects import Done, Effect, apply_effects, dry_outcome
 from connector.engine.plan import Action
@@ -114,12 +117,17 @@ class ObjectRecords:
 class Hook(Protocol):
     name: str
 
-    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
-        """Extra properties the hook needs on records of ``mapping`` from ``side``."""
+    def properties(self, mapping: ObjectMapping, side: Side, naming: Naming) -> Sequence[str]:
+        """Extra properties the hook needs on records of ``mapping`` from ``side``, whose
+        CRM names things as ``naming`` says."""
         ...
 
-    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
-        """Custom properties the hook writes or reads (installed by ``dealsync setup``)."""
+    def required_properties(
+        self, names: Mapping[Side, Naming]
+    ) -> Sequence[tuple[Side, PropertySpec]]:
+        """Custom properties the hook writes or reads (installed by ``dealsync setup``)
+        between one partner CRM and the vendor's, named as ``names`` (each side's CRM)
+        say."""
         ...
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
@@ -146,10 +154,12 @@ class BaseHook:
 
     name = "base"
 
-    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
+    def properties(self, mapping: ObjectMapping, side: Side, naming: Naming) -> Sequence[str]:
         return ()
 
-    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+    def required_properties(
+        self, names: Mapping[Side, Naming]
+    ) -> Sequence[tuple[Side, PropertySpec]]:
         return ()
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:

@@ -195,7 +195,7 @@ class SyncPass:
         if side == "vendor":
             extra.append(self.names("vendor").partner_id)
         for hook in self.hooks:
-            extra.extend(hook.properties(mapping, side))
+            extra.extend(hook.properties(mapping, side, self.names(side)))
         return sorted(set(props) | set(extra))
 
     def _assoc_types(self, mapping: ObjectMapping, side: Side) -> list[str]:

@@ -9,6 +9,8 @@ The commission row (unique per vendor deal) is the exactly-once guard; the write
 to the partner's deal is idempotent and retried until marked done, so a crash between
 the two writes neither loses nor doubles anything. Both are effects handed to
 ``ctx.apply`` (:mod:`connector.engine.effects`): a dry run lists them.
+
+Deals and markers are named as each side's CRM names them (its adapter's ``naming``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import EarnCommission, Keep, WriteProperties
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
-from connector.engine.markers import PARTNER_ID
 from connector.engine.reconcile import matches
+from connector.hooks.objects import program_mappings
 from connector.program.commission import earning
 from connector.program.domains import DomainError, registrable_domain
 from connector.records import PropertySpec, Side
@@ -53,25 +56,32 @@ class CommissionHook(BaseHook):
 
     def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
         self.rules = rules
-        self.deal_mapping = next(
-            (m for m in mappings if m.partner_object == "deals" and m.share.partner), None
-        )
+        self.mappings = tuple(mappings)
 
-    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+    def deal_mapping(self, partner: Naming) -> ObjectMapping | None:
+        """The registered deals' mapping, as the partner CRM names its deals."""
+        return program_mappings(self.mappings, partner).deals
+
+    def required_properties(
+        self, names: Mapping[Side, Naming]
+    ) -> Sequence[tuple[Side, PropertySpec]]:
         signals = self.rules.vendor_signals
+        deals, vendor_deals = names["partner"].deals, names["vendor"].deals
         out: list[tuple[Side, PropertySpec]] = [
-            ("partner", PropertySpec("deals", COMMISSION, "Commission earned", type="number")),
-            ("partner", PropertySpec("deals", COMMISSION_CURRENCY, "Commission currency")),
-            ("partner", PropertySpec("deals", COMMISSION_STATUS, "Commission status")),
+            ("partner", PropertySpec(deals, COMMISSION, "Commission earned", type="number")),
+            ("partner", PropertySpec(deals, COMMISSION_CURRENCY, "Commission currency")),
+            ("partner", PropertySpec(deals, COMMISSION_STATUS, "Commission status")),
         ]
         out += [
-            ("vendor", PropertySpec("deals", c.property, c.property)) for c in signals.self_serve
+            ("vendor", PropertySpec(vendor_deals, c.property, c.property))
+            for c in signals.self_serve
         ]
         return out
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        if self.deal_mapping is not None and self.deal_mapping.name in seen:
-            recs = seen[self.deal_mapping.name]
+        deal_mapping = self.deal_mapping(ctx.partner_crm.naming)
+        if deal_mapping is not None and deal_mapping.name in seen:
+            recs = seen[deal_mapping.name]
             won_stages = set(self.rules.vendor_signals.won_stages)
             won = {
                 vid
@@ -82,23 +92,25 @@ class CommissionHook(BaseHook):
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry
-        if self.deal_mapping is not None:
-            self._shared_deals(ctx, registry)
+        deal_mapping = self.deal_mapping(ctx.partner_crm.naming)
+        if deal_mapping is not None:
+            self._shared_deals(ctx, registry, deal_mapping)
         self._self_serve(ctx, registry)
         self._write_back(ctx, registry)
 
     # ------------------------------------------------------------------ shared deals
 
-    def _shared_deals(self, ctx: PassContext, registry: Registry) -> None:
-        assert self.deal_mapping is not None
+    def _shared_deals(
+        self, ctx: PassContext, registry: Registry, deal_mapping: ObjectMapping
+    ) -> None:
         seen = ctx.note(SeenDeals)
         partner_ids, vendor_ids = seen.partner, seen.vendor
         if not partner_ids and not vendor_ids:
             return
-        name = self.deal_mapping.name
+        name = deal_mapping.name
         links = list(ctx.store.links_by_ids(ctx.connection, name, "partner", partner_ids).values())
         links += list(ctx.store.links_by_ids(ctx.connection, name, "vendor", vendor_ids).values())
-        stage_key = next((f.key for f in self.deal_mapping.fields if f.vendor == "dealstage"), None)
+        stage_key = next((f.key for f in deal_mapping.fields if f.vendor == "dealstage"), None)
         won = set(self.rules.vendor_signals.won_stages)
         candidates: dict[str, str] = {}  # vendor id → partner id
         for link in links:
@@ -112,7 +124,7 @@ class CommissionHook(BaseHook):
             return
         signals = self.rules.vendor_signals
         deals = ctx.vendor_crm.read(
-            "deals",
+            ctx.vendor_crm.naming.deals,
             sorted(candidates),
             ["dealstage", "amount", "deal_currency_code", signals.mrr_property],
         )
@@ -139,6 +151,7 @@ class CommissionHook(BaseHook):
 
     def _self_serve(self, ctx: PassContext, registry: Registry) -> None:
         signals = self.rules.vendor_signals
+        naming = ctx.vendor_crm.naming
         since = ctx.store.cursor(ctx.connection, "vendor", SELF_SERVE_CURSOR)
         high_water = ctx.vendor_crm.now()
         where = {c.property: c.equals for c in signals.self_serve if c.equals is not None}
@@ -148,24 +161,31 @@ class CommissionHook(BaseHook):
                 "amount",
                 "deal_currency_code",
                 signals.mrr_property,
-                PARTNER_ID,
+                naming.partner_id,
                 *(c.property for c in signals.self_serve),
             }
         )
         found = [
             r
             for r in ctx.vendor_crm.changed_since(
-                "deals", since, props, where=where, until=high_water, associations=["companies"]
+                naming.deals,
+                since,
+                props,
+                where=where,
+                until=high_water,
+                associations=[naming.companies],
             )
             if not r.archived
             and matches(signals.self_serve, r.properties)
             and r.get("dealstage") in signals.won_stages
             and registry.commission_for(r.id) is None
         ]
-        company_ids = sorted({c for r in found for c in r.associations.get("companies", ())})
-        companies = ctx.vendor_crm.read("companies", company_ids, ["domain"]) if company_ids else {}
+        company_ids = sorted({c for r in found for c in r.associations.get(naming.companies, ())})
+        companies = (
+            ctx.vendor_crm.read(naming.companies, company_ids, ["domain"]) if company_ids else {}
+        )
         for deal in found:
-            for cid in deal.associations.get("companies", ()):
+            for cid in deal.associations.get(naming.companies, ()):
                 comp = companies.get(cid)
                 try:
                     domain = registrable_domain(comp.get("domain") or "") if comp else ""
@@ -258,7 +278,10 @@ class CommissionHook(BaseHook):
             for c in pending
         ]
         results = ctx.apply(
-            [WriteProperties("partner", "deals", rid, p, "commission") for rid, p in items]
+            [
+                WriteProperties("partner", ctx.partner_crm.naming.deals, rid, p, "commission")
+                for rid, p in items
+            ]
         )
         answered = [r for r in results if r is not None]
         ok = {r.key for r in answered if r.ok}

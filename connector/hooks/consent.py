@@ -18,20 +18,24 @@ a queued consent e-mail whose registration ended before delivery.
 
 The hook also keeps the vendor's consent strict: a sync write may never move a
 protected vendor contact property away from its strict value (an opt-out wins).
+
+The vendor's contacts are named as the vendor's CRM names them (``ctx.vendor_crm.naming``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from connector.adapters.base import SupportsEngagement
+from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import QueueEmail
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
+from connector.hooks.objects import vendor_mapping
 from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import render
 from connector.program.consent import LANGUAGE_BY_COUNTRY, region
@@ -64,11 +68,14 @@ class ConsentHook(BaseHook):
 
     def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
         self.rules = rules
-        self.contact_mapping = next((m for m in mappings if m.vendor_object == "contacts"), None)
+        self.mappings = tuple(mappings)
 
-    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+    def required_properties(
+        self, names: Mapping[Side, Naming]
+    ) -> Sequence[tuple[Side, PropertySpec]]:
+        contacts = names["vendor"].contacts
         return [
-            ("vendor", PropertySpec("contacts", c.property, c.property))
+            ("vendor", PropertySpec(contacts, c.property, c.property))
             for c in self.rules.consent.opted_in_properties
         ]
 
@@ -81,7 +88,8 @@ class ConsentHook(BaseHook):
     ) -> list[Action]:
         """Drop writes that would loosen a protected vendor contact property."""
         protected = self.rules.consent.protected_properties
-        if mapping is not self.contact_mapping or not protected:
+        contact_mapping = vendor_mapping(self.mappings, ctx.vendor_crm.naming.contacts)
+        if mapping is not contact_mapping or not protected:
             return actions
         out: list[Action] = []
         for a in actions:
@@ -205,6 +213,7 @@ def _suppression(
     window_end: object,
 ) -> str | None:
     consent = rules.consent
+    contacts = ctx.vendor_crm.naming.contacts
     if (
         engagement is not None
         and consent.opted_in_via_subscriptions
@@ -215,11 +224,11 @@ def _suppression(
         props = [c.property for c in consent.opted_in_properties]
         rec = None
         if person.vendor_contact_id:
-            rec = ctx.vendor_crm.read("contacts", [person.vendor_contact_id], props).get(
+            rec = ctx.vendor_crm.read(contacts, [person.vendor_contact_id], props).get(
                 person.vendor_contact_id
             )
         else:
-            rec = ctx.vendor_crm.find_by_property("contacts", "email", [person.email], props).get(
+            rec = ctx.vendor_crm.find_by_property(contacts, "email", [person.email], props).get(
                 person.email
             )
         if rec is not None and matches(consent.opted_in_properties, rec.properties):
@@ -227,7 +236,7 @@ def _suppression(
     if kind == "data_notice" and engagement is not None:
         contact_id = person.vendor_contact_id
         if contact_id is None:
-            found = ctx.vendor_crm.find_by_property("contacts", "email", [person.email], ["email"])
+            found = ctx.vendor_crm.find_by_property(contacts, "email", [person.email], ["email"])
             contact_id = found[person.email].id if person.email in found else None
         if contact_id is not None:
             start = (reg.decided_at or reg.submitted_at) - timedelta(seconds=1)

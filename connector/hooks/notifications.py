@@ -54,6 +54,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     if not isinstance(vendor, SupportsEngagement) or not rules.notifications.actions:
         return 0
     registry = ctx.store.registry
+    naming = vendor.naming
     address = subscription(ctx.store, ctx.connection, ctx.partner.notify_email)
     high_water = vendor.now()
     identities: dict[str, Identity] = defaultdict(Identity)
@@ -70,19 +71,24 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
             continue
         contact_ids = sorted({e.object_id for e in events})
         contacts = ctx.vendor_crm.read(
-            "contacts", contact_ids, ["email", "firstname", "lastname"], associations=["companies"]
+            naming.contacts,
+            contact_ids,
+            ["email", "firstname", "lastname"],
+            associations=[naming.companies],
         )
         company_ids = sorted(
-            {c for r in contacts.values() for c in r.associations.get("companies", ())}
+            {c for r in contacts.values() for c in r.associations.get(naming.companies, ())}
         )
         companies = (
-            ctx.vendor_crm.read("companies", company_ids, ["domain", "name"]) if company_ids else {}
+            ctx.vendor_crm.read(naming.companies, company_ids, ["domain", "name"])
+            if company_ids
+            else {}
         )
         for event in events:
             contact = contacts.get(event.object_id)
             if contact is None:
                 continue
-            domain, company = _company_of(contact, companies)
+            domain, company = _company_of(contact, companies, naming.companies)
             if not domain:
                 continue
             holder = registry.holder(domain)
@@ -132,9 +138,11 @@ class Identity:
     partial: set[str] = field(default_factory=set)
 
 
-def _company_of(contact: Record, companies: Mapping[str, Record]) -> tuple[str | None, str | None]:
+def _company_of(
+    contact: Record, companies: Mapping[str, Record], companies_type: str
+) -> tuple[str | None, str | None]:
     """The contact's company domain: its associated company's, else its e-mail's."""
-    for cid in contact.associations.get("companies", ()):
+    for cid in contact.associations.get(companies_type, ()):
         comp = companies.get(cid)
         if comp and comp.get("domain"):
             try:

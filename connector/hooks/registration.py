@@ -15,6 +15,10 @@ The hook decides; it does not write. Endings, decisions and writes are effects
 (decisions durable before anything is written) and carries them out, or in a dry run
 only lists them. Every write is idempotent and retried until marked done, so a crash
 anywhere neither loses a decision nor writes one twice.
+
+Objects, markers and the contact's language are named as each side's CRM names them
+(``ctx.partner_crm.naming``, ``ctx.vendor_crm.naming``); which mapping holds the deals,
+contacts and companies is read off those names (:mod:`connector.hooks.objects`).
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Decide, EndRegistrations
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
-from connector.engine.markers import SOURCE_ID
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
+from connector.hooks.objects import ProgramMappings, program_mappings
 from connector.hooks.registration_crm import (
-    CONTACT_PROPS,
     OWNED_UNTIL,
     OWNER,
     REG_CODE,
@@ -39,6 +43,7 @@ from connector.hooks.registration_crm import (
     REG_STATUS,
     REG_UNTIL,
     PassLookups,
+    contact_props,
     decide_submissions,
     write_back,
     write_vendor_ownership,
@@ -67,29 +72,32 @@ class RegistrationHook(BaseHook):
 
     def __init__(self, rules: RulesFile, mappings: Sequence[ObjectMapping]) -> None:
         self.rules = rules
-        self.deal_mapping = next(
-            (m for m in mappings if m.partner_object == "deals" and m.share.partner), None
-        )
-        self.children = [
-            m for m in mappings if self.deal_mapping and m.share.via == self.deal_mapping.name
-        ]
-        self.contact_mapping = next((m for m in mappings if m.partner_object == "contacts"), None)
-        self.company_mapping = next((m for m in mappings if m.partner_object == "companies"), None)
+        self.mappings = tuple(mappings)
+
+    def objects(self, partner: Naming) -> ProgramMappings:
+        """The deal, contact and company mappings, as the partner CRM names its objects."""
+        return program_mappings(self.mappings, partner)
 
     # ------------------------------------------------------------------ setup
 
-    def properties(self, mapping: ObjectMapping, side: Side) -> Sequence[str]:
+    def properties(self, mapping: ObjectMapping, side: Side, naming: Naming) -> Sequence[str]:
+        if side != "partner":
+            return ()
         reg = self.rules.registration
-        if side == "partner" and mapping is self.contact_mapping:
-            return (reg.lead_flag, reg.lead_domain_property, *CONTACT_PROPS)
-        if side == "partner" and mapping is self.company_mapping:
+        objects = self.objects(naming)
+        if mapping is objects.contacts:
+            return (reg.lead_flag, reg.lead_domain_property, *contact_props(naming))
+        if mapping is objects.companies:
             # detected companies then serve the deals' submissions without a re-read
             return (reg.company_domain_property, "name")
         return ()
 
-    def required_properties(self) -> Sequence[tuple[Side, PropertySpec]]:
+    def required_properties(
+        self, names: Mapping[Side, Naming]
+    ) -> Sequence[tuple[Side, PropertySpec]]:
+        partner, vendor = names["partner"], names["vendor"]
         out: list[tuple[Side, PropertySpec]] = []
-        for obj in ("deals", "contacts"):
+        for obj in (partner.deals, partner.contacts):
             for name, label in (
                 (REG_STATUS, "Registration status"),
                 (REG_CODE, "Registration code"),
@@ -100,7 +108,9 @@ class RegistrationHook(BaseHook):
         out.append(
             (
                 "partner",
-                PropertySpec("contacts", self.rules.registration.lead_flag, "Register as lead"),
+                PropertySpec(
+                    partner.contacts, self.rules.registration.lead_flag, "Register as lead"
+                ),
             )
         )
         for name, label in (
@@ -108,10 +118,10 @@ class RegistrationHook(BaseHook):
             (OWNED_UNTIL, "Partner owns domain until"),
             (REG_ID, "dealsync registration"),
         ):
-            out.append(("vendor", PropertySpec("companies", name, label)))
+            out.append(("vendor", PropertySpec(vendor.companies, name, label)))
         # leads become vendor contacts by an upsert on e-mail: it must be a unique-value
         # property (built in at HubSpot, where this is skipped as existing)
-        out.append(("vendor", PropertySpec("contacts", "email", "Email", unique=True)))
+        out.append(("vendor", PropertySpec(vendor.contacts, "email", "Email", unique=True)))
         return out
 
     # ------------------------------------------------------------------ decide
@@ -122,10 +132,11 @@ class RegistrationHook(BaseHook):
         due = registry.due_to_expire(ctx.connection, ctx.now)
         if due:
             ctx.apply([EndRegistrations(tuple(r.id for r in due if r.id is not None), "expired")])
-        if self.deal_mapping is not None and self.deal_mapping.name in seen:
-            self._deals(ctx, registry, seen[self.deal_mapping.name].partner, decisions, seen)
-        if self.contact_mapping is not None and self.contact_mapping.name in seen:
-            contacts = seen[self.contact_mapping.name].partner
+        objects = self.objects(ctx.partner_crm.naming)
+        if objects.deals is not None and objects.deals.name in seen:
+            self._deals(ctx, registry, seen[objects.deals.name].partner, decisions, seen)
+        if objects.contacts is not None and objects.contacts.name in seen:
+            contacts = seen[objects.contacts.name].partner
             by_email = ctx.note(PassLookups).partner_contacts
             for rid, rec in contacts.items():
                 email = (rec.get("email") or "").strip().lower()
@@ -141,8 +152,10 @@ class RegistrationHook(BaseHook):
         decisions: PassDecisions,
         seen: Mapping[str, ObjectRecords],
     ) -> None:
-        assert self.deal_mapping is not None
-        mapping = self.deal_mapping
+        naming = ctx.partner_crm.naming
+        objects = self.objects(naming)
+        assert objects.deals is not None
+        mapping = objects.deals
         links = ctx.store.links_by_ids(ctx.connection, mapping.name, "partner", deals)
         linked = [rid for rid in deals if (link := links.get(rid)) and link.status == "active"]
         regs = registry.find_many(ctx.connection, "deal", linked)
@@ -150,10 +163,13 @@ class RegistrationHook(BaseHook):
         withdrawn: list[int] = []
         for rid, rec in deals.items():
             link = links.get(rid)
-            flagged = matches(mapping.share.partner, rec.properties) and not rec.get(SOURCE_ID)
+            # a deal the connector wrote (its marker set) is the vendor's, never registered
+            flagged = matches(mapping.share.partner, rec.properties) and not rec.get(
+                naming.source_id
+            )
             if link is not None and link.status == "active":
                 decisions.deals[rid] = "linked"
-                self._allow_children(decisions, rec)
+                self._allow_children(objects, decisions, rec)
                 reg = regs.get(rid)
                 if reg is not None and reg.status == "accepted" and not flagged:
                     assert reg.id is not None
@@ -167,15 +183,16 @@ class RegistrationHook(BaseHook):
             return
         known = ctx.note(PassLookups)
         for rec in candidates:
-            known.deal_companies[rec.id] = tuple(rec.associations.get("companies", ()))
+            known.deal_companies[rec.id] = tuple(rec.associations.get(naming.companies, ()))
         subs = self._deal_submissions(ctx, candidates, seen)
         self._decide_all(ctx, registry, subs, decisions)
         for rec in candidates:
             if decisions.deals.get(rec.id) == "accepted":
-                self._allow_children(decisions, rec)
+                self._allow_children(objects, decisions, rec)
 
-    def _allow_children(self, decisions: PassDecisions, deal: Record) -> None:
-        for child in self.children:
+    @staticmethod
+    def _allow_children(objects: ProgramMappings, decisions: PassDecisions, deal: Record) -> None:
+        for child in objects.children:
             decisions.allowed_children.setdefault(child.name, set()).update(
                 deal.associations.get(child.partner_object, ())
             )
@@ -184,36 +201,44 @@ class RegistrationHook(BaseHook):
         self, ctx: PassContext, deals: list[Record], seen: Mapping[str, ObjectRecords]
     ) -> list[Submission]:
         reg_rules = self.rules.registration
-        company_ids = sorted({i for d in deals for i in d.associations.get("companies", ())})
-        contact_ids = sorted({i for d in deals for i in d.associations.get("contacts", ())})
+        naming = ctx.partner_crm.naming
+        objects = self.objects(naming)
+        company_ids = sorted({i for d in deals for i in d.associations.get(naming.companies, ())})
+        contact_ids = sorted({i for d in deals for i in d.associations.get(naming.contacts, ())})
         companies = self._partner_records(
             ctx,
             seen,
-            self.company_mapping,
-            "companies",
+            objects.companies,
+            naming.companies,
             company_ids,
             [reg_rules.company_domain_property, "name"],
         )
         contacts = self._partner_records(
-            ctx, seen, self.contact_mapping, "contacts", contact_ids, list(CONTACT_PROPS)
+            ctx, seen, objects.contacts, naming.contacts, contact_ids, list(contact_props(naming))
         )
         subs = []
         for deal in sorted(
             deals, key=lambda d: (d.updated_at, int(d.id) if d.id.isdigit() else 0, d.id)
         ):
             comp = next(
-                (companies[i] for i in deal.associations.get("companies", ()) if i in companies),
+                (
+                    companies[i]
+                    for i in deal.associations.get(naming.companies, ())
+                    if i in companies
+                ),
                 None,
             )
             people = tuple(
-                _person(contacts[i]) for i in deal.associations.get("contacts", ()) if i in contacts
+                _person(contacts[i], naming)
+                for i in deal.associations.get(naming.contacts, ())
+                if i in contacts
             )
             missing = [] if comp is not None else ["an associated company"]
             subs.append(
                 Submission(
                     partner=ctx.connection,
                     kind="deal",
-                    partner_object="deals",
+                    partner_object=naming.deals,
                     partner_record_id=deal.id,
                     domain_text=comp.get(reg_rules.company_domain_property) if comp else None,
                     company_name=(comp.get("name") or "") if comp else "",
@@ -247,6 +272,7 @@ class RegistrationHook(BaseHook):
 
     def _leads(self, ctx: PassContext, registry: Registry, contacts: Mapping[str, Record]) -> None:
         reg_rules = self.rules.registration
+        naming = ctx.partner_crm.naming
         subs: list[Submission] = []
         withdrawn: list[int] = []
         flags = {
@@ -265,7 +291,7 @@ class RegistrationHook(BaseHook):
                 continue
             if rec.archived:
                 continue
-            person = _person(rec)
+            person = _person(rec, naming)
             domain_text = rec.get(reg_rules.lead_domain_property) or (
                 person.email if "@" in person.email else None
             )
@@ -273,7 +299,7 @@ class RegistrationHook(BaseHook):
                 Submission(
                     partner=ctx.connection,
                     kind="lead",
-                    partner_object="contacts",
+                    partner_object=naming.contacts,
                     partner_record_id=rid,
                     domain_text=domain_text,
                     company_name=rec.get("company") or "",
@@ -346,9 +372,10 @@ class RegistrationHook(BaseHook):
             ).items()
             if link.status == "pending"
         }
-        if mapping is self.deal_mapping:
+        objects = self.objects(ctx.partner_crm.naming)
+        if mapping is objects.deals:
             allowed = {d for d, status in decisions.deals.items() if status == "accepted"}
-        elif mapping in self.children:
+        elif mapping in objects.children:
             allowed = decisions.allowed_children.get(mapping.name, set())
         else:
             return actions
@@ -367,18 +394,18 @@ class RegistrationHook(BaseHook):
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry
-        write_vendor_ownership(
-            ctx, registry, self.rules, self.company_mapping, self.contact_mapping
-        )
+        objects = self.objects(ctx.partner_crm.naming)
+        write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
         write_back(ctx, registry)
 
 
-def _person(rec: Record) -> Person:
+def _person(rec: Record, naming: Naming) -> Person:
+    """The person a partner contact is, its language under the partner CRM's name."""
     return Person(
         email=(rec.get("email") or "").strip(),
         first_name=(rec.get("firstname") or "").strip(),
         last_name=(rec.get("lastname") or "").strip(),
         country=rec.get("country"),
-        language=rec.get("hs_language"),
+        language=rec.get(naming.language),
         record_id=rec.id,
     )

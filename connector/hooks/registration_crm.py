@@ -7,6 +7,10 @@ The rules that decide are :mod:`connector.program.decide` (pure); their records 
 :mod:`connector.hooks.registration`. Every write here is idempotent and retried until the
 registry marks it done, so a crash anywhere neither loses a decision nor writes it twice.
 The writes and the marks are effects handed to ``ctx.apply`` (a dry run lists them).
+
+Objects and markers are named as each side's CRM names them (its adapter's ``naming``):
+the vendor's companies, contacts and deals under the vendor's names, the partner's
+deals under the partner's.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Keep, WriteProperties
 from connector.engine.hooks import PassContext
-from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.reconcile import matches
 from connector.mail.privacy import redact_addresses
 from connector.program.decide import (
@@ -48,7 +52,10 @@ OWNER = "dealsync_owner_partner"
 OWNED_UNTIL = "dealsync_owned_until"
 REG_ID = "dealsync_registration_id"
 
-CONTACT_PROPS = ("firstname", "lastname", "email", "country", "hs_language", "company")
+
+def contact_props(naming: Naming) -> tuple[str, ...]:
+    """What a registration reads of a partner contact (its language as that CRM names it)."""
+    return ("firstname", "lastname", "email", "country", naming.language, "company")
 
 
 def _iso(moment: datetime | None) -> str:
@@ -84,6 +91,7 @@ class VendorLookup:
         if not domains:
             return {}
         signals = self.rules.vendor_signals
+        naming = self.vendor.naming
         props = sorted(
             {
                 "name",
@@ -91,12 +99,12 @@ class VendorLookup:
                 signals.sales_owner_property,
                 OWNER,
                 OWNED_UNTIL,
-                SOURCE_ID,
+                naming.source_id,
                 *(c.property for c in signals.customer),
             }
         )
         values = sorted({v for d in domains for v in (d, f"www.{d}")})
-        found = self.vendor.find_by_property("companies", "domain", values, props)
+        found = self.vendor.find_by_property(naming.companies, "domain", values, props)
         out: dict[str, Record] = {}
         for value, rec in sorted(found.items()):
             try:
@@ -112,25 +120,31 @@ class VendorLookup:
 
     def facts(self, domains: Sequence[str]) -> dict[str, VendorFacts]:
         signals = self.rules.vendor_signals
+        naming = self.vendor.naming
         companies = self.companies(domains)
         owned = {d: c for d, c in companies.items() if c.get(signals.sales_owner_property)}
         open_deals: set[str] = set()
         if owned:
             with_deals = self.vendor.read(
-                "companies", [c.id for c in owned.values()], ["domain"], associations=["deals"]
+                naming.companies,
+                [c.id for c in owned.values()],
+                ["domain"],
+                associations=[naming.deals],
             )
             deal_ids = sorted(
-                {i for c in with_deals.values() for i in c.associations.get("deals", ())}
+                {i for c in with_deals.values() for i in c.associations.get(naming.deals, ())}
             )
             deals = (
-                self.vendor.read("deals", deal_ids, ["dealstage", PARTNER_ID]) if deal_ids else {}
+                self.vendor.read(naming.deals, deal_ids, ["dealstage", naming.partner_id])
+                if deal_ids
+                else {}
             )
             for cid, comp in with_deals.items():
-                for did in comp.associations.get("deals", ()):
+                for did in comp.associations.get(naming.deals, ()):
                     deal = deals.get(did)
                     if (
                         deal
-                        and not deal.get(PARTNER_ID)
+                        and not deal.get(naming.partner_id)
                         and deal.get("dealstage") not in signals.closed_stages
                     ):
                         open_deals.add(cid)
@@ -261,8 +275,12 @@ def write_vendor_ownership(
                 OWNED_UNTIL: _iso(reg.owned_until),
                 REG_ID: str(reg.id),
             }
+    companies_type = ctx.vendor_crm.naming.companies
     results = ctx.apply(
-        [WriteProperties("vendor", "companies", cid, p, "ownership") for cid, p in writes.items()]
+        [
+            WriteProperties("vendor", companies_type, cid, p, "ownership")
+            for cid, p in writes.items()
+        ]
     )
     written = {cid for cid, r in zip(writes, results, strict=True) if r is not None and r.ok}
     for cid, r in zip(writes, results, strict=True):
@@ -292,7 +310,7 @@ def write_vendor_ownership(
             [
                 WriteProperties(
                     "vendor",
-                    "companies",
+                    companies_type,
                     cid,
                     {OWNER: "", OWNED_UNTIL: "", REG_ID: ""},
                     "ownership",
@@ -324,9 +342,12 @@ def _linked_vendor_companies(
     }
     unread = [r.partner_record_id for r in regs if r.partner_record_id not in companies_of]
     if unread:
-        deals = ctx.partner_crm.read("deals", unread, ["dealname"], associations=["companies"])
+        naming = ctx.partner_crm.naming
+        deals = ctx.partner_crm.read(
+            naming.deals, unread, ["dealname"], associations=[naming.companies]
+        )
         for rid, rec in deals.items():
-            companies_of[rid] = rec.associations.get("companies", ())
+            companies_of[rid] = rec.associations.get(naming.companies, ())
     partner_ids = sorted({i for ids in companies_of.values() for i in ids})
     links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
     out: dict[int, str] = {}
@@ -344,12 +365,15 @@ def _linked_vendor_companies(
 
 def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
     key = f"{ctx.connection}:lead:{reg.domain}"
+    naming = ctx.vendor_crm.naming
     props = {
         "name": reg.company_name or reg.domain,
         "domain": reg.domain,
-        PARTNER_ID: ctx.connection,
+        naming.partner_id: ctx.connection,
     }
-    [res] = ctx.apply([WriteProperties("vendor", "companies", key, props, "lead", SOURCE_ID)])
+    [res] = ctx.apply(
+        [WriteProperties("vendor", naming.companies, key, props, "lead", naming.source_id)]
+    )
     if res is None:  # not carried out (a dry run)
         return None
     if res.ok and res.record is not None:
@@ -368,6 +392,7 @@ def _vendor_contacts(
     registrations: the contacts were created by the sync; remember their ids.
     Returns the registrations whose contacts are done."""
     done: set[int] = set()
+    naming = ctx.vendor_crm.naming
     people = registry.contacts_of(reg.id for reg in regs if reg.id is not None)
     vendor_ids: list[tuple[int, str, str]] = []  # registration, e-mail, vendor contact
     for reg in regs:
@@ -381,13 +406,16 @@ def _vendor_contacts(
                     "firstname": p.first_name,
                     "lastname": p.last_name,
                     "country": p.country or "",
-                    PARTNER_ID: ctx.connection,
+                    naming.partner_id: ctx.connection,
                 },
             )
             for p in people[reg.id]
         ]
         results = ctx.apply(
-            [WriteProperties("vendor", "contacts", e, props, "lead", "email") for e, props in items]
+            [
+                WriteProperties("vendor", naming.contacts, e, props, "lead", "email")
+                for e, props in items
+            ]
         )
         ok = True
         for p, res in zip(people[reg.id], results, strict=True):
@@ -425,7 +453,9 @@ def _vendor_contacts(
         if link is not None and link.status == "active" and link.vendor_id:
             vendor_of[email.lower()] = link.vendor_id
     rest = [e for e in emails if e.lower() not in vendor_of]
-    found = ctx.vendor_crm.find_by_property("contacts", "email", rest, ["email"]) if rest else {}
+    found = (
+        ctx.vendor_crm.find_by_property(naming.contacts, "email", rest, ["email"]) if rest else {}
+    )
     vendor_of.update({k.lower(): v.id for k, v in found.items()})
     for reg in deal_regs:
         assert reg.id is not None
