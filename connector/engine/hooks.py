@@ -114,6 +114,16 @@ class ObjectRecords:
     vendor: Mapping[str, Record]
 
 
+@dataclass(frozen=True)
+class Planned:
+    """What reconcile planned for one object of the pass, as ``before_apply`` sees it:
+    the mapping, its actions, and the records they came from."""
+
+    mapping: ObjectMapping
+    actions: list[Action]
+    records: ObjectRecords
+
+
 class Hook(Protocol):
     name: str
 
@@ -135,13 +145,10 @@ class Hook(Protocol):
         reconcile: the place to make decisions that several objects depend on."""
         ...
 
-    def before_apply(
-        self,
-        ctx: PassContext,
-        mapping: ObjectMapping,
-        actions: list[Action],
-        records: ObjectRecords,
-    ) -> list[Action]: ...
+    def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:
+        """Called per object after reconcile: the actions to apply instead of
+        ``planned.actions`` (vetoed, added to or annotated)."""
+        ...
 
     def after_pass(self, ctx: PassContext) -> None:
         """Called once the pass's writes and state are committed (dry runs too): hand
@@ -165,14 +172,8 @@ class BaseHook:
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         return None
 
-    def before_apply(
-        self,
-        ctx: PassContext,
-        mapping: ObjectMapping,
-        actions: list[Action],
-        records: ObjectRecords,
-    ) -> list[Action]:
-        return actions
+    def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:
+        return planned.actions
 
     def after_pass(self, ctx: PassContext) -> None:
         return None

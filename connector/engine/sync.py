@@ -35,7 +35,7 @@ from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply, associations, gather, merges
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
-from connector.engine.hooks import Hook, ObjectRecords, PassContext
+from connector.engine.hooks import Hook, ObjectRecords, PassContext, Planned
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import Plan, RecordError, Update
 from connector.engine.reconcile import FieldPlan, reconcile
@@ -456,7 +456,7 @@ class SyncPass:
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         actions = reconcile(self.compiled[mapping.name], states)
         for hook in self.hooks:
-            actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
+            actions = hook.before_apply(ctx, Planned(mapping, actions, self.seen[mapping.name]))
         self.plan.extend(actions)
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:

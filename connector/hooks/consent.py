@@ -32,12 +32,12 @@ from connector.adapters.base import SupportsEngagement
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import QueueEmail
-from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
+from connector.engine.hooks import BaseHook, PassContext, Planned
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
 from connector.hooks.objects import vendor_mapping
 from connector.mail.privacy import PrivacyViolation, assert_clean
-from connector.mail.render import render
+from connector.mail.render import Rendered, render
 from connector.program.consent import LANGUAGE_BY_COUNTRY, region
 from connector.program.countries import country_code
 from connector.records import PropertySpec, Side
@@ -79,14 +79,9 @@ class ConsentHook(BaseHook):
             for c in self.rules.consent.opted_in_properties
         ]
 
-    def before_apply(
-        self,
-        ctx: PassContext,
-        mapping: ObjectMapping,
-        actions: list[Action],
-        records: ObjectRecords,
-    ) -> list[Action]:
+    def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:
         """Drop writes that would loosen a protected vendor contact property."""
+        mapping, actions, records = planned.mapping, planned.actions, planned.records
         protected = self.rules.consent.protected_properties
         contact_mapping = vendor_mapping(self.mappings, ctx.vendor_crm.naming.contacts)
         if mapping is not contact_mapping or not protected:
@@ -187,20 +182,21 @@ def _suppress(
     reason: str,
 ) -> None:
     """Record the decision not to send (a row, so the person is never asked twice)."""
-    ctx.apply(
-        [
-            QueueEmail(
-                dedupe_key=key,
-                kind=kind,
-                recipient=person.email,
-                rendered=None,
-                partner=ctx.connection,
-                registration_id=reg.id,
-                status="suppressed",
-                detail=reason,
-            )
-        ]
-    )
+    ctx.apply([_email(ctx, reg, person, kind, key, None, "suppressed", reason)])
+
+
+def _email(
+    ctx: PassContext,
+    reg: Registration,
+    person: RegistrationContact,
+    kind: str,
+    key: str,
+    rendered: Rendered | None,
+    status: str,
+    detail: str | None,
+) -> QueueEmail:
+    """The outbox row of one consent decision for ``person`` of ``reg``."""
+    return QueueEmail(key, kind, person.email, rendered, ctx.connection, reg.id, status, detail)
 
 
 def _suppression(
@@ -274,20 +270,7 @@ def _queue(
     except PrivacyViolation as exc:
         # held, never dropped: a legally required e-mail waits for an admin's decision
         status, detail = "held", f"held: {exc}"
-    [inserted] = ctx.apply(
-        [
-            QueueEmail(
-                dedupe_key=key,
-                kind=kind,
-                recipient=person.email,
-                rendered=message,
-                partner=ctx.connection,
-                registration_id=reg.id,
-                status=status,
-                detail=detail,
-            )
-        ]
-    )
+    [inserted] = ctx.apply([_email(ctx, reg, person, kind, key, message, status, detail)])
     if inserted and status == "held":
         row_id = outbox.id_of(key)
         log.error(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Decide, EndRegistrations
-from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
+from connector.engine.hooks import BaseHook, ObjectRecords, PassContext, Planned
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
 from connector.hooks.objects import ProgramMappings, program_mappings
@@ -350,13 +350,8 @@ class RegistrationHook(BaseHook):
 
     # ------------------------------------------------------------------ veto
 
-    def before_apply(
-        self,
-        ctx: PassContext,
-        mapping: ObjectMapping,
-        actions: list[Action],
-        records: ObjectRecords,
-    ) -> list[Action]:
+    def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:
+        mapping, actions = planned.mapping, planned.actions
         decisions = ctx.noted(PassDecisions)
         if decisions is None:
             return actions
