@@ -66,6 +66,27 @@ def test_full_pass_repairs_a_vendor_edit_detection_did_not_see(world: World) -> 
     quiet(world)
 
 
+@pytest.mark.usefixtures("detect_chunk")
+def test_full_pass_merges_a_detected_change_with_its_counterparts_unseen_drift(
+    world: World,
+) -> None:
+    """The partner's amount edit is detected; the vendor's later edit of the same field
+    is not. A normal pass would take the vendor's value for the base and overwrite it;
+    a full pass reads the counterpart too, sees both changed, and the field's policy
+    (``newest``) keeps the vendor's later value."""
+    seeded = world.seed_deal()
+    world.sync()
+    world.clock.advance(HOUR)
+    world.partner.edit("deals", seeded.id, {"amount": "1600"})
+    edit_behind_the_back(world, "deals", vendor_deal(world, seeded.id).id, {"amount": "1700"})
+
+    result = world.sync(full=True)
+    assert result.plan.counts() == {"update partner deals": 1}
+    assert world.partner.get("deals", seeded.id).get("amount") == "1700"
+    assert vendor_deal(world, seeded.id).get("amount") == "1700"
+    quiet(world, full=True)
+
+
 def test_full_pass_sets_a_one_way_mirror_back_from_its_source(make_world: MakeWorld) -> None:
     world = make_world(
         lambda text: text.replace(
