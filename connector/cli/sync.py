@@ -218,7 +218,7 @@ def resync(
 
 def _print_writes(result: PassResult) -> None:
     """Each property a resync wrote (or, dry run, would write), per side and record."""
-    verb = "would write" if result.dry_run else "wrote"
+    failed = {(e.object, e.record_id) for e in result.errors}
     wrote = False
     for a in result.plan.actions:
         if not isinstance(a, Update):
@@ -227,6 +227,9 @@ def _print_writes(result: PassResult) -> None:
             ("partner", a.partner_id, a.partner_properties),
             ("vendor", a.vendor_id, a.vendor_properties),
         ):
+            verb = "would write" if result.dry_run else "wrote"
+            if not result.dry_run and (a.object, rid) in failed:
+                verb = "failed to write"  # the error itself is printed above
             for name, value in sorted(props.items()):
                 wrote = True
                 click.echo(f"  {verb} {target} {a.object} {rid}: {name} = {value!r}")
