@@ -12,15 +12,17 @@ the store and the CRMs (reads only) and fill the pass's dictionaries of records.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from connector.config.models import ObjectMapping
 from connector.engine.merges import merged_ids
+from connector.engine.plan import Action, Delete, Update
 from connector.engine.reconcile import PairState, matches
 from connector.records import SIDES, Record, Side, other_side
-from connector.state.store import LinkRef
+from connector.state.store import LinkRef, RecordOutcome
 
 if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
@@ -289,3 +291,66 @@ def add_counterparts(
             if ref.status == "active" and cid and cid not in per[other]:
                 want[other].add(cid)
     read_fresh(sp, mapping, per, want)
+
+
+def restore_markers(
+    sp: SyncPass, mapping: ObjectMapping, states: list[PairState], actions: list[Action]
+) -> list[Action]:
+    """A linked vendor record read by id (``sync --full``, ``resync``) whose partner
+    marker was cleared gets it back, with the pair's update or as one of its own:
+    detection finds a connection's vendor records by that marker, so without it the
+    record's later edits would never be seen again. A marker naming another partner
+    is left as it is and reported in the run's log and counts (which partner owns the
+    record is a person's call)."""
+    marker = sp.names("vendor").partner_id
+    by_link = {a.link_id: i for i, a in enumerate(actions) if isinstance(a, Update | Delete)}
+    out = list(actions)
+    for st in states:
+        rec = st.vendor
+        if st.link_id is None or rec is None or rec.archived or st.partner_id is None:
+            continue
+        if (mapping.name, "vendor", rec.id) not in sp.fresh:
+            continue
+        owner = rec.get(marker)
+        if owner == sp.conn:
+            continue
+        if owner:
+            sp.counts["marker_foreign"] += 1
+            sp.outcomes.append(
+                RecordOutcome(
+                    mapping.name,
+                    "vendor",
+                    rec.id,
+                    "sync",
+                    "skipped",
+                    marker,
+                    f"linked to {sp.conn} but marked for partner {owner}: marker left as "
+                    f"is; set {marker} to {sp.conn} (or unlink the pair) to settle it",
+                )
+            )
+            continue
+        i = by_link.get(st.link_id)
+        if i is not None and isinstance(out[i], Delete):
+            continue
+        if i is not None:
+            u = out[i]
+            assert isinstance(u, Update)
+            out[i] = dataclasses.replace(
+                u,
+                vendor_properties={**u.vendor_properties, marker: sp.conn},
+                reasons=(*u.reasons, f"{marker}: restored"),
+            )
+        else:
+            out.append(
+                Update(
+                    mapping.name,
+                    st.link_id,
+                    st.partner_id,
+                    rec.id,
+                    {},
+                    {marker: sp.conn},
+                    dict(st.base or {}),
+                    (f"{marker}: restored",),
+                )
+            )
+    return out

@@ -520,6 +520,8 @@ class SyncPass:
             acc[1].update(vendor_recs)
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         actions = reconcile(self.compiled[mapping.name], states)
+        if self.fresh:  # sync --full, resync: a cleared partner marker is put back
+            actions = gather.restore_markers(self, mapping, states, actions)
         for hook in self.hooks:
             actions = hook.before_apply(ctx, mapping, actions, self.seen[mapping.name])
         self.plan.extend(actions)

@@ -87,6 +87,47 @@ def test_full_pass_merges_a_detected_change_with_its_counterparts_unseen_drift(
     quiet(world, full=True)
 
 
+@pytest.mark.usefixtures("detect_chunk")
+def test_full_pass_repairs_an_edit_that_cleared_the_connections_marker(world: World) -> None:
+    """Detection finds a connection's vendor records by their partner marker (HubSpot
+    searches filter on it); an unseen edit that also cleared it would stay unseen for
+    good. A full pass reads the pair by id, merges the edit and puts the marker back,
+    so the record's later edits are detected again."""
+    seeded = world.seed_deal()
+    world.sync()
+    vid = vendor_deal(world, seeded.id).id
+    edit_behind_the_back(world, "deals", vid, {"amount": "3000", "dealsync_partner_id": ""})
+    quiet(world)
+
+    result = world.sync(full=True)
+    assert result.plan.counts() == {"update partner deals": 1, "update vendor deals": 1}
+    assert world.partner.get("deals", seeded.id).get("amount") == "3000"
+    assert world.vendor.get("deals", vid).get("dealsync_partner_id") == PARTNER
+    quiet(world, full=True)
+
+    world.clock.advance(HOUR)
+    world.vendor.edit("deals", vid, {"amount": "3100"})
+    world.sync()  # a normal pass sees it again
+    assert world.partner.get("deals", seeded.id).get("amount") == "3100"
+
+
+def test_a_vendor_record_marked_for_another_partner_is_reported_not_taken(
+    world: World,
+) -> None:
+    seeded = world.seed_deal()
+    world.sync()
+    vid = vendor_deal(world, seeded.id).id
+    world.vendor.edit("deals", vid, {"dealsync_partner_id": "beta"})
+    world.clock.advance(HOUR)
+    result = world.sync(full=True)
+    assert result.counts["marker_foreign"] == 1
+    assert world.vendor.get("deals", vid).get("dealsync_partner_id") == "beta"
+    assert result.run_id is not None
+    _, logged = world.app.run(result.run_id)
+    [row] = [r for r in logged if r.outcome == "skipped"]
+    assert row.record_id == vid and "marked for partner beta" in (row.detail or "")
+
+
 def test_full_pass_sets_a_one_way_mirror_back_from_its_source(make_world: MakeWorld) -> None:
     world = make_world(
         lambda text: text.replace(
