@@ -28,7 +28,7 @@ from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Associate as Associate  # the CLI prints them
-from connector.engine.plan import Update
+from connector.engine.plan import Update as Update  # resync prints what it wrote
 from connector.engine.reconcile import FieldPlan
 from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes
 from connector.engine.run import EXIT_FATAL as EXIT_FATAL
@@ -253,7 +253,13 @@ class Dealsync:
         progress: Progress | None = None,
         trigger: str = "cli",
         crash_at: Callable[[str], None] | None = None,
+        full: bool = False,
+        only: Mapping[str, Mapping[Side, Sequence[str]]] | None = None,
     ) -> PassResult:
+        """A pass of one connection. ``full`` (``sync --full``): every linked pair is
+        also re-read by id on both sides and reconciled, so drift detection did not
+        see (an edit under an old modified time) is merged by the fields' rules;
+        ``only``: just these records (:meth:`resync`)."""
         settings = self.project.config.sync
         result = run_pass(
             partner=self.partner(partner_id),
@@ -269,6 +275,8 @@ class Dealsync:
             progress=progress,
             trigger=trigger,
             crash_at=crash_at,
+            full=full,
+            only=only,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
             self._deliver_after_pass(now, crash_at)
@@ -330,6 +338,57 @@ class Dealsync:
         if action == "cancel":
             return self.cancel_email(message_id, by=by)
         raise DealsyncError(f"{action!r}: an e-mail is released or cancelled")
+
+    def resync(
+        self,
+        obj: str,
+        record_id: str,
+        *,
+        side: Side = "partner",
+        connection: str | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> PassResult:
+        """Re-read one linked pair (``record_id`` on ``side``) by id on both sides and
+        merge it as ``sync --full`` would, writing only differences; nothing else is
+        detected or written, and the cursors do not move. The connection is the one
+        given, else the one partner whose link holds the record (a partner-side id
+        may be linked in several partners' portals: then ``connection`` is needed)."""
+        try:
+            mapping = self.project.object(obj)
+        except KeyError as exc:
+            raise DealsyncError(str(exc.args[0])) from None
+        partners = [connection] if connection else [p.id for p in self.project.config.partners]
+        if connection:
+            self.partner(connection)  # an unknown partner id is named
+        found = []
+        for pid in partners:
+            link = self.store.link_refs(pid, mapping.name, side, [record_id], base=False).get(
+                record_id
+            )
+            if link is not None and link.status == "active" and link.partner_id and link.vendor_id:
+                found.append((pid, link))
+        where = f"connection {connection}" if connection else "any connection"
+        if not found:
+            raise DealsyncError(
+                f"{mapping.name} {record_id} ({side} id) is not linked in {where}: "
+                "nothing to resync (check the id and --side; `dealsync status` lists links)"
+            )
+        if len(found) > 1:
+            names = ", ".join(pid for pid, _ in found)
+            raise DealsyncError(
+                f"{mapping.name} {record_id} ({side} id) is linked in several connections "
+                f"({names}): give --connection"
+            )
+        pid, link = found[0]
+        assert link.partner_id is not None and link.vendor_id is not None
+        return self.sync(
+            pid,
+            dry_run=dry_run,
+            now=now,
+            trigger="resync",
+            only={mapping.name: {"partner": [link.partner_id], "vendor": [link.vendor_id]}},
+        )
 
     def sync_all(self, partners: Sequence[str] | None = None, **kwargs: Any) -> list[PassResult]:
         """A pass of each of these connections (None: every partner's), in order."""

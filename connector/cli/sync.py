@@ -14,6 +14,7 @@ from connector.api import (
     Associate,
     PassResult,
     Problem,
+    Update,
     check_config,
     effect_summary,
     errors_of,
@@ -59,6 +60,8 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
     click.echo(f"  plan: {result.plan.summary()}")
+    if checked := result.counts.get("full_checked"):
+        click.echo(f"  full: {checked:,} linked pair(s) re-read on both sides")
     if result.dry_run:  # what the plan's counts stand for, as a real pass would mirror them
         assoc = [a for a in result.plan.actions if isinstance(a, Associate)]
         for a in assoc[:20]:
@@ -139,8 +142,20 @@ def setup(ctx: Ctx) -> None:
 @click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Also re-read every linked record on both sides by id and write only the "
+    "differences (repairs edits detection did not see).",
+)
 def sync(
-    ctx: Ctx, connection: str | None, all_: bool, dry_run: bool, as_json: bool, now: str | None
+    ctx: Ctx,
+    connection: str | None,
+    all_: bool,
+    dry_run: bool,
+    as_json: bool,
+    now: str | None,
+    full: bool,
 ) -> None:
     """Run a sync pass for one connection or all of them."""
     if connection and all_:
@@ -151,12 +166,75 @@ def sync(
             dry_run=dry_run,
             now=parse_now(now),
             progress=progress,
+            full=full,
         )
     for r in results:
         print_result(r, as_json=as_json)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
     sys.exit(max((r.exit_code for r in results), default=0))
+
+
+@command(cli)
+@click.argument("obj", metavar="OBJECT")
+@click.argument("record_id", metavar="ID")
+@click.option(
+    "--side",
+    type=click.Choice(["partner", "vendor"]),
+    default="partner",
+    show_default=True,
+    help="Which side's record ID is.",
+)
+@click.option("--connection", "-p", metavar="PARTNER", help="The partner's connection.")
+@click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
+def resync(
+    ctx: Ctx,
+    obj: str,
+    record_id: str,
+    side: str,
+    connection: str | None,
+    dry_run: bool,
+    as_json: bool,
+    now: str | None,
+) -> None:
+    """Re-read one linked pair on both sides and write only its differences."""
+    result = ctx.app().resync(
+        obj,
+        record_id,
+        side="vendor" if side == "vendor" else "partner",
+        connection=connection,
+        dry_run=dry_run,
+        now=parse_now(now),
+    )
+    print_result(result, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        _print_writes(result)
+    sys.exit(result.exit_code)
+
+
+def _print_writes(result: PassResult) -> None:
+    """Each property a resync wrote (or, dry run, would write), per side and record."""
+    failed = {(e.object, e.record_id) for e in result.errors}
+    wrote = False
+    for a in result.plan.actions:
+        if not isinstance(a, Update):
+            continue
+        for target, rid, props in (
+            ("partner", a.partner_id, a.partner_properties),
+            ("vendor", a.vendor_id, a.vendor_properties),
+        ):
+            verb = "would write" if result.dry_run else "wrote"
+            if not result.dry_run and (a.object, rid) in failed:
+                verb = "failed to write"  # the error itself is printed above
+            for name, value in sorted(props.items()):
+                wrote = True
+                click.echo(f"  {verb} {target} {a.object} {rid}: {name} = {value!r}")
+    if not wrote:
+        click.echo("  in agreement: no property to write")
 
 
 @command(cli)

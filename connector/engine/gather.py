@@ -12,15 +12,17 @@ the store and the CRMs (reads only) and fill the pass's dictionaries of records.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from connector.config.models import ObjectMapping
 from connector.engine.merges import merged_ids
+from connector.engine.plan import Action, Delete, Update
 from connector.engine.reconcile import PairState, matches
 from connector.records import SIDES, Record, Side, other_side
-from connector.state.store import LinkRef
+from connector.state.store import LinkRef, RecordOutcome
 
 if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
@@ -133,7 +135,11 @@ def fresh_linked(
     for s, recs in per.items():
         if not getattr(sp.ctx.crm(s), "search_may_be_stale", False):
             continue
-        live = [rid for rid, rec in recs.items() if not rec.archived]
+        live = [
+            rid
+            for rid, rec in recs.items()
+            if not rec.archived and (mapping.name, s, rid) not in sp.fresh
+        ]
         linked = sorted(sp.store.link_refs(sp.conn, mapping.name, s, live, base=False))
         if not linked:
             continue
@@ -222,3 +228,129 @@ def pair_states(
             else:
                 states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
     return states
+
+
+# ---------------------------------------------------------------------- full pass
+
+
+def linked_pages(sp: SyncPass, mapping: ObjectMapping) -> Iterator[list[tuple[str, str]]]:
+    """Every active linked pair of a mapping, ``(partner id, vendor id)``, one page of
+    the pass's detection chunk at a time (``sync --full``): memory stays one page."""
+    after = 0
+    while True:
+        page = sp.store.linked_pairs(sp.conn, mapping.name, after=after, limit=sp.detect_chunk)
+        if not page:
+            return
+        after = page[-1][0]
+        yield [(p, v) for _, p, v in page]
+
+
+def read_fresh(
+    sp: SyncPass,
+    mapping: ObjectMapping,
+    per_side: dict[Side, dict[str, Record]],
+    want: dict[Side, set[str]],
+) -> None:
+    """:func:`read_by_id`, the records marked as read by id in this pass, so
+    :func:`fresh_linked` does not read them a second time (a full pass on HubSpot
+    would otherwise read every linked record twice)."""
+    before = {s: set(per_side[s]) for s in SIDES}
+    read_by_id(sp, mapping, per_side, want)
+    for s in SIDES:
+        sp.fresh.update((mapping.name, s, rid) for rid in set(per_side[s]) - before[s])
+
+
+def add_linked(
+    sp: SyncPass, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
+) -> None:
+    """``sync --full`` with hooks (which decide on the whole picture): every linked
+    record not detected is read by id (100 per call) into the pass's records, so each
+    linked pair is reconciled from both sides' current values, not from the base."""
+    for page in linked_pages(sp, mapping):
+        sp.counts["full_checked"] += len(page)
+        read_fresh(
+            sp,
+            mapping,
+            per_side,
+            {"partner": {p for p, _ in page}, "vendor": {v for _, v in page}},
+        )
+
+
+def add_counterparts(
+    sp: SyncPass, mapping: ObjectMapping, per: dict[Side, dict[str, Record]]
+) -> None:
+    """``sync --full``, streamed: the linked counterparts of the records in hand that
+    are not in hand are read by id, so a pair one side of which changed is merged
+    from both sides' current values (its unseen side may have drifted too)."""
+    want: dict[Side, set[str]] = {"partner": set(), "vendor": set()}
+    for s in SIDES:
+        other = other_side(s)
+        refs = sp.store.link_refs(sp.conn, mapping.name, s, list(per[s]), base=False)
+        for ref in refs.values():
+            cid = ref.vendor_id if s == "partner" else ref.partner_id
+            if ref.status == "active" and cid and cid not in per[other]:
+                want[other].add(cid)
+    read_fresh(sp, mapping, per, want)
+
+
+def restore_markers(
+    sp: SyncPass, mapping: ObjectMapping, states: list[PairState], actions: list[Action]
+) -> list[Action]:
+    """A linked vendor record read by id (``sync --full``, ``resync``) whose partner
+    marker was cleared gets it back, with the pair's update or as one of its own:
+    detection finds a connection's vendor records by that marker, so without it the
+    record's later edits would never be seen again. A marker naming another partner
+    is left as it is and reported in the run's log and counts (which partner owns the
+    record is a person's call)."""
+    marker = sp.names("vendor").partner_id
+    by_link = {a.link_id: i for i, a in enumerate(actions) if isinstance(a, Update | Delete)}
+    out = list(actions)
+    for st in states:
+        rec = st.vendor
+        if st.link_id is None or rec is None or rec.archived or st.partner_id is None:
+            continue
+        if (mapping.name, "vendor", rec.id) not in sp.fresh:
+            continue
+        owner = rec.get(marker)
+        if owner == sp.conn:
+            continue
+        if owner:
+            sp.counts["marker_foreign"] += 1
+            sp.outcomes.append(
+                RecordOutcome(
+                    mapping.name,
+                    "vendor",
+                    rec.id,
+                    "sync",
+                    "skipped",
+                    marker,
+                    f"linked to {sp.conn} but marked for partner {owner}: marker left as "
+                    f"is; set {marker} to {sp.conn} (or unlink the pair) to settle it",
+                )
+            )
+            continue
+        i = by_link.get(st.link_id)
+        if i is not None and isinstance(out[i], Delete):
+            continue
+        if i is not None:
+            u = out[i]
+            assert isinstance(u, Update)
+            out[i] = dataclasses.replace(
+                u,
+                vendor_properties={**u.vendor_properties, marker: sp.conn},
+                reasons=(*u.reasons, f"{marker}: restored"),
+            )
+        else:
+            out.append(
+                Update(
+                    mapping.name,
+                    st.link_id,
+                    st.partner_id,
+                    rec.id,
+                    {},
+                    {marker: sp.conn},
+                    dict(st.base or {}),
+                    (f"{marker}: restored",),
+                )
+            )
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +103,8 @@ def run_pass(
     trigger: str = "cli",
     crash_at: Callable[[str], None] | None = None,
     lock: bool = True,
+    full: bool = False,
+    only: Mapping[str, Mapping[Side, Collection[str]]] | None = None,
 ) -> PassResult:
     """Run one pass of one connection and record it as a run. Never raises for a
     record's problem; an adapter failure that stops the pass is returned as
@@ -111,7 +113,11 @@ def run_pass(
     The pass holds the connection's lock (renewed while it runs) from before its run
     is created until after it is finished, so a ``running`` run whose lock is gone
     belongs to a dead process. At each named step the pass checks it still holds the
-    lock; if not, it stops there with ``status == "interrupted"``."""
+    lock; if not, it stops there with ``status == "interrupted"``.
+
+    ``full`` (``sync --full``) re-reads every linked pair by id and reconciles it;
+    ``only`` (``resync``) runs just those records ({mapping: {side: ids}}), without
+    detection."""
     # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
     lease = store.lease(partner.id) if (lock and not dry_run) else None
     try:
@@ -136,6 +142,8 @@ def run_pass(
             progress=progress,
             trigger=trigger,
             crash_at=crash_at,
+            full=full,
+            only=only,
         )
     finally:
         if lease is not None:
@@ -174,6 +182,8 @@ def _run_recorded(
     progress: Progress | None,
     trigger: str,
     crash_at: Callable[[str], None] | None,
+    full: bool = False,
+    only: Mapping[str, Mapping[Side, Collection[str]]] | None = None,
 ) -> PassResult:
     # here, not at the top: the engine's orchestration imports this module's types
     from connector.engine.sync import SyncPass
@@ -200,6 +210,8 @@ def _run_recorded(
         batch_size=batch_size,
         progress=progress,
         crash_at=crash_at,
+        full=full,
+        only=only,
     )
     try:
         sync.run()

@@ -127,6 +127,8 @@ class SyncPass:
         progress: Progress | None = None,
         crash_at: Callable[[str], None] | None = None,
         detect_chunk: int | None = None,
+        full: bool = False,
+        only: Mapping[str, Mapping[Side, Collection[str]]] | None = None,
     ) -> None:
         self.mappings = list(mappings)
         self.by_name = {m.name: m for m in self.mappings}
@@ -145,6 +147,12 @@ class SyncPass:
         self.errors: list[RecordError] = []
         self.seen: dict[str, ObjectRecords] = {}
         self.detect_chunk = detect_chunk or DETECT_CHUNK
+        # ``sync --full``: every linked pair is re-read by id and reconciled, so drift
+        # detection did not see is merged too; ``only`` (``resync``): just these
+        # records ({mapping: {side: ids}}), read by id, with no detection at all
+        self.full = full
+        self.only = only
+        self.fresh: set[tuple[str, Side, str]] = set()  # read by id this pass
         self._locked: dict[Side, CRMAdapter] = {}
         # records read again by id next pass: failed ones (with why), counterparts
         # adopted from an interrupted attempt, and the retries this pass took up
@@ -233,6 +241,9 @@ class SyncPass:
     # ------------------------------------------------------------------ the pass
 
     def run(self) -> None:
+        if self.only is not None:
+            self._run_only(self._ordered())
+            return
         ctx = self.ctx
         hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
         order = self._ordered()
@@ -317,6 +328,8 @@ class SyncPass:
             }
             gather.add_retried(self, mapping, per_side)
             gather.add_conflicted(self, mapping, per_side)
+            if self.full:
+                gather.add_linked(self, mapping, per_side)
             detected[mapping.name] = (partner_recs, vendor_recs)
             self.progress("detect", step, len(order))
         self.crash_at("after_detect")
@@ -372,10 +385,60 @@ class SyncPass:
             rest, st.unclaimed = st.unclaimed, {}
             if last["partner"] or rest:
                 self._sub_pass(st, last["partner"], rest)
+            if self.full:
+                self._full_streamed(st)
             self._mapping_done(mapping)
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
+
+    def _full_streamed(self, st: _Stream) -> None:
+        """``sync --full``, streamed: the linked pairs no chunk of this pass touched,
+        a page at a time, read by id on both sides and applied as a chunk of their own."""
+        mapping = st.mapping
+        for page in gather.linked_pages(self, mapping):
+            self.counts["full_checked"] += len(page)
+            acc = self._acc.get(mapping.name, ({}, {}))
+            todo = [(p, v) for p, v in page if p not in acc[0] and v not in acc[1]]
+            if not todo:
+                continue
+            per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+            gather.read_fresh(
+                self,
+                mapping,
+                per,
+                {"partner": {p for p, _ in todo}, "vendor": {v for _, v in todo}},
+            )
+            self._sub_pass(st, per["partner"], per["vendor"])
+
+    def _run_only(self, order: list[ObjectMapping]) -> None:
+        """``dealsync resync``: only the given records, read by id on both sides and
+        merged by the fields' rules, with the hooks' say as in any pass. Nothing is
+        detected, so neither the cursors nor the retry list move (failures are added
+        to it, as in any pass)."""
+        assert self.only is not None
+        ctx = self.ctx
+        read: dict[str, dict[Side, dict[str, Record]]] = {}
+        for mapping in order:
+            ids = self.only.get(mapping.name)
+            per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+            if ids:
+                want = {s: set(ids.get(s, ())) for s in SIDES}
+                gather.read_fresh(self, mapping, per, want)
+            read[mapping.name] = per
+        self._started = True
+        self.crash_at("after_detect")
+        seen = {name: ObjectRecords(per["partner"], per["vendor"]) for name, per in read.items()}
+        for hook in self.hooks:
+            hook.after_detect(ctx, seen)
+        for mapping in order:
+            per = read[mapping.name]
+            if per["partner"] or per["vendor"]:
+                self._process(mapping, per["partner"], per["vendor"], set())
+            self._mapping_done(mapping)
+        associations.sync_associations(self)
+        if not ctx.dry_run:
+            self.store.add_retries(self.conn, self.retries)
 
     def _via_streamed(self, mapping: ObjectMapping) -> set[str]:
         """Via-candidates of a mapping whose parent has been applied (computed once per
@@ -408,6 +471,8 @@ class SyncPass:
         }
         if want_v:
             gather.read_by_id(self, mapping, per, {"partner": set(), "vendor": want_v})
+        if self.full:
+            gather.add_counterparts(self, mapping, per)
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
@@ -455,6 +520,8 @@ class SyncPass:
             acc[1].update(vendor_recs)
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         actions = reconcile(self.compiled[mapping.name], states)
+        if self.fresh:  # sync --full, resync: a cleared partner marker is put back
+            actions = gather.restore_markers(self, mapping, states, actions)
         for hook in self.hooks:
             actions = hook.before_apply(ctx, Planned(mapping, actions, self.seen[mapping.name]))
         self.plan.extend(actions)

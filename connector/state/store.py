@@ -324,6 +324,29 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
             )
         )
 
+    def linked_pairs(
+        self, connection: str, obj: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, str, str]]:
+        """``(link id, partner id, vendor id)`` of active links with an id above
+        ``after``, in id order, ``limit`` at a time: ``sync --full`` walks every linked
+        pair with it page by page (keyset paging, so memory stays bounded and a link
+        written meanwhile neither shifts nor repeats a page)."""
+        with self.session() as s:
+            rows = s.connection().execute(
+                sa_select(_LINK.c.id, _LINK.c.partner_id, _LINK.c.vendor_id)
+                .where(
+                    _LINK.c.connection == connection,
+                    _LINK.c.object == obj,
+                    _LINK.c.status == "active",
+                    _LINK.c.id > after,
+                    _LINK.c.partner_id.is_not(None),
+                    _LINK.c.vendor_id.is_not(None),
+                )
+                .order_by(_LINK.c.id)
+                .limit(limit)
+            )
+            return [(int(i), str(p), str(v)) for i, p, v in rows]
+
     def link(self, link_id: int) -> Link | None:
         if not valid_id(link_id):
             return None
