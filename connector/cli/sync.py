@@ -58,6 +58,8 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
     click.secho(
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
+    for line in result.mapping_changes:
+        click.secho(f"  {line}", fg="cyan")
     click.echo(f"  plan: {result.plan.summary()}")
     if result.dry_run:  # what the plan's counts stand for, as a real pass would mirror them
         assoc = [a for a in result.plan.actions if isinstance(a, Associate)]
