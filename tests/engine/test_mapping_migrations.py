@@ -5,6 +5,7 @@ project loaded again, as a restarted ``dealsync`` would."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -165,3 +166,64 @@ def test_the_first_pass_records_the_mapping_and_history_lists_every_version(
     assert out.index("first version recorded") < out.index("+contacts.jobtitle")
     assert out.index("+contacts.jobtitle") < out.index("~deals.dealstage (value_map)")
     assert out.count(f" {PARTNER} ") == 3
+
+
+def narrow_share(text: str) -> str:
+    """Deals are shared only when also ``dealsync_tier`` is ``gold``."""
+    out = text.replace(
+        '        - property: dealsync_register\n          equals: "true"\n',
+        '        - property: dealsync_register\n          equals: "true"\n'
+        '        - property: dealsync_tier\n          equals: "gold"\n',
+    )
+    assert out != text
+    return out
+
+
+def test_a_changed_share_condition_is_reported_and_already_shared_records_keep_syncing(
+    world: World,
+) -> None:
+    seeded = world.seed_deal(description="first look")
+    world.sync()
+    remap(world, narrow_share)
+    result = world.sync()
+    assert any(
+        line.startswith("mapping change: ~deals share condition → records already shared keep")
+        for line in result.mapping_changes
+    )
+    # the deal no longer matches the new condition, but its link stays and it syncs on
+    world.partner.edit("deals", seeded.id, {"amount": "2500.00"})
+    world.sync()
+    deal = world.counterpart("deals", seeded.id)
+    assert deal is not None and deal.get("amount") == "2500"
+    link = world.link("deals", seeded.id)
+    assert link is not None and link.status == "active"
+    # a new deal that matches only the old condition is not shared any more
+    other = world.seed_deal()
+    world.sync()
+    assert world.counterpart("deals", other.id) is None
+    assert "~deals share condition" in history(world)
+
+
+def test_a_pass_that_crashes_mid_migration_runs_it_again(world: World) -> None:
+    from connector.engine.sync import PassAborted
+
+    seeded = world.seed_deal(contacts=1)
+    contact = seeded.contacts[0]
+    world.partner.edit("contacts", contact.id, {"jobtitle": "CTO"})
+    world.sync()
+    remap(world, add_jobtitle)
+
+    def crash(point: str) -> None:
+        if point == "before_cursor":
+            raise PassAborted(point)
+
+    with contextlib.suppress(PassAborted):
+        world.sync(crash_at=crash)
+    assert len(world.store.mapping_versions(PARTNER)) == 1  # not recorded: re-run next pass
+    again = world.sync()
+    assert "mapping change: +contacts.jobtitle → 1 linked records to backfill" in (
+        again.mapping_changes
+    )
+    after = world.counterpart("contacts", contact.id)
+    assert after is not None and after.get("jobtitle") == "CTO"
+    assert len(world.store.mapping_versions(PARTNER)) == 2
