@@ -57,9 +57,10 @@ def remap(world: World, edit: Callable[[str], str] | None) -> None:
     def factory(name: str, _portal: PortalConfig) -> LocalCRM:
         return crms[name]
 
+    hooks = world.app.hooks  # the world's (none, or the program's), on the same rules
     world.app.close()
     world.project = load_project(world.root / "dealsync.yaml", env={})
-    world.app = Dealsync(world.project, env={}, adapter_factory=factory, hooks=[])
+    world.app = Dealsync(world.project, env={}, adapter_factory=factory, hooks=hooks)
 
 
 def history(world: World) -> str:
@@ -227,3 +228,19 @@ def test_a_pass_that_crashes_mid_migration_runs_it_again(world: World) -> None:
     after = world.counterpart("contacts", contact.id)
     assert after is not None and after.get("jobtitle") == "CTO"
     assert len(world.store.mapping_versions(PARTNER)) == 2
+
+
+def test_an_added_field_is_backfilled_with_the_programs_hooks_running(
+    make_world: MakeWorld,
+) -> None:
+    world = make_world(program_hooks=True)
+    seeded = world.seed_deal(contacts=1)
+    contact = seeded.contacts[0]
+    world.partner.edit("contacts", contact.id, {"jobtitle": "CTO"})
+    world.sync()
+    assert world.counterpart("contacts", contact.id) is not None
+    remap(world, add_jobtitle)
+    result = world.sync()
+    assert result.errors == []
+    after = world.counterpart("contacts", contact.id)
+    assert after is not None and after.get("jobtitle") == "CTO"
