@@ -9,11 +9,13 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import pytest
 from click.testing import CliRunner
 
 from connector.adapters.local import LocalCRM
 from connector.api import Dealsync
 from connector.cli import cli
+from connector.cli.sync import print_result
 from connector.config import load_project
 from connector.config.models import PortalConfig
 
@@ -74,7 +76,7 @@ def history(world: World) -> str:
 
 
 def test_an_added_field_is_backfilled_on_linked_records_untouched_since_the_last_pass(
-    world: World,
+    world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seeded = world.seed_deal(contacts=2)
     cto, buyer = seeded.contacts
@@ -94,6 +96,10 @@ def test_an_added_field_is_backfilled_on_linked_records_untouched_since_the_last
     )
     assert not (world.counterpart("contacts", cto.id) or vendor_buyer).get("jobtitle")
     assert len(world.store.mapping_versions(PARTNER)) == 1  # a dry run records nothing
+    print_result(dry, as_json=False)  # the CLI's summary shows the migration first
+    assert "mapping change: +contacts.jobtitle → 2 linked records to backfill" in (
+        capsys.readouterr().out
+    )
 
     world.sync()
     after = world.counterpart("contacts", cto.id)
@@ -163,6 +169,10 @@ def test_the_first_pass_records_the_mapping_and_history_lists_every_version(
     world.sync()
     remap(world, lambda text: swap_stages(add_jobtitle(text)))
     world.sync()
+    result = CliRunner().invoke(
+        cli, ["--config", str(world.root / "dealsync.yaml"), "mapping", "history", "-p", "nobody"]
+    )
+    assert result.exit_code != 0 and "nobody" in result.output
     out = history(world)
     assert out.index("first version recorded") < out.index("+contacts.jobtitle")
     assert out.index("+contacts.jobtitle") < out.index("~deals.dealstage (value_map)")
