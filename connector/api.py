@@ -52,6 +52,7 @@ from connector.state.store import LockHeld as LockHeld  # the CLI reports it as 
 from connector.state.tables import (
     Commission,
     ConflictRow,
+    MappingVersion,
     OutboxMessage,
     PartnerSubscription,
     Registration,
@@ -411,6 +412,15 @@ class Dealsync:
         if row is None:
             raise DealsyncError(f"no conflict #{conflict_id}")
         return row
+
+    def mapping_history(self, connection: str | None = None) -> list[MappingVersion]:
+        """The mapping versions each connection synced with, oldest first: when each
+        was recorded and which fields it added, removed or changed (mapping
+        migrations, :mod:`connector.engine.migrate`). An unknown partner is an error,
+        not an empty list."""
+        if connection:
+            self.partner(connection)
+        return self.store.mapping_versions(connection)
 
     def runs(self, connection: str | None = None, limit: int = 20) -> list[Run]:
         """Run history, newest first; a killed pass's run is marked interrupted first."""

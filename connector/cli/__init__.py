@@ -4,8 +4,8 @@ Exit codes: 0 clean, 1 conflicts left open, 2 some records failed, 3 fatal (bad
 config, unreachable CRM, usage errors). Errors are one clean line; ``--debug`` shows
 the traceback.
 
-One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.program`, :mod:`.outbox`,
-:mod:`.partners`, :mod:`.serve`), each adding its commands to the group in :mod:`.base`.
+One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:`.program`,
+:mod:`.outbox`, :mod:`.partners`, :mod:`.serve`), each adding its commands to the group in :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 import click
 
 from connector.api import EXIT_FATAL
-from connector.cli import conflicts, outbox, partners, program, serve, sync
+from connector.cli import conflicts, mappings, outbox, partners, program, serve, sync
 from connector.cli.base import cli
 
-__all__ = ["cli", "conflicts", "main", "outbox", "partners", "program", "serve", "sync"]
+__all__ = ["cli", "conflicts", "main", "mappings", "outbox", "partners", "program", "serve", "sync"]
 
 
 def main() -> None:

@@ -59,6 +59,8 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
     click.secho(
         head, bold=True, fg={"ok": "green", "conflicts": "yellow"}.get(result.status, "red")
     )
+    for line in result.mapping_changes:
+        click.secho(f"  {line}", fg="cyan")
     click.echo(f"  plan: {result.plan.summary()}")
     if checked := result.counts.get("full_checked"):
         click.echo(f"  full: {checked:,} linked pair(s) re-read on both sides")

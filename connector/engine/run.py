@@ -60,6 +60,8 @@ class PassResult:
     dry_run: bool = False
     # the program's effects (decisions, e-mails, commissions, ownership writes), in order
     effects: list[Done] = field(default_factory=list)
+    # the mapping migration this pass planned or ran (engine/migrate.py), one line each
+    mapping_changes: list[str] = field(default_factory=list)
 
     def effect_counts(self) -> Counter[str]:
         """The program's effects by kind: carried out, or (dry run) that would be."""
@@ -84,6 +86,7 @@ class PassResult:
             "open_conflicts": self.open_conflicts,
             "api_calls": self.api_calls,
             "error": self.error,
+            "mapping_changes": self.mapping_changes,
         }
 
 
@@ -241,6 +244,7 @@ def _run_recorded(
         sync.flush_outcomes()
     result.plan = sync.plan
     result.effects = ctx.effects
+    result.mapping_changes = sync.migration.lines
     result.counts = sync.counts
     result.errors = sync.errors
     result.open_conflicts = len(store.conflicts(partner.id))

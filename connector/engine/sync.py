@@ -33,7 +33,7 @@ from typing import Any, cast
 from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
-from connector.engine import apply, associations, gather, merges
+from connector.engine import apply, associations, gather, merges, migrate
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
 from connector.engine.hooks import Hook, ObjectRecords, PassContext, Planned
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
@@ -180,6 +180,11 @@ class SyncPass:
         # (mapping, source id) -> ended link whose gone survivor the record adopted for
         # that source succeeds (see recreated._heirs): closed as relinked by the adoption
         self.inherited: dict[tuple[str, str], LinkRef] = {}
+        # mapping migrations (engine/migrate.py): field keys whose base is forgotten
+        # while the migration merges an object's linked pairs, and what it reported
+        self.forget: dict[str, set[str]] = {}
+        self.migration = migrate.MigrationReport()
+        self.migration_failed = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -247,6 +252,8 @@ class SyncPass:
         ctx = self.ctx
         hw = {"partner": ctx.partner_crm.now(), "vendor": ctx.vendor_crm.now()}
         order = self._ordered()
+        # the mapping changed since the last pass: migrate before detecting
+        migration = migrate.run_migration(self)
         jobs = [
             DetectJob(
                 mapping.name,
@@ -295,6 +302,7 @@ class SyncPass:
                 {(side, m.name): hw[side] for m in self.mappings for side in ("partner", "vendor")},
             )
             self.crash_at("after_cursor")
+        migrate.finish_migration(self, migration)
 
     def _ordered(self) -> list[ObjectMapping]:
         """Config order, except that a mapping shared *via* another comes after it: its
@@ -519,6 +527,7 @@ class SyncPass:
             acc[0].update(partner_recs)
             acc[1].update(vendor_recs)
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
+        states = migrate.forget_bases(self, mapping, states)
         actions = reconcile(self.compiled[mapping.name], states)
         if self.fresh:  # sync --full, resync: a cleared partner marker is put back
             actions = gather.restore_markers(self, mapping, states, actions)

@@ -119,6 +119,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        7,
+        "mapping versions: the mapping each connection last synced with (mapping migrations)",
+        _create(tables.MappingVersion),
+    )
+)
+
 LATEST = STEPS[-1].version
 
 

@@ -35,6 +35,7 @@ from connector.state import migrations
 from connector.state.conflicts import ConflictLedger
 from connector.state.cursors import WEBHOOK_PREFIX as WEBHOOK_PREFIX  # re-exported
 from connector.state.cursors import ReadPositions
+from connector.state.mappings import MappingVersions
 from connector.state.outbox import OutboxRows
 from connector.state.registry import Registry
 from connector.state.runs import LOCK_TTL, RunLedger
@@ -127,11 +128,12 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger):
+class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, MappingVersions):
     """Links and their base snapshots (here); cursors and retries
     (:mod:`~connector.state.cursors`), webhook dedupe (:mod:`~connector.state.webhooks`),
     conflicts (:mod:`~connector.state.conflicts`), runs and the pass lock
-    (:mod:`~connector.state.runs`), mixed in so callers call them on the store; and, by
+    (:mod:`~connector.state.runs`), mapping versions (:mod:`~connector.state.mappings`),
+    mixed in so callers call them on the store; and, by
     concept, the partner program's rows (:attr:`registry`), the e-mail outbox's
     (:attr:`outbox`) and partner tokens (:attr:`tokens`). Every query of the connector
     goes through one of these.

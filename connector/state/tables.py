@@ -425,3 +425,22 @@ class WebhookSeen(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=128)
     seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class MappingVersion(SQLModel, table=True):
+    """A mapping a connection synced with: its fingerprint (object → share condition's
+    hash and field key → the field's hash) and what changed from the version before.
+    The newest row is what the next pass compares its mapping with; a row is written
+    only after the migration it asked for committed (issue 15, mapping migrations)."""
+
+    __tablename__ = "mapping_version"
+    __table_args__ = (Index("ix_mapping_version_conn", "connection", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    fingerprint: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    changes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    run_id: int | None = None
