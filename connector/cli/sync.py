@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from connector.api import PassResult, Problem, check_config, effect_summary, errors_of, shown
+from connector.api import (
+    UNUSABLE,
+    PassResult,
+    Problem,
+    check_config,
+    effect_summary,
+    errors_of,
+    shown,
+)
 from connector.cli.base import Ctx, cli, command, fail, parse_now
 
 
@@ -43,6 +51,13 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 def print_result(result: PassResult, *, as_json: bool) -> None:
     if as_json:
+        return
+    if result.status == UNUSABLE:  # the other connections ran; this one could not
+        click.secho(f"{result.connection}: cannot run", bold=True, fg="red")
+        click.secho(f"  {result.error}", fg="red")
+        click.echo(
+            f"  nothing was synced; fix that, then run `dealsync sync --connection {result.connection}`"
+        )
         return
     head = f"{result.connection}: {result.status}"
     if result.dry_run:
@@ -152,6 +167,8 @@ def status(ctx: Ctx, as_json: bool) -> None:
         return
     for r in rows:
         click.secho(f"{r.partner} ({r.name})", bold=True)
+        if r.unusable:
+            click.secho(f"  cannot run: {r.unusable}", fg="red")
         for obj, counts in sorted(r.links.items()):
             click.echo(f"  {obj}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if not r.links:
