@@ -61,7 +61,7 @@ def srv() -> Iterator[SandboxServer]:
         PortalSpec("acme", ENV["ISO_ACME_TOKEN"]),
         PortalSpec("beta", ENV["ISO_BETA_TOKEN"]),
     ]
-    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:  # type: ignore[arg-type]
+    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:
         yield server
 
 
