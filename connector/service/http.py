@@ -96,6 +96,8 @@ def serve(
         f"on http://{host}:{port} (admin page: /admin)",
         err=True,
     )
+    for partner, reason in service.unusable_connections().items():  # the others run
+        echo(f"connection {partner} cannot run: {reason}", err=True)
     try:
         uvicorn.run(build_app(service), host=host, port=port, log_level="info")
     finally:
