@@ -150,10 +150,16 @@ def sync(
             now=parse_now(now),
             progress=progress,
         )
+    unusable = [r for r in results if r.status == UNUSABLE]
+    if connection and unusable:  # the one connection asked for: an error, one line
+        fail(f"connection {connection!r} cannot run: {unusable[0].error}")
     for r in results:
         print_result(r, as_json=as_json)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    if unusable:  # the others ran; say once more which did not (exit 3)
+        names = ", ".join(r.connection for r in unusable)
+        fail(f"{len(unusable)} connection(s) could not run ({names}); the others were synced")
     sys.exit(max((r.exit_code for r in results), default=0))
 
 

@@ -84,6 +84,7 @@ def test_sync_all_syncs_the_good_partner_and_names_the_missing_variable(config: 
     assert "beta: cannot run" in result.output
     assert BETA_MISSING in result.output
     assert "set it in the environment or .env" in result.output
+    assert result.output.count("Error:") == 1  # once, after the others were synced
     runs = invoke(config, "runs")
     assert runs.exit_code == 0, runs.output
     assert " acme ok" in runs.output and " beta " not in runs.output  # beta never started
@@ -93,10 +94,16 @@ def test_sync_of_the_good_connection_works_and_of_the_broken_one_says_why(config
     good = invoke(config, "sync", "--connection", "acme")
     assert good.exit_code == 0, good.output
     assert "acme: ok" in good.output
-    broken = invoke(config, "sync", "--connection", "beta", "--json")
+    broken = invoke(config, "sync", "--connection", "beta")
     assert broken.exit_code == 3
-    assert '"status": "unusable"' in broken.output
-    assert BETA_MISSING in broken.output
+    assert f"Error: connection 'beta' cannot run: {BETA_MISSING}" in broken.output
+
+
+def test_sync_all_as_json_gives_the_broken_connection_status_unusable(config: Path) -> None:
+    result = invoke(config, "sync", "--all", "--json")
+    assert result.exit_code == 3
+    assert '"status": "unusable"' in result.output and BETA_MISSING in result.output
+    assert "Error: 1 connection(s) could not run (beta); the others were synced" in result.output
 
 
 def test_status_shows_the_broken_connections_reason(config: Path) -> None:
