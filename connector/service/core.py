@@ -18,12 +18,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from connector.adapters.base import CRMAdapter
-from connector.api import (
-    AdapterFactory,
-    Dealsync,
-    default_hooks,
-    lock_ttl_from,
-)
+from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
