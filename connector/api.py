@@ -24,10 +24,12 @@ from connector.config import Project, config_path_from, load_project
 from connector.config import check_project as check_project
 from connector.config import shown as shown
 from connector.config.check import errors_of as errors_of
+from connector.config.check import missing_credentials, partner_token_env
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Associate as Associate  # the CLI prints them
+from connector.engine.plan import Plan
 from connector.engine.plan import Update as Update  # resync prints what it wrote
 from connector.engine.reconcile import FieldPlan
 from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes
@@ -64,6 +66,21 @@ from connector.state.tokens import TokenInfo, parse_expiry
 
 class DealsyncError(Exception):
     """A problem the user must fix; the CLI prints it as one line and exits 3."""
+
+
+class ConnectionUnusable(DealsyncError):
+    """One partner's connection cannot run with this environment (its token variable
+    is not set, say): that connection fails, the others run. The message names the
+    variable and says what to do."""
+
+    def __init__(self, connection: str, reason: str) -> None:
+        super().__init__(f"connection {connection!r} cannot run: {reason}")
+        self.connection, self.reason = connection, reason
+
+
+UNUSABLE = "unusable"
+"""The :attr:`PassResult.status` of a connection :meth:`Dealsync.sync_all` could not
+run (no run is recorded; :attr:`PassResult.error` says why)."""
 
 
 class DeliveryBusy(DealsyncError):
@@ -132,6 +149,7 @@ class ConnectionStatus:
     open_conflicts: int
     failing_records: int
     last_run: dict[str, Any] | None
+    unusable: str | None = None  # why this connection cannot run now (its credentials)
     tier: str = ""
     credited_mrr: str = "0"
     active_registrations: int = 0
@@ -160,8 +178,10 @@ class Dealsync:
     @classmethod
     def open(cls, config: str | None, *, check_env: bool = True) -> Dealsync:
         """The program configured at ``config`` (None: ``$DEALSYNC_CONFIG`` or
-        ``./dealsync.yaml``): what every CLI command starts from."""
-        return cls(load_project(config, check_env=check_env))
+        ``./dealsync.yaml``): what every CLI command starts from. A partner's missing
+        credentials do not refuse the program: only that connection cannot run
+        (:meth:`unusable`); the vendor's, shared by every connection, do."""
+        return cls(load_project(config, check_env=check_env, partner_env=False))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -186,7 +206,28 @@ class Dealsync:
             self._adapters["@vendor"] = self._factory(cfg.name, cfg)
         return self._adapters["@vendor"]
 
+    def unusable(self, partner_id: str) -> str | None:
+        """Why this partner's connection cannot run with this environment (its kind's
+        secrets, e.g. a token variable that is not set, named), or None. Read from
+        the config and the environment each time: no CRM is called."""
+        partners = self.project.config.partners
+        index = next((i for i, p in enumerate(partners) if p.id == partner_id), None)
+        if index is None:
+            return None
+        reasons = missing_credentials(
+            partners[index],
+            self.env,
+            at=f"partners[{index}]",
+            suggested_env=partner_token_env(partner_id),
+        )
+        return "; ".join(reasons) or None
+
     def partner_crm(self, partner_id: str) -> CRMAdapter:
+        """The partner's adapter; :class:`ConnectionUnusable` (naming the variable)
+        when its credentials are missing, so that connection alone fails."""
+        reason = self.unusable(partner_id)
+        if reason is not None:
+            raise ConnectionUnusable(partner_id, reason)
         if partner_id not in self._adapters:
             self._adapters[partner_id] = self._factory(partner_id, self.partner(partner_id))
         return self._adapters[partner_id]
@@ -392,9 +433,28 @@ class Dealsync:
         )
 
     def sync_all(self, partners: Sequence[str] | None = None, **kwargs: Any) -> list[PassResult]:
-        """A pass of each of these connections (None: every partner's), in order."""
+        """A pass of each of these connections (None: every partner's), in order. A
+        connection that cannot run (:class:`ConnectionUnusable`) does not stop the
+        others: its result has status :data:`UNUSABLE`, the reason as its error and
+        no run (its exit code is fatal)."""
         ids = partners if partners is not None else [p.id for p in self.project.config.partners]
-        return [self.sync(pid, **kwargs) for pid in ids]
+        results = []
+        for pid in ids:
+            try:
+                results.append(self.sync(pid, **kwargs))
+            except ConnectionUnusable as exc:
+                log.error("%s", exc)
+                results.append(
+                    PassResult(
+                        pid,
+                        None,
+                        Plan(),
+                        status=UNUSABLE,
+                        error=exc.reason,
+                        dry_run=bool(kwargs.get("dry_run")),
+                    )
+                )
+        return results
 
     @property
     def registry(self) -> Registry:
@@ -521,6 +581,7 @@ class Dealsync:
                     open_conflicts=len(self.store.conflicts(p.id)),
                     failing_records=self.store.retry_count(p.id),
                     last_run=last,
+                    unusable=self.unusable(p.id),
                     tier=tier,
                     credited_mrr=str(credited),
                     active_registrations=self.registry.active_count(p.id, now),

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from connector.api import (
+    UNUSABLE,
     Associate,
     PassResult,
     Problem,
@@ -52,6 +53,13 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 def print_result(result: PassResult, *, as_json: bool) -> None:
     if as_json:
+        return
+    if result.status == UNUSABLE:  # the other connections ran; this one could not
+        click.secho(f"{result.connection}: cannot run", bold=True, fg="red")
+        click.secho(f"  {result.error}", fg="red")
+        click.echo(
+            f"  nothing was synced; fix that, then run `dealsync sync --connection {result.connection}`"
+        )
         return
     head = f"{result.connection}: {result.status}"
     if result.dry_run:
@@ -170,10 +178,16 @@ def sync(
             progress=progress,
             full=full,
         )
+    unusable = [r for r in results if r.status == UNUSABLE]
+    if connection and unusable:  # the one connection asked for: an error, one line
+        fail(f"connection {connection!r} cannot run: {unusable[0].error}")
     for r in results:
         print_result(r, as_json=as_json)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    if unusable:  # the others ran; say once more which did not (exit 3)
+        names = ", ".join(r.connection for r in unusable)
+        fail(f"{len(unusable)} connection(s) could not run ({names}); the others were synced")
     sys.exit(max((r.exit_code for r in results), default=0))
 
 
@@ -249,6 +263,8 @@ def status(ctx: Ctx, as_json: bool) -> None:
         return
     for r in rows:
         click.secho(f"{r.partner} ({r.name})", bold=True)
+        if r.unusable:
+            click.secho(f"  cannot run: {r.unusable}", fg="red")
         for obj, counts in sorted(r.links.items()):
             click.echo(f"  {obj}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if not r.links:

@@ -450,8 +450,13 @@ def check_portals(
     env: Mapping[str, str],
     *,
     check_env: bool = True,
+    check_partner_env: bool = True,
 ) -> list[Problem]:
-    """Partner ids unique, and every portal has what its adapter needs to connect."""
+    """Partner ids unique, and every portal has what its adapter needs to connect.
+
+    ``check_partner_env=False``: a partner's credentials (what its kind requires of the
+    environment) do not refuse the configuration; that connection alone cannot run,
+    and :func:`missing_credentials` says why (commands and ``serve`` report it)."""
     problems: list[Problem] = []
     if vendor is not None:
         problems += _check_portal(vendor, "DEALSYNC_VENDOR_TOKEN", env, check_env)
@@ -469,8 +474,8 @@ def check_portals(
                     "rename one that has synced)",
                 )
             )
-        suggested = f"DEALSYNC_PARTNER_{pid.upper().replace('-', '_')}_TOKEN"
-        problems += _check_portal(placed, suggested, env, check_env)
+        suggested = partner_token_env(pid)
+        problems += _check_portal(placed, suggested, env, check_env and check_partner_env)
     from connector.config.semantics import check_portal_values
 
     problems += check_portal_values(vendor, partners, env)
@@ -506,6 +511,33 @@ def _check_portal(
             )
         )
     return out
+
+
+def partner_token_env(partner_id: str) -> str:
+    """A good name for a partner's token variable (hints only)."""
+    return f"DEALSYNC_PARTNER_{partner_id.upper().replace('-', '_')}_TOKEN"
+
+
+def missing_credentials(
+    portal: PortalConfig, env: Mapping[str, str], *, at: str, suggested_env: str
+) -> list[str]:
+    """Why ``portal`` cannot connect with this environment, one line each naming the
+    variable (e.g. ``missing env var X for partners[1].token_env; set it in the
+    environment or .env``); empty when nothing its kind needs is missing.
+
+    These are the findings of the kind's check that appear only when the environment
+    is checked, so any kind's secrets count without this module knowing the kind."""
+    kind = kind_of(portal.adapter)
+    try:
+        settings = portal.settings
+    except ValidationError:
+        return []  # the loader refused the file already
+    offline = set(kind.check(settings, CheckContext(env, False, suggested_env, at)))
+    return [
+        f"{s.message}; {s.hint}"
+        for s in kind.check(settings, CheckContext(env, True, suggested_env, at))
+        if s not in offline and s.severity == "error"
+    ]
 
 
 def state_url_error(url: str) -> tuple[str, str] | None:

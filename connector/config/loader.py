@@ -184,6 +184,7 @@ def _load(
     env: Mapping[str, str] | None,
     check_env: bool,
     files: list[Path] | None = None,
+    partner_env: bool = True,
 ) -> tuple[Project | None, list[Problem]]:
     """Load and check everything; ``files`` collects every file read or looked for."""
     files = [] if files is None else files
@@ -258,7 +259,9 @@ def _load(
             if partner is not None:
                 partners.append(Placed(partner, doc, ("partners", i)))
     problems += _kind_settings(doc, raw)
-    problems += check_portals(vendor, partners, environ, check_env=check_env)
+    problems += check_portals(
+        vendor, partners, environ, check_env=check_env, check_partner_env=partner_env
+    )
 
     # Mapping files, then checks across all their objects.
     objects: list[Placed[ObjectMapping]] = []
@@ -398,16 +401,20 @@ def load_project(
     env: Mapping[str, str] | None = None,
     *,
     check_env: bool = True,
+    partner_env: bool = True,
 ) -> Project:
     """Load and validate the config, its mapping files and rules; raise on any problem.
 
     ``env`` stands in for the process environment (tests); by default ``os.environ``,
     after the ``.env`` next to the config has been loaded into it without overriding
     variables already set. ``check_env=False`` skips credential variables for commands
-    that never talk to a CRM.
+    that never talk to a CRM. ``partner_env=False`` checks the vendor's credentials
+    but not the partners': commands and ``serve`` load so, and a partner whose
+    credentials are missing is one connection that cannot run
+    (:meth:`connector.api.Dealsync.unusable`), not a refused project.
     """
     files: list[Path] = []
-    project, problems = _load(path, env, check_env, files)
+    project, problems = _load(path, env, check_env, files, partner_env)
     if project is None:
         raise ConfigError(_in_reading_order(errors_of(problems)), files)
     for warning in project.warnings:  # the service's log, the CLI's stderr

@@ -139,6 +139,9 @@ class ServiceSettings(Strict):
     trigger_limit: int = Field(default=6, ge=1, le=10000)  # triggers per partner ...
     trigger_window_seconds: int = Field(default=60, ge=1, le=86400)  # ... per window
     reload_seconds: float = Field(default=2.0, gt=0, le=3600)  # config change polling
+    # How long a reload waits for a new or changed portal to answer its probe
+    # (connector/service/probe.py) before refusing the edit; 0: no probe.
+    reload_probe_seconds: float = Field(default=10.0, ge=0, le=120)
     workers: int = Field(default=4, ge=1, le=64)  # passes of different connections at once
     # Largest webhook request body read (HubSpot sends at most 100 events, a few
     # hundred bytes each); a larger one is refused with 413 before it is read.

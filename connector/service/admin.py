@@ -246,6 +246,10 @@ def admin_routes(service: Service) -> list[Route]:
         partner = request.path_params["partner"]
         if not service.has_partner(partner):
             return Response("no such connection", status_code=404)
+        reason = service.not_started(partner, "resync")
+        if reason is not None:
+            session.flash.append(("error", f"Resync of {partner} not started: {reason}."))
+            return to_page()
         _job, _joined = service.runner.request(partner, "resync", follow_up=True)
         session.flash.append(
             ("ok", f"Resync of {partner} scheduled: the pass re-reads its failing records.")
@@ -329,4 +333,5 @@ def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any
         "runs": [run_view(r) for r in runs],
         "running": service.runner.is_running(partner),
         "schedule": service.project.config.partner(partner).schedule,
+        "unusable": service.unusable(partner),
     }

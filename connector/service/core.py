@@ -5,22 +5,25 @@ HTTP layer (:mod:`connector.service.http`) is a thin skin over it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 
+from connector.adapters.base import CRMAdapter
 from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
 from connector.service.metrics import Metrics
+from connector.service.probe import probe
 from connector.service.runner import Job, Runner
 from connector.service.scheduler import Schedules
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
@@ -93,8 +96,9 @@ class Service:
         rules) as in :class:`~connector.api.Dealsync`."""
         self.config_path = Path(config_path).absolute()
         self._env_arg = env
-        self.project = load_project(self.config_path, env)
         self.env = _environment(self.config_path, env)
+        # a partner's missing credentials make that connection unusable, not the service
+        self.project = load_project(self.config_path, self.env, partner_env=False)
         self._factory = adapter_factory
         self._hooks = None if hooks is None else list(hooks)
         self.store = StateStore(
@@ -118,6 +122,8 @@ class Service:
         self._refused_files: list[Path] = []  # what a refused edit refers to
         self._mtimes = self._watched_mtimes()
         self.metrics.add_state_collector(self)
+        self._unusable_logged: dict[str, str] = {}
+        self._log_unusable()
         self._started = False
         if start:
             self.start()
@@ -156,11 +162,13 @@ class Service:
 
     # ------------------------------------------------------------------ passes
 
-    def _new_app(self, project: Project | None = None) -> Dealsync:
+    def _new_app(
+        self, project: Project | None = None, env: Mapping[str, str] | None = None
+    ) -> Dealsync:
         project = project or self.project
         app = Dealsync(
             project,
-            env=self.env,
+            env=self.env if env is None else env,
             adapter_factory=self._factory,
             hooks=default_hooks(project) if self._hooks is None else list(self._hooks),
         )
@@ -180,6 +188,44 @@ class Service:
 
     def has_partner(self, partner: str) -> bool:
         return any(p.id == partner for p in self.project.config.partners)
+
+    # ------------------------------------------------------------------ unusable connections
+
+    def unusable(self, connection: str) -> str | None:
+        """Why this connection cannot run with the service's environment (its token
+        variable is not set, named), or None: its passes are not started, its
+        triggers answer 503 with this reason, the other connections run."""
+        return self.admin_app.unusable(connection)
+
+    def unusable_connections(self) -> dict[str, str]:
+        """Every connection of the version in use that cannot run, with why."""
+        out = {}
+        for p in self.project.config.partners:
+            reason = self.unusable(p.id)
+            if reason is not None:
+                out[p.id] = reason
+        return out
+
+    def _log_unusable(self) -> None:
+        """Log each connection that cannot run once per reason (the schedule would
+        otherwise repeat it every interval); /healthz, the admin page and /metrics
+        show it all the time."""
+        now = self.unusable_connections()
+        for pid, reason in now.items():
+            if self._unusable_logged.get(pid) != reason:
+                log.error("connection %s cannot run (the others do): %s", pid, reason)
+        for pid in set(self._unusable_logged) - set(now):
+            log.info("connection %s can run again", pid)
+        self._unusable_logged = now
+
+    def not_started(self, connection: str, trigger: str) -> str | None:
+        """The reason when a pass of ``connection`` must not start (it cannot run),
+        counted on /metrics by trigger; None when it may."""
+        reason = self.unusable(connection)
+        if reason is not None:
+            self.metrics.inc("dealsync_passes_not_started", connection, trigger)
+            self._log_unusable()
+        return reason
 
     def _run_pass(self, connection: str, trigger: str) -> PassResult:
         return self.app_for(connection).sync(connection, trigger=trigger)
@@ -203,6 +249,10 @@ class Service:
         return job, joined or job.joined_other_process
 
     def _run_scheduled(self, connection: str) -> bool:
+        """A scheduled pass; a connection that cannot run is skipped (counted, logged
+        once per reason) without backoff, so it syncs at its next time once fixed."""
+        if self.not_started(connection, "schedule") is not None:
+            return False
         job, _ = self.runner.request(connection, "schedule")
         job.done.wait()
         return job.failed
@@ -217,7 +267,10 @@ class Service:
         if routing is None:
             return None
         for connection in sorted(routing.connections):
-            self.runner.request(connection, "webhook", follow_up=True)
+            # a connection that cannot run keeps its re-reads for the first pass
+            # once it can; the response names it with the reason
+            if self.not_started(connection, "webhook") is None:
+                self.runner.request(connection, "webhook", follow_up=True)
         return routing
 
     # ------------------------------------------------------------------ hot reload
@@ -230,8 +283,13 @@ class Service:
         paths += [project.resolve(m) for m in project.config.mappings]
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
+        paths.append(self._dotenv)  # a token set there is picked up by the next reload
         paths += [p for p in self._refused_files if p not in paths]
         return paths
+
+    @property
+    def _dotenv(self) -> Path:
+        return self.config_path.parent / ".env"
 
     def _watched_mtimes(self) -> dict[Path, float | None]:
         out: dict[Path, float | None] = {}
@@ -244,16 +302,18 @@ class Service:
         return out
 
     def check_reload(self, force: bool = False) -> bool:
-        """Reload the config, mappings and rules if any changed on disk and all are
-        valid; an invalid edit keeps the version in use and is reported. Returns whether
-        a new version was switched to."""
+        """Reload the config, mappings and rules if any changed on disk (or ``.env``
+        next to the config, read again each time) and the new version can run; an
+        invalid edit, or one that cannot run (:meth:`_cannot_run`), keeps the version
+        in use and is reported. Returns whether a new version was switched to."""
         mtimes = self._watched_mtimes()
         if not force and mtimes == self._mtimes:
             return False
         self._mtimes = mtimes
+        env = _environment(self.config_path, self._env_arg)
         try:
-            project = load_project(self.config_path, self._env_arg)
-            admin_app = self._new_app(project)
+            project = load_project(self.config_path, env, partner_env=False)
+            admin_app = self._new_app(project, env)
         except ConfigError as exc:
             self._refuse(exc.problems, exc.files)
             return False
@@ -275,6 +335,11 @@ class Service:
                 self._refused_files,
             )
             return False
+        cannot_run = self._cannot_run(project, admin_app)
+        if cannot_run:
+            self._refuse(cannot_run, [self.config_path, self._dotenv])
+            return False
+        self.env = env
         self.project = project
         self.admin_app = admin_app
         self._refused_files = []
@@ -285,7 +350,69 @@ class Service:
         if self._started:
             self.schedules.configure(project.config.partners)
         log.info("config reloaded from %s", self.config_path)
+        self._log_unusable()
         return True
+
+    def _cannot_run(self, project: Project, app: Dealsync) -> list[Problem]:
+        """Why the edited version cannot run where the version in use can: a partner
+        (new, or usable now) whose credentials are missing, and a new or changed
+        portal that does not answer the reload's probe (:mod:`connector.service.probe`,
+        bounded by ``service.reload_probe_seconds``). A connection that cannot run in
+        the version in use for the same reason does not refuse an unrelated edit."""
+        file = str(self.config_path)
+        where = f".env next to {self.config_path.name} (read again on every reload)"
+        problems: list[Problem] = []
+        before = self.unusable_connections()
+        in_use = {p.id: p for p in self.project.config.partners}
+        probe_seconds = project.config.service.reload_probe_seconds
+        to_probe: list[tuple[str, str, Callable[[], CRMAdapter], str]] = []
+        for i, partner in enumerate(project.config.partners):
+            reason = app.unusable(partner.id)
+            if reason is not None:
+                if before.get(partner.id) != reason:
+                    problems.append(
+                        Problem(
+                            file,
+                            None,
+                            f"partners[{i}]",
+                            f"partner {partner.id!r} cannot run: {reason}",
+                            f"set the variable in {where} or in the service's environment "
+                            "and restart; until then the last valid version stays in use",
+                        )
+                    )
+                continue
+            old = in_use.get(partner.id)
+            if old is None or (old.adapter, old.settings) != (partner.adapter, partner.settings):
+                to_probe.append(
+                    (
+                        f"partners[{i}]",
+                        f"partner {partner.id!r}",
+                        functools.partial(app.partner_crm, partner.id),
+                        "partner",
+                    )
+                )
+        old_vendor, vendor = self.project.config.vendor, project.config.vendor
+        if (old_vendor.adapter, old_vendor.settings) != (vendor.adapter, vendor.settings):
+            to_probe.append(("vendor", f"vendor portal {vendor.name!r}", app.vendor, "vendor"))
+        if probe_seconds <= 0:
+            return problems
+        for path, what, make, side in to_probe:
+            objects = [
+                m.vendor_object if side == "vendor" else m.partner_object for m in project.mappings
+            ]
+            reason = probe(make, objects[0] if objects else "deals", probe_seconds)
+            if reason is not None:
+                problems.append(
+                    Problem(
+                        file,
+                        None,
+                        path,
+                        f"{what} {reason}",
+                        "check its host and token (`dealsync check --online` shows what the "
+                        "portal answers); the last valid version stays in use",
+                    )
+                )
+        return problems
 
     def _refuse(self, problems: list[Problem], files: list[Path]) -> None:
         """Keep the version in use and show why the edit was refused (capped list)."""

@@ -96,6 +96,8 @@ def serve(
         f"on http://{host}:{port} (admin page: /admin)",
         err=True,
     )
+    for partner, reason in service.unusable_connections().items():  # the others run
+        echo(f"connection {partner} cannot run: {reason}", err=True)
     try:
         uvicorn.run(build_app(service), host=host, port=port, log_level="info")
     finally:
@@ -110,6 +112,8 @@ def build_app(service: Service) -> Starlette:
                 "connections": len(service.project.config.partners),
                 "config_valid": service.reload.valid,
                 "config_problems": service.reload.problems,
+                # connections of the version in use that cannot run (the others do)
+                "connections_unusable": service.unusable_connections(),
             }
         )
 
@@ -125,6 +129,14 @@ def build_app(service: Service) -> Starlette:
         if partner != caller or not service.has_partner(partner):
             service.metrics.inc("dealsync_triggers", caller, "forbidden")
             return _error(403, "this token may only trigger its own partner's connection")
+        reason = service.not_started(partner, "partner")
+        if reason is not None:
+            service.metrics.inc("dealsync_triggers", partner, "unusable")
+            return _error(
+                503,
+                f"this connection cannot run: {reason}; the vendor's admin must fix it, "
+                "then trigger again",
+            )
         wait = service.trigger_limiter.check(partner)
         if wait:
             service.metrics.inc("dealsync_triggers", partner, "rate_limited")
@@ -247,6 +259,11 @@ def build_app(service: Service) -> Starlette:
                 portal,
             )
         invalid = len(payload) - len(events)
+        unusable = {
+            c: reason
+            for c in sorted(routing.connections)
+            if (reason := service.unusable(c)) is not None
+        }
         service.metrics.inc("dealsync_webhook_deliveries", "accepted")
         for outcome, n in (
             ("processed", routing.processed),
@@ -263,7 +280,10 @@ def build_app(service: Service) -> Starlette:
                 "ignored": routing.ignored,
                 "invalid": invalid,
                 "ignored_portals": sorted(routing.unknown_portals),
-                "scheduled": sorted(routing.connections),
+                "scheduled": sorted(c for c in routing.connections if c not in unusable),
+                # recorded, but no pass started: these connections cannot run (why);
+                # their re-reads wait for the first pass once they can
+                "not_started": unusable,
             }
         )
 

@@ -45,6 +45,10 @@ _COUNTERS: dict[tuple[str, ...], dict[str, str]] = {
         "(client limiter and Retry-After), by portal.",
     },
     ("partner", "result"): {"dealsync_triggers": "Partner sync triggers, by partner and result."},
+    ("connection", "trigger"): {
+        "dealsync_passes_not_started": "Passes not started because the connection cannot "
+        "run (its credentials are missing), by connection and trigger."
+    },
     ("result",): {
         "dealsync_webhook_events": "HubSpot webhook events of accepted deliveries, by result "
         "(processed, duplicate, ignored, invalid).",
@@ -133,13 +137,22 @@ class _StateCollector(Collector):
             "1 while this process runs a pass of the connection.",
             labels=["connection"],
         )
+        usable = GaugeMetricFamily(
+            "dealsync_connection_usable",
+            "0 when the connection cannot run (its credentials are missing; /healthz "
+            "says why), 1 when it can.",
+            labels=["connection"],
+        )
+        unusable = svc.unusable_connections()
         for p in project.config.partners:
+            usable.add_metric([p.id], 0 if p.id in unusable else 1)
             conflicts.add_metric([p.id], len(store.conflicts(p.id)))
             failing.add_metric([p.id], len(store.failing_records(p.id)))
             running.add_metric([p.id], 1 if svc.runner.is_running(p.id) else 0)
         yield conflicts
         yield failing
         yield running
+        yield usable
         backlog = GaugeMetricFamily("dealsync_outbox_backlog", "E-mails queued, not yet sent.")
         backlog.add_metric([], svc.admin_app.outbox.backlog())
         yield backlog

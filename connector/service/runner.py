@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from connector.api import ConnectionUnusable
 from connector.engine.sync import PassResult
 from connector.state import StateStore
 from connector.state.store import LockHeld
@@ -121,6 +122,9 @@ class Runner:
             other = self.store.running_run(job.connection)
             job.run_id = other.id if other is not None else None
             log.info("pass of %s joined: another process holds the lock", job.connection)
+        except ConnectionUnusable as exc:  # its reason names what to set; no traceback
+            job.error = str(exc)
+            log.error("pass of %s not started: %s", job.connection, exc)
         except Exception as exc:  # a pass must never take the worker down
             job.error = f"{type(exc).__name__}: {exc}"
             log.exception("pass of %s failed to run", job.connection)

@@ -1,0 +1,120 @@
+"""One partner's missing token fails that connection only, through the CLI.
+
+Before, a partner whose token variable was not set made every command refuse the
+whole program ("missing env var ..."), so the other partners stopped syncing too. Now
+``sync --all`` syncs the good partners, reports the broken one naming the variable and
+exits non-zero; ``sync --connection good`` works; ``status`` shows the broken one's
+reason. The vendor's token is still required by every command (it is every
+connection's). The portals are sandbox HubSpot portals reached through the real
+``hubspot-api-client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from connector.cli import cli
+from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.world import write_project
+
+ENV = {
+    "ISO_VENDOR_TOKEN": "iso-vendor-token",
+    "ISO_ACME_TOKEN": "iso-acme-token",
+    "ISO_BETA_TOKEN": "iso-beta-token",
+}
+WITHOUT_BETA = {**ENV, "ISO_BETA_TOKEN": ""}
+
+CONFIG = """\
+version: 1
+state_url: sqlite:///state.db
+vendor:
+  name: vendor
+  adapter: hubspot
+  token_env: ISO_VENDOR_TOKEN
+  host: {url}
+partners:
+  - id: acme
+    name: Acme Agency
+    adapter: hubspot
+    token_env: ISO_ACME_TOKEN
+    host: {url}
+  - id: beta
+    name: Beta Partners
+    adapter: hubspot
+    token_env: ISO_BETA_TOKEN
+    host: {url}
+mappings: [mappings/shared_deals.yaml]
+rules: mappings/rules.yaml
+"""
+
+BETA_MISSING = "missing env var ISO_BETA_TOKEN for partners[1].token_env"
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[SandboxServer]:
+    specs = [
+        PortalSpec("vendor", ENV["ISO_VENDOR_TOKEN"]),
+        PortalSpec("acme", ENV["ISO_ACME_TOKEN"]),
+        PortalSpec("beta", ENV["ISO_BETA_TOKEN"]),
+    ]
+    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:
+        yield server
+
+
+@pytest.fixture
+def config(tmp_path: Path, srv: SandboxServer) -> Path:
+    path = write_project(tmp_path, CONFIG.format(url=srv.url))
+    installed = invoke(path, "setup", env=ENV)  # every token set: every portal set up
+    assert installed.exit_code == 0, installed.output
+    return path
+
+
+def invoke(config: Path, *args: str, env: dict[str, str] = WITHOUT_BETA) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], env=env)
+
+
+def test_sync_all_syncs_the_good_partner_and_names_the_missing_variable(config: Path) -> None:
+    result = invoke(config, "sync", "--all")
+    assert result.exit_code == 3, result.output  # not clean: one connection could not run
+    assert "acme: ok" in result.output
+    assert "beta: cannot run" in result.output
+    assert BETA_MISSING in result.output
+    assert "set it in the environment or .env" in result.output
+    assert result.output.count("Error:") == 1  # once, after the others were synced
+    runs = invoke(config, "runs")
+    assert runs.exit_code == 0, runs.output
+    assert " acme ok" in runs.output and " beta " not in runs.output  # beta never started
+
+
+def test_sync_of_the_good_connection_works_and_of_the_broken_one_says_why(config: Path) -> None:
+    good = invoke(config, "sync", "--connection", "acme")
+    assert good.exit_code == 0, good.output
+    assert "acme: ok" in good.output
+    broken = invoke(config, "sync", "--connection", "beta")
+    assert broken.exit_code == 3
+    assert f"Error: connection 'beta' cannot run: {BETA_MISSING}" in broken.output
+
+
+def test_sync_all_as_json_gives_the_broken_connection_status_unusable(config: Path) -> None:
+    result = invoke(config, "sync", "--all", "--json")
+    assert result.exit_code == 3
+    assert '"status": "unusable"' in result.output and BETA_MISSING in result.output
+    assert "Error: 1 connection(s) could not run (beta); the others were synced" in result.output
+
+
+def test_status_shows_the_broken_connections_reason(config: Path) -> None:
+    result = invoke(config, "status")
+    assert result.exit_code == 0, result.output
+    beta = result.output[result.output.index("beta (Beta Partners)") :]
+    assert f"cannot run: {BETA_MISSING}" in beta
+    assert "cannot run" not in result.output[: result.output.index("beta (Beta Partners)")]
+
+
+def test_the_vendors_missing_token_still_refuses_every_command(config: Path) -> None:
+    result = invoke(config, "sync", "--connection", "acme", env={**ENV, "ISO_VENDOR_TOKEN": ""})
+    assert result.exit_code == 3
+    assert "missing env var ISO_VENDOR_TOKEN for vendor.token_env" in result.output
