@@ -2,7 +2,10 @@
 
 ``Dealsync(project)`` owns the state store and one adapter per portal (the vendor
 portal's adapter is shared by every partner connection, so its rate limiter sees the
-whole program's traffic).
+whole program's traffic). Its commands are grouped by concern: the passes, setup and
+status here; e-mail in :mod:`connector.api.mail`; registrations, commissions, partner
+settings and tokens in :mod:`connector.api.program`; conflicts in
+:mod:`connector.api.conflicts`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from typing import Any
 from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import Naming
 from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
+from connector.api.conflicts import ConflictCommands
+from connector.api.errors import UNUSABLE as UNUSABLE
+from connector.api.errors import ConnectionUnusable as ConnectionUnusable
+from connector.api.errors import DealsyncError as DealsyncError
+from connector.api.errors import DeliveryBusy as DeliveryBusy
+from connector.api.mail import MailCommands
+from connector.api.program import ProgramCommands
+from connector.api.program import register_lead as register_lead
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project
@@ -27,65 +38,26 @@ from connector.config.check import errors_of as errors_of
 from connector.config.check import missing_credentials, partner_token_env
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
-from connector.engine.hooks import Hook, PassContext
+from connector.engine.hooks import Hook
 from connector.engine.plan import Associate as Associate  # the CLI prints them
 from connector.engine.plan import Plan
 from connector.engine.plan import Update as Update  # resync prints what it wrote
-from connector.engine.reconcile import FieldPlan
 from connector.engine.run import EXIT_FAILED as EXIT_FAILED  # the CLI's exit codes
 from connector.engine.run import EXIT_FATAL as EXIT_FATAL
 from connector.engine.sync import (
     PassResult,
     Progress,
-    apply_update,
     required_properties,
     run_pass,
 )
-from connector.engine.values import ValueError_, canonical
-from connector.mail.outbox import Delivery, Outbox, OutboxBusy
-from connector.mail.transport import Transport, transport_from_env
-from connector.program.decide import Person, Submission
 from connector.records import PropertySpec, Side, utcnow
 from connector.state import StateStore
-from connector.state.leads import set_subscription
-from connector.state.outbox import OutboxError
-from connector.state.registry import Registry
 from connector.state.store import LockHeld as LockHeld  # the CLI reports it as an error line
 from connector.state.tables import (
-    Commission,
-    ConflictRow,
     MappingVersion,
-    OutboxMessage,
-    PartnerSubscription,
-    Registration,
     Run,
     RunRecord,
 )
-from connector.state.tokens import TokenInfo, parse_expiry
-
-
-class DealsyncError(Exception):
-    """A problem the user must fix; the CLI prints it as one line and exits 3."""
-
-
-class ConnectionUnusable(DealsyncError):
-    """One partner's connection cannot run with this environment (its token variable
-    is not set, say): that connection fails, the others run. The message names the
-    variable and says what to do."""
-
-    def __init__(self, connection: str, reason: str) -> None:
-        super().__init__(f"connection {connection!r} cannot run: {reason}")
-        self.connection, self.reason = connection, reason
-
-
-UNUSABLE = "unusable"
-"""The :attr:`PassResult.status` of a connection :meth:`Dealsync.sync_all` could not
-run (no run is recorded; :attr:`PassResult.error` says why)."""
-
-
-class DeliveryBusy(DealsyncError):
-    """Another process is delivering the outbox (``outbox send`` says so, exit 3)."""
-
 
 log = logging.getLogger("dealsync.api")
 
@@ -157,7 +129,7 @@ class ConnectionStatus:
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
-class Dealsync:
+class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(
@@ -324,63 +296,6 @@ class Dealsync:
             self._deliver_after_pass(now, crash_at)
         return result
 
-    def _deliver_after_pass(
-        self, now: datetime | None, crash_at: Callable[[str], None] | None
-    ) -> None:
-        """A pass delivers what is due, unless another delivery is running (it sends
-        the same due messages; sending them here too would send them twice)."""
-        try:
-            self.send_outbox(now=now, crash_at=crash_at)
-        except DeliveryBusy:
-            log.info("outbox not delivered after this pass: another delivery is running")
-
-    def transport(self) -> Transport | None:
-        """The configured mail transport (``DEALSYNC_MAIL_SINK`` or ``DEALSYNC_SMTP_*``)."""
-        try:
-            return transport_from_env(self.env)
-        except ValueError as exc:
-            raise DealsyncError(str(exc)) from None
-
-    @property
-    def outbox(self) -> Outbox:
-        return Outbox(self.store, sender=self.env.get("DEALSYNC_MAIL_FROM") or "dealsync@localhost")
-
-    def send_outbox(
-        self, now: datetime | None = None, crash_at: Callable[[str], None] | None = None
-    ) -> list[Delivery]:
-        transport = self.transport()
-        if transport is None:
-            raise DealsyncError(
-                "no mail transport configured: set DEALSYNC_SMTP_HOST (and DEALSYNC_SMTP_PORT, "
-                "DEALSYNC_SMTP_SECURITY, DEALSYNC_SMTP_USER, DEALSYNC_SMTP_PASSWORD) or DEALSYNC_MAIL_SINK"
-            )
-        try:
-            return self.outbox.deliver(transport, now=now, crash_at=crash_at)
-        except OutboxBusy as exc:
-            raise DeliveryBusy(f"{exc}; try again when it is done") from None
-
-    def release_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
-        """Let a held e-mail go: queued, sent by the next delivery (audited in its row)."""
-        try:
-            return self.outbox.release(message_id, by=by)
-        except OutboxError as exc:
-            raise DealsyncError(str(exc)) from None
-
-    def cancel_email(self, message_id: int, *, by: str = "cli") -> OutboxMessage:
-        """Never send this e-mail (held, queued or failed); the row stays, audited."""
-        try:
-            return self.outbox.cancel(message_id, by=by)
-        except OutboxError as exc:
-            raise DealsyncError(str(exc)) from None
-
-    def settle_email(self, message_id: int, action: str, *, by: str) -> OutboxMessage:
-        """``release`` or ``cancel`` an e-mail: the admin page's and the CLI's one call."""
-        if action == "release":
-            return self.release_email(message_id, by=by)
-        if action == "cancel":
-            return self.cancel_email(message_id, by=by)
-        raise DealsyncError(f"{action!r}: an e-mail is released or cancelled")
-
     def resync(
         self,
         obj: str,
@@ -456,22 +371,7 @@ class Dealsync:
                 )
         return results
 
-    @property
-    def registry(self) -> Registry:
-        return self.store.registry
-
     # ------------------------------------------------------------------ reading the state
-
-    def conflicts(
-        self, connection: str | None = None, *, open_only: bool = True
-    ) -> list[ConflictRow]:
-        return self.store.conflicts(connection, "open" if open_only else None)
-
-    def conflict(self, conflict_id: int) -> ConflictRow:
-        row = self.store.conflict(conflict_id)
-        if row is None:
-            raise DealsyncError(f"no conflict #{conflict_id}")
-        return row
 
     def mapping_history(self, connection: str | None = None) -> list[MappingVersion]:
         """The mapping versions each connection synced with, oldest first: when each
@@ -497,60 +397,6 @@ class Dealsync:
         if run is None:
             raise DealsyncError(f"no run #{run_id}")
         return run, self.store.run_records(run_id, "failed" if failed_only else None)
-
-    def registrations(
-        self, partner: str | None = None, status: str | None = None, kind: str | None = None
-    ) -> list[Registration]:
-        return self.store.registry.registrations(partner, status, kind)
-
-    def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
-        return self.store.registry.commissions(partner, kind)
-
-    def emails(self, status: str | None = None, kind: str | None = None) -> list[OutboxMessage]:
-        return self.store.outbox.messages(status, kind)
-
-    def email(self, message_id: int) -> OutboxMessage:
-        row = self.store.outbox.get(message_id)
-        if row is None:
-            raise DealsyncError(f"no outbox message #{message_id}")
-        return row
-
-    def retry_emails(self, ids: Sequence[int] = ()) -> int:
-        """Queue failed e-mails again (all of them, or these ids); how many were."""
-        return self.store.outbox.retry(list(ids) or None)
-
-    # ------------------------------------------------------------------ partner settings
-
-    def set_notifications(
-        self, partner: str, email: str | None, enabled: bool
-    ) -> PartnerSubscription:
-        """Subscribe a partner to lead notifications, or unsubscribe it."""
-        cfg = self.partner(partner)
-        try:
-            return set_subscription(self.store, partner, email, enabled, default=cfg.notify_email)
-        except ValueError as exc:
-            raise DealsyncError(str(exc)) from None
-
-    def create_token(
-        self, partner: str, label: str = "", *, expires: str | None = None
-    ) -> tuple[TokenInfo, str]:
-        """A new API token for a partner (``expires``: 90d, 12h or an ISO date); the
-        token itself is returned once and stored only as a hash."""
-        self.partner(partner)
-        try:
-            expires_at = parse_expiry(expires) if expires is not None else None
-        except ValueError as exc:
-            raise DealsyncError(str(exc)) from None
-        return self.store.tokens.create(partner, label, expires_at=expires_at)
-
-    def tokens(self, partner: str | None = None) -> list[TokenInfo]:
-        return self.store.tokens.list(partner)
-
-    def revoke_token(self, partner: str, token_id: int) -> TokenInfo:
-        info = self.store.tokens.revoke(token_id, partner)
-        if info is None:
-            raise DealsyncError(f"no token #{token_id} for partner {partner!r}")
-        return info
 
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
@@ -591,82 +437,6 @@ class Dealsync:
             )
         return out
 
-    def resolve_conflict(
-        self, conflict_id: int, *, take: Side | None = None, value: str | None = None
-    ) -> ConflictRow:
-        """Settle a manual conflict now: write the chosen value to the side(s) that
-        lack it and move the base, so the next pass sees agreement.
-
-        ``take`` keeps one side's *current* value; ``value`` sets both sides to a
-        value given in the partner's terms (mapped through the field's value_map).
-        """
-        if (take is None) == (value is None):
-            raise DealsyncError("give exactly one of --take partner|vendor or --value VALUE")
-        row = self.store.conflict(conflict_id)
-        if row is None:
-            raise DealsyncError(f"no conflict #{conflict_id}")
-        if row.status != "open":
-            raise DealsyncError(f"conflict #{conflict_id} is already {row.status}")
-        mapping = self.project.object(row.object)
-        compiled = FieldPlan(mapping)
-        fm = next(((f, m) for f, m in compiled.fields if f.key == row.field), None)
-        if fm is None:
-            raise DealsyncError(f"field {row.field} is no longer in mapping {mapping.name}")
-        field, mapper = fm
-        partner_crm, vendor_crm = self.partner_crm(row.connection), self.vendor()
-        p_rec = partner_crm.read(mapping.partner_object, [row.partner_id], [field.partner]).get(
-            row.partner_id
-        )
-        v_rec = vendor_crm.read(mapping.vendor_object, [row.vendor_id], [field.vendor]).get(
-            row.vendor_id
-        )
-        if p_rec is None or v_rec is None:
-            raise DealsyncError("one of the two records no longer exists; run a sync first")
-        try:
-            p_now = canonical(field.transform, p_rec.properties.get(field.partner))
-            v_now = canonical(field.transform, v_rec.properties.get(field.vendor))
-            if take == "partner":
-                p_val, v_val = p_now, mapper.to_vendor(p_now)
-            elif take == "vendor":
-                p_val, v_val = mapper.to_partner(v_now), v_now
-            else:
-                p_val = canonical(field.transform, value)
-                v_val = mapper.to_vendor(p_val)
-        except ValueError_ as exc:
-            raise DealsyncError(f"cannot resolve: {exc}") from None
-        link = self.store.link(row.link_id)
-        base: dict[str, Any] = dict(link.base) if link is not None else {}
-        base[row.field] = [p_val, v_val]
-        how = f"took {take}" if take else f"set to {value!r}"
-        update = Update(
-            mapping.name,
-            row.link_id,
-            row.partner_id,
-            row.vendor_id,
-            {field.partner: p_val or ""} if p_val != p_now else {},
-            {field.vendor: v_val or ""} if v_val != v_now else {},
-            base,
-            (f"conflict #{conflict_id} resolved: {how}",),
-        )
-        ctx = PassContext(
-            partner=self.partner(row.connection),
-            partner_crm=partner_crm,
-            vendor_crm=vendor_crm,
-            store=self.store,
-            now=utcnow(),
-            dry_run=False,
-            run_id=None,
-        )
-        # the open conflicts of the pair (this one too) stay as they are: this one is
-        # closed below with how it was resolved, the others wait for their own turn
-        errors = apply_update(ctx, mapping, update, keep_open=base)
-        if errors:
-            raise DealsyncError(f"cannot resolve: {errors[0].message}")
-        self.store.close_conflict(conflict_id, how)
-        resolved = self.store.conflict(conflict_id)
-        assert resolved is not None
-        return resolved
-
 
 def check_config(config: str | Path | None, *, online: bool = False) -> list[Problem]:
     """Every problem of the project at ``config`` (errors, warnings, notes), in reading
@@ -686,68 +456,3 @@ def check_config(config: str | Path | None, *, online: bool = False) -> list[Pro
         return problems + app.check_online(config_path_from(config))
     finally:
         app.close()
-
-
-def register_lead(
-    app: Dealsync,
-    *,
-    partner: str,
-    domain: str,
-    first: str,
-    last: str,
-    email: str,
-    company: str | None = None,
-    country: str | None = None,
-    now: datetime | None = None,
-) -> Registration:
-    """Submit a lead on a partner's behalf (``dealsync register lead``): the same checks
-    as a lead flagged in the partner's CRM; an accepted lead's company and contact are
-    written to the vendor CRM at once."""
-    from connector.engine.hooks import PassContext
-    from connector.hooks.registration_crm import decide_submissions, write_vendor_ownership
-
-    cfg = app.partner(partner)
-    moment = now or utcnow()
-    sub = Submission(
-        partner=partner,
-        kind="lead",
-        partner_object="cli",
-        partner_record_id=f"cli:{email.strip().lower()}",
-        domain_text=domain,
-        company_name=company or domain,
-        contacts=(
-            Person(
-                email=email.strip(),
-                first_name=first.strip(),
-                last_name=last.strip(),
-                country=country,
-            ),
-        ),
-    )
-    ctx = PassContext(
-        partner=cfg,
-        partner_crm=app.vendor(),
-        vendor_crm=app.vendor(),
-        store=app.store,
-        now=moment,
-        dry_run=False,
-        run_id=None,
-    )
-    registry = app.registry
-    existing = registry.find(partner, "lead", sub.partner_record_id)
-    if existing is not None and existing.status == "accepted":
-        return existing
-    [(_, decision)] = decide_submissions(ctx, registry, app.project.rules, [sub])
-    reg = registry.record(sub, decision, now=moment)
-    company_mapping = next(
-        (m for m in app.project.mappings if m.partner_object == "companies"), None
-    )
-    contact_mapping = next(
-        (m for m in app.project.mappings if m.partner_object == "contacts"), None
-    )
-    write_vendor_ownership(ctx, registry, app.project.rules, company_mapping, contact_mapping)
-    assert reg.id is not None
-    registry.mark([reg.id], written_back=True)
-    final = registry.get(reg.id)
-    assert final is not None
-    return final

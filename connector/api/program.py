@@ -1,0 +1,148 @@
+"""The API's partner-program commands: registrations, commissions, a partner's
+notification settings and API tokens, and registering a lead by hand (mixed into
+:class:`connector.api.Dealsync`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from connector.api.errors import DealsyncError
+from connector.program.decide import Person, Submission
+from connector.records import utcnow
+from connector.state.leads import set_subscription
+from connector.state.registry import Registry
+from connector.state.tables import Commission, PartnerSubscription, Registration
+from connector.state.tokens import TokenInfo, parse_expiry
+
+if TYPE_CHECKING:
+    from connector.adapters.base import CRMAdapter
+    from connector.api import Dealsync
+    from connector.config import Project
+    from connector.config.models import PartnerConfig
+    from connector.state import StateStore
+
+
+class ProgramCommands:
+    """The registry, commissions, notification settings and tokens."""
+
+    if TYPE_CHECKING:  # provided by :class:`connector.api.Dealsync`
+        env: dict[str, str]
+        project: Project
+
+        @property
+        def store(self) -> StateStore: ...
+
+        def partner(self, partner_id: str) -> PartnerConfig: ...
+
+        def partner_crm(self, partner_id: str) -> CRMAdapter: ...
+
+        def vendor(self) -> CRMAdapter: ...
+
+    @property
+    def registry(self) -> Registry:
+        return self.store.registry
+
+    def registrations(
+        self, partner: str | None = None, status: str | None = None, kind: str | None = None
+    ) -> list[Registration]:
+        return self.store.registry.registrations(partner, status, kind)
+
+    def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
+        return self.store.registry.commissions(partner, kind)
+
+    def set_notifications(
+        self, partner: str, email: str | None, enabled: bool
+    ) -> PartnerSubscription:
+        """Subscribe a partner to lead notifications, or unsubscribe it."""
+        cfg = self.partner(partner)
+        try:
+            return set_subscription(self.store, partner, email, enabled, default=cfg.notify_email)
+        except ValueError as exc:
+            raise DealsyncError(str(exc)) from None
+
+    def create_token(
+        self, partner: str, label: str = "", *, expires: str | None = None
+    ) -> tuple[TokenInfo, str]:
+        """A new API token for a partner (``expires``: 90d, 12h or an ISO date); the
+        token itself is returned once and stored only as a hash."""
+        self.partner(partner)
+        try:
+            expires_at = parse_expiry(expires) if expires is not None else None
+        except ValueError as exc:
+            raise DealsyncError(str(exc)) from None
+        return self.store.tokens.create(partner, label, expires_at=expires_at)
+
+    def tokens(self, partner: str | None = None) -> list[TokenInfo]:
+        return self.store.tokens.list(partner)
+
+    def revoke_token(self, partner: str, token_id: int) -> TokenInfo:
+        info = self.store.tokens.revoke(token_id, partner)
+        if info is None:
+            raise DealsyncError(f"no token #{token_id} for partner {partner!r}")
+        return info
+
+
+def register_lead(
+    app: Dealsync,
+    *,
+    partner: str,
+    domain: str,
+    first: str,
+    last: str,
+    email: str,
+    company: str | None = None,
+    country: str | None = None,
+    now: datetime | None = None,
+) -> Registration:
+    """Submit a lead on a partner's behalf (``dealsync register lead``): the same checks
+    as a lead flagged in the partner's CRM; an accepted lead's company and contact are
+    written to the vendor CRM at once."""
+    from connector.engine.hooks import PassContext
+    from connector.hooks.registration_crm import decide_submissions, write_vendor_ownership
+
+    cfg = app.partner(partner)
+    moment = now or utcnow()
+    sub = Submission(
+        partner=partner,
+        kind="lead",
+        partner_object="cli",
+        partner_record_id=f"cli:{email.strip().lower()}",
+        domain_text=domain,
+        company_name=company or domain,
+        contacts=(
+            Person(
+                email=email.strip(),
+                first_name=first.strip(),
+                last_name=last.strip(),
+                country=country,
+            ),
+        ),
+    )
+    ctx = PassContext(
+        partner=cfg,
+        partner_crm=app.vendor(),
+        vendor_crm=app.vendor(),
+        store=app.store,
+        now=moment,
+        dry_run=False,
+        run_id=None,
+    )
+    registry = app.registry
+    existing = registry.find(partner, "lead", sub.partner_record_id)
+    if existing is not None and existing.status == "accepted":
+        return existing
+    [(_, decision)] = decide_submissions(ctx, registry, app.project.rules, [sub])
+    reg = registry.record(sub, decision, now=moment)
+    company_mapping = next(
+        (m for m in app.project.mappings if m.partner_object == "companies"), None
+    )
+    contact_mapping = next(
+        (m for m in app.project.mappings if m.partner_object == "contacts"), None
+    )
+    write_vendor_ownership(ctx, registry, app.project.rules, company_mapping, contact_mapping)
+    assert reg.id is not None
+    registry.mark([reg.id], written_back=True)
+    final = registry.get(reg.id)
+    assert final is not None
+    return final
