@@ -3,9 +3,10 @@ engine's own update path (mixed into :class:`connector.api.Dealsync`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.api.errors import DealsyncError
+from connector.api.host import Host
 from connector.engine.hooks import PassContext
 from connector.engine.plan import Update
 from connector.engine.reconcile import FieldPlan
@@ -14,28 +15,9 @@ from connector.engine.values import ValueError_, canonical
 from connector.records import Side, utcnow
 from connector.state.tables import ConflictRow
 
-if TYPE_CHECKING:
-    from connector.adapters.base import CRMAdapter
-    from connector.config import Project
-    from connector.config.models import PartnerConfig
-    from connector.state import StateStore
 
-
-class ConflictCommands:
+class ConflictCommands(Host):
     """Conflicts: listing them and settling one now."""
-
-    if TYPE_CHECKING:  # provided by :class:`connector.api.Dealsync`
-        env: dict[str, str]
-        project: Project
-
-        @property
-        def store(self) -> StateStore: ...
-
-        def partner(self, partner_id: str) -> PartnerConfig: ...
-
-        def partner_crm(self, partner_id: str) -> CRMAdapter: ...
-
-        def vendor(self) -> CRMAdapter: ...
 
     def conflicts(
         self, connection: str | None = None, *, open_only: bool = True

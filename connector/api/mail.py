@@ -6,38 +6,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from connector.api.errors import DealsyncError, DeliveryBusy
+from connector.api.host import Host
 from connector.mail.outbox import Delivery, Outbox, OutboxBusy
 from connector.mail.transport import Transport, transport_from_env
 from connector.state.outbox import OutboxError
 from connector.state.tables import OutboxMessage
 
-if TYPE_CHECKING:
-    from connector.adapters.base import CRMAdapter
-    from connector.config import Project
-    from connector.config.models import PartnerConfig
-    from connector.state import StateStore
-
 log = logging.getLogger("dealsync.api")
 
 
-class MailCommands:
+class MailCommands(Host):
     """Outbox delivery, listing, release, cancel and retry."""
-
-    if TYPE_CHECKING:  # provided by :class:`connector.api.Dealsync`
-        env: dict[str, str]
-        project: Project
-
-        @property
-        def store(self) -> StateStore: ...
-
-        def partner(self, partner_id: str) -> PartnerConfig: ...
-
-        def partner_crm(self, partner_id: str) -> CRMAdapter: ...
-
-        def vendor(self) -> CRMAdapter: ...
 
     def _deliver_after_pass(
         self, now: datetime | None, crash_at: Callable[[str], None] | None

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from connector.api.errors import DealsyncError
+from connector.api.host import Host
 from connector.program.decide import Person, Submission
 from connector.records import utcnow
 from connector.state.leads import set_subscription
@@ -16,28 +17,11 @@ from connector.state.tables import Commission, PartnerSubscription, Registration
 from connector.state.tokens import TokenInfo, parse_expiry
 
 if TYPE_CHECKING:
-    from connector.adapters.base import CRMAdapter
     from connector.api import Dealsync
-    from connector.config import Project
-    from connector.config.models import PartnerConfig
-    from connector.state import StateStore
 
 
-class ProgramCommands:
+class ProgramCommands(Host):
     """The registry, commissions, notification settings and tokens."""
-
-    if TYPE_CHECKING:  # provided by :class:`connector.api.Dealsync`
-        env: dict[str, str]
-        project: Project
-
-        @property
-        def store(self) -> StateStore: ...
-
-        def partner(self, partner_id: str) -> PartnerConfig: ...
-
-        def partner_crm(self, partner_id: str) -> CRMAdapter: ...
-
-        def vendor(self) -> CRMAdapter: ...
 
     @property
     def registry(self) -> Registry:

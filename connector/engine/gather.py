@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from connector.config.models import ObjectMapping
@@ -75,12 +75,19 @@ def add_conflicted(
     read_by_id(sp, mapping, per_side, want)
 
 
-def read_by_id(
-    sp: SyncPass,
-    mapping: ObjectMapping,
-    per_side: dict[Side, dict[str, Record]],
-    want: dict[Side, set[str]],
-) -> None:
+PerSide = dict[Side, dict[str, Record]]
+"""A pass's records of one object: side → id → record."""
+Wanted = dict[Side, set[str]]
+"""Ids to read, per side."""
+
+
+def pair_ids(pairs: Iterable[tuple[str, str]]) -> Wanted:
+    """Both ids of each linked (partner id, vendor id) pair, per side."""
+    pairs = list(pairs)
+    return {"partner": {p for p, _ in pairs}, "vendor": {v for _, v in pairs}}
+
+
+def read_by_id(sp: SyncPass, mapping: ObjectMapping, per_side: PerSide, want: Wanted) -> None:
     """Read records by id into this pass's records. A linked record that no longer
     exists (archived or deleted outside the detection window) comes back as an
     archived marker, so reconcile applies the delete policy instead of writing to
@@ -245,12 +252,7 @@ def linked_pages(sp: SyncPass, mapping: ObjectMapping) -> Iterator[list[tuple[st
         yield [(p, v) for _, p, v in page]
 
 
-def read_fresh(
-    sp: SyncPass,
-    mapping: ObjectMapping,
-    per_side: dict[Side, dict[str, Record]],
-    want: dict[Side, set[str]],
-) -> None:
+def read_fresh(sp: SyncPass, mapping: ObjectMapping, per_side: PerSide, want: Wanted) -> None:
     """:func:`read_by_id`, the records marked as read by id in this pass, so
     :func:`fresh_linked` does not read them a second time (a full pass on HubSpot
     would otherwise read every linked record twice)."""
@@ -268,12 +270,7 @@ def add_linked(
     linked pair is reconciled from both sides' current values, not from the base."""
     for page in linked_pages(sp, mapping):
         sp.counts["full_checked"] += len(page)
-        read_fresh(
-            sp,
-            mapping,
-            per_side,
-            {"partner": {p for p, _ in page}, "vendor": {v for _, v in page}},
-        )
+        read_fresh(sp, mapping, per_side, pair_ids(page))
 
 
 def add_counterparts(

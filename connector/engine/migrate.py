@@ -270,12 +270,7 @@ def _backfill(
         for i in range(0, len(pairs), size):
             batch = pairs[i : i + size]
             per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
-            gather.read_by_id(
-                sp,
-                mapping,
-                per,
-                {"partner": {p for p, _ in batch}, "vendor": {v for _, v in batch}},
-            )
+            gather.read_by_id(sp, mapping, per, gather.pair_ids(batch))
             sp._process(mapping, per["partner"], per["vendor"], set())
             sp.counts["migrated"] += len(batch)
     finally:

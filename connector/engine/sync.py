@@ -411,12 +411,7 @@ class SyncPass:
             if not todo:
                 continue
             per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
-            gather.read_fresh(
-                self,
-                mapping,
-                per,
-                {"partner": {p for p, _ in todo}, "vendor": {v for _, v in todo}},
-            )
+            gather.read_fresh(self, mapping, per, gather.pair_ids(todo))
             self._sub_pass(st, per["partner"], per["vendor"])
 
     def _run_only(self, order: list[ObjectMapping]) -> None:
