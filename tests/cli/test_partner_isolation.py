@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from connector.cli import cli
 from connector.sandbox import PortalSpec, SandboxServer
-from connector.testing.world import write_project
+from connector.testing.world import HubSpotPortals, project_yaml, write_project
 
 ENV = {
     "ISO_VENDOR_TOKEN": "iso-vendor-token",
@@ -28,28 +28,7 @@ ENV = {
 }
 WITHOUT_BETA = {**ENV, "ISO_BETA_TOKEN": ""}
 
-CONFIG = """\
-version: 1
-state_url: sqlite:///state.db
-vendor:
-  name: vendor
-  adapter: hubspot
-  token_env: ISO_VENDOR_TOKEN
-  host: {url}
-partners:
-  - id: acme
-    name: Acme Agency
-    adapter: hubspot
-    token_env: ISO_ACME_TOKEN
-    host: {url}
-  - id: beta
-    name: Beta Partners
-    adapter: hubspot
-    token_env: ISO_BETA_TOKEN
-    host: {url}
-mappings: [mappings/shared_deals.yaml]
-rules: mappings/rules.yaml
-"""
+TOKEN_ENV = {"vendor": "ISO_VENDOR_TOKEN", "acme": "ISO_ACME_TOKEN", "beta": "ISO_BETA_TOKEN"}
 
 BETA_MISSING = "missing env var ISO_BETA_TOKEN for partners[1].token_env"
 
@@ -67,7 +46,9 @@ def srv() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def config(tmp_path: Path, srv: SandboxServer) -> Path:
-    path = write_project(tmp_path, CONFIG.format(url=srv.url))
+    path = write_project(
+        tmp_path, project_yaml(("acme", "beta"), hubspot=HubSpotPortals(srv.url, TOKEN_ENV))
+    )
     installed = invoke(path, "setup", env=ENV)  # every token set: every portal set up
     assert installed.exit_code == 0, installed.output
     return path
