@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.adapters.base import CRMAdapter
+from connector.adapters.base import AdapterError, CRMAdapter
 from connector.adapters.naming import Naming
 from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.api.conflicts import ConflictCommands
@@ -37,6 +37,7 @@ from connector.config import shown as shown
 from connector.config.check import errors_of as errors_of
 from connector.config.check import missing_credentials, partner_token_env
 from connector.config.models import PartnerConfig, PortalConfig
+from connector.config.online import OnlineCheck, config_problem
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook
 from connector.engine.plan import Associate as Associate  # the CLI prints them
@@ -129,6 +130,36 @@ class ConnectionStatus:
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
+def credentials_of(portal: PortalConfig) -> str:
+    """Where a portal's secrets and address come from, for messages: the token's
+    variable and the host (never the token itself), as far as its kind has them."""
+    try:
+        settings = portal.settings
+    except Exception:  # the loader refused the file already
+        return ""
+    parts = []
+    if token_env := getattr(settings, "token_env", None):
+        parts.append(f"token from {token_env}")
+    if host := getattr(settings, "host", None):
+        parts.append(f"host {host}")
+    return ", ".join(parts)
+
+
+@dataclass
+class SetupReport:
+    """What ``dealsync setup`` did per portal ("vendor" or the partner's id): the
+    properties it created, the portals it could not set up (with why and what to do;
+    the others were set up), and the online check's problems afterwards."""
+
+    installed: dict[str, list[str]]
+    failed: dict[str, str]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not errors_of(self.problems)
+
+
 class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
     """One configured program: its state store, its portals, its connections."""
 
@@ -216,13 +247,32 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
 
     # ------------------------------------------------------------------ commands
 
-    def _needed_properties(self) -> list[tuple[str, Side, CRMAdapter, list[PropertySpec]]]:
+    def _usable_partners(self) -> tuple[dict[str, CRMAdapter], dict[str, str]]:
+        """Every partner's adapter that can be built, and why each other one cannot
+        (its credentials, named): ``setup`` and ``check --online`` go on without it."""
+        usable: dict[str, CRMAdapter] = {}
+        broken: dict[str, str] = {}
+        for p in self.project.config.partners:
+            try:
+                usable[p.id] = self.partner_crm(p.id)
+            except ConnectionUnusable as exc:
+                broken[p.id] = exc.reason
+            except DealsyncError as exc:
+                broken[p.id] = str(exc)
+        return usable, broken
+
+    def _needed_properties(
+        self, partners: Mapping[str, CRMAdapter] | None = None
+    ) -> list[tuple[str, Side, CRMAdapter, list[PropertySpec]]]:
         """Per portal (key, side, adapter): the custom properties the engine (its
         markers as this CRM spells them) and the hooks need there. The hooks are asked
         per partner, with that pair's names: a partner's specs go to its portal, the
-        vendor's to the vendor's."""
+        vendor's to the vendor's. ``partners``: only these (default: every partner's,
+        raising :class:`ConnectionUnusable` for one that cannot run)."""
         portals: list[tuple[str, Side, CRMAdapter]] = [("vendor", "vendor", self.vendor())]
-        portals += [(p.id, "partner", self.partner_crm(p.id)) for p in self.project.config.partners]
+        if partners is None:
+            partners = {p.id: self.partner_crm(p.id) for p in self.project.config.partners}
+        portals += [(pid, "partner", crm) for pid, crm in partners.items()]
         extra: dict[str, list[PropertySpec]] = {key: [] for key, _, _ in portals}
         for key, _, crm in portals[1:]:
             names: dict[Side, Naming] = {"vendor": self.vendor().naming, "partner": crm.naming}
@@ -244,19 +294,95 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
             key: crm.ensure_properties(needed) for key, _, crm, needed in self._needed_properties()
         }
 
+    def setup_checked(self, config_file: str | Path | None = None) -> SetupReport:
+        """``dealsync setup``: install the custom properties in every portal that can
+        be reached, then run the online check (:meth:`online_check`) against them —
+        dealsync's own properties are there now, so a missing one is an error. A
+        portal that cannot be set up (a partner's token variable not set, a token the
+        portal refuses, a host that does not answer) is reported with its variable
+        and host and what to do; the others are still set up and checked."""
+        partners, broken = self._usable_partners()
+        failed = {
+            pid: f"{reason}; then run `dealsync setup` again" for pid, reason in broken.items()
+        }
+        installed: dict[str, list[str]] = {}
+        names = {p.id: p for p in self.project.config.partners}
+        for key, _, crm, needed in self._needed_properties(partners):
+            try:
+                installed[key] = crm.ensure_properties(needed)
+            except (AdapterError, DealsyncError) as exc:
+                portal = self.project.config.vendor if key == "vendor" else names[key]
+                where = credentials_of(portal)
+                failed[key] = (
+                    f"could not install its properties{f' ({where})' if where else ''}: {exc}; "
+                    "check that the token is the portal's (its private app needs the "
+                    "crm.schemas.*.write scopes) and that the host answers, then run "
+                    "`dealsync setup` again"
+                )
+        online = self.online_check(
+            config_file, skip=set(failed), installable=False, report_unusable=False
+        )
+        return SetupReport(installed, failed, online.problems)
+
     def check_online(self, config_file: str | Path | None = None) -> list[Problem]:
         """``dealsync check --online``: the mappings and rules against every portal's
         real properties and pipelines (:mod:`connector.config.online`); ``config_file``
         is the config's path as the admin named it (files are named like that)."""
-        from connector.config.online import check_online
+        return self.online_check(config_file).problems
 
-        installable: dict[Side, list[tuple[str, str]]] = {"vendor": [], "partner": []}
-        for _, side, _, specs in self._needed_properties():
-            installable[side] += [(spec.object_type, spec.name) for spec in specs]
-        partners = {p.id: self.partner_crm(p.id) for p in self.project.config.partners}
-        return check_online(
-            self.project, self.vendor(), partners, installable, config_file=config_file
+    def online_check(
+        self,
+        config_file: str | Path | None = None,
+        *,
+        timeout: float | None = None,
+        tolerate: Sequence[str] | set[str] = (),
+        skip: set[str] | None = None,
+        installable: bool = True,
+        report_unusable: bool = True,
+    ) -> OnlineCheck:
+        """The online check of every portal that can be reached; a partner whose
+        credentials are missing is one error naming the variable (a warning when
+        tolerated; none with ``report_unusable=False``, its caller said so already)
+        and the others are checked. ``skip``: portal keys ("vendor", partner ids) not
+        to read; ``timeout``, ``tolerate``: as in
+        :func:`connector.config.online.run_online_check` (the service's reload);
+        ``installable``: properties ``setup`` creates are a warning when missing."""
+        from connector.config.online import run_online_check
+
+        skip = skip or set()
+        partners, broken = self._usable_partners()
+        setup: dict[Side, list[tuple[str, str]]] = {"vendor": [], "partner": []}
+        if installable:
+            for _, side, _, specs in self._needed_properties(partners):
+                setup[side] += [(spec.object_type, spec.name) for spec in specs]
+        creds = {"vendor": credentials_of(self.project.config.vendor)}
+        creds |= {p.id: credentials_of(p) for p in self.project.config.partners}
+        result = run_online_check(
+            self.project,
+            None if "vendor" in skip else self.vendor(),
+            {pid: crm for pid, crm in partners.items() if pid not in skip},
+            setup,
+            config_file=config_file,
+            timeout=timeout,
+            tolerate=set(tolerate),
+            credentials=creds,
         )
+        if report_unusable:
+            index = {p.id: i for i, p in enumerate(self.project.config.partners)}
+            for pid, reason in broken.items():
+                result.problems.append(
+                    config_problem(
+                        self.project,
+                        ("partners", index[pid]),
+                        f"partner {pid!r} was not checked online: {reason}",
+                        "the other portals were checked; set the variable, then run "
+                        "the check again",
+                        config_file=config_file,
+                        warning=pid in tolerate,
+                    )
+                )
+                result.unreadable.setdefault(pid, reason)
+        return result
 
     def sync(
         self,
@@ -443,12 +569,16 @@ def check_config(config: str | Path | None, *, online: bool = False) -> list[Pro
     order; with ``online`` and no errors offline, also the problems found against each
     portal's real properties and pipelines (``dealsync check --online``)."""
     problems = check_project(config)
-    if not online or errors_of(problems):
+    if not online:
         return problems
     quiet = logging.getLogger("dealsync.config")  # its warnings are already in ``problems``
     quiet.disabled = True
     try:
-        project = load_project(config)
+        # a partner's missing credentials (an error above) do not stop the others'
+        # online check: only that partner is not read
+        project = load_project(config, partner_env=False)
+    except ConfigError:
+        return problems
     finally:
         quiet.disabled = False
     app = Dealsync(project)

@@ -138,10 +138,37 @@ def _warned(problems: list[Problem]) -> str:
 
 @command(cli)
 def setup(ctx: Ctx) -> None:
-    """Install the custom properties dealsync needs in every portal (idempotent)."""
-    created = ctx.app().setup()
-    for portal, names in created.items():
+    """Install the custom properties dealsync needs in every portal (idempotent),
+    then check the mappings and rules against the portals (as `check --online`).
+
+    A portal that cannot be set up (a partner's token variable not set, a refused
+    token, a host that does not answer) is reported and the others are still set up;
+    that, or an error of the check, exits 3."""
+    report = ctx.app().setup_checked(ctx.config)
+    for portal, names in report.installed.items():
         click.echo(f"{portal}: " + (", ".join(names) if names else "nothing to install"))
+    for portal, reason in report.failed.items():
+        click.secho(f"{portal}: not set up: {reason}", fg="red", err=True)
+    problems = report.problems
+    for p, line in zip(problems, shown(problems), strict=False):
+        click.secho(line, fg="red" if p.is_error else None if p.is_note else "yellow", err=True)
+    for line in shown(problems)[len(problems) :]:
+        click.secho(line, err=True)
+    found = errors_of(problems)
+    if report.failed or found:
+        parts = []
+        if report.failed:
+            parts.append(
+                f"{len(report.failed):,} portal(s) not set up ({', '.join(report.failed)})"
+            )
+        if found:
+            parts.append(f"{len(found):,} problem(s) found against the portals")
+        fail("; ".join(parts) + _warned(problems) + "; the other portals were set up")
+    click.secho(
+        "set up; mappings and rules valid against the portals' real properties and pipelines"
+        + _warned(problems),
+        fg="green",
+    )
 
 
 @command(cli)

@@ -18,13 +18,21 @@ type and checks, per field and per side:
 Problems carry file, line and YAML path like the offline checks: the files are parsed
 again here for their line index (they were valid a moment ago, so this cannot fail in
 a new way). A portal without a schema (the embedded local CRM) gets one warning saying
-the online check was not made for it; a portal that cannot be read gets one error.
+the online check was not made for it; a portal that cannot be read gets one error
+naming it and where its credentials come from, and the other portals are still
+checked. ``dealsync setup`` and the service's reload run the same checks
+(:meth:`connector.api.Dealsync.online_check`); the reload bounds the reads in time
+(``timeout``: every portal is read in its own thread, a portal that has not answered
+by then is one "did not answer" error) and lets a portal its edit did not change fail
+as a warning (``tolerate``), so one partner's outage never blocks everyone's edits.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +74,19 @@ class Portal:
     schemas: dict[str, ObjectSchema | None] = field(default_factory=dict)
     failed: bool = False
     unavailable: bool = False
+    key: str = ""  # "vendor" or the partner's id: how callers name this portal
+    credentials: str = ""  # where its token and host come from, for the hint
+    tolerated: bool = False  # a read failure is a warning (the reload: unchanged portal)
+    error: tuple[str, str] | None = None  # the bounded read's failure: what, why
+
+
+@dataclass
+class OnlineCheck:
+    """What :func:`run_online_check` found: the problems, in reading order, and the
+    portals (by key) that could not be read, so the reload knows to retry."""
+
+    problems: list[Problem]
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def check_online(
@@ -81,21 +102,145 @@ def check_online(
     ``dealsync setup`` creates per side: missing, they are a warning (run setup), not
     an error. ``config_file`` is the config's path as the admin named it, so files are
     named as the offline checks name them (default: the absolute path)."""
+    return run_online_check(
+        project, vendor, partners, installable, config_file=config_file
+    ).problems
+
+
+def run_online_check(
+    project: Project,
+    vendor: CRMAdapter | None,
+    partners: Mapping[str, CRMAdapter],
+    installable: Mapping[Side, Iterable[tuple[str, str]]] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    timeout: float | None = None,
+    tolerate: Collection[str] = (),
+    credentials: Mapping[str, str] | None = None,
+) -> OnlineCheck:
+    """:func:`check_online`, and which portals could not be read. ``vendor`` None:
+    the vendor's portal is not checked (``setup`` could not reach it and said so).
+    ``timeout``: read every portal's schemas up front, in parallel, waiting that many
+    seconds at most. ``tolerate``: keys ("vendor", partner ids) of portals whose read
+    failure is a warning, not an error. ``credentials``: per key, where its token and
+    host come from (named in the hint when it cannot be read)."""
     shown = Path(config_file) if config_file is not None else project.config_path
     files = _Files(shown)
-    portals = [Portal(project.config.vendor.name, "vendor", vendor, ("vendor",))]
+    creds = credentials or {}
+    portals: list[Portal] = []
+    if vendor is not None:
+        portals.append(
+            Portal(
+                project.config.vendor.name,
+                "vendor",
+                vendor,
+                ("vendor",),
+                key="vendor",
+                credentials=creds.get("vendor", ""),
+                tolerated="vendor" in tolerate,
+            )
+        )
     for i, p in enumerate(project.config.partners):
         if p.id in partners:
-            portals.append(Portal(p.id, "partner", partners[p.id], ("partners", i)))
+            portals.append(
+                Portal(
+                    p.id,
+                    "partner",
+                    partners[p.id],
+                    ("partners", i),
+                    key=p.id,
+                    credentials=creds.get(p.id, ""),
+                    tolerated=p.id in tolerate,
+                )
+            )
     setup = {side: set(pairs) for side, pairs in (installable or {}).items()}
     problems: list[Problem] = []
     checker = _Checker(files.read(project.config_path), problems, setup)
-    for placed in _placed_objects(project, files):
+    objects = _placed_objects(project, files)
+    if timeout is not None:
+        _read_up_front(portals, objects, timeout)
+    for placed in objects:
         for portal in portals:
             checker.object(placed, portal)
-    checker.rules(project, portals[0], files)
+    if vendor is not None:
+        checker.rules(project, portals[0], files)
     rank = {f: n for n, f in enumerate(dict.fromkeys(p.file for p in problems))}
-    return sorted(problems, key=lambda p: (rank[p.file], p.line or 0))
+    return OnlineCheck(
+        sorted(problems, key=lambda p: (rank[p.file], p.line or 0)), dict(checker.unreadable)
+    )
+
+
+def _read_up_front(
+    portals: Sequence[Portal], objects: Sequence[Placed[ObjectMapping]], timeout: float
+) -> None:
+    """Read each portal's schemas in its own daemon thread and wait ``timeout``
+    seconds at most in all: a portal still reading then is marked as not answering
+    (its thread finishes on its own and is never read from); one whose read failed
+    keeps the adapter's message. The checks then run on what was read."""
+    jobs: list[
+        tuple[Portal, threading.Thread, dict[str, ObjectSchema | None], list[tuple[str, str]]]
+    ] = []
+    for portal in portals:
+        types = list(
+            dict.fromkeys(
+                o.item.partner_object if portal.side == "partner" else o.item.vendor_object
+                for o in objects
+            )
+        )
+        if portal.side == "vendor" and "deals" not in types:
+            types.append("deals")  # the rules' stage ids
+        read: dict[str, ObjectSchema | None] = {}
+        failure: list[tuple[str, str]] = []
+
+        def work(
+            adapter: CRMAdapter = portal.adapter,
+            types: list[str] = types,
+            read: dict[str, ObjectSchema | None] = read,
+            failure: list[tuple[str, str]] = failure,
+        ) -> None:
+            for object_type in types:
+                try:
+                    read[object_type] = adapter.object_schema(object_type)
+                except AdapterError as exc:
+                    failure.append((f"could not read the properties of {object_type}", str(exc)))
+                    return
+                except Exception as exc:  # reported by type only: /healthz is public
+                    failure.append(
+                        (
+                            f"could not read the properties of {object_type}",
+                            f"{type(exc).__name__} (the log has the details)",
+                        )
+                    )
+                    return
+
+        thread = threading.Thread(target=work, name="dealsync-online-check", daemon=True)
+        thread.start()
+        jobs.append((portal, thread, read, failure))
+    deadline = time.monotonic() + timeout
+    for portal, thread, read, failure in jobs:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            portal.error = ("could not read its properties", f"did not answer within {timeout:g} s")
+        elif failure:
+            portal.error = failure[0]
+        else:
+            portal.schemas.update(read)
+
+
+def config_problem(
+    project: Project,
+    path: YamlPath,
+    message: str,
+    hint: str,
+    *,
+    config_file: str | Path | None = None,
+    warning: bool = False,
+) -> Problem:
+    """A problem at ``path`` of ``dealsync.yaml`` with its line, named as the online
+    check names it (a partner that could not be checked, say)."""
+    shown = Path(config_file) if config_file is not None else project.config_path
+    doc = _Files(shown).read(project.config_path)
+    return (warning_at if warning else problem_at)(doc, path, message, hint)
 
 
 # --------------------------------------------------------------------------- files
@@ -183,6 +328,34 @@ class _Checker:
         self.config_doc = config_doc
         self.problems = problems
         self.setup = setup
+        self.unreadable: dict[str, str] = {}  # portal key -> why it could not be read
+
+    def _unreadable(self, portal: Portal, what: str, why: str) -> None:
+        """One problem for a portal that cannot be read: an error naming where its
+        credentials come from, or a warning when the caller tolerates it."""
+        portal.failed = True
+        creds = f" ({portal.credentials})" if portal.credentials else ""
+        self.unreadable[portal.key] = f"{what}: {why}"
+        if portal.tolerated:
+            self.problems.append(
+                warning_at(
+                    self.config_doc,
+                    portal.path,
+                    f"portal {portal.name!r}{creds} was not checked online: {what}: {why}",
+                    "this edit did not change it, so it is not refused for that; "
+                    "run `dealsync check --online` once the portal answers",
+                )
+            )
+            return
+        self.problems.append(
+            problem_at(
+                self.config_doc,
+                portal.path,
+                f"{what} in portal {portal.name!r}{creds}: {why}",
+                "check the portal's token (its private app needs the "
+                "crm.schemas.*.read scopes) and host, then run the check again",
+            )
+        )
 
     # -------------------------------------------------------------- portals
 
@@ -191,20 +364,15 @@ class _Checker:
         read is reported once and then skipped."""
         if portal.failed or portal.unavailable:
             return None
+        if portal.error is not None:
+            self._unreadable(portal, *portal.error)
+            return None
         if object_type not in portal.schemas:
             try:
                 portal.schemas[object_type] = portal.adapter.object_schema(object_type)
             except AdapterError as exc:
-                portal.failed = True
-                self.problems.append(
-                    problem_at(
-                        self.config_doc,
-                        portal.path,
-                        f"could not read the properties of {object_type} in portal "
-                        f"{portal.name!r}: {exc}",
-                        "check the portal's token (its private app needs the "
-                        "crm.schemas.*.read scopes) and host, then run the check again",
-                    )
+                self._unreadable(
+                    portal, f"could not read the properties of {object_type}", str(exc)
                 )
                 return None
             if portal.schemas[object_type] is None:
