@@ -99,3 +99,98 @@ def test_the_vendors_missing_token_still_refuses_every_command(config: Path) -> 
     result = invoke(config, "sync", "--connection", "acme", env={**ENV, "ISO_VENDOR_TOKEN": ""})
     assert result.exit_code == 3
     assert "missing env var ISO_VENDOR_TOKEN for vendor.token_env" in result.output
+
+
+# ---------------------------------------------------------------------- setup, check --online
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[SandboxServer, Path]]:
+    """Portals nothing was installed in yet, and a project on them whose deals
+    mapping has a misspelt partner property (so an online check of acme has one
+    error to find)."""
+    specs = [PortalSpec(name, token) for name, token in zip(TOKEN_ENV, ENV.values(), strict=True)]
+    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:
+        path = write_project(
+            tmp_path,
+            project_yaml(("acme", "beta"), hubspot=HubSpotPortals(server.url, TOKEN_ENV)),
+            mapping_edit=lambda t: t.replace("partner: dealname", "partner: dealnmae"),
+            edits_must_change=True,
+        )
+        yield server, path
+
+
+def dealsync_properties(srv: SandboxServer, portal: str) -> set[str]:
+    return {
+        p["name"]
+        for p in srv.portal(portal).list_properties("deals")
+        if p["name"].startswith("dealsync_")
+    }
+
+
+ACME_TYPO = "partner property 'dealnmae' does not exist on deals in portal 'acme'"
+
+
+def test_setup_sets_up_the_others_and_names_a_partners_missing_variable(
+    fresh: tuple[SandboxServer, Path],
+) -> None:
+    srv, config = fresh
+    result = invoke(config, "setup")  # beta's token variable is not set
+    assert result.exit_code == 3, result.output
+    assert (
+        f"beta: not set up: {BETA_MISSING}; set it in the environment or .env; "
+        "then run `dealsync setup` again" in result.output
+    )
+    assert "vendor: companies.dealsync_source_id" in result.output
+    assert "acme: companies.dealsync_source_id" in result.output
+    assert "dealsync_source_id" in dealsync_properties(srv, "vendor")
+    assert "dealsync_source_id" in dealsync_properties(srv, "acme")
+    assert dealsync_properties(srv, "beta") == set()
+    # the online check ran for the portals that were set up: acme's typo is named,
+    # dealsync's own properties (just installed) are not reported missing
+    assert ACME_TYPO in result.output and "did you mean 'dealname'?" in result.output
+    assert "does not exist yet" not in result.output
+    assert "Error: 1 portal(s) not set up (beta); 1 problem(s) found against the portals" in (
+        result.output
+    )
+
+
+def test_setup_with_a_token_the_portal_refuses_names_the_variable_and_host(
+    fresh: tuple[SandboxServer, Path],
+) -> None:
+    srv, config = fresh
+    result = invoke(config, "setup", env={**ENV, "ISO_BETA_TOKEN": "not-betas-token"})
+    assert result.exit_code == 3, result.output
+    assert (
+        f"beta: not set up: could not install its properties (token from ISO_BETA_TOKEN, "
+        f"host {srv.url})" in result.output
+    )
+    assert "401" in result.output and "not-betas-token" not in result.output
+    assert "run `dealsync setup` again" in result.output
+    assert "dealsync_source_id" in dealsync_properties(srv, "acme")
+    assert ACME_TYPO in result.output
+
+
+def test_check_online_checks_the_others_when_a_partners_variable_is_missing(
+    fresh: tuple[SandboxServer, Path],
+) -> None:
+    _srv, config = fresh
+    assert invoke(config, "setup", env=ENV).exit_code == 3  # acme's typo; all set up
+    result = invoke(config, "check", "--online")
+    assert result.exit_code == 3, result.output
+    assert "ISO_BETA_TOKEN" in result.output  # beta's problem, named
+    assert ACME_TYPO in result.output  # and acme was still checked online
+
+
+def test_check_online_checks_the_others_when_a_partners_token_is_refused(
+    fresh: tuple[SandboxServer, Path],
+) -> None:
+    srv, config = fresh
+    assert invoke(config, "setup", env=ENV).exit_code == 3
+    result = invoke(config, "check", "--online", env={**ENV, "ISO_BETA_TOKEN": "not-betas"})
+    assert result.exit_code == 3, result.output
+    assert (
+        f"partners[1]: could not read the properties of companies in portal 'beta' "
+        f"(token from ISO_BETA_TOKEN, host {srv.url}): " in result.output
+    )
+    assert ACME_TYPO in result.output
