@@ -12,24 +12,53 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
 from connector.adapters.base import CRMAdapter
 from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
+from connector.config.check import errors_of
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
 from connector.service.metrics import Metrics
 from connector.service.probe import probe
-from connector.service.runner import Job, Runner
+from connector.service.runner import Job, Runner, backoff_delay
 from connector.service.scheduler import Schedules
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
 from connector.state import StateStore
 
 log = logging.getLogger("dealsync.service")
+
+RELOAD_RETRY_SECONDS = 30.0  # first retry of an edit refused because a portal was down
+RELOAD_RETRY_MAX_SECONDS = 600.0  # the retries' backoff doubles up to this
+
+
+@dataclass
+class ReloadRetry:
+    """An edit refused because a portal could not be reached is tried again at
+    ``next_at`` (wall clock) without waiting for the files to change: ``attempts``
+    refusals so far, the backoff doubling from :data:`RELOAD_RETRY_SECONDS` up to
+    :data:`RELOAD_RETRY_MAX_SECONDS`; ``portals`` says which and why."""
+
+    attempts: int
+    next_at: float
+    portals: dict[str, str]
+
+    def view(self) -> dict[str, Any]:
+        """What /healthz says about it (``config_retry``)."""
+        return {
+            "attempts": self.attempts,
+            "next_retry_at": _iso(self.next_at),
+            "unreachable": dict(self.portals),
+        }
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 @dataclass
@@ -37,11 +66,15 @@ class ReloadState:
     """The validation state of the files on disk versus the version in use.
 
     ``problems`` is what /healthz and the admin page show: at most
-    :data:`~connector.config.check.MAX_SHOWN_PROBLEMS` lines plus one counting the rest."""
+    :data:`~connector.config.check.MAX_SHOWN_PROBLEMS` lines plus one counting the rest.
+    ``warnings``: what the online check of the version in use found that does not
+    refuse it (shown too). ``retry``: set while a refused edit is retried on its own."""
 
     loaded_at: float
     problems: list[str]
     pending_since: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    retry: ReloadRetry | None = None
 
     @property
     def valid(self) -> bool:
@@ -90,10 +123,13 @@ class Service:
         adapter_factory: AdapterFactory | None = None,
         hooks: Sequence[Hook] | None = None,
         start: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """``env`` stands in for the process environment (tests); ``adapter_factory``
         and ``hooks`` replace the defaults (the configured portals and the program's
-        rules) as in :class:`~connector.api.Dealsync`."""
+        rules) as in :class:`~connector.api.Dealsync`; ``clock`` (wall-clock seconds,
+        default :func:`time.time`) times the retries of a refused reload."""
+        self._clock = clock or time.time
         self.config_path = Path(config_path).absolute()
         self._env_arg = env
         self.env = _environment(self.config_path, env)
@@ -307,8 +343,12 @@ class Service:
         invalid edit, or one that cannot run (:meth:`_cannot_run`), keeps the version
         in use and is reported. Returns whether a new version was switched to."""
         mtimes = self._watched_mtimes()
-        if not force and mtimes == self._mtimes:
+        retry = self.reload.retry
+        due = retry is not None and self._clock() >= retry.next_at
+        if not force and mtimes == self._mtimes and not due:
             return False
+        if mtimes != self._mtimes:
+            self.reload.retry = None  # a new edit: its own refusals count from one
         self._mtimes = mtimes
         env = _environment(self.config_path, self._env_arg)
         try:
@@ -335,15 +375,20 @@ class Service:
                 self._refused_files,
             )
             return False
-        cannot_run = self._cannot_run(project, admin_app)
+        unreachable: dict[str, str] = {}
+        cannot_run = self._cannot_run(project, admin_app, unreachable)
         if cannot_run:
-            self._refuse(cannot_run, [self.config_path, self._dotenv])
+            self._refuse(cannot_run, [self.config_path, self._dotenv], unreachable)
+            return False
+        online = self._online_problems(project, admin_app, unreachable)
+        if errors_of(online):
+            self._refuse(online, self._files_of(project), unreachable)
             return False
         self.env = env
         self.project = project
         self.admin_app = admin_app
         self._refused_files = []
-        self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self.reload = ReloadState(loaded_at=time.time(), problems=[], warnings=shown(online))
         self._mtimes = self._watched_mtimes()  # the new project may watch other files
         self.metrics.inc("dealsync_config_reloads", "ok")
         self.metrics.config_valid.set(1)
@@ -353,7 +398,57 @@ class Service:
         self._log_unusable()
         return True
 
-    def _cannot_run(self, project: Project, app: Dealsync) -> list[Problem]:
+    def _files_of(self, project: Project) -> list[Path]:
+        """The files an edited version consists of (watched while it is refused)."""
+        paths = [self.config_path, self._dotenv]
+        paths += [project.resolve(m) for m in project.config.mappings]
+        if project.config.rules:
+            paths.append(project.resolve(project.config.rules))
+        return paths
+
+    def _online_problems(
+        self, project: Project, app: Dealsync, unreachable: dict[str, str]
+    ) -> list[Problem]:
+        """The edited version's online check (``dealsync check --online``): every
+        portal's schemas read in parallel, bounded by ``service.reload_probe_seconds``
+        (0: no online check). A portal the edit did not change, or a partner that
+        already could not run, that cannot be read is a warning, not a refusal (one
+        partner's outage never blocks everyone's edits); a new or changed one that
+        cannot be read refuses the edit and is retried (``unreachable``)."""
+        seconds = project.config.service.reload_probe_seconds
+        if seconds <= 0:
+            return []
+        old = {p.id: p for p in self.project.config.partners}
+        tolerate = {
+            p.id
+            for p in project.config.partners
+            if p.id in old and (old[p.id].adapter, old[p.id].settings) == (p.adapter, p.settings)
+        }
+        tolerate |= set(self.unusable_connections())
+        old_vendor, vendor = self.project.config.vendor, project.config.vendor
+        if (old_vendor.adapter, old_vendor.settings) == (vendor.adapter, vendor.settings):
+            tolerate.add("vendor")
+        try:
+            result = app.online_check(self.config_path, timeout=seconds, tolerate=tolerate)
+        except Exception as exc:  # never stops reloads; /healthz is public: the type only
+            log.exception("the online check of the edited config failed")
+            return [
+                Problem(
+                    str(self.config_path),
+                    None,
+                    "",
+                    f"the online check of the edit could not be made ({type(exc).__name__})",
+                    "run `dealsync check --online`; the service log has the traceback",
+                )
+            ]
+        for key, reason in result.unreadable.items():
+            if key not in tolerate:
+                unreachable[key] = reason
+        return result.problems
+
+    def _cannot_run(
+        self, project: Project, app: Dealsync, unreachable: dict[str, str] | None = None
+    ) -> list[Problem]:
         """Why the edited version cannot run where the version in use can: a partner
         (new, or usable now) whose credentials are missing, and a new or changed
         portal that does not answer the reload's probe (:mod:`connector.service.probe`,
@@ -402,6 +497,8 @@ class Service:
             ]
             reason = probe(make, objects[0] if objects else "deals", probe_seconds)
             if reason is not None:
+                if unreachable is not None:
+                    unreachable["vendor" if side == "vendor" else path_id(path, project)] = reason
                 problems.append(
                     Problem(
                         file,
@@ -414,8 +511,17 @@ class Service:
                 )
         return problems
 
-    def _refuse(self, problems: list[Problem], files: list[Path]) -> None:
-        """Keep the version in use and show why the edit was refused (capped list)."""
+    def _refuse(
+        self,
+        problems: list[Problem],
+        files: list[Path],
+        unreachable: Mapping[str, str] | None = None,
+    ) -> None:
+        """Keep the version in use and show why the edit was refused (capped list).
+        Refused because a portal could not be reached (``unreachable``: which, why),
+        the edit is tried again on its own with backoff (:class:`ReloadRetry`), so
+        it is taken once the portal answers, without touching the files; any other
+        reason waits for the files (or ``.env``) to change."""
         lines = shown(problems)
         if lines != self.reload.problems:
             log.error(
@@ -424,6 +530,25 @@ class Service:
             )
         self.reload.problems = lines
         self.reload.pending_since = self.reload.pending_since or time.time()
+        previous = self.reload.retry
+        if unreachable:
+            attempts = (previous.attempts if previous else 0) + 1
+            delay = backoff_delay(attempts, RELOAD_RETRY_SECONDS, RELOAD_RETRY_MAX_SECONDS)
+            self.reload.retry = ReloadRetry(attempts, self._clock() + delay, dict(unreachable))
+            log.warning(
+                "the refused edit is retried in %.0f s (attempt %d): %s",
+                delay,
+                attempts,
+                "; ".join(f"{k}: {v}" for k, v in unreachable.items()),
+            )
+        else:
+            self.reload.retry = None
         self._refused_files = list(files)
         self.metrics.inc("dealsync_config_reloads", "invalid")
         self.metrics.config_valid.set(0)
+
+
+def path_id(path: str, project: Project) -> str:
+    """The partner id at YAML path ``partners[i]`` of ``project``."""
+    index = int(path[len("partners[") : -1])
+    return project.config.partners[index].id

@@ -112,6 +112,10 @@ def build_app(service: Service) -> Starlette:
                 "connections": len(service.project.config.partners),
                 "config_valid": service.reload.valid,
                 "config_problems": service.reload.problems,
+                # the online check's warnings of the version in use (not refusing it)
+                "config_warnings": service.reload.warnings,
+                # a refused edit tried again on its own (a portal could not be reached)
+                "config_retry": service.reload.retry.view() if service.reload.retry else None,
                 # connections of the version in use that cannot run (the others do)
                 "connections_unusable": service.unusable_connections(),
             }
