@@ -281,3 +281,121 @@ def webhook(portal: int) -> dict[str, object]:
         "propertyName": "amount",
         "propertyValue": "250",
     }
+
+
+# ---------------------------------------------------------------------- online checks on reload
+
+
+def mapping(config: Path) -> Path:
+    return config.parent / "mappings" / "shared_deals.yaml"
+
+
+def test_a_reloaded_mapping_with_a_misspelt_property_is_refused_naming_it(
+    tmp_path: Path, srv: SandboxServer, services: list[Service]
+) -> None:
+    config = project(tmp_path, srv, beta=False)
+    svc = serve(config, FULL_ENV, services)
+    good = svc.project
+    client = TestClient(build_app(svc))
+    shipped = mapping(config).read_text()
+
+    mapping(config).write_text(shipped.replace("partner: dealname", "partner: dealnmae"))
+    assert svc.check_reload() is False  # offline the name is fine: only the portal knows
+    assert svc.project is good
+    line = next(
+        n
+        for n, text in enumerate(mapping(config).read_text().splitlines(), 1)
+        if "dealnmae" in text
+    )
+    health = client.get("/healthz").json()
+    assert health["config_valid"] is False
+    assert any(
+        f"shared_deals.yaml:{line}: objects[2].fields[0].partner: partner property 'dealnmae' "
+        "does not exist on deals in portal 'acme'"
+        in p
+        and "did you mean 'dealname'?" in p
+        for p in health["config_problems"]
+    ), health
+    assert health["config_retry"] is None  # a typo waits for the file, it is not retried
+    assert "does not exist on deals in portal &#39;acme&#39;" in admin_page(client)
+    synced_ok(client, svc, "acme")  # the last good version still syncs
+
+    mapping(config).write_text(shipped)
+    assert svc.check_reload() is True
+    assert client.get("/healthz").json()["config_valid"] is True
+
+
+def test_online_warnings_of_a_reloaded_mapping_are_shown_without_refusing_it(
+    tmp_path: Path, srv: SandboxServer, services: list[Service]
+) -> None:
+    config = project(tmp_path, srv, beta=False)
+    svc = serve(config, FULL_ENV, services)
+    client = TestClient(build_app(svc))
+    text = mapping(config).read_text()
+    edited = text.replace(
+        "vendor: amount\n        direction: both\n        transform: decimal",
+        "vendor: amount\n        direction: both\n        transform: string",
+    )
+    assert edited != text
+    mapping(config).write_text(edited)
+    assert svc.check_reload() is True
+    health = client.get("/healthz").json()
+    assert health["config_valid"] is True and health["config_problems"] == []
+    warned = "transform string copies text into deals.amount in portal 'acme', a number property"
+    assert any(warned in w and ": warning: " in w for w in health["config_warnings"]), health
+    assert "transform string copies text into deals.amount" in admin_page(client)
+
+
+class Clock:
+    """Wall-clock seconds the test moves by hand (the reload's retry times)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_edit_refused_for_an_unreachable_portal_is_retried_until_it_answers(
+    tmp_path: Path, srv: SandboxServer, services: list[Service]
+) -> None:
+    from connector.sandbox.faults import FaultSpec
+    from connector.service.core import RELOAD_RETRY_SECONDS
+
+    config = project(tmp_path, srv, beta=False)
+    clock = Clock()
+    svc = Service(config, env=FULL_ENV, clock=clock)
+    services.append(svc)
+    client = TestClient(build_app(svc))
+    beta = srv.portal("beta")
+    beta.set_faults(FaultSpec(error_rate=1.0, seed=1))  # every call answers 5xx
+    try:
+        config.write_text(config_text(srv.url, beta=True, probe=0.5))
+        assert svc.check_reload() is False
+        retry = client.get("/healthz").json()["config_retry"]
+        assert retry["attempts"] == 1
+        assert retry["next_retry_at"] == _iso(clock.now + RELOAD_RETRY_SECONDS)
+        assert "did not answer within 0.5 s" in retry["unreachable"]["beta"]
+        assert "tried again at" in admin_page(client)
+
+        assert svc.check_reload() is False  # not due yet: no new attempt
+        assert svc.reload.retry is not None and svc.reload.retry.attempts == 1
+
+        clock.now += RELOAD_RETRY_SECONDS  # due, the portal still down: backoff doubles
+        assert svc.check_reload() is False
+        retry = client.get("/healthz").json()["config_retry"]
+        assert retry["attempts"] == 2
+        assert retry["next_retry_at"] == _iso(clock.now + 2 * RELOAD_RETRY_SECONDS)
+    finally:
+        beta.set_faults(FaultSpec())
+
+    clock.now += 2 * RELOAD_RETRY_SECONDS  # the portal is back; nobody touched the files
+    assert svc.check_reload() is True
+    health = client.get("/healthz").json()
+    assert health["config_valid"] is True and health["config_retry"] is None
+    assert svc.has_partner("beta")
+    synced_ok(client, svc, "beta")
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
