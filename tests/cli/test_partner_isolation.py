@@ -4,8 +4,9 @@ Before, a partner whose token variable was not set made every command refuse the
 whole program ("missing env var ..."), so the other partners stopped syncing too. Now
 ``sync --all`` syncs the good partners, reports the broken one naming the variable and
 exits non-zero; ``sync --connection good`` works; ``status`` shows the broken one's
-reason. The vendor's token is still required by every command (it is every
-connection's). The portals are sandbox HubSpot portals reached through the real
+reason; ``setup`` and ``check --online`` report the broken partner (missing variable,
+refused token: named, with the host) and still set up and check the others. The
+vendor's token is still required by every command (it is every connection's). The portals are sandbox HubSpot portals reached through the real
 ``hubspot-api-client``.
 """
 

@@ -8,7 +8,10 @@ startup stopped the whole service. Now the edit is refused with the reason (nami
 variable) on /healthz and the admin page while the last good version keeps serving;
 a token put into ``.env`` is picked up by the next reload; a new portal that does not
 answer a bounded probe is refused too; and at startup the other connection syncs while
-the broken one's trigger, schedule and webhooks say why. The portals are sandbox
+the broken one's trigger, schedule and webhooks say why. A reloaded edit is also
+checked online (a misspelt property refused naming it, warnings shown without
+refusing), and an edit refused because a portal was down is retried with backoff on
+the reload tick until the portal answers. The portals are sandbox
 HubSpot portals reached through the real adapter (no test adapter factory).
 """
 
