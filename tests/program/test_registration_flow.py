@@ -1029,3 +1029,27 @@ def test_registration_contacts_are_found_through_the_syncs_links_not_by_search(
     assert vcontact is not None
     assert [c.vendor_contact_id for c in program.registry.contacts(reg.id or 0)] == [vcontact.id]
     assert "contacts" not in searched
+
+
+def test_upgrade_names_old_shared_commissions_shared(program: Program) -> None:
+    """Issue 16's upgrade step: commissions recorded as kind ``deal`` before kinds
+    existed read ``shared`` (and ``--kind deal`` still finds them); the table of
+    refusals is created on an old store."""
+    from sqlalchemy import text
+
+    from connector.state.migrations import migrate
+
+    s = program.seed_deal()
+    program.sync()
+    win(program, "acme", s)
+    program.sync(now=NOW + timedelta(days=1))
+    with program.app.store.engine.begin() as conn:  # the store as an older release left it
+        conn.execute(text("UPDATE commission SET kind = 'deal'"))
+        conn.execute(text("DROP TABLE uncredited_win"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = 9"))
+    assert migrate(program.app.store.engine) == [9]
+    [c] = program.registry.commissions()
+    assert c.kind == "shared"
+    out = program.cli("commissions", "--kind", "deal", "--format", "json")
+    assert [r["vendor_deal_id"] for r in json.loads(out.output)] == [c.vendor_deal_id]
+    assert program.registry.uncredited() == []
