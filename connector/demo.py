@@ -202,6 +202,38 @@ def run_demo(directory: str | None = None, *, echo: Echo = print) -> int:
 DEMO_SEARCH_LAG = (0.2, 0.6)
 
 
+def _vendor_led_win(echo: Echo, app: Dealsync | _Settled, vendor: PortalUser) -> bool:
+    """Step 9: a deal the vendor's own sales team wins on a domain Acme owns credits
+    Acme (issue 16) — no shared deal, nothing on the partner's side."""
+    echo("9. The vendor's own sales team wins a deal with Initech in the vendor portal (no shared")
+    echo("   deal); Acme owns initech.de, so Acme is credited: 20% and MRR, kind vendor_led.")
+    company = vendor.find_by("companies", "domain", "initech.de")
+    now = utcnow()
+    deal = vendor.create(
+        "deals",
+        {
+            "dealname": "Initech support plan (vendor sales)",
+            "amount": "6000",
+            "dealstage": "closedwon",
+            "pipeline": "default",
+            "closedate": f"{now:%Y-%m-%dT%H:%M:%S}Z",
+            "deal_currency_code": "EUR",
+            "hubspot_owner_id": "1",
+        },
+    )
+    vendor.associate("deals", deal, "companies", company)
+    r = app.sync("acme", now=now)
+    _show(echo, r)
+    found = [c for c in app.registry.commissions("acme") if c.vendor_deal_id == deal]
+    for com in found:
+        echo(
+            f"     commission #{com.id} ({com.kind}): {com.rate} x {com.amount} {com.currency} = "
+            f"{com.commission}; MRR credit {com.mrr}"
+        )
+    echo("     (dealsync commissions --kind vendor_led lists it)\n")
+    return [c.kind for c in found] == ["vendor_led"]
+
+
 def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda: None) -> int:
     echo(f"dealsync demo in {root}")
     echo(
@@ -364,6 +396,8 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
     new_mail = len(app.outbox.messages(limit=100000)) - before
     echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
 
+    led = _vendor_led_win(echo, app, vendor)
+
     echo("Summary")
     for st in app.status():
         links = ", ".join(f"{obj} {c.get('active', 0)}" for obj, c in sorted(st.links.items()))
@@ -392,6 +426,7 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
         and len(app.store.conflicts("acme")) == 1
         and regs.get("wayne.com") == "rejected"
         and regs.get("globex.com") == "accepted"
-        and len(app.registry.commissions("acme")) == 1
+        and len(app.registry.commissions("acme")) == 2
+        and led
     )
     return 0 if ok else 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,10 @@ class ConnectionStatus:
     active_registrations: int = 0
     capacity: int = 0
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
+    # commissions earned by kind of sale (shared, vendor_led, self_serve), and the won
+    # deals that missed this partner's ownership window (``dealsync commissions``)
+    commissions: dict[str, int] = field(default_factory=dict)
+    not_credited: int = 0
 
 
 def credentials_of(portal: PortalConfig) -> str:
@@ -532,6 +536,8 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
         for (partner, _kind, status), n in self.outbox.counts().items():
             if status == "held":
                 held[partner] = held.get(partner, 0) + n
+        earned = self.registry.commission_counts()
+        missed = self.registry.uncredited_counts()
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
@@ -559,6 +565,8 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
                     active_registrations=self.registry.active_count(p.id, now),
                     capacity=capacity,
                     held_emails=held.get(p.id, 0),
+                    commissions={k: n for (pid, k), n in sorted(earned.items()) if pid == p.id},
+                    not_credited=missed.get(p.id, 0),
                 )
             )
         return out

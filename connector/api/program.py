@@ -13,7 +13,7 @@ from connector.program.decide import Person, Submission
 from connector.records import utcnow
 from connector.state.leads import set_subscription
 from connector.state.registry import Registry
-from connector.state.tables import Commission, PartnerSubscription, Registration
+from connector.state.tables import Commission, PartnerSubscription, Registration, UncreditedWin
 from connector.state.tokens import TokenInfo, parse_expiry
 
 if TYPE_CHECKING:
@@ -33,7 +33,14 @@ class ProgramCommands(Host):
         return self.store.registry.registrations(partner, status, kind)
 
     def commissions(self, partner: str | None = None, kind: str | None = None) -> list[Commission]:
-        return self.store.registry.commissions(partner, kind)
+        """Commissions earned; ``kind`` is shared, vendor_led or self_serve (``deal``,
+        the old name of shared, still works)."""
+        return self.store.registry.commissions(partner, "shared" if kind == "deal" else kind)
+
+    def uncredited(self, partner: str | None = None) -> list[UncreditedWin]:
+        """Won vendor deals that credit no one, with why (``partner``: the ones that
+        missed its ownership window)."""
+        return self.store.registry.uncredited(partner)
 
     def set_notifications(
         self, partner: str, email: str | None, enabled: bool

@@ -19,6 +19,10 @@ COMMISSION_COLUMNS = [
     "id", "partner", "kind", "vendor_deal_id", "partner_deal_id", "domain", "amount",
     "currency", "rate", "commission", "mrr", "earned_at",
 ]
+UNCREDITED_COLUMNS = [
+    "vendor_deal_id", "partner", "kind", "domain", "amount", "currency", "closed_at", "code",
+    "reason",
+]
 # fmt: on
 
 
@@ -93,9 +97,36 @@ def registrations(
 
 @command(cli)
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's commissions.")
-@click.option("--kind", type=click.Choice(["deal", "self_serve"]), help="Only this kind of credit.")
+@click.option(
+    "--kind",
+    type=click.Choice(["shared", "vendor_led", "self_serve", "deal"]),
+    help="Only this kind of sale (deal: the old name of shared).",
+)
+@click.option(
+    "--not-credited",
+    "not_credited",
+    is_flag=True,
+    help="List the won deals that credit no one, and why, instead.",
+)
 @FORMAT
-def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> None:
-    """List commissions and MRR credits earned (table, CSV or JSON)."""
-    rows = [c.model_dump() for c in ctx.app(check_env=False).commissions(partner, kind)]
+def commissions(
+    ctx: Ctx, partner: str | None, kind: str | None, not_credited: bool, fmt: str
+) -> None:
+    """List commissions and MRR credits earned (table, CSV or JSON); the table ends
+    with the won deals that credited no one."""
+    app = ctx.app(check_env=False)
+    kind = "shared" if kind == "deal" else kind
+    refused = [r.model_dump() for r in app.uncredited(partner) if kind in (None, r.kind)]
+    if not_credited:
+        export_rows(refused, fmt, UNCREDITED_COLUMNS)
+        return
+    rows = [c.model_dump() for c in app.commissions(partner, kind)]
     export_rows(rows, fmt, COMMISSION_COLUMNS)
+    if fmt == "table" and refused:
+        click.secho(f"won deals not credited: {len(refused)}", fg="yellow")
+        for r in refused:
+            click.echo(
+                f"  vendor deal {r['vendor_deal_id']} ({r['kind']}, {r['domain'] or 'no domain'}"
+                f", {r['amount']} {r['currency'] or ''}".rstrip()
+                + f"): {r['reason']}"
+            )

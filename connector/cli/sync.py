@@ -305,6 +305,16 @@ def status(ctx: Ctx, as_json: bool) -> None:
             f"  tier: {r.tier} (credited MRR {r.credited_mrr}, trailing window); registrations "
             f"{r.active_registrations} of {r.capacity}"
         )
+        if r.commissions:
+            click.echo(
+                "  commissions: "
+                + ", ".join(f"{n} {kind}" for kind, n in sorted(r.commissions.items()))
+            )
+        if r.not_credited:
+            click.secho(
+                f"  won deals not credited: {r.not_credited} (dealsync commissions --not-credited)",
+                fg="yellow",
+            )
         if r.last_run:
             lr = r.last_run
             click.echo(

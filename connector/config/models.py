@@ -272,6 +272,13 @@ class VendorSignals(Strict):
     )
     mrr_property: str = "hs_mrr"
     amount_to_mrr_divisor: float = Field(default=12, gt=0)
+    # a won vendor deal that is not a shared deal is self-serve (no sales interaction)
+    # when it matches ``self_serve``, or when this owner property is empty and every
+    # engagement property is empty or 0; otherwise the vendor's sales team led it
+    deal_owner_property: str = "hubspot_owner_id"
+    sales_engagement_properties: list[str] = Field(
+        default_factory=lambda: ["notes_last_contacted", "num_contacted_notes"]
+    )
 
 
 class RegistrationRules(Strict):

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from connector.engine.hooks import PassContext
     from connector.mail.render import Rendered
     from connector.program.decide import Decision, Submission
-    from connector.state.tables import Commission, LeadActivity
+    from connector.state.tables import Commission, LeadActivity, UncreditedWin
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,16 @@ class EarnCommission:
 
 
 @dataclass(frozen=True, slots=True)
+class NotCredited:
+    """Keep why a won vendor deal credits no one (one row per deal; reported once:
+    a rerun or another partner's pass that reaches the same verdict shows nothing).
+    ``why`` is the short phrase the pass summary counts by."""
+
+    row: UncreditedWin
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueEmail:
     """Put one e-mail decision in the outbox: ``queued`` to be sent, ``suppressed`` with
     its reason, or ``held`` for an admin. Keyed by ``dedupe_key`` (at most once)."""
@@ -121,7 +131,16 @@ class Keep:
     write: Callable[[], object]
 
 
-Effect = Decide | EndRegistrations | WriteProperties | EarnCommission | QueueEmail | Notify | Keep
+Effect = (
+    Decide
+    | EndRegistrations
+    | WriteProperties
+    | EarnCommission
+    | NotCredited
+    | QueueEmail
+    | Notify
+    | Keep
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +220,8 @@ def _apply_one(ctx: PassContext, effect: Effect) -> object:
         return True
     if isinstance(effect, EarnCommission):
         return ctx.store.registry.add_commission(effect.row)
+    if isinstance(effect, NotCredited):
+        return ctx.store.registry.record_uncredited(effect.row)
     if isinstance(effect, QueueEmail):  # its fields are the outbox row's, by name
         row = {f.name: getattr(effect, f.name) for f in fields(effect)}
         return ctx.store.outbox.queue(**row, now=ctx.now)
@@ -241,6 +262,8 @@ def _label(done: Done) -> str | None:
         }[e.purpose]
     if isinstance(e, EarnCommission):
         return "commissions: earned"
+    if isinstance(e, NotCredited):
+        return f"commissions: not credited ({e.why})"
     if isinstance(e, QueueEmail):
         return f"e-mails: {e.kind} {e.status}"
     if isinstance(e, Notify):

@@ -1,14 +1,21 @@
 """The commission hook: commission and MRR credit, exactly once per vendor deal.
 
-* A shared deal whose vendor-side stage is won, while its domain is owned by the
-  partner, earns ``commission_rate`` × amount (currency kept) and its MRR as credit.
-* A won vendor deal bought self-serve (the rules' signal) on a domain a partner owns
-  credits that partner automatically.
+Every vendor deal that reaches a won stage credits the partner that owned its domain
+when the deal closed (:func:`connector.program.commission.credit`), with its kind:
 
-The commission row (unique per vendor deal) is the exactly-once guard; the write-back
-to the partner's deal is idempotent and retried until marked done, so a crash between
-the two writes neither loses nor doubles anything. Both are effects handed to
-``ctx.apply`` (:mod:`connector.engine.effects`): a dry run lists them.
+* ``shared``: a shared deal whose vendor-side stage is won (found among the deals the
+  pass detected; the registration's domain);
+* ``vendor_led`` / ``self_serve``: any other won vendor deal (the vendor's sales team
+  won it, or it was bought without sales interaction) — read in one search window per
+  won stage since the last pass, with the companies' domains in batch, never a call
+  per deal.
+
+A win outside every ownership window credits no one and is kept with the reason
+(``dealsync commissions`` lists it; the pass summary counts it). The commission row
+(unique per vendor deal) is the exactly-once guard; the write-back to the partner's
+deal is idempotent and retried until marked done, so a crash between the two writes
+neither loses nor doubles anything. All of it is effects handed to ``ctx.apply``
+(:mod:`connector.engine.effects`): a dry run lists them.
 
 Deals and markers are named as each side's CRM names them (its adapter's ``naming``).
 """
@@ -18,25 +25,38 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
-from connector.engine.effects import EarnCommission, Keep, WriteProperties
+from connector.engine.effects import EarnCommission, Effect, Keep, NotCredited, WriteProperties
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.reconcile import matches
 from connector.hooks.objects import program_mappings
-from connector.program.commission import earning
+from connector.program.commission import (
+    WHY,
+    Kind,
+    Verdict,
+    closed_at,
+    credit,
+    deal_properties,
+    earning,
+    sale_kind,
+)
 from connector.program.domains import DomainError, registrable_domain
-from connector.records import PropertySpec, Side
+from connector.records import PropertySpec, Record, Side
 from connector.state.registry import Registry
-from connector.state.tables import Commission
+from connector.state.tables import Commission, UncreditedWin
 
 log = logging.getLogger("dealsync.commission")
 
 COMMISSION = "dealsync_commission"
 COMMISSION_CURRENCY = "dealsync_commission_currency"
 COMMISSION_STATUS = "dealsync_commission_status"
-SELF_SERVE_CURSOR = "@self_serve"
+# the won-deals window's cursor; named for what it read first (self-serve deals only),
+# kept so an upgrade goes on from where the last pass stopped instead of crediting
+# every deal ever won
+WON_CURSOR = "@self_serve"
 
 
 @dataclass
@@ -49,6 +69,18 @@ class SeenDeals:
     # base still has the old stage (a dry run, which moves no base, then lists the
     # commission the real pass earns)
     won: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class WonDeal:
+    """A won vendor deal to decide: its kind, domains and close time."""
+
+    deal: Record
+    kind: Kind
+    domains: tuple[str, ...]
+    closed: datetime
+    partner_deal_id: str | None = None
+    shared_by: str | None = None
 
 
 class CommissionHook(BaseHook):
@@ -95,7 +127,7 @@ class CommissionHook(BaseHook):
         deal_mapping = self.deal_mapping(ctx.partner_crm.naming)
         if deal_mapping is not None:
             self._shared_deals(ctx, registry, deal_mapping)
-        self._self_serve(ctx, registry)
+        self._won_deals(ctx, registry)
         self._write_back(ctx, registry)
 
     # ------------------------------------------------------------------ shared deals
@@ -119,129 +151,145 @@ class CommissionHook(BaseHook):
             stage = (link.base.get(stage_key) or [None, None])[1] if stage_key else None
             if stage_key is None or stage in won or link.vendor_id in seen.won:
                 candidates[link.vendor_id] = link.partner_id
-        candidates = {v: p for v, p in candidates.items() if registry.commission_for(v) is None}
+        done = registry.commissioned(candidates)
+        candidates = {v: p for v, p in candidates.items() if v not in done}
         if not candidates:
             return
-        signals = self.rules.vendor_signals
+        naming = ctx.vendor_crm.naming
         deals = ctx.vendor_crm.read(
-            ctx.vendor_crm.naming.deals,
-            sorted(candidates),
-            ["dealstage", "amount", "deal_currency_code", signals.mrr_property],
+            naming.deals, sorted(candidates), deal_properties(self.rules, naming.partner_id)
         )
+        regs = registry.find_many(ctx.connection, "deal", candidates.values())
+        wins = []
         for vid, deal in deals.items():
             if deal.get("dealstage") not in won:
                 continue
             pid = candidates[vid]
-            reg = registry.find(ctx.connection, "deal", pid)
+            reg = regs.get(pid)
             domain = reg.domain if reg else ""
-            holder = registry.holder(domain) if domain else None
-            if holder is None or holder.partner != ctx.connection or holder.owned_until <= ctx.now:
-                log.info(
-                    "deal %s won but %s is not owned by %s: no commission",
-                    vid,
-                    domain or "its domain",
-                    ctx.connection,
+            wins.append(
+                WonDeal(
+                    deal,
+                    "shared",
+                    (domain,),
+                    closed_at(deal.properties, ctx.now),
+                    partner_deal_id=pid,
+                    shared_by=ctx.connection,
                 )
-                continue
-            self._earn(
-                ctx, registry, "deal", vid, pid, domain, reg.id if reg else None, deal.properties
             )
+        self._decide(ctx, registry, wins)
 
-    # ------------------------------------------------------------------ self-serve
+    # ------------------------------------------------------------------ every other win
 
-    def _self_serve(self, ctx: PassContext, registry: Registry) -> None:
+    def _won_deals(self, ctx: PassContext, registry: Registry) -> None:
+        """The vendor deals won since the last pass that are not shared deals: one
+        search window per won stage (the stage a server-side filter), the companies'
+        domains in one batch read."""
         signals = self.rules.vendor_signals
         naming = ctx.vendor_crm.naming
-        since = ctx.store.cursor(ctx.connection, "vendor", SELF_SERVE_CURSOR)
+        since = ctx.store.cursor(ctx.connection, "vendor", WON_CURSOR)
         high_water = ctx.vendor_crm.now()
-        where = {c.property: c.equals for c in signals.self_serve if c.equals is not None}
-        props = sorted(
-            {
-                "dealstage",
-                "amount",
-                "deal_currency_code",
-                signals.mrr_property,
-                naming.partner_id,
-                *(c.property for c in signals.self_serve),
-            }
-        )
-        found = [
-            r
+        props = deal_properties(self.rules, naming.partner_id)
+        found: dict[str, Record] = {}
+        for stage in dict.fromkeys(signals.won_stages):
             for r in ctx.vendor_crm.changed_since(
                 naming.deals,
                 since,
                 props,
-                where=where,
+                where={"dealstage": stage},
                 until=high_water,
                 associations=[naming.companies],
-            )
-            if not r.archived
-            and matches(signals.self_serve, r.properties)
-            and r.get("dealstage") in signals.won_stages
-            and registry.commission_for(r.id) is None
-        ]
-        company_ids = sorted({c for r in found for c in r.associations.get(naming.companies, ())})
+            ):
+                # a shared deal (it carries its partner) is its partner's pass's to credit
+                shared = bool((r.get(naming.partner_id) or "").strip())
+                if not r.archived and not shared and r.get("dealstage") in signals.won_stages:
+                    found[r.id] = r
+        done = registry.commissioned(found)
+        found = {k: r for k, r in found.items() if k not in done}
+        company_ids = sorted(
+            {c for r in found.values() for c in r.associations.get(naming.companies, ())}
+        )
         companies = (
             ctx.vendor_crm.read(naming.companies, company_ids, ["domain"]) if company_ids else {}
         )
-        for deal in found:
+        wins = []
+        for deal in found.values():
+            domains: list[str] = []
             for cid in deal.associations.get(naming.companies, ()):
                 comp = companies.get(cid)
                 try:
                     domain = registrable_domain(comp.get("domain") or "") if comp else ""
                 except DomainError:
                     continue
-                holder = registry.holder(domain) if domain else None
-                if (
-                    holder is None
-                    or holder.partner != ctx.connection
-                    or holder.owned_until <= ctx.now
-                ):
-                    continue
-                reg = registry.accepted_for_domain(ctx.connection, domain)
-                self._earn(
-                    ctx,
-                    registry,
-                    "self_serve",
-                    deal.id,
-                    None,
-                    domain,
-                    reg.id if reg else None,
-                    deal.properties,
-                )
-                break
+                if domain and domain not in domains:
+                    domains.append(domain)
+            kind = sale_kind(
+                deal.properties,
+                self.rules,
+                shared=False,
+                signalled=matches(signals.self_serve, deal.properties),
+            )
+            wins.append(WonDeal(deal, kind, tuple(domains), closed_at(deal.properties, ctx.now)))
+        self._decide(ctx, registry, wins)
         ctx.apply(
             [
                 Keep(
-                    "self-serve cursor",
+                    "won-deals cursor",
                     lambda: ctx.store.set_cursors(
-                        ctx.connection, {("vendor", SELF_SERVE_CURSOR): high_water}
+                        ctx.connection, {("vendor", WON_CURSOR): high_water}
                     ),
                 )
             ]
         )
 
-    # ------------------------------------------------------------------ shared
+    # ------------------------------------------------------------------ deciding
 
-    def _earn(
-        self,
-        ctx: PassContext,
-        registry: Registry,
-        kind: str,
-        vendor_id: str,
-        partner_id: str | None,
-        domain: str,
-        reg_id: int | None,
-        props: Mapping[str, str | None],
-    ) -> None:
+    def _decide(self, ctx: PassContext, registry: Registry, wins: Sequence[WonDeal]) -> None:
+        """Credit each win to the partner that owned its domain when it closed — in
+        this partner's pass only its own (another partner's pass credits that one) —
+        or keep why it credits no one."""
+        if not wins:
+            return
+        windows = registry.ownership_windows(d for w in wins for d in w.domains)
+        effects: list[Effect] = []
+        credited: list[str] = []
+        for win in wins:
+            verdict = credit(win.domains, win.closed, windows, shared_by=win.shared_by)
+            if verdict.credited:
+                if verdict.partner != ctx.connection:
+                    continue
+                effects.append(EarnCommission(self._row(ctx, win, verdict)))
+                credited.append(win.deal.id)
+                continue
+            log.info("vendor deal %s won: %s", win.deal.id, verdict.reason)
+            effects.append(NotCredited(self._refusal(ctx, win, verdict), WHY[verdict.code]))
+        if not effects:
+            return
+        results = ctx.apply(effects)
+        for effect, added in zip(effects, results, strict=True):
+            if isinstance(effect, EarnCommission) and added is not None:
+                row = effect.row
+                log.info(
+                    "%s earned %s %s on vendor deal %s (%s)",
+                    ctx.connection,
+                    row.commission,
+                    row.currency or "",
+                    row.vendor_deal_id,
+                    row.kind,
+                )
+        if credited:
+            ctx.apply([Keep("credited refusals", lambda: registry.clear_uncredited(credited))])
+
+    def _row(self, ctx: PassContext, win: WonDeal, verdict: Verdict) -> Commission:
+        props = win.deal.properties
         earned = earning(props, self.rules)
-        row = Commission(
+        return Commission(
             partner=ctx.connection,
-            kind=kind,
-            vendor_deal_id=vendor_id,
-            partner_deal_id=partner_id,
-            domain=domain,
-            registration_id=reg_id,
+            kind=win.kind,
+            vendor_deal_id=win.deal.id,
+            partner_deal_id=win.partner_deal_id,
+            domain=verdict.domain,
+            registration_id=verdict.registration_id,
             amount=str(earned.amount),
             currency=props.get("deal_currency_code"),
             rate=str(earned.rate),
@@ -249,16 +297,23 @@ class CommissionHook(BaseHook):
             mrr=str(earned.mrr),
             earned_at=ctx.now,
         )
-        [added] = ctx.apply([EarnCommission(row)])
-        if added is not None:
-            log.info(
-                "%s earned %s %s on vendor deal %s (%s)",
-                ctx.connection,
-                row.commission,
-                row.currency or "",
-                vendor_id,
-                kind,
-            )
+
+    def _refusal(self, ctx: PassContext, win: WonDeal, verdict: Verdict) -> UncreditedWin:
+        props = win.deal.properties
+        return UncreditedWin(
+            vendor_deal_id=win.deal.id,
+            partner=verdict.partner if verdict.code != "owned_by_other" else win.shared_by,
+            kind=win.kind,
+            domain=verdict.domain,
+            code=verdict.code,
+            reason=verdict.reason,
+            amount=str(earning(props, self.rules).amount),
+            currency=props.get("deal_currency_code"),
+            closed_at=win.closed,
+            decided_at=ctx.now,
+        )
+
+    # ------------------------------------------------------------------ write-back
 
     def _write_back(self, ctx: PassContext, registry: Registry) -> None:
         pending = registry.commissions_to_write_back(ctx.connection)

@@ -127,6 +127,23 @@ STEPS.append(
     )
 )
 
+
+def _commission_kinds(conn: Connection) -> None:
+    """Issue 16: every won vendor deal on an owned domain earns, so a commission says
+    which kind of sale it was — a shared deal's rows, ``deal`` until now, become
+    ``shared`` — and the won deals that credit no one are kept with the reason."""
+    _create(tables.UncreditedWin)(conn)
+    conn.execute(text("UPDATE commission SET kind = 'shared' WHERE kind = 'deal'"))
+
+
+STEPS.append(
+    Step(
+        9,
+        "commissions: kind shared / vendor_led / self_serve; won deals not credited, with why",
+        _commission_kinds,
+    )
+)
+
 LATEST = STEPS[-1].version
 
 

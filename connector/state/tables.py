@@ -318,7 +318,7 @@ class Commission(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     partner: str = Field(max_length=64, index=True)
-    kind: str = Field(max_length=16)  # deal | self_serve
+    kind: str = Field(max_length=16)  # shared | vendor_led | self_serve
     vendor_deal_id: str = Field(max_length=64)
     partner_deal_id: str | None = Field(default=None, max_length=64)
     domain: str = Field(default="", max_length=255)
@@ -330,6 +330,25 @@ class Commission(SQLModel, table=True):
     mrr: str = Field(max_length=64)
     earned_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     written_back: bool = False
+
+
+class UncreditedWin(SQLModel, table=True):
+    """A won vendor deal that credits no one, and why (won after the domain's ownership
+    ended, before its registration, on a domain nobody registered…): the decision
+    ``dealsync commissions`` shows. One row per vendor deal; removed if the deal is
+    credited later (its close date corrected into an ownership window)."""
+
+    __tablename__ = "uncredited_win"
+    vendor_deal_id: str = Field(primary_key=True, max_length=64)
+    partner: str | None = Field(default=None, max_length=64, index=True)  # whose window it missed
+    kind: str = Field(max_length=16)  # the kind of sale it would have been credited as
+    domain: str = Field(default="", max_length=255)
+    code: str = Field(max_length=32)
+    reason: str = ""
+    amount: str = Field(default="", max_length=64)
+    currency: str | None = Field(default=None, max_length=8)
+    closed_at: datetime = Field(sa_type=UTCDateTime)
+    decided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class OutboxMessage(SQLModel, table=True):

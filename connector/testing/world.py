@@ -298,3 +298,16 @@ class FileCRMWorld:
             env=dict(env or {}),
             catch_exceptions=False,
         )
+
+
+def run_cli(config: Path, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    """The CLI on the project ``config`` (``dealsync.yaml``) with only ``env`` set, as a
+    user runs it (for projects whose portals are sandbox HubSpot portals, where no
+    :class:`FileCRMWorld` is at hand)."""
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    return CliRunner().invoke(
+        cli, ["--config", str(config), *args], env=dict(env or {}), catch_exceptions=False
+    )

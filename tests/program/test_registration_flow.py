@@ -594,7 +594,7 @@ def test_commission_on_won_shared_deal(program: Program) -> None:
 
     [c] = program.registry.commissions("acme")
     assert (c.kind, c.vendor_deal_id, c.partner_deal_id, c.domain) == (
-        "deal",
+        "shared",
         vid,
         s.id,
         "globex.com",
@@ -720,7 +720,7 @@ def test_no_commission_when_the_domain_is_no_longer_owned(program: Program, endi
         program.crm("acme").edit("deals", s.id, {"dealsync_register": ""})
     program.sync(now=when)
     assert program.registry.find("acme", "deal", s.id).status == ending
-    win(program, "acme", s)
+    win(program, "acme", s, closedate=(when + timedelta(days=1)).isoformat())
     program.sync(now=when + timedelta(days=1))
     assert program.registry.commissions() == []
     assert commission_props(program, "acme", s.id)["dealsync_commission"] is None
@@ -729,7 +729,7 @@ def test_no_commission_when_the_domain_is_no_longer_owned(program: Program, endi
 def test_won_after_the_window_even_if_not_yet_expired_earns_nothing(program: Program) -> None:
     s = program.seed_deal()
     program.sync()
-    win(program, "acme", s)
+    win(program, "acme", s, closedate=SIX_MONTHS_LATER.isoformat())
     # the pass that sees the win runs after the window: expiry first, then no commission
     program.sync(now=SIX_MONTHS_LATER)
     assert program.registry.commissions() == []
@@ -742,7 +742,7 @@ def test_won_deal_on_domain_now_owned_by_another_partner(program: Program) -> No
     program.sync(now=after)
     program.seed_deal("beta", domain="globex.com")
     program.sync("beta", now=after)
-    win(program, "acme", s)
+    win(program, "acme", s, closedate=(after + timedelta(days=1)).isoformat())
     program.sync(now=after + timedelta(days=1))
     program.sync("beta", now=after + timedelta(days=1))
     assert program.registry.commissions() == []
@@ -808,18 +808,34 @@ def test_self_serve_credit_waits_for_the_win(program: Program) -> None:
     assert (c.kind, c.partner) == ("self_serve", "acme")
 
 
-def test_no_self_serve_credit_without_ownership_or_signal(program: Program) -> None:
+def test_no_credit_without_ownership_but_a_sales_led_win_credits(program: Program) -> None:
+    """Issue 16: a win on a domain nobody owns credits no one; a deal the vendor's own
+    sales team won (an owner, no self-serve signal) on an owned domain now credits the
+    owner too, as ``vendor_led`` (before, only self-serve deals did)."""
     free = program.vendor_customer("hooli.com")
-    self_serve_deal(program, free.id)  # nobody owns hooli.com
+    unowned = self_serve_deal(program, free.id)  # nobody owns hooli.com
     s = program.seed_deal()
     program.sync()
     vcomp = program.counterpart("acme", "companies", s.company.id)
     sales = program.vendor.create(
-        "deals", {"dealname": "Sold by sales", "dealstage": "closedwon", "amount": "600"}
+        "deals",
+        {
+            "dealname": "Sold by sales",
+            "dealstage": "closedwon",
+            "amount": "600",
+            "hubspot_owner_id": "77",
+        },
     )
     program.vendor.associate("deals", "companies", [(sales.id, vcomp.id)])
     program.sync(now=NOW + timedelta(days=1))
-    assert program.registry.commissions() == []
+    [c] = program.registry.commissions()
+    assert (c.partner, c.kind, c.vendor_deal_id) == ("acme", "vendor_led", sales.id)
+    [refused] = program.registry.uncredited()
+    assert (refused.vendor_deal_id, refused.code, refused.partner) == (
+        unowned,
+        "not_registered",
+        None,
+    )
 
 
 def test_no_self_serve_credit_after_expiry(program: Program) -> None:
@@ -927,7 +943,7 @@ def test_commissions_report_csv_and_json(program: Program) -> None:
     [row] = json.loads(out.output)
     assert (row["partner"], row["kind"], row["domain"], row["currency"]) == (
         "acme",
-        "deal",
+        "shared",
         "globex.com",
         "EUR",
     )
@@ -1013,3 +1029,27 @@ def test_registration_contacts_are_found_through_the_syncs_links_not_by_search(
     assert vcontact is not None
     assert [c.vendor_contact_id for c in program.registry.contacts(reg.id or 0)] == [vcontact.id]
     assert "contacts" not in searched
+
+
+def test_upgrade_names_old_shared_commissions_shared(program: Program) -> None:
+    """Issue 16's upgrade step: commissions recorded as kind ``deal`` before kinds
+    existed read ``shared`` (and ``--kind deal`` still finds them); the table of
+    refusals is created on an old store."""
+    from sqlalchemy import text
+
+    from connector.state.migrations import migrate
+
+    s = program.seed_deal()
+    program.sync()
+    win(program, "acme", s)
+    program.sync(now=NOW + timedelta(days=1))
+    with program.app.store.engine.begin() as conn:  # the store as an older release left it
+        conn.execute(text("UPDATE commission SET kind = 'deal'"))
+        conn.execute(text("DROP TABLE uncredited_win"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = 9"))
+    assert migrate(program.app.store.engine) == [9]
+    [c] = program.registry.commissions()
+    assert c.kind == "shared"
+    out = program.cli("commissions", "--kind", "deal", "--format", "json")
+    assert [r["vendor_deal_id"] for r in json.loads(out.output)] == [c.vendor_deal_id]
+    assert program.registry.uncredited() == []

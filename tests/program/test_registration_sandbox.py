@@ -121,7 +121,7 @@ def test_registration_and_commission_through_sandbox_portals(
         assert result.status == "ok", result.errors
         [c] = app.registry.commissions("acme")
         assert (c.kind, c.vendor_deal_id, c.partner_deal_id, c.currency) == (
-            "deal",
+            "shared",
             vdeal,
             globex,
             "EUR",
