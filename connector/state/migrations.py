@@ -127,6 +127,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        8,
+        "registrations: review (why a registration waits, who approved or rejected it, when)",
+        _add_columns(tables.Registration, "review_note", "reviewed_by", "reviewed_at"),
+    )
+)
+
 LATEST = STEPS[-1].version
 
 
