@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
-from connector.engine.effects import Decide, EndRegistrations
+from connector.engine.effects import Decide, EndRegistrations, QueueEmail
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext, Planned
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
@@ -48,10 +49,12 @@ from connector.hooks.registration_crm import (
     write_back,
     write_vendor_ownership,
 )
+from connector.mail.render import render
 from connector.program.decide import (
     Person,
     Submission,
 )
+from connector.program.review import reminder_context
 from connector.records import PropertySpec, Record, Side
 from connector.state.registry import Registry
 from connector.state.tables import Registration
@@ -392,6 +395,7 @@ class RegistrationHook(BaseHook):
         objects = self.objects(ctx.partner_crm.naming)
         write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
         write_back(ctx, registry)
+        remind_overdue_reviews(ctx, registry, self.rules)
 
 
 def _person(rec: Record, naming: Naming) -> Person:
@@ -403,4 +407,51 @@ def _person(rec: Record, naming: Naming) -> Person:
         country=rec.get("country"),
         language=rec.get(naming.language),
         record_id=rec.id,
+    )
+
+
+def remind_overdue_reviews(ctx: PassContext, registry: Registry, rules: RulesFile) -> None:
+    """A registration pending longer than ``review.sla_hours`` reminds the program's
+    address once (the outbox row's key is the registration's). Without an address
+    (the rules changed while it waited) the reminder cannot go: logged, and the pending
+    registration stays on ``registrations --status pending`` and the admin page."""
+    cutoff = ctx.now - timedelta(hours=rules.review.sla_hours)
+    overdue = registry.overdue_pending(ctx.connection, cutoff)
+    if not overdue:
+        return
+    address = rules.review.notify_email
+    if not address:
+        log.warning(
+            "%d registration(s) pending longer than %dh and no review.notify_email to remind",
+            len(overdue),
+            rules.review.sla_hours,
+        )
+        return
+    ctx.apply(
+        [
+            QueueEmail(
+                dedupe_key=f"review_reminder:{reg.id}",
+                kind="review_reminder",
+                recipient=address,
+                rendered=render(
+                    "review_reminder",
+                    "en",
+                    reminder_context(
+                        registration_id=reg.id,
+                        kind=reg.kind,
+                        partner=reg.partner,
+                        company=reg.company_name,
+                        domain=reg.domain,
+                        since=reg.decided_at or reg.submitted_at,
+                        note=reg.review_note,
+                        rules=rules.review,
+                    ),
+                ),
+                partner=ctx.connection,
+                registration_id=None,  # not cancelled when the registration changes
+                status="queued",
+                detail=None,
+            )
+            for reg in overdue
+        ]
     )

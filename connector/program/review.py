@@ -211,3 +211,29 @@ def overdue(pending_since: datetime, rules: ReviewRules, now: datetime) -> bool:
     """Pending longer than the SLA (``review.sla_hours``), counted from the decision
     that made it pending."""
     return (now - pending_since).total_seconds() >= rules.sla_hours * 3600
+
+
+def reminder_context(
+    *,
+    registration_id: int | None,
+    kind: str,
+    partner: str,
+    company: str,
+    domain: str,
+    since: datetime,
+    note: str | None,
+    rules: ReviewRules,
+) -> dict[str, object]:
+    """What the SLA reminder to the program's address says: ids, partner, company and
+    domain — what the program's admins may see; never a contact's name or e-mail."""
+    return {
+        "id": registration_id,
+        "kind": kind,
+        "partner": partner,
+        "company": company or "(no name)",
+        "domain": domain,
+        "since": day_text(since),
+        "sla_hours": rules.sla_hours,
+        "why": note or "manual review",
+        "codes": ", ".join(REJECT_CODES),
+    }
