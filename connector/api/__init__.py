@@ -29,6 +29,8 @@ from connector.api.errors import DeliveryBusy as DeliveryBusy
 from connector.api.mail import MailCommands
 from connector.api.program import ProgramCommands
 from connector.api.program import register_lead as register_lead
+from connector.api.review import REJECT_CODES as REJECT_CODES  # the CLI's help lists them
+from connector.api.review import ReviewCommands
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project
@@ -129,7 +131,7 @@ class ConnectionStatus:
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
-class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
+class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(
