@@ -136,8 +136,7 @@ DEMO_REVIEW = """
 review:
   deal: automatic
   lead: manual
-  notify_email: partner-program@vendor.example
-"""
+  notify_email: partner-program@vendor.example"""
 
 
 def _prepare(directory: str | None, url: str) -> Path:
@@ -155,7 +154,10 @@ def _prepare(directory: str | None, url: str) -> Path:
         shutil.copy(f, root / "mappings" / f.name)
     # the demo reviews lead registrations by hand (step 9); deals stay automatic
     rules = root / "mappings" / "rules.yaml"
-    rules.write_text(rules.read_text() + DEMO_REVIEW)
+    shipped = rules.read_text()
+    start = shipped.index("\nreview:\n")
+    end = shipped.index("\n\n", start + 1)
+    rules.write_text(shipped[:start] + DEMO_REVIEW + shipped[end:])
     port = url.rsplit(":", 1)[-1]
     (root / "dealsync.yaml").write_text(CONFIG.format(url=url, port=port))
     mail = {"DEALSYNC_MAIL_SINK": str(root / "mail")}

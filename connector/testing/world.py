@@ -9,6 +9,7 @@ mappings are read from the checkout (``mappings/`` next to ``connector/``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,3 +299,11 @@ class FileCRMWorld:
             env=dict(env or {}),
             catch_exceptions=False,
         )
+
+
+def review_rules(text: str, **keys: str) -> str:
+    """``rules.yaml`` text with its ``review:`` block replaced by one of these keys (the
+    shipped file's block ends at the first blank line), for a ``rules_edit``."""
+    block = "review:\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items())
+    cut = re.sub(r"(?ms)^review:\n.*?(?=^\s*$)", "", text, count=1)
+    return cut.rstrip("\n") + "\n\n" + block

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from connector.cli import cli
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
-from connector.testing.world import HubSpotPortals, project_yaml, write_project
+from connector.testing.world import HubSpotPortals, project_yaml, review_rules, write_project
 
 ENV = {
     "REV_VENDOR_TOKEN": "rev-vendor-token",
@@ -36,11 +36,7 @@ UNTIL = "dealsync_owned_until"
 
 
 def with_review(**keys: str) -> Callable[[str], str]:
-    def edit(text: str) -> str:
-        lines = [f"  {k}: {v}" for k, v in {**keys, "notify_email": PROGRAM}.items()]
-        return text + "\nreview:\n" + "\n".join(lines) + "\n"
-
-    return edit
+    return lambda text: review_rules(text, **keys, notify_email=PROGRAM)
 
 
 MANUAL_DEALS = with_review(deal="manual", lead="automatic", sla_hours="72")

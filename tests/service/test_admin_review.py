@@ -11,8 +11,7 @@ from service_support import ADMIN_TOKEN, Harness
 from starlette.testclient import TestClient
 
 from connector.service import Service, build_app
-
-MANUAL = "\nreview:\n  deal: manual\n  notify_email: program-team@vendor.example\n"
+from connector.testing.world import review_rules
 
 
 def _sync(svc: Service) -> None:
@@ -25,7 +24,9 @@ def test_pending_registrations_are_approved_and_rejected_on_the_admin_page(
     harness: Harness,
 ) -> None:
     rules = harness.root / "mappings" / "rules.yaml"
-    rules.write_text(rules.read_text() + MANUAL)
+    rules.write_text(
+        review_rules(rules.read_text(), deal="manual", notify_email="program@vendor.example")
+    )
     svc = harness.service(hooks=None)  # the program's hooks (the default ones)
     first = harness.seed_deal("acme")
     second = harness.seed_deal("acme")
