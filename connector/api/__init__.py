@@ -129,6 +129,7 @@ class ConnectionStatus:
     active_registrations: int = 0
     capacity: int = 0
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
+    pending_review: int = 0  # registrations waiting for review: approve or reject them
 
 
 class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
@@ -408,6 +409,11 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
         for (partner, _kind, status), n in self.outbox.counts().items():
             if status == "held":
                 held[partner] = held.get(partner, 0) + n
+        reviewing = {
+            partner: n
+            for (partner, status), n in self.registry.status_counts().items()
+            if status == "pending"
+        }
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
@@ -435,6 +441,7 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
                     active_registrations=self.registry.active_count(p.id, now),
                     capacity=capacity,
                     held_emails=held.get(p.id, 0),
+                    pending_review=reviewing.get(p.id, 0),
                 )
             )
         return out

@@ -164,6 +164,7 @@ class RegistrationHook(BaseHook):
         regs = registry.find_many(ctx.connection, "deal", linked)
         candidates: list[Record] = []
         withdrawn: list[int] = []
+        unflagged: list[str] = []  # not linked, not (or no longer) registered
         for rid, rec in deals.items():
             link = links.get(rid)
             # a deal the connector wrote (its marker set) is the vendor's, never registered
@@ -180,6 +181,12 @@ class RegistrationHook(BaseHook):
                 continue
             if flagged and not rec.archived:
                 candidates.append(rec)
+            else:
+                unflagged.append(rid)
+        # a registration waiting for review whose deal is no longer flagged (or is gone)
+        # is withdrawn too: it frees the domain it reserved
+        waiting = registry.find_many(ctx.connection, "deal", unflagged) if unflagged else {}
+        withdrawn += [r.id for r in waiting.values() if r.status == "pending" and r.id is not None]
         if withdrawn:  # before deciding: a withdrawal frees its domain
             ctx.apply([EndRegistrations(tuple(withdrawn), "withdrawn")])
         if not candidates:
@@ -288,7 +295,7 @@ class RegistrationHook(BaseHook):
         for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
             if not flags[rid]:
                 existing = regs.get(rid)
-                if existing is not None and existing.status == "accepted":
+                if existing is not None and existing.status in ("accepted", "pending"):
                     assert existing.id is not None
                     withdrawn.append(existing.id)
                 continue

@@ -458,8 +458,8 @@ class Registry(CommissionLedger, ReviewQueue):
                 s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(names))).all()
             for rid in reg_ids:
                 reg = s.get(Registration, rid)
-                if reg is None or reg.status != "accepted":
-                    continue
+                if reg is None or reg.status not in ("accepted", "pending"):
+                    continue  # a pending one (waiting for review) may be withdrawn too
                 reg.status = status
                 reg.ended_at = now
                 until = day_text(reg.owned_until) if reg.owned_until else ""

@@ -248,6 +248,8 @@ def test_a_registration_pending_past_the_sla_reminds_the_program_once(
     w.ok("sync", "--connection", "acme", "--now", T0)
     [pending] = w.registrations("--status", "pending")
 
+    status = w.ok("status").output
+    assert "registrations pending review: 1 (dealsync registrations --status pending" in status
     w.ok("sync", "--connection", "acme", "--now", "2027-01-07T09:59:00Z")  # 71:59 h
     assert w.reminders() == []
     w.ok("sync", "--connection", "acme", "--now", "2027-01-07T10:00:00Z")  # 72 h
@@ -285,3 +287,21 @@ def test_a_fuzzy_company_match_of_another_partners_registration_waits_for_review
         "review.fuzzy_threshold 0.85"
     )
     assert not w.mirrored("acme", similar)
+
+
+def test_a_pending_registration_withdrawn_by_its_partner_frees_the_domain(
+    make_world: Callable[[Callable[[str], str]], World],
+) -> None:
+    w = make_world(MANUAL_DEALS)
+    deal = w.seed_deal("acme", "Stark", "stark.com", "tony@stark.com")
+    w.ok("sync", "--connection", "acme", "--now", T0)
+    assert w.back("acme", deal)[STATUS] == "pending"
+
+    w.partners["acme"].edit("deals", deal, {"dealsync_register": "false"})
+    w.ok("sync", "--connection", "acme", "--now", "2027-01-04T12:00:00Z")
+    assert w.registrations("--status", "pending") == []
+    assert w.back("acme", deal)[STATUS] == "withdrawn"
+    # the domain it reserved is free: another partner's registration waits in its turn
+    other = w.seed_deal("beta", "Stark", "stark.com", "pepper@stark.com")
+    w.ok("sync", "--connection", "beta", "--now", "2027-01-04T13:00:00Z")
+    assert w.back("beta", other)[STATUS] == "pending"
