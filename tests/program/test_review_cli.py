@@ -305,3 +305,30 @@ def test_a_pending_registration_withdrawn_by_its_partner_frees_the_domain(
     other = w.seed_deal("beta", "Stark", "stark.com", "pepper@stark.com")
     w.ok("sync", "--connection", "beta", "--now", "2027-01-04T13:00:00Z")
     assert w.back("beta", other)[STATUS] == "pending"
+
+
+def test_a_lead_registered_on_the_command_line_waits_and_is_approved(
+    make_world: Callable[[Callable[[str], str]], World],
+) -> None:
+    w = make_world(with_review(lead="manual"))
+    lead = (
+        "register", "lead", "--partner", "acme", "--domain", "https://www.wonka.com",
+        "--first", "Charlie", "--last", "Bucket", "--email", "charlie@wonka.com",
+        "--company", "Wonka", "--now", T0,
+    )  # fmt: skip
+    out = w.ok(*lead).output
+    assert "registration #1: pending (manual_review)" in out
+    assert "review it: dealsync registrations approve|reject 1" in out
+    assert w.ok(*lead).output == out  # the same lead again: still the one pending
+    with pytest.raises(KeyError):
+        w.vendor.find_by("companies", "domain", "wonka.com")  # pending: nothing at the vendor
+
+    w.ok("registrations", "approve", "1", "--now", "2027-01-05T10:00:00Z")
+    [row] = w.registrations("--status", "accepted")
+    assert str(row["owned_until"]).startswith("2027-07-05 10:00")
+    company = w.vendor.find_by("companies", "domain", "wonka.com")
+    assert (
+        w.vendor.get("companies", company, "dealsync_owner_partner")["dealsync_owner_partner"]
+        == "acme"
+    )
+    w.vendor.find_by("contacts", "email", "charlie@wonka.com")  # the lead, at the vendor
