@@ -4,8 +4,10 @@ names, which decisions wait for review, and the rejection codes an admin may use
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from connector.config.models import ReviewRules
 from connector.program.decide import Decision, Person, Submission
@@ -18,6 +20,7 @@ from connector.program.review import (
     review,
     similarity,
 )
+from connector.state import StateStore, migrations
 
 NOW = datetime(2027, 1, 4, 10, tzinfo=UTC)
 UNCERTAIN = ReviewRules(manual_when_uncertain=True, notify_email="p@vendor.example")
@@ -93,3 +96,30 @@ def test_rejection_codes_are_the_programs_and_an_unknown_one_lists_them() -> Non
 def test_manual_review_without_a_program_address_is_a_config_error() -> None:
     with pytest.raises(ValueError, match=r"review\.notify_email is required"):
         ReviewRules(deal="manual")
+
+
+def test_a_state_database_from_before_review_is_upgraded_keeping_its_registrations(
+    tmp_path: Path,
+) -> None:
+    """Step 8 adds the review columns to a registration table that lacks them."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = StateStore(url)
+    sub = _sub("Globex")
+    store.registry.record(sub, ACCEPTED, now=NOW)
+    with store.engine.begin() as conn:  # the schema as version 7 wrote it
+        for column in ("review_note", "reviewed_by", "reviewed_at"):
+            conn.execute(text(f"ALTER TABLE registration DROP COLUMN {column}"))
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 8"))
+    store.close()
+    upgraded = StateStore(url)
+    try:
+        assert upgraded.schema_version() == migrations.LATEST
+        [reg] = upgraded.registry.registrations("acme")
+        assert (reg.status, reg.domain, reg.reviewed_by, reg.review_note) == (
+            "accepted",
+            "x.com",
+            None,
+            None,
+        )
+    finally:
+        upgraded.close()
