@@ -36,7 +36,7 @@ from connector.program.decide import (
     normalise_domain,
 )
 from connector.program.domains import DomainError, registrable_domain
-from connector.program.review import Rival, review
+from connector.program.review import review
 from connector.records import Record
 from connector.state.registry import Registry
 from connector.state.tables import Registration
@@ -179,7 +179,7 @@ def decide_submissions(
     # review (issue 16 item 5): pending registrations reserve their domains; the fuzzy
     # check compares with the other partners' active registrations
     reserved = registry.reservations(domains)
-    rivals = registry.rivals(ctx.connection, ctx.now) if rules.review.manual_when_uncertain else []
+    rivals = registry.rivals(ctx.connection, ctx.now) if rules.review.manual_when_uncertain else ()
     held: dict[str, Holder] = {}
     out = []
     for sub in subs:
@@ -199,10 +199,8 @@ def decide_submissions(
         owned = (
             holder is not None and holder.partner == sub.partner and holder.owned_until > ctx.now
         )
+        # (one batch is one partner's: its own pending decisions reserve nothing from it)
         decision = review(sub, decision, rules.review, rivals, already_owned=owned)
-        if decision.status == "pending":
-            reserved.setdefault(domain, sub.partner)
-            rivals.append(Rival(0, sub.partner, sub.company_name, domain))
         if (
             decision.status == "accepted"
             and decision.owned_until
