@@ -14,13 +14,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hubspot import HubSpot
 
-from connector.api import Dealsync
+from connector.api import Dealsync, register_lead
 from connector.config import load_project
 from connector.engine.sync import PassResult
 from connector.records import utcnow
@@ -131,6 +131,14 @@ SEED = [
 ]  # fmt: skip
 
 
+DEMO_REVIEW = """
+# the demo's: lead registrations wait for the program's review (step 9)
+review:
+  deal: automatic
+  lead: manual
+  notify_email: partner-program@vendor.example"""
+
+
 def _prepare(directory: str | None, url: str) -> Path:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dealsync-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -144,6 +152,12 @@ def _prepare(directory: str | None, url: str) -> Path:
         )
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
         shutil.copy(f, root / "mappings" / f.name)
+    # the demo reviews lead registrations by hand (step 9); deals stay automatic
+    rules = root / "mappings" / "rules.yaml"
+    shipped = rules.read_text()
+    start = shipped.index("\nreview:\n")
+    end = shipped.index("\n\n", start + 1)
+    rules.write_text(shipped[:start] + DEMO_REVIEW + shipped[end:])
     port = url.rsplit(":", 1)[-1]
     (root / "dealsync.yaml").write_text(CONFIG.format(url=url, port=port))
     mail = {"DEALSYNC_MAIL_SINK": str(root / "mail")}
@@ -397,6 +411,7 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
     echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
 
     led = _vendor_led_win(echo, app, vendor)
+    approved = _review_step(echo, real, later)
 
     echo("Summary")
     for st in app.status():
@@ -428,5 +443,34 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
         and regs.get("globex.com") == "accepted"
         and len(app.registry.commissions("acme")) == 2
         and led
+        and approved
     )
     return 0 if ok else 2
+
+
+def _review_step(echo: Echo, app: Dealsync, now: datetime) -> bool:
+    """Step 10: a lead registered by hand waits for review (the demo's rules say
+    ``review.lead: manual``) and is approved; True when it then owns its domain."""
+    echo("10. Acme registers a lead by hand; lead registrations are reviewed (review.lead: manual):")
+    reg = register_lead(
+        app,
+        partner="acme",
+        domain="https://www.soylent.com",
+        first="Sol",
+        last="Green",
+        email="sol@soylent.com",
+        company="Soylent",
+        country="US",
+        now=now,
+    )
+    echo(f"     dealsync register lead … → registration #{reg.id}: {reg.status} ({reg.code})")
+    pending = [r.id for r in app.pending_registrations("acme")]
+    echo(f"     dealsync registrations --status pending → {pending}")
+    assert reg.id is not None
+    done = app.approve_registration(
+        reg.id, by="demo", reason="known account", now=now + timedelta(hours=2)
+    )
+    echo(f"     dealsync registrations approve {reg.id} --reason 'known account' → {done.status}")
+    echo(f"     {done.reason}")
+    echo(f"     {done.review_note}\n")
+    return reg.status == "pending" and done.status == "accepted"

@@ -29,6 +29,8 @@ from connector.api.errors import DeliveryBusy as DeliveryBusy
 from connector.api.mail import MailCommands
 from connector.api.program import ProgramCommands
 from connector.api.program import register_lead as register_lead
+from connector.api.review import REJECT_CODES as REJECT_CODES  # the CLI's help lists them
+from connector.api.review import ReviewCommands
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project
@@ -132,6 +134,7 @@ class ConnectionStatus:
     # deals that missed this partner's ownership window (``dealsync commissions``)
     commissions: dict[str, int] = field(default_factory=dict)
     not_credited: int = 0
+    pending_review: int = 0  # registrations waiting for review: approve or reject them
 
 
 def credentials_of(portal: PortalConfig) -> str:
@@ -164,7 +167,7 @@ class SetupReport:
         return not self.failed and not errors_of(self.problems)
 
 
-class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
+class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(
@@ -538,6 +541,11 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
                 held[partner] = held.get(partner, 0) + n
         earned = self.registry.commission_counts()
         missed = self.registry.uncredited_counts()
+        reviewing = {
+            partner: n
+            for (partner, status), n in self.registry.status_counts().items()
+            if status == "pending"
+        }
         for p in self.project.config.partners:
             runs = self.store.runs(p.id, limit=1)
             last = None
@@ -567,6 +575,7 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
                     held_emails=held.get(p.id, 0),
                     commissions={k: n for (pid, k), n in sorted(earned.items()) if pid == p.id},
                     not_credited=missed.get(p.id, 0),
+                    pending_review=reviewing.get(p.id, 0),
                 )
             )
         return out

@@ -121,7 +121,11 @@ def register_lead(
     )
     registry = app.registry
     existing = registry.find(partner, "lead", sub.partner_record_id)
-    if existing is not None and existing.status == "accepted":
+    if existing is not None and (
+        existing.status == "accepted"
+        # waiting for review: the same lead again changes nothing (nor its SLA clock)
+        or (existing.status == "pending" and existing.fingerprint == sub.fingerprint())
+    ):
         return existing
     [(_, decision)] = decide_submissions(ctx, registry, app.project.rules, [sub])
     reg = registry.record(sub, decision, now=moment)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from connector.api import EXIT_FAILED, register_lead
-from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
+from connector.api import EXIT_FAILED, REJECT_CODES, register_lead
+from connector.cli.base import (
+    FORMAT,
+    Ctx,
+    cli,
+    command,
+    export_rows,
+    handled,
+    parse_now,
+    pass_ctx,
+)
 
 # The columns of the listings, in their order (kept as one wrapped list each).
 # fmt: off
@@ -67,32 +77,47 @@ def register_lead_cmd(
         country=country,
         now=parse_now(now),
     )
-    colour = "green" if reg.status == "accepted" else "red"
+    colour = {"accepted": "green", "pending": "yellow"}.get(reg.status, "red")
     click.secho(
         f"registration #{reg.id}: {reg.status}" + (f" ({reg.code})" if reg.code else ""), fg=colour
     )
     click.echo(f"  {reg.reason}")
-    if reg.status != "accepted":
+    if reg.status == "pending":
+        click.echo(f"  review it: dealsync registrations approve|reject {reg.id}")
+    if reg.status not in ("accepted", "pending"):
         sys.exit(EXIT_FAILED)
 
 
-@command(cli)
+@cli.group(invoke_without_command=True)
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's registrations.")
 @click.option(
     "--status",
-    type=click.Choice(["accepted", "rejected", "expired", "withdrawn"]),
-    help="Only registrations with this status.",
+    type=click.Choice(["accepted", "rejected", "pending", "expired", "withdrawn"]),
+    help="Only registrations with this status (pending: waiting for review).",
 )
 @click.option(
     "--kind", type=click.Choice(["lead", "deal"]), help="Only lead or deal registrations."
 )
 @FORMAT
+@click.pass_context
 def registrations(
+    click_ctx: click.Context, partner: str | None, status: str | None, kind: str | None, fmt: str
+) -> None:
+    """List registrations and their decisions (table, CSV or JSON); review pending ones
+    with `registrations approve|reject ID`."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    _list_registrations(partner, status, kind, fmt)
+
+
+@pass_ctx
+@handled
+def _list_registrations(
     ctx: Ctx, partner: str | None, status: str | None, kind: str | None, fmt: str
 ) -> None:
-    """List registrations and their decisions (table, CSV or JSON)."""
     rows = [r.model_dump() for r in ctx.app(check_env=False).registrations(partner, status, kind)]
-    export_rows(rows, fmt, REGISTRATION_COLUMNS)
+    columns = REGISTRATION_COLUMNS + (["review_note"] if status == "pending" else [])
+    export_rows(rows, fmt, columns)
 
 
 @command(cli)
@@ -130,3 +155,49 @@ def commissions(
                 f", {r['amount']} {r['currency'] or ''}".rstrip()
                 + f"): {r['reason']}"
             )
+
+
+# ---------------------------------------------------------------- review (issue 16 item 5)
+
+
+def _show_reviewed(row: Any, verb: str) -> None:
+    """The reviewed registration (a state row, read by attribute)."""
+    colour = "green" if row.status == "accepted" else "red"
+    click.secho(f"registration #{row.id} {verb}: {row.status}", fg=colour)
+    click.echo(f"  {row.reason}")
+    click.echo(f"  {row.review_note}")
+    if row.written_back:
+        click.echo("  written back to the partner's record")
+    else:
+        click.echo(
+            f"  the partner's record is written on the next `dealsync sync --connection "
+            f"{row.partner}`"
+        )
+
+
+@command(registrations, "approve")
+@click.argument("registration_id", type=int, metavar="ID")
+@click.option("--reason", help="Why it is approved (kept with who and when).")
+@click.option("--now", metavar="ISO-DATETIME", help="Approve as of this time.")
+def approve_cmd(ctx: Ctx, registration_id: int, reason: str | None, now: str | None) -> None:
+    """Approve a pending registration: it owns its domain from now on."""
+    reg = ctx.app().approve_registration(
+        registration_id, by="cli", reason=reason, now=parse_now(now)
+    )
+    _show_reviewed(reg, "approved")
+
+
+@command(registrations, "reject")
+@click.argument("registration_id", type=int, metavar="ID")
+@click.option(
+    "--reason",
+    "code",
+    required=True,
+    metavar="CODE",
+    help=f"The rejection code: one of {', '.join(REJECT_CODES)}.",
+)
+@click.option("--now", metavar="ISO-DATETIME", help="Reject as of this time.")
+def reject_cmd(ctx: Ctx, registration_id: int, code: str, now: str | None) -> None:
+    """Reject a pending registration with one of the program's rejection codes."""
+    reg = ctx.app().reject_registration(registration_id, code, by="cli", now=parse_now(now))
+    _show_reviewed(reg, "rejected")

@@ -301,6 +301,12 @@ def status(ctx: Ctx, as_json: bool) -> None:
             click.secho(
                 f"  e-mails held: {r.held_emails} (dealsync outbox --status held)", fg="yellow"
             )
+        if r.pending_review:
+            click.secho(
+                f"  registrations pending review: {r.pending_review} (dealsync registrations "
+                "--status pending; approve or reject them)",
+                fg="yellow",
+            )
         click.echo(
             f"  tier: {r.tier} (credited MRR {r.credited_mrr}, trailing window); registrations "
             f"{r.active_registrations} of {r.capacity}"

@@ -289,6 +289,41 @@ class RegistrationRules(Strict):
     company_domain_property: str = "domain"
 
 
+ReviewMode = Literal["automatic", "manual"]
+
+
+class ReviewRules(Strict):
+    """How registrations are reviewed (issue 16 item 5): each kind ``automatic`` (the
+    checks decide) or ``manual`` (a registration the checks accept waits, ``pending``,
+    for an admin's ``registrations approve|reject``). ``manual_when_uncertain`` sends
+    an automatic one to review when a check is uncertain: its company name is a fuzzy
+    match (:func:`connector.program.review.similarity` ≥ ``fuzzy_threshold``) of
+    another partner's active registration on a different domain. A registration
+    pending longer than ``sla_hours`` reminds ``notify_email`` (the program's
+    address), once."""
+
+    deal: ReviewMode = "automatic"
+    lead: ReviewMode = "automatic"
+    manual_when_uncertain: bool = False
+    fuzzy_threshold: float = Field(default=0.85, gt=0, le=1)
+    sla_hours: int = Field(default=72, ge=1, le=24 * 90)
+    notify_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @property
+    def ever_manual(self) -> bool:
+        return "manual" in (self.deal, self.lead) or self.manual_when_uncertain
+
+    @model_validator(mode="after")
+    def _reminders_need_an_address(self) -> ReviewRules:
+        if self.ever_manual and not self.notify_email:
+            raise ValueError(
+                "review.notify_email is required when a registration can go to manual "
+                "review (deal/lead: manual, or manual_when_uncertain: true): it is where "
+                "the reminders of registrations pending longer than review.sla_hours go"
+            )
+        return self
+
+
 EU_MEMBERS = [
     "AT",
     "BE",
@@ -415,6 +450,7 @@ class RulesFile(Strict):
     registration: RegistrationRules = Field(default_factory=RegistrationRules)
     consent: ConsentRules = Field(default_factory=ConsentRules)
     notifications: NotificationRules = Field(default_factory=NotificationRules)
+    review: ReviewRules = Field(default_factory=ReviewRules)
 
     def tier_for(self, credited_mrr: float, floor: str | None = None) -> Tier:
         """The highest tier whose threshold ``credited_mrr`` reaches (never below

@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
-from connector.engine.effects import Decide, EndRegistrations
+from connector.engine.effects import Decide, EndRegistrations, QueueEmail
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext, Planned
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
@@ -48,10 +49,12 @@ from connector.hooks.registration_crm import (
     write_back,
     write_vendor_ownership,
 )
+from connector.mail.render import render
 from connector.program.decide import (
     Person,
     Submission,
 )
+from connector.program.review import reminder_context
 from connector.records import PropertySpec, Record, Side
 from connector.state.registry import Registry
 from connector.state.tables import Registration
@@ -161,6 +164,7 @@ class RegistrationHook(BaseHook):
         regs = registry.find_many(ctx.connection, "deal", linked)
         candidates: list[Record] = []
         withdrawn: list[int] = []
+        unflagged: list[str] = []  # not linked, not (or no longer) registered
         for rid, rec in deals.items():
             link = links.get(rid)
             # a deal the connector wrote (its marker set) is the vendor's, never registered
@@ -177,6 +181,12 @@ class RegistrationHook(BaseHook):
                 continue
             if flagged and not rec.archived:
                 candidates.append(rec)
+            else:
+                unflagged.append(rid)
+        # a registration waiting for review whose deal is no longer flagged (or is gone)
+        # is withdrawn too: it frees the domain it reserved
+        waiting = registry.find_many(ctx.connection, "deal", unflagged) if unflagged else {}
+        withdrawn += [r.id for r in waiting.values() if r.status == "pending" and r.id is not None]
         if withdrawn:  # before deciding: a withdrawal frees its domain
             ctx.apply([EndRegistrations(tuple(withdrawn), "withdrawn")])
         if not candidates:
@@ -285,7 +295,7 @@ class RegistrationHook(BaseHook):
         for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
             if not flags[rid]:
                 existing = regs.get(rid)
-                if existing is not None and existing.status == "accepted":
+                if existing is not None and existing.status in ("accepted", "pending"):
                     assert existing.id is not None
                     withdrawn.append(existing.id)
                 continue
@@ -392,6 +402,7 @@ class RegistrationHook(BaseHook):
         objects = self.objects(ctx.partner_crm.naming)
         write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
         write_back(ctx, registry)
+        remind_overdue_reviews(ctx, registry, self.rules)
 
 
 def _person(rec: Record, naming: Naming) -> Person:
@@ -403,4 +414,51 @@ def _person(rec: Record, naming: Naming) -> Person:
         country=rec.get("country"),
         language=rec.get(naming.language),
         record_id=rec.id,
+    )
+
+
+def remind_overdue_reviews(ctx: PassContext, registry: Registry, rules: RulesFile) -> None:
+    """A registration pending longer than ``review.sla_hours`` reminds the program's
+    address once (the outbox row's key is the registration's). Without an address
+    (the rules changed while it waited) the reminder cannot go: logged, and the pending
+    registration stays on ``registrations --status pending`` and the admin page."""
+    cutoff = ctx.now - timedelta(hours=rules.review.sla_hours)
+    overdue = registry.overdue_pending(ctx.connection, cutoff)
+    if not overdue:
+        return
+    address = rules.review.notify_email
+    if not address:
+        log.warning(
+            "%d registration(s) pending longer than %dh and no review.notify_email to remind",
+            len(overdue),
+            rules.review.sla_hours,
+        )
+        return
+    ctx.apply(
+        [
+            QueueEmail(
+                dedupe_key=f"review_reminder:{reg.id}",
+                kind="review_reminder",
+                recipient=address,
+                rendered=render(
+                    "review_reminder",
+                    "en",
+                    reminder_context(
+                        registration_id=reg.id,
+                        kind=reg.kind,
+                        partner=reg.partner,
+                        company=reg.company_name,
+                        domain=reg.domain,
+                        since=reg.decided_at or reg.submitted_at,
+                        note=reg.review_note,
+                        rules=rules.review,
+                    ),
+                ),
+                partner=ctx.connection,
+                registration_id=None,  # not cancelled when the registration changes
+                status="queued",
+                detail=None,
+            )
+            for reg in overdue
+        ]
     )

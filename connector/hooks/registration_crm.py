@@ -36,6 +36,7 @@ from connector.program.decide import (
     normalise_domain,
 )
 from connector.program.domains import DomainError, registrable_domain
+from connector.program.review import review
 from connector.records import Record
 from connector.state.registry import Registry
 from connector.state.tables import Registration
@@ -175,6 +176,10 @@ def decide_submissions(
     active = registry.active_count(ctx.connection, ctx.now)
     # nothing is recorded while deciding, so the holders can be read once up front
     holders = registry.holders(domains)
+    # review (issue 16 item 5): pending registrations reserve their domains; the fuzzy
+    # check compares with the other partners' active registrations
+    reserved = registry.reservations(domains)
+    rivals = registry.rivals(ctx.connection, ctx.now) if rules.review.manual_when_uncertain else ()
     held: dict[str, Holder] = {}
     out = []
     for sub in subs:
@@ -189,7 +194,13 @@ def decide_submissions(
             capacity=capacity,
             rules=rules,
             now=ctx.now,
+            reserved_by=reserved.get(domain) if domain not in held else None,
         )
+        owned = (
+            holder is not None and holder.partner == sub.partner and holder.owned_until > ctx.now
+        )
+        # (one batch is one partner's: its own pending decisions reserve nothing from it)
+        decision = review(sub, decision, rules.review, rivals, already_owned=owned)
         if (
             decision.status == "accepted"
             and decision.owned_until

@@ -43,6 +43,7 @@ REASONS: dict[str, str] = {
 }
 ACCEPTED = "Accepted: you own {domain} until {until}."
 EXPIRED = "Your registration of {domain} expired on {until}; the domain is free again."
+RESERVED = "{domain} is awaiting the program's review of another partner's registration."
 WITHDRAWN = "Withdrawn by the partner; {domain} is free again."
 
 
@@ -97,12 +98,13 @@ class Holder:
 
 @dataclass(frozen=True)
 class Decision:
-    status: Literal["accepted", "rejected"]
+    status: Literal["accepted", "rejected", "pending"]
     domain: str
     code: str | None
     reason: str
     owned_until: datetime | None = None
     contacts: tuple[Person, ...] = field(default=())
+    note: str | None = None  # a pending one's: why it waits, for the program's admins
 
 
 def day_text(moment: datetime) -> str:
@@ -126,8 +128,11 @@ def decide(
     capacity: int,
     rules: RulesFile,
     now: datetime,
+    reserved_by: str | None = None,
 ) -> Decision:
-    """The program's checks, in order; the first that fails is the reason."""
+    """The program's checks, in order; the first that fails is the reason.
+    ``reserved_by``: the partner whose pending registration (waiting for review,
+    :mod:`connector.program.review`) reserves the domain, if any."""
     domain = normalise_domain(sub) or ""
 
     def reject(code: str, **kw: object) -> Decision:
@@ -163,6 +168,8 @@ def decide(
     own = holder is not None and holder.partner == sub.partner and holder.owned_until > now
     if holder is not None and holder.partner != sub.partner and holder.owned_until > now:
         return reject("owned_by_partner", until=day_text(holder.owned_until))
+    if reserved_by is not None and reserved_by != sub.partner and not own:
+        return Decision("rejected", domain, "owned_by_partner", RESERVED.format(domain=domain))
     if facts.worked_by_sales and not own:
         return reject("owned_by_vendor_sales")
     if own:

@@ -237,6 +237,8 @@ def admin_routes(service: Service) -> list[Route]:
                 _connection_view(service, p.id, p.name) for p in service.project.config.partners
             ],
             held=service.admin_app.outbox.messages(status="held", limit=500),
+            pending=service.admin_app.pending_registrations(),
+            reject_codes=service.admin_app.reject_codes,
         )
 
     async def resync(request: Request) -> Response:
@@ -300,8 +302,36 @@ def admin_routes(service: Service) -> list[Route]:
             session.flash.append(("error", f"E-mail #{message_id} not changed: {exc}"))
         return to_page()
 
+    async def review_action(request: Request) -> Response:
+        """Approve or reject a pending registration (the same API calls as the CLI's)."""
+        session = await posting(request)
+        if isinstance(session, Response):
+            return session
+        registration_id = int(request.path_params["registration_id"])
+        action = request.path_params["action"]
+        if action not in ("approve", "reject"):
+            return Response("action must be approve or reject", status_code=404)
+        form = await request.form()
+        app = service.admin_app
+        try:
+            if action == "approve":
+                await run_in_threadpool(app.approve_registration, registration_id, by="admin page")
+            else:
+                code = str(form.get("code") or "")
+                await run_in_threadpool(
+                    app.reject_registration, registration_id, code, by="admin page"
+                )
+            done = "approved" if action == "approve" else "rejected"
+            session.flash.append(("ok", f"Registration #{registration_id} {done}."))
+        except DealsyncError as exc:
+            session.flash.append(("error", f"Registration #{registration_id} not changed: {exc}"))
+        return to_page()
+
     return [
         Route("/admin", page),
+        Route(
+            "/admin/registrations/{registration_id:int}/{action}", review_action, methods=["POST"]
+        ),
         Route("/admin/outbox/{message_id:int}/{action}", email_action, methods=["POST"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),

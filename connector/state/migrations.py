@@ -127,6 +127,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        8,
+        "registrations: review (why a registration waits, who approved or rejected it, when)",
+        _add_columns(tables.Registration, "review_note", "reviewed_by", "reviewed_at"),
+    )
+)
+
 
 def _commission_kinds(conn: Connection) -> None:
     """Issue 16: every won vendor deal on an owned domain earns, so a commission says
@@ -144,6 +152,8 @@ STEPS.append(
     )
 )
 
+# steps apply in version order, whatever order branches appended them in
+STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version
 
 

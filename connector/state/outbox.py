@@ -28,7 +28,7 @@ from connector.state.tables import (
 
 log = logging.getLogger("dealsync.outbox")
 
-KINDS = ("consent_request", "data_notice", "lead_notification")
+KINDS = ("consent_request", "data_notice", "lead_notification", "review_reminder")
 # queued → sent | failed (gave up; retry) ; held (a privacy check objected; release or
 # cancel) ; suppressed (decided not to send) ; cancelled (registration ended, or an admin)
 STATUSES = ("queued", "sent", "failed", "held", "suppressed", "cancelled")

@@ -29,6 +29,7 @@ from connector.program.decide import (
     day_text,
 )
 from connector.state.commissions import CommissionLedger
+from connector.state.review import ReviewQueue
 from connector.state.tables import (
     CHUNK,
     Database,
@@ -79,6 +80,9 @@ def _decided(sub: Submission, decision: Decision, now: datetime) -> dict[str, An
         "fingerprint": sub.fingerprint(),
         "written_back": False,
         "vendor_written": False,
+        "review_note": decision.note,
+        "reviewed_by": None,
+        "reviewed_at": None,
     }
 
 
@@ -93,8 +97,9 @@ def _update_by_id(s: Session, cols: Iterable[str], rows: list[dict[str, Any]]) -
     )
 
 
-class Registry(CommissionLedger):
-    """Registrations and domain claims (and, mixed in, commissions) in the state store."""
+class Registry(CommissionLedger, ReviewQueue):
+    """Registrations and domain claims (and, mixed in, commissions and the review
+    queue) in the state store."""
 
     def __init__(self, store: Database) -> None:
         self.store = store
@@ -265,6 +270,8 @@ class Registry(CommissionLedger):
                     s.add(claim)
                 if lost_until is None:
                     self._insert_contacts(s, {reg.id: decision.contacts})
+            elif decision.status == "pending":  # its contacts, for the approval
+                self._insert_contacts(s, {reg.id: decision.contacts})
             if lost_until is None:
                 try:
                     s.commit()
@@ -330,6 +337,8 @@ class Registry(CommissionLedger):
                             taking[domain] = (key, sub.partner, until)
                             claims[domain] = Holder(sub.partner, until)
                         people.setdefault(key, []).extend(decision.contacts)
+                elif decision.status == "pending":  # its contacts, for the approval
+                    people.setdefault(key, []).extend(decision.contacts)
                 values[key] = _decided(sub, decision, now)
                 if key not in in_db and key not in new:
                     new[key] = {
@@ -449,8 +458,8 @@ class Registry(CommissionLedger):
                 s.exec(select(DomainClaim).where(col(DomainClaim.domain).in_(names))).all()
             for rid in reg_ids:
                 reg = s.get(Registration, rid)
-                if reg is None or reg.status != "accepted":
-                    continue
+                if reg is None or reg.status not in ("accepted", "pending"):
+                    continue  # a pending one (waiting for review) may be withdrawn too
                 reg.status = status
                 reg.ended_at = now
                 until = day_text(reg.owned_until) if reg.owned_until else ""

@@ -252,7 +252,8 @@ class Registration(SQLModel, table=True):
     """A lead or deal registration and its decision.
 
     ``status``: ``accepted`` (owns ``domain`` until ``owned_until``), ``rejected`` (with
-    ``code`` and ``reason``), ``expired``, ``withdrawn``. ``written_back`` says whether
+    ``code`` and ``reason``), ``pending`` (waiting for review: reserves ``domain``,
+    owns nothing; ``code`` says why it waits), ``expired``, ``withdrawn``. ``written_back`` says whether
     the partner's record shows the latest status yet (retried until it does).
     """
 
@@ -281,6 +282,11 @@ class Registration(SQLModel, table=True):
     fingerprint: str = Field(default="", max_length=64)
     written_back: bool = False
     vendor_written: bool = False
+    # review (issue 16 item 5): why a registration waits, for the program's admins
+    # (ids, companies, domains), and who approved or rejected it, when
+    review_note: str | None = None
+    reviewed_by: str | None = Field(default=None, max_length=128)
+    reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class RegistrationContact(SQLModel, table=True):

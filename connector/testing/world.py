@@ -9,6 +9,7 @@ mappings are read from the checkout (``mappings/`` next to ``connector/``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -311,3 +312,11 @@ def run_cli(config: Path, *args: str, env: Mapping[str, str] | None = None) -> R
     return CliRunner().invoke(
         cli, ["--config", str(config), *args], env=dict(env or {}), catch_exceptions=False
     )
+
+
+def review_rules(text: str, **keys: str) -> str:
+    """``rules.yaml`` text with its ``review:`` block replaced by one of these keys (the
+    shipped file's block ends at the first blank line), for a ``rules_edit``."""
+    block = "review:\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items())
+    cut = re.sub(r"(?ms)^review:\n.*?(?=^\s*$)", "", text, count=1)
+    return cut.rstrip("\n") + "\n\n" + block
