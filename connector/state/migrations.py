@@ -127,6 +127,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        12,
+        "privacy: the audit of the leads' source and erasure requests, its hashing key",
+        _create(tables.PrivacyAudit, tables.PrivacyKey),
+    )
+)
+
 LATEST = STEPS[-1].version
 
 
