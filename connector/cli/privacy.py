@@ -74,10 +74,12 @@ def privacy_erase(
     app = ctx.app()
     who = requested_by or default_requester()
     plan = app.erase_person(email, requested_by=who, dry_run=True)
-    if plan.found and not dry_run and not as_json:
+    if dry_run and not as_json and plan.found:
         _show(plan.as_dict(), "would erase")
-        if not yes:
-            click.confirm("erase it?", abort=True)
+        return
+    if plan.found and not dry_run and not yes and not as_json:
+        _show(plan.as_dict(), "would erase")
+        click.confirm("erase it?", abort=True)
     result = plan if dry_run else app.erase_person(email, requested_by=who)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
@@ -86,12 +88,11 @@ def privacy_erase(
         audited = f" (request #{result.request.id}, audited)" if result.request else ""
         click.echo(f"{no_record(email)}; nothing to erase{audited}")
         return
-    if result.request is None:
-        _show(result.as_dict(), "would erase")
-        return
+    assert result.request is not None
+    _show(result.as_dict(), "erased")
     click.secho(
-        f"erased {result.email} (request #{result.request.id}, audited; "
-        f"pseudonym {result.request.answer.get('pseudonym')})",
+        f"request #{result.request.id} audited; the lead is "
+        f"{result.request.answer.get('pseudonym')} in what stays",
         fg="green",
     )
     if result.compacted:
