@@ -280,8 +280,7 @@ def _crm_steps(erasure: Erasure) -> list[str]:
         out.append(
             "vendor CRM: dealsync does not delete CRM records; delete contact "
             f"{', '.join(erasure.vendor_records)} in the vendor's portal yourself (HubSpot: "
-            "open the contact, Actions > Delete; where the portal has GDPR features on, "
-            "choose the permanent GDPR delete)"
+            "open the contact, Actions > Delete, and choose the permanent delete)"
         )
     partners: dict[str, list[str]] = {}
     for partner, record in erasure.partner_records:
