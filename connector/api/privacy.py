@@ -13,14 +13,18 @@ vendor and partner CRM records the admin deals with in the CRMs themselves.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from connector.api.errors import DealsyncError
 from connector.api.host import Host
+from connector.mail.outbox import DELIVERY_LOCK
 from connector.records import utcnow
 from connector.state.privacy import Erasure, PrivacyRows, Source, normalised
+from connector.state.runs import LockHeld
 from connector.state.tables import PrivacyAudit
 
 
@@ -221,15 +225,33 @@ class PrivacyCommands(Host):
         """Remove the person from the state and the outbox (or, ``dry_run``, say what
         would go), audited; the answer also says what to do in the CRMs."""
         address = _checked(email)
-        erasure, audit = self.privacy.erase(
-            address,
-            contact_objects=self._contact_objects(),
-            requested_by=requested_by,
-            apply=not dry_run,
-            now=now or utcnow(),
-        )
+        with self._quiet(dry_run):
+            erasure, audit = self.privacy.erase(
+                address,
+                contact_objects=self._contact_objects(),
+                requested_by=requested_by,
+                apply=not dry_run,
+                now=now or utcnow(),
+            )
         compacted = self.privacy.compact() if audit is not None and erasure.total else ""
         return ErasureAnswer(address, erasure, audit, compacted, _crm_steps(erasure))
+
+    @contextmanager
+    def _quiet(self, dry_run: bool) -> Iterator[None]:
+        """Hold every connection's pass lock and the outbox's delivery lock while an
+        erasure runs: a pass holding the person's records in memory would write them
+        back into the state after it, a delivery could send the message it cancels."""
+        with ExitStack() as held:
+            if not dry_run:
+                for name in [p.id for p in self.project.config.partners] + [DELIVERY_LOCK]:
+                    try:
+                        lease = self.store.lease(name)
+                    except LockHeld as exc:
+                        raise DealsyncError(
+                            f"{exc}; nothing was erased: run the erasure again when it is done"
+                        ) from None
+                    held.callback(lease.release)
+            yield
 
     def privacy_audit(
         self, action: str | None = None, email: str | None = None

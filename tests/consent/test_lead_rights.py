@@ -278,3 +278,26 @@ def test_erase_leaves_no_trace_keeps_the_commission_and_a_later_pass_reimports_n
     assert registered.vendor.get("contacts", vendor_contact, "lastname")["lastname"] == "Quirinal"
     statuses = [m["status"] for m in json.loads(ok(config, "outbox", "--format", "json").output)]
     assert sorted(statuses) == ["cancelled", "queued"]  # hers cancelled; Ilse's still queued
+
+
+def test_erase_waits_for_no_pass_a_running_pass_refuses_it_and_nothing_changes(
+    config: Path, registered: Registered
+) -> None:
+    from connector.state import StateStore
+
+    before = traces(config, ZELDA_TRACES)
+    store = StateStore(f"sqlite:///{config.parent / 'state.db'}")
+    lease = store.lease("acme")  # a pass of acme is running
+    try:
+        refused = invoke(config, "privacy", "erase", "--email", ZELDA["email"], "--yes")
+    finally:
+        lease.release()
+        store.close()
+    assert refused.exit_code == 3, refused.output
+    assert "connection 'acme' is being synced by" in refused.output
+    assert "nothing was erased: run the erasure again when it is done" in refused.output
+    assert traces(config, ZELDA_TRACES) == before
+    assert audit(config, "--action", "erase") == []
+    done = ok(config, "privacy", "erase", "--email", ZELDA["email"], "--yes")
+    assert "erased zelda@ostara-fittings.de from dealsync's state" in done.output
+    assert traces(config, ZELDA_TRACES) == {}
