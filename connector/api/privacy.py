@@ -40,7 +40,8 @@ def default_requester() -> str:
 class SourceEntry:
     """One registration that gave the vendor the lead's data, as told to the lead."""
 
-    registration_id: int
+    registration_id: int | None
+    """None for a contact the sync shared without a registration listing it."""
     kind: str
     partner: str
     partner_name: str
@@ -183,6 +184,7 @@ class PrivacyCommands(Host):
             )
             for s in self.privacy.sources(address)
         ]
+        entries += self._synced_sources(address, {e.partner for e in entries})
         reply = self._reply(entries)
         audit = self.privacy.record_request(
             "source",
@@ -194,6 +196,35 @@ class PrivacyCommands(Host):
         )
         return SourceAnswer(address, audit, entries, reply)
 
+    def _synced_sources(self, address: str, registered_by: set[str]) -> list[SourceEntry]:
+        """Contacts a partner shared with a registered deal that no registration lists
+        (added to the deal after its registration was decided): the partner is their
+        source too. One entry per partner and record, unless a registration of that
+        partner already answers."""
+        out: list[SourceEntry] = []
+        for link in self.privacy.synced_contacts(address, self._contact_objects()):
+            if link.connection in registered_by:
+                continue
+            out.append(
+                SourceEntry(
+                    registration_id=None,
+                    kind="synced contact",
+                    partner=link.connection,
+                    partner_name=self._partner_name(link.connection),
+                    status=link.status,
+                    registered_at=link.created_at,
+                    decided_at=None,
+                    owned_until=None,
+                    company="",
+                    domain="",
+                    through=(
+                        f"the partner's CRM contact record {link.partner_id}, shared as a "
+                        "contact of a registered deal"
+                    ),
+                )
+            )
+        return out
+
     def _reply(self, entries: list[SourceEntry]) -> str:
         if not entries:
             return ""
@@ -203,10 +234,11 @@ class PrivacyCommands(Host):
             "",
         ]
         for e in entries:
+            at = f" at {e.company}" if e.company else ""
             lines.append(
                 f"{vendor} received your name and e-mail address from {e.partner_name}, a "
-                f"partner in our partner program, which registered you as a contact at "
-                f"{e.company} on {_day(e.registered_at)}."
+                f"partner in our partner program, which registered you as a contact{at} "
+                f"on {_day(e.registered_at)}."
             )
         lines += [
             "",
@@ -282,6 +314,8 @@ def audit_summary(row: PrivacyAudit) -> str:
     if row.action == "source":
         named = [
             f"{s.get('partner')} (registration #{s.get('registration_id')})"
+            if s.get("registration_id")
+            else f"{s.get('partner')} ({s.get('kind')})"
             for s in answer.get("sources", [])
         ]
         return "named " + ", ".join(named)

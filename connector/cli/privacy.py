@@ -35,9 +35,7 @@ def privacy_source(ctx: Ctx, email: str, requested_by: str | None, as_json: bool
 
     The only place dealsync names the registering partner for a lead: answer only a
     lead who expressly asked for the source of its data."""
-    answer = ctx.app(check_env=False).source_of(
-        email, requested_by=requested_by or default_requester()
-    )
+    answer = ctx.app().source_of(email, requested_by=requested_by or default_requester())
     if as_json:
         click.echo(json.dumps(answer.as_dict(), indent=2))
         return
@@ -47,12 +45,11 @@ def privacy_source(ctx: Ctx, email: str, requested_by: str | None, as_json: bool
         return
     click.echo(f"source of {answer.email}'s data ({request}):")
     for e in answer.sources:
-        click.echo(
-            f"  registration #{e.registration_id} ({e.kind}, {e.status}): "
-            f"partner {e.partner} ({e.partner_name})"
-        )
+        what = f"registration #{e.registration_id}" if e.registration_id else "synced record"
+        click.echo(f"  {what} ({e.kind}, {e.status}): partner {e.partner} ({e.partner_name})")
         click.echo(f"    registered at {e.registered_at.isoformat(timespec='seconds')}")
-        click.echo(f"    company {e.company} ({e.domain})")
+        if e.company:
+            click.echo(f"    company {e.company} ({e.domain})")
         click.echo(f"    through {e.through}")
     click.echo("\nreply to the lead:\n")
     click.echo(answer.reply)

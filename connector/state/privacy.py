@@ -253,6 +253,24 @@ class PrivacyRows(Transactions):
         regs.sort(key=lambda r: (r.submitted_at, r.id or 0))
         return [Source(r, by_reg.get(r.id or 0)) for r in regs]
 
+    def synced_contacts(self, email: str, contact_objects: Sequence[str]) -> list[Link]:
+        """The links of contact records whose base holds this address (a contact shared
+        because it is on a registered deal, also one added to the deal after its
+        registration was decided), oldest first."""
+        address = normalised(email)
+        text = func.lower(cast(_LINK.c.base, Text))
+        with self.session() as s:
+            found = s.exec(
+                select(Link).where(
+                    col(Link.object).in_(sorted(contact_objects) or [""]),
+                    text.contains(address, autoescape=True),
+                )
+            ).all()
+        return sorted(
+            (link for link in found if _holds(link.base or {}, address)),
+            key=lambda link: link.id or 0,
+        )
+
     # ------------------------------------------------------------------ erasure
 
     def erase(
@@ -321,6 +339,17 @@ class PrivacyRows(Transactions):
         if busy and busy[0]:
             return "the SQLite file was compacted; its WAL is still read by another process"
         return "the SQLite file was compacted (VACUUM): no deleted bytes remain in it"
+
+
+def _holds(base: dict[str, Any], address: str) -> bool:
+    """Whether a base snapshot has the address as a field's value (either side's)."""
+    for key, pair in base.items():
+        if key.startswith("@"):
+            continue
+        for value in pair if isinstance(pair, list) else [pair]:
+            if isinstance(value, str) and normalised(value) == address:
+                return True
+    return False
 
 
 def _erase(

@@ -301,3 +301,36 @@ def test_erase_waits_for_no_pass_a_running_pass_refuses_it_and_nothing_changes(
     done = ok(config, "privacy", "erase", "--email", ZELDA["email"], "--yes")
     assert "erased zelda@ostara-fittings.de from dealsync's state" in done.output
     assert traces(config, ZELDA_TRACES) == {}
+
+
+def test_a_contact_added_to_the_shared_deal_later_is_sourced_and_erased_too(
+    config: Path, registered: Registered
+) -> None:
+    # after the registration was decided, the partner puts another person on the deal
+    yorick = registered.partner.create(
+        "contacts",
+        {"firstname": "Yorick", "lastname": "Penhallow", "email": "yorick@ostara-fittings.de"},
+    )
+    registered.partner.associate("deals", registered.deal, "contacts", yorick)
+    registered.partner.edit("deals", registered.deal, {"dealname": "Ostara rollout, phase 2"})
+    ok(config, "sync", "--connection", "acme")
+    assert registered.vendor.find_by("contacts", "email", "yorick@ostara-fittings.de")
+    assert "registration_contact" not in traces(config, ("yorick@",))  # no registration lists him
+
+    answer = json.loads(
+        ok(config, "privacy", "source", "--email", "yorick@ostara-fittings.de", "--json").output
+    )
+    [source] = answer["sources"]
+    assert (source["partner"], source["partner_name"], source["kind"]) == (
+        "acme",
+        "Acme Agency",
+        "synced contact",
+    )
+    assert source["through"].startswith(f"the partner's CRM contact record {yorick}")
+    assert "from Acme Agency, a partner in our partner program" in answer["reply"]
+
+    erased = ok(config, "privacy", "erase", "--email", "yorick@ostara-fittings.de", "--yes")
+    assert "1 contact link(s) ended" in erased.output
+    assert f"to do: partner acme: its CRM still holds contact {yorick}" in erased.output
+    assert traces(config, ("yorick@ostara-fittings.de", "Yorick", "Penhallow")) == {}
+    assert "link" in traces(config, ZELDA_TRACES)  # Zelda, not erased, is still synced
