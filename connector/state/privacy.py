@@ -155,8 +155,10 @@ class _Person:
 
     def __init__(self, email: str, names: Iterable[tuple[str, str]]) -> None:
         self.email = normalised(email)
-        full = {f"{first.strip()} {last.strip()}" for first, last in names}
-        self.needles = [self.email, *sorted(n for n in full if len(n.strip()) >= 5)]
+        # a full name only: a first or last name alone would match other people and
+        # companies ("Baker Logistics")
+        full = {f"{f.strip()} {la.strip()}" for f, la in names if f.strip() and la.strip()}
+        self.needles = [self.email, *sorted(n for n in full if len(n) >= 5)]
         self.pattern = re.compile(
             "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in self.needles), re.IGNORECASE
         )
@@ -352,6 +354,20 @@ def _holds(base: dict[str, Any], address: str) -> bool:
     return False
 
 
+def _names(base: dict[str, Any]) -> tuple[str, str]:
+    """A contact's first and last name as its base snapshot holds them (fields whose
+    property is ``firstname`` / ``lastname`` on either side, as the program reads a
+    person), "" where it holds none."""
+    out = {"firstname": "", "lastname": ""}
+    for key, pair in base.items():
+        props = key.split(">")
+        values = pair if isinstance(pair, list) else [pair]
+        for prop in out:
+            if prop in props and not out[prop]:
+                out[prop] = next((v for v in values if isinstance(v, str) and v.strip()), "")
+    return out["firstname"], out["lastname"]
+
+
 def _erase(
     s: Session,
     email: str,
@@ -368,8 +384,28 @@ def _erase(
             sa_select(RegistrationContact).where(func.lower(RegistrationContact.email) == address)
         ).scalars()
     )
-    person = _Person(address, [(c.first_name, c.last_name) for c in contacts])
     vendor_ids = {c.vendor_contact_id for c in contacts if c.vendor_contact_id}
+    text = func.lower(cast(_LINK.c.base, Text))
+    found = list(
+        s.execute(
+            sa_select(Link).where(
+                or_(
+                    text.contains(address, autoescape=True),
+                    col(Link.vendor_id).in_(sorted(vendor_ids) or [""])
+                    & col(Link.object).in_(sorted(contact_objects) or [""]),
+                )
+            )
+        ).scalars()
+    )
+    # the names to look for: the registrations', and the synced contact records' (a
+    # contact no registration lists is known by its base snapshot only)
+    names = [(c.first_name, c.last_name) for c in contacts]
+    names += [
+        _names(link.base or {})
+        for link in found
+        if link.object in contact_objects and _holds(link.base or {}, address)
+    ]
+    person = _Person(address, names)
     reg_ids = {c.registration_id for c in contacts}
 
     # registrations: the contact rows go, a by-command record id is pseudonymised
@@ -426,16 +462,6 @@ def _erase(
     erased_mail = {m.id for m in to_person}
 
     # links: the person's contact record ends, other bases lose the fields naming them
-    text = func.lower(cast(_LINK.c.base, Text))
-    found = s.execute(
-        sa_select(Link).where(
-            or_(
-                text.contains(address, autoescape=True),
-                col(Link.vendor_id).in_(sorted(vendor_ids) or [""])
-                & col(Link.object).in_(sorted(contact_objects) or [""]),
-            )
-        )
-    ).scalars()
     for link in found:
         base = dict(link.base or {})
         fields = [
