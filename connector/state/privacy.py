@@ -377,6 +377,7 @@ def _erase(
     *,
     apply: bool,
 ) -> Erasure:
+    """Find the person everywhere and (``apply``) erase them, in the session ``s``."""
     address = normalised(email)
     out = Erasure()
     contacts = list(
@@ -386,7 +387,7 @@ def _erase(
     )
     vendor_ids = {c.vendor_contact_id for c in contacts if c.vendor_contact_id}
     text = func.lower(cast(_LINK.c.base, Text))
-    found = list(
+    links = list(
         s.execute(
             sa_select(Link).where(
                 or_(
@@ -402,13 +403,36 @@ def _erase(
     names = [(c.first_name, c.last_name) for c in contacts]
     names += [
         _names(link.base or {})
-        for link in found
+        for link in links
         if link.object in contact_objects and _holds(link.base or {}, address)
     ]
     person = _Person(address, names)
-    reg_ids = {c.registration_id for c in contacts}
+    _registrations(s, out, address, contacts, pseudonym, apply=apply)
+    erased_mail = _outbox(s, out, person, pseudonym, now, apply=apply)
+    ended = _links(s, out, person, links, contact_objects, vendor_ids, pseudonym, now, apply=apply)
+    erased_conflicts = _conflicts(
+        s, out, [e.id for e in ended if e.id], pseudonym, now, apply=apply
+    )
+    erased_runs = _record_outcomes(s, out, ended, apply=apply)
+    done = {"outbox": erased_mail, "conflict": erased_conflicts, "run_record": erased_runs}
+    _free_text(s, out, person, done, apply=apply)
+    if apply:
+        s.flush()
+    return out
 
-    # registrations: the contact rows go, a by-command record id is pseudonymised
+
+def _registrations(
+    s: Session,
+    out: Erasure,
+    address: str,
+    contacts: list[RegistrationContact],
+    pseudonym: str,
+    *,
+    apply: bool,
+) -> None:
+    """The person's registration contact rows go; a by-command record id (which is
+    the address) is pseudonymised; the registrations themselves stay."""
+    reg_ids = {c.registration_id for c in contacts}
     by_command = list(
         s.execute(
             sa_select(Registration).where(
@@ -420,49 +444,71 @@ def _erase(
     out.registrations = sorted(reg_ids)
     out.contacts_deleted = len(contacts)
     out.record_ids_pseudonymised = len(by_command)
-    if apply:
-        for chunk in chunks([c.id for c in contacts if c.id is not None]):
-            s.execute(delete(RegistrationContact).where(col(RegistrationContact.id).in_(chunk)))
-        for reg in by_command:
-            reg.partner_record_id = f"cli:{pseudonym}"
-            s.add(reg)
-        # the fingerprint digests the person's address and names; a standing or ended
-        # registration is never compared with it again (only a rejected one is)
-        s.execute(
-            update(Registration)
-            .where(
-                col(Registration.id).in_(out.registrations or [0]),
-                col(Registration.status).in_(("accepted", "expired", "withdrawn")),
-            )
-            .values(fingerprint="")
+    if not apply:
+        return
+    for chunk in chunks([c.id for c in contacts if c.id is not None]):
+        s.execute(delete(RegistrationContact).where(col(RegistrationContact.id).in_(chunk)))
+    for reg in by_command:
+        reg.partner_record_id = f"cli:{pseudonym}"
+        s.add(reg)
+    # the fingerprint digests the person's address and names; a standing or ended
+    # registration is never compared with it again (only a rejected one is)
+    s.execute(
+        update(Registration)
+        .where(
+            col(Registration.id).in_(out.registrations or [0]),
+            col(Registration.status).in_(("accepted", "expired", "withdrawn")),
         )
+        .values(fingerprint="")
+    )
 
-    # outbox messages to the person: address and text go; unsent ones are cancelled
+
+def _outbox(
+    s: Session, out: Erasure, person: _Person, pseudonym: str, now: datetime, *, apply: bool
+) -> set[int]:
+    """Messages to the person lose address and text (the rows stay, as the record of
+    what was or was not sent); unsent ones are cancelled. Returns their ids."""
     to_person = list(
-        s.execute(sa_select(OutboxMessage).where(func.lower(OutboxMessage.recipient) == address))
-        .scalars()
-        .all()
+        s.execute(
+            sa_select(OutboxMessage).where(func.lower(OutboxMessage.recipient) == person.email)
+        ).scalars()
     )
     out.emails_erased = len(to_person)
     out.emails_cancelled = sum(1 for m in to_person if m.status in UNSENT)
     if apply:
+        note = f"erased at {now.isoformat(timespec='seconds')} ({pseudonym}: the lead's data)"
         for m in to_person:
             key = f"{pseudonym}:{m.id}"
             was = m.status
             m.recipient, m.subject, m.body = pseudonym, "", ""
             m.dedupe_key, m.message_id = key, message_id(key)
             m.server_response = person.scrub(m.server_response) if m.server_response else None
-            note = f"erased at {now.isoformat(timespec='seconds')} ({pseudonym}: the lead's data)"
             if was in UNSENT:
                 m.status = "cancelled"
                 m.detail = f"cancelled: {note}; it was {was}"
             else:
                 m.detail = f"{note}; " + (person.scrub(m.detail) if m.detail else was)
             s.add(m)
-    erased_mail = {m.id for m in to_person}
+    return {m.id for m in to_person if m.id is not None}
 
-    # links: the person's contact record ends, other bases lose the fields naming them
-    for link in found:
+
+def _links(
+    s: Session,
+    out: Erasure,
+    person: _Person,
+    links: list[Link],
+    contact_objects: set[str],
+    vendor_ids: set[str],
+    pseudonym: str,
+    now: datetime,
+    *,
+    apply: bool,
+) -> list[Link]:
+    """The person's contact links end, their bases emptied (an ended link's records
+    are never shared again, so no pass copies the person back); other bases lose the
+    fields naming the person. Returns the ended links."""
+    ended: list[Link] = []
+    for link in links:
         base = dict(link.base or {})
         fields = [
             k
@@ -472,6 +518,7 @@ def _erase(
         ]
         if link.object in contact_objects and (fields or link.vendor_id in vendor_ids):
             out.links_ended += 1
+            ended.append(link)
             if link.vendor_id:
                 vendor_ids.add(link.vendor_id)
             if link.partner_id:
@@ -488,11 +535,79 @@ def _erase(
                 link.base = {k: v for k, v in base.items() if k not in fields}
                 link.updated_at = now
                 s.add(link)
-
     out.vendor_records = sorted(vendor_ids)
     out.partner_records.sort()
+    return ended
 
-    # free text elsewhere that names the person
+
+def _conflicts(
+    s: Session, out: Erasure, ended: list[int], pseudonym: str, now: datetime, *, apply: bool
+) -> set[int]:
+    """Conflicts on the person's ended links hold their field values (a first name
+    alone, say): the values go, an open one is resolved saying why. Returns their ids."""
+    if not ended:
+        return set()
+    rows = list(
+        s.execute(sa_select(ConflictRow).where(col(ConflictRow.link_id).in_(ended))).scalars()
+    )
+    if rows:
+        out.texts["conflict"] = out.texts.get("conflict", 0) + len(rows)
+    if apply:
+        for row in rows:
+            _settle(row, pseudonym, now)
+            s.add(row)
+    return {row.id for row in rows if row.id is not None}
+
+
+def _record_outcomes(s: Session, out: Erasure, ended: list[Link], *, apply: bool) -> set[int]:
+    """What the run log and the retries say about the person's contact records (a
+    conflict's two values, an error quoting a field): the detail goes, the outcome
+    stays. Returns the run records' ids."""
+    keys = {
+        (link.object, side, rid)
+        for link in ended
+        for side, rid in (("partner", link.partner_id), ("vendor", link.vendor_id))
+        if rid
+    }
+    if not keys:
+        return set()
+    ids = sorted({rid for _, _, rid in keys})
+    records = [
+        r
+        for r in s.execute(sa_select(RunRecord).where(col(RunRecord.record_id).in_(ids))).scalars()
+        if (r.object, r.side, r.record_id) in keys and r.detail
+    ]
+    retries = [
+        r
+        for r in s.execute(sa_select(RetryItem).where(col(RetryItem.record_id).in_(ids))).scalars()
+        if (r.object, r.side, r.record_id) in keys and r.last_error
+    ]
+    for name, rows in (("run_record", records), ("retry_item", retries)):
+        if rows:
+            out.texts[name] = out.texts.get(name, 0) + len(rows)
+    if apply:
+        for rec in records:
+            rec.detail = ERASED
+            s.add(rec)
+        for retry in retries:
+            retry.last_error = ERASED
+            s.add(retry)
+    return {r.id for r in records if r.id is not None}
+
+
+def _settle(row: ConflictRow, pseudonym: str, now: datetime) -> None:
+    """A conflict on an erased contact: its values go; an open one is resolved."""
+    row.partner_value = row.vendor_value = row.base_partner = row.base_vendor = None
+    if row.status == "open":
+        row.status, row.resolved_at = "resolved", now
+        row.resolution = f"erased ({pseudonym}): the lead's data"
+
+
+def _free_text(
+    s: Session, out: Erasure, person: _Person, done: dict[str, set[int]], *, apply: bool
+) -> None:
+    """Free text elsewhere that quotes the person's address or full name (rows erased
+    whole already, by table name in ``done``, are skipped)."""
     for model, columns in _FREE_TEXT.items():
         table: Table = model.__table__
         where = [
@@ -500,10 +615,9 @@ def _erase(
             for c in columns
             for n in person.needles
         ]
-        rows = s.execute(sa_select(model).where(or_(*where))).scalars().all()
         hits = 0
-        for row in rows:
-            if model is OutboxMessage and row.id in erased_mail:
+        for row in s.execute(sa_select(model).where(or_(*where))).scalars().all():
+            if getattr(row, "id", None) in done.get(table.name, set()):
                 continue
             changed = False
             for c in columns:
@@ -517,7 +631,4 @@ def _erase(
                 if apply:
                     s.add(row)
         if hits:
-            out.texts[table.name] = hits
-    if apply:
-        s.flush()
-    return out
+            out.texts[table.name] = out.texts.get(table.name, 0) + hits

@@ -334,3 +334,34 @@ def test_a_contact_added_to_the_shared_deal_later_is_sourced_and_erased_too(
     assert f"to do: partner acme: its CRM still holds contact {yorick}" in erased.output
     assert traces(config, ("yorick@ostara-fittings.de", "Yorick", "Penhallow")) == {}
     assert "link" in traces(config, ZELDA_TRACES)  # Zelda, not erased, is still synced
+
+
+def _manual_lastname(mapping: str) -> str:
+    """The contacts' last name settled by hand: a conflict row holds both values."""
+    old = "      - partner: lastname\n        vendor: lastname\n        direction: both\n"
+    return mapping.replace(old, old + "        conflict: manual\n", 1)
+
+
+def test_an_open_conflict_on_the_leads_contact_loses_its_values_and_is_resolved(
+    tmp_path: Path, srv: SandboxServer
+) -> None:
+    hubspot = HubSpotPortals(srv.url, TOKEN_ENV)
+    config = write_project(
+        tmp_path, project_yaml(("acme",), hubspot=hubspot), mapping_edit=_manual_lastname
+    )
+    ok(config, "setup")
+    world = Registered(srv)
+    ok(config, "sync", "--connection", "acme")
+    vendor_contact = world.vendor.find_by("contacts", "email", ZELDA["email"])
+    world.partner.edit("contacts", world.contact, {"lastname": "Quirinal-Ash"})
+    world.vendor.edit("contacts", vendor_contact, {"lastname": "Quirinal-Birch"})
+    synced = invoke(config, "sync", "--connection", "acme")
+    assert synced.exit_code == 1, synced.output  # a conflict left open
+    assert "conflict" in traces(config, ("Quirinal-Ash", "Quirinal-Birch"))
+
+    ok(config, "privacy", "erase", "--email", ZELDA["email"], "--yes")
+    assert traces(config, (*ZELDA_TRACES, "Quirinal-Ash", "Quirinal-Birch")) == {}
+    with sqlite3.connect(config.parent / "state.db") as db:
+        [(status, resolution)] = db.execute("SELECT status, resolution FROM conflict").fetchall()
+    assert status == "resolved" and resolution.startswith("erased (erased-")
+    assert "no open conflicts" in ok(config, "conflicts").output
