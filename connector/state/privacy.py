@@ -4,7 +4,9 @@ audit of both requests.
 
 A person is found by e-mail address, compared lower-case: the registration contacts
 that list it (lead and deal registrations keep the people they brought), and the lead
-registrations made with ``dealsync register lead``, whose record id is ``cli:<e-mail>``.
+registrations made with ``dealsync register lead``, whose record id is ``cli:<e-mail>``,
+and the synced contact records whose base snapshot holds it (a contact put on a shared
+deal after its registration was decided is listed by no registration).
 
 Erasure keeps what the program's books need and removes the person:
 
@@ -19,6 +21,8 @@ Erasure keeps what the program's books need and removes the person:
   snapshot emptied: a later pass neither re-shares that contact nor copies its fields
   into the state again (an ended link's records are never shared automatically);
   another link whose base holds the address or the full name loses those fields;
+  conflicts on the ended links lose their values (an open one is resolved), and the
+  run log's and retries' details about the person's records become ``[erased]``;
 * free text naming the person (by address or full name) in other outbox messages,
   lead activity, run records, runs, retries, conflicts and registration reasons is
   replaced by ``[erased]``.
