@@ -228,7 +228,7 @@ class PrivacyCommands(Host):
     def _reply(self, entries: list[SourceEntry]) -> str:
         if not entries:
             return ""
-        vendor = self.project.rules.consent.vendor_name or "we"
+        vendor = self.project.rules.consent.vendor_name or "We"
         lines = [
             "You asked us where we obtained your personal data.",
             "",

@@ -260,15 +260,17 @@ class PrivacyRows(Transactions):
         return [Source(r, by_reg.get(r.id or 0)) for r in regs]
 
     def synced_contacts(self, email: str, contact_objects: Sequence[str]) -> list[Link]:
-        """The links of contact records whose base holds this address (a contact shared
-        because it is on a registered deal, also one added to the deal after its
-        registration was decided), oldest first."""
+        """The links of contact records a partner shared whose base holds this address
+        (a contact shared because it is on a registered deal, also one added to the deal
+        after its registration was decided), oldest first. A link the vendor's side
+        started (its contact mirrored to the partner) is not a partner's source."""
         address = normalised(email)
         text = func.lower(cast(_LINK.c.base, Text))
         with self.session() as s:
             found = s.exec(
                 select(Link).where(
                     col(Link.object).in_(sorted(contact_objects) or [""]),
+                    Link.origin == "partner",
                     text.contains(address, autoescape=True),
                 )
             ).all()
