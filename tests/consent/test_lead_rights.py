@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,10 +111,24 @@ def registered(config: Path, srv: SandboxServer) -> Registered:
 
 
 def state_rows(config: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table of the state store, as SQLite holds it."""
-    with sqlite3.connect(config.parent / "state.db") as db:
-        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: list(db.execute(f'SELECT * FROM "{n}"')) for n in names}
+    """Every row of every table of the project's state store (SQLite or PostgreSQL)."""
+    from sqlalchemy import MetaData, create_engine, select
+
+    from connector.api import Dealsync
+    from connector.config import load_project
+
+    url = Dealsync(load_project(config, env=ENV), env=ENV).state_url
+    engine = create_engine(url)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return {
+                name: [tuple(r) for r in conn.execute(select(table))]
+                for name, table in meta.tables.items()
+            }
+    finally:
+        engine.dispose()
 
 
 def traces(config: Path, needles: tuple[str, ...]) -> dict[str, list[str]]:
@@ -278,6 +292,27 @@ def test_erase_leaves_no_trace_keeps_the_commission_and_a_later_pass_reimports_n
     assert registered.vendor.get("contacts", vendor_contact, "lastname")["lastname"] == "Quirinal"
     statuses = [m["status"] for m in json.loads(ok(config, "outbox", "--format", "json").output)]
     assert sorted(statuses) == ["cancelled", "queued"]  # hers cancelled; Ilse's still queued
+
+
+@pytest.mark.parametrize("state_backend", ["postgres"])
+def test_erase_on_postgresql_leaves_no_value_behind(
+    tmp_path: Path, srv: SandboxServer, state_url_factory: Callable[[str], str]
+) -> None:
+    """The same erasure on a PostgreSQL state store (its queries, JSON as text)."""
+    hubspot = HubSpotPortals(srv.url, TOKEN_ENV)
+    config = write_project(
+        tmp_path, project_yaml(("acme",), state_url=state_url_factory("lr"), hubspot=hubspot)
+    )
+    ok(config, "setup")
+    Registered(srv)
+    ok(config, "sync", "--connection", "acme")
+    assert {"registration_contact", "outbox", "link"} <= set(traces(config, ZELDA_TRACES))
+    source = ok(config, "privacy", "source", "--email", ZELDA["email"])
+    assert "partner acme (Acme Agency)" in source.output
+    erased = ok(config, "privacy", "erase", "--email", ZELDA["email"], "--yes")
+    assert "postgresql: deleted row versions remain until VACUUM" in erased.output
+    assert traces(config, ZELDA_TRACES) == {}
+    assert [e["outcome"] for e in audit(config)] == ["answered", "erased"]
 
 
 def test_erase_waits_for_no_pass_a_running_pass_refuses_it_and_nothing_changes(
