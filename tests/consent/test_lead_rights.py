@@ -33,7 +33,7 @@ TOKEN_ENV = {"vendor": "LR_VENDOR_TOKEN", "acme": "LR_ACME_TOKEN"}
 
 # the deal's lead and the by-command lead: names found nowhere else in the project
 ZELDA = {"firstname": "Zelda", "lastname": "Quirinal", "email": "zelda@ostara-fittings.de"}
-ILSE = ("Ilse", "Hollowmere", "ilse@hollowmere-optics.at")
+ILSE = ("Ilse", "Vantongeren", "ilse@hollowmere-optics.at")
 ZELDA_TRACES = ("zelda@ostara-fittings.de", "Zelda", "Quirinal")
 
 
@@ -54,12 +54,12 @@ def config(tmp_path: Path, srv: SandboxServer) -> Path:
     return path
 
 
-def invoke(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], env=ENV)
+def invoke(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], env={**ENV, **(env or {})})
 
 
-def ok(config: Path, *args: str) -> Result:
-    result = invoke(config, *args)
+def ok(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    result = invoke(config, *args, env=env)
     assert result.exit_code == 0, result.output
     return result
 
@@ -400,3 +400,46 @@ def test_an_open_conflict_on_the_leads_contact_loses_its_values_and_is_resolved(
         [(status, resolution)] = db.execute("SELECT status, resolution FROM conflict").fetchall()
     assert status == "resolved" and resolution.startswith("erased (erased-")
     assert "no open conflicts" in ok(config, "conflicts").output
+
+
+def test_a_lead_registered_by_command_and_already_mailed_is_erased_and_pseudonymised(
+    config: Path, registered: Registered, tmp_path: Path
+) -> None:
+    first, last, email = ILSE
+    sink = tmp_path / "sent-mail"
+    ok(config, "outbox", "send", env={"DEALSYNC_MAIL_SINK": str(sink)})
+    sent = {m["recipient"]: m for m in json.loads(ok(config, "outbox", "--format", "json").output)}
+    assert sent[email]["status"] == "sent"
+    [before] = [
+        r
+        for r in json.loads(ok(config, "registrations", "--format", "json").output)
+        if r["kind"] == "lead"
+    ]
+    assert before["partner_record_id"] == f"cli:{email}"
+
+    erased = ok(config, "privacy", "erase", "--email", email, "--yes")
+    assert "1 record id(s) pseudonymised" in erased.output
+    assert (
+        "1 e-mail(s) to the lead lose address and text (0 not sent yet: cancelled)" in erased.output
+    )
+    request = audit(config, "--action", "erase")[0]["id"]
+
+    assert traces(config, (email, first, last)) == {}
+    assert file_traces(config, (email, first, last)) == []
+    [after] = [
+        r
+        for r in json.loads(ok(config, "registrations", "--format", "json").output)
+        if r["kind"] == "lead"
+    ]
+    assert after["partner_record_id"] == f"cli:erased-{request}"
+    assert (after["status"], after["domain"], after["owned_until"]) == (
+        "accepted",
+        "hollowmere-optics.at",
+        before["owned_until"],
+    )  # the partner still owns the domain
+    mails = json.loads(ok(config, "outbox", "--format", "json").output)
+    [was_hers] = [m for m in mails if m["recipient"] == f"erased-{request}"]
+    assert was_hers["status"] == "sent" and was_hers["sent_at"]  # the record that it was sent
+    assert was_hers["subject"] == "" and "the lead's data" in was_hers["detail"]
+    # Zelda, not erased, keeps her e-mail (sent too)
+    assert {m["recipient"]: m["status"] for m in mails}[ZELDA["email"]] == "sent"
