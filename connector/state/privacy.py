@@ -197,6 +197,10 @@ class PrivacyRows(Transactions):
             assert row is not None
             return row.key.encode()
 
+    def _has_key(self) -> bool:
+        with self.session() as s:
+            return s.get(PrivacyKey, 1) is not None
+
     def subject_of(self, email: str) -> str:
         """The keyed SHA-256 (HMAC) of the address that stands for it in the audit."""
         return hmac.new(self._key(), normalised(email).encode(), hashlib.sha256).hexdigest()
@@ -230,6 +234,8 @@ class PrivacyRows(Transactions):
         self, action: str | None = None, email: str | None = None, limit: int = 1000
     ) -> list[PrivacyAudit]:
         """The audit, oldest first; only one action's, or one address's (by its hash)."""
+        if email and not self._has_key():
+            return []  # no request was ever audited
         subject = self.subject_of(email) if email else None
         q = given(
             select(PrivacyAudit), (PrivacyAudit.action, action), (PrivacyAudit.subject, subject)
@@ -296,7 +302,7 @@ class PrivacyRows(Transactions):
         ``contact_objects``: the mappings that sync contacts (their links are the
         person's record)."""
         moment = now or utcnow()
-        subject = self.subject_of(email)
+        subject = self.subject_of(email) if apply else ""  # a plan writes nothing, no key
         with self.session() as s:
             audit = PrivacyAudit(
                 at=moment,
