@@ -5,7 +5,8 @@ portal's adapter is shared by every partner connection, so its rate limiter sees
 whole program's traffic). Its commands are grouped by concern: the passes, setup and
 status here; e-mail in :mod:`connector.api.mail`; registrations, commissions, partner
 settings and tokens in :mod:`connector.api.program`; conflicts in
-:mod:`connector.api.conflicts`.
+:mod:`connector.api.conflicts`; the lead's rights (source and erasure requests) in
+:mod:`connector.api.privacy`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from connector.api.errors import ConnectionUnusable as ConnectionUnusable
 from connector.api.errors import DealsyncError as DealsyncError
 from connector.api.errors import DeliveryBusy as DeliveryBusy
 from connector.api.mail import MailCommands
+from connector.api.privacy import PrivacyCommands
+from connector.api.privacy import default_requester as default_requester
+from connector.api.privacy import no_record as no_record
 from connector.api.program import ProgramCommands
 from connector.api.program import register_lead as register_lead
 from connector.api.review import REJECT_CODES as REJECT_CODES  # the CLI's help lists them
@@ -167,7 +171,7 @@ class SetupReport:
         return not self.failed and not errors_of(self.problems)
 
 
-class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands):
+class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands, PrivacyCommands):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(

@@ -152,6 +152,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        12,
+        "privacy: the audit of the leads' source and erasure requests, its hashing key",
+        _create(tables.PrivacyAudit, tables.PrivacyKey),
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

@@ -469,3 +469,34 @@ class MappingVersion(SQLModel, table=True):
     )
     changes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     run_id: int | None = None
+
+
+class PrivacyAudit(SQLModel, table=True):
+    """One data-subject request (issue 16, the lead's rights): a lead asking which
+    partner gave the vendor its data (``source``), or to be erased (``erase``). Who
+    asked the admin to run it, when, and what was answered — never the lead's e-mail in
+    clear: ``subject`` is a keyed hash of it (:class:`PrivacyKey`), so requests about
+    one person can be found again by hashing the address they give."""
+
+    __tablename__ = "privacy_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    action: str = Field(max_length=16)  # source | erase
+    requested_by: str = Field(max_length=128)
+    subject: str = Field(max_length=64, index=True)
+    outcome: str = Field(max_length=32)  # answered | no_record | erased
+    answer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class PrivacyKey(SQLModel, table=True):
+    """The random key of the keyed hash that stands for an e-mail address in the
+    privacy audit (one row, made on first use): an address can be checked against the
+    audit by whoever holds the state, but not read off it or looked up in a table of
+    precomputed hashes."""
+
+    __tablename__ = "privacy_key"
+
+    id: int = Field(default=1, primary_key=True)
+    key: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
