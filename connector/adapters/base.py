@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from connector.adapters.naming import Naming
 from connector.records import Event, PropertySpec, Record, WriteResult
+
+# an opt-in whose time the CRM does not tell (see SupportsEngagement.subscribed_since)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Fields = Sequence[str]
 """Names of the properties to read."""
@@ -207,3 +210,13 @@ class SupportsEngagement(Protocol):
     def opted_in(self, email: str) -> bool:
         """Whether the address is subscribed to any of the vendor's communications."""
         ...
+
+    def subscribed_since(self, emails: Sequence[str]) -> dict[str, datetime | None]:
+        """For each address (lower case): since when it is subscribed to any of the
+        vendor's communications (the earliest status change to subscribed among those
+        it is subscribed to now), None when it is not. What "opted in within the
+        window" is decided by (issue 16). An adapter that knows the times answers for
+        many addresses in a few calls; this fallback asks :meth:`opted_in` per address
+        and, knowing no time, dates a subscription at the earliest moment (it counts
+        like an opt-in before the registration)."""
+        return {e.lower(): (EPOCH if self.opted_in(e) else None) for e in emails}
