@@ -281,6 +281,43 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
             getattr(s, "status", "") == "SUBSCRIBED" for s in status.subscription_statuses or []
         )
 
+    def subscribed_since(self, emails: Sequence[str]) -> dict[str, datetime | None]:
+        """Since when each address is subscribed (communication preferences v4 batch
+        read: each status carries the ``timestamp`` of its last change), 100
+        addresses a call. An address subscribed to several subscriptions counts from
+        the earliest of them."""
+        wanted = sorted({e.lower() for e in emails})
+        out: dict[str, datetime | None] = dict.fromkeys(wanted)
+        client = self._prefs.api_client
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+
+            def read(*, _preload_content: bool = False, chunk: list[str] = chunk) -> Any:
+                return client.call_api(
+                    "/communication-preferences/v4/statuses/batch/read",
+                    "POST",
+                    {},
+                    [("channel", "EMAIL")],
+                    {"Accept": "application/json", "Content-Type": "application/json"},
+                    body={"inputs": chunk},
+                    response_types_map={},
+                    auth_settings=["oauth2"],
+                    _return_http_data_only=False,
+                    _preload_content=_preload_content,
+                )
+
+            page = self._call("subscription_status", read, raw=True)
+            for result in page.results or []:
+                email = str(result.subscriber_id_string or "").lower()
+                times = [
+                    _aware(s.timestamp)
+                    for s in result.statuses or []
+                    if s.status == "SUBSCRIBED" and s.timestamp
+                ]
+                if email in out and times:
+                    out[email] = min(times)
+        return out
+
     def object_schema(self, object_type: str) -> ObjectSchema:
         """Properties and pipelines of one object type (``hubspot_properties``)."""
         from connector.adapters.hubspot_properties import read_object_schema

@@ -549,9 +549,7 @@ class LocalCRM(SupportsEngagement):
             dict(properties or {}),
         )
 
-    def set_opted_in(
-        self, email: str, subscribed: bool = True, at: datetime | None = None
-    ) -> None:
+    def set_opted_in(self, email: str, subscribed: bool = True, at: datetime | None = None) -> None:
         """Subscribe (or unsubscribe) an address, the change dated ``at`` (default: the
         CRM's clock), as the vendor's subscription statuses record it."""
         with self._lock:
