@@ -29,6 +29,7 @@ from connector.api.errors import DeliveryBusy as DeliveryBusy
 from connector.api.mail import MailCommands
 from connector.api.program import ProgramCommands
 from connector.api.program import register_lead as register_lead
+from connector.api.program import registration_emails as registration_emails
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project

@@ -13,11 +13,12 @@ from connector.program.decide import Person, Submission
 from connector.records import utcnow
 from connector.state.leads import set_subscription
 from connector.state.registry import Registry
-from connector.state.tables import Commission, PartnerSubscription, Registration
+from connector.state.tables import Commission, OutboxMessage, PartnerSubscription, Registration
 from connector.state.tokens import TokenInfo, parse_expiry
 
 if TYPE_CHECKING:
     from connector.api import Dealsync
+    from connector.engine.hooks import PassContext
 
 
 class ProgramCommands(Host):
@@ -129,4 +130,28 @@ def register_lead(
     registry.mark([reg.id], written_back=True)
     final = registry.get(reg.id)
     assert final is not None
+    if final.status == "accepted":
+        consent_at_registration(app, ctx, final)
     return final
+
+
+def consent_at_registration(app: Dealsync, ctx: PassContext, reg: Registration) -> int:
+    """DESIGN §2.2's "immediately": the consent e-mails of a registration accepted
+    outside a pass are decided the moment it is accepted (a DACH lead's request
+    queued, or suppressed with its reason), and delivered at once when a mail
+    transport is configured — not at the partner's next pass, which finds the
+    decision's outbox row and sends nothing more. Returns how many were decided."""
+    from connector.hooks.consent import ConsentHook, decide_consent
+
+    hook = next((h for h in app.hooks if isinstance(h, ConsentHook)), None)
+    if hook is None or reg.id is None:
+        return 0
+    decided = decide_consent(ctx, hook.rules, registration_ids={reg.id})
+    if decided and app.transport() is not None:
+        app._deliver_after_pass(ctx.now, None)
+    return decided
+
+
+def registration_emails(app: Dealsync, registration_id: int) -> list[OutboxMessage]:
+    """The outbox rows decided for one registration (what ``register lead`` shows)."""
+    return app.outbox.of_registration(registration_id)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from connector.api import EXIT_FAILED, register_lead
+from connector.api import EXIT_FAILED, register_lead, registration_emails
 from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
 
 # The columns of the listings, in their order (kept as one wrapped list each).
@@ -70,6 +70,12 @@ def register_lead_cmd(
     click.echo(f"  {reg.reason}")
     if reg.status != "accepted":
         sys.exit(EXIT_FAILED)
+    assert reg.id is not None
+    for m in registration_emails(ctx.app(), reg.id):
+        # decided at registration (DESIGN §2.2 "immediately"); the lead's address is
+        # not printed: `dealsync outbox show ID` has it
+        why = f" — {m.detail}" if m.status in ("suppressed", "held") and m.detail else ""
+        click.echo(f"  e-mail #{m.id}: {m.kind} {m.status}{why}")
 
 
 @command(cli)

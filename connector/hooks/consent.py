@@ -186,13 +186,15 @@ def decide_consent(
     done = ctx.store.outbox.existing(
         f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
     )
+
     # contacts without a country of their own, not decided yet: their company's country
+    def decided(person: RegistrationContact) -> bool:
+        return any(f"{kind}:{person.email.lower()}" in done for kind in CONSENT_KINDS)
+
     company_ids = {
         reg.vendor_company_id
         for reg, p in pairs
-        if country_code(p.country) is None
-        and reg.vendor_company_id
-        and not any(f"{kind}:{p.email.lower()}" in done for kind in CONSENT_KINDS)
+        if country_code(p.country) is None and reg.vendor_company_id and not decided(p)
     }
     company_country: dict[str, str | None] = {}
     if company_ids:
@@ -200,6 +202,8 @@ def decide_consent(
         company_country = {cid: rec.get("country") for cid, rec in found.items()}
     due: list[_Due] = []
     for reg, person in pairs:
+        if country_code(person.country) is None and decided(person):
+            continue  # where it is came from its company then, and is not read again
         company = company_country.get(reg.vendor_company_id or "")
         where = lead_country(person.country, company)
         area = region(where.country, consent)
