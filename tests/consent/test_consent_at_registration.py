@@ -21,8 +21,12 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from consent_support import NOW, SandboxProgram, sandbox_program, sandbox_specs
+from click.testing import CliRunner
+from consent_support import NOW, SandboxProgram, sandbox_program, sandbox_specs, write_project
 
+from connector.cli import cli
+from connector.config.models import ConsentRules
+from connector.program.consent import add_month, notice_due
 from connector.sandbox import SandboxServer
 
 DAY = timedelta(days=1)
@@ -197,3 +201,54 @@ def test_uk_and_eea_are_treated_as_eu_by_default(make, country: str, switched_of
     p.sync(NOW + 30 * DAY)
     expected = [] if switched_off else [("data_notice", "sent")]
     assert outbox_rows(p) == expected
+
+
+# ---------------------------------------------------------------------- check, units
+
+
+@pytest.mark.parametrize(
+    ("edit", "line_has", "says"),
+    [
+        (
+            lambda t: t.replace("  notice_after_days: 30\n", "  notice_period: 2 months\n"),
+            "consent.notice_period",
+            "notice_period '2 months' is not a period dealsync knows: write `notice_period: 1 month`",
+        ),
+        (
+            lambda t: t.replace(
+                "  notice_after_days: 30\n", "  notice_after_days: 30\n  notice_period: 1 month\n"
+            ),
+            "consent:",
+            "consent has both notice_after_days and notice_period",
+        ),
+    ],
+    ids=["unknown-period", "both"],
+)
+def test_check_names_a_bad_notice_period(scratch: Path, edit, line_has: str, says: str) -> None:  # type: ignore[no-untyped-def]
+    config = write_project(scratch / "check", rules_edit=edit)
+    result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code != 0
+    [line] = [x for x in result.output.splitlines() if "rules.yaml:" in x]
+    assert line_has in line and says in line, result.output
+
+
+def test_check_accepts_one_month(scratch: Path) -> None:
+    config = write_project(scratch / "check", rules_edit=one_month)
+    result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (datetime(2027, 1, 31, 23, 30, tzinfo=UTC), datetime(2027, 2, 28, 23, 30, tzinfo=UTC)),
+        (datetime(2028, 1, 30, tzinfo=UTC), datetime(2028, 2, 29, tzinfo=UTC)),
+        (datetime(2027, 3, 31, tzinfo=UTC), datetime(2027, 4, 30, tzinfo=UTC)),
+        (datetime(2027, 12, 31, 9, tzinfo=UTC), datetime(2028, 1, 31, 9, tzinfo=UTC)),
+        (datetime(2027, 2, 28, tzinfo=UTC), datetime(2027, 3, 28, tzinfo=UTC)),
+    ],
+)
+def test_add_month(start: datetime, end: datetime) -> None:
+    assert add_month(start) == end
+    assert notice_due(start, ConsentRules(notice_period="1 month")) == end
+    assert notice_due(start, ConsentRules()) == start + 30 * DAY
