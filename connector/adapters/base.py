@@ -185,6 +185,20 @@ class EventQuery:
 
 
 @runtime_checkable
+class SupportsPropertyHistory(Protocol):
+    """A CRM that knows when a record's property took its value (HubSpot's
+    ``propertiesWithHistory``). Optional: consent then dates a confirmation property
+    by it (issue 16); without it a confirmation counts whenever it happened."""
+
+    def values_since(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """For each record id found: since when each of ``properties`` that has a
+        value holds its current value (the oldest of the newest run of equal values)."""
+        ...
+
+
+@runtime_checkable
 class SupportsEngagement(Protocol):
     """What a vendor CRM offers for consent signals and lead notifications: web events
     and e-mail subscription status. Optional: a CRM without it gets no notifications,

@@ -36,7 +36,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connector.adapters.base import SupportsEngagement
+from connector.adapters.base import (
+    EPOCH,
+    CRMAdapter,
+    SupportsEngagement,
+    SupportsPropertyHistory,
+)
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import QueueEmail
@@ -269,6 +274,9 @@ class _Signals:
     engagement: SupportsEngagement | None
     subscribed: dict[str, datetime | None]
     contacts: dict[str, Record]  # by lower-case e-mail
+    # since when each vendor contact matches the confirmation conditions (by e-mail;
+    # absent: it does not match)
+    confirmed: dict[str, datetime]
 
     @classmethod
     def read(
@@ -304,7 +312,7 @@ class _Signals:
                 found = crm.find_by_property(contacts_object, "email", missing, props)
                 for email, rec in found.items():
                     contacts[email.lower()] = rec
-        return cls(engagement, subscribed, contacts)
+        return cls(engagement, subscribed, contacts, _confirmed(crm, rules, contacts))
 
     def suppression(self, ctx: PassContext, rules: RulesFile, item: _Due) -> str | None:
         """Why ``item`` is not sent (None: it is). An opt-in counts when it happened
@@ -315,11 +323,7 @@ class _Signals:
         if opted_in_by(self.subscribed.get(email), item.window_end):
             return "already opted in to the vendor's communications"
         rec = self.contacts.get(email)
-        if (
-            consent.opted_in_properties
-            and rec is not None
-            and matches(consent.opted_in_properties, rec.properties)
-        ):
+        if opted_in_by(self.confirmed.get(email), item.window_end):
             return "already confirmed their e-mail with the vendor"
         if item.kind == "data_notice" and self.engagement is not None and rec is not None:
             reg = item.reg
@@ -328,6 +332,31 @@ class _Signals:
                 if self.engagement.events(event_type, start, item.window_end, object_id=rec.id):
                     return f"engaged within the window ({event_type})"
         return None
+
+
+def _confirmed(
+    crm: CRMAdapter, rules: RulesFile, contacts: Mapping[str, Record]
+) -> dict[str, datetime]:
+    """Since when each vendor contact (by e-mail) matches the confirmation conditions:
+    the latest of the times its matched properties took their values, read in one
+    history batch read per 50 contacts from a CRM that keeps property history; from a
+    CRM that does not, since ever (it counts whenever it happened)."""
+    conditions = rules.consent.opted_in_properties
+    matched = {
+        e: r for e, r in contacts.items() if conditions and matches(conditions, r.properties)
+    }
+    if not matched:
+        return {}
+    if not isinstance(crm, SupportsPropertyHistory):
+        return dict.fromkeys(matched, EPOCH)
+    names = sorted({c.property for c in conditions})
+    since = crm.values_since(crm.naming.contacts, sorted({r.id for r in matched.values()}), names)
+    out: dict[str, datetime] = {}
+    for email, rec in matched.items():
+        times = [since.get(rec.id, {}).get(n) for n in names if rec.properties.get(n)]
+        known = [t for t in times if t is not None]
+        out[email] = max(known) if known else EPOCH
+    return out
 
 
 def _queue(

@@ -248,6 +248,18 @@ class SandboxProgram:
         finally:
             self.vendor.clock = before
 
+    def confirm(self, email: str, at: datetime) -> None:
+        """The lead confirms its e-mail address with the vendor at ``at``: the vendor
+        contact's ``dealsync_email_confirmed`` becomes true then (its history says when)."""
+        before = self.vendor.clock
+        self.vendor.clock = lambda: at
+        try:
+            self.vendor.update(
+                "contacts", email, {"dealsync_email_confirmed": "true"}, id_property="email"
+            )
+        finally:
+            self.vendor.clock = before
+
     def vendor_company(self, domain: str, name: str, country: str) -> str:
         """A company the vendor already has, in ``country``."""
         return str(

@@ -100,16 +100,27 @@ def test_an_eu_lead_gets_nothing_at_registration(make) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize(
-    ("opted_in_on", "notice"),
-    [(40, True), (20, False), (-3, False)],
-    ids=["day40", "day20", "before"],
+    ("how", "opted_in_on", "notice"),
+    [
+        (how, day, notice)
+        for how in ("subscribe", "confirm")
+        for day, notice in ((40, True), (30, False), (20, False), (-3, False))
+        if not (how == "confirm" and day < 0)  # no vendor contact before the registration
+    ],
 )
-def test_an_opt_in_counts_by_its_time(make, opted_in_on: int, notice: bool) -> None:  # type: ignore[no-untyped-def]
+def test_an_opt_in_counts_by_its_time(make, how: str, opted_in_on: int, notice: bool) -> None:  # type: ignore[no-untyped-def]
+    """Subscribed to the newsletter (its status change time) or confirmed the e-mail
+    address (the property's history): by day 30 it suppresses the notice, on day 40
+    it does not — though the pass deciding it runs on day 45, after the opt-in."""
     p = make()
     d = domain("hooli")
     email = f"ana@{d}"
     p.register(email, d, NOW, company="Hooli SARL", country="FR")
-    p.subscribe(email, NOW + opted_in_on * DAY)
+    moment = NOW + opted_in_on * DAY
+    if how == "subscribe":
+        p.subscribe(email, moment)
+    else:  # the vendor contact exists from the registration on
+        p.confirm(email, moment)
     p.sync(NOW + 45 * DAY)  # the day-30 notice decided late, after the opt-in
     if notice:
         assert outbox_rows(p) == [("data_notice", "sent")]
