@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -30,6 +30,8 @@ from connector.program.consent import add_month, notice_due
 from connector.sandbox import SandboxServer
 
 DAY = timedelta(days=1)
+Edit = Callable[[str], str]
+MakeProgram = Callable[..., SandboxProgram]
 _n = count(1)
 
 
@@ -40,9 +42,9 @@ def server() -> Iterator[SandboxServer]:
 
 
 @pytest.fixture
-def make(scratch: Path, server: SandboxServer):  # type: ignore[no-untyped-def]
-    def build(**kw: object) -> SandboxProgram:
-        return sandbox_program(scratch / f"p{next(_n)}", server, **kw)  # type: ignore[arg-type]
+def make(scratch: Path, server: SandboxServer) -> MakeProgram:
+    def build(*, rules_edit: Edit | None = None, mail: bool = True) -> SandboxProgram:
+        return sandbox_program(scratch / f"p{next(_n)}", server, rules_edit=rules_edit, mail=mail)
 
     return build
 
@@ -61,7 +63,7 @@ def outbox_rows(p: SandboxProgram) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------- at registration
 
 
-def test_dach_lead_registered_by_cli_is_sent_at_once_and_never_again(make) -> None:  # type: ignore[no-untyped-def]
+def test_dach_lead_registered_by_cli_is_sent_at_once_and_never_again(make: MakeProgram) -> None:
     p = make()
     d = domain("globex")
     email = f"lea@{d}"
@@ -75,7 +77,7 @@ def test_dach_lead_registered_by_cli_is_sent_at_once_and_never_again(make) -> No
     assert len(outbox_rows(p)) == 1
 
 
-def test_without_a_transport_it_is_queued_at_registration_and_sent_once(make) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_transport_it_is_queued_at_registration_and_sent_once(make: MakeProgram) -> None:
     p = make(mail=False)
     d = domain("initech")
     email = f"max@{d}"
@@ -88,7 +90,7 @@ def test_without_a_transport_it_is_queued_at_registration_and_sent_once(make) ->
     assert outbox_rows(p) == [("consent_request", "sent")]
 
 
-def test_an_eu_lead_gets_nothing_at_registration(make) -> None:  # type: ignore[no-untyped-def]
+def test_an_eu_lead_gets_nothing_at_registration(make: MakeProgram) -> None:
     p = make()
     d = domain("umbrella")
     out = p.register(f"jo@{d}", d, NOW, company="Umbrella SA", country="FR").output
@@ -108,7 +110,9 @@ def test_an_eu_lead_gets_nothing_at_registration(make) -> None:  # type: ignore[
         if not (how == "confirm" and day < 0)  # no vendor contact before the registration
     ],
 )
-def test_an_opt_in_counts_by_its_time(make, how: str, opted_in_on: int, notice: bool) -> None:  # type: ignore[no-untyped-def]
+def test_an_opt_in_counts_by_its_time(
+    make: MakeProgram, how: str, opted_in_on: int, notice: bool
+) -> None:
     """Subscribed to the newsletter (its status change time) or confirmed the e-mail
     address (the property's history): by day 30 it suppresses the notice, on day 40
     it does not — though the pass deciding it runs on day 45, after the opt-in."""
@@ -130,7 +134,7 @@ def test_an_opt_in_counts_by_its_time(make, how: str, opted_in_on: int, notice: 
         assert p.sent() == []
 
 
-def test_a_dach_lead_subscribed_before_registration_gets_no_request(make) -> None:  # type: ignore[no-untyped-def]
+def test_a_dach_lead_subscribed_before_registration_gets_no_request(make: MakeProgram) -> None:
     p = make()
     d = domain("vandelay")
     email = f"art@{d}"
@@ -153,7 +157,13 @@ def test_a_dach_lead_subscribed_before_registration_gets_no_request(make) -> Non
     ],
     ids=["company-AT", "company-US", "contact-wins", "unknown"],
 )
-def test_where_the_lead_is(make, contact, company, at_once, at_day30) -> None:  # type: ignore[no-untyped-def]
+def test_where_the_lead_is(
+    make: MakeProgram,
+    contact: str | None,
+    company: str | None,
+    at_once: str | None,
+    at_day30: str | None,
+) -> None:
     p = make()
     d = domain("acmecorp")
     email = f"kim@{d}"
@@ -185,7 +195,7 @@ def one_month(text: str) -> str:
     ],
     ids=["jan31-feb28", "leap-feb29", "mid-month"],
 )
-def test_notice_period_of_one_month(make, registered: datetime, due: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_notice_period_of_one_month(make: MakeProgram, registered: datetime, due: datetime) -> None:
     p = make(rules_edit=one_month)
     d = domain("soylent")
     email = f"eve@{d}"
@@ -202,7 +212,9 @@ def test_notice_period_of_one_month(make, registered: datetime, due: datetime) -
 
 @pytest.mark.parametrize("country", ["United Kingdom", "Norway"])
 @pytest.mark.parametrize("switched_off", [False, True], ids=["default", "switched-off"])
-def test_uk_and_eea_are_treated_as_eu_by_default(make, country: str, switched_off: bool) -> None:  # type: ignore[no-untyped-def]
+def test_uk_and_eea_are_treated_as_eu_by_default(
+    make: MakeProgram, country: str, switched_off: bool
+) -> None:
     key = "treat_uk_as_eu" if country == "United Kingdom" else "treat_eea_as_eu"
     edit = (lambda t: t.replace(f"{key}: true", f"{key}: false")) if switched_off else None
     p = make(rules_edit=edit)
@@ -235,7 +247,9 @@ def test_uk_and_eea_are_treated_as_eu_by_default(make, country: str, switched_of
     ],
     ids=["unknown-period", "both"],
 )
-def test_check_names_a_bad_notice_period(scratch: Path, edit, line_has: str, says: str) -> None:  # type: ignore[no-untyped-def]
+def test_check_names_a_bad_notice_period(
+    scratch: Path, edit: Edit, line_has: str, says: str
+) -> None:
     config = write_project(scratch / "check", rules_edit=edit)
     result = CliRunner().invoke(cli, ["--config", str(config), "check"])
     assert result.exit_code != 0
