@@ -260,6 +260,10 @@ class SandboxProgram:
         finally:
             self.vendor.clock = before
 
+    def web_event(self, email: str, event: str, at: datetime) -> None:
+        """The lead does ``event`` on the vendor's site at ``at`` (its ``occurredAt``)."""
+        self.vendor.send_event({"eventName": event, "email": email, "occurredAt": at.isoformat()})
+
     def vendor_company(self, domain: str, name: str, country: str) -> str:
         """A company the vendor already has, in ``country``."""
         return str(

@@ -134,6 +134,29 @@ def test_an_opt_in_counts_by_its_time(
         assert p.sent() == []
 
 
+@pytest.mark.parametrize(
+    ("event", "on_day", "notice"),
+    [
+        ("pe_privacy_policy_viewed", 20, False),
+        ("pe_form_submitted", 29.9, False),
+        ("pe_content_downloaded", 35, True),  # after the window: too late
+        ("pe_demo_requested", 10, True),  # not an engagement event
+    ],
+    ids=["policy-day20", "form-day29.9", "download-day35", "demo-day10"],
+)
+def test_engagement_counts_by_its_time(
+    make: MakeProgram, event: str, on_day: float, notice: bool
+) -> None:
+    """A web event suppresses the notice only when it occurred within the window."""
+    p = make()
+    d = domain("stark")
+    email = f"tony@{d}"
+    p.register(email, d, NOW, company="Stark SpA", country="Italy")
+    p.web_event(email, event, NOW + on_day * DAY)
+    p.sync(NOW + 45 * DAY)
+    assert outbox_rows(p) == [("data_notice", "sent" if notice else "suppressed")]
+
+
 def test_a_dach_lead_subscribed_before_registration_gets_no_request(make: MakeProgram) -> None:
     p = make()
     d = domain("vandelay")
