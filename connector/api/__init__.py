@@ -28,6 +28,7 @@ from connector.api.errors import DealsyncError as DealsyncError
 from connector.api.errors import DeliveryBusy as DeliveryBusy
 from connector.api.mail import MailCommands
 from connector.api.program import ProgramCommands
+from connector.api.program import consent_outlook as consent_outlook
 from connector.api.program import register_lead as register_lead
 from connector.api.program import registration_emails as registration_emails
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI

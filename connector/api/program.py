@@ -152,6 +152,35 @@ def consent_at_registration(app: Dealsync, ctx: PassContext, reg: Registration) 
     return decided
 
 
+def consent_outlook(app: Dealsync, reg: Registration, now: datetime | None = None) -> list[str]:
+    """What is still to come for a registration's contacts, for ``register lead`` to
+    print (never silent): an EU notice's due time, or why a contact gets nothing.
+    Decided as a dry run — nothing is queued or written."""
+    from connector.engine.hooks import PassContext
+    from connector.hooks.consent import ConsentHook, ConsentOutlook, decide_consent
+
+    hook = next((h for h in app.hooks if isinstance(h, ConsentHook)), None)
+    if hook is None or reg.id is None or reg.status != "accepted":
+        return []
+    ctx = PassContext(
+        partner=app.partner(reg.partner),
+        partner_crm=app.vendor(),
+        vendor_crm=app.vendor(),
+        store=app.store,
+        now=now or utcnow(),
+        dry_run=True,
+        run_id=None,
+    )
+    decide_consent(ctx, hook.rules, registration_ids={reg.id})
+    outlook = ctx.noted(ConsentOutlook) or ConsentOutlook()
+    lines = [
+        f"data_notice due {due:%Y-%m-%d %H:%M} UTC unless the lead opts in or engages by then"
+        for _, due in outlook.later
+    ]
+    lines += [f"none: {why}" for _, why in outlook.never]
+    return lines
+
+
 def registration_emails(app: Dealsync, registration_id: int) -> list[OutboxMessage]:
     """The outbox rows decided for one registration (what ``register lead`` shows)."""
     return app.outbox.of_registration(registration_id)

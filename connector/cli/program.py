@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from connector.api import EXIT_FAILED, register_lead, registration_emails
+from connector.api import EXIT_FAILED, consent_outlook, register_lead, registration_emails
 from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
 
 # The columns of the listings, in their order (kept as one wrapped list each).
@@ -76,6 +76,8 @@ def register_lead_cmd(
         # not printed: `dealsync outbox show ID` has it
         why = f" — {m.detail}" if m.status in ("suppressed", "held") and m.detail else ""
         click.echo(f"  e-mail #{m.id}: {m.kind} {m.status}{why}")
+    for line in consent_outlook(ctx.app(), reg, parse_now(now)):
+        click.echo(f"  e-mail: {line}")
 
 
 @command(cli)

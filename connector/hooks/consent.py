@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connector.adapters.base import (
@@ -152,6 +152,16 @@ class ConsentHook(BaseHook):
         decide_consent(ctx, self.rules)
 
 
+@dataclass
+class ConsentOutlook:
+    """What a decision left for later, noted on the pass (``ctx.note``) so a command
+    can say so: notices not due yet (address, due time) and contacts that get
+    nothing (address, why)."""
+
+    later: list[tuple[str, datetime]] = field(default_factory=list)
+    never: list[tuple[str, str]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class _Due:
     """One contact's consent decision that is due now."""
@@ -213,6 +223,8 @@ def decide_consent(
         where = lead_country(person.country, company)
         area = region(where.country, consent)
         if area == "outside":
+            why = f"{where.source} country {where.country} is outside the EU"
+            ctx.note(ConsentOutlook).never.append((person.email, why))
             continue
         kind = "consent_request" if area == "dach" else "data_notice"
         key = f"{kind}:{person.email.lower()}"
@@ -221,7 +233,9 @@ def decide_consent(
         decided_at = reg.decided_at or reg.submitted_at
         window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
         if kind == "data_notice" and ctx.now < window_end:
-            continue  # not due yet: decided on a pass after the window
+            # not due yet: decided on a pass after the window
+            ctx.note(ConsentOutlook).later.append((person.email, window_end))
+            continue
         done.add(key)
         due.append(_Due(reg, person, kind, key, where.country, window_end))
     if not due:

@@ -94,7 +94,11 @@ def test_an_eu_lead_gets_nothing_at_registration(make: MakeProgram) -> None:
     p = make()
     d = domain("umbrella")
     out = p.register(f"jo@{d}", d, NOW, company="Umbrella SA", country="FR").output
-    assert "e-mail" not in out  # the notice is due in 30 days
+    # the notice is due in 30 days, and the command says so
+    assert (
+        "e-mail: data_notice due 2027-02-03 10:00 UTC unless the lead opts in or engages"
+        in out
+    ), out
     assert p.sent() == [] and outbox_rows(p) == []
 
 
@@ -195,6 +199,8 @@ def test_where_the_lead_is(
     options = {"company": "Acmecorp"} | ({"country": contact} if contact else {})
     out = p.register(email, d, NOW, **options).output
     assert "accepted" in out, out
+    if company == "United States":
+        assert "e-mail: none: company country United States is outside the EU" in out, out
     assert [k for k, _ in outbox_rows(p)] == ([at_once] if at_once else [])
     p.sync(NOW + 30 * DAY)
     kinds = [k for k in (at_once, at_day30) if k]
