@@ -182,10 +182,11 @@ def decide_consent(
     accepted outside a pass, ``dealsync register lead``); otherwise every accepted one
     of the connection.
 
-    The CRM is read in batches, whatever the number of contacts: one read of the
-    companies of contacts without a country, one subscription-status read, one read
-    of the vendor contacts' confirmation properties; web events per contact due a
-    notice (as before)."""
+    The CRM is read in batches, whatever the number of contacts (issue 17): one read
+    of the companies of undecided contacts without a country, one subscription-status
+    read per 100 addresses, one read of the vendor contacts (by id, else one search
+    by e-mail), one property-history read per 50 confirmed ones; web events per
+    contact due a notice (as before)."""
     consent = rules.consent
     registry = ctx.store.registry
     vendor = ctx.vendor_crm

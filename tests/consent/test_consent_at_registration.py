@@ -96,8 +96,7 @@ def test_an_eu_lead_gets_nothing_at_registration(make: MakeProgram) -> None:
     out = p.register(f"jo@{d}", d, NOW, company="Umbrella SA", country="FR").output
     # the notice is due in 30 days, and the command says so
     assert (
-        "e-mail: data_notice due 2027-02-03 10:00 UTC unless the lead opts in or engages"
-        in out
+        "e-mail: data_notice due 2027-02-03 10:00 UTC unless the lead opts in or engages" in out
     ), out
     assert p.sent() == [] and outbox_rows(p) == []
 
