@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from connector.adapters.naming import Naming
 from connector.records import Event, PropertySpec, Record, WriteResult
+
+# an opt-in whose time the CRM does not tell (see SupportsEngagement.subscribed_since)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Fields = Sequence[str]
 """Names of the properties to read."""
@@ -182,6 +185,20 @@ class EventQuery:
 
 
 @runtime_checkable
+class SupportsPropertyHistory(Protocol):
+    """A CRM that knows when a record's property took its value (HubSpot's
+    ``propertiesWithHistory``). Optional: consent then dates a confirmation property
+    by it (issue 16); without it a confirmation counts whenever it happened."""
+
+    def values_since(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """For each record id found: since when each of ``properties`` that has a
+        value holds its current value (the oldest of the newest run of equal values)."""
+        ...
+
+
+@runtime_checkable
 class SupportsEngagement(Protocol):
     """What a vendor CRM offers for consent signals and lead notifications: web events
     and e-mail subscription status. Optional: a CRM without it gets no notifications,
@@ -207,3 +224,13 @@ class SupportsEngagement(Protocol):
     def opted_in(self, email: str) -> bool:
         """Whether the address is subscribed to any of the vendor's communications."""
         ...
+
+    def subscribed_since(self, emails: Sequence[str]) -> dict[str, datetime | None]:
+        """For each address (lower case): since when it is subscribed to any of the
+        vendor's communications (the earliest status change to subscribed among those
+        it is subscribed to now), None when it is not. What "opted in within the
+        window" is decided by (issue 16). An adapter that knows the times answers for
+        many addresses in a few calls; this fallback asks :meth:`opted_in` per address
+        and, knowing no time, dates a subscription at the earliest moment (it counts
+        like an opt-in before the registration)."""
+        return {e.lower(): (EPOCH if self.opted_in(e) else None) for e in emails}

@@ -32,6 +32,7 @@ from connector.adapters.base import (
     ObjectSchema,
     ObjectTypes,
     SupportsEngagement,
+    SupportsPropertyHistory,
 )
 from connector.adapters.hubspot_associations import ASSOCIATION_TYPES, _failed_pairs
 from connector.adapters.hubspot_errors import (
@@ -44,6 +45,8 @@ from connector.adapters.hubspot_search import HubSpotSearch
 from connector.adapters.hubspot_transport import BATCH, DEFAULT_HOST, MERGED_IDS, _aware, _View
 from connector.adapters.naming import HUBSPOT_NAMING
 from connector.records import Event, PropertySpec, Record, WriteResult, utcnow
+
+HISTORY_BATCH = 50  # ids per batch read that asks for property history (HubSpot's limit)
 
 __all__ = [
     "ASSOCIATION_TYPES",
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 
-class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
+class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory):
     """One HubSpot portal."""
 
     # HubSpot's search lags behind writes and may hand back a record's previous values
@@ -280,6 +283,82 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement):
         return any(
             getattr(s, "status", "") == "SUBSCRIBED" for s in status.subscription_statuses or []
         )
+
+    def values_since(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """One batch read with ``propertiesWithHistory`` per 50 ids (HubSpot's limit
+        for history reads): each value's history, newest first, dates the current one."""
+        out: dict[str, dict[str, datetime]] = {}
+        id_list = list(dict.fromkeys(ids))
+        for i in range(0, len(id_list), HISTORY_BATCH):
+            body = {
+                "inputs": [{"id": rid} for rid in id_list[i : i + HISTORY_BATCH]],
+                "properties": sorted(properties),
+                "propertiesWithHistory": sorted(properties),
+            }
+            resp = self._call(
+                "batch_read",
+                self._batch.read_with_http_info,
+                object_type,
+                body,
+                archived=False,
+                raw=True,
+            )
+            for obj in resp.results or []:
+                current = dict(obj.get("properties") or {})
+                history = dict(obj.get("propertiesWithHistory") or {})
+                since: dict[str, datetime] = {}
+                for name in properties:
+                    value = current.get(name)
+                    if value in (None, ""):
+                        continue
+                    when = None
+                    for entry in history.get(name) or []:  # newest first
+                        if entry.get("value") != value:
+                            break
+                        when = entry.get("timestamp") or when
+                    if when:
+                        since[name] = _aware(when)
+                out[str(obj.id)] = since
+        return out
+
+    def subscribed_since(self, emails: Sequence[str]) -> dict[str, datetime | None]:
+        """Since when each address is subscribed (communication preferences v4 batch
+        read: each status carries the ``timestamp`` of its last change), 100
+        addresses a call. An address subscribed to several subscriptions counts from
+        the earliest of them."""
+        wanted = sorted({e.lower() for e in emails})
+        out: dict[str, datetime | None] = dict.fromkeys(wanted)
+        client = self._prefs.api_client
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+
+            def read(*, _preload_content: bool = False, chunk: list[str] = chunk) -> Any:
+                return client.call_api(
+                    "/communication-preferences/v4/statuses/batch/read",
+                    "POST",
+                    {},
+                    [("channel", "EMAIL")],
+                    {"Accept": "application/json", "Content-Type": "application/json"},
+                    body={"inputs": chunk},
+                    response_types_map={},
+                    auth_settings=["oauth2"],
+                    _return_http_data_only=False,
+                    _preload_content=_preload_content,
+                )
+
+            page = self._call("subscription_status", read, raw=True)
+            for result in page.results or []:
+                email = str(result.subscriber_id_string or "").lower()
+                times = [
+                    _aware(s.timestamp)
+                    for s in result.statuses or []
+                    if s.status == "SUBSCRIBED" and s.timestamp
+                ]
+                if email in out and times:
+                    out[email] = min(times)
+        return out
 
     def object_schema(self, object_type: str) -> ObjectSchema:
         """Properties and pipelines of one object type (``hubspot_properties``)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Unpack
 
 from connector.adapters.base import (
+    EPOCH,
     Chunked,
     EventQuery,
     Fields,
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS event (
     occurred_at TEXT NOT NULL, properties TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS subscription (email TEXT PRIMARY KEY, subscribed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subscription_change (email TEXT PRIMARY KEY, changed_at TEXT NOT NULL);
 """
 
 
@@ -547,12 +549,19 @@ class LocalCRM(SupportsEngagement):
             dict(properties or {}),
         )
 
-    def set_opted_in(self, email: str, subscribed: bool = True) -> None:
+    def set_opted_in(self, email: str, subscribed: bool = True, at: datetime | None = None) -> None:
+        """Subscribe (or unsubscribe) an address, the change dated ``at`` (default: the
+        CRM's clock), as the vendor's subscription statuses record it."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO subscription(email, subscribed) VALUES(?, ?) "
                 "ON CONFLICT(email) DO UPDATE SET subscribed=excluded.subscribed",
                 (email.lower(), int(subscribed)),
+            )
+            self._db.execute(
+                "INSERT INTO subscription_change(email, changed_at) VALUES(?, ?) "
+                "ON CONFLICT(email) DO UPDATE SET changed_at=excluded.changed_at",
+                (email.lower(), _iso(at or self.clock())),
             )
 
     def query_events(self, query: EventQuery) -> list[Event]:
@@ -570,6 +579,23 @@ class LocalCRM(SupportsEngagement):
             args.append(str(query.object_id))
         rows = self._db.execute(sql + " ORDER BY occurred_at, id", args).fetchall()
         return [Event(str(r[0]), r[1], r[2], _parse(r[3]), json.loads(r[4])) for r in rows]
+
+    def subscribed_since(self, emails: Sequence[str]) -> dict[str, datetime | None]:
+        """One query for all addresses (counted as one ``subscription_status`` call)."""
+        wanted = sorted({e.lower() for e in emails})
+        out: dict[str, datetime | None] = dict.fromkeys(wanted)
+        if not wanted:
+            return out
+        self.calls["subscription_status"] += 1
+        marks = ",".join("?" * len(wanted))
+        rows = self._db.execute(
+            "SELECT s.email, c.changed_at FROM subscription s LEFT JOIN subscription_change c "
+            f"ON c.email = s.email WHERE s.subscribed = 1 AND s.email IN ({marks})",
+            wanted,
+        ).fetchall()
+        for email, changed in rows:
+            out[email] = _parse(changed) if changed else EPOCH
+        return out
 
     def opted_in(self, email: str) -> bool:
         self.calls["subscription_status"] += 1

@@ -13,11 +13,18 @@ from connector.program.decide import Person, Submission
 from connector.records import utcnow
 from connector.state.leads import set_subscription
 from connector.state.registry import Registry
-from connector.state.tables import Commission, PartnerSubscription, Registration, UncreditedWin
+from connector.state.tables import (
+    Commission,
+    OutboxMessage,
+    PartnerSubscription,
+    Registration,
+    UncreditedWin,
+)
 from connector.state.tokens import TokenInfo, parse_expiry
 
 if TYPE_CHECKING:
     from connector.api import Dealsync
+    from connector.engine.hooks import PassContext
 
 
 class ProgramCommands(Host):
@@ -140,4 +147,57 @@ def register_lead(
     registry.mark([reg.id], written_back=True)
     final = registry.get(reg.id)
     assert final is not None
+    if final.status == "accepted":
+        consent_at_registration(app, ctx, final)
     return final
+
+
+def consent_at_registration(app: Dealsync, ctx: PassContext, reg: Registration) -> int:
+    """DESIGN §2.2's "immediately": the consent e-mails of a registration accepted
+    outside a pass are decided the moment it is accepted (a DACH lead's request
+    queued, or suppressed with its reason), and delivered at once when a mail
+    transport is configured — not at the partner's next pass, which finds the
+    decision's outbox row and sends nothing more. Returns how many were decided."""
+    from connector.hooks.consent import ConsentHook, decide_consent
+
+    hook = next((h for h in app.hooks if isinstance(h, ConsentHook)), None)
+    if hook is None or reg.id is None:
+        return 0
+    decided = decide_consent(ctx, hook.rules, registration_ids={reg.id})
+    if decided and app.transport() is not None:
+        app._deliver_after_pass(ctx.now, None)
+    return decided
+
+
+def consent_outlook(app: Dealsync, reg: Registration, now: datetime | None = None) -> list[str]:
+    """What is still to come for a registration's contacts, for ``register lead`` to
+    print (never silent): an EU notice's due time, or why a contact gets nothing.
+    Decided as a dry run — nothing is queued or written."""
+    from connector.engine.hooks import PassContext
+    from connector.hooks.consent import ConsentHook, ConsentOutlook, decide_consent
+
+    hook = next((h for h in app.hooks if isinstance(h, ConsentHook)), None)
+    if hook is None or reg.id is None or reg.status != "accepted":
+        return []
+    ctx = PassContext(
+        partner=app.partner(reg.partner),
+        partner_crm=app.vendor(),
+        vendor_crm=app.vendor(),
+        store=app.store,
+        now=now or utcnow(),
+        dry_run=True,
+        run_id=None,
+    )
+    decide_consent(ctx, hook.rules, registration_ids={reg.id})
+    outlook = ctx.noted(ConsentOutlook) or ConsentOutlook()
+    lines = [
+        f"data_notice due {due:%Y-%m-%d %H:%M} UTC unless the lead opts in or engages by then"
+        for _, due in outlook.later
+    ]
+    lines += [f"none: {why}" for _, why in outlook.never]
+    return lines
+
+
+def registration_emails(app: Dealsync, registration_id: int) -> list[OutboxMessage]:
+    """The outbox rows decided for one registration (what ``register lead`` shows)."""
+    return app.outbox.of_registration(registration_id)

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from connector.api import EXIT_FAILED, REJECT_CODES, register_lead
+from connector.api import (
+    EXIT_FAILED,
+    REJECT_CODES,
+    consent_outlook,
+    register_lead,
+    registration_emails,
+)
 from connector.cli.base import (
     FORMAT,
     Ctx,
@@ -86,6 +92,14 @@ def register_lead_cmd(
         click.echo(f"  review it: dealsync registrations approve|reject {reg.id}")
     if reg.status not in ("accepted", "pending"):
         sys.exit(EXIT_FAILED)
+    assert reg.id is not None
+    for m in registration_emails(ctx.app(), reg.id):
+        # decided at registration (DESIGN §2.2 "immediately"); the lead's address is
+        # not printed: `dealsync outbox show ID` has it
+        why = f" — {m.detail}" if m.status in ("suppressed", "held") and m.detail else ""
+        click.echo(f"  e-mail #{m.id}: {m.kind} {m.status}{why}")
+    for line in consent_outlook(ctx.app(), reg, parse_now(now)):
+        click.echo(f"  e-mail: {line}")
 
 
 @cli.group(invoke_without_command=True)

@@ -361,9 +361,14 @@ class ConsentRules(Strict):
 
     dach: list[str] = Field(default_factory=lambda: ["DE", "AT", "CH"])
     eu: list[str] = Field(default_factory=lambda: list(EU_MEMBERS))
-    treat_eea_as_eu: bool = False
-    treat_uk_as_eu: bool = False
+    # GDPR applies in the whole EEA (Iceland, Liechtenstein, Norway: EEA Agreement) and
+    # the UK GDPR puts the same duty on the vendor: both on unless a program opts out
+    treat_eea_as_eu: bool = True
+    treat_uk_as_eu: bool = True
+    # when the EU notice is due: ``notice_after_days`` after registration, or with
+    # ``notice_period: 1 month`` one calendar month after it (GDPR Art. 14(3)(a))
     notice_after_days: int = Field(default=30, ge=1, le=365)
+    notice_period: Literal["1 month"] | None = None
     # Opted in to the vendor's communications: any SUBSCRIBED subscription status, or
     # a vendor contact matching these conditions (e.g. a confirmed e-mail).
     opted_in_via_subscriptions: bool = True
@@ -386,6 +391,27 @@ class ConsentRules(Strict):
     vendor_name: str = "Our company"
     privacy_url: str = "https://example.com/privacy"
     consent_url: str = "https://example.com/consent"
+
+    @field_validator("notice_period", mode="before")
+    @classmethod
+    def _month_only(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "1 month"):
+            return None if value is None else "1 month"
+        raise ValueError(
+            f"notice_period {value!r} is not a period dealsync knows: write `notice_period: "
+            "1 month` (the same date next month, GDPR Art. 14(3)(a)), or leave it out and "
+            "set `notice_after_days: N` for a period in days"
+        )
+
+    @model_validator(mode="after")
+    def _one_period(self) -> ConsentRules:
+        if self.notice_period is not None and "notice_after_days" in self.model_fields_set:
+            raise ValueError(
+                "consent has both notice_after_days and notice_period: the notice is due "
+                "after one of them — keep `notice_after_days: N` (days) or "
+                "`notice_period: 1 month` (a calendar month), not both"
+            )
+        return self
 
 
 class NotifiedAction(Strict):

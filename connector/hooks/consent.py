@@ -1,20 +1,27 @@
 """The consent hook: privacy-law e-mails for the contacts of accepted registrations.
 
-Per contact, by country (DESIGN §2.2):
+Per contact, by where it is — its own country, else its company's at the vendor,
+else unknown (DESIGN §2.2, issue 16):
 
-* DACH — a consent request at once, unless already opted in to the vendor's
-  communications;
-* other EU, or country unknown — a notice ``notice_after_days`` after registration,
-  unless within that window the contact opted in or engaged (privacy policy view,
-  content download, form fill: web events named in the rules);
+* DACH — a consent request when the registration is accepted, unless already opted
+  in to the vendor's communications;
+* other EU (with the EEA and the UK by default), or country unknown — a notice
+  ``notice_after_days`` (or, with ``notice_period: 1 month``, a calendar month) after
+  acceptance, unless by the window's end the contact opted in or, within it,
+  engaged (privacy policy view, content download, form fill: web events named in
+  the rules). An opt-in counts by its time (the subscription status change), not by
+  the state when the pass runs: an opt-in on day 40 does not suppress the day-30
+  notice;
 * known country outside the EU — nothing.
 
 Each decision is one outbox row keyed ``<kind>:<e-mail>`` — queued, suppressed with
 its reason, or held (rendered, but it would name the partner: an admin releases or
 cancels it) — so an e-mail exists at most once per contact and kind, across
 reruns and crashes. Each row is a :class:`~connector.engine.effects.QueueEmail` handed
-to ``ctx.apply``: the engine queues it, or a dry run lists it. Only accepted registrations are considered, and the sender drops
-a queued consent e-mail whose registration ended before delivery.
+to ``ctx.apply``: the engine queues it, or a dry run lists it. Only accepted
+registrations are considered, and the sender drops a queued consent e-mail whose
+registration ended before delivery. A registration accepted outside a pass
+(``dealsync register lead``) is decided at once by :func:`decide_consent` for it alone.
 
 The hook also keeps the vendor's consent strict: a sync write may never move a
 protected vendor contact property away from its strict value (an opt-out wins).
@@ -25,10 +32,16 @@ The vendor's contacts are named as the vendor's CRM names them (``ctx.vendor_crm
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from connector.adapters.base import SupportsEngagement
+from connector.adapters.base import (
+    EPOCH,
+    CRMAdapter,
+    SupportsEngagement,
+    SupportsPropertyHistory,
+)
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import QueueEmail
@@ -38,13 +51,21 @@ from connector.engine.reconcile import matches
 from connector.hooks.objects import vendor_mapping
 from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import Rendered, render
-from connector.program.consent import LANGUAGE_BY_COUNTRY, region
+from connector.program.consent import (
+    LANGUAGE_BY_COUNTRY,
+    lead_country,
+    notice_due,
+    opted_in_by,
+    region,
+)
 from connector.program.countries import country_code
-from connector.records import PropertySpec, Side
+from connector.records import PropertySpec, Record, Side
 from connector.state.outbox import OutboxRows
 from connector.state.tables import Registration, RegistrationContact
 
 log = logging.getLogger("dealsync.consent")
+
+CONSENT_KINDS = ("consent_request", "data_notice")
 
 
 def partner_identity(ctx: PassContext) -> list[str]:
@@ -131,46 +152,106 @@ class ConsentHook(BaseHook):
         decide_consent(ctx, self.rules)
 
 
-def decide_consent(ctx: PassContext, rules: RulesFile) -> int:
-    """Queue (or suppress) the consent e-mails now due; returns how many were decided."""
+@dataclass
+class ConsentOutlook:
+    """What a decision left for later, noted on the pass (``ctx.note``) so a command
+    can say so: notices not due yet (address, due time) and contacts that get
+    nothing (address, why)."""
+
+    later: list[tuple[str, datetime]] = field(default_factory=list)
+    never: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Due:
+    """One contact's consent decision that is due now."""
+
+    reg: Registration
+    person: RegistrationContact
+    kind: str
+    key: str
+    country: str | None  # the contact's, else its company's (None: unknown)
+    window_end: datetime  # the notice's due time (a consent request: the decision's)
+
+
+def decide_consent(
+    ctx: PassContext, rules: RulesFile, registration_ids: Collection[int] | None = None
+) -> int:
+    """Queue (or suppress) the consent e-mails now due; returns how many were decided.
+    ``registration_ids``: only these registrations' contacts (a registration just
+    accepted outside a pass, ``dealsync register lead``); otherwise every accepted one
+    of the connection.
+
+    The CRM is read in batches, whatever the number of contacts (issue 17): one read
+    of the companies of undecided contacts without a country, one subscription-status
+    read per 100 addresses, one read of the vendor contacts (by id, else one search
+    by e-mail), one property-history read per 50 confirmed ones; web events per
+    contact due a notice (as before)."""
     consent = rules.consent
     registry = ctx.store.registry
-    outbox = ctx.store.outbox
     vendor = ctx.vendor_crm
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
-    decided = 0
-    accepted = registry.registrations(ctx.connection, status="accepted")
+    accepted = [
+        r
+        for r in registry.registrations(ctx.connection, status="accepted")
+        if registration_ids is None or r.id in registration_ids
+    ]
     # two bulk reads instead of two queries per registration and person
     people = registry.contacts_of(r.id for r in accepted if r.id is not None)
-    todo: list[tuple[Registration, RegistrationContact, str, str]] = []
-    for reg in accepted:
-        assert reg.id is not None
-        for person in people.get(reg.id, []):
-            where = region(person.country, consent)
-            if where == "outside":
-                continue
-            kind = "consent_request" if where == "dach" else "data_notice"
-            todo.append((reg, person, kind, f"{kind}:{person.email.lower()}"))
-    done = outbox.existing(key for *_, key in todo)
-    identity: list[str] | None = None  # read once, when a first message is rendered
-    for reg, person, kind, key in todo:
+    pairs = [(reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])]
+    done = ctx.store.outbox.existing(
+        f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
+    )
+
+    # contacts without a country of their own, not decided yet: their company's country
+    def decided(person: RegistrationContact) -> bool:
+        return any(f"{kind}:{person.email.lower()}" in done for kind in CONSENT_KINDS)
+
+    company_ids = {
+        reg.vendor_company_id
+        for reg, p in pairs
+        if country_code(p.country) is None and reg.vendor_company_id and not decided(p)
+    }
+    company_country: dict[str, str | None] = {}
+    if company_ids:
+        found = vendor.read(vendor.naming.companies, sorted(company_ids), ["country"])
+        company_country = {cid: rec.get("country") for cid, rec in found.items()}
+    due: list[_Due] = []
+    for reg, person in pairs:
+        if country_code(person.country) is None and decided(person):
+            continue  # where it is came from its company then, and is not read again
+        company = company_country.get(reg.vendor_company_id or "")
+        where = lead_country(person.country, company)
+        area = region(where.country, consent)
+        if area == "outside":
+            why = f"{where.source} country {where.country} is outside the EU"
+            ctx.note(ConsentOutlook).never.append((person.email, why))
+            continue
+        kind = "consent_request" if area == "dach" else "data_notice"
+        key = f"{kind}:{person.email.lower()}"
         if key in done:
             continue  # decided before (or for another registration of this person)
         decided_at = reg.decided_at or reg.submitted_at
-        window_end = decided_at + timedelta(days=consent.notice_after_days)
+        window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
         if kind == "data_notice" and ctx.now < window_end:
-            continue  # not due yet: decided on a pass after the window
+            # not due yet: decided on a pass after the window
+            ctx.note(ConsentOutlook).later.append((person.email, window_end))
+            continue
         done.add(key)
-        reason = _suppression(ctx, rules, engagement, person, kind, reg, window_end)
+        due.append(_Due(reg, person, kind, key, where.country, window_end))
+    if not due:
+        return 0
+    signals = _Signals.read(ctx, rules, engagement, due)
+    identity: list[str] | None = None  # read once, when a first message is rendered
+    for item in due:
+        reason = signals.suppression(ctx, rules, item)
         if reason:
-            _suppress(ctx, reg, person, kind, key, reason)
-            decided += 1
+            _suppress(ctx, item.reg, item.person, item.kind, item.key, reason)
             continue
         if identity is None:
             identity = partner_identity(ctx)
-        _queue(ctx, rules, outbox, reg, person, kind, key, identity)
-        decided += 1
-    return decided
+        _queue(ctx, rules, ctx.store.outbox, item, identity)
+    return len(due)
 
 
 def _suppress(
@@ -199,61 +280,110 @@ def _email(
     return QueueEmail(key, kind, person.email, rendered, ctx.connection, reg.id, status, detail)
 
 
-def _suppression(
-    ctx: PassContext,
-    rules: RulesFile,
-    engagement: SupportsEngagement | None,
-    person: RegistrationContact,
-    kind: str,
-    reg: Registration,
-    window_end: object,
-) -> str | None:
-    consent = rules.consent
-    contacts = ctx.vendor_crm.naming.contacts
-    if (
-        engagement is not None
-        and consent.opted_in_via_subscriptions
-        and engagement.opted_in(person.email)
-    ):
-        return "already opted in to the vendor's communications"
-    if consent.opted_in_properties:
-        props = [c.property for c in consent.opted_in_properties]
-        rec = None
-        if person.vendor_contact_id:
-            rec = ctx.vendor_crm.read(contacts, [person.vendor_contact_id], props).get(
-                person.vendor_contact_id
+@dataclass
+class _Signals:
+    """What the vendor's CRM says about the contacts due a decision, read in batches:
+    since when each address is subscribed, each vendor contact's confirmation
+    properties and id."""
+
+    engagement: SupportsEngagement | None
+    subscribed: dict[str, datetime | None]
+    contacts: dict[str, Record]  # by lower-case e-mail
+    # since when each vendor contact matches the confirmation conditions (by e-mail;
+    # absent: it does not match)
+    confirmed: dict[str, datetime]
+
+    @classmethod
+    def read(
+        cls,
+        ctx: PassContext,
+        rules: RulesFile,
+        engagement: SupportsEngagement | None,
+        due: Sequence[_Due],
+    ) -> _Signals:
+        consent = rules.consent
+        emails = sorted({d.person.email.lower() for d in due})
+        subscribed: dict[str, datetime | None] = {}
+        if engagement is not None and consent.opted_in_via_subscriptions:
+            subscribed = engagement.subscribed_since(emails)
+        crm = ctx.vendor_crm
+        contacts_object = crm.naming.contacts
+        props = ["email", *(c.property for c in consent.opted_in_properties)]
+        contacts: dict[str, Record] = {}
+        needed = consent.opted_in_properties or (
+            engagement is not None and any(d.kind == "data_notice" for d in due)
+        )
+        if needed:
+            ids = sorted({d.person.vendor_contact_id for d in due if d.person.vendor_contact_id})
+            by_id = crm.read(contacts_object, ids, props) if ids else {}
+            for d in due:
+                rec = by_id.get(d.person.vendor_contact_id or "")
+                if rec is not None:
+                    contacts[d.person.email.lower()] = rec
+            missing = sorted(
+                {d.person.email for d in due if d.person.email.lower() not in contacts}
             )
-        else:
-            rec = ctx.vendor_crm.find_by_property(contacts, "email", [person.email], props).get(
-                person.email
-            )
-        if rec is not None and matches(consent.opted_in_properties, rec.properties):
+            if missing:
+                found = crm.find_by_property(contacts_object, "email", missing, props)
+                for email, rec in found.items():
+                    contacts[email.lower()] = rec
+        return cls(engagement, subscribed, contacts, _confirmed(crm, rules, contacts))
+
+    def suppression(self, ctx: PassContext, rules: RulesFile, item: _Due) -> str | None:
+        """Why ``item`` is not sent (None: it is). An opt-in counts when it happened
+        by the window's end (a consent request: by now); engagement when its event
+        lies in the window."""
+        consent = rules.consent
+        email = item.person.email.lower()
+        if opted_in_by(self.subscribed.get(email), item.window_end):
+            return "already opted in to the vendor's communications"
+        rec = self.contacts.get(email)
+        if opted_in_by(self.confirmed.get(email), item.window_end):
             return "already confirmed their e-mail with the vendor"
-    if kind == "data_notice" and engagement is not None:
-        contact_id = person.vendor_contact_id
-        if contact_id is None:
-            found = ctx.vendor_crm.find_by_property(contacts, "email", [person.email], ["email"])
-            contact_id = found[person.email].id if person.email in found else None
-        if contact_id is not None:
+        if item.kind == "data_notice" and self.engagement is not None and rec is not None:
+            reg = item.reg
             start = (reg.decided_at or reg.submitted_at) - timedelta(seconds=1)
             for event_type in consent.engagement_events:
-                if engagement.events(event_type, start, window_end, object_id=contact_id):  # type: ignore[arg-type]
+                if self.engagement.events(event_type, start, item.window_end, object_id=rec.id):
                     return f"engaged within the window ({event_type})"
-    return None
+        return None
+
+
+def _confirmed(
+    crm: CRMAdapter, rules: RulesFile, contacts: Mapping[str, Record]
+) -> dict[str, datetime]:
+    """Since when each vendor contact (by e-mail) matches the confirmation conditions:
+    the latest of the times its matched properties took their values, read in one
+    history batch read per 50 contacts from a CRM that keeps property history; from a
+    CRM that does not, since ever (it counts whenever it happened)."""
+    conditions = rules.consent.opted_in_properties
+    matched = {
+        e: r for e, r in contacts.items() if conditions and matches(conditions, r.properties)
+    }
+    if not matched:
+        return {}
+    if not isinstance(crm, SupportsPropertyHistory):
+        return dict.fromkeys(matched, EPOCH)
+    names = sorted({c.property for c in conditions})
+    since = crm.values_since(crm.naming.contacts, sorted({r.id for r in matched.values()}), names)
+    out: dict[str, datetime] = {}
+    for email, rec in matched.items():
+        times = [since.get(rec.id, {}).get(n) for n in names if rec.properties.get(n)]
+        known = [t for t in times if t is not None]
+        out[email] = max(known) if known else EPOCH
+    return out
 
 
 def _queue(
     ctx: PassContext,
     rules: RulesFile,
     outbox: OutboxRows,
-    reg: Registration,
-    person: RegistrationContact,
-    kind: str,
-    key: str,
+    item: _Due,
     identity: Sequence[str],
 ) -> None:
     consent = rules.consent
-    code = country_code(person.country)
+    reg, person, kind, key = item.reg, item.person, item.kind, item.key
+    code = country_code(item.country)
     language = (person.language or LANGUAGE_BY_COUNTRY.get(code or "", "en"))[:2]
     context = {
         "first_name": person.first_name,

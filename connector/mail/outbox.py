@@ -77,8 +77,9 @@ class Outbox(OutboxRows):
         msg["Subject"] = row.subject
         msg["Message-ID"] = row.message_id
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Content-Language"] = row.language
         msg.set_content(row.body)
+        # after set_content, which drops every Content-* header set before it
+        msg["Content-Language"] = row.language
         return msg
 
     def deliver(

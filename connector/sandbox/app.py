@@ -38,6 +38,8 @@ Handler = Callable[[Request, Portal], Awaitable[Response]]
 # A batch read asking for property histories takes at most 50 inputs (HubSpot's 400
 # message, quoted in docs/sandbox.md); without histories the cap is the usual 100.
 MAX_HISTORY_BATCH = 50
+# Addresses per communication-preferences v4 batch read.
+MAX_STATUS_BATCH = 100
 # Inline associations per type on an object read (HubSpot pages them past 100).
 INLINE_ASSOC_PAGE = 100
 
@@ -77,6 +79,7 @@ POST   ^/events/v3/send/batch/?$                                            even
 POST   ^/events/v3/send/?$                                                  events_send
 GET    ^/communication-preferences/v3/status/.*$                            commprefs_status
 GET    ^/communication-preferences/v3/definitions/?$                        commprefs_definitions
+POST   ^/communication-preferences/v4/statuses/batch/read/?$                commprefs_batch_read
 POST   ^/communication-preferences/v3/subscribe/?$                          commprefs_subscribe
 POST   ^/communication-preferences/v3/unsubscribe/?$                        commprefs_unsubscribe
 """
@@ -735,6 +738,27 @@ async def commprefs_definitions(request: Request, portal: Portal) -> Response:
     return JSONResponse({"subscriptionDefinitions": portal.subscription_definitions()})
 
 
+async def commprefs_batch_read(request: Request, portal: Portal) -> Response:
+    """v4 batch read of subscription statuses (with each status's ``timestamp``)."""
+    channel = request.query_params.get("channel")
+    if channel != "EMAIL":
+        raise validation(f"channel must be EMAIL, not {channel!r}")
+    body = await read_body(request, shapes.STATUS_BATCH_READ)
+    inputs = [str(i) for i in body["inputs"]]
+    if len(inputs) > MAX_STATUS_BATCH:
+        raise validation(f"at most {MAX_STATUS_BATCH} inputs per batch, got {len(inputs)}")
+    started = portal.now_iso()
+    results = portal.email_statuses_v4(inputs)
+    return JSONResponse(
+        {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": portal.now_iso(),
+        }
+    )
+
+
 def _subscribe(subscribed: bool) -> Handler:
     async def handler(request: Request, portal: Portal) -> Response:
         body = await read_body(request, shapes.SUBSCRIPTION)
@@ -860,6 +884,7 @@ def _routes() -> list[Route]:
         ("/events/v3/send", events_send, ["POST"]),
         ("/communication-preferences/v3/status/email/{email}", commprefs_status, ["GET"]),
         ("/communication-preferences/v3/definitions", commprefs_definitions, ["GET"]),
+        ("/communication-preferences/v4/statuses/batch/read", commprefs_batch_read, ["POST"]),
         ("/communication-preferences/v3/subscribe", _subscribe(True), ["POST"]),
         ("/communication-preferences/v3/unsubscribe", _subscribe(False), ["POST"]),
     ]

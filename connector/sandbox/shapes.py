@@ -280,6 +280,7 @@ EVENT = OBJ(
 EVENT_BATCH = OBJ(
     "BatchedBehavioralEventHttpCompletionRequest", {"inputs": LIST(EVENT)}, ("inputs",)
 )
+STATUS_BATCH_READ = OBJ("BatchInputString", {"inputs": LIST(STR)}, ("inputs",))
 SUBSCRIPTION = OBJ(
     "PublicUpdateSubscriptionStatusRequest",
     {"emailAddress": STR, "subscriptionId": STR, "legalBasis": STR, "legalBasisExplanation": STR},

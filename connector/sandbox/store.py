@@ -35,7 +35,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -1680,8 +1680,40 @@ class Portal:
                 "status": target,
                 "legalBasis": legal_basis,
                 "legalBasisExplanation": explanation,
+                # when the status changed, on the portal's clock (v4 reads show it)
+                "timestamp": self._now(),
             }
             return self._status_json(sid, defs[sid][0], defs[sid][1], mine[sid])
+
+    def now_iso(self) -> str:
+        """The portal clock's time, as HubSpot writes times."""
+        return self._now()
+
+    def email_statuses_v4(self, emails: Sequence[str]) -> list[dict[str, Any]]:
+        """v4 statuses of each address: one entry per subscription whose status was
+        ever set (``status``, ``timestamp`` of that change, ``source``), as HubSpot's
+        ``/communication-preferences/v4/statuses/batch/read`` answers."""
+        names = {sid: name for sid, name, _ in SUBSCRIPTION_DEFINITIONS}
+        with self.lock:
+            out = []
+            for email in emails:
+                mine = self.subscriptions.get(email.lower(), {})
+                statuses = [
+                    {
+                        "channel": "EMAIL",
+                        "status": entry["status"],
+                        "subscriberIdString": email,
+                        "subscriptionId": int(sid),
+                        "subscriptionName": names.get(sid, sid),
+                        "timestamp": entry.get("timestamp") or "1970-01-01T00:00:00.000Z",
+                        "source": "Public API",
+                        "legalBasis": entry.get("legalBasis"),
+                        "legalBasisExplanation": entry.get("legalBasisExplanation"),
+                    }
+                    for sid, entry in sorted(mine.items())
+                ]
+                out.append({"subscriberIdString": email, "statuses": statuses})
+            return out
 
     # ------------------------------------------------------------------ persistence
 

@@ -130,6 +130,11 @@ class OutboxRows(Transactions):
         q = given(select(OutboxMessage), (OutboxMessage.status, status), (OutboxMessage.kind, kind))
         return self.rows(q.order_by(col(OutboxMessage.id)).limit(limit))
 
+    def of_registration(self, registration_id: int) -> list[OutboxMessage]:
+        """The e-mails decided for one registration, oldest first."""
+        q = select(OutboxMessage).where(col(OutboxMessage.registration_id) == registration_id)
+        return self.rows(q.order_by(col(OutboxMessage.id)))
+
     def backlog(self) -> int:
         return self.count(OutboxMessage, OutboxMessage.status == "queued")
 

@@ -10,6 +10,7 @@ their own tick clock (every reading one second on), so no test sleeps.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -17,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from click.testing import Result as CliResult
 
+from connector.cli import cli as cli_group
 from connector.engine.sync import PassResult
 from connector.records import Record
+from connector.sandbox import PortalSpec, SandboxServer
+from connector.sandbox.store import Portal
 from connector.state.tables import OutboxMessage
 from connector.testing.clock import TickClock as TickClock  # re-exported for the tests
 from connector.testing.mail import free_port as free_port  # re-exported for the tests
-from connector.testing.world import FileCRMWorld, project_yaml, seed_deal
+from connector.testing.world import FileCRMWorld, HubSpotPortals, project_yaml, seed_deal
 from connector.testing.world import Seeded as Seeded  # re-exported for the tests
 from connector.testing.world import write_project as _write_project
 
@@ -162,3 +168,121 @@ def smtp_server(handler: Recorder, port: int) -> Controller:
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     return controller
+
+
+# ---------------------------------------------------------------------- sandbox portals
+
+
+SANDBOX_TOKENS = {"vendor": "consent-vendor-token", "acme": "consent-acme-token"}
+SANDBOX_TOKEN_ENV = {"vendor": "CONSENT_VENDOR_TOKEN", "acme": "CONSENT_ACME_TOKEN"}
+
+
+def sandbox_specs() -> list[PortalSpec]:
+    """The vendor's and acme's HubSpot portals (search consistent at once)."""
+    return [
+        PortalSpec(name, token, search_lag=(0.0, 0.0)) for name, token in SANDBOX_TOKENS.items()
+    ]
+
+
+@dataclass
+class SandboxProgram:
+    """A project whose vendor and partner (acme) are HubSpot portals on the sandbox,
+    driven through the CLI as an admin does, with a mail sink folder as transport
+    (``mail=False``: no transport configured)."""
+
+    root: Path
+    server: SandboxServer
+    mail: bool = True
+
+    @property
+    def sink(self) -> Path:
+        return self.root / "sink"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {SANDBOX_TOKEN_ENV[name]: token for name, token in SANDBOX_TOKENS.items()}
+        if self.mail:
+            env["DEALSYNC_MAIL_SINK"] = str(self.sink)
+        return env
+
+    @property
+    def vendor(self) -> Portal:
+        return self.server.portal("vendor")
+
+    def cli(self, *args: str, ok: bool = True) -> CliResult:
+        result = CliRunner().invoke(
+            cli_group, ["--config", str(self.root / "dealsync.yaml"), *args], env=self.env
+        )
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def register(self, email: str, domain: str, now: datetime, **options: str) -> CliResult:
+        """``dealsync register lead`` for acme (``options``: company, country)."""
+        args = ["register", "lead", "--partner", "acme", "--domain", domain]
+        args += ["--first", "Lea", "--last", "Kurz", "--email", email, "--now", now.isoformat()]
+        for name, value in options.items():
+            args += [f"--{name}", value]
+        return self.cli(*args)
+
+    def sync(self, now: datetime) -> CliResult:
+        return self.cli("sync", "--connection", "acme", "--now", now.isoformat())
+
+    def sent(self) -> list[Message]:
+        """Every message the mail sink received, as the lead would read it."""
+        if not self.sink.is_dir():
+            return []
+        return [message_from_bytes(p.read_bytes()) for p in sorted(self.sink.glob("*.eml"))]
+
+    def sent_to(self, email: str) -> list[str]:
+        """The Content-Language of each message the sink received for ``email``."""
+        return [str(m["Content-Language"]) for m in self.sent() if m["To"] == email]
+
+    def subscribe(self, email: str, at: datetime) -> None:
+        """The lead subscribes to the vendor's newsletter at ``at`` (the portal records
+        the change at that time, as HubSpot's subscription statuses do)."""
+        before = self.vendor.clock
+        self.vendor.clock = lambda: at
+        try:
+            self.vendor.set_subscription(email, "1001", True)
+        finally:
+            self.vendor.clock = before
+
+    def confirm(self, email: str, at: datetime) -> None:
+        """The lead confirms its e-mail address with the vendor at ``at``: the vendor
+        contact's ``dealsync_email_confirmed`` becomes true then (its history says when)."""
+        before = self.vendor.clock
+        self.vendor.clock = lambda: at
+        try:
+            self.vendor.update(
+                "contacts", email, {"dealsync_email_confirmed": "true"}, id_property="email"
+            )
+        finally:
+            self.vendor.clock = before
+
+    def web_event(self, email: str, event: str, at: datetime) -> None:
+        """The lead does ``event`` on the vendor's site at ``at`` (its ``occurredAt``)."""
+        self.vendor.send_event({"eventName": event, "email": email, "occurredAt": at.isoformat()})
+
+    def vendor_company(self, domain: str, name: str, country: str) -> str:
+        """A company the vendor already has, in ``country``."""
+        return str(
+            self.vendor.create("companies", {"domain": domain, "name": name, "country": country})[
+                "id"
+            ]
+        )
+
+
+def sandbox_program(
+    root: Path,
+    server: SandboxServer,
+    *,
+    rules_edit: Callable[[str], str] | None = None,
+    mail: bool = True,
+) -> SandboxProgram:
+    """A project on the sandbox's portals in ``root``, set up through the CLI."""
+    config = project_yaml(("acme",), hubspot=HubSpotPortals(server.url, SANDBOX_TOKEN_ENV))
+    write_project(root, rules_edit, config=config)
+    program = SandboxProgram(root, server, mail)
+    program.cli("setup")
+    return program

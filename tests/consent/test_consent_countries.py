@@ -1,6 +1,8 @@
 """The country table of DESIGN §2.2 / issue 5: which e-mail a registered lead gets,
 by how its country is written — ISO codes, names in any common spelling, missing or
-unparseable (treated like the EU) — and the rules-file switches for the EEA and UK."""
+unparseable (treated like the EU) — and the rules-file switches for the EEA and UK
+(on by default since issue 16: GDPR applies in the EEA, the UK GDPR has the same
+duty). The company has no country here: a contact without one is "unknown"."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ TABLE: dict[str, tuple[str | None, str | None, str]] = {
     "CH": ("CH", "consent_request", "de"),
     "FR": ("FR", "data_notice", "fr"),
     "IE": ("IE", "data_notice", "en"),
-    "NO": ("NO", None, ""),
-    "GB": ("GB", None, ""),
+    "NO": ("NO", "data_notice", "en"),
+    "GB": ("GB", "data_notice", "en"),
     "US": ("US", None, ""),
     "missing": (None, "data_notice", "en"),
     "nonsense": ("nonsense", "data_notice", "en"),
@@ -49,7 +51,8 @@ def table_run(module_scratch: Path) -> Iterator[dict[str, dict]]:
     w = build_world(module_scratch / "countries")
     try:
         w.seed_deal(
-            contacts=[person(email_of(label), country) for label, (country, _, _) in TABLE.items()]
+            contacts=[person(email_of(label), country) for label, (country, _, _) in TABLE.items()],
+            country=None,  # no company country to fall back on
         )
         snapshots = {}
         for name, moment in (
@@ -99,26 +102,27 @@ def test_table_totals(table_run: dict[str, dict]) -> None:
     )
 
 
-def treat_eea_and_uk(text: str) -> str:
-    return text.replace("treat_eea_as_eu: false", "treat_eea_as_eu: true").replace(
-        "treat_uk_as_eu: false", "treat_uk_as_eu: true"
+def not_eea_nor_uk(text: str) -> str:
+    return text.replace("treat_eea_as_eu: true", "treat_eea_as_eu: false").replace(
+        "treat_uk_as_eu: true", "treat_uk_as_eu: false"
     )
 
 
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
+        (None, {"NO": "data_notice", "GB": "data_notice", "US": None}),
         (
-            lambda t: t.replace("treat_eea_as_eu: false", "treat_eea_as_eu: true"),
-            {"NO": "data_notice", "GB": None, "US": None},
-        ),
-        (
-            lambda t: t.replace("treat_uk_as_eu: false", "treat_uk_as_eu: true"),
+            lambda t: t.replace("treat_eea_as_eu: true", "treat_eea_as_eu: false"),
             {"NO": None, "GB": "data_notice", "US": None},
         ),
-        (treat_eea_and_uk, {"NO": "data_notice", "GB": "data_notice", "US": None}),
+        (
+            lambda t: t.replace("treat_uk_as_eu: true", "treat_uk_as_eu: false"),
+            {"NO": "data_notice", "GB": None, "US": None},
+        ),
+        (not_eea_nor_uk, {"NO": None, "GB": None, "US": None}),
     ],
-    ids=["eea", "uk", "both"],
+    ids=["default-both-on", "eea-off", "uk-off", "both-off"],
 )
 def test_eea_and_uk_are_rules_file_choices(make_world, edit, expected) -> None:
     w = make_world(rules_edit=edit)
@@ -182,10 +186,10 @@ def test_country_code(text: str | None, code: str | None) -> None:
         ("CH", "dach"),
         ("FR", "eu"),
         ("IE", "eu"),
-        ("NO", "outside"),
-        ("IS", "outside"),
-        ("LI", "outside"),
-        ("GB", "outside"),
+        ("NO", "eu"),
+        ("IS", "eu"),
+        ("LI", "eu"),
+        ("GB", "eu"),
         ("US", "outside"),
         (None, "eu"),
         ("", "eu"),
@@ -197,8 +201,8 @@ def test_region_default_rules(country: str | None, expected: str) -> None:
 
 
 def test_region_switches() -> None:
-    eea = ConsentRules(treat_eea_as_eu=True)
-    uk = ConsentRules(treat_uk_as_eu=True)
+    eea = ConsentRules(treat_uk_as_eu=False)
+    uk = ConsentRules(treat_eea_as_eu=False)
     assert [region(c, eea) for c in ("NO", "IS", "LI", "GB", "CH")] == [
         "eu",
         "eu",
@@ -212,3 +216,5 @@ def test_region_switches() -> None:
         "eu",
         "eu",
     ]
+    neither = ConsentRules(treat_eea_as_eu=False, treat_uk_as_eu=False)
+    assert [region(c, neither) for c in ("NO", "GB", "FR")] == ["outside", "outside", "eu"]

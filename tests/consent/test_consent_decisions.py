@@ -358,3 +358,24 @@ def test_engagement_suppresses_for_a_mixed_case_email(world: World) -> None:
     world.vendor.record_event("pe_form_submitted", contact.id, occurred_at=NOW + timedelta(days=1))
     world.sync(now=DAY30)
     assert rows(world) == {"fr.mixed@globex.com": ("data_notice", "suppressed")}
+
+
+# ---------------------------------------------------------------------- calls (issue 17)
+
+
+def test_consent_reads_the_vendor_in_batches_whatever_the_number_of_contacts(
+    make_world: MakeWorld,
+) -> None:
+    """Deciding the consent requests of 3 or of 30 DACH contacts makes the same calls
+    to the vendor: one subscription-status read, the same batch reads and searches —
+    nothing per contact (issue 17)."""
+    calls = {}
+    for n in (3, 30):
+        w = make_world(f"calls{n}")
+        w.seed_deal(contacts=[person(f"p{i}@globex.com", "DE") for i in range(n)])
+        w.vendor.calls.clear()
+        w.sync(now=NOW)
+        assert [m.kind for m in w.messages()] == ["consent_request"] * n
+        calls[n] = {k: w.vendor.calls[k] for k in ("subscription_status", "batch_read", "search")}
+    assert calls[3]["subscription_status"] == 1
+    assert calls[30] == calls[3]

@@ -34,7 +34,8 @@ def test_no_partner_identity_in_any_consent_email(world: World) -> None:
             person("ie@globex.com", "IE"),
             person("xx@globex.com"),
             person("ch@globex.com", "Schweiz", "fr"),
-        ]
+        ],
+        country=None,  # xx@ has no country, nor has its company: unknown, the EU rule
     )
     world.seed_deal(
         "beta",
@@ -120,7 +121,8 @@ def test_languages_from_country_and_hs_language(world: World) -> None:
             person("fres@globex.com", "FR", "es"),  # no Spanish template: English
             person("nl@globex.com", "NL"),
             person("unknown@globex.com"),
-        ]
+        ],
+        country=None,  # unknown@ has no country, nor has its company: the EU rule
     )
     world.sync(now=NOW)
     world.sync(now=DAY30)

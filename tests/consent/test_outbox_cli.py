@@ -32,7 +32,7 @@ class Down:
 @pytest.fixture
 def queued(world: World) -> World:
     """Two queued consent e-mails (DE request, FR notice) and a suppressed one."""
-    world.vendor.set_opted_in("at@globex.com")
+    world.vendor.set_opted_in("at@globex.com", at=PAST - timedelta(days=1))  # before it all
     world.seed_deal(
         contacts=[
             person("de@globex.com", "DE"),

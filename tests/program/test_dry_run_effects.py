@@ -51,7 +51,8 @@ def _win(p: Program, partner_deal: Record) -> None:
 
 def world(p: Program) -> None:
     contact = {"firstname": "Ann", "lastname": "Lee", "email": "ann@globex.com"}
-    globex = p.seed_deal(domain="globex.com", contacts=[contact])
+    # no country on the contact nor on its company: unknown, the EU rule (issue 16)
+    globex = p.seed_deal(domain="globex.com", contacts=[contact], country=None)
     p.vendor.fail = lambda op, obj, key: (
         "503 vendor busy" if (op, obj) == ("update", "companies") else None
     )

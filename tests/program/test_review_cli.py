@@ -332,3 +332,27 @@ def test_a_lead_registered_on_the_command_line_waits_and_is_approved(
         == "acme"
     )
     w.vendor.find_by("contacts", "email", "charlie@wonka.com")  # the lead, at the vendor
+
+
+def test_a_dach_lead_approved_gets_its_consent_request_at_approval(
+    make_world: Callable[[Callable[[str], str]], World],
+) -> None:
+    """DESIGN §2.2's "immediately" for a reviewed lead: nothing is queued while it waits
+    (it owns nothing yet); the consent request is decided when it is approved."""
+    w = make_world(with_review(lead="manual"))
+    w.ok(
+        "register", "lead", "--partner", "acme", "--domain", "https://www.wonka.de",
+        "--first", "Karl", "--last", "Baum", "--email", "karl@wonka.de",
+        "--company", "Wonka GmbH", "--country", "DE", "--now", T0,
+    )  # fmt: skip
+
+    def consent() -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = json.loads(
+            w.ok("outbox", "--kind", "consent_request", "--format", "json").output
+        )
+        return rows
+
+    assert consent() == []  # pending: no e-mail for a registration that owns nothing
+    w.ok("registrations", "approve", "1", "--now", "2027-01-05T10:00:00Z")
+    [row] = consent()
+    assert row["status"] == "queued"

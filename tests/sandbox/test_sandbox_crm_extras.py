@@ -313,3 +313,38 @@ def test_communication_preferences(client: HubSpot) -> None:
     assert un.status == "NOT_SUBSCRIBED"
     defs = client.communication_preferences.definition_api.get_page()
     assert len(defs.subscription_definitions) == 3
+
+
+def test_subscription_statuses_v4_batch_read_carry_the_change_time(srv: SandboxServer) -> None:
+    """``POST /communication-preferences/v4/statuses/batch/read?channel=EMAIL``: each
+    status set through the API, with the portal-clock time of its change (what
+    consent dates an opt-in by, issue 16); addresses never set answer no statuses."""
+    portal = srv.portal("x")
+    at = datetime(2027, 2, 13, 10, tzinfo=UTC)
+    before = portal.clock
+    portal.clock = lambda: at
+    try:
+        portal.set_subscription("Dated@example.com", "1001", True)
+    finally:
+        portal.clock = before
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{srv.url}/communication-preferences/v4/statuses/batch/read"
+    body = {"inputs": ["dated@example.com", "never@example.com"]}
+    answer = requests.post(url, params={"channel": "EMAIL"}, json=body, headers=headers, timeout=5)
+    assert answer.status_code == 200, answer.text
+    dated, never = answer.json()["results"]
+    [status] = dated["statuses"]
+    assert (status["status"], status["subscriptionId"], status["channel"]) == (
+        "SUBSCRIBED",
+        1001,
+        "EMAIL",
+    )
+    assert datetime.fromisoformat(status["timestamp"].replace("Z", "+00:00")) == at
+    assert never == {"subscriberIdString": "never@example.com", "statuses": []}
+    no_channel = requests.post(url, json=body, headers=headers, timeout=5)
+    assert no_channel.status_code == 400
+    too_many = {"inputs": [f"a{i}@example.com" for i in range(101)]}
+    assert (
+        _post(srv, "/communication-preferences/v4/statuses/batch/read?channel=EMAIL", too_many)
+        == 400
+    )
