@@ -34,9 +34,9 @@ from connector.api.privacy import no_record as no_record
 from connector.api.program import ProgramCommands
 from connector.api.program import consent_outlook as consent_outlook
 from connector.api.program import register_lead as register_lead
+from connector.api.program import registration_emails as registration_emails
 from connector.api.review import REJECT_CODES as REJECT_CODES  # the CLI's help lists them
 from connector.api.review import ReviewCommands
-from connector.api.program import registration_emails as registration_emails
 from connector.config import ConfigError as ConfigError  # re-exported for the CLI
 from connector.config import Problem as Problem
 from connector.config import Project, config_path_from, load_project

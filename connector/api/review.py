@@ -19,6 +19,7 @@ from datetime import datetime
 
 from connector.api.errors import DealsyncError
 from connector.api.host import Host
+from connector.api.program import consent_at_registration
 from connector.program.review import (
     REJECT_CODES,
     ReviewError,
@@ -104,6 +105,7 @@ class ReviewCommands(Host):
 
         assert reg.id is not None
         cli_lead = reg.partner_record_id.startswith("cli:")
+        ctx: PassContext | None = None
         try:
             ctx = PassContext(
                 partner=self.partner(reg.partner),
@@ -122,4 +124,9 @@ class ReviewCommands(Host):
             )
         final = self.store.registry.get(reg.id)
         assert final is not None
+        if ctx is not None and final.status == "accepted" and final.kind == "lead":
+            # accepted at approval, so "immediately" (DESIGN §2.2) is now, as for a
+            # lead accepted at registration; an approved deal's contacts are decided
+            # by the pass that mirrors it
+            consent_at_registration(self, ctx, final)  # type: ignore[arg-type]
         return final
