@@ -85,6 +85,7 @@ def default_hooks(project: Project) -> list[Hook]:
     """The program's rules, in the order they run at each hook point."""
     from connector.hooks.commission import CommissionHook
     from connector.hooks.consent import ConsentHook
+    from connector.hooks.expiry import ExpiryHook
     from connector.hooks.notifications import NotificationHook
     from connector.hooks.registration import RegistrationHook
 
@@ -94,6 +95,7 @@ def default_hooks(project: Project) -> list[Hook]:
         CommissionHook(rules, mappings),
         ConsentHook(rules, mappings),
         NotificationHook(rules, mappings),
+        ExpiryHook(rules, mappings),
     ]
 
 

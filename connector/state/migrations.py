@@ -127,6 +127,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        11,
+        "registration changes: extensions and withdrawals by hand, with who and why",
+        _create(tables.RegistrationChange),
+    )
+)
+
 LATEST = STEPS[-1].version
 
 

@@ -444,3 +444,23 @@ class MappingVersion(SQLModel, table=True):
     )
     changes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     run_id: int | None = None
+
+
+class RegistrationChange(SQLModel, table=True):
+    """Who changed a registration by hand, when and why: an extension (with the old and
+    new end of ownership) or a withdrawal. One per registration and action: a second
+    extension of the same registration is refused by this key, even racing."""
+
+    __tablename__ = "registration_change"
+    __table_args__ = (
+        UniqueConstraint("registration_id", "action", name="uq_registration_change"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    registration_id: int = Field(index=True)
+    action: str = Field(max_length=16)  # extended | withdrawn
+    at: datetime = Field(sa_type=UTCDateTime)
+    by: str = Field(default="", max_length=128)
+    reason: str = ""
+    previous_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    new_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
