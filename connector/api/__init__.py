@@ -26,6 +26,9 @@ from connector.api.errors import UNUSABLE as UNUSABLE
 from connector.api.errors import ConnectionUnusable as ConnectionUnusable
 from connector.api.errors import DealsyncError as DealsyncError
 from connector.api.errors import DeliveryBusy as DeliveryBusy
+from connector.api.lifecycle import LifecycleCommands
+from connector.api.lifecycle import RegistrationRefused as RegistrationRefused
+from connector.api.lifecycle import Withdrawal as Withdrawal
 from connector.api.mail import MailCommands
 from connector.api.program import ProgramCommands
 from connector.api.program import register_lead as register_lead
@@ -131,7 +134,7 @@ class ConnectionStatus:
     held_emails: int = 0  # outbox messages a privacy check held: release or cancel them
 
 
-class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
+class Dealsync(MailCommands, ProgramCommands, ConflictCommands, LifecycleCommands):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(

@@ -93,7 +93,8 @@ def register_lead(
         partner_object="cli",
         partner_record_id=f"cli:{email.strip().lower()}",
         domain_text=domain,
-        company_name=company or domain,
+        # the program's rule: company is required; without it the lead is invalid data
+        company_name=(company or "").strip(),
         contacts=(
             Person(
                 email=email.strip(),

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from connector.api import EXIT_FAILED, register_lead
-from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
+from connector.api import EXIT_FAILED, RegistrationRefused, register_lead
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, handled, parse_now
 
 # The columns of the listings, in their order (kept as one wrapped list each).
 # fmt: off
@@ -37,7 +37,9 @@ def register() -> None:
 @click.option("--first", required=True, help="The contact's first name.")
 @click.option("--last", required=True, help="The contact's last name.")
 @click.option("--email", required=True, help="The contact's e-mail address.")
-@click.option("--company", help="The company's name (default: the domain).")
+@click.option(
+    "--company", help="The company's name (required by the program: without it, invalid_data)."
+)
 @click.option("--country", help="The contact's country (ISO code or name).")
 @click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
 def register_lead_cmd(
@@ -68,11 +70,13 @@ def register_lead_cmd(
         f"registration #{reg.id}: {reg.status}" + (f" ({reg.code})" if reg.code else ""), fg=colour
     )
     click.echo(f"  {reg.reason}")
+    if reg.code == "invalid_data" and not (company or "").strip():
+        click.echo("  pass --company with the lead's company name (it is required)")
     if reg.status != "accepted":
         sys.exit(EXIT_FAILED)
 
 
-@command(cli)
+@cli.group(invoke_without_command=True)
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's registrations.")
 @click.option(
     "--status",
@@ -83,10 +87,17 @@ def register_lead_cmd(
     "--kind", type=click.Choice(["lead", "deal"]), help="Only lead or deal registrations."
 )
 @FORMAT
+@click.pass_context
+@handled
 def registrations(
-    ctx: Ctx, partner: str | None, status: str | None, kind: str | None, fmt: str
+    cctx: click.Context, partner: str | None, status: str | None, kind: str | None, fmt: str
 ) -> None:
-    """List registrations and their decisions (table, CSV or JSON)."""
+    """List registrations and their decisions (table, CSV or JSON); subcommands change
+    one: extend, withdraw."""
+    if cctx.invoked_subcommand:
+        return
+    ctx = cctx.find_object(Ctx)
+    assert ctx is not None
     rows = [r.model_dump() for r in ctx.app(check_env=False).registrations(partner, status, kind)]
     export_rows(rows, fmt, REGISTRATION_COLUMNS)
 
@@ -99,3 +110,49 @@ def commissions(ctx: Ctx, partner: str | None, kind: str | None, fmt: str) -> No
     """List commissions and MRR credits earned (table, CSV or JSON)."""
     rows = [c.model_dump() for c in ctx.app(check_env=False).commissions(partner, kind)]
     export_rows(rows, fmt, COMMISSION_COLUMNS)
+
+
+@command(registrations, "extend")
+@click.argument("registration_id", type=int)
+@click.option("--reason", default="", help="Why it is extended (recorded with who).")
+@click.option("--by", default="cli", show_default=True, help="Who extends it (recorded).")
+@click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
+def registrations_extend(
+    ctx: Ctx, registration_id: int, reason: str, by: str, now: str | None
+) -> None:
+    """Extend an active registration once by the rules' expiry.extend_months, when the
+    rules allow it (recent activity at the domain); refused with the reason otherwise."""
+    try:
+        reg = ctx.app().extend_registration(
+            registration_id, reason=reason, by=by, now=parse_now(now)
+        )
+    except RegistrationRefused as exc:
+        click.secho(f"registration #{registration_id}: {exc}", fg="red")
+        sys.exit(EXIT_FAILED)
+    click.secho(f"registration #{reg.id}: extended until {reg.owned_until}", fg="green")
+    click.echo(f"  {reg.reason}")
+
+
+@command(registrations, "withdraw")
+@click.argument("registration_id", type=int)
+@click.option("--reason", default="", help="Why it is withdrawn (recorded with who).")
+@click.option("--by", default="cli", show_default=True, help="Who withdraws it (recorded).")
+@click.option("--now", metavar="ISO-DATETIME", help="Withdraw as of this time.")
+def registrations_withdraw(
+    ctx: Ctx, registration_id: int, reason: str, by: str, now: str | None
+) -> None:
+    """Withdraw an active registration: the domain is free, capacity released, the
+    vendor company's owner fields cleared, its unsent e-mails cancelled."""
+    try:
+        done = ctx.app().withdraw_registration(
+            registration_id, reason=reason, by=by, now=parse_now(now)
+        )
+    except RegistrationRefused as exc:
+        click.secho(f"registration #{registration_id}: {exc}", fg="red")
+        sys.exit(EXIT_FAILED)
+    reg = done.registration
+    click.secho(f"registration #{reg.id}: withdrawn", fg="green")
+    click.echo(f"  {reg.reason}")
+    if done.cancelled_emails:
+        ids = ", ".join(f"#{i}" for i in done.cancelled_emails)
+        click.echo(f"  cancelled e-mails: {ids} (see `dealsync outbox --status cancelled`)")

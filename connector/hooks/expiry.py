@@ -104,7 +104,9 @@ def remind_expiring(ctx: PassContext, rules: RulesFile) -> int:
                     full.append(f"{p.first_name} {p.last_name}")
                 partial += [x for x in (p.last_name,) if x]
             try:
-                assert_clean(message, full, "the contact", partial=partial, named=[company, reg.domain])
+                assert_clean(
+                    message, full, "the contact", partial=partial, named=[company, reg.domain]
+                )
             except PrivacyViolation as exc:
                 status, detail = "held", f"held: {exc}"
         effects.append(

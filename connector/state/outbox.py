@@ -218,7 +218,9 @@ class OutboxRows(Transactions):
                 assert row.id is not None
                 was = f"; it was {row.status}"
                 row.status = "cancelled"
-                row.detail = f"cancelled by {by} at {moment.isoformat(timespec='seconds')}: {why}{was}"
+                row.detail = (
+                    f"cancelled by {by} at {moment.isoformat(timespec='seconds')}: {why}{was}"
+                )
                 s.add(row)
                 ids.append(row.id)
             s.commit()

@@ -452,9 +452,7 @@ class RegistrationChange(SQLModel, table=True):
     extension of the same registration is refused by this key, even racing."""
 
     __tablename__ = "registration_change"
-    __table_args__ = (
-        UniqueConstraint("registration_id", "action", name="uq_registration_change"),
-    )
+    __table_args__ = (UniqueConstraint("registration_id", "action", name="uq_registration_change"),)
 
     id: int | None = Field(default=None, primary_key=True)
     registration_id: int = Field(index=True)
