@@ -37,6 +37,7 @@ ACME_ALERTS = "alerts@acme-agency.example"
 
 T0 = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)  # registrations are accepted now
 UNTIL = datetime(2027, 7, 4, 10, 0, tzinfo=UTC)  # … and owned until then (6 months)
+NEW_UNTIL = datetime(2027, 10, 4, 10, 0, tzinfo=UTC)  # extended by 3 months
 
 
 def at(moment: datetime) -> str:
@@ -196,6 +197,11 @@ def test_extend_once_with_activity_refused_without_and_twice(
     # the old end passes: still owned (no expiry at the old date)
     ok(config, "sync", "--connection", "acme", "--now", at(UNTIL + timedelta(days=1)))
     assert registration(config, "initech.de")["status"] == "accepted"
+    # reminded again before the new end (one reminder per end of ownership)
+    ok(config, "sync", "--connection", "acme", "--now", at(NEW_UNTIL - timedelta(days=14)))
+    [reminder] = [r for r in reminders(config) if r["subject"].startswith("Your registration of")]
+    assert reminder["subject"] == "Your registration of Initech expires on 2027-10-04 10:00 UTC"
+    assert "cannot be extended" in ok(config, "outbox", "show", str(reminder["id"])).output
     # once only
     twice = invoke(
         config, "registrations", "extend", str(reg["id"]), "--now", at(month5 + timedelta(days=2))
@@ -255,3 +261,34 @@ def test_register_lead_without_company_is_invalid_data(config: Path) -> None:
     reg = registration(config, "initech.de")
     assert (reg["status"], reg["code"]) == ("rejected", "invalid_data")
     assert rows(config, "registrations", "--status", "accepted") == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "code"),
+    [
+        (("extend_months: 3", "extend_months: 0"), "extensions_off"),
+        # no activity needed: allowed
+        (("extend_requires_activity_days: 30", "extend_requires_activity_days: 0"), None),
+    ],
+)
+def test_the_rules_file_switches_extensions_off_or_drops_the_activity_rule(
+    tmp_path: Path, srv: SandboxServer, rules: tuple[str, str], code: str | None
+) -> None:
+    config = write_project(
+        tmp_path,
+        project_yaml(("acme",), hubspot=HubSpotPortals(srv.url, TOKEN_ENV)),
+        rules_edit=lambda text: text.replace(*rules),
+        edits_must_change=True,
+    )
+    ok(config, "setup")
+    assert register_lead(config, "acme", "hooli.com", T0, "--company", "Hooli").exit_code == 0
+    reg = registration(config, "hooli.com")
+    day_before = at(UNTIL - timedelta(days=1))
+    result = invoke(config, "registrations", "extend", str(reg["id"]), "--now", day_before)
+    if code is None:
+        assert result.exit_code == 0, result.output
+        assert registration(config, "hooli.com")["owned_until"].startswith("2027-10-04")
+    else:
+        assert result.exit_code == 2, result.output
+        assert f"refused ({code})" in result.output
+        assert registration(config, "hooli.com")["owned_until"].startswith("2027-07-04")
