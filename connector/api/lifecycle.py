@@ -5,7 +5,8 @@ The rules are :mod:`connector.program.lifecycle` (pure); the registry records th
 change with who and why; then both CRMs are written at once, as a pass would: the
 vendor company's ownership (``dealsync_owned_until`` moved, or the owner fields
 cleared) and the partner's registered record (its new end, or ``withdrawn``). A write
-that fails is retried by the next pass (the registration stays marked unwritten).
+that fails is retried by the next pass (the registration stays marked unwritten, and
+the CLI says so).
 """
 
 from __future__ import annotations
@@ -68,9 +69,14 @@ class LifecycleCommands(Host):
         reg = self._registration(registration_id)
         from connector.hooks.objects import program_mappings
 
-        naming = self.partner_crm(reg.partner).naming
-        deal_mapping = program_mappings(self.project.mappings, naming).deals
-        deals = deal_mapping.name if deal_mapping is not None else None
+        deals: str | None = None  # the deal mapping (its links' sync times are activity)
+        try:
+            naming = self.partner_crm(reg.partner).naming
+        except DealsyncError:  # its token is not set: the other activity still counts
+            pass
+        else:
+            deal_mapping = program_mappings(self.project.mappings, naming).deals
+            deals = deal_mapping.name if deal_mapping is not None else None
         outcome = decide_extension(
             reg,
             extended_before=bool(registry.extended_ids([registration_id])),
@@ -133,7 +139,13 @@ class LifecycleCommands(Host):
         from connector.hooks.objects import program_mappings
         from connector.hooks.registration_crm import write_back, write_vendor_ownership
 
-        partner_crm = self.partner_crm(reg.partner)
+        rid = reg.id
+        assert rid is not None
+        try:
+            partner_crm = self.partner_crm(reg.partner)
+        except DealsyncError as exc:  # its token is not set: the change stands, unwritten
+            log.warning("registration %s recorded, not written to the CRMs: %s", rid, exc)
+            return reg
         ctx = PassContext(
             partner=self.partner(reg.partner),
             partner_crm=partner_crm,
@@ -149,7 +161,6 @@ class LifecycleCommands(Host):
             ctx, registry, self.project.rules, objects.companies, objects.contacts
         )
         write_back(ctx, registry)
-        assert reg.id is not None
-        final = registry.get(reg.id)
+        final = registry.get(rid)
         assert final is not None
         return final

@@ -131,6 +131,7 @@ def registrations_extend(
         sys.exit(EXIT_FAILED)
     click.secho(f"registration #{reg.id}: extended until {reg.owned_until}", fg="green")
     click.echo(f"  {reg.reason}")
+    _written(reg.written_back and reg.vendor_written)
 
 
 @command(registrations, "withdraw")
@@ -153,6 +154,18 @@ def registrations_withdraw(
     reg = done.registration
     click.secho(f"registration #{reg.id}: withdrawn", fg="green")
     click.echo(f"  {reg.reason}")
+    _written(reg.written_back and reg.vendor_written)
     if done.cancelled_emails:
         ids = ", ".join(f"#{i}" for i in done.cancelled_emails)
         click.echo(f"  cancelled e-mails: {ids} (see `dealsync outbox --status cancelled`)")
+
+
+def _written(both: bool) -> None:
+    """Say whether both CRMs show the change yet (else the next pass retries it)."""
+    if both:
+        click.echo("  written to the partner's record and the vendor company")
+    else:
+        click.secho(
+            "  not written to both CRMs yet (see the log); the next `dealsync sync` retries it",
+            fg="yellow",
+        )

@@ -569,15 +569,22 @@ class Registry(CommissionLedger):
         )
 
     def extended_ids(self, registration_ids: Iterable[int]) -> set[int]:
-        """Which of these registrations were extended already (one query per 500)."""
+        """Which of these registrations were extended already since their current
+        decision (one query per 500)."""
         out: set[int] = set()
         with self.session() as s:
             for chunk in chunks(sorted(set(registration_ids))):
                 out.update(
                     s.exec(
-                        select(RegistrationChange.registration_id).where(
+                        select(RegistrationChange.registration_id)
+                        .join(
+                            Registration,
+                            col(Registration.id) == col(RegistrationChange.registration_id),
+                        )
+                        .where(
                             col(RegistrationChange.registration_id).in_(chunk),
                             RegistrationChange.action == "extended",
+                            col(RegistrationChange.decided_at) == col(Registration.decided_at),
                         )
                     ).all()
                 )
@@ -634,6 +641,7 @@ class Registry(CommissionLedger):
             s.add(
                 RegistrationChange(
                     registration_id=registration_id,
+                    decided_at=reg.decided_at,
                     action="extended",
                     at=now,
                     by=by,
@@ -673,6 +681,7 @@ class Registry(CommissionLedger):
             s.add(
                 RegistrationChange(
                     registration_id=registration_id,
+                    decided_at=reg.decided_at,
                     action="withdrawn",
                     at=now,
                     by=by,

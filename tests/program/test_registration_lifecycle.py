@@ -288,7 +288,41 @@ def test_the_rules_file_switches_extensions_off_or_drops_the_activity_rule(
     if code is None:
         assert result.exit_code == 0, result.output
         assert registration(config, "hooli.com")["owned_until"].startswith("2027-10-04")
+        # withdrawn, then registered anew: a new decision, which may be extended once again
+        ok(config, "registrations", "withdraw", str(reg["id"]), "--now", at(UNTIL))
+        later = UNTIL + timedelta(days=1)
+        assert (
+            register_lead(config, "acme", "hooli.com", later, "--company", "Hooli").exit_code == 0
+        )
+        assert registration(config, "hooli.com")["status"] == "accepted"
+        again = invoke(
+            config,
+            "registrations",
+            "extend",
+            str(reg["id"]),
+            "--now",
+            at(later + timedelta(days=1)),
+        )
+        assert again.exit_code == 0, again.output
     else:
         assert result.exit_code == 2, result.output
         assert f"refused ({code})" in result.output
         assert registration(config, "hooli.com")["owned_until"].startswith("2027-07-04")
+
+
+def test_withdrawal_releases_the_partners_capacity(tmp_path: Path, srv: SandboxServer) -> None:
+    config = write_project(
+        tmp_path,
+        project_yaml(("acme",), hubspot=HubSpotPortals(srv.url, TOKEN_ENV)),
+        rules_edit=lambda text: text.replace("capacity: 10", "capacity: 1"),
+        edits_must_change=True,
+    )
+    ok(config, "setup")
+    assert register_lead(config, "acme", "hooli.com", T0, "--company", "Hooli").exit_code == 0
+    full = register_lead(config, "acme", "initech.de", T0, "--company", "Initech")
+    assert full.exit_code == 2 and "capacity_exceeded" in full.output
+    hooli = registration(config, "hooli.com")
+    ok(config, "registrations", "withdraw", str(hooli["id"]), "--now", at(T0 + timedelta(days=1)))
+    freed = register_lead(config, "acme", "initech.de", T0 + timedelta(days=2), "--company", "I")
+    assert freed.exit_code == 0, freed.output
+    assert registration(config, "initech.de")["status"] == "accepted"
