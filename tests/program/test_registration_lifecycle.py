@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 from connector.cli import cli
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.mail import MisbehavingSMTP
 from connector.testing.world import HubSpotPortals, project_yaml, write_project
 
 ENV = {
@@ -66,12 +67,12 @@ def config(tmp_path: Path, srv: SandboxServer) -> Path:
     return path
 
 
-def invoke(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], env=ENV)
+def invoke(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], env={**ENV, **(env or {})})
 
 
-def ok(config: Path, *args: str) -> Result:
-    result = invoke(config, *args)
+def ok(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    result = invoke(config, *args, env=env)
     assert result.exit_code == 0, result.output
     return result
 
@@ -126,19 +127,32 @@ def reminders(config: Path) -> list[dict[str, Any]]:
 
 def test_the_partner_is_reminded_once_fourteen_days_before_expiry(config: Path) -> None:
     assert register_lead(config, "acme", "initech.de", T0, "--company", "Initech").exit_code == 0
-    ok(config, "sync", "--connection", "acme", "--now", at(UNTIL - timedelta(days=15)))
-    assert reminders(config) == []  # 15 days before: not yet
-    ok(config, "sync", "--connection", "acme", "--now", at(UNTIL - timedelta(days=14)))
-    [reminder] = reminders(config)
-    assert (reminder["recipient"], reminder["status"]) == (ACME_ALERTS, "queued")
-    assert reminder["subject"] == "Your registration of Initech expires on 2027-07-04 10:00 UTC"
-    shown = ok(config, "outbox", "show", str(reminder["id"])).output
-    assert "initech.de" in shown and "in\n14 day(s)" in shown
-    assert "Carol" not in shown and "Jones" not in shown  # never the lead
-    # a rerun, and a pass closer to the end: still the one reminder
-    ok(config, "sync", "--connection", "acme", "--now", at(UNTIL - timedelta(days=14)))
-    ok(config, "sync", "--connection", "acme", "--now", at(UNTIL - timedelta(days=3)))
-    assert [r["id"] for r in reminders(config)] == [reminder["id"]]
+    with MisbehavingSMTP() as smtp:
+
+        def sync(moment: datetime, *extra: str) -> Result:
+            return ok(
+                config, "sync", "--connection", "acme", "--now", at(moment), *extra, env=smtp.env
+            )
+
+        sync(UNTIL - timedelta(days=15))
+        assert reminders(config) == []  # 15 days before: not yet
+        dry = sync(UNTIL - timedelta(days=14), "--dry-run")
+        assert "1 expiry_reminder queued" in dry.output
+        assert reminders(config) == [] and smtp.accepted == []  # a dry run only lists it
+        sync(UNTIL - timedelta(days=14))  # queued and delivered at once (a transport is set)
+        [reminder] = reminders(config)
+        assert (reminder["recipient"], reminder["status"]) == (ACME_ALERTS, "sent")
+        assert reminder["subject"] == "Your registration of Initech expires on 2027-07-04 10:00 UTC"
+        [(_, to, raw)] = smtp.accepted
+        assert to == [ACME_ALERTS]
+        text = raw.decode()
+        assert "initech.de" in text and "14 day(s)" in text
+        assert "Carol" not in text and "Jones" not in text  # never the lead
+        # a rerun, and a pass closer to the end: nothing more sent
+        sync(UNTIL - timedelta(days=14))
+        sync(UNTIL - timedelta(days=3))
+        assert [r["id"] for r in reminders(config)] == [reminder["id"]]
+        assert list(smtp.message_ids().values()) == [1]
 
 
 def test_a_partner_without_address_gets_a_visible_suppressed_reminder(config: Path) -> None:
