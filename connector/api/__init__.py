@@ -27,6 +27,9 @@ from connector.api.errors import UNUSABLE as UNUSABLE
 from connector.api.errors import ConnectionUnusable as ConnectionUnusable
 from connector.api.errors import DealsyncError as DealsyncError
 from connector.api.errors import DeliveryBusy as DeliveryBusy
+from connector.api.lifecycle import LifecycleCommands
+from connector.api.lifecycle import RegistrationRefused as RegistrationRefused
+from connector.api.lifecycle import Withdrawal as Withdrawal
 from connector.api.mail import MailCommands
 from connector.api.privacy import PrivacyCommands
 from connector.api.privacy import default_requester as default_requester
@@ -94,6 +97,7 @@ def default_hooks(project: Project) -> list[Hook]:
     """The program's rules, in the order they run at each hook point."""
     from connector.hooks.commission import CommissionHook
     from connector.hooks.consent import ConsentHook
+    from connector.hooks.expiry import ExpiryHook
     from connector.hooks.notifications import NotificationHook
     from connector.hooks.registration import RegistrationHook
 
@@ -103,6 +107,7 @@ def default_hooks(project: Project) -> list[Hook]:
         CommissionHook(rules, mappings),
         ConsentHook(rules, mappings),
         NotificationHook(rules, mappings),
+        ExpiryHook(rules, mappings),
     ]
 
 
@@ -173,7 +178,14 @@ class SetupReport:
         return not self.failed and not errors_of(self.problems)
 
 
-class Dealsync(MailCommands, ProgramCommands, ConflictCommands, ReviewCommands, PrivacyCommands):
+class Dealsync(
+    MailCommands,
+    ProgramCommands,
+    ConflictCommands,
+    ReviewCommands,
+    PrivacyCommands,
+    LifecycleCommands,
+):
     """One configured program: its state store, its portals, its connections."""
 
     def __init__(

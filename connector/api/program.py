@@ -95,7 +95,9 @@ def register_lead(
 ) -> Registration:
     """Submit a lead on a partner's behalf (``dealsync register lead``): the same checks
     as a lead flagged in the partner's CRM; an accepted lead's company and contact are
-    written to the vendor CRM at once."""
+    written to the vendor CRM at once. ``company`` is required data like the contact's
+    names: without it the lead is rejected ``invalid_data`` (it no longer defaults to
+    the domain)."""
     from connector.engine.hooks import PassContext
     from connector.hooks.registration_crm import decide_submissions, write_vendor_ownership
 
@@ -107,7 +109,8 @@ def register_lead(
         partner_object="cli",
         partner_record_id=f"cli:{email.strip().lower()}",
         domain_text=domain,
-        company_name=company or domain,
+        # the program's rule: company is required; without it the lead is invalid data
+        company_name=(company or "").strip(),
         contacts=(
             Person(
                 email=email.strip(),

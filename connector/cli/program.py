@@ -10,6 +10,7 @@ import click
 from connector.api import (
     EXIT_FAILED,
     REJECT_CODES,
+    RegistrationRefused,
     consent_outlook,
     register_lead,
     registration_emails,
@@ -57,7 +58,9 @@ def register() -> None:
 @click.option("--first", required=True, help="The contact's first name.")
 @click.option("--last", required=True, help="The contact's last name.")
 @click.option("--email", required=True, help="The contact's e-mail address.")
-@click.option("--company", help="The company's name (default: the domain).")
+@click.option(
+    "--company", help="The company's name (required by the program: without it, invalid_data)."
+)
 @click.option("--country", help="The contact's country (ISO code or name).")
 @click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
 def register_lead_cmd(
@@ -88,6 +91,8 @@ def register_lead_cmd(
         f"registration #{reg.id}: {reg.status}" + (f" ({reg.code})" if reg.code else ""), fg=colour
     )
     click.echo(f"  {reg.reason}")
+    if reg.code == "invalid_data" and not (company or "").strip():
+        click.echo("  pass --company with the lead's company name (it is required)")
     if reg.status == "pending":
         click.echo(f"  review it: dealsync registrations approve|reject {reg.id}")
     if reg.status not in ("accepted", "pending"):
@@ -117,8 +122,8 @@ def register_lead_cmd(
 def registrations(
     click_ctx: click.Context, partner: str | None, status: str | None, kind: str | None, fmt: str
 ) -> None:
-    """List registrations and their decisions (table, CSV or JSON); review pending ones
-    with `registrations approve|reject ID`."""
+    """List registrations and their decisions (table, CSV or JSON); subcommands change
+    one: approve, reject (pending ones), extend, withdraw."""
     if click_ctx.invoked_subcommand is not None:
         return
     _list_registrations(partner, status, kind, fmt)
@@ -215,3 +220,62 @@ def reject_cmd(ctx: Ctx, registration_id: int, code: str, now: str | None) -> No
     """Reject a pending registration with one of the program's rejection codes."""
     reg = ctx.app().reject_registration(registration_id, code, by="cli", now=parse_now(now))
     _show_reviewed(reg, "rejected")
+
+
+@command(registrations, "extend")
+@click.argument("registration_id", type=int)
+@click.option("--reason", default="", help="Why it is extended (recorded with who).")
+@click.option("--by", default="cli", show_default=True, help="Who extends it (recorded).")
+@click.option("--now", metavar="ISO-DATETIME", help="Decide as of this time.")
+def registrations_extend(
+    ctx: Ctx, registration_id: int, reason: str, by: str, now: str | None
+) -> None:
+    """Extend an active registration once by the rules' expiry.extend_months, when the
+    rules allow it (recent activity at the domain); refused with the reason otherwise."""
+    try:
+        reg = ctx.app().extend_registration(
+            registration_id, reason=reason, by=by, now=parse_now(now)
+        )
+    except RegistrationRefused as exc:
+        click.secho(f"registration #{registration_id}: {exc}", fg="red")
+        sys.exit(EXIT_FAILED)
+    click.secho(f"registration #{reg.id}: extended until {reg.owned_until}", fg="green")
+    click.echo(f"  {reg.reason}")
+    _written(reg.written_back and reg.vendor_written)
+
+
+@command(registrations, "withdraw")
+@click.argument("registration_id", type=int)
+@click.option("--reason", default="", help="Why it is withdrawn (recorded with who).")
+@click.option("--by", default="cli", show_default=True, help="Who withdraws it (recorded).")
+@click.option("--now", metavar="ISO-DATETIME", help="Withdraw as of this time.")
+def registrations_withdraw(
+    ctx: Ctx, registration_id: int, reason: str, by: str, now: str | None
+) -> None:
+    """Withdraw an active registration: the domain is free, capacity released, the
+    vendor company's owner fields cleared, its unsent e-mails cancelled."""
+    try:
+        done = ctx.app().withdraw_registration(
+            registration_id, reason=reason, by=by, now=parse_now(now)
+        )
+    except RegistrationRefused as exc:
+        click.secho(f"registration #{registration_id}: {exc}", fg="red")
+        sys.exit(EXIT_FAILED)
+    reg = done.registration
+    click.secho(f"registration #{reg.id}: withdrawn", fg="green")
+    click.echo(f"  {reg.reason}")
+    _written(reg.written_back and reg.vendor_written)
+    if done.cancelled_emails:
+        ids = ", ".join(f"#{i}" for i in done.cancelled_emails)
+        click.echo(f"  cancelled e-mails: {ids} (see `dealsync outbox --status cancelled`)")
+
+
+def _written(both: bool) -> None:
+    """Say whether both CRMs show the change yet (else the next pass retries it)."""
+    if both:
+        click.echo("  written to the partner's record and the vendor company")
+    else:
+        click.secho(
+            "  not written to both CRMs yet (see the log); the next `dealsync sync` retries it",
+            fg="yellow",
+        )

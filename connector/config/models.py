@@ -432,6 +432,17 @@ class NotificationRules(Strict):
     )
 
 
+class ExpiryRules(Strict):
+    """Before and around the end of a registration's ownership (issue 16 item 6):
+    a reminder to the partner ``remind_days_before`` days ahead (0: none), and one
+    extension by ``extend_months`` (0: no extensions) for a registration with activity
+    in the last ``extend_requires_activity_days`` days (0: no activity needed)."""
+
+    remind_days_before: int = Field(default=14, ge=0, le=365)
+    extend_months: int = Field(default=3, ge=0, le=60)
+    extend_requires_activity_days: int = Field(default=30, ge=0, le=365)
+
+
 class RulesFile(Strict):
     """The partner program's policy numbers (registration, consent, commission).
 
@@ -477,6 +488,7 @@ class RulesFile(Strict):
     consent: ConsentRules = Field(default_factory=ConsentRules)
     notifications: NotificationRules = Field(default_factory=NotificationRules)
     review: ReviewRules = Field(default_factory=ReviewRules)
+    expiry: ExpiryRules = Field(default_factory=ExpiryRules)
 
     def tier_for(self, credited_mrr: float, floor: str | None = None) -> Tier:
         """The highest tier whose threshold ``credited_mrr`` reaches (never below

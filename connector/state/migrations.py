@@ -154,6 +154,14 @@ STEPS.append(
 
 STEPS.append(
     Step(
+        11,
+        "registration changes: extensions and withdrawals by hand, with who and why",
+        _create(tables.RegistrationChange),
+    )
+)
+
+STEPS.append(
+    Step(
         12,
         "privacy: the audit of the leads' source and erasure requests, its hashing key",
         _create(tables.PrivacyAudit, tables.PrivacyKey),

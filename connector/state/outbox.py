@@ -28,7 +28,13 @@ from connector.state.tables import (
 
 log = logging.getLogger("dealsync.outbox")
 
-KINDS = ("consent_request", "data_notice", "lead_notification", "review_reminder")
+KINDS = (
+    "consent_request",
+    "data_notice",
+    "lead_notification",
+    "review_reminder",
+    "expiry_reminder",
+)
 # queued → sent | failed (gave up; retry) ; held (a privacy check objected; release or
 # cancel) ; suppressed (decided not to send) ; cancelled (registration ended, or an admin)
 STATUSES = ("queued", "sent", "failed", "held", "suppressed", "cancelled")
@@ -203,6 +209,35 @@ class OutboxRows(Transactions):
         assert cancelled is not None
         log.info("outbox #%s cancelled by %s", row_id, by)
         return cancelled
+
+    def cancel_for_registration(
+        self, registration_id: int, *, by: str, why: str, now: datetime | None = None
+    ) -> list[int]:
+        """Cancel every e-mail of a registration not sent yet (queued, held or failed):
+        ``cancelled`` with who, when and why in its detail. Returns the ids cancelled."""
+        moment = now or utcnow()
+        open_ = ("queued", "held", "failed")
+        with self.session() as s:
+            rows = s.exec(
+                select(OutboxMessage).where(
+                    OutboxMessage.registration_id == registration_id,
+                    col(OutboxMessage.status).in_(open_),
+                )
+            ).all()
+            ids = []
+            for row in rows:
+                assert row.id is not None
+                was = f"; it was {row.status}"
+                row.status = "cancelled"
+                row.detail = (
+                    f"cancelled by {by} at {moment.isoformat(timespec='seconds')}: {why}{was}"
+                )
+                s.add(row)
+                ids.append(row.id)
+            s.commit()
+        for row_id in ids:
+            log.info("outbox #%s cancelled by %s (registration %s)", row_id, by, registration_id)
+        return ids
 
     def _transition(self, row_id: int, allowed: tuple[str, ...], **values: Any) -> None:
         """Update the row only if it is still in an allowed status (a delivery or

@@ -28,13 +28,18 @@ from connector.program.decide import (
     Submission,
     day_text,
 )
+from connector.program.lifecycle import EXTENDED, WITHDRAWN_BY, Activity, Extension
 from connector.state.commissions import CommissionLedger
 from connector.state.review import ReviewQueue
 from connector.state.tables import (
     CHUNK,
+    Commission,
     Database,
     DomainClaim,
+    LeadActivity,
+    Link,
     Registration,
+    RegistrationChange,
     RegistrationContact,
     chunks,
     given,
@@ -50,6 +55,11 @@ _CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
 _CHUNK = CHUNK  # decisions per transaction in record_many (tests make it smaller)
 
 RegKey = tuple[str, str, str]  # partner, kind, partner record id
+
+
+class AlreadyChanged(Exception):
+    """The registration was already extended (or withdrawn) by hand: the change's
+    unique key refused a second one (another process may have been first)."""
 
 
 class _Contended(Exception):
@@ -546,3 +556,160 @@ class Registry(CommissionLedger, ReviewQueue):
                 rows,
             )
             s.commit()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def expiring(self, partner: str, now: datetime, until: datetime) -> list[Registration]:
+        """A partner's active registrations whose ownership ends after ``now`` and by
+        ``until`` (the expiry reminders' candidates)."""
+        return self._of(
+            partner,
+            Registration.status == "accepted",
+            col(Registration.owned_until) > now,
+            col(Registration.owned_until) <= until,
+        )
+
+    def changes(self, registration_id: int) -> list[RegistrationChange]:
+        """The hand-made changes of a registration (extensions, withdrawal), oldest first."""
+        return self.rows(
+            select(RegistrationChange)
+            .where(RegistrationChange.registration_id == registration_id)
+            .order_by(col(RegistrationChange.id))
+        )
+
+    def extended_ids(self, registration_ids: Iterable[int]) -> set[int]:
+        """Which of these registrations were extended already since their current
+        decision (one query per 500)."""
+        out: set[int] = set()
+        with self.session() as s:
+            for chunk in chunks(sorted(set(registration_ids))):
+                out.update(
+                    s.exec(
+                        select(RegistrationChange.registration_id)
+                        .join(
+                            Registration,
+                            col(Registration.id) == col(RegistrationChange.registration_id),
+                        )
+                        .where(
+                            col(RegistrationChange.registration_id).in_(chunk),
+                            RegistrationChange.action == "extended",
+                            col(RegistrationChange.decided_at) == col(Registration.decided_at),
+                        )
+                    ).all()
+                )
+        return out
+
+    def latest_activity(
+        self, reg: Registration, now: datetime, deal_object: str | None = None
+    ) -> Activity | None:
+        """The latest activity dealsync knows of at a registration's domain, up to
+        ``now``: a high-value web action recorded at the domain for its partner (lead
+        notifications), a commission the partner earned on the domain, or — for a deal
+        registration — a change of the registered deal synced (its link in the
+        ``deal_object`` mapping was last written). None when there is none."""
+        found: list[Activity] = []
+        with self.session() as s:
+            web = s.exec(
+                select(func.max(LeadActivity.occurred_at)).where(
+                    LeadActivity.partner == reg.partner,
+                    LeadActivity.domain == reg.domain,
+                    col(LeadActivity.occurred_at) <= now,
+                )
+            ).first()
+            earned = s.exec(
+                select(func.max(Commission.earned_at)).where(
+                    Commission.partner == reg.partner,
+                    Commission.domain == reg.domain,
+                    col(Commission.earned_at) <= now,
+                )
+            ).first()
+            synced = None
+            if reg.kind == "deal" and deal_object is not None:
+                synced = s.exec(
+                    select(func.max(Link.updated_at)).where(
+                        Link.connection == reg.partner,
+                        Link.object == deal_object,
+                        Link.partner_id == reg.partner_record_id,
+                        col(Link.updated_at) <= now,
+                    )
+                ).first()
+        for what, at in (("web activity", web), ("a commission", earned), ("a deal sync", synced)):
+            if at is not None:
+                found.append(Activity(what, _aware(at)))
+        return max(found, key=lambda a: a.at) if found else None
+
+    def extend(
+        self, registration_id: int, ext: Extension, *, by: str, reason: str, now: datetime
+    ) -> Registration:
+        """Record an extension: the change row (its unique key makes it once, even
+        racing: :class:`AlreadyChanged`), the registration's new end and reason, and its
+        domain claim's new end, in one transaction; both CRMs are written again."""
+        with self.session() as s:
+            reg = s.get(Registration, registration_id)
+            assert reg is not None
+            s.add(
+                RegistrationChange(
+                    registration_id=registration_id,
+                    decided_at=reg.decided_at,
+                    action="extended",
+                    at=now,
+                    by=by,
+                    reason=reason,
+                    previous_until=ext.previous_until,
+                    new_until=ext.new_until,
+                )
+            )
+            reg.owned_until = ext.new_until
+            reg.reason = EXTENDED.format(by=by, until=day_text(ext.new_until), reason=reason)
+            reg.written_back = False
+            reg.vendor_written = False
+            s.add(reg)
+            claim = s.get(DomainClaim, reg.domain)
+            if claim is not None and claim.registration_id == registration_id:
+                claim.owned_until = ext.new_until
+                s.add(claim)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                raise AlreadyChanged(registration_id) from None
+            s.refresh(reg)
+            return reg
+
+    def withdraw(
+        self, registration_id: int, *, by: str, reason: str, now: datetime
+    ) -> Registration:
+        """End a registration by hand (:meth:`end` with ``withdrawn``: its domain is
+        free, its capacity released) and record who withdrew it and why."""
+        self.end([registration_id], "withdrawn", now)
+        with self.session() as s:
+            reg = s.get(Registration, registration_id)
+            assert reg is not None
+            reg.reason = WITHDRAWN_BY.format(by=by, reason=reason, domain=reg.domain)
+            s.add(reg)
+            s.add(
+                RegistrationChange(
+                    registration_id=registration_id,
+                    decided_at=reg.decided_at,
+                    action="withdrawn",
+                    at=now,
+                    by=by,
+                    reason=reason,
+                    previous_until=reg.owned_until,
+                )
+            )
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                raise AlreadyChanged(registration_id) from None
+            s.refresh(reg)
+            return reg
+
+
+def _aware(moment: datetime) -> datetime:
+    """A MAX() over a UTC column comes back without the column's type on some
+    dialects: naive means UTC."""
+    from datetime import UTC
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

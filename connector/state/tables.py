@@ -500,3 +500,26 @@ class PrivacyKey(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     key: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RegistrationChange(SQLModel, table=True):
+    """Who changed a registration by hand, when and why: an extension (with the old and
+    new end of ownership) or a withdrawal. One per registration, decision and action
+    (``decided_at`` is the decision it changed: a registration decided again later, a
+    lead registered anew after its withdrawal, starts afresh): a second extension of
+    the same decision is refused by this key, even racing."""
+
+    __tablename__ = "registration_change"
+    __table_args__ = (
+        UniqueConstraint("registration_id", "decided_at", "action", name="uq_registration_change"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    registration_id: int = Field(index=True)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    action: str = Field(max_length=16)  # extended | withdrawn
+    at: datetime = Field(sa_type=UTCDateTime)
+    by: str = Field(default="", max_length=128)
+    reason: str = ""
+    previous_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    new_until: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -470,17 +470,17 @@ def test_register_lead_api(program: Program) -> None:
     # another partner is refused; a personal domain is refused; missing data is refused
     other = register_lead(
         program.app, partner="beta", domain="initech.de", first="B", last="C",
-        email="b@initech.de", now=NOW,
+        email="b@initech.de", company="Initech", now=NOW,
     )  # fmt: skip
     assert (other.status, other.code) == ("rejected", "owned_by_partner")
     personal = register_lead(
         program.app, partner="beta", domain="gmail.com", first="B", last="C",
-        email="b@gmail.com", now=NOW,
+        email="b@gmail.com", company="B", now=NOW,
     )  # fmt: skip
     assert personal.code == "personal_domain"
     missing = register_lead(
         program.app, partner="beta", domain="hooli.com", first="", last="C",
-        email="c@hooli.com", now=NOW,
+        email="c@hooli.com", company="Hooli", now=NOW,
     )  # fmt: skip
     assert missing.code == "invalid_data" and "contact first name" in (missing.reason or "")
     assert program.registry.holder("hooli.com") is None
@@ -494,19 +494,20 @@ def test_cli_register_lead_exit_codes(program: Program) -> None:
     ok = program.cli(
         "register", "lead", "--partner", "acme", "--domain", "sales.initech.de",
         "--first", "Carol", "--last", "Jones", "--email", "carol@initech.de",
-        "--country", "DE", "--now", "2027-01-04T10:00:00Z",
+        "--company", "Initech", "--country", "DE", "--now", "2027-01-04T10:00:00Z",
     )  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "accepted" in ok.output and "initech.de" in ok.output
     refused = program.cli(
         "register", "lead", "-p", "beta", "-d", "initech.de", "--first", "B",
-        "--last", "C", "--email", "b@initech.de", "--now", "2027-01-04T11:00:00Z",
+        "--last", "C", "--email", "b@initech.de", "--company", "Initech",
+        "--now", "2027-01-04T11:00:00Z",
     )  # fmt: skip
     assert refused.exit_code == 2, refused.output
     assert "owned_by_partner" in refused.output
     personal = program.cli(
         "register", "lead", "-p", "beta", "-d", "gmail.com", "--first", "B",
-        "--last", "C", "--email", "b@gmail.com",
+        "--last", "C", "--email", "b@gmail.com", "--company", "B",
     )  # fmt: skip
     assert personal.exit_code == 2 and "personal_domain" in personal.output
     unknown = program.cli(
