@@ -104,7 +104,6 @@ class ObjectChange:
     new_object: bool = False  # the whole object is new to the mapping (or re-pointed)
     share: ShareCounts | None = None  # what the changed share condition measured
 
-
     @property
     def reevaluate(self) -> list[str]:
         """Field keys merged with no base on every linked record."""
@@ -120,7 +119,9 @@ class ObjectChange:
             for k, parts in sorted(self.changed.items())
         ]
         if self.share_changed:
-            out.append(f"~{self.name} share condition" + (self.share.summary() if self.share else ""))
+            out.append(
+                f"~{self.name} share condition" + (self.share.summary() if self.share else "")
+            )
         return out
 
 

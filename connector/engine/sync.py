@@ -554,9 +554,7 @@ class SyncPass:
                     acc[0][rid] = slim(rec)
             # a gone vendor record tells the delete step both sides went (recreated.py)
             acc[1].update((rid, rec) for rid, rec in vendor_recs.items() if rec.archived)
-            records = ObjectRecords(
-                ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1])
-            )
+            records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         states = migrate.forget_bases(self, mapping, states)
         actions = reconcile(self.compiled[mapping.name], states)

@@ -238,8 +238,10 @@ def test_a_changed_share_condition_counts_what_is_and_is_no_longer_shared(
 
     result = world.sync()
     assert result.errors == [], result.as_dict()
-    assert "mapping change: ~deals share condition → 1 records now match and are not linked "
-    "— shared on this pass" in result.mapping_changes
+    assert (
+        "mapping change: ~deals share condition → 1 records now match and are not linked "
+        "— shared on this pass"
+    ) in result.mapping_changes
     shared = world.counterpart("deals", gold.id)
     assert shared is not None and shared.get("dealname") == "Gold"
     assert world.counterpart("companies", gold.company.id) is not None
