@@ -262,17 +262,6 @@ def read_fresh(sp: SyncPass, mapping: ObjectMapping, per_side: PerSide, want: Wa
         sp.fresh.update((mapping.name, s, rid) for rid in set(per_side[s]) - before[s])
 
 
-def add_linked(
-    sp: SyncPass, mapping: ObjectMapping, per_side: dict[Side, dict[str, Record]]
-) -> None:
-    """``sync --full`` with hooks (which decide on the whole picture): every linked
-    record not detected is read by id (100 per call) into the pass's records, so each
-    linked pair is reconciled from both sides' current values, not from the base."""
-    for page in linked_pages(sp, mapping):
-        sp.counts["full_checked"] += len(page)
-        read_fresh(sp, mapping, per_side, pair_ids(page))
-
-
 def add_counterparts(
     sp: SyncPass, mapping: ObjectMapping, per: dict[Side, dict[str, Record]]
 ) -> None:

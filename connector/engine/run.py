@@ -62,6 +62,8 @@ class PassResult:
     effects: list[Done] = field(default_factory=list)
     # the mapping migration this pass planned or ran (engine/migrate.py), one line each
     mapping_changes: list[str] = field(default_factory=list)
+    # per object whose share condition changed: what it measured (migrate.ShareCounts)
+    mapping_share: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def effect_counts(self) -> Counter[str]:
         """The program's effects by kind: carried out, or (dry run) that would be."""
@@ -87,6 +89,7 @@ class PassResult:
             "api_calls": self.api_calls,
             "error": self.error,
             "mapping_changes": self.mapping_changes,
+            "mapping_share": self.mapping_share,
         }
 
 
@@ -245,6 +248,7 @@ def _run_recorded(
     result.plan = sync.plan
     result.effects = ctx.effects
     result.mapping_changes = sync.migration.lines
+    result.mapping_share = {k: v.as_dict() for k, v in sync.migration.share.items()}
     result.counts = sync.counts
     result.errors = sync.errors
     result.open_conflicts = len(store.conflicts(partner.id))

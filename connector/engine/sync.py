@@ -24,7 +24,7 @@ around the pass (lock, run log, result) in ``engine/run.py``.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -336,8 +336,12 @@ class SyncPass:
             }
             gather.add_retried(self, mapping, per_side)
             gather.add_conflicted(self, mapping, per_side)
-            if self.full:
-                gather.add_linked(self, mapping, per_side)
+            # records a changed share condition newly matches join the picture
+            for s, recs in self.migration.newly_shared.pop(mapping.name, {}).items():
+                for rid, rec in recs.items():
+                    per_side[s].setdefault(rid, rec)
+            if self.full:  # the detected records' counterparts; the other pairs stream
+                gather.add_counterparts(self, mapping, per_side)
             detected[mapping.name] = (partner_recs, vendor_recs)
             self.progress("detect", step, len(order))
         self.crash_at("after_detect")
@@ -353,6 +357,8 @@ class SyncPass:
             via = self._via_streamed(mapping)
             gather.read_via_extras(self, mapping, partner_recs, via)
             self._process(mapping, partner_recs, vendor_recs, via)
+            if self.full:
+                self._full_pages(mapping, via, None)
             self._mapping_done(mapping)
 
     def _run_streamed(self, order: list[ObjectMapping], detection: Detection) -> None:
@@ -394,16 +400,20 @@ class SyncPass:
             if last["partner"] or rest:
                 self._sub_pass(st, last["partner"], rest)
             if self.full:
-                self._full_streamed(st)
+                self._full_pages(mapping, via, st)
             self._mapping_done(mapping)
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
 
-    def _full_streamed(self, st: _Stream) -> None:
-        """``sync --full``, streamed: the linked pairs no chunk of this pass touched,
-        a page at a time, read by id on both sides and applied as a chunk of their own."""
-        mapping = st.mapping
+    def _full_pages(self, mapping: ObjectMapping, via: set[str], st: _Stream | None) -> None:
+        """``sync --full``: the linked pairs nothing else of this pass touched, a page
+        of the detection chunk at a time, read by id on both sides and applied as a
+        chunk of their own (``st``: as a streamed chunk; ``None``: with the hooks'
+        ``before_apply``, after the detected picture was applied). A page's records
+        are dropped once it is applied — the pass keeps only their ids and associations
+        for its association step (``keep=False``) — so memory holds one page of
+        records however many pairs are linked."""
         for page in gather.linked_pages(self, mapping):
             self.counts["full_checked"] += len(page)
             acc = self._acc.get(mapping.name, ({}, {}))
@@ -412,7 +422,10 @@ class SyncPass:
                 continue
             per: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
             gather.read_fresh(self, mapping, per, gather.pair_ids(todo))
-            self._sub_pass(st, per["partner"], per["vendor"])
+            if st is not None:
+                self._sub_pass(st, per["partner"], per["vendor"], keep=False)
+            else:
+                self._process(mapping, per["partner"], per["vendor"], via, keep=False)
 
     def _run_only(self, order: list[ObjectMapping]) -> None:
         """``dealsync resync``: only the given records, read by id on both sides and
@@ -457,7 +470,12 @@ class SyncPass:
         return self._via_cache[parent].get(mapping.name, set())
 
     def _sub_pass(
-        self, st: _Stream, part: dict[str, Record], extra_vendor: dict[str, Record]
+        self,
+        st: _Stream,
+        part: dict[str, Record],
+        extra_vendor: dict[str, Record],
+        *,
+        keep: bool = True,
     ) -> None:
         """One chunk of a streamed mapping: pair the partner records with the changed
         vendor records linked to them, read the other side of open conflicts, apply."""
@@ -479,8 +497,9 @@ class SyncPass:
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
-        st.done.update(part)
-        self._process(mapping, part, per["vendor"], st.via)
+        if keep:
+            st.done.update(part)
+        self._process(mapping, part, per["vendor"], st.via, keep=keep)
 
     def _mapping_done(self, mapping: ObjectMapping) -> None:
         self._finished.add(mapping.name)
@@ -492,10 +511,17 @@ class SyncPass:
         partner_recs: dict[str, Record],
         vendor_recs: dict[str, Record],
         via: set[str],
+        *,
+        keep: bool = True,
     ) -> None:
         """One set of records of one mapping, step by step: stale search copies read
         again, merges followed and interrupted creates closed, pair states gathered,
-        reconcile, the hooks' say, the plan, apply (not in a dry run)."""
+        reconcile, the hooks' say, the plan, apply (not in a dry run).
+
+        ``keep``: the pass keeps the records for its association step, via-sharing
+        and the hooks (every detected record). ``False`` (a full pass's or a
+        migration's page of linked pairs): only their partner records' ids and
+        associations are kept, so such pages cost memory one page at a time."""
         ctx = self.ctx
         if self._settled:
             # a record merged from a fresh read after its re-link must not be merged
@@ -516,18 +542,26 @@ class SyncPass:
             apply.abandon_pending(self, mapping, per)
         acc = self._acc.get(mapping.name)
         if acc is None:
-            self._acc[mapping.name] = (partner_recs, vendor_recs)
-            self.seen[mapping.name] = ObjectRecords(partner_recs, vendor_recs)
-        else:
+            acc = self._acc[mapping.name] = ({}, {})
+            self.seen[mapping.name] = ObjectRecords(acc[0], acc[1])
+        if keep:
             acc[0].update(partner_recs)
             acc[1].update(vendor_recs)
+            records = self.seen[mapping.name]
+        else:
+            for rid, rec in partner_recs.items():
+                if rid not in acc[0]:
+                    acc[0][rid] = slim(rec)
+            # a gone vendor record tells the delete step both sides went (recreated.py)
+            acc[1].update((rid, rec) for rid, rec in vendor_recs.items() if rec.archived)
+            records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         states = gather.pair_states(self, mapping, partner_recs, vendor_recs, via)
         states = migrate.forget_bases(self, mapping, states)
         actions = reconcile(self.compiled[mapping.name], states)
         if self.fresh:  # sync --full, resync: a cleared partner marker is put back
             actions = gather.restore_markers(self, mapping, states, actions)
         for hook in self.hooks:
-            actions = hook.before_apply(ctx, Planned(mapping, actions, self.seen[mapping.name]))
+            actions = hook.before_apply(ctx, Planned(mapping, actions, records))
         self.plan.extend(actions)
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:
@@ -559,6 +593,13 @@ class SyncPass:
         if self.ctx.run_id is not None and self.outcomes:
             self.store.add_outcomes(self.ctx.run_id, self.outcomes)
         self.outcomes = []
+
+
+def slim(rec: Record) -> Record:
+    """What a pass keeps of a record it applied from a page of linked pairs: its id
+    and associations (the association step and via-sharing read those), not its
+    properties."""
+    return Record(rec.object_type, rec.id, {}, rec.updated_at, rec.archived, rec.associations)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from connector.records import utcnow
@@ -54,6 +54,25 @@ class MappingVersions(Transactions):
             s.add(row)
             s.commit()
             return row
+
+    def count_linked_pairs(self, connection: str, obj: str) -> int:
+        """How many active links of ``connection``/``obj`` have both ids: what a
+        migration reports before it pages through them (``linked_pairs``), without
+        holding them."""
+        with self.session() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Link)
+                    .where(
+                        Link.connection == connection,
+                        Link.object == obj,
+                        Link.status == "active",
+                        col(Link.partner_id).is_not(None),
+                        col(Link.vendor_id).is_not(None),
+                    )
+                ).one()
+            )
 
     def drop_field_bases(self, connection: str, obj: str, keys: Collection[str]) -> int:
         """Remove ``keys`` from the base of every link of ``connection``/``obj`` and resolve

@@ -5,11 +5,13 @@ pass with nothing drifted writes nothing."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from connector.api import DealsyncError
+from connector.config.models import ObjectMapping
+from connector.engine.sync import SyncPass
 from connector.records import Record
 
 if TYPE_CHECKING:
@@ -214,3 +216,65 @@ def test_resync_of_an_unlinked_or_unknown_record_names_it(world: World) -> None:
         world.app.resync("deals", "999999", side="vendor")
     with pytest.raises(DealsyncError, match="no mapping object 'dealz'"):
         world.app.resync("dealz", seeded.id)
+
+
+@pytest.mark.parametrize("hooks", ["engine", "program"])
+def test_full_pass_streams_linked_pairs_one_chunk_at_a_time(
+    make_world: MakeWorld, hooks: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five linked deals drifted behind dealsync's back, a chunk size of 2: the full
+    pass reads the deals by id two pairs at a time (calls of 2, 2, 1 ids per side),
+    writes each chunk's repairs before reading the next chunk, and keeps no record's
+    properties once its chunk is applied — with the program's hooks (the CLI's
+    default) as without: memory is one chunk of records, whatever is linked."""
+    world = make_world(program_hooks=hooks == "program")
+    deals = [world.seed_deal() for _ in range(5)]
+    world.sync()
+    for i, seeded in enumerate(deals):
+        edit_behind_the_back(
+            world, "deals", vendor_deal(world, seeded.id).id, {"amount": f"{2000 + i}.00"}
+        )
+    quiet(world)  # a normal pass sees none of it
+
+    monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 2)
+    log: list[tuple[str, str, int]] = []
+    for side, crm in (("partner", world.partner), ("vendor", world.vendor)):
+        for call in ("read", "update"):
+            inner = getattr(crm, call)
+
+            def record(
+                obj: str,
+                items: Any,
+                *a: Any,
+                _c: str = call,
+                _s: str = side,
+                _f: Any = inner,
+                **kw: Any,
+            ) -> Any:
+                if obj == "deals":
+                    log.append((f"{_s}.{_c}", obj, len(list(items))))
+                return _f(obj, items, *a, **kw)
+
+            monkeypatch.setattr(crm, call, record)
+    held: list[int] = []
+    done = SyncPass._mapping_done
+
+    def count_held(self: SyncPass, mapping: ObjectMapping) -> None:
+        acc = self._acc.get(mapping.name, ({}, {}))
+        held.append(sum(1 for recs in acc for r in recs.values() if r.properties))
+        done(self, mapping)
+
+    monkeypatch.setattr(SyncPass, "_mapping_done", count_held)
+    result = world.sync(full=True)
+
+    assert result.status == "ok", result.as_dict()
+    assert result.plan.counts() == {"update partner deals": 5}
+    assert [n for call, _, n in log if call == "vendor.read"] == [2, 2, 1]
+    assert [n for call, _, n in log if call == "partner.read"] == [2, 2, 1]
+    calls = [call for call, _, _ in log]
+    # the first chunk's repair is written before the last chunk is read
+    assert calls.index("partner.update") < len(calls) - 1 - calls[::-1].index("vendor.read")
+    assert held and max(held) == 0  # nothing was detected: no record kept whole
+    for i, seeded in enumerate(deals):
+        assert world.partner.get("deals", seeded.id).get("amount") == f"{2000 + i}"
+    quiet(world, full=True)

@@ -6,7 +6,9 @@ project loaded again, as a restarted ``dealsync`` would."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -59,7 +61,9 @@ def remap(world: World, edit: Callable[[str], str] | None) -> None:
     def factory(name: str, _portal: PortalConfig) -> LocalCRM:
         return crms[name]
 
-    hooks = world.app.hooks  # the world's (none, or the program's), on the same rules
+    # the world's hooks: none, or the program's — built again on the new mapping, as a
+    # restarted dealsync builds them (the registration hook reads the share condition)
+    hooks = [] if not world.app.hooks else None
     world.app.close()
     world.project = load_project(world.root / "dealsync.yaml", env={})
     world.app = Dealsync(world.project, env={}, adapter_factory=factory, hooks=hooks)
@@ -179,40 +183,93 @@ def test_the_first_pass_records_the_mapping_and_history_lists_every_version(
     assert out.count(f" {PARTNER} ") == 3
 
 
-def narrow_share(text: str) -> str:
-    """Deals are shared only when also ``dealsync_tier`` is ``gold``."""
+def gold_share(text: str) -> str:
+    """Deals are shared when ``dealsync_tier`` is ``gold`` (no longer when registered)."""
     out = text.replace(
         '        - property: dealsync_register\n          equals: "true"\n',
-        '        - property: dealsync_register\n          equals: "true"\n'
         '        - property: dealsync_tier\n          equals: "gold"\n',
     )
     assert out != text
     return out
 
 
-def test_a_changed_share_condition_is_reported_and_already_shared_records_keep_syncing(
-    world: World,
+@pytest.mark.parametrize("hooks", ["engine", "program"])
+def test_a_changed_share_condition_counts_what_is_and_is_no_longer_shared(
+    make_world: MakeWorld, hooks: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seeded = world.seed_deal(description="first look")
+    """Deals were shared when registered; the admin changes that to ``tier = gold``.
+    The registered deal no longer matches: it is counted, listed and kept in sync.
+    A gold deal nobody touched since it was first seen now matches: counted, and
+    shared (with its company and contact) by the pass — not left for its next edit."""
+    world = make_world(program_hooks=hooks == "program")
+    registered = world.seed_deal(name="Registered")
+    gold = world.seed_deal(registered=False, name="Gold", dealsync_tier="gold")
     world.sync()
-    remap(world, narrow_share)
-    result = world.sync()
+    assert world.counterpart("deals", gold.id) is None  # not registered: not shared
+    world.clock.advance(timedelta(hours=1))
+    world.sync()  # the gold deal is now outside every detection window
+    remap(world, gold_share)
+
+    before_writes, before = world.writes(), world.snapshot()
+    dry = world.sync(dry_run=True)
+    assert world.writes() == before_writes and world.snapshot() == before
+    assert len(world.store.mapping_versions(PARTNER)) == 1  # a dry run records nothing
+    lines = dry.mapping_changes
     assert any(
-        line.startswith("mapping change: ~deals share condition → records already shared keep")
-        for line in result.mapping_changes
-    )
-    # the deal no longer matches the new condition, but its link stays and it syncs on
-    world.partner.edit("deals", seeded.id, {"amount": "2500.00"})
-    world.sync()
-    deal = world.counterpart("deals", seeded.id)
-    assert deal is not None and deal.get("amount") == "2500"
-    link = world.link("deals", seeded.id)
+        line.startswith(
+            "mapping change: ~deals share condition → 1 linked records no longer match it "
+            "— kept in sync"
+        )
+        for line in lines
+    ), lines
+    assert (
+        "mapping change: ~deals share condition → 1 records now match and are not linked "
+        "— would be shared on this pass"
+    ) in lines
+    assert dry.plan.counts()["create vendor deals"] == 1
+    print_result(dry, as_json=False)
+    assert "1 linked records no longer match it" in capsys.readouterr().out
+    out = json.loads(json.dumps(dry.as_dict()))  # what `sync --json` prints for it
+    assert out["counts"]["share_no_longer_matching"] == 1
+    assert out["counts"]["share_newly_matching"] == 1
+    assert out["mapping_share"] == {
+        "deals": {"no_longer_matching": 1, "newly_matching": 1, "stay_unlinked": 0}
+    }
+
+    result = world.sync()
+    assert result.errors == [], result.as_dict()
+    assert (
+        "mapping change: ~deals share condition → 1 records now match and are not linked "
+        "— shared on this pass"
+    ) in result.mapping_changes
+    shared = world.counterpart("deals", gold.id)
+    assert shared is not None and shared.get("dealname") == "Gold"
+    assert world.counterpart("companies", gold.company.id) is not None
+    assert world.counterpart("contacts", gold.contacts[0].id) is not None
+    kept = [
+        o
+        for o in world.store.run_records(result.run_id or 0)
+        if o.action == "share" and o.outcome == "kept"
+    ]
+    assert [o.record_id for o in kept] == [registered.id]
+    assert "no longer matches the share condition" in (kept[0].detail or "")
+    # the registered deal no longer matches, but its link stays and it syncs on
+    link = world.link("deals", registered.id)
     assert link is not None and link.status == "active"
+    world.partner.edit("deals", registered.id, {"amount": "2500.00"})
+    world.sync()
+    deal = world.counterpart("deals", registered.id)
+    assert deal is not None and deal.get("amount") == "2500"
     # a new deal that matches only the old condition is not shared any more
     other = world.seed_deal()
     world.sync()
     assert world.counterpart("deals", other.id) is None
-    assert "~deals share condition" in history(world)
+    versions = world.store.mapping_versions(PARTNER)
+    assert versions[-1].changes == [
+        "~deals share condition (1 linked no longer matching: kept in sync; "
+        "1 newly matching: shared)"
+    ]
+    assert "1 newly matching: shared" in history(world)
 
 
 def test_a_pass_that_crashes_mid_migration_runs_it_again(world: World) -> None:
