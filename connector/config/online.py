@@ -36,7 +36,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.adapters.base import AdapterError, CRMAdapter, ObjectSchema, PropertyInfo
+from connector.adapters.base import (
+    AdapterError,
+    CRMAdapter,
+    ObjectSchema,
+    PortalAuthRefused,
+    PortalUnreachable,
+    PropertyInfo,
+)
 from connector.config.check import Placed, Problem, Source, YamlPath, problem_at, warning_at, writes
 from connector.config.loader import Document, Project, parse_yaml, validate
 from connector.config.models import Condition, FieldMapping, MappingFile, ObjectMapping
@@ -330,12 +337,21 @@ class _Checker:
         self.setup = setup
         self.unreadable: dict[str, str] = {}  # portal key -> why it could not be read
 
-    def _unreadable(self, portal: Portal, what: str, why: str) -> None:
+    def _unreadable(self, portal: Portal, what: str, why: str, line: str | None = None) -> None:
         """One problem for a portal that cannot be read: an error naming where its
-        credentials come from, or a warning when the caller tolerates it."""
+        credentials come from, or a warning when the caller tolerates it. ``line``: the
+        adapter's own one-line account (host, portal, what to try: it could not be
+        reached, or it refused the token), said as it is."""
         portal.failed = True
         creds = f" ({portal.credentials})" if portal.credentials else ""
-        self.unreadable[portal.key] = f"{what}: {why}"
+        self.unreadable[portal.key] = line or f"{what}: {why}"
+        if line is not None and not portal.tolerated:
+            self.problems.append(
+                problem_at(
+                    self.config_doc, portal.path, line, "then run `dealsync check --online` again"
+                )
+            )
+            return
         if portal.tolerated:
             self.problems.append(
                 warning_at(
@@ -372,7 +388,10 @@ class _Checker:
                 portal.schemas[object_type] = portal.adapter.object_schema(object_type)
             except AdapterError as exc:
                 self._unreadable(
-                    portal, f"could not read the properties of {object_type}", str(exc)
+                    portal,
+                    f"could not read the properties of {object_type}",
+                    str(exc),
+                    str(exc) if isinstance(exc, PortalUnreachable | PortalAuthRefused) else None,
                 )
                 return None
             if portal.schemas[object_type] is None:
