@@ -49,6 +49,7 @@ mappings: [mappings/shared_deals.yaml]
 rules: mappings/rules.yaml
 """
 
+CLI = [sys.executable, "-c", "from connector.cli import main; main()"]
 COMMANDS = [["check", "--online"], ["sync"], ["setup"]]
 NOISE = ("Retrying", "MaxRetryError", "Traceback", "urllib3", "NewConnectionError")
 
@@ -67,8 +68,7 @@ def dealsync(root: Path, *args: str, env: dict[str, str] = ENV) -> subprocess.Co
     if "PYTHONPATH" in os.environ:  # the code under test, wherever the test imports it
         base["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(
-        [sys.executable, "-c", "from connector.cli import main; main()"]
-        + ["--config", str(root / "dealsync.yaml"), *args],
+        [*CLI, "--config", str(root / "dealsync.yaml"), *args],
         capture_output=True,
         text=True,
         timeout=120,
