@@ -21,7 +21,6 @@ from typing import Any
 from connector.adapters.base import (
     AdapterError,
     CRMAdapter,
-    PortalAuthRefused,
     PortalUnreachable,
 )
 from connector.adapters.naming import Naming
@@ -320,7 +319,7 @@ class Dealsync(MailCommands, ProgramCommands, ConflictCommands):
         for key, _, crm, needed in self._needed_properties(partners):
             try:
                 installed[key] = crm.ensure_properties(needed)
-            except (PortalUnreachable, PortalAuthRefused) as exc:
+            except PortalUnreachable as exc:
                 failed[key] = f"{exc}; then run `dealsync setup` again"  # says what to try
             except (AdapterError, DealsyncError) as exc:
                 portal = self.project.config.vendor if key == "vendor" else names[key]

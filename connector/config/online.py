@@ -40,7 +40,6 @@ from connector.adapters.base import (
     AdapterError,
     CRMAdapter,
     ObjectSchema,
-    PortalAuthRefused,
     PortalUnreachable,
     PropertyInfo,
 )
@@ -84,7 +83,9 @@ class Portal:
     key: str = ""  # "vendor" or the partner's id: how callers name this portal
     credentials: str = ""  # where its token and host come from, for the hint
     tolerated: bool = False  # a read failure is a warning (the reload: unchanged portal)
-    error: tuple[str, str] | None = None  # the bounded read's failure: what, why
+    # the bounded read's failure: what, why, and the adapter's own line when the
+    # portal could not be reached (said as it is, see _Checker._unreadable)
+    error: tuple[str, str, str | None] | None = None
 
 
 @dataclass
@@ -185,7 +186,12 @@ def _read_up_front(
     (its thread finishes on its own and is never read from); one whose read failed
     keeps the adapter's message. The checks then run on what was read."""
     jobs: list[
-        tuple[Portal, threading.Thread, dict[str, ObjectSchema | None], list[tuple[str, str]]]
+        tuple[
+            Portal,
+            threading.Thread,
+            dict[str, ObjectSchema | None],
+            list[tuple[str, str, str | None]],
+        ]
     ] = []
     for portal in portals:
         types = list(
@@ -197,25 +203,28 @@ def _read_up_front(
         if portal.side == "vendor" and "deals" not in types:
             types.append("deals")  # the rules' stage ids
         read: dict[str, ObjectSchema | None] = {}
-        failure: list[tuple[str, str]] = []
+        failure: list[tuple[str, str, str | None]] = []
 
         def work(
             adapter: CRMAdapter = portal.adapter,
             types: list[str] = types,
             read: dict[str, ObjectSchema | None] = read,
-            failure: list[tuple[str, str]] = failure,
+            failure: list[tuple[str, str, str | None]] = failure,
         ) -> None:
             for object_type in types:
                 try:
                     read[object_type] = adapter.object_schema(object_type)
                 except AdapterError as exc:
-                    failure.append((f"could not read the properties of {object_type}", str(exc)))
+                    line = str(exc) if isinstance(exc, PortalUnreachable) else None
+                    what = f"could not read the properties of {object_type}"
+                    failure.append((what, str(exc), line))
                     return
                 except Exception as exc:  # reported by type only: /healthz is public
                     failure.append(
                         (
                             f"could not read the properties of {object_type}",
                             f"{type(exc).__name__} (the log has the details)",
+                            None,
                         )
                     )
                     return
@@ -227,7 +236,11 @@ def _read_up_front(
     for portal, thread, read, failure in jobs:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
-            portal.error = ("could not read its properties", f"did not answer within {timeout:g} s")
+            portal.error = (
+                "could not read its properties",
+                f"did not answer within {timeout:g} s",
+                None,
+            )
         elif failure:
             portal.error = failure[0]
         else:
@@ -391,7 +404,7 @@ class _Checker:
                     portal,
                     f"could not read the properties of {object_type}",
                     str(exc),
-                    str(exc) if isinstance(exc, PortalUnreachable | PortalAuthRefused) else None,
+                    str(exc) if isinstance(exc, PortalUnreachable) else None,
                 )
                 return None
             if portal.schemas[object_type] is None:
