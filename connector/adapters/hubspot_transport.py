@@ -9,8 +9,9 @@ cannot be connected to is tried ``connect_attempts`` times (a blip, not an outag
 one that accepted the connection and did not answer within the read timeout is not
 repeated; either ends in :class:`~connector.adapters.base.PortalUnreachable`, one line
 naming the host, the portal and what to try. A refused token (401/403) ends in
-:class:`~connector.adapters.base.PortalAuthRefused` naming its variable. The hot calls parse the JSON answer themselves
-(:class:`_View`). The search, association and write halves of the adapter build on it.
+:class:`~connector.adapters.base.PortalAuthRefused` naming its variable. The hot
+calls parse the JSON answer themselves (:class:`_View`). The search, association and
+write halves of the adapter build on it.
 """
 
 from __future__ import annotations
