@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from connector.adapters.base import PortalUnreachable
 from connector.sandbox import PortalSpec, SandboxServer
 from connector.testing.dead_hosts import closed_port_url, silent_host
+from connector.testing.hubspot import unthrottled_adapter
 from connector.testing.world import write_project
 
 VENDOR_TOKEN, ACME_TOKEN = "ff-vendor-token", "ff-acme-token"
@@ -157,3 +159,18 @@ def test_sync_records_the_failed_pass_with_the_line(tmp_path: Path, srv: Sandbox
     run(tmp_path, ["sync"])
     runs = dealsync(tmp_path, "runs", "--json")
     assert f"could not connect to {dead} (partner acme)" in runs.stdout, runs.stdout + runs.stderr
+
+
+def test_retries_are_one_layer_a_refused_host_is_tried_twice_a_silent_one_once() -> None:
+    """Below the CLI: the adapter's own counters. A closed port is tried
+    ``connect_attempts`` (2) times in all — not 8 attempts × urllib3's 3 — and a host
+    that never answers once (a second wait would only double the hang)."""
+    dead = unthrottled_adapter("t", closed_port_url(), "partner-x", portal="partner x")
+    with pytest.raises(PortalUnreachable, match=r"\(partner x\): connection refused"):
+        dead.object_schema("deals")
+    assert dead.api_calls()["properties_read"] == 2
+    with silent_host() as silent:
+        mute = unthrottled_adapter("t", silent, "partner-y", read_timeout=0.2)
+        with pytest.raises(PortalUnreachable, match=r"no answer within 0\.2 s"):
+            mute.object_schema("deals")
+    assert mute.api_calls()["properties_read"] == 1
