@@ -155,6 +155,7 @@ class Service:
         )
         self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self._health_project: Project | None = None  # the version portal_health checked
         self.portal_health = PortalHealth(
             settings.portal_check_seconds, settings.reload_probe_seconds or 10.0, self._clock
         )
@@ -301,6 +302,9 @@ class Service:
         for partner in project.config.partners:
             build = functools.partial(app.partner_crm, partner.id)
             portals[partner.id] = (build, partner_objects[0])
+        if self._health_project is not project:  # started, or a reload took an edit
+            self.portal_health.invalidate(portals)
+            self._health_project = project
         return self.portal_health.current(portals)
 
     def request_pass(self, connection: str, trigger: str, wait: float = 30.0) -> tuple[Job, bool]:

@@ -172,3 +172,8 @@ class PortalHealth:
                     self._stale.discard(key)
                 else:
                     self._stale.add(key)
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        """Probe these portals again at the next /healthz (a reload changed them)."""
+        with self._lock:
+            self._stale.update(keys)

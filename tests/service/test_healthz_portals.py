@@ -161,3 +161,20 @@ def test_a_stopped_pass_has_its_portals_probed_again(tmp_path: Path, srv: Sandbo
     acme = health["portals"]["partners"]["acme"]
     assert acme["reachable"] is False
     assert f"could not connect to {own.url} (partner acme): connection refused" in acme["error"]
+
+
+def test_a_reload_that_fixes_the_host_is_probed_at_once(tmp_path: Path, srv: SandboxServer) -> None:
+    """The admin fixes acme's host while /healthz says degraded: the reload takes the
+    edit and the next /healthz probes the new version's portals instead of serving
+    the old answer until it ages."""
+    svc = serve(tmp_path, srv, Clock(), acme=closed_port_url())
+    try:
+        with TestClient(build_app(svc)) as client:
+            assert client.get("/healthz").json()["status"] == "degraded"
+            (tmp_path / "dealsync.yaml").write_text(CONFIG.format(url=srv.url, acme=srv.url))
+            assert svc.check_reload() is True
+            health = client.get("/healthz").json()
+    finally:
+        svc.stop()
+    assert health["status"] == "ok", health
+    assert health["portals"]["partners"]["acme"]["reachable"] is True
