@@ -15,7 +15,7 @@ The same probe tells /healthz whether each portal is reachable and takes its tok
 does not become a HubSpot call per poll; a portal's answer is kept for
 ``service.portal_check_seconds``, and a pass refreshes it (a pass that completed
 proves both; one that stopped marks its portals to be probed again at the next
-/healthz). Portals are probed in parallel, each bounded like the reload's probe.
+/healthz, as does a reload that took an edit). Portals are probed in parallel, each bounded like the reload's probe.
 """
 
 from __future__ import annotations
