@@ -57,6 +57,23 @@ class AdapterError(Exception):
         self.retriable = retriable
 
 
+class PortalUnreachable(AdapterError):
+    """The portal's host could not be reached (refused, unknown name, no answer within
+    the connect or read timeout): the message is one line naming the host, the portal
+    and what to try. Retriable: the next pass may find it back. Kept apart from other
+    failures so /healthz can say "unreachable" and ``check --online`` does not blame
+    the token's scopes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
+
+
+class PortalAuthRefused(AdapterError):
+    """The portal answered but refused the credentials (HubSpot: 401, or 403 for a
+    missing scope): the message names the variable the token comes from. Not
+    retriable: the same token fails the same way until someone changes it."""
+
+
 @dataclass(frozen=True)
 class PropertyInfo:
     """One property as the CRM defines it (what ``dealsync check --online`` compares

@@ -86,3 +86,79 @@ def _existing_id(message: str, context: Any) -> str | None:
             return str(ids[0])
     found = _EXISTING_ID.search(message or "")
     return found.group(1) if found else None
+
+
+class Unreachable(Exception):
+    """The host could not be reached at all (``connect``: refused, unknown name or no
+    connection within the connect timeout, worth one more try; otherwise it accepted
+    the connection and did not answer within the read timeout, which is not repeated:
+    a write may have landed, and a host that hangs once hangs again). ``reason`` is
+    the short human part of the one-line message."""
+
+    def __init__(self, reason: str, *, connect: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connect = connect
+
+
+def unreachable(
+    exc: BaseException, connect_timeout: float, read_timeout: float
+) -> Unreachable | None:
+    """The :class:`Unreachable` a urllib3 failure means, or None for other failures
+    (a connection dropped mid-answer is retried as before)."""
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, u3.NameResolutionError):
+        return Unreachable("host name not found", connect=True)
+    if isinstance(exc, u3.NewConnectionError):
+        text = str(exc).lower()
+        why = "connection refused" if "refused" in text else f"cannot connect ({exc})"
+        return Unreachable(why, connect=True)
+    if isinstance(exc, u3.ConnectTimeoutError):
+        return Unreachable(
+            f"no connection within {connect_timeout:g} s (connect_timeout)", connect=True
+        )
+    if isinstance(exc, u3.ReadTimeoutError):
+        return Unreachable(
+            f"connected, but no answer within {read_timeout:g} s (read_timeout)", connect=False
+        )
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a URL) is this machine: then the thing to try is the sandbox."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(host).hostname or ""
+    return name in ("localhost", "::1") or name.startswith("127.") or name.endswith(".localhost")
+
+
+def unreachable_line(host: str, portal: str, failure: Unreachable) -> str:
+    """The one line a person reads when a portal cannot be reached: host, portal, why,
+    what to try."""
+    if failure.connect:
+        running = (
+            "is the sandbox running?" if is_loopback_host(host) else "is it reachable from here?"
+        )
+        return (
+            f"could not connect to {host} ({portal}): {failure.reason} — "
+            f"is the portal's host right / {running}"
+        )
+    return (
+        f"{host} ({portal}) {failure.reason} — is the portal's host a HubSpot API "
+        "(https://api.hubapi.com or the sandbox)? if it is only slow, raise its read_timeout"
+    )
+
+
+def auth_line(host: str, portal: str, status: int, message: str, token_env: str | None) -> str:
+    """The one line for refused credentials: names the variable the token comes from."""
+    source = f"the token in {token_env}" if token_env else "its token"
+    if status == 401:
+        return (
+            f"{host} ({portal}) refused {source} (401 {message}) — is {token_env or 'it'} "
+            "this portal's private-app access token, current and not revoked?"
+        )
+    return (
+        f"{host} ({portal}) refused {source} for this call (403 {message}) — give the "
+        "portal's private app the scope it names (read and write per object), then retry"
+    )

@@ -1,9 +1,17 @@
 """The HubSpot transport: one API call with the portal's limiter and our retry policy.
 
-The client does not retry POSTs, so retries are ours (``tenacity``): 429 and 5xx and
-dropped connections are retried with the server's ``Retry-After`` or policy honoured,
-4xx validation errors never are. The hot calls parse the JSON answer themselves
-(:class:`_View`). The search, association and write halves of the adapter build on it.
+The client does not retry POSTs, so retries are ours (``tenacity``), in this one layer:
+urllib3's own retries are off (the client's ``retry=False``), so a stopped portal is
+not tried 3 times per attempt with a "Retrying" warning each. 429 and 5xx and dropped
+connections are retried with the server's ``Retry-After`` or policy honoured, 4xx
+validation errors never are. Every call has a connect and a read timeout; a host that
+cannot be connected to is tried ``connect_attempts`` times (a blip, not an outage),
+one that accepted the connection and did not answer within the read timeout is not
+repeated; either ends in :class:`~connector.adapters.base.PortalUnreachable`, one line
+naming the host, the portal and what to try. A refused token (401/403) ends in
+:class:`~connector.adapters.base.PortalAuthRefused` naming its variable. The hot
+calls parse the JSON answer themselves (:class:`_View`). The search, association and
+write halves of the adapter build on it.
 """
 
 from __future__ import annotations
@@ -17,21 +25,28 @@ from typing import Any
 
 import urllib3
 from hubspot import HubSpot
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from connector.adapters.base import AdapterError
+from connector.adapters.base import AdapterError, PortalAuthRefused, PortalUnreachable
 from connector.adapters.hubspot_errors import (
     RequestRefused,
     Retriable,
+    Unreachable,
     _body,
     _header,
     _is_api_exception,
+    auth_line,
+    unreachable,
+    unreachable_line,
 )
 from connector.adapters.naming import HUBSPOT_NAMING
 from connector.adapters.ratelimit import limiter_for
 from connector.records import Record
 
 DEFAULT_HOST = "https://api.hubapi.com"
+CONNECT_TIMEOUT = 5.0  # seconds to establish a connection (HubSpot answers in well under 1)
+READ_TIMEOUT = 60.0  # seconds to wait for an answer (a 100-input batch takes a few)
+CONNECT_ATTEMPTS = 2  # tries of a host that cannot be connected to
 BATCH = 100
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
@@ -100,10 +115,22 @@ class HubSpotTransport:
         max_attempts: int = 8,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        connect_attempts: int = CONNECT_ATTEMPTS,
+        token_env: str | None = None,
+        portal: str | None = None,
     ) -> None:
+        """``token_env`` (the variable the token came from) and ``portal`` (how
+        messages name it: "partner acme", "vendor") only shape the failure lines."""
         self.name = name
         self.host = (host or DEFAULT_HOST).rstrip("/")
-        self._client = HubSpot(access_token=token, host=self.host)
+        self.token_env = token_env
+        self.portal = portal or name
+        self.timeout = (connect_timeout, read_timeout)
+        self.connect_attempts = connect_attempts
+        # retry=False: urllib3 raises the connection error itself, once; tenacity retries
+        self._client = HubSpot(access_token=token, host=self.host, retry=False)
         # Each attribute access of the SDK builds a new ApiClient and pool: keep them.
         crm = self._client.crm
         self._basic = crm.objects.basic_api
@@ -155,6 +182,7 @@ class HubSpotTransport:
             if search:
                 self.wait_seconds += self.limits.search.acquire()
             self.calls[kind] += 1
+            kwargs.setdefault("_request_timeout", self.timeout)
             try:
                 if raw:
                     resp = fn(*args, _preload_content=False, **kwargs)
@@ -173,8 +201,8 @@ class HubSpotTransport:
             return data
 
         retrying = Retrying(
-            retry=retry_if_exception_type(Retriable),
-            stop=stop_after_attempt(self.max_attempts),
+            retry=retry_if_exception_type((Retriable, Unreachable)),
+            stop=self._stop,
             wait=self._wait,
             sleep=self._sleep or __import__("time").sleep,
             reraise=True,
@@ -182,6 +210,8 @@ class HubSpotTransport:
         )
         try:
             return retrying(attempt)
+        except Unreachable as exc:
+            raise PortalUnreachable(unreachable_line(self.host, self.portal, exc)) from None
         except Retriable as exc:
             raise AdapterError(
                 f"{self.name}: {kind} still failing after {self.max_attempts} attempts: {exc}",
@@ -189,8 +219,19 @@ class HubSpotTransport:
             ) from None
         except RequestRefused as exc:
             if exc.status in (401, 403):
-                raise AdapterError(f"{self.name}: {kind} refused ({exc.status}): {exc}") from None
+                raise PortalAuthRefused(
+                    auth_line(self.host, self.portal, exc.status, str(exc), self.token_env)
+                ) from None
             raise
+
+    def _stop(self, state: RetryCallState) -> bool:
+        """Whether to give up: a host that cannot be connected to after
+        ``connect_attempts``, one that did not answer at once, anything else after
+        ``max_attempts``."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Unreachable):
+            return not exc.connect or state.attempt_number >= self.connect_attempts
+        return state.attempt_number >= self.max_attempts
 
     def _count_retry(self) -> None:
         self.retries += 1
@@ -216,6 +257,9 @@ class HubSpotTransport:
             if status >= 500 or status in (408, 423) or status == 0:
                 return Retriable(f"{status} {message}")
             return RequestRefused(status, message, body)
+        failure = unreachable(exc, *self.timeout)
+        if failure is not None:
+            return failure
         if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | OSError):
             return Retriable(f"connection error: {type(exc).__name__}: {exc}")
         return exc

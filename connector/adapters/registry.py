@@ -59,6 +59,7 @@ class BuildContext:
 
     env: Mapping[str, str]
     resolve: Callable[[str], Path]  # a path of the config, relative to its folder
+    portal: str = ""  # how failure messages name the portal ("partner acme", "vendor")
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,9 @@ class HubSpotSettings(KindSettings):
     host: str | None = None  # API host override, e.g. the sandbox's URL
     rate_limit_per_10s: int = Field(default=100, ge=1, le=1000)
     search_rate_per_s: float = Field(default=5.0, gt=0, le=100)
+    # seconds to establish a connection / to wait for an answer, per call
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    read_timeout: float = Field(default=60.0, gt=0, le=3600)
 
 
 HUBSPOT_HOST = "https://api.hubapi.com"
@@ -297,6 +301,10 @@ def _build_hubspot(name: str, settings: HubSpotSettings, ctx: BuildContext) -> C
         name=name,
         rate_limit_per_10s=settings.rate_limit_per_10s,
         search_rate_per_s=settings.search_rate_per_s,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        token_env=settings.token_env,
+        portal=ctx.portal or name,
     )
 
 

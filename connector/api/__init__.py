@@ -14,12 +14,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.adapters.base import AdapterError, CRMAdapter
+from connector.adapters.base import (
+    AdapterError,
+    CRMAdapter,
+    PortalUnreachable,
+)
 from connector.adapters.naming import Naming
 from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.api.conflicts import ConflictCommands
@@ -117,8 +121,13 @@ def default_adapter_factory(project: Project, env: Mapping[str, str]) -> Adapter
     ctx = BuildContext(env=env, resolve=project.resolve)
 
     def build(name: str, portal: PortalConfig) -> CRMAdapter:
+        label = (
+            f"partner {name}"
+            if isinstance(portal, PartnerConfig)
+            else ("vendor" if name == "vendor" else f"vendor {name}")
+        )
         try:
-            return kind_of(portal.adapter).build(name, portal.settings, ctx)
+            return kind_of(portal.adapter).build(name, portal.settings, replace(ctx, portal=label))
         except KeyError as exc:
             raise DealsyncError(f"portal {name!r}: {exc.args[0]}") from None
         except PortalUnusable as exc:
@@ -335,6 +344,8 @@ class Dealsync(
         for key, _, crm, needed in self._needed_properties(partners):
             try:
                 installed[key] = crm.ensure_properties(needed)
+            except PortalUnreachable as exc:
+                failed[key] = f"{exc}; then run `dealsync setup` again"  # says what to try
             except (AdapterError, DealsyncError) as exc:
                 portal = self.project.config.vendor if key == "vendor" else names[key]
                 where = credentials_of(portal)

@@ -143,6 +143,9 @@ class ServiceSettings(Strict):
     # (connector/service/probe.py) before refusing the edit; 0: no probe.
     reload_probe_seconds: float = Field(default=10.0, ge=0, le=120)
     workers: int = Field(default=4, ge=1, le=64)  # passes of different connections at once
+    # How long /healthz keeps a portal's reachability/authentication answer before
+    # probing it again (connector/service/probe.py, PortalHealth); 0: not checked.
+    portal_check_seconds: float = Field(default=60.0, ge=0, le=86400)
     # Largest webhook request body read (HubSpot sends at most 100 events, a few
     # hundred bytes each); a larger one is refused with 413 before it is read.
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -36,7 +36,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.adapters.base import AdapterError, CRMAdapter, ObjectSchema, PropertyInfo
+from connector.adapters.base import (
+    AdapterError,
+    CRMAdapter,
+    ObjectSchema,
+    PortalUnreachable,
+    PropertyInfo,
+)
 from connector.config.check import Placed, Problem, Source, YamlPath, problem_at, warning_at, writes
 from connector.config.loader import Document, Project, parse_yaml, validate
 from connector.config.models import Condition, FieldMapping, MappingFile, ObjectMapping
@@ -77,7 +83,9 @@ class Portal:
     key: str = ""  # "vendor" or the partner's id: how callers name this portal
     credentials: str = ""  # where its token and host come from, for the hint
     tolerated: bool = False  # a read failure is a warning (the reload: unchanged portal)
-    error: tuple[str, str] | None = None  # the bounded read's failure: what, why
+    # the bounded read's failure: what, why, and the adapter's own line when the
+    # portal could not be reached (said as it is, see _Checker._unreadable)
+    error: tuple[str, str, str | None] | None = None
 
 
 @dataclass
@@ -178,7 +186,12 @@ def _read_up_front(
     (its thread finishes on its own and is never read from); one whose read failed
     keeps the adapter's message. The checks then run on what was read."""
     jobs: list[
-        tuple[Portal, threading.Thread, dict[str, ObjectSchema | None], list[tuple[str, str]]]
+        tuple[
+            Portal,
+            threading.Thread,
+            dict[str, ObjectSchema | None],
+            list[tuple[str, str, str | None]],
+        ]
     ] = []
     for portal in portals:
         types = list(
@@ -190,25 +203,28 @@ def _read_up_front(
         if portal.side == "vendor" and "deals" not in types:
             types.append("deals")  # the rules' stage ids
         read: dict[str, ObjectSchema | None] = {}
-        failure: list[tuple[str, str]] = []
+        failure: list[tuple[str, str, str | None]] = []
 
         def work(
             adapter: CRMAdapter = portal.adapter,
             types: list[str] = types,
             read: dict[str, ObjectSchema | None] = read,
-            failure: list[tuple[str, str]] = failure,
+            failure: list[tuple[str, str, str | None]] = failure,
         ) -> None:
             for object_type in types:
                 try:
                     read[object_type] = adapter.object_schema(object_type)
                 except AdapterError as exc:
-                    failure.append((f"could not read the properties of {object_type}", str(exc)))
+                    line = str(exc) if isinstance(exc, PortalUnreachable) else None
+                    what = f"could not read the properties of {object_type}"
+                    failure.append((what, str(exc), line))
                     return
                 except Exception as exc:  # reported by type only: /healthz is public
                     failure.append(
                         (
                             f"could not read the properties of {object_type}",
                             f"{type(exc).__name__} (the log has the details)",
+                            None,
                         )
                     )
                     return
@@ -220,7 +236,11 @@ def _read_up_front(
     for portal, thread, read, failure in jobs:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
-            portal.error = ("could not read its properties", f"did not answer within {timeout:g} s")
+            portal.error = (
+                "could not read its properties",
+                f"did not answer within {timeout:g} s",
+                None,
+            )
         elif failure:
             portal.error = failure[0]
         else:
@@ -330,12 +350,21 @@ class _Checker:
         self.setup = setup
         self.unreadable: dict[str, str] = {}  # portal key -> why it could not be read
 
-    def _unreadable(self, portal: Portal, what: str, why: str) -> None:
+    def _unreadable(self, portal: Portal, what: str, why: str, line: str | None = None) -> None:
         """One problem for a portal that cannot be read: an error naming where its
-        credentials come from, or a warning when the caller tolerates it."""
+        credentials come from, or a warning when the caller tolerates it. ``line``: the
+        adapter's own one-line account (host, portal, what to try: it could not be
+        reached, or it refused the token), said as it is."""
         portal.failed = True
         creds = f" ({portal.credentials})" if portal.credentials else ""
-        self.unreadable[portal.key] = f"{what}: {why}"
+        self.unreadable[portal.key] = line or f"{what}: {why}"
+        if line is not None and not portal.tolerated:
+            self.problems.append(
+                problem_at(
+                    self.config_doc, portal.path, line, "then run `dealsync check --online` again"
+                )
+            )
+            return
         if portal.tolerated:
             self.problems.append(
                 warning_at(
@@ -372,7 +401,10 @@ class _Checker:
                 portal.schemas[object_type] = portal.adapter.object_schema(object_type)
             except AdapterError as exc:
                 self._unreadable(
-                    portal, f"could not read the properties of {object_type}", str(exc)
+                    portal,
+                    f"could not read the properties of {object_type}",
+                    str(exc),
+                    str(exc) if isinstance(exc, PortalUnreachable) else None,
                 )
                 return None
             if portal.schemas[object_type] is None:

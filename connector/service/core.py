@@ -25,7 +25,7 @@ from connector.config.check import errors_of
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
 from connector.service.metrics import Metrics
-from connector.service.probe import probe
+from connector.service.probe import PortalCheck, PortalHealth, Probe, probe
 from connector.service.runner import Job, Runner, backoff_delay
 from connector.service.scheduler import Schedules
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
@@ -155,6 +155,10 @@ class Service:
         )
         self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
+        self._health_project: Project | None = None  # the version portal_health checked
+        self.portal_health = PortalHealth(
+            settings.portal_check_seconds, settings.reload_probe_seconds or 10.0, self._clock
+        )
         self._refused_files: list[Path] = []  # what a refused edit refers to
         self._mtimes = self._watched_mtimes()
         self.metrics.add_state_collector(self)
@@ -267,6 +271,10 @@ class Service:
         return self.app_for(connection).sync(connection, trigger=trigger)
 
     def _after_pass(self, job: Job) -> None:
+        # a pass that got through reached both portals with their tokens; one that
+        # stopped has them probed again at the next /healthz
+        completed = job.result is not None and job.result.status not in ("fatal", "interrupted")
+        self.portal_health.passed(["@vendor", job.connection], completed)
         if job.result is not None:
             self.metrics.record_pass(job.result, job.trigger, self.project.config.vendor.name)
             log.info(
@@ -276,6 +284,28 @@ class Service:
                 job.run_id,
                 job.result.status,
             )
+
+    def portal_checks(self) -> dict[str, PortalCheck] | None:
+        """Each portal's reachability and authentication (vendor as ``@vendor``,
+        partners by id), cached by :class:`PortalHealth`; None when
+        ``service.portal_check_seconds`` is 0 (not checked). Blocks while it probes
+        (bounded): /healthz calls it from a worker thread."""
+        project = self.project
+        seconds = project.config.service.portal_check_seconds
+        if seconds <= 0:
+            return None
+        self.portal_health.max_age = seconds
+        app = self.admin_app
+        vendor_objects = [m.vendor_object for m in project.mappings] or ["deals"]
+        partner_objects = [m.partner_object for m in project.mappings] or ["deals"]
+        portals: dict[str, Probe] = {"@vendor": (app.vendor, vendor_objects[0])}
+        for partner in project.config.partners:
+            build = functools.partial(app.partner_crm, partner.id)
+            portals[partner.id] = (build, partner_objects[0])
+        if self._health_project is not project:  # started, or a reload took an edit
+            self.portal_health.invalidate(portals)
+            self._health_project = project
+        return self.portal_health.current(portals)
 
     def request_pass(self, connection: str, trigger: str, wait: float = 30.0) -> tuple[Job, bool]:
         """Start (or join) a pass; waits until its run id is known (``wait`` seconds at

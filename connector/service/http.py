@@ -106,9 +106,23 @@ def serve(
 
 def build_app(service: Service) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
+        # probing (cached, bounded) blocks: off the event loop
+        checks = await run_in_threadpool(service.portal_checks)
+        portals = None
+        healthy = True
+        if checks is not None:
+            healthy = all(c.ok for c in checks.values())
+            vendor = checks.pop("@vendor", None)
+            portals = {
+                "vendor": vendor.view() if vendor else None,
+                "partners": {key: c.view() for key, c in checks.items()},
+            }
         return JSONResponse(
             {
-                "status": "ok",
+                # "degraded" (still HTTP 200: the service runs; what fails is a portal)
+                "status": "ok" if healthy else "degraded",
+                # each portal reachable / taking its token (cached, see docs/service.md)
+                "portals": portals,
                 "connections": len(service.project.config.partners),
                 "config_valid": service.reload.valid,
                 "config_problems": service.reload.problems,

@@ -11,6 +11,7 @@ MODULES = (
     "adapter_suite",
     "clock",
     "crash",
+    "dead_hosts",
     "faults",
     "hubspot",
     "mail",
