@@ -604,6 +604,7 @@ def run_connector(
             if work is not None:
                 pb = product_bound(scn, n, (extra or {}).get("changes"), work)
                 add_product_bound(row, pb, res["wall_s"], limits)
+                row["program_work"] = dataclasses.asdict(work)
             log(
                 f"  [{variant}] scenario {scn}: {calls} calls (min {lb['calls']}, "
                 f"×{row['calls_ratio']}), {row['wall_s']}s, {row['peak_rss_mb']} MB, "
