@@ -1125,7 +1125,8 @@ def child17(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def targets17(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 17's targets on the product bound (pass / MISS)."""
+    """Issue 17's targets on the product bound (met / MISSED); the 429s and record
+    errors of the new scenarios' rows are checked by :func:`targets`."""
     out = []
 
     def add(name: str, ok: bool, detail: str) -> None:
@@ -1147,13 +1148,9 @@ def targets17(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if r["limits"] == "on":
                 add(f"{tag}: wall ≤ 1.2 × the vendor portal's bound", r["time_ratio"] <= 1.2,
                     f"{r['wall_s']}s / {r['vendor_time_bound_s']}s = ×{r['time_ratio']}")  # fmt: skip
-                add(f"{tag}: zero 429s", r["rate_limited_429"] == 0,
-                    f"{r['rate_limited_429']} 429s")  # fmt: skip
             add(f"{tag}: vendor calls ≤ 1.1 × the vendor portal's bound",
                 r["vendor_calls_ratio"] <= 1.1,
                 f"{r['vendor_calls']} / {r['vendor_min_calls']} = ×{r['vendor_calls_ratio']}")  # fmt: skip
-        if isinstance(r["scenario"], str) and r.get("n_errors"):
-            add(f"{tag}: no record errors", False, f"{r['n_errors']}: {r['errors'][:2]}")
     return out
 
 
