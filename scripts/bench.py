@@ -11,6 +11,12 @@ Scenarios, against sandbox portals started in this process (``connector.sandbox`
 2. an incremental pass with no changes over the N linked deals;
 3. an incremental pass with 500 changes spread over both sides and all three objects;
 4. the engine alone: reconcile 100,000 linked deals × 10 fields, no I/O.
+5. (issue 17) DACH/EU consent: (5a) the initial sync of N deals whose contacts are
+   German, Austrian, French; (5b) a quiet pass with the program's clock 31 days on;
+6. (issue 17) ``--partners P`` partners × N deals, one ``sync --all`` against one
+   vendor portal: the vendor portal's calls, utilisation, bound and 429s.
+
+Product rows also carry the product's own lower bound (``product_*``).
 
 Each connector pass (1–3) runs in a child process (``--_child``) so its peak RSS is
 the connector's own, for that scenario only, and its client-side rate limiter starts
