@@ -1,0 +1,123 @@
+"""Smoke runs of the benchmark's issue-17 parts at tiny sizes: the product variant's own
+lower bound, the DACH/EU consent scenario (5) and the many-partners scenario (6). No
+timing assertions: the figures are measured by ``scripts/bench.py`` and reported in
+docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench() -> ModuleType:
+    """``scripts/bench.py`` as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("dealsync_bench", ROOT / "scripts" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args, "--json", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "product bound" in proc.stdout  # the product-bound table was printed
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def test_product_bound_is_the_engine_bound_plus_the_programs_batched_work() -> None:
+    """The definition in docs/benchmarks.md: the program's lookups at their API maxima
+    on top of the engine's bound, from the work's counts."""
+    bench = _bench()
+    n = 10_000
+    work = bench.ProgramWork(registrations=n, domain_values=2 * n, won_stages=1)
+    got = bench.product_bound(1, n, None, work)
+    engine = bench.lower_bound(1, n)["calls"]
+    # 2N domain spellings at 5 groups × 100 values, N decisions at 100 per batch update,
+    # one won-deal search; ownership rides in the upsert (no call)
+    assert got["calls"] == engine + math.ceil(2 * n / 500) + math.ceil(n / 100) + 1
+    # consent: statuses and contact properties in batches of 100, the engagement events
+    # once per event type when notices are due
+    consent = bench.ProgramWork(consent_due=250, notices_due=250, engagement_events=3)
+    assert bench.product_bound(2, n, None, consent)["calls"] == (
+        bench.lower_bound(2, n)["calls"] + 2 * math.ceil(250 / 100) + 3
+    )
+
+
+@pytest.mark.timeout(600)
+def test_bench_consent_and_many_partners_tiny(tmp_path: Path) -> None:
+    size, partners = 12, 2
+    report = _run(
+        tmp_path,
+        *("--size", str(size), "--partners", str(partners), "--limits", "off"),
+        *("--scenarios", "5,6", "--variants", "product", "--naive-sample", "0"),
+    )
+    by = {r["scenario"]: r for r in report["rows"]}
+    assert set(by) == {"5a", "5b", 6}
+    for r in by.values():
+        assert r["status"] == "ok" and r["n_errors"] == 0, r
+        assert r["rate_limited_429"] == 0  # limits off
+        assert r["product_min_calls" if r["scenario"] != 6 else "vendor_min_calls"] > 0
+
+    # (5a) initial sync: the German and Austrian contacts' consent is decided at once
+    a = by["5a"]
+    countries = a["contacts_by_country"]
+    assert set(countries) == {"DE", "AT", "FR"} and sum(countries.values()) == size
+    assert a["program_work"]["consent_due"] == countries["DE"] + countries["AT"]
+    assert a["counts"].get("created vendor contacts") == size
+    assert a["calls_by_side_kind"].get("vendor.commprefs_status", 0) > 0
+    assert a["product_min_calls"] > a["min_calls"]  # the program's work is in the bound
+    # (5b) 31 days on: the French contacts' notices are due, engagement events read
+    b = by["5b"]
+    assert b["now_shift_days"] == 31
+    assert b["program_work"]["notices_due"] == countries["FR"]
+    assert b["calls_by_side_kind"].get("vendor.events_read", 0) > 0
+
+    # (6) one `sync --all` of P partners × M deals against one vendor portal
+    six = by[6]
+    assert six["partners"] == partners and six["size"] == size
+    assert six["counts"].get("created vendor deals") == partners * size
+    assert 0 < six["vendor_calls"] <= six["calls"]
+    assert six["vendor_utilisation"] > 0
+
+    names = {t["target"] for t in report["targets"]}
+    assert any("product's bound" in t for t in names)
+    assert any("vendor portal's bound" in t for t in names)
+
+
+@pytest.mark.timeout(600)
+def test_bench_product_rows_carry_the_product_bound(tmp_path: Path) -> None:
+    report = _run(
+        tmp_path,
+        *("--size", "20", "--limits", "off", "--scenarios", "1,2"),
+        *("--variants", "product", "--naive-sample", "0"),
+    )
+    rows = {r["scenario"]: r for r in report["rows"]}
+    first = rows[1]
+    # counted from the seeded data: every deal registered, each with its own domain
+    assert first["program_work"]["registrations"] == 20
+    assert first["program_work"]["domain_values"] == 2 * 20
+    assert rows[2]["program_work"]["registrations"] == 0  # decided in the first pass
+    # the engine's bound stays in min_calls; the product's is larger by the program's work
+    assert first["product_min_calls"] > first["min_calls"]
+    assert any("decisions written back" in k for k in first["product_min_parts"])
+    assert rows[2]["product_min_calls"] >= rows[2]["min_calls"]
