@@ -138,7 +138,13 @@ def fresh_linked(
     again by id (immediate; one call per 100), in place. Unlinked ones are left as
     found: a stale copy of a new record only delays its newest values to a later
     pass, it cannot undo one. A record gone since the search (archived, merged
-    away) is dropped here; the recycle bin or the merged record reports it."""
+    away) is dropped here; the recycle bin or the merged record reports it.
+
+    A hit modified after the version the link's base was taken from (the link's
+    base time for that side: the write's answer, or the record as read) is no such
+    copy — it is an edit made after the base — and is kept as found: an edit made
+    outside costs no second read. Hits not newer than it (the pass's own write
+    found again, a copy older than it) and links with no base time are read."""
     for s, recs in per.items():
         if not getattr(sp.ctx.crm(s), "search_may_be_stale", False):
             continue
@@ -147,7 +153,8 @@ def fresh_linked(
             for rid, rec in recs.items()
             if not rec.archived and (mapping.name, s, rid) not in sp.fresh
         ]
-        linked = sorted(sp.store.link_refs(sp.conn, mapping.name, s, live, base=False))
+        refs = sp.store.link_refs(sp.conn, mapping.name, s, live, base=False)
+        linked = sorted(rid for rid, ref in refs.items() if not _newer_than_base(recs[rid], ref, s))
         if not linked:
             continue
         fresh = sp.read(mapping, s, linked)
@@ -158,6 +165,13 @@ def fresh_linked(
                 recs.pop(rid, None)
         for rid, rec in fresh.items():  # a merged id answered with its survivor
             recs.setdefault(rid, rec)
+
+
+def _newer_than_base(rec: Record, ref: LinkRef, side: Side) -> bool:
+    """Whether a search hit was modified after the version its link's base was taken
+    from on that side (``False`` when that version is not known)."""
+    at = ref.base_at(side)
+    return at is not None and rec.updated_at > at
 
 
 def via_candidates(

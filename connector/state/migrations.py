@@ -127,6 +127,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        13,
+        "links: each side's modification time of the version its base was taken from",
+        _add_columns(tables.Link, "base_partner_at", "base_vendor_at"),
+    )
+)
+
 LATEST = STEPS[-1].version
 
 
