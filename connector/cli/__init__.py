@@ -14,9 +14,8 @@ import sys
 
 import click
 
-from connector.api import EXIT_FATAL
 from connector.cli import conflicts, mappings, outbox, partners, program, serve, sync
-from connector.cli.base import cli
+from connector.cli.base import cli, fatal
 
 __all__ = ["cli", "conflicts", "main", "mappings", "outbox", "partners", "program", "serve", "sync"]
 
@@ -27,7 +26,7 @@ def main() -> None:
         cli.main(prog_name="dealsync", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
-        sys.exit(EXIT_FATAL)
+        sys.exit(fatal())
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_FATAL)
+        sys.exit(fatal())

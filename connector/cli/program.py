@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from connector.api import EXIT_FAILED, register_lead
 from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, parse_now
 
 # The columns of the listings, in their order (kept as one wrapped list each).
@@ -52,6 +51,8 @@ def register_lead_cmd(
     now: str | None,
 ) -> None:
     """Register a lead (company domain + contact) through the program's checks."""
+    from connector.api import EXIT_FAILED, register_lead
+
     reg = register_lead(
         ctx.app(),
         partner=partner,
