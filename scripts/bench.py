@@ -91,8 +91,9 @@ def write_project(root: Path, url: str, size: int) -> None:
     from connector.testing.world import write_project as write_folder
 
     # A partner registering N deals needs a tier with room for N registrations; the
-    # shipped example tiers hold 10–50. Only the capacities change.
-    cap = max(100, 2 * size + CHANGES)
+    # shipped example tiers hold 10–50. Only the capacities change, to N with some
+    # room, within the most a rules file allows (N registrations fit up to that).
+    cap = min(max_capacity(), max(100, size + CHANGES))
 
     def room(rules: str) -> str:
         for shipped in (10, 25, 50):
@@ -107,6 +108,14 @@ def write_project(root: Path, url: str, size: int) -> None:
     config = project_yaml(notify={"acme": "alerts@acme.example"}, hubspot=hubspot)
     write_folder(root, config, rules_edit=room)
     (root / "mail").mkdir(exist_ok=True)
+
+
+def max_capacity() -> int:
+    """The largest tier capacity a rules file may give (the config model's bound)."""
+    from connector.config.models import Tier
+
+    bound = next(m.le for m in Tier.model_fields["capacity"].metadata if hasattr(m, "le"))
+    return int(bound)
 
 
 def open_app(root: Path, tokens: dict[str, str], *, hooks: bool, limits: bool) -> Any:
@@ -1298,6 +1307,12 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     rows: list[dict[str, Any]] = []
     conn = [s for s in scenarios if s in (1, 2, 3)]
+    if conn and "product" in variants and args.size > max_capacity():
+        ap.error(
+            f"--size {args.size}: the product variant registers every deal, and a tier "
+            f"holds at most {max_capacity()} registrations; use a smaller --size or "
+            "--variants engine"
+        )
     if conn:
         for limits in limit_modes:
             for variant in variants:

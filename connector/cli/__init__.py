@@ -14,9 +14,8 @@ import sys
 
 import click
 
-from connector.api import EXIT_FATAL
 from connector.cli import conflicts, mappings, outbox, partners, privacy, program, serve, sync
-from connector.cli.base import cli
+from connector.cli.base import cli, fatal
 
 __all__ = [
     "cli",
@@ -38,7 +37,7 @@ def main() -> None:
         cli.main(prog_name="dealsync", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
-        sys.exit(EXIT_FATAL)
+        sys.exit(fatal())
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_FATAL)
+        sys.exit(fatal())

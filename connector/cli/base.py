@@ -13,11 +13,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from connector.api import EXIT_FATAL, ConfigError, Dealsync, DealsyncError, LockHeld, shown
+# connector.api (the engine, the state store, the HubSpot client) is imported where a
+# command uses it, so `dealsync --help` starts without loading any of it (issue 17)
+if TYPE_CHECKING:
+    from connector.api import Dealsync
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,13 +33,23 @@ class Ctx:
 
     def app(self, *, check_env: bool = True) -> Dealsync:
         if self._app is None:
+            from connector.api import Dealsync
+
             self._app = Dealsync.open(self.config, check_env=check_env)
         return self._app
 
 
-def fail(message: str, code: int = EXIT_FATAL) -> None:
+def fail(message: str, code: int | None = None) -> None:
+    """One red line, then exit ``code`` (default: fatal, 3)."""
     click.secho(f"Error: {message}", fg="red", err=True)
-    sys.exit(code)
+    sys.exit(fatal() if code is None else code)
+
+
+def fatal() -> int:
+    """The fatal exit code (3), from the API."""
+    from connector.api import EXIT_FATAL
+
+    return EXIT_FATAL
 
 
 def handled(fn: F) -> F:
@@ -44,6 +57,8 @@ def handled(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from connector.api import ConfigError, DealsyncError, LockHeld, shown
+
         ctx = click.get_current_context().find_object(Ctx)
         try:
             return fn(*args, **kwargs)

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from connector.api import default_requester, no_record
 from connector.cli.base import FORMAT, Ctx, cli, command, export_rows
 
 AUDIT_COLUMNS = ["id", "at", "action", "requested_by", "subject", "outcome", "summary"]
@@ -35,6 +34,8 @@ def privacy_source(ctx: Ctx, email: str, requested_by: str | None, as_json: bool
 
     The only place dealsync names the registering partner for a lead: answer only a
     lead who expressly asked for the source of its data."""
+    from connector.api import default_requester, no_record
+
     answer = ctx.app().source_of(email, requested_by=requested_by or default_requester())
     if as_json:
         click.echo(json.dumps(answer.as_dict(), indent=2))
@@ -68,6 +69,8 @@ def privacy_erase(
 
     Registrations and commissions stay, pseudonymised; CRM records are not deleted
     (the output says what to do in the CRMs)."""
+    from connector.api import default_requester, no_record
+
     app = ctx.app()
     who = requested_by or default_requester()
     plan = app.erase_person(email, requested_by=who, dry_run=True)

@@ -7,14 +7,6 @@ from typing import Any
 
 import click
 
-from connector.api import (
-    EXIT_FAILED,
-    REJECT_CODES,
-    RegistrationRefused,
-    consent_outlook,
-    register_lead,
-    registration_emails,
-)
 from connector.cli.base import (
     FORMAT,
     Ctx,
@@ -75,6 +67,8 @@ def register_lead_cmd(
     now: str | None,
 ) -> None:
     """Register a lead (company domain + contact) through the program's checks."""
+    from connector.api import EXIT_FAILED, consent_outlook, register_lead, registration_emails
+
     reg = register_lead(
         ctx.app(),
         partner=partner,
@@ -213,7 +207,8 @@ def approve_cmd(ctx: Ctx, registration_id: int, reason: str | None, now: str | N
     "code",
     required=True,
     metavar="CODE",
-    help=f"The rejection code: one of {', '.join(REJECT_CODES)}.",
+    help="The rejection code: one of the program's codes (docs/program.md; an unknown "
+    "code is refused, listing them).",
 )
 @click.option("--now", metavar="ISO-DATETIME", help="Reject as of this time.")
 def reject_cmd(ctx: Ctx, registration_id: int, code: str, now: str | None) -> None:
@@ -232,6 +227,8 @@ def registrations_extend(
 ) -> None:
     """Extend an active registration once by the rules' expiry.extend_months, when the
     rules allow it (recent activity at the domain); refused with the reason otherwise."""
+    from connector.api import EXIT_FAILED, RegistrationRefused
+
     try:
         reg = ctx.app().extend_registration(
             registration_id, reason=reason, by=by, now=parse_now(now)
@@ -254,6 +251,8 @@ def registrations_withdraw(
 ) -> None:
     """Withdraw an active registration: the domain is free, capacity released, the
     vendor company's owner fields cleared, its unsent e-mails cancelled."""
+    from connector.api import EXIT_FAILED, RegistrationRefused
+
     try:
         done = ctx.app().withdraw_registration(
             registration_id, reason=reason, by=by, now=parse_now(now)

@@ -6,22 +6,14 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector.api import (
-    UNUSABLE,
-    Associate,
-    PassResult,
-    Problem,
-    Update,
-    check_config,
-    effect_summary,
-    errors_of,
-    shown,
-)
 from connector.cli.base import Ctx, cli, command, fail, parse_now
+
+if TYPE_CHECKING:  # imported where used: `dealsync --help` loads no engine (issue 17)
+    from connector.api import PassResult, Problem
 
 
 @contextmanager
@@ -52,6 +44,8 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 
 def print_result(result: PassResult, *, as_json: bool) -> None:
+    from connector.api import UNUSABLE, Associate, effect_summary
+
     if as_json:
         return
     if result.status == UNUSABLE:  # the other connections ran; this one could not
@@ -117,6 +111,8 @@ def check(ctx: Ctx, path: str | None, online: bool) -> None:
 
     Warnings (values dealsync normalised, checks it could not make) are shown but do
     not fail the check; errors exit 3."""
+    from connector.api import check_config, errors_of, shown
+
     problems = check_config(path or ctx.config, online=online)
     found = errors_of(problems)
     for p, line in zip(problems, shown(problems), strict=False):
@@ -144,6 +140,8 @@ def setup(ctx: Ctx) -> None:
     A portal that cannot be set up (a partner's token variable not set, a refused
     token, a host that does not answer) is reported and the others are still set up;
     that, or an error of the check, exits 3."""
+    from connector.api import errors_of, shown
+
     report = ctx.app().setup_checked(ctx.config)
     for portal, names in report.installed.items():
         click.echo(f"{portal}: " + (", ".join(names) if names else "nothing to install"))
@@ -205,6 +203,8 @@ def sync(
             progress=progress,
             full=full,
         )
+    from connector.api import UNUSABLE
+
     unusable = [r for r in results if r.status == UNUSABLE]
     if connection and unusable:  # the one connection asked for: an error, one line
         fail(f"connection {connection!r} cannot run: {unusable[0].error}")
@@ -261,6 +261,8 @@ def resync(
 
 def _print_writes(result: PassResult) -> None:
     """Each property a resync wrote (or, dry run, would write), per side and record."""
+    from connector.api import Update
+
     failed = {(e.object, e.record_id) for e in result.errors}
     wrote = False
     for a in result.plan.actions:

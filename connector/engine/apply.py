@@ -30,7 +30,7 @@ from connector.engine.plan import (
 )
 from connector.engine.recreated import follow_successors, note_survivors, recreated_counterparts
 from connector.records import Record, Side, other_side
-from connector.state.store import LinkRef, RecordOutcome
+from connector.state.store import BaseTimes, LinkRef, RecordOutcome
 
 if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
@@ -169,10 +169,14 @@ def _finish_creates(
         done = [d for d in done if d[0].source_id not in refused]
     completed: list[tuple[int, str, dict[str, Any]]] = []
     released: list[tuple[int, Side, str, int]] = []
+    times: dict[int, BaseTimes] = {}
     for c, rec, created, note in done:
         link_id = intents[c.source_id].id
         assert link_id is not None
         completed.append((link_id, rec.id, dict(c.base)))
+        if created:  # an adopted record's base is an assumption: its times stay unknown
+            at = {target: rec.updated_at, origin: sp.read_at(mapping, origin, c.source_id)}
+            times[link_id] = (at["partner"], at["vendor"])
         old = release.get(c.source_id)
         if old is not None and old.id != link_id:
             released.append((old.id, target, rec.id, link_id))
@@ -202,7 +206,7 @@ def _finish_creates(
         sp.store.relink(released, completed=completed, origin=origin)
         sp.counts[f"re-linked {mapping.name}"] += len(released)
     else:
-        sp.store.complete_links(completed, origin=origin)
+        sp.store.complete_links(completed, origin=origin, times=times)
     sp.flush_outcomes()
 
 
@@ -359,6 +363,7 @@ def apply_updates(
     open conflict rows stay open whatever else the pair's update settles. Also the
     one write path of a conflict resolved by hand (:func:`~connector.engine.sync.apply_update`)."""
     failed: dict[int, str] = {}
+    written: dict[tuple[Side, str], Record] = {}  # the writes' answers
     for side in ("partner", "vendor"):
         s: Side = side
         items = [
@@ -380,10 +385,13 @@ def apply_updates(
                 res = by_id.get(rid)
                 if res is None or not res.ok:
                     failed[u.link_id] = f"writing {s} {rid}: {res.error if res else 'no result'}"
+                elif res.record is not None:
+                    written[(s, rid)] = res.record
             sp.progress(
                 f"update {s} {mapping.name}", min(i + sp.batch_size, len(items)), len(items)
             )
     bases: list[tuple[int, dict[str, Any]]] = []
+    times: dict[int, BaseTimes] = {}
     open_links = {c.link_id for c in sp.store.conflicts(sp.conn)}
     for u in updates:
         if u.link_id in failed:
@@ -394,6 +402,7 @@ def apply_updates(
             )
             continue
         bases.append((u.link_id, dict(u.base)))
+        times[u.link_id] = _base_times(sp, mapping, u, written)
         if u.writes:
             sp.counts[f"updated {mapping.name}"] += 1
             sp.outcomes.append(
@@ -413,7 +422,26 @@ def apply_updates(
                 [k for k in u.base if not k.startswith(ASSOC) and (u.link_id, k) not in still_open],
                 "settled: both sides now agree",
             )
-    sp.store.save_bases(bases)
+    sp.store.save_bases(bases, times=times)
+
+
+def _base_times(
+    sp: SyncPass, mapping: ObjectMapping, u: Update, written: Mapping[tuple[Side, str], Record]
+) -> BaseTimes:
+    """The versions an update's new base is taken from: a written side's from the
+    write's answer, an unwritten side's from the record as this pass read it (unknown
+    if neither: a conflict resolved by hand, an answer without a record)."""
+    at: dict[Side, Any] = {}
+    for s, rid, props in (
+        ("partner", u.partner_id, u.partner_properties),
+        ("vendor", u.vendor_id, u.vendor_properties),
+    ):
+        side: Side = s  # type: ignore[assignment]
+        rec = written.get((side, rid)) if props else None
+        at[side] = rec.updated_at if rec is not None else None
+        if not props:
+            at[side] = sp.read_at(mapping, side, rid)
+    return at["partner"], at["vendor"]
 
 
 def _close_ended_conflicts(sp: SyncPass, link_ids: Sequence[int], resolution: str) -> None:

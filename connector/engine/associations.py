@@ -120,7 +120,7 @@ def apply_associations(sp: SyncPass, actions: Sequence[Associate]) -> None:
             new_bases.append((a.link_id, dict(a.base)))
         sp.counts[f"associated {name}→{to_name}"] += len(pairs) - len(failed_from)
         if new_bases:
-            sp.store.save_bases(new_bases)
+            sp.store.save_bases(new_bases, keep_times=True)
 
 
 def reassociate(sp: SyncPass, mapping: ObjectMapping, moved: list[tuple[str, str]]) -> None:
@@ -171,6 +171,6 @@ def reassociate(sp: SyncPass, mapping: ObjectMapping, moved: list[tuple[str, str
                 sp.retries.append(
                     (parent.name, "partner", lk.partner_id, "association after a re-link")
                 )
-        sp.store.save_bases(list(redo.items()))
+        sp.store.save_bases(list(redo.items()), keep_times=True)
         done = sum(1 for lk, _ in wanted if lk.vendor_id not in failed)
         sp.counts[f"associated {parent.name}→{mapping.name}"] += done

@@ -138,7 +138,14 @@ def fresh_linked(
     again by id (immediate; one call per 100), in place. Unlinked ones are left as
     found: a stale copy of a new record only delays its newest values to a later
     pass, it cannot undo one. A record gone since the search (archived, merged
-    away) is dropped here; the recycle bin or the merged record reports it."""
+    away) is dropped here; the recycle bin or the merged record reports it.
+
+    A hit whose modification time is not older than the version the link's base
+    was taken from (the link's base time for that side: the write's answer, or the
+    record as read) is no such copy: it is that version (a pass's own write found
+    again through the overlap window) or an edit made since. It is kept as found, so
+    an edit made outside costs no second read. Only hits older than it (stale
+    copies) and links whose base time is unknown are read again."""
     for s, recs in per.items():
         if not getattr(sp.ctx.crm(s), "search_may_be_stale", False):
             continue
@@ -147,7 +154,8 @@ def fresh_linked(
             for rid, rec in recs.items()
             if not rec.archived and (mapping.name, s, rid) not in sp.fresh
         ]
-        linked = sorted(sp.store.link_refs(sp.conn, mapping.name, s, live, base=False))
+        refs = sp.store.link_refs(sp.conn, mapping.name, s, live, base=False)
+        linked = sorted(rid for rid, ref in refs.items() if not _as_new_as_base(recs[rid], ref, s))
         if not linked:
             continue
         fresh = sp.read(mapping, s, linked)
@@ -158,6 +166,15 @@ def fresh_linked(
                 recs.pop(rid, None)
         for rid, rec in fresh.items():  # a merged id answered with its survivor
             recs.setdefault(rid, rec)
+
+
+def _as_new_as_base(rec: Record, ref: LinkRef, side: Side) -> bool:
+    """Whether a search hit is the version its link's base was taken from on that
+    side, or a later one (``False`` when that version is not known). A record's
+    versions are told apart by their modification times (HubSpot's, to the
+    millisecond): a copy from before the base is older than the base time."""
+    at = ref.base_at(side)
+    return at is not None and rec.updated_at >= at
 
 
 def via_candidates(

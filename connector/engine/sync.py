@@ -27,7 +27,7 @@ import logging
 from collections import ChainMap, Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter
@@ -153,6 +153,9 @@ class SyncPass:
         self.full = full
         self.only = only
         self.fresh: set[tuple[str, Side, str]] = set()  # read by id this pass
+        # the records of the set being applied, per mapping: where apply finds the
+        # version of an unwritten side that a new base is taken from
+        self.in_hand: dict[str, dict[Side, dict[str, Record]]] = {}
         self._locked: dict[Side, CRMAdapter] = {}
         # records read again by id next pass: failed ones (with why), counterparts
         # adopted from an interrupted attempt, and the retries this pass took up
@@ -229,6 +232,12 @@ class SyncPass:
             self._props(mapping, side),
             associations=self._assoc_types(mapping, side),
         )
+
+    def read_at(self, mapping: ObjectMapping, side: Side, rid: str) -> datetime | None:
+        """The modification time of a record as this pass has it in hand (the set
+        being applied), or ``None``: what a base taken from it records as its version."""
+        rec = self.in_hand.get(mapping.name, {}).get(side, {}).get(rid)
+        return None if rec is None or rec.archived else rec.updated_at
 
     def source_key(self, target: Side, source_id: str) -> str:
         return f"{self.conn}:{source_id}" if target == "vendor" else f"vendor:{source_id}"
@@ -537,6 +546,7 @@ class SyncPass:
             }
         per: dict[Side, dict[str, Record]] = {"partner": partner_recs, "vendor": vendor_recs}
         gather.fresh_linked(self, mapping, per)
+        self.in_hand[mapping.name] = per
         if not ctx.dry_run:
             merges.follow_merges(self, mapping, per)
             apply.abandon_pending(self, mapping, per)

@@ -168,6 +168,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        13,
+        "links: each side's modification time of the version its base was taken from",
+        _add_columns(tables.Link, "base_partner_at", "base_vendor_at"),
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

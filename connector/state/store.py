@@ -8,7 +8,7 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL) works the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -89,10 +89,32 @@ class LinkRef(NamedTuple):
     base: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    base_partner_at: datetime | None = None
+    base_vendor_at: datetime | None = None
+
+    def base_at(self, side: Side) -> datetime | None:
+        """That side's modification time of the version the base was taken from
+        (``None``: unknown)."""
+        return self.base_partner_at if side == "partner" else self.base_vendor_at
+
+
+BaseTimes = tuple[datetime | None, datetime | None]
+"""(partner, vendor) modification times of the versions a link's base was taken from."""
 
 
 _REF_COLUMNS = [_LINK.c[name] for name in LinkRef._fields]
 _LIVE = ("pending", "active", "flagged")
+
+
+_TIME_VALUES = {
+    "base_partner_at": bindparam("b_partner_at", type_=_LINK.c.base_partner_at.type),
+    "base_vendor_at": bindparam("b_vendor_at", type_=_LINK.c.base_vendor_at.type),
+}
+
+
+def _time_params(times: BaseTimes | None) -> dict[str, datetime | None]:
+    partner_at, vendor_at = times or (None, None)
+    return {"b_partner_at": partner_at, "b_vendor_at": vendor_at}
 
 
 def make_engine(url: str) -> Engine:
@@ -315,7 +337,18 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
                 s.execute(
                     update(_LINK)
                     .where(_LINK.c.id == link_id)
-                    .values({"status": status, column: value, "base": base, "updated_at": now})
+                    .values(
+                        {
+                            "status": status,
+                            column: value,
+                            "base": base,
+                            "updated_at": now,
+                            # a record moved in: the versions the base came from are
+                            # not known, so its search hits are read again by id
+                            "base_partner_at": None,
+                            "base_vendor_at": None,
+                        }
+                    )
                 )
             s.commit()
 
@@ -390,9 +423,15 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
         return existing
 
     def complete_links(
-        self, items: Sequence[tuple[int, str, dict[str, Any]]], *, origin: Side
+        self,
+        items: Sequence[tuple[int, str, dict[str, Any]]],
+        *,
+        origin: Side,
+        times: Mapping[int, BaseTimes] | None = None,
     ) -> None:
-        """Fill in counterpart ids and bases of pending links; they become active."""
+        """Fill in counterpart ids and bases of pending links; they become active.
+        ``times``: per link, the versions the base was taken from (unknown if not
+        given: a search hit of such a link is read again by id)."""
         if not items:
             return
         counterpart = "vendor_id" if origin == "partner" else "partner_id"
@@ -405,29 +444,62 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
                     counterpart: bindparam("b_counterpart", type_=_LINK.c[counterpart].type),
                     "base": bindparam("b_base", type_=_LINK.c.base.type),
                     "updated_at": utcnow(),
+                    **_TIME_VALUES,
                 }
             )
         )
+        times = times or {}
         with self.session() as s:
             s.execute(
                 stmt,
                 [
-                    {"b_id": link_id, "b_counterpart": counterpart_id, "b_base": base}
+                    {
+                        "b_id": link_id,
+                        "b_counterpart": counterpart_id,
+                        "b_base": base,
+                        **_time_params(times.get(link_id)),
+                    }
                     for link_id, counterpart_id, base in items
                 ],
             )
             s.commit()
 
-    def save_bases(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    def save_bases(
+        self,
+        items: Sequence[tuple[int, dict[str, Any]]],
+        *,
+        times: Mapping[int, BaseTimes] | None = None,
+        keep_times: bool = False,
+    ) -> None:
+        """Store links' new bases. Their base times are set from ``times`` (unknown
+        for a link not in it), unless ``keep_times``: a base change that leaves the
+        synced values as they were (the associations it mirrored)."""
         if not items:
             return
+        values: dict[str, Any] = {
+            "base": bindparam("b_base", type_=_LINK.c.base.type),
+            "updated_at": utcnow(),
+        }
+        if not keep_times:
+            values.update(_TIME_VALUES)
         stmt = (
             update(_LINK)
             .where(_LINK.c.id == bindparam("b_id", type_=_LINK.c.id.type))
-            .values(base=bindparam("b_base", type_=_LINK.c.base.type), updated_at=utcnow())
+            .values(values)
         )
+        times = times or {}
         with self.session() as s:
-            s.execute(stmt, [{"b_id": link_id, "b_base": base} for link_id, base in items])
+            s.execute(
+                stmt,
+                [
+                    {
+                        "b_id": link_id,
+                        "b_base": base,
+                        **({} if keep_times else _time_params(times.get(link_id))),
+                    }
+                    for link_id, base in items
+                ],
+            )
             s.commit()
 
     def set_link_status(self, link_ids: Sequence[int], status: str) -> None:

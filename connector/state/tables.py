@@ -144,6 +144,12 @@ class Link(SQLModel, table=True):
     base: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # each side's own modification time (its CRM's ``updatedAt``) of the version the
+    # base was taken from: the write's answer, or the record as read. A search hit
+    # newer than it cannot be a stale copy of what the base holds, so it is not read
+    # again by id (gather.fresh_linked); ``None`` (unknown) means it is.
+    base_partner_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    base_vendor_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Cursor(SQLModel, table=True):

@@ -3,12 +3,16 @@ measured by ``scripts/bench.py`` itself and reported in docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from connector.config import load_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +66,25 @@ def test_bench_tiny_run(tmp_path: Path) -> None:
     assert engine["actions"] > 0
     assert {t["target"] for t in report["targets"]}  # targets were evaluated
     assert "scn" in proc.stdout  # the table was printed
+
+
+def _bench_module() -> Any:
+    spec = importlib.util.spec_from_file_location("dealsync_bench", ROOT / "scripts" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("size", [49_751, 100_000])
+def test_bench_project_for_large_sizes_loads_with_room_for_every_registration(
+    tmp_path: Path, size: int
+) -> None:
+    """Issue 17: at N > 49,750 the bench's tiers asked for more capacity than a rules
+    file may hold, and the project failed to load. Up to N = 100,000 it loads, and its
+    largest tier holds N registrations (the product variant registers every deal)."""
+    bench = _bench_module()
+    bench.write_project(tmp_path, "http://127.0.0.1:9", size)
+    env = {"BENCH_VENDOR_TOKEN": "v", "BENCH_PARTNER_TOKEN": "p"}
+    project = load_project(tmp_path / "dealsync.yaml", env=env)
+    assert max(t.capacity for t in project.rules.tiers) >= size

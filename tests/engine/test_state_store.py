@@ -236,3 +236,60 @@ def test_retries_count_attempts_and_clear(store: StateStore) -> None:
     assert (item.attempts, item.last_error) == (2, "boom again")
     store.clear_retries(CONN, [("deals", "partner", "1")])
     assert store.retry_count(CONN) == 0
+
+
+def test_base_times_are_set_kept_for_associations_and_cleared_otherwise(store: StateStore) -> None:
+    """Issue 17: a link keeps, per side, the modification time of the version its base
+    came from (search hits as new as it are not read again). A base saved with times
+    sets them; an association-only save keeps them; a save without times forgets them
+    (unknown: read again), never leaving an old time beside a newer base."""
+    t_p = datetime(2027, 5, 1, 10, 0, 0, 123000, tzinfo=UTC)
+    t_v = datetime(2027, 5, 1, 10, 0, 1, 456000, tzinfo=UTC)
+    intents = store.record_intents(CONN, "deals", "partner", ["1", "2"])
+    one, two = intents["1"].id or 0, intents["2"].id or 0
+    store.complete_links(
+        [(one, "v1", {"a": ["x", "x"]}), (two, "v2", {})], origin="partner", times={one: (t_p, t_v)}
+    )
+    refs = store.link_refs(CONN, "deals", "partner", ["1", "2"], base=False)
+    assert (refs["1"].base_at("partner"), refs["1"].base_at("vendor")) == (t_p, t_v)
+    assert (refs["2"].base_partner_at, refs["2"].base_vendor_at) == (None, None)
+
+    store.save_bases([(one, {"a": ["x", "x"], "@assoc:contacts": ["9"]})], keep_times=True)
+    assert store.link_refs(CONN, "deals", "vendor", ["v1"])["v1"].base_at("vendor") == t_v
+    later = t_v + timedelta(seconds=5)
+    store.save_bases([(one, {"a": ["y", "y"]})], times={one: (None, later)})
+    ref = store.link_refs(CONN, "deals", "vendor", ["v1"])["v1"]
+    assert (ref.base_partner_at, ref.base_vendor_at) == (None, later)
+    store.save_bases([(one, {"a": ["z", "z"]})])
+    ref = store.link_refs(CONN, "deals", "vendor", ["v1"])["v1"]
+    assert (ref.base_partner_at, ref.base_vendor_at) == (None, None)
+
+
+def test_upgrading_a_store_from_before_base_times_keeps_its_links(tmp_path: Path) -> None:
+    """A store made before migration 13 gets the two base-time columns; its links are
+    kept, their base times unknown (their search hits are read again, as before)."""
+    from connector.state.store import make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    StateStore(url).close()
+    engine = make_engine(url)
+    with engine.begin() as conn:  # as the store was before step 13
+        conn.execute(text("DELETE FROM schema_version WHERE version = 13"))
+        conn.execute(text("ALTER TABLE link DROP COLUMN base_partner_at"))
+        conn.execute(text("ALTER TABLE link DROP COLUMN base_vendor_at"))
+        conn.execute(
+            text(
+                "INSERT INTO link (connection, object, partner_id, vendor_id, origin, status,"
+                " base, created_at, updated_at) VALUES ('acme', 'deals', 'p1', 'v1', 'partner',"
+                " 'active', '{}', '2027-01-01 00:00:00', '2027-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    store = StateStore(url)
+    try:
+        assert store.schema_version() == migrations.LATEST
+        assert 13 in [v for v, _ in _versions(store)]
+        ref = store.link_refs(CONN, "deals", "partner", ["p1"])["p1"]
+        assert ref.vendor_id == "v1" and ref.base_at("partner") is None
+    finally:
+        store.close()

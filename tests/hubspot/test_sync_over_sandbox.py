@@ -542,6 +542,56 @@ def test_a_change_not_yet_searchable_is_found_by_the_next_pass(world: World) -> 
     _assert_no_duplicates(world, [first, d])
 
 
+def test_an_edit_search_found_is_not_read_again_by_id(world: World) -> None:
+    """Issue 17: a linked record's search hit modified after the version its base was
+    taken from is an edit made since, not a stale copy of the last pass's write, so the
+    pass uses it as found: no second read by id (one call per 100 of each side) — the
+    edits still reach the other side."""
+    d, _, p = world.seed_deal(3)
+    assert world.sync().status == "ok"
+    vdeal = world.vendor_deal_of_by_read(d)
+    world.vendor.edit("deals", vdeal, {"amount": "4321"})
+    world.partner.edit("contacts", p, {"lastname": "Edited"})
+
+    r = world.sync()
+
+    assert r.status == "ok", r.as_dict()
+    assert r.counts["updated deals"] == 1 and r.counts["updated contacts"] == 1, r.counts
+    assert world.partner.get("deals", d, "amount")["amount"] == "4321"
+    vcontact = world.vendor.find_by("contacts", SRC, f"acme:{p}")
+    assert world.vendor.get("contacts", vcontact, "lastname")["lastname"] == "Edited"
+    assert r.api_calls.get("partner.batch_read", 0) == 0, r.api_calls
+    assert r.api_calls.get("vendor.batch_read", 0) == 0, r.api_calls
+
+
+def test_a_stale_copy_of_the_passs_own_write_is_read_again_not_written_back(
+    world: World,
+) -> None:
+    """The other half of the rule above: the vendor's search still shows a deal as it
+    was before the last pass wrote it (index lag far longer than the test), older than
+    the write's answer; the next pass reads it again by id instead of taking its old
+    amount for a vendor edit — nothing is written back, the partner's edit stays."""
+    d, _, _ = world.seed_deal(4)
+    assert world.sync().status == "ok"
+    vendor = world.srv.portal("vendor")
+    vendor.search_lag = (600.0, 600.0)
+    try:
+        world.partner.edit("deals", d, {"amount": "7777"})
+        _wait_partner_indexed(world)
+        wrote = world.app.sync("acme")
+        assert wrote.counts["updated deals"] == 1, wrote.counts
+        assert vendor.pending_index() > 0  # its search still shows the old amount
+        again = world.app.sync("acme")
+    finally:
+        vendor.search_lag = LAG
+    assert again.status == "ok", again.as_dict()
+    assert _writes(again) == 0, again.counts
+    assert again.api_calls.get("vendor.batch_read", 0) >= 1, again.api_calls
+    assert world.partner.get("deals", d, "amount")["amount"] == "7777"
+    vdeal = world.vendor_deal_of_by_read(d)
+    assert world.vendor.get("deals", vdeal, "amount")["amount"] == "7777"
+
+
 def _merge(w: World, side: str, primary: str, merged: str) -> str:
     """A person merges two contacts in HubSpot (the real client's merge call); HubSpot
     merges both into a new record and answers its id."""
