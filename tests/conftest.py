@@ -1,7 +1,8 @@
 """Shared fixtures: a *world* of two embedded CRMs, a state store and the shipped mappings.
 
-Kept light on purpose (every test directory shares it): nothing here is autouse, and
-the world is built only by tests that ask for it. The world goes through the real
+Kept light on purpose (every test directory shares it): the only autouse fixture keeps
+each test's process environment to itself, and the world is built only by tests that
+ask for it. The world goes through the real
 front door — a project folder loaded by ``load_project`` and the ``Dealsync`` API —
 with only the portals swapped for in-memory :class:`LocalCRM`\\ s on a shared clock.
 """
@@ -38,6 +39,19 @@ WRITE_CALLS = ("batch_upsert", "batch_update", "batch_archive", "batch_associate
 PROJECT_CONFIG = project_yaml()
 
 PROGRAM_NOW = datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _own_environment() -> Iterator[None]:
+    """A command run in-process loads its project's ``.env`` into ``os.environ``, as
+    the ``dealsync`` process does (real variables win); in the test process that would
+    leak into later tests — the demo's ``DEALSYNC_MAIL_SINK`` turning every later
+    test's queued e-mail into a sent one. Each test gets the environment back as it
+    found it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @dataclass
