@@ -298,7 +298,7 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
                 "propertiesWithHistory": sorted(properties),
             }
             resp = self._call(
-                "batch_read",
+                "history_read",  # reported apart from the engine's reads by id
                 self._batch.read_with_http_info,
                 object_type,
                 body,

@@ -207,20 +207,37 @@ def decide_consent(
     def decided(person: RegistrationContact) -> bool:
         return any(f"{kind}:{person.email.lower()}" in done for kind in CONSENT_KINDS)
 
-    company_ids = {
-        reg.vendor_company_id
+    # (read once per registration and kept with it: not again on every later pass)
+    unread = {
+        reg.id: reg.vendor_company_id
         for reg, p in pairs
-        if country_code(p.country) is None and reg.vendor_company_id and not decided(p)
+        if country_code(p.country) is None
+        and reg.vendor_company_id
+        and reg.company_country is None
+        and not decided(p)
     }
     company_country: dict[str, str | None] = {}
-    if company_ids:
-        found = vendor.read(vendor.naming.companies, sorted(company_ids), ["country"])
+    if unread:
+        ids = sorted({cid for cid in unread.values() if cid})
+        found = vendor.read(vendor.naming.companies, ids, ["country"])
         company_country = {cid: rec.get("country") for cid, rec in found.items()}
+        if not ctx.dry_run:  # a dry run writes nothing, not even what it read
+            registry.mark_each(
+                {
+                    rid: {"company_country": company_country.get(cid or "") or ""}
+                    for rid, cid in unread.items()
+                    if rid is not None and (cid or "") in found
+                }
+            )
     due: list[_Due] = []
     for reg, person in pairs:
         if country_code(person.country) is None and decided(person):
             continue  # where it is came from its company then, and is not read again
-        company = company_country.get(reg.vendor_company_id or "")
+        company = (
+            reg.company_country or None
+            if reg.company_country is not None
+            else company_country.get(reg.vendor_company_id or "")
+        )
         where = lead_country(person.country, company)
         area = region(where.country, consent)
         if area == "outside":

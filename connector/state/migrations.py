@@ -154,6 +154,14 @@ STEPS.append(
 
 STEPS.append(
     Step(
+        10,
+        "registrations: their company's country, read once for the consent fallback",
+        _add_columns(tables.Registration, "company_country"),
+    )
+)
+
+STEPS.append(
+    Step(
         11,
         "registration changes: extensions and withdrawals by hand, with who and why",
         _create(tables.RegistrationChange),

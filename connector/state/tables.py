@@ -293,6 +293,10 @@ class Registration(SQLModel, table=True):
     review_note: str | None = None
     reviewed_by: str | None = Field(default=None, max_length=128)
     reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # where the registration's company is (the vendor company's ``country``, "" when it
+    # has none), read once for contacts without a country of their own (issue 16 item
+    # 4's fallback) and kept, so later passes do not read it again (issue 17)
+    company_country: str | None = Field(default=None, max_length=64)
 
 
 class RegistrationContact(SQLModel, table=True):

@@ -381,3 +381,19 @@ def test_consent_reads_the_vendor_in_batches_whatever_the_number_of_contacts(
         calls[n] = {k: w.vendor.calls[k] for k in ("subscription_status", "batch_read", "search")}
     assert calls[3]["subscription_status"] == 1
     assert calls[30] == calls[3]
+
+
+def test_a_leads_company_country_is_read_once_not_on_every_pass(make_world: MakeWorld) -> None:
+    """Issue 17's quiet pass: a contact without a country of its own whose company is
+    outside the EU never gets an e-mail, so no outbox row marks it decided; where its
+    company is must still not be read again on every later pass (kept with the
+    registration, read once)."""
+    w = make_world("company-country-once")
+    w.seed_deal(contacts=[person("kim@globex.com")], country="US")
+    w.sync(now=NOW)
+    assert w.consent_messages() == []
+    for day in (1, 2, 40):
+        w.vendor.calls.clear()
+        w.sync(now=NOW + timedelta(days=day))
+        assert w.vendor.calls["batch_read"] == 0, (day, dict(w.vendor.calls))
+    assert w.consent_messages() == []  # still outside the EU: nothing, ever
