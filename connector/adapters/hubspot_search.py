@@ -27,6 +27,9 @@ from connector.adapters.hubspot_transport import (
 from connector.records import Record
 
 _ONE_MS = timedelta(milliseconds=1)
+# HubSpot's search limits: values in one IN filter, filter groups in one search
+IN_VALUES = 100
+IN_GROUPS = 5
 
 
 class HubSpotSearch(HubSpotAssociations):
@@ -175,21 +178,45 @@ class HubSpotSearch(HubSpotAssociations):
     def find_by_property(
         self, object_type: str, name: str, values: Sequence[str], properties: Sequence[str]
     ) -> dict[str, Record]:
+        """Live records whose ``name`` is one of ``values``, keyed by the stored value.
+
+        One search carries up to ``IN_GROUPS`` filter groups of one IN filter with
+        ``IN_VALUES`` values each (HubSpot's limits; groups are ORed), so 500 values
+        cost one search, not five; a search with more matches than a page holds is
+        paged (by id, so the pages are stable and the last record per value wins, as
+        with one page)."""
         out: dict[str, Record] = {}
         vals = list(dict.fromkeys(values))
-        for i in range(0, len(vals), 100):
-            chunk = vals[i : i + 100]
-            body = {
-                "filterGroups": [
-                    {"filters": [{"propertyName": name, "operator": "IN", "values": chunk}]}
-                ],
-                "properties": sorted({*properties, name}),
-                "limit": SEARCH_PAGE,
-            }
-            page = self._search_page(object_type, body)
-            for obj in page.results or []:
-                rec = self._record(object_type, obj, properties)
-                key = rec.properties.get(name)
-                if key is not None:
-                    out[key] = rec
+        per_search = IN_VALUES * IN_GROUPS
+        wanted = sorted({*properties, name})
+        for i in range(0, len(vals), per_search):
+            chunk = vals[i : i + per_search]
+            groups = [
+                {
+                    "filters": [
+                        {"propertyName": name, "operator": "IN", "values": chunk[j : j + IN_VALUES]}
+                    ]
+                }
+                for j in range(0, len(chunk), IN_VALUES)
+            ]
+            after = 0
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": groups,
+                    "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                    "properties": wanted,
+                    "limit": SEARCH_PAGE,
+                }
+                if after:
+                    body["after"] = str(after)
+                page = self._search_page(object_type, body)
+                for obj in page.results or []:
+                    rec = self._record(object_type, obj, properties)
+                    key = rec.properties.get(name)
+                    if key is not None:
+                        out[key] = rec
+                nxt = page.paging.next.after if page.paging and page.paging.next else None
+                if not nxt or int(nxt) + SEARCH_PAGE > SEARCH_CAP:
+                    break
+                after = int(nxt)
         return out

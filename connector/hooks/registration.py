@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from connector.adapters.naming import Naming
@@ -46,6 +46,7 @@ from connector.hooks.registration_crm import (
     PassLookups,
     contact_props,
     decide_submissions,
+    ownership_on_creates,
     write_back,
     write_vendor_ownership,
 )
@@ -384,7 +385,7 @@ class RegistrationHook(BaseHook):
             allowed = decisions.allowed_children.get(mapping.name, set())
         else:
             return actions
-        return [
+        kept = [
             a
             for a in actions
             if not (
@@ -394,6 +395,9 @@ class RegistrationHook(BaseHook):
                 and a.source_id not in pending
             )
         ]
+        if mapping is not objects.companies:
+            return kept
+        return _with_ownership(ctx, kept)
 
     # ------------------------------------------------------------------ write
 
@@ -403,6 +407,22 @@ class RegistrationHook(BaseHook):
         write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
         write_back(ctx, registry)
         remind_overdue_reviews(ctx, registry, self.rules)
+
+
+def _with_ownership(ctx: PassContext, actions: list[Action]) -> list[Action]:
+    """The vendor company creates with the ownership of the accepted registration they
+    belong to (:func:`ownership_on_creates`): one upsert instead of an upsert and an
+    update per 100 companies."""
+    creates = [a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"]
+    ride = ownership_on_creates(ctx, ctx.store.registry, creates)
+    if not ride:
+        return actions
+    return [
+        replace(a, properties={**a.properties, **ride[a.source_id]})
+        if isinstance(a, Create) and a.target == "vendor" and a.source_id in ride
+        else a
+        for a in actions
+    ]
 
 
 def _person(rec: Record, naming: Naming) -> Person:

@@ -31,6 +31,7 @@ MAX_RESULTS = 10_000
 MAX_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
 MAX_FILTERS_TOTAL = 18
+MAX_IN_VALUES = 100  # values in one IN / NOT_IN filter
 
 OPERATORS = frozenset(
     {
@@ -157,6 +158,11 @@ def _compile_filter(raw: Any, defs: Mapping[str, PropertyDef]) -> Predicate:
         values = raw.get("values")
         if not isinstance(values, list) or not values:
             raise _bad(f"Operator {op} on {name} requires a non-empty values list")
+        if len(values) > MAX_IN_VALUES:
+            raise _bad(
+                f"Too many values in the {op} filter on {name}: {len(values)} "
+                f"(maximum {MAX_IN_VALUES}); split them over filter groups or searches"
+            )
         try:
             wanted = {conv(str(v)) for v in values}
         except (ValueError, OverflowError):

@@ -334,6 +334,20 @@ def test_find_by_property(hs: HubSpotAdapter) -> None:
     assert hs.find_by_property("deals", SRC, [], []) == {}
 
 
+def test_find_by_property_puts_500_values_in_one_search_and_pages_its_matches(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """600 values: one search of 5 filter groups × 100 values (its 500 matches over three
+    pages of 200), one of the last 100 (issue 17: it was a search per 100 values)."""
+    items = [(f"many:{i}", _deal(f"Many {i}")) for i in range(600)]
+    assert all(r.ok for r in hs.upsert("deals", SRC, items))
+    srv.portal("main").reset_stats()
+    found = hs.find_by_property("deals", SRC, [k for k, _ in items] + ["many:none"], ["dealname"])
+    assert sorted(found) == sorted(k for k, _ in items)
+    assert found["many:599"].properties["dealname"] == "Many 599"
+    assert _kinds(srv) == {"search": 3 + 1}
+
+
 def test_changed_since_where_and_until(hs: HubSpotAdapter, srv: SandboxServer) -> None:
     portal = srv.portal("main")
     t0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)

@@ -193,6 +193,12 @@ def _raw(srv: SandboxServer, body: dict[str, Any]) -> requests.Response:
         {"filterGroups": [{"filters": [f("nope", "EQ", "1")]}]},
         {"filterGroups": [{"filters": [f("amount", "LIKE", "1")]}]},
         {"after": "9950", "limit": 100},
+        # HubSpot takes at most 100 values in one IN filter
+        {
+            "filterGroups": [
+                {"filters": [{**f("dealname", "IN"), "values": [str(i) for i in range(101)]}]}
+            ]
+        },
     ],
 )
 def test_search_limits_are_400(srv: SandboxServer, body: dict[str, Any]) -> None:
