@@ -37,7 +37,7 @@ Three newer faults are on by default, each drawn from a generator of its own (so
 After the steps: passes until one writes nothing, then the invariants — no duplicate
 records or links, no link left pending, linked ``both`` fields equal in canonical form
 (value_map applied) unless a conflict is open on them, a further pass writes nothing,
-exactly one commission per won owned deal (written back), no duplicate outbox row, no
+exactly one commission per deal won while its domain was owned (by its close date; written back), no duplicate outbox row, no
 e-mail received twice except once per kill inside the outbox's documented window, every
 e-mail the SMTP server accepted marked sent, no two live contacts with one e-mail or
 companies with one domain on either side, and every vendor edit told by webhook on the
@@ -120,6 +120,18 @@ def writes_of(result: Any) -> dict[str, int]:
 
 
 VENDOR_TOKEN, PARTNER_TOKEN = "chaos-vendor", "chaos-acme"
+
+
+def _close_time(value: object) -> datetime | None:
+    """A vendor deal's close date as an instant (an ISO date or date-time, or epoch
+    milliseconds), for the commission invariant; None when it has none."""
+    text_ = str(value or "").strip()
+    if not text_:
+        return None
+    if text_.isdigit():
+        return datetime.fromtimestamp(int(text_) / 1000, tz=UTC)
+    parsed = datetime.fromisoformat(text_.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -774,14 +786,22 @@ class Campaign:
                 continue
             reg = registry.find("acme", "deal", lk.partner_id or "")
             holder = registry.holder(reg.domain) if reg and reg.domain else None
+            # owned when the deal closed (issue 16: the close date, a date-only value
+            # read as that day's start in UTC; none: when the pass saw it won)
+            closed = _close_time(props.get("closedate"))
             owned = (
                 holder is not None
                 and holder.partner == "acme"
                 and holder.owned_until > NOW + timedelta(days=1)
+                and reg is not None
+                and (closed is None or reg.decided_at is None or closed >= reg.decided_at)
+                and (closed is None or closed < holder.owned_until)
             )
             if owned and by_deal.get(lk.vendor_id or "", 0) != 1:
+                why = [u.reason for u in registry.uncredited() if u.vendor_deal_id == lk.vendor_id]
                 self.violation(
-                    f"won owned deal {lk.vendor_id} has {by_deal.get(lk.vendor_id or '', 0)} commissions"
+                    f"won owned deal {lk.vendor_id} has {by_deal.get(lk.vendor_id or '', 0)}"
+                    f" commissions (not credited: {why}; close {props.get('closedate')!r})"
                 )
         self.stats.commissions += len(commissions)
         # 5. outbox: one row per (kind, recipient); e-mails sent once, twice only in the window
