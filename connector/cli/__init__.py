@@ -10,6 +10,7 @@ One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -35,10 +36,29 @@ __all__ = [
 def main() -> None:
     """Entry point: click's own usage errors exit 3 too (2 means "records failed")."""
     try:
-        cli.main(prog_name="dealsync", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(EXIT_FATAL)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_FATAL)
+        try:
+            cli.main(prog_name="dealsync", standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_FATAL)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(EXIT_FATAL)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        _reader_went_away()
+
+
+def _reader_went_away() -> None:
+    """``dealsync runs | head -1``: the reader closed the pipe, which is how it says it
+    has read enough. Exit quietly (0, no traceback), with stdout pointed at /dev/null so
+    the interpreter's last flush does not complain about the closed pipe either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    sys.exit(0)
