@@ -295,6 +295,7 @@ def _print_writes(result: PassResult) -> None:
 STATUS_COLUMNS = [
     "partner", "name", "links", "open_conflicts", "failing_records", "held_emails",
     "pending_review", "tier", "registrations", "commissions", "not_credited", "last_run",
+    "cannot_run",
 ]
 RUN_COLUMNS = [
     "id", "connection", "status", "dry_run", "trigger", "started_at", "plan", "api_calls",
@@ -326,6 +327,7 @@ def status(ctx: Ctx, fmt: str) -> None:
             "registrations": f"{r.active_registrations} of {r.capacity}",
             "commissions": dict(sorted(r.commissions.items())) or None,
             "last_run": _last_run(r.last_run),
+            "cannot_run": r.unusable,
         }
         for r in rows
     ]
@@ -335,6 +337,7 @@ def status(ctx: Ctx, fmt: str) -> None:
     for r in rows:  # what to do, where the user looks (never only a number in a cell)
         if r.unusable:
             click.secho(f"{r.partner}: cannot run: {r.unusable}", fg="red")
+            continue
         if r.open_conflicts:
             click.secho(
                 f"{r.partner}: open conflicts: {r.open_conflicts} (dealsync conflicts)",
