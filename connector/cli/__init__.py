@@ -10,14 +10,13 @@ One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from connector.api import EXIT_FATAL
 from connector.cli import conflicts, mappings, outbox, partners, privacy, program, serve, sync
-from connector.cli.base import cli
+from connector.cli.base import cli, reader_went_away
 
 __all__ = [
     "cli",
@@ -47,18 +46,4 @@ def main() -> None:
         finally:
             sys.stdout.flush()  # here, where a closed pipe can still be told apart
     except BrokenPipeError:
-        _reader_went_away()
-
-
-def _reader_went_away() -> None:
-    """``dealsync runs | head -1``: the reader closed the pipe, which is how it says it
-    has read enough. Exit quietly (0, no traceback), with stdout pointed at /dev/null so
-    the interpreter's last flush does not complain about the closed pipe either."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
-        pass
-    finally:
-        os.close(devnull)
-    sys.exit(0)
+        reader_went_away()

@@ -56,8 +56,10 @@ def handled(fn: F) -> F:
             fail(
                 f"{len(exc.problems):,} configuration problem(s); fix them and run `dealsync check`"
             )
-        except (click.ClickException, BrokenPipeError):
-            raise  # a reader that stopped reading (``| head``) is not an error: see main()
+        except click.ClickException:
+            raise
+        except BrokenPipeError:  # ``| head``: the reader has read enough; not an error
+            reader_went_away()
         except (DealsyncError, LockHeld) as exc:
             if ctx and ctx.debug:
                 raise
@@ -68,6 +70,20 @@ def handled(fn: F) -> F:
             fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
     return wrapper  # type: ignore[return-value]
+
+
+def reader_went_away() -> None:
+    """``dealsync runs | head -1``: the reader closed the pipe, which is how it says it
+    has read enough. Exit quietly (0, no traceback), with stdout pointed at /dev/null so
+    the interpreter's last flush does not complain about the closed pipe either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    sys.exit(0)
 
 
 class GlobalOptionsAnywhere(click.Group):

@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -182,19 +183,28 @@ def test_runs_piped_to_head_exits_quietly(world: FileCRMWorld) -> None:
             "connection timed out after 10 s; check the host, the network and the proxy, "
             "then run `dealsync sync --connection acme` again",
         )
-    proc = subprocess.Popen(
-        [*EXE, "--config", str(world.root / "dealsync.yaml"), "runs", "--limit", "500"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": ""},
+    runs = [*EXE, "--config", str(world.root / "dealsync.yaml"), "runs", "--limit", "500"]
+    env = {**os.environ, "COLUMNS": ""}
+    piped = subprocess.run(
+        ["bash", "-c", f'{shlex.join(runs)} 2>stderr.txt | head -1; exit "${{PIPESTATUS[0]}}"'],
+        capture_output=True,
+        text=True,
+        cwd=world.root,
+        env=env,
+        timeout=120,
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    first = proc.stdout.readline()
-    proc.stdout.close()  # what `head -1` does
-    stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=120) == 0, stderr
-    assert first.decode().split()[:3] == ["id", "connection", "status"]
+    stderr = (world.root / "stderr.txt").read_text()
+    assert piped.returncode == 0, stderr
+    assert piped.stdout.split()[:3] == ["id", "connection", "status"]
     assert stderr == ""
+    # the reader already gone when dealsync writes: the write fails for certain
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        gone = subprocess.run(runs, stdout=writer, stderr=subprocess.PIPE, env=env, timeout=120)
+    finally:
+        os.close(writer)
+    assert (gone.returncode, gone.stderr.decode()) == (0, "")
 
 
 def test_plain_output_off_a_terminal_or_with_no_color(world: FileCRMWorld) -> None:
