@@ -241,3 +241,33 @@ def test_plain_output_off_a_terminal_or_with_no_color(world: FileCRMWorld) -> No
     assert "\x1b[" not in plain and "─" not in plain and "globex.com" in plain
     piped = CliRunner().invoke(cli, ["--config", config, "registrations"]).stdout
     assert "\x1b[" not in piped and "─" not in piped and "globex.com" in piped
+
+
+def test_a_records_conflicts_are_listed_in_mapping_order(tmp_path: Path) -> None:
+    """A deal's description conflicts first, its amount (made a manual field, and
+    listed before description in the mapping) later: the listing shows amount first,
+    as the mapping reads, not in the order they were opened."""
+    config = write_project(
+        tmp_path / "project",
+        project_yaml(),
+        mapping_edit=lambda text: text.replace(
+            "        transform: decimal\n        conflict: newest",
+            "        transform: decimal\n        conflict: manual",
+        ),
+        edits_must_change=True,
+    )
+    w = FileCRMWorld.open(config)
+    deal = seed_deal(w.crm(), contacts=[ann("globex.com", "Globex")]).id
+    assert w.app.sync("acme", now=NOW).exit_code == 0
+    vendor_deal = w.counterpart("acme", "deals", deal)
+    assert vendor_deal is not None
+    for field, ours, theirs in (("description", "ours", "theirs"), ("amount", "13000", "14000")):
+        w.crm().edit("deals", deal, {field: ours})
+        w.vendor.edit("deals", vendor_deal.id, {field: theirs})
+        assert w.app.sync("acme", now=NOW).exit_code == 1
+    opened = [
+        c.field for c in sorted(w.app.store.conflicts("acme", "open"), key=lambda c: c.id or 0)
+    ]
+    assert opened == ["description>description", "amount>amount"]
+    listed = rows_of(w.cli("conflicts", "--format", "csv"))
+    assert [r["field"] for r in listed] == ["amount>amount", "description>description"]
