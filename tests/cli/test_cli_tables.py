@@ -71,6 +71,7 @@ LISTINGS = [
     ("outbox",),
     ("mapping", "history"),
     ("privacy", "audit"),
+    ("partners", "token", "list"),
 ]
 
 
