@@ -45,7 +45,6 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
             "subject",
             "detail",
         ],
-        empty="no e-mails",
     )
 
 
