@@ -220,7 +220,7 @@ def test_plain_output_off_a_terminal_or_with_no_color(world: FileCRMWorld) -> No
             [*EXE, "--config", config, "registrations"],
             stdout=follower,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "COLUMNS": "200", **env},
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm-256color", **env},
         )
         os.close(follower)
         out = b""
