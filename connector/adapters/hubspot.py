@@ -337,7 +337,7 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
             def read(
                 *,
                 _preload_content: bool = False,
-                _request_timeout: Any = None,
+                _request_timeout: Any = None,  # the transport's connect/read timeout
                 chunk: list[str] = chunk,
             ) -> Any:
                 return client.call_api(

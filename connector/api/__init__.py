@@ -560,6 +560,25 @@ class Dealsync(
             raise DealsyncError(f"no run #{run_id}")
         return run, self.store.run_records(run_id, "failed" if failed_only else None)
 
+    def failures(
+        self, connection: str | None = None, limit: int = 20
+    ) -> list[tuple[Run, RunRecord | None]]:
+        """What failed in the newest ``limit`` runs (of ``connection``, all when None),
+        newest first: each failed record with its run, and a run that failed as a
+        whole (fatal, interrupted, stopped) with no record to blame as ``(run, None)``
+        — ``dealsync runs --failed`` without a run id."""
+        runs = self.runs(connection, limit)
+        records: dict[int, list[RunRecord]] = {}
+        for rec in self.store.failed_run_records([r.id for r in runs if r.id is not None]):
+            records.setdefault(rec.run_id, []).append(rec)
+        out: list[tuple[Run, RunRecord | None]] = []
+        for run in runs:
+            mine = records.get(run.id or 0, [])
+            out.extend((run, rec) for rec in mine)
+            if not mine and (run.error or run.status in ("failed", "fatal", "interrupted")):
+                out.append((run, None))
+        return out
+
     def status(self, now: datetime | None = None) -> list[ConnectionStatus]:
         now = now or utcnow()
         self.store.interrupt_orphaned_runs()  # a killed pass's run is not "running"

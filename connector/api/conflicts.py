@@ -22,7 +22,25 @@ class ConflictCommands(Host):
     def conflicts(
         self, connection: str | None = None, *, open_only: bool = True
     ) -> list[ConflictRow]:
-        return self.store.conflicts(connection, "open" if open_only else None)
+        """The conflicts, one record's together and its fields in mapping order (the
+        order the mapping file lists them, as a person reads the record); a field no
+        longer mapped comes last."""
+        rows = self.store.conflicts(connection, "open" if open_only else None)
+        order = {
+            (m.name, f.key): (i, j)
+            for i, m in enumerate(self.project.mappings)
+            for j, f in enumerate(m.fields)
+        }
+        unmapped = (len(order), 0)
+        return sorted(
+            rows,
+            key=lambda r: (
+                r.connection,
+                r.link_id,
+                order.get((r.object, r.field), unmapped),
+                r.id or 0,
+            ),
+        )
 
     def conflict(self, conflict_id: int) -> ConflictRow:
         row = self.store.conflict(conflict_id)

@@ -15,7 +15,7 @@ import sys
 import click
 
 from connector.cli import conflicts, mappings, outbox, partners, privacy, program, serve, sync
-from connector.cli.base import cli, fatal
+from connector.cli.base import cli, fatal, reader_went_away
 
 __all__ = [
     "cli",
@@ -34,10 +34,15 @@ __all__ = [
 def main() -> None:
     """Entry point: click's own usage errors exit 3 too (2 means "records failed")."""
     try:
-        cli.main(prog_name="dealsync", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(fatal())
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(fatal())
+        try:
+            cli.main(prog_name="dealsync", standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(fatal())
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(fatal())
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        reader_went_away()

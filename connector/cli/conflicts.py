@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import click
 
-from connector.cli.base import Ctx, cli, command, handled
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, handled
+
+CONFLICT_COLUMNS = [
+    "id", "status", "connection", "object", "partner_id", "vendor_id", "field",
+    "partner_value", "vendor_value", "opened_at",
+]  # fmt: skip
 
 
 @cli.group(invoke_without_command=True)
 @click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's conflicts.")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved conflicts.")
+@FORMAT
 @click.pass_context
 @handled
-def conflicts(cctx: click.Context, connection: str | None, show_all: bool) -> None:
-    """List open conflicts (subcommands: show, resolve)."""
+def conflicts(cctx: click.Context, connection: str | None, show_all: bool, fmt: str) -> None:
+    """List open conflicts (table, CSV or JSON; subcommands: show, resolve)."""
     if cctx.invoked_subcommand:
         return
     ctx = cctx.find_object(Ctx)
     assert ctx is not None
-    rows = ctx.app(check_env=False).conflicts(connection, open_only=not show_all)
-    if not rows:
-        click.echo("no open conflicts" if not show_all else "no conflicts")
-        return
-    for c in rows:
-        click.echo(
-            f"#{c.id} [{c.status}] {c.connection} {c.object} partner {c.partner_id} / vendor "
-            f"{c.vendor_id} field {c.field}: partner={c.partner_value!r} vendor={c.vendor_value!r}"
-        )
+    rows = [
+        c.model_dump()
+        for c in ctx.app(check_env=False).conflicts(connection, open_only=not show_all)
+    ]
+    export_rows(
+        rows, fmt, CONFLICT_COLUMNS, empty="no conflicts" if show_all else "no open conflicts"
+    )
 
 
 @command(conflicts, "show")

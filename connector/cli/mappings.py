@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from connector.cli.base import Ctx, cli, command
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows
 
 
 @cli.group()
@@ -16,22 +14,20 @@ def mapping() -> None:
 
 @command(mapping, "history")
 @click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's versions.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def mapping_history(ctx: Ctx, connection: str | None, as_json: bool) -> None:
+@FORMAT
+def mapping_history(ctx: Ctx, connection: str | None, fmt: str) -> None:
     """List the recorded mapping versions: when, and which fields were added (+),
     removed (-) or changed (~). A version is recorded by the first pass that synced
     with it, after its migration committed (dry runs record nothing)."""
-    rows = ctx.app(check_env=False).mapping_history(connection)
-    if as_json:
-        click.echo(
-            json.dumps([r.model_dump(exclude={"fingerprint"}) for r in rows], indent=2, default=str)
-        )
-        return
-    if not rows:
-        click.echo("no mapping versions recorded yet (the first sync records one)")
-        return
-    for r in rows:
-        run = f" run #{r.run_id}" if r.run_id is not None else ""
-        click.secho(f"v{r.id} {r.connection} {r.recorded_at:%Y-%m-%d %H:%M:%S}{run}", bold=True)
-        for line in r.changes:
-            click.echo(f"  {line}")
+    rows = [
+        r.model_dump(exclude={"fingerprint"})
+        for r in ctx.app(check_env=False).mapping_history(connection)
+    ]
+    shown = [{**r, "version": f"v{r['id']}"} for r in rows]
+    export_rows(
+        shown,
+        fmt,
+        ["version", "connection", "recorded_at", "run_id", "changes"],
+        raw=rows,
+        empty="no mapping versions recorded yet (the first sync records one)",
+    )

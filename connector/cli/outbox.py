@@ -30,9 +30,6 @@ def outbox(cctx: click.Context, status: str | None, kind: str | None, fmt: str) 
     ctx = cctx.find_object(Ctx)
     assert ctx is not None
     rows = [m.model_dump(exclude={"body"}) for m in ctx.app(check_env=False).emails(status, kind)]
-    if fmt == "table":
-        for row in rows:
-            row["detail"] = (row["detail"] or "").replace("\n", " | ") or None
     export_rows(
         rows,
         fmt,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
-from connector.cli.base import Ctx, cli, command
+from connector.cli.base import FORMAT, Ctx, cli, command, export_rows
 
 
 @cli.group()
@@ -46,12 +48,11 @@ def partners_token_create(ctx: Ctx, partner: str, label: str, expires: str | Non
 
 @command(partners_token, "list")
 @click.option("--partner", "-p", metavar="PARTNER", help="Only this partner's tokens.")
-def partners_token_list(ctx: Ctx, partner: str | None) -> None:
+@FORMAT
+def partners_token_list(ctx: Ctx, partner: str | None, fmt: str) -> None:
     """List tokens (id, prefix, state, expiry, label, dates); never the secrets."""
-    rows = ctx.app(check_env=False).tokens(partner)
-    if not rows:
-        click.echo("no tokens")
-    for t in rows:
+    rows = []
+    for t in ctx.app(check_env=False).tokens(partner):
         if t.revoked_at:
             state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
         elif t.expired and t.expires_at:
@@ -59,11 +60,20 @@ def partners_token_list(ctx: Ctx, partner: str | None) -> None:
         else:
             until = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
             state = f"active ({until})"
-        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
-        click.echo(
-            f"#{t.id}  {t.partner}  dsk_{t.prefix}_…  {state}  created "
-            f"{t.created_at:%Y-%m-%d %H:%M}  last used {used}  {t.label}"
+        rows.append(
+            {
+                **asdict(t),
+                "token": f"dsk_{t.prefix}_…",
+                "state": state,
+                "last_used_at": t.last_used_at or "never",
+            }
         )
+    export_rows(
+        rows,
+        fmt,
+        ["id", "partner", "token", "state", "created_at", "last_used_at", "label"],
+        empty="no tokens",
+    )
 
 
 @command(partners_token, "revoke")

@@ -130,7 +130,4 @@ def _show(done: dict[str, Any], verb: str) -> None:
 def privacy_audit(ctx: Ctx, action: str | None, email: str | None, fmt: str) -> None:
     """List the audited source and erasure requests (no address in clear)."""
     rows = ctx.app(check_env=False).privacy_audit_rows(action, email)
-    if fmt == "table":
-        for row in rows:
-            row["subject"] = str(row["subject"])[:12]
-    export_rows(rows, fmt, AUDIT_COLUMNS)
+    export_rows(rows, fmt, AUDIT_COLUMNS, empty="no audited requests")

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector.cli.base import Ctx, cli, command, fail, parse_now
+from connector.cli.base import (
+    FORMAT,
+    Ctx,
+    cell_text,
+    cli,
+    command,
+    export_rows,
+    fail,
+    parse_now,
+    plain_output,
+)
 
 if TYPE_CHECKING:  # imported where used: `dealsync --help` loads no engine (issue 17)
     from connector.api import PassResult, Problem
@@ -282,110 +292,157 @@ def _print_writes(result: PassResult) -> None:
         click.echo("  in agreement: no property to write")
 
 
+# The columns of the listings, in their order (kept as one wrapped list each).
+# fmt: off
+STATUS_COLUMNS = [
+    "partner", "name", "links", "open_conflicts", "failing_records", "held_emails",
+    "pending_review", "tier", "registrations", "commissions", "not_credited", "last_run",
+    "cannot_run",
+]
+RUN_COLUMNS = [
+    "id", "connection", "status", "dry_run", "trigger", "started_at", "plan", "api_calls",
+    "error",
+]
+RECORD_COLUMNS = ["outcome", "action", "object", "side", "record_id", "field", "detail"]
+FAILED_COLUMNS = [
+    "run_id", "connection", "started_at", "object", "side", "record_id", "action", "field",
+    "detail",
+]
+# fmt: on
+
+
 @command(cli)
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status(ctx: Ctx, as_json: bool) -> None:
-    """Per connection: linked records, open conflicts, failing records, last run."""
+@FORMAT
+def status(ctx: Ctx, fmt: str) -> None:
+    """Per connection: linked records, open conflicts, failing records, last run
+    (a table, CSV or JSON); what needs doing is said below the table."""
     rows = ctx.app(check_env=False).status()
-    if as_json:
-        click.echo(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+    shown = [
+        {
+            **r.__dict__,
+            "links": {
+                obj: ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                for obj, counts in sorted(r.links.items())
+            }
+            or "nothing linked yet",
+            "tier": f"{r.tier} (credited MRR {r.credited_mrr}, trailing window)",
+            "registrations": f"{r.active_registrations} of {r.capacity}",
+            "commissions": dict(sorted(r.commissions.items())) or None,
+            "last_run": _last_run(r.last_run),
+            "cannot_run": r.unusable,
+        }
+        for r in rows
+    ]
+    export_rows(shown, fmt, STATUS_COLUMNS, raw=[r.__dict__ for r in rows], empty="no connections")
+    if fmt != "table":
         return
-    for r in rows:
-        click.secho(f"{r.partner} ({r.name})", bold=True)
+    for r in rows:  # what to do, where the user looks (never only a number in a cell)
         if r.unusable:
-            click.secho(f"  cannot run: {r.unusable}", fg="red")
-        for obj, counts in sorted(r.links.items()):
-            click.echo(f"  {obj}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-        if not r.links:
-            click.echo("  nothing linked yet")
-        click.echo(f"  open conflicts: {r.open_conflicts}   failing records: {r.failing_records}")
+            click.secho(f"{r.partner}: cannot run: {r.unusable}", fg="red")
+            continue
+        if r.open_conflicts:
+            click.secho(
+                f"{r.partner}: open conflicts: {r.open_conflicts} (dealsync conflicts)",
+                fg="yellow",
+            )
         if r.held_emails:
             click.secho(
-                f"  e-mails held: {r.held_emails} (dealsync outbox --status held)", fg="yellow"
+                f"{r.partner}: e-mails held: {r.held_emails} (dealsync outbox --status held)",
+                fg="yellow",
             )
         if r.pending_review:
             click.secho(
-                f"  registrations pending review: {r.pending_review} (dealsync registrations "
-                "--status pending; approve or reject them)",
+                f"{r.partner}: registrations pending review: {r.pending_review} (dealsync "
+                "registrations --status pending; approve or reject them)",
                 fg="yellow",
-            )
-        click.echo(
-            f"  tier: {r.tier} (credited MRR {r.credited_mrr}, trailing window); registrations "
-            f"{r.active_registrations} of {r.capacity}"
-        )
-        if r.commissions:
-            click.echo(
-                "  commissions: "
-                + ", ".join(f"{n} {kind}" for kind, n in sorted(r.commissions.items()))
             )
         if r.not_credited:
             click.secho(
-                f"  won deals not credited: {r.not_credited} (dealsync commissions --not-credited)",
+                f"{r.partner}: won deals not credited: {r.not_credited} "
+                "(dealsync commissions --not-credited)",
                 fg="yellow",
             )
-        if r.last_run:
-            lr = r.last_run
-            click.echo(
-                f"  last run: #{lr['id']} {lr['status']} at {lr['started_at']}"
-                + (" (dry run)" if lr["dry_run"] else "")
-            )
+
+
+def _last_run(last: dict[str, Any] | None) -> str | None:
+    if not last:
+        return None
+    when = str(last["started_at"]).replace("T", " ")[:19]
+    return f"#{last['id']} {last['status']} at {when}" + (" (dry run)" if last["dry_run"] else "")
+
+
+def _calls(api_calls: dict[str, Any]) -> int:
+    """A run's API calls (not its waits, retries and 429 counters)."""
+    return sum(
+        v
+        for k, v in api_calls.items()
+        if isinstance(v, int) and not k.endswith(("wait_ms", "retries", "429"))
+    )
 
 
 @command(cli)
 @click.argument("run_id", type=int, required=False)
 @click.option("--connection", "-p", metavar="PARTNER", help="Only this partner's runs.")
-@click.option("--limit", default=20, show_default=True, help="How many runs to list.")
-@click.option("--failed", is_flag=True, help="With RUN_ID: only failed records.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--limit", default=20, show_default=True, help="How many runs to list (or search).")
+@click.option(
+    "--failed",
+    is_flag=True,
+    help="Only what failed: RUN_ID's failed records, or without RUN_ID the failed "
+    "records and failed runs of the last --limit runs.",
+)
+@FORMAT
 def runs(
-    ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, as_json: bool
+    ctx: Ctx, run_id: int | None, connection: str | None, limit: int, failed: bool, fmt: str
 ) -> None:
     """Run history, or one run's per-record outcomes and API calls."""
     app = ctx.app(check_env=False)  # a killed pass's run shows as interrupted, not running
+    if run_id is None and failed:
+        found = app.failures(connection, limit)
+        rows = [
+            {
+                "run_id": run.id,
+                "connection": run.connection,
+                "run_status": run.status,
+                "started_at": run.started_at,
+                **(
+                    rec.model_dump(exclude={"id", "run_id"})
+                    if rec is not None
+                    else {"action": "run", "outcome": run.status, "detail": run.error}
+                ),
+            }
+            for run, rec in found
+        ]
+        export_rows(rows, fmt, FAILED_COLUMNS, empty=f"nothing failed in the last {limit} run(s)")
+        return
     if run_id is None:
-        rows = app.runs(connection, limit)
-        if as_json:
-            click.echo(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
-            return
-        for r in rows:
-            plan = r.counts.get("plan", {})
-            calls = sum(
-                v
-                for k, v in r.api_calls.items()
-                if isinstance(v, int) and not k.endswith(("wait_ms", "retries", "429"))
-            )
-            click.echo(
-                f"#{r.id} {r.connection} {r.status}{' (dry run)' if r.dry_run else ''} "
-                f"{r.started_at:%Y-%m-%d %H:%M:%S} plan={sum(plan.values())} api_calls={calls}"
-                + (f" error={r.error}" if r.error else "")
-            )
-        if not rows:
-            click.echo("no runs yet")
+        listed = app.runs(connection, limit)
+        rows = [
+            {
+                **r.model_dump(),
+                "plan": sum(r.counts.get("plan", {}).values()),
+                "api_calls": _calls(r.api_calls),
+            }
+            for r in listed
+        ]
+        export_rows(
+            rows, fmt, RUN_COLUMNS, raw=[r.model_dump() for r in listed], empty="no runs yet"
+        )
         return
     run, records = app.run(run_id, failed_only=failed, connection=connection)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {"run": run.model_dump(), "records": [r.model_dump() for r in records]},
-                indent=2,
-                default=str,
-            )
-        )
+    if fmt == "json":
+        raw = {"run": run.model_dump(), "records": [r.model_dump() for r in records]}
+        export_rows([], fmt, [], raw=raw)
         return
-    click.secho(f"run #{run.id} {run.connection} {run.status}", bold=True)
-    click.echo(f"  started {run.started_at}  finished {run.finished_at}  trigger {run.trigger}")
-    for key, value in sorted(run.counts.items()):
-        click.echo(f"  {key}: {value}")
-    if run.api_calls:
-        click.echo(
-            "  api calls: " + ", ".join(f"{k}={v}" for k, v in sorted(run.api_calls.items()))
-        )
-    if run.error:
-        click.secho(f"  error: {run.error}", fg="red")
-    for rec in records:
-        line = f"  {rec.outcome:8} {rec.action:9} {rec.object} {rec.side} {rec.record_id}"
-        if rec.field:
-            line += f" field {rec.field}"
-        if rec.detail:
-            line += f": {rec.detail}"
-        click.echo(line)
+    if fmt == "table":
+        click.secho(f"run #{run.id} {run.connection} {run.status}", bold=not plain_output())
+        click.echo(f"  started {run.started_at}  finished {run.finished_at}  trigger {run.trigger}")
+        for key, value in sorted(run.counts.items()):
+            click.echo(f"  {key}: {cell_text(value, sep=', ')}")
+        if run.api_calls:
+            click.echo(
+                "  api calls: " + ", ".join(f"{k} {v}" for k, v in sorted(run.api_calls.items()))
+            )
+        if run.error:
+            click.secho(f"  error: {run.error}", fg="red")
+    empty = "no failed records" if failed else "no records"
+    export_rows([r.model_dump() for r in records], fmt, RECORD_COLUMNS, empty=empty)

@@ -291,6 +291,17 @@ class RunLedger(Transactions):
                 q = q.where(RunRecord.outcome == outcome)
             return list(s.exec(q.order_by(col(RunRecord.id))).all())
 
+    def failed_run_records(self, run_ids: list[int]) -> list[RunRecord]:
+        """The failed records of these runs, newest run first (``dealsync runs
+        --failed`` without a run id)."""
+        if not run_ids:
+            return []
+        with self.session() as s:
+            q = select(RunRecord).where(
+                col(RunRecord.run_id).in_(run_ids), RunRecord.outcome == "failed"
+            )
+            return list(s.exec(q.order_by(col(RunRecord.run_id).desc(), col(RunRecord.id))).all())
+
     # ------------------------------------------------------------------ locks
 
     def acquire_lock(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -223,10 +225,18 @@ def test_missing_config_is_a_clean_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- status, runs, conflicts
 
 
+def listed(result: Result) -> list[dict[str, str]]:
+    """The rows of a listing printed with ``--format csv``."""
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
 def test_status(project: Path) -> None:
     result = run("--config", str(project), "status")
     assert result.exit_code == 0
-    assert "acme" in result.output and "open conflicts: 1" in result.output
+    assert "acme: open conflicts: 1 (dealsync conflicts)" in result.output
+    [row] = listed(run("--config", str(project), "status", "--format", "csv"))
+    assert row["partner"] == "acme" and row["open_conflicts"] == "1"
     as_json = json.loads(run("--config", str(project), "status", "--json").stdout)
     assert as_json[0]["partner"] == "acme" and as_json[0]["open_conflicts"] == 1
 
@@ -238,9 +248,8 @@ def test_status_on_the_demo_project(demo_project: Path) -> None:
 
 
 def test_conflicts_list_and_show_on_the_demo_project(demo_project: Path) -> None:
-    listing = run("--config", str(demo_project), "conflicts", "--all")
-    assert listing.exit_code == 0
-    ids = re.findall(r"^#(\d+) \[", listing.output, re.M)
+    listing = run("--config", str(demo_project), "conflicts", "--all", "--format", "csv")
+    ids = [row["id"] for row in listed(listing)]
     for cid in ids:
         shown = run("--config", str(demo_project), "conflicts", "show", cid)
         assert shown.exit_code == 0 and "field" in shown.output
@@ -248,9 +257,8 @@ def test_conflicts_list_and_show_on_the_demo_project(demo_project: Path) -> None
 
 def test_runs_list_and_one_run(demo_project: Path) -> None:
     project = demo_project
-    listing = run("--config", str(project), "runs")
-    assert listing.exit_code == 0
-    ids = re.findall(r"^#(\d+) acme", listing.output, re.M)
+    listing = run("--config", str(project), "runs", "--format", "csv")
+    ids = [row["id"] for row in listed(listing) if row["connection"] == "acme"]
     assert ids, listing.output
     first = min(int(i) for i in ids)
     one = run("--config", str(project), "runs", str(first))
@@ -263,16 +271,16 @@ def test_runs_list_and_one_run(demo_project: Path) -> None:
 
 
 def test_conflicts_list_show_resolve_then_quiet(project: Path) -> None:
-    listing = run("--config", str(project), "conflicts")
-    assert listing.exit_code == 0
-    [cid] = re.findall(r"^#(\d+) \[open\]", listing.output, re.M)
+    listing = run("--config", str(project), "conflicts", "--format", "csv")
+    [cid] = [row["id"] for row in listed(listing) if row["status"] == "open"]
     shown = run("--config", str(project), "conflicts", "show", cid)
     assert shown.exit_code == 0 and "description>description" in shown.output
 
     resolved = run("--config", str(project), "conflicts", "resolve", cid, "--take", "vendor")
     assert resolved.exit_code == 0 and f"conflict #{cid} resolved" in resolved.output
     assert "no open conflicts" in run("--config", str(project), "conflicts").output
-    assert f"#{cid} [resolved]" in run("--config", str(project), "conflicts", "--all").output
+    every = listed(run("--config", str(project), "conflicts", "--all", "--format", "csv"))
+    assert [(row["id"], row["status"]) for row in every] == [(cid, "resolved")]
 
     result = CliRunner().invoke(cli, ["--config", str(project), "sync", "--json"])
     payload = json.loads(result.stdout)
@@ -286,7 +294,10 @@ def test_conflicts_list_show_resolve_then_quiet(project: Path) -> None:
 
 
 def test_conflicts_resolve_needs_exactly_one_choice(project: Path) -> None:
-    [cid] = re.findall(r"^#(\d+)", run("--config", str(project), "conflicts").output, re.M)
+    [cid] = [
+        str(c["id"])
+        for c in json.loads(run("--config", str(project), "conflicts", "--json").stdout)
+    ]
     result = CliRunner().invoke(cli, ["--config", str(project), "conflicts", "resolve", cid])
     assert result.exit_code == 3 and "Error:" in result.output
     missing = CliRunner().invoke(cli, ["--config", str(project), "conflicts", "show", "999"])

@@ -6,6 +6,8 @@ second live contact with the same e-mail as HubSpot does."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -264,8 +266,20 @@ def test_vendor_contact_never_linked_is_adopted_not_left_pending(world: World) -
         cli, ["--config", str(world.root / "dealsync.yaml"), "runs", str(result.run_id)]
     )
     assert shown.exit_code == 0, shown.output
-    [line] = [x for x in shown.output.splitlines() if " adopt " in x]
-    assert f"contacts vendor {existing.id}" in line and "Existing ID" in line
+    listed = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(world.root / "dealsync.yaml"),
+            "runs",
+            str(result.run_id),
+            "--format",
+            "csv",
+        ],
+    )
+    [row] = [r for r in csv.DictReader(io.StringIO(listed.output)) if r["action"] == "adopt"]
+    assert (row["object"], row["side"], row["record_id"]) == ("contacts", "vendor", existing.id)
+    assert "Existing ID" in row["detail"] and "Existing ID" in shown.output
     assert "adopted vendor contacts: 1" in shown.output
     quiet_pass(world)
 

@@ -149,7 +149,7 @@ def test_manual_review_pending_written_back_then_approved_owns_from_approval(
     }
     assert not w.mirrored("acme", deal)  # pending owns nothing: nothing at the vendor
     listing = w.ok("registrations", "--status", "pending").output
-    assert "initech.com" in listing and "review_note" in listing
+    assert "initech.com" in listing and "review note" in listing  # a column of its own
 
     # the domain is reserved: another partner's registration of it is turned away
     rival = w.seed_deal("beta", "Initech", "www.initech.com", "bill@initech.com")

@@ -9,6 +9,8 @@ point: no exception unwinds, no ``finally`` releases the lock, nothing is flushe
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import socket
@@ -247,8 +249,12 @@ def test_dealsync_runs_and_status_show_a_killed_pass_interrupted(
     status = json.loads(cli(w, "status", "--json"))
     [acme] = [c for c in status if c["partner"] == "acme"]
     assert acme["last_run"]["id"] == run_id and acme["last_run"]["status"] == "interrupted"
-    line = next(x for x in cli(w, "runs").splitlines() if x.startswith(f"#{run_id} "))
-    assert "interrupted" in line and "died before the run finished" in line, line
+    [row] = [
+        r
+        for r in csv.DictReader(io.StringIO(cli(w, "runs", "--format", "csv")))
+        if r["id"] == str(run_id)
+    ]
+    assert row["status"] == "interrupted" and "died before the run finished" in row["error"], row
     shown = cli(w, "runs", str(run_id))
     assert f"run #{run_id} acme interrupted" in shown and "error: the process" in shown
 

@@ -223,7 +223,7 @@ def test_partners_token_create_expires_and_list_show_it(harness: Harness) -> Non
         app.close()
     listed = runner.invoke(cli, [*base, "list", "--partner", "acme"])
     assert listed.exit_code == 0, listed.output
-    lines = listed.output.splitlines()
+    lines = listed.output.splitlines()[1:]  # under the table's header
     assert len(lines) == 5
     assert sum("expires 20" in line for line in lines) == 4
     [lapsed] = [line for line in lines if "lapsed" in line]
