@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hubspot import HubSpot
+from urllib3.util.retry import Retry
 
 from connector.api import Dealsync, register_lead
 from connector.config import load_project
@@ -77,10 +78,14 @@ class PortalUser:
     """A person working in one HubSpot portal, through the plain hubspot-api-client."""
 
     def __init__(self, url: str, token: str) -> None:
-        crm = HubSpot(access_token=token, host=url).crm
+        # a person shares the portal's rate budget with dealsync: a 429 is waited out
+        # and tried again, as HubSpot's own UI does, instead of ending the tour
+        retry = Retry(total=8, backoff_factor=0.5, status_forcelist=(429,), allowed_methods=None)
+        client = HubSpot(access_token=token, host=url, retry=retry)
+        crm = client.crm
         self._basic = {t: getattr(crm, t).basic_api for t in ("deals", "companies", "contacts")}
         self._assoc = crm.associations.v4.basic_api
-        self._events = HubSpot(access_token=token, host=url).events.send.basic_api
+        self._events = client.events.send.basic_api
 
     def create(self, object_type: str, properties: dict[str, str]) -> str:
         return str(self._basic[object_type].create({"properties": properties}).id)
@@ -451,7 +456,9 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
 def _review_step(echo: Echo, app: Dealsync, now: datetime) -> bool:
     """Step 10: a lead registered by hand waits for review (the demo's rules say
     ``review.lead: manual``) and is approved; True when it then owns its domain."""
-    echo("10. Acme registers a lead by hand; lead registrations are reviewed (review.lead: manual):")
+    echo(
+        "10. Acme registers a lead by hand; lead registrations are reviewed (review.lead: manual):"
+    )
     reg = register_lead(
         app,
         partner="acme",
