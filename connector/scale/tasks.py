@@ -1,0 +1,66 @@
+"""The jobs a worker runs. A pass of a connection is the task ``dealsync.sync_connection``
+with two locks named after the connection (:func:`lock_of`):
+
+- ``lock``: procrastinate starts no job while another job with the same lock is
+  being run, so one pass per connection at a time across every worker;
+- ``queueing_lock``: a second request while one is still waiting is refused by the
+  queue (``AlreadyEnqueued``) and reported as *joined* (:mod:`.enqueue`): later
+  requests join the waiting pass instead of piling up.
+
+A pass that finds the connection's state lock held (a pass run outside the queue,
+by ``sync`` or ``serve``, or one of a worker that died on another host whose lock
+has not expired yet) is retried later by the queue's retry strategy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from procrastinate import Blueprint, JobContext, RetryStrategy
+
+from connector.state.runs import LockHeld
+
+log = logging.getLogger("dealsync.scale")
+
+SYNC_TASK = "dealsync.sync_connection"
+PASSES_QUEUE = "passes"
+
+blueprint = Blueprint()
+
+#: A held state lock is waited out: 20 attempts, 5 s apart then longer (the holder
+#: renews its lock while it runs; a dead one's lock expires or, on the same host, is
+#: taken over at once).
+LOCK_RETRY = RetryStrategy(max_attempts=20, wait=5, linear_wait=5, retry_exceptions={LockHeld})
+
+
+class PassFailed(Exception):
+    """The pass ended ``fatal``: the job is marked failed with the pass's error."""
+
+
+def lock_of(partner: str) -> str:
+    """The lock and queueing-lock name of a connection's passes."""
+    return f"dealsync:sync:{partner}"
+
+
+ProgramOf = Callable[[], Any]
+
+
+@blueprint.task(name=SYNC_TASK, queue=PASSES_QUEUE, pass_context=True, retry=LOCK_RETRY)
+def sync_connection(
+    context: JobContext, partner: str, full: bool = False, now: str | None = None
+) -> dict[str, Any]:
+    """One pass of ``partner`` (``full``: as ``sync --full``; ``now``: an ISO time the
+    pass runs at, for scheduled and test passes), by the worker's program
+    (``additional_context["program"]``). Returns the pass's summary, kept by the
+    queue with the job."""
+    extra = context.additional_context
+    program = extra["program"]
+    crash_at = extra.get("crash_at")  # tests: kill the worker at a named point
+    at = datetime.fromisoformat(now) if now else None
+    result = program.sync(partner, full=full, now=at, trigger="queue", crash_at=crash_at)
+    if result.status == "fatal":
+        raise PassFailed(f"pass of {partner} failed: {result.error}")
+    log.info("pass of %s: %s (run %s)", partner, result.status, result.run_id)
+    return {"connection": partner, "run": result.run_id, "status": result.status}

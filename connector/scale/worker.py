@@ -1,0 +1,95 @@
+"""``dealsync worker``: one process running pass jobs from the queue, with
+``concurrency`` passes at a time (of different connections: the connection lock
+keeps one per connection), a heartbeat every quarter of ``stalled_after`` and the
+retry of stalled workers' jobs (:mod:`.stalled`). Stops on SIGINT/SIGTERM after the
+passes it runs (procrastinate's graceful shutdown); ``until_empty`` stops once the
+queue has nothing left to run (cron-like use, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connector.scale.app import make_app
+from connector.scale.stalled import keep_retrying_stalled, retry_stalled
+from connector.scale.tasks import PASSES_QUEUE
+
+log = logging.getLogger("dealsync.scale")
+
+DEFAULT_STALLED_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 1
+    queues: Sequence[str] = (PASSES_QUEUE,)
+    stalled_after: float = DEFAULT_STALLED_AFTER
+    until_empty: bool = False
+    apply_schema: bool = False
+
+
+async def apply_schema_async(app: Any) -> bool:
+    """procrastinate's schema in the state's database, once (False: already there)."""
+    async with app.open_async():
+        return await _apply(app)
+
+
+async def _apply(app: Any) -> bool:
+    row = await app.connector.execute_query_one_async(
+        "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
+    )
+    if row and row["present"]:
+        return False
+    await app.schema_manager.apply_schema_async()
+    return True
+
+
+def run_worker(
+    state_url: str,
+    program: Any,
+    options: WorkerOptions,
+    *,
+    crash_at: Callable[[str], None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Run the worker until stopped (or, ``until_empty``, until the queue is empty)."""
+    asyncio.run(_run(state_url, program, options, crash_at, echo))
+
+
+async def _run(
+    state_url: str,
+    program: Any,
+    options: WorkerOptions,
+    crash_at: Callable[[str], None] | None,
+    echo: Callable[[str], None],
+) -> None:
+    app = make_app(state_url)
+    async with app.open_async():
+        if options.apply_schema and await _apply(app):
+            echo("applied the queue's schema (procrastinate) to the state's database")
+        # a worker that died before this one started: its jobs go back first
+        for job_id in await retry_stalled(app, options.stalled_after):
+            echo(f"job {job_id} of a worker that stopped was put back in the queue")
+        reaper = asyncio.create_task(keep_retrying_stalled(app, options.stalled_after))
+        echo(
+            f"worker: {options.concurrency} pass(es) at a time from queue(s) "
+            f"{', '.join(options.queues)}"
+        )
+        try:
+            await app.run_worker_async(
+                queues=list(options.queues),
+                concurrency=options.concurrency,
+                wait=not options.until_empty,
+                update_heartbeat_interval=max(0.1, options.stalled_after / 4),
+                stalled_worker_timeout=options.stalled_after,
+                additional_context={"program": program, "crash_at": crash_at},
+                delete_jobs="never",
+            )
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
