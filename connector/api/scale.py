@@ -104,3 +104,14 @@ def enqueue_sync(
                 "`dealsync worker --apply-schema` once"
             ) from None
         raise
+
+
+def pass_jobs(program: Dealsync) -> list[Any]:
+    """The pass jobs in the queue (:class:`connector.scale.queue.QueuedJob`), oldest first."""
+    _scale()
+    from connector.scale.app import make_app
+    from connector.scale.queue import pass_jobs as listed
+
+    app = make_app(queue_url(program))
+    with app.open():
+        return listed(app)
