@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from connector.api import scale
-from connector.cli.base import Ctx, cli, command
+from connector.cli.base import Ctx, cli, command, parse_now
 
 
 @command(cli)
@@ -73,11 +73,16 @@ def enqueue() -> None:
 )
 @click.option("--all", "all_", is_flag=True, help="Every partner's connection.")
 @click.option("--full", is_flag=True, help="Passes as `sync --full`.")
-def enqueue_sync(ctx: Ctx, connections: tuple[str, ...], all_: bool, full: bool) -> None:
+@click.option("--now", metavar="ISO-DATETIME", help="Apply the program's rules as of this time.")
+def enqueue_sync(
+    ctx: Ctx, connections: tuple[str, ...], all_: bool, full: bool, now: str | None
+) -> None:
     """Queue a pass per connection; a connection whose pass is already waiting joins it."""
     if bool(connections) == all_:
         raise click.UsageError("give --connection PARTNER (repeatable) or --all")
+    moment = parse_now(now)
+    at = moment.isoformat() if moment else None
     for line in scale.enqueue_sync(
-        ctx.app(check_env=False), None if all_ else list(connections), full=full
+        ctx.app(check_env=False), None if all_ else list(connections), full=full, now=at
     ):
         click.echo(line)

@@ -59,8 +59,8 @@ def make_app(state_url: str) -> Any:
     (:mod:`.tasks`). Not opened: callers use ``with app.open():`` (or the async form)."""
     import procrastinate
 
-    from connector.scale.tasks import blueprint
+    from connector.scale.tasks import register
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(state_url)))
-    app.add_tasks_from(blueprint, namespace="dealsync")
+    register(app)
     return app

@@ -1,5 +1,5 @@
-"""The jobs a worker runs. A pass of a connection is the task ``dealsync.sync_connection``
-with two locks named after the connection (:func:`lock_of`):
+"""The jobs a worker runs. A pass of a connection is the task
+``dealsync:sync_connection`` with two locks named after the connection (:func:`lock_of`):
 
 - ``lock``: procrastinate starts no job while another job with the same lock is
   being run, so one pass per connection at a time across every worker;
@@ -18,16 +18,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from procrastinate import Blueprint, JobContext, RetryStrategy
+from procrastinate import JobContext, RetryStrategy
 
 from connector.state.runs import LockHeld
 
 log = logging.getLogger("dealsync.scale")
 
-SYNC_TASK = "dealsync.sync_connection"
+SYNC_TASK = "dealsync:sync_connection"
 PASSES_QUEUE = "passes"
-
-blueprint = Blueprint()
 
 #: A held state lock is waited out: 20 attempts, 5 s apart then longer (the holder
 #: renews its lock while it runs; a dead one's lock expires or, on the same host, is
@@ -47,7 +45,6 @@ def lock_of(partner: str) -> str:
 ProgramOf = Callable[[], Any]
 
 
-@blueprint.task(name=SYNC_TASK, queue=PASSES_QUEUE, pass_context=True, retry=LOCK_RETRY)
 def sync_connection(
     context: JobContext, partner: str, full: bool = False, now: str | None = None
 ) -> dict[str, Any]:
@@ -64,3 +61,11 @@ def sync_connection(
         raise PassFailed(f"pass of {partner} failed: {result.error}")
     log.info("pass of %s: %s (run %s)", partner, result.status, result.run_id)
     return {"connection": partner, "run": result.run_id, "status": result.status}
+
+
+def register(app: Any) -> None:
+    """Add dealsync's tasks to a new procrastinate app (each app its own task objects:
+    a process may open several apps, e.g. the tests)."""
+    app.task(name=SYNC_TASK, queue=PASSES_QUEUE, pass_context=True, retry=LOCK_RETRY)(
+        sync_connection
+    )
