@@ -73,7 +73,7 @@ async def _run(
             echo("applied the queue's schema (procrastinate) to the state's database")
         # a worker that died before this one started: its jobs go back first
         for job_id in await retry_stalled(app, options.stalled_after):
-            echo(f"job {job_id} of a worker that stopped was put back in the queue")
+            echo(f"job {job_id} of a worker that stopped was retried (or joined to a waiting pass)")
         reaper = asyncio.create_task(keep_retrying_stalled(app, options.stalled_after))
         echo(
             f"worker: {options.concurrency} pass(es) at a time from queue(s) "
