@@ -63,7 +63,9 @@ def run_worker(
         apply_schema=apply_schema,
     )
     program.store  # noqa: B018  (the state's own schema, migrated before any job runs)
-    worker.run_worker(url, program, options, crash_at=crash_at, echo=echo)
+    from connector.state.runs import LockHeld
+
+    worker.run_worker(url, program, options, crash_at=crash_at, busy=(LockHeld,), echo=echo)
 
 
 def apply_queue_schema(program: Dealsync) -> bool:

@@ -20,17 +20,22 @@ from typing import Any
 
 from procrastinate import JobContext, RetryStrategy
 
-from connector.state.runs import LockHeld
-
 log = logging.getLogger("dealsync.scale")
 
 SYNC_TASK = "dealsync:sync_connection"
 PASSES_QUEUE = "passes"
 
+
+class ConnectionBusy(Exception):
+    """The connection's state lock is held by another pass: the job is tried again."""
+
+
 #: A held state lock is waited out: 20 attempts, 5 s apart then longer (the holder
 #: renews its lock while it runs; a dead one's lock expires or, on the same host, is
 #: taken over at once).
-LOCK_RETRY = RetryStrategy(max_attempts=20, wait=5, linear_wait=5, retry_exceptions={LockHeld})
+LOCK_RETRY = RetryStrategy(
+    max_attempts=20, wait=5, linear_wait=5, retry_exceptions={ConnectionBusy}
+)
 
 
 class PassFailed(Exception):
@@ -55,8 +60,12 @@ def sync_connection(
     extra = context.additional_context
     program = extra["program"]
     crash_at = extra.get("crash_at")  # tests: kill the worker at a named point
+    busy = tuple(extra.get("busy", ()))  # the state's LockHeld (the API passes it)
     at = datetime.fromisoformat(now) if now else None
-    result = program.sync(partner, full=full, now=at, trigger="queue", crash_at=crash_at)
+    try:
+        result = program.sync(partner, full=full, now=at, trigger="queue", crash_at=crash_at)
+    except busy as exc:
+        raise ConnectionBusy(str(exc)) from exc
     if result.status == "fatal":
         raise PassFailed(f"pass of {partner} failed: {result.error}")
     log.info("pass of %s: %s (run %s)", partner, result.status, result.run_id)

@@ -54,17 +54,20 @@ def run_worker(
     options: WorkerOptions,
     *,
     crash_at: Callable[[str], None] | None = None,
+    busy: tuple[type[Exception], ...] = (),
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Run the worker until stopped (or, ``until_empty``, until the queue is empty)."""
-    asyncio.run(_run(state_url, program, options, crash_at, echo))
+    """Run the worker until stopped (or, ``until_empty``, until the queue is empty).
+    ``busy``: the exceptions that mean "another pass holds the connection" (the
+    state's ``LockHeld``): the job is retried later."""
+    extra = {"program": program, "crash_at": crash_at, "busy": busy}
+    asyncio.run(_run(state_url, extra, options, echo))
 
 
 async def _run(
     state_url: str,
-    program: Any,
+    extra: dict[str, Any],
     options: WorkerOptions,
-    crash_at: Callable[[str], None] | None,
     echo: Callable[[str], None],
 ) -> None:
     app = make_app(state_url)
@@ -86,7 +89,7 @@ async def _run(
                 wait=not options.until_empty,
                 update_heartbeat_interval=max(0.1, options.stalled_after / 4),
                 stalled_worker_timeout=options.stalled_after,
-                additional_context={"program": program, "crash_at": crash_at},
+                additional_context=extra,
                 delete_jobs="never",
             )
         finally:

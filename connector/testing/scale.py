@@ -11,8 +11,7 @@ import sys
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from connector.api import Dealsync
-    from connector.api import scale
+    from connector.api import Dealsync, scale
     from connector.testing.crash import kill_me
 
     scale.run_worker(
