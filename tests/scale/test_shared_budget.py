@@ -7,7 +7,6 @@ Without the shared store each process would spend the whole budget by itself."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,8 +26,7 @@ def redis_or_skip() -> str:
     """The test Redis (``DEALSYNC_TEST_REDIS_URL``, else 127.0.0.1:6379) or a skip."""
     redis = pytest.importorskip("redis")
     try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2).ping()
     except Exception as exc:
         pytest.skip(f"no Redis answering at {REDIS_URL} ({exc})")
     return REDIS_URL
