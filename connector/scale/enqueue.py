@@ -10,7 +10,7 @@ from typing import Any
 
 from procrastinate.exceptions import AlreadyEnqueued
 
-from connector.scale.tasks import SYNC_TASK, lock_of
+from connector.scale.tasks import SYNC_TASK, lock_of, queueing_lock_of
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def enqueue_passes(
         if now is not None:
             kwargs["now"] = now
         try:
-            job_id = task.configure(lock=lock_of(pid), queueing_lock=lock_of(pid)).defer(**kwargs)
+            job = task.configure(lock=lock_of(pid), queueing_lock=queueing_lock_of(pid, full))
+            job_id = job.defer(**kwargs)
         except AlreadyEnqueued:
             out.append(Enqueued(pid, None))
             continue

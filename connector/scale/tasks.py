@@ -43,8 +43,14 @@ class PassFailed(Exception):
 
 
 def lock_of(partner: str) -> str:
-    """The lock and queueing-lock name of a connection's passes."""
+    """The lock name of a connection's passes (full or not: one at a time)."""
     return f"dealsync:sync:{partner}"
+
+
+def queueing_lock_of(partner: str, full: bool) -> str:
+    """The queueing-lock name: a ``--full`` request joins a waiting full pass only,
+    never a plain one (which would not re-read every linked pair)."""
+    return lock_of(partner) + (":full" if full else "")
 
 
 ProgramOf = Callable[[], Any]

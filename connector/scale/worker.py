@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.scale.app import make_app
@@ -83,16 +84,33 @@ async def _run(
             f"{', '.join(options.queues)}"
         )
         try:
-            await app.run_worker_async(
-                queues=list(options.queues),
-                concurrency=options.concurrency,
-                wait=not options.until_empty,
-                update_heartbeat_interval=max(0.1, options.stalled_after / 4),
-                stalled_worker_timeout=options.stalled_after,
-                additional_context=extra,
-                delete_jobs="never",
-            )
+            while True:
+                await app.run_worker_async(
+                    queues=list(options.queues),
+                    concurrency=options.concurrency,
+                    wait=not options.until_empty,
+                    update_heartbeat_interval=max(0.1, options.stalled_after / 4),
+                    stalled_worker_timeout=options.stalled_after,
+                    additional_context=extra,
+                    delete_jobs="never",
+                )
+                # procrastinate's "no job to fetch" counts a job behind its connection's
+                # lock as none: until empty means none left that is due now
+                if not options.until_empty or not await _due(app, options.queues):
+                    break
+                await asyncio.sleep(0.2)  # the running pass holding that lock may end
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+
+
+async def _due(app: Any, queues: Sequence[str]) -> int:
+    """Jobs waiting in ``queues`` that are due now (not a retry scheduled later)."""
+    now = datetime.now(UTC)
+    count = 0
+    for queue in queues:
+        for job in await app.job_manager.list_jobs_async(queue=queue, status="todo"):
+            if job.scheduled_at is None or job.scheduled_at <= now:
+                count += 1
+    return count

@@ -1,6 +1,6 @@
 """Passes through the queue: ``dealsync enqueue sync`` twice for one connection leaves
-one waiting job (the second request joins it), a worker runs it once, and the state
-logs one queued pass; the embedded SQLite state refuses the worker, naming the fix."""
+one waiting job (the second request joins it; a ``--full`` request does not), a worker
+with room for two runs the connection's passes one at a time, and the state logs them; the embedded SQLite state refuses the worker, naming the fix."""
 
 from __future__ import annotations
 
@@ -51,13 +51,18 @@ def test_a_second_request_joins_the_waiting_pass_and_it_runs_once(
 
     [job] = queue_api.pass_jobs(program)
     assert (job.connection, job.status) == ("acme", "todo")
+    # a full pass does more than the waiting one: it does not join it, and runs after it
+    full = run_cli(config, "enqueue", "sync", "--connection", "acme", "--full")
+    assert "acme: queued (job" in full.output
 
-    ran = run_cli(config, "worker", "--until-empty")
+    # two passes of one connection and room for two at a time: the lock runs them in turn
+    ran = run_cli(config, "worker", "--until-empty", "--concurrency", "2")
     assert ran.exit_code == 0, ran.output
-    [job] = queue_api.pass_jobs(program)
-    assert (job.status, job.attempts) == ("succeeded", 1)
-    runs = program.runs("acme")
-    assert [(r.trigger, r.status) for r in runs] == [("queue", "ok")]
+    jobs = queue_api.pass_jobs(program)
+    assert [(j.status, j.attempts) for j in jobs] == [("succeeded", 1)] * 2
+    runs = sorted(program.runs("acme"), key=lambda r: r.id)
+    assert [(r.trigger, r.status) for r in runs] == [("queue", "ok")] * 2
+    assert runs[1].started_at >= runs[0].finished_at  # one at a time
     assert program.runs("beta") == []  # only what was asked for
     assert counterpart(crms["vendor"], "acme", "deals", deal.id) is not None
 
