@@ -68,16 +68,6 @@ def run_worker(
     worker.run_worker(url, program, options, crash_at=crash_at, busy=(LockHeld,), echo=echo)
 
 
-def apply_queue_schema(program: Dealsync) -> bool:
-    """procrastinate's schema in the state's database (False: it was there already)."""
-    import asyncio
-
-    worker = _scale()
-    from connector.scale.app import make_app
-
-    return bool(asyncio.run(worker.apply_schema_async(make_app(queue_url(program)))))
-
-
 def enqueue_sync(
     program: Dealsync,
     partners: Sequence[str] | None,

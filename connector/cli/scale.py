@@ -37,7 +37,11 @@ from connector.cli.base import Ctx, cli, command, parse_now
     metavar="SECONDS",
     help="A worker silent this long is dead: its jobs are retried by another worker.",
 )
-@click.option("--until-empty", is_flag=True, help="Stop once the queue has nothing left to run.")
+@click.option(
+    "--until-empty",
+    is_flag=True,
+    help="Stop once no job is due (a retry scheduled for later is left to the next run).",
+)
 def worker(
     ctx: Ctx,
     concurrency: int,

@@ -33,13 +33,8 @@ class WorkerOptions:
     apply_schema: bool = False
 
 
-async def apply_schema_async(app: Any) -> bool:
-    """procrastinate's schema in the state's database, once (False: already there)."""
-    async with app.open_async():
-        return await _apply(app)
-
-
 async def _apply(app: Any) -> bool:
+    """procrastinate's schema in the state's database, once (False: already there)."""
     row = await app.connector.execute_query_one_async(
         "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
     )
