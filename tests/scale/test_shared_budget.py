@@ -2,7 +2,8 @@
 own limiters of one sandbox portal (its HubSpot limits on) share the portal's windows
 in Redis (``DEALSYNC_LIMITS_URL``), so together they never exceed the 10-second
 budget or the search budget — counted per window at the sandbox — and draw no 429.
-Without the shared store each process would spend the whole budget by itself."""
+Without the shared store each process would spend the whole budget by itself (the
+same run with ``DEALSYNC_LIMITS_URL`` unset draws 429s)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ from connector.sandbox import PortalSpec
 from connector.testing.sandbox import server_factory
 
 REDIS_URL = os.environ.get("DEALSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-PER_10S, SEARCH_PER_S = 20, 5.0
-REQUESTS, SEARCHES = 12, 8  # per process: two of them need more than one window
+PER_10S, SEARCH_PER_S = 20, 5.0  # the sandbox portal's limits, as HubSpot's
+# What the processes are told, lower: the slack absorbs network jitter between the
+# limiters' clocks and the sandbox's on a loaded machine (a real deployment keeps the
+# limiter's own margin); two processes alone would still exceed the portal's limits.
+TOLD_PER_10S, TOLD_SEARCH_PER_S = 16, 3.0
+REQUESTS, SEARCHES = 12, 8  # per process: together more than one window's budget
 
 
 def redis_or_skip() -> str:
@@ -53,7 +58,7 @@ def test_two_processes_sharing_the_limiter_stay_within_the_portal_budget() -> No
         args = [
             sys.executable, "-m", "connector.testing.scale", "burst", srv.url, token,
             "--requests", str(REQUESTS), "--searches", str(SEARCHES),
-            "--per-10s", str(PER_10S), "--search-rate", str(SEARCH_PER_S),
+            "--per-10s", str(TOLD_PER_10S), "--search-rate", str(TOLD_SEARCH_PER_S),
         ]  # fmt: skip
         env = {**os.environ, "DEALSYNC_LIMITS_URL": url}
         procs = [
