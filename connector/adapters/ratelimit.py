@@ -8,17 +8,32 @@ budget corrected from the ``X-HubSpot-RateLimit-*`` headers (another process sha
 the portal shows up as a lower ``Remaining``).
 
 One limiter per portal per process (:func:`limiter_for`), shared by every adapter of
-that portal, because the budget belongs to the portal, not to a connection.
+that portal, because the budget belongs to the portal, not to a connection. With
+``DEALSYNC_LIMITS_URL`` set (a Redis URL), each limiter also takes a slot of the
+portal's window in that store before a request goes (:mod:`connector.scale.budget`):
+one budget for every process and machine, as ``dealsync worker`` processes need.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+LIMITS_URL_ENV = "DEALSYNC_LIMITS_URL"
+
+
+class Shared(Protocol):
+    """A window shared with other processes (:class:`connector.scale.budget.SharedWindow`)."""
+
+    def take(self) -> float:
+        """0.0 when a slot was taken, else the seconds to wait before asking again."""
+        ...
 
 
 @dataclass
@@ -31,6 +46,7 @@ class SlidingWindowLimiter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     waited: float = 0.0
+    shared: Shared | None = None
     _sent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server_block_until: float = 0.0
@@ -52,6 +68,8 @@ class SlidingWindowLimiter:
                     delay = self._server_block_until - now
                 elif len(self._sent) >= self.effective_budget:
                     delay = self._sent[0] + self.window - now
+                elif self.shared is not None:  # the other processes' requests count too
+                    delay = self.shared.take()
                 if delay <= 0:
                     self._sent.append(now)
                     self.waited += waited
@@ -98,18 +116,36 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> PortalLimits:
-    """The process-wide limiters of one portal (keyed by host and a token digest)."""
+    """The process-wide limiters of one portal (keyed by host and a token digest),
+    sharing the portal's windows through ``DEALSYNC_LIMITS_URL`` when it is set."""
     key = hashlib.sha256(f"{host}|{token}".encode()).hexdigest()
     with _REGISTRY_LOCK:
         limits = _REGISTRY.get(key)
         if limits is None:
             margin = max(1, per_10s // 20)
+            search_budget = max(1, int(search_per_s))
             limits = PortalLimits(
                 requests=SlidingWindowLimiter(budget=per_10s, window=10.0, margin=margin),
                 search=SlidingWindowLimiter(
-                    budget=max(1, int(search_per_s)),
-                    window=1.0 * max(1, int(search_per_s)) / search_per_s + 0.05,
+                    budget=search_budget,
+                    window=1.0 * search_budget / search_per_s + 0.05,
                 ),
             )
+            url = os.environ.get(LIMITS_URL_ENV, "").strip()
+            if url:
+                _share(limits, url, key[:24])
             _REGISTRY[key] = limits
         return limits
+
+
+def _share(limits: PortalLimits, url: str, key: str) -> None:
+    """Give the portal's limiters their windows in the store at ``url``: the 10-second
+    budget less its margin, and the search budget less one (the shared window counts
+    whole seconds; the slot given up absorbs network jitter between processes)."""
+    from connector.scale.budget import SharedWindow
+
+    requests, search = limits.requests, limits.search
+    requests.shared = SharedWindow(
+        url, f"dealsync:{key}:requests", requests.effective_budget, requests.window
+    )
+    search.shared = SharedWindow(url, f"dealsync:{key}:search", max(1, search.budget - 1), 1.0)

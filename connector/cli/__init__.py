@@ -5,7 +5,7 @@ config, unreachable CRM, usage errors). Errors are one clean line; ``--debug`` s
 the traceback.
 
 One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:`.program`,
-:mod:`.outbox`, :mod:`.partners`, :mod:`.privacy`, :mod:`.serve`), each adding its commands to the group in :mod:`.base`.
+:mod:`.outbox`, :mod:`.partners`, :mod:`.privacy`, :mod:`.serve`, :mod:`.scale`), each adding its commands to the group in :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ import sys
 
 import click
 
-from connector.cli import conflicts, mappings, outbox, partners, privacy, program, serve, sync
+from connector.cli import (
+    conflicts,
+    mappings,
+    outbox,
+    partners,
+    privacy,
+    program,
+    scale,
+    serve,
+    sync,
+)
 from connector.cli.base import cli, fatal, reader_went_away
 
 __all__ = [
@@ -26,6 +36,7 @@ __all__ = [
     "partners",
     "privacy",
     "program",
+    "scale",
     "serve",
     "sync",
 ]
