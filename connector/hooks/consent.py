@@ -206,15 +206,19 @@ def decide_consent(
         ]
         # one bulk read instead of a query per registration
         people = registry.contacts_of(r.id for r in accepted if r.id is not None)
-        pairs = [
-            (reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])
-        ]
-    # contact id → (the decision it was looked at for, when to look again or None)
-    looked: dict[int, tuple[datetime, datetime | None]] = {}
+        pairs = [(reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])]
+    # contact id → (the decision it was looked at for, when to look again or None, the
+    # outbox key the decision rests on or None)
+    looked: dict[int, tuple[datetime, datetime | None, str | None]] = {}
 
-    def look(reg: Registration, person: RegistrationContact, again: datetime | None) -> None:
+    def look(
+        reg: Registration,
+        person: RegistrationContact,
+        again: datetime | None = None,
+        key: str | None = None,
+    ) -> None:
         if person.id is not None:
-            looked[person.id] = (reg.decided_at or reg.submitted_at, again)
+            looked[person.id] = (reg.decided_at or reg.submitted_at, again, key)
 
     done = ctx.store.outbox.existing(
         f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
@@ -235,9 +239,16 @@ def decide_consent(
         company_country = {cid: rec.get("country") for cid, rec in found.items()}
     due: list[_Due] = []
     for reg, person in pairs:
-        look(reg, person, None)  # unless it is due later (below): nothing left to do
+        look(reg, person)  # nothing left to do, unless said otherwise below
         if country_code(person.country) is None and decided(person):
-            continue  # where it is came from its company then, and is not read again
+            # where it is came from its company then, and is not read again
+            email = person.email.lower()
+            look(
+                reg,
+                person,
+                key=next(f"{k}:{email}" for k in CONSENT_KINDS if f"{k}:{email}" in done),
+            )
+            continue
         company = company_country.get(reg.vendor_company_id or "")
         where = lead_country(person.country, company)
         area = region(where.country, consent)
@@ -248,14 +259,16 @@ def decide_consent(
         kind = "consent_request" if area == "dach" else "data_notice"
         key = f"{kind}:{person.email.lower()}"
         if key in done:
+            look(reg, person, key=key)
             continue  # decided before (or for another registration of this person)
         decided_at = reg.decided_at or reg.submitted_at
         window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
         if kind == "data_notice" and ctx.now < window_end:
             # not due yet: decided on the first pass after the window, looked at again then
             ctx.note(ConsentOutlook).later.append((person.email, window_end))
-            look(reg, person, window_end)
+            look(reg, person, again=window_end)
             continue
+        look(reg, person, key=key)
         done.add(key)
         due.append(_Due(reg, person, kind, key, where.country, window_end))
     decided = _decide_due(ctx, rules, engagement, due)
@@ -265,11 +278,13 @@ def decide_consent(
     return decided
 
 
-def _mark_looked(ctx: PassContext, looked: Mapping[int, tuple[datetime, datetime | None]]) -> None:
+def _mark_looked(
+    ctx: PassContext, looked: Mapping[int, tuple[datetime, datetime | None, str | None]]
+) -> None:
     """Hand the consent marks of the contacts looked at to ``ctx.apply``."""
     if not looked:
         return
-    items = [(cid, for_, again) for cid, (for_, again) in sorted(looked.items())]
+    items = [(cid, *mark) for cid, mark in sorted(looked.items())]
     registry = ctx.store.registry
     ctx.apply([Keep("consent looked at", lambda: registry.mark_consent(items))])
 

@@ -169,7 +169,7 @@ STEPS.append(
 )
 
 def _consent_marks(conn: Connection) -> None:
-    _add_columns(tables.RegistrationContact, "consent_for", "consent_next")(conn)
+    _add_columns(tables.RegistrationContact, "consent_for", "consent_next", "consent_key")(conn)
     for index in tables.RegistrationContact.__table__.indexes:  # type: ignore[attr-defined]
         if index.name == "ix_regcontact_consent_next":
             index.create(conn, checkfirst=True)

@@ -309,9 +309,11 @@ class RegistrationContact(SQLModel, table=True):
     # the consent hook's bookkeeping (issue 17), so a pass reads only the contacts with
     # consent work due: which decision of the registration (its ``decided_at``, else
     # ``submitted_at``) the contact was looked at for (None: never), and when to look
-    # again (None: nothing left for that decision — decided, or outside the EU)
+    # again (None: nothing left for that decision — decided, or outside the EU), and the
+    # outbox row the decision rests on (a row that disappears makes the contact due again)
     consent_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
     consent_next: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_key: str | None = Field(default=None, max_length=400)
 
 
 class DomainClaim(SQLModel, table=True):
