@@ -198,10 +198,10 @@ def decide_consent(
     if registration_ids is None:
         pairs = registry.consent_due(ctx.connection, ctx.now)
     else:
-        found = (registry.get(i) for i in sorted(registration_ids))
+        given = (registry.get(i) for i in sorted(registration_ids))
         accepted = [
             r
-            for r in found
+            for r in given
             if r is not None and r.partner == ctx.connection and r.status == "accepted"
         ]
         # one bulk read instead of a query per registration
@@ -271,11 +271,11 @@ def decide_consent(
         look(reg, person, key=key)
         done.add(key)
         due.append(_Due(reg, person, kind, key, where.country, window_end))
-    decided = _decide_due(ctx, rules, engagement, due)
+    count = _decide_due(ctx, rules, engagement, due)
     # after the e-mails' rows (a crash before this looks at them again: the outbox keys
     # make that harmless); a CRM error that stops the pass leaves them due
     _mark_looked(ctx, looked)
-    return decided
+    return count
 
 
 def _mark_looked(
