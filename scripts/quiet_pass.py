@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connector.program.decide import Decision, Person, Submission
 from connector.testing.queries import count_queries
+from connector.testing.registrations import seed_registrations
 from connector.testing.world import FileCRMWorld, project_yaml, write_project
 
 NOW = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
@@ -34,17 +34,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as d:
         world = FileCRMWorld.open(write_project(Path(d), project_yaml(("acme",))))
         registry = world.app.registry
-        items = []
-        for i in range(args.registrations):
-            domain = f"company{i}.com"
-            person = Person(f"p{i}@{domain}", "Pat", f"Lee{i}", "DE" if i % 2 else "US")
-            sub = Submission("acme", "lead", "contacts", f"r{i}", domain, f"Company {i}", (person,))
-            until = NOW + timedelta(days=180)
-            items.append((sub, Decision("accepted", domain, None, "ok", until, (person,))))
-        registry.record_many(items, now=NOW - timedelta(days=1))
-        # no partner record behind them: nothing left to write back to either side
-        ids = [r.id for r in registry.registrations("acme") if r.id is not None]
-        registry.mark(ids, written_back=True, vendor_written=True)
+        seed_registrations(
+            registry, "acme", args.registrations, decided_at=NOW - timedelta(days=1),
+            countries=("DE", "US"),
+        )  # fmt: skip
         world.app.sync("acme", now=NOW)  # decides the consent work once
         later = NOW + timedelta(minutes=5)
         with count_queries(world.app.store) as counted:

@@ -10,15 +10,19 @@ The sandbox's request counter says how often the vendor's deals were searched.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import Result
+from program_support import NOW, Program
 
 from connector.demo import PortalUser
 from connector.sandbox import PortalSpec, SandboxServer
+from connector.testing.queries import count_queries
+from connector.testing.registrations import seed_registrations
 from connector.testing.world import HubSpotPortals, project_yaml, run_cli, write_project
 
 ENV = {"CYCLE_VENDOR_TOKEN": "cycle-vendor-token"}
@@ -118,3 +122,33 @@ def test_sync_all_scans_the_vendors_won_deals_once_for_every_partner(world: Worl
     # the next cycle finds nothing new and credits nothing again
     world.cli("sync", "--all", "--now", at(timedelta(days=4)))
     assert world.commissions() == {initech: "acme", hooli: "beta"}
+
+
+# ---------------------------------------------------------------- the quiet pass
+
+
+def test_a_quiet_pass_reads_only_the_registrations_with_work_due(program: Program) -> None:
+    """60 accepted leads of acme: a third in Germany (a consent request at once), a
+    third in France (a notice 30 days after acceptance), a third in the US (nothing).
+    Counted by the state store's rows loaded, never by time."""
+    seed_registrations(program.registry, "acme", 60, decided_at=NOW, countries=("DE", "FR", "US"))
+    program.sync("acme", now=NOW + timedelta(minutes=1))  # decides what is due now
+    kinds = Counter(m.kind for m in program.app.outbox.messages())
+    assert kinds == {"consent_request": 20}
+
+    # nothing changed, nothing due: no registration and no contact of one is loaded
+    with count_queries(program.app.store) as quiet:
+        program.sync("acme", now=NOW + timedelta(hours=1))
+    assert (quiet.rows("registration"), quiet.rows("registration_contact")) == (0, 0)
+
+    # the French notices fall due: those 20 are read (and decided), no other
+    with count_queries(program.app.store) as due:
+        program.sync("acme", now=NOW + timedelta(days=31))
+    assert (due.rows("registration"), due.rows("registration_contact")) == (20, 20)
+    kinds = Counter(m.kind for m in program.app.outbox.messages())
+    assert kinds == {"consent_request": 20, "data_notice": 20}
+
+    # and once decided, they are not read again
+    with count_queries(program.app.store) as after:
+        program.sync("acme", now=NOW + timedelta(days=32))
+    assert (after.rows("registration"), after.rows("registration_contact")) == (0, 0)
