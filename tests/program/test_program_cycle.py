@@ -20,6 +20,7 @@ from click.testing import Result
 from program_support import NOW, Program
 
 from connector.demo import PortalUser
+from connector.engine.cycle import Rounds
 from connector.sandbox import PortalSpec, SandboxServer
 from connector.testing.queries import count_queries
 from connector.testing.registrations import seed_registrations
@@ -152,3 +153,35 @@ def test_a_quiet_pass_reads_only_the_registrations_with_work_due(program: Progra
     with count_queries(program.app.store) as after:
         program.sync("acme", now=NOW + timedelta(days=32))
     assert (after.rows("registration"), after.rows("registration_contact")) == (0, 0)
+
+
+# ---------------------------------------------------------------- the service's rounds
+
+
+def test_a_round_ends_when_a_connection_comes_round_again() -> None:
+    """The service's passes share a cycle until a connection's next pass; a pass whose
+    cursor the shared window does not cover (it moved past its end) reads its own."""
+    rounds = Rounds()
+    first = rounds.for_pass("acme", PARTNERS)
+    assert rounds.for_pass("beta", PARTNERS) is first
+    reads: list[datetime | None] = []
+
+    def read(since: datetime | None) -> tuple[datetime, str]:
+        reads.append(since)
+        return T0 + timedelta(hours=len(reads)), f"read {len(reads)}"
+
+    def earliest() -> datetime:
+        return T0 - timedelta(hours=2)
+
+    shared = first.window("won", T0 - timedelta(hours=1), earliest, read)
+    assert (shared.since, shared.data) == (T0 - timedelta(hours=2), "read 1")
+    # beta's cursor lies inside the window: taken from it, nothing read
+    assert first.window("won", T0 - timedelta(hours=2), earliest, read) is shared
+    # a cursor past the window's end reads a window of its own
+    own = first.window("won", T0 + timedelta(hours=3), earliest, read)
+    assert (own.since, own.data, reads[-1]) == (T0 + timedelta(hours=3), "read 2", own.since)
+
+    second = rounds.for_pass("acme", PARTNERS)  # acme again: a new round
+    assert second is not first and second.windows == {}
+    assert rounds.for_pass("beta", PARTNERS) is second
+    assert rounds.for_pass("beta", ("beta",)) is not second  # a reload changed the partners
