@@ -22,7 +22,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from connector.adapters.base import CRMAdapter, SupportsEngagement
@@ -79,7 +79,7 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
         )
         cursors[("vendor", cursor_name)] = window.until
         events_all, contacts, companies = window.data
-        events = [e for e in events_all if window.since == since or e.occurred_at > since]
+        events = [e for e in events_all if window.since == since or _aware(e.occurred_at) > since]
         if not events:
             continue
         for event in events:
@@ -150,6 +150,11 @@ def _read_events(
     )
     companies = crm.read(naming.companies, company_ids, ["domain", "name"]) if company_ids else {}
     return high_water, (events, contacts, companies)
+
+
+def _aware(moment: datetime) -> datetime:
+    """An event's time as UTC-aware (a CRM may hand a naive UTC one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass
