@@ -71,6 +71,7 @@ from connector.engine.reconcile import FieldPlan
 from connector.engine.sync import crash_points
 from connector.engine.values import ValueError_, canonical
 from connector.mail.transport import SmtpTransport
+from connector.program.commission import closed_at
 from connector.testing.clock import FileClock
 from connector.testing.crash import fork_and_wait, kill_me
 from connector.testing.faults import WebhookEndpoint, late_indexed_edit, webhook_event
@@ -780,6 +781,13 @@ class Campaign:
             if not c.written_back:
                 self.violation(f"commission on {c.vendor_deal_id} never written back")
         registry = app.registry
+        # a win whose close date lies outside the ownership window credits no one
+        # (issue 16: the owner when the deal closed), kept with that reason instead
+        outside = {
+            u.vendor_deal_id
+            for u in registry.uncredited()
+            if u.code in ("won_after_ownership", "won_before_registration")
+        }
         for lk in store.links("acme", "deals", ("active",)):
             props = vendor_now["deals"].get(lk.vendor_id or "", {})
             if props.get("dealstage") != "closedwon":
@@ -797,6 +805,14 @@ class Campaign:
                 and (closed is None or reg.decided_at is None or closed >= reg.decided_at)
                 and (closed is None or closed < holder.owned_until)
             )
+            if lk.vendor_id in outside and not by_deal.get(lk.vendor_id or ""):
+                # only when it really closed outside the registration's window
+                closed = closed_at(props, NOW + timedelta(days=1))
+                start, end = (reg.decided_at, reg.owned_until) if reg else (None, None)
+                if (start and closed < start) or (end and closed > end):
+                    continue
+                self.violation(f"won deal {lk.vendor_id} refused though it closed {closed}")
+                continue
             if owned and by_deal.get(lk.vendor_id or "", 0) != 1:
                 why = [u.reason for u in registry.uncredited() if u.vendor_deal_id == lk.vendor_id]
                 self.violation(

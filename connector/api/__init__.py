@@ -53,6 +53,7 @@ from connector.config.check import errors_of as errors_of
 from connector.config.check import missing_credentials, partner_token_env
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.config.online import OnlineCheck, config_problem
+from connector.engine.cycle import ProgramCycle
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook
 from connector.engine.plan import Associate as Associate  # the CLI prints them
@@ -431,11 +432,14 @@ class Dealsync(
         crash_at: Callable[[str], None] | None = None,
         full: bool = False,
         only: Mapping[str, Mapping[Side, Sequence[str]]] | None = None,
+        cycle: ProgramCycle | None = None,
     ) -> PassResult:
         """A pass of one connection. ``full`` (``sync --full``): every linked pair is
         also re-read by id on both sides and reconciled, so drift detection did not
         see (an edit under an old modified time) is merged by the fields' rules;
-        ``only``: just these records (:meth:`resync`)."""
+        ``only``: just these records (:meth:`resync`); ``cycle``: the program-wide
+        vendor reads shared with the other passes of a cycle (:meth:`sync_all`, the
+        service; None: this pass reads its own)."""
         settings = self.project.config.sync
         result = run_pass(
             partner=self.partner(partner_id),
@@ -453,6 +457,7 @@ class Dealsync(
             crash_at=crash_at,
             full=full,
             only=only,
+            cycle=cycle,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
             self._deliver_after_pass(now, crash_at)
@@ -513,8 +518,11 @@ class Dealsync(
         """A pass of each of these connections (None: every partner's), in order. A
         connection that cannot run (:class:`ConnectionUnusable`) does not stop the
         others: its result has status :data:`UNUSABLE`, the reason as its error and
-        no run (its exit code is fatal)."""
+        no run (its exit code is fatal). The passes share one :class:`ProgramCycle`:
+        the program-wide vendor data (won deals, web events) is read once for all of
+        them, not once per partner (issue 17)."""
         ids = partners if partners is not None else [p.id for p in self.project.config.partners]
+        kwargs.setdefault("cycle", ProgramCycle(tuple(ids)))
         results = []
         for pid in ids:
             try:

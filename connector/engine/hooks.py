@@ -41,6 +41,7 @@ from connector.engine.plan import Action
 from connector.records import PropertySpec, Record, Side
 
 if TYPE_CHECKING:
+    from connector.engine.cycle import ProgramCycle
     from connector.state import StateStore
 
 T = TypeVar("T")
@@ -65,6 +66,9 @@ class PassContext:
     crash_at: Callable[[str], None] | None = None
     # every program effect handed to :meth:`apply` this pass, in order, with its outcome
     effects: list[Done] = field(default_factory=list)
+    # the program-wide vendor reads shared by the passes of one ``sync --all`` or
+    # service cycle (:mod:`connector.engine.cycle`); None: this pass reads its own
+    cycle: ProgramCycle | None = None
 
     def apply(self, effects: Sequence[Effect]) -> list[Any]:
         """Carry out the program's effects now, in order, and log them; in a dry run only

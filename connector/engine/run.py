@@ -20,6 +20,7 @@ from typing import Any
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine import effects as program_effects
+from connector.engine.cycle import ProgramCycle
 from connector.engine.effects import Done
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Plan, RecordError
@@ -111,6 +112,7 @@ def run_pass(
     lock: bool = True,
     full: bool = False,
     only: Mapping[str, Mapping[Side, Collection[str]]] | None = None,
+    cycle: ProgramCycle | None = None,
 ) -> PassResult:
     """Run one pass of one connection and record it as a run. Never raises for a
     record's problem; an adapter failure that stops the pass is returned as
@@ -123,7 +125,8 @@ def run_pass(
 
     ``full`` (``sync --full``) re-reads every linked pair by id and reconciles it;
     ``only`` (``resync``) runs just those records ({mapping: {side: ids}}), without
-    detection."""
+    detection; ``cycle``: the program-wide vendor reads this pass shares with the
+    other passes of a ``sync --all`` or service cycle (:mod:`connector.engine.cycle`)."""
     # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
     lease = store.lease(partner.id) if (lock and not dry_run) else None
     try:
@@ -150,6 +153,7 @@ def run_pass(
             crash_at=crash_at,
             full=full,
             only=only,
+            cycle=cycle,
         )
     finally:
         if lease is not None:
@@ -190,6 +194,7 @@ def _run_recorded(
     crash_at: Callable[[str], None] | None,
     full: bool = False,
     only: Mapping[str, Mapping[Side, Collection[str]]] | None = None,
+    cycle: ProgramCycle | None = None,
 ) -> PassResult:
     # here, not at the top: the engine's orchestration imports this module's types
     from connector.engine.sync import SyncPass
@@ -204,6 +209,7 @@ def _run_recorded(
         dry_run=dry_run,
         run_id=run_id,
         crash_at=crash_at,
+        cycle=cycle,
     )
     result = PassResult(partner.id, run_id, Plan(), dry_run=dry_run)
     calls_before = {side: dict(ctx.crm(side).api_calls()) for side in ("partner", "vendor")}

@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.cycle import shared_window
 from connector.engine.effects import EarnCommission, Effect, Keep, NotCredited, WriteProperties
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
 from connector.engine.reconcile import matches
@@ -49,6 +50,12 @@ from connector.state.registry import Registry
 from connector.state.tables import Commission, UncreditedWin
 
 log = logging.getLogger("dealsync.commission")
+
+
+def _aware(moment: datetime) -> datetime:
+    """A record's time as UTC-aware (a CRM may hand a naive UTC one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
 
 COMMISSION = "dealsync_commission"
 COMMISSION_CURRENCY = "dealsync_commission_currency"
@@ -184,34 +191,23 @@ class CommissionHook(BaseHook):
     def _won_deals(self, ctx: PassContext, registry: Registry) -> None:
         """The vendor deals won since the last pass that are not shared deals: one
         search window per won stage (the stage a server-side filter), the companies'
-        domains in one batch read."""
+        domains in one batch read — once per ``sync --all`` / service cycle
+        (:mod:`connector.engine.cycle`), each partner's pass taking what its cursor has
+        not seen."""
         signals = self.rules.vendor_signals
         naming = ctx.vendor_crm.naming
-        since = ctx.store.cursor(ctx.connection, "vendor", WON_CURSOR)
-        high_water = ctx.vendor_crm.now()
-        props = deal_properties(self.rules, naming.partner_id)
-        found: dict[str, Record] = {}
-        for stage in dict.fromkeys(signals.won_stages):
-            for r in ctx.vendor_crm.changed_since(
-                naming.deals,
-                since,
-                props,
-                where={"dealstage": stage},
-                until=high_water,
-                associations=[naming.companies],
-            ):
-                # a shared deal (it carries its partner) is its partner's pass's to credit
-                shared = bool((r.get(naming.partner_id) or "").strip())
-                if not r.archived and not shared and r.get("dealstage") in signals.won_stages:
-                    found[r.id] = r
+        window = shared_window(
+            ctx, ("won deals", WON_CURSOR), WON_CURSOR, lambda since: self._read_won(ctx, since)
+        )
+        since, high_water = ctx.store.cursor(ctx.connection, "vendor", WON_CURSOR), window.until
+        deals, companies = window.data
+        found = {
+            k: r
+            for k, r in deals.items()
+            if since is None or window.since == since or _aware(r.updated_at) >= since
+        }
         done = registry.commissioned(found)
         found = {k: r for k, r in found.items() if k not in done}
-        company_ids = sorted(
-            {c for r in found.values() for c in r.associations.get(naming.companies, ())}
-        )
-        companies = (
-            ctx.vendor_crm.read(naming.companies, company_ids, ["domain"]) if company_ids else {}
-        )
         wins = []
         for deal in found.values():
             domains: list[str] = []
@@ -241,6 +237,39 @@ class CommissionHook(BaseHook):
                 )
             ]
         )
+
+    def _read_won(
+        self, ctx: PassContext, since: datetime | None
+    ) -> tuple[datetime, tuple[dict[str, Record], dict[str, Record]]]:
+        """The won vendor deals of ``[since, now]`` not commissioned yet, and their
+        companies (with the domain): the high-water mark and both."""
+        signals = self.rules.vendor_signals
+        naming = ctx.vendor_crm.naming
+        high_water = ctx.vendor_crm.now()
+        props = deal_properties(self.rules, naming.partner_id)
+        found: dict[str, Record] = {}
+        for stage in dict.fromkeys(signals.won_stages):
+            for r in ctx.vendor_crm.changed_since(
+                naming.deals,
+                since,
+                props,
+                where={"dealstage": stage},
+                until=high_water,
+                associations=[naming.companies],
+            ):
+                # a shared deal (it carries its partner) is its partner's pass's to credit
+                shared = bool((r.get(naming.partner_id) or "").strip())
+                if not r.archived and not shared and r.get("dealstage") in signals.won_stages:
+                    found[r.id] = r
+        done = ctx.store.registry.commissioned(found)
+        found = {k: r for k, r in found.items() if k not in done}
+        company_ids = sorted(
+            {c for r in found.values() for c in r.associations.get(naming.companies, ())}
+        )
+        companies = (
+            ctx.vendor_crm.read(naming.companies, company_ids, ["domain"]) if company_ids else {}
+        )
+        return high_water, (found, companies)
 
     # ------------------------------------------------------------------ deciding
 

@@ -44,7 +44,7 @@ from connector.adapters.base import (
 )
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
-from connector.engine.effects import QueueEmail
+from connector.engine.effects import Keep, QueueEmail
 from connector.engine.hooks import BaseHook, PassContext, Planned
 from connector.engine.plan import Action, Update
 from connector.engine.reconcile import matches
@@ -179,8 +179,12 @@ def decide_consent(
 ) -> int:
     """Queue (or suppress) the consent e-mails now due; returns how many were decided.
     ``registration_ids``: only these registrations' contacts (a registration just
-    accepted outside a pass, ``dealsync register lead``); otherwise every accepted one
-    of the connection.
+    accepted outside a pass, ``dealsync register lead``); otherwise the contacts of
+    the connection's accepted registrations whose consent work is due
+    (:meth:`~connector.state.registry.Registry.consent_due`: not looked at for the
+    registration's current decision, or an EU notice due by now) — a quiet pass reads
+    no other registration (issue 17). Each contact looked at is marked (a ``Keep``
+    effect, after its e-mail's): nothing more to do, or when to look again.
 
     The CRM is read in batches, whatever the number of contacts (issue 17): one read
     of the companies of undecided contacts without a country, one subscription-status
@@ -191,14 +195,31 @@ def decide_consent(
     registry = ctx.store.registry
     vendor = ctx.vendor_crm
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
-    accepted = [
-        r
-        for r in registry.registrations(ctx.connection, status="accepted")
-        if registration_ids is None or r.id in registration_ids
-    ]
-    # two bulk reads instead of two queries per registration and person
-    people = registry.contacts_of(r.id for r in accepted if r.id is not None)
-    pairs = [(reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])]
+    if registration_ids is None:
+        pairs = registry.consent_due(ctx.connection, ctx.now)
+    else:
+        given = (registry.get(i) for i in sorted(registration_ids))
+        accepted = [
+            r
+            for r in given
+            if r is not None and r.partner == ctx.connection and r.status == "accepted"
+        ]
+        # one bulk read instead of a query per registration
+        people = registry.contacts_of(r.id for r in accepted if r.id is not None)
+        pairs = [(reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])]
+    # contact id → (the decision it was looked at for, when to look again or None, the
+    # outbox key the decision rests on or None)
+    looked: dict[int, tuple[datetime, datetime | None, str | None]] = {}
+
+    def look(
+        reg: Registration,
+        person: RegistrationContact,
+        again: datetime | None = None,
+        key: str | None = None,
+    ) -> None:
+        if person.id is not None:
+            looked[person.id] = (reg.decided_at or reg.submitted_at, again, key)
+
     done = ctx.store.outbox.existing(
         f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
     )
@@ -231,8 +252,16 @@ def decide_consent(
             )
     due: list[_Due] = []
     for reg, person in pairs:
+        look(reg, person)  # nothing left to do, unless said otherwise below
         if country_code(person.country) is None and decided(person):
-            continue  # where it is came from its company then, and is not read again
+            # where it is came from its company then, and is not read again
+            email = person.email.lower()
+            look(
+                reg,
+                person,
+                key=next(f"{k}:{email}" for k in CONSENT_KINDS if f"{k}:{email}" in done),
+            )
+            continue
         company = (
             reg.company_country or None
             if reg.company_country is not None
@@ -247,15 +276,44 @@ def decide_consent(
         kind = "consent_request" if area == "dach" else "data_notice"
         key = f"{kind}:{person.email.lower()}"
         if key in done:
+            look(reg, person, key=key)
             continue  # decided before (or for another registration of this person)
         decided_at = reg.decided_at or reg.submitted_at
         window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
         if kind == "data_notice" and ctx.now < window_end:
-            # not due yet: decided on a pass after the window
+            # not due yet: decided on the first pass after the window, looked at again then
             ctx.note(ConsentOutlook).later.append((person.email, window_end))
+            look(reg, person, again=window_end)
             continue
+        look(reg, person, key=key)
         done.add(key)
         due.append(_Due(reg, person, kind, key, where.country, window_end))
+    count = _decide_due(ctx, rules, engagement, due)
+    # after the e-mails' rows (a crash before this looks at them again: the outbox keys
+    # make that harmless); a CRM error that stops the pass leaves them due
+    _mark_looked(ctx, looked)
+    return count
+
+
+def _mark_looked(
+    ctx: PassContext, looked: Mapping[int, tuple[datetime, datetime | None, str | None]]
+) -> None:
+    """Hand the consent marks of the contacts looked at to ``ctx.apply``."""
+    if not looked:
+        return
+    items = [(cid, *mark) for cid, mark in sorted(looked.items())]
+    registry = ctx.store.registry
+    ctx.apply([Keep("consent looked at", lambda: registry.mark_consent(items))])
+
+
+def _decide_due(
+    ctx: PassContext,
+    rules: RulesFile,
+    engagement: SupportsEngagement | None,
+    due: Sequence[_Due],
+) -> int:
+    """Queue or suppress the consent e-mails of ``due``, reading the vendor's signals
+    for all of them in batches; returns how many were decided."""
     if not due:
         return 0
     signals = _Signals.read(ctx, rules, engagement, due)

@@ -22,15 +22,18 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import cast
 
-from connector.adapters.base import SupportsEngagement
+from connector.adapters.base import CRMAdapter, SupportsEngagement
 from connector.config.models import ObjectMapping, RulesFile
+from connector.engine.cycle import shared_window
 from connector.engine.effects import Keep, Notify, QueueEmail
 from connector.engine.hooks import BaseHook, PassContext
 from connector.mail.privacy import PrivacyViolation, assert_clean
 from connector.mail.render import render
 from connector.program.domains import DomainError, registrable_domain
-from connector.records import Record
+from connector.records import Event, Record
 from connector.state.leads import mark_notified, pending_activity, subscription
 from connector.state.tables import LeadActivity
 
@@ -66,24 +69,19 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
         cursors[("vendor", cursor_name)] = high_water
         if since is None or address is None:
             continue  # the first pass only sets the cursor: no notifications about the past
-        events = vendor.events(action.event, since, high_water)
+        # the events, their contacts and companies: once per sync --all / service cycle
+        window = shared_window(
+            ctx,
+            ("events", action.event),
+            cursor_name,
+            lambda after, event=action.event: _read_events(vendor, event, after),  # type: ignore[misc]
+            from_start_when_unset=False,
+        )
+        cursors[("vendor", cursor_name)] = window.until
+        events_all, contacts, companies = window.data
+        events = [e for e in events_all if window.since == since or _aware(e.occurred_at) > since]
         if not events:
             continue
-        contact_ids = sorted({e.object_id for e in events})
-        contacts = ctx.vendor_crm.read(
-            naming.contacts,
-            contact_ids,
-            ["email", "firstname", "lastname"],
-            associations=[naming.companies],
-        )
-        company_ids = sorted(
-            {c for r in contacts.values() for c in r.associations.get(naming.companies, ())}
-        )
-        companies = (
-            ctx.vendor_crm.read(naming.companies, company_ids, ["domain", "name"])
-            if company_ids
-            else {}
-        )
         for event in events:
             contact = contacts.get(event.object_id)
             if contact is None:
@@ -126,6 +124,37 @@ def notify_partner(ctx: PassContext, rules: RulesFile) -> int:
     if address is None:
         return 0
     return _queue_digests(ctx, address, identities, unrecorded)
+
+
+def _read_events(
+    vendor: SupportsEngagement, event_type: str, after: datetime | None
+) -> tuple[datetime, tuple[list[Event], dict[str, Record], dict[str, Record]]]:
+    """The web events of one type after ``after`` up to the vendor's now, with their
+    contacts (and the contacts' companies, with domain and name): the high-water mark
+    and the three."""
+    crm = cast(CRMAdapter, vendor)
+    naming = crm.naming
+    high_water = crm.now()
+    events = vendor.events(event_type, after, high_water)
+    if not events:
+        return high_water, ([], {}, {})
+    contact_ids = sorted({e.object_id for e in events})
+    contacts = crm.read(
+        naming.contacts,
+        contact_ids,
+        ["email", "firstname", "lastname"],
+        associations=[naming.companies],
+    )
+    company_ids = sorted(
+        {c for r in contacts.values() for c in r.associations.get(naming.companies, ())}
+    )
+    companies = crm.read(naming.companies, company_ids, ["domain", "name"]) if company_ids else {}
+    return high_water, (events, contacts, companies)
+
+
+def _aware(moment: datetime) -> datetime:
+    """An event's time as UTC-aware (a CRM may hand a naive UTC one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass

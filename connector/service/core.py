@@ -22,6 +22,7 @@ from connector.adapters.base import CRMAdapter
 from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.config.check import errors_of
+from connector.engine.cycle import Rounds
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
 from connector.service.metrics import Metrics
@@ -145,6 +146,7 @@ class Service:
         self.metrics = Metrics()
         self._apps_lock = threading.Lock()
         self._apps: dict[str, Dealsync] = {}
+        self.rounds = Rounds()  # the cycles of the passes (connector.engine.cycle)
         self.admin_app = self._new_app()
         settings = self.project.config.service
         self.trigger_limiter = TriggerLimiter(
@@ -268,7 +270,9 @@ class Service:
         return reason
 
     def _run_pass(self, connection: str, trigger: str) -> PassResult:
-        return self.app_for(connection).sync(connection, trigger=trigger)
+        # one round of the connections' passes shares the program-wide vendor reads
+        cycle = self.rounds.for_pass(connection, [p.id for p in self.project.config.partners])
+        return self.app_for(connection).sync(connection, trigger=trigger, cycle=cycle)
 
     def _after_pass(self, job: Job) -> None:
         # a pass that got through reached both portals with their tokens; one that

@@ -184,6 +184,22 @@ STEPS.append(
     )
 )
 
+
+def _consent_marks(conn: Connection) -> None:
+    _add_columns(tables.RegistrationContact, "consent_for", "consent_next", "consent_key")(conn)
+    for index in tables.RegistrationContact.__table__.indexes:  # type: ignore[attr-defined]
+        if index.name == "ix_regcontact_consent_next":
+            index.create(conn, checkfirst=True)
+
+
+STEPS.append(
+    Step(
+        18,
+        "registration contacts: when their consent work is due (a quiet pass reads no more)",
+        _consent_marks,
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -38,6 +38,7 @@ from connector.state.tables import (
     DomainClaim,
     LeadActivity,
     Link,
+    OutboxMessage,
     Registration,
     RegistrationChange,
     RegistrationContact,
@@ -209,6 +210,71 @@ class Registry(CommissionLedger, ReviewQueue):
                 ).all():
                     out[row.registration_id].append(row)
         return out
+
+    def consent_due(
+        self, partner: str, now: datetime
+    ) -> list[tuple[Registration, RegistrationContact]]:
+        """The contacts of ``partner``'s accepted registrations whose consent work is
+        due at ``now`` (issue 17): never looked at for the registration's current
+        decision (a new acceptance, a re-decided one), or due again by now (an EU
+        notice's time). One query; the contacts with nothing due are never loaded, so a
+        quiet pass does not grow with the number of registrations. By registration,
+        then contact, in id order."""
+        decided = func.coalesce(Registration.decided_at, Registration.submitted_at)
+        with self.session() as s:
+            rows = s.exec(
+                select(Registration, RegistrationContact)
+                .join(
+                    RegistrationContact,
+                    col(RegistrationContact.registration_id) == col(Registration.id),
+                )
+                .where(
+                    Registration.partner == partner,
+                    Registration.status == "accepted",
+                    or_(
+                        col(RegistrationContact.consent_for).is_(None),
+                        col(RegistrationContact.consent_for) != decided,
+                        col(RegistrationContact.consent_next) <= now,
+                        # decided, but the decision's outbox row is gone (a migration
+                        # that lets old decisions be made again): decide again
+                        and_(
+                            col(RegistrationContact.consent_key).is_not(None),
+                            ~exists().where(
+                                col(OutboxMessage.dedupe_key)
+                                == col(RegistrationContact.consent_key)
+                            ),
+                        ),
+                    ),
+                )
+                .order_by(col(Registration.id), col(RegistrationContact.id))
+            ).all()
+        return [(reg, person) for reg, person in rows]
+
+    def mark_consent(
+        self, items: Iterable[tuple[int, datetime, datetime | None, str | None]]
+    ) -> None:
+        """Remember that registration contacts were looked at, given as (contact id,
+        the registration decision it was for, when to look again or None, the outbox
+        key the decision rests on or None): one executemany. What :meth:`consent_due`
+        reads."""
+        rows = [
+            {"b_id": cid, "b_for": for_, "b_next": nxt, "b_key": key}
+            for cid, for_, nxt, key in items
+        ]
+        if not rows:
+            return
+        with self.session() as s:
+            s.execute(
+                update(_CONTACT)
+                .where(_CONTACT.c.id == bindparam("b_id", type_=_CONTACT.c.id.type))
+                .values(
+                    consent_for=bindparam("b_for", type_=_CONTACT.c.consent_for.type),
+                    consent_next=bindparam("b_next", type_=_CONTACT.c.consent_next.type),
+                    consent_key=bindparam("b_key", type_=_CONTACT.c.consent_key.type),
+                ),
+                rows,
+            )
+            s.commit()
 
     def status_counts(self) -> dict[tuple[str, str], int]:
         """Registrations by (partner, status): for ``/metrics``."""

@@ -303,7 +303,10 @@ class RegistrationContact(SQLModel, table=True):
     """A person whose data the vendor received through a registration (for consent)."""
 
     __tablename__ = "registration_contact"
-    __table_args__ = (UniqueConstraint("registration_id", "email", name="uq_regcontact"),)
+    __table_args__ = (
+        UniqueConstraint("registration_id", "email", name="uq_regcontact"),
+        Index("ix_regcontact_consent_next", "consent_next"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     registration_id: int = Field(index=True)
@@ -313,6 +316,14 @@ class RegistrationContact(SQLModel, table=True):
     country: str | None = Field(default=None, max_length=128)
     language: str | None = Field(default=None, max_length=16)
     vendor_contact_id: str | None = Field(default=None, max_length=64)
+    # the consent hook's bookkeeping (issue 17), so a pass reads only the contacts with
+    # consent work due: which decision of the registration (its ``decided_at``, else
+    # ``submitted_at``) the contact was looked at for (None: never), and when to look
+    # again (None: nothing left for that decision — decided, or outside the EU), and the
+    # outbox row the decision rests on (a row that disappears makes the contact due again)
+    consent_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_next: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_key: str | None = Field(default=None, max_length=400)
 
 
 class DomainClaim(SQLModel, table=True):

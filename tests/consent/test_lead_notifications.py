@@ -202,3 +202,25 @@ def test_a_surname_shared_with_the_company_does_not_block_the_notification(world
     assert (m.status, m.detail) == ("queued", None)
     assert m.subject == "Activity at Scorpio Consulting (2027-01-04)"
     assert contains_any(m.body, ["Hank", "hank@scorpio.com"]) == []
+
+
+def test_sync_all_reads_the_web_events_once_and_each_owner_hears_its_own(scene: Scene) -> None:
+    """Issue 17: the vendor's web events are program-wide data — one ``sync --all``
+    reads each action's events once (not once per partner), and each partner's pass
+    still keeps only those at domains it owns."""
+    w = scene.world
+    w.vendor.record_event("pe_demo_requested", scene.hank)  # globex.com: acme's
+    w.vendor.record_event("pe_demo_requested", scene.bill)  # initech.de: beta's
+    before = w.vendor.api_calls().get("events", 0)
+    results = w.app.sync_all(now=NOW)
+    assert [r.status for r in results] == ["ok", "ok"]
+    actions = len(w.app.project.rules.notifications.actions)
+    assert w.vendor.api_calls().get("events", 0) - before == actions  # not 2 × actions
+    [to_acme] = notifications(w, ACME_TO)
+    [to_beta] = notifications(w, BETA_TO)
+    assert to_acme.subject.startswith("Activity at Globex")
+    assert to_beta.subject.startswith("Activity at Initech")
+
+    # the next cycle reads from where this one stopped: nothing new, nothing again
+    w.app.sync_all(now=NOW + timedelta(minutes=5))
+    assert len(notifications(w)) == 2
