@@ -66,6 +66,9 @@ from connector.engine.sync import (
     required_properties,
     run_pass,
 )
+from connector.logs import LOG_FORMATS as LOG_FORMATS  # the CLI's --log-format choices
+from connector.logs import LOG_LEVELS as LOG_LEVELS
+from connector.logs import configure_logging as configure_logging
 from connector.records import PropertySpec, Side, utcnow
 from connector.state import StateStore
 from connector.state.store import LockHeld as LockHeld  # the CLI reports it as an error line

@@ -23,6 +23,7 @@ from connector.engine import effects as program_effects
 from connector.engine.effects import Done
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Plan, RecordError
+from connector.logs import bind, unbind
 from connector.records import Side, utcnow
 from connector.state.store import LockLease, LockLost, StateStore
 
@@ -124,15 +125,20 @@ def run_pass(
     ``full`` (``sync --full``) re-reads every linked pair by id and reconciles it;
     ``only`` (``resync``) runs just those records ({mapping: {side: ids}}), without
     detection."""
-    # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
-    lease = store.lease(partner.id) if (lock and not dry_run) else None
+    # every line logged during the pass names its connection, then its run (logs.py)
+    context = bind(connection=partner.id)
+    lease = None
     try:
+        # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
+        lease = store.lease(partner.id) if (lock and not dry_run) else None
         if lease is None:  # taking the lock marks them; a dry run looks for itself
             store.interrupt_orphaned_runs(partner.id)
         run_id = store.start_run(
             partner.id, dry_run=dry_run, trigger=trigger, owner=lease.owner if lease else None
         )
-        return _run_recorded(
+        context |= bind(run_id=run_id)
+        log.info("pass started (trigger %s%s)", trigger, ", dry run" if dry_run else "")
+        result = _run_recorded(
             run_id,
             lease,
             partner=partner,
@@ -151,9 +157,17 @@ def run_pass(
             full=full,
             only=only,
         )
+        log.info(
+            "pass finished: %s (%d record error(s), %d open conflict(s))",
+            result.status,
+            len(result.errors),
+            result.open_conflicts,
+        )
+        return result
     finally:
         if lease is not None:
             lease.release()
+        unbind(context)
 
 
 def _checked(
