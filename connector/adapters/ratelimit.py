@@ -81,6 +81,13 @@ class SlidingWindowLimiter:
                     self.margin + 1 - remaining
                 )
 
+    def in_window(self) -> int:
+        """Requests this process sent in the last ``window`` seconds: the budget in use
+        (``/metrics``)."""
+        with self._lock:
+            since = self.clock() - self.window
+            return sum(1 for sent in self._sent if sent > since)
+
     def pause(self, seconds: float) -> None:
         """Hold every request of this portal back (after a 429 with Retry-After)."""
         with self._lock:
@@ -94,11 +101,16 @@ class PortalLimits:
 
 
 _REGISTRY: dict[str, PortalLimits] = {}
+_BY_NAME: dict[str, PortalLimits] = {}  # the limiters last handed out for each portal name
 _REGISTRY_LOCK = threading.Lock()
 
 
-def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> PortalLimits:
-    """The process-wide limiters of one portal (keyed by host and a token digest)."""
+def limiter_for(
+    host: str, token: str, per_10s: int, search_per_s: float, name: str | None = None
+) -> PortalLimits:
+    """The process-wide limiters of one portal (keyed by host and a token digest);
+    ``name`` (the portal's name in the config) is what :func:`named_limits` reports
+    them under."""
     key = hashlib.sha256(f"{host}|{token}".encode()).hexdigest()
     with _REGISTRY_LOCK:
         limits = _REGISTRY.get(key)
@@ -112,4 +124,13 @@ def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> Por
                 ),
             )
             _REGISTRY[key] = limits
+        if name is not None:
+            _BY_NAME[name] = limits
         return limits
+
+
+def named_limits() -> dict[str, PortalLimits]:
+    """This process's limiters by portal name (a portal whose host or token changed
+    shows its current ones): the budget and its use per portal on ``/metrics``."""
+    with _REGISTRY_LOCK:
+        return dict(_BY_NAME)

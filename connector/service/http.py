@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connector.config import config_path_from
+from connector.logs import configure_logging
 from connector.service.admin import admin_routes
 from connector.service.core import Service
 from connector.service.partner_view import partner_run_view
@@ -82,13 +83,23 @@ def _requested_uri(request: Request, public_url: str | None) -> str:
 
 
 def serve(
-    config: str | None, host: str, port: int, *, debug: bool, echo: Callable[..., Any]
+    config: str | None,
+    host: str,
+    port: int,
+    *,
+    debug: bool,
+    echo: Callable[..., Any],
+    log_level: str | None = None,
+    log_format: str = "text",
 ) -> None:
     """``dealsync serve``: start the service of the config at ``config`` (None: the
-    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes."""
+    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes.
+    Logs at ``log_level`` (None: info, debug with ``debug``) in ``log_format``;
+    uvicorn's own lines (requests, start-up) come out in the same format."""
     import uvicorn
 
-    logging.getLogger("dealsync").setLevel(logging.DEBUG if debug else logging.INFO)
+    level = log_level or ("debug" if debug else "info")
+    configure_logging(level, log_format)
     service = Service(config_path_from(config))
     service.start()
     echo(
@@ -99,7 +110,8 @@ def serve(
     for partner, reason in service.unusable_connections().items():  # the others run
         echo(f"connection {partner} cannot run: {reason}", err=True)
     try:
-        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+        # log_config=None: uvicorn adds no handlers, its loggers go through ours
+        uvicorn.run(build_app(service), host=host, port=port, log_level=level, log_config=None)
     finally:
         service.stop()
 
@@ -136,7 +148,10 @@ def build_app(service: Service) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # the state gauges query the database and the portal gauges may probe
+        # (cached, bounded): off the event loop
+        body = await run_in_threadpool(generate_latest, service.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     def trigger(request: Request) -> JSONResponse:
         # sync handler: Starlette runs it in a thread, so waiting for the run id is fine
