@@ -334,7 +334,12 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
         for start in range(0, len(wanted), BATCH):
             chunk = wanted[start : start + BATCH]
 
-            def read(*, _preload_content: bool = False, chunk: list[str] = chunk) -> Any:
+            def read(
+                *,
+                _preload_content: bool = False,
+                _request_timeout: Any = None,
+                chunk: list[str] = chunk,
+            ) -> Any:
                 return client.call_api(
                     "/communication-preferences/v4/statuses/batch/read",
                     "POST",
@@ -346,6 +351,7 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
                     auth_settings=["oauth2"],
                     _return_http_data_only=False,
                     _preload_content=_preload_content,
+                    _request_timeout=_request_timeout,  # the transport's timeouts
                 )
 
             page = self._call("subscription_status", read, raw=True)
