@@ -113,7 +113,6 @@ def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
         host,
         port,
         debug=ctx.debug,
-        echo=click.echo,
         log_level=ctx.log_level,
         log_format=ctx.log_format,
     )

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -88,27 +87,27 @@ def serve(
     port: int,
     *,
     debug: bool,
-    echo: Callable[..., Any],
     log_level: str | None = None,
     log_format: str = "text",
 ) -> None:
     """``dealsync serve``: start the service of the config at ``config`` (None: the
     default), answer HTTP on ``host``:``port`` until stopped, then stop its passes.
-    Logs at ``log_level`` (None: info, debug with ``debug``) in ``log_format``;
-    uvicorn's own lines (requests, start-up) come out in the same format."""
+    Logs at ``log_level`` (None: info, debug with ``debug``) in ``log_format``; what
+    it says on starting and uvicorn's own lines (requests, start-up) are log lines
+    too, so stderr is in the one format (a JSON object per line with ``json``)."""
     import uvicorn
 
     level = log_level or ("debug" if debug else "info")
     configure_logging(level, log_format)
     service = Service(config_path_from(config))
     service.start()
-    echo(
-        f"dealsync serving {len(service.project.config.partners)} connection(s) "
-        f"on http://{host}:{port} (admin page: /admin)",
-        err=True,
+    log.info(
+        "dealsync serving %d connection(s) on http://%s:%d (admin page: /admin)",
+        len(service.project.config.partners),
+        host,
+        port,
     )
-    for partner, reason in service.unusable_connections().items():  # the others run
-        echo(f"connection {partner} cannot run: {reason}", err=True)
+    # each connection that cannot run was logged by the service (the others run)
     try:
         # log_config=None: uvicorn adds no handlers, its loggers go through ours
         uvicorn.run(build_app(service), host=host, port=port, log_level=level, log_config=None)
