@@ -458,7 +458,10 @@ class Dealsync(
             only=only,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
-            self._deliver_after_pass(now, crash_at)
+            deliveries = self._deliver_after_pass(now, crash_at)
+            if deliveries is not None:  # the pass's summary tells what was sent
+                sent = sum(1 for d in deliveries if d.ok)
+                result.delivered = {"sent": sent, "failed": len(deliveries) - sent}
         return result
 
     def resync(

@@ -33,6 +33,9 @@ Progress = Callable[[str, int, int], None]
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
 
+# a pass's counts that are not records written (summary's ``records.written``)
+_NOT_WRITES = {"failed", "conflicts opened", "conflicts still open", "full_checked"}
+
 
 def crash_points(objects: Sequence[str]) -> list[str]:
     """The named points of a pass (``crash_at``) for mappings with these names, in the
@@ -65,6 +68,29 @@ class PassResult:
     mapping_changes: list[str] = field(default_factory=list)
     # per object whose share condition changed: what it measured (migrate.ShareCounts)
     mapping_share: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the outbox delivery right after the pass (every connection's due e-mails):
+    # {"sent": n, "failed": n}; None when there was none (dry run, no transport, busy)
+    delivered: dict[str, int] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The whole pass in one object (``sync --json``'s ``summary``): records written
+        and failed, the registrations decided (by status and code), the e-mails queued
+        or held (by kind) and sent after the pass, the commissions earned (with their
+        total per currency), and the conflicts it opened and left open."""
+        out = program_effects.pass_summary(self.effects)
+        out["records"] = {
+            "written": sum(
+                n for k, n in self.counts.items() if k not in _NOT_WRITES and isinstance(n, int)
+            ),
+            "failed": len(self.errors),
+        }
+        out["emails"]["sent"] = (self.delivered or {}).get("sent", 0)
+        out["emails"]["send_failed"] = (self.delivered or {}).get("failed", 0)
+        out["conflicts"] = {
+            "opened": int(self.counts.get("conflicts opened", 0)),
+            "open": self.open_conflicts,
+        }
+        return out
 
     def effect_counts(self) -> Counter[str]:
         """The program's effects by kind: carried out, or (dry run) that would be."""
@@ -91,6 +117,7 @@ class PassResult:
             "error": self.error,
             "mapping_changes": self.mapping_changes,
             "mapping_share": self.mapping_share,
+            "summary": self.summary(),
         }
 
 
