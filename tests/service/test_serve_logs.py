@@ -4,8 +4,9 @@ it logs at info unless told otherwise, and uvicorn's lines go through the same
 handler (issue 19, item 4).
 
 The HTTP server itself is not started: ``uvicorn.run`` is replaced by a stand-in that
-logs what uvicorn logs on start-up and one request line, then returns (the service
-then stops, as on Ctrl-C).
+builds uvicorn's ``Config`` from the same arguments (which sets up its logging), logs
+what uvicorn logs on start-up and one request line, then returns (the service then
+stops, as on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
     def fake_run(app: Any, **kwargs: Any) -> None:
         seen.update(kwargs)
+        uvicorn.Config(app, **kwargs)  # sets up logging as uvicorn.run does, no server
         logging.getLogger("uvicorn.error").info("Uvicorn running on http://127.0.0.1:0")
         logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET /healthz HTTP/1.1" 200')
 
