@@ -99,6 +99,10 @@ def serve(
 
     level = log_level or ("debug" if debug else "info")
     configure_logging(level, log_format)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # through our handler, even after an in-process uvicorn (a sandbox) set its own
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     service = Service(config_path_from(config))
     service.start()
     log.info(
