@@ -140,7 +140,7 @@ class HubSpotTransport:
         self._props = crm.properties.core_api
         self._events = self._client.events.events_api
         self._prefs = self._client.communication_preferences.status_api
-        self.limits = limiter_for(self.host, token, rate_limit_per_10s, search_rate_per_s)
+        self.limits = limiter_for(self.host, token, rate_limit_per_10s, search_rate_per_s, name)
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep

@@ -99,6 +99,13 @@ class SlidingWindowLimiter:
                     self.margin + 1 - remaining
                 )
 
+    def in_window(self) -> int:
+        """Requests this process sent in the last ``window`` seconds: the budget in use
+        (``/metrics``)."""
+        with self._lock:
+            since = self.clock() - self.window
+            return sum(1 for sent in self._sent if sent > since)
+
     def pause(self, seconds: float) -> None:
         """Hold every request of this portal back (after a 429 with Retry-After)."""
         with self._lock:
@@ -112,12 +119,17 @@ class PortalLimits:
 
 
 _REGISTRY: dict[str, PortalLimits] = {}
+_BY_NAME: dict[str, PortalLimits] = {}  # the limiters last handed out for each portal name
 _REGISTRY_LOCK = threading.Lock()
 
 
-def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> PortalLimits:
-    """The process-wide limiters of one portal (keyed by host and a token digest),
-    sharing the portal's windows through ``DEALSYNC_LIMITS_URL`` when it is set."""
+def limiter_for(
+    host: str, token: str, per_10s: int, search_per_s: float, name: str | None = None
+) -> PortalLimits:
+    """The process-wide limiters of one portal (keyed by host and a token digest);
+    ``name`` (the portal's name in the config) is what :func:`named_limits` reports
+    them under; the portal's windows are shared through ``DEALSYNC_LIMITS_URL``
+    when it is set."""
     key = hashlib.sha256(f"{host}|{token}".encode()).hexdigest()
     with _REGISTRY_LOCK:
         limits = _REGISTRY.get(key)
@@ -135,6 +147,8 @@ def limiter_for(host: str, token: str, per_10s: int, search_per_s: float) -> Por
             if url:
                 _share(limits, url, key[:24])
             _REGISTRY[key] = limits
+        if name is not None:
+            _BY_NAME[name] = limits
         return limits
 
 
@@ -149,3 +163,10 @@ def _share(limits: PortalLimits, url: str, key: str) -> None:
         url, f"dealsync:{key}:requests", requests.effective_budget, requests.window
     )
     search.shared = SharedWindow(url, f"dealsync:{key}:search", max(1, search.budget - 1), 1.0)
+
+
+def named_limits() -> dict[str, PortalLimits]:
+    """This process's limiters by portal name (a portal whose host or token changed
+    shows its current ones): the budget and its use per portal on ``/metrics``."""
+    with _REGISTRY_LOCK:
+        return dict(_BY_NAME)

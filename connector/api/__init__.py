@@ -67,6 +67,9 @@ from connector.engine.sync import (
     required_properties,
     run_pass,
 )
+from connector.logs import LOG_FORMATS as LOG_FORMATS  # the CLI's --log-format choices
+from connector.logs import LOG_LEVELS as LOG_LEVELS
+from connector.logs import configure_logging as configure_logging
 from connector.records import PropertySpec, Side, utcnow
 from connector.state import StateStore
 from connector.state.store import LockHeld as LockHeld  # the CLI reports it as an error line
@@ -460,7 +463,10 @@ class Dealsync(
             cycle=cycle,
         )
         if not dry_run and result.status != "fatal" and self.transport() is not None:
-            self._deliver_after_pass(now, crash_at)
+            deliveries = self._deliver_after_pass(now, crash_at)
+            if deliveries is not None:  # the pass's summary tells what was sent
+                sent = sum(1 for d in deliveries if d.ok)
+                result.delivered = {"sent": sent, "failed": len(deliveries) - sent}
         return result
 
     def resync(

@@ -22,13 +22,15 @@ class MailCommands(Host):
 
     def _deliver_after_pass(
         self, now: datetime | None, crash_at: Callable[[str], None] | None
-    ) -> None:
+    ) -> list[Delivery] | None:
         """A pass delivers what is due, unless another delivery is running (it sends
-        the same due messages; sending them here too would send them twice)."""
+        the same due messages; sending them here too would send them twice): what
+        was attempted, or None when it was left to the other delivery."""
         try:
-            self.send_outbox(now=now, crash_at=crash_at)
+            return self.send_outbox(now=now, crash_at=crash_at)
         except DeliveryBusy:
             log.info("outbox not delivered after this pass: another delivery is running")
+            return None
 
     def transport(self) -> Transport | None:
         """The configured mail transport (``DEALSYNC_MAIL_SINK`` or ``DEALSYNC_SMTP_*``)."""

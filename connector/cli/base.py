@@ -8,7 +8,6 @@ the traceback.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -20,6 +19,10 @@ import click
 
 # connector.api (the engine, the state store, the HubSpot client) is imported where a
 # command uses it, so `dealsync --help` starts without loading any of it (issue 17)
+# logging is set up before any command runs, from connector.logs (light: no engine, no
+# store, no HubSpot client), so `dealsync sync --help` stays quick too
+from connector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+
 if TYPE_CHECKING:
     from connector.api import Dealsync
 
@@ -27,9 +30,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Ctx:
-    def __init__(self, config: str | None, debug: bool) -> None:
+    def __init__(
+        self,
+        config: str | None,
+        debug: bool,
+        log_level: str | None = None,
+        log_format: str = "text",
+    ) -> None:
         self.config = config
         self.debug = debug
+        # as given (flag or environment), None when not: ``serve`` then logs at info
+        self.log_level = log_level
+        self.log_format = log_format
         self._app: Dealsync | None = None
 
     def app(self, *, check_env: bool = True) -> Dealsync:
@@ -175,16 +187,36 @@ def _declared_options(command: click.Command | None, ctx: click.Context) -> set[
     help="Path of dealsync.yaml (default: $DEALSYNC_CONFIG or ./dealsync.yaml).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--log-level",
+    envvar="DEALSYNC_LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log lines at this level and above go to stderr "
+    "(default: $DEALSYNC_LOG_LEVEL, else warning; info for `serve`; debug with --debug).",
+)
+@click.option(
+    "--log-format",
+    envvar="DEALSYNC_LOG_FORMAT",
+    type=click.Choice(LOG_FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="text: one line per event; json: one JSON object per line "
+    "(timestamp, level, logger, event, and connection/run_id during a pass).",
+)
 @click.version_option(package_name="dealsync")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config: str | None,
+    debug: bool,
+    log_level: str | None,
+    log_format: str,
+) -> None:
     """dealsync keeps partner-registered deals in sync between a partner CRM and a
     vendor CRM, applying the partner program's rules on every pass."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    ctx.obj = Ctx(config, debug)
+    level = log_level.lower() if log_level else None
+    configure_logging(level or ("debug" if debug else "warning"), log_format.lower())
+    ctx.obj = Ctx(config, debug, level, log_format.lower())
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

@@ -108,4 +108,11 @@ def serve(ctx: Ctx, host: str, port: int, config_file: str | None) -> None:
     /healthz, /metrics and the sync-health page at /admin."""
     from connector.service import serve as serve_until_stopped
 
-    serve_until_stopped(config_file or ctx.config, host, port, debug=ctx.debug, echo=click.echo)
+    serve_until_stopped(
+        config_file or ctx.config,
+        host,
+        port,
+        debug=ctx.debug,
+        log_level=ctx.log_level,
+        log_format=ctx.log_format,
+    )

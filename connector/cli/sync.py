@@ -91,6 +91,7 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
     click.echo(f"  {label}: " + ("nothing to do" if not lines else lines[0]))
     for line in lines[1:]:
         click.echo(" " * (len(label) + 4) + line)
+    _print_summary_extras(result)
     if result.counts and not result.dry_run:
         click.echo("  done: " + ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items())))
     for err in result.errors[:20]:
@@ -103,6 +104,24 @@ def print_result(result: PassResult, *, as_json: bool) -> None:
         click.secho(f"  stopped: {result.error}", fg="red")
     if result.run_id:
         click.echo(f"  run #{result.run_id}")
+
+
+def _print_summary_extras(result: PassResult) -> None:
+    """What the program lines do not say: the e-mails sent after the pass, the
+    commissions' total, the conflicts this pass opened (``--json``: ``summary``)."""
+    summary = result.summary()
+    emails, commissions = summary["emails"], summary["commissions"]
+    if emails["sent"] or emails["send_failed"]:
+        failed = emails["send_failed"]
+        click.echo(
+            f"  e-mails sent after the pass: {emails['sent']}"
+            + (f", {failed} failed (tried again later; `dealsync outbox`)" if failed else "")
+        )
+    if commissions["total"]:
+        total = ", ".join(f"{v} {c}".strip() for c, v in commissions["total"].items())
+        click.echo(f"  commissions earned: {total} ({commissions['earned']})")
+    if opened := summary["conflicts"]["opened"]:
+        click.secho(f"  conflicts opened: {opened}", fg="yellow")
 
 
 # ---------------------------------------------------------------------- commands

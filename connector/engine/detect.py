@@ -12,6 +12,7 @@ and apply, which take its records as it hands them over.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -115,7 +116,11 @@ class Detection:
             j.mapping: queue.SimpleQueue() for j in self.jobs
         }
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="dealsync-detect", daemon=True)
+        # in the pass's logging context (connection, run id: connector/logs.py)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._work,), name="dealsync-detect", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.records import Side, WriteResult
@@ -241,11 +242,8 @@ def _label(done: Done) -> str | None:
     to show (the program's bookkeeping; an effect the store found already done)."""
     e, outcome = done.effect, done.outcome
     if isinstance(e, Decide):
-        status = outcome if isinstance(outcome, str) else e.status
-        if status == "accepted":
-            return "registrations: accepted"
-        code = e.decision.code if status == e.status else "owned_by_partner"
-        return f"registrations: {status} ({code or 'no code'})"
+        status, code = _decided(done, e)
+        return f"registrations: {status}" + ("" if code is None else f" ({code})")
     if isinstance(e, EndRegistrations):
         return f"registrations: {e.status}"
     if isinstance(e, Keep):
@@ -269,6 +267,65 @@ def _label(done: Done) -> str | None:
     if isinstance(e, Notify):
         return "lead activity: recorded"
     return None  # pragma: no cover
+
+
+def _decided(done: Done, e: Decide) -> tuple[str, str | None]:
+    """A decision's recorded status and its code (None for an acceptance): the claim
+    rows arbitrate, so a rejection the store turned into a hold by another partner
+    reads ``owned_by_partner``."""
+    status = done.outcome if isinstance(done.outcome, str) else e.status
+    if status == "accepted":
+        return status, None
+    code = e.decision.code if status == e.status else "owned_by_partner"
+    return status, code or "no code"
+
+
+def pass_summary(log: Sequence[Done]) -> dict[str, Any]:
+    """The program's part of a pass as data (``sync --json``'s ``summary``): the
+    registrations decided, by status and code (``{"accepted": 3, "rejected":
+    {"domain_owned": 1}}``) and ended; the e-mails put in the outbox by status and
+    kind; the commissions earned, with their total per currency, and the won deals
+    credited to no one, by why. Counted as :func:`counts` counts (an effect the store
+    found already done is not)."""
+    registrations: dict[str, Any] = {}
+    emails: dict[str, dict[str, int]] = {}
+    totals: dict[str, Decimal] = {}
+    earned = 0
+    not_credited: Counter[str] = Counter()
+    for done in log:
+        e, outcome = done.effect, done.outcome
+        if isinstance(e, Decide):
+            status, code = _decided(done, e)
+            if code is None:
+                registrations[status] = registrations.get(status, 0) + 1
+            else:
+                by_code = registrations.setdefault(status, {})
+                by_code[code] = by_code.get(code, 0) + 1
+            continue
+        if isinstance(e, EndRegistrations):
+            ended = registrations.setdefault("ended", {})
+            ended[e.status] = ended.get(e.status, 0) + len(e.registration_ids)
+            continue
+        if done.applied and not outcome:
+            continue  # already there
+        if isinstance(e, QueueEmail):
+            by_kind = emails.setdefault(e.status, {})
+            by_kind[e.kind] = by_kind.get(e.kind, 0) + 1
+        elif isinstance(e, EarnCommission):
+            earned += 1
+            currency = e.row.currency or ""
+            totals[currency] = totals.get(currency, Decimal(0)) + Decimal(e.row.commission)
+        elif isinstance(e, NotCredited):
+            not_credited[e.why] += 1
+    return {
+        "registrations": registrations,
+        "emails": emails,
+        "commissions": {
+            "earned": earned,
+            "total": {c: f"{t:.2f}" for c, t in sorted(totals.items())},
+            "not_credited": dict(not_credited),
+        },
+    }
 
 
 def counts(log: Sequence[Done]) -> Counter[str]:

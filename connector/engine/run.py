@@ -24,6 +24,7 @@ from connector.engine.cycle import ProgramCycle
 from connector.engine.effects import Done
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Plan, RecordError
+from connector.logs import bind, unbind
 from connector.records import Side, utcnow
 from connector.state.store import LockLease, LockLost, StateStore
 
@@ -32,6 +33,9 @@ log = logging.getLogger("dealsync.engine")
 Progress = Callable[[str, int, int], None]
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
+
+# a pass's counts that are not records written (summary's ``records.written``)
+_NOT_WRITES = {"failed", "conflicts opened", "conflicts still open", "full_checked"}
 
 
 def crash_points(objects: Sequence[str]) -> list[str]:
@@ -65,6 +69,29 @@ class PassResult:
     mapping_changes: list[str] = field(default_factory=list)
     # per object whose share condition changed: what it measured (migrate.ShareCounts)
     mapping_share: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the outbox delivery right after the pass (every connection's due e-mails):
+    # {"sent": n, "failed": n}; None when there was none (dry run, no transport, busy)
+    delivered: dict[str, int] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The whole pass in one object (``sync --json``'s ``summary``): records written
+        and failed, the registrations decided (by status and code), the e-mails queued
+        or held (by kind) and sent after the pass, the commissions earned (with their
+        total per currency), and the conflicts it opened and left open."""
+        out = program_effects.pass_summary(self.effects)
+        out["records"] = {
+            "written": sum(
+                n for k, n in self.counts.items() if k not in _NOT_WRITES and isinstance(n, int)
+            ),
+            "failed": len(self.errors),
+        }
+        out["emails"]["sent"] = (self.delivered or {}).get("sent", 0)
+        out["emails"]["send_failed"] = (self.delivered or {}).get("failed", 0)
+        out["conflicts"] = {
+            "opened": int(self.counts.get("conflicts opened", 0)),
+            "open": self.open_conflicts,
+        }
+        return out
 
     def effect_counts(self) -> Counter[str]:
         """The program's effects by kind: carried out, or (dry run) that would be."""
@@ -91,6 +118,7 @@ class PassResult:
             "error": self.error,
             "mapping_changes": self.mapping_changes,
             "mapping_share": self.mapping_share,
+            "summary": self.summary(),
         }
 
 
@@ -127,15 +155,20 @@ def run_pass(
     ``only`` (``resync``) runs just those records ({mapping: {side: ids}}), without
     detection; ``cycle``: the program-wide vendor reads this pass shares with the
     other passes of a ``sync --all`` or service cycle (:mod:`connector.engine.cycle`)."""
-    # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
-    lease = store.lease(partner.id) if (lock and not dry_run) else None
+    # every line logged during the pass names its connection, then its run (logs.py)
+    context = bind(connection=partner.id)
+    lease = None
     try:
+        # the lock first: a refused pass (LockHeld) must not leave a run stuck "running"
+        lease = store.lease(partner.id) if (lock and not dry_run) else None
         if lease is None:  # taking the lock marks them; a dry run looks for itself
             store.interrupt_orphaned_runs(partner.id)
         run_id = store.start_run(
             partner.id, dry_run=dry_run, trigger=trigger, owner=lease.owner if lease else None
         )
-        return _run_recorded(
+        context |= bind(run_id=run_id)
+        log.info("pass started (trigger %s%s)", trigger, ", dry run" if dry_run else "")
+        result = _run_recorded(
             run_id,
             lease,
             partner=partner,
@@ -155,9 +188,17 @@ def run_pass(
             only=only,
             cycle=cycle,
         )
+        log.info(
+            "pass finished: %s (%d record error(s), %d open conflict(s))",
+            result.status,
+            len(result.errors),
+            result.open_conflicts,
+        )
+        return result
     finally:
         if lease is not None:
             lease.release()
+        unbind(context)
 
 
 def _checked(

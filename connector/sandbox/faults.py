@@ -151,6 +151,12 @@ class FaultInjector:
             self._rng = random.Random(spec.seed)
             self._storm_left = 0
 
+    def throttle_next(self, requests: int) -> None:
+        """Answer the next ``requests`` requests of this portal with 429 (a storm that
+        starts now, whatever the spec): a test's one deterministic rate-limit hit."""
+        with self._lock:
+            self._storm_left = max(self._storm_left, requests)
+
     def decide(self) -> tuple[FaultAction, int]:
         """Pick what happens to one request: ``(action, status)``.
 

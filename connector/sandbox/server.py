@@ -121,6 +121,7 @@ class SandboxServer:
             http="h11",
             lifespan="off",
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through the process's handler (logs.py)
             access_log=False,
             proxy_headers=False,
             server_header=False,

@@ -25,6 +25,7 @@ from connector.config.check import errors_of
 from connector.engine.cycle import Rounds
 from connector.engine.hooks import Hook
 from connector.engine.sync import PassResult
+from connector.logs import bound
 from connector.service.metrics import Metrics
 from connector.service.probe import PortalCheck, PortalHealth, Probe, probe
 from connector.service.runner import Job, Runner, backoff_delay
@@ -272,7 +273,10 @@ class Service:
     def _run_pass(self, connection: str, trigger: str) -> PassResult:
         # one round of the connections' passes shares the program-wide vendor reads
         cycle = self.rounds.for_pass(connection, [p.id for p in self.project.config.partners])
-        return self.app_for(connection).sync(connection, trigger=trigger, cycle=cycle)
+        started = time.monotonic()
+        result = self.app_for(connection).sync(connection, trigger=trigger, cycle=cycle)
+        self.metrics.observe_pass(connection, time.monotonic() - started)
+        return result
 
     def _after_pass(self, job: Job) -> None:
         # a pass that got through reached both portals with their tokens; one that
@@ -281,13 +285,14 @@ class Service:
         self.portal_health.passed(["@vendor", job.connection], completed)
         if job.result is not None:
             self.metrics.record_pass(job.result, job.trigger, self.project.config.vendor.name)
-            log.info(
-                "pass of %s (%s) run %s: %s",
-                job.connection,
-                job.trigger,
-                job.run_id,
-                job.result.status,
-            )
+            with bound(connection=job.connection, run_id=job.run_id):
+                log.info(
+                    "pass of %s (%s) run %s: %s",
+                    job.connection,
+                    job.trigger,
+                    job.run_id,
+                    job.result.status,
+                )
 
     def portal_checks(self) -> dict[str, PortalCheck] | None:
         """Each portal's reachability and authentication (vendor as ``@vendor``,

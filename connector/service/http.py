@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connector.config import config_path_from
+from connector.logs import configure_logging
 from connector.service.admin import admin_routes
 from connector.service.core import Service
 from connector.service.partner_view import partner_run_view
@@ -82,24 +82,39 @@ def _requested_uri(request: Request, public_url: str | None) -> str:
 
 
 def serve(
-    config: str | None, host: str, port: int, *, debug: bool, echo: Callable[..., Any]
+    config: str | None,
+    host: str,
+    port: int,
+    *,
+    debug: bool,
+    log_level: str | None = None,
+    log_format: str = "text",
 ) -> None:
     """``dealsync serve``: start the service of the config at ``config`` (None: the
-    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes."""
+    default), answer HTTP on ``host``:``port`` until stopped, then stop its passes.
+    Logs at ``log_level`` (None: info, debug with ``debug``) in ``log_format``; what
+    it says on starting and uvicorn's own lines (requests, start-up) are log lines
+    too, so stderr is in the one format (a JSON object per line with ``json``)."""
     import uvicorn
 
-    logging.getLogger("dealsync").setLevel(logging.DEBUG if debug else logging.INFO)
+    level = log_level or ("debug" if debug else "info")
+    configure_logging(level, log_format)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # through our handler, even after an in-process uvicorn (a sandbox) set its own
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     service = Service(config_path_from(config))
     service.start()
-    echo(
-        f"dealsync serving {len(service.project.config.partners)} connection(s) "
-        f"on http://{host}:{port} (admin page: /admin)",
-        err=True,
+    log.info(
+        "dealsync serving %d connection(s) on http://%s:%d (admin page: /admin)",
+        len(service.project.config.partners),
+        host,
+        port,
     )
-    for partner, reason in service.unusable_connections().items():  # the others run
-        echo(f"connection {partner} cannot run: {reason}", err=True)
+    # each connection that cannot run was logged by the service (the others run)
     try:
-        uvicorn.run(build_app(service), host=host, port=port, log_level="info")
+        # log_config=None: uvicorn adds no handlers, its loggers go through ours
+        uvicorn.run(build_app(service), host=host, port=port, log_level=level, log_config=None)
     finally:
         service.stop()
 
@@ -136,7 +151,10 @@ def build_app(service: Service) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # the state gauges query the database and the portal gauges may probe
+        # (cached, bounded): off the event loop
+        body = await run_in_threadpool(generate_latest, service.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     def trigger(request: Request) -> JSONResponse:
         # sync handler: Starlette runs it in a thread, so waiting for the run id is fine

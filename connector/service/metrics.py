@@ -1,26 +1,40 @@
 """Prometheus metrics of the service.
 
-Counters move when a pass of this process finishes (from its :class:`PassResult`);
-gauges that describe the shared state (open conflicts, failing records, outbox
-backlog and messages by status, registrations) are read from the state store at
-scrape time, so every process sharing a database reports the same values for them.
+Counters move when a pass of this process finishes (from its :class:`PassResult`),
+and so does the pass duration histogram; gauges that describe the shared state (open
+conflicts, failing records, last successful pass, outbox backlog and messages by
+status, registrations) are read from the state store at scrape time, so every process
+sharing a database reports the same values for them. The rate-limit budget in use is
+this process's (its limiters, :mod:`connector.adapters.ratelimit`); portal
+reachability is the /healthz checks' (cached, :mod:`connector.service.probe`).
+
+No ``*_created`` series: :func:`prometheus_client.disable_created_metrics` (they double
+the series count and nothing here reads them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from connector.adapters.ratelimit import named_limits
 from connector.engine.sync import PassResult
 from connector.service.health import categorize
 from connector.state.outbox import KINDS, STATUSES
 
 if TYPE_CHECKING:
     from connector.service.core import Service
+
+disable_created_metrics()
+
+# seconds: a pass with nothing to do takes well under one, a full resync many minutes
+PASS_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+UNSENT = ("queued", "failed", "held")  # the outbox statuses that still want something
 
 _COUNTS_NOT_RECORDS = {"failed", "conflicts opened", "conflicts still open"}
 
@@ -84,6 +98,17 @@ class Metrics:
             registry=self.registry,
         )
         self.config_valid.set(1)
+        self.pass_duration = Histogram(
+            "dealsync_pass_duration_seconds",
+            "How long passes of this process took, by connection.",
+            ["connection"],
+            buckets=PASS_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_pass(self, connection: str, seconds: float) -> None:
+        """A pass of ``connection`` took ``seconds`` (however it ended)."""
+        self.pass_duration.labels(connection).observe(seconds)
 
     def inc(self, counter: str, *labels: str, by: float = 1) -> None:
         """Count ``by`` on ``counter`` (a name of :data:`_COUNTERS`) with these labels."""
@@ -153,10 +178,15 @@ class _StateCollector(Collector):
         yield failing
         yield running
         yield usable
+        yield _last_success(store.last_successes(), [p.id for p in project.config.partners])
         backlog = GaugeMetricFamily("dealsync_outbox_backlog", "E-mails queued, not yet sent.")
         backlog.add_metric([], svc.admin_app.outbox.backlog())
         yield backlog
-        yield _outbox_messages(svc.admin_app.outbox.counts())
+        counts = svc.admin_app.outbox.counts()
+        yield _outbox_unsent(counts)
+        yield _outbox_messages(counts)
+        yield from _budgets()
+        yield from _portals(svc)
         regs = GaugeMetricFamily(
             "dealsync_registrations",
             "Registrations by partner and status.",
@@ -181,3 +211,87 @@ def _outbox_messages(counts: dict[tuple[str | None, str, str], int]) -> GaugeMet
     for kind, status in sorted({(k, s) for k in KINDS for s in STATUSES} | set(totals)):
         family.add_metric([kind, status], totals.get((kind, status), 0))
     return family
+
+
+def _last_success(finished: dict[str, datetime], connections: list[str]) -> GaugeMetricFamily:
+    """Per connection with one: alert on ``time() - dealsync_last_success_timestamp_seconds``."""
+    family = GaugeMetricFamily(
+        "dealsync_last_success_timestamp_seconds",
+        "When the connection's last pass that got through (ok, or conflicts left for a "
+        "human) finished, as Unix time; no sample until it has one.",
+        labels=["connection"],
+    )
+    for connection in connections:
+        if connection in finished:
+            family.add_metric([connection], finished[connection].timestamp())
+    return family
+
+
+def _outbox_unsent(counts: dict[tuple[str | None, str, str], int]) -> GaugeMetricFamily:
+    """The backlog by status: what waits to be sent (queued), for a human (held) or
+    gave up (failed; ``dealsync outbox retry``), zeros included."""
+    family = GaugeMetricFamily(
+        "dealsync_outbox_backlog_by_status",
+        "E-mails not sent, by status (queued: due or backing off; held: a privacy check "
+        "objected; failed: attempts exhausted, `dealsync outbox retry`).",
+        labels=["status"],
+    )
+    for status in UNSENT:
+        family.add_metric([status], sum(n for (_, _, st), n in counts.items() if st == status))
+    return family
+
+
+def _budgets() -> Iterator[GaugeMetricFamily]:
+    """Each HubSpot portal's request budget per rolling window and how much of it this
+    process used in the last window (the client limiter's view, corrected from
+    HubSpot's ``X-HubSpot-RateLimit-*`` headers)."""
+    budget = GaugeMetricFamily(
+        "dealsync_rate_limit_budget",
+        "Requests a portal allows per rolling window (as the client limiter knows it).",
+        labels=["portal", "limit"],
+    )
+    used = GaugeMetricFamily(
+        "dealsync_rate_limit_budget_used",
+        "Requests this process sent to the portal within the last window.",
+        labels=["portal", "limit"],
+    )
+    for portal, limits in sorted(named_limits().items()):
+        for limit, limiter in (("requests", limits.requests), ("search", limits.search)):
+            budget.add_metric([portal, limit], limiter.budget)
+            used.add_metric([portal, limit], limiter.in_window())
+    yield budget
+    yield used
+
+
+def _portals(svc: Service) -> Iterator[GaugeMetricFamily]:
+    """Reachability and authentication per portal, as /healthz reports them (the same
+    cache: a scrape probes only a portal whose answer is older than
+    ``service.portal_check_seconds``; nothing when that is 0)."""
+    checks = svc.portal_checks()
+    if checks is None:
+        return
+    vendor = svc.project.config.vendor.name
+    families = {
+        "up": GaugeMetricFamily(
+            "dealsync_portal_up",
+            "1 when the portal answered and took its token at the last check, else 0.",
+            labels=["portal"],
+        ),
+        "reachable": GaugeMetricFamily(
+            "dealsync_portal_reachable",
+            "1/0: the portal could be reached at the last check (no sample: not known).",
+            labels=["portal"],
+        ),
+        "authenticated": GaugeMetricFamily(
+            "dealsync_portal_authenticated",
+            "1/0: the portal took its token at the last check (no sample: not known).",
+            labels=["portal"],
+        ),
+    }
+    for key, check in checks.items():
+        portal = vendor if key == "@vendor" else key
+        families["up"].add_metric([portal], 1 if check.ok else 0)
+        for name, value in (("reachable", check.reachable), ("authenticated", check.authenticated)):
+            if value is not None:
+                families[name].add_metric([portal], 1 if value else 0)
+    yield from families.values()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, insert, true, update
+from sqlalchemy import ColumnElement, Table, delete, func, insert, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -275,6 +275,22 @@ class RunLedger(Transactions):
             if connection:
                 q = q.where(Run.connection == connection)
             return list(s.exec(q.order_by(col(Run.id).desc()).limit(limit)).all())
+
+    def last_successes(self) -> dict[str, datetime]:
+        """When each connection's last pass that got through finished (``ok``, or
+        ``conflicts``: every record handled, some waiting for a human; dry runs are
+        not passes): one grouped query, read by ``/metrics`` at every scrape."""
+        with self.session() as s:
+            rows = s.exec(
+                select(Run.connection, func.max(Run.finished_at))
+                .where(
+                    col(Run.status).in_(("ok", "conflicts")),
+                    col(Run.dry_run).is_(False),
+                    col(Run.finished_at).is_not(None),
+                )
+                .group_by(Run.connection)
+            ).all()
+        return {connection: finished for connection, finished in rows if finished is not None}
 
     def run(self, run_id: int) -> Run | None:
         if not valid_id(run_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
+from dotenv import dotenv_values
 
 from connector.adapters.local import LocalCRM
 from connector.cli import cli
@@ -39,21 +41,35 @@ ALL_COMMANDS = list(_commands(cli))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One demo-built project for the module (its last pass leaves a conflict open)."""
+    before = set(os.environ)
     root = tmp_path_factory.mktemp("demo")
     result = run("demo", "--dir", str(root))
     assert result.exit_code == 0, result.output
-    return root
+    yield root
+    _forget_dotenv(root, before)
 
 
 @pytest.fixture
-def demo_project(demo_dir: Path, tmp_path: Path) -> Path:
+def demo_project(demo_dir: Path, tmp_path: Path) -> Iterator[Path]:
     """A private copy of the demo project, so tests may change it. Its portals ran in
     the demo's in-process sandbox, so only commands that read the state work on it."""
+    before = set(os.environ)
     copy = tmp_path / "demo"
     shutil.copytree(demo_dir, copy)
-    return copy / "dealsync.yaml"
+    yield copy / "dealsync.yaml"
+    _forget_dotenv(copy, before)
+
+
+def _forget_dotenv(root: Path, before: set[str]) -> None:
+    """A command on a project without an explicit environment loads its ``.env`` into
+    ``os.environ`` (by design: the adapters read it there); the demo's holds
+    ``DEALSYNC_MAIL_SINK``, which would give every later test in this process a mail
+    transport. Take out what the project's ``.env`` added."""
+    for key in dotenv_values(root / ".env"):
+        if key not in before:
+            os.environ.pop(key, None)
 
 
 LOCAL_CONFIG = project_yaml()

@@ -12,6 +12,8 @@ CLI = Path(__file__).resolve().parents[2] / "connector" / "cli"
 ALLOWED = {"connector.api", "connector.cli", "connector.cli.base"}
 ENTRY_POINTS = {
     "serve.py": {"connector.sandbox", "connector.demo", "connector.service"},
+    # the process's logging is set up before any command (and any API) runs
+    "base.py": {"connector.logs"},
 }
 
 
