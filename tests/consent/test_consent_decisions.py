@@ -397,3 +397,25 @@ def test_a_leads_company_country_is_read_once_not_on_every_pass(make_world: Make
         w.sync(now=NOW + timedelta(days=day))
         assert w.vendor.calls["batch_read"] == 0, (day, dict(w.vendor.calls))
     assert w.consent_messages() == []  # still outside the EU: nothing, ever
+
+
+def test_eu_notices_read_each_engagement_event_type_once_whatever_the_number_due(
+    make_world: MakeWorld,
+) -> None:
+    """Issue 17's scenario 5b: 3 or 30 French contacts due their day-30 notice cost the
+    same event reads — one per engagement event type for all of them, not one per
+    contact and type — and a contact who engaged in the window is still suppressed."""
+    calls: dict[int, int] = {}
+    for n in (3, 30):
+        w = make_world(f"events{n}")
+        w.seed_deal(contacts=[person(f"p{i}@globex.com", "FR") for i in range(n)])
+        w.sync(now=NOW)
+        engaged = w.vendor_contact("p0@globex.com")
+        w.vendor.record_event("pe_form_submitted", engaged.id, occurred_at=NOW + timedelta(days=3))
+        w.vendor.calls.clear()
+        w.sync(now=DAY30)
+        calls[n] = w.vendor.calls["events"]
+        notices = w.by_recipient("data_notice")
+        assert notices["p0@globex.com"].status == "suppressed"
+        assert {m.status for r, m in notices.items() if r != "p0@globex.com"} == {"queued"}
+    assert calls[30] == calls[3], calls
