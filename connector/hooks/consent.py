@@ -367,9 +367,9 @@ class _Signals:
     # since when each vendor contact matches the confirmation conditions (by e-mail;
     # absent: it does not match)
     confirmed: dict[str, datetime]
-    # the engagement events of the contacts due a notice, by vendor contact id: read
-    # once per event type for all of them (None: read per contact, as one is due)
-    engaged: dict[str, list[tuple[str, datetime]]] | None = None
+    # the engagement events of the contacts due a notice, by vendor contact id (read
+    # once per event type for all of them)
+    engaged: dict[str, list[tuple[str, datetime]]]
 
     @classmethod
     def read(
@@ -417,7 +417,6 @@ class _Signals:
         """Why ``item`` is not sent (None: it is). An opt-in counts when it happened
         by the window's end (a consent request: by now); engagement when its event
         lies in the window."""
-        consent = rules.consent
         email = item.person.email.lower()
         if opted_in_by(self.subscribed.get(email), item.window_end):
             return "already opted in to the vendor's communications"
@@ -427,13 +426,8 @@ class _Signals:
         if item.kind == "data_notice" and self.engagement is not None and rec is not None:
             reg = item.reg
             start = (reg.decided_at or reg.submitted_at) - timedelta(seconds=1)
-            if self.engaged is not None:
-                for event_type, at in self.engaged.get(rec.id, []):
-                    if start < at < item.window_end:
-                        return f"engaged within the window ({event_type})"
-                return None
-            for event_type in consent.engagement_events:
-                if self.engagement.events(event_type, start, item.window_end, object_id=rec.id):
+            for event_type, at in self.engaged.get(rec.id, []):
+                if start < at < item.window_end:
                     return f"engaged within the window ({event_type})"
         return None
 
@@ -443,17 +437,17 @@ def _engaged(
     engagement: SupportsEngagement | None,
     due: Sequence[_Due],
     contacts: Mapping[str, Record],
-) -> dict[str, list[tuple[str, datetime]]] | None:
+) -> dict[str, list[tuple[str, datetime]]]:
     """The engagement events of every contact due a notice, one read per event type
     over the span of their windows (issue 17: not one per contact and type), kept by
-    vendor contact id; None when at most one contact is due (its own reads are fewer)."""
+    vendor contact id."""
     notices = [
         (d, contacts[d.person.email.lower()])
         for d in due
         if d.kind == "data_notice" and d.person.email.lower() in contacts
     ]
-    if engagement is None or len(notices) < 2 or not rules.consent.engagement_events:
-        return None
+    if engagement is None or not notices:
+        return {}
     wanted = {rec.id for _, rec in notices}
     after = min((d.reg.decided_at or d.reg.submitted_at) for d, _ in notices) - timedelta(seconds=1)
     before = max(d.window_end for d, _ in notices)
