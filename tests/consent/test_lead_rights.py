@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from connector.cli import cli
 from connector.demo import PortalUser
-from connector.sandbox import PortalSpec, SandboxServer
+from connector.sandbox import SandboxServer
+from connector.testing.cli import ProjectCli
 from connector.testing.world import HubSpotPortals, project_yaml, write_project
 
 ENV = {"LR_VENDOR_TOKEN": "lr-vendor-token", "LR_ACME_TOKEN": "lr-acme-token"}
@@ -37,31 +36,19 @@ ILSE = ("Ilse", "Vantongeren", "ilse@hollowmere-optics.at")
 ZELDA_TRACES = ("zelda@ostara-fittings.de", "Zelda", "Quirinal")
 
 
+CLI = ProjectCli(ENV, TOKEN_ENV)
+invoke, ok = CLI.invoke, CLI.ok
+
+
 @pytest.fixture
 def srv() -> Iterator[SandboxServer]:
-    specs = [PortalSpec("vendor", ENV["LR_VENDOR_TOKEN"]), PortalSpec("acme", ENV["LR_ACME_TOKEN"])]
-    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:
+    with CLI.sandbox() as server:
         yield server
 
 
 @pytest.fixture
 def config(tmp_path: Path, srv: SandboxServer) -> Path:
-    path = write_project(
-        tmp_path, project_yaml(("acme",), hubspot=HubSpotPortals(srv.url, TOKEN_ENV))
-    )
-    setup = invoke(path, "setup")
-    assert setup.exit_code == 0, setup.output
-    return path
-
-
-def invoke(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], env={**ENV, **(env or {})})
-
-
-def ok(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    result = invoke(config, *args, env=env)
-    assert result.exit_code == 0, result.output
-    return result
+    return CLI.project(tmp_path, srv, ("acme",))
 
 
 class Registered:

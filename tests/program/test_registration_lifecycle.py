@@ -13,18 +13,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from connector.cli import cli
 from connector.demo import PortalUser
-from connector.sandbox import PortalSpec, SandboxServer
+from connector.sandbox import SandboxServer
+from connector.testing.cli import ProjectCli
 from connector.testing.mail import MisbehavingSMTP
 from connector.testing.world import HubSpotPortals, project_yaml, write_project
 
@@ -45,40 +44,19 @@ def at(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+CLI = ProjectCli(ENV, TOKEN_ENV)
+invoke, ok, rows = CLI.invoke, CLI.ok, CLI.rows
+
+
 @pytest.fixture
 def srv() -> Iterator[SandboxServer]:
-    specs = [PortalSpec(name, ENV[TOKEN_ENV[name]]) for name in ("vendor", "acme", "beta")]
-    with SandboxServer(specs, port=0, limits=False, search_lag=0) as server:
+    with CLI.sandbox() as server:
         yield server
 
 
 @pytest.fixture
 def config(tmp_path: Path, srv: SandboxServer) -> Path:
-    path = write_project(
-        tmp_path,
-        project_yaml(
-            ("acme", "beta"),
-            notify={"acme": ACME_ALERTS},
-            hubspot=HubSpotPortals(srv.url, TOKEN_ENV),
-        ),
-    )
-    installed = invoke(path, "setup")
-    assert installed.exit_code == 0, installed.output
-    return path
-
-
-def invoke(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], env={**ENV, **(env or {})})
-
-
-def ok(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    result = invoke(config, *args, env=env)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def rows(config: Path, *args: str) -> list[dict[str, Any]]:
-    return list(json.loads(ok(config, *args, "--format", "json").output))
+    return CLI.project(tmp_path, srv, ("acme", "beta"), notify={"acme": ACME_ALERTS})
 
 
 def user(srv: SandboxServer, portal: str) -> PortalUser:
