@@ -102,7 +102,7 @@ def init(
         wanted = _ask_partners()
     unknown = sorted((set(per) | set(given)) - {pid for pid, _ in wanted})
     if unknown:
-        raise click.UsageError(
+        raise ob.OnboardingRefused(
             f"{unknown[0]!r} is named in --partner-adapter or --set but is not a --partner"
         )
     chosen = []
