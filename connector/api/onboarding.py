@@ -714,7 +714,7 @@ def add_partner(
             f"{file} has problems already; fix them first (`dealsync check`), nothing was "
             "changed:\n  " + "\n  ".join(before)
         )
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")  # as it is: CRLF line ends stay CRLF
     ids, sequence = _located_partners(text, file)
     index = len(sequence.value)
     check_partner_id(pid, f"{file}: partners[{index}].id")
