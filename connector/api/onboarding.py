@@ -248,6 +248,20 @@ def parse_sets(values: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_keys(values: Iterable[str]) -> dict[str, Any]:
+    """``partners add``'s ``--set KEY=VALUE`` → {key: value}."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OnboardingRefused(
+                f"--set {item!r}: write KEY=VALUE, a key of the partner portal's kind, "
+                "e.g. --set host=https://api.hubapi.com"
+            )
+        out[key.strip()] = scalar(value)
+    return out
+
+
 def parse_partner(text: str) -> tuple[str, str]:
     """``acme:Acme Agency`` → (``acme``, ``Acme Agency``); the name defaults to the id."""
     pid, _, name = text.partition(":")

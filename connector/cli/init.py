@@ -71,6 +71,15 @@ def init(
     interactive = not no_input
     if ob.config_kept(root, force):
         # kept as it is, so nothing to ask: .env and the mappings are written if missing
+        told = (vendor_adapter, vendor_token_env, vendor_host)
+        if partners or partner_adapters or sets or any(v is not None for v in told):
+            click.secho(
+                f"{root / 'dealsync.yaml'} exists and is kept, so the portal and partner "
+                "options are not used (--force writes a new one; `dealsync partners add` "
+                "adds a partner to it)",
+                fg="yellow",
+                err=True,
+            )
         _report(ob.init_project(root, None, [], force=False))
         return
     given = ob.parse_sets(sets)

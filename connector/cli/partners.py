@@ -127,10 +127,7 @@ def partners_add(
     would not pass `dealsync check`; prints the variables to set next."""
     from connector.api import onboarding as ob
 
-    keys = {
-        k: v
-        for k, v in ob.parse_sets(f"{partner_id}.{s}" for s in sets).get(partner_id, {}).items()
-    }
+    keys = ob.parse_keys(sets)
     for key, value in (("token_env", token_env), ("host", host)):
         if value is not None:
             keys[key] = value

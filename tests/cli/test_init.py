@@ -166,6 +166,11 @@ def test_existing_files_are_kept_unless_force(tmp_path: Path) -> None:
         if line.startswith(("wrote", "Vendor", "Partner"))
     ]
     assert files_of(tmp_path) == before
+    told = run("init", str(tmp_path), "--partner", "beta")
+    assert told.exit_code == 0
+    assert "exists and is kept, so the portal and partner options are not used" in told.output
+    assert "`dealsync partners add` adds a partner" in told.output
+    assert files_of(tmp_path) == before
 
     forced = run(*args, "--force")
     assert forced.exit_code == 0, forced.output

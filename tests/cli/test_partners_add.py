@@ -125,6 +125,7 @@ def test_a_hubspot_partner_gets_its_token_variable_named(project: Path) -> None:
          "partners[1]: adapter 'salesforse' is not a known portal kind"),
         (["globex", "--adapter", "local", "--set", "colour=blue"],
          "partners[1]: adapter local has no key 'colour' (its keys: path)"),
+        (["globex", "--set", "colour"], "--set 'colour': write KEY=VALUE"),
         (["globex", "--schedule", "every day"], "--schedule 'every day': give an interval"),
         (["globex", "--schedule", "0s"], "--schedule '0s':"),
         (["globex", "--adapter", "local", "--notify-email", "not-an-address"],
