@@ -96,6 +96,7 @@ def init(
                 f"Vendor portal adapter ({ob.describe_kinds()})",
                 default=vendor_adapter,
                 type=click.Choice(kinds),
+                show_choices=False,
             )
     vendor = ob.portal(
         vendor_adapter,
@@ -107,15 +108,13 @@ def init(
 
     every, per = ob.parse_partner_adapters(partner_adapters)
     wanted = [ob.parse_partner(p) for p in partners]
-    if not wanted and interactive:
-        wanted = _ask_partners()
     unknown = sorted((set(per) | set(given)) - {pid for pid, _ in wanted})
     if unknown:
         raise ob.OnboardingRefused(
             f"{unknown[0]!r} is named in --partner-adapter or --set but is not a --partner"
         )
-    chosen = []
-    for pid, name in wanted:
+
+    def partner(pid: str, name: str) -> Any:
         kind = per.get(pid) or every
         if kind is None:
             kind = vendor_adapter
@@ -124,13 +123,15 @@ def init(
                     f"Partner {pid}: adapter", default=kind, type=click.Choice(kinds)
                 )
         keys = ob.portal(
-            kind,
-            pid,
-            given.get(pid),
-            ask=_asker(f"partner {pid}", interactive),
+            kind, pid, given.get(pid), ask=_asker(f"partner {pid}", interactive),
             where=f"--partner {pid}",
-        )
-        chosen.append(ob.Partner(pid, name, keys))
+        )  # fmt: skip
+        return ob.Partner(pid, name, keys)
+
+    if wanted or not interactive:
+        chosen = [partner(pid, name) for pid, name in wanted]
+    else:
+        chosen = _ask_partners(partner)
     _report(ob.init_project(root, vendor, chosen, force=force))
 
 
@@ -142,13 +143,15 @@ def _asker(label: str, interactive: bool) -> Any:
 
     def prompt(key: Any, suggestion: str | None) -> str | None:
         if key.names_env:
-            what = "the environment variable that will hold it"
+            what = " (the environment variable to hold it)"
         elif key.required:
-            what = "required"
+            what = " (required)"
+        elif suggestion is None:
+            what = " (optional; Enter leaves it out)"
         else:
-            what = "optional; Enter leaves it out"
+            what = ""
         answer = click.prompt(
-            f"{label.capitalize()}: {key.name} ({what})",
+            f"{label.capitalize()}: {key.name}{what}",
             default=suggestion if suggestion is not None else "",
             show_default=suggestion is not None,
         )
@@ -157,10 +160,11 @@ def _asker(label: str, interactive: bool) -> Any:
     return prompt
 
 
-def _ask_partners() -> list[tuple[str, str]]:
+def _ask_partners(partner: Any) -> list[Any]:
+    """Partners asked one by one (id, name, then its portal), until no more."""
     from connector.api import onboarding as ob
 
-    out: list[tuple[str, str]] = []
+    out: list[Any] = []
     while True:
         pid = click.prompt("Partner id (lowercase letters, digits, - and _)").strip()
         try:
@@ -168,11 +172,11 @@ def _ask_partners() -> list[tuple[str, str]]:
         except ob.OnboardingRefused as exc:
             click.secho(str(exc), fg="red", err=True)
             continue
-        if pid in {p for p, _ in out}:
+        if pid in {p.id for p in out}:
             click.secho(f"partner {pid!r} is listed already", fg="red", err=True)
             continue
         name = click.prompt(f"Partner {pid}: name", default=pid).strip() or pid
-        out.append((pid, name))
+        out.append(partner(pid, name))
         if not click.confirm("Add another partner?", default=False):
             return out
 

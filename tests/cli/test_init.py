@@ -110,9 +110,9 @@ def test_questions_at_the_prompt_write_the_answers(tmp_path: Path) -> None:
             "https://api.hubapi.com",  # vendor host
             "acme",  # partner id
             "Acme Agency",  # its name
+            "local",  # its adapter
+            "",  # its path: the suggestion
             "n",  # another partner?
-            "local",  # acme's adapter
-            "",  # acme's path: the suggestion
         ]
     )
     result = run("init", str(tmp_path), input=answers + "\n")
@@ -131,7 +131,7 @@ def test_questions_at_the_prompt_write_the_answers(tmp_path: Path) -> None:
 
 
 def test_a_bad_partner_id_at_the_prompt_is_asked_again(tmp_path: Path) -> None:
-    answers = ["local", "", "Acme Agency", "acme", "", "n", "local", ""]
+    answers = ["local", "", "Acme Agency", "acme", "", "local", "", "n"]
     result = run("init", str(tmp_path), input="\n".join(answers) + "\n")
     assert result.exit_code == 0, result.output
     assert "partner id 'Acme Agency' is not valid" in result.output
