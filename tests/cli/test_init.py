@@ -274,7 +274,7 @@ def _mentions(text: str) -> list[list[str]]:
             line = line.split("#", 1)[0]
             # a command: at the start, after a path's bin/, a prompt or an &&
             for m in re.finditer(r"(?:^\s*|bin/|\$ |&& )dealsync(?![\w-])(\s[^|;&]*)?", line):
-                words = [w.strip("[]\\…,.") for w in (m.group(1) or "").split()]
+                words = [w.strip("[]()\\…,.") for w in (m.group(1) or "").split()]
                 found.append([w for w in words if w])
     return found
 
