@@ -30,7 +30,6 @@ from typing import Any
 
 from connector.api.errors import DealsyncError
 
-INIT_FILES = ("dealsync.yaml", ".env")
 DEFAULT_MAPPINGS = ("shared_deals.yaml",)
 """The shipped mapping files a new project syncs (``mappings:``), in order."""
 RULES_FILE = "rules.yaml"
@@ -131,11 +130,6 @@ def _kind(name: str, where: str) -> Any:
             f"{where}: adapter {name!r} is not a known portal kind; use one of: {describe_kinds()}"
         )
     return found
-
-
-def kind_keys(kind: str) -> list[str]:
-    """Every key of the kind's settings (for messages and ``--set``)."""
-    return list(_kind(kind, "adapter").settings.model_fields)
 
 
 def asked_keys(kind: str) -> list[PortalKey]:
