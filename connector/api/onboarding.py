@@ -609,6 +609,8 @@ def init_project(
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
+        if rel == ".env":
+            target.chmod(0o600)  # it will hold the secrets: the owner's alone
         report.written.append(target)
     return report
 

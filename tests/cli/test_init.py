@@ -89,6 +89,7 @@ def test_hubspot_defaults_name_the_token_variables_and_never_a_value(tmp_path: P
     assert "# DEALSYNC_PARTNER_ACME_TOKEN=\n" in env_text
     assert "Private Apps" in env_text and "docs/deploy.md" in env_text  # where it comes from
     assert dotenv_values(tmp_path / ".env") == {}  # names only, every one commented out
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600  # it will hold the secrets
     assert "DEALSYNC_VENDOR_TOKEN: vendor (hubspot) token_env" in result.output
     assert "set DEALSYNC_VENDOR_TOKEN, DEALSYNC_PARTNER_ACME_TOKEN in .env" in result.output
 
