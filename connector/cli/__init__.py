@@ -4,7 +4,7 @@ Exit codes: 0 clean, 1 conflicts left open, 2 some records failed, 3 fatal (bad
 config, unreachable CRM, usage errors). Errors are one clean line; ``--debug`` shows
 the traceback.
 
-One module per concern (:mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:`.program`,
+One module per concern (:mod:`.init`, :mod:`.sync`, :mod:`.conflicts`, :mod:`.mappings`, :mod:`.program`,
 :mod:`.outbox`, :mod:`.partners`, :mod:`.privacy`, :mod:`.serve`, :mod:`.scale`), each adding its commands to the group in :mod:`.base`.
 """
 
@@ -16,6 +16,7 @@ import click
 
 from connector.cli import (
     conflicts,
+    init,
     mappings,
     outbox,
     partners,
@@ -30,6 +31,7 @@ from connector.cli.base import cli, fatal, reader_went_away
 __all__ = [
     "cli",
     "conflicts",
+    "init",
     "main",
     "mappings",
     "outbox",

@@ -83,3 +83,75 @@ def partners_token_revoke(ctx: Ctx, partner: str, token_id: int) -> None:
     """Revoke one of a partner's tokens by id (see `dealsync partners token list`)."""
     info = ctx.app(check_env=False).revoke_token(partner, token_id)
     click.echo(f"token #{info.id} of {partner} revoked")
+
+
+@command(partners, "add")
+@click.argument("partner_id", metavar="ID")
+@click.option("--name", help="The partner's name (default: the id).")
+@click.option("--adapter", metavar="KIND", help="Its portal's kind (default: the vendor's).")
+@click.option(
+    "--token-env",
+    metavar="VAR",
+    help="The variable holding its token (default: DEALSYNC_PARTNER_<ID>_TOKEN).",
+)
+@click.option("--host", metavar="URL", help="Its portal's API host (default: the kind's).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other key of its portal's kind (e.g. --set path=.dealsync/partner-x.db).",
+)
+@click.option("--notify-email", metavar="EMAIL", help="Where its lead notifications go.")
+@click.option("--tier", help="Its tier (a name from the rules' tiers).")
+@click.option(
+    "--schedule",
+    metavar="EVERY|CRON",
+    help="When `dealsync serve` syncs it: 300, 5m, 1h, or a cron expression (UTC).",
+)
+def partners_add(
+    ctx: Ctx,
+    partner_id: str,
+    name: str | None,
+    adapter: str | None,
+    token_env: str | None,
+    host: str | None,
+    sets: tuple[str, ...],
+    notify_email: str | None,
+    tier: str | None,
+    schedule: str | None,
+) -> None:
+    """Append a partner connection to dealsync.yaml, keeping its comments and layout.
+
+    Refused, with the file unchanged, when the id is taken or invalid or the result
+    would not pass `dealsync check`; prints the variables to set next."""
+    from connector.api import onboarding as ob
+
+    keys = ob.parse_keys(sets)
+    for key, value in (("token_env", token_env), ("host", host)):
+        if value is not None:
+            keys[key] = value
+    added = ob.add_partner(
+        ctx.config,
+        partner_id,
+        name=name,
+        adapter=adapter,
+        keys=keys,
+        notify_email=notify_email,
+        tier=tier,
+        schedule=schedule,
+    )
+    click.echo(
+        f"added partner {added.partner.id} ({added.partner.portal.adapter}) to {added.config} "
+        f"as partners[{added.index}], line {added.line}"
+    )
+    for var, present in added.secrets:
+        if present:
+            click.echo(f"  {var.name} is set already ({var.purpose})")
+        else:
+            click.echo(f"  set {var.name} in .env or the environment: {var.source}")
+    click.echo(
+        "Next: `dealsync check --online`, `dealsync setup`, then "
+        f"`dealsync sync --connection {added.partner.id}` "
+        "(a running `dealsync serve` reloads the file on its own)"
+    )
