@@ -259,7 +259,7 @@ class CASession(requests.Session):
         stream: Any,
         verify: Any,
         cert: Any,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Environment settings, but the session's own CA file wins."""
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if verify is None or verify is True:
