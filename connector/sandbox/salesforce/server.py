@@ -160,6 +160,25 @@ class SalesforceSandbox:
             ssl_keyfile=self._key_file,
         )
 
+    def _abort_connections(self, server: uvicorn.Server) -> None:
+        """Close the open keep-alive connections at once: a TLS connection's graceful
+        close waits for the client's close_notify, which an idle pooled client never
+        sends, so a plain shutdown would sit out its whole grace period."""
+        loop = self.app.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def abort() -> None:
+            for conn in list(server.server_state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+        try:
+            loop.call_soon_threadsafe(abort)
+        except RuntimeError:  # the loop stopped meanwhile
+            pass
+
     def start(self, timeout: float = 10.0) -> SalesforceSandbox:
         """Start serving in a daemon thread; returns once connections are accepted."""
         if self._thread is not None:
@@ -184,6 +203,7 @@ class SalesforceSandbox:
         """Stop serving (and save to ``data_file`` if one was given)."""
         if self._server is not None:
             self._server.should_exit = True
+            self._abort_connections(self._server)
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._sock is not None:
