@@ -16,6 +16,7 @@ import hmac
 import re
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,9 @@ class OrgSpec:
     api_allocation: int = 100_000
     faults: FaultSpec = field(default_factory=FaultSpec)
     org_id: str | None = None
+    # Salesforce refuses new requests while this many are running 20 s or longer
+    concurrent_long_limit: int = 25
+    long_request_seconds: float = 20.0
 
 
 @dataclass
@@ -171,6 +175,8 @@ class Org:
         self.api = ApiUsage(spec.api_allocation, self.now)
         self.faults = FaultInjector(spec.faults)
         self.calls: Counter[str] = Counter()
+        self._in_flight: dict[int, float] = {}
+        self._next_request = 0
         self.username = spec.username or f"integration@{spec.name}.sandbox"
         self.user_id = self._new_id("User")
         self._put(
@@ -998,6 +1004,32 @@ class Org:
     def count(self, type_name: str) -> int:
         """Live records of a type."""
         return len(self.rows(type_name))
+
+    def begin_request(self, enforce: bool) -> int | None:
+        """Register a request in flight; None (refused) when ``concurrent_long_limit``
+        requests have run ``long_request_seconds`` or longer.  Durations are real
+        time (``time.monotonic``), not the org's clock."""
+        with self._lock:
+            now = time.monotonic()
+            long_running = sum(
+                1 for t in self._in_flight.values() if now - t >= self.spec.long_request_seconds
+            )
+            if enforce and long_running >= self.spec.concurrent_long_limit:
+                return None
+            self._next_request += 1
+            self._in_flight[self._next_request] = now
+            return self._next_request
+
+    def end_request(self, token: int) -> None:
+        """A request registered by :meth:`begin_request` has been answered."""
+        with self._lock:
+            self._in_flight.pop(token, None)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests being served now."""
+        with self._lock:
+            return len(self._in_flight)
 
     @property
     def api_calls(self) -> int:
