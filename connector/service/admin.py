@@ -134,6 +134,20 @@ def duration(finished: datetime | None, started: datetime) -> str:
     return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
+def counts(values: dict[str, Any] | None) -> str:
+    """A run's counts as a line people read: ``created vendor deals: 3, …``, a nested
+    group (the program's) flattened into its items, never a Python dict."""
+    parts = []
+    for key, value in (values or {}).items():
+        if key == "plan":
+            continue
+        if isinstance(value, dict):
+            parts.extend(f"{k}: {v}" for k, v in value.items())
+        else:
+            parts.append(f"{key}: {value}")
+    return ", ".join(parts)
+
+
 def without(query: dict[str, Any], *names: str) -> dict[str, Any]:
     """A view's query parameters less some (a filter link drops its own and the offset)."""
     return {k: v for k, v in query.items() if k not in names}
@@ -143,7 +157,9 @@ _templates = Environment(
     loader=PackageLoader("connector", "templates"),
     autoescape=select_autoescape(["html", "svg"]),
 )
-_templates.filters.update(when=when, fold=fold, number=number, duration=duration, without=without)
+_templates.filters.update(
+    when=when, fold=fold, number=number, duration=duration, without=without, counts=counts
+)
 
 
 @dataclass(frozen=True)
