@@ -137,7 +137,7 @@ def duration(finished: datetime | None, started: datetime) -> str:
 def counts(values: dict[str, Any] | None) -> str:
     """A run's counts as a line people read: ``created vendor deals: 3, …``, a nested
     group (the program's) flattened into its items, never a Python dict."""
-    parts = []
+    parts: list[str] = []
     for key, value in (values or {}).items():
         if key == "plan":
             continue
