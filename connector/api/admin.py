@@ -70,11 +70,18 @@ def runs_view(
     return RunsView(page, v.run_problems(ids), v.run_statuses(connection))
 
 
+def run_counts(app: Dealsync) -> dict[str, int]:
+    """How many runs each connection has had (one grouped query): the overview's links
+    to each connection's runs say how many there are."""
+    return views(app).runs_by_connection()
+
+
 @dataclass
 class Slot:
     """The runs that started in one time slot of the chart."""
 
     start: datetime
+    end: datetime
     ok: int = 0
     conflicts: int = 0
     failed: int = 0
@@ -91,7 +98,7 @@ def slot_outcomes(
     belongs to the slot its start falls in); pure, so the chart is table-tested."""
     width = timedelta(hours=hours) / slots
     since = now - timedelta(hours=hours)
-    out = [Slot(since + i * width) for i in range(slots)]
+    out = [Slot(since + i * width, since + (i + 1) * width) for i in range(slots)]
     for at, status in outcomes:
         if at < since or at > now:
             continue

@@ -85,13 +85,15 @@ def ago(moment: datetime, now: datetime) -> str:
     seconds = (now - moment).total_seconds()
     future, seconds = seconds < 0, abs(seconds)
     if seconds < 45:
-        return "just now" if not future else "in a few seconds"
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size * 0.95 or unit == "min":
-            n = max(1, round(seconds / size))
-            label = f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''}"
-            return f"in {label}" if future else f"{label} ago"
-    raise AssertionError("unreachable")  # pragma: no cover
+        return "in a few seconds" if future else "just now"
+    if seconds >= 0.95 * 86400:
+        n = round(seconds / 86400)
+        label = f"{n} day{'s' if n > 1 else ''}"
+    elif seconds >= 0.95 * 3600:
+        label = f"{round(seconds / 3600)} h"
+    else:
+        label = f"{max(1, round(seconds / 60))} min"
+    return f"in {label}" if future else f"{label} ago"
 
 
 def when(moment: datetime | str | None) -> Markup:
@@ -170,10 +172,13 @@ class Bar:
     label: str
 
 
-def chart(slots: Sequence[views.Slot], width: int = 720, height: int = 150) -> Markup:
+def chart(
+    slots: Sequence[views.Slot], hours: int = 24, width: int = 720, height: int = 150
+) -> Markup:
     """Passes and failures per time slot as an inline SVG bar chart (stacked: got
     through, left conflicts, failed), drawn here so the page needs no script, no chart
-    library and nothing from the network. It scales to the screen (``viewBox``)."""
+    library and nothing from the network. It scales to the screen (``viewBox``); each
+    bar's ``<title>`` tells its slot and counts."""
     top, bottom, left = 14, 22, 30
     plot = height - top - bottom
     peak = max([s.total for s in slots] + [1])
@@ -183,13 +188,12 @@ def chart(slots: Sequence[views.Slot], width: int = 720, height: int = 150) -> M
         y = float(top + plot)
         parts = []
         for cls, n in (("ok", s.ok), ("conflicts", s.conflicts), ("failed", s.failed)):
-            h = plot * n / peak
             if n:
+                h = plot * n / peak
                 y -= h
                 parts.append((cls, round(y, 1), round(h, 1)))
-        end = s.start + (slots[1].start - slots[0].start if len(slots) > 1 else s.start - s.start)
         label = (
-            f"{s.start:%H:%M}–{end:%H:%M} UTC: {s.ok} ok, {s.conflicts} with conflicts, "
+            f"{s.start:%H:%M}–{s.end:%H:%M} UTC: {s.ok} ok, {s.conflicts} with conflicts, "
             f"{s.failed} failed"
         )
         bars.append(Bar(round(left + i * step + 1, 1), round(max(1.0, step - 2), 1), parts, label))
@@ -208,6 +212,8 @@ def chart(slots: Sequence[views.Slot], width: int = 720, height: int = 150) -> M
             peak=peak,
             bars=bars,
             ticks=ticks,
+            hours=hours,
+            slot_minutes=round(hours * 60 / max(1, len(slots))),
             total=sum(s.total for s in slots),
             failed=sum(s.failed for s in slots),
         )
@@ -217,14 +223,15 @@ def chart(slots: Sequence[views.Slot], width: int = 720, height: int = 150) -> M
 def safe_next(target: str | None, default: str = "/admin") -> str:
     """Where a form's POST goes back to: only a path of the admin page (never another
     site, so the field cannot be used to redirect an admin elsewhere)."""
-    if not target:
+    parts = urlsplit(target or "")
+    if (
+        parts.scheme
+        or parts.netloc
+        or "\\" in (target or "")
+        or not parts.path.startswith("/admin")
+    ):
         return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or "\\" in target or not target.startswith("/admin"):
-        return default
-    if target.startswith("//"):
-        return default
-    return target
+    return target or default
 
 
 def _int(value: str | None, default: int) -> int:
@@ -445,6 +452,7 @@ def admin_routes(service: Service) -> list[Route]:
             return RedirectResponse("/admin/login", status_code=303)
         service.store.interrupt_orphaned_runs()  # a dead pass's run is not "running"
         app = service.admin_app
+        run_counts = views.run_counts(app)
         return render(
             request,
             session,
@@ -453,7 +461,8 @@ def admin_routes(service: Service) -> list[Route]:
             reload=service.reload,
             loaded_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(service.reload.loaded_at)),
             connections=[
-                _connection_view(service, p.id, p.name) for p in service.project.config.partners
+                _connection_view(service, p.id, p.name, run_counts)
+                for p in service.project.config.partners
             ],
             chart=chart(views.pass_chart(app)),
             held=app.outbox.messages(status="held", limit=500),
@@ -664,7 +673,9 @@ def admin_routes(service: Service) -> list[Route]:
     ]
 
 
-def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any]:
+def _connection_view(
+    service: Service, partner: str, name: str, run_counts: dict[str, int]
+) -> dict[str, Any]:
     store = service.store
     failing = store.failing_records(partner)
     runs = store.runs(partner, limit=5)
@@ -685,7 +696,7 @@ def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any
         "last_failed": last_failed,
         "conflicts": store.conflicts(partner),
         "runs": [run_view(r) for r in runs],
-        "run_count": sum(views.views(service.admin_app).run_statuses(partner).values()),
+        "run_count": run_counts.get(partner, 0),
         "running": service.runner.is_running(partner),
         "schedule": service.project.config.partner(partner).schedule,
         "unusable": service.unusable(partner),

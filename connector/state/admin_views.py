@@ -86,9 +86,10 @@ class AdminViews(Transactions):
             rows = list(s.exec(query.order_by(order).offset(offset).limit(limit)).all())
         return Page(rows, total, offset, limit)
 
-    def _status_counts(self, status: Any, *where: Any) -> dict[str, int]:
+    def _status_counts(self, column: Any, *where: Any) -> dict[str, int]:
+        """How many rows there are per value of ``column`` (a status, a connection)."""
         with self.session() as s:
-            q = select(status, func.count()).where(*where).group_by(status)
+            q = select(column, func.count()).where(*where).group_by(column)
             return {str(k): int(n) for k, n in s.exec(q).all()}
 
     # ------------------------------------------------------------------ runs
@@ -108,6 +109,9 @@ class AdminViews(Transactions):
         """Runs by status (of one connection when given): the runs view's filters."""
         where = [Run.connection == connection] if connection else []
         return self._status_counts(Run.status, *where)
+
+    def runs_by_connection(self) -> dict[str, int]:
+        return self._status_counts(Run.connection)
 
     def run_problems(
         self, run_ids: Sequence[int], per_run: int = 20
