@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from connector.api.admin import Slot, slot_outcomes, sum_commissions
 from connector.mail.render import Rendered
+from connector.program.commission import NOT_CREDITED
 from connector.service import Service, build_app
 from connector.service.admin import VIEWS, ago, fold, safe_next
 from connector.state.runs import RecordOutcome
@@ -99,8 +100,10 @@ def seed_world(harness: Harness) -> World:
             partner="globex",
             kind="shared",
             domain="late.example",
-            code="window_ended",
-            reason="globex's ownership of late.example ended on 2026-10-01, before the deal closed",
+            code="won_after_ownership",
+            reason=NOT_CREDITED["won_after_ownership"].format(
+                partner="globex", domain="late.example", end="2026-10-01", closed="2026-11-03"
+            ),
             amount="800",
             currency="EUR",
             closed_at=datetime(2026, 11, 3, tzinfo=UTC),
@@ -282,8 +285,8 @@ def test_commissions_earned_and_won_deals_not_credited_with_why(
     total = re.search(r'<tr class="commission-total" data-partner="acme">(.*?)</tr>', page)
     assert total is not None and "<td>EUR</td><td>2</td><td>600.10</td>" in total.group(1)
     assert "Won but not credited (1)" in page
-    assert "<code>window_ended</code>" in page
-    assert "globex&#39;s ownership of late.example ended on 2026-10-01" in page
+    assert "<code>won_after_ownership</code>" in page
+    assert "globex&#39;s ownership of late.example ended 2026-10-01, the deal closed" in page
     only_globex = admin.get("/admin/commissions?partner=globex").text
     assert "Commissions earned (0)" in only_globex and "Won but not credited (1)" in only_globex
 
