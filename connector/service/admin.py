@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import re
 import secrets
 import threading
 import time
@@ -121,6 +122,16 @@ def fold(text: str | None, at: int = FOLD_AT) -> Markup:
     ).format(head, text)
 
 
+_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]{2,}")
+
+
+def masked(text: str | None) -> str:
+    """An outbox detail (a held reason, a mail server's answer) without the e-mail
+    addresses it may quote: the page lists no recipient (``dealsync outbox show ID``
+    does)."""
+    return _ADDRESS.sub("<e-mail>", text or "")
+
+
 def number(n: int) -> str:
     return f"{n:,}"
 
@@ -160,7 +171,13 @@ _templates = Environment(
     autoescape=select_autoescape(["html", "svg"]),
 )
 _templates.filters.update(
-    when=when, fold=fold, number=number, duration=duration, without=without, counts=counts
+    when=when,
+    fold=fold,
+    number=number,
+    duration=duration,
+    without=without,
+    counts=counts,
+    masked=masked,
 )
 
 

@@ -114,7 +114,7 @@ def seed_world(harness: Harness) -> World:
     text = Rendered(subject="Your registration", body="Hello", language="en")
     for key, status, detail in (
         ("k-held", "held", "held: the recipient's domain is on the do-not-contact list"),
-        ("k-failed", "failed", "SMTP 550: mailbox unavailable"),
+        ("k-failed", "failed", "SMTP 550: <someone@c1.com>: mailbox unavailable"),
         ("k-sent", "sent", None),
         ("k-queued", "queued", None),
     ):
@@ -317,7 +317,8 @@ def test_the_outbox_shows_every_status_and_what_to_do_with_held_and_failed(
         re.findall(r'<tr class="outbox-message" data-outbox="(\d+)" data-status="(\w+)"', page)
     )
     assert sorted(statuses.values()) == ["failed", "held", "queued", "sent"]
-    assert "someone@c1.com" not in page  # recipients stay off the page
+    assert "someone@c1.com" not in page  # recipients stay off the page, quoted ones too
+    assert "SMTP 550: &lt;&lt;e-mail&gt;&gt;: mailbox unavailable" in page
     assert f'action="/admin/outbox/{world.failed_mail}/retry"' in page
     assert re.search(r'data-status="held"[^>]*>held \(1\)', page)
 
