@@ -141,13 +141,14 @@ def registrations_view(
     status: str | None = None,
     offset: int = 0,
     limit: int = 50,
+    pending_offset: int = 0,
 ) -> RegistrationsView:
-    """A page of registrations, and the pending ones (the newest 200; the view says
-    how many wait in all)."""
+    """A page of registrations, and a page of the pending ones, the longest waiting
+    first (each needs a person's decision)."""
     v = views(app)
     return RegistrationsView(
         v.registrations_page(partner, status, offset, limit),
-        v.registrations_page(partner, "pending", 0, 200),
+        v.registrations_page(partner, "pending", pending_offset, limit, oldest_first=True),
         v.registration_statuses(partner),
     )
 
@@ -211,10 +212,29 @@ class OutboxView:
 
 
 def outbox_view(
-    app: Dealsync, status: str | None = None, offset: int = 0, limit: int = 50
+    app: Dealsync,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    held_offset: int = 0,
 ) -> OutboxView:
-    """A page of e-mails, and the held ones (each needs a person's decision)."""
+    """A page of e-mails, and a page of the held ones, the longest waiting first (each
+    needs a person's decision)."""
     v = views(app)
     return OutboxView(
-        v.outbox_page(status, offset, limit), v.outbox_page("held", 0, 200), v.outbox_statuses()
+        v.outbox_page(status, offset, limit),
+        v.outbox_page("held", held_offset, limit, oldest_first=True),
+        v.outbox_statuses(),
+    )
+
+
+def needs_a_decision(
+    app: Dealsync, limit: int = 50
+) -> tuple[Page[OutboxMessage], Page[Registration]]:
+    """The first held e-mails and pending registrations, for the overview (their own
+    views page through the rest)."""
+    v = views(app)
+    return (
+        v.outbox_page("held", 0, limit, oldest_first=True),
+        v.registrations_page(None, "pending", 0, limit, oldest_first=True),
     )

@@ -470,6 +470,7 @@ def admin_routes(service: Service) -> list[Route]:
         service.store.interrupt_orphaned_runs()  # a dead pass's run is not "running"
         app = service.admin_app
         run_counts = views.run_counts(app)
+        held, pending = views.needs_a_decision(app)
         return render(
             request,
             session,
@@ -482,8 +483,8 @@ def admin_routes(service: Service) -> list[Route]:
                 for p in service.project.config.partners
             ],
             chart=chart(views.pass_chart(app)),
-            held=app.outbox.messages(status="held", limit=500),
-            pending=app.pending_registrations(),
+            held=held,
+            pending=pending,
             reject_codes=app.reject_codes,
         )
 
@@ -529,7 +530,8 @@ def admin_routes(service: Service) -> list[Route]:
         status = _filter(request, "status", views.REGISTRATION_STATUSES)
         offset, limit = _paging(request)
         app = service.admin_app
-        data = views.registrations_view(app, partner, status, offset, limit)
+        first = _int(request.query_params.get("pending_offset"), 0)
+        data = views.registrations_view(app, partner, status, offset, limit, first)
         return render(
             request,
             session,
@@ -570,7 +572,8 @@ def admin_routes(service: Service) -> list[Route]:
             return RedirectResponse("/admin/login", status_code=303)
         status = _filter(request, "status", views.OUTBOX_STATUSES)
         offset, limit = _paging(request)
-        data = views.outbox_view(service.admin_app, status, offset, limit)
+        first = _int(request.query_params.get("held_offset"), 0)
+        data = views.outbox_view(service.admin_app, status, offset, limit, first)
         return render(
             request,
             session,

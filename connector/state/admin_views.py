@@ -159,12 +159,15 @@ class AdminViews(Transactions):
         status: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        oldest_first: bool = False,
     ) -> Page[Registration]:
-        """Registrations newest first, of one partner and one status when given."""
+        """Registrations newest first (``oldest_first``: the longest waiting first), of
+        one partner and one status when given."""
         q = given(
             select(Registration), (Registration.partner, partner), (Registration.status, status)
         )
-        return self._page(q, col(Registration.id).desc(), offset, limit)
+        order = col(Registration.id) if oldest_first else col(Registration.id).desc()
+        return self._page(q, order, offset, limit)
 
     def registration_statuses(self, partner: str | None = None) -> dict[str, int]:
         where = [Registration.partner == partner] if partner else []
@@ -198,11 +201,17 @@ class AdminViews(Transactions):
     # ------------------------------------------------------------------ outbox
 
     def outbox_page(
-        self, status: str | None = None, offset: int = 0, limit: int = 50
+        self,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        oldest_first: bool = False,
     ) -> Page[OutboxMessage]:
-        """E-mails newest first, of one status when given."""
+        """E-mails newest first (``oldest_first``: the longest waiting first), of one
+        status when given."""
         q = given(select(OutboxMessage), (OutboxMessage.status, status))
-        return self._page(q, col(OutboxMessage.id).desc(), offset, limit)
+        order = col(OutboxMessage.id) if oldest_first else col(OutboxMessage.id).desc()
+        return self._page(q, order, offset, limit)
 
     def outbox_statuses(self) -> dict[str, int]:
         return self._status_counts(OutboxMessage.status)

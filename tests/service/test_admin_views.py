@@ -340,6 +340,36 @@ def test_the_outbox_shows_every_status_and_what_to_do_with_held_and_failed(
     assert _rows(cancelled.text, "outbox-message", "outbox") == [str(world.held)]
 
 
+def test_many_held_e_mails_are_paged_oldest_first_and_the_overview_points_there(
+    world: World, admin: TestClient
+) -> None:
+    text = Rendered(subject="Notice", body="Hello", language="en")
+    for n in range(55):
+        world.svc.store.outbox.queue(
+            dedupe_key=f"many-{n}",
+            kind="data_notice",
+            recipient=f"p{n}@c1.com",
+            rendered=text,
+            partner="globex",
+            status="held",
+            detail="held: no consent on record",
+        )
+    overview = admin.get("/admin").text
+    assert "E-mails held for a decision (56)" in overview
+    assert len(_rows(overview, "held-email", "outbox")) == 50
+    assert (
+        "Showing 50 of 56" in overview and 'href="/admin/outbox">all on the Outbox view' in overview
+    )
+    first = admin.get("/admin/outbox").text
+    held_first = first[first.index('id="held-emails"') : first.index("Every e-mail")]
+    assert _rows(held_first, "held-email", "outbox")[0] == str(world.held)  # waiting longest
+    assert "Showing 1–50 of 56 held e-mails" in first
+    assert "Showing 1–50 of 59 e-mails" in first
+    rest = admin.get("/admin/outbox?held_offset=50").text
+    assert "Showing 51–56 of 56 held e-mails" in rest
+    assert "Showing 1–50 of 59 e-mails" in rest  # the other list stays where it was
+
+
 # ---------------------------------------------------------------------- every view
 
 
