@@ -370,6 +370,20 @@ def test_many_held_e_mails_are_paged_oldest_first_and_the_overview_points_there(
     assert "Showing 1–50 of 59 e-mails" in rest  # the other list stays where it was
 
 
+def test_a_long_list_of_failing_records_is_cut_with_what_to_do(
+    world: World, admin: TestClient
+) -> None:
+    world.svc.store.add_retries(
+        "acme",
+        [("deals", "vendor", f"v-{n}", "HubSpot refused it (400): amount") for n in range(60)],
+    )
+    page = admin.get("/admin").text
+    assert len(re.findall(r'<tr class="failing-record"', page)) == 50
+    assert "Showing 50 of 60 refused records: <b>Resync failed records</b> retries all" in page
+    row = re.search(r'<tr data-connection="acme">.*?<td class="failing">(\d+)</td>', page, re.S)
+    assert row is not None and row.group(1) == "60"
+
+
 # ---------------------------------------------------------------------- every view
 
 
