@@ -166,6 +166,15 @@ def without(query: dict[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in query.items() if k not in names}
 
 
+def query_string(params: dict[str, Any], paused: bool = False) -> str:
+    """``?a=1&b=2`` of the parameters that have a value ("" when none has), with
+    ``refresh=0`` when the view's auto-refresh is paused (a link keeps the pause)."""
+    given = {k: v for k, v in params.items() if v not in (None, "")}
+    if paused:
+        given["refresh"] = "0"
+    return f"?{urlencode(given)}" if given else ""
+
+
 _templates = Environment(
     loader=PackageLoader("connector", "templates"),
     autoescape=select_autoescape(["html", "svg"]),
@@ -175,6 +184,7 @@ _templates.filters.update(
     fold=fold,
     number=number,
     duration=duration,
+    query_string=query_string,
     without=without,
     counts=counts,
     masked=masked,
