@@ -453,21 +453,18 @@ def admin_routes(service: Service) -> list[Route]:
         """A view in the common frame: nav, flash, auto-refresh (or paused), CSRF."""
         flash, session.flash = session.flash, []
         paused = request.query_params.get("refresh") == "0"
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        params = dict(request.query_params)
-        params.pop("refresh", None)
-        resumed = request.url.path + (f"?{urlencode(params)}" if params else "")
-        pause = dict(params, refresh="0")
+        path = request.url.path
+        params = {k: v for k, v in request.query_params.items() if k != "refresh"}
         return _page(
             template,
             views=VIEWS,
             view=view,
             csrf=session.csrf,
             flash=flash,
-            here=here,
+            here=path + query_string(params, paused),  # where a form's POST comes back to
             refresh=None if paused else REFRESH_SECONDS,
-            pause_url=f"{request.url.path}?{urlencode(pause)}",
-            resume_url=resumed,
+            pause_url=path + query_string(params, paused=True),
+            resume_url=path + query_string(params),
             suffix="?refresh=0" if paused else "",
             rendered_at=datetime.now(UTC),
             **ctx,
