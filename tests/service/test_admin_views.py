@@ -198,6 +198,32 @@ def test_a_connection_links_to_its_runs_with_their_outcomes_and_errors(
     assert "There is no connection nosuch" in unknown
 
 
+def test_a_run_with_many_failed_records_shows_how_many_and_the_first_twenty(
+    world: World, admin: TestClient
+) -> None:
+    store = world.svc.store
+    run_id = store.start_run("globex", dry_run=False, trigger="resync")
+    store.add_outcomes(
+        run_id,
+        [
+            RecordOutcome("deals", "vendor", f"v-{n}", "update", "failed", None, "HTTP 400")
+            for n in range(130)
+        ]
+        + [RecordOutcome("deals", "vendor", "v-ok", "update", "ok")],
+    )
+    store.finish_run(run_id, status="failed", counts={"failed": 130}, api_calls={})
+    page = admin.get("/admin/runs?connection=globex").text
+    run = page[page.index(f'id="run-{run_id}"') : page.index(f'id="run-{world.globex_run}"')]
+    assert "<summary>130 records</summary>" in run
+    assert re.findall(
+        r'<tr class="run-record"><td>deals</td><td>vendor</td><td>(v-\d+)</td>', run
+    ) == [f"v-{n}" for n in range(20)]
+    assert (
+        f"Showing 20 of 130: all of them with <code>dealsync runs {run_id} --failed</code>" in run
+    )
+    assert "v-ok" not in run
+
+
 def test_long_run_lists_are_paged_and_say_how_many_there_are(
     world: World, admin: TestClient
 ) -> None:
@@ -406,6 +432,25 @@ def test_every_view_refreshes_itself_until_paused_and_fits_a_phone(
         assert all(f'href="{v.path}?refresh=0"' in paused for v in VIEWS)
         assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert admin.get("/admin/runs?connection=acme&refresh=0").text.count("refresh=0") > len(VIEWS)
+
+
+def test_on_a_fresh_service_every_view_says_there_is_nothing_yet(
+    service: Service, client: TestClient
+) -> None:
+    login(client)
+    expected = {
+        "/admin": ["No runs yet.", "0 in all, 0 failed", 'id="held-emails-none"'],
+        "/admin/runs": ["No runs", "0 in all, 0 failed"],
+        "/admin/registrations": ['id="pending-registrations-none"', "No registrations"],
+        "/admin/commissions": ["Commissions earned (0)", "No won deals not credited"],
+        "/admin/outbox": ['id="held-emails-none"', "No e-mails"],
+    }
+    assert set(expected) == {v.path for v in VIEWS}
+    for path, texts in expected.items():
+        page = client.get(path)
+        assert page.status_code == 200, path
+        for text in texts:
+            assert text in page.text, (path, text)
 
 
 def test_views_need_a_session(world: World) -> None:
