@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,8 @@ from connector.mail.render import Rendered
 from connector.program.commission import NOT_CREDITED
 from connector.service import Service, build_app
 from connector.service.admin import VIEWS, ago, fold, safe_next
+from connector.state import StateStore
+from connector.state.admin_views import AdminViews
 from connector.state.runs import RecordOutcome
 from connector.state.tables import Commission, Run, UncreditedWin
 from connector.testing.world import review_rules
@@ -222,6 +225,40 @@ def test_a_run_with_many_failed_records_shows_how_many_and_the_first_twenty(
         f"Showing 20 of 130: all of them with <code>dealsync runs {run_id} --failed</code>" in run
     )
     assert "v-ok" not in run
+
+
+@pytest.mark.parametrize("state_backend", ["sqlite", "postgres"])
+def test_the_views_queries_read_the_same_on_sqlite_and_postgresql(
+    state_url_factory: Callable[[str], str],
+) -> None:
+    """The pages, counts, first failed records per run and chart rows, on both
+    databases the state store supports (PostgreSQL skipped when no server answers)."""
+    store = StateStore(state_url_factory("admin"))
+    runs = []
+    for n in range(7):
+        run_id = store.start_run("acme" if n % 2 else "globex", dry_run=False)
+        store.add_outcomes(
+            run_id,
+            [RecordOutcome("deals", "vendor", f"v{n}-{k}", "update", "failed") for k in range(n)],
+        )
+        store.finish_run(run_id, status="failed" if n else "ok", counts={}, api_calls={})
+        runs.append(run_id)
+    views = AdminViews(store)
+    page = views.runs_page("acme", offset=1, limit=2)
+    assert ([r.id for r in page.rows], page.total, page.older, page.newer) == (
+        [runs[3], runs[1]],
+        3,
+        None,
+        0,
+    )
+    assert views.run_statuses() == {"ok": 1, "failed": 6}
+    assert views.runs_by_connection() == {"acme": 3, "globex": 4}
+    problems = views.run_problems(runs, per_run=2)
+    assert {k: (n, [r.record_id for r in recs]) for k, (n, recs) in problems.items()} == {
+        runs[n]: (n, [f"v{n}-0", f"v{n}-1"][: min(n, 2)]) for n in range(1, 7)
+    }
+    assert len(views.run_outcomes(datetime.now(UTC) - timedelta(hours=1))) == 7
+    store.engine.dispose()
 
 
 def test_long_run_lists_are_paged_and_say_how_many_there_are(
