@@ -41,6 +41,13 @@ KEY_PARTS = {
     "/admin/outbox": ["#views", "#held-emails", "#outbox"],
 }
 
+# the buttons a phone user must reach without scrolling a table sideways
+DECIDE = {
+    "/admin": ["#held-emails button.release", "#pending-registrations button.approve"],
+    "/admin/registrations": ["#pending-registrations button.reject"],
+    "/admin/outbox": ["#held-emails button.cancel"],
+}
+
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
 )
@@ -107,6 +114,14 @@ def test_every_view_fits_a_phone_and_a_desktop_and_is_drawn(
                         box = page.locator(selector).first.bounding_box()
                         assert box is not None and box["width"] > 0 and box["height"] > 0
                         assert box["x"] >= 0 and box["x"] < width, (path, width, selector)
+                    if width == PHONE[0]:  # the tables to act on are stacked: buttons in reach
+                        for button in DECIDE.get(path, []):
+                            box = page.locator(button).first.bounding_box()
+                            assert box is not None and box["x"] + box["width"] <= width, (
+                                path,
+                                button,
+                                box,
+                            )
                     scroll = page.evaluate("document.documentElement.scrollWidth")
                     inner = page.evaluate("window.innerWidth")
                     assert scroll <= inner, f"{path} at {width}px scrolls sideways ({scroll} px)"
