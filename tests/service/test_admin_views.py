@@ -199,6 +199,8 @@ def test_a_connection_links_to_its_runs_with_their_outcomes_and_errors(
     assert 'data-status="failed" class="active"' not in only_failed  # the link, not a row
     unknown = admin.get("/admin/runs?connection=nosuch").text
     assert "There is no connection nosuch" in unknown
+    hostile = admin.get("/admin/runs", params={"connection": "<b>x</b>", "status": "<i>"}).text
+    assert "There is no connection &lt;b&gt;x&lt;/b&gt;" in hostile and "<b>x</b>" not in hostile
 
 
 def test_a_run_with_many_failed_records_shows_how_many_and_the_first_twenty(
