@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+from connector.api.errors import DealsyncError
 from connector.records import utcnow
 from connector.state.admin_views import AdminViews, Page
 from connector.state.outbox import STATUSES
@@ -74,6 +75,36 @@ def run_counts(app: Dealsync) -> dict[str, int]:
     """How many runs each connection has had (one grouped query): the overview's links
     to each connection's runs say how many there are."""
     return views(app).runs_by_connection()
+
+
+@dataclass
+class RunDetail:
+    run: Run
+    records: Page[RunRecord]
+    outcomes: dict[str, int]
+
+
+RECORD_OUTCOMES = ("ok", "failed", "conflict")
+
+
+def run_detail(
+    app: Dealsync,
+    run_id: int,
+    outcome: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> RunDetail:
+    """One run and a page of its records (of one outcome when given); a run that is
+    not there is a :class:`DealsyncError` naming it."""
+    run = app.store.run(run_id)
+    if run is None:
+        raise DealsyncError(f"no run #{run_id}")
+    app.store.interrupt_orphaned_runs(run.connection)
+    run = app.store.run(run_id) or run
+    v = views(app)
+    return RunDetail(
+        run, v.run_records_page(run_id, outcome, offset, limit), v.run_record_outcomes(run_id)
+    )
 
 
 @dataclass

@@ -528,6 +528,31 @@ def admin_routes(service: Service) -> list[Route]:
             query={k: v for k, v in (("connection", connection), ("status", status)) if v},
         )
 
+    def run_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        run_id = int(request.path_params["run_id"])
+        outcome = _filter(request, "outcome", views.RECORD_OUTCOMES)
+        offset, limit = _paging(request)
+        try:
+            data = views.run_detail(service.admin_app, run_id, outcome, offset, limit)
+        except DealsyncError as exc:
+            session.flash.append(("error", f"{exc}: it may have been pruned, or never was."))
+            return to_page(
+                "/admin/runs" + query_string({}, request.query_params.get("refresh") == "0")
+            )
+        return render(
+            request,
+            session,
+            "runs",
+            "admin_run.html",
+            data=data,
+            outcome=outcome,
+            outcomes=views.RECORD_OUTCOMES,
+            query={"outcome": outcome} if outcome else {},
+        )
+
     def registrations_page(request: Request) -> Response:
         session = current(request)
         if session is None:
@@ -686,6 +711,7 @@ def admin_routes(service: Service) -> list[Route]:
     return [
         Route("/admin", page),
         Route("/admin/runs", runs_page),
+        Route("/admin/runs/{run_id:int}", run_page),
         Route("/admin/registrations", registrations_page),
         Route("/admin/commissions", commissions_page),
         Route("/admin/outbox", outbox_page),

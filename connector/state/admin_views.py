@@ -152,6 +152,16 @@ class AdminViews(Transactions):
                     out[int(run_id)] = (int(n), records.get(int(run_id), []))
         return out
 
+    def run_records_page(
+        self, run_id: int, outcome: str | None = None, offset: int = 0, limit: int = 50
+    ) -> Page[RunRecord]:
+        """One run's per-record outcomes in the order the pass recorded them."""
+        q = given(select(RunRecord).where(RunRecord.run_id == run_id), (RunRecord.outcome, outcome))
+        return self._page(q, col(RunRecord.id), offset, limit)
+
+    def run_record_outcomes(self, run_id: int) -> dict[str, int]:
+        return self._status_counts(RunRecord.outcome, RunRecord.run_id == run_id)
+
     def run_outcomes(
         self, since: datetime, connection: str | None = None
     ) -> list[tuple[datetime, str]]:

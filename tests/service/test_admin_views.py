@@ -223,10 +223,21 @@ def test_a_run_with_many_failed_records_shows_how_many_and_the_first_twenty(
     assert re.findall(
         r'<tr class="run-record"><td>deals</td><td>vendor</td><td>(v-\d+)</td>', run
     ) == [f"v-{n}" for n in range(20)]
-    assert (
-        f"Showing 20 of 130: all of them with <code>dealsync runs {run_id} --failed</code>" in run
-    )
+    more = f'href="/admin/runs/{run_id}?outcome=failed">all on the run\'s page</a>'
+    assert f"Showing 20 of 130: <a {more}, or <code>dealsync runs {run_id} --failed</code>" in run
     assert "v-ok" not in run
+    assert f'<a href="/admin/runs/{run_id}" class="run-link">#{run_id}</a>' in run
+
+    # the run's own page: every record, paged, filtered by outcome
+    detail = admin.get(f"/admin/runs/{run_id}").text
+    assert "Showing 1–50 of 131 records" in detail
+    assert re.search(r'data-status="failed"[^>]*>failed \(130\)', detail)
+    assert re.search(r'data-status="ok"[^>]*>ok \(1\)', detail)
+    last = admin.get(f"/admin/runs/{run_id}?outcome=failed&offset=100").text
+    assert "Showing 101–130 of 130 records" in last and "v-ok" not in last
+    assert len(re.findall(r'<tr class="run-record"', last)) == 30
+    gone = admin.get("/admin/runs/987654")
+    assert gone.url.path == "/admin/runs" and "no run #987654" in html.unescape(gone.text)
 
 
 @pytest.mark.parametrize("state_backend", ["sqlite", "postgres"])

@@ -104,7 +104,9 @@ def test_every_view_fits_a_phone_and_a_desktop_and_is_drawn(
             page.click("#login")
             expect(page).to_have_url(f"{live_world}/admin")
             shots = 0
-            for path, parts in KEY_PARTS.items():
+            views = dict(KEY_PARTS)
+            views[f"/admin/runs/{world.failed_run}"] = ["#views", "#run", "#run-records"]
+            for path, parts in views.items():
                 for width, height in (DESKTOP, PHONE):
                     page.set_viewport_size({"width": width, "height": height})
                     sep = "&" if "?" in path else "?"
@@ -133,7 +135,7 @@ def test_every_view_fits_a_phone_and_a_desktop_and_is_drawn(
                     distinct = png_distinct_bytes(shot.read_bytes())
                     assert distinct > 32, f"{shot.name} looks blank ({distinct} byte values)"
                     shots += 1
-            assert shots == 2 * len(KEY_PARTS)
+            assert shots == 2 * len(views)
             assert all(p.parent == tmp_path for p in tmp_path.glob("*.png"))
         finally:
             browser.close()
