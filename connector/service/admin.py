@@ -13,21 +13,26 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import re
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from connector.api import DealsyncError
+from connector.api import admin as views
 from connector.service.health import grouped, run_view
 from connector.service.paths import path_id
 
@@ -41,10 +46,226 @@ SESSION_SECONDS = 8 * 3600
 LOGIN_LIMIT = 5
 LOGIN_WINDOW = 15 * 60.0
 
+REFRESH_SECONDS = 30
+"""How often a view reloads itself (``<meta http-equiv="refresh">``; ``?refresh=0``
+pauses it: no script, so the strict Content-Security-Policy stays as it is)."""
+PAGE_SIZE = 50
+FOLD_AT = 120
+"""Errors longer than this (or of several lines) are folded in ``<details>``."""
+
+
+@dataclass(frozen=True)
+class View:
+    """One view of the admin page: its nav entry and URL. A new view is one more entry
+    here, one route and one template extending ``admin_base.html``."""
+
+    name: str
+    path: str
+    title: str
+
+
+VIEWS: tuple[View, ...] = (
+    View("overview", "/admin", "Overview"),
+    View("runs", "/admin/runs", "Runs"),
+    View("registrations", "/admin/registrations", "Registrations"),
+    View("commissions", "/admin/commissions", "Commissions"),
+    View("outbox", "/admin/outbox", "Outbox"),
+)
+
+
+def _utc(moment: datetime | str | None) -> datetime | None:
+    if moment is None or moment == "":
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def ago(moment: datetime, now: datetime) -> str:
+    """How long ago (or from now) ``moment`` is, in the largest unit that fits."""
+    seconds = (now - moment).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 45:
+        return "in a few seconds" if future else "just now"
+    if seconds >= 0.95 * 86400:
+        n = round(seconds / 86400)
+        label = f"{n} day{'s' if n > 1 else ''}"
+    elif seconds >= 0.95 * 3600:
+        label = f"{round(seconds / 3600)} h"
+    else:
+        label = f"{max(1, round(seconds / 60))} min"
+    return f"in {label}" if future else f"{label} ago"
+
+
+def when(moment: datetime | str | None) -> Markup:
+    """A timestamp as people read it: relative, with the absolute UTC time in the title
+    (hover, or long-press on a phone) and in ``datetime``."""
+    at = _utc(moment)
+    if at is None:
+        return Markup("")
+    exact = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        at.astimezone(UTC).isoformat(), exact, ago(at, datetime.now(UTC))
+    )
+
+
+def fold(text: str | None, at: int = FOLD_AT) -> Markup:
+    """A long error folded: its first line (cut) shown, the whole text in ``<details>``."""
+    if not text:
+        return Markup("")
+    first = text.splitlines()[0]
+    if len(text) <= at and "\n" not in text:
+        return escape(text)
+    head = first if len(first) <= at else first[: at - 1] + "…"
+    return Markup(
+        '<details class="error-text"><summary>{}</summary><pre>{}</pre></details>'
+    ).format(head, text)
+
+
+_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]{2,}")
+
+
+def masked(text: str | None) -> str:
+    """An outbox detail (a held reason, a mail server's answer) without the e-mail
+    addresses it may quote: the page lists no recipient (``dealsync outbox show ID``
+    does)."""
+    return _ADDRESS.sub("<e-mail>", text or "")
+
+
+def number(n: int) -> str:
+    return f"{n:,}"
+
+
+def duration(finished: datetime | None, started: datetime) -> str:
+    """How long a run took, as ``4.2 s`` / ``3 min 5 s`` (blank while it runs)."""
+    if finished is None:
+        return ""
+    seconds = (finished - started).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def counts(values: dict[str, Any] | None) -> str:
+    """A run's counts as a line people read: ``created vendor deals: 3, …``, a nested
+    group (the program's) flattened into its items, never a Python dict."""
+    parts: list[str] = []
+    for key, value in (values or {}).items():
+        if key == "plan":
+            continue
+        if isinstance(value, dict):
+            parts.extend(f"{k}: {v}" for k, v in value.items())
+        else:
+            parts.append(f"{key}: {value}")
+    return ", ".join(parts)
+
+
+def without(query: dict[str, Any], *names: str) -> dict[str, Any]:
+    """A view's query parameters less some (a filter link drops its own and the offset)."""
+    return {k: v for k, v in query.items() if k not in names}
+
+
+def query_string(params: dict[str, Any], paused: bool = False) -> str:
+    """``?a=1&b=2`` of the parameters that have a value ("" when none has), with
+    ``refresh=0`` when the view's auto-refresh is paused (a link keeps the pause)."""
+    given = {k: v for k, v in params.items() if v not in (None, "")}
+    if paused:
+        given["refresh"] = "0"
+    return f"?{urlencode(given)}" if given else ""
+
+
 _templates = Environment(
     loader=PackageLoader("connector", "templates"),
-    autoescape=select_autoescape(["html"]),
+    autoescape=select_autoescape(["html", "svg"]),
 )
+_templates.filters.update(
+    when=when,
+    fold=fold,
+    number=number,
+    duration=duration,
+    query_string=query_string,
+    without=without,
+    counts=counts,
+    masked=masked,
+)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    width: float
+    parts: list[tuple[str, float, float]]  # (class, y, height)
+    label: str
+
+
+def chart(
+    slots: Sequence[views.Slot], hours: int = 24, width: int = 720, height: int = 150
+) -> Markup:
+    """Passes and failures per time slot as an inline SVG bar chart (stacked: got
+    through, left conflicts, failed), drawn here so the page needs no script, no chart
+    library and nothing from the network. It scales to the screen (``viewBox``); each
+    bar's ``<title>`` tells its slot and counts."""
+    top, bottom, left = 14, 22, 30
+    plot = height - top - bottom
+    peak = max([s.total for s in slots] + [1])
+    step = (width - left) / max(1, len(slots))
+    bars = []
+    for i, s in enumerate(slots):
+        y = float(top + plot)
+        parts = []
+        for cls, n in (("ok", s.ok), ("conflicts", s.conflicts), ("failed", s.failed)):
+            if n:
+                h = plot * n / peak
+                y -= h
+                parts.append((cls, round(y, 1), round(h, 1)))
+        label = (
+            f"{s.start:%H:%M}–{s.end:%H:%M} UTC: {s.ok} ok, {s.conflicts} with conflicts, "
+            f"{s.failed} failed"
+        )
+        bars.append(Bar(round(left + i * step + 1, 1), round(max(1.0, step - 2), 1), parts, label))
+    ticks = [
+        (round(left + i * step, 1), f"{s.start:%H:%M}")
+        for i, s in enumerate(slots)
+        if i % max(1, len(slots) // 6) == 0
+    ]
+    return Markup(
+        _templates.get_template("admin_chart.svg").render(
+            width=width,
+            height=height,
+            top=top,
+            base=top + plot,
+            left=left,
+            peak=peak,
+            bars=bars,
+            ticks=ticks,
+            hours=hours,
+            slot_minutes=round(hours * 60 / max(1, len(slots))),
+            total=sum(s.total for s in slots),
+            failed=sum(s.failed for s in slots),
+        )
+    )
+
+
+def safe_next(target: str | None, default: str = "/admin") -> str:
+    """Where a form's POST goes back to: only a path of the admin page (never another
+    site, so the field cannot be used to redirect an admin elsewhere)."""
+    parts = urlsplit(target or "")
+    if (
+        parts.scheme
+        or parts.netloc
+        or "\\" in (target or "")
+        or not parts.path.startswith("/admin")
+    ):
+        return default
+    return target or default
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
 
 
 @dataclass
@@ -125,7 +346,7 @@ class LoginThrottle:
             self._failures.pop(address, None)
 
 
-def _page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def _page(name: str, status: int = 200, /, **ctx: Any) -> HTMLResponse:
     html = _templates.get_template(name).render(**ctx)
     return HTMLResponse(
         html,
@@ -150,8 +371,13 @@ def admin_routes(service: Service) -> list[Route]:
     def current(request: Request) -> AdminSession | None:
         return sessions.get(request.cookies.get(COOKIE))
 
-    def to_page() -> RedirectResponse:
-        return RedirectResponse("/admin", status_code=303)
+    def to_page(target: str = "/admin") -> RedirectResponse:
+        return RedirectResponse(target, status_code=303)
+
+    async def back(request: Request) -> RedirectResponse:
+        """Back to the view the form was on (its ``next`` field), else the overview."""
+        form = await request.form()
+        return to_page(safe_next(str(form.get("next") or "")))
 
     async def login(request: Request) -> Response:
         if not configured():
@@ -221,24 +447,174 @@ def admin_routes(service: Service) -> list[Route]:
             return Response("invalid CSRF token", status_code=403)
         return session
 
+    def render(
+        request: Request, session: AdminSession, view: str, template: str, **ctx: Any
+    ) -> Response:
+        """A view in the common frame: nav, flash, auto-refresh (or paused), CSRF."""
+        flash, session.flash = session.flash, []
+        paused = request.query_params.get("refresh") == "0"
+        path = request.url.path
+        params = {k: v for k, v in request.query_params.items() if k != "refresh"}
+        return _page(
+            template,
+            views=VIEWS,
+            view=view,
+            csrf=session.csrf,
+            flash=flash,
+            here=path + query_string(params, paused),  # where a form's POST comes back to
+            refresh=None if paused else REFRESH_SECONDS,
+            pause_url=path + query_string(params, paused=True),
+            resume_url=path + query_string(params),
+            suffix="?refresh=0" if paused else "",
+            rendered_at=datetime.now(UTC),
+            **ctx,
+        )
+
     def page(request: Request) -> Response:
         session = current(request)
         if session is None:
             return RedirectResponse("/admin/login", status_code=303)
-        flash, session.flash = session.flash, []
         service.store.interrupt_orphaned_runs()  # a dead pass's run is not "running"
-        return _page(
+        app = service.admin_app
+        run_counts = views.run_counts(app)
+        held, pending = views.needs_a_decision(app)
+        return render(
+            request,
+            session,
+            "overview",
             "admin_health.html",
-            csrf=session.csrf,
-            flash=flash,
             reload=service.reload,
             loaded_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(service.reload.loaded_at)),
             connections=[
-                _connection_view(service, p.id, p.name) for p in service.project.config.partners
+                _connection_view(service, p.id, p.name, run_counts)
+                for p in service.project.config.partners
             ],
-            held=service.admin_app.outbox.messages(status="held", limit=500),
-            pending=service.admin_app.pending_registrations(),
-            reject_codes=service.admin_app.reject_codes,
+            chart=chart(views.pass_chart(app)),
+            held=held,
+            pending=pending,
+            reject_codes=app.reject_codes,
+        )
+
+    def _paging(request: Request) -> tuple[int, int]:
+        q = request.query_params
+        return _int(q.get("offset"), 0), _int(q.get("limit"), PAGE_SIZE)
+
+    def _filter(request: Request, name: str, allowed: Sequence[str]) -> str | None:
+        value = request.query_params.get(name) or None
+        return value if value in allowed else None
+
+    def runs_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        partners = {p.id: p.name for p in service.project.config.partners}
+        connection = _filter(request, "connection", list(partners))
+        asked = request.query_params.get("connection")
+        status = _filter(request, "status", views.RUN_STATUSES)
+        offset, limit = _paging(request)
+        data = views.runs_view(service.admin_app, connection, status, offset, limit)
+        return render(
+            request,
+            session,
+            "runs",
+            "admin_runs.html",
+            data=data,
+            partners=partners,
+            connection=connection,
+            unknown=asked if asked and connection is None else None,
+            status=status,
+            statuses=views.RUN_STATUSES,
+            chart=chart(views.pass_chart(service.admin_app, connection=connection)),
+            query={k: v for k, v in (("connection", connection), ("status", status)) if v},
+        )
+
+    def run_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        run_id = int(request.path_params["run_id"])
+        outcome = _filter(request, "outcome", views.RECORD_OUTCOMES)
+        offset, limit = _paging(request)
+        try:
+            data = views.run_detail(service.admin_app, run_id, outcome, offset, limit)
+        except DealsyncError as exc:
+            session.flash.append(("error", f"{exc}: it may have been pruned, or never was."))
+            return to_page(
+                "/admin/runs" + query_string({}, request.query_params.get("refresh") == "0")
+            )
+        return render(
+            request,
+            session,
+            "runs",
+            "admin_run.html",
+            data=data,
+            outcome=outcome,
+            outcomes=views.RECORD_OUTCOMES,
+            query={"outcome": outcome} if outcome else {},
+        )
+
+    def registrations_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        partners = {p.id: p.name for p in service.project.config.partners}
+        partner = _filter(request, "partner", list(partners))
+        status = _filter(request, "status", views.REGISTRATION_STATUSES)
+        offset, limit = _paging(request)
+        app = service.admin_app
+        first = _int(request.query_params.get("pending_offset"), 0)
+        data = views.registrations_view(app, partner, status, offset, limit, first)
+        return render(
+            request,
+            session,
+            "registrations",
+            "admin_registrations.html",
+            data=data,
+            partners=partners,
+            partner=partner,
+            status=status,
+            statuses=views.REGISTRATION_STATUSES,
+            reject_codes=app.reject_codes,
+            query={k: v for k, v in (("partner", partner), ("status", status)) if v},
+        )
+
+    def commissions_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        partners = {p.id: p.name for p in service.project.config.partners}
+        partner = _filter(request, "partner", list(partners))
+        offset, limit = _paging(request)
+        later = _int(request.query_params.get("uncredited_offset"), 0)
+        data = views.commissions_view(service.admin_app, partner, offset, later, limit)
+        return render(
+            request,
+            session,
+            "commissions",
+            "admin_commissions.html",
+            data=data,
+            partners=partners,
+            partner=partner,
+            query={"partner": partner} if partner else {},
+        )
+
+    def outbox_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        status = _filter(request, "status", views.OUTBOX_STATUSES)
+        offset, limit = _paging(request)
+        first = _int(request.query_params.get("held_offset"), 0)
+        data = views.outbox_view(service.admin_app, status, offset, limit, first)
+        return render(
+            request,
+            session,
+            "outbox",
+            "admin_outbox.html",
+            data=data,
+            status=status,
+            statuses=views.OUTBOX_STATUSES,
+            query={"status": status} if status else {},
         )
 
     async def resync(request: Request) -> Response:
@@ -251,12 +627,12 @@ def admin_routes(service: Service) -> list[Route]:
         reason = service.not_started(partner, "resync")
         if reason is not None:
             session.flash.append(("error", f"Resync of {partner} not started: {reason}."))
-            return to_page()
+            return await back(request)
         _job, _joined = service.runner.request(partner, "resync", follow_up=True)
         session.flash.append(
             ("ok", f"Resync of {partner} scheduled: the pass re-reads its failing records.")
         )
-        return to_page()
+        return await back(request)
 
     async def resolve(request: Request) -> Response:
         session = await posting(request)
@@ -281,7 +657,7 @@ def admin_routes(service: Service) -> list[Route]:
             session.flash.append(("ok", f"Conflict #{row.id} resolved: {row.resolution}."))
         except DealsyncError as exc:
             session.flash.append(("error", f"Conflict #{conflict_id} not resolved: {exc}"))
-        return to_page()
+        return await back(request)
 
     async def email_action(request: Request) -> Response:
         """Release or cancel a held e-mail (the same outbox calls as the CLI's)."""
@@ -290,17 +666,22 @@ def admin_routes(service: Service) -> list[Route]:
             return session
         message_id = int(request.path_params["message_id"])
         action = request.path_params["action"]
-        if action not in ("release", "cancel"):
-            return Response("action must be release or cancel", status_code=404)
+        if action not in ("release", "cancel", "retry"):
+            return Response("action must be release, cancel or retry", status_code=404)
         try:
-            await run_in_threadpool(
-                service.admin_app.settle_email, message_id, action, by="admin page"
-            )
-            done = "released: sent on the next delivery" if action == "release" else "cancelled"
+            if action == "retry":
+                if not await run_in_threadpool(service.admin_app.retry_emails, [message_id]):
+                    raise DealsyncError(f"e-mail #{message_id} is not failed (only those retry)")
+                done = "queued again: sent on the next delivery"
+            else:
+                await run_in_threadpool(
+                    service.admin_app.settle_email, message_id, action, by="admin page"
+                )
+                done = "released: sent on the next delivery" if action == "release" else "cancelled"
             session.flash.append(("ok", f"E-mail #{message_id} {done}."))
         except DealsyncError as exc:
             session.flash.append(("error", f"E-mail #{message_id} not changed: {exc}"))
-        return to_page()
+        return await back(request)
 
     async def review_action(request: Request) -> Response:
         """Approve or reject a pending registration (the same API calls as the CLI's)."""
@@ -325,10 +706,15 @@ def admin_routes(service: Service) -> list[Route]:
             session.flash.append(("ok", f"Registration #{registration_id} {done}."))
         except DealsyncError as exc:
             session.flash.append(("error", f"Registration #{registration_id} not changed: {exc}"))
-        return to_page()
+        return await back(request)
 
     return [
         Route("/admin", page),
+        Route("/admin/runs", runs_page),
+        Route("/admin/runs/{run_id:int}", run_page),
+        Route("/admin/registrations", registrations_page),
+        Route("/admin/commissions", commissions_page),
+        Route("/admin/outbox", outbox_page),
         Route(
             "/admin/registrations/{registration_id:int}/{action}", review_action, methods=["POST"]
         ),
@@ -340,7 +726,9 @@ def admin_routes(service: Service) -> list[Route]:
     ]
 
 
-def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any]:
+def _connection_view(
+    service: Service, partner: str, name: str, run_counts: dict[str, int]
+) -> dict[str, Any]:
     store = service.store
     failing = store.failing_records(partner)
     runs = store.runs(partner, limit=5)
@@ -361,6 +749,7 @@ def _connection_view(service: Service, partner: str, name: str) -> dict[str, Any
         "last_failed": last_failed,
         "conflicts": store.conflicts(partner),
         "runs": [run_view(r) for r in runs],
+        "run_count": run_counts.get(partner, 0),
         "running": service.runner.is_running(partner),
         "schedule": service.project.config.partner(partner).schedule,
         "unusable": service.unusable(partner),
