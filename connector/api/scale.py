@@ -146,15 +146,17 @@ def enqueue_sync(
         raise
 
 
-def pass_jobs(program: Dealsync) -> list[Any]:
-    """The pass jobs in the queue (:class:`connector.scale.queue.QueuedJob`), oldest first."""
+def pass_jobs(program: Dealsync, task: str = "sync") -> list[Any]:
+    """The pass jobs in the queue (:class:`connector.scale.queue.QueuedJob`), oldest
+    first (``task="outbox"``: the outbox delivery jobs)."""
     _scale()
     from connector.scale.app import make_app
+    from connector.scale.queue import delivery_jobs
     from connector.scale.queue import pass_jobs as listed
 
     app = make_app(queue_url(program))
     with app.open():
-        return listed(app)
+        return listed(app) if task == "sync" else delivery_jobs(app)
 
 
 def enqueue_delivery(program: Dealsync) -> str:

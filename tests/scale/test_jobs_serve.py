@@ -1,0 +1,199 @@
+"""``serve`` on a deployment with a queue (``service.queue: procrastinate``, state on
+PostgreSQL) runs no pass itself: a partner's trigger, the schedule and a webhook's
+re-reads become jobs for ``dealsync worker``, urgent ones ahead of scheduled ones; a
+webhook's job is recorded with its events (the outbox pattern) so an enqueue that
+fails is relayed later, never lost. ``/metrics`` and ``dealsync queue`` show the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from connector.adapters.local import LocalCRM
+from connector.api import Dealsync
+from connector.api import scale as queue_api
+from connector.config import ConfigError, load_project
+from connector.service import Service, build_app
+from connector.service.webhooks import WebhookEvent
+from connector.state.jobs import JobRequests
+from connector.testing.world import (
+    ann,
+    counterpart,
+    project_yaml,
+    run_cli,
+    seed_deal,
+    write_project,
+)
+
+QUEUE = "service:\n  queue: procrastinate\n"
+ACME_PORTAL = 2001
+
+
+@dataclass
+class Deployment:
+    """A project on PostgreSQL with a queue, its CRM files and its ``serve``."""
+
+    config: Path
+    service: Service
+    program: Dealsync
+
+    def crm(self, name: str) -> LocalCRM:
+        path = self.config.parent / ("vendor.db" if name == "vendor" else f"partner-{name}.db")
+        return LocalCRM(path, name=name)
+
+    def apply_schema(self) -> None:
+        done = run_cli(self.config, "worker", "--apply-schema", "--until-empty")
+        assert done.exit_code == 0, done.output
+
+    def work(self, concurrency: int = 1) -> None:
+        """A worker of this project until no job is due."""
+        queue_api.run_worker(
+            self.program, concurrency=concurrency, until_empty=True, echo=lambda _: None
+        )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, state_url_factory: Callable[[str], str]) -> Iterator[Deployment]:
+    url = state_url_factory("serve")
+    config = write_project(
+        tmp_path, project_yaml(("acme", "globex"), state_url=url, portal_ids=True, extra=QUEUE)
+    )
+    assert run_cli(config, "setup").exit_code == 0
+    service = Service(config, env={})
+    program = Dealsync(load_project(config, env={}), env={})
+    yield Deployment(config, service, program)
+    service.stop()
+    program.close()
+
+
+def test_serve_queues_triggers_and_the_schedule_and_a_worker_runs_them_urgent_first(
+    deployment: Deployment,
+) -> None:
+    deployment.apply_schema()
+    deal = seed_deal(
+        deployment.crm("acme"),
+        company="Globex",
+        domain="globex.com",
+        contacts=[ann("globex.com", "Globex")],
+    )
+    svc = deployment.service
+    assert svc.queued
+    # the schedule asks first, the partner's trigger later: the trigger goes first
+    assert svc._run_scheduled("globex") is False
+    job, joined = svc.request_pass("acme", "partner")
+    assert job.queued and job.job_id is not None and not joined
+    again, joined = svc.request_pass("acme", "partner")
+    assert joined and again.job_id is None  # joined the waiting urgent pass
+    # serve ran nothing itself
+    assert deployment.program.runs("acme") == [] and deployment.program.runs("globex") == []
+    jobs = {j.connection: j for j in queue_api.pass_jobs(deployment.program)}
+    assert (jobs["acme"].priority, jobs["acme"].trigger) == (10, "partner")
+    assert (jobs["globex"].priority, jobs["globex"].trigger) == (0, "schedule")
+    lines = "\n".join(queue_api.queue_lines(deployment.program))
+    assert "queue passes: 2 todo" in lines and "oldest waiting: job" in lines
+
+    deployment.work(concurrency=1)  # one at a time: the order is the priority's
+    acme, globex = deployment.program.runs("acme"), deployment.program.runs("globex")
+    assert [(r.trigger, r.status) for r in acme] == [("partner", "ok")]
+    assert [(r.trigger, r.status) for r in globex] == [("schedule", "ok")]
+    assert acme[0].started_at <= globex[0].started_at  # queued later, started first
+    assert counterpart(deployment.crm("vendor"), "acme", "deals", deal.deal.id) is not None
+
+    # /metrics: the queue's depth, latency and failures, read from the state's database
+    with TestClient(build_app(svc)) as client:
+        text = client.get("/metrics").text
+    assert 'dealsync_queue_jobs{queue="passes",status="succeeded"} 2.0' in text
+    assert "dealsync_queue_job_latency_seconds_count 2.0" in text
+    assert "dealsync_queue_oldest_waiting_seconds 0.0" in text
+    assert "dealsync_queue_requests_pending 0.0" in text
+
+
+def test_a_partner_trigger_answers_with_its_job(deployment: Deployment) -> None:
+    deployment.apply_schema()
+    _info, token = deployment.service.tokens.create("acme", "test")
+    with TestClient(build_app(deployment.service)) as client:
+        answer = client.post("/v1/partners/acme/sync", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["queued"] is True and body["run_id"] is None and body["joined"] is False
+    [job] = queue_api.pass_jobs(deployment.program)
+    assert job.id == body["job_id"] and job.status == "todo"
+
+
+def _event(event_id: int, object_id: str) -> WebhookEvent:
+    raw = {
+        "eventId": event_id,
+        "portalId": ACME_PORTAL,
+        "objectId": int(object_id),
+        "subscriptionType": "deal.propertyChange",
+    }
+    event = WebhookEvent.parse(raw)
+    assert event is not None
+    return event
+
+
+def test_a_webhook_event_stored_when_the_queue_refused_its_job_is_queued_later(
+    deployment: Deployment,
+) -> None:
+    acme = deployment.crm("acme")
+    deal = seed_deal(
+        acme, company="Globex", domain="globex.com", contacts=[ann("globex.com", "Globex")]
+    )
+    svc = deployment.service
+    # the queue's tables are not there yet: the enqueue fails, the delivery is accepted
+    routing = svc.accept_webhook("sig-1", [_event(1, deal.deal.id)])
+    assert routing is not None and routing.processed == 1
+    requests = JobRequests(svc.store)
+    [pending] = requests.pending()
+    assert (pending.connection, pending.trigger) == ("acme", "webhook")
+    with TestClient(build_app(svc)) as client:
+        assert "dealsync_queue_requests_pending 1.0" in client.get("/metrics").text
+    shown = "\n".join(queue_api.queue_lines(deployment.program))
+    assert "no queue in the state's database" in shown
+
+    # HubSpot's redelivery of the same event asks for nothing more
+    assert svc.accept_webhook("sig-2", [_event(1, deal.deal.id)]) is not None
+    assert len(requests.pending()) == 1
+
+    deployment.apply_schema()
+    assert "not queued yet: 1 webhook job request" in "\n".join(
+        queue_api.queue_lines(deployment.program)
+    )
+    relayed = svc.relay_jobs()  # what serve does every few seconds
+    assert list(relayed) == ["acme"] and relayed["acme"] is not None
+    assert requests.pending() == []
+    assert svc.relay_jobs() == {}  # relayed once
+    deployment.work()
+    runs = deployment.program.runs("acme")
+    assert [(r.trigger, r.status) for r in runs] == [("webhook", "ok")]
+    assert counterpart(deployment.crm("vendor"), "acme", "deals", deal.deal.id) is not None
+
+
+def test_a_webhook_with_the_queue_up_is_queued_with_its_events(deployment: Deployment) -> None:
+    deployment.apply_schema()
+    deal = seed_deal(deployment.crm("acme"), company="Initech", domain="initech.com")
+    routing = deployment.service.accept_webhook("sig-1", [_event(7, deal.deal.id)])
+    assert routing is not None and routing.connections == {"acme"}
+    assert JobRequests(deployment.service.store).pending() == []
+    [job] = queue_api.pass_jobs(deployment.program)
+    assert (job.connection, job.trigger, job.priority, job.status) == (
+        "acme",
+        "webhook",
+        10,
+        "todo",
+    )
+
+
+def test_a_queue_on_the_embedded_state_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    config = write_project(
+        tmp_path, project_yaml(("acme",), state_url="sqlite:///state.db", extra=QUEUE)
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_project(config, env={})
+    text = str(refused.value)
+    assert "service.queue is 'procrastinate' but the state is not on PostgreSQL" in text
+    assert "postgresql://USER@HOST:5432/DB" in text
