@@ -6,68 +6,26 @@ fails is relayed later, never lost. ``/metrics`` and ``dealsync queue`` show the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from connector.adapters.local import LocalCRM
-from connector.api import Dealsync
 from connector.api import scale as queue_api
 from connector.config import ConfigError, load_project
-from connector.service import Service, build_app
+from connector.service import build_app
 from connector.service.webhooks import WebhookEvent
 from connector.state.jobs import JobRequests
+from connector.testing.queue import QUEUE, Deployment
 from connector.testing.world import (
     ann,
     counterpart,
     project_yaml,
-    run_cli,
     seed_deal,
     write_project,
 )
 
-QUEUE = "service:\n  queue: procrastinate\n"
 ACME_PORTAL = 2001
-
-
-@dataclass
-class Deployment:
-    """A project on PostgreSQL with a queue, its CRM files and its ``serve``."""
-
-    config: Path
-    service: Service
-    program: Dealsync
-
-    def crm(self, name: str) -> LocalCRM:
-        path = self.config.parent / ("vendor.db" if name == "vendor" else f"partner-{name}.db")
-        return LocalCRM(path, name=name)
-
-    def apply_schema(self) -> None:
-        done = run_cli(self.config, "worker", "--apply-schema", "--until-empty")
-        assert done.exit_code == 0, done.output
-
-    def work(self, concurrency: int = 1) -> None:
-        """A worker of this project until no job is due."""
-        queue_api.run_worker(
-            self.program, concurrency=concurrency, until_empty=True, echo=lambda _: None
-        )
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, state_url_factory: Callable[[str], str]) -> Iterator[Deployment]:
-    url = state_url_factory("serve")
-    config = write_project(
-        tmp_path, project_yaml(("acme", "globex"), state_url=url, portal_ids=True, extra=QUEUE)
-    )
-    assert run_cli(config, "setup").exit_code == 0
-    service = Service(config, env={})
-    program = Dealsync(load_project(config, env={}), env={})
-    yield Deployment(config, service, program)
-    service.stop()
-    program.close()
 
 
 def test_serve_queues_triggers_and_the_schedule_and_a_worker_runs_them_urgent_first(
