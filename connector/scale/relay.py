@@ -15,14 +15,28 @@ so it is never lost."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from connector.scale.enqueue import enqueue_pass
-from connector.state.jobs import JobRequests
 
 log = logging.getLogger("dealsync.scale")
+
+
+class Request(Protocol):
+    id: int | None
+    connection: str
+    trigger: str
+
+
+class Requests(Protocol):
+    """The job requests of the state (:class:`connector.state.jobs.JobRequests`; this
+    folder does not import the state's)."""
+
+    def pending(self, limit: int = 500) -> Sequence[Request]: ...
+
+    def mark_enqueued(self, job_ids: Mapping[int, int | None]) -> None: ...
 
 
 @dataclass
@@ -35,7 +49,7 @@ class Relayed:
 
 
 def relay(
-    app: Any, requests: JobRequests, held: Callable[[str], str | None] = lambda c: None
+    app: Any, requests: Requests, held: Callable[[str], str | None] = lambda c: None
 ) -> Relayed:
     """Enqueue the pending requests, one job per connection (``held(connection)``: the
     reason a connection's requests stay pending, e.g. it cannot run; None: go). A

@@ -21,6 +21,7 @@ from connector.testing.world import (
     ann,
     counterpart,
     project_yaml,
+    run_cli,
     seed_deal,
     write_project,
 )
@@ -51,8 +52,12 @@ def test_serve_queues_triggers_and_the_schedule_and_a_worker_runs_them_urgent_fi
     jobs = {j.connection: j for j in queue_api.pass_jobs(deployment.program)}
     assert (jobs["acme"].priority, jobs["acme"].trigger) == (10, "partner")
     assert (jobs["globex"].priority, jobs["globex"].trigger) == (0, "schedule")
-    lines = "\n".join(queue_api.queue_lines(deployment.program))
-    assert "queue passes: 2 todo" in lines and "oldest waiting: job" in lines
+    shown = run_cli(deployment.config, "queue")
+    assert shown.exit_code == 0, shown.output
+    assert "queue passes: 2 todo" in shown.output
+    assert f"oldest waiting: job {jobs['globex'].id} (dealsync:sync_connection of globex)" in (
+        shown.output
+    )
 
     deployment.work(concurrency=1)  # one at a time: the order is the priority's
     acme, globex = deployment.program.runs("acme"), deployment.program.runs("globex")
