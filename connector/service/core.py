@@ -158,6 +158,14 @@ class Service:
         if settings.queue == "procrastinate":
             # passes are jobs for `dealsync worker` processes (docs/scale-out.md)
             self.runner = QueueRunner(self.store, self._queue_url())
+            from connector.state.queue import queue_stats
+
+            if not queue_stats(self.store).present:
+                log.error(
+                    "service.queue is 'procrastinate' but the queue's tables are not in the "
+                    "state's database: run `dealsync worker --apply-schema` once; until then "
+                    "triggers answer 503 and webhooks' passes wait, recorded, for the relay"
+                )
         else:
             self.runner = Runner(
                 self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
@@ -350,7 +358,13 @@ class Service:
     def request_pass(self, connection: str, trigger: str, wait: float = 30.0) -> tuple[Job, bool]:
         """Start (or join) a pass; waits until its run id is known (``wait`` seconds at
         most). Returns the job and whether an in-flight pass was joined."""
-        job, joined = self.runner.request(connection, trigger)
+        try:
+            job, joined = self.runner.request(connection, trigger)
+        except Exception as exc:  # the queue did not take it (a runner never raises)
+            log.error("the %s pass of %s could not be queued: %s", trigger, connection, exc)
+            job, joined = Job(connection, trigger, error=f"{type(exc).__name__}: {exc}"), False
+            job.started.set()
+            job.done.set()
         job.started.wait(wait)
         return job, joined or job.joined_other_process
 

@@ -160,3 +160,19 @@ def test_a_queue_on_the_embedded_state_is_refused_naming_the_fix(tmp_path: Path)
     text = str(refused.value)
     assert "service.queue is 'procrastinate' but the state is not on PostgreSQL" in text
     assert "postgresql://USER@HOST:5432/DB" in text
+
+
+def test_a_trigger_the_queue_cannot_take_answers_503_and_a_retry_is_queued(
+    deployment: Deployment,
+) -> None:
+    _info, token = deployment.service.tokens.create("acme", "test")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(build_app(deployment.service)) as client:
+        refused = client.post("/v1/partners/acme/sync", headers=auth)
+        assert refused.status_code == 503, refused.text
+        assert "retry later" in refused.json()["error"]
+        deployment.apply_schema()  # the queue's tables, as the serve log said to
+        accepted = client.post("/v1/partners/acme/sync", headers=auth)
+    assert accepted.status_code == 202 and accepted.json()["queued"] is True
+    [job] = queue_api.pass_jobs(deployment.program)
+    assert (job.id, job.trigger) == (accepted.json()["job_id"], "partner")
