@@ -226,7 +226,12 @@ class SeenLog:
         self.store = store
 
     def prune(self) -> None:
-        self.store.prune_webhook_seen(utcnow() - KEEP_SEEN)
+        """Forget old signatures and event ids, and the job requests the queue took."""
+        from connector.state.jobs import JobRequests
+
+        before = utcnow() - KEEP_SEEN
+        self.store.prune_webhook_seen(before)
+        JobRequests(self.store).prune(before)
 
 
 def signature_key(signature: str) -> str:

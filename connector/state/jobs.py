@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
 from connector.records import utcnow
@@ -60,3 +60,14 @@ class JobRequests(Transactions):
             for connection, trigger in requests:
                 s.add(JobRequest(connection=connection, trigger=trigger))
             s.commit()
+
+    def prune(self, before: datetime) -> int:
+        """Forget requests the queue took before ``before`` (pending ones stay)."""
+        with self.session() as s:
+            result = s.execute(
+                delete(JobRequest).where(
+                    col(JobRequest.enqueued_at).is_not(None), col(JobRequest.enqueued_at) < before
+                )
+            )
+            s.commit()
+            return int(getattr(result, "rowcount", 0) or 0)

@@ -6,6 +6,7 @@ fails is relayed later, never lost. ``/metrics`` and ``dealsync queue`` show the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from connector.api import scale as queue_api
 from connector.config import ConfigError, load_project
+from connector.records import utcnow
 from connector.service import build_app
 from connector.service.webhooks import WebhookEvent
 from connector.state.jobs import JobRequests
@@ -121,6 +123,8 @@ def test_a_webhook_event_stored_when_the_queue_refused_its_job_is_queued_later(
     # HubSpot's redelivery of the same event asks for nothing more
     assert svc.accept_webhook("sig-2", [_event(1, deal.deal.id)]) is not None
     assert len(requests.pending()) == 1
+    later = utcnow() + timedelta(days=30)
+    assert requests.prune(later) == 0  # a pending request is never pruned
 
     deployment.apply_schema()
     assert "not queued yet: 1 webhook job request" in "\n".join(
@@ -130,6 +134,7 @@ def test_a_webhook_event_stored_when_the_queue_refused_its_job_is_queued_later(
     assert list(relayed) == ["acme"] and relayed["acme"] is not None
     assert requests.pending() == []
     assert svc.relay_jobs() == {}  # relayed once
+    assert requests.prune(later) == 1  # taken by the queue: forgotten with the event ids
     deployment.work()
     runs = deployment.program.runs("acme")
     assert [(r.trigger, r.status) for r in runs] == [("webhook", "ok")]
