@@ -162,7 +162,7 @@ class QueueRunner:
         from connector.scale.app import make_app
 
         self.store = store
-        self.app = make_app(state_url)
+        self.app = make_app(state_url, sync=True)
         self.app.open()
 
     def is_running(self, connection: str) -> bool:

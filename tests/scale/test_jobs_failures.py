@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,55 @@ def test_a_pass_whose_database_connection_drops_mid_job_is_retried(
     assert [(r.trigger, r.status) for r in runs] == [("partner", "interrupted"), ("partner", "ok")]
     assert "OperationalError" in (runs[0].error or "")
     converged(deployment, deals)
+
+
+def test_every_connection_of_the_deployment_cut_mid_pass_the_work_goes_on(
+    tmp_path: Path, state_url_factory: Callable[[str], str], postgres_database: str
+) -> None:
+    """What a PostgreSQL restart does to the clients: the server ends every connection
+    of the deployment (the worker's queue pool and listener, the pass's state
+    connections, serve's queue pool) in the middle of a pass."""
+    name = f"dsjobs-{uuid.uuid4().hex[:10]}"
+    world = Deployment.create(tmp_path, f"{state_url_factory('cut')}&application_name={name}")
+    killer = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    cut: list[int] = []
+
+    def cut_all(point: str) -> None:
+        if point != "after_intent:deals" or cut:
+            return
+        with killer.connect() as admin:
+            ended = admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            ).all()
+        cut.append(len(ended))
+
+    def finished() -> list:
+        queue_api.run_worker(world.program, until_empty=True, crash_at=cut_all, echo=lambda _: None)
+        jobs = queue_api.pass_jobs(world.program)
+        return jobs if all(j.status in ("succeeded", "failed") for j in jobs) else []
+
+    from connector.testing.wait import wait_for
+
+    try:
+        world.apply_schema()
+        deals = seeded(world)
+        world.service.request_pass("acme", "partner")
+        jobs = wait_for(finished, timeout=120)
+        assert cut and cut[0] >= 3  # the queue's pool and listener, the state's, serve's
+        assert [j.status for j in jobs] == ["succeeded"]
+        runs = sorted(world.program.runs("acme"), key=lambda r: r.id)
+        assert runs[-1].status == "ok"
+        converged(world, deals)
+        # serve's queue pool replaced its ended connection: the next trigger is queued
+        job, _ = world.service.request_pass("globex", "partner")
+        assert job.queued and job.job_id is not None, job.error
+    finally:
+        killer.dispose()
+        world.close()
 
 
 @pytest.fixture(autouse=True)
