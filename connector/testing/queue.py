@@ -4,6 +4,7 @@ CRM files, its service, and an in-process ``dealsync worker`` run until no job i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +34,13 @@ class Deployment:
         partners: tuple[str, ...] = ("acme", "globex"),
         *,
         portal_ids: bool = True,
+        edit: Callable[[str], str] | None = None,
     ) -> Deployment:
         """``portal_ids``: the HubSpot portal ids webhooks are routed by (two of the
-        test partners share one: leave them out to run all three)."""
-        config = write_project(
-            root, project_yaml(partners, state_url=state_url, portal_ids=portal_ids, extra=QUEUE)
-        )
+        test partners share one: leave them out to run all three); ``edit`` rewrites
+        the ``dealsync.yaml`` text first (e.g. a partner's schedule)."""
+        text = project_yaml(partners, state_url=state_url, portal_ids=portal_ids, extra=QUEUE)
+        config = write_project(root, edit(text) if edit else text)
         done = run_cli(config, "setup")
         assert done.exit_code == 0, done.output
         service = Service(config, env={})

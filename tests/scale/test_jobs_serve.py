@@ -6,6 +6,7 @@ fails is relayed later, never lost. ``/metrics`` and ``dealsync queue`` show the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from connector.service import build_app
 from connector.service.webhooks import WebhookEvent
 from connector.state.jobs import JobRequests
 from connector.testing.queue import QUEUE, Deployment
+from connector.testing.wait import wait_for
 from connector.testing.world import (
     ann,
     counterpart,
@@ -89,10 +91,10 @@ def test_a_partner_trigger_answers_with_its_job(deployment: Deployment) -> None:
     assert job.id == body["job_id"] and job.status == "todo"
 
 
-def _event(event_id: int, object_id: str) -> WebhookEvent:
+def _event(event_id: int, object_id: str, portal: int = ACME_PORTAL) -> WebhookEvent:
     raw = {
         "eventId": event_id,
-        "portalId": ACME_PORTAL,
+        "portalId": portal,
         "objectId": int(object_id),
         "subscriptionType": "deal.propertyChange",
     }
@@ -181,3 +183,39 @@ def test_a_trigger_the_queue_cannot_take_answers_503_and_a_retry_is_queued(
     assert accepted.status_code == 202 and accepted.json()["queued"] is True
     [job] = queue_api.pass_jobs(deployment.program)
     assert (job.id, job.trigger) == (accepted.json()["job_id"], "partner")
+
+
+def test_a_started_serve_enqueues_its_schedule_and_relays_on_its_own(
+    tmp_path: Path, state_url_factory: Callable[[str], str]
+) -> None:
+    """serve's own scheduler: acme's schedule (every second) becomes a scheduled job;
+    a webhook's request the queue refused is relayed by serve's relay
+    interval once the queue's tables are there, without anyone calling it."""
+    world = Deployment.create(
+        tmp_path,
+        state_url_factory("started"),
+        edit=lambda text: text.replace(
+            "  - id: acme\n", "  - id: acme\n    schedule:\n      every_seconds: 1\n", 1
+        ),
+    )
+    try:
+        deal = seed_deal(world.crm("globex"), company="Initech", domain="initech.com")
+        routing = world.service.accept_webhook("sig", [_event(3, deal.deal.id, portal=2002)])
+        assert routing is not None and routing.connections == {"globex"}
+        assert len(JobRequests(world.service.store).pending()) == 1  # no queue tables yet
+        world.apply_schema()
+        world.service.start()
+        jobs = wait_for(
+            lambda: (
+                (found := queue_api.pass_jobs(world.program))
+                and {j.connection for j in found} == {"acme", "globex"}
+                and found
+            ),
+            timeout=60,
+        )
+        by = {j.connection: j for j in jobs}
+        assert (by["acme"].trigger, by["acme"].priority) == ("schedule", 0)
+        assert (by["globex"].trigger, by["globex"].priority) == ("webhook", 10)
+        assert JobRequests(world.service.store).pending() == []
+    finally:
+        world.close()
