@@ -171,6 +171,7 @@ class Service:
                 self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
             )
         self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
+        self._seen_runs: dict[str, int] = {}  # with a queue: the last run the backoff saw
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
         self._health_project: Project | None = None  # the version portal_health checked
         self.portal_health = PortalHealth(
@@ -368,21 +369,34 @@ class Service:
         job.started.wait(wait)
         return job, joined or job.joined_other_process
 
-    def _run_scheduled(self, connection: str) -> bool:
+    def _run_scheduled(self, connection: str) -> bool | None:
         """A scheduled pass; a connection that cannot run is skipped (counted, logged
         once per reason) without backoff, so it syncs at its next time once fixed."""
         if self.not_started(connection, "schedule") is not None:
             return False
-        if self.queued:  # a worker runs it; its failures are in the run log
+        if self.queued:  # a worker runs it: the backoff follows the worker's last pass
             try:
                 self.runner.request(connection, "schedule")
             except Exception:
                 log.exception("the scheduled pass of %s could not be queued", connection)
                 return True  # held back by the schedule's backoff, tried again
-            return False
+            return self._last_pass_failed(connection)
         job, _ = self.runner.request(connection, "schedule")
         job.done.wait()
         return job.failed
+
+    def _last_pass_failed(self, connection: str) -> bool | None:
+        """With a queue: whether the connection's latest finished pass (a worker's)
+        failed, counted once per run for the schedule's backoff; None when no pass
+        finished since the last look (the backoff neither grows nor resets)."""
+        finished = next(
+            (r for r in self.store.runs(connection, limit=5) if r.status != "running"), None
+        )
+        if finished is None or self._seen_runs.get(connection) == finished.id:
+            return None
+        assert finished.id is not None
+        self._seen_runs[connection] = finished.id
+        return finished.status in ("failed", "fatal", "interrupted")
 
     def accept_webhook(self, signature: str, events: Sequence[WebhookEvent]) -> Routing | None:
         """Record a verified delivery and request the passes it asks for; None when

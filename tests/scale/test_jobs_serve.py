@@ -46,7 +46,7 @@ def test_serve_queues_triggers_and_the_schedule_and_a_worker_runs_them_urgent_fi
     svc = deployment.service
     assert svc.queued
     # the schedule asks first, the partner's trigger later: the trigger goes first
-    assert svc._run_scheduled("globex") is False
+    assert svc._run_scheduled("globex") is None  # queued; no pass finished yet
     job, joined = svc.request_pass("acme", "partner")
     assert job.queued and job.job_id is not None and not joined
     again, joined = svc.request_pass("acme", "partner")
@@ -217,5 +217,46 @@ def test_a_started_serve_enqueues_its_schedule_and_relays_on_its_own(
         assert (by["acme"].trigger, by["acme"].priority) == ("schedule", 0)
         assert (by["globex"].trigger, by["globex"].priority) == ("webhook", 10)
         assert JobRequests(world.service.store).pending() == []
+    finally:
+        world.close()
+
+
+def test_the_schedule_backs_off_after_a_workers_failed_pass(
+    tmp_path: Path, state_url_factory: Callable[[str], str]
+) -> None:
+    """serve does not see a worker's pass end: the schedule's backoff follows the run
+    log instead, each finished run counted once."""
+    world = Deployment.create(
+        tmp_path,
+        state_url_factory("backoff"),
+        edit=lambda text: text.replace(
+            "  - id: acme\n", "  - id: acme\n    schedule:\n      every_seconds: 600\n", 1
+        ),
+    )
+    try:
+        world.apply_schema()
+        svc = world.service
+        svc.start()  # acme's next scheduled pass is 600 s away: the test ticks by hand
+        store = svc.store
+
+        def worker_pass(status: str) -> None:
+            """A worker's scheduled pass of acme ended ``status`` (as its run records)."""
+            run = store.start_run("acme", dry_run=False, trigger="schedule")
+            store.finish_run(run, status=status, counts={}, api_calls={})
+
+        def tick() -> int:
+            svc.schedules._job("acme")  # the schedule's job, as APScheduler runs it
+            return svc.schedules.failures.get("acme", 0)
+
+        assert tick() == 0  # queued; nothing finished yet
+        worker_pass("failed")
+        assert tick() == 1  # the worker's pass failed: backoff
+        assert tick() == 1  # the same failed run is not counted twice
+        worker_pass("fatal")
+        assert tick() == 2
+        worker_pass("ok")
+        assert tick() == 0  # a pass got through: the backoff is reset
+        jobs = queue_api.pass_jobs(world.program)
+        assert [(j.connection, j.trigger, j.status) for j in jobs] == [("acme", "schedule", "todo")]
     finally:
         world.close()
