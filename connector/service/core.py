@@ -390,7 +390,12 @@ class Service:
         failed, counted once per run for the schedule's backoff; None when no pass
         finished since the last look (the backoff neither grows nor resets)."""
         finished = next(
-            (r for r in self.store.runs(connection, limit=5) if r.status != "running"), None
+            (
+                r
+                for r in self.store.runs(connection, limit=5)
+                if r.status != "running" and not r.dry_run
+            ),
+            None,
         )
         if finished is None or self._seen_runs.get(connection) == finished.id:
             return None
