@@ -4,7 +4,9 @@ only here and only when a command needs them: the embedded default never loads t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connector.api.errors import DealsyncError
@@ -62,10 +64,56 @@ def run_worker(
         until_empty=until_empty,
         apply_schema=apply_schema,
     )
+    program = _queue_program(program)
     program.store  # noqa: B018  (the state's own schema, migrated before any job runs)
     from connector.state.runs import LockHeld
 
-    worker.run_worker(url, program, options, crash_at=crash_at, busy=(LockHeld,), echo=echo)
+    worker.run_worker(
+        url,
+        program,
+        options,
+        crash_at=crash_at,
+        busy=(LockHeld,),
+        echo=echo,
+        deliver=functools.partial(_deliver, program),
+        deliver_due=functools.partial(_delivery_due, program),
+    )
+
+
+def _queue_program(program: Dealsync) -> Dealsync:
+    """The worker's program: a pass does not deliver the outbox itself; a delivery job
+    does (queued by the pass when e-mails are due: :mod:`connector.scale.tasks`)."""
+    from connector.api import Dealsync
+
+    class QueueProgram(Dealsync):
+        def _deliver_after_pass(self, now: Any, crash_at: Any) -> None:
+            return None  # a job of its own (one at a time, joined when one waits)
+
+    return QueueProgram(
+        program.project, env=program.env, adapter_factory=program._factory, hooks=program.hooks
+    )
+
+
+def _delivery_due(program: Dealsync) -> bool:
+    """E-mails are due and there is a transport to send them with."""
+    from connector.records import utcnow
+
+    return program.transport() is not None and bool(program.store.outbox.due(utcnow(), 1))
+
+
+def _deliver(
+    program: Dealsync, now: datetime | None, crash_at: Callable[[str], None] | None
+) -> tuple[int, int]:
+    """A delivery job's work: the due e-mails sent (sent, not sent)."""
+    from connector.api.errors import DeliveryBusy
+    from connector.scale.tasks import DeliveryBusy as Retry
+
+    try:
+        done = program.send_outbox(now=now, crash_at=crash_at)
+    except DeliveryBusy as exc:
+        raise Retry(str(exc)) from None
+    sent = sum(1 for d in done if d.ok)
+    return sent, len(done) - sent
 
 
 def enqueue_sync(
@@ -98,12 +146,80 @@ def enqueue_sync(
         raise
 
 
-def pass_jobs(program: Dealsync) -> list[Any]:
-    """The pass jobs in the queue (:class:`connector.scale.queue.QueuedJob`), oldest first."""
+def pass_jobs(program: Dealsync, task: str = "sync") -> list[Any]:
+    """The pass jobs in the queue (:class:`connector.scale.queue.QueuedJob`), oldest
+    first (``task="outbox"``: the outbox delivery jobs)."""
     _scale()
     from connector.scale.app import make_app
+    from connector.scale.queue import delivery_jobs
     from connector.scale.queue import pass_jobs as listed
 
     app = make_app(queue_url(program))
     with app.open():
-        return listed(app)
+        return listed(app) if task == "sync" else delivery_jobs(app)
+
+
+def enqueue_delivery(program: Dealsync) -> str:
+    """``dealsync enqueue outbox``: a delivery job (joined when one waits)."""
+    _scale()
+    from connector.scale.app import make_app
+    from connector.scale.tasks import request_delivery
+
+    app = make_app(queue_url(program))
+    with app.open():
+        job = request_delivery(app)
+    if job is None:
+        return "outbox: joined the delivery already waiting in the queue"
+    return f"outbox: queued (job {job})"
+
+
+def queue_stats(program: Dealsync) -> Any:
+    """The queue's figures (:class:`connector.state.queue.QueueStats`): depth per
+    queue and status, the oldest waiting job, failed jobs per task, the enqueue→start
+    latency histogram and the webhook job requests not relayed yet — for ``dealsync
+    queue``, ``/metrics`` and the admin page. Read through the state's engine: no queue
+    client needed; ``present`` False on SQLite or before the queue's schema."""
+    from connector.state.queue import queue_stats as stats
+
+    return stats(program.store)
+
+
+def queue_lines(program: Dealsync, now: datetime | None = None) -> list[str]:
+    """``dealsync queue``: the stats as lines a person reads."""
+    from connector.records import utcnow
+
+    figures = queue_stats(program)
+    moment = now or utcnow()
+    if not figures.present:
+        return [
+            "no queue in the state's database (the embedded default runs passes in "
+            "`dealsync sync`/`serve`; a queue needs a PostgreSQL state_url and "
+            "`dealsync worker --apply-schema`)"
+        ]
+    lines = []
+    for (queue, status), n in sorted(figures.depth.items()):
+        lines.append(f"queue {queue}: {n} {status}")
+    if not figures.depth:
+        lines.append("queue: empty")
+    if figures.oldest is not None:
+        o = figures.oldest
+        who = f" of {o.connection}" if o.connection else ""
+        lines.append(
+            f"oldest waiting: job {o.job_id} ({o.task}{who}), queued {o.age(moment):.0f} s ago"
+        )
+    else:
+        lines.append("oldest waiting: none")
+    for task, n in sorted(figures.failed.items()):
+        lines.append(f"failed: {n} {task} job(s) (`procrastinate` keeps them; see the run log)")
+    if figures.latency_buckets:
+        started = figures.latency_buckets[-1]
+        mean = figures.latency_sum / started if started else 0.0
+        lines.append(f"started: {started} job(s), waited {mean:.1f} s on average")
+    if figures.relay_pending:
+        since = figures.relay_oldest.isoformat() if figures.relay_oldest else "?"
+        lines.append(
+            f"not queued yet: {figures.relay_pending} webhook job request(s) since {since} "
+            "(serve relays them every few seconds; check that serve runs and the queue's "
+            "database answers)"
+        )
+    return lines

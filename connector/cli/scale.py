@@ -93,3 +93,20 @@ def enqueue_sync(
         ctx.app(check_env=False), None if all_ else list(connections), full=full, now=at
     ):
         click.echo(line)
+
+
+@command(enqueue, "outbox")
+def enqueue_outbox(ctx: Ctx) -> None:
+    """Queue an outbox delivery (a worker sends the due e-mails; joined when one waits)."""
+    from connector.api import scale
+
+    click.echo(scale.enqueue_delivery(ctx.app(check_env=False)))
+
+
+@command(cli, "queue")
+def queue(ctx: Ctx) -> None:
+    """Show the queue: jobs per queue and status, the oldest waiting, failed jobs."""
+    from connector.api import scale
+
+    for line in scale.queue_lines(ctx.app(check_env=False)):
+        click.echo(line)

@@ -149,6 +149,18 @@ class ServiceSettings(Strict):
     # Largest webhook request body read (HubSpot sends at most 100 events, a few
     # hundred bytes each); a larger one is refused with 413 before it is read.
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Scale-out (docs/scale-out.md): "procrastinate" — serve and its scheduler queue
+    # passes for `dealsync worker` processes (the queue lives in the state's
+    # PostgreSQL) instead of running them; "none" (default): serve runs them itself.
+    queue: Literal["none", "procrastinate"] = "none"
+
+
+QUEUE_NEEDS_POSTGRES = (
+    "service.queue is 'procrastinate' but the state is not on PostgreSQL (state_url "
+    "{url}): the queue lives in the state's database; set state_url (or "
+    "DEALSYNC_STATE_URL) to postgresql://USER@HOST:5432/DB, or remove service.queue "
+    "to run passes in serve itself"
+)
 
 
 class AppConfig(Strict):
@@ -164,6 +176,19 @@ class AppConfig(Strict):
     service: ServiceSettings = ServiceSettings()
     # Set by the loader, not by the file: where relative paths are resolved from.
     base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _queue_needs_postgres(self) -> AppConfig:
+        """A queue lives in the state's database: PostgreSQL only. Checked when the
+        file sets ``state_url`` itself (``DEALSYNC_STATE_URL`` is checked when
+        ``serve`` starts, with the same message)."""
+        if (
+            self.service.queue == "procrastinate"
+            and "state_url" in self.model_fields_set
+            and not self.state_url.startswith(("postgresql:", "postgresql+", "postgres:"))
+        ):
+            raise ValueError(QUEUE_NEEDS_POSTGRES.format(url=self.state_url.split("?")[0]))
+        return self
 
     def partner(self, partner_id: str) -> PartnerConfig:
         missing = f"no partner {partner_id!r} in the config"

@@ -1,12 +1,15 @@
-"""Scale-out (issue 18, its foundation; docs/scale-out.md): passes run as jobs of a
-procrastinate queue kept in the state's PostgreSQL, by ``dealsync worker`` processes on
-any number of machines, and each portal's rate budget can be shared by every process
-through the ``limits`` library.
+"""Scale-out (issue 18; docs/scale-out.md): passes, webhook re-reads and outbox
+deliveries run as jobs of a procrastinate queue kept in the state's PostgreSQL, by
+``dealsync worker`` processes on any number of machines; ``serve`` with
+``service.queue: procrastinate`` enqueues instead of running them; each portal's rate
+budget can be shared by every process through the ``limits`` library.
 
 One concept per module: :mod:`.app` (the procrastinate app on the state's database),
-:mod:`.tasks` (the jobs and their locks), :mod:`.enqueue` (asking for passes),
-:mod:`.stalled` (jobs of a worker that died are retried), :mod:`.worker` (the worker
-process), :mod:`.budget` (the shared rate budget).
+:mod:`.tasks` (the jobs, their locks, priorities and retries), :mod:`.enqueue` (asking
+for passes), :mod:`.relay` (a webhook's job requests recorded in the state, handed to
+the queue), :mod:`.stalled` (jobs of a worker that died are retried), :mod:`.worker`
+(the worker process), :mod:`.queue` (listing jobs), :mod:`.budget` (the shared rate
+budget).
 
 Nothing here is imported by the embedded default (SQLite, one process, no queue): the
 packages are the optional ``[scale]`` extra.

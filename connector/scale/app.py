@@ -54,13 +54,22 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def make_app(state_url: str) -> Any:
+def make_app(state_url: str, *, sync: bool = False) -> Any:
     """The procrastinate ``App`` on the state's database, with dealsync's tasks
-    (:mod:`.tasks`). Not opened: callers use ``with app.open():`` (or the async form)."""
+    (:mod:`.tasks`). Not opened: callers use ``with app.open():`` (or the async form).
+
+    ``sync``: a long-lived app used from threads only (``serve`` enqueuing): a sync
+    pool (procrastinate's pools, sync and async, check a connection before lending
+    it, so one the server ended — a PostgreSQL restart, an idle timeout — is
+    replaced instead of failing a request)."""
     import procrastinate
 
     from connector.scale.tasks import register
 
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(state_url)))
+    if sync:
+        connector: Any = procrastinate.SyncPsycopgConnector(conninfo=conninfo(state_url))
+    else:
+        connector = procrastinate.PsycopgConnector(conninfo=conninfo(state_url))
+    app = procrastinate.App(connector=connector)
     register(app)
     return app

@@ -1,6 +1,6 @@
 """Asking for passes: each request is a job of :data:`~.tasks.SYNC_TASK` with the
-connection's locks, or joins the one already waiting (the queueing lock refused a
-second)."""
+connection's locks and its trigger's priority, or joins the one already waiting (the
+queueing lock refused a second)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from procrastinate.exceptions import AlreadyEnqueued
 
-from connector.scale.tasks import SYNC_TASK, lock_of, queueing_lock_of
+from connector.scale.tasks import SYNC_TASK, URGENT, lock_of, priority_of, queueing_lock_of
 
 
 @dataclass(frozen=True)
@@ -33,21 +33,34 @@ class Enqueued:
         return f"{self.connection}: queued (job {self.job_id})"
 
 
+def enqueue_pass(
+    app: Any, partner: str, *, trigger: str = "queue", full: bool = False, now: str | None = None
+) -> Enqueued:
+    """A pass job of one connection on an opened app, at ``trigger``'s priority."""
+    priority = priority_of(trigger)
+    kwargs: dict[str, Any] = {"partner": partner, "full": full}
+    if now is not None:
+        kwargs["now"] = now
+    if trigger != "queue":
+        kwargs["trigger"] = trigger
+    task = app.tasks[SYNC_TASK].configure(
+        lock=lock_of(partner),
+        queueing_lock=queueing_lock_of(partner, full, urgent=priority >= URGENT),
+        priority=priority,
+    )
+    try:
+        return Enqueued(partner, int(task.defer(**kwargs)))
+    except AlreadyEnqueued:
+        return Enqueued(partner, None)
+
+
 def enqueue_passes(
-    app: Any, partners: Sequence[str], *, full: bool = False, now: str | None = None
+    app: Any,
+    partners: Sequence[str],
+    *,
+    full: bool = False,
+    now: str | None = None,
+    trigger: str = "queue",
 ) -> list[Enqueued]:
     """A pass job per connection on an opened app."""
-    task = app.tasks[SYNC_TASK]
-    out = []
-    for pid in partners:
-        kwargs: dict[str, Any] = {"partner": pid, "full": full}
-        if now is not None:
-            kwargs["now"] = now
-        try:
-            job = task.configure(lock=lock_of(pid), queueing_lock=queueing_lock_of(pid, full))
-            job_id = job.defer(**kwargs)
-        except AlreadyEnqueued:
-            out.append(Enqueued(pid, None))
-            continue
-        out.append(Enqueued(pid, int(job_id)))
-    return out
+    return [enqueue_pass(app, pid, trigger=trigger, full=full, now=now) for pid in partners]

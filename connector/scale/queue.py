@@ -1,13 +1,14 @@
-"""What is in the queue: the pass jobs, their status and attempts (a job retried after
-its worker died has two), for ``dealsync`` and the tests (and, later, ``status``,
-``/metrics`` and the admin page: queue depth per connection)."""
+"""What is in the queue, job by job: the pass jobs (and outbox deliveries), their
+status, attempts and priority (a job retried after its worker died has two attempts),
+for ``dealsync`` and the tests. The figures (depth, oldest, latency) for ``/metrics``
+and ``dealsync queue`` are :func:`connector.state.queue.queue_stats`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from connector.scale.tasks import SYNC_TASK
+from connector.scale.tasks import DELIVER_TASK, SYNC_TASK
 
 
 @dataclass(frozen=True)
@@ -16,13 +17,31 @@ class QueuedJob:
     connection: str
     status: str  # todo | doing | succeeded | failed | cancelled | aborted
     attempts: int
+    priority: int = 0
+    trigger: str = "queue"
+
+
+def jobs_of(app: Any, task: str) -> list[QueuedJob]:
+    """Every job of ``task`` the queue keeps (an opened app), oldest first."""
+    out = [
+        QueuedJob(
+            int(j.id),
+            str(j.task_kwargs.get("partner", "@outbox")),
+            str(j.status),
+            int(j.attempts),
+            int(j.priority),
+            str(j.task_kwargs.get("trigger", "queue")),
+        )
+        for j in app.job_manager.list_jobs(task=task)
+    ]
+    return sorted(out, key=lambda j: j.id)
 
 
 def pass_jobs(app: Any) -> list[QueuedJob]:
     """Every pass job the queue keeps (an opened app), oldest first."""
-    jobs = app.job_manager.list_jobs(task=SYNC_TASK)
-    out = [
-        QueuedJob(int(j.id), str(j.task_kwargs.get("partner")), str(j.status), int(j.attempts))
-        for j in jobs
-    ]
-    return sorted(out, key=lambda j: j.id)
+    return jobs_of(app, SYNC_TASK)
+
+
+def delivery_jobs(app: Any) -> list[QueuedJob]:
+    """Every outbox delivery job the queue keeps, oldest first."""
+    return jobs_of(app, DELIVER_TASK)

@@ -52,11 +52,21 @@ def run_worker(
     crash_at: Callable[[str], None] | None = None,
     busy: tuple[type[Exception], ...] = (),
     echo: Callable[[str], None] = print,
+    deliver: Callable[..., tuple[int, int]] | None = None,
+    deliver_due: Callable[[], bool] | None = None,
 ) -> None:
     """Run the worker until stopped (or, ``until_empty``, until the queue is empty).
     ``busy``: the exceptions that mean "another pass holds the connection" (the
-    state's ``LockHeld``): the job is retried later."""
-    extra = {"program": program, "crash_at": crash_at, "busy": busy}
+    state's ``LockHeld``): the job is retried later. ``deliver(now, crash_at)``: an
+    outbox delivery job's work; ``deliver_due()``: whether a pass leaves e-mails due
+    (a delivery job is then queued)."""
+    extra = {
+        "program": program,
+        "crash_at": crash_at,
+        "busy": busy,
+        "deliver": deliver,
+        "deliver_due": deliver_due,
+    }
     asyncio.run(_run(state_url, extra, options, echo))
 
 

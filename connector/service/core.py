@@ -28,13 +28,14 @@ from connector.engine.sync import PassResult
 from connector.logs import bound
 from connector.service.metrics import Metrics
 from connector.service.probe import PortalCheck, PortalHealth, Probe, probe
-from connector.service.runner import Job, Runner, backoff_delay
+from connector.service.runner import Job, QueueRunner, Runner, backoff_delay
 from connector.service.scheduler import Schedules
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
 from connector.state import StateStore
 
 log = logging.getLogger("dealsync.service")
 
+RELAY_SECONDS = 5.0  # a webhook's job request the queue did not take is tried again
 RELOAD_RETRY_SECONDS = 30.0  # first retry of an edit refused because a portal was down
 RELOAD_RETRY_MAX_SECONDS = 600.0  # the retries' backoff doubles up to this
 
@@ -153,10 +154,24 @@ class Service:
         self.trigger_limiter = TriggerLimiter(
             settings.trigger_limit, settings.trigger_window_seconds
         )
-        self.runner = Runner(
-            self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
-        )
+        self.runner: Runner | QueueRunner
+        if settings.queue == "procrastinate":
+            # passes are jobs for `dealsync worker` processes (docs/scale-out.md)
+            self.runner = QueueRunner(self.store, self._queue_url())
+            from connector.state.queue import queue_stats
+
+            if not queue_stats(self.store).present:
+                log.error(
+                    "service.queue is 'procrastinate' but the queue's tables are not in the "
+                    "state's database: run `dealsync worker --apply-schema` once; until then "
+                    "triggers answer 503 and webhooks' passes wait, recorded, for the relay"
+                )
+        else:
+            self.runner = Runner(
+                self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
+            )
         self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
+        self._seen_runs: dict[str, int] = {}  # with a queue: the last run the backoff saw
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
         self._health_project: Project | None = None  # the version portal_health checked
         self.portal_health = PortalHealth(
@@ -171,6 +186,29 @@ class Service:
         if start:
             self.start()
 
+    @property
+    def queued(self) -> bool:
+        """Passes go to the queue for workers (``service.queue: procrastinate``)."""
+        return isinstance(self.runner, QueueRunner)
+
+    def _queue_url(self) -> str:
+        """The state's URL, which must be PostgreSQL for a queue (the file's value was
+        checked by the config; ``DEALSYNC_STATE_URL`` is checked here)."""
+        from connector.api.errors import DealsyncError
+        from connector.config.models import QUEUE_NEEDS_POSTGRES
+
+        if self.store.engine.dialect.name != "postgresql":
+            shown_url = self.store.engine.url.render_as_string(hide_password=True)
+            raise DealsyncError(QUEUE_NEEDS_POSTGRES.format(url=shown_url))
+        try:
+            import connector.scale.app  # noqa: F401
+        except ImportError as exc:
+            raise DealsyncError(
+                "service.queue is 'procrastinate' but the scale-out packages are missing: "
+                f"pip install 'dealsync[scale]' ({exc})"
+            ) from None
+        return self.store.engine.url.render_as_string(hide_password=False)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -182,6 +220,8 @@ class Service:
             "reload", self.project.config.service.reload_seconds, self.check_reload
         )
         self.schedules.add_interval("webhook-prune", 3600, self.webhook_log.prune)
+        if self.queued:
+            self.schedules.add_interval("job-relay", RELAY_SECONDS, self.relay_jobs)
         self.schedules.start()
         log.info("service started with %d connection(s)", len(self.project.config.partners))
 
@@ -319,18 +359,49 @@ class Service:
     def request_pass(self, connection: str, trigger: str, wait: float = 30.0) -> tuple[Job, bool]:
         """Start (or join) a pass; waits until its run id is known (``wait`` seconds at
         most). Returns the job and whether an in-flight pass was joined."""
-        job, joined = self.runner.request(connection, trigger)
+        try:
+            job, joined = self.runner.request(connection, trigger)
+        except Exception as exc:  # the queue did not take it (a runner never raises)
+            log.error("the %s pass of %s could not be queued: %s", trigger, connection, exc)
+            job, joined = Job(connection, trigger, error=f"{type(exc).__name__}: {exc}"), False
+            job.started.set()
+            job.done.set()
         job.started.wait(wait)
         return job, joined or job.joined_other_process
 
-    def _run_scheduled(self, connection: str) -> bool:
+    def _run_scheduled(self, connection: str) -> bool | None:
         """A scheduled pass; a connection that cannot run is skipped (counted, logged
         once per reason) without backoff, so it syncs at its next time once fixed."""
         if self.not_started(connection, "schedule") is not None:
             return False
+        if self.queued:  # a worker runs it: the backoff follows the worker's last pass
+            try:
+                self.runner.request(connection, "schedule")
+            except Exception:
+                log.exception("the scheduled pass of %s could not be queued", connection)
+                return True  # held back by the schedule's backoff, tried again
+            return self._last_pass_failed(connection)
         job, _ = self.runner.request(connection, "schedule")
         job.done.wait()
         return job.failed
+
+    def _last_pass_failed(self, connection: str) -> bool | None:
+        """With a queue: whether the connection's latest finished pass (a worker's)
+        failed, counted once per run for the schedule's backoff; None when no pass
+        finished since the last look (the backoff neither grows nor resets)."""
+        finished = next(
+            (
+                r
+                for r in self.store.runs(connection, limit=5)
+                if r.status != "running" and not r.dry_run
+            ),
+            None,
+        )
+        if finished is None or self._seen_runs.get(connection) == finished.id:
+            return None
+        assert finished.id is not None
+        self._seen_runs[connection] = finished.id
+        return finished.status in ("failed", "fatal", "interrupted")
 
     def accept_webhook(self, signature: str, events: Sequence[WebhookEvent]) -> Routing | None:
         """Record a verified delivery and request the passes it asks for; None when
@@ -338,15 +409,32 @@ class Service:
         ids and re-reads commit together or not at all, and passes are requested only
         after that commit (a pass started earlier could miss the re-reads); a database
         error propagates with nothing recorded, so HubSpot's retry is processed."""
-        routing = accept(self.store, signature, plan(self.project, self.store, events))
+        routing = accept(
+            self.store, signature, plan(self.project, self.store, events), queued=self.queued
+        )
         if routing is None:
             return None
+        if self.queued:  # the passes were recorded with the events: hand them over now
+            self.relay_jobs()
+            return routing
         for connection in sorted(routing.connections):
             # a connection that cannot run keeps its re-reads for the first pass
             # once it can; the response names it with the reason
             if self.not_started(connection, "webhook") is None:
                 self.runner.request(connection, "webhook", follow_up=True)
         return routing
+
+    def relay_jobs(self) -> dict[str, int | None]:
+        """Queue the job requests the state recorded (a deployment with a queue); a
+        connection that cannot run keeps its requests until it can. Never raises:
+        what the queue did not take stays recorded for the next relay (logged)."""
+        if not isinstance(self.runner, QueueRunner):
+            return {}
+        try:
+            return self.runner.relay(self.unusable)
+        except Exception:
+            log.exception("could not relay job requests to the queue; trying again")
+            return {}
 
     # ------------------------------------------------------------------ hot reload
 

@@ -183,6 +183,11 @@ def build_app(service: Service) -> Starlette:
             )
         job, joined = service.request_pass(partner, "partner")
         service.metrics.inc("dealsync_triggers", partner, "joined" if joined else "started")
+        if job.queued:  # a worker runs it (docs/scale-out.md); its run has no id yet
+            return JSONResponse(
+                {"run_id": None, "queued": True, "job_id": job.job_id, "joined": joined},
+                status_code=202,
+            )
         if job.run_id is None:
             return _error(503, "the pass did not start in time; retry later")
         return JSONResponse(

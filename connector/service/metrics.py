@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from connector.adapters.ratelimit import named_limits
@@ -143,7 +143,7 @@ class _StateCollector(Collector):
     def __init__(self, service: Callable[[], Service]) -> None:
         self._service = service
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         svc = self._service()
         store = svc.store
         project = svc.project
@@ -187,6 +187,7 @@ class _StateCollector(Collector):
         yield _outbox_messages(counts)
         yield from _budgets()
         yield from _portals(svc)
+        yield from _queue(svc)
         regs = GaugeMetricFamily(
             "dealsync_registrations",
             "Registrations by partner and status.",
@@ -295,3 +296,53 @@ def _portals(svc: Service) -> Iterator[GaugeMetricFamily]:
             if value is not None:
                 families[name].add_metric([portal], 1 if value else 0)
     yield from families.values()
+
+
+def _queue(svc: Service) -> Iterator[Metric]:
+    """The scale-out queue (read from its tables in the state's database, so every
+    ``serve`` reports the same): jobs per queue and status, the oldest waiting job's
+    age, failed jobs per task, the enqueue→start latency of the jobs the queue keeps,
+    and webhook job requests not relayed yet. Nothing when there is no queue."""
+    from connector.records import utcnow
+    from connector.state.queue import LATENCY_BUCKETS, queue_stats
+
+    stats = queue_stats(svc.store)
+    pending = GaugeMetricFamily(
+        "dealsync_queue_requests_pending",
+        "Webhook job requests recorded in the state, not yet taken by the queue "
+        "(serve relays them every few seconds).",
+    )
+    pending.add_metric([], stats.relay_pending)
+    if not stats.present:
+        if svc.queued or stats.relay_pending:
+            yield pending
+        return
+    yield pending
+    depth = GaugeMetricFamily(
+        "dealsync_queue_jobs", "Jobs in the queue, by queue and status.", labels=["queue", "status"]
+    )
+    for (queue, status), n in sorted(stats.depth.items()):
+        depth.add_metric([queue, status], n)
+    yield depth
+    failed = GaugeMetricFamily(
+        "dealsync_queue_jobs_failed", "Jobs that failed for good, by task.", labels=["task"]
+    )
+    for task, n in sorted(stats.failed.items()):
+        failed.add_metric([task], n)
+    yield failed
+    oldest = GaugeMetricFamily(
+        "dealsync_queue_oldest_waiting_seconds",
+        "How long the oldest job due now has waited (0: none waiting).",
+    )
+    oldest.add_metric([], stats.oldest.age(utcnow()) if stats.oldest else 0.0)
+    yield oldest
+    latency = HistogramMetricFamily(
+        "dealsync_queue_job_latency_seconds",
+        "Seconds from a job being queued to a worker starting it (the jobs the queue keeps).",
+    )
+    if stats.latency_buckets:
+        bounds = [str(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]
+        latency.add_metric(
+            [], list(zip(bounds, stats.latency_buckets, strict=True)), stats.latency_sum
+        )
+    yield latency

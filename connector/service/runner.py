@@ -45,6 +45,8 @@ class Job:
     trigger: str
     run_id: int | None = None
     joined_other_process: bool = False
+    job_id: int | None = None  # the queue's job (a deployment with a queue)
+    queued: bool = False  # put in the queue for a worker, not run here
     follow_up: bool = False  # run once more right after (records queued mid-pass)
     result: PassResult | None = None
     error: str | None = None
@@ -146,3 +148,47 @@ class Runner:
     def shutdown(self, wait: bool = True) -> None:
         self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class QueueRunner:
+    """The runner of a deployment with a queue (``service.queue: procrastinate``):
+    ``serve`` runs no pass itself; each request is a job for ``dealsync worker``
+    processes (:mod:`connector.scale`), at its trigger's priority, joined to the
+    connection's waiting job if there is one. Same interface as :class:`Runner`; a
+    request's :class:`Job` is ``queued`` with its job id (None: joined) and no run
+    id yet (the worker creates the run)."""
+
+    def __init__(self, store: StateStore, state_url: str) -> None:
+        from connector.scale.app import make_app
+
+        self.store = store
+        self.app = make_app(state_url, sync=True)
+        self.app.open()
+
+    def is_running(self, connection: str) -> bool:
+        """A pass of the connection is running on some worker (its run row says so)."""
+        return self.store.running_run(connection) is not None
+
+    def request(
+        self, connection: str, trigger: str, *, follow_up: bool = False
+    ) -> tuple[Job, bool]:
+        """Queue a pass (``follow_up`` is implied: a job waiting behind a running pass
+        of the connection runs after it). Raises what the queue raises (the caller
+        answers 5xx; a webhook's request stays recorded for the relay)."""
+        from connector.scale.enqueue import enqueue_pass
+
+        done = enqueue_pass(self.app, connection, trigger=trigger)
+        job = Job(connection, trigger, job_id=done.job_id, queued=True)
+        job.started.set()
+        job.done.set()
+        return job, done.joined
+
+    def relay(self, held: Callable[[str], str | None]) -> dict[str, int | None]:
+        """Queue the job requests the state recorded (webhooks); what was queued."""
+        from connector.scale.relay import relay
+        from connector.state.jobs import JobRequests
+
+        return relay(self.app, JobRequests(self.store), held).enqueued
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.app.close()

@@ -3,7 +3,9 @@ or cron, with jitter), and backoff after failing passes.
 
 The job only *requests* a pass from the :class:`~connector.service.runner.Runner`, so
 a scheduled run while a triggered pass is in flight joins it, and the database lock
-still keeps other processes out.
+still keeps other processes out. With a queue (``service.queue: procrastinate``) the
+request is a job for the workers (the :class:`~connector.service.runner.QueueRunner`);
+the backoff then follows the workers' passes as the run log records them.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ def trigger_for(schedule: Schedule) -> BaseTrigger:
 
 
 class Schedules:
-    def __init__(self, run_scheduled: Callable[[str], bool], workers: int = 4) -> None:
+    def __init__(self, run_scheduled: Callable[[str], bool | None], workers: int = 4) -> None:
         """``run_scheduled(connection)`` runs (or joins) a pass and returns whether it
-        failed."""
+        failed; with a queue it enqueues one and returns whether the connection's
+        latest finished pass failed (None: no pass finished since it last asked)."""
         self._run_scheduled = run_scheduled
         self.scheduler = BackgroundScheduler(
             executors={"default": APThreadPool(max(2, workers))}, timezone="UTC"
@@ -88,7 +91,8 @@ class Schedules:
 
     def _job(self, connection: str) -> None:
         failed = self._run_scheduled(connection)
-        self.after_pass(connection, failed)
+        if failed is not None:
+            self.after_pass(connection, failed)
 
     def after_pass(self, connection: str, failed: bool) -> float:
         """Count consecutive failures; after one, hold the next run back by the backoff

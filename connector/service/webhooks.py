@@ -226,7 +226,12 @@ class SeenLog:
         self.store = store
 
     def prune(self) -> None:
-        self.store.prune_webhook_seen(utcnow() - KEEP_SEEN)
+        """Forget old signatures and event ids, and the job requests the queue took."""
+        from connector.state.jobs import JobRequests
+
+        before = utcnow() - KEEP_SEEN
+        self.store.prune_webhook_seen(before)
+        JobRequests(self.store).prune(before)
 
 
 def signature_key(signature: str) -> str:
@@ -272,13 +277,18 @@ def plan(project: Project, store: StateStore, events: Sequence[WebhookEvent]) ->
     return out
 
 
-def accept(store: StateStore, signature: str, plans: Sequence[EventPlan]) -> Routing | None:
+def accept(
+    store: StateStore, signature: str, plans: Sequence[EventPlan], *, queued: bool = False
+) -> Routing | None:
     """Record the delivery (signature, fresh events, their re-reads) in one
     transaction; None if the signature was used before (a replay, nothing done).
     A database error propagates with nothing recorded: the caller answers 5xx and
-    HubSpot retries."""
+    HubSpot retries. ``queued`` (a deployment with a queue): the passes the fresh
+    events need are recorded as job requests in the same transaction, for the relay
+    (:mod:`connector.scale.relay`)."""
+    passes = [sorted({r[0] for r in p.rereads} | p.full_pass) for p in plans] if queued else None
     fresh = store.record_webhook_delivery(
-        signature_key(signature), [(p.event.key, p.rereads) for p in plans]
+        signature_key(signature), [(p.event.key, p.rereads) for p in plans], passes
     )
     if fresh is None:
         return None

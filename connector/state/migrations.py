@@ -200,6 +200,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        19,
+        "scale-out: jobs to ask the queue for, recorded with the state change needing them",
+        _create(tables.JobRequest),
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

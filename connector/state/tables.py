@@ -544,3 +544,21 @@ class RegistrationChange(SQLModel, table=True):
     reason: str = ""
     previous_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     new_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class JobRequest(SQLModel, table=True):
+    """A job the scale-out queue must be asked for (issue 18's outbox pattern): written
+    in the same transaction as the state change that needs it (a webhook delivery's
+    events), then relayed to the queue; ``enqueued_at`` stays empty until the queue
+    took it (or joined it to a waiting job: ``job_id`` empty), so a request whose
+    enqueue failed is relayed later, never lost."""
+
+    __tablename__ = "job_request"
+    __table_args__ = (Index("ix_job_request_pending", "enqueued_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(max_length=64)
+    trigger: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    enqueued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    job_id: int | None = None

@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from connector.records import Side
 from connector.state.cursors import retry_item
-from connector.state.tables import RetryItem, Transactions, WebhookSeen
+from connector.state.tables import JobRequest, RetryItem, Transactions, WebhookSeen
 
 
 class WebhookLedger(Transactions):
@@ -24,6 +24,7 @@ class WebhookLedger(Transactions):
         self,
         signature_key: str,
         events: Sequence[tuple[str, Sequence[tuple[str, str, Side, str, str]]]],
+        passes: Sequence[Sequence[str]] | None = None,
     ) -> list[bool] | None:
         """Accept one webhook delivery, all or nothing, in one transaction: its
         signature, each event key (``events``: key and the re-reads it asks for, as
@@ -34,7 +35,12 @@ class WebhookLedger(Transactions):
         already used (a replay: nothing recorded). A delivery that fails midway
         (database locked, process killed) commits nothing, so HubSpot's retry of it is
         processed rather than taken for a duplicate. A record already on the retry
-        list stays as it is (a failing record keeps its error and attempt count)."""
+        list stays as it is (a failing record keeps its error and attempt count).
+
+        ``passes`` (the scale-out queue, aligned with ``events``): the connections
+        each event needs a pass of; the fresh events' are recorded as job requests
+        (``job_request``) in the same transaction, relayed to the queue after the
+        commit — an event stored is never left without its pass."""
         for attempt in range(3):
             try:
                 with self.session() as s:
@@ -44,7 +50,8 @@ class WebhookLedger(Transactions):
                     fresh: list[bool] = []
                     keys: set[str] = set()
                     rereads: dict[tuple[str, str, Side, str], str] = {}
-                    for key, items in events:
+                    wanted: dict[str, None] = {}
+                    for index, (key, items) in enumerate(events):
                         new = key not in keys and s.get(WebhookSeen, key) is None
                         fresh.append(new)
                         if not new:
@@ -53,10 +60,14 @@ class WebhookLedger(Transactions):
                         s.add(WebhookSeen(key=key))
                         for connection, obj, side, rid, note in items:
                             rereads.setdefault((connection, obj, side, rid), note)
+                        if passes is not None:
+                            wanted |= dict.fromkeys(passes[index])
                     s.flush()
                     for pk, note in rereads.items():
                         if s.get(RetryItem, pk) is None:
                             s.add(retry_item(*pk, note))
+                    for connection in sorted(wanted):
+                        s.add(JobRequest(connection=connection, trigger="webhook"))
                     s.commit()
                     return fresh
             except IntegrityError:
