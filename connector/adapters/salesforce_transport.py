@@ -44,6 +44,20 @@ READ_TIMEOUT = 120.0  # a 2,000-row query page or a 200-record collection takes 
 CONNECT_ATTEMPTS = 2
 
 
+class PinnedSession(requests.Session):
+    """A session whose ``ca_bundle`` wins over ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    (plain requests lets those override ``session.verify``, psf/requests#3829): the
+    CA a portal's config names is the one its certificate is checked with."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None or verify is True:
+            settings["verify"] = self.verify
+        return settings
+
+
 class SalesforceTransport:
     """One org: its session, client, governor and counters."""
 
@@ -71,7 +85,7 @@ class SalesforceTransport:
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep or time.sleep
-        self.session = requests.Session()
+        self.session: requests.Session = PinnedSession() if ca_bundle else requests.Session()
         if ca_bundle:
             self.session.verify = ca_bundle
         self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal)
