@@ -540,6 +540,8 @@ class SalesforceApp:
         self.orgs = orgs
         self.by_client: dict[str, Org] = {o.spec.client_id: o for o in orgs}
         self.limits = limits
+        # the serving thread's event loop, so the server can abort connections on stop
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def org_for_token(self, token: str) -> Org | None:
         """The org whose live session this access token is."""
@@ -553,6 +555,7 @@ class SalesforceApp:
             if scope["type"] == "lifespan":
                 await SandboxApp._lifespan(receive, send)
             return
+        self.loop = asyncio.get_running_loop()
         path: str = scope["path"]
         if len(path) > 1:
             path = path.rstrip("/")

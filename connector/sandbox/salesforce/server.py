@@ -10,6 +10,7 @@ sandbox's, so ``port=0`` gives a known free port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -120,6 +121,13 @@ class SalesforceSandbox:
 
     @staticmethod
     def _make_certificates(directory: str) -> tuple[str, str, str]:
+        """The CA, certificate and key files in ``directory``: reused when all three
+        are there (a partner configured with the CA file keeps trusting restarts),
+        made with trustme otherwise."""
+        names = ("sandbox-ca.pem", "sandbox-cert.pem", "sandbox-key.pem")
+        paths = tuple(os.path.join(directory, n) for n in names)
+        if all(os.path.exists(p) for p in paths):
+            return paths[0], paths[1], paths[2]
         ca = trustme.CA(organization_name="dealsync Salesforce sandbox")
         cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
         ca_file = os.path.join(directory, "sandbox-ca.pem")
@@ -160,6 +168,23 @@ class SalesforceSandbox:
             ssl_keyfile=self._key_file,
         )
 
+    def _abort_connections(self, server: uvicorn.Server) -> None:
+        """Close the open keep-alive connections at once: a TLS connection's graceful
+        close waits for the client's close_notify, which an idle pooled client never
+        sends, so a plain shutdown would sit out its whole grace period."""
+        loop = self.app.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def abort() -> None:
+            for conn in list(server.server_state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+        with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+            loop.call_soon_threadsafe(abort)
+
     def start(self, timeout: float = 10.0) -> SalesforceSandbox:
         """Start serving in a daemon thread; returns once connections are accepted."""
         if self._thread is not None:
@@ -184,6 +209,7 @@ class SalesforceSandbox:
         """Stop serving (and save to ``data_file`` if one was given)."""
         if self._server is not None:
             self._server.should_exit = True
+            self._abort_connections(self._server)
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._sock is not None:
@@ -287,6 +313,56 @@ def save_data(orgs: list[Org], data_file: str) -> None:
     os.replace(tmp, data_file)
 
 
+def salesforce_sandbox_command(
+    orgs: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    data_file: str | None,
+    limits: bool,
+    faults: str | None = None,
+    api_allocation: int = 100_000,
+    jwt_key_file: str | None = None,
+    cert_dir: str | None = None,
+    session_ttl_seconds: float | None = None,
+    print_fn: Callable[[str], Any] = print,
+) -> None:
+    """``dealsync sandbox --salesforce``: the options as typed, then serve until Ctrl-C.
+    ValueError naming the option and what to type instead on bad input."""
+    from connector.sandbox.faults import parse_faults
+
+    pem = None
+    if jwt_key_file:
+        try:
+            with open(jwt_key_file, encoding="utf-8") as fh:
+                pem = fh.read()
+        except OSError as exc:
+            raise ValueError(f"--jwt-public-key {jwt_key_file}: {exc.strerror}") from None
+        if "BEGIN PUBLIC KEY" not in pem and "BEGIN CERTIFICATE" not in pem:
+            raise ValueError(
+                f"--jwt-public-key {jwt_key_file}: not a PEM public key or certificate "
+                "(expected -----BEGIN PUBLIC KEY----- or -----BEGIN CERTIFICATE-----)"
+            )
+    if api_allocation < 1:
+        raise ValueError(f"--api-allocation must be at least 1, got {api_allocation}")
+    specs = org_specs(
+        orgs,
+        api_allocation=api_allocation,
+        faults=parse_faults(faults) if faults else None,
+        jwt_public_key_pem=pem,
+    )
+    run_salesforce_sandbox(
+        specs,
+        host,
+        port,
+        data_file,
+        limits,
+        cert_dir=cert_dir,
+        session_ttl_seconds=session_ttl_seconds,
+        print_fn=print_fn,
+    )
+
+
 def run_salesforce_sandbox(
     specs: list[OrgSpec],
     host: str,
@@ -294,11 +370,18 @@ def run_salesforce_sandbox(
     data_file: str | None,
     limits: bool,
     cert_dir: str | None = None,
+    session_ttl_seconds: float | None = None,
     print_fn: Callable[[str], Any] = print,
 ) -> None:
     """Serve until Ctrl-C (blocking, for ``dealsync sandbox --salesforce``)."""
     srv = SalesforceSandbox(
-        specs, limits=limits, host=host, port=port, data_file=None, cert_dir=cert_dir
+        specs,
+        limits=limits,
+        host=host,
+        port=port,
+        data_file=None,
+        cert_dir=cert_dir,
+        session_ttl_seconds=session_ttl_seconds,
     )
     if data_file:
         load_data(srv.orgs, data_file)
@@ -313,10 +396,11 @@ def run_salesforce_sandbox(
     for org in srv.orgs:
         faults = org.faults.spec
         extra = f", faults {faults.to_dict()}" if faults.active else ""
+        jwt = "JWT bearer on" if org.spec.jwt_public_key_pem else "JWT bearer off"
         print_fn(
             f"  org {org.name!r}: client id {org.spec.client_id!r}, client secret "
             f"{org.spec.client_secret!r}, username {org.username!r}, "
-            f"{org.spec.api_allocation} API requests/24h{extra}"
+            f"{org.spec.api_allocation} API requests/24h, {jwt}{extra}"
         )
     print_fn(
         "  point a partner at it: instance URL "
