@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from connector.adapters.salesforce import SalesforceAdapter
-from connector.api import Dealsync
+from connector.api import Dealsync, DealsyncError
 from connector.config import check_project, load_project
 from connector.testing.salesforce import CLIENT_ID, CLIENT_SECRET, SalesforceBackdoor
 from connector.testing.world import project_yaml, write_project
@@ -70,3 +72,16 @@ def test_missing_secrets_and_typos_are_reported_at_their_lines(tmp_path: Path) -
     assert missing.message == (
         "missing env var DEALSYNC_PARTNER_ACME_SF_CLIENT_SECRET for partners[0].client_secret_env"
     )
+
+
+def test_a_ca_bundle_that_is_not_there_is_named_when_the_adapter_is_built(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, "https://acme.my.salesforce.com", "certs/sandbox-ca.pem")
+    ds = Dealsync(load_project(config, env=ENV), env=ENV)
+    try:
+        with pytest.raises(DealsyncError) as unusable:
+            ds.partner_crm("acme")
+        assert "ca_bundle 'certs/sandbox-ca.pem' is not a file" in str(unusable.value)
+    finally:
+        ds.close()
