@@ -43,6 +43,7 @@ SALESFORCE_NAMING = Naming(
 )
 """Salesforce's names: its objects, and dealsync's markers as custom fields."""
 
+_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 # "duplicate value found: dealsync_source_id__c duplicates value on record with id: 006…"
 _EXISTING = re.compile(r"record with id:\s*([a-zA-Z0-9]{15,18})")
 
@@ -92,7 +93,9 @@ class SalesforceAdapter(SalesforceDetection):
         self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
-        for chunk in chunks(list(ids)):
+        # an id that is not one (a HubSpot id in a link, a typo) exists in no org:
+        # left out here rather than failing the whole query with INVALID_QUERY_FILTER
+        for chunk in chunks([i for i in ids if _ID.match(i)]):
             soql = select(object_type, field_list(properties), [one_of("Id", chunk)])
             for row in self._rows("read", soql):
                 rec = to_record(object_type, row, properties)

@@ -108,6 +108,7 @@ def test_a_deal_has_one_company_and_many_contacts(make_sandbox: MakeSandbox) -> 
     for _ in range(2):  # contact roles are created once
         assert all(r.ok for r in adapter.associate("deals", "contacts", [(deal, bob), (deal, ann)]))
     assert len(crm.org.rows("OpportunityContactRole")) == 2
+    assert set(adapter.read("deals", [deal, "12345", "not an id"], ["Name"])) == {deal}
     got = adapter.read("deals", [deal], ["Name"], associations=["companies", "contacts"])
     assert got[deal].associations == {
         "companies": (initech,),
