@@ -320,6 +320,19 @@ def test_the_jwt_assertion_is_signed_for_the_user_and_the_login_host() -> None:
         "exp": 1_000_180,
     }
     assert creds.flow == "jwt-bearer"
+    from dataclasses import replace
+
+    prod = replace(creds, audience="https://login.salesforce.com")
+    assert (
+        jwt.decode(
+            jwt_assertion(prod, now=1_000_000),
+            key.public_key(),
+            algorithms=["RS256"],
+            audience="https://login.salesforce.com",
+            options={"verify_exp": False},
+        )["aud"]
+        == "https://login.salesforce.com"
+    )
 
 
 # ---------------------------------------------------------------------- the portal kind
