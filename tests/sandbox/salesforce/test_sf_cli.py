@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
+from simple_salesforce import Salesforce
 
 from connector.cli import cli
 from connector.sandbox.salesforce import OrgSpec, SalesforceSandbox
-from connector.sandbox.salesforce.login import client_credentials_token, simple_salesforce
+from connector.sandbox.salesforce.server import CASession
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,9 +48,18 @@ def test_cli_serves_prints_how_to_connect_and_saves_on_exit(tmp_path: Path) -> N
         assert any("REQUESTS_CA_BUNDLE" in line for line in lines)
         assert any("'cid'" in line and "'acme'" in line for line in lines)
         # a client that trusts the printed CA logs in and writes
-        sb = SalesforceSandbox([OrgSpec("probe", "p", "p")], cert_dir=str(certs))
-        sb.port = int(url.rsplit(":", 1)[1])
-        sf = simple_salesforce(sb, client_credentials_token(sb, "cid", "csecret"))
+        session = CASession(ca_file)
+        token = session.post(
+            f"{url}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "cid",
+                "client_secret": "csecret",
+            },
+            timeout=30,
+        ).json()
+        assert token["instance_url"] == url
+        sf = Salesforce(instance_url=url, session_id=token["access_token"], session=session)
         assert sf.Account.create({"Name": "From the CLI"})["success"] is True
     finally:
         proc.send_signal(signal.SIGINT)
