@@ -93,18 +93,20 @@ class SalesforceAdapter(SalesforceDetection):
         self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
+        inline = self._inline(object_type, associations)
+        wanted = list(dict.fromkeys([*properties, *inline.values()]))
         # an id that is not one (a HubSpot id in a link, a typo) exists in no org:
         # left out here rather than failing the whole query with INVALID_QUERY_FILTER
         for chunk in chunks([i for i in ids if _ID.match(i)]):
-            soql = select(object_type, field_list(properties), [one_of("Id", chunk)])
+            soql = select(object_type, field_list(wanted), [one_of("Id", chunk)])
             for row in self._rows("read", soql):
-                rec = to_record(object_type, row, properties)
+                rec = to_record(object_type, row, wanted)
                 out[rec.id] = rec
         if associations and out:
-            out = {
-                r.id: r
-                for r in self._with_associations(object_type, list(out.values()), associations)
-            }
+            records = self._with_associations(
+                object_type, list(out.values()), associations, inline=inline, asked=properties
+            )
+            out = {r.id: r for r in records}
         return out
 
     def find_by_property(

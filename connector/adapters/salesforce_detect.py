@@ -75,16 +75,24 @@ class SalesforceDetection(SalesforceAssociations):
         chunk_size = max(1, scope.get("chunk_size", CHUNK))
         associations = scope.get("associations", ())
         until, where = scope.get("until"), scope.get("where")
+        inline = self._inline(object_type, associations)
+        wanted = list(dict.fromkeys([*properties, *inline.values()]))
+
+        def attach(records: list[Record]) -> list[Record]:
+            return self._with_associations(
+                object_type, records, associations, inline=inline, asked=properties
+            )
+
         buffer: list[Record] = []
-        for rec in self._live_window(object_type, since, until, properties, where):
+        for rec in self._live_window(object_type, since, until, wanted, where):
             buffer.append(rec)
             if len(buffer) >= chunk_size:
-                yield self._with_associations(object_type, buffer, associations)
+                yield attach(buffer)
                 buffer = []
         if since is not None:
             buffer += self._deleted_window(object_type, since, until, properties, where)
         if buffer:
-            yield self._with_associations(object_type, buffer, associations)
+            yield attach(buffer)
 
     # ------------------------------------------------------------------ live records
 
