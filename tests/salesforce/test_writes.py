@@ -109,11 +109,20 @@ def test_a_deal_has_one_company_and_many_contacts(make_sandbox: MakeSandbox) -> 
         assert all(r.ok for r in adapter.associate("deals", "contacts", [(deal, bob), (deal, ann)]))
     assert len(crm.org.rows("OpportunityContactRole")) == 2
     assert set(adapter.read("deals", [deal, "12345", "not an id"], ["Name"])) == {deal}
+    before = adapter.api_calls().get("assoc_read", 0)
     got = adapter.read("deals", [deal], ["Name"], associations=["companies", "contacts"])
     assert got[deal].associations == {
         "companies": (initech,),
         "contacts": tuple(sorted([ann, bob])),
     }
+    # the company comes with the deal's own AccountId: one query, for the contact roles
+    assert adapter.api_calls()["assoc_read"] - before == 1
+    assert got[deal].properties == {"Name": "Initech renewal"}
+    window = {
+        r.id: r for r in adapter.changed_since("deals", None, ["Name"], associations=["companies"])
+    }
+    assert window[deal].associations == {"companies": (initech,)}
+    assert adapter.api_calls()["assoc_read"] - before == 1
     back = adapter.read("companies", [initech], ["Name"], associations=["deals", "contacts"])
     assert back[initech].associations == {"deals": (deal,), "contacts": (bob,)}
     assert adapter.read("contacts", [bob], [], associations=["companies", "deals"])[
