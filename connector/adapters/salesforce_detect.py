@@ -106,7 +106,9 @@ class SalesforceDetection(SalesforceAssociations):
     ) -> Iterator[Record]:
         soql = changes(object_type, properties, since, until, where)
         if since is None and self._bulk_worth_it(object_type, until, where):
-            yield from self._bulk_window(object_type, soql, properties)
+            # a first sync has no cursor to keep in order, and Bulk API 2.0 sorts nothing
+            unordered = changes(object_type, properties, since, until, where, ordered=False)
+            yield from self._bulk_window(object_type, unordered, properties)
             return
         seen: set[str] = set()
         for row in self._rows("query", soql):

@@ -129,10 +129,12 @@ def changes(
     *,
     extra: Sequence[str] = (),
     deleted: bool = False,
+    ordered: bool = True,
 ) -> str:
     """Records modified in the window, oldest first with ties broken by id (a stable
     order: a page boundary never splits one instant differently on a retry).
-    ``deleted``: only the recycle bin's (sent to ``queryAll``)."""
+    ``deleted``: only the recycle bin's (sent to ``queryAll``); ``ordered=False`` for
+    Bulk API 2.0, which does not sort."""
     conditions = [*window(since, until), *equals(where)]
     if deleted:
         conditions.insert(0, "IsDeleted = true")
@@ -140,7 +142,7 @@ def changes(
         object_type,
         field_list(properties, *extra),
         conditions,
-        order_by=(MODSTAMP, "Id"),
+        order_by=(MODSTAMP, "Id") if ordered else (),
     )
 
 

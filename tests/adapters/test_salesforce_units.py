@@ -99,6 +99,9 @@ def test_the_change_window_is_inclusive_ordered_by_modstamp_then_id() -> None:
         "SELECT Id, SystemModstamp, Name FROM Opportunity WHERE IsDeleted = true AND "
     )
     assert count("companies", None, None, None) == "SELECT COUNT() FROM Account"
+    assert changes("deals", ["Name"], None, None, ordered=False) == (
+        "SELECT Id, SystemModstamp, Name FROM Opportunity"
+    )
     assert select("deals", ["Id"], limit=5) == "SELECT Id FROM Opportunity LIMIT 5"
 
 
