@@ -77,7 +77,7 @@ class SalesforceAdapter(SalesforceDetection):
     ) -> None:
         """``kwargs`` go to :class:`~connector.adapters.salesforce_transport.SalesforceTransport`
         (name, portal, api_version, ca_bundle, api_reserve_percent, timeouts)."""
-        super().__init__(credentials, **kwargs)
+        super().__init__(credentials, clock=clock, **kwargs)
         self._clock = clock
         if bulk_threshold is not None:
             self.bulk_threshold = bulk_threshold

@@ -18,6 +18,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -37,6 +38,7 @@ from connector.adapters.salesforce_errors import (
     unreachable_line,
 )
 from connector.adapters.salesforce_limits import HEADER, BudgetGovernor, register_governor
+from connector.records import utcnow
 
 DEFAULT_VERSION = "61.0"
 CONNECT_TIMEOUT = 5.0
@@ -76,6 +78,7 @@ class SalesforceTransport:
         max_wait: float = 30.0,
         sleep: Callable[[float], None] | None = None,
         query_batch: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``query_batch``: rows per query page (``Sforce-Query-Options: batchSize``,
         200–2,000; Salesforce's default 2,000)."""
@@ -94,7 +97,7 @@ class SalesforceTransport:
         self.session: requests.Session = PinnedSession() if ca_bundle else requests.Session()
         if ca_bundle:
             self.session.verify = ca_bundle
-        self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal)
+        self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal, clock=clock)
         register_governor(name, self.governor)
         self.session.hooks["response"].append(self._observe)
         self.calls: Counter[str] = Counter()

@@ -198,6 +198,8 @@ def test_the_governor_keeps_the_reserve_and_says_usage_reserve_and_when() -> Non
     with pytest.raises(BudgetExhausted):
         gov.admit("query")
     assert gov.counts() == {"budget_refused": 2, "limit_exceeded": 0, "api_usage_used": 805}
+    clock[0] += timedelta(minutes=11)  # no answer for a while: the next call may ask
+    gov.admit("query")
     gov.observe("api-usage=100/1000")  # the window rolled on
     gov.admit("query", cost=5)
 
