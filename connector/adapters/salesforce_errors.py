@@ -21,6 +21,19 @@ class Retriable(Exception):
     """A call worth repeating now (5xx, a dropped connection)."""
 
 
+class Relogged(Retriable):
+    """The session had expired and a fresh login is in place: the call, which
+    Salesforce refused before doing anything, is sent again (even one not repeated
+    otherwise)."""
+
+
+class GaveUp(AdapterError):
+    """A call still failing after its attempts (retriable: a later pass may succeed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
+
+
 class SessionExpired(Exception):
     """401 ``INVALID_SESSION_ID``: the access token expired or was revoked."""
 

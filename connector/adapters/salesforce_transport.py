@@ -25,10 +25,12 @@ import requests
 from simple_salesforce import Salesforce
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from connector.adapters.base import AdapterError, PortalAuthRefused, PortalUnreachable
+from connector.adapters.base import PortalAuthRefused, PortalUnreachable
 from connector.adapters.salesforce_auth import Credentials, login
 from connector.adapters.salesforce_errors import (
+    GaveUp,
     LimitExceeded,
+    Relogged,
     RequestRefused,
     Retriable,
     SessionExpired,
@@ -133,8 +135,13 @@ class SalesforceTransport:
 
     # ------------------------------------------------------------------ calls
 
-    def _call(self, kind: str, fn: Callable[[Salesforce], Any], *, cost: int = 1) -> Any:
-        """``fn(client)`` as one counted call under the governor and retry policy."""
+    def _call(
+        self, kind: str, fn: Callable[[Salesforce], Any], *, cost: int = 1, repeat: bool = True
+    ) -> Any:
+        """``fn(client)`` as one counted call under the governor and retry policy.
+        ``repeat=False``: a call that is not idempotent (a create without an External
+        ID) is not sent again after a failure that may have followed its effect; only
+        after an expired session, which Salesforce refuses before doing anything."""
         self.governor.admit(kind, cost)
         relogged = False
 
@@ -148,11 +155,12 @@ class SalesforceTransport:
                 if isinstance(failure, SessionExpired) and not relogged:
                     relogged = True
                     self._login()
-                    raise Retriable("session expired, logged in again") from exc
+                    raise Relogged("session expired, logged in again") from exc
                 raise failure from exc
 
+        again = (Retriable, Unreachable) if repeat else (Relogged,)
         retrying = Retrying(
-            retry=retry_if_exception_type((Retriable, Unreachable)),
+            retry=retry_if_exception_type(again),
             stop=self._stop,
             wait=self._wait,
             sleep=self._sleep,
@@ -164,10 +172,12 @@ class SalesforceTransport:
         except Unreachable as exc:
             raise PortalUnreachable(unreachable_line(self.host, self.portal, exc)) from None
         except Retriable as exc:
-            raise AdapterError(
-                f"{self.portal}: {kind} still failing after {self.max_attempts} attempts: {exc}",
-                retriable=True,
-            ) from None
+            tries = (
+                f"after {self.max_attempts} attempts"
+                if repeat
+                else "(not repeated: not idempotent)"
+            )
+            raise GaveUp(f"{self.portal}: {kind} failed {tries}: {exc}") from None
         except SessionExpired as exc:
             raise PortalAuthRefused(
                 auth_line(
@@ -207,7 +217,7 @@ class SalesforceTransport:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Retriable) and str(exc).startswith("session expired"):
+        if isinstance(exc, Relogged):
             return 0.0
         delay = min(0.25 * 2 ** (state.attempt_number - 1), 8.0)
         delay = min(delay, self.max_wait) * (1 + self._rng.random() * 0.1)
