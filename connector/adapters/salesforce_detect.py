@@ -96,6 +96,23 @@ class SalesforceDetection(SalesforceAssociations):
 
     # ------------------------------------------------------------------ live records
 
+    def _where_types(
+        self, object_type: str, where: Mapping[str, str] | None
+    ) -> dict[str, str] | None:
+        """The describe types of the fields ``where`` names (one describe per object
+        and adapter, only when a window is narrowed), so a checkbox compares with
+        ``true`` and a number unquoted, as SOQL requires."""
+        if not where:
+            return None
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_field_types", {})
+        name = sobject(object_type)
+        if name not in cache:
+            answer = self._rest("describe", f"sobjects/{name}/describe") or {}
+            cache[name] = {
+                str(f.get("name")): str(f.get("type")) for f in answer.get("fields") or []
+            }
+        return cache[name]
+
     def _live_window(
         self,
         object_type: str,
@@ -104,10 +121,13 @@ class SalesforceDetection(SalesforceAssociations):
         properties: Fields,
         where: Mapping[str, str] | None,
     ) -> Iterator[Record]:
-        soql = changes(object_type, properties, since, until, where)
+        types = self._where_types(object_type, where)
+        soql = changes(object_type, properties, since, until, where, types=types)
         if since is None and self._bulk_worth_it(object_type, until, where):
             # a first sync has no cursor to keep in order, and Bulk API 2.0 sorts nothing
-            unordered = changes(object_type, properties, since, until, where, ordered=False)
+            unordered = changes(
+                object_type, properties, since, until, where, ordered=False, types=types
+            )
             yield from self._bulk_window(object_type, unordered, properties)
             return
         seen: set[str] = set()
@@ -123,7 +143,11 @@ class SalesforceDetection(SalesforceAssociations):
         if self.bulk_threshold <= 0 or getattr(self, "_bulk_unsupported", False):
             return False
         return (
-            self._count("query_count", count(object_type, None, until, where)) > self.bulk_threshold
+            self._count(
+                "query_count",
+                count(object_type, None, until, where, self._where_types(object_type, where)),
+            )
+            > self.bulk_threshold
         )
 
     def _bulk_window(self, object_type: str, soql: str, properties: Fields) -> Iterator[Record]:
@@ -252,7 +276,14 @@ class SalesforceDetection(SalesforceAssociations):
                 else f"the cursor is older than {REPLICATION_DAYS} days",
             )
         soql = changes(
-            object_type, properties, since, until, where, extra=("IsDeleted",), deleted=True
+            object_type,
+            properties,
+            since,
+            until,
+            where,
+            extra=("IsDeleted",),
+            deleted=True,
+            types=self._where_types(object_type, where),
         )
         out = []
         for row in self._rows("query_all", soql, deleted=True):

@@ -32,6 +32,7 @@ from connector.adapters.salesforce_soql import (
     quote,
     select,
     sobject,
+    value,
 )
 
 T0 = datetime(2026, 12, 1, 9, 30, 0, 125000, tzinfo=UTC)
@@ -103,6 +104,28 @@ def test_the_change_window_is_inclusive_ordered_by_modstamp_then_id() -> None:
         "SELECT Id, SystemModstamp, Name FROM Opportunity"
     )
     assert select("deals", ["Id"], limit=5) == "SELECT Id FROM Opportunity LIMIT 5"
+
+
+@pytest.mark.parametrize(
+    ("text", "field_type", "soql"),
+    [
+        ("true", "boolean", "true"),
+        ("False", "boolean", "false"),
+        ("yes", "boolean", "'yes'"),
+        ("100", "currency", "100"),
+        ("-2.5", "double", "-2.5"),
+        ("1e9; DELETE", "double", "'1e9; DELETE'"),
+        ("2027-01-31", "date", "2027-01-31"),
+        ("2026-12-01T09:30:00.125+0000", "datetime", "2026-12-01T09:30:00.125Z"),
+        ("soon", "datetime", "'soon'"),
+        ("Prospecting", "picklist", "'Prospecting'"),
+        ("100", None, "'100'"),
+    ],
+)
+def test_where_values_are_literals_of_the_fields_type(
+    text: str, field_type: str | None, soql: str
+) -> None:
+    assert value(text, field_type) == soql
 
 
 # ---------------------------------------------------------------------- values
