@@ -53,6 +53,7 @@ log = logging.getLogger("dealsync.salesforce")
 REPLICATION_DAYS = 30  # getDeleted answers for the last 30 days only
 BULK_THRESHOLD = 10_000  # a first sync above this many records goes through Bulk API 2.0
 CHUNK = 2_000  # one REST query page
+BULK_POLL_S = 1  # seconds between the polls of a Bulk API 2.0 job's state
 
 
 class SalesforceDetection(SalesforceAssociations):
@@ -152,21 +153,25 @@ class SalesforceDetection(SalesforceAssociations):
 
     def _bulk_window(self, object_type: str, soql: str, properties: Fields) -> Iterator[Record]:
         """A Bulk API 2.0 query job: create, wait, read the CSV results (one job,
-        counted as the calls it takes). An org or sandbox without Bulk API 2.0 (404)
-        gets the REST query, once told in the log."""
+        counted as the calls it takes). An org or sandbox without Bulk API 2.0 (404), or
+        a job that failed, gets the REST query, told in the log and counted
+        (``bulk_fallback``)."""
         name = sobject(object_type)
 
         def run(sf: Any) -> list[str]:
-            return list(getattr(sf.bulk2, name).query(soql))
+            return list(getattr(sf.bulk2, name).query(soql, wait=BULK_POLL_S))
 
         try:
             pages = self._call("bulk_query", run, cost=4)
         except RequestRefused as exc:
-            if exc.status != 404:
-                raise
-            self._bulk_unsupported = True
+            # no Bulk API 2.0 here (404), or the job failed: the REST query reads the same
+            self._bulk_unsupported = exc.status == 404
+            self.calls["bulk_fallback"] += 1
             log.warning(
-                "%s: Bulk API 2.0 is not available (%s); reading by REST query", self.portal, exc
+                "%s: Bulk API 2.0 query of %s failed (%s); reading by REST query",
+                self.portal,
+                name,
+                exc,
             )
             for row in self._rows("query", soql):
                 yield to_record(object_type, row, properties)

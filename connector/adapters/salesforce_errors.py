@@ -101,6 +101,10 @@ def classify(exc: BaseException, connect_timeout: float, read_timeout: float) ->
         if status >= 500 or status in (408, 429) or code in ("SERVER_UNAVAILABLE",):
             return Retriable(f"{status} {code or message}")
         return RequestRefused(status, code, message, fields)
+    if type(exc).__name__.startswith("SalesforceBulkV2") or type(exc).__name__ == (
+        "SalesforceOperationError"
+    ):  # a Bulk API job that failed or timed out
+        return RequestRefused(0, "BULK_JOB_FAILED", str(exc)[:300])
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(
             f"no connection within {connect_timeout:g} s (connect_timeout)", connect=True

@@ -294,6 +294,14 @@ def test_the_concurrent_request_limit_is_retried_the_daily_one_is_not() -> None:
     assert isinstance(classify(daily, 5, 60), LimitExceeded)
 
 
+def test_a_failed_bulk_job_is_a_refusal_the_detection_can_fall_back_from() -> None:
+    from simple_salesforce.exceptions import SalesforceOperationError
+
+    got = classify(SalesforceOperationError("Job failure. Response content: boom"), 5, 60)
+    assert isinstance(got, RequestRefused) and got.code == "BULK_JOB_FAILED"
+    assert "boom" in str(got)
+
+
 def test_connection_failures_are_unreachable_with_why() -> None:
     import requests
 
