@@ -122,6 +122,10 @@ def classify(exc: BaseException, connect_timeout: float, read_timeout: float) ->
         if "name or service not known" in text or "nodename" in text or "resolve" in text:
             return Unreachable("host name not found", connect=True)
         return Retriable(f"connection error: {_short(exc)}")
+    if isinstance(exc, requests.exceptions.RequestException):  # a broken answer, mid-way
+        return Retriable(f"{type(exc).__name__}: {_short(exc)}")
+    if isinstance(exc, ValueError):  # an answer that is not the JSON it should be
+        return RequestRefused(0, "BAD_ANSWER", f"the answer could not be read: {_short(exc)}")
     return exc
 
 

@@ -309,6 +309,10 @@ def test_connection_failures_are_unreachable_with_why() -> None:
     assert isinstance(refused, Unreachable) and refused.connect and "refused" in refused.reason
     slow = classify(requests.exceptions.ReadTimeout("read timed out"), 5, 60)
     assert isinstance(slow, Unreachable) and not slow.connect and "60 s" in slow.reason
+    cut = classify(requests.exceptions.ChunkedEncodingError("connection broken"), 5, 60)
+    assert isinstance(cut, Retriable)
+    garbled = classify(ValueError("Expecting value: line 1 column 1"), 5, 60)
+    assert isinstance(garbled, RequestRefused) and garbled.code == "BAD_ANSWER"
 
 
 def test_error_bodies_of_every_shape_are_read() -> None:
