@@ -77,6 +77,10 @@ DETECT_CHUNK = 1000
 (HubSpot's association batch read) so streaming costs no extra call."""
 
 
+PLAN_KEEP = 2000
+"""Actions a real pass keeps in its plan (all are counted): see :class:`Plan`."""
+
+
 def required_properties(
     mappings: Sequence[ObjectMapping], names: Mapping[Side, Naming] | None = None
 ) -> dict[Side, list[PropertySpec]]:
@@ -141,7 +145,9 @@ class SyncPass:
         self.progress = progress or (lambda stage, done, total: None)
         self.crash_at = crash_at or (lambda point: None)
         self.conn = ctx.connection
-        self.plan = Plan()
+        # a real pass keeps the first PLAN_KEEP actions (and counts them all): its
+        # memory is one chunk's, not N's; a dry run and a resync print theirs
+        self.plan = Plan(keep=None if ctx.dry_run or only is not None else PLAN_KEEP)
         self.outcomes: list[RecordOutcome] = []
         self.counts: Counter[str] = Counter()
         self.errors: list[RecordError] = []
@@ -554,10 +560,21 @@ class SyncPass:
         if acc is None:
             acc = self._acc[mapping.name] = ({}, {})
             self.seen[mapping.name] = ObjectRecords(acc[0], acc[1])
-        if keep:
+        if keep and self.hooks:
             acc[0].update(partner_recs)
             acc[1].update(vendor_recs)
             records = self.seen[mapping.name]
+        elif keep:
+            # no hook reads the records after this: the association step and
+            # via-sharing read partner ids and associations, the delete step a vendor
+            # record's being gone — so the pass keeps those, not the properties, and
+            # its memory does not hold every record it streamed (issue 17)
+            # (and, for via-sharing of a record with no link, what says whether it is
+            # shared: its share condition's properties and its source-id marker)
+            kept = self._kept_props(mapping)
+            acc[0].update((rid, slim(rec, kept)) for rid, rec in partner_recs.items())
+            acc[1].update((rid, slim(rec)) for rid, rec in vendor_recs.items())
+            records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
             for rid, rec in partner_recs.items():
                 if rid not in acc[0]:
@@ -577,6 +594,12 @@ class SyncPass:
         if not ctx.dry_run:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
+
+    def _kept_props(self, mapping: ObjectMapping) -> tuple[str, ...]:
+        """The partner properties :func:`gather.via_candidates` reads of a mapping's
+        records after they were applied."""
+        conds = [c.property for c in mapping.share.partner or []]
+        return (*conds, self.names("partner").source_id)
 
     def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
         """Pairs just re-linked to an existing record (adopted, or a successor) are
@@ -605,11 +628,12 @@ class SyncPass:
         self.outcomes = []
 
 
-def slim(rec: Record) -> Record:
-    """What a pass keeps of a record it applied from a page of linked pairs: its id
-    and associations (the association step and via-sharing read those), not its
-    properties."""
-    return Record(rec.object_type, rec.id, {}, rec.updated_at, rec.archived, rec.associations)
+def slim(rec: Record, props: Collection[str] = ()) -> Record:
+    """What a pass keeps of a record it applied: its id and associations (the
+    association step and via-sharing read those), and of its properties only
+    ``props``."""
+    kept = {p: rec.properties[p] for p in props if p in rec.properties}
+    return Record(rec.object_type, rec.id, kept, rec.updated_at, rec.archived, rec.associations)
 
 
 @dataclass
