@@ -27,7 +27,7 @@ import logging
 from collections import ChainMap, Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter
@@ -572,8 +572,9 @@ class SyncPass:
             # (and, for via-sharing of a record with no link, what says whether it is
             # shared: its share condition's properties and its source-id marker)
             kept = self._kept_props(mapping)
-            acc[0].update((rid, slim(rec, kept)) for rid, rec in partner_recs.items())
-            acc[1].update((rid, slim(rec)) for rid, rec in vendor_recs.items())
+            acc[0].update((rid, slim(rec, kept, plain=True)) for rid, rec in partner_recs.items())
+            # of the vendor records, the delete step reads only whether one is gone
+            acc[1].update((rid, rec) for rid, rec in vendor_recs.items() if rec.archived)
             records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
             for rid, rec in partner_recs.items():
@@ -628,11 +629,20 @@ class SyncPass:
         self.outcomes = []
 
 
-def slim(rec: Record, props: Collection[str] = ()) -> Record:
+PLAIN = Record("", "", {}, datetime.min.replace(tzinfo=UTC))
+"""What a pass keeps of an applied record with no associations, no kept property and
+not gone — most companies and contacts, in a pass without hooks: one shared stand-in, so each such record costs
+the pass a dictionary entry (its id), not a record. Only its emptiness is read."""
+
+
+def slim(rec: Record, props: Collection[str] = (), *, plain: bool = False) -> Record:
     """What a pass keeps of a record it applied: its id and associations (the
-    association step and via-sharing read those), and of its properties only
-    ``props``."""
-    kept = {p: rec.properties[p] for p in props if p in rec.properties}
+    association step and via-sharing read those), and of its properties only the
+    ``props`` it has a value for. ``plain``: no hook will see it, so :data:`PLAIN`
+    when that leaves nothing."""
+    kept: dict[str, str | None] = {p: v for p in props if (v := rec.properties.get(p)) is not None}
+    if plain and not kept and not rec.associations and not rec.archived:
+        return PLAIN
     return Record(rec.object_type, rec.id, kept, rec.updated_at, rec.archived, rec.associations)
 
 
