@@ -566,15 +566,14 @@ class SyncPass:
             records = self.seen[mapping.name]
         elif keep:
             # no hook reads the records after this: the association step and
-            # via-sharing read partner ids and associations, the delete step a vendor
-            # record's being gone — so the pass keeps those, not the properties, and
-            # its memory does not hold every record it streamed (issue 17)
-            # (and, for via-sharing of a record with no link, what says whether it is
-            # shared: its share condition's properties and its source-id marker)
+            # via-sharing read partner ids and associations (and, for a record with
+            # no link, its share condition's properties and source-id marker), the
+            # delete step whether a vendor record is gone, ``sync --full`` which ids
+            # were applied — so the pass keeps those, not the properties, and its
+            # memory does not hold every record it streamed (issue 17)
             kept = self._kept_props(mapping)
             acc[0].update((rid, slim(rec, kept, plain=True)) for rid, rec in partner_recs.items())
-            # of the vendor records, the delete step reads only whether one is gone
-            acc[1].update((rid, rec) for rid, rec in vendor_recs.items() if rec.archived)
+            acc[1].update((rid, rec if rec.archived else PLAIN) for rid, rec in vendor_recs.items())
             records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
             for rid, rec in partner_recs.items():
@@ -630,9 +629,10 @@ class SyncPass:
 
 
 PLAIN = Record("", "", {}, datetime.min.replace(tzinfo=UTC))
-"""What a pass keeps of an applied record with no associations, no kept property and
-not gone — most companies and contacts, in a pass without hooks: one shared stand-in, so each such record costs
-the pass a dictionary entry (its id), not a record. Only its emptiness is read."""
+"""What a pass without hooks keeps of an applied record with no associations, no kept
+property and not gone (most companies and contacts, every live vendor record): one
+shared stand-in, so each such record costs the pass a dictionary entry (its id), not
+a record. Only its emptiness is read."""
 
 
 def slim(rec: Record, props: Collection[str] = (), *, plain: bool = False) -> Record:
