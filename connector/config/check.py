@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from connector.adapters.registry import CheckContext, kind_of
 from connector.config.models import (
@@ -542,6 +540,11 @@ def missing_credentials(
 
 def state_url_error(url: str) -> tuple[str, str] | None:
     """Why ``url`` is not a usable SQLAlchemy URL, without ever echoing it (passwords)."""
+    # here, not at the top: SQLAlchemy is a fifth of a second to import, which a
+    # check of a project without a state_url need not pay
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

@@ -14,18 +14,31 @@ record at its new counterpart.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connector.config.models import ObjectMapping
 from connector.engine.hooks import ObjectRecords
 from connector.engine.plan import Associate
+from connector.records import Record
 
 if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
 
 ASSOC = "@assoc:"
 """Key prefix, in a link's base, of the partner ids whose associations were mirrored."""
+
+
+ASSOC_PAGE = 1000
+"""Records whose links are read (and associations planned) at a time: the planning
+holds one page of links with their bases, not every shared record's (issue 17)."""
+
+ASSOC_FLUSH = 10_000
+"""Planned pairs written at a time, a multiple of HubSpot's 2,000 a call: a flush
+sends the longest run of whole actions that fills its calls, so paging costs no
+call, and memory holds one flush's actions, not the pass's."""
+
+ASSOC_CALL = 2000
 
 
 def sync_associations(sp: SyncPass, finished: Collection[str] | None = None) -> None:
@@ -35,7 +48,8 @@ def sync_associations(sp: SyncPass, finished: Collection[str] | None = None) -> 
     contacts are still being written, instead of everything waiting for the end of
     the pass. Each pair is planned right before it is applied: a deal's base then
     already holds what its deals → companies write mirrored when deals → contacts
-    is planned from it."""
+    is planned from it. Planned and written a page at a time (:data:`ASSOC_PAGE`,
+    :data:`ASSOC_FLUSH`), so memory does not grow with the number of records."""
     for mapping in sp.mappings:
         for name in mapping.associations:
             if name not in sp.by_name or (mapping.name, name) in sp.assoc_done:
@@ -43,25 +57,56 @@ def sync_associations(sp: SyncPass, finished: Collection[str] | None = None) -> 
             if finished is not None and not (mapping.name in finished and name in finished):
                 continue
             sp.assoc_done.add((mapping.name, name))
-            actions = plan_associations(sp, mapping, sp.by_name[name])
-            sp.plan.extend(actions)
-            if actions and not sp.ctx.dry_run:
-                apply_associations(sp, actions)
+            pending: list[Associate] = []
+            pairs = 0
+            for actions in plan_association_pages(sp, mapping, sp.by_name[name]):
+                sp.plan.extend(actions)
+                if sp.ctx.dry_run or not actions:
+                    continue
+                pending.extend(actions)
+                pairs += sum(len(a.to_ids) for a in actions)
+                if pairs >= ASSOC_FLUSH:
+                    pending = _flush_full_calls(sp, pending, pairs)
+                    pairs = sum(len(a.to_ids) for a in pending)
+            if pending:
+                apply_associations(sp, pending)
 
 
-def plan_associations(
+def _flush_full_calls(sp: SyncPass, pending: list[Associate], pairs: int) -> list[Associate]:
+    """Write the longest run of whole actions whose pairs fit in full calls; return the
+    rest, which goes with the next flush."""
+    room = pairs - pairs % ASSOC_CALL
+    taken = 0
+    cut = 0
+    for i, a in enumerate(pending):
+        if taken + len(a.to_ids) > room:
+            break
+        taken += len(a.to_ids)
+        cut = i + 1
+    apply_associations(sp, pending[:cut])
+    return pending[cut:]
+
+
+def plan_association_pages(
     sp: SyncPass, mapping: ObjectMapping, target: ObjectMapping
-) -> list[Associate]:
-    """One pair of mappings: an action per shared record with associations not yet
-    mirrored, from this pass's partner records and the stored links (no CRM call)."""
+) -> Iterator[list[Associate]]:
+    """One pair of mappings, a page of :data:`ASSOC_PAGE` records at a time: an action
+    per shared record with associations not yet mirrored, from this pass's partner
+    records and the stored links (no CRM call)."""
     partner_recs = sp.seen.get(mapping.name, ObjectRecords({}, {})).partner
-    with_assoc = {
-        rid: r
+    with_assoc = [
+        rid
         for rid, r in partner_recs.items()
         if r.associations.get(target.partner_object) and not r.archived
-    }
-    if not with_assoc:
-        return []
+    ]
+    for i in range(0, len(with_assoc), ASSOC_PAGE):
+        page = {rid: partner_recs[rid] for rid in with_assoc[i : i + ASSOC_PAGE]}
+        yield _plan_page(sp, mapping, target, page)
+
+
+def _plan_page(
+    sp: SyncPass, mapping: ObjectMapping, target: ObjectMapping, with_assoc: dict[str, Record]
+) -> list[Associate]:
     links = sp.store.link_refs(sp.conn, mapping.name, "partner", with_assoc)
     all_ids = {
         i for r in with_assoc.values() for i in r.associations.get(target.partner_object, ())

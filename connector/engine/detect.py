@@ -94,6 +94,10 @@ class LockedAdapter:
         return call
 
 
+AHEAD = 3
+"""Items (chunks) detection may hand over before apply takes them."""
+
+
 class Detection:
     """Detection in a thread of its own, running ahead of reconcile and apply.
 
@@ -112,8 +116,10 @@ class Detection:
         self.jobs = list(jobs)
         self.chunk_size = chunk_size
         self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
-        self._queues: dict[str, queue.SimpleQueue[tuple[str, Any]]] = {
-            j.mapping: queue.SimpleQueue() for j in self.jobs
+        # bounded: detection runs at most AHEAD chunks ahead of apply, so a pass whose
+        # searches outpace its writes does not hold every record it detected (issue 17)
+        self._queues: dict[str, queue.Queue[tuple[str, Any]]] = {
+            j.mapping: queue.Queue(maxsize=AHEAD) for j in self.jobs
         }
         self._stop = threading.Event()
         # in the pass's logging context (connection, run id: connector/logs.py)
@@ -154,13 +160,27 @@ class Detection:
                     if chunk is None:
                         break
                     if job.side == "partner":
-                        out.put(("partner", chunk))
+                        if not self._put(out, ("partner", chunk)):
+                            return
                     else:
                         merge_latest(whole, chunk.values())
-                out.put(("vendor", whole) if job.side == "vendor" else ("end", None))
+                if not self._put(out, ("vendor", whole) if job.side == "vendor" else ("end", None)):
+                    return
         except BaseException as exc:  # handed to the applying thread, which raises it
             for q in self._queues.values():
-                q.put(("error", exc))
+                if not self._put(q, ("error", exc)):
+                    return
+
+    def _put(self, q: queue.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
+        """Hand ``item`` over, waiting while apply is AHEAD chunks behind; ``False``
+        when the pass stopped meanwhile (nobody will take it)."""
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _get(self, mapping: str) -> tuple[str, Any]:
         kind, payload = self._queues[mapping].get()

@@ -111,35 +111,64 @@ class Associate:
 Action = Create | Update | Conflict | Delete | RecordError | Associate
 
 
+def count_action(c: Counter[str], a: Action) -> None:
+    """Add one action to a plan's counts (what the summary and the run log show)."""
+    if isinstance(a, Create):
+        c[f"create {a.target} {a.object}"] += 1
+    elif isinstance(a, Update):
+        if a.partner_properties:
+            c[f"update partner {a.object}"] += 1
+        if a.vendor_properties:
+            c[f"update vendor {a.object}"] += 1
+        if not a.writes:
+            c[f"settle {a.object}"] += 1
+    elif isinstance(a, Conflict):
+        c["conflict"] += 1
+    elif isinstance(a, Delete):
+        c[f"{a.policy} {a.object}"] += 1
+    elif isinstance(a, RecordError):
+        c["error"] += 1
+    elif isinstance(a, Associate):
+        # one per association written (a deal with two new contacts: 2)
+        c[f"associate {a.target} {a.object}→{a.to_object}"] += len(a.to_ids) or 1
+
+
 @dataclass
 class Plan:
+    """The actions of a pass and their counts.
+
+    ``keep``: how many actions the plan holds on to (``None``: all of them). A real
+    pass applies each chunk's actions as it goes, so holding every action of a pass
+    over 50,000 deals would make its memory grow with N (issue 17); it keeps the
+    first ``keep`` and counts them all — the counts, which the summary, the run log
+    and the CLI show, always cover the whole pass. ``omitted`` says how many actions
+    were counted but not kept. A dry run and a resync keep all (they print them)."""
+
     actions: list[Action] = field(default_factory=list)
+    keep: int | None = None
+    omitted: int = 0
+    _counts: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
+    _counted: int = field(default=0, repr=False, compare=False)
 
     def extend(self, actions: Iterable[Action]) -> None:
-        self.actions.extend(actions)
+        self._catch_up()
+        for a in actions:
+            count_action(self._counts, a)
+            if self.keep is None or len(self.actions) < self.keep:
+                self.actions.append(a)
+            else:
+                self.omitted += 1
+        self._counted = len(self.actions)
+
+    def _catch_up(self) -> None:
+        # actions appended to ``actions`` directly (tests, older callers) are counted too
+        for a in self.actions[self._counted :]:
+            count_action(self._counts, a)
+        self._counted = len(self.actions)
 
     def counts(self) -> Counter[str]:
-        c: Counter[str] = Counter()
-        for a in self.actions:
-            if isinstance(a, Create):
-                c[f"create {a.target} {a.object}"] += 1
-            elif isinstance(a, Update):
-                if a.partner_properties:
-                    c[f"update partner {a.object}"] += 1
-                if a.vendor_properties:
-                    c[f"update vendor {a.object}"] += 1
-                if not a.writes:
-                    c[f"settle {a.object}"] += 1
-            elif isinstance(a, Conflict):
-                c["conflict"] += 1
-            elif isinstance(a, Delete):
-                c[f"{a.policy} {a.object}"] += 1
-            elif isinstance(a, RecordError):
-                c["error"] += 1
-            elif isinstance(a, Associate):
-                # one per association written (a deal with two new contacts: 2)
-                c[f"associate {a.target} {a.object}→{a.to_object}"] += len(a.to_ids) or 1
-        return c
+        self._catch_up()
+        return Counter(self._counts)
 
     def summary(self) -> str:
         counts = self.counts()

@@ -27,7 +27,7 @@ import logging
 from collections import ChainMap, Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from connector.adapters.base import CRMAdapter
@@ -75,6 +75,10 @@ log = logging.getLogger("dealsync.engine")
 DETECT_CHUNK = 1000
 """Partner records handed from detection to apply at a time. A multiple of 1,000
 (HubSpot's association batch read) so streaming costs no extra call."""
+
+
+PLAN_KEEP = 2000
+"""Actions a real pass keeps in its plan (all are counted): see :class:`Plan`."""
 
 
 def required_properties(
@@ -141,7 +145,9 @@ class SyncPass:
         self.progress = progress or (lambda stage, done, total: None)
         self.crash_at = crash_at or (lambda point: None)
         self.conn = ctx.connection
-        self.plan = Plan()
+        # a real pass keeps the first PLAN_KEEP actions (and counts them all): its
+        # memory is one chunk's, not N's; a dry run and a resync print theirs
+        self.plan = Plan(keep=None if ctx.dry_run or only is not None else PLAN_KEEP)
         self.outcomes: list[RecordOutcome] = []
         self.counts: Counter[str] = Counter()
         self.errors: list[RecordError] = []
@@ -554,10 +560,21 @@ class SyncPass:
         if acc is None:
             acc = self._acc[mapping.name] = ({}, {})
             self.seen[mapping.name] = ObjectRecords(acc[0], acc[1])
-        if keep:
+        if keep and self.hooks:
             acc[0].update(partner_recs)
             acc[1].update(vendor_recs)
             records = self.seen[mapping.name]
+        elif keep:
+            # no hook reads the records after this: the association step and
+            # via-sharing read partner ids and associations (and, for a record with
+            # no link, its share condition's properties and source-id marker), the
+            # delete step whether a vendor record is gone, ``sync --full`` which ids
+            # were applied — so the pass keeps those, not the properties, and its
+            # memory does not hold every record it streamed (issue 17)
+            kept = self._kept_props(mapping)
+            acc[0].update((rid, slim(rec, kept, plain=True)) for rid, rec in partner_recs.items())
+            acc[1].update((rid, rec if rec.archived else PLAIN) for rid, rec in vendor_recs.items())
+            records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
             for rid, rec in partner_recs.items():
                 if rid not in acc[0]:
@@ -577,6 +594,12 @@ class SyncPass:
         if not ctx.dry_run:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
+
+    def _kept_props(self, mapping: ObjectMapping) -> tuple[str, ...]:
+        """The partner properties :func:`gather.via_candidates` reads of a mapping's
+        records after they were applied."""
+        conds = [c.property for c in mapping.share.partner or []]
+        return (*conds, self.names("partner").source_id)
 
     def _settle_relinked(self, mapping: ObjectMapping, via: set[str]) -> None:
         """Pairs just re-linked to an existing record (adopted, or a successor) are
@@ -605,11 +628,22 @@ class SyncPass:
         self.outcomes = []
 
 
-def slim(rec: Record) -> Record:
-    """What a pass keeps of a record it applied from a page of linked pairs: its id
-    and associations (the association step and via-sharing read those), not its
-    properties."""
-    return Record(rec.object_type, rec.id, {}, rec.updated_at, rec.archived, rec.associations)
+PLAIN = Record("", "", {}, datetime.min.replace(tzinfo=UTC))
+"""What a pass without hooks keeps of an applied record with no associations, no kept
+property and not gone (most companies and contacts, every live vendor record): one
+shared stand-in, so each such record costs the pass a dictionary entry (its id), not
+a record. Only its emptiness is read."""
+
+
+def slim(rec: Record, props: Collection[str] = (), *, plain: bool = False) -> Record:
+    """What a pass keeps of a record it applied: its id and associations (the
+    association step and via-sharing read those), and of its properties only the
+    ``props`` it has a value for. ``plain``: no hook will see it, so :data:`PLAIN`
+    when that leaves nothing."""
+    kept: dict[str, str | None] = {p: v for p in props if (v := rec.properties.get(p)) is not None}
+    if plain and not kept and not rec.associations and not rec.archived:
+        return PLAIN
+    return Record(rec.object_type, rec.id, kept, rec.updated_at, rec.archived, rec.associations)
 
 
 @dataclass

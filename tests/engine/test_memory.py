@@ -1,0 +1,124 @@
+"""A pass's memory is bounded by its chunk, not by the number of records (issue 17).
+
+Scenarios on two embedded CRMs: the pass streams N deals, and what it holds on to
+while it goes — the plan, the records it applied, the links the association step
+reads — is one chunk's or one page's, while what it writes and reports is the same as
+a pass that held everything. The memory figures themselves (peak RSS at N = 50,000)
+are the benchmark's (``scripts/bench.py``, docs/benchmarks.md), not a test's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from connector.engine import associations
+from connector.engine.plan import Create
+from connector.engine.sync import SOURCE_ID
+
+if TYPE_CHECKING:
+    from tests.conftest import World
+
+
+def _seed(world: World, n: int) -> list[Any]:
+    return [world.seed_deal(contacts=2) for _ in range(n)]
+
+
+def test_a_real_pass_keeps_a_chunk_of_its_plan_and_counts_all_of_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """6 registered deals (6 deals, 6 companies, 12 contacts to create) with a plan that
+    keeps 4 actions: every record is created and counted, the summary and the run log
+    tell the whole pass, and the plan holds 4 actions, saying how many it left out."""
+    monkeypatch.setattr("connector.engine.sync.PLAN_KEEP", 4)
+    _seed(world, 6)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert len(world.vendor.all("deals")) == 6 and len(world.vendor.all("contacts")) == 12
+    counts = result.plan.counts()
+    assert counts["create vendor deals"] == 6
+    assert counts["create vendor companies"] == 6
+    assert counts["create vendor contacts"] == 12
+    assert counts["associate vendor deals→contacts"] == 12
+    assert len(result.plan.actions) == 4
+    assert result.plan.omitted == sum(counts.values()) - 4 - 6  # 6 deals × 2 contacts: 6 actions
+    assert "create vendor contacts: 12" in result.plan.summary()
+    run = world.store.run(result.run_id or 0)
+    assert run is not None and run.counts["plan"]["create vendor contacts"] == 12
+
+
+def test_a_dry_run_keeps_every_action_it_plans(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run prints its plan, so it keeps all of it whatever the real pass's cap."""
+    monkeypatch.setattr("connector.engine.sync.PLAN_KEEP", 4)
+    _seed(world, 6)
+
+    dry = world.sync(dry_run=True)
+
+    creates = [a for a in dry.plan.actions if isinstance(a, Create)]
+    assert len(creates) == 24 and dry.plan.omitted == 0
+    assert world.vendor.all("deals") == []
+
+
+def test_a_streamed_pass_keeps_ids_and_associations_not_properties(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the engine alone streams deals, companies and contacts, what it keeps of
+    an applied record for its association step is its id and associations: at the
+    pass's last association step no kept record carries a mapped property (only a
+    deal's share-condition flag and source-id marker, which via-sharing reads)."""
+    monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 2)
+    seeded = _seed(world, 5)
+    kept: dict[str, Any] = {}
+    step = associations.sync_associations
+
+    def look(sp: Any, finished: Any = None) -> None:
+        if finished is None:  # the pass's last step: everything was applied
+            kept.update({name: seen.partner for name, seen in sp.seen.items()})
+        step(sp, finished)
+
+    monkeypatch.setattr("connector.engine.sync.associations.sync_associations", look)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    deals = kept["deals"]
+    assert set(deals) == {s.id for s in seeded}
+    # only what says whether a record is shared is kept (its flag, its source-id marker)
+    assert {p for rec in deals.values() for p in rec.properties} <= {"dealsync_register", SOURCE_ID}
+    assert all(len(rec.associations["contacts"]) == 2 for rec in deals.values())
+    assert all("email" not in rec.properties for rec in kept["contacts"].values())
+    for s in seeded:  # and the associations were mirrored from those kept ids
+        deal = world.counterpart("deals", s.id)
+        assert deal is not None and len(deal.associations["contacts"]) == 2
+
+
+def test_associations_planned_and_written_a_page_at_a_time_mirror_them_all(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 2 deals and flushes as small as one pair: 7 deals with 2 contacts each
+    still get their company and both contacts at the vendor, and a second pass has
+    nothing left to mirror."""
+    monkeypatch.setattr(associations, "ASSOC_PAGE", 2)
+    monkeypatch.setattr(associations, "ASSOC_FLUSH", 3)
+    monkeypatch.setattr(associations, "ASSOC_CALL", 2)
+    seeded = _seed(world, 7)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert result.counts["associated deals→contacts"] == 14
+    assert result.counts["associated deals→companies"] == 7
+    for s in seeded:
+        deal = world.counterpart("deals", s.id)
+        company = world.counterpart("companies", s.company.id)
+        contacts = {c.id for c in (world.counterpart("contacts", p.id) for p in s.contacts) if c}
+        assert deal is not None and company is not None and len(contacts) == 2
+        assert deal.associations["companies"] == (company.id,)
+        assert set(deal.associations["contacts"]) == contacts
+    again = world.quiet_sync()
+    assert not [k for k in again.plan.counts() if k.startswith("associate")]
