@@ -355,7 +355,7 @@ class Service:
         mapping file, say), so that fixing only that file is noticed too."""
         project = self.project
         paths = [self.config_path]
-        paths += [project.resolve(m) for m in project.config.mappings]
+        paths += project.mapping_files()
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
         paths.append(self._dotenv)  # a token set there is picked up by the next reload
@@ -440,7 +440,7 @@ class Service:
     def _files_of(self, project: Project) -> list[Path]:
         """The files an edited version consists of (watched while it is refused)."""
         paths = [self.config_path, self._dotenv]
-        paths += [project.resolve(m) for m in project.config.mappings]
+        paths += project.mapping_files()
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
         return paths
