@@ -323,3 +323,173 @@ register(
         "local", "the embedded demo CRM", LocalSettings, _build_local, _check_local, _same_local
     )
 )
+
+
+# --------------------------------------------------------------------------- salesforce
+
+
+class SalesforceSettings(KindSettings):
+    """A Salesforce org (docs/salesforce.md): its login host, the connected app's
+    consumer key and secret — or, for the JWT bearer flow, a username and the private
+    key — each named by environment variable."""
+
+    login_url: str | None = None  # https://<my-domain>.my.salesforce.com, or the sandbox's
+    client_id_env: str | None = None  # the connected app's consumer key
+    client_secret_env: str | None = None  # its consumer secret (client credentials flow)
+    username: str | None = None  # JWT bearer: the pre-authorised user
+    private_key_env: str | None = None  # JWT bearer: the PEM private key
+    ca_bundle: str | None = None  # PEM to verify TLS with (relative to the config file)
+    api_version: str = Field(default="61.0", pattern=r"^\d{2,3}\.0$")
+    # share of the org's 24 h API allocation left for the partner's other integrations
+    api_reserve_percent: float = Field(default=20.0, ge=0, lt=100)
+    bulk_threshold: int = Field(default=10_000, ge=0)  # first syncs above: Bulk API 2.0
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    read_timeout: float = Field(default=120.0, gt=0, le=3600)
+
+
+def _sf_env(key: str, value: str | None, ctx: CheckContext, what: str) -> list[Setting]:
+    """A variable named by ``key``: a name, not the secret itself, and set."""
+    if value is None:
+        return []
+    if not _ENV_NAME.match(value):  # deliberately not echoed: people paste the secret here
+        return [
+            Setting(
+                key,
+                f"{key} must be the name of an environment variable, not {what}",
+                f"write `{key}: DEALSYNC_PARTNER_<ID>_SF_...` and put {what} in that variable",
+            )
+        ]
+    if ctx.check_env and not ctx.env.get(value, "").strip():
+        return [
+            Setting(
+                key,
+                f"missing env var {value} for {ctx.at}.{key}",
+                f"set it in the environment or .env to {what}",
+            )
+        ]
+    return []
+
+
+def _check_salesforce(settings: SalesforceSettings, ctx: CheckContext) -> list[Setting]:
+    out: list[Setting] = []
+    url = (settings.login_url or "").strip()
+    parts = urlsplit(url)
+    if not url:
+        out.append(
+            Setting(
+                None,
+                "adapter salesforce needs login_url",
+                "add `login_url: https://<my-domain>.my.salesforce.com` (the org's My Domain "
+                "login host, or the Salesforce sandbox's URL)",
+            )
+        )
+    elif parts.scheme != "https" or not parts.hostname:
+        out.append(
+            Setting(
+                "login_url",
+                "login_url must be an https:// URL (Salesforce is reached over TLS only)",
+                "write `login_url: https://<my-domain>.my.salesforce.com`",
+            )
+        )
+    if not settings.client_id_env:
+        out.append(
+            Setting(
+                None,
+                "adapter salesforce needs client_id_env",
+                "add `client_id_env: DEALSYNC_PARTNER_<ID>_SF_CLIENT_ID` and put the connected "
+                "app's consumer key in it",
+            )
+        )
+    jwt = settings.private_key_env is not None or settings.username is not None
+    if jwt and not (settings.private_key_env and settings.username):
+        out.append(
+            Setting(
+                None,
+                "the JWT bearer login needs both username and private_key_env",
+                "add the pre-authorised user's `username:` and `private_key_env:` (the PEM "
+                "key in that variable), or use client_secret_env instead",
+            )
+        )
+    if not jwt and not settings.client_secret_env:
+        out.append(
+            Setting(
+                None,
+                "adapter salesforce needs client_secret_env (or username and private_key_env)",
+                "add `client_secret_env: DEALSYNC_PARTNER_<ID>_SF_CLIENT_SECRET` for the client "
+                "credentials flow, or `username:` and `private_key_env:` for JWT bearer",
+            )
+        )
+    out += _sf_env("client_id_env", settings.client_id_env, ctx, "the consumer key")
+    out += _sf_env("client_secret_env", settings.client_secret_env, ctx, "the consumer secret")
+    out += _sf_env("private_key_env", settings.private_key_env, ctx, "the PEM private key")
+    return out
+
+
+def _same_salesforce(
+    a: SalesforceSettings, b: SalesforceSettings, env: Mapping[str, str]
+) -> str | None:
+    def host(s: SalesforceSettings) -> str:
+        return (s.login_url or "").strip().rstrip("/").lower()
+
+    if not host(a) or host(a) != host(b) or not a.client_id_env or not b.client_id_env:
+        return None
+    key_a = env.get(a.client_id_env, "").strip()
+    same_app = a.client_id_env == b.client_id_env or (
+        bool(key_a) and key_a == env.get(b.client_id_env, "").strip()
+    )
+    if same_app and a.username == b.username:
+        return f"both log in to {host(a)} with the connected app in {a.client_id_env}"
+    return None
+
+
+def _build_salesforce(name: str, settings: SalesforceSettings, ctx: BuildContext) -> CRMAdapter:
+    try:
+        from connector.adapters.salesforce import SalesforceAdapter
+        from connector.adapters.salesforce_auth import Credentials
+    except ImportError as exc:  # pragma: no cover - packaging problem
+        raise PortalUnusable(f"the Salesforce adapter is not available: {exc}") from exc
+    if not settings.login_url:
+        raise PortalUnusable(f"portal {name!r}: adapter salesforce needs login_url")
+    named = [
+        n
+        for n in (settings.client_id_env, settings.client_secret_env, settings.private_key_env)
+        if n
+    ]
+    missing = [n for n in named if not ctx.env.get(n, "").strip()]
+    if missing or not settings.client_id_env:
+        what = ", ".join(missing) or "client_id_env"
+        raise PortalUnusable(
+            f"portal {name!r}: environment variable {what} is not set; set it in the "
+            "environment or in .env"
+        )
+    creds = Credentials(
+        login_url=settings.login_url.strip(),
+        client_id=ctx.env[settings.client_id_env].strip(),
+        client_secret=ctx.env.get(settings.client_secret_env or "", "").strip() or None,
+        username=settings.username,
+        private_key=ctx.env.get(settings.private_key_env or "", "").strip() or None,
+        sources=tuple(named),
+    )
+    return SalesforceAdapter(
+        creds,
+        name=name,
+        portal=ctx.portal or name,
+        api_version=settings.api_version,
+        ca_bundle=str(ctx.resolve(settings.ca_bundle)) if settings.ca_bundle else None,
+        api_reserve_percent=settings.api_reserve_percent,
+        bulk_threshold=settings.bulk_threshold,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+
+
+register(
+    PortalKind(
+        "salesforce",
+        "a Salesforce org (partner side)",
+        SalesforceSettings,
+        _build_salesforce,
+        _check_salesforce,
+        _same_salesforce,
+    )
+)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -82,12 +82,59 @@ class Backdoor(Protocol):
         ...
 
 
+def _plus_million(rid: str) -> str:
+    return str(int(rid) + 999_999)
+
+
+def _same(name: str) -> str:
+    return name
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The CRM's own words for what the checks write: its field names, a valid deal,
+    an id no record has. HubSpot's (and the local CRM's) by default; a CRM with other
+    built-in names (Salesforce: ``Name``, ``StageName``, ``Amount``) gives its own,
+    so every adapter is held to the same promises in its own vocabulary."""
+
+    deal: Mapping[str, str] = field(default_factory=lambda: dict(DEAL))
+    deal_name: str = "dealname"
+    deal_stage: str = "dealstage"
+    other_stage: str = "qualifiedtobuy"  # a second valid stage
+    amount: str = "amount"
+    company: tuple[str, str] = ("name", "domain")
+    """A company's name and domain fields."""
+    email: str = "email"
+    first_name: str = "firstname"
+    contact: Mapping[str, str] = field(default_factory=dict)
+    """What else a contact needs to be valid (Salesforce: ``LastName``)."""
+    unique_email: bool = True
+    """The CRM refuses a second contact with an e-mail address another one has."""
+    many: tuple[str, str] = ("deals", "companies")
+    """An association a record may have several of."""
+    custom: Callable[[str], str] = _same
+    """The name in the CRM of a custom property ``ensure_properties`` created."""
+    missing: Callable[[str], str] = _plus_million
+    """An id of the same type as the one given that no record has."""
+
+    def company_props(self, name: str, domain: str) -> dict[str, str]:
+        return {self.company[0]: name, self.company[1]: domain}
+
+    def contact_props(self, email: str, first: str) -> dict[str, str]:
+        return {**self.contact, self.email: email, self.first_name: first}
+
+
+HUBSPOT_VOCABULARY = Vocabulary()
+
+
 @dataclass
 class Subject:
-    """A fresh adapter and the backdoor to its (otherwise empty) CRM."""
+    """A fresh adapter and the backdoor to its (otherwise empty) CRM, with the CRM's
+    vocabulary."""
 
     adapter: CRMAdapter
     crm: Backdoor
+    vocab: Vocabulary = HUBSPOT_VOCABULARY
 
 
 Check = Callable[[Subject], None]
@@ -131,8 +178,9 @@ def _later_than(adapter: CRMAdapter, moment: datetime) -> None:
 
 
 def _changed(subject: Subject, since: datetime | None, **kwargs: object) -> dict[str, Record]:
+    v = subject.vocab
     records = list(
-        subject.adapter.changed_since("deals", since, ["dealname", "dealstage"], **kwargs)  # type: ignore[arg-type]
+        subject.adapter.changed_since("deals", since, [v.deal_name, v.deal_stage], **kwargs)  # type: ignore[arg-type]
     )
     ids = [r.id for r in records]
     assert len(ids) == len(set(ids)), f"a record came twice in one window: {ids}"
@@ -155,20 +203,22 @@ def check_now_is_timezone_aware(s: Subject) -> None:
 
 @check
 def check_changed_since_none_returns_every_live_record(s: Subject) -> None:
-    ids = {s.crm.seed("deals", {**DEAL, "dealname": f"All {i}"}) for i in range(3)}
+    v = s.vocab
+    ids = {s.crm.seed("deals", {**v.deal, v.deal_name: f"All {i}"}) for i in range(3)}
     found = eventually(lambda: _changed(s, None), lambda f: ids <= set(f), "full read")
     assert all(not found[i].archived for i in ids)
-    assert {found[i].get("dealname") for i in ids} == {"All 0", "All 1", "All 2"}
+    assert {found[i].get(v.deal_name) for i in ids} == {"All 0", "All 1", "All 2"}
 
 
 @check
 def check_changed_since_cursor_excludes_older_and_includes_newer(s: Subject) -> None:
-    old = s.crm.seed("deals", {**DEAL, "dealname": "Old"})
+    v = s.vocab
+    old = s.crm.seed("deals", {**v.deal, v.deal_name: "Old"})
     old_at = eventually(lambda: _changed(s, None), lambda f: old in f, "seeded")[old].updated_at
     _later_than(s.adapter, old_at)
     cursor = s.adapter.now()
     _later_than(s.adapter, cursor)
-    new = s.crm.seed("deals", {**DEAL, "dealname": "New"})
+    new = s.crm.seed("deals", {**v.deal, v.deal_name: "New"})
     found = eventually(lambda: _changed(s, cursor), lambda f: new in f, "new record in window")
     assert old not in found, "a record modified before the cursor came back"
 
@@ -177,7 +227,8 @@ def check_changed_since_cursor_excludes_older_and_includes_newer(s: Subject) -> 
 def check_window_bounds_are_inclusive(s: Subject) -> None:
     """The engine's overlap window re-reads the record at the cursor's instant: a
     record modified exactly at ``since`` or ``until`` is in the window."""
-    rid = s.crm.seed("deals", DEAL)
+    v = s.vocab
+    rid = s.crm.seed("deals", v.deal)
     at = eventually(lambda: _changed(s, None), lambda f: rid in f, "seeded")[rid].updated_at
     assert rid in _changed(s, at), "record at exactly `since` missing"
     assert rid in _changed(s, at - timedelta(seconds=5), until=at), "record at `until` missing"
@@ -189,15 +240,16 @@ def check_window_bounds_are_inclusive(s: Subject) -> None:
 
 @check
 def check_edit_moves_record_into_a_later_window(s: Subject) -> None:
-    rid = s.crm.seed("deals", DEAL)
+    v = s.vocab
+    rid = s.crm.seed("deals", v.deal)
     at = eventually(lambda: _changed(s, None), lambda f: rid in f, "seeded")[rid].updated_at
     _later_than(s.adapter, at)
     cursor = s.adapter.now()
     _later_than(s.adapter, cursor)
-    s.crm.edit("deals", rid, {"dealname": "Edited"})
+    s.crm.edit("deals", rid, {v.deal_name: "Edited"})
     found = eventually(
         lambda: _changed(s, cursor),
-        lambda f: rid in f and f[rid].get("dealname") == "Edited",
+        lambda f: rid in f and f[rid].get(v.deal_name) == "Edited",
         "edited record in the later window",
     )
     assert found[rid].updated_at > at
@@ -205,8 +257,9 @@ def check_edit_moves_record_into_a_later_window(s: Subject) -> None:
 
 @check
 def check_archived_records_come_in_their_window(s: Subject) -> None:
-    keep = s.crm.seed("deals", {**DEAL, "dealname": "Keep"})
-    gone = s.crm.seed("deals", {**DEAL, "dealname": "Gone"})
+    v = s.vocab
+    keep = s.crm.seed("deals", {**v.deal, v.deal_name: "Keep"})
+    gone = s.crm.seed("deals", {**v.deal, v.deal_name: "Gone"})
     eventually(lambda: _changed(s, None), lambda f: {keep, gone} <= set(f), "seeded")
     cursor = s.adapter.now()
     _later_than(s.adapter, cursor)
@@ -226,24 +279,26 @@ def check_archived_records_come_in_their_window(s: Subject) -> None:
 
 @check
 def check_where_keeps_only_matching_records(s: Subject) -> None:
-    a = s.crm.seed("deals", {**DEAL, "dealstage": "appointmentscheduled"})
-    b = s.crm.seed("deals", {**DEAL, "dealstage": "qualifiedtobuy"})
+    v = s.vocab
+    a = s.crm.seed("deals", {**v.deal, v.deal_stage: v.deal[v.deal_stage]})
+    b = s.crm.seed("deals", {**v.deal, v.deal_stage: v.other_stage})
     found = eventually(
-        lambda: _changed(s, None, where={"dealstage": "qualifiedtobuy"}),
+        lambda: _changed(s, None, where={v.deal_stage: v.other_stage}),
         lambda f: b in f,
         "filtered read",
     )
     assert a not in found
-    assert all(r.get("dealstage") == "qualifiedtobuy" for r in found.values())
+    assert all(r.get(v.deal_stage) == v.other_stage for r in found.values())
 
 
 @check
 def check_chunked_detection_returns_the_same_records_once(s: Subject) -> None:
+    v = s.vocab
     if not isinstance(s.adapter, SupportsChunkedDetection):
         return  # optional capability
-    ids = {s.crm.seed("deals", {**DEAL, "dealname": f"Chunk {i}"}) for i in range(5)}
+    ids = {s.crm.seed("deals", {**v.deal, v.deal_name: f"Chunk {i}"}) for i in range(5)}
     whole = eventually(lambda: _changed(s, None), lambda f: ids <= set(f), "seeded")
-    chunks = list(s.adapter.changed_since_chunks("deals", None, ["dealname"], chunk_size=2))
+    chunks = list(s.adapter.changed_since_chunks("deals", None, [v.deal_name], chunk_size=2))
     flat = [r.id for chunk in chunks for r in chunk]
     assert len(flat) == len(set(flat)), f"a record in two chunks: {flat}"
     assert set(flat) == set(whole)
@@ -251,31 +306,33 @@ def check_chunked_detection_returns_the_same_records_once(s: Subject) -> None:
 
 @check
 def check_read_by_ids_leaves_out_missing_and_archived(s: Subject) -> None:
-    a = s.crm.seed("deals", {**DEAL, "dealname": "A"})
-    b = s.crm.seed("deals", {**DEAL, "dealname": "B"})
+    v = s.vocab
+    a = s.crm.seed("deals", {**v.deal, v.deal_name: "A"})
+    b = s.crm.seed("deals", {**v.deal, v.deal_name: "B"})
     s.crm.remove("deals", b)
-    missing = str(int(a) + 999_999)
-    got = s.adapter.read("deals", [a, b, missing], ["dealname", "amount"])
+    missing = v.missing(a)
+    got = s.adapter.read("deals", [a, b, missing], [v.deal_name, v.amount])
     assert set(got) == {a}
     assert got[a].id == a and got[a].object_type == "deals"
-    assert got[a].get("dealname") == "A" and got[a].get("amount") == "100"
-    assert s.adapter.read("deals", [], ["dealname"]) == {}
+    assert got[a].get(v.deal_name) == "A" and got[a].get(v.amount) == "100"
+    assert s.adapter.read("deals", [], [v.deal_name]) == {}
 
 
 @check
 def check_find_by_property_keys_by_value_and_skips_archived(s: Subject) -> None:
+    v = s.vocab
     s.adapter.ensure_properties([SOURCE_SPEC])
     k1, k2, k3 = _key(), _key(), _key()
-    a = s.crm.seed("deals", {**DEAL, SOURCE_ID: k1})
-    b = s.crm.seed("deals", {**DEAL, SOURCE_ID: k2})
+    a = s.crm.seed("deals", {**v.deal, SOURCE_ID: k1})
+    b = s.crm.seed("deals", {**v.deal, SOURCE_ID: k2})
     s.crm.remove("deals", b)
     found = eventually(
-        lambda: s.adapter.find_by_property("deals", SOURCE_ID, [k1, k2, k3], ["dealname"]),
+        lambda: s.adapter.find_by_property("deals", SOURCE_ID, [k1, k2, k3], [v.deal_name]),
         lambda f: k1 in f,
         "lookup by value",
     )
     assert set(found) == {k1}
-    assert found[k1].id == a and found[k1].get("dealname") == DEAL["dealname"]
+    assert found[k1].id == a and found[k1].get(v.deal_name) == v.deal[v.deal_name]
 
 
 # ---------------------------------------------------------------------- writes
@@ -283,17 +340,18 @@ def check_find_by_property_keys_by_value_and_skips_archived(s: Subject) -> None:
 
 @check
 def check_upsert_creates_then_updates_the_same_record(s: Subject) -> None:
+    v = s.vocab
     s.adapter.ensure_properties([SOURCE_SPEC])
     key = _key()
-    first = s.adapter.upsert("deals", SOURCE_ID, [(key, {**DEAL, "dealname": "Up 1"})])
+    first = s.adapter.upsert("deals", SOURCE_ID, [(key, {**v.deal, v.deal_name: "Up 1"})])
     assert len(first) == 1 and first[0].ok, first
     assert first[0].key == key and first[0].created is True
     assert first[0].record is not None
     rid = first[0].record.id
-    again = s.adapter.upsert("deals", SOURCE_ID, [(key, {**DEAL, "dealname": "Up 2"})])
+    again = s.adapter.upsert("deals", SOURCE_ID, [(key, {**v.deal, v.deal_name: "Up 2"})])
     assert again[0].ok and again[0].created is False, again
     assert again[0].record is not None and again[0].record.id == rid
-    same = s.adapter.upsert("deals", SOURCE_ID, [(key, {**DEAL, "dealname": "Up 2"})])
+    same = s.adapter.upsert("deals", SOURCE_ID, [(key, {**v.deal, v.deal_name: "Up 2"})])
     assert same[0].ok and same[0].record is not None and same[0].record.id == rid
     holders = [
         i
@@ -301,14 +359,15 @@ def check_upsert_creates_then_updates_the_same_record(s: Subject) -> None:
         if (s.crm.properties("deals", i) or {}).get(SOURCE_ID) == key
     ]
     assert holders == [rid], f"upsert of one key made {holders}"
-    assert (s.crm.properties("deals", rid) or {}).get("dealname") == "Up 2"
+    assert (s.crm.properties("deals", rid) or {}).get(v.deal_name) == "Up 2"
 
 
 @check
 def check_upsert_batch_gives_one_result_per_item_in_order(s: Subject) -> None:
+    v = s.vocab
     s.adapter.ensure_properties([SOURCE_SPEC])
     keys = [_key() for _ in range(3)]
-    results = s.adapter.upsert("deals", SOURCE_ID, [(k, {**DEAL, "dealname": k}) for k in keys])
+    results = s.adapter.upsert("deals", SOURCE_ID, [(k, {**v.deal, v.deal_name: k}) for k in keys])
     assert [r.key for r in results] == keys
     assert all(r.ok and r.created and r.record is not None for r in results), results
     assert len({r.record.id for r in results if r.record}) == 3
@@ -316,79 +375,90 @@ def check_upsert_batch_gives_one_result_per_item_in_order(s: Subject) -> None:
 
 @check
 def check_upsert_on_a_non_unique_property_fails_per_record(s: Subject) -> None:
-    results = s.adapter.upsert("deals", "dealname", [("Nope", DEAL)])
+    v = s.vocab
+    results = s.adapter.upsert("deals", v.deal_name, [("Nope", v.deal)])
     assert len(results) == 1 and not results[0].ok and results[0].error
     assert s.crm.live_ids("deals") == set()
 
 
 @check
 def check_update_results_per_record_and_a_bad_one_fails_alone(s: Subject) -> None:
-    a = s.crm.seed("deals", {**DEAL, "dealname": "A"})
-    b = s.crm.seed("deals", {**DEAL, "dealname": "B"})
-    missing = str(int(b) + 999_999)
+    v = s.vocab
+    a = s.crm.seed("deals", {**v.deal, v.deal_name: "A"})
+    b = s.crm.seed("deals", {**v.deal, v.deal_name: "B"})
+    missing = v.missing(b)
     results = s.adapter.update(
-        "deals", [(a, {"dealname": "A2"}), (missing, {"dealname": "X"}), (b, {"amount": "7"})]
+        "deals", [(a, {v.deal_name: "A2"}), (missing, {v.deal_name: "X"}), (b, {v.amount: "7"})]
     )
     assert [r.key for r in results] == [a, missing, b]
     assert results[0].ok and results[2].ok, results
     assert not results[1].ok and results[1].error
-    assert results[0].record is not None and results[0].record.get("dealname") == "A2"
-    assert (s.crm.properties("deals", a) or {}).get("dealname") == "A2"
-    assert (s.crm.properties("deals", b) or {}).get("amount") == "7"
-    assert (s.crm.properties("deals", b) or {}).get("dealname") == "B", "update touched others"
+    assert results[0].record is not None and results[0].record.get(v.deal_name) == "A2"
+    assert (s.crm.properties("deals", a) or {}).get(v.deal_name) == "A2"
+    assert (s.crm.properties("deals", b) or {}).get(v.amount) == "7"
+    assert (s.crm.properties("deals", b) or {}).get(v.deal_name) == "B", "update touched others"
 
 
 @check
 def check_update_of_an_archived_record_fails(s: Subject) -> None:
-    rid = s.crm.seed("deals", DEAL)
+    v = s.vocab
+    rid = s.crm.seed("deals", v.deal)
     s.crm.remove("deals", rid)
-    results = s.adapter.update("deals", [(rid, {"dealname": "Ghost"})])
+    results = s.adapter.update("deals", [(rid, {v.deal_name: "Ghost"})])
     assert not results[0].ok and results[0].error
     assert s.crm.properties("deals", rid) is None
 
 
 @check
 def check_archive_soft_deletes(s: Subject) -> None:
-    a = s.crm.seed("deals", {**DEAL, "dealname": "A"})
-    b = s.crm.seed("deals", {**DEAL, "dealname": "B"})
+    v = s.vocab
+    a = s.crm.seed("deals", {**v.deal, v.deal_name: "A"})
+    b = s.crm.seed("deals", {**v.deal, v.deal_name: "B"})
     results = s.adapter.archive("deals", [a])
     assert [r.key for r in results] == [a] and results[0].ok, results
     assert s.crm.properties("deals", a) is None
     assert s.crm.live_ids("deals") == {b}
-    assert s.adapter.read("deals", [a, b], ["dealname"]).keys() == {b}
+    assert s.adapter.read("deals", [a, b], [v.deal_name]).keys() == {b}
 
 
 @check
 def check_archive_frees_the_unique_value_for_upsert(s: Subject) -> None:
+    v = s.vocab
     s.adapter.ensure_properties([SOURCE_SPEC])
     key = _key()
-    first = s.adapter.upsert("deals", SOURCE_ID, [(key, DEAL)])[0]
+    first = s.adapter.upsert("deals", SOURCE_ID, [(key, v.deal)])[0]
     assert first.record is not None
     s.adapter.archive("deals", [first.record.id])
-    second = s.adapter.upsert("deals", SOURCE_ID, [(key, DEAL)])[0]
+    second = s.adapter.upsert("deals", SOURCE_ID, [(key, v.deal)])[0]
     assert second.ok and second.created, second
     assert second.record is not None and second.record.id != first.record.id
 
 
 @check
 def check_unique_email_refused_with_existing_id_on_update(s: Subject) -> None:
-    a = s.crm.seed("contacts", {"email": "taken@example.com", "firstname": "A"})
-    b = s.crm.seed("contacts", {"email": "other@example.com", "firstname": "B"})
-    results = s.adapter.update("contacts", [(b, {"email": "taken@example.com"})])
+    v = s.vocab
+    if not v.unique_email:
+        return  # e-mail is not unique in this CRM (Salesforce)
+    a = s.crm.seed("contacts", v.contact_props("taken@example.com", "A"))
+    b = s.crm.seed("contacts", v.contact_props("other@example.com", "B"))
+    results = s.adapter.update("contacts", [(b, {v.email: "taken@example.com"})])
     assert not results[0].ok and results[0].error, results
     assert results[0].existing_id == a
-    assert (s.crm.properties("contacts", b) or {}).get("email") == "other@example.com"
+    assert (s.crm.properties("contacts", b) or {}).get(v.email) == "other@example.com"
 
 
 @check
 def check_unique_email_refused_with_existing_id_on_upsert(s: Subject) -> None:
+    v = s.vocab
+    if not v.unique_email:
+        return  # e-mail is not unique in this CRM (Salesforce)
     s.adapter.ensure_properties([CONTACT_SOURCE_SPEC])
-    a = s.crm.seed("contacts", {"email": "Taken@Example.com", "firstname": "A"})
+    a = s.crm.seed("contacts", v.contact_props("Taken@Example.com", "A"))
     key, ok_key = _key(), _key()
     results = s.adapter.upsert(
         "contacts",
         SOURCE_ID,
-        [(key, {"email": "taken@example.com"}), (ok_key, {"email": "free@example.com"})],
+        [(key, {v.email: "taken@example.com"}), (ok_key, v.contact_props("free@example.com", "F"))],
     )
     assert [r.key for r in results] == [key, ok_key]
     assert not results[0].ok and results[0].existing_id == a, results
@@ -401,35 +471,48 @@ def check_unique_email_refused_with_existing_id_on_upsert(s: Subject) -> None:
 
 @check
 def check_associate_is_idempotent_and_readable(s: Subject) -> None:
-    deal = s.crm.seed("deals", DEAL)
-    c1 = s.crm.seed("companies", {"name": "One", "domain": "one.example"})
-    c2 = s.crm.seed("companies", {"name": "Two", "domain": "two.example"})
+    """Associating twice changes nothing; the associations are read back by id and in
+    a change window (an association of which a record may have several: HubSpot's
+    deal → companies, Salesforce's deal → contacts)."""
+    v = s.vocab
+    from_type, to_type = v.many
+    one = _seed_of(s, from_type, "one")
+    t1, t2 = _seed_of(s, to_type, "one"), _seed_of(s, to_type, "two")
     for _ in range(2):
-        results = s.adapter.associate("deals", "companies", [(deal, c1), (deal, c2)])
-        assert [r.key for r in results] == [deal, deal] and all(r.ok for r in results), results
-    assert s.crm.associated("deals", deal, "companies") == {c1, c2}
-    got = s.adapter.read("deals", [deal], ["dealname"], associations=["companies", "contacts"])
-    assert set(got[deal].associations.get("companies", ())) == {c1, c2}
-    assert len(got[deal].associations["companies"]) == 2
-    assert got[deal].associations.get("contacts", ()) == ()
+        results = s.adapter.associate(from_type, to_type, [(one, t1), (one, t2)])
+        assert [r.key for r in results] == [one, one] and all(r.ok for r in results), results
+    assert s.crm.associated(from_type, one, to_type) == {t1, t2}
+    others = [t for t in ("companies", "contacts", "deals") if t not in (from_type, to_type)]
+    got = s.adapter.read(from_type, [one], [], associations=[to_type, *others[:1]])
+    assert set(got[one].associations.get(to_type, ())) == {t1, t2}
+    assert len(got[one].associations[to_type]) == 2
+    assert got[one].associations.get(others[0], ()) == ()
     changed = eventually(
         lambda: {
-            r.id: r
-            for r in s.adapter.changed_since(
-                "deals", None, ["dealname"], associations=["companies"]
-            )
+            r.id: r for r in s.adapter.changed_since(from_type, None, [], associations=[to_type])
         },
-        lambda f: deal in f,
-        "deal in full read",
+        lambda f: one in f,
+        "record in full read",
     )
-    assert set(changed[deal].associations.get("companies", ())) == {c1, c2}
+    assert set(changed[one].associations.get(to_type, ())) == {t1, t2}
+
+
+def _seed_of(s: Subject, object_type: str, tag: str) -> str:
+    """A valid record of one of the three object types, seeded through the backdoor."""
+    v = s.vocab
+    if object_type == "deals":
+        return s.crm.seed("deals", {**v.deal, v.deal_name: f"Deal {tag}"})
+    if object_type == "companies":
+        return s.crm.seed("companies", v.company_props(tag.title(), f"{tag}.example"))
+    return s.crm.seed("contacts", v.contact_props(f"{tag}@example.com", tag.title()))
 
 
 @check
 def check_associate_with_a_missing_record_fails_alone(s: Subject) -> None:
-    deal = s.crm.seed("deals", DEAL)
-    company = s.crm.seed("companies", {"name": "One", "domain": "one.example"})
-    missing = str(int(company) + 999_999)
+    v = s.vocab
+    deal = s.crm.seed("deals", v.deal)
+    company = s.crm.seed("companies", v.company_props("One", "one.example"))
+    missing = v.missing(company)
     results = s.adapter.associate("deals", "companies", [(deal, missing), (deal, company)])
     assert len(results) == 2
     assert not results[0].ok and results[1].ok, results
@@ -441,10 +524,11 @@ def check_associate_with_a_missing_record_fails_alone(s: Subject) -> None:
 
 @check
 def check_ensure_properties_creates_missing_only(s: Subject) -> None:
+    v = s.vocab
     specs = [SOURCE_SPEC, PropertySpec("deals", "dealsync_conf_note", "Note")]
     created = s.adapter.ensure_properties(specs)
     assert sorted(created) == ["deals.dealsync_conf_note", f"deals.{SOURCE_ID}"]
-    assert {SOURCE_ID, "dealsync_conf_note"} <= s.crm.property_names("deals")
+    assert {v.custom(SOURCE_ID), v.custom("dealsync_conf_note")} <= s.crm.property_names("deals")
     assert s.adapter.ensure_properties(specs) == []
 
 
@@ -452,18 +536,20 @@ def check_ensure_properties_creates_missing_only(s: Subject) -> None:
 def check_object_schema_is_none_or_the_crms_real_properties(s: Subject) -> None:
     """``dealsync check --online`` compares mappings with this: either no schema (the
     CRM takes any property) or the properties the backdoor sees, with deal stages."""
+    v = s.vocab
     schema = s.adapter.object_schema("deals")
     if schema is None:
         return
     assert set(schema.properties) == s.crm.property_names("deals")
-    assert schema.properties["amount"].type == "number"
+    assert schema.properties[v.amount].type == "number"
     stages = {sid for pipeline in schema.pipelines for sid, _label in pipeline.stages}
-    assert DEAL["dealstage"] in stages
+    assert v.deal[v.deal_stage] in stages
 
 
 @check
 def check_api_calls_is_a_count_by_kind(s: Subject) -> None:
-    s.adapter.read("deals", [s.crm.seed("deals", DEAL)], ["dealname"])
+    v = s.vocab
+    s.adapter.read("deals", [s.crm.seed("deals", v.deal)], [v.deal_name])
     calls = s.adapter.api_calls()
     assert isinstance(calls, dict)
     assert all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in calls.items())
@@ -543,6 +629,7 @@ def check_naming_is_complete_and_its_markers_work(s: Subject) -> None:
     (``adapter.naming``): every name usable, and its source-id marker works as the
     unique-value property that creates are idempotent on, found again by value with
     its partner marker (what the engine does with them)."""
+    v = s.vocab
     naming = s.adapter.naming
     assert naming.problems() == []
     s.adapter.ensure_properties(
@@ -555,7 +642,7 @@ def check_naming_is_complete_and_its_markers_work(s: Subject) -> None:
     key = _key()
     for _ in range(2):
         (res,) = s.adapter.upsert(
-            naming.deals, naming.source_id, [(key, {**DEAL, naming.partner_id: "acme"})]
+            naming.deals, naming.source_id, [(key, {**v.deal, naming.partner_id: "acme"})]
         )
         assert res.error is None and res.record is not None
     found = eventually(
