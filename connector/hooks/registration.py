@@ -136,6 +136,9 @@ class RegistrationHook(BaseHook):
                 ),
             )
         )
+        if partner.language.startswith("dealsync_"):
+            # a CRM without a contact language of its own (Salesforce) reads dealsync's
+            out.append(("partner", PropertySpec(partner.contacts, partner.language, "Language")))
         for name, label in (
             (OWNER, "Registered by partner"),
             (OWNED_UNTIL, "Partner owns domain until"),
