@@ -197,8 +197,23 @@ def _outbox(echo: Echo, app: Dealsync | _Settled, kind: str | None = None) -> No
         echo(f"     {m.kind} to {m.recipient} [{m.status}, {m.language}]: {m.subject!r}")
 
 
-def run_demo(directory: str | None = None, *, echo: Echo = print) -> int:
-    """Run the tour; returns the exit code (0 when every step behaved)."""
+PARTNER_CRMS = ("hubspot", "salesforce")
+"""The partner CRMs the tour can show (``dealsync demo --partner-crm``)."""
+
+
+def run_demo(
+    directory: str | None = None, *, echo: Echo = print, partner_crm: str = "hubspot"
+) -> int:
+    """Run the tour; returns the exit code (0 when every step behaved). ``partner_crm``:
+    the partner's CRM (the vendor is always a HubSpot portal): a second HubSpot
+    sandbox portal, or a Salesforce org on the Salesforce sandbox
+    (:mod:`connector.demo_salesforce`)."""
+    if partner_crm not in PARTNER_CRMS:
+        raise ValueError(f"partner CRM {partner_crm!r}: choose one of {', '.join(PARTNER_CRMS)}")
+    if partner_crm == "salesforce":
+        from connector.demo_salesforce import run_salesforce_demo
+
+        return run_salesforce_demo(directory, echo=echo)
     from connector.sandbox import PortalSpec, SandboxServer
 
     portals = [

@@ -128,7 +128,11 @@ def test_a_registered_opportunity_is_accepted_shared_and_synced_both_ways(world:
     world.sync()
 
     [reg] = world.app.registry.registrations("initech")
-    assert (reg.status, reg.partner_object, reg.domain) == ("accepted", "Opportunity", "umbrella.de")
+    assert (reg.status, reg.partner_object, reg.domain) == (
+        "accepted",
+        "Opportunity",
+        "umbrella.de",
+    )
     vdeal = _one(world.vendor.all("deals"))
     assert vdeal.get("dealname") == "Umbrella platform"
     assert Decimal(vdeal.get("amount") or "0") == Decimal("12000")
