@@ -80,6 +80,9 @@ def classify(exc: BaseException, connect_timeout: float, read_timeout: float) ->
         code, message, fields = first_error(getattr(exc, "content", None))
         if status == 401 or code == "INVALID_SESSION_ID":
             return SessionExpired(message)
+        if code == "REQUEST_LIMIT_EXCEEDED" and "concurrent" in message.lower():
+            # too many long-running requests at once (20 s+): frees up in seconds
+            return Retriable(f"{status} {code}: {message}")
         if code == "REQUEST_LIMIT_EXCEEDED":
             return LimitExceeded(message)
         if status >= 500 or status in (408, 429) or code in ("SERVER_UNAVAILABLE",):

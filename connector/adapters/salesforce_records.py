@@ -49,11 +49,11 @@ def to_record(object_type: str, raw: Mapping[str, Any], properties: Sequence[str
     return Record(object_type, str(raw.get("Id")), props, updated, raw.get("IsDeleted") is True)
 
 
-def _more(url: str, timeout: tuple[float, float]) -> Callable[[Any], Any]:
+def _more(url: str, timeout: tuple[float, float], headers: dict[str, str]) -> Callable[[Any], Any]:
     """The call reading a query's next page."""
 
     def more(sf: Any) -> Any:
-        return sf.query_more(url, identifier_is_url=True, timeout=timeout)
+        return sf.query_more(url, identifier_is_url=True, timeout=timeout, headers=headers)
 
     return more
 
@@ -63,14 +63,17 @@ class SalesforceReads(SalesforceTransport):
 
     def _rows(self, kind: str, soql: str, *, deleted: bool = False) -> Iterator[dict[str, Any]]:
         """Every row of a query (``deleted``: ``queryAll``, the recycle bin included)."""
-        timeout = self.timeout
-        page = self._call(kind, lambda sf: sf.query(soql, include_deleted=deleted, timeout=timeout))
+        timeout, headers = self.timeout, self.query_headers
+        page = self._call(
+            kind,
+            lambda sf: sf.query(soql, include_deleted=deleted, timeout=timeout, headers=headers),
+        )
         while True:
             yield from page.get("records") or []
             nxt = page.get("nextRecordsUrl")
             if page.get("done", True) or not nxt:
                 return
-            page = self._call(kind, _more(str(nxt), timeout))
+            page = self._call(kind, _more(str(nxt), timeout, headers))
 
     def now(self) -> datetime:
         """The org's time (the adapter may be given a clock)."""

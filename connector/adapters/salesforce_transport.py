@@ -75,8 +75,14 @@ class SalesforceTransport:
         max_attempts: int = 5,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] | None = None,
+        query_batch: int | None = None,
     ) -> None:
+        """``query_batch``: rows per query page (``Sforce-Query-Options: batchSize``,
+        200–2,000; Salesforce's default 2,000)."""
         self.name = name
+        self.query_headers = (
+            {"Sforce-Query-Options": f"batchSize={query_batch}"} if query_batch else {}
+        )
         self.portal = portal or name
         self.credentials = credentials
         self.host = credentials.login_url.rstrip("/")

@@ -255,6 +255,23 @@ def test_salesforce_refusals_are_told_apart(status: int, code: str, kind: type) 
         assert got.retriable is True
 
 
+def test_the_concurrent_request_limit_is_retried_the_daily_one_is_not() -> None:
+    concurrent = _sf_error(
+        403,
+        [
+            {
+                "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                "message": "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            }
+        ],
+    )
+    assert isinstance(classify(concurrent, 5, 60), Retriable)
+    daily = _sf_error(
+        403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}]
+    )
+    assert isinstance(classify(daily, 5, 60), LimitExceeded)
+
+
 def test_connection_failures_are_unreachable_with_why() -> None:
     import requests
 

@@ -10,6 +10,7 @@ sandbox's, so ``port=0`` gives a known free port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -174,10 +175,8 @@ class SalesforceSandbox:
                 if transport is not None:
                     transport.abort()
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
             loop.call_soon_threadsafe(abort)
-        except RuntimeError:  # the loop stopped meanwhile
-            pass
 
     def start(self, timeout: float = 10.0) -> SalesforceSandbox:
         """Start serving in a daemon thread; returns once connections are accepted."""

@@ -105,11 +105,12 @@ class OrgSpec:
 
 @dataclass
 class Session:
-    """An access token and when it was issued (org clock)."""
+    """An access token, when it was issued and last used (org clock)."""
 
     token: str
     issued_at: datetime
     username: str
+    last_used: datetime
 
 
 @dataclass
@@ -237,19 +238,23 @@ class Org:
         """Issue an access token (``00D…!…`` like Salesforce's)."""
         with self._lock:
             token = f"{self.org_id[:15]}!{secrets.token_urlsafe(48)}"
-            session = Session(token, self.now(), username or self.username)
+            now = self.now()
+            session = Session(token, now, username or self.username, now)
             self.sessions[token] = session
             return session
 
     def session_valid(self, token: str) -> bool:
-        """Whether a token is known and not expired (org clock)."""
+        """Whether a token is known and not expired, and mark it used: like an org's
+        session timeout, a session lapses after ``session_ttl`` without a request."""
         with self._lock:
             session = self.sessions.get(token)
             if session is None:
                 return False
-            if self.now() - session.issued_at >= self.session_ttl:
+            now = self.now()
+            if now - session.last_used >= self.session_ttl:
                 del self.sessions[token]
                 return False
+            session.last_used = max(session.last_used, now)
             return True
 
     def expire_sessions(self) -> None:
