@@ -339,6 +339,16 @@ def allowed_values(prop: PropertyInfo, schema: ObjectSchema) -> dict[str, str] |
     return None
 
 
+def is_stage(prop: PropertyInfo, schema: ObjectSchema) -> bool:
+    """Whether ``prop`` is the object's pipeline stage: HubSpot's ``dealstage``, or a
+    CRM's picklist whose values are its pipeline's stages (Salesforce's
+    ``StageName``), so its values are called stages in the messages."""
+    if prop.name == "dealstage":
+        return True
+    stages = {sid for p in schema.pipelines for sid, _ in p.stages}
+    return bool(stages) and {value for value, _ in prop.options} == stages
+
+
 def value_hint(value: str, allowed: Mapping[str, str], what: str) -> str:
     """A label written for an id, or the closest id, then the ids to choose from."""
     by_label = {label.casefold(): vid for vid, label in allowed.items() if label}
@@ -528,7 +538,7 @@ class _Checker:
         allowed = allowed_values(prop, schema)
         if allowed is None:
             return
-        what = "stage" if name == "dealstage" else "pipeline" if name == "pipeline" else "option"
+        what = "stage" if is_stage(prop, schema) else "pipeline" if name == "pipeline" else "option"
         if f.value_map:
             for key, value in f.value_map.items():
                 written = key if side == "partner" else value
@@ -568,7 +578,7 @@ class _Checker:
         allowed = allowed_values(prop, schema)
         if allowed is None:
             return
-        what = "stage" if prop.name == "dealstage" else "option"
+        what = "stage" if is_stage(prop, schema) else "option"
         tested: list[tuple[YamlPath, str]] = []
         if cond.equals is not None:
             tested.append(((*cpath, "equals"), cond.equals))

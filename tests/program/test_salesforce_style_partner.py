@@ -144,7 +144,7 @@ def test_a_registered_opportunity_is_accepted_and_shared_with_hubspot_names(
     vendor.edit("deals", vdeal.id, {"dealstage": "contractsent"})
     partner.edit("Opportunity", deal.id, {"Amount": "15000"})
     app.sync("globex", now=NOW + timedelta(minutes=10))
-    assert partner.get("Opportunity", deal.id).get("StageName") == "Proposal/Price Quote"
+    assert partner.get("Opportunity", deal.id).get("StageName") == "Negotiation/Review"
     assert vendor.get("deals", vdeal.id).get("amount") == "15000"
     # and a pass right after writes nothing
     quiet = app.sync("globex", now=NOW + timedelta(minutes=20))

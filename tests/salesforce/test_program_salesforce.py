@@ -12,7 +12,7 @@ commission, written back to the Opportunity's ``__c`` fields."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -99,21 +99,35 @@ def sandbox() -> Iterator[SalesforceSandbox]:
         yield sf
 
 
-@pytest.fixture
-def world(tmp_path: Path, sandbox: SalesforceSandbox) -> Iterator[World]:
-    """A fresh org and project; ``dealsync setup`` has created the custom fields."""
-    org = sandbox.org("initech")
+ENV = {CLIENT_ID_ENV: "initech-cid", CLIENT_SECRET_ENV: "initech-secret"}
+
+
+def _project(
+    root: Path, sandbox: SalesforceSandbox, edit: Callable[[str], str] | None = None
+) -> Path:
+    """The project folder: initech on the sandbox's org, its mapping the shipped
+    salesforce_partner.yaml (rewritten by ``edit``); returns its dealsync.yaml."""
     text = CONFIG.format(
         notify=NOTIFY, url=sandbox.url, cid=CLIENT_ID_ENV, secret=CLIENT_SECRET_ENV,
         ca=sandbox.ca_file,
     )  # fmt: skip
-    env = {CLIENT_ID_ENV: "initech-cid", CLIENT_SECRET_ENV: "initech-secret"}
-    project = load_project(write_project(tmp_path, text), env=env)
-    app = Dealsync(project, env=env)
+    config = write_project(root, text)
+    if edit is not None:
+        mapping = root / "mappings" / "salesforce_partner.yaml"
+        before = mapping.read_text()
+        mapping.write_text(edit(before))
+        assert mapping.read_text() != before, "the edit changed nothing"
+    return config
+
+
+@pytest.fixture
+def world(tmp_path: Path, sandbox: SalesforceSandbox) -> Iterator[World]:
+    """A fresh org and project; ``dealsync setup`` has created the custom fields."""
+    app = Dealsync(load_project(_project(tmp_path, sandbox), env=ENV), env=ENV)
     installed = app.setup()
     assert "Opportunity.dealsync_registration_status__c" in installed["initech"]
     try:
-        yield World(app, org)
+        yield World(app, sandbox.org("initech"))
     finally:
         app.close()
 
@@ -157,7 +171,7 @@ def test_a_registered_opportunity_is_accepted_shared_and_synced_both_ways(world:
     world.vendor.edit("deals", vdeal.id, {"dealstage": "contractsent"})
     world.org.edit("Opportunity", deal, {"Amount": 15000})
     world.sync()
-    assert world.opportunity(deal)["StageName"] == "Proposal/Price Quote"
+    assert world.opportunity(deal)["StageName"] == "Negotiation/Review"
     assert Decimal(world.vendor.get("deals", vdeal.id).get("amount") or "0") == Decimal("15000")
     quiet = world.app.sync("initech")
     assert quiet.summary()["records"] == {"written": 0, "failed": 0}, quiet.counts
@@ -205,3 +219,53 @@ def test_lead_notification_and_commission_on_a_win(world: World) -> None:
     assert row["StageName"] == "Closed Won"
     assert row["dealsync_commission_status__c"] == "earned"
     assert Decimal(str(row["dealsync_commission__c"])) == Decimal("2400")
+
+
+# ----------------------------------------------------------------- check --online
+
+
+def _online(config: Path) -> list[str]:
+    """``dealsync check --online``'s problems about the Salesforce partner's mapping."""
+    app = Dealsync(load_project(config, env=ENV), env=ENV)
+    try:
+        problems = app.online_check().problems
+    finally:
+        app.close()
+    return [
+        f"{'error' if p.is_error else 'warning'}: {p.message} | {p.hint}"
+        for p in problems
+        if p.file.endswith("salesforce_partner.yaml")
+    ]
+
+
+def test_check_online_validates_the_shipped_mapping_against_the_orgs_describe(
+    tmp_path: Path, sandbox: SalesforceSandbox
+) -> None:
+    config = _project(tmp_path, sandbox)
+    # before setup: dealsync's own fields are not there yet, which setup would fix
+    before = _online(config)
+    assert before and all(line.startswith("warning: ") for line in before), before
+    assert any("'dealsync_register__c' does not exist yet on Opportunity" in w for w in before)
+    app = Dealsync(load_project(config, env=ENV), env=ENV)
+    app.setup()
+    app.close()
+    assert _online(config) == []
+
+
+def test_check_online_names_a_misspelt_field_and_a_stage_the_picklist_lacks(
+    tmp_path: Path, sandbox: SalesforceSandbox
+) -> None:
+    def broken(text: str) -> str:
+        return text.replace("partner: CloseDate", "partner: CloseDat").replace(
+            "Closed Won: closedwon", "Closed-Won: closedwon"
+        )
+
+    found = _online(_project(tmp_path, sandbox, broken))
+    errors = [line for line in found if line.startswith("error: ")]
+    assert any(
+        "'CloseDat' does not exist on Opportunity" in e and "did you mean 'CloseDate'" in e
+        for e in errors
+    ), errors
+    assert any(
+        "value_map names partner stage 'Closed-Won'" in e and "Closed Won" in e for e in errors
+    ), errors
