@@ -23,6 +23,7 @@ from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.config.models import PortalConfig
+from connector.engine.values import ValueError_, canonical
 from connector.records import Record
 from connector.state.leads import set_subscription
 from connector.testing.world import project_yaml, write_project
@@ -226,3 +227,22 @@ def test_lead_notification_and_commission_for_the_salesforce_style_partner(
     assert mine.get("StageName") == "Closed Won"
     assert mine.get("dealsync_commission_status__c") == "earned"
     assert Decimal(mine.get("dealsync_commission__c") or "0") == Decimal("2400")
+
+
+@pytest.mark.parametrize(
+    ("website", "host"),
+    [
+        ("https://www.Umbrella.de/about?x=1", "umbrella.de"),
+        ("http://shop.umbrella.co.uk:8080", "shop.umbrella.co.uk"),
+        ("//umbrella.de", "umbrella.de"),
+        ("UMBRELLA.DE.", "umbrella.de"),
+    ],
+)
+def test_the_domain_transform_reads_a_website_as_its_host(website: str, host: str) -> None:
+    assert canonical("domain", website) == host
+
+
+@pytest.mark.parametrize("website", ["not a website", "localhost", "https:///path"])
+def test_the_domain_transform_refuses_what_is_no_website(website: str) -> None:
+    with pytest.raises(ValueError_, match="is not a website or domain"):
+        canonical("domain", website)
