@@ -246,3 +246,22 @@ def test_the_domain_transform_reads_a_website_as_its_host(website: str, host: st
 def test_the_domain_transform_refuses_what_is_no_website(website: str) -> None:
     with pytest.raises(ValueError_, match="is not a website or domain"):
         canonical("domain", website)
+
+
+def test_a_contact_the_vendor_enters_again_finds_the_partners_contact(app: Dealsync) -> None:
+    """The vendor deletes the shared contact and a vendor user enters it again on the
+    deal: the partner's Contact (same Email) is linked again, not doubled."""
+    partner, vendor = _crm(app, "globex"), _crm(app, "vendor")
+    deal, _, contact = _opportunity(partner, "umbrella.de", "ann@umbrella.de", "US")
+    app.sync("globex", now=NOW)
+    [old] = vendor.all("contacts")
+    [vdeal] = vendor.all("deals")
+    vendor.remove("contacts", old.id)
+    app.sync("globex", now=NOW + timedelta(minutes=5))
+    again = vendor.create("contacts", {"firstname": "Ann", "email": "ann@umbrella.de"})
+    vendor.associate("deals", "contacts", [(vdeal.id, again.id)])
+    vendor.edit("deals", vdeal.id, {"description": "contact entered again"})
+    result = app.sync("globex", now=NOW + timedelta(minutes=10))
+    assert result.status in ("ok", "conflicts"), result.errors
+    assert [c.id for c in partner.all("Contact")] == [contact.id]
+    assert partner.get("Opportunity", deal.id).associations.get("Contact") == (contact.id,)
