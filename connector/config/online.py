@@ -441,8 +441,9 @@ class _Checker:
                         (*portal.path, "adapter"),
                         f"online check not available for portal {portal.name!r}: a local "
                         "portal accepts any property, so there is no schema to check against",
-                        "its mappings were checked offline only; HubSpot portals are "
-                        "checked against their real properties and pipelines",
+                        "its mappings were checked offline only; HubSpot portals and "
+                        "Salesforce orgs are checked against their real properties, "
+                        "pipelines and picklists",
                     )
                 )
         return portal.schemas[object_type]
