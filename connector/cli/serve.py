@@ -12,7 +12,49 @@ from connector.cli.base import Ctx, cli, command
 @command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=8765, show_default=True, help="Port to listen on (0: any free port)."
+    "--port",
+    type=int,
+    default=None,
+    help="Port to listen on (0: any free port; default 8765, 8766 with --salesforce).",
+)
+@click.option(
+    "--salesforce",
+    is_flag=True,
+    help="Run the offline Salesforce sandbox (HTTPS, its own CA) instead of HubSpot's.",
+)
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    metavar="NAME:CLIENT_ID:CLIENT_SECRET",
+    help="With --salesforce: an org and its connected app's consumer key and secret; "
+    "repeat for several (default: partner-acme:acme-client-id:acme-secret).",
+)
+@click.option(
+    "--api-allocation",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="With --salesforce: API requests per org per rolling 24 hours.",
+)
+@click.option(
+    "--jwt-public-key",
+    "jwt_key_file",
+    metavar="FILE",
+    help="With --salesforce: PEM public key (or certificate) the JWT bearer flow's "
+    "assertions are checked with, for every org.",
+)
+@click.option(
+    "--cert-dir",
+    metavar="DIR",
+    help="With --salesforce: keep the CA and certificate in DIR (reused on restart; "
+    "default: a temporary directory).",
+)
+@click.option(
+    "--session-ttl",
+    type=float,
+    metavar="SECONDS",
+    help="With --salesforce: a session lapses after this long without a request (default 7200).",
 )
 @click.option(
     "--portal",
@@ -58,7 +100,13 @@ from connector.cli.base import Ctx, cli, command
 def sandbox(
     ctx: Ctx,
     host: str,
-    port: int,
+    port: int | None,
+    salesforce: bool,
+    orgs: tuple[str, ...],
+    api_allocation: int,
+    jwt_key_file: str | None,
+    cert_dir: str | None,
+    session_ttl: float | None,
     portals: tuple[str, ...],
     rate_limit: str,
     search_rate: str,
@@ -67,9 +115,39 @@ def sandbox(
     faults: str | None,
     data_file: str | None,
 ) -> None:
-    """Run the offline HubSpot sandbox: a local fake HubSpot for the demo, tests and you."""
-    from connector.sandbox import portal_specs, run_sandbox
+    """Run the offline HubSpot sandbox (or, with --salesforce, the Salesforce one): a
+    local fake CRM for the demo, tests and you."""
+    from connector.sandbox import portal_specs, run_salesforce_sandbox_command, run_sandbox
 
+    if salesforce:
+        if portals:
+            raise click.BadParameter(
+                "--portal is for the HubSpot sandbox; with --salesforce use --org "
+                "NAME:CLIENT_ID:CLIENT_SECRET",
+                param_hint="--portal",
+            )
+        try:
+            run_salesforce_sandbox_command(
+                orgs,
+                host=host,
+                port=8766 if port is None else port,
+                data_file=data_file,
+                limits=not no_limits,
+                faults=faults,
+                api_allocation=api_allocation,
+                jwt_key_file=jwt_key_file,
+                cert_dir=cert_dir,
+                session_ttl_seconds=session_ttl,
+                print_fn=click.echo,
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return
+    if orgs:
+        raise click.BadParameter(
+            "--org is for the Salesforce sandbox: add --salesforce", param_hint="--org"
+        )
+    port = 8765 if port is None else port
     try:
         specs = portal_specs(
             portals,

@@ -12,6 +12,8 @@ The real ``hubspot-api-client`` works against it unmodified::
 
 from __future__ import annotations
 
+from typing import Any
+
 from connector.sandbox.errors import ApiError
 from connector.sandbox.faults import FaultSpec, parse_faults
 from connector.sandbox.server import SandboxServer, parse_portal, portal_specs, run_sandbox
@@ -26,5 +28,14 @@ __all__ = [
     "parse_faults",
     "parse_portal",
     "portal_specs",
+    "run_salesforce_sandbox_command",
     "run_sandbox",
 ]
+
+
+def run_salesforce_sandbox_command(*args: Any, **kwargs: Any) -> None:
+    """``dealsync sandbox --salesforce`` (connector/sandbox/salesforce), imported only
+    when asked so the HubSpot sandbox does not load TLS and JWT code."""
+    from connector.sandbox.salesforce import salesforce_sandbox_command
+
+    salesforce_sandbox_command(*args, **kwargs)

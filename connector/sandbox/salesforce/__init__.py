@@ -24,6 +24,7 @@ from connector.sandbox.salesforce.server import (
     org_specs,
     parse_org,
     run_salesforce_sandbox,
+    salesforce_sandbox_command,
 )
 from connector.sandbox.salesforce.store import Org, OrgSpec, SfError
 
@@ -35,4 +36,5 @@ __all__ = [
     "org_specs",
     "parse_org",
     "run_salesforce_sandbox",
+    "salesforce_sandbox_command",
 ]

@@ -580,11 +580,35 @@ class SalesforceApp:
             body = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
             await sf_json(body, status=401)(scope, receive, send)
             return
-        version, rest = m.group(1), m.group(2) or ""
-        found = route(scope["method"], rest)
+        found = route(scope["method"], m.group(2) or "")
         kind = found[1] if isinstance(found, tuple) else "unknown"
         org.record_call(kind)
+        enforce = self.limits and org.limits_enabled
+        ticket = org.begin_request(enforce)
+        if ticket is None:
+            exc = SfError(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            )
+            await _error(exc, {"Sforce-Limit-Info": org.api.header()})(scope, receive, send)
+            return
+        try:
+            await self._serve(scope, receive, send, request, org, m.group(1), found)
+        finally:
+            org.end_request(ticket)
 
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: Request,
+        org: Org,
+        version: str,
+        found: tuple[Handler, str, tuple[str, ...]] | bool | None,
+    ) -> None:
+        """Faults, the allocation, then the route (the request is in flight)."""
         spec = org.faults.spec
         if spec.latency_ms:
             await asyncio.sleep(spec.latency_ms / 1000.0)

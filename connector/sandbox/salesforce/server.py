@@ -121,6 +121,13 @@ class SalesforceSandbox:
 
     @staticmethod
     def _make_certificates(directory: str) -> tuple[str, str, str]:
+        """The CA, certificate and key files in ``directory``: reused when all three
+        are there (a partner configured with the CA file keeps trusting restarts),
+        made with trustme otherwise."""
+        names = ("sandbox-ca.pem", "sandbox-cert.pem", "sandbox-key.pem")
+        paths = tuple(os.path.join(directory, n) for n in names)
+        if all(os.path.exists(p) for p in paths):
+            return paths[0], paths[1], paths[2]
         ca = trustme.CA(organization_name="dealsync Salesforce sandbox")
         cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
         ca_file = os.path.join(directory, "sandbox-ca.pem")
@@ -306,6 +313,56 @@ def save_data(orgs: list[Org], data_file: str) -> None:
     os.replace(tmp, data_file)
 
 
+def salesforce_sandbox_command(
+    orgs: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    data_file: str | None,
+    limits: bool,
+    faults: str | None = None,
+    api_allocation: int = 100_000,
+    jwt_key_file: str | None = None,
+    cert_dir: str | None = None,
+    session_ttl_seconds: float | None = None,
+    print_fn: Callable[[str], Any] = print,
+) -> None:
+    """``dealsync sandbox --salesforce``: the options as typed, then serve until Ctrl-C.
+    ValueError naming the option and what to type instead on bad input."""
+    from connector.sandbox.faults import parse_faults
+
+    pem = None
+    if jwt_key_file:
+        try:
+            with open(jwt_key_file, encoding="utf-8") as fh:
+                pem = fh.read()
+        except OSError as exc:
+            raise ValueError(f"--jwt-public-key {jwt_key_file}: {exc.strerror}") from None
+        if "BEGIN PUBLIC KEY" not in pem and "BEGIN CERTIFICATE" not in pem:
+            raise ValueError(
+                f"--jwt-public-key {jwt_key_file}: not a PEM public key or certificate "
+                "(expected -----BEGIN PUBLIC KEY----- or -----BEGIN CERTIFICATE-----)"
+            )
+    if api_allocation < 1:
+        raise ValueError(f"--api-allocation must be at least 1, got {api_allocation}")
+    specs = org_specs(
+        orgs,
+        api_allocation=api_allocation,
+        faults=parse_faults(faults) if faults else None,
+        jwt_public_key_pem=pem,
+    )
+    run_salesforce_sandbox(
+        specs,
+        host,
+        port,
+        data_file,
+        limits,
+        cert_dir=cert_dir,
+        session_ttl_seconds=session_ttl_seconds,
+        print_fn=print_fn,
+    )
+
+
 def run_salesforce_sandbox(
     specs: list[OrgSpec],
     host: str,
@@ -313,11 +370,18 @@ def run_salesforce_sandbox(
     data_file: str | None,
     limits: bool,
     cert_dir: str | None = None,
+    session_ttl_seconds: float | None = None,
     print_fn: Callable[[str], Any] = print,
 ) -> None:
     """Serve until Ctrl-C (blocking, for ``dealsync sandbox --salesforce``)."""
     srv = SalesforceSandbox(
-        specs, limits=limits, host=host, port=port, data_file=None, cert_dir=cert_dir
+        specs,
+        limits=limits,
+        host=host,
+        port=port,
+        data_file=None,
+        cert_dir=cert_dir,
+        session_ttl_seconds=session_ttl_seconds,
     )
     if data_file:
         load_data(srv.orgs, data_file)
@@ -332,10 +396,11 @@ def run_salesforce_sandbox(
     for org in srv.orgs:
         faults = org.faults.spec
         extra = f", faults {faults.to_dict()}" if faults.active else ""
+        jwt = "JWT bearer on" if org.spec.jwt_public_key_pem else "JWT bearer off"
         print_fn(
             f"  org {org.name!r}: client id {org.spec.client_id!r}, client secret "
             f"{org.spec.client_secret!r}, username {org.username!r}, "
-            f"{org.spec.api_allocation} API requests/24h{extra}"
+            f"{org.spec.api_allocation} API requests/24h, {jwt}{extra}"
         )
     print_fn(
         "  point a partner at it: instance URL "

@@ -16,6 +16,7 @@ import hmac
 import re
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,9 @@ class OrgSpec:
     api_allocation: int = 100_000
     faults: FaultSpec = field(default_factory=FaultSpec)
     org_id: str | None = None
+    # Salesforce refuses new requests while this many are running 20 s or longer
+    concurrent_long_limit: int = 25
+    long_request_seconds: float = 20.0
 
 
 @dataclass
@@ -139,6 +143,7 @@ class Transaction:
             raise RuntimeError("rollback() of a transaction opened without a snapshot")
         self.org.records = {k: dict(v) for k, v in self._records.items()}
         self.org.deleted_at = dict(self._deleted_at)
+        self.org.rebuild_index()
 
 
 class Org:
@@ -157,6 +162,9 @@ class Org:
         self.objects: dict[str, SObject] = standard_objects()
         self.custom_fields: list[CustomFieldDef] = []
         self.records: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in self.objects}
+        # live records by the value of each unique or external-id field, so uniqueness
+        # checks and upsert matches stay O(1) in the size of the org
+        self._index: dict[tuple[str, str], dict[Any, set[str]]] = {}
         self.deleted_at: dict[str, datetime] = {}
         self.purged_until: dict[str, datetime] = {}
         self._counter = 0
@@ -167,16 +175,61 @@ class Org:
         self.api = ApiUsage(spec.api_allocation, self.now)
         self.faults = FaultInjector(spec.faults)
         self.calls: Counter[str] = Counter()
+        self._in_flight: dict[int, float] = {}
+        self._next_request = 0
         self.username = spec.username or f"integration@{spec.name}.sandbox"
         self.user_id = self._new_id("User")
-        self.records["User"][self.user_id] = self._system_values(
-            self.user_id, self.now(), self.user_id
-        ) | {
-            "Username": self.username,
-            "Name": "Integration User",
-            "Email": None,
-            "IsActive": True,
-        }
+        self._put(
+            "User",
+            self.user_id,
+            self._system_values(self.user_id, self.now(), self.user_id)
+            | {
+                "Username": self.username,
+                "Name": "Integration User",
+                "Email": None,
+                "IsActive": True,
+            },
+        )
+
+    # ------------------------------------------------------------------ storage
+
+    def _indexed(self, type_name: str) -> list[Field]:
+        return [f for f in self.objects[type_name].fields if f.unique or f.external_id]
+
+    def _index_record(self, type_name: str, record: dict[str, Any] | None, add: bool) -> None:
+        if record is None or record["IsDeleted"]:
+            return
+        for f in self._indexed(type_name):
+            value = record.get(f.name)
+            if value is None:
+                continue
+            bucket = self._index.setdefault((type_name, f.name), {})
+            key = self._key(f, value)
+            if add:
+                bucket.setdefault(key, set()).add(record["Id"])
+            else:
+                ids = bucket.get(key)
+                if ids is not None:
+                    ids.discard(record["Id"])
+                    if not ids:
+                        del bucket[key]
+
+    def _put(self, type_name: str, rid: str, record: dict[str, Any]) -> None:
+        """Store a record (always a new dict) and keep the index in step."""
+        self._index_record(type_name, self.records[type_name].get(rid), add=False)
+        self.records[type_name][rid] = record
+        self._index_record(type_name, record, add=True)
+
+    def _drop(self, type_name: str, rid: str) -> None:
+        self._index_record(type_name, self.records.get(type_name, {}).pop(rid, None), add=False)
+
+    def rebuild_index(self) -> None:
+        """Index every live record again (after a rollback, a load or a new field)."""
+        with self._lock:
+            self._index = {}
+            for type_name, rows in self.records.items():
+                for record in rows.values():
+                    self._index_record(type_name, record, add=True)
 
     # ------------------------------------------------------------------ clock
 
@@ -282,7 +335,7 @@ class Org:
 
     def _purge_one(self, rid: str, when: datetime) -> None:
         type_name = self._type_of(rid) or ""
-        self.records.get(type_name, {}).pop(rid, None)
+        self._drop(type_name, rid)
         self.deleted_at.pop(rid, None)
         previous = self.purged_until.get(type_name)
         if previous is None or when > previous:
@@ -654,18 +707,16 @@ class Org:
         for f in obj.fields:
             if not f.unique or record.get(f.name) is None:
                 continue
-            mine = self._key(f, record[f.name])
-            for other in self.records[obj.name].values():
-                if other["Id"] == record["Id"] or other["IsDeleted"]:
-                    continue
-                if other.get(f.name) is not None and self._key(f, other[f.name]) == mine:
-                    raise SfError(
-                        400,
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: {f.name} duplicates value on record with "
-                        f"id: {other['Id']}",
-                        [f.name],
-                    )
+            bucket = self._index.get((obj.name, f.name), {})
+            others = sorted(bucket.get(self._key(f, record[f.name]), set()) - {record["Id"]})
+            if others:
+                raise SfError(
+                    400,
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {f.name} duplicates value on record with "
+                    f"id: {others[0]}",
+                    [f.name],
+                )
 
     @staticmethod
     def _key(f: Field, value: Any) -> Any:
@@ -720,7 +771,7 @@ class Org:
             self._derive(obj, record, values)
             self._check_required(obj, record)
             self._check_unique(obj, record)
-            self.records[obj.name][rid] = record
+            self._put(obj.name, rid, record)
             return rid
 
     def update(self, type_name: str, raw_id: str, body: Any, *, system_ok: bool = False) -> None:
@@ -745,7 +796,7 @@ class Org:
             if "SystemModstamp" not in values:
                 record["SystemModstamp"] = values.get("LastModifiedDate", stamp)
             record["LastModifiedById"] = self.user_id
-            self.records[obj.name][rid] = record
+            self._put(obj.name, rid, record)
 
     def delete(self, type_name: str, raw_id: str) -> None:
         """Move a record (and what Salesforce deletes with it) to the recycle bin."""
@@ -764,10 +815,11 @@ class Org:
                 if row["IsDeleted"]:
                     continue
                 # a new dict, never an edit in place: transaction() snapshots are shallow
-                self.records[type_of][victim] = row | {
-                    "IsDeleted": True,
-                    "SystemModstamp": format_datetime(when),
-                }
+                self._put(
+                    type_of,
+                    victim,
+                    row | {"IsDeleted": True, "SystemModstamp": format_datetime(when)},
+                )
                 self.deleted_at[victim] = when
 
     def _cascade(self, type_name: str, rid: str) -> list[tuple[str, str]]:
@@ -794,10 +846,11 @@ class Org:
             record = self.records[obj.name].get(rid)
             if record is None or not record["IsDeleted"]:
                 raise not_found()
-            self.records[obj.name][rid] = record | {
-                "IsDeleted": False,
-                "SystemModstamp": format_datetime(self.now()),
-            }
+            self._put(
+                obj.name,
+                rid,
+                record | {"IsDeleted": False, "SystemModstamp": format_datetime(self.now())},
+            )
             self.deleted_at.pop(rid, None)
 
     def upsert(self, type_name: str, ext_field: str, value: str, body: Any) -> tuple[str, bool]:
@@ -847,6 +900,8 @@ class Org:
                 record = self.records[obj.name].get(rid or "")
                 return [record["Id"]] if record and not record["IsDeleted"] else []
             key = self._key(f, value)
+            if f.unique or f.external_id:
+                return sorted(self._index.get((obj.name, f.name), {}).get(key, set()))
             return [
                 r["Id"]
                 for r in self.records[obj.name].values()
@@ -907,8 +962,10 @@ class Org:
         obj = self.objects[definition.object_name]
         self.objects[obj.name] = obj.with_field(new)
         self.custom_fields.append(definition)
-        for record in self.records[obj.name].values():
-            record.setdefault(new.name, new.default)
+        for rid, record in list(self.records[obj.name].items()):
+            if new.name not in record:
+                self.records[obj.name][rid] = record | {new.name: new.default}
+        self.rebuild_index()
 
     # ------------------------------------------------------------------ backdoor
 
@@ -947,6 +1004,32 @@ class Org:
     def count(self, type_name: str) -> int:
         """Live records of a type."""
         return len(self.rows(type_name))
+
+    def begin_request(self, enforce: bool) -> int | None:
+        """Register a request in flight; None (refused) when ``concurrent_long_limit``
+        requests have run ``long_request_seconds`` or longer.  Durations are real
+        time (``time.monotonic``), not the org's clock."""
+        with self._lock:
+            now = time.monotonic()
+            long_running = sum(
+                1 for t in self._in_flight.values() if now - t >= self.spec.long_request_seconds
+            )
+            if enforce and long_running >= self.spec.concurrent_long_limit:
+                return None
+            self._next_request += 1
+            self._in_flight[self._next_request] = now
+            return self._next_request
+
+    def end_request(self, token: int) -> None:
+        """A request registered by :meth:`begin_request` has been answered."""
+        with self._lock:
+            self._in_flight.pop(token, None)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests being served now."""
+        with self._lock:
+            return len(self._in_flight)
 
     @property
     def api_calls(self) -> int:
@@ -1010,6 +1093,7 @@ class Org:
             }
             self.created_at = parse_datetime(data.get("created_at", "")) or self.created_at
             self._counter = max(self._counter, int(data.get("counter", 0)))
+            self.rebuild_index()
 
 
 __all__ = ["Org", "OrgSpec", "SfError"]

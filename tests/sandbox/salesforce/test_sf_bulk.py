@@ -24,6 +24,7 @@ def test_bulk2_query_pages_csv_with_locators(sandbox: SalesforceSandbox, sf: Sal
         sf.bulk2.Opportunity.query(
             "SELECT Id, Name, IsWon, Amount, SystemModstamp FROM Opportunity WHERE Amount >= 100",
             max_records=100,
+            wait=0,  # the job is complete on its first status read
         )
     )
     assert len(pages) == 3  # 240 rows in pages of 100

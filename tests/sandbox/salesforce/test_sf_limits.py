@@ -4,6 +4,7 @@ the faults borrowed from the HubSpot sandbox."""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,6 +12,7 @@ import requests
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefusedRequest
 
 from connector.sandbox.faults import FaultSpec
+from connector.testing.wait import wait_for
 
 if TYPE_CHECKING:
     from tests.sandbox.salesforce.conftest import Login, MakeSandbox, MakeSpec
@@ -87,3 +89,26 @@ def test_faults_503_and_dropped_connections(
         sf.query("SELECT COUNT() FROM Contact")
     assert "ConcurrentRequests" in refused.value.content[0]["message"]
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
+
+
+def test_concurrent_long_running_requests_beyond_the_limit_are_refused(
+    make_sandbox: MakeSandbox, acme: MakeSpec, login: Login
+) -> None:
+    # every request counts as long-running at once; one may run, a second is refused
+    spec = acme(concurrent_long_limit=1, long_request_seconds=0.0)
+    sb = make_sandbox(spec, faults=FaultSpec(latency_ms=3000))
+    org = sb.org("acme")
+    slow, fast = login(sb), login(sb)
+    outcome: list[object] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(slow.query("SELECT COUNT() FROM Contact")["totalSize"])
+    )
+    worker.start()
+    wait_for(lambda: org.requests_in_flight == 1)
+    with pytest.raises(SalesforceRefusedRequest) as err:
+        fast.query("SELECT COUNT() FROM Contact")
+    assert err.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert "ConcurrentRequests" in err.value.content[0]["message"]
+    worker.join(timeout=60)
+    assert outcome == [0]  # the long request itself is answered
+    assert org.requests_in_flight == 0
