@@ -462,6 +462,13 @@ def _build_salesforce(name: str, settings: SalesforceSettings, ctx: BuildContext
             f"portal {name!r}: environment variable {what} is not set; set it in the "
             "environment or in .env"
         )
+    ca_bundle = ctx.resolve(settings.ca_bundle) if settings.ca_bundle else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise PortalUnusable(
+            f"portal {name!r}: ca_bundle {settings.ca_bundle!r} is not a file ({ca_bundle}); "
+            "name the PEM that signs the org's certificate (the Salesforce sandbox prints "
+            "its CA file), or remove ca_bundle for Salesforce's own certificates"
+        )
     creds = Credentials(
         login_url=settings.login_url.strip(),
         client_id=ctx.env[settings.client_id_env].strip(),
@@ -475,7 +482,7 @@ def _build_salesforce(name: str, settings: SalesforceSettings, ctx: BuildContext
         name=name,
         portal=ctx.portal or name,
         api_version=settings.api_version,
-        ca_bundle=str(ctx.resolve(settings.ca_bundle)) if settings.ca_bundle else None,
+        ca_bundle=str(ca_bundle) if ca_bundle else None,
         api_reserve_percent=settings.api_reserve_percent,
         bulk_threshold=settings.bulk_threshold,
         connect_timeout=settings.connect_timeout,

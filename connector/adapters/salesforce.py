@@ -55,6 +55,10 @@ def existing_id(error: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+def _already_deleted(error: str | None) -> bool:
+    return bool(error) and "ENTITY_IS_DELETED" in str(error)
+
+
 class SalesforceAdapter(SalesforceDetection):
     """One Salesforce org."""
 
@@ -155,8 +159,12 @@ class SalesforceAdapter(SalesforceDetection):
         return self._results(object_type, outcomes, fields)
 
     def archive(self, object_type: str, ids: Sequence[str]) -> list[WriteResult]:
-        """Delete into the recycle bin (restorable there for 15 days)."""
-        return [WriteResult(o.key, error=o.error) for o in self._delete_raw(list(ids))]
+        """Delete into the recycle bin (restorable there for 15 days). A record
+        already deleted counts as archived (a delete repeated after a lost answer)."""
+        return [
+            WriteResult(o.key, error=None if _already_deleted(o.error) else o.error)
+            for o in self._delete_raw(list(ids))
+        ]
 
     # ------------------------------------------------------------------ schema
 

@@ -227,17 +227,20 @@ class SalesforceDetection(SalesforceAssociations):
         when ``getDeleted`` cannot vouch for the whole window."""
         self.calls["deleted_full_scan"] += 1
         self.calls["deletes_unlisted"] += 1
-        log.warning(
-            "%s: %s deletes since %s cannot all be listed by getDeleted (%s); scanning the "
-            "recycle bin instead — a record deleted and purged from it before this pass "
-            "(15 days) is found deleted only when dealsync reads it by id",
-            self.portal,
-            sobject(object_type),
-            literal(since),
-            f"earliest date available {literal(earliest)}"
-            if earliest
-            else f"the cursor is older than {REPLICATION_DAYS} days",
-        )
+        warned: set[str] = self.__dict__.setdefault("_warned_unlisted", set())
+        if object_type not in warned:  # once per object type and adapter, not every pass
+            warned.add(object_type)
+            log.warning(
+                "%s: %s deletes since %s cannot all be listed by getDeleted (%s); scanning "
+                "the recycle bin instead — a record deleted and purged from it before this "
+                "pass (15 days) is found deleted only when dealsync reads it by id",
+                self.portal,
+                sobject(object_type),
+                literal(since),
+                f"earliest date available {literal(earliest)}"
+                if earliest
+                else f"the cursor is older than {REPLICATION_DAYS} days",
+            )
         soql = changes(
             object_type, properties, since, until, where, extra=("IsDeleted",), deleted=True
         )

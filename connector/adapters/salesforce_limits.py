@@ -129,12 +129,28 @@ class BudgetGovernor:
         )
 
     def counts(self) -> dict[str, int]:
-        """The allocation as last seen, for ``api_calls()`` and the run log."""
+        """For ``api_calls()`` and the run log: calls refused by the governor and by
+        Salesforce, and the org's usage (its growth over a pass is the calls every
+        integration of the org made meanwhile). The allocation and the ceiling are
+        gauges on ``/metrics`` (:func:`named_governors`)."""
         out = {"budget_refused": self.refused, "limit_exceeded": self.limit_exceeded}
         if self.org is not None:
-            out |= {
-                "api_usage_used": self.org.used,
-                "api_usage_max": self.org.total,
-                "api_usage_ceiling": self.ceiling(self.org),
-            }
+            out["api_usage_used"] = self.org.used
         return out
+
+
+_GOVERNORS: dict[str, BudgetGovernor] = {}
+_GOVERNORS_LOCK = threading.Lock()
+
+
+def register_governor(name: str, governor: BudgetGovernor) -> None:
+    """Make a portal's governor the one ``/metrics`` reports under ``name`` (the last
+    adapter built for the portal)."""
+    with _GOVERNORS_LOCK:
+        _GOVERNORS[name] = governor
+
+
+def named_governors() -> dict[str, BudgetGovernor]:
+    """This process's Salesforce governors by portal name."""
+    with _GOVERNORS_LOCK:
+        return dict(_GOVERNORS)

@@ -36,7 +36,7 @@ from connector.adapters.salesforce_errors import (
     classify,
     unreachable_line,
 )
-from connector.adapters.salesforce_limits import HEADER, BudgetGovernor
+from connector.adapters.salesforce_limits import HEADER, BudgetGovernor, register_governor
 
 DEFAULT_VERSION = "61.0"
 CONNECT_TIMEOUT = 5.0
@@ -95,6 +95,7 @@ class SalesforceTransport:
         if ca_bundle:
             self.session.verify = ca_bundle
         self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal)
+        register_governor(name, self.governor)
         self.session.hooks["response"].append(self._observe)
         self.calls: Counter[str] = Counter()
         self.retries = 0

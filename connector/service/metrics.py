@@ -186,6 +186,7 @@ class _StateCollector(Collector):
         yield _outbox_unsent(counts)
         yield _outbox_messages(counts)
         yield from _budgets()
+        yield from _salesforce_allocations()
         yield from _portals(svc)
         regs = GaugeMetricFamily(
             "dealsync_registrations",
@@ -294,4 +295,34 @@ def _portals(svc: Service) -> Iterator[GaugeMetricFamily]:
         for name, value in (("reachable", check.reachable), ("authenticated", check.authenticated)):
             if value is not None:
                 families[name].add_metric([portal], 1 if value else 0)
+    yield from families.values()
+
+
+def _salesforce_allocations() -> Iterator[GaugeMetricFamily]:
+    """Each Salesforce org's rolling 24-hour API allocation as its last answer told it
+    (``Sforce-Limit-Info``), the usage, the ceiling dealsync stops at (the allocation
+    less the reserve for the partner's other integrations) and the calls the governor
+    refused (``connector/adapters/salesforce_limits.py``)."""
+    from connector.adapters.salesforce_limits import named_governors
+
+    names = ("allocation", "used", "ceiling", "refused")
+    families = {
+        n: GaugeMetricFamily(
+            f"dealsync_salesforce_api_{n}",
+            {
+                "allocation": "API calls the Salesforce org allows per rolling 24 hours.",
+                "used": "API calls the org used in the last 24 hours (all its integrations).",
+                "ceiling": "Usage at which dealsync stops, keeping api_reserve_percent free.",
+                "refused": "Calls dealsync did not start because they would eat into the reserve.",
+            }[n],
+            labels=["portal"],
+        )
+        for n in names
+    }
+    for portal, gov in sorted(named_governors().items()):
+        families["refused"].add_metric([portal], gov.refused)
+        if gov.org is not None:
+            families["allocation"].add_metric([portal], gov.org.total)
+            families["used"].add_metric([portal], gov.org.used)
+            families["ceiling"].add_metric([portal], gov.ceiling(gov.org))
     yield from families.values()

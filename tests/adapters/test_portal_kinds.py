@@ -115,7 +115,7 @@ def test_an_unregistered_kind_is_refused_naming_the_known_ones(tmp_path: Path) -
     config = write_project(tmp_path, _fieldcrm_partner("    database: acme.db\n"))
     (problem,) = check_project(config, env={})
     assert problem.path == "partners[0].adapter"
-    assert problem.message == "'fieldcrm' is not one of hubspot, local"
+    assert problem.message == "'fieldcrm' is not one of hubspot, local, salesforce"
     assert "local for the embedded demo CRM" in problem.hint
 
 

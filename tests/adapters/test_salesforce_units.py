@@ -194,13 +194,7 @@ def test_the_governor_keeps_the_reserve_and_says_usage_reserve_and_when() -> Non
     gov.observe("api-usage=805/1000")
     with pytest.raises(BudgetExhausted):
         gov.admit("query")
-    assert gov.counts() == {
-        "budget_refused": 2,
-        "limit_exceeded": 0,
-        "api_usage_used": 805,
-        "api_usage_max": 1000,
-        "api_usage_ceiling": 800,
-    }
+    assert gov.counts() == {"budget_refused": 2, "limit_exceeded": 0, "api_usage_used": 805}
     gov.observe("api-usage=100/1000")  # the window rolled on
     gov.admit("query", cost=5)
 

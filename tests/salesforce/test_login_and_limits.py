@@ -131,7 +131,24 @@ def test_the_reserve_for_the_partners_other_integrations_is_kept(
     assert "free up as those of the last 24 h age out" in message
     calls = adapter.api_calls()
     assert calls["budget_refused"] == 1 and calls["api_usage_used"] == 80
-    assert calls["api_usage_ceiling"] == 80 and calls["api_usage_max"] == 100
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from connector.service.metrics import _salesforce_allocations
+
+    class Allocations:
+        def collect(self) -> object:
+            return _salesforce_allocations()
+
+    registry = CollectorRegistry()
+    registry.register(Allocations())  # type: ignore[arg-type]
+    scraped = generate_latest(registry).decode()
+    for line in (
+        'dealsync_salesforce_api_allocation{portal="initech"} 100.0',
+        'dealsync_salesforce_api_used{portal="initech"} 80.0',
+        'dealsync_salesforce_api_ceiling{portal="initech"} 80.0',
+        'dealsync_salesforce_api_refused{portal="initech"} 1.0',
+    ):
+        assert line in scraped, scraped
     org.advance(hours=24)  # the window rolled on: the next pass resumes
     fresh = sandbox_adapter(sf, api_reserve_percent=20)
     assert set(fresh.read("deals", [rid], ["Name"])) == {rid}
