@@ -475,6 +475,80 @@ async def tooling_custom_field(call: Call) -> Response:
     )
 
 
+# --------------------------------------------------------------------------- admin
+
+
+async def admin_stats(call: Call) -> Response:
+    """``GET /_sandbox/stats``: the org's counters (not an API call)."""
+    org = call.org
+    return sf_json(
+        {
+            "org": org.name,
+            "now": org.now().isoformat(),
+            "api_usage": {"used": org.api.used, "allocation": org.api.allocation},
+            "refused": org.api.refused,
+            "calls": dict(org.calls),
+            "records": {t: org.count(t) for t in org.objects},
+            "recycle_bin": len(org.deleted_at),
+        }
+    )
+
+
+async def admin_clock(call: Call) -> Response:
+    """``POST /_sandbox/clock`` with ``{"days": 16}`` (any ``timedelta`` keyword) or
+    ``{"set": "2026-12-01T10:00:00Z"}``: move the org's clock."""
+    from connector.sandbox.salesforce.schema import parse_datetime
+
+    body = await call.body()
+    if not isinstance(body, dict) or not body:
+        raise SfError(400, "JSON_PARSER_ERROR", 'Body must be like {"days": 16} or {"set": ISO}')
+    if "set" in body:
+        moment = parse_datetime(str(body["set"]))
+        if moment is None:
+            raise SfError(400, "JSON_PARSER_ERROR", f"set: {body['set']!r} is not an ISO dateTime")
+        call.org.set_clock(moment)
+    else:
+        allowed = {"weeks", "days", "hours", "minutes", "seconds"}
+        unknown = sorted(set(body) - allowed)
+        if unknown or not all(isinstance(v, int | float) for v in body.values()):
+            raise SfError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"clock keys are {', '.join(sorted(allowed))} with numbers (got {sorted(body)})",
+            )
+        call.org.advance(**body)
+    return sf_json({"now": call.org.now().isoformat()})
+
+
+async def admin_purge(call: Call) -> Response:
+    """``POST /_sandbox/purge-recycle-bin``: empty the recycle bin now."""
+    return sf_json({"purged": call.org.purge_recycle_bin()})
+
+
+async def admin_faults(call: Call) -> Response:
+    """``GET|POST /_sandbox/faults``: read or set the org's FaultSpec."""
+    from connector.sandbox.faults import FaultSpec
+
+    if call.request.method == "POST":
+        body = await call.body() or {}
+        if not isinstance(body, dict):
+            raise SfError(400, "JSON_PARSER_ERROR", "Body must be an object of FaultSpec fields")
+        try:
+            call.org.faults.set_spec(FaultSpec.from_dict(body))
+        except (TypeError, ValueError) as exc:
+            raise SfError(400, "JSON_PARSER_ERROR", str(exc)) from None
+    return sf_json(call.org.faults.spec.to_dict())
+
+
+ADMIN_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/_sandbox/stats", admin_stats),
+    ("POST", "/_sandbox/clock", admin_clock),
+    ("POST", "/_sandbox/purge-recycle-bin", admin_purge),
+    ("GET", "/_sandbox/faults", admin_faults),
+    ("POST", "/_sandbox/faults", admin_faults),
+]
+
+
 # --------------------------------------------------------------------------- routing
 
 _TYPE = r"([A-Za-z][A-Za-z0-9_]*)"
@@ -570,6 +644,9 @@ class SalesforceApp:
                 for v in API_VERSIONS
             ]
             await sf_json(versions)(scope, receive, send)
+            return
+        if path.startswith("/_sandbox/"):
+            await self._admin(scope, receive, send, request, path)
             return
         m = _DATA_RE.match(path)
         if not m:
@@ -672,6 +749,26 @@ class SalesforceApp:
                     "An unexpected error occurred (sandbox bug, see server log)",
                 )
             )
+
+    async def _admin(
+        self, scope: Scope, receive: Receive, send: Send, request: Request, path: str
+    ) -> None:
+        """The backdoor over HTTP for a sandbox run from the CLI: the org of the access
+        token; no faults, not counted against the allocation."""
+        org = self._authorize(scope)
+        if org is None:
+            body = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+            await sf_json(body, status=401)(scope, receive, send)
+            return
+        handler = next((h for m, p, h in ADMIN_ROUTES if p == path and m == scope["method"]), None)
+        if handler is None:
+            response = _error(not_found())
+        else:
+            try:
+                response = await handler(Call(request, org, "v59.0", ()))
+            except SfError as exc:
+                response = _error(exc)
+        await response(scope, receive, send)
 
     def _authorize(self, scope: Scope) -> Org | None:
         for name, value in scope.get("headers", []):

@@ -91,7 +91,10 @@ class OrgSpec:
 
     ``client_id``/``client_secret`` are the connected app's consumer key and secret
     (client-credentials flow); ``jwt_public_key_pem`` is the certificate's public key
-    the JWT bearer flow's assertions are checked with, for ``username``.
+    (or the certificate) the JWT bearer flow's assertions are checked with, for
+    ``username``.  ``api_allocation`` is the rolling 24-hour request allocation;
+    ``concurrent_long_limit`` requests running ``long_request_seconds`` or longer
+    refuse new ones; ``faults`` is the HubSpot sandbox's FaultSpec.
     """
 
     name: str

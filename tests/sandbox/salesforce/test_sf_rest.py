@@ -28,3 +28,31 @@ def test_unknown_resource_wrong_method_and_bad_json(sandbox: SalesforceSandbox) 
     versions = s.get(f"{sandbox.url}/services/data", timeout=30).json()
     assert {"label", "url", "version"} <= set(versions[0])
     assert s.get(f"{base}/sobjects/Account/not-an-id", timeout=30).status_code == 404
+
+
+def test_admin_endpoints_move_the_clock_purge_and_count_without_spending(
+    sandbox: SalesforceSandbox,
+) -> None:
+    org = sandbox.org("acme")
+    gone = org.seed("Account", {"Name": "Gone"})
+    org.remove("Account", gone)
+    s = sandbox.session()
+    s.headers["Authorization"] = f"Bearer {sandbox.login('acme')}"
+    admin = f"{sandbox.url}/_sandbox"
+    before = org.now()
+    moved = s.post(f"{admin}/clock", json={"days": 2}, timeout=30)
+    assert moved.status_code == 200
+    assert (org.now() - before).days == 2
+    # two days without a request: the session lapsed, as an org's would
+    assert s.get(f"{admin}/stats", timeout=30).status_code == 401
+    s.headers["Authorization"] = f"Bearer {sandbox.login('acme')}"
+    assert s.post(f"{admin}/clock", json={"fortnights": 1}, timeout=30).status_code == 400
+    assert s.post(f"{admin}/purge-recycle-bin", timeout=30).json() == {"purged": 1}
+    assert org.record("Account", gone) is None
+    faults = s.post(f"{admin}/faults", json={"error_rate": 0.5, "seed": 3}, timeout=30)
+    assert faults.json()["error_rate"] == 0.5 and org.faults.spec.error_rate == 0.5
+    stats = s.get(f"{admin}/stats", timeout=30).json()
+    assert stats["org"] == "acme" and stats["records"]["Account"] == 0
+    assert stats["api_usage"]["used"] == 0  # admin calls are not API calls
+    assert s.get(f"{admin}/nope", timeout=30).status_code == 404
+    assert sandbox.session().get(f"{admin}/stats", timeout=30).status_code == 401
