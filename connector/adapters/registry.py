@@ -338,6 +338,9 @@ class SalesforceSettings(KindSettings):
     client_secret_env: str | None = None  # its consumer secret (client credentials flow)
     username: str | None = None  # JWT bearer: the pre-authorised user
     private_key_env: str | None = None  # JWT bearer: the PEM private key
+    # JWT bearer: the assertion's audience (https://login.salesforce.com for a
+    # production org, https://test.salesforce.com for a sandbox org); default login_url
+    jwt_audience: str | None = None
     ca_bundle: str | None = None  # PEM to verify TLS with (relative to the config file)
     api_version: str = Field(default="61.0", pattern=r"^\d{2,3}\.0$")
     # share of the org's 24 h API allocation left for the partner's other integrations
@@ -476,6 +479,7 @@ def _build_salesforce(name: str, settings: SalesforceSettings, ctx: BuildContext
         username=settings.username,
         private_key=ctx.env.get(settings.private_key_env or "", "").strip() or None,
         sources=tuple(named),
+        audience=settings.jwt_audience,
     )
     return SalesforceAdapter(
         creds,

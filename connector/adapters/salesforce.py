@@ -43,6 +43,7 @@ SALESFORCE_NAMING = Naming(
 )
 """Salesforce's names: its objects, and dealsync's markers as custom fields."""
 
+_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 # "duplicate value found: dealsync_source_id__c duplicates value on record with id: 006…"
 _EXISTING = re.compile(r"record with id:\s*([a-zA-Z0-9]{15,18})")
 
@@ -76,7 +77,7 @@ class SalesforceAdapter(SalesforceDetection):
     ) -> None:
         """``kwargs`` go to :class:`~connector.adapters.salesforce_transport.SalesforceTransport`
         (name, portal, api_version, ca_bundle, api_reserve_percent, timeouts)."""
-        super().__init__(credentials, **kwargs)
+        super().__init__(credentials, clock=clock, **kwargs)
         self._clock = clock
         if bulk_threshold is not None:
             self.bulk_threshold = bulk_threshold
@@ -92,16 +93,20 @@ class SalesforceAdapter(SalesforceDetection):
         self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
-        for chunk in chunks(list(ids)):
-            soql = select(object_type, field_list(properties), [one_of("Id", chunk)])
+        inline = self._inline(object_type, associations)
+        wanted = list(dict.fromkeys([*properties, *inline.values()]))
+        # an id that is not one (a HubSpot id in a link, a typo) exists in no org:
+        # left out here rather than failing the whole query with INVALID_QUERY_FILTER
+        for chunk in chunks([i for i in ids if _ID.match(i)]):
+            soql = select(object_type, field_list(wanted), [one_of("Id", chunk)])
             for row in self._rows("read", soql):
-                rec = to_record(object_type, row, properties)
+                rec = to_record(object_type, row, wanted)
                 out[rec.id] = rec
         if associations and out:
-            out = {
-                r.id: r
-                for r in self._with_associations(object_type, list(out.values()), associations)
-            }
+            records = self._with_associations(
+                object_type, list(out.values()), associations, inline=inline, asked=properties
+            )
+            out = {r.id: r for r in records}
         return out
 
     def find_by_property(

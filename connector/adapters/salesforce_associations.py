@@ -14,7 +14,7 @@ each pair with its own result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from connector.adapters.salesforce_soql import OBJECTS, chunks, one_of, select, sobject
@@ -77,26 +77,55 @@ def relation(from_type: str, to_type: str) -> tuple[str, Lookup | Junction] | No
 class SalesforceAssociations(SalesforceWrites):
     """Reading and creating associations of one org."""
 
+    def _inline(self, object_type: str, associations: Sequence[str]) -> dict[str, str]:
+        """The associations a record holds itself (its lookup fields, ``AccountId``),
+        by target type: read with the record, they cost no query of their own."""
+        out = {}
+        for t in associations:
+            rel = relation(object_type, t)
+            if rel is not None and rel[0] == "child" and isinstance(rel[1], Lookup):
+                out[t] = rel[1].field
+        return out
+
     def _with_associations(
-        self, object_type: str, records: list[Record], associations: Sequence[str]
+        self,
+        object_type: str,
+        records: list[Record],
+        associations: Sequence[str],
+        *,
+        inline: Mapping[str, str] | None = None,
+        asked: Sequence[str] = (),
     ) -> list[Record]:
+        """``records`` with their associated ids. ``inline``: target type → lookup
+        field each record was read with (:meth:`_inline`); such a field is taken from
+        the record and dropped from its properties unless ``asked`` for."""
+        inline = inline or {}
         live = [r.id for r in records if not r.archived]
         if not associations or not live:
             return records
-        found = {t: self._associated(object_type, live, t) for t in associations}
-        return [
-            r
-            if r.archived
-            else Record(
-                r.object_type,
-                r.id,
-                r.properties,
-                r.updated_at,
-                r.archived,
-                {t: tuple(sorted(found[t].get(r.id, ()))) for t in associations},
+        found = {t: self._associated(object_type, live, t) for t in associations if t not in inline}
+        hidden = set(inline.values()) - set(asked)
+        out = []
+        for r in records:
+            if r.archived:
+                out.append(r)
+                continue
+            links = {t: tuple(sorted(found[t].get(r.id, ()))) for t in found}
+            for t, field_name in inline.items():
+                value = r.properties.get(field_name)
+                links[t] = (value,) if value else ()
+            props = {k: v for k, v in r.properties.items() if k not in hidden}
+            out.append(
+                Record(
+                    r.object_type,
+                    r.id,
+                    props,
+                    r.updated_at,
+                    r.archived,
+                    {t: links[t] for t in associations},
+                )
             )
-            for r in records
-        ]
+        return out
 
     def _associated(self, from_type: str, ids: Sequence[str], to_type: str) -> dict[str, set[str]]:
         """Live associated ids of ``to_type`` per record id."""

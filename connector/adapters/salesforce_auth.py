@@ -48,6 +48,7 @@ class Credentials:
     username: str | None = None
     private_key: str | None = None  # PEM
     sources: tuple[str, ...] = field(default=())  # the env vars they came from
+    audience: str | None = None  # JWT ``aud``; None: login_url
 
     @property
     def flow(self) -> str:
@@ -63,14 +64,16 @@ class Token:
 def jwt_assertion(creds: Credentials, *, now: float | None = None) -> str:
     """The signed assertion of the JWT bearer flow: issued by the connected app
     (``iss``: its consumer key) for ``sub`` (the username), to the login host
-    (``aud``), valid for three minutes."""
+    (``aud``: ``audience``, else ``login_url``; Salesforce wants
+    ``https://login.salesforce.com`` for a production org, ``https://test.salesforce.com``
+    for a sandbox org, whatever host the token is posted to), valid for three minutes."""
     import jwt
 
     issued = int(now if now is not None else time.time())
     claims = {
         "iss": creds.client_id,
         "sub": creds.username or "",
-        "aud": creds.login_url.rstrip("/"),
+        "aud": (creds.audience or creds.login_url).rstrip("/"),
         "exp": issued + JWT_LIFETIME_S,
     }
     try:

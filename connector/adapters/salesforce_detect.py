@@ -53,6 +53,7 @@ log = logging.getLogger("dealsync.salesforce")
 REPLICATION_DAYS = 30  # getDeleted answers for the last 30 days only
 BULK_THRESHOLD = 10_000  # a first sync above this many records goes through Bulk API 2.0
 CHUNK = 2_000  # one REST query page
+BULK_POLL_S = 1  # seconds between the polls of a Bulk API 2.0 job's state
 
 
 class SalesforceDetection(SalesforceAssociations):
@@ -75,18 +76,43 @@ class SalesforceDetection(SalesforceAssociations):
         chunk_size = max(1, scope.get("chunk_size", CHUNK))
         associations = scope.get("associations", ())
         until, where = scope.get("until"), scope.get("where")
+        inline = self._inline(object_type, associations)
+        wanted = list(dict.fromkeys([*properties, *inline.values()]))
+
+        def attach(records: list[Record]) -> list[Record]:
+            return self._with_associations(
+                object_type, records, associations, inline=inline, asked=properties
+            )
+
         buffer: list[Record] = []
-        for rec in self._live_window(object_type, since, until, properties, where):
+        for rec in self._live_window(object_type, since, until, wanted, where):
             buffer.append(rec)
             if len(buffer) >= chunk_size:
-                yield self._with_associations(object_type, buffer, associations)
+                yield attach(buffer)
                 buffer = []
         if since is not None:
             buffer += self._deleted_window(object_type, since, until, properties, where)
         if buffer:
-            yield self._with_associations(object_type, buffer, associations)
+            yield attach(buffer)
 
     # ------------------------------------------------------------------ live records
+
+    def _where_types(
+        self, object_type: str, where: Mapping[str, str] | None
+    ) -> dict[str, str] | None:
+        """The describe types of the fields ``where`` names (one describe per object
+        and adapter, only when a window is narrowed), so a checkbox compares with
+        ``true`` and a number unquoted, as SOQL requires."""
+        if not where:
+            return None
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_field_types", {})
+        name = sobject(object_type)
+        if name not in cache:
+            answer = self._rest("describe", f"sobjects/{name}/describe") or {}
+            cache[name] = {
+                str(f.get("name")): str(f.get("type")) for f in answer.get("fields") or []
+            }
+        return cache[name]
 
     def _live_window(
         self,
@@ -96,9 +122,14 @@ class SalesforceDetection(SalesforceAssociations):
         properties: Fields,
         where: Mapping[str, str] | None,
     ) -> Iterator[Record]:
-        soql = changes(object_type, properties, since, until, where)
+        types = self._where_types(object_type, where)
+        soql = changes(object_type, properties, since, until, where, types=types)
         if since is None and self._bulk_worth_it(object_type, until, where):
-            yield from self._bulk_window(object_type, soql, properties)
+            # a first sync has no cursor to keep in order, and Bulk API 2.0 sorts nothing
+            unordered = changes(
+                object_type, properties, since, until, where, ordered=False, types=types
+            )
+            yield from self._bulk_window(object_type, unordered, properties)
             return
         seen: set[str] = set()
         for row in self._rows("query", soql):
@@ -113,26 +144,34 @@ class SalesforceDetection(SalesforceAssociations):
         if self.bulk_threshold <= 0 or getattr(self, "_bulk_unsupported", False):
             return False
         return (
-            self._count("query_count", count(object_type, None, until, where)) > self.bulk_threshold
+            self._count(
+                "query_count",
+                count(object_type, None, until, where, self._where_types(object_type, where)),
+            )
+            > self.bulk_threshold
         )
 
     def _bulk_window(self, object_type: str, soql: str, properties: Fields) -> Iterator[Record]:
         """A Bulk API 2.0 query job: create, wait, read the CSV results (one job,
-        counted as the calls it takes). An org or sandbox without Bulk API 2.0 (404)
-        gets the REST query, once told in the log."""
+        counted as the calls it takes). An org or sandbox without Bulk API 2.0 (404), or
+        a job that failed, gets the REST query, told in the log and counted
+        (``bulk_fallback``)."""
         name = sobject(object_type)
 
         def run(sf: Any) -> list[str]:
-            return list(getattr(sf.bulk2, name).query(soql))
+            return list(getattr(sf.bulk2, name).query(soql, wait=BULK_POLL_S))
 
         try:
             pages = self._call("bulk_query", run, cost=4)
         except RequestRefused as exc:
-            if exc.status != 404:
-                raise
-            self._bulk_unsupported = True
+            # no Bulk API 2.0 here (404), or the job failed: the REST query reads the same
+            self._bulk_unsupported = exc.status == 404
+            self.calls["bulk_fallback"] += 1
             log.warning(
-                "%s: Bulk API 2.0 is not available (%s); reading by REST query", self.portal, exc
+                "%s: Bulk API 2.0 query of %s failed (%s); reading by REST query",
+                self.portal,
+                name,
+                exc,
             )
             for row in self._rows("query", soql):
                 yield to_record(object_type, row, properties)
@@ -242,7 +281,14 @@ class SalesforceDetection(SalesforceAssociations):
                 else f"the cursor is older than {REPLICATION_DAYS} days",
             )
         soql = changes(
-            object_type, properties, since, until, where, extra=("IsDeleted",), deleted=True
+            object_type,
+            properties,
+            since,
+            until,
+            where,
+            extra=("IsDeleted",),
+            deleted=True,
+            types=self._where_types(object_type, where),
         )
         out = []
         for row in self._rows("query_all", soql, deleted=True):

@@ -21,6 +21,19 @@ class Retriable(Exception):
     """A call worth repeating now (5xx, a dropped connection)."""
 
 
+class Relogged(Retriable):
+    """The session had expired and a fresh login is in place: the call, which
+    Salesforce refused before doing anything, is sent again (even one not repeated
+    otherwise)."""
+
+
+class GaveUp(AdapterError):
+    """A call still failing after its attempts (retriable: a later pass may succeed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
+
+
 class SessionExpired(Exception):
     """401 ``INVALID_SESSION_ID``: the access token expired or was revoked."""
 
@@ -88,6 +101,10 @@ def classify(exc: BaseException, connect_timeout: float, read_timeout: float) ->
         if status >= 500 or status in (408, 429) or code in ("SERVER_UNAVAILABLE",):
             return Retriable(f"{status} {code or message}")
         return RequestRefused(status, code, message, fields)
+    if type(exc).__name__.startswith("SalesforceBulkV2") or type(exc).__name__ == (
+        "SalesforceOperationError"
+    ):  # a Bulk API job that failed or timed out
+        return RequestRefused(0, "BULK_JOB_FAILED", str(exc)[:300])
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(
             f"no connection within {connect_timeout:g} s (connect_timeout)", connect=True
@@ -105,6 +122,10 @@ def classify(exc: BaseException, connect_timeout: float, read_timeout: float) ->
         if "name or service not known" in text or "nodename" in text or "resolve" in text:
             return Unreachable("host name not found", connect=True)
         return Retriable(f"connection error: {_short(exc)}")
+    if isinstance(exc, requests.exceptions.RequestException):  # a broken answer, mid-way
+        return Retriable(f"{type(exc).__name__}: {_short(exc)}")
+    if isinstance(exc, ValueError):  # an answer that is not the JSON it should be
+        return RequestRefused(0, "BAD_ANSWER", f"the answer could not be read: {_short(exc)}")
     return exc
 
 

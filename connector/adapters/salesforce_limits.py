@@ -26,6 +26,10 @@ from connector.records import utcnow
 
 HEADER = "Sforce-Limit-Info"
 WINDOW = timedelta(hours=24)
+# a usage older than this is not trusted to refuse a call: the call goes and its
+# answer tells the usage anew (else a governor that refuses everything would never
+# learn that the window rolled on)
+STALE = timedelta(minutes=10)
 _USAGE = re.compile(r"(?<![-\w])api-usage=(\d+)/(\d+)")
 _PER_APP = re.compile(r"per-app-api-usage=(\d+)/(\d+)\(appName=([^)]*)\)")
 
@@ -64,7 +68,8 @@ class BudgetGovernor:
 
     Usage is learnt from every answer (:meth:`observe`); before a call,
     :meth:`admit` refuses when ``used + cost`` would pass the ceiling. Until an
-    answer told the usage nothing is refused (the first call tells it)."""
+    answer told the usage nothing is refused (the first call tells it), nor when the
+    last answer is older than :data:`STALE` (the call tells it anew)."""
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class BudgetGovernor:
         self.clock = clock
         self.org: Usage | None = None
         self.per_app: Usage | None = None
+        self.observed_at: datetime | None = None
         self.refused = 0
         self.limit_exceeded = 0
         self._first_near: datetime | None = None  # when usage first reached the ceiling
@@ -90,6 +96,8 @@ class BudgetGovernor:
     def observe(self, header: str | None) -> None:
         org, per_app = parse_limit_info(header)
         with self._lock:
+            if org is not None or per_app is not None:
+                self.observed_at = self.clock()
             if org is not None:
                 self.org = org
                 if org.used < self.ceiling(org):
@@ -104,6 +112,8 @@ class BudgetGovernor:
         reserve (or pass a connected app's own cap)."""
         with self._lock:
             org, app = self.org, self.per_app
+            if self.observed_at is not None and self.clock() - self.observed_at >= STALE:
+                return  # an old usage: let this call go and tell the current one
             if org is not None and org.used + cost > self.ceiling(org):
                 self.refused += 1
                 raise BudgetExhausted(self._line(kind, org, cost))

@@ -84,9 +84,13 @@ class SalesforceReads(SalesforceTransport):
         page = self._call(kind, lambda sf: sf.query(soql, timeout=timeout))
         return int(page.get("totalSize") or 0)
 
-    def _rest(self, kind: str, path: str, method: str = "GET", **kwargs: Any) -> Any:
+    def _rest(
+        self, kind: str, path: str, method: str = "GET", *, repeat: bool = True, **kwargs: Any
+    ) -> Any:
         """One REST call under ``/services/data/vNN.N/``."""
         timeout = self.timeout
         return self._call(
-            kind, lambda sf: sf.restful(path, method=method, timeout=timeout, **kwargs)
+            kind,
+            lambda sf: sf.restful(path, method=method, timeout=timeout, **kwargs),
+            repeat=repeat,
         )

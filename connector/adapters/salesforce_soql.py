@@ -10,6 +10,7 @@ so it is table-tested (``tests/adapters/test_salesforce_units.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -80,9 +81,40 @@ def field_list(properties: Iterable[str], *extra: str) -> list[str]:
     return out
 
 
-def equals(where: Mapping[str, str] | None) -> list[str]:
-    """``where`` as conditions (``StageName = 'Prospecting'``), in key order."""
-    return [f"{api_name(k)} = {quote(str(v))}" for k, v in (where or {}).items()]
+NUMBER_TYPES = frozenset({"double", "currency", "percent", "int", "long"})
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def value(text: str, field_type: str | None = None) -> str:
+    """A value as a SOQL literal of the field's type (its describe ``type``): booleans,
+    numbers, dates and dateTimes unquoted, as SOQL requires; anything else, or a value
+    that is not of the type, a quoted string."""
+    if field_type == "boolean" and text.lower() in ("true", "false"):
+        return text.lower()
+    if field_type in NUMBER_TYPES and _NUMBER.match(text):
+        return text
+    if field_type == "date" and _DATE.match(text):
+        return text
+    if field_type == "datetime" and (moment := _try_datetime(text)) is not None:
+        return literal(moment)
+    return quote(text)
+
+
+def _try_datetime(text: str) -> datetime | None:
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return None
+
+
+def equals(where: Mapping[str, str] | None, types: Mapping[str, str] | None = None) -> list[str]:
+    """``where`` as conditions (``StageName = 'Prospecting'``, ``IsWon = true``), in
+    key order; ``types``: field → describe type (a field not in it is text)."""
+    types = types or {}
+    return [
+        f"{api_name(k)} = {value(str(v), types.get(api_name(k)))}" for k, v in (where or {}).items()
+    ]
 
 
 def one_of(field: str, values: Sequence[str]) -> str:
@@ -129,18 +161,21 @@ def changes(
     *,
     extra: Sequence[str] = (),
     deleted: bool = False,
+    ordered: bool = True,
+    types: Mapping[str, str] | None = None,
 ) -> str:
     """Records modified in the window, oldest first with ties broken by id (a stable
     order: a page boundary never splits one instant differently on a retry).
-    ``deleted``: only the recycle bin's (sent to ``queryAll``)."""
-    conditions = [*window(since, until), *equals(where)]
+    ``deleted``: only the recycle bin's (sent to ``queryAll``); ``ordered=False`` for
+    Bulk API 2.0, which does not sort."""
+    conditions = [*window(since, until), *equals(where, types)]
     if deleted:
         conditions.insert(0, "IsDeleted = true")
     return select(
         object_type,
         field_list(properties, *extra),
         conditions,
-        order_by=(MODSTAMP, "Id"),
+        order_by=(MODSTAMP, "Id") if ordered else (),
     )
 
 
@@ -149,10 +184,11 @@ def count(
     since: datetime | None,
     until: datetime | None,
     where: Mapping[str, str] | None,
+    types: Mapping[str, str] | None = None,
 ) -> str:
     """How many records a window holds (``SELECT COUNT()``: one call, whatever the
     number), to choose between the REST query and Bulk API 2.0."""
-    conditions = [*window(since, until), *equals(where)]
+    conditions = [*window(since, until), *equals(where, types)]
     soql = f"SELECT COUNT() FROM {sobject(object_type)}"
     if conditions:
         soql += " WHERE " + " AND ".join(conditions)

@@ -18,16 +18,19 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import requests
 from simple_salesforce import Salesforce
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from connector.adapters.base import AdapterError, PortalAuthRefused, PortalUnreachable
+from connector.adapters.base import PortalAuthRefused, PortalUnreachable
 from connector.adapters.salesforce_auth import Credentials, login
 from connector.adapters.salesforce_errors import (
+    GaveUp,
     LimitExceeded,
+    Relogged,
     RequestRefused,
     Retriable,
     SessionExpired,
@@ -37,6 +40,7 @@ from connector.adapters.salesforce_errors import (
     unreachable_line,
 )
 from connector.adapters.salesforce_limits import HEADER, BudgetGovernor, register_governor
+from connector.records import utcnow
 
 DEFAULT_VERSION = "61.0"
 CONNECT_TIMEOUT = 5.0
@@ -76,6 +80,7 @@ class SalesforceTransport:
         max_wait: float = 30.0,
         sleep: Callable[[float], None] | None = None,
         query_batch: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``query_batch``: rows per query page (``Sforce-Query-Options: batchSize``,
         200–2,000; Salesforce's default 2,000)."""
@@ -94,7 +99,7 @@ class SalesforceTransport:
         self.session: requests.Session = PinnedSession() if ca_bundle else requests.Session()
         if ca_bundle:
             self.session.verify = ca_bundle
-        self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal)
+        self.governor = BudgetGovernor(api_reserve_percent, portal=self.portal, clock=clock)
         register_governor(name, self.governor)
         self.session.hooks["response"].append(self._observe)
         self.calls: Counter[str] = Counter()
@@ -130,8 +135,13 @@ class SalesforceTransport:
 
     # ------------------------------------------------------------------ calls
 
-    def _call(self, kind: str, fn: Callable[[Salesforce], Any], *, cost: int = 1) -> Any:
-        """``fn(client)`` as one counted call under the governor and retry policy."""
+    def _call(
+        self, kind: str, fn: Callable[[Salesforce], Any], *, cost: int = 1, repeat: bool = True
+    ) -> Any:
+        """``fn(client)`` as one counted call under the governor and retry policy.
+        ``repeat=False``: a call that is not idempotent (a create without an External
+        ID) is not sent again after a failure that may have followed its effect; only
+        after an expired session, which Salesforce refuses before doing anything."""
         self.governor.admit(kind, cost)
         relogged = False
 
@@ -145,11 +155,12 @@ class SalesforceTransport:
                 if isinstance(failure, SessionExpired) and not relogged:
                     relogged = True
                     self._login()
-                    raise Retriable("session expired, logged in again") from exc
+                    raise Relogged("session expired, logged in again") from exc
                 raise failure from exc
 
+        again = (Retriable, Unreachable) if repeat else (Relogged,)
         retrying = Retrying(
-            retry=retry_if_exception_type((Retriable, Unreachable)),
+            retry=retry_if_exception_type(again),
             stop=self._stop,
             wait=self._wait,
             sleep=self._sleep,
@@ -161,10 +172,12 @@ class SalesforceTransport:
         except Unreachable as exc:
             raise PortalUnreachable(unreachable_line(self.host, self.portal, exc)) from None
         except Retriable as exc:
-            raise AdapterError(
-                f"{self.portal}: {kind} still failing after {self.max_attempts} attempts: {exc}",
-                retriable=True,
-            ) from None
+            tries = (
+                f"after {self.max_attempts} attempts"
+                if repeat
+                else "(not repeated: not idempotent)"
+            )
+            raise GaveUp(f"{self.portal}: {kind} failed {tries}: {exc}") from None
         except SessionExpired as exc:
             raise PortalAuthRefused(
                 auth_line(
@@ -204,7 +217,7 @@ class SalesforceTransport:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Retriable) and str(exc).startswith("session expired"):
+        if isinstance(exc, Relogged):
             return 0.0
         delay = min(0.25 * 2 ** (state.attempt_number - 1), 8.0)
         delay = min(delay, self.max_wait) * (1 + self._rng.random() * 0.1)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector.adapters.salesforce_errors import RequestRefused
+from connector.adapters.salesforce_errors import GaveUp, RequestRefused
 from connector.adapters.salesforce_records import SalesforceReads, wire
 from connector.adapters.salesforce_soql import api_name, sobject
 
@@ -66,6 +66,8 @@ class SalesforceWrites(SalesforceReads):
             answer = send()
         except RequestRefused as exc:
             return [Outcome(k, error=f"Salesforce refused it: {exc}") for k in keys]
+        except GaveUp as exc:  # a create not repeated: the next pass checks and retries
+            return [Outcome(k, error=f"not written, tried again next pass: {exc}") for k in keys]
         results = answer if isinstance(answer, list) else []
         out = []
         for i, key in enumerate(keys):
@@ -117,7 +119,7 @@ class SalesforceWrites(SalesforceReads):
                 "collection_create",
                 [str(n) for n in range(len(chunk))],
                 lambda body=body: self._rest(
-                    "collection_create", "composite/sobjects", "POST", json=body
+                    "collection_create", "composite/sobjects", "POST", repeat=False, json=body
                 ),
             )
             out += [o.error for o in got]

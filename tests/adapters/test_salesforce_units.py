@@ -32,6 +32,7 @@ from connector.adapters.salesforce_soql import (
     quote,
     select,
     sobject,
+    value,
 )
 
 T0 = datetime(2026, 12, 1, 9, 30, 0, 125000, tzinfo=UTC)
@@ -99,7 +100,32 @@ def test_the_change_window_is_inclusive_ordered_by_modstamp_then_id() -> None:
         "SELECT Id, SystemModstamp, Name FROM Opportunity WHERE IsDeleted = true AND "
     )
     assert count("companies", None, None, None) == "SELECT COUNT() FROM Account"
+    assert changes("deals", ["Name"], None, None, ordered=False) == (
+        "SELECT Id, SystemModstamp, Name FROM Opportunity"
+    )
     assert select("deals", ["Id"], limit=5) == "SELECT Id FROM Opportunity LIMIT 5"
+
+
+@pytest.mark.parametrize(
+    ("text", "field_type", "soql"),
+    [
+        ("true", "boolean", "true"),
+        ("False", "boolean", "false"),
+        ("yes", "boolean", "'yes'"),
+        ("100", "currency", "100"),
+        ("-2.5", "double", "-2.5"),
+        ("1e9; DELETE", "double", "'1e9; DELETE'"),
+        ("2027-01-31", "date", "2027-01-31"),
+        ("2026-12-01T09:30:00.125+0000", "datetime", "2026-12-01T09:30:00.125Z"),
+        ("soon", "datetime", "'soon'"),
+        ("Prospecting", "picklist", "'Prospecting'"),
+        ("100", None, "'100'"),
+    ],
+)
+def test_where_values_are_literals_of_the_fields_type(
+    text: str, field_type: str | None, soql: str
+) -> None:
+    assert value(text, field_type) == soql
 
 
 # ---------------------------------------------------------------------- values
@@ -195,6 +221,8 @@ def test_the_governor_keeps_the_reserve_and_says_usage_reserve_and_when() -> Non
     with pytest.raises(BudgetExhausted):
         gov.admit("query")
     assert gov.counts() == {"budget_refused": 2, "limit_exceeded": 0, "api_usage_used": 805}
+    clock[0] += timedelta(minutes=11)  # no answer for a while: the next call may ask
+    gov.admit("query")
     gov.observe("api-usage=100/1000")  # the window rolled on
     gov.admit("query", cost=5)
 
@@ -266,6 +294,14 @@ def test_the_concurrent_request_limit_is_retried_the_daily_one_is_not() -> None:
     assert isinstance(classify(daily, 5, 60), LimitExceeded)
 
 
+def test_a_failed_bulk_job_is_a_refusal_the_detection_can_fall_back_from() -> None:
+    from simple_salesforce.exceptions import SalesforceOperationError
+
+    got = classify(SalesforceOperationError("Job failure. Response content: boom"), 5, 60)
+    assert isinstance(got, RequestRefused) and got.code == "BULK_JOB_FAILED"
+    assert "boom" in str(got)
+
+
 def test_connection_failures_are_unreachable_with_why() -> None:
     import requests
 
@@ -273,6 +309,10 @@ def test_connection_failures_are_unreachable_with_why() -> None:
     assert isinstance(refused, Unreachable) and refused.connect and "refused" in refused.reason
     slow = classify(requests.exceptions.ReadTimeout("read timed out"), 5, 60)
     assert isinstance(slow, Unreachable) and not slow.connect and "60 s" in slow.reason
+    cut = classify(requests.exceptions.ChunkedEncodingError("connection broken"), 5, 60)
+    assert isinstance(cut, Retriable)
+    garbled = classify(ValueError("Expecting value: line 1 column 1"), 5, 60)
+    assert isinstance(garbled, RequestRefused) and garbled.code == "BAD_ANSWER"
 
 
 def test_error_bodies_of_every_shape_are_read() -> None:
@@ -320,6 +360,19 @@ def test_the_jwt_assertion_is_signed_for_the_user_and_the_login_host() -> None:
         "exp": 1_000_180,
     }
     assert creds.flow == "jwt-bearer"
+    from dataclasses import replace
+
+    prod = replace(creds, audience="https://login.salesforce.com")
+    assert (
+        jwt.decode(
+            jwt_assertion(prod, now=1_000_000),
+            key.public_key(),
+            algorithms=["RS256"],
+            audience="https://login.salesforce.com",
+            options={"verify_exp": False},
+        )["aud"]
+        == "https://login.salesforce.com"
+    )
 
 
 # ---------------------------------------------------------------------- the portal kind

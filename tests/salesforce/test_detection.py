@@ -142,3 +142,19 @@ def test_a_first_sync_above_the_threshold_reads_through_bulk_api_2(
     assert below.api_calls()["query_count"] == 1 and "bulk_query" not in below.api_calls()
     later = list(bulk.changed_since("deals", org.now() - timedelta(days=1), FIELDS))
     assert len(later) == 25 and bulk.api_calls()["bulk_query"] == 1
+
+
+def test_a_window_narrowed_by_a_checkbox_or_a_number_is_valid_soql(
+    make_sandbox: MakeSandbox,
+) -> None:
+    sf = make_sandbox()
+    org = sf.org("initech")
+    crm = SalesforceBackdoor(org)
+    won = crm.seed("deals", {**DEAL, "Name": "Won", "StageName": "Closed Won", "Amount": "100"})
+    crm.seed("deals", {**DEAL, "Name": "Open", "Amount": "100"})
+    adapter = sandbox_adapter(sf, clock=org.now)
+    found = {r.id for r in adapter.changed_since("deals", None, FIELDS, where={"IsWon": "true"})}
+    assert found == {won}
+    both = list(adapter.changed_since("deals", None, FIELDS, where={"Amount": "100"}))
+    assert len(both) == 2
+    assert adapter.api_calls()["describe"] == 1  # once per object, only when narrowed

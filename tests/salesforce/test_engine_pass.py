@@ -1,6 +1,7 @@
 """The engine over a Salesforce partner (the program's hooks off: the sync alone):
 an Opportunity registered in Salesforce is shared to the vendor with its Account, a
-pass right after writes nothing, a vendor change comes back in Salesforce's words,
+pass right after writes nothing, a vendor change comes back in Salesforce's words, a
+delete in Salesforce archives the vendor's deal,
 and a contact the vendor adds is created in Salesforce once even when the pass is
 killed right after Salesforce wrote it."""
 
@@ -127,6 +128,14 @@ def test_a_salesforce_opportunity_is_shared_and_kept_in_sync(
         assert ds.sync("acme").status == "ok"
         assert (crm.properties("deals", opp) or {})["StageName"] == "Closed Won"
         assert (crm.properties("deals", opp) or {})["Amount"] == "3000"
+
+        # deleted in Salesforce (to the recycle bin): getDeleted finds it, the
+        # vendor's deal is archived (on_delete: archive)
+        crm.remove("deals", opp)
+        gone = ds.sync("acme")
+        assert gone.status == "ok", gone.errors
+        assert gone.api_calls.get("partner.get_deleted", 0) >= 1
+        assert [d.id for d in vendor.all("deals")] == []
     finally:
         ds.close()
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from connector.records import PropertySpec
 from connector.testing.crash import fork_and_wait
@@ -108,11 +111,21 @@ def test_a_deal_has_one_company_and_many_contacts(make_sandbox: MakeSandbox) -> 
     for _ in range(2):  # contact roles are created once
         assert all(r.ok for r in adapter.associate("deals", "contacts", [(deal, bob), (deal, ann)]))
     assert len(crm.org.rows("OpportunityContactRole")) == 2
+    assert set(adapter.read("deals", [deal, "12345", "not an id"], ["Name"])) == {deal}
+    before = adapter.api_calls().get("assoc_read", 0)
     got = adapter.read("deals", [deal], ["Name"], associations=["companies", "contacts"])
     assert got[deal].associations == {
         "companies": (initech,),
         "contacts": tuple(sorted([ann, bob])),
     }
+    # the company comes with the deal's own AccountId: one query, for the contact roles
+    assert adapter.api_calls()["assoc_read"] - before == 1
+    assert got[deal].properties == {"Name": "Initech renewal"}
+    window = {
+        r.id: r for r in adapter.changed_since("deals", None, ["Name"], associations=["companies"])
+    }
+    assert window[deal].associations == {"companies": (initech,)}
+    assert adapter.api_calls()["assoc_read"] - before == 1
     back = adapter.read("companies", [initech], ["Name"], associations=["deals", "contacts"])
     assert back[initech].associations == {"deals": (deal,), "contacts": (bob,)}
     assert adapter.read("contacts", [bob], [], associations=["companies", "deals"])[
@@ -158,3 +171,31 @@ def test_setup_creates_external_id_fields_and_the_describe_tells_types_and_stage
     other = crm.seed("deals", DEAL)
     (clash,) = adapter.update("deals", [(other, {"dealsync_source_id": "vendor:1"})])
     assert not clash.ok and made.record is not None and clash.existing_id == made.record.id
+
+
+def test_a_create_that_is_no_upsert_is_not_sent_twice_after_a_dropped_answer(
+    make_sandbox: MakeSandbox,
+) -> None:
+    """A contact role is a plain create (no External ID): when its answer is lost it
+    is not sent again within the pass (it may have been made); the association fails
+    for now and the next pass finds the role there, or creates it."""
+    import requests
+
+    from connector.adapters.salesforce_errors import GaveUp
+
+    sf = make_sandbox()
+    adapter = sandbox_adapter(sf, max_attempts=4)
+    sends = {"idempotent": 0, "create": 0}
+
+    def dropped(kind: str) -> Callable[[object], None]:
+        def send(client: object) -> None:
+            sends[kind] += 1
+            raise requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+
+        return send
+
+    with pytest.raises(GaveUp):
+        adapter._call("collection_update", dropped("idempotent"))
+    with pytest.raises(GaveUp, match="not repeated"):
+        adapter._call("collection_create", dropped("create"), repeat=False)
+    assert sends == {"idempotent": 4, "create": 1}
