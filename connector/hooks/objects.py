@@ -87,7 +87,6 @@ class PartnerFields:
     company_domain: str | None
     lead_domain: str | None
     lead_flag: str
-    deal_name: str | None
 
     @property
     def contact(self) -> tuple[str, ...]:
@@ -124,5 +123,4 @@ def partner_fields(
         company_domain=partner_property(companies, company_domain),
         lead_domain=partner_property(contacts, lead_domain),
         lead_flag=naming.custom(lead_flag),
-        deal_name=partner_property(objects.deals, "dealname"),
     )
