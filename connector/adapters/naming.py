@@ -38,6 +38,20 @@ class Naming:
     merged_ids: str
     """The property listing the ids merged into a record (``;``-separated), by which
     the engine follows a merge made in the CRM."""
+    custom_suffix: str | None = None
+    """How this CRM ends the API name of a custom field (Salesforce: ``__c``), which the
+    program's own fields (registration status, commission, the lead flag) get on this
+    side. None: as the source-id marker ends (``__c`` when it does, else nothing), so a
+    naming whose markers are custom fields names the program's fields alike."""
+
+    def custom(self, name: str) -> str:
+        """The API name of the connector's custom field ``name`` (``dealsync_...``) in
+        this CRM: ``dealsync_registration_status`` is
+        ``dealsync_registration_status__c`` at Salesforce, itself at HubSpot."""
+        suffix = self.custom_suffix
+        if suffix is None:
+            suffix = "__c" if self.source_id.endswith("__c") else ""
+        return name if not suffix or name.endswith(suffix) else f"{name}{suffix}"
 
     @property
     def markers(self) -> tuple[str, str]:
@@ -55,7 +69,7 @@ class Naming:
         out = [
             f"{f.name} is {getattr(self, f.name)!r}, not an API name (letters, digits, _)"
             for f in fields(self)
-            if not _NAME.match(str(getattr(self, f.name) or ""))
+            if f.name != "custom_suffix" and not _NAME.match(str(getattr(self, f.name) or ""))
         ]
         if self.source_id == self.partner_id:
             out.append(f"source_id and partner_id are both {self.source_id!r}")

@@ -319,7 +319,8 @@ class Dealsync(
                     extra["vendor" if side == "vendor" else key].append(spec)
         out: list[tuple[str, Side, CRMAdapter, list[PropertySpec]]] = []
         for key, side, crm in portals:
-            needed = required_properties(self.project.mappings, {side: crm.naming})[side]
+            mappings = self.project.mappings if side == "vendor" else self.project.mappings_for(key)
+            needed = required_properties(mappings, {side: crm.naming})[side]
             for spec in extra[key]:  # the vendor's: once, whatever the number of partners
                 if spec not in needed:
                     needed.append(spec)
@@ -448,7 +449,7 @@ class Dealsync(
             partner=self.partner(partner_id),
             partner_crm=self.partner_crm(partner_id),
             vendor_crm=self.vendor(),
-            mappings=self.project.mappings,
+            mappings=self.project.mappings_for(partner_id),
             store=self.store,
             dry_run=dry_run,
             now=now,

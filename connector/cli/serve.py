@@ -165,11 +165,18 @@ def sandbox(
 @click.option(
     "--dir", "directory", metavar="DIR", help="Where to build the demo (default: a temp dir)."
 )
-def demo(ctx: Ctx, directory: str | None) -> None:
-    """Build two embedded CRMs, seed registered deals, and show sync passes."""
+@click.option(
+    "--partner-crm",
+    type=click.Choice(["hubspot", "salesforce"]),
+    default="hubspot",
+    show_default=True,
+    help="The partner's CRM: a HubSpot portal, or a Salesforce org (the vendor stays HubSpot).",
+)
+def demo(ctx: Ctx, directory: str | None, partner_crm: str) -> None:
+    """Start offline sandboxes, seed registered deals, and show sync passes."""
     from connector.demo import run_demo
 
-    sys.exit(run_demo(directory, echo=click.echo))
+    sys.exit(run_demo(directory, echo=click.echo, partner_crm=partner_crm))
 
 
 # --------------------------------------------------------------------------- service

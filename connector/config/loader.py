@@ -146,10 +146,31 @@ class Project:
 
     config: AppConfig
     mappings: list[ObjectMapping]
+    """Every mapping object of the project: the project's files, then the partners'
+    own (a partner's ``mappings``), each file once."""
     rules: RulesFile
     config_path: Path
     # What the checks warned about (values normalised, checks not made); never errors.
     warnings: tuple[Problem, ...] = ()
+    # partner id → its connection's mappings, for a partner with its own files
+    partner_mappings: Mapping[str, tuple[ObjectMapping, ...]] = field(default_factory=dict)
+    # the project-level files' objects (None: all of ``mappings``)
+    project_mappings: tuple[ObjectMapping, ...] | None = None
+
+    def mappings_for(self, partner_id: str) -> list[ObjectMapping]:
+        """The mappings one connection syncs: the partner's own files when it names
+        some, else the project's."""
+        own = self.partner_mappings.get(partner_id)
+        if own is not None:
+            return list(own)
+        return list(self.mappings if self.project_mappings is None else self.project_mappings)
+
+    def mapping_files(self) -> list[Path]:
+        """Every mapping file the project reads (the project's, then the partners')."""
+        listed = list(self.config.mappings)
+        for p in self.config.partners:
+            listed += p.mappings or []
+        return list(dict.fromkeys(self.resolve(m) for m in listed))
 
     def object(self, name: str) -> ObjectMapping:
         return by_name(self.mappings, name, lambda o: o.name, f"no mapping object {name!r}")
@@ -263,21 +284,41 @@ def _load(
         vendor, partners, environ, check_env=check_env, check_partner_env=partner_env
     )
 
-    # Mapping files, then checks across all their objects.
+    # Mapping files (the project's, then the partners' own, each file once), then
+    # checks across all their objects.
     objects: list[Placed[ObjectMapping]] = []
     invalid_names: list[str] = []
+    by_file: dict[Path, list[Placed[ObjectMapping]]] = {}
+
+    def mapping_file(path: YamlPath, rel: Any) -> list[Placed[ObjectMapping]] | None:
+        if not isinstance(rel, str):
+            return None
+        target = _existing(doc, path, base, rel, "mapping", problems, files)
+        if target is None:
+            return None
+        key = target.resolve()
+        if key not in by_file:
+            result = _mapping_objects(*_read(target, str(target)))
+            problems.extend(result.problems)
+            objects.extend(result.objects)
+            invalid_names.extend(result.invalid_names)
+            by_file[key] = result.objects
+        return by_file[key]
+
     raw_mappings = raw.get("mappings")
     for i, rel in enumerate(raw_mappings if isinstance(raw_mappings, list) else []):
-        if not isinstance(rel, str):
+        mapping_file(("mappings", i), rel)
+    project_level = [p.item for p in objects]
+    own: dict[str, tuple[ObjectMapping, ...]] = {}
+    listed_partners = raw.get("partners")
+    for i, item in enumerate(listed_partners if isinstance(listed_partners, list) else []):
+        rels = item.get("mappings") if isinstance(item, dict) else None
+        if not isinstance(rels, list) or not isinstance(item.get("id"), str):
             continue
-        target = _existing(doc, ("mappings", i), base, rel, "mapping", problems, files)
-        if target is None:
-            continue
-        result = _mapping_objects(*_read(target, str(target)))
-        problems += result.problems
-        objects += result.objects
-        invalid_names += result.invalid_names
+        found = [mapping_file(("partners", i, "mappings", j), rel) for j, rel in enumerate(rels)]
+        own[item["id"]] = tuple(p.item for f in found for p in f or [])
     problems += check_objects(objects, invalid_names)
+    problems += _one_program_mapping_per_object(objects, project_level, own)
 
     rules: RulesFile | None = RulesFile()
     raw_rules = raw.get("rules")
@@ -306,8 +347,46 @@ def _load(
         rules=rules,
         config_path=config_path.absolute(),
         warnings=tuple(_in_reading_order(problems)),
+        partner_mappings=own,
+        project_mappings=tuple(project_level) if own else None,
     )
     return project, problems
+
+
+def _one_program_mapping_per_object(
+    objects: list[Placed[ObjectMapping]],
+    project_level: list[ObjectMapping],
+    own: Mapping[str, tuple[ObjectMapping, ...]],
+) -> list[Problem]:
+    """The program's rules find a connection's deals, contacts and companies by the
+    partner object type they sync (``Opportunity``, ``deals``...), across every mapping
+    of the project. Two connections' files mapping one partner object type
+    differently would leave the rules unable to tell whose is whose: refused, naming
+    both, instead of one partner's rules silently reading the other's mapping."""
+    sets = [{m.name for m in ms} for ms in (project_level, *own.values())]
+    first: dict[str, ObjectMapping] = {}
+    clash: list[tuple[ObjectMapping, ObjectMapping]] = []
+    for m in (p.item for p in objects):
+        seen = first.setdefault(m.partner_object, m)
+        if seen is not m and not any({seen.name, m.name} <= names for names in sets):
+            clash.append((seen, m))
+    placed = {id(p.item): p for p in objects}
+    out: list[Problem] = []
+    for a, b in clash:
+        where = placed[id(a)]
+        at = f"{where.src.file}:{where.src.line_of((*where.path, 'partner_object'))}"
+        p = placed[id(b)]
+        out.append(
+            problem_at(
+                p.src,
+                (*p.path, "partner_object"),
+                f"partner object {b.partner_object!r} is also mapped by object {a.name!r} at "
+                f"{at}, in another connection's mapping files",
+                "partners of one CRM kind share one mapping file: list the same file in each "
+                "partner's `mappings`",
+            )
+        )
+    return out
 
 
 def _kind_settings(doc: Document, raw: Mapping[str, Any]) -> list[Problem]:

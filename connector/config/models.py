@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connector.adapters.registry import kind_of, kinds, unknown_kind
 
 Direction = Literal["both", "to_vendor", "to_partner", "create_only"]
-Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum"]
+Transform = Literal["string", "decimal", "integer", "bool", "date", "datetime", "enum", "domain"]
 ConflictPolicy = Literal["vendor_wins", "partner_wins", "newest", "manual"]
 DeletePolicy = Literal["archive", "unlink", "flag"]
 N = TypeVar("N")
@@ -119,6 +119,10 @@ class PartnerConfig(PortalConfig):
     notify_email: str | None = None
     tier: str | None = None
     schedule: Schedule | None = None  # no schedule: synced only on trigger or webhook
+    # This connection's own mapping files, instead of the project's `mappings` (a
+    # partner whose CRM names things otherwise, e.g. mappings/salesforce_partner.yaml
+    # for a Salesforce partner). None: the project's.
+    mappings: list[str] | None = Field(default=None, min_length=1)
 
 
 class SyncSettings(Strict):

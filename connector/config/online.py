@@ -56,6 +56,7 @@ _FITS: dict[str, frozenset[str]] = {
     "datetime": frozenset({"datetime"}),
     "bool": frozenset({"bool", "enumeration"}),
     "enum": frozenset({"enumeration", "string", "bool"}),
+    "domain": frozenset({"string"}),
 }
 _TRANSFORM_FOR: dict[str, str] = {
     "number": "decimal (or integer)",
@@ -166,10 +167,11 @@ def run_online_check(
     checker = _Checker(files.read(project.config_path), problems, setup)
     objects = _placed_objects(project, files)
     if timeout is not None:
-        _read_up_front(portals, objects, timeout)
+        _read_up_front(project, portals, objects, timeout)
     for placed in objects:
         for portal in portals:
-            checker.object(placed, portal)
+            if _checks(project, portal, placed.item):
+                checker.object(placed, portal)
     if vendor is not None:
         checker.rules(project, portals[0], files)
     rank = {f: n for n, f in enumerate(dict.fromkeys(p.file for p in problems))}
@@ -179,7 +181,10 @@ def run_online_check(
 
 
 def _read_up_front(
-    portals: Sequence[Portal], objects: Sequence[Placed[ObjectMapping]], timeout: float
+    project: Project,
+    portals: Sequence[Portal],
+    objects: Sequence[Placed[ObjectMapping]],
+    timeout: float,
 ) -> None:
     """Read each portal's schemas in its own daemon thread and wait ``timeout``
     seconds at most in all: a portal still reading then is marked as not answering
@@ -198,10 +203,12 @@ def _read_up_front(
             dict.fromkeys(
                 o.item.partner_object if portal.side == "partner" else o.item.vendor_object
                 for o in objects
+                if _checks(project, portal, o.item)
             )
         )
-        if portal.side == "vendor" and "deals" not in types:
-            types.append("deals")  # the rules' stage ids
+        deals = portal.adapter.naming.deals
+        if portal.side == "vendor" and deals not in types:
+            types.append(deals)  # the rules' stage ids
         read: dict[str, ObjectSchema | None] = {}
         failure: list[tuple[str, str, str | None]] = []
 
@@ -288,10 +295,18 @@ class _Files:
         return doc if doc is not None else Document(name, {})
 
 
+def _checks(project: Project, portal: Portal, mapping: ObjectMapping) -> bool:
+    """Whether ``mapping`` is checked against ``portal``: the vendor's portal against
+    every mapping, a partner's against its connection's (its own files, if any)."""
+    if portal.side == "vendor":
+        return True
+    return any(m is mapping or m == mapping for m in project.mappings_for(portal.key))
+
+
 def _placed_objects(project: Project, files: _Files) -> list[Placed[ObjectMapping]]:
     out: list[Placed[ObjectMapping]] = []
-    for rel in project.config.mappings:
-        doc = files.read(project.resolve(rel))
+    for path in project.mapping_files():
+        doc = files.read(path)
         parsed, _ = validate(MappingFile, doc)
         if parsed is not None:
             out += [Placed(o, doc, ("objects", i)) for i, o in enumerate(parsed.objects)]
@@ -322,6 +337,16 @@ def allowed_values(prop: PropertyInfo, schema: ObjectSchema) -> dict[str, str] |
     if prop.type in ("enumeration", "bool") and prop.options:
         return dict(prop.options)
     return None
+
+
+def is_stage(prop: PropertyInfo, schema: ObjectSchema) -> bool:
+    """Whether ``prop`` is the object's pipeline stage: HubSpot's ``dealstage``, or a
+    CRM's picklist whose values are its pipeline's stages (Salesforce's
+    ``StageName``), so its values are called stages in the messages."""
+    if prop.name == "dealstage":
+        return True
+    stages = {sid for p in schema.pipelines for sid, _ in p.stages}
+    return bool(stages) and {value for value, _ in prop.options} == stages
 
 
 def value_hint(value: str, allowed: Mapping[str, str], what: str) -> str:
@@ -381,8 +406,9 @@ class _Checker:
                 self.config_doc,
                 portal.path,
                 f"{what} in portal {portal.name!r}{creds}: {why}",
-                "check the portal's token (its private app needs the "
-                "crm.schemas.*.read scopes) and host, then run the check again",
+                "check the portal's credentials (they need the right to read its object "
+                "schemas: a HubSpot private app's crm.schemas.*.read scopes, a Salesforce "
+                "user's API access) and host, then run the check again",
             )
         )
 
@@ -415,8 +441,9 @@ class _Checker:
                         (*portal.path, "adapter"),
                         f"online check not available for portal {portal.name!r}: a local "
                         "portal accepts any property, so there is no schema to check against",
-                        "its mappings were checked offline only; HubSpot portals are "
-                        "checked against their real properties and pipelines",
+                        "its mappings were checked offline only; HubSpot portals and "
+                        "Salesforce orgs are checked against their real properties, "
+                        "pipelines and picklists",
                     )
                 )
         return portal.schemas[object_type]
@@ -512,7 +539,7 @@ class _Checker:
         allowed = allowed_values(prop, schema)
         if allowed is None:
             return
-        what = "stage" if name == "dealstage" else "pipeline" if name == "pipeline" else "option"
+        what = "stage" if is_stage(prop, schema) else "pipeline" if name == "pipeline" else "option"
         if f.value_map:
             for key, value in f.value_map.items():
                 written = key if side == "partner" else value
@@ -552,7 +579,7 @@ class _Checker:
         allowed = allowed_values(prop, schema)
         if allowed is None:
             return
-        what = "stage" if prop.name == "dealstage" else "option"
+        what = "stage" if is_stage(prop, schema) else "option"
         tested: list[tuple[YamlPath, str]] = []
         if cond.equals is not None:
             tested.append(((*cpath, "equals"), cond.equals))
@@ -575,7 +602,7 @@ class _Checker:
 
     def rules(self, project: Project, vendor: Portal, files: _Files) -> None:
         """The stage ids of the rules exist in the vendor's deal pipelines."""
-        schema = self.schema(vendor, "deals")
+        schema = self.schema(vendor, vendor.adapter.naming.deals)
         if schema is None or not schema.pipelines:
             return
         stages = {sid: label for p in schema.pipelines for sid, label in p.stages}

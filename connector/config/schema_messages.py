@@ -66,8 +66,8 @@ _LITERAL_HINTS: dict[str, str] = {
     "when the counterpart record is created",
     "conflict": "when both sides changed: vendor_wins, partner_wins, newest (latest "
     "change wins) or manual (a human decides)",
-    "transform": "string, decimal (amounts), integer, bool, date, datetime, or enum "
-    "(labels, optionally translated with value_map)",
+    "transform": "string, decimal (amounts), integer, bool, date, datetime, enum "
+    "(labels, optionally translated with value_map), or domain (a website as its host)",
     "on_delete": "archive the counterpart, unlink it (keep it, stop syncing) or flag it "
     "for a human",
 }

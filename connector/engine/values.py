@@ -33,6 +33,25 @@ def _parse_datetime(raw: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def _host(raw: str) -> str:
+    """A website or domain as the host it names: ``https://www.Acme.com/about`` and
+    ``acme.com`` are both ``acme.com``. A Salesforce Account's ``Website`` is a URL,
+    a HubSpot company's ``domain`` a host; compared as hosts they agree, so a partner's
+    URL syncs to the vendor's domain once and never comes back as a change."""
+    text = raw.strip().lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    elif text.startswith("//"):
+        text = text[2:]
+    host = text.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = host.rsplit("@", 1)[-1].split(":", 1)[0].strip(".")
+    if host.startswith("www."):
+        host = host[4:]
+    if not host or " " in host or "." not in host:
+        raise ValueError_(f"{raw!r} is not a website or domain (e.g. acme.com)")
+    return host
+
+
 def canonical(transform: Transform, raw: str | None) -> str | None:
     """The canonical text of ``raw`` for ``transform``; ``None`` for no value.
 
@@ -70,6 +89,8 @@ def canonical(transform: Transform, raw: str | None) -> str | None:
         if transform == "datetime":
             moment = _parse_datetime(raw)
             return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if transform == "domain":
+            return _host(raw)
     except ValueError_:
         raise
     except (InvalidOperation, ValueError, OverflowError) as exc:

@@ -106,10 +106,14 @@ class CommissionHook(BaseHook):
     ) -> Sequence[tuple[Side, PropertySpec]]:
         signals = self.rules.vendor_signals
         deals, vendor_deals = names["partner"].deals, names["vendor"].deals
+        custom = names["partner"].custom  # the partner CRM's custom-field names
         out: list[tuple[Side, PropertySpec]] = [
-            ("partner", PropertySpec(deals, COMMISSION, "Commission earned", type="number")),
-            ("partner", PropertySpec(deals, COMMISSION_CURRENCY, "Commission currency")),
-            ("partner", PropertySpec(deals, COMMISSION_STATUS, "Commission status")),
+            (
+                "partner",
+                PropertySpec(deals, custom(COMMISSION), "Commission earned", type="number"),
+            ),
+            ("partner", PropertySpec(deals, custom(COMMISSION_CURRENCY), "Commission currency")),
+            ("partner", PropertySpec(deals, custom(COMMISSION_STATUS), "Commission status")),
         ]
         out += [
             ("vendor", PropertySpec(vendor_deals, c.property, c.property))
@@ -350,13 +354,14 @@ class CommissionHook(BaseHook):
             return
         # the commission rows are committed; the partner write-back is not done yet
         ctx.crash_point("while_writing_commission")
+        custom = ctx.partner_crm.naming.custom  # the partner CRM's custom-field names
         items = [
             (
                 c.partner_deal_id or "",
                 {
-                    COMMISSION: c.commission,
-                    COMMISSION_CURRENCY: c.currency or "",
-                    COMMISSION_STATUS: "earned",
+                    custom(COMMISSION): c.commission,
+                    custom(COMMISSION_CURRENCY): c.currency or "",
+                    custom(COMMISSION_STATUS): "earned",
                 },
             )
             for c in pending

@@ -34,7 +34,12 @@ from connector.engine.effects import Decide, EndRegistrations, QueueEmail
 from connector.engine.hooks import BaseHook, ObjectRecords, PassContext, Planned
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
-from connector.hooks.objects import ProgramMappings, program_mappings
+from connector.hooks.objects import (
+    PartnerFields,
+    ProgramMappings,
+    partner_fields,
+    program_mappings,
+)
 from connector.hooks.registration_crm import (
     OWNED_UNTIL,
     OWNER,
@@ -44,7 +49,6 @@ from connector.hooks.registration_crm import (
     REG_STATUS,
     REG_UNTIL,
     PassLookups,
-    contact_props,
     decide_submissions,
     ownership_on_creates,
     write_back,
@@ -82,18 +86,31 @@ class RegistrationHook(BaseHook):
         """The deal, contact and company mappings, as the partner CRM names its objects."""
         return program_mappings(self.mappings, partner)
 
+    def fields(self, partner: Naming) -> PartnerFields:
+        """What a registration reads of the partner's records, as the partner CRM and
+        its mappings name it (Salesforce: ``Email``, ``Website``...)."""
+        reg = self.rules.registration
+        return partner_fields(
+            self.objects(partner),
+            partner,
+            lead_flag=reg.lead_flag,
+            lead_domain=reg.lead_domain_property,
+            company_domain=reg.company_domain_property,
+        )
+
     # ------------------------------------------------------------------ setup
 
     def properties(self, mapping: ObjectMapping, side: Side, naming: Naming) -> Sequence[str]:
         if side != "partner":
             return ()
-        reg = self.rules.registration
         objects = self.objects(naming)
+        names = self.fields(naming)
         if mapping is objects.contacts:
-            return (reg.lead_flag, reg.lead_domain_property, *contact_props(naming))
+            lead = (names.lead_flag, *([names.lead_domain] if names.lead_domain else []))
+            return (*lead, *names.contact)
         if mapping is objects.companies:
             # detected companies then serve the deals' submissions without a re-read
-            return (reg.company_domain_property, "name")
+            return names.company
         return ()
 
     def required_properties(
@@ -108,15 +125,20 @@ class RegistrationHook(BaseHook):
                 (REG_REASON, "Registration reason"),
                 (REG_UNTIL, "Domain owned until"),
             ):
-                out.append(("partner", PropertySpec(obj, name, label)))
+                out.append(("partner", PropertySpec(obj, partner.custom(name), label)))
         out.append(
             (
                 "partner",
                 PropertySpec(
-                    partner.contacts, self.rules.registration.lead_flag, "Register as lead"
+                    partner.contacts,
+                    partner.custom(self.rules.registration.lead_flag),
+                    "Register as lead",
                 ),
             )
         )
+        if partner.language.startswith("dealsync_"):
+            # a CRM without a contact language of its own (Salesforce) reads dealsync's
+            out.append(("partner", PropertySpec(partner.contacts, partner.language, "Language")))
         for name, label in (
             (OWNER, "Registered by partner"),
             (OWNED_UNTIL, "Partner owns domain until"),
@@ -142,8 +164,10 @@ class RegistrationHook(BaseHook):
         if objects.contacts is not None and objects.contacts.name in seen:
             contacts = seen[objects.contacts.name].partner
             by_email = ctx.note(PassLookups).partner_contacts
+            email_property = self.fields(ctx.partner_crm.naming).email
             for rid, rec in contacts.items():
-                email = (rec.get("email") or "").strip().lower()
+                email = (rec.get(email_property) if email_property else None) or ""
+                email = email.strip().lower()
                 if email and not rec.archived:
                     by_email[email] = rid if by_email.get(email, rid) == rid else None
             self._leads(ctx, registry, contacts)
@@ -211,9 +235,9 @@ class RegistrationHook(BaseHook):
     def _deal_submissions(
         self, ctx: PassContext, deals: list[Record], seen: Mapping[str, ObjectRecords]
     ) -> list[Submission]:
-        reg_rules = self.rules.registration
         naming = ctx.partner_crm.naming
         objects = self.objects(naming)
+        names = self.fields(naming)
         company_ids = sorted({i for d in deals for i in d.associations.get(naming.companies, ())})
         contact_ids = sorted({i for d in deals for i in d.associations.get(naming.contacts, ())})
         companies = self._partner_records(
@@ -222,10 +246,10 @@ class RegistrationHook(BaseHook):
             objects.companies,
             naming.companies,
             company_ids,
-            [reg_rules.company_domain_property, "name"],
+            list(names.company),
         )
         contacts = self._partner_records(
-            ctx, seen, objects.contacts, naming.contacts, contact_ids, list(contact_props(naming))
+            ctx, seen, objects.contacts, naming.contacts, contact_ids, list(names.contact)
         )
         subs = []
         for deal in sorted(
@@ -240,7 +264,7 @@ class RegistrationHook(BaseHook):
                 None,
             )
             people = tuple(
-                _person(contacts[i], naming)
+                _person(contacts[i], names)
                 for i in deal.associations.get(naming.contacts, ())
                 if i in contacts
             )
@@ -251,8 +275,8 @@ class RegistrationHook(BaseHook):
                     kind="deal",
                     partner_object=naming.deals,
                     partner_record_id=deal.id,
-                    domain_text=comp.get(reg_rules.company_domain_property) if comp else None,
-                    company_name=(comp.get("name") or "") if comp else "",
+                    domain_text=_get(comp, names.company_domain),
+                    company_name=_get(comp, names.company_name) or "",
                     contacts=people,
                     missing=tuple(missing),
                 )
@@ -282,17 +306,19 @@ class RegistrationHook(BaseHook):
         return out
 
     def _leads(self, ctx: PassContext, registry: Registry, contacts: Mapping[str, Record]) -> None:
-        reg_rules = self.rules.registration
         naming = ctx.partner_crm.naming
+        names = self.fields(naming)
         subs: list[Submission] = []
         withdrawn: list[int] = []
         flags = {
-            rid: (rec.get(reg_rules.lead_flag) or "").lower() == "true"
-            for rid, rec in contacts.items()
+            rid: (rec.get(names.lead_flag) or "").lower() == "true" for rid, rec in contacts.items()
         }
         # only an unflagged contact's registration matters here (it may be withdrawn);
         # the flagged ones' are looked up by _decide_all
         regs = registry.find_many(ctx.connection, "lead", [r for r, f in flags.items() if not f])
+        accounts = self._lead_companies(
+            ctx, [r for r, f in flags.items() if f and not contacts[r].archived], names
+        )
         for rid, rec in sorted(contacts.items(), key=lambda kv: (kv[1].updated_at, kv[0])):
             if not flags[rid]:
                 existing = regs.get(rid)
@@ -302,10 +328,14 @@ class RegistrationHook(BaseHook):
                 continue
             if rec.archived:
                 continue
-            person = _person(rec, naming)
-            domain_text = rec.get(reg_rules.lead_domain_property) or (
-                person.email if "@" in person.email else None
+            person = _person(rec, names)
+            account = accounts.get(rid)
+            domain_text = (
+                _get(rec, names.lead_domain)
+                or _get(account, names.company_domain)
+                or (person.email if "@" in person.email else None)
             )
+            company = _get(rec, names.contact_company) or _get(account, names.company_name)
             subs.append(
                 Submission(
                     partner=ctx.connection,
@@ -313,7 +343,7 @@ class RegistrationHook(BaseHook):
                     partner_object=naming.contacts,
                     partner_record_id=rid,
                     domain_text=domain_text,
-                    company_name=rec.get("company") or "",
+                    company_name=company or "",
                     contacts=(person,),
                 )
             )
@@ -321,6 +351,32 @@ class RegistrationHook(BaseHook):
             ctx.apply([EndRegistrations(tuple(withdrawn), "withdrawn")])
         if subs:
             self._decide_all(ctx, registry, subs, PassDecisions())
+
+    @staticmethod
+    def _lead_companies(
+        ctx: PassContext, lead_ids: Sequence[str], names: PartnerFields
+    ) -> dict[str, Record]:
+        """Lead id → the partner company it belongs to, for a partner CRM whose
+        contacts carry no company name of their own (a Salesforce Contact has its
+        Account): the lead's company is then that company's name, and its domain that
+        company's when the lead has none. Read only for such a CRM."""
+        if names.contact_company is not None or not lead_ids:
+            return {}
+        naming = ctx.partner_crm.naming
+        leads = ctx.partner_crm.read(
+            naming.contacts, list(lead_ids), [naming.source_id], associations=[naming.companies]
+        )
+        first = {
+            rid: ids[0]
+            for rid, rec in leads.items()
+            if (ids := rec.associations.get(naming.companies))
+        }
+        found = (
+            ctx.partner_crm.read(naming.companies, sorted(set(first.values())), list(names.company))
+            if first
+            else {}
+        )
+        return {rid: found[cid] for rid, cid in first.items() if cid in found}
 
     def _decide_all(
         self, ctx: PassContext, registry: Registry, subs: list[Submission], decisions: PassDecisions
@@ -425,14 +481,19 @@ def _with_ownership(ctx: PassContext, actions: list[Action]) -> list[Action]:
     ]
 
 
-def _person(rec: Record, naming: Naming) -> Person:
-    """The person a partner contact is, its language under the partner CRM's name."""
+def _get(rec: Record | None, name: str | None) -> str | None:
+    """``rec``'s value of ``name``; None without a record or a property to read."""
+    return rec.get(name) if rec is not None and name else None
+
+
+def _person(rec: Record, names: PartnerFields) -> Person:
+    """The person a partner contact is, each detail under the partner CRM's name."""
     return Person(
-        email=(rec.get("email") or "").strip(),
-        first_name=(rec.get("firstname") or "").strip(),
-        last_name=(rec.get("lastname") or "").strip(),
-        country=rec.get("country"),
-        language=rec.get(naming.language),
+        email=(_get(rec, names.email) or "").strip(),
+        first_name=(_get(rec, names.first_name) or "").strip(),
+        last_name=(_get(rec, names.last_name) or "").strip(),
+        country=_get(rec, names.country),
+        language=_get(rec, names.language),
         record_id=rec.id,
     )
 

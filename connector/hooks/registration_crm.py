@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.adapters.base import CRMAdapter
-from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Keep, WriteProperties
 from connector.engine.hooks import PassContext
@@ -52,11 +51,6 @@ REG_UNTIL = "dealsync_owned_until"
 OWNER = "dealsync_owner_partner"
 OWNED_UNTIL = "dealsync_owned_until"
 REG_ID = "dealsync_registration_id"
-
-
-def contact_props(naming: Naming) -> tuple[str, ...]:
-    """What a registration reads of a partner contact (its language as that CRM names it)."""
-    return ("firstname", "lastname", "email", "country", naming.language, "company")
 
 
 def _iso(moment: datetime | None) -> str:
@@ -412,8 +406,9 @@ def _linked_vendor_companies(
     unread = [r.partner_record_id for r in regs if r.partner_record_id not in companies_of]
     if unread:
         naming = ctx.partner_crm.naming
+        # only the associations are wanted; the marker is a property every CRM has
         deals = ctx.partner_crm.read(
-            naming.deals, unread, ["dealname"], associations=[naming.companies]
+            naming.deals, unread, [naming.source_id], associations=[naming.companies]
         )
         for rid, rec in deals.items():
             companies_of[rid] = rec.associations.get(naming.companies, ())
@@ -558,15 +553,16 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
             done.append(reg.id)  # submitted on the command line: no partner record
             continue
         by_object.setdefault(reg.partner_object, []).append(reg)
+    custom = ctx.partner_crm.naming.custom  # the status fields as the partner CRM names them
     for obj, regs in by_object.items():
         items = [
             (
                 r.partner_record_id,
                 {
-                    REG_STATUS: r.status,
-                    REG_CODE: r.code or "",
-                    REG_REASON: r.reason or "",
-                    REG_UNTIL: _iso(r.owned_until) if r.status == "accepted" else "",
+                    custom(REG_STATUS): r.status,
+                    custom(REG_CODE): r.code or "",
+                    custom(REG_REASON): r.reason or "",
+                    custom(REG_UNTIL): _iso(r.owned_until) if r.status == "accepted" else "",
                 },
             )
             for r in regs

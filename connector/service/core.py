@@ -346,11 +346,13 @@ class Service:
         self.portal_health.max_age = seconds
         app = self.admin_app
         vendor_objects = [m.vendor_object for m in project.mappings] or ["deals"]
-        partner_objects = [m.partner_object for m in project.mappings] or ["deals"]
         portals: dict[str, Probe] = {"@vendor": (app.vendor, vendor_objects[0])}
         for partner in project.config.partners:
             build = functools.partial(app.partner_crm, partner.id)
-            portals[partner.id] = (build, partner_objects[0])
+            # probed on an object type of its own connection's mappings (a Salesforce
+            # partner's Account, not the project's companies)
+            partner_objects = [m.partner_object for m in project.mappings_for(partner.id)]
+            portals[partner.id] = (build, (partner_objects or ["deals"])[0])
         if self._health_project is not project:  # started, or a reload took an edit
             self.portal_health.invalidate(portals)
             self._health_project = project
@@ -443,7 +445,7 @@ class Service:
         mapping file, say), so that fixing only that file is noticed too."""
         project = self.project
         paths = [self.config_path]
-        paths += [project.resolve(m) for m in project.config.mappings]
+        paths += project.mapping_files()
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
         paths.append(self._dotenv)  # a token set there is picked up by the next reload
@@ -528,7 +530,7 @@ class Service:
     def _files_of(self, project: Project) -> list[Path]:
         """The files an edited version consists of (watched while it is refused)."""
         paths = [self.config_path, self._dotenv]
-        paths += [project.resolve(m) for m in project.config.mappings]
+        paths += project.mapping_files()
         if project.config.rules:
             paths.append(project.resolve(project.config.rules))
         return paths

@@ -1,6 +1,7 @@
 """The partner program on CRMs that name things otherwise: both portals spell deals,
 contacts and companies ``Opportunity``, ``Contact`` and ``Account``, their custom
-fields end in ``__c`` (the markers, the contact's language). Registration, ownership,
+fields end in ``__c`` (the markers, the contact's language, the program's own fields
+on the partner side: :meth:`Naming.custom`). Registration, ownership,
 consent and commission work as they do on HubSpot's names, and nothing is written
 under HubSpot's names."""
 
@@ -81,9 +82,9 @@ def _seed_registered_deal(partner: LocalCRM) -> tuple[Record, Record]:
 def test_the_program_runs_under_the_adapters_names(app: Dealsync) -> None:
     installed = app.setup()
     assert {
-        "Opportunity.dealsync_registration_status",
-        "Contact.dealsync_register_lead",
-        "Opportunity.dealsync_commission",
+        "Opportunity.dealsync_registration_status__c",
+        "Contact.dealsync_register_lead__c",
+        "Opportunity.dealsync_commission__c",
     } <= set(installed["acme"])
     assert {"Account.dealsync_owner_partner", "Contact.email"} <= set(installed["vendor"])
     assert not [p for ps in installed.values() for p in ps if p.split(".")[0] in OBJECTS]
@@ -101,7 +102,7 @@ def test_the_program_runs_under_the_adapters_names(app: Dealsync) -> None:
     assert vdeal.get("Dealsync_Partner_Id__c") == "acme"
     [vaccount] = vendor.all("Account")
     assert vaccount.get("dealsync_owner_partner") == "acme"
-    assert partner.get("Opportunity", deal.id).get("dealsync_registration_status") == "accepted"
+    assert partner.get("Opportunity", deal.id).get("dealsync_registration_status__c") == "accepted"
 
     # consent: a Swiss contact gets the consent request at once, in the language her
     # CRM's language field names
@@ -114,7 +115,7 @@ def test_the_program_runs_under_the_adapters_names(app: Dealsync) -> None:
     [earned] = app.registry.commissions("acme")
     assert (earned.vendor_deal_id, earned.partner_deal_id) == (vdeal.id, deal.id)
     assert Decimal(earned.commission) == Decimal("2400.00")
-    assert partner.get("Opportunity", deal.id).get("dealsync_commission_status") == "earned"
+    assert partner.get("Opportunity", deal.id).get("dealsync_commission_status__c") == "earned"
 
     # nothing under HubSpot's names
     for crm in (partner, vendor):
