@@ -30,7 +30,8 @@ from connector.records import utcnow
 
 Echo = Callable[[str], None]
 
-SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+# package data in a wheel; in a clone a link to the repository's mappings/
+SHIPPED_MAPPINGS = Path(__file__).resolve().parent / "shipped_mappings"
 
 
 def hubspot_project_yaml(
@@ -154,8 +155,8 @@ def _prepare(directory: str | None, url: str) -> Path:
     (root / "mappings").mkdir(exist_ok=True)
     if not SHIPPED_MAPPINGS.is_dir():
         raise FileNotFoundError(
-            f"shipped mappings not found at {SHIPPED_MAPPINGS}; install dealsync from a clone "
-            "with `pip install -e .`"
+            f"shipped mappings not found at {SHIPPED_MAPPINGS}; reinstall dealsync "
+            "(`pip install --force-reinstall dealsync`, or `pip install -e .` in a clone)"
         )
     for f in SHIPPED_MAPPINGS.glob("*.yaml"):
         shutil.copy(f, root / "mappings" / f.name)
@@ -568,13 +569,14 @@ def run_salesforce_demo(directory: str | None = None, *, echo: Echo = print) -> 
     """Run the tour with a Salesforce partner; returns the exit code (0 when every step
     behaved)."""
     from connector.sandbox import PortalSpec, SandboxServer
-    from connector.sandbox.salesforce import OrgSpec, SalesforceSandbox
+    from connector.sandbox.salesforce import ORG_AGE, OrgSpec, SalesforceSandbox
 
     vendor_only = [PortalSpec(name="vendor", token=TOKENS["DEALSYNC_DEMO_VENDOR_TOKEN"])]
     org = OrgSpec(
         ORG,
         SF_CLIENT["DEALSYNC_DEMO_ACME_SF_CLIENT_ID"],
         SF_CLIENT["DEALSYNC_DEMO_ACME_SF_CLIENT_SECRET"],
+        existed_for=ORG_AGE,
     )
     with SandboxServer(portals=vendor_only, port=0, limits=True, search_lag=DEMO_SEARCH_LAG) as srv:
         root = _prepare(directory, srv.url)

@@ -26,9 +26,10 @@ from connector.sandbox.salesforce.server import (
     run_salesforce_sandbox,
     salesforce_sandbox_command,
 )
-from connector.sandbox.salesforce.store import Org, OrgSpec, SfError
+from connector.sandbox.salesforce.store import ORG_AGE, Org, OrgSpec, SfError
 
 __all__ = [
+    "ORG_AGE",
     "Org",
     "OrgSpec",
     "SalesforceSandbox",

@@ -27,7 +27,7 @@ import uvicorn
 
 from connector.sandbox.faults import FaultSpec
 from connector.sandbox.salesforce.app import SalesforceApp
-from connector.sandbox.salesforce.store import Org, OrgSpec
+from connector.sandbox.salesforce.store import ORG_AGE, Org, OrgSpec
 
 
 def parse_org(text: str) -> tuple[str, str, str]:
@@ -61,6 +61,7 @@ def org_specs(
             api_allocation=api_allocation,
             faults=faults or FaultSpec(),
             jwt_public_key_pem=jwt_public_key_pem,
+            existed_for=ORG_AGE,
         )
         for n, c, s in triples
     ]

@@ -85,6 +85,10 @@ def not_found() -> SfError:
     return SfError(404, "NOT_FOUND", "The requested resource does not exist")
 
 
+ORG_AGE = timedelta(days=365)
+"""How old the orgs of ``dealsync sandbox --salesforce`` and of the demo are."""
+
+
 @dataclass(frozen=True)
 class OrgSpec:
     """An org the sandbox hosts and how a client logs in to it.
@@ -108,6 +112,10 @@ class OrgSpec:
     # Salesforce refuses new requests while this many are running 20 s or longer
     concurrent_long_limit: int = 25
     long_request_seconds: float = 20.0
+    # how long the org existed before the sandbox started: a partner's real org is older
+    # than its integration, so getDeleted's earliestDateAvailable (the org's creation
+    # while nothing was purged) lies before a first cursor's overlap window
+    existed_for: timedelta = timedelta(0)
 
 
 @dataclass
@@ -161,7 +169,7 @@ class Org:
         self.pod = f"{index + 1:02d}"[-2:]
         self.org_id = spec.org_id or make_id("00D", self.pod, 1000 + index)
         self._offset = timedelta(0)
-        self.created_at = self.now()
+        self.created_at = self.now() - spec.existed_for
         self.objects: dict[str, SObject] = standard_objects()
         self.custom_fields: list[CustomFieldDef] = []
         self.records: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in self.objects}
