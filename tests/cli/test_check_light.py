@@ -51,9 +51,7 @@ def _run(*argv: str, cwd: Path = ROOT) -> tuple[int, set[str], str]:
 
 def _heavy(modules: set[str]) -> list[str]:
     return sorted(
-        m
-        for m in modules - LIGHT_ENGINE
-        if any(m == h or m.startswith(h + ".") for h in HEAVY)
+        m for m in modules - LIGHT_ENGINE if any(m == h or m.startswith(h + ".") for h in HEAVY)
     )
 
 
