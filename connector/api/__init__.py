@@ -73,8 +73,14 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LIGHT[name]), name)
     elif name in _APP:
         value = getattr(importlib.import_module("connector.api.app"), name)
-    else:  # a submodule (``from connector.api import admin``) is imported by Python
-        raise AttributeError(f"module 'connector.api' has no attribute {name!r}")
+    else:
+        # a name the app gained and ``_APP`` does not list yet still resolves; what the
+        # app lacks is an AttributeError, after which Python imports a submodule of
+        # that name (``from connector.api import admin``)
+        app = importlib.import_module("connector.api.app")
+        if name.startswith("_") or not hasattr(app, name):
+            raise AttributeError(f"module 'connector.api' has no attribute {name!r}")
+        value = getattr(app, name)
     globals()[name] = value
     return value
 

@@ -133,6 +133,9 @@ def test_every_name_of_the_api_still_resolves() -> None:
     assert set(api.__all__) <= set(dir(api))
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = api.no_such_name
+    # a name the app has but the package's list does not (a merge adding one) resolves
+    assert "ProgramCommands" not in api.__all__
+    assert api.ProgramCommands is app.ProgramCommands
     from connector.api import admin  # a submodule is still imported by name
 
     assert admin.__name__ == "connector.api.admin"
