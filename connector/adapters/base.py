@@ -37,6 +37,10 @@ class Scope(TypedDict, total=False):
     """The window's upper bound (inclusive); None: up to now."""
     associations: ObjectTypes
     """Target object types whose associated ids come with each record."""
+    live: bool
+    """True: the caller wants live records only, so an adapter whose archived records
+    cost a read of their own (HubSpot's recycle bin) skips it; one that has them at
+    no cost may still return them (``archived=True``) for the caller to drop."""
 
 
 class Chunked(Scope, total=False):

@@ -59,7 +59,8 @@ class HubSpotSearch(HubSpotAssociations):
             if len(buffer) >= chunk_size:
                 yield self._with_associations(object_type, buffer, associations)
                 buffer = []
-        buffer.extend(self._archived_window(object_type, since, properties, scope))
+        if not scope.get("live"):  # the recycle bin: a listing of its own
+            buffer.extend(self._archived_window(object_type, since, properties, scope))
         if buffer:
             yield self._with_associations(object_type, buffer, associations)
 

@@ -70,7 +70,7 @@ def handled(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from connector.api import ConfigError, DealsyncError, LockHeld, shown
+        from connector.api import ConfigError, DealsyncError, shown
 
         ctx = click.get_current_context().find_object(Ctx)
         try:
@@ -87,13 +87,15 @@ def handled(fn: F) -> F:
             raise
         except BrokenPipeError:  # ``| head``: the reader has read enough; not an error
             reader_went_away()
-        except (DealsyncError, LockHeld) as exc:
-            if ctx and ctx.debug:
-                raise
-            fail(str(exc))
         except Exception as exc:  # the last line of defence: never a bare traceback
             if ctx and ctx.debug:
                 raise
+            # LockHeld comes with the state store: imported only once something failed,
+            # so a command that never opens the store (``check``) does not load it
+            from connector.api import LockHeld
+
+            if isinstance(exc, (DealsyncError, LockHeld)):
+                fail(str(exc))
             fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ is a :class:`Problem` value carrying file, line, YAML path and a fix, so an admi
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -538,10 +539,17 @@ def missing_credentials(
     ]
 
 
+# a file (or in-memory) SQLite URL: SQLite ships with Python and SQLAlchemy accepts any
+# path here, so such a URL is usable without asking SQLAlchemy (tests/cli/test_check_light.py)
+PLAIN_SQLITE = re.compile(r"sqlite(\+pysqlite)?://(/[^?#]*)?")
+
+
 def state_url_error(url: str) -> tuple[str, str] | None:
     """Why ``url`` is not a usable SQLAlchemy URL, without ever echoing it (passwords)."""
+    if PLAIN_SQLITE.fullmatch(url):
+        return None  # the default state store's URL: no need to load SQLAlchemy
     # here, not at the top: SQLAlchemy is a fifth of a second to import, which a
-    # check of a project without a state_url need not pay
+    # check of a project with a plain SQLite state_url need not pay
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 

@@ -22,6 +22,10 @@ from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine import effects as program_effects
 from connector.engine.cycle import ProgramCycle
 from connector.engine.effects import Done
+from connector.engine.exits import EXIT_CONFLICTS as EXIT_CONFLICTS
+from connector.engine.exits import EXIT_FAILED as EXIT_FAILED
+from connector.engine.exits import EXIT_FATAL as EXIT_FATAL
+from connector.engine.exits import EXIT_OK as EXIT_OK
 from connector.engine.hooks import Hook, PassContext
 from connector.engine.plan import Plan, RecordError
 from connector.logs import bind, unbind
@@ -32,7 +36,6 @@ log = logging.getLogger("dealsync.engine")
 
 Progress = Callable[[str, int, int], None]
 
-EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED, EXIT_FATAL = 0, 1, 2, 3
 
 # a pass's counts that are not records written (summary's ``records.written``)
 _NOT_WRITES = {"failed", "conflicts opened", "conflicts still open", "full_checked"}

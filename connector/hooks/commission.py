@@ -260,6 +260,9 @@ class CommissionHook(BaseHook):
                 where={"dealstage": stage},
                 until=high_water,
                 associations=[naming.companies],
+                # an archived deal is never credited: the recycle bin (HubSpot: a
+                # listing per stage and cycle) is not read (issue 17)
+                live=True,
             ):
                 # a shared deal (it carries its partner) is its partner's pass's to credit
                 shared = bool((r.get(naming.partner_id) or "").strip())
