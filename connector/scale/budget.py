@@ -226,6 +226,41 @@ class BudgetStore:
                 self._failed(exc)
                 return None
 
+    def wait_if_full(self, key: str, rates: list[Any]) -> float:
+        """Seconds until the window ``key`` has room again, 0.0 when it has room now
+        — without taking a slot (the admin log-in throttle counts failures only);
+        the store unreachable: :data:`UNREACHABLE_BACKOFF` (fail closed)."""
+        [rate] = rates
+        with self._key_lock(key):
+            try:
+                bucket = self._bucket(key, rates)
+                now = self.now_ms()
+                bucket.leak(now)
+                if int(bucket.count()) < rate.limit:
+                    self._answered()
+                    return 0.0
+                oldest = bucket.peek(rate.limit - 1)  # newest first: the limit-th newest
+                self._answered()
+            except BudgetStoreMissing:
+                raise
+            except Exception as exc:
+                self._failed(exc)
+                return UNREACHABLE_BACKOFF
+        if oldest is None:
+            return 0.0
+        return max(CONTENDED_WAIT, (oldest.timestamp + rate.interval - now) / 1000)
+
+    def clear(self, key: str, rates: list[Any]) -> None:
+        """Forget the window ``key`` (a good log-in clears its address)."""
+        with self._key_lock(key):
+            try:
+                self._bucket(key, rates).flush()
+                self._answered()
+            except BudgetStoreMissing:
+                raise
+            except Exception as exc:
+                self._failed(exc)
+
 
 _STORES: dict[str, BudgetStore] = {}
 _STORES_LOCK = threading.Lock()
@@ -291,3 +326,11 @@ class SharedWindow:
     def used(self) -> int | None:
         """Slots every process took in the last window (None: the store is down)."""
         return self.store.used(self.key, self.rates())
+
+    def wait_if_full(self) -> float:
+        """Seconds until the window has room, without taking a slot (0.0: room now)."""
+        return self.store.wait_if_full(self.key, self.rates())
+
+    def clear(self) -> None:
+        """Forget every slot of the window."""
+        self.store.clear(self.key, self.rates())
