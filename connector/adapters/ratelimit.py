@@ -20,6 +20,7 @@ for every process and machine, as ``dealsync worker`` processes need.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -153,12 +154,30 @@ _REGISTRY: dict[str, PortalLimits] = {}
 _BY_NAME: dict[str, PortalLimits] = {}  # the limiters last handed out for each portal name
 _REGISTRY_LOCK = threading.Lock()
 _STORE: list[str | None] = [None]  # the shared store of this process (use_store)
+_WARNED: set[str] = set()
+log = logging.getLogger("dealsync.ratelimit")
 
 
 def use_store(url: str | None) -> None:
     """The shared store this process's portal limiters take their slots from (the
     program sets it from its state: :func:`connector.scale.budget.store_url`);
-    ``DEALSYNC_LIMITS_URL`` in the environment wins over it."""
+    ``DEALSYNC_LIMITS_URL`` in the environment wins over it. A PostgreSQL state
+    without the ``[scale]`` packages keeps in-process windows, and says so once."""
+    if url and not os.environ.get(LIMITS_URL_ENV, "").strip():
+        from connector.scale.budget import missing_packages
+
+        missing = missing_packages(url)
+        if missing:
+            if url not in _WARNED:
+                _WARNED.add(url)
+                log.warning(
+                    "the HubSpot rate budgets are kept in this process only: sharing "
+                    "them with other processes in the state's PostgreSQL needs %s — "
+                    "pip install 'dealsync[scale]' (needed before running several "
+                    "dealsync processes or workers on one portal)",
+                    missing,
+                )
+            url = None
     _STORE[0] = url
 
 

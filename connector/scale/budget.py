@@ -60,6 +60,15 @@ def store_url(state_url: str, env: Mapping[str, str] | None = None) -> str | Non
     return None
 
 
+def missing_packages(url: str) -> str | None:
+    """What the store at ``url`` needs that is not installed (None: nothing)."""
+    import importlib.util
+
+    needed = ["pyrate_limiter", "redis" if url.startswith(REDIS_PREFIXES) else "psycopg_pool"]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    return ", ".join(missing) or None
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -64,3 +64,22 @@ def test_store_gone_holds_requests_back_then_they_go_once_it_answers(
     assert any("answers again" in m for m in messages)
     assert window.store in stores()
     assert store_up_samples()[window.store.shown] == 1.0
+
+
+def test_a_postgres_state_without_the_scale_packages_says_its_budgets_are_not_shared(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from connector.adapters import ratelimit
+    from connector.scale import budget
+
+    monkeypatch.delenv("DEALSYNC_LIMITS_URL", raising=False)
+    monkeypatch.setattr(budget, "missing_packages", lambda url: "psycopg_pool")
+    url = f"postgresql://dealsync@db.internal:5432/state_{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="dealsync.ratelimit"):
+        ratelimit.use_store(url)
+    try:
+        assert ratelimit.current_store() is None  # in-process windows, as before
+        [line] = [r.getMessage() for r in caplog.records]
+        assert "kept in this process only" in line and "dealsync[scale]" in line
+    finally:
+        ratelimit.use_store(None)
