@@ -76,6 +76,7 @@ class SlidingWindowLimiter:
     def acquire(self) -> float:
         """Block until a request may go; returns the seconds waited."""
         waited = 0.0
+        day_slot = self.daily is None  # taken once, kept while the window makes us wait
         while True:
             with self._lock:
                 now = self.clock()
@@ -87,8 +88,9 @@ class SlidingWindowLimiter:
                 elif len(self._sent) >= self.effective_budget:
                     delay = self._sent[0] + self.window - now
                 else:  # the other processes' requests count too
-                    if self.daily is not None:
+                    if not day_slot and self.daily is not None:
                         delay = self.daily.take()
+                        day_slot = delay <= 0
                     if delay <= 0 and self.shared is not None:
                         delay = self.shared.take()
                 if delay <= 0:

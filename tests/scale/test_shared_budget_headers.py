@@ -50,6 +50,28 @@ def test_headers_resize_the_shared_windows() -> None:
     assert (daily.taken, shared.taken) == (1, 1)  # both windows asked before the request
 
 
+class Busy(Recorded):
+    """A shared 10-second window that is full for the first ``full`` asks."""
+
+    def __init__(self, budget: int, full: int) -> None:
+        super().__init__(budget)
+        self.full = full
+
+    def take(self) -> float:
+        self.taken += 1
+        return 0.5 if self.taken <= self.full else 0.0
+
+
+def test_waiting_for_the_window_takes_one_daily_slot_not_one_per_ask() -> None:
+    shared, daily = Busy(95, full=4), Recorded(1000)
+    limiter = SlidingWindowLimiter(
+        budget=100, window=10.0, shared=shared, daily=daily, sleep=lambda s: None
+    )
+    limiter.acquire()
+    assert shared.taken == 5  # four waits for the 10-second window, then the slot
+    assert daily.taken == 1  # one request: one daily slot
+
+
 def test_the_daily_budget_is_taken_in_blocks(state_url_factory: Callable[[str], str]) -> None:
     window = SharedWindow.named(
         state_url_factory("daily"), f"daily-{uuid.uuid4().hex}", 1000, DAY, block=50
