@@ -1211,7 +1211,7 @@ def run_issue17(args: Any, scenarios: list[int], variants: list[str],
                 if getattr(args, "workers", 0):
                     if limits and variant == "product":
                         rows += run_partners_workers(args.partners, args.size, args.workers,
-                                                     True, log)  # fmt: skip
+                                                     True, log, args.worker_concurrency)  # fmt: skip
                     continue
                 rows += run_partners(args.partners, args.size, limits, variant == "product", log)
     return rows
@@ -1253,7 +1253,7 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def run_worker_pass(root: Path, env: dict[str, str], workers: int, log: Any) -> float:
+def run_worker_pass(root: Path, env: dict[str, str], workers: int, concurrency: int) -> float:
     """Queue a pass per partner, then run ``workers`` worker processes until the queue
     is empty; the wall time from the workers' start to the last one's exit."""
     queued = _cli(root, env, "enqueue", "sync", "--all")
@@ -1262,7 +1262,7 @@ def run_worker_pass(root: Path, env: dict[str, str], workers: int, log: Any) -> 
         raise RuntimeError(f"enqueue failed:\n{out[-3000:]}")
     t0 = time.perf_counter()
     procs = [
-        _cli(root, env, "worker", "--concurrency", str(WORKER_CONCURRENCY), "--until-empty")
+        _cli(root, env, "worker", "--concurrency", str(concurrency), "--until-empty")
         for _ in range(workers)
     ]
     outputs = [p.communicate()[0] for p in procs]
@@ -1306,8 +1306,8 @@ def _vendor_bound(srv: Any, root: Path, tokens: dict[str, str], pids: list[str],
     return bound_from_parts({k: v for k, v in parts.items() if k[0] == "vendor"})
 
 
-def run_partners_workers(n_partners: int, m: int, workers: int, hooks: bool,
-                         log: Any) -> list[dict[str, Any]]:  # fmt: skip
+def run_partners_workers(n_partners: int, m: int, workers: int, hooks: bool, log: Any,
+                         concurrency: int = WORKER_CONCURRENCY) -> list[dict[str, Any]]:  # fmt: skip
     """Scenario 6 through ``workers`` worker processes on PostgreSQL (the budgets
     shared in it): the initial sync and a quiet pass, each measured on the vendor
     portal — calls, wall time vs its rate-limit bound, 429s, budget utilisation."""
@@ -1362,10 +1362,11 @@ def run_partners_workers(n_partners: int, m: int, workers: int, hooks: bool,
                 if scenario == 2:
                     set_clock(srv, timedelta(0))
                 srv.reset_stats()
-                wall = run_worker_pass(root, env, workers, log)
+                wall = run_worker_pass(root, env, workers, concurrency)
                 pc = _portal_calls(srv, names)
-                rows.append(_workers_row(scenario, label, pc, bound, wall, n_partners, m,
-                                         workers, log))  # fmt: skip
+                row = _workers_row(scenario, label, pc, bound, wall, n_partners, m, workers, log)
+                row["concurrency"] = concurrency
+                rows.append(row)
             statuses = _pass_statuses(root, env)
             for row in rows:
                 row["run_statuses"] = dict(statuses)
@@ -1383,7 +1384,7 @@ def _workers_row(scenario: int, label: str, pc: dict[str, dict[str, Any]],
     v_other = v["calls"] - v_search
     row = {
         "scenario": f"6w-{label}", "variant": "workers", "limits": "on", "size": m,
-        "partners": n_partners, "workers": workers, "concurrency": WORKER_CONCURRENCY,
+        "partners": n_partners, "workers": workers,
         # the vendor portal is what is measured here: its calls against its bound
         "calls": v["calls"], "min_calls": bound["calls"],
         "calls_per_record": round(v["calls"] / (3 * m * n_partners), 4),
@@ -1514,6 +1515,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0,
                     help="scenario 6 through N `dealsync worker` processes on PostgreSQL "
                     "(the product, limits on; DEALSYNC_BENCH_POSTGRES_URL)")  # fmt: skip
+    ap.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY,
+                    help="with --workers: passes at a time per worker process")  # fmt: skip
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
