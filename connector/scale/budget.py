@@ -91,11 +91,13 @@ class BudgetStore:
 
     @property
     def shown(self) -> str:
-        """The URL without its password (for logs)."""
-        if self.kind == "redis" or "@" not in self.url:
-            return self.url.split("@")[-1] if "@" in self.url else self.url
-        scheme, rest = self.url.split("://", 1)
-        return f"{scheme}://…@{rest.split('@', 1)[1]}"
+        """The URL without its user and password (logs, ``/metrics``)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return self.url
+        return urlunsplit(parts._replace(netloc="…@" + parts.netloc.rsplit("@", 1)[1]))
 
     # ------------------------------------------------------------------ plumbing
 
