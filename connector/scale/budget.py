@@ -39,6 +39,7 @@ CONTENDED_WAIT = 0.02  # another process holds the window's lock: ask again soon
 CONNECT_TIMEOUT = 3.0  # seconds the store may take to give a connection
 LEAK_EVERY_MS = 5_000  # how often a window's expired slots are deleted
 REDIS_PREFIXES = ("redis://", "rediss://", "unix://")
+METRICS_RETRY_AFTER = 30.0  # seconds /metrics leaves a store that did not answer alone
 
 
 class BudgetStoreMissing(Exception):
@@ -88,6 +89,7 @@ class BudgetStore:
         self._leaked: dict[str, int] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._quiet_until = 0.0  # monotonic: /metrics does not ask a down store before
 
     @property
     def shown(self) -> str:
@@ -223,7 +225,13 @@ class BudgetStore:
 
     def used(self, key: str, rates: list[Any]) -> int | None:
         """Slots taken in the window ``key`` over its longest rate (None: the store
-        did not answer) — ``/metrics``' budget use, every process's requests."""
+        did not answer) — ``/metrics``' budget use, every process's requests. A store
+        that did not answer is not asked again for :data:`METRICS_RETRY_AFTER` seconds
+        (requests keep probing it), so a scrape never waits on it window by window."""
+        import time
+
+        if self.up is False and time.monotonic() < self._quiet_until:
+            return None
         with self._key_lock(key):
             try:
                 bucket = self._bucket(key, rates)
@@ -235,6 +243,7 @@ class BudgetStore:
                 raise
             except Exception as exc:
                 self._failed(exc)
+                self._quiet_until = time.monotonic() + METRICS_RETRY_AFTER
                 return None
 
     def wait_if_full(self, key: str, rates: list[Any]) -> float:

@@ -37,17 +37,23 @@ def test_store_gone_holds_requests_back_then_they_go_once_it_answers(
     through_proxy: tuple[TcpProxy, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     proxy, url = through_proxy
-    window = SharedWindow.named(url, f"down-{uuid.uuid4().hex}", 10, 10.0)
+    window = SharedWindow.named(url, f"down-{uuid.uuid4().hex}", 10, 600.0)
     seen_up: list[bool | None] = []
+    seen_used: list[int | None] = []
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:  # no real sleep: the store's timeouts pace it
         slept.append(seconds)
         seen_up.append(window.store.up)
+        if len(slept) == 1:  # a scrape while it is down: no number, and no wait on it
+            failures = window.store.failures
+            seen_used.append(window.used())
+            seen_used.append(window.used())
+            assert window.store.failures <= failures + 1
         if len(slept) == 3:
             proxy.start()  # the store is back
 
-    limiter = SlidingWindowLimiter(budget=10, window=10.0, sleep=sleep, shared=window)
+    limiter = SlidingWindowLimiter(budget=10, window=600.0, sleep=sleep, shared=window)
     limiter.acquire()
     assert window.store.up is True and not slept
 
@@ -56,6 +62,7 @@ def test_store_gone_holds_requests_back_then_they_go_once_it_answers(
         limiter.acquire()
     assert len(slept) >= 3 and set(slept) == {UNREACHABLE_BACKOFF}  # held back, not sent
     assert seen_up[0] is False  # shown while it was down
+    assert seen_used == [None, None]
     assert window.store.up is True  # and up once it answered
     assert window.used() == 2  # both requests counted in the shared window
     assert len(limiter._sent) == 2
