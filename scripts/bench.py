@@ -1208,8 +1208,231 @@ def run_issue17(args: Any, scenarios: list[int], variants: list[str],
             if PARTNERS_SCENARIO in scenarios:
                 log(f"scenario 6, {variant}, limits {'on' if limits else 'off'}, "
                     f"{args.partners} partners × {args.size}")  # fmt: skip
+                if getattr(args, "workers", 0):
+                    if limits and variant == "product":
+                        rows += run_partners_workers(args.partners, args.size, args.workers,
+                                                     True, log, args.worker_concurrency)  # fmt: skip
+                    continue
                 rows += run_partners(args.partners, args.size, limits, variant == "product", log)
     return rows
+
+
+# ---------------------------------------------------------------- scenario 6, workers
+# (issue 18) the many-partner scenario through ``dealsync worker`` processes on
+# PostgreSQL, sharing the vendor portal's budget in it. Kept apart (merges).
+
+WORKER_CONCURRENCY = 4  # passes at a time per worker process
+
+
+def bench_postgres(tag: str) -> tuple[str, Any]:
+    """A fresh PostgreSQL database for the run (``DEALSYNC_BENCH_POSTGRES_URL``, else
+    the local server) and a function dropping it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = os.environ.get(
+        "DEALSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"dealsync_bench_{tag}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(server).set(database=name).render_as_string(hide_password=False), drop
+
+
+def _cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector.cli", "-c", str(root / "dealsync.yaml"), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def run_worker_pass(root: Path, env: dict[str, str], workers: int, concurrency: int) -> float:
+    """Queue a pass per partner, then run ``workers`` worker processes until the queue
+    is empty; the wall time from the workers' start to the last one's exit."""
+    queued = _cli(root, env, "enqueue", "sync", "--all")
+    out, _ = queued.communicate()
+    if queued.returncode != 0:
+        raise RuntimeError(f"enqueue failed:\n{out[-3000:]}")
+    t0 = time.perf_counter()
+    procs = [
+        _cli(root, env, "worker", "--concurrency", str(concurrency), "--until-empty")
+        for _ in range(workers)
+    ]
+    outputs = [p.communicate()[0] for p in procs]
+    wall = time.perf_counter() - t0
+    bad = [o for p, o in zip(procs, outputs, strict=True) if p.returncode != 0]
+    if bad:
+        raise RuntimeError(f"a worker failed:\n{bad[0][-3000:]}")
+    return wall
+
+
+def _pass_statuses(root: Path, env: dict[str, str]) -> Counter[str]:
+    from connector.api import Dealsync
+    from connector.config import load_project
+
+    app = Dealsync(load_project(root / "dealsync.yaml", env=env), env=env)
+    got: Counter[str] = Counter()
+    for partner in app.project.config.partners:
+        got.update(r.status for r in app.runs(partner.id))
+    app.close()
+    return got
+
+
+def _vendor_bound(srv: Any, root: Path, tokens: dict[str, str], pids: list[str], m: int,
+                  scenario: int, hooks: bool) -> dict[str, Any]:  # fmt: skip
+    """The vendor portal's bound for a ``sync --all`` of every partner (``scenario`` 1:
+    initial, 2: quiet), as :func:`run_partners` computes it."""
+    rules = _rules_of(root, tokens)
+    parts: dict[tuple[str, str], int] = {}
+    for pid in pids:
+        for key, k in _engine_parts(scenario, m, partner=f"partner-{pid}").items():
+            parts[key] = parts.get(key, 0) + k
+        if hooks:
+            work = program_work(srv, f"partner-{pid}", rules, first=scenario == 1)
+            work = dataclasses.replace(work, won_stages=0)
+            for key, k in program_parts(work, partner=f"partner-{pid}").items():
+                parts[key] = parts.get(key, 0) + k
+    if hooks:
+        once = ProgramWork(won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)))
+        for key, k in program_parts(once).items():
+            parts[key] = parts.get(key, 0) + k
+    return bound_from_parts({k: v for k, v in parts.items() if k[0] == "vendor"})
+
+
+def run_partners_workers(n_partners: int, m: int, workers: int, hooks: bool, log: Any,
+                         concurrency: int = WORKER_CONCURRENCY) -> list[dict[str, Any]]:  # fmt: skip
+    """Scenario 6 through ``workers`` worker processes on PostgreSQL (the budgets
+    shared in it): the initial sync and a quiet pass, each measured on the vendor
+    portal — calls, wall time vs its rate-limit bound, 429s, budget utilisation."""
+    from connector.sandbox import PortalSpec, SandboxServer
+
+    variant = "product" if hooks else "engine"
+    tag = uuid.uuid4().hex[:8]
+    pids = [f"p{i + 1:03d}" for i in range(n_partners)]
+    tokens = {"BENCH_VENDOR_TOKEN": f"bench-v-{tag}"}
+    tokens |= {f"BENCH_PARTNER_TOKEN_{p.upper()}": f"bench-{p}-{tag}" for p in pids}
+    specs = [PortalSpec("vendor", tokens["BENCH_VENDOR_TOKEN"], rate_limit_per_10s=RATE_PER_10S,
+                        search_rate_per_s=SEARCH_PER_S)]  # fmt: skip
+    specs += [PortalSpec(f"partner-{p}", tokens[f"BENCH_PARTNER_TOKEN_{p.upper()}"],
+                         rate_limit_per_10s=RATE_PER_10S, search_rate_per_s=SEARCH_PER_S)
+              for p in pids]  # fmt: skip
+    root = Path(tempfile.mkdtemp(prefix=f"dealsync-bench-workers-{variant}-"))
+    state_url, drop = bench_postgres(tag)
+    env = {**os.environ, **tokens, "DEALSYNC_MAIL_SINK": str(root / "mail")}
+    env.pop("DEALSYNC_LIMITS_URL", None)  # the budgets live in the state's PostgreSQL
+    rows: list[dict[str, Any]] = []
+    try:
+        with SandboxServer(portals=specs, port=0, limits=True, search_lag=0) as srv:
+            write_project(root, srv.url, m)
+            cfg = root / "dealsync.yaml"
+            text = partners_yaml(cfg.read_text(), pids)
+            text = "\n".join(
+                f"state_url: '{state_url}'" if ln.startswith("state_url:") else ln
+                for ln in text.splitlines()
+            )
+            cfg.write_text(text + "\n")
+            if not hooks:
+                log("  (engine variant: the workers run the product's hooks; use product)")
+            set_clock(srv, timedelta(hours=-2))
+            for portal in srv.portals:
+                portal.limits_enabled = False
+            setup = _cli(root, env, "setup")
+            out, _ = setup.communicate()
+            if setup.returncode != 0:
+                raise RuntimeError(f"setup failed:\n{out[-3000:]}")
+            schema = _cli(root, env, "worker", "--apply-schema", "--until-empty")
+            out, _ = schema.communicate()
+            if schema.returncode != 0:
+                raise RuntimeError(f"the queue's schema failed:\n{out[-3000:]}")
+            for i, pid in enumerate(pids):
+                seed_partner(srv.portal(f"partner-{pid}"), m, offset=i * m)
+            log(f"  [workers] seeded {n_partners} partners × {m} deals")
+            for portal in srv.portals:
+                portal.limits_enabled = True
+            names = ["vendor", *(f"partner-{pid}" for pid in pids)]
+            for scenario, label in ((1, "initial"), (2, "quiet")):
+                bound = _vendor_bound(srv, root, tokens, pids, m, scenario, hooks=True)
+                if scenario == 2:
+                    set_clock(srv, timedelta(0))
+                srv.reset_stats()
+                wall = run_worker_pass(root, env, workers, concurrency)
+                pc = _portal_calls(srv, names)
+                row = _workers_row(scenario, label, pc, bound, wall, n_partners, m, workers, log)
+                row["concurrency"] = concurrency
+                rows.append(row)
+            statuses = _pass_statuses(root, env)
+            for row in rows:
+                row["run_statuses"] = dict(statuses)
+    finally:
+        drop()
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _workers_row(scenario: int, label: str, pc: dict[str, dict[str, Any]],
+                 bound: dict[str, Any], wall: float, n_partners: int, m: int, workers: int,
+                 log: Any) -> dict[str, Any]:  # fmt: skip
+    v = pc["vendor"]
+    v_search = v["by_kind"].get("search", 0)
+    v_other = v["calls"] - v_search
+    row = {
+        "scenario": f"6w-{label}", "variant": "workers", "limits": "on", "size": m,
+        "partners": n_partners, "workers": workers,
+        # the vendor portal is what is measured here: its calls against its bound
+        "calls": v["calls"], "min_calls": bound["calls"],
+        "calls_per_record": round(v["calls"] / (3 * m * n_partners), 4),
+        "all_calls": sum(x["calls"] for x in pc.values()), "time_bound_s": round(bound["time_s"], 2),
+        "rate_limited_429": sum(x["rate_limited"] for x in pc.values()),
+        "vendor_calls": v["calls"], "vendor_calls_by_kind": v["by_kind"],
+        "vendor_429": v["rate_limited"], "vendor_min_calls": bound["calls"],
+        "vendor_calls_ratio": round(v["calls"] / bound["calls"], 3) if bound["calls"] else None,
+        "wall_s": round(wall, 2), "vendor_time_bound_s": round(bound["time_s"], 2),
+        "time_ratio": round(wall / bound["time_s"], 3) if bound["time_s"] else None,
+        "vendor_utilisation": round(v_other / (wall * RATE_PER_10S / 10.0), 3),
+        "vendor_search_utilisation": round(v_search / (wall * SEARCH_PER_S), 3),
+    }  # fmt: skip
+    log(f"  [workers] scenario 6 {label}, {n_partners}×{m}, {workers} workers: vendor "
+        f"{v['calls']} calls (bound {bound['calls']}, ×{row['vendor_calls_ratio']}), "
+        f"{row['wall_s']}s vs bound {row['vendor_time_bound_s']}s (×{row['time_ratio']}), "
+        f"utilisation {row['vendor_utilisation']} (search {row['vendor_search_utilisation']}), "
+        f"429s {row['rate_limited_429']}")  # fmt: skip
+    return row
+
+
+def targets_workers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 18's targets for scenario 6 through workers (met / MISSED)."""
+    out = []
+    for r in rows:
+        if not str(r["scenario"]).startswith("6w-"):
+            continue
+        tag = f"({r['scenario']}) {r['partners']}×{r['size']}, {r['workers']} workers"
+        out.append({"target": f"{tag}: zero 429s", "met": r["rate_limited_429"] == 0,
+                    "detail": f"{r['rate_limited_429']} 429s"})  # fmt: skip
+        out.append({"target": f"{tag}: wall ≤ 1.2 × the vendor portal's bound",
+                    "met": (r["time_ratio"] or 0) <= 1.2,
+                    "detail": f"{r['wall_s']}s / {r['vendor_time_bound_s']}s = ×{r['time_ratio']}"})  # fmt: skip
+    return out
+
+
+def print_table_workers(rows: list[dict[str, Any]]) -> None:
+    """Scenario 6 through workers: one line per measured pass."""
+    for r in rows:
+        if str(r["scenario"]).startswith("6w-"):
+            print(
+                f"  {r['scenario']} {r['partners']}×{r['size']}, {r['workers']} workers × "
+                f"{r['concurrency']}: vendor {r['vendor_calls']} calls (bound "
+                f"{r['vendor_min_calls']}, ×{r['vendor_calls_ratio']}), wall {r['wall_s']}s, "
+                f"vendor bound {r['vendor_time_bound_s']}s (×{r['time_ratio']}), utilisation "
+                f"{r['vendor_utilisation']} (search {r['vendor_search_utilisation']}), 429s "
+                f"{r['rate_limited_429']}, runs {r.get('run_statuses')}"
+            )
 
 
 # ====================================================================== main
@@ -1289,6 +1512,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--partners", type=int, default=15,
                     help="scenario 6: partners (each with --size deals) against one vendor")  # fmt: skip
+    ap.add_argument("--workers", type=int, default=0,
+                    help="scenario 6 through N `dealsync worker` processes on PostgreSQL "
+                    "(the product, limits on; DEALSYNC_BENCH_POSTGRES_URL)")  # fmt: skip
+    ap.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY,
+                    help="with --workers: passes at a time per worker process")  # fmt: skip
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -1331,9 +1559,10 @@ def main(argv: list[str] | None = None) -> int:
         engine = run_child({"what": "engine", "pairs": args.engine_pairs})
         log(f"scenario 4: {engine}")
     rows += run_issue17(args, scenarios, variants, limit_modes, log)
-    tg = targets(rows, engine) + targets17(rows)
+    tg = targets(rows, engine) + targets17(rows) + targets_workers(rows)
     print_table(rows, engine, tg)
     print_table17(rows)
+    print_table_workers(rows)
     report = {
         "machine": {
             "python": platform.python_version(), "platform": platform.platform(),

@@ -8,15 +8,19 @@ budget corrected from the ``X-HubSpot-RateLimit-*`` headers (another process sha
 the portal shows up as a lower ``Remaining``).
 
 One limiter per portal per process (:func:`limiter_for`), shared by every adapter of
-that portal, because the budget belongs to the portal, not to a connection. With
-``DEALSYNC_LIMITS_URL`` set (a Redis URL), each limiter also takes a slot of the
-portal's window in that store before a request goes (:mod:`connector.scale.budget`):
-one budget for every process and machine, as ``dealsync worker`` processes need.
+that portal, because the budget belongs to the portal, not to a connection. With a
+shared store (the state's PostgreSQL, or ``DEALSYNC_LIMITS_URL``:
+:func:`connector.scale.budget.store_url`, set for the process by :func:`use_store`),
+each limiter also takes a slot of the portal's windows in that store before a request
+goes (:mod:`connector.scale.budget`): the 10-second budget, the search budget (counted
+by us: search answers carry no rate-limit headers) and the daily budget — one budget
+for every process and machine, as ``dealsync worker`` processes need.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -26,13 +30,26 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 LIMITS_URL_ENV = "DEALSYNC_LIMITS_URL"
+DAILY_DEFAULT = 250_000  # HubSpot's daily budget of a private app until a header says
+DAY = 86_400.0
+DAILY_BLOCK = 50  # daily slots a process takes from the shared store at once
 
 
 class Shared(Protocol):
     """A window shared with other processes (:class:`connector.scale.budget.SharedWindow`)."""
 
+    budget: int
+
     def take(self) -> float:
         """0.0 when a slot was taken, else the seconds to wait before asking again."""
+        ...
+
+    def resize(self, budget: int, window: float) -> None:
+        """The portal told a lower budget or a longer window."""
+        ...
+
+    def used(self) -> int | None:
+        """Slots every process took in the last window (None: not known)."""
         ...
 
 
@@ -46,7 +63,8 @@ class SlidingWindowLimiter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     waited: float = 0.0
-    shared: Shared | None = None
+    shared: Shared | None = None  # the same window in the shared store
+    daily: Shared | None = None  # the portal's daily budget in the shared store
     _sent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server_block_until: float = 0.0
@@ -58,6 +76,7 @@ class SlidingWindowLimiter:
     def acquire(self) -> float:
         """Block until a request may go; returns the seconds waited."""
         waited = 0.0
+        day_slot = self.daily is None  # taken once, kept while the window makes us wait
         while True:
             with self._lock:
                 now = self.clock()
@@ -68,8 +87,12 @@ class SlidingWindowLimiter:
                     delay = self._server_block_until - now
                 elif len(self._sent) >= self.effective_budget:
                     delay = self._sent[0] + self.window - now
-                elif self.shared is not None:  # the other processes' requests count too
-                    delay = self.shared.take()
+                else:  # the other processes' requests count too
+                    if not day_slot and self.daily is not None:
+                        delay = self.daily.take()
+                        day_slot = delay <= 0
+                    if delay <= 0 and self.shared is not None:
+                        delay = self.shared.take()
                 if delay <= 0:
                     self._sent.append(now)
                     self.waited += waited
@@ -86,13 +109,19 @@ class SlidingWindowLimiter:
             server_max = int(lower.get("x-hubspot-ratelimit-max", "0"))
             remaining = int(lower.get("x-hubspot-ratelimit-remaining", "-1"))
             interval = int(lower.get("x-hubspot-ratelimit-interval-milliseconds", "0")) / 1000
+            daily = int(lower.get("x-hubspot-ratelimit-daily", "0"))
         except ValueError:
             return
         with self._lock:
+            resized = False
             if server_max > 0 and server_max < self.budget:
-                self.budget = server_max
-            if interval > 0:
-                self.window = max(self.window, interval)
+                self.budget, resized = server_max, True
+            if interval > self.window:
+                self.window, resized = interval, True
+            if resized and self.shared is not None:
+                self.shared.resize(self.effective_budget, self.window)
+            if self.daily is not None and daily > 0:
+                self.daily.resize(max(1, daily - daily // 100), DAY)
             if 0 <= remaining <= self.margin:
                 # Someone else is spending this portal's budget: let the window roll.
                 self._server_block_until = self.clock() + self.window / max(self.budget, 1) * (
@@ -100,8 +129,13 @@ class SlidingWindowLimiter:
                 )
 
     def in_window(self) -> int:
-        """Requests this process sent in the last ``window`` seconds: the budget in use
-        (``/metrics``)."""
+        """Requests sent in the last ``window`` seconds: the budget in use
+        (``/metrics``) — every process's, from the shared store when there is one
+        (and it answers), else this process's."""
+        if self.shared is not None:
+            used = self.shared.used()
+            if used is not None:
+                return used
         with self._lock:
             since = self.clock() - self.window
             return sum(1 for sent in self._sent if sent > since)
@@ -121,6 +155,41 @@ class PortalLimits:
 _REGISTRY: dict[str, PortalLimits] = {}
 _BY_NAME: dict[str, PortalLimits] = {}  # the limiters last handed out for each portal name
 _REGISTRY_LOCK = threading.Lock()
+_STORE: list[str | None] = [None]  # the shared store of this process (use_store)
+_WARNED: set[str] = set()
+log = logging.getLogger("dealsync.ratelimit")
+
+
+def use_store(url: str | None) -> None:
+    """The shared store this process's portal limiters take their slots from (the
+    program sets it from its state: :func:`connector.scale.budget.store_url`);
+    ``DEALSYNC_LIMITS_URL`` in the environment wins over it. A PostgreSQL state
+    without the ``[scale]`` packages keeps in-process windows, and says so once."""
+    if url and not os.environ.get(LIMITS_URL_ENV, "").strip():
+        from connector.scale.budget import missing_packages
+
+        missing = missing_packages(url)
+        if missing:
+            if url not in _WARNED:
+                _WARNED.add(url)
+                log.warning(
+                    "the HubSpot rate budgets are kept in this process only: sharing "
+                    "them with other processes in the state's PostgreSQL needs %s — "
+                    "pip install 'dealsync[scale]' (needed before running several "
+                    "dealsync processes or workers on one portal)",
+                    missing,
+                )
+            url = None
+    _STORE[0] = url
+
+
+def current_store() -> str | None:
+    """Where this process's budgets are shared: ``DEALSYNC_LIMITS_URL`` (``off``:
+    nowhere), else what :func:`use_store` set."""
+    explicit = os.environ.get(LIMITS_URL_ENV, "").strip()
+    if explicit.lower() in ("off", "none", "memory"):
+        return None
+    return explicit or _STORE[0]
 
 
 def limiter_for(
@@ -128,11 +197,12 @@ def limiter_for(
 ) -> PortalLimits:
     """The process-wide limiters of one portal (keyed by host and a token digest);
     ``name`` (the portal's name in the config) is what :func:`named_limits` reports
-    them under; the portal's windows are shared through ``DEALSYNC_LIMITS_URL``
-    when it is set."""
+    them under; the portal's windows are shared through the process's store
+    (:func:`current_store`) when there is one."""
     key = hashlib.sha256(f"{host}|{token}".encode()).hexdigest()
+    url = current_store()
     with _REGISTRY_LOCK:
-        limits = _REGISTRY.get(key)
+        limits = _REGISTRY.get(f"{key}|{url}")
         if limits is None:
             margin = max(1, per_10s // 20)
             search_budget = max(1, int(search_per_s))
@@ -143,10 +213,9 @@ def limiter_for(
                     window=1.0 * search_budget / search_per_s + 0.05,
                 ),
             )
-            url = os.environ.get(LIMITS_URL_ENV, "").strip()
             if url:
                 _share(limits, url, key[:24])
-            _REGISTRY[key] = limits
+            _REGISTRY[f"{key}|{url}"] = limits
         if name is not None:
             _BY_NAME[name] = limits
         return limits
@@ -154,15 +223,19 @@ def limiter_for(
 
 def _share(limits: PortalLimits, url: str, key: str) -> None:
     """Give the portal's limiters their windows in the store at ``url``: the 10-second
-    budget less its margin, and the search budget less one (the shared window counts
-    whole seconds; the slot given up absorbs network jitter between processes)."""
+    budget less its margin, the search budget over the in-process search window, and
+    the daily budget (less 1 %, taken in blocks of :data:`DAILY_BLOCK`)."""
     from connector.scale.budget import SharedWindow
 
     requests, search = limits.requests, limits.search
-    requests.shared = SharedWindow(
-        url, f"dealsync:{key}:requests", requests.effective_budget, requests.window
+    requests.shared = SharedWindow.named(
+        url, f"{key}:requests", requests.effective_budget, requests.window
     )
-    search.shared = SharedWindow(url, f"dealsync:{key}:search", max(1, search.budget - 1), 1.0)
+    requests.daily = SharedWindow.named(
+        url, f"{key}:daily", DAILY_DEFAULT - DAILY_DEFAULT // 100, DAY, block=DAILY_BLOCK
+    )
+    search.shared = SharedWindow.named(url, f"{key}:search", search.budget, search.window)
+    search.daily = requests.daily  # searches spend the same daily budget
 
 
 def named_limits() -> dict[str, PortalLimits]:

@@ -27,6 +27,7 @@ from connector.adapters.base import (
     PortalUnreachable,
 )
 from connector.adapters.naming import Naming
+from connector.adapters.ratelimit import use_store
 from connector.adapters.registry import BuildContext, PortalUnusable, kind_of
 from connector.api.check import check_config as check_config
 from connector.api.conflicts import ConflictCommands
@@ -74,6 +75,7 @@ from connector.logs import LOG_FORMATS as LOG_FORMATS  # the CLI's --log-format 
 from connector.logs import LOG_LEVELS as LOG_LEVELS
 from connector.logs import configure_logging as configure_logging
 from connector.records import PropertySpec, Side, utcnow
+from connector.scale.budget import store_url
 from connector.state import StateStore
 from connector.state.store import LockHeld as LockHeld  # the CLI reports it as an error line
 from connector.state.tables import (
@@ -214,6 +216,9 @@ class Dealsync(
     ) -> None:
         self.project = project
         self.env = dict(os.environ if env is None else env)
+        # one rate budget per portal across processes: in the state's PostgreSQL (or
+        # DEALSYNC_LIMITS_URL); none on the embedded SQLite (docs/scale-out.md)
+        use_store(store_url(self.state_url, self.env))
         self._factory = adapter_factory or default_adapter_factory(project, self.env)
         self._adapters: dict[str, CRMAdapter] = {}
         self._store: StateStore | None = None

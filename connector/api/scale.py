@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 MISSING_EXTRA = (
     "dealsync worker needs the scale-out packages: pip install 'dealsync[scale]' "
-    "(procrastinate, psycopg, limits)"
+    "(procrastinate, psycopg, pyrate-limiter)"
 )
 
 

@@ -2,7 +2,8 @@
 deliveries run as jobs of a procrastinate queue kept in the state's PostgreSQL, by
 ``dealsync worker`` processes on any number of machines; ``serve`` with
 ``service.queue: procrastinate`` enqueues instead of running them; each portal's rate
-budget can be shared by every process through the ``limits`` library.
+budget is shared by every process through ``pyrate-limiter`` in the state's PostgreSQL
+(or Redis).
 
 One concept per module: :mod:`.app` (the procrastinate app on the state's database),
 :mod:`.tasks` (the jobs, their locks, priorities and retries), :mod:`.enqueue` (asking
@@ -11,6 +12,7 @@ the queue), :mod:`.stalled` (jobs of a worker that died are retried), :mod:`.wor
 (the worker process), :mod:`.queue` (listing jobs), :mod:`.budget` (the shared rate
 budget).
 
-Nothing here is imported by the embedded default (SQLite, one process, no queue): the
+Nothing here but :mod:`.budget` (which imports its packages only when a store is
+used) is imported by the embedded default (SQLite, one process, no queue): the
 packages are the optional ``[scale]`` extra.
 """

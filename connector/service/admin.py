@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from connector.adapters.ratelimit import current_store
 from connector.api import DealsyncError
 from connector.api import admin as views
 from connector.service.health import grouped, run_view
@@ -304,19 +305,30 @@ class Sessions:
 
 
 class LoginThrottle:
-    """Failed log-ins per client address in a sliding window (in-process, like the
-    sessions): at ``limit`` failures the address waits until the oldest is ``window``
-    seconds old. A good log-in clears its address."""
+    """Failed log-ins per client address in a sliding window: at ``limit`` failures
+    the address waits until the oldest is ``window`` seconds old. A good log-in clears
+    its address. Across every ``serve`` process through the shared budget store when
+    there is one (``store``; :mod:`connector.scale.budget`) — the store not answering
+    throttles log-ins (fail closed) — else in this process."""
 
     def __init__(
         self,
         limit: int = LOGIN_LIMIT,
         window: float = LOGIN_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        store: str | None = None,
     ) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
+        self.limit, self.window, self._clock, self.store = limit, window, clock, store
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
+
+    def _shared(self, address: str) -> Any:
+        """The address's window in the shared store (None: no store)."""
+        if not self.store:
+            return None
+        from connector.scale.budget import SharedWindow
+
+        return SharedWindow.named(self.store, f"login:{address}", self.limit, self.window)
 
     def _recent(self, address: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(address, deque())
@@ -326,6 +338,9 @@ class LoginThrottle:
 
     def wait(self, address: str) -> float:
         """Seconds until ``address`` may try again; 0 when it may now."""
+        shared = self._shared(address)
+        if shared is not None:
+            return float(shared.wait_if_full())
         now = self._clock()
         with self._lock:
             failures = self._recent(address, now)
@@ -334,6 +349,10 @@ class LoginThrottle:
             return max(1.0, failures[0] + self.window - now)
 
     def failed(self, address: str) -> None:
+        shared = self._shared(address)
+        if shared is not None:
+            shared.take()  # counted; a full window means it was throttled already
+            return
         now = self._clock()
         with self._lock:
             if len(self._failures) > 10_000:  # forget addresses that went quiet
@@ -342,6 +361,10 @@ class LoginThrottle:
             self._recent(address, now).append(now)
 
     def succeeded(self, address: str) -> None:
+        shared = self._shared(address)
+        if shared is not None:
+            shared.clear()
+            return
         with self._lock:
             self._failures.pop(address, None)
 
@@ -363,7 +386,7 @@ def _page(name: str, status: int = 200, /, **ctx: Any) -> HTMLResponse:
 
 def admin_routes(service: Service) -> list[Route]:
     sessions = Sessions()
-    throttle = LoginThrottle()
+    throttle = LoginThrottle(store=current_store())
 
     def configured() -> bool:
         return bool(service.admin_token)
@@ -390,7 +413,7 @@ def admin_routes(service: Service) -> list[Route]:
         if request.method == "GET":
             return _page("admin_login.html")
         address = request.client.host if request.client else "unknown"
-        wait = throttle.wait(address)
+        wait = await run_in_threadpool(throttle.wait, address)  # may ask the shared store
         if wait:
             service.metrics.inc("dealsync_admin_logins", "throttled")
             log.warning("admin login from %s throttled after repeated failures", address)
@@ -405,11 +428,11 @@ def admin_routes(service: Service) -> list[Route]:
         form = await request.form()
         given = str(form.get("token") or "")
         if not hmac.compare_digest(given.encode(), service.admin_token.encode()):
-            throttle.failed(address)
+            await run_in_threadpool(throttle.failed, address)
             service.metrics.inc("dealsync_admin_logins", "refused")
             log.warning("admin login refused (from %s)", address)
             return _page("admin_login.html", 401, error="That token is not valid.")
-        throttle.succeeded(address)
+        await run_in_threadpool(throttle.succeeded, address)
         service.metrics.inc("dealsync_admin_logins", "ok")
         sid, _ = sessions.new()
         response = to_page()

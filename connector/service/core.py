@@ -19,6 +19,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from connector.adapters.base import CRMAdapter
+from connector.adapters.ratelimit import current_store
 from connector.api import AdapterFactory, Dealsync, default_hooks, lock_ttl_from
 from connector.config import ConfigError, Problem, Project, load_project, shown
 from connector.config.check import errors_of
@@ -85,15 +86,31 @@ class ReloadState:
 
 
 class TriggerLimiter:
-    """At most ``limit`` triggers per partner in any ``window`` seconds (in-process)."""
+    """At most ``limit`` triggers per partner in any ``window`` seconds: across every
+    ``serve`` process through the shared budget store when there is one (``store``: the
+    state's PostgreSQL or ``DEALSYNC_LIMITS_URL``; :mod:`connector.scale.budget`),
+    else in this process."""
 
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
+    def __init__(self, limit: int, window: float, store: str | None = None) -> None:
+        self.limit, self.window, self.store = limit, window, store
         self._hits: dict[str, deque[float]] = {}
+        self._shared: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def check(self, key: str, now: float | None = None) -> float:
-        """0 if allowed (and counted), else the seconds until the next one is allowed."""
+        """0 if allowed (and counted), else the seconds until the next one is allowed
+        (the shared store not answering: a short wait — fail closed)."""
+        if self.store and now is None:
+            with self._lock:
+                window = self._shared.get(key)
+                if window is None:
+                    from connector.scale.budget import SharedWindow
+
+                    window = SharedWindow.named(
+                        self.store, f"trigger:{key}", self.limit, self.window
+                    )
+                    self._shared[key] = window
+            return float(window.take())
         now = time.monotonic() if now is None else now
         with self._lock:
             hits = self._hits.setdefault(key, deque())
@@ -152,7 +169,7 @@ class Service:
         self.admin_app = self._new_app()
         settings = self.project.config.service
         self.trigger_limiter = TriggerLimiter(
-            settings.trigger_limit, settings.trigger_window_seconds
+            settings.trigger_limit, settings.trigger_window_seconds, store=current_store()
         )
         self.runner: Runner | QueueRunner
         if settings.queue == "procrastinate":

@@ -244,9 +244,12 @@ def _outbox_unsent(counts: dict[tuple[str | None, str, str], int]) -> GaugeMetri
 
 
 def _budgets() -> Iterator[GaugeMetricFamily]:
-    """Each HubSpot portal's request budget per rolling window and how much of it this
-    process used in the last window (the client limiter's view, corrected from
-    HubSpot's ``X-HubSpot-RateLimit-*`` headers)."""
+    """Each HubSpot portal's request budget per rolling window and how much of it was
+    used in the last window: every process's use, from the shared store when there is
+    one (``dealsync_budget_store_up``), else this process's (the client limiter's
+    view, corrected from HubSpot's ``X-HubSpot-RateLimit-*`` headers)."""
+    from connector.scale.budget import stores
+
     budget = GaugeMetricFamily(
         "dealsync_rate_limit_budget",
         "Requests a portal allows per rolling window (as the client limiter knows it).",
@@ -254,15 +257,33 @@ def _budgets() -> Iterator[GaugeMetricFamily]:
     )
     used = GaugeMetricFamily(
         "dealsync_rate_limit_budget_used",
-        "Requests this process sent to the portal within the last window.",
+        "Requests sent to the portal within the last window: by every process sharing "
+        "the budget store, else by this process.",
         labels=["portal", "limit"],
     )
     for portal, limits in sorted(named_limits().items()):
-        for limit, limiter in (("requests", limits.requests), ("search", limits.search)):
+        windows = [("requests", limits.requests), ("search", limits.search)]
+        for limit, limiter in windows:
             budget.add_metric([portal, limit], limiter.budget)
             used.add_metric([portal, limit], limiter.in_window())
+        daily = limits.requests.daily
+        if daily is not None:
+            budget.add_metric([portal, "daily"], daily.budget)
+            day_used = daily.used()
+            if day_used is not None:
+                used.add_metric([portal, "daily"], day_used)
     yield budget
     yield used
+    up = GaugeMetricFamily(
+        "dealsync_budget_store_up",
+        "1 when the shared rate budgets' store answered at its last use, 0 when it did "
+        "not (requests are held back until it does); no sample: not used yet.",
+        labels=["store"],
+    )
+    for store in stores():
+        if store.up is not None:
+            up.add_metric([store.shown], 1.0 if store.up else 0.0)
+    yield up
 
 
 def _portals(svc: Service) -> Iterator[GaugeMetricFamily]:
