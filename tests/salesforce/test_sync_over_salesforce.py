@@ -164,6 +164,10 @@ def test_registered_opportunity_is_shared_with_its_account_and_contact(
     assert deal.associations.get("contacts") == (contact.id,)
     assert w.counterpart("companies", d.account) == company.id
     assert w.counterpart("contacts", d.contact) == contact.id
+    # setup made dealsync's source-id field and no custom twin of the standard
+    # LeadSource the share condition reads
+    fields = w.crm.property_names("deals")
+    assert "dealsync_source_id__c" in fields and "LeadSource__c" not in fields
     # the partner's records carry nothing of the vendor's (no source id on them)
     assert w.opp(d.opp).get("dealsync_source_id") is None
     w.quiet()
@@ -200,6 +204,27 @@ def test_opportunity_deleted_and_entered_again_is_relinked_not_duplicated(
     assert w.vendor_deal(again) == vendor_deal
     adopt = [r for r in w.ds.store.run_records(result.run_id or 0) if r.action == "adopt"]
     assert adopt and "same dealname" in (adopt[0].detail or ""), adopt
+    w.quiet()
+
+
+def test_opportunity_deleted_and_entered_again_before_one_pass_is_relinked(
+    make_world: MakeWorld,
+) -> None:
+    """The delete and the new Opportunity fall in the same window (getDeleted and the
+    SystemModstamp query in one pass): the delete unlinks, and the new Opportunity
+    adopts the vendor's deal it left, still one deal."""
+    w = make_world(sf_mapping(on_delete="unlink"))
+    d = w.seed_deal(name="Big Renewal")
+    assert w.sync().status == "ok"
+    vendor_deal = w.vendor_deal(d.opp)
+    w.crm.remove("deals", d.opp)
+    again = w.seed_opp("Big Renewal", d.account)
+    result = w.sync()
+    assert result.status == "ok", result.errors
+    (only,) = w.vendor.all("deals")
+    assert only.id == vendor_deal and only.get(SRC) == f"{PARTNER}:{again}"
+    assert w.vendor_deal(again) == vendor_deal
+    assert [lk.partner_id for lk in w.links("deals", ("relinked",))] == [d.opp]
     w.quiet()
 
 
