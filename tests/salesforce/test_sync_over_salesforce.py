@@ -485,3 +485,8 @@ def test_value_salesforce_refuses_is_a_record_error_and_the_pass_goes_on(
     assert w.opp(bad.opp)["StageName"] == "Prospecting"
     logged = [r for r in w.ds.store.run_records(result.run_id or 0) if r.outcome != "ok"]
     assert [r.record_id for r in logged] == [bad.opp], logged
+    # the run log names the field and Salesforce's reason (the write refusal's field
+    # is in its message: the engine's record errors of a write carry no field of their own)
+    assert "StageName" in (logged[0].detail or "") and "restricted picklist" in (
+        logged[0].detail or ""
+    ), logged[0]
