@@ -110,7 +110,9 @@ def _create_field(body: dict[str, Any], timeout: tuple[float, float]) -> Callabl
 
 def ensure_properties(adapter: SalesforceAdapter, specs: Sequence[PropertySpec]) -> list[str]:
     """Create the custom fields of ``specs`` the org lacks (``object.name`` as the spec
-    names them); one that exists already, or was created meanwhile, is left as it is."""
+    names them); one that exists already, or was created meanwhile, is left as it is.
+    A name the object already has as it is (a standard field such as ``LeadSource``,
+    which a share condition reads) is that field: no ``LeadSource__c`` twin."""
     created: list[str] = []
     existing: dict[str, set[str]] = {}
     for spec in specs:
@@ -120,6 +122,8 @@ def ensure_properties(adapter: SalesforceAdapter, specs: Sequence[PropertySpec])
                 str(f.get("name")) for f in describe(adapter, name).get("fields") or []
             }
         field = api_name(spec.name)
+        if field in existing[name]:
+            continue  # a standard field (a share condition's LeadSource) or one named in full
         if not field.endswith("__c"):
             field = f"{field}__c"
         if field in existing[name]:

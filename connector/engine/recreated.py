@@ -31,10 +31,19 @@ if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
 
 IDENTITY = {"contacts": "email", "companies": "domain", "deals": "dealname"}
-"""Per object type, the property that tells people which real-world thing a record
-is. A record deleted and re-created with the same value is recognised by it, so its
-old counterpart is re-linked instead of duplicated (``docs/sync.md``, "Re-created
-records"). Used only when the mapping syncs that property."""
+"""Per kind of record (the adapter's :class:`~connector.adapters.naming.Naming`:
+``deals``, ``contacts``, ``companies``), the property that tells people which
+real-world thing a record is, in HubSpot's words. A record deleted and re-created
+with the same value is recognised by it, so its old counterpart is re-linked instead
+of duplicated (``docs/sync.md``, "Re-created records"). In a CRM that names things
+its own way (Salesforce: ``Opportunity``, ``Email``) the identity is the field the
+mapping pairs with it (:func:`identity_of`). Used only when the mapping syncs it."""
+
+_KINDS = ("deals", "contacts", "companies")
+
+_CASELESS = ("email", "domain", "website")
+"""Identities compared ignoring case (lower-cased: HubSpot's ``email``/``domain``,
+Salesforce's ``Email``/``Website``)."""
 
 
 UNIQUE_IDENTITY = ("email",)
@@ -52,15 +61,32 @@ _ENDED_WITH_SURVIVOR = ("unlinked", "flagged")
 def norm(identity: str, value: str) -> str:
     """Identity values as the CRM compares them: e-mails and domains ignore case."""
     value = value.strip()
-    return value.lower() if identity in ("email", "domain") else value
+    return value.lower() if identity.lower() in _CASELESS else value
 
 
 def identity_of(sp: SyncPass, mapping: ObjectMapping, side: Side) -> str | None:
     """The property that names a record of this mapping on ``side`` to people, if
-    the mapping syncs it (see :data:`IDENTITY`)."""
-    name = IDENTITY.get(sp.obj_type(mapping, side))
-    mapped = {f.partner if side == "partner" else f.vendor for f in mapping.fields}
-    return name if name in mapped else None
+    the mapping syncs it (see :data:`IDENTITY`). The kind of record comes from the
+    adapters' naming (Salesforce's ``Opportunity`` is its ``deals``), not from
+    HubSpot's object types, so a partner on another CRM is covered too. A side that
+    speaks HubSpot's words (its naming calls the kind by its name) must map
+    the property itself; a side that names things its own way has as its identity
+    the field the mapping pairs with it (``Email`` ↔ ``email``, ``Name`` ↔ ``dealname``)."""
+    kinds = {
+        s: next((k for k in _KINDS if getattr(sp.names(s), k) == sp.obj_type(mapping, s)), None)
+        for s in SIDES
+    }
+    kind = kinds[side] or kinds[other_side(side)]
+    name = IDENTITY.get(kind or "")
+    if name is None:
+        return None
+    mine = [f.partner if side == "partner" else f.vendor for f in mapping.fields]
+    if name in mine:
+        return name
+    if getattr(sp.names(side), kind or "") == kind:
+        return None  # HubSpot's words on this side, and the mapping does not sync it
+    theirs = [f.vendor if side == "partner" else f.partner for f in mapping.fields]
+    return next((m for m, t in zip(mine, theirs, strict=True) if t == name), None)
 
 
 def recreated_counterparts(

@@ -5,6 +5,7 @@ and Salesforce's vocabulary for the kit's checks."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.adapters.salesforce import SalesforceAdapter
@@ -15,6 +16,7 @@ from connector.adapters.salesforce_soql import api_name, sobject
 from connector.testing.adapter_suite import Vocabulary
 
 if TYPE_CHECKING:
+    from connector.api import Dealsync
     from connector.sandbox.salesforce import Org, SalesforceSandbox
 
 CLIENT_ID = "cid"
@@ -144,3 +146,73 @@ class SalesforceBackdoor:
 
     def property_names(self, object_type: str) -> set[str]:
         return {f.name for f in self.org.sobject(sobject(object_type)).fields}
+
+
+# ---------------------------------------------------------------- an engine world
+
+PARTNER_ENV = {"SF_ID": CLIENT_ID, "SF_SECRET": CLIENT_SECRET}
+"""The environment the Salesforce partner's credentials are read from."""
+
+STAGES = {
+    "Prospecting": "appointmentscheduled",
+    "Qualification": "qualifiedtobuy",
+    "Closed Won": "closedwon",
+    "Closed Lost": "closedlost",
+}
+"""The Opportunity stage picklist values the scenarios map to the vendor's stage ids."""
+
+
+def sf_mapping(*, on_delete: str = "archive", amount_conflict: str = "newest") -> str:
+    """A mapping for partner ``acme`` on Salesforce, the program's hooks off: the
+    shared Opportunity (LeadSource "Partner Referral") with its Account (Website as a
+    domain) and its contact roles' Contacts; ``on_delete`` and the Amount's conflict
+    policy are what the scenarios vary."""
+    stages = "".join(f"          {k}: {v}\n" for k, v in STAGES.items())
+    return (
+        "version: 1\nobjects:\n"
+        "  - name: companies\n    partner_object: Account\n    vendor_object: companies\n"
+        "    share: {via: deals}\n    fields:\n"
+        "      - {partner: Name, vendor: name, direction: both}\n"
+        "      - {partner: Website, vendor: domain, direction: both, transform: domain}\n"
+        "  - name: contacts\n    partner_object: Contact\n    vendor_object: contacts\n"
+        "    share: {via: deals}\n    fields:\n"
+        "      - {partner: FirstName, vendor: firstname, direction: both}\n"
+        "      - {partner: LastName, vendor: lastname, direction: both}\n"
+        "      - {partner: Email, vendor: email, direction: both}\n"
+        "  - name: deals\n    partner_object: Opportunity\n    vendor_object: deals\n"
+        "    share:\n      partner:\n        - property: LeadSource\n"
+        '          equals: "Partner Referral"\n'
+        "      vendor:\n        - property: dealsync_partner_id\n          equals: acme\n"
+        f"    on_delete: {on_delete}\n    associations: [companies, contacts]\n"
+        "    fields:\n"
+        "      - {partner: Name, vendor: dealname, direction: both}\n"
+        "      - {partner: Amount, vendor: amount, direction: both, transform: decimal,"
+        f" conflict: {amount_conflict}}}\n"
+        "      - {partner: CloseDate, vendor: closedate, direction: both, transform: date}\n"
+        "      - partner: StageName\n        vendor: dealstage\n        direction: both\n"
+        "        transform: enum\n        value_map:\n" + stages
+    )
+
+
+def sf_project(tmp_path: Path, sandbox: SalesforceSandbox, mapping: str | None = None) -> Dealsync:
+    """A project whose partner ``acme`` is the sandbox's ``initech`` org (client
+    credentials, the sandbox's CA) and whose vendor is the embedded local CRM, with
+    ``mapping`` (default :func:`sf_mapping`) and no program hooks: the engine alone.
+    Opening it again on the same ``tmp_path`` is the same project (a next run)."""
+    from connector.api import Dealsync
+    from connector.config import load_project
+    from connector.testing.world import project_yaml, write_project
+
+    keys = (
+        f"    adapter: salesforce\n    login_url: {sandbox.url}\n    client_id_env: SF_ID\n"
+        f"    client_secret_env: SF_SECRET\n    ca_bundle: {sandbox.ca_file}\n"
+    )
+    text = project_yaml().replace("    adapter: local\n    path: partner-acme.db\n", keys)
+    text = text.replace(
+        "mappings: [mappings/shared_deals.yaml]", "mappings: [mappings/sf_deals.yaml]"
+    )
+    config = write_project(tmp_path, text)
+    target = tmp_path / "mappings" / "sf_deals.yaml"
+    if mapping is not None or not target.exists():
+        target.write_text(mapping if mapping is not None else sf_mapping())
+    return Dealsync(load_project(config, env=PARTNER_ENV), env=PARTNER_ENV, hooks=[])
