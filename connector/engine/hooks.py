@@ -29,16 +29,24 @@ A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, PartnerConfig
-from connector.engine.effects import Done, Effect, apply_effects, dry_outcome
+from connector.engine.effects import (
+    Decide,
+    Done,
+    Effect,
+    Keep,
+    WriteProperties,
+    apply_effects,
+    dry_outcome,
+)
 from connector.engine.plan import Action
-from connector.records import PropertySpec, Record, Side
+from connector.records import PropertySpec, Record, Side, WriteResult
 
 if TYPE_CHECKING:
     from connector.engine.cycle import ProgramCycle
@@ -80,10 +88,14 @@ class PassContext:
             return []
         if self.dry_run:
             outcomes = [dry_outcome(e) for e in effects]
-        else:
-            outcomes = apply_effects(self, effects)
+            # a dry run prints what it would do: its log keeps every effect whole
+            self.effects.extend(Done(e, o, False) for e, o in zip(effects, outcomes, strict=True))
+            return outcomes
+        outcomes = apply_effects(self, effects)
         self.effects.extend(
-            Done(e, o, not self.dry_run) for e, o in zip(effects, outcomes, strict=True)
+            logged(e, o)
+            for e, o in zip(effects, outcomes, strict=True)
+            if not isinstance(e, Keep)  # bookkeeping: never counted nor shown
         )
         return outcomes
 
@@ -108,6 +120,24 @@ class PassContext:
 
     def crm(self, side: Side) -> CRMAdapter:
         return self.partner_crm if side == "partner" else self.vendor_crm
+
+
+def logged(effect: Effect, outcome: Any) -> Done:
+    """What a real pass keeps in its log of an effect it carried out: what the summary
+    and the counts read (:func:`connector.engine.effects.pass_summary`, ``counts``) —
+    a write's purpose, record and whether it went through, a decision's status and
+    code — not the written properties, the CRM's answer with its record, or a
+    decision's contacts. A first sync that decides and writes back N registrations
+    then holds N small entries, not N records twice (issue 17)."""
+    if isinstance(effect, WriteProperties):
+        effect = replace(effect, properties={})
+        if isinstance(outcome, WriteResult):
+            outcome = WriteResult(outcome.key, error=outcome.error, created=outcome.created)
+    elif isinstance(effect, Decide):
+        effect = Decide(
+            replace(effect.submission, contacts=()), replace(effect.decision, contacts=())
+        )
+    return Done(effect, outcome, True)
 
 
 @dataclass(frozen=True)

@@ -364,14 +364,20 @@ class SyncPass:
         seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
         for hook in self.hooks:
             hook.after_detect(ctx, seen)
+        del seen  # the hooks keep what they decided (ids, decisions), not the records
         for mapping in order:
-            partner_recs, vendor_recs = detected[mapping.name]
+            # a mapping's detected records are let go once it was applied: what the
+            # pass keeps of them is slim (:meth:`_process`), so while the next mapping
+            # is applied, and in the hooks' ``after_pass``, memory no longer holds
+            # every record detected (issue 17)
+            partner_recs, vendor_recs = detected.pop(mapping.name)
             # a child's via-candidates come from its parent's links *after* the parent
             # was applied (as when streamed): a deal whose link this pass ends (the
             # vendor deleted it) no longer shares its company (chaos seed 13, c. 152)
             via = self._via_streamed(mapping)
             gather.read_via_extras(self, mapping, partner_recs, via)
             self._process(mapping, partner_recs, vendor_recs, via)
+            del partner_recs, vendor_recs
             if self.full:
                 self._full_pages(mapping, via, None)
             self._mapping_done(mapping)
@@ -517,6 +523,9 @@ class SyncPass:
         self._process(mapping, part, per["vendor"], st.via, keep=keep)
 
     def _mapping_done(self, mapping: ObjectMapping) -> None:
+        # the last set applied is no longer at hand: its records go (with hooks, the
+        # whole mapping's detected records)
+        self.in_hand.pop(mapping.name, None)
         self._finished.add(mapping.name)
         associations.sync_associations(self, self._finished)
 
@@ -560,13 +569,11 @@ class SyncPass:
         if acc is None:
             acc = self._acc[mapping.name] = ({}, {})
             self.seen[mapping.name] = ObjectRecords(acc[0], acc[1])
-        if keep and self.hooks:
-            acc[0].update(partner_recs)
-            acc[1].update(vendor_recs)
-            records = self.seen[mapping.name]
-        elif keep:
-            # no hook reads the records after this: the association step and
-            # via-sharing read partner ids and associations (and, for a record with
+        if keep:
+            # the hooks read the records of the set at hand (``Planned.records``: the
+            # consent hook reads the vendor contact an update is for, in this set);
+            # after this, the association step and via-sharing read partner ids and
+            # associations (and, for a record with
             # no link, its share condition's properties and source-id marker), the
             # delete step whether a vendor record is gone, ``sync --full`` which ids
             # were applied — so the pass keeps those, not the properties, and its

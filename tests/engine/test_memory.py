@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from connector.engine import associations
+from connector.engine.effects import Decide, Keep, WriteProperties
 from connector.engine.plan import Create
 from connector.engine.sync import SOURCE_ID
 
@@ -122,3 +123,72 @@ def test_associations_planned_and_written_a_page_at_a_time_mirror_them_all(
         assert set(deal.associations["contacts"]) == contacts
     again = world.quiet_sync()
     assert not [k for k in again.plan.counts() if k.startswith("associate")]
+
+
+def test_a_product_pass_lets_go_of_the_records_it_applied(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the program's hooks on, 5 registered deals (each with a company and 2
+    contacts) are decided and created as before, and once a mapping was applied the
+    pass keeps of its records what the association step and via-sharing read — ids,
+    associations, the share flag and source-id marker — not their properties, and no
+    set of records stays "in hand": at the pass's last association step (after every
+    mapping, before the hooks' ``after_pass``) no kept deal has a mapped property and
+    no kept contact its e-mail."""
+    world = make_world(program_hooks=True)
+    seeded = _seed(world, 5)
+    held: dict[str, Any] = {}
+    step = associations.sync_associations
+
+    def look(sp: Any, finished: Any = None) -> None:
+        if finished is None:  # the pass's last step: everything was applied
+            held["seen"] = {name: seen.partner for name, seen in sp.seen.items()}
+            held["in_hand"] = dict(sp.in_hand)
+        step(sp, finished)
+
+    monkeypatch.setattr("connector.engine.sync.associations.sync_associations", look)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert held["in_hand"] == {}
+    deals = held["seen"]["deals"]
+    assert set(deals) == {s.id for s in seeded}
+    assert {p for rec in deals.values() for p in rec.properties} <= {"dealsync_register", SOURCE_ID}
+    assert all(len(rec.associations["contacts"]) == 2 for rec in deals.values())
+    assert all("email" not in rec.properties for rec in held["seen"]["contacts"].values())
+    for s in seeded:  # the program decided, and everything was created and associated
+        deal = world.counterpart("deals", s.id)
+        company = world.counterpart("companies", s.company.id)
+        assert deal is not None and company is not None
+        assert deal.associations["companies"] == (company.id,)
+        assert len(deal.associations["contacts"]) == 2
+    regs = world.app.store.registry.find_many("acme", "deal", [s.id for s in seeded])
+    assert {r.status for r in regs.values()} == {"accepted"}
+
+
+def test_a_product_pass_logs_its_effects_without_their_records(make_world: Any) -> None:
+    """5 registered deals, hooks on: the pass's effect log (what ``sync`` summarises)
+    still counts 5 acceptances and 5 write-backs of the registration status, while
+    what it holds per effect is the count's: no written properties, no CRM answer with
+    its record, no decision's contacts, no bookkeeping entries. A dry run's log, which
+    ``sync --dry-run`` lists, keeps its effects whole."""
+    world = make_world(program_hooks=True)
+    _seed(world, 5)
+
+    dry = world.sync(dry_run=True)
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert result.summary()["registrations"] == {"accepted": 5}
+    assert result.effect_counts()["write-backs: registration status"] == 5
+    assert dry.effect_counts()["registrations: accepted"] == 5
+    assert any(isinstance(d.effect, Keep) for d in dry.effects)
+    assert all(d.effect.submission.contacts for d in dry.effects if isinstance(d.effect, Decide))
+    assert not [d for d in result.effects if isinstance(d.effect, Keep)]
+    writes = [d for d in result.effects if isinstance(d.effect, WriteProperties)]
+    assert writes and all(d.effect.properties == {} for d in writes)
+    assert all(d.outcome is None or d.outcome.record is None for d in writes)
+    decided = [d.effect for d in result.effects if isinstance(d.effect, Decide)]
+    assert len(decided) == 5
+    assert all(not e.submission.contacts and not e.decision.contacts for e in decided)
