@@ -243,3 +243,28 @@ def named_limits() -> dict[str, PortalLimits]:
     shows its current ones): the budget and its use per portal on ``/metrics``."""
     with _REGISTRY_LOCK:
         return dict(_BY_NAME)
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """One window of a portal's budget and how much of it was used in the last window
+    (``used`` None: the store did not tell)."""
+
+    portal: str
+    window: str  # requests (10 s), search (per second), daily
+    budget: int
+    used: int | None
+
+
+def budget_use() -> list[BudgetUse]:
+    """Every window of every portal this process drives, with its use: every process's,
+    from the shared store when there is one, else this process's (``/metrics`` and the
+    admin page's capacity view read the same figures)."""
+    out: list[BudgetUse] = []
+    for portal, limits in sorted(named_limits().items()):
+        for window, limiter in (("requests", limits.requests), ("search", limits.search)):
+            out.append(BudgetUse(portal, window, limiter.budget, limiter.in_window()))
+        daily = limits.requests.daily
+        if daily is not None:
+            out.append(BudgetUse(portal, "daily", daily.budget, daily.used()))
+    return out

@@ -29,7 +29,9 @@ from connector.state.tables import (
 )
 
 if TYPE_CHECKING:
+    from connector.adapters.ratelimit import BudgetUse
     from connector.api import Dealsync
+    from connector.state.queue import QueueStats
 
 GOT_THROUGH = ("ok",)
 LEFT_CONFLICTS = ("conflicts",)
@@ -268,4 +270,42 @@ def needs_a_decision(
     return (
         v.outbox_page("held", 0, limit, oldest_first=True),
         v.registrations_page(None, "pending", 0, limit, oldest_first=True),
+    )
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+@dataclass(frozen=True)
+class CapacityView:
+    """The capacity view (issue 18): the queue's depth, its oldest waiting job, failed
+    jobs and the enqueue→start latency (``queue.present`` False: no queue, the passes run
+    in this process), and each portal's budget windows with their use (every process's
+    when the budgets are shared through a store, whose reachability ``stores`` lists)."""
+
+    queue: QueueStats
+    budgets: list[BudgetUse]
+    shared_store: str | None
+    stores: list[tuple[str, bool | None]]
+
+    @property
+    def latency_count(self) -> int:
+        return self.queue.latency_buckets[-1] if self.queue.latency_buckets else 0
+
+    @property
+    def latency_mean(self) -> float | None:
+        n = self.latency_count
+        return self.queue.latency_sum / n if n else None
+
+
+def capacity_view(program: Dealsync) -> CapacityView:
+    from connector.adapters.ratelimit import budget_use, current_store
+    from connector.api.scale import queue_stats
+    from connector.scale.budget import stores
+
+    return CapacityView(
+        queue=queue_stats(program),
+        budgets=budget_use(),
+        shared_store=current_store(),
+        stores=[(s.shown, s.up) for s in stores()],
     )

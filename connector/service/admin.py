@@ -71,6 +71,7 @@ VIEWS: tuple[View, ...] = (
     View("registrations", "/admin/registrations", "Registrations"),
     View("commissions", "/admin/commissions", "Commissions"),
     View("outbox", "/admin/outbox", "Outbox"),
+    View("capacity", "/admin/capacity", "Queue & budgets"),
 )
 
 
@@ -621,6 +622,13 @@ def admin_routes(service: Service) -> list[Route]:
             query={"partner": partner} if partner else {},
         )
 
+    def capacity_page(request: Request) -> Response:
+        session = current(request)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        data = views.capacity_view(service.admin_app)
+        return render(request, session, "capacity", "admin_capacity.html", data=data)
+
     def outbox_page(request: Request) -> Response:
         session = current(request)
         if session is None:
@@ -738,6 +746,7 @@ def admin_routes(service: Service) -> list[Route]:
         Route("/admin/registrations", registrations_page),
         Route("/admin/commissions", commissions_page),
         Route("/admin/outbox", outbox_page),
+        Route("/admin/capacity", capacity_page),
         Route(
             "/admin/registrations/{registration_id:int}/{action}", review_action, methods=["POST"]
         ),

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connector.adapters.ratelimit import named_limits
+from connector.adapters.ratelimit import budget_use
 from connector.engine.sync import PassResult
 from connector.service.health import categorize
 from connector.state.outbox import KINDS, STATUSES
@@ -261,17 +261,10 @@ def _budgets() -> Iterator[GaugeMetricFamily]:
         "the budget store, else by this process.",
         labels=["portal", "limit"],
     )
-    for portal, limits in sorted(named_limits().items()):
-        windows = [("requests", limits.requests), ("search", limits.search)]
-        for limit, limiter in windows:
-            budget.add_metric([portal, limit], limiter.budget)
-            used.add_metric([portal, limit], limiter.in_window())
-        daily = limits.requests.daily
-        if daily is not None:
-            budget.add_metric([portal, "daily"], daily.budget)
-            day_used = daily.used()
-            if day_used is not None:
-                used.add_metric([portal, "daily"], day_used)
+    for use in budget_use():
+        budget.add_metric([use.portal, use.window], use.budget)
+        if use.used is not None:
+            used.add_metric([use.portal, use.window], use.used)
     yield budget
     yield used
     up = GaugeMetricFamily(

@@ -494,6 +494,7 @@ def test_on_a_fresh_service_every_view_says_there_is_nothing_yet(
         "/admin/registrations": ['id="pending-registrations-none"', "No registrations"],
         "/admin/commissions": ["Commissions earned (0)", "No won deals not credited"],
         "/admin/outbox": ['id="held-emails-none"', "No e-mails"],
+        "/admin/capacity": ['id="no-queue"', "Rate budgets per portal"],
     }
     assert set(expected) == {v.path for v in VIEWS}
     for path, texts in expected.items():

@@ -39,6 +39,7 @@ KEY_PARTS = {
     "/admin/registrations": ["#views", "#pending-registrations", "#registrations"],
     "/admin/commissions": ["#views", "#commission-totals", "#commissions", "#uncredited"],
     "/admin/outbox": ["#views", "#held-emails", "#outbox"],
+    "/admin/capacity": ["#views", "#no-queue", "#budget-store"],
 }
 
 # the buttons a phone user must reach without scrolling a table sideways
