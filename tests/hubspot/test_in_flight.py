@@ -151,5 +151,5 @@ def test_detection_shares_a_thread_safe_adapter_without_a_lock(srv: SandboxServe
     hs = _adapter(srv, 2)
     assert lock_for(hs).__class__.__name__ == "_NoLock"
     wrapped = LockedAdapter(lock_for(hs), hs)
-    assert lock_for(wrapped).__class__.__name__ == "RLock"  # type: ignore[arg-type]
+    assert lock_for(wrapped).__class__.__name__ == "RLock"
     assert wrapped.max_in_flight == 2  # the engine sizes its waves through the wrapper
