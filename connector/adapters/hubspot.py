@@ -78,14 +78,15 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
     ) -> dict[str, Record]:
         out: dict[str, Record] = {}
         id_list = list(dict.fromkeys(ids))
-        for i in range(0, len(id_list), BATCH):
-            chunk = id_list[i : i + BATCH]
+        wanted = sorted({*properties, MERGED_IDS})
+
+        def read_batch(chunk: list[str]) -> Any:
             body = {
                 "inputs": [{"id": rid} for rid in chunk],
-                "properties": sorted({*properties, MERGED_IDS}),
+                "properties": wanted,
                 "propertiesWithHistory": [],
             }
-            resp = self._call(
+            return self._call(
                 "batch_read",
                 self._batch.read_with_http_info,
                 object_type,
@@ -93,6 +94,9 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
                 archived=False,
                 raw=True,
             )
+
+        chunks = [id_list[i : i + BATCH] for i in range(0, len(id_list), BATCH)]
+        for resp in self.fan_out(read_batch, chunks):  # side by side, answers in order
             for obj in resp.results or []:
                 # a merged-away id answers with its survivor (another id): kept under
                 # the survivor's id, the engine follows the merge from its record
@@ -114,10 +118,11 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
     ) -> list[WriteResult]:
         """Send ``items`` in batches of 100; per-input errors (207) become error
         results; a batch refused whole (400) is split to isolate the bad inputs."""
-        results: list[WriteResult] = []
-        for i in range(0, len(items), BATCH):
-            results.extend(self._send_split(kind, object_type, items[i : i + BATCH], send, keys_of))
-        return results
+        chunks = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+        answers = self.fan_out(  # side by side (max_in_flight), results in input order
+            lambda chunk: self._send_split(kind, object_type, chunk, send, keys_of), chunks
+        )
+        return [res for answer in answers for res in answer]
 
     def _send_split(self, kind, object_type, chunk, send, keys_of) -> list[WriteResult]:
         try:
@@ -207,10 +212,9 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
         return self._batched("update", object_type, list(items), send, lambda obj: str(obj.id))
 
     def archive(self, object_type: str, ids: Sequence[str]) -> list[WriteResult]:
-        results: list[WriteResult] = []
         id_list = list(ids)
-        for i in range(0, len(id_list), BATCH):
-            chunk = id_list[i : i + BATCH]
+
+        def archive_batch(chunk: list[str]) -> list[WriteResult]:
             try:
                 self._call(
                     "batch_archive",
@@ -218,12 +222,14 @@ class HubSpotAdapter(HubSpotSearch, SupportsEngagement, SupportsPropertyHistory)
                     object_type,
                     {"inputs": [{"id": rid} for rid in chunk]},
                 )
-                results.extend(WriteResult(rid) for rid in chunk)
+                return [WriteResult(rid) for rid in chunk]
             except RequestRefused as exc:
-                results.extend(
+                return [
                     WriteResult(rid, error=f"HubSpot refused the archive: {exc}") for rid in chunk
-                )
-        return results
+                ]
+
+        chunks = [id_list[i : i + BATCH] for i in range(0, len(id_list), BATCH)]
+        return [res for answer in self.fan_out(archive_batch, chunks) for res in answer]
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
         """Create the missing custom properties (``hubspot_properties``)."""

@@ -57,10 +57,9 @@ class HubSpotAssociations(HubSpotTransport):
         so a company with thousands of deals is read whole instead of truncated."""
         found: dict[str, dict[str, set[str]]] = {i: {t: set() for t in to_types} for i in ids}
         for to_type in to_types:
-            pending: list[dict[str, str]] = [{"id": rid} for rid in ids]
-            while pending:
-                chunk, pending = pending[:ASSOC_READ_BATCH], pending[ASSOC_READ_BATCH:]
-                resp = self._call(
+
+            def page(chunk: list[dict[str, str]], to_type: str = to_type) -> Any:
+                return self._call(
                     "assoc_read",
                     self._assoc.get_page_with_http_info,
                     object_type,
@@ -68,14 +67,26 @@ class HubSpotAssociations(HubSpotTransport):
                     {"inputs": chunk},
                     raw=True,
                 )
-                for row in resp.results or []:
-                    from_id = str(row._from.id)
-                    if from_id not in found:
-                        continue
-                    found[from_id][to_type].update(str(t.to_object_id) for t in row.to or [])
-                    nxt = row.paging.next.after if row.paging and row.paging.next else None
-                    if nxt:
-                        pending.append({"id": from_id, "after": str(nxt)})
+
+            pending: list[dict[str, str]] = [{"id": rid} for rid in ids]
+            while pending:
+                # the full batches side by side; a short rest waits for the cursors they
+                # hand back, so the batches stay as full as when read one by one
+                full = len(pending) // ASSOC_READ_BATCH * ASSOC_READ_BATCH or len(pending)
+                chunks = [
+                    pending[i : min(i + ASSOC_READ_BATCH, full)]
+                    for i in range(0, full, ASSOC_READ_BATCH)
+                ]
+                pending = pending[full:]
+                for resp in self.fan_out(page, chunks):
+                    for row in resp.results or []:
+                        from_id = str(row._from.id)
+                        if from_id not in found:
+                            continue
+                        found[from_id][to_type].update(str(t.to_object_id) for t in row.to or [])
+                        nxt = row.paging.next.after if row.paging and row.paging.next else None
+                        if nxt:
+                            pending.append({"id": from_id, "after": str(nxt)})
         return {
             rid: {t: tuple(sorted(v, key=_id_key)) for t, v in by_type.items()}
             for rid, by_type in found.items()
@@ -86,9 +97,8 @@ class HubSpotAssociations(HubSpotTransport):
     ) -> list[WriteResult]:
         pair_list = list(pairs)
         type_id = ASSOCIATION_TYPES.get((from_type, to_type))
-        results: list[WriteResult] = []
-        for i in range(0, len(pair_list), ASSOC_CREATE_BATCH):
-            chunk = pair_list[i : i + ASSOC_CREATE_BATCH]
+
+        def create(chunk: list[tuple[str, str]]) -> list[WriteResult]:
             inputs = []
             for a, b in chunk:
                 item: dict[str, Any] = {"from": {"id": a}, "to": {"id": b}}
@@ -105,16 +115,19 @@ class HubSpotAssociations(HubSpotTransport):
                     {"inputs": inputs},
                     raw=True,
                 )
-                failed = _failed_pairs(chunk, getattr(resp, "errors", None) or [])
-                results.extend(
-                    WriteResult(a, error=failed.get(j)) for j, (a, _) in enumerate(chunk)
-                )
             except RequestRefused as exc:
-                results.extend(
+                return [
                     WriteResult(a, error=f"HubSpot refused the association: {exc}")
                     for a, _ in chunk
-                )
-        return results
+                ]
+            failed = _failed_pairs(chunk, getattr(resp, "errors", None) or [])
+            return [WriteResult(a, error=failed.get(j)) for j, (a, _) in enumerate(chunk)]
+
+        chunks = [
+            pair_list[i : i + ASSOC_CREATE_BATCH]
+            for i in range(0, len(pair_list), ASSOC_CREATE_BATCH)
+        ]
+        return [res for answer in self.fan_out(create, chunks) for res in answer]
 
 
 def _failed_pairs(chunk: Sequence[tuple[str, str]], errors: Sequence[Any]) -> dict[int, str]:

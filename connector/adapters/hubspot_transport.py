@@ -12,16 +12,27 @@ naming the host, the portal and what to try. A refused token (401/403) ends in
 :class:`~connector.adapters.base.PortalAuthRefused` naming its variable. The hot
 calls parse the JSON answer themselves (:class:`_View`). The search, association and
 write halves of the adapter build on it.
+
+Up to ``max_in_flight`` requests of one adapter are on the wire at once
+(:meth:`HubSpotTransport.fan_out`: the batches of one read or write sent side by side,
+their results in input order). Each request takes an in-flight slot *before* the
+portal's limiter, so the limiter's log holds the moment a request really went and
+every request, concurrent or not, is gated by it. Counters are kept under a lock: the
+adapter is safe to share between threads (``thread_safe``), so the detection thread
+needs no lock around it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from hubspot import HubSpot
@@ -52,6 +63,10 @@ SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
 ASSOC_READ_BATCH = 1000
 ASSOC_CREATE_BATCH = 2000  # v4 association batch create takes up to 2,000 inputs
+MAX_IN_FLIGHT = 3  # requests of one portal on the wire at once (docs/benchmarks.md)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 MODIFIED = {"contacts": "lastmodifieddate"}  # everything else: hs_lastmodifieddate
 # Ids merged into a record (semicolon-separated): read with every record, so the engine
@@ -104,6 +119,10 @@ class _View(dict[str, Any]):
 class HubSpotTransport:
     """One HubSpot portal's client, limiter, retry policy and call counters."""
 
+    # the counters are locked and the client's connection pool is thread-safe: the
+    # detection thread and the applying thread may call it at once (engine/detect.py)
+    thread_safe = True
+
     def __init__(
         self,
         *,
@@ -120,9 +139,19 @@ class HubSpotTransport:
         connect_attempts: int = CONNECT_ATTEMPTS,
         token_env: str | None = None,
         portal: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         """``token_env`` (the variable the token came from) and ``portal`` (how
-        messages name it: "partner acme", "vendor") only shape the failure lines."""
+        messages name it: "partner acme", "vendor") only shape the failure lines.
+        ``max_in_flight``: requests on the wire at once (1: one at a time)."""
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight!r}")
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._local = threading.local()
         self.name = name
         self.host = (host or DEFAULT_HOST).rstrip("/")
         self.token_env = token_env
@@ -152,6 +181,47 @@ class HubSpotTransport:
 
     # ------------------------------------------------------------------ transport
 
+    def fan_out(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``fn`` of each item, up to ``max_in_flight`` at once, results in the items'
+        order. The first exception (in item order) is raised once every item has
+        finished, so no request is left running behind the caller's back. Called from
+        inside a fanned-out item (a nested read), it runs the items one by one: the
+        in-flight slots are already the cap."""
+        if self.max_in_flight == 1 or len(items) < 2 or getattr(self._local, "inside", False):
+            return [fn(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_in_flight, thread_name_prefix=f"dealsync-{self.name}"
+                )
+            pool = self._pool
+
+        def run(item: T) -> R:
+            self._local.inside = True
+            try:
+                return fn(item)
+            finally:
+                self._local.inside = False
+
+        # each in the caller's logging context (connection, run id: connector/logs.py)
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        errors = [f.exception() for f in futures]  # waits for all of them
+        for exc in errors:
+            if exc is not None:
+                raise exc
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop the fan-out threads (they also end with the process)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _add_wait(self, seconds: float) -> None:
+        with self._count_lock:
+            self.wait_seconds += seconds
+
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         attempt = state.attempt_number
@@ -162,7 +232,7 @@ class HubSpotTransport:
         else:
             delay = min(0.25 * 2 ** (attempt - 1), 8.0)
         delay = min(delay, self.max_wait) * (1 + self._rng.random() * 0.1)
-        self.wait_seconds += delay
+        self._add_wait(delay)
         return delay
 
     def _call(
@@ -178,10 +248,15 @@ class HubSpotTransport:
         the JSON answer ourselves into a :class:`_View` instead of the client's models."""
 
         def attempt() -> Any:
-            self.wait_seconds += self.limits.requests.acquire() if not search else 0.0
-            if search:
-                self.wait_seconds += self.limits.search.acquire()
-            self.calls[kind] += 1
+            with self._slots:  # a slot first: the limiter logs when the request goes
+                return send()
+
+        def send() -> Any:
+            limiter = self.limits.search if search else self.limits.requests
+            waited = limiter.acquire()
+            with self._count_lock:
+                self.wait_seconds += waited
+                self.calls[kind] += 1
             kwargs.setdefault("_request_timeout", self.timeout)
             try:
                 if raw:
@@ -234,7 +309,8 @@ class HubSpotTransport:
         return state.attempt_number >= self.max_attempts
 
     def _count_retry(self) -> None:
-        self.retries += 1
+        with self._count_lock:
+            self.retries += 1
 
     def _classify(self, kind: str, exc: Exception) -> Exception:
         if _is_api_exception(exc):
@@ -243,8 +319,9 @@ class HubSpotTransport:
             message = str(body.get("message") or getattr(exc, "reason", "") or "error")
             headers = getattr(exc, "headers", None)
             if status == 429:
-                self.rate_limited += 1
-                self.calls["429"] += 1
+                with self._count_lock:
+                    self.rate_limited += 1
+                    self.calls["429"] += 1
                 retry_after = _header(headers, "Retry-After")
                 wait: float | None = float(retry_after) if retry_after else None
                 if wait is None and body.get("policyName") == "TEN_SECONDLY_ROLLING":
@@ -277,7 +354,8 @@ class HubSpotTransport:
         return Record(object_type, str(obj.id), props, _aware(updated), bool(obj.archived))
 
     def api_calls(self) -> dict[str, int]:
-        out = dict(self.calls)
-        out["retries"] = self.retries
-        out["wait_ms"] = int(self.wait_seconds * 1000)
+        with self._count_lock:
+            out = dict(self.calls)
+            out["retries"] = self.retries
+            out["wait_ms"] = int(self.wait_seconds * 1000)
         return out

@@ -172,6 +172,9 @@ class HubSpotSettings(KindSettings):
     # seconds to establish a connection / to wait for an answer, per call
     connect_timeout: float = Field(default=5.0, gt=0, le=300)
     read_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # requests of this portal on the wire at once (1: one at a time); the rate
+    # limiter still gates every one of them (docs/adapters.md, docs/benchmarks.md)
+    max_in_flight: int = Field(default=3, ge=1, le=16)
 
 
 HUBSPOT_HOST = "https://api.hubapi.com"
@@ -303,6 +306,7 @@ def _build_hubspot(name: str, settings: HubSpotSettings, ctx: BuildContext) -> C
         search_rate_per_s=settings.search_rate_per_s,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        max_in_flight=settings.max_in_flight,
         token_env=settings.token_env,
         portal=ctx.portal or name,
     )

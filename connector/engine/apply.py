@@ -36,6 +36,14 @@ if TYPE_CHECKING:
     from connector.engine.sync import SyncPass
 
 
+def wave(sp: SyncPass, crm: Any) -> int:
+    """Records written per call to an adapter: a batch per request the adapter may
+    have in flight (``max_in_flight``; 1 for an adapter without it), so its batches
+    go out side by side. Results, crash points and the run log stay per wave, in
+    input order; with one request in flight a wave is one batch, as before."""
+    return sp.batch_size * max(1, int(getattr(crm, "max_in_flight", 1) or 1))
+
+
 def apply_actions(sp: SyncPass, mapping: ObjectMapping, actions: list[Action]) -> None:
     """Write one set of a mapping's actions, in the order that keeps a crash harmless
     (deletes, creates, updates, conflicts), and log what each did."""
@@ -94,8 +102,9 @@ def _apply_creates(
             items.append((key, _create_props(sp, target, c)))
     refused: dict[str, tuple[str, str]] = {}
     crm = sp.crm(target)
-    for i in range(0, len(items), sp.batch_size):
-        batch = items[i : i + sp.batch_size]
+    size = wave(sp, crm)
+    for i in range(0, len(items), size):
+        batch = items[i : i + size]
         results = crm.upsert(sp.obj_type(mapping, target), crm.naming.source_id, batch)
         sp.crash_at(f"after_write:{mapping.name}")
         done: list[tuple[Create, Record, bool, str]] = []
@@ -113,9 +122,7 @@ def _apply_creates(
             else:
                 _create_failed(sp, mapping, target, c.source_id, str(res.error))
         _finish_creates(sp, mapping, target, intents, done)
-        sp.progress(
-            f"create {target} {mapping.name}", min(i + sp.batch_size, len(items)), len(items)
-        )
+        sp.progress(f"create {target} {mapping.name}", min(i + size, len(items)), len(items))
     wanted = {**recreated, **refused}
     if wanted:
         _adopt(sp, mapping, target, intents, [c for c in creates if c.source_id in wanted], wanted)
@@ -324,8 +331,9 @@ def _adopt(
         items.append((tid, {**_create_props(sp, target, c), sp.names(target).source_id: key}))
         chosen[tid] = c
     crm = sp.crm(target)
-    for i in range(0, len(items), sp.batch_size):
-        batch = items[i : i + sp.batch_size]
+    size = wave(sp, crm)
+    for i in range(0, len(items), size):
+        batch = items[i : i + size]
         results = crm.update(sp.obj_type(mapping, target), batch)
         sp.crash_at(f"after_write:{mapping.name}")
         done: list[tuple[Create, Record, bool, str]] = []
@@ -376,8 +384,9 @@ def apply_updates(
             if (u.partner_properties if s == "partner" else u.vendor_properties)
         ]
         crm = sp.crm(s)
-        for i in range(0, len(items), sp.batch_size):
-            batch = items[i : i + sp.batch_size]
+        size = wave(sp, crm)
+        for i in range(0, len(items), size):
+            batch = items[i : i + size]
             results = crm.update(sp.obj_type(mapping, s), [(rid, props) for rid, props, _ in batch])
             sp.crash_at(f"after_write:{mapping.name}")
             by_id = {r.key: r for r in results}
@@ -387,9 +396,7 @@ def apply_updates(
                     failed[u.link_id] = f"writing {s} {rid}: {res.error if res else 'no result'}"
                 elif res.record is not None:
                     written[(s, rid)] = res.record
-            sp.progress(
-                f"update {s} {mapping.name}", min(i + sp.batch_size, len(items)), len(items)
-            )
+            sp.progress(f"update {s} {mapping.name}", min(i + size, len(items)), len(items))
     bases: list[tuple[int, dict[str, Any]]] = []
     times: dict[int, BaseTimes] = {}
     open_links = {c.link_id for c in sp.store.conflicts(sp.conn)}

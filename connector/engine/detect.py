@@ -16,6 +16,7 @@ import contextvars
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -75,10 +76,30 @@ class DetectJob:
     associations: list[str]
 
 
+class _NoLock:
+    """The lock of an adapter that is safe to share between threads: none."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def lock_for(crm: CRMAdapter) -> AbstractContextManager[Any]:
+    """The lock both threads take around ``crm``'s calls: none for an adapter whose
+    class says it is thread-safe (``thread_safe = True``: the HubSpot adapter, its
+    counters locked), so the partner portal's reads by id in the applying thread go
+    out while detection searches the same portal; an ``RLock`` for any other. Asked
+    of the class, never through a wrapper's ``__getattr__`` that would answer for
+    the adapter it wraps."""
+    return _NoLock() if getattr(type(crm), "thread_safe", False) is True else threading.RLock()
+
+
 class LockedAdapter:
     """An adapter whose every call holds a lock shared with the detection thread."""
 
-    def __init__(self, lock: threading.RLock, inner: CRMAdapter) -> None:
+    def __init__(self, lock: AbstractContextManager[Any], inner: CRMAdapter) -> None:
         self._lock = lock
         self._inner = inner
 
@@ -103,9 +124,10 @@ class Detection:
 
     Jobs run in order (each mapping's vendor side, then its partner side). The vendor
     side is handed over whole; the partner side in chunks as the CRM reads them. Every
-    adapter call, here and in the applying thread, holds that CRM's lock: the two
-    threads share no adapter state, but the partner portal's searches and the vendor
-    portal's writes (different portals, separate rate budgets) proceed side by side.
+    adapter call, here and in the applying thread, holds that CRM's lock (none for a
+    thread-safe adapter, :func:`lock_for`): the partner portal's searches and the
+    vendor portal's writes (different portals, separate rate budgets) proceed side by
+    side, and with a thread-safe adapter the partner portal's reads by id too.
     The state store is never touched here. An error ends detection and is raised in
     the applying thread when it next asks for records."""
 
@@ -115,7 +137,7 @@ class Detection:
         self.crms = crms
         self.jobs = list(jobs)
         self.chunk_size = chunk_size
-        self.locks: dict[Side, threading.RLock] = {s: threading.RLock() for s in SIDES}
+        self.locks: dict[Side, AbstractContextManager[Any]] = {s: lock_for(crms[s]) for s in SIDES}
         # bounded: detection runs at most AHEAD chunks ahead of apply, so a pass whose
         # searches outpace its writes does not hold every record it detected (issue 17)
         self._queues: dict[str, queue.Queue[tuple[str, Any]]] = {

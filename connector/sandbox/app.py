@@ -10,9 +10,11 @@ a "dropped" request really closes the TCP connection without an answer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -950,6 +952,11 @@ class SandboxApp:
     def __init__(self, portals: list[Portal], limits: bool = True) -> None:
         self.by_token: dict[str, Portal] = {p.token: p for p in portals}
         self.limits = limits
+        # requests being served per portal, and the most at once since the last reset:
+        # how tests see a client's requests overlap (a latency fault holds them open)
+        self._flight_lock = threading.Lock()
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._peak: collections.Counter[str] = collections.Counter()
         self.router = Starlette(
             routes=_routes(), exception_handlers={404: _no_route, 405: _wrong_method}
         )
@@ -959,7 +966,6 @@ class SandboxApp:
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
-        method: str = scope["method"]
         path: str = scope["path"]
         portal = self._portal(scope)
         if portal is None:
@@ -980,6 +986,28 @@ class SandboxApp:
             await self.router(scope, receive, send)
             return
 
+        with self._flight_lock:
+            self._in_flight[portal.name] += 1
+            self._peak[portal.name] = max(self._peak[portal.name], self._in_flight[portal.name])
+        try:
+            await self._serve(portal, scope, receive, send)
+        finally:
+            with self._flight_lock:
+                self._in_flight[portal.name] -= 1
+
+    def peak_in_flight(self, portal: str) -> int:
+        """The most requests of ``portal`` served at once since the last reset."""
+        with self._flight_lock:
+            return self._peak[portal]
+
+    def reset_in_flight(self, portal: str) -> None:
+        with self._flight_lock:
+            self._peak[portal] = self._in_flight[portal]
+
+    async def _serve(self, portal: Portal, scope: Scope, receive: Receive, send: Send) -> None:
+        """One API request of ``portal``: faults, limits, stats, then the routes."""
+        method: str = scope["method"]
+        path: str = scope["path"]
         kind = classify(method, path)
         spec = portal.faults.spec
         if spec.latency_ms:
