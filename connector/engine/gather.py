@@ -237,6 +237,13 @@ def pair_states(
                     and rid not in ended
                     and ((side == "partner" and rid in via) or matches(share, rec.properties))
                 )
+                if (
+                    rid in ended
+                    and link is None
+                    and not rec.archived
+                    and matches(share, rec.properties)
+                ):
+                    _tell_ended(sp, mapping.name, side, rid)
                 if side == "partner":
                     states.append(PairState(None, rid, None, rec, None, None, eligible))
                 else:
@@ -252,6 +259,28 @@ def pair_states(
             else:
                 states.append(PairState(link.id, link.partner_id, rid, None, rec, link.base))
     return states
+
+
+def _tell_ended(sp: SyncPass, obj: str, side: Side, rid: str) -> None:
+    """A changed record that would be shared but whose link ended in an earlier pass (its
+    counterpart deleted or unlinked, or it was restored from a recycle bin): it stays
+    unshared, and the run's log and counts say so rather than leaving it silent."""
+    other = "vendor" if side == "partner" else "partner"
+    sp.counts["not shared again (link ended)"] += 1
+    sp.outcomes.append(
+        RecordOutcome(
+            obj,
+            side,
+            rid,
+            "sync",
+            "skipped",
+            None,
+            f"not shared again: its link to the {other}'s record ended in an earlier pass "
+            "(deleted, unlinked or relinked), and dealsync never re-shares such a record "
+            f"by itself; enter it as a new record on the {side}'s side to share it, or "
+            "leave it private",
+        )
+    )
 
 
 # ---------------------------------------------------------------------- full pass

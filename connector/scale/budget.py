@@ -42,6 +42,10 @@ REDIS_PREFIXES = ("redis://", "rediss://", "unix://")
 METRICS_RETRY_AFTER = 30.0  # seconds /metrics leaves a store that did not answer alone
 
 
+# the PostgreSQL budget store's clock (:meth:`BudgetStore.now_ms`)
+NOW_MS = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+
 class BudgetStoreMissing(Exception):
     """A store is configured but the ``[scale]`` extra (pyrate-limiter, psycopg-pool,
     redis) is not installed."""
@@ -136,14 +140,23 @@ class BudgetStore:
         return self._conn
 
     def now_ms(self) -> int:
-        """The store's clock, epoch milliseconds: every worker's windows on one clock."""
+        """The store's clock, epoch milliseconds: every worker's windows on one clock,
+        so a worker machine whose clock is off does not move its requests into another
+        window. Asked of the store itself (Redis ``TIME``, PostgreSQL's
+        ``clock_timestamp()`` over the store's own pool, next to pyrate-limiter's bucket
+        queries): the budget store is not the state store, whose queries live in
+        :mod:`connector.state`. An error propagates: a store that does not answer must
+        hold requests back, never fall back to the local clock."""
         conn = self._connection()
         if self.kind == "redis":
             seconds, micros = conn.time()
             return int(seconds) * 1000 + int(micros) // 1000
-        from connector.state.budget_clock import database_now_ms
-
-        return database_now_ms(conn)
+        with conn.connection() as db, db.cursor() as cur:
+            cur.execute(NOW_MS)
+            row = cur.fetchone()
+        if row is None:
+            raise RuntimeError("the budget store's database returned no time")
+        return int(row[0])
 
     def _bucket(self, key: str, rates: list[Any]) -> Any:
         bucket = self._buckets.get(key)

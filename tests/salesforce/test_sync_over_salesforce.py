@@ -365,6 +365,10 @@ def test_opportunity_deleted_archives_the_vendor_deal_and_undelete_does_not_resh
     assert [x.id for x in w.vendor.all("deals", archived=True)] == [first_deal]
     assert w.counterpart("deals", d.opp) is None
     assert [lk.partner_id for lk in w.links("deals", ("deleted",))] == [d.opp]
+    # never silent: the run says the restored Opportunity is not shared again, and why
+    assert back.counts["not shared again (link ended)"] == 1, back.counts
+    [told] = [r for r in w.ds.store.run_records(back.run_id or 0) if r.outcome == "skipped"]
+    assert told.record_id == d.opp and "link to the vendor's record ended" in (told.detail or "")
     w.quiet()
 
 
