@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
@@ -237,6 +237,58 @@ def run_demo(
 DEMO_SEARCH_LAG = (0.2, 0.6)
 
 
+class Closing(NamedTuple):
+    """What the tour's closing steps showed, for its final verdict: the vendor-led win
+    credited, the lead approved, and the quiet pass with its writes and new e-mails."""
+
+    led: bool
+    approved: bool
+    quiet: PassResult
+    writes: int
+    new_mail: int
+
+
+def _closing_steps(
+    echo: Echo, app: Dealsync | _Settled, vendor: PortalUser, real: Dealsync, *, bodies: bool
+) -> Closing:
+    """Steps 6 to 10 of the tour, the same whatever the partner's CRM: a lead
+    notification (``bodies``: with its activity lines), the EU notice 31 days later, a
+    quiet pass, a vendor-led win and a lead approved by review."""
+    echo("6. Someone at Initech requests a demo on the vendor's site; Acme owns initech.de,")
+    echo("   so Acme hears which company did what and when, never who.")
+    vendor.send_event("pe_demo_requested", "bill@initech.de")
+    r = app.sync("acme")
+    _show(echo, r)
+    for m in app.outbox.messages(kind="lead_notification"):
+        echo(f"     to {m.recipient}: {m.subject!r}")
+        if bodies:
+            for line in m.body.splitlines():
+                if line.strip().startswith("- "):
+                    echo(f"       {line.strip()}")
+    echo("")
+
+    later = utcnow() + timedelta(days=31)
+    echo(
+        f"7. A pass as of 31 days later (dealsync sync --now {later:%Y-%m-%dT%H:%M}Z): the EU notice is due."
+    )
+    r = app.sync("acme", now=later)
+    _show(echo, r)
+    _outbox(echo, app, kind="data_notice")
+    echo("")
+
+    echo("8. One more pass right after: nothing to write, nothing to send.")
+    before = len(app.outbox.messages(limit=100000))
+    r = app.sync("acme", now=later)
+    _show(echo, r)
+    writes = sum(v for k, v in r.counts.items() if k.startswith(("created", "updated", "archived")))
+    new_mail = len(app.outbox.messages(limit=100000)) - before
+    echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
+
+    led = _vendor_led_win(echo, app, vendor)
+    approved = _review_step(echo, real, later)
+    return Closing(led, approved, r, writes, new_mail)
+
+
 def _vendor_led_win(echo: Echo, app: Dealsync | _Settled, vendor: PortalUser) -> bool:
     """Step 9: a deal the vendor's own sales team wins on a domain Acme owns credits
     Acme (issue 16) — no shared deal, nothing on the partner's side."""
@@ -402,37 +454,7 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
     )
     echo("     a notice after 30 days; Globex's (US) gets none. No e-mail names the partner.\n")
 
-    echo("6. Someone at Initech requests a demo on the vendor's site; Acme owns initech.de,")
-    echo("   so Acme hears which company did what and when, never who.")
-    vendor.send_event("pe_demo_requested", "bill@initech.de")
-    r = app.sync("acme")
-    _show(echo, r)
-    for m in app.outbox.messages(kind="lead_notification"):
-        echo(f"     to {m.recipient}: {m.subject!r}")
-        for line in m.body.splitlines():
-            if line.strip().startswith("- "):
-                echo(f"       {line.strip()}")
-    echo("")
-
-    later = utcnow() + timedelta(days=31)
-    echo(
-        f"7. A pass as of 31 days later (dealsync sync --now {later:%Y-%m-%dT%H:%M}Z): the EU notice is due."
-    )
-    r = app.sync("acme", now=later)
-    _show(echo, r)
-    _outbox(echo, app, kind="data_notice")
-    echo("")
-
-    echo("8. One more pass right after: nothing to write, nothing to send.")
-    before = len(app.outbox.messages(limit=100000))
-    r = app.sync("acme", now=later)
-    _show(echo, r)
-    writes = sum(v for k, v in r.counts.items() if k.startswith(("created", "updated", "archived")))
-    new_mail = len(app.outbox.messages(limit=100000)) - before
-    echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
-
-    led = _vendor_led_win(echo, app, vendor)
-    approved = _review_step(echo, real, later)
+    done = _closing_steps(echo, app, vendor, real, bodies=True)
 
     echo("Summary")
     for st in app.status():
@@ -456,15 +478,15 @@ def _tour(root: Path, url: str, echo: Echo, settle: Callable[[], None] = lambda:
         ("consent_request", "bill@initech.de", "sent") in kinds
         and ("data_notice", "alice@umbrella.fr", "sent") in kinds
         and any(k[0] == "lead_notification" and k[2] == "sent" for k in kinds)
-        and new_mail == 0
-        and writes == 0
-        and r.status in ("ok", "conflicts")
+        and done.new_mail == 0
+        and done.writes == 0
+        and done.quiet.status in ("ok", "conflicts")
         and len(app.store.conflicts("acme")) == 1
         and regs.get("wayne.com") == "rejected"
         and regs.get("globex.com") == "accepted"
         and len(app.registry.commissions("acme")) == 2
-        and led
-        and approved
+        and done.led
+        and done.approved
     )
     return 0 if ok else 2
 
@@ -732,34 +754,7 @@ def _salesforce_tour(
     )
     echo("     a notice after 30 days; Globex's (US) gets none. No e-mail names the partner.\n")
 
-    echo("6. Someone at Initech requests a demo on the vendor's site; Acme owns initech.de,")
-    echo("   so Acme hears which company did what and when, never who.")
-    vendor.send_event("pe_demo_requested", "bill@initech.de")
-    r = app.sync("acme")
-    _show(echo, r)
-    for m in app.outbox.messages(kind="lead_notification"):
-        echo(f"     to {m.recipient}: {m.subject!r}")
-    echo("")
-
-    later = utcnow() + timedelta(days=31)
-    echo(
-        f"7. A pass as of 31 days later (dealsync sync --now {later:%Y-%m-%dT%H:%M}Z): the EU notice is due."
-    )
-    r = app.sync("acme", now=later)
-    _show(echo, r)
-    _outbox(echo, app, kind="data_notice")
-    echo("")
-
-    echo("8. One more pass right after: nothing to write, nothing to send.")
-    before = len(app.outbox.messages(limit=100000))
-    r = app.sync("acme", now=later)
-    _show(echo, r)
-    writes = sum(v for k, v in r.counts.items() if k.startswith(("created", "updated", "archived")))
-    new_mail = len(app.outbox.messages(limit=100000)) - before
-    echo(f"     writes in this pass: {writes}; new e-mails: {new_mail}\n")
-
-    led = _vendor_led_win(echo, app, vendor)
-    approved = _review_step(echo, real, later)
+    done = _closing_steps(echo, app, vendor, real, bodies=False)
 
     echo("Summary")
     for st in app.status():
@@ -777,14 +772,14 @@ def _salesforce_tour(
         and ("data_notice", "alice@umbrella.fr", "sent") in kinds
         and any(k[0] == "lead_notification" and k[2] == "sent" for k in kinds)
         and opp["StageName"] == "Closed Won"
-        and new_mail == 0
-        and writes == 0
-        and r.status in ("ok", "conflicts")
+        and done.new_mail == 0
+        and done.writes == 0
+        and done.quiet.status in ("ok", "conflicts")
         and len(app.store.conflicts("acme")) == 1
         and regs.get("wayne.com") == "rejected"
         and regs.get("globex.com") == "accepted"
         and len(app.registry.commissions("acme")) == 2
-        and led
-        and approved
+        and done.led
+        and done.approved
     )
     return 0 if ok else 2

@@ -172,3 +172,17 @@ def hubspot_signature(body: bytes, timestamp: str, uri: str = WEBHOOK_URL) -> st
     return Signature.get_signature(
         WEBHOOK_SECRET, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp
     )
+
+
+# headless Chromium for the admin page's browser tests (Debian's package, never a download)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

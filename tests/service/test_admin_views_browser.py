@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from service_support import ADMIN_TOKEN, Harness, wait_for
+from service_support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, Harness, wait_for
 from test_admin_views import World, seed_world
 
 from connector.service import build_app
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESKTOP, PHONE = (1280, 900), (390, 844)
 
 # each view, and what must be visible on it

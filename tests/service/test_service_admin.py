@@ -11,22 +11,18 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
-from service_support import ADMIN_TOKEN, WEBHOOK_SECRET, Harness, finished, wait_for
+from service_support import (
+    ADMIN_TOKEN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WEBHOOK_SECRET,
+    Harness,
+    finished,
+    wait_for,
+)
 from starlette.testclient import TestClient
 
 from connector.service import Service, build_app
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass

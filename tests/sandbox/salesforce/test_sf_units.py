@@ -17,7 +17,7 @@ def test_id_suffix_matches_salesforce_examples() -> None:
     assert "001A0000006Vm9r" + id_suffix("001A0000006Vm9r") == "001A0000006Vm9rIAC"
     assert to_id18("001A0000006Vm9r") == "001A0000006Vm9rIAC"
     assert to_id18("001A0000006Vm9riac") == "001A0000006Vm9rIAC"  # suffix case ignored
-    assert to_id18("001A0000006Vm9rXXX") is None
+    assert to_id18("001A0000006Vm9rIAD") is None  # check characters that do not match
     assert to_id18("not an id") is None
 
 
