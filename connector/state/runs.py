@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -471,4 +472,29 @@ class LockLease:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        self.store.release_lock(self.connection, self.owner)
+        try:
+            self.store.release_lock(self.connection, self.owner)
+        except Exception as exc:  # the database is unreachable (a restart, an outage)
+            log.warning(
+                "could not give back the lock of %s (%s); trying again in the background "
+                "until the database answers (at the latest it expires after its TTL)",
+                self.connection,
+                exc,
+            )
+            threading.Thread(
+                target=self._release_later, name=f"dealsync-unlock-{self.connection}", daemon=True
+            ).start()
+
+    def _release_later(self) -> None:
+        """Give the lock back once the database answers again (a back-off up to 10 s),
+        so the retried pass does not wait for the lock's expiry."""
+        delay, deadline = 0.5, time.monotonic() + self.ttl.total_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            try:
+                self.store.release_lock(self.connection, self.owner)
+            except Exception:
+                delay = min(delay * 2, 10.0)
+                continue
+            log.warning("gave back the lock of %s: the database answers again", self.connection)
+            return
