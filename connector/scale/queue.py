@@ -45,3 +45,32 @@ def pass_jobs(app: Any) -> list[QueuedJob]:
 def delivery_jobs(app: Any) -> list[QueuedJob]:
     """Every outbox delivery job the queue keeps, oldest first."""
     return jobs_of(app, DELIVER_TASK)
+
+
+SCHEDULE_TICKS = "dealsync.schedule"  # its rows in procrastinate_periodic_defers
+
+
+def claim_tick(app: Any, connection: str, tick: int) -> bool:
+    """Take tick ``tick`` (epoch seconds) of ``connection``'s schedule for this
+    ``serve`` process (an opened sync app): True once per (connection, tick) across
+    every process — procrastinate's own dedupe table of periodic defers, unique on
+    (task, periodic id, timestamp). The connection's older ticks are deleted."""
+    row = app.connector.execute_query_one(
+        "WITH claimed AS (INSERT INTO procrastinate_periodic_defers "
+        "(task_name, periodic_id, defer_timestamp) "
+        "VALUES (%(task)s, %(connection)s, %(tick)s) ON CONFLICT DO NOTHING RETURNING id) "
+        "SELECT count(*) AS claimed FROM claimed",
+        task=SCHEDULE_TICKS,
+        connection=connection,
+        tick=tick,
+    )
+    if not row["claimed"]:
+        return False
+    app.connector.execute_query(
+        "DELETE FROM procrastinate_periodic_defers WHERE task_name = %(task)s "
+        "AND periodic_id = %(connection)s AND defer_timestamp < %(tick)s",
+        task=SCHEDULE_TICKS,
+        connection=connection,
+        tick=tick,
+    )
+    return True

@@ -187,7 +187,12 @@ class Service:
             self.runner = Runner(
                 self.store, self._run_pass, workers=settings.workers, on_done=self._after_pass
             )
-        self.schedules = Schedules(self._run_scheduled, workers=settings.workers)
+        self.schedules = Schedules(
+            self._run_scheduled,
+            workers=settings.workers,
+            claim_tick=self._claim_tick if isinstance(self.runner, QueueRunner) else None,
+            last_failed=self._last_pass_failed,
+        )
         self._seen_runs: dict[str, int] = {}  # with a queue: the last run the backoff saw
         self.reload = ReloadState(loaded_at=time.time(), problems=[])
         self._health_project: Project | None = None  # the version portal_health checked
@@ -387,6 +392,14 @@ class Service:
             job.done.set()
         job.started.wait(wait)
         return job, joined or job.joined_other_process
+
+    def _claim_tick(self, connection: str, tick: int) -> bool:
+        """With a queue: this schedule tick of the connection is this process's to
+        enqueue (once across every ``serve`` process; docs/scale-out.md)."""
+        from connector.scale.queue import claim_tick
+
+        assert isinstance(self.runner, QueueRunner)
+        return claim_tick(self.runner.app, connection, tick)
 
     def _run_scheduled(self, connection: str) -> bool | None:
         """A scheduled pass; a connection that cannot run is skipped (counted, logged

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +26,9 @@ from connector.service.runner import backoff_delay
 
 log = logging.getLogger("dealsync.service.scheduler")
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LATE_SLACK = 5.0  # seconds a tick may fire late (beyond its jitter) and keep its id
+
 
 def trigger_for(schedule: Schedule) -> BaseTrigger:
     jitter = schedule.jitter_seconds or None
@@ -34,15 +37,46 @@ def trigger_for(schedule: Schedule) -> BaseTrigger:
         trigger.jitter = jitter
         return trigger
     assert schedule.every_seconds is not None
-    return IntervalTrigger(seconds=schedule.every_seconds, jitter=jitter, timezone="UTC")
+    # aligned on the epoch: every ``serve`` process fires the same ticks
+    return IntervalTrigger(
+        seconds=schedule.every_seconds, jitter=jitter, timezone="UTC", start_date=EPOCH
+    )
+
+
+def tick_of(schedule: Schedule, now: datetime) -> int:
+    """The id (epoch seconds) of the schedule's tick a run at ``now`` belongs to: the
+    un-jittered fire time it was drawn from. The same in every ``serve`` process, so
+    with a queue the tick is enqueued once (:func:`connector.scale.queue.claim_tick`)."""
+    slack = float(schedule.jitter_seconds) + LATE_SLACK
+    if schedule.cron is not None:
+        plain: BaseTrigger = CronTrigger.from_crontab(schedule.cron, timezone="UTC")
+    else:
+        assert schedule.every_seconds is not None
+        slack = float(schedule.jitter_seconds) + min(LATE_SLACK, schedule.every_seconds / 2)
+        plain = IntervalTrigger(seconds=schedule.every_seconds, timezone="UTC", start_date=EPOCH)
+    fire = plain.get_next_fire_time(None, now - timedelta(seconds=slack))
+    return int((fire or now).timestamp())
 
 
 class Schedules:
-    def __init__(self, run_scheduled: Callable[[str], bool | None], workers: int = 4) -> None:
+    def __init__(
+        self,
+        run_scheduled: Callable[[str], bool | None],
+        workers: int = 4,
+        claim_tick: Callable[[str, int], bool] | None = None,
+        last_failed: Callable[[str], bool | None] | None = None,
+    ) -> None:
         """``run_scheduled(connection)`` runs (or joins) a pass and returns whether it
         failed; with a queue it enqueues one and returns whether the connection's
-        latest finished pass failed (None: no pass finished since it last asked)."""
+        latest finished pass failed (None: no pass finished since it last asked).
+        ``claim_tick(connection, tick)``: False when another ``serve`` process already
+        took this tick of the connection (it enqueued the pass): this one skips the
+        enqueue; ``last_failed(connection)`` then still drives the backoff."""
         self._run_scheduled = run_scheduled
+        self.claim_tick = claim_tick
+        self._last_failed = last_failed
+        self.clock: Callable[[], datetime] = utcnow
+        self.skipped_ticks = 0
         self.scheduler = BackgroundScheduler(
             executors={"default": APThreadPool(max(2, workers))}, timezone="UTC"
         )
@@ -90,6 +124,27 @@ class Schedules:
             )
 
     def _job(self, connection: str) -> None:
+        schedule = self._schedules.get(connection)
+        if self.claim_tick is not None and schedule is not None:
+            tick = tick_of(schedule, self.clock())
+            try:
+                mine = self.claim_tick(connection, tick)
+            except Exception as exc:  # the queue's database: the enqueue says it too
+                log.warning(
+                    "could not claim tick %d of %s (%s); enqueuing anyway", tick, connection, exc
+                )
+                mine = True
+            if not mine:
+                self.skipped_ticks += 1
+                log.info(
+                    "scheduled pass of %s (tick %d) already queued by another serve process",
+                    connection,
+                    tick,
+                )
+                failed = self._last_failed(connection) if self._last_failed else None
+                if failed is not None:
+                    self.after_pass(connection, failed)
+                return
         failed = self._run_scheduled(connection)
         if failed is not None:
             self.after_pass(connection, failed)
