@@ -10,6 +10,7 @@ releases it with its connection); the insert skips a row already there either wa
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from sqlmodel import col, select
 
 from connector.records import utcnow
 from connector.state.tables import Database, RoundWindow, Transactions, insert_once
+
+log = logging.getLogger("dealsync.scale")
 
 #: rounds older than this are forgotten (a round's jobs run within minutes)
 KEEP_ROUNDS = timedelta(days=1)
@@ -72,7 +75,16 @@ class RoundWindows(Transactions):
     ) -> bool:
         """Keep the round's window of ``key`` (False: one was kept already, it stays);
         rounds older than :data:`KEEP_ROUNDS` are pruned."""
-        blob = pickle.dumps((since, until, data), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            blob = pickle.dumps((since, until, data), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            log.warning(
+                "round %s: window %s not kept for the round's other jobs (%s): they read their own",
+                round_id,
+                key,
+                exc,
+            )
+            return False
         now = utcnow()
         with self.session() as s:
             s.execute(delete(RoundWindow).where(col(RoundWindow.created_at) < now - KEEP_ROUNDS))
