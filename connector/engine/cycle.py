@@ -14,15 +14,21 @@ changed after the window's end is the next cycle's).
 A pass whose cursor the window does not cover (it ran again after the window was read,
 or it never ran while the window starts later) reads a window of its own, as a pass
 without a cycle always does (a single-partner ``sync``).
+
+With the queue (``service.queue: procrastinate``) each partner's pass is a job of its
+own, run by any worker process: the jobs of one enqueued round carry the round's id
+and partners, and their :class:`RoundCycle` keeps the round's windows in the state
+store instead of in memory (issue 18).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from connector.engine.hooks import PassContext
@@ -141,3 +147,56 @@ class Rounds:
                 cycle = self._current = ProgramCycle(tuple(partners))
             cycle.taken.add(connection)
             return cycle
+
+
+class SharedWindows(Protocol):
+    """Where the windows of a round of pass jobs are kept for the round's other jobs
+    (:class:`connector.state.round_windows.RoundWindows`)."""
+
+    def claim(self, round_id: str, key: str) -> AbstractContextManager[None]: ...
+
+    def get(self, round_id: str, key: str) -> tuple[datetime | None, datetime, Any] | None: ...
+
+    def put(
+        self, round_id: str, key: str, since: datetime | None, until: datetime, data: Any
+    ) -> bool: ...
+
+
+@dataclass
+class RoundCycle(ProgramCycle):
+    """The cycle of one pass job of an enqueued round (issue 18: ``enqueue sync --all``
+    or a scheduler tick through worker processes, one job per partner): the round's
+    windows are kept in the state store (``shared``) under ``round_id``, so the round's
+    first job that needs one reads it and the others take from it — the same
+    :meth:`Window.covers` rules as in one process; a job the window does not cover
+    reads its own, not kept. Concurrent first readers: one reads (``claim``), the
+    others wait and take its window."""
+
+    round_id: str = ""
+    shared: SharedWindows | None = None
+
+    def window(
+        self,
+        key: Hashable,
+        since: datetime | None,
+        start: Callable[[], datetime | None],
+        read: Callable[[datetime | None], tuple[datetime, T]],
+    ) -> Window[T]:
+        if self.shared is None or not self.round_id:
+            return super().window(key, since, start, read)
+        name = repr(key)
+        with self.shared.claim(self.round_id, name):
+            kept = self.shared.get(self.round_id, name)
+            if kept is None:
+                begin = start()
+                if since is None or (begin is not None and begin > since):
+                    begin = since
+                until, data = read(begin)
+                self.shared.put(self.round_id, name, begin, until, data)
+                self.reads += 1
+                return Window(begin, until, data)
+        known: Window[T] = Window(kept[0], kept[1], cast("T", kept[2]))
+        if known.covers(since):
+            return known
+        until, data = read(since)
+        return Window(since, until, data)

@@ -129,10 +129,15 @@ def sync_connection(
     full: bool = False,
     now: str | None = None,
     trigger: str = "queue",
+    round: str | None = None,
+    partners: list[str] | None = None,
 ) -> dict[str, Any]:
     """One pass of ``partner`` (``full``: as ``sync --full``; ``now``: an ISO time the
     pass runs at, for scheduled and test passes; ``trigger``: what asked, as the run
     log shows it), by the worker's program (``additional_context["program"]``).
+    ``round``/``partners``: the enqueued round the job is one of (:mod:`.enqueue`) —
+    its program-wide vendor reads are shared with the round's other jobs through the
+    state store (:class:`~connector.engine.cycle.RoundCycle`).
     Returns the pass's summary, kept by the queue with the job; queues an outbox
     delivery when the pass left e-mails due."""
     extra = context.additional_context
@@ -140,8 +145,13 @@ def sync_connection(
     crash_at = extra.get("crash_at")  # tests: kill the worker at a named point
     busy = tuple(extra.get("busy", ()))  # the state's LockHeld (the API passes it)
     at = datetime.fromisoformat(now) if now else None
+    kwargs: dict[str, Any] = {}
+    if round:
+        kwargs["cycle"] = round_cycle(program, round, partners or [partner])
     try:
-        result = program.sync(partner, full=full, now=at, trigger=trigger, crash_at=crash_at)
+        result = program.sync(
+            partner, full=full, now=at, trigger=trigger, crash_at=crash_at, **kwargs
+        )
     except busy as exc:
         raise ConnectionBusy(str(exc)) from exc
     except Exception as exc:
@@ -158,6 +168,14 @@ def sync_connection(
     if crash_at is not None:
         crash_at("job_done:sync")  # tests: the pass is done, the job not yet marked so
     return {"connection": partner, "run": result.run_id, "status": result.status}
+
+
+def round_cycle(program: Any, round_id: str, partners: list[str]) -> Any:
+    """The cycle of a job of round ``round_id``: its windows in the program's store."""
+    from connector.engine.cycle import RoundCycle
+    from connector.state.round_windows import RoundWindows
+
+    return RoundCycle(tuple(partners), round_id=round_id, shared=RoundWindows(program.store))
 
 
 def request_delivery(app: Any) -> int | None:

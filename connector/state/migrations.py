@@ -208,6 +208,14 @@ STEPS.append(
     )
 )
 
+STEPS.append(
+    Step(
+        20,
+        "scale-out: program-wide vendor reads shared by the pass jobs of one round",
+        _create(tables.RoundWindow),
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

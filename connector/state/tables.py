@@ -562,3 +562,21 @@ class JobRequest(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     enqueued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     job_id: int | None = None
+
+
+class RoundWindow(SQLModel, table=True):
+    """A program-wide vendor read shared by the pass jobs of one enqueued round (issue
+    18: ``enqueue sync --all`` / a scheduler tick through worker processes): the first
+    job of the round that needs the window of ``key`` reads it and keeps it here
+    (serialized with its ``since``/``until``), the round's later jobs take from it as
+    :class:`~connector.engine.cycle.ProgramCycle` does in one process."""
+
+    __tablename__ = "round_window"
+    __table_args__ = (Index("ix_round_window_created", "created_at"),)
+
+    round_id: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=200)
+    since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    until: datetime = Field(sa_type=UTCDateTime)
+    data: bytes
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
