@@ -1022,9 +1022,10 @@ def partners_yaml(base: str, partner_ids: list[str]) -> str:
 
 
 def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
-                 log: Any) -> list[dict[str, Any]]:  # fmt: skip
+                 log: Any, concurrency: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Scenario 6: P partners × M registered deals each, one ``sync --all`` against
-    one vendor portal: the vendor portal's calls, utilisation, bound and 429s."""
+    one vendor portal: the vendor portal's calls, utilisation, bound and 429s.
+    ``concurrency``: ``sync_all``'s passes at once (None: the product's default)."""
     from connector.sandbox import PortalSpec, SandboxServer
 
     variant = "product" if hooks else "engine"
@@ -1072,7 +1073,8 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
         vendor_bound = bound_from_parts({k: v for k, v in parts.items() if k[0] == "vendor"})
         srv.reset_stats()
         res = run_child({"what": "pass17", "project": str(root), "tokens": tokens,
-                         "hooks": hooks, "limits": limits, "all": True})  # fmt: skip
+                         "hooks": hooks, "limits": limits, "all": True,
+                         "concurrency": concurrency})  # fmt: skip
         names = ["vendor", *(f"partner-{pid}" for pid in pids)]
         pc = _portal_calls(srv, names)
     shutil.rmtree(root, ignore_errors=True)
@@ -1123,7 +1125,14 @@ def child17(spec: dict[str, Any]) -> dict[str, Any]:
     days = spec.get("now_days") or 0
     now = datetime.now(UTC) + timedelta(days=days) if days else None
     t0 = time.perf_counter()
-    results = app.sync_all(now=now) if spec.get("all") else [app.sync(ids[0], now=now)]
+    at_once = {"concurrency": spec["concurrency"]} if spec.get("concurrency") else {}
+
+    def measured() -> list[Any]:  # scenario 6: `sync --all`; 5: one partner's pass
+        if spec.get("all"):
+            return app.sync_all(now=now, **at_once)
+        return [app.sync(ids[0], now=now)]
+
+    results = measured()
     wall = time.perf_counter() - t0
     app.close()
     counts: Counter[str] = Counter()
@@ -1213,7 +1222,8 @@ def run_issue17(args: Any, scenarios: list[int], variants: list[str],
                         rows += run_partners_workers(args.partners, args.size, args.workers,
                                                      True, log, args.worker_concurrency)  # fmt: skip
                     continue
-                rows += run_partners(args.partners, args.size, limits, variant == "product", log)
+                rows += run_partners(args.partners, args.size, limits, variant == "product", log,
+                                     args.all_concurrency)  # fmt: skip
     return rows
 
 
@@ -1512,6 +1522,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--partners", type=int, default=15,
                     help="scenario 6: partners (each with --size deals) against one vendor")  # fmt: skip
+    ap.add_argument("--all-concurrency", type=int, default=None, metavar="K",
+                    help="scenario 6: sync_all's passes at once (default: the product's, "
+                    "4; 1: one after another)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=0,
                     help="scenario 6 through N `dealsync worker` processes on PostgreSQL "
                     "(the product, limits on; DEALSYNC_BENCH_POSTGRES_URL)")  # fmt: skip

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -89,6 +91,9 @@ log = logging.getLogger("dealsync.api")
 AdapterFactory = Callable[[str, PortalConfig], CRMAdapter]
 
 LOCK_TTL_ENV = "DEALSYNC_LOCK_TTL_SECONDS"
+
+# passes at once in `sync --all` (issue 17); 1: one after another
+DEFAULT_CONCURRENCY = 4
 
 
 def lock_ttl_from(env: Mapping[str, str]) -> timedelta | None:
@@ -222,6 +227,7 @@ class Dealsync(
         self._factory = adapter_factory or default_adapter_factory(project, self.env)
         self._adapters: dict[str, CRMAdapter] = {}
         self._store: StateStore | None = None
+        self._default_hooks = hooks is None
         self.hooks = list(hooks) if hooks is not None else default_hooks(project)
 
     @classmethod
@@ -529,32 +535,110 @@ class Dealsync(
             only={mapping.name: {"partner": [link.partner_id], "vendor": [link.vendor_id]}},
         )
 
-    def sync_all(self, partners: Sequence[str] | None = None, **kwargs: Any) -> list[PassResult]:
-        """A pass of each of these connections (None: every partner's), in order. A
+    def sync_all(
+        self,
+        partners: Sequence[str] | None = None,
+        *,
+        concurrency: int | None = None,
+        **kwargs: Any,
+    ) -> list[PassResult]:
+        """A pass of each of these connections (None: every partner's); results in
+        the partners' order. ``concurrency``: up to that many passes at once, in
+        threads (1: one after another, in order), so that while one pass reads its
+        partner's portal the vendor portal's budget serves another (issue 17). A
         connection that cannot run (:class:`ConnectionUnusable`) does not stop the
         others: its result has status :data:`UNUSABLE`, the reason as its error and
         no run (its exit code is fatal). The passes share one :class:`ProgramCycle`:
         the program-wide vendor data (won deals, web events) is read once for all of
-        them, not once per partner (issue 17)."""
-        ids = partners if partners is not None else [p.id for p in self.project.config.partners]
+        them, not once per partner (issue 17). Each worker thread has its own vendor
+        adapter (a pass's API call counts are its own, as in the service); the
+        portal's rate limiter is one per portal in the process, shared by them all.
+        ``concurrency`` None: :data:`DEFAULT_CONCURRENCY`. Passes run at once only when
+        the vendor's adapter may be called from several threads (``thread_safe``:
+        HubSpot); otherwise (an embedded CRM file) one after another — said in the
+        log, as a warning when more than 1 was asked for."""
+        asked = concurrency
+        concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+        if concurrency < 1:
+            raise DealsyncError(f"concurrency must be at least 1, got {concurrency!r}")
+        ids = (
+            list(partners) if partners is not None else [p.id for p in self.project.config.partners]
+        )
         kwargs.setdefault("cycle", ProgramCycle(tuple(ids)))
-        results = []
-        for pid in ids:
-            try:
-                results.append(self.sync(pid, **kwargs))
-            except ConnectionUnusable as exc:
-                log.error("%s", exc)
-                results.append(
-                    PassResult(
-                        pid,
-                        None,
-                        Plan(),
-                        status=UNUSABLE,
-                        error=exc.reason,
-                        dry_run=bool(kwargs.get("dry_run")),
-                    )
+        if concurrency > 1 and len(ids) > 1:
+            vendor = self.vendor()
+            if getattr(type(vendor), "thread_safe", False) is not True:
+                (log.warning if asked is not None else log.info)(
+                    "sync --all: the passes run one after another, not %d at once: the "
+                    "vendor portal's adapter (%s) cannot be called from several passes "
+                    "at once (a HubSpot vendor portal can)",
+                    concurrency,
+                    type(vendor).__name__,
                 )
-        return results
+                concurrency = 1
+        if concurrency == 1 or len(ids) < 2:
+            return [self._pass_of(self, pid, kwargs) for pid in ids]
+        progress = kwargs.get("progress")
+        if progress is not None:  # one display for all the passes: one update at a time
+            shown_lock = threading.Lock()
+
+            def one_at_a_time(stage: str, done: int, total: int) -> None:
+                with shown_lock:
+                    progress(stage, done, total)
+
+            kwargs["progress"] = one_at_a_time
+        store = self.store  # opened once here, shared by every thread's program object
+        local = threading.local()
+        built = threading.Lock()
+
+        def run(pid: str) -> PassResult:
+            app = getattr(local, "app", None)
+            if app is None:
+                app = local.app = self._sibling(store)
+            try:
+                with built:  # the partner's adapter is built once, in this object
+                    app._adapters[pid] = self.partner_crm(pid)
+            except ConnectionUnusable as exc:
+                return self._unusable_result(pid, exc, kwargs)
+            return self._pass_of(app, pid, kwargs)
+
+        workers = min(concurrency, len(ids))
+        with ThreadPoolExecutor(workers, thread_name_prefix="dealsync-all") as pool:
+            return list(pool.map(run, ids))
+
+    def _sibling(self, store: StateStore) -> Dealsync:
+        """A program object for one worker thread of :meth:`sync_all`: the same
+        project, environment, adapter factory and state store; its own vendor adapter
+        (and hooks, when they are the defaults)."""
+        app = type(self)(
+            self.project,
+            env=self.env,
+            adapter_factory=self._factory,
+            hooks=None if self._default_hooks else list(self.hooks),
+        )
+        app._store = store
+        return app
+
+    @staticmethod
+    def _pass_of(app: Dealsync, pid: str, kwargs: Mapping[str, Any]) -> PassResult:
+        try:
+            return app.sync(pid, **kwargs)
+        except ConnectionUnusable as exc:
+            return Dealsync._unusable_result(pid, exc, kwargs)
+
+    @staticmethod
+    def _unusable_result(
+        pid: str, exc: ConnectionUnusable, kwargs: Mapping[str, Any]
+    ) -> PassResult:
+        log.error("%s", exc)
+        return PassResult(
+            pid,
+            None,
+            Plan(),
+            status=UNUSABLE,
+            error=exc.reason,
+            dry_run=bool(kwargs.get("dry_run")),
+        )
 
     # ------------------------------------------------------------------ reading the state
 

@@ -212,6 +212,15 @@ def setup(ctx: Ctx) -> None:
     help="Also re-read every linked record on both sides by id and write only the "
     "differences (repairs edits detection did not see).",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="With --all: up to K connections' passes at once (default 4; 1: one after "
+    "another). They share the vendor portal's rate limit and its program-wide reads; "
+    "with a vendor portal that is an embedded CRM file they run one after another.",
+)
 def sync(
     ctx: Ctx,
     connection: str | None,
@@ -220,6 +229,7 @@ def sync(
     as_json: bool,
     now: str | None,
     full: bool,
+    concurrency: int | None,
 ) -> None:
     """Run a sync pass for one connection or all of them."""
     if connection and all_:
@@ -231,6 +241,7 @@ def sync(
             now=parse_now(now),
             progress=progress,
             full=full,
+            concurrency=concurrency,
         )
     from connector.api import UNUSABLE
 
