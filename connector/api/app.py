@@ -59,7 +59,7 @@ from connector.config.check import errors_of as errors_of
 from connector.config.check import missing_credentials, partner_token_env
 from connector.config.models import PartnerConfig, PortalConfig
 from connector.config.online import OnlineCheck, config_problem
-from connector.engine.cycle import ProgramCycle
+from connector.engine.cycle import ProgramCycle, RoundCycle
 from connector.engine.effects import summary as effect_summary  # noqa: F401  (the CLI prints it)
 from connector.engine.hooks import Hook
 from connector.engine.plan import Associate as Associate  # the CLI prints them
@@ -534,6 +534,14 @@ class Dealsync(
             trigger="resync",
             only={mapping.name: {"partner": [link.partner_id], "vendor": [link.vendor_id]}},
         )
+
+    def round_cycle(self, round_id: str, partners: Sequence[str]) -> RoundCycle:
+        """The program's cycle of one job of an enqueued round (``dealsync worker``):
+        its program-wide vendor reads kept in this program's state store, shared with
+        the round's other jobs (:class:`~connector.engine.cycle.RoundCycle`)."""
+        from connector.state.round_windows import RoundWindows
+
+        return RoundCycle(tuple(partners), round_id=round_id, shared=RoundWindows(self.store))
 
     def sync_all(
         self,

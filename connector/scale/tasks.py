@@ -147,7 +147,7 @@ def sync_connection(
     at = datetime.fromisoformat(now) if now else None
     kwargs: dict[str, Any] = {}
     if round:
-        kwargs["cycle"] = round_cycle(program, round, partners or [partner])
+        kwargs["cycle"] = program.round_cycle(round, partners or [partner])
     try:
         result = program.sync(
             partner, full=full, now=at, trigger=trigger, crash_at=crash_at, **kwargs
@@ -168,14 +168,6 @@ def sync_connection(
     if crash_at is not None:
         crash_at("job_done:sync")  # tests: the pass is done, the job not yet marked so
     return {"connection": partner, "run": result.run_id, "status": result.status}
-
-
-def round_cycle(program: Any, round_id: str, partners: list[str]) -> Any:
-    """The cycle of a job of round ``round_id``: its windows in the program's store."""
-    from connector.engine.cycle import RoundCycle
-    from connector.state.round_windows import RoundWindows
-
-    return RoundCycle(tuple(partners), round_id=round_id, shared=RoundWindows(program.store))
 
 
 def request_delivery(app: Any) -> int | None:
