@@ -1056,17 +1056,21 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
             portal.limits_enabled = limits
         rules = _rules_of(root, tokens)
         parts: dict[tuple[str, str], int] = {}
+        events = 0
         for pid in pids:
             work = program_work(srv, f"partner-{pid}", rules, first=True)
-            # program-wide vendor data (won deals) is read once per `sync --all`
-            work = dataclasses.replace(work, won_stages=0)
+            # program-wide vendor data (won deals, web events) is read once per `sync --all`
+            events = max(events, work.event_reads)
+            work = dataclasses.replace(work, won_stages=0, event_reads=0)
             for key, k in _engine_parts(1, m, partner=f"partner-{pid}").items():
                 parts[key] = parts.get(key, 0) + k
             if hooks:
                 for key, k in program_parts(work, partner=f"partner-{pid}").items():
                     parts[key] = parts.get(key, 0) + k
         if hooks:
-            once = ProgramWork(won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)))
+            once = ProgramWork(
+                won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)), event_reads=events
+            )
             for key, k in program_parts(once).items():
                 parts[key] = parts.get(key, 0) + k
         bound = bound_from_parts(parts)
@@ -1301,16 +1305,20 @@ def _vendor_bound(srv: Any, root: Path, tokens: dict[str, str], pids: list[str],
     initial, 2: quiet), as :func:`run_partners` computes it."""
     rules = _rules_of(root, tokens)
     parts: dict[tuple[str, str], int] = {}
+    events = 0  # the web events of lead notifications: program-wide, read once per round
     for pid in pids:
         for key, k in _engine_parts(scenario, m, partner=f"partner-{pid}").items():
             parts[key] = parts.get(key, 0) + k
         if hooks:
             work = program_work(srv, f"partner-{pid}", rules, first=scenario == 1)
-            work = dataclasses.replace(work, won_stages=0)
+            events = max(events, work.event_reads)
+            work = dataclasses.replace(work, won_stages=0, event_reads=0)
             for key, k in program_parts(work, partner=f"partner-{pid}").items():
                 parts[key] = parts.get(key, 0) + k
     if hooks:
-        once = ProgramWork(won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)))
+        once = ProgramWork(
+            won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)), event_reads=events
+        )
         for key, k in program_parts(once).items():
             parts[key] = parts.get(key, 0) + k
     return bound_from_parts({k: v for k, v in parts.items() if k[0] == "vendor"})

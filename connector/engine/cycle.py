@@ -165,7 +165,8 @@ class SharedWindows(Protocol):
 @dataclass
 class RoundCycle(ProgramCycle):
     """The cycle of one pass job of an enqueued round (issue 18: ``enqueue sync --all``
-    or a scheduler tick through worker processes, one job per partner): the round's
+    through worker processes, one job per partner; a scheduler tick's jobs are not a
+    round, each reads its own window): the round's
     windows are kept in the state store (``shared``) under ``round_id``, so the round's
     first job that needs one reads it and the others take from it — the same
     :meth:`Window.covers` rules as in one process; a job the window does not cover
