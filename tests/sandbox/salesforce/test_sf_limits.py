@@ -111,4 +111,6 @@ def test_concurrent_long_running_requests_beyond_the_limit_are_refused(
     assert "ConcurrentRequests" in err.value.content[0]["message"]
     worker.join(timeout=60)
     assert outcome == [0]  # the long request itself is answered
-    assert org.requests_in_flight == 0
+    # the server counts the request out after its answer was sent: on a loaded machine
+    # the client may read the answer first
+    wait_for(lambda: org.requests_in_flight == 0)
