@@ -218,7 +218,10 @@ class Dealsync(
         env: Mapping[str, str] | None = None,
         adapter_factory: AdapterFactory | None = None,
         hooks: list[Hook] | None = None,
+        store: StateStore | None = None,
     ) -> None:
+        """``store``: an open state store to share (the service's connections, the
+        threads of :meth:`sync_all`); None: opened from the project on first use."""
         self.project = project
         self.env = dict(os.environ if env is None else env)
         # one rate budget per portal across processes: in the state's PostgreSQL (or
@@ -226,7 +229,7 @@ class Dealsync(
         use_store(store_url(self.state_url, self.env))
         self._factory = adapter_factory or default_adapter_factory(project, self.env)
         self._adapters: dict[str, CRMAdapter] = {}
-        self._store: StateStore | None = None
+        self._store: StateStore | None = store
         self._default_hooks = hooks is None
         self.hooks = list(hooks) if hooks is not None else default_hooks(project)
 
@@ -618,14 +621,13 @@ class Dealsync(
         """A program object for one worker thread of :meth:`sync_all`: the same
         project, environment, adapter factory and state store; its own vendor adapter
         (and hooks, when they are the defaults)."""
-        app = type(self)(
+        return type(self)(
             self.project,
             env=self.env,
             adapter_factory=self._factory,
             hooks=None if self._default_hooks else list(self.hooks),
+            store=store,
         )
-        app._store = store
-        return app
 
     @staticmethod
     def _pass_of(app: Dealsync, pid: str, kwargs: Mapping[str, Any]) -> PassResult:

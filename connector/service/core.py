@@ -271,14 +271,13 @@ class Service:
         self, project: Project | None = None, env: Mapping[str, str] | None = None
     ) -> Dealsync:
         project = project or self.project
-        app = Dealsync(
+        return Dealsync(
             project,
             env=self.env if env is None else env,
             adapter_factory=self._factory,
             hooks=default_hooks(project) if self._hooks is None else list(self._hooks),
+            store=self.store,  # every connection shares the service's store
         )
-        app._store = self.store  # every connection shares the service's store
-        return app
 
     def app_for(self, connection: str) -> Dealsync:
         """The connection's API object for the project in use. Each connection has its
