@@ -398,7 +398,10 @@ class Service:
         from connector.scale.queue import claim_tick
 
         assert isinstance(self.runner, QueueRunner)
-        return claim_tick(self.runner.app, connection, tick)
+        mine = claim_tick(self.runner.app, connection, tick)
+        if not mine:  # never silent: the skip is logged (Schedules) and counted here
+            self.metrics.inc("dealsync_schedule_ticks_skipped", connection)
+        return mine
 
     def _run_scheduled(self, connection: str) -> bool | None:
         """A scheduled pass; a connection that cannot run is skipped (counted, logged

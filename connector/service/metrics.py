@@ -59,6 +59,10 @@ _COUNTERS: dict[tuple[str, ...], dict[str, str]] = {
         "(client limiter and Retry-After), by portal.",
     },
     ("partner", "result"): {"dealsync_triggers": "Partner sync triggers, by partner and result."},
+    ("connection",): {
+        "dealsync_schedule_ticks_skipped": "Scheduled ticks this serve process did not "
+        "enqueue because another serve process had already queued them, by connection."
+    },
     ("connection", "trigger"): {
         "dealsync_passes_not_started": "Passes not started because the connection cannot "
         "run (its credentials are missing), by connection and trigger."

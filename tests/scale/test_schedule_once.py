@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from connector.api import scale as queue_api
 from connector.config.models import Schedule
 from connector.service import Service
@@ -45,6 +47,8 @@ def test_two_schedulers_enqueue_one_job_per_connection_and_tick(
             ("globex", "schedule"),
         ], jobs
         assert other.schedules.skipped_ticks == 2 and world.service.schedules.skipped_ticks == 0
+        shown = generate_latest(other.metrics.registry).decode()
+        assert 'dealsync_schedule_ticks_skipped_total{connection="acme"} 1.0' in shown
         # the next tick is enqueued again (by whichever process fires first)
         other.schedules.clock = lambda: NOW.replace(minute=13)
         other.schedules._job("acme")
