@@ -94,6 +94,9 @@ LOCK_TTL_ENV = "DEALSYNC_LOCK_TTL_SECONDS"
 
 # passes at once in `sync --all` (issue 17); 1: one after another
 DEFAULT_CONCURRENCY = 4
+ALL_STAGE = "connections synced"
+"""The progress stage :meth:`Dealsync.sync_all` reports when passes run at once: one
+update as each connection's pass ends (done of all), instead of the passes' stages."""
 
 
 def lock_ttl_from(env: Mapping[str, str]) -> timedelta | None:
@@ -567,7 +570,9 @@ class Dealsync(
         ``concurrency`` None: :data:`DEFAULT_CONCURRENCY`. Passes run at once only when
         the vendor's adapter may be called from several threads (``thread_safe``:
         HubSpot); otherwise (an embedded CRM file) one after another — said in the
-        log, as a warning when more than 1 was asked for."""
+        log, as a warning when more than 1 was asked for. ``progress`` with passes at
+        once: one update as each connection's pass ends (stage :data:`ALL_STAGE`, done
+        of all), not the passes' own stages, which would take the one display in turns."""
         asked = concurrency
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         if concurrency < 1:
@@ -589,15 +594,11 @@ class Dealsync(
                 concurrency = 1
         if concurrency == 1 or len(ids) < 2:
             return [self._pass_of(self, pid, kwargs) for pid in ids]
-        progress = kwargs.get("progress")
-        if progress is not None:  # one display for all the passes: one update at a time
-            shown_lock = threading.Lock()
-
-            def one_at_a_time(stage: str, done: int, total: int) -> None:
-                with shown_lock:
-                    progress(stage, done, total)
-
-            kwargs["progress"] = one_at_a_time
+        # passes at once cannot share one display of their stages (each would restart
+        # it in turn): the display counts the connections whose pass has ended
+        progress = kwargs.pop("progress", None)
+        shown_lock = threading.Lock()
+        ended = 0
         store = self.store  # opened once here, shared by every thread's program object
         local = threading.local()
         built = threading.Lock()
@@ -610,8 +611,19 @@ class Dealsync(
                 with built:  # the partner's adapter is built once, in this object
                     app._adapters[pid] = self.partner_crm(pid)
             except ConnectionUnusable as exc:
+                show_ended()
                 return self._unusable_result(pid, exc, kwargs)
-            return self._pass_of(app, pid, kwargs)
+            try:
+                return self._pass_of(app, pid, kwargs)
+            finally:
+                show_ended()
+
+        def show_ended() -> None:
+            nonlocal ended
+            with shown_lock:
+                ended += 1
+                if progress is not None:
+                    progress(ALL_STAGE, ended, len(ids))
 
         workers = min(concurrency, len(ids))
         with ThreadPoolExecutor(workers, thread_name_prefix="dealsync-all") as pool:

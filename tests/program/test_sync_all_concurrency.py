@@ -19,7 +19,7 @@ import pytest
 
 from connector.adapters.local import LocalCRM
 from connector.api import UNUSABLE, Dealsync
-from connector.api.app import default_hooks
+from connector.api.app import ALL_STAGE, default_hooks
 from connector.config import load_project
 from connector.engine.hooks import BaseHook
 from connector.sandbox import PortalSpec, SandboxServer
@@ -178,3 +178,20 @@ def test_an_unusable_partner_is_reported_and_the_others_run_at_once(scene: Scene
     assert all(by[p].status == "ok" for p in PARTNERS if p != "globex")
     assert meet.most >= 2
     app.close()
+
+
+def test_passes_at_once_show_one_progress_over_the_connections(scene: Scene) -> None:
+    # each pass's own stages (detect, apply...) would take the one display in turns
+    # and restart it; with passes at once the display counts the ended connections
+    shown: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        with lock:
+            shown.append((stage, done, total))
+
+    app = scene.app(Meet(2))
+    results = app.sync_all(concurrency=2, progress=progress)
+    app.close()
+    assert all(r.status == "ok" for r in results)
+    assert shown == [(ALL_STAGE, k, len(PARTNERS)) for k in range(1, len(PARTNERS) + 1)]
