@@ -728,7 +728,7 @@ def _round_said(due: TickRound | None, joined: bool) -> str:
     if joined:
         return "joined the pass already waiting in the queue (it runs in that job's round)"
     if due is None:
-        return "queued on its own (off its tick: a backoff's retry; no round)"
+        return "queued on its own (not on a tick of its schedule: a backoff's retry; no round)"
     held = f"; held back by their backoff, not in it: {', '.join(due.held)}" if due.held else ""
     if due.round_of is None:
         return f"queued on its own (tick {due.tick}: the only connection due; no round){held}"
