@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 
 from connector.api import scale as queue_api
+from connector.config.models import Schedule
 from connector.demo import PortalUser
 from connector.records import utcnow
 from connector.sandbox import PortalSpec, SandboxServer
 from connector.service import Service
+from connector.service.scheduler import fires_at
 from connector.state.round_windows import RoundWindows
 from connector.testing.queue import Deployment
 from connector.testing.world import HubSpotPortals, run_cli
@@ -211,3 +213,15 @@ def test_a_connection_held_back_or_not_due_is_not_in_the_round(
         )
     finally:
         world.close()
+
+
+def test_which_schedules_fire_at_a_tick() -> None:
+    """The round's connections are those whose un-jittered fire times include the tick
+    (interval schedules aligned on the epoch; cron in UTC); the jitter plays no part."""
+    noon = int(TICK.replace(minute=0).timestamp())
+    ten, fifteen = Schedule(every_seconds=600, jitter_seconds=30), Schedule(every_seconds=900)
+    cron = Schedule(cron="*/15 * * * *", jitter_seconds=20)
+    assert [fires_at(s, noon) for s in (ten, fifteen, cron)] == [True, True, True]
+    assert [fires_at(s, noon + 600) for s in (ten, fifteen, cron)] == [True, False, False]
+    assert [fires_at(s, noon + 900) for s in (ten, fifteen, cron)] == [False, True, True]
+    assert not fires_at(ten, noon + 7)
