@@ -16,9 +16,10 @@ or it never ran while the window starts later) reads a window of its own, as a p
 without a cycle always does (a single-partner ``sync``).
 
 With the queue (``service.queue: procrastinate``) each partner's pass is a job of its
-own, run by any worker process: the jobs of one enqueued round carry the round's id
-and partners, and their :class:`RoundCycle` keeps the round's windows in the state
-store instead of in memory (issue 18).
+own, run by any worker process: the jobs of one enqueued round (``enqueue sync --all``,
+or the connections due at one schedule tick) carry the round's id and partners, and
+their :class:`RoundCycle` keeps the round's windows in the state store instead of in
+memory (issue 18).
 """
 
 from __future__ import annotations
@@ -164,9 +165,12 @@ class SharedWindows(Protocol):
 
 @dataclass
 class RoundCycle(ProgramCycle):
-    """The cycle of one pass job of an enqueued round (issue 18: ``enqueue sync --all``
-    through worker processes, one job per partner; a scheduler tick's jobs are not a
-    round, each reads its own window): the round's
+    """The cycle of one pass job of an enqueued round (issue 18): the jobs of one
+    ``enqueue sync --all`` through worker processes, one job per partner, or the
+    scheduled jobs of one schedule tick (``round_id`` ``tick-<epoch seconds>``, the
+    same in every ``serve`` process; ``partners``: the connections due at the tick,
+    less those held back by their backoff — :class:`connector.service.scheduler.TickRound`;
+    a tick with one connection due, or a backoff's retry, makes no round). The round's
     windows are kept in the state store (``shared``) under ``round_id``, so the round's
     first job that needs one reads it and the others take from it — the same
     :meth:`Window.covers` rules as in one process; a job the window does not cover

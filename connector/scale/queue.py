@@ -19,6 +19,7 @@ class QueuedJob:
     attempts: int
     priority: int = 0
     trigger: str = "queue"
+    round: str | None = None  # the round the job is in (enqueue sync --all, a tick)
 
 
 def jobs_of(app: Any, task: str) -> list[QueuedJob]:
@@ -31,6 +32,7 @@ def jobs_of(app: Any, task: str) -> list[QueuedJob]:
             int(j.attempts),
             int(j.priority),
             str(j.task_kwargs.get("trigger", "queue")),
+            j.task_kwargs.get("round"),
         )
         for j in app.job_manager.list_jobs(task=task)
     ]

@@ -161,13 +161,24 @@ def sync_connection(
         raise
     if result.status == "fatal":
         raise PassFailed(f"pass of {partner} failed: {result.error}")
-    log.info("pass of %s: %s (run %s)", partner, result.status, result.run_id)
+    if round:  # never silent: which round the job was in (its reads shared or not)
+        log.info(
+            "pass of %s in round %s (%d connections): %s (run %s)",
+            partner,
+            round,
+            len(partners or [partner]),
+            result.status,
+            result.run_id,
+        )
+    else:
+        log.info("pass of %s: %s (run %s)", partner, result.status, result.run_id)
     deliver = extra.get("deliver_due")
     if deliver is not None and deliver():
         request_delivery(context.app)
     if crash_at is not None:
         crash_at("job_done:sync")  # tests: the pass is done, the job not yet marked so
-    return {"connection": partner, "run": result.run_id, "status": result.status}
+    done: dict[str, Any] = {"connection": partner, "run": result.run_id, "status": result.status}
+    return done | ({"round": round} if round else {})
 
 
 def request_delivery(app: Any) -> int | None:

@@ -30,7 +30,7 @@ from connector.logs import bound
 from connector.service.metrics import Metrics
 from connector.service.probe import PortalCheck, PortalHealth, Probe, probe
 from connector.service.runner import Job, QueueRunner, Runner, backoff_delay
-from connector.service.scheduler import Schedules
+from connector.service.scheduler import Schedules, TickRound
 from connector.service.webhooks import Routing, SeenLog, WebhookEvent, accept, plan
 from connector.state import StateStore
 
@@ -403,17 +403,31 @@ class Service:
             self.metrics.inc("dealsync_schedule_ticks_skipped", connection)
         return mine
 
-    def _run_scheduled(self, connection: str) -> bool | None:
+    def _run_scheduled(self, connection: str, due: TickRound | None = None) -> bool | None:
         """A scheduled pass; a connection that cannot run is skipped (counted, logged
-        once per reason) without backoff, so it syncs at its next time once fixed."""
+        once per reason) without backoff, so it syncs at its next time once fixed.
+        With a queue, ``due``: the connections due at the same tick — the job is
+        enqueued in their round (less those that cannot run), so the tick's jobs
+        read the program-wide vendor data once (docs/scale-out.md); the log says
+        which round, or why the job is on its own."""
         if self.not_started(connection, "schedule") is not None:
             return False
-        if self.queued:  # a worker runs it: the backoff follows the worker's last pass
+        if isinstance(self.runner, QueueRunner):  # a worker runs it: the backoff follows
+            tick_round = None  # the worker's last pass
+            if due is not None:
+                tick_round = due.without(
+                    {c for c in due.connections if c != connection and self.unusable(c)}
+                )
             try:
-                self.runner.request(connection, "schedule")
+                _, joined = self.runner.request(
+                    connection,
+                    "schedule",
+                    round_of=tick_round.round_of if tick_round is not None else None,
+                )
             except Exception:
                 log.exception("the scheduled pass of %s could not be queued", connection)
                 return True  # held back by the schedule's backoff, tried again
+            log.info("scheduled pass of %s %s", connection, _round_said(tick_round, joined))
             return self._last_pass_failed(connection)
         job, _ = self.runner.request(connection, "schedule")
         job.done.wait()
@@ -707,6 +721,22 @@ class Service:
         self._refused_files = list(files)
         self.metrics.inc("dealsync_config_reloads", "invalid")
         self.metrics.config_valid.set(0)
+
+
+def _round_said(due: TickRound | None, joined: bool) -> str:
+    """What the log says of a scheduled job's round (never silent)."""
+    if joined:
+        return "joined the pass already waiting in the queue (it runs in that job's round)"
+    if due is None:
+        return "queued on its own (not on a tick of its schedule: a backoff's retry; no round)"
+    held = f"; held back by their backoff, not in it: {', '.join(due.held)}" if due.held else ""
+    if due.round_of is None:
+        return f"queued on its own (tick {due.tick}: the only connection due; no round){held}"
+    return (
+        f"queued in round {due.id} with {len(due.connections)} connections due at the "
+        f"tick ({', '.join(due.connections)}): their program-wide vendor reads are "
+        f"made once for the round{held}"
+    )
 
 
 def path_id(path: str, project: Project) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -170,14 +170,20 @@ class QueueRunner:
         return self.store.running_run(connection) is not None
 
     def request(
-        self, connection: str, trigger: str, *, follow_up: bool = False
+        self,
+        connection: str,
+        trigger: str,
+        *,
+        follow_up: bool = False,
+        round_of: tuple[str, Sequence[str]] | None = None,
     ) -> tuple[Job, bool]:
         """Queue a pass (``follow_up`` is implied: a job waiting behind a running pass
-        of the connection runs after it). Raises what the queue raises (the caller
+        of the connection runs after it); ``round_of``: (round id, its connections) —
+        the scheduled jobs of one tick. Raises what the queue raises (the caller
         answers 5xx; a webhook's request stays recorded for the relay)."""
         from connector.scale.enqueue import enqueue_pass
 
-        done = enqueue_pass(self.app, connection, trigger=trigger)
+        done = enqueue_pass(self.app, connection, trigger=trigger, round_of=round_of)
         job = Job(connection, trigger, job_id=done.job_id, queued=True)
         job.started.set()
         job.done.set()

@@ -6,12 +6,21 @@ a scheduled run while a triggered pass is in flight joins it, and the database l
 still keeps other processes out. With a queue (``service.queue: procrastinate``) the
 request is a job for the workers (the :class:`~connector.service.runner.QueueRunner`);
 the backoff then follows the workers' passes as the run log records them.
+
+With a queue the connections due at one tick form a **round** (:class:`TickRound`):
+their jobs share the program-wide vendor reads (won deals, web events) through the
+state store, as the jobs of one ``dealsync enqueue sync --all`` do
+(:class:`~connector.engine.cycle.RoundCycle`). The round's id is the tick's
+(``tick-<epoch seconds>``), so it is the same in every ``serve`` process; its
+connections are those whose schedule fires at that tick and whose backoff does not
+hold them back past it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
@@ -43,31 +52,75 @@ def trigger_for(schedule: Schedule) -> BaseTrigger:
     )
 
 
+def _plain(schedule: Schedule) -> BaseTrigger:
+    """The schedule's trigger without its jitter (its ticks)."""
+    if schedule.cron is not None:
+        return CronTrigger.from_crontab(schedule.cron, timezone="UTC")
+    assert schedule.every_seconds is not None
+    return IntervalTrigger(seconds=schedule.every_seconds, timezone="UTC", start_date=EPOCH)
+
+
 def tick_of(schedule: Schedule, now: datetime) -> int:
     """The id (epoch seconds) of the schedule's tick a run at ``now`` belongs to: the
     un-jittered fire time it was drawn from. The same in every ``serve`` process, so
     with a queue the tick is enqueued once (:func:`connector.scale.queue.claim_tick`)."""
     slack = float(schedule.jitter_seconds) + LATE_SLACK
-    if schedule.cron is not None:
-        plain: BaseTrigger = CronTrigger.from_crontab(schedule.cron, timezone="UTC")
-    else:
+    if schedule.cron is None:
         assert schedule.every_seconds is not None
         slack = float(schedule.jitter_seconds) + min(LATE_SLACK, schedule.every_seconds / 2)
-        plain = IntervalTrigger(seconds=schedule.every_seconds, timezone="UTC", start_date=EPOCH)
-    fire = plain.get_next_fire_time(None, now - timedelta(seconds=slack))
+    fire = _plain(schedule).get_next_fire_time(None, now - timedelta(seconds=slack))
     return int((fire or now).timestamp())
+
+
+def fires_at(schedule: Schedule, tick: int) -> bool:
+    """Whether ``tick`` (epoch seconds) is one of the schedule's un-jittered fire times."""
+    at = datetime.fromtimestamp(tick, UTC)
+    fire = _plain(schedule).get_next_fire_time(None, at)
+    return fire is not None and int(fire.timestamp()) == tick
+
+
+def tick_round_id(tick: int) -> str:
+    """The round id of a schedule tick: the same in every ``serve`` process."""
+    return f"tick-{tick}"
+
+
+@dataclass(frozen=True)
+class TickRound:
+    """The connections a schedule tick enqueues together (with a queue): those whose
+    schedule fires at ``tick`` and that no backoff holds back past it (``held``:
+    those that would be due but are held back — not in the round). Fewer than two
+    connections make no round (:attr:`round_of` None): a lone job reads on its own."""
+
+    tick: int
+    connections: tuple[str, ...]
+    held: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return tick_round_id(self.tick)
+
+    def without(self, out: set[str]) -> TickRound:
+        """The round less the connections in ``out`` (those that cannot run)."""
+        return TickRound(self.tick, tuple(c for c in self.connections if c not in out), self.held)
+
+    @property
+    def round_of(self) -> tuple[str, tuple[str, ...]] | None:
+        """(round id, its connections) for the enqueue; None for a round of one."""
+        return (self.id, self.connections) if len(self.connections) > 1 else None
 
 
 class Schedules:
     def __init__(
         self,
-        run_scheduled: Callable[[str], bool | None],
+        run_scheduled: Callable[[str, TickRound | None], bool | None],
         workers: int = 4,
         claim_tick: Callable[[str, int], bool] | None = None,
         last_failed: Callable[[str], bool | None] | None = None,
     ) -> None:
-        """``run_scheduled(connection)`` runs (or joins) a pass and returns whether it
-        failed; with a queue it enqueues one and returns whether the connection's
+        """``run_scheduled(connection, due)`` runs (or joins) a pass and returns whether
+        it failed; with a queue it enqueues one — in the round of the connections
+        ``due`` at the same tick (:class:`TickRound`; None without a queue, or for a
+        run off its tick: a backoff's retry) — and returns whether the connection's
         latest finished pass failed (None: no pass finished since it last asked).
         ``claim_tick(connection, tick)``: False when another ``serve`` process already
         took this tick of the connection (it enqueued the pass): this one skips the
@@ -81,6 +134,8 @@ class Schedules:
             executors={"default": APThreadPool(max(2, workers))}, timezone="UTC"
         )
         self.failures: dict[str, int] = {}
+        # a failing connection's next run is held back to this time (its backoff)
+        self.held_until: dict[str, datetime] = {}
         self._schedules: dict[str, Schedule] = {}
 
     def start(self) -> None:
@@ -107,6 +162,7 @@ class Schedules:
             if pid not in wanted:
                 self.scheduler.remove_job(f"pass:{pid}")
                 del self._schedules[pid]
+                self.held_until.pop(pid, None)
         for pid, schedule in wanted.items():
             if self._schedules.get(pid) == schedule:
                 continue
@@ -123,10 +179,32 @@ class Schedules:
                 replace_existing=True,
             )
 
+    def due_at(self, connection: str, tick: int, now: datetime) -> TickRound | None:
+        """The round of ``tick`` that ``connection``'s run at ``now`` is in: every
+        connection whose schedule fires at the tick, less those whose backoff holds
+        them back past it (their next run comes later, on its own). None when this
+        run is off its tick (a backoff's retry fires between ticks: it is on its own;
+        its jitter only delays a run, so a run on its tick is never before it)."""
+        if tick > now.timestamp() + 1:
+            return None
+        due, held = [], []
+        for pid, schedule in self._schedules.items():
+            if pid != connection and not fires_at(schedule, tick):
+                continue
+            until = self.held_until.get(pid)
+            latest = tick + schedule.jitter_seconds + LATE_SLACK
+            if pid != connection and until is not None and until.timestamp() > latest:
+                held.append(pid)
+            else:
+                due.append(pid)
+        return TickRound(tick, tuple(sorted(due)), tuple(sorted(held)))
+
     def _job(self, connection: str) -> None:
         schedule = self._schedules.get(connection)
+        due: TickRound | None = None
         if self.claim_tick is not None and schedule is not None:
-            tick = tick_of(schedule, self.clock())
+            now = self.clock()
+            tick = tick_of(schedule, now)
             try:
                 mine = self.claim_tick(connection, tick)
             except Exception as exc:  # the queue's database: the enqueue says it too
@@ -145,7 +223,8 @@ class Schedules:
                 if failed is not None:
                     self.after_pass(connection, failed)
                 return
-        failed = self._run_scheduled(connection)
+            due = self.due_at(connection, tick, now)
+        failed = self._run_scheduled(connection, due)
         if failed is not None:
             self.after_pass(connection, failed)
 
@@ -155,6 +234,7 @@ class Schedules:
         schedule = self._schedules.get(connection)
         if not failed:
             self.failures[connection] = 0
+            self.held_until.pop(connection, None)
             return 0.0
         self.failures[connection] = self.failures.get(connection, 0) + 1
         if schedule is None:
@@ -164,7 +244,10 @@ class Schedules:
         )
         job = self.scheduler.get_job(f"pass:{connection}")
         not_before = utcnow() + timedelta(seconds=delay)
-        if job is not None and job.next_run_time is not None and job.next_run_time < not_before:
+        # not in the round of a tick before this (TickRound): it does not run then
+        self.held_until[connection] = self.clock() + timedelta(seconds=delay)
+        next_run = getattr(job, "next_run_time", None)  # None: not scheduled yet (not started)
+        if job is not None and next_run is not None and next_run < not_before:
             job.modify(next_run_time=not_before)
             log.warning(
                 "pass of %s failed %d time(s) in a row; next scheduled pass in %.0f s",

@@ -4,8 +4,8 @@ CRM files, its service, and an in-process ``dealsync worker`` run until no job i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from connector.adapters.local import LocalCRM
@@ -13,7 +13,7 @@ from connector.api import Dealsync
 from connector.api import scale as queue_api
 from connector.config import load_project
 from connector.service import Service
-from connector.testing.world import project_yaml, run_cli, write_project
+from connector.testing.world import HubSpotPortals, project_yaml, run_cli, write_project
 
 QUEUE = "service:\n  queue: procrastinate\n"
 
@@ -25,6 +25,7 @@ class Deployment:
     config: Path
     service: Service
     program: Dealsync
+    env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -35,16 +36,22 @@ class Deployment:
         *,
         portal_ids: bool = True,
         edit: Callable[[str], str] | None = None,
+        hubspot: HubSpotPortals | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Deployment:
         """``portal_ids``: the HubSpot portal ids webhooks are routed by (two of the
         test partners share one: leave them out to run all three); ``edit`` rewrites
-        the ``dealsync.yaml`` text first (e.g. a partner's schedule)."""
-        text = project_yaml(partners, state_url=state_url, portal_ids=portal_ids, extra=QUEUE)
+        the ``dealsync.yaml`` text first (e.g. a partner's schedule); ``hubspot``: the
+        portals on the HubSpot sandbox, their tokens in ``env``."""
+        env = dict(env or {})
+        text = project_yaml(
+            partners, state_url=state_url, portal_ids=portal_ids, extra=QUEUE, hubspot=hubspot
+        )
         config = write_project(root, edit(text) if edit else text)
-        done = run_cli(config, "setup")
+        done = run_cli(config, "setup", env=env)
         assert done.exit_code == 0, done.output
-        service = Service(config, env={})
-        return cls(config, service, Dealsync(load_project(config, env={}), env={}))
+        service = Service(config, env=env)
+        return cls(config, service, Dealsync(load_project(config, env=env), env=env), env)
 
     def close(self) -> None:
         self.service.stop()
@@ -55,7 +62,7 @@ class Deployment:
         return LocalCRM(path, name=name)
 
     def apply_schema(self) -> None:
-        done = run_cli(self.config, "worker", "--apply-schema", "--until-empty")
+        done = run_cli(self.config, "worker", "--apply-schema", "--until-empty", env=self.env)
         assert done.exit_code == 0, done.output
 
     def work(self, concurrency: int = 1, program: Dealsync | None = None) -> None:
