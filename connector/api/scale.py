@@ -49,21 +49,35 @@ def run_worker(
     stalled_after: float | None = None,
     until_empty: bool = False,
     apply_schema: bool = False,
+    database_retries: int | None = None,
     crash_at: Callable[[str], None] | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """``dealsync worker``: run pass jobs from the queue until stopped."""
+    """``dealsync worker``: run pass jobs from the queue until stopped. A database
+    that does not answer is waited for (logged, with a back-off), not a crash.
+    ``database_retries``: retries of a pass whose database connection dropped before
+    its job is failed (default 10)."""
     worker = _scale()
     url = queue_url(program)
     if concurrency < 1:
         raise DealsyncError("--concurrency must be 1 or more")
+    if database_retries is not None and database_retries < 0:
+        raise DealsyncError("--database-retries must be 0 or more")
     options = worker.WorkerOptions(
         concurrency=concurrency,
         queues=tuple(queues) or worker.WorkerOptions().queues,
         stalled_after=stalled_after or worker.DEFAULT_STALLED_AFTER,
         until_empty=until_empty,
         apply_schema=apply_schema,
+        database_retries=(
+            worker.WorkerOptions().database_retries
+            if database_retries is None
+            else database_retries
+        ),
     )
+    # the state's schema is migrated before any job runs: the database must answer
+    # first (a worker started before it, or while it restarts, waits instead of dying)
+    worker.wait_for_database(url)
     program = _queue_program(program)
     program.store  # noqa: B018  (the state's own schema, migrated before any job runs)
     from connector.state.runs import LockHeld
@@ -211,6 +225,12 @@ def queue_lines(program: Dealsync, now: datetime | None = None) -> list[str]:
         lines.append("oldest waiting: none")
     for task, n in sorted(figures.failed.items()):
         lines.append(f"failed: {n} {task} job(s) (`procrastinate` keeps them; see the run log)")
+    for connection, job_id in sorted(figures.failed_passes.items()):
+        lines.append(
+            f"failed for good: the pass of {connection} (job {job_id}: its retries ran out; "
+            f"see the worker's log and `dealsync runs`), none got through since; "
+            f"`dealsync enqueue sync --connection {connection}` asks again"
+        )
     if figures.latency_buckets:
         started = figures.latency_buckets[-1]
         mean = figures.latency_sum / started if started else 0.0

@@ -41,6 +41,14 @@ from connector.cli.base import Ctx, cli, command, parse_now
     is_flag=True,
     help="Stop once no job is due (a retry scheduled for later is left to the next run).",
 )
+@click.option(
+    "--database-retries",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Retries of a pass whose database connection dropped, before its job is failed.",
+)
 def worker(
     ctx: Ctx,
     concurrency: int,
@@ -48,8 +56,10 @@ def worker(
     apply_schema: bool,
     stalled_after: float,
     until_empty: bool,
+    database_retries: int,
 ) -> None:
-    """Run pass jobs from the queue (needs a PostgreSQL state_url)."""
+    """Run pass jobs from the queue (needs a PostgreSQL state_url). A database that
+    does not answer is waited for, logged, not a crash."""
     from connector.api import scale
 
     scale.run_worker(
@@ -59,6 +69,7 @@ def worker(
         stalled_after=stalled_after,
         until_empty=until_empty,
         apply_schema=apply_schema,
+        database_retries=database_retries,
         echo=click.echo,
     )
 

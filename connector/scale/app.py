@@ -54,14 +54,18 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def make_app(state_url: str, *, sync: bool = False) -> Any:
+def make_app(state_url: str, *, sync: bool = False, database_retries: int | None = None) -> Any:
     """The procrastinate ``App`` on the state's database, with dealsync's tasks
     (:mod:`.tasks`). Not opened: callers use ``with app.open():`` (or the async form).
 
     ``sync``: a long-lived app used from threads only (``serve`` enqueuing): a sync
     pool (procrastinate's pools, sync and async, check a connection before lending
     it, so one the server ended — a PostgreSQL restart, an idle timeout — is
-    replaced instead of failing a request)."""
+    replaced instead of failing a request).
+
+    ``database_retries``: how many times a pass whose database connection dropped is
+    retried before its job is failed (the worker's ``--database-retries``; default
+    :data:`~.tasks.DROPPED_ATTEMPTS`)."""
     import procrastinate
 
     from connector.scale.tasks import register
@@ -71,5 +75,5 @@ def make_app(state_url: str, *, sync: bool = False) -> Any:
     else:
         connector = procrastinate.PsycopgConnector(conninfo=conninfo(state_url))
     app = procrastinate.App(connector=connector)
-    register(app)
+    register(app, database_retries=database_retries)
     return app

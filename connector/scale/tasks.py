@@ -72,17 +72,60 @@ class ByCause(BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: Any) -> RetryDecision | None:
         for kind, strategy in self.strategies:
             if isinstance(exception, kind):
-                return strategy.get_retry_decision(exception=exception, job=job)
+                decision = strategy.get_retry_decision(exception=exception, job=job)
+                if decision is None:
+                    _gave_up(exception, job)
+                return decision
         return None
 
 
-#: A held state lock is waited out: 20 attempts, 5 s apart then longer (the holder
+def _gave_up(exception: BaseException, job: Any) -> None:
+    """Say that a job is failed for good because its retries ran out, and how to ask
+    again (the job's status is ``failed``: ``dealsync queue``, ``/metrics``)."""
+    kwargs = getattr(job, "task_kwargs", None) or {}
+    partner = kwargs.get("partner")
+    attempts = int(getattr(job, "attempts", 0)) + 1
+    if partner:
+        again = f"`dealsync enqueue sync --connection {partner}` asks again"
+        what = f"the pass of {partner}"
+    else:
+        again = "`dealsync enqueue outbox` asks again"
+        what = "the outbox delivery"
+    log.error(
+        "job %s (%s) failed for good after %d attempt(s), the last one: %s; %s",
+        getattr(job, "id", "?"),
+        what,
+        attempts,
+        exception,
+        again,
+    )
+
+
+#: A held state lock is waited out: 20 retries, 5 s apart then longer (the holder
 #: renews its lock while it runs; a dead one's lock expires or, on the same host, is
 #: taken over at once). A dropped database is tried again sooner: 1 s, then 2 s
-#: longer each time, 10 attempts (PostgreSQL restarting takes seconds).
+#: longer each time, 10 retries (PostgreSQL restarting takes seconds; a worker's
+#: ``--database-retries`` sets how many). A job that is not retried any more is
+#: ``failed``, logged as an error naming how to ask again.
+DROPPED_ATTEMPTS = 10
 LOCK_RETRY = RetryStrategy(max_attempts=20, wait=5, linear_wait=5)
-DROPPED_RETRY = RetryStrategy(max_attempts=10, wait=1, linear_wait=2)
-PASS_RETRY = ByCause(((ConnectionBusy, LOCK_RETRY), (DatabaseDropped, DROPPED_RETRY)))
+
+
+def dropped_retry(retries: int = DROPPED_ATTEMPTS) -> RetryStrategy:
+    """The retry strategy of a job whose database connection dropped."""
+    return RetryStrategy(max_attempts=retries, wait=1, linear_wait=2)
+
+
+DROPPED_RETRY = dropped_retry()
+
+
+def pass_retry(database_retries: int = DROPPED_ATTEMPTS) -> ByCause:
+    return ByCause(
+        ((ConnectionBusy, LOCK_RETRY), (DatabaseDropped, dropped_retry(database_retries)))
+    )
+
+
+PASS_RETRY = pass_retry()
 
 
 class PassFailed(Exception):
@@ -220,12 +263,19 @@ DELIVERY_BUSY_RETRY = RetryStrategy(max_attempts=10, wait=10, linear_wait=10)
 DELIVERY_RETRY = ByCause(((DeliveryBusy, DELIVERY_BUSY_RETRY), (DatabaseDropped, DROPPED_RETRY)))
 
 
-def register(app: Any) -> None:
+def register(app: Any, *, database_retries: int | None = None) -> None:
     """Add dealsync's tasks to a new procrastinate app (each app its own task objects:
-    a process may open several apps, e.g. the tests)."""
-    app.task(name=SYNC_TASK, queue=PASSES_QUEUE, pass_context=True, retry=PASS_RETRY)(
-        sync_connection
-    )
-    app.task(name=DELIVER_TASK, queue=PASSES_QUEUE, pass_context=True, retry=DELIVERY_RETRY)(
+    a process may open several apps, e.g. the tests). ``database_retries``: retries of
+    a job whose database connection dropped (default :data:`DROPPED_ATTEMPTS`); the
+    retry is decided by the worker that ran the job, so it is the worker's setting."""
+    retries = DROPPED_ATTEMPTS if database_retries is None else database_retries
+    passes, deliveries = PASS_RETRY, DELIVERY_RETRY
+    if retries != DROPPED_ATTEMPTS:
+        passes = pass_retry(retries)
+        deliveries = ByCause(
+            ((DeliveryBusy, DELIVERY_BUSY_RETRY), (DatabaseDropped, dropped_retry(retries)))
+        )
+    app.task(name=SYNC_TASK, queue=PASSES_QUEUE, pass_context=True, retry=passes)(sync_connection)
+    app.task(name=DELIVER_TASK, queue=PASSES_QUEUE, pass_context=True, retry=deliveries)(
         deliver_outbox
     )

@@ -3,25 +3,36 @@
 keeps one per connection), a heartbeat every quarter of ``stalled_after`` and the
 retry of stalled workers' jobs (:mod:`.stalled`). Stops on SIGINT/SIGTERM after the
 passes it runs (procrastinate's graceful shutdown); ``until_empty`` stops once the
-queue has nothing left to run (cron-like use, tests)."""
+queue has nothing left to run (cron-like use, tests).
+
+A worker started while the state's database does not answer, or whose queue loses it
+for good (its pool gave up), does not die: it logs that the database (its URL without
+password) does not answer, waits for it with a growing back-off (1 s doubled up to
+30 s) and starts (again) once it answers (:func:`wait_for_database`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.scale.app import make_app
+from sqlalchemy.engine import make_url
+
+from connector.scale.app import conninfo, make_app
 from connector.scale.stalled import keep_retrying_stalled, retry_stalled
-from connector.scale.tasks import PASSES_QUEUE
+from connector.scale.tasks import DROPPED_ATTEMPTS, PASSES_QUEUE
 
 log = logging.getLogger("dealsync.scale")
 
 DEFAULT_STALLED_AFTER = 30.0
+#: the back-off between two tries of a database that does not answer: 1 s, doubled
+#: each time, at most 30 s
+FIRST_WAIT, LONGEST_WAIT = 1.0, 30.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,77 @@ class WorkerOptions:
     stalled_after: float = DEFAULT_STALLED_AFTER
     until_empty: bool = False
     apply_schema: bool = False
+    #: retries of a pass whose database connection dropped, before its job is failed
+    database_retries: int = DROPPED_ATTEMPTS
+
+
+def shown_url(state_url: str) -> str:
+    """The database a person is told about: driver, password and options left out."""
+    url = make_url(state_url)
+    return url.set(drivername=url.get_backend_name(), query={}).render_as_string(hide_password=True)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database does not answer: a
+    connection refused or lost, a pool that gave up waiting for one (psycopg's
+    ``OperationalError``, which ``PoolTimeout`` is; SQLAlchemy's)."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (psycopg.OperationalError, psycopg.InterfaceError, OperationalError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what the driver said (``connection refused`` …)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def wait_for_database(
+    state_url: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    first: float = FIRST_WAIT,
+    longest: float = LONGEST_WAIT,
+) -> int:
+    """Return once the state's database answers a connection; until then log, at
+    each try, that it does not (named without its password) and when the worker tries
+    again (1 s, doubled up to 30 s). The number of tries that failed (0: it answered)."""
+    import psycopg
+
+    shown = shown_url(state_url)
+    failed = 0
+    delay = first
+    while True:
+        try:
+            with psycopg.connect(conninfo(state_url), connect_timeout=10):
+                pass
+        except psycopg.OperationalError as exc:
+            failed += 1
+            log.warning(
+                "the state's database (%s) does not answer (%s): the worker waits for it "
+                "and starts once it answers; trying again in %.0f s (try %d)",
+                shown,
+                _reason(exc),
+                delay,
+                failed,
+            )
+            sleep(delay)
+            delay = min(longest, delay * 2)
+            continue
+        if failed:
+            log.warning(
+                "the state's database (%s) answers again after %d failed tr%s: the worker starts",
+                shown,
+                failed,
+                "y" if failed == 1 else "ies",
+            )
+        return failed
 
 
 async def _apply(app: Any) -> bool:
@@ -76,7 +158,31 @@ async def _run(
     options: WorkerOptions,
     echo: Callable[[str], None],
 ) -> None:
-    app = make_app(state_url)
+    """The worker; when its database stops answering for longer than its pool waits
+    (it cannot even register or fetch a job), wait for the database and start again."""
+    while True:
+        try:
+            await _run_once(state_url, extra, options, echo)
+            return
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            log.warning(
+                "the state's database (%s) does not answer (%s): the worker stopped "
+                "taking jobs and waits for it",
+                shown_url(state_url),
+                _reason(exc),
+            )
+            await asyncio.to_thread(wait_for_database, state_url)
+
+
+async def _run_once(
+    state_url: str,
+    extra: dict[str, Any],
+    options: WorkerOptions,
+    echo: Callable[[str], None],
+) -> None:
+    app = make_app(state_url, database_retries=options.database_retries)
     async with app.open_async():
         if options.apply_schema and await _apply(app):
             echo("applied the queue's schema (procrastinate) to the state's database")

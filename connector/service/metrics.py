@@ -320,7 +320,8 @@ def _portals(svc: Service) -> Iterator[GaugeMetricFamily]:
 def _queue(svc: Service) -> Iterator[Metric]:
     """The scale-out queue (read from its tables in the state's database, so every
     ``serve`` reports the same): jobs per queue and status, the oldest waiting job's
-    age, failed jobs per task, the enqueue→start latency of the jobs the queue keeps,
+    age, failed jobs per task, the connections whose last pass job failed for good,
+    the enqueue→start latency of the jobs the queue keeps,
     and webhook job requests not relayed yet. Nothing when there is no queue."""
     from connector.records import utcnow
     from connector.state.queue import LATENCY_BUCKETS, queue_stats
@@ -349,6 +350,15 @@ def _queue(svc: Service) -> Iterator[Metric]:
     for task, n in sorted(stats.failed.items()):
         failed.add_metric([task], n)
     yield failed
+    stuck = GaugeMetricFamily(
+        "dealsync_queue_pass_failed",
+        "1 for a connection whose latest pass job failed for good (its retries ran out) "
+        "with no pass succeeded since; `dealsync enqueue sync --connection P` asks again.",
+        labels=["connection"],
+    )
+    for connection in sorted(stats.failed_passes):
+        stuck.add_metric([connection], 1)
+    yield stuck
     oldest = GaugeMetricFamily(
         "dealsync_queue_oldest_waiting_seconds",
         "How long the oldest job due now has waited (0: none waiting).",

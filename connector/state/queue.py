@@ -46,6 +46,10 @@ class QueueStats:
     latency_sum: float = 0.0
     relay_pending: int = 0  # job requests not relayed to the queue yet
     relay_oldest: datetime | None = None
+    # connection → its pass job that failed for good, with no pass succeeded since
+    # (its retries ran out: e.g. the database dropped at every try); asked again by
+    # `dealsync enqueue sync --connection P`
+    failed_passes: dict[str, int] = field(default_factory=dict)
 
 
 def _aware(value: datetime) -> datetime:
@@ -94,6 +98,21 @@ def queue_stats(store: Database, buckets: Sequence[float] = LATENCY_BUCKETS) -> 
         oldest = (
             Oldest(int(row[0]), str(row[1]), row[2], _aware(row[3])) if row is not None else None
         )
+        # each connection's latest finished pass job (the task's name is the queue's,
+        # connector.scale.tasks.SYNC_TASK): failed means nothing got through since
+        failed_passes = {
+            str(c): int(i)
+            for c, i, status in conn.execute(
+                text(
+                    "SELECT DISTINCT ON (args->>'partner') args->>'partner', id, "
+                    "status::text FROM procrastinate_jobs "
+                    "WHERE task_name = 'dealsync:sync_connection' "
+                    "AND status IN ('succeeded', 'failed') "
+                    "ORDER BY args->>'partner', id DESC"
+                )
+            )
+            if status == "failed" and c is not None
+        }
         filters = ", ".join(f"count(*) FILTER (WHERE wait <= {float(b)!r})" for b in buckets)
         waits = conn.execute(
             text(
@@ -112,4 +131,5 @@ def queue_stats(store: Database, buckets: Sequence[float] = LATENCY_BUCKETS) -> 
         latency_sum=float(waits[-1]),
         relay_pending=pending,
         relay_oldest=relay_oldest,
+        failed_passes=failed_passes,
     )

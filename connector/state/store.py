@@ -119,7 +119,8 @@ def _time_params(times: BaseTimes | None) -> dict[str, datetime | None]:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their folder created, WAL and a busy
-    timeout so a second process waits instead of failing."""
+    timeout so a second process waits instead of failing; a server's connections are
+    checked when taken from the pool (``pool_pre_ping``)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -127,6 +128,11 @@ def make_engine(url: str) -> Engine:
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        # a pooled connection the server ended (PostgreSQL restarted, a network cut) is
+        # replaced when taken, not handed to a query that then fails: `serve`'s first
+        # /metrics after an outage, a worker's next pass (one round trip per checkout)
+        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
 
