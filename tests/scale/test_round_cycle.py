@@ -24,6 +24,7 @@ from connector.sandbox import PortalSpec, SandboxServer
 from connector.state.round_windows import RoundWindows
 from connector.state.tables import RoundWindow
 from connector.testing.queue import QUEUE
+from connector.testing.wins import register_lead, searches, win_deal
 from connector.testing.world import HubSpotPortals, project_yaml, run_cli, write_project
 
 TOKEN = "round-vendor-token"
@@ -45,28 +46,13 @@ class World:
         return out.output
 
     def lead(self, partner: str, domain: str) -> None:
-        self.cli(
-            "register", "lead", "--partner", partner, "--domain", domain,
-            "--first", "Carol", "--last", "Jones", "--email", f"carol@{domain}",
-            "--company", domain, "--country", "US", "--now", T0.isoformat(),
-        )  # fmt: skip
+        register_lead(self.config, partner, domain, now=T0, env=ENV)
 
     def win(self, domain: str) -> str:
-        company = self.vendor.create("companies", {"name": domain, "domain": domain})
-        deal = self.vendor.create(
-            "deals",
-            {"dealname": domain, "pipeline": "default", "dealstage": "closedwon",
-             "amount": "6000", "closedate": (T0 + timedelta(days=2)).isoformat()},
-        )  # fmt: skip
-        self.vendor.associate("deals", deal, "companies", company)
-        return deal
+        return win_deal(self.vendor, domain, closed=T0 + timedelta(days=2))
 
     def deal_searches(self) -> int:
-        return sum(
-            1
-            for c in self.srv.portal("vendor").calls
-            if c["path"].rstrip("/").endswith("deals/search")
-        )
+        return searches(self.srv, "vendor", "deals")
 
     def commissions(self) -> dict[str, str]:
         return {c.vendor_deal_id: c.partner for c in self.program.registry.commissions()}
