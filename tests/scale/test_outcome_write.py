@@ -1,0 +1,93 @@
+"""A try's outcome is written even when the queue's pool gave up on it (issue 18).
+
+Every connection to PostgreSQL is cut (tests/scale/pgproxy.py) right after a pass is
+done and before its job is marked, and stays cut until the worker says it could not
+write the job's outcome: that write waits the pool's 30 s and gives up
+(``PoolTimeout``) — what a 1 s cut also did, sometimes, in test_database_down (the
+pool's back-off between the broken connections it hands out). Before the fix
+procrastinate left that write unretried (``Task exception was never retrieved``), the
+worker never said so, and the job stayed ``doing``; now the worker logs that it could
+not write the outcome, tries again until the database answers, and the job is
+``succeeded`` when the worker stops — the pass converged. (Without the fix the proxy
+is resumed anyway after a generous wait, so the test fails instead of hanging.)"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pgproxy import PgProxy
+
+from connector.api import scale as queue_api
+from connector.testing.queue import Deployment
+from connector.testing.world import ann, counterpart, run_cli, seed_deal
+
+
+@pytest.fixture
+def proxied(
+    tmp_path: Path, state_url_factory: Callable[[str], str]
+) -> Iterator[tuple[PgProxy, Deployment]]:
+    proxy, url = PgProxy.to(state_url_factory("outcome"))
+    world = Deployment.create(tmp_path, url)
+    yield proxy, world
+    world.close()
+    proxy.stop()
+
+
+def test_a_jobs_outcome_lost_by_the_pool_after_a_cut_is_written_once_the_database_answers(
+    proxied: tuple[PgProxy, Deployment], caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, world = proxied
+    world.apply_schema()
+    deal = seed_deal(
+        world.crm("acme"),
+        company="acme 0",
+        domain="acme0.com",
+        contacts=[ann("acme0.com", "acme 0")],
+    ).deal.id
+    queued = run_cli(world.config, "enqueue", "sync", "--connection", "acme")
+    assert queued.exit_code == 0 and "acme: queued (job" in queued.output, queued.output
+    cuts: list[str] = []
+    resumed = threading.Lock()
+
+    def resume() -> None:
+        if resumed.acquire(blocking=False):
+            proxy.resume()
+
+    def outage(point: str) -> None:
+        # the pass is done, its job not marked yet: every connection is cut
+        if point == "job_done:sync" and not cuts:
+            cuts.append(point)
+            proxy.cut()
+            fallback = threading.Timer(120, resume)  # never hang the suite
+            fallback.daemon = True
+            fallback.start()
+
+    class ResumeOnceSaid(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "could not write the outcome of job" in record.getMessage():
+                resume()  # the database answers again
+
+    said = ResumeOnceSaid()
+    logging.getLogger("dealsync.scale").addHandler(said)
+    try:
+        with caplog.at_level(logging.WARNING, logger="dealsync"):
+            queue_api.run_worker(
+                world.program, until_empty=True, crash_at=outage, echo=lambda _: None
+            )
+    finally:
+        logging.getLogger("dealsync.scale").removeHandler(said)
+        resume()
+    assert cuts, "the pass never reached the point of the cut"
+    [job] = queue_api.pass_jobs(world.program)
+    # the job left `doing`: its outcome was written once the database answered
+    assert job.status == "succeeded", (job, caplog.text[-3000:])
+    text = caplog.text
+    assert f"could not write the outcome of job {job.id} (succeeded)" in text, text[-3000:]
+    assert f"wrote the outcome of job {job.id} (succeeded) after" in text, text[-3000:]
+    vendor = world.crm("vendor")
+    assert counterpart(vendor, "acme", "deals", deal) is not None
+    assert world.program.runs("acme")[-1].status == "ok"
