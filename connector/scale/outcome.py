@@ -38,11 +38,16 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    cause = exc.__cause__ or exc.__context__
-    if not lines and cause is not None:
-        return _reason(cause)
-    return lines[0] if lines else type(exc).__name__
+    """What the driver said (``couldn't get a connection after 30.00 sec`` …), not
+    procrastinate's wrapper (``Database error.``)."""
+    import psycopg
+
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, psycopg.Error):
+        seen = seen.__cause__ or seen.__context__
+    said = seen if seen is not None else exc
+    lines = [line.strip() for line in str(said).splitlines() if line.strip()]
+    return lines[0] if lines else type(said).__name__
 
 
 async def write_outcome(
@@ -90,8 +95,7 @@ async def write_outcome(
             continue
         if failed:
             log.warning(
-                "wrote the outcome of job %s (%s) after %d failed tr%s: the database "
-                "answers again",
+                "wrote the outcome of job %s (%s) after %d failed tr%s: the database answers again",
                 job.id,
                 what,
                 failed,
