@@ -15,10 +15,12 @@ retries the job as a stalled one — a second attempt, and neither line logged.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pgproxy import PgProxy
@@ -95,3 +97,89 @@ def test_a_jobs_outcome_lost_by_the_pool_after_a_cut_is_written_once_the_databas
     vendor = world.crm("vendor")
     assert counterpart(vendor, "acme", "deals", deal) is not None
     assert world.program.runs("acme")[-1].status == "ok"
+
+
+class _Manager:
+    """A job manager whose status query answers ``status``."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    async def get_job_status_async(self, job_id: int) -> object:
+        from procrastinate.jobs import Status
+
+        return Status(self.status)
+
+
+class _Job:
+    id = 7
+
+
+def _writes(*outcomes: BaseException | None) -> tuple[list[int], Callable[[], Any]]:
+    """A write failing with each of ``outcomes`` in turn (None: it succeeds)."""
+    calls: list[int] = []
+
+    async def write() -> None:
+        calls.append(1)
+        outcome = outcomes[len(calls) - 1]
+        if outcome is not None:
+            raise outcome
+
+    return calls, write
+
+
+def _dropped() -> BaseException:
+    import psycopg
+    from procrastinate.exceptions import ConnectorException
+
+    try:
+        raise psycopg.OperationalError("couldn't get a connection after 30.00 sec")
+    except psycopg.OperationalError as exc:
+        wrapped = ConnectorException()
+        wrapped.__cause__ = exc
+        return wrapped
+
+
+def test_an_outcome_write_is_tried_again_while_the_database_does_not_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from connector.scale.outcome import write_outcome
+
+    calls, write = _writes(_dropped(), _dropped(), None)
+    with caplog.at_level(logging.WARNING, logger="dealsync"):
+        asyncio.run(write_outcome(_Manager("doing"), _Job(), "succeeded", write, first=0))
+    assert len(calls) == 3
+    assert caplog.text.count("could not write the outcome of job 7 (succeeded)") == 2
+    assert "couldn't get a connection after 30.00 sec" in caplog.text
+    assert "wrote the outcome of job 7 (succeeded) after 2 failed tries" in caplog.text
+
+
+def test_an_outcome_written_by_a_try_that_lost_its_answer_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from procrastinate.exceptions import ConnectorException
+
+    from connector.scale.outcome import write_outcome
+
+    # the first try was committed but its answer lost; the second finds the job done
+    calls, write = _writes(_dropped(), ConnectorException("not in doing status"))
+    with caplog.at_level(logging.WARNING, logger="dealsync"):
+        asyncio.run(write_outcome(_Manager("succeeded"), _Job(), "succeeded", write, first=0))
+    assert len(calls) == 2
+    assert "was written by an earlier try whose answer was lost" in caplog.text
+
+
+def test_an_outcome_write_failing_otherwise_is_raised() -> None:
+    from procrastinate.exceptions import ConnectorException
+
+    from connector.scale.outcome import write_outcome
+
+    # at the first try (nothing lost before it), and with the job still doing
+    for manager, outcomes in (
+        (_Manager("succeeded"), (ConnectorException("boom"),)),
+        (_Manager("doing"), (_dropped(), ConnectorException("boom"))),
+    ):
+        calls, write = _writes(*outcomes)
+        with pytest.raises(ConnectorException, match="boom"):
+            asyncio.run(write_outcome(manager, _Job(), "succeeded", write, first=0))
+        assert len(calls) == len(outcomes)
