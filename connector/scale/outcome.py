@@ -8,11 +8,12 @@ is only retried as a stalled job, once its worker's heartbeat is older than
 through its ``lock``, the connection's next passes) could stay there until the worker
 stops.
 
-After a cut of every connection (a PostgreSQL restart, a failover, a proxy), that
-write does fail: psycopg's pool hands out its idle connections one at a time, each
-found broken by its check, and backs off between them (0, 1, 2, 4, 8, 16 s), so a few
-broken connections outlast the pool's 30 s wait (``PoolTimeout``) even though the
-database answers again within a second (tests/scale/test_outcome_write.py).
+That write fails when the database does not answer within the pool's 30 s wait
+(``PoolTimeout``), or when connections keep breaking: psycopg's pool hands out its idle
+connections one at a time, each found broken by its check, and backs off between them
+(0, 1, 2, 4, 8, 16 s), so six broken connections in a row outlast its wait even if the
+database answers again within a second (docs/scale-out.md;
+tests/scale/test_outcome_write.py).
 
 :func:`keep_outcomes` makes the worker's job manager try such a write again — logged
 at each try, with a back-off of 1 s doubled up to 30 s, until the database answers —

@@ -3,8 +3,9 @@
 Every connection to PostgreSQL is cut (tests/scale/pgproxy.py) right after a pass is
 done and before its job is marked, and stays cut until the worker says it could not
 write the job's outcome: that write waits the pool's 30 s and gives up
-(``PoolTimeout``) — what a 1 s cut also did, sometimes, in test_database_down (the
-pool's back-off between the broken connections it hands out). Before the fix
+(``PoolTimeout``) — what a 1 s cut also did, sometimes, in test_database_down, and what
+connections that keep breaking do (the pool backs off 0, 1, 2, 4, 8, 16 s between the
+broken connections it hands out). Before the fix
 procrastinate left that write unretried (``Task exception was never retrieved``), the
 worker never said so, and the job stayed ``doing``; now the worker logs that it could
 not write the outcome, tries again until the database answers, and the job is
