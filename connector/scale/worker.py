@@ -8,7 +8,9 @@ queue has nothing left to run (cron-like use, tests).
 A worker started while the state's database does not answer, or whose queue loses it
 for good (its pool gave up), does not die: it logs that the database (its URL without
 password) does not answer, waits for it with a growing back-off (1 s doubled up to
-30 s) and starts (again) once it answers (:func:`wait_for_database`)."""
+30 s) and starts (again) once it answers (:func:`wait_for_database`). A try's outcome
+that could not be written (its pool gave up after a cut) is written again until the
+database answers (:mod:`.outcome`): the job does not stay ``doing``."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from connector.scale.app import conninfo, make_app
+from connector.scale.outcome import keep_outcomes
 from connector.scale.stalled import keep_retrying_stalled, retry_stalled
 from connector.scale.tasks import DROPPED_ATTEMPTS, PASSES_QUEUE
 
@@ -183,6 +186,7 @@ async def _run_once(
     echo: Callable[[str], None],
 ) -> None:
     app = make_app(state_url, database_retries=options.database_retries)
+    keep_outcomes(app)  # a try's outcome is written even if the pool gave up once
     async with app.open_async():
         if options.apply_schema and await _apply(app):
             echo("applied the queue's schema (procrastinate) to the state's database")

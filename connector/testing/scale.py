@@ -89,6 +89,10 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            # the 5 s were for connecting: a connection idle for longer (one a pool
+            # keeps) must not time out in the upstream pipe and be closed — that made
+            # every connection a pool kept for over 5 s broken (issue 18)
+            upstream.settimeout(None)
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
