@@ -251,7 +251,10 @@ def _rode_vendor(
     complete, so the create was written, with those properties)."""
     if company_mapping is None or not known.rode:
         return {}
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", known.rode)
+    # plain tuples without their bases: only the status and the vendor id are read
+    links = ctx.store.link_refs(
+        ctx.connection, company_mapping.name, "partner", known.rode, base=False
+    )
     return {
         link.vendor_id: known.rode[pid]
         for pid, link in links.items()
@@ -413,7 +416,9 @@ def _linked_vendor_companies(
         for rid, rec in deals.items():
             companies_of[rid] = rec.associations.get(naming.companies, ())
     partner_ids = sorted({i for ids in companies_of.values() for i in ids})
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
+    links = ctx.store.link_refs(
+        ctx.connection, company_mapping.name, "partner", partner_ids, base=False
+    )
     out: dict[int, str] = {}
     for reg in regs:
         ids = companies_of.get(reg.partner_record_id)
@@ -511,7 +516,11 @@ def _vendor_contacts(
     partner_of = ctx.note(PassLookups).partner_contacts
     wanted = {e: partner_of.get(e.lower()) for e in emails}
     links = ctx.store.link_refs(
-        ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]
+        ctx.connection,
+        contact_mapping.name,
+        "partner",
+        [p for p in wanted.values() if p],
+        base=False,
     )
     vendor_of: dict[str, str] = {}
     for email, pid in wanted.items():
@@ -542,9 +551,21 @@ def _keep_contact_ids(
         ctx.apply([Keep("vendor contacts", lambda: registry.set_contact_vendor_ids(vendor_ids))])
 
 
+WRITE_BACK_PAGE = 1000
+"""Registrations :func:`write_back` reads, writes and marks at a time: a multiple of the
+CRMs' batch of 100, so paging costs no call (each object's pages are its own)."""
+
+
 def write_back(ctx: PassContext, registry: Registry) -> None:
-    """Each partner record shows its registration's latest status and reason."""
-    pending = registry.pending_write_back(ctx.connection)
+    """Each partner record shows its registration's latest status and reason. A page of
+    registrations at a time (:data:`WRITE_BACK_PAGE`), each page marked once written: a
+    first sync that decided N registrations holds one page of rows, writes and CRM
+    answers, not N (issue 17)."""
+    for page in registry.pending_write_back_pages(ctx.connection, WRITE_BACK_PAGE):
+        _write_back_page(ctx, registry, page)
+
+
+def _write_back_page(ctx: PassContext, registry: Registry, pending: list[Registration]) -> None:
     by_object: dict[str, list[Registration]] = {}
     done: list[int] = []
     for reg in pending:

@@ -9,7 +9,7 @@ earned (commissions, tiers) is :mod:`connector.state.commissions`, mixed into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -558,6 +558,34 @@ class Registry(CommissionLedger, ReviewQueue):
 
     def pending_write_back(self, partner: str) -> list[Registration]:
         return self._of(partner, col(Registration.written_back).is_(False))
+
+    def pending_write_back_pages(
+        self, partner: str, size: int = 1000
+    ) -> Iterator[list[Registration]]:
+        """:meth:`pending_write_back` a page of ``size`` at a time: each partner object's
+        registrations in id order, every page of one object, so a pass over N
+        registrations holds one page of rows, not N (issue 17). Each page is read in a
+        transaction of its own (after the rows before it may have been marked)."""
+        where = (Registration.partner == partner, col(Registration.written_back).is_(False))
+        with self.session() as s:
+            objects = sorted(
+                s.exec(select(Registration.partner_object).where(*where).distinct()).all()
+            )
+        for obj in objects:
+            after = 0
+            while True:
+                page = self.rows(
+                    select(Registration)
+                    .where(*where, Registration.partner_object == obj, col(Registration.id) > after)
+                    .order_by(col(Registration.id))
+                    .limit(size)
+                )
+                if not page:
+                    break
+                yield page
+                after = page[-1].id or after
+                if len(page) < size:
+                    break
 
     def pending_vendor_write(self, partner: str) -> list[Registration]:
         return self._of(
