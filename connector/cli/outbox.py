@@ -17,7 +17,15 @@ from connector.cli.base import FORMAT, Ctx, cli, command, export_rows, handled, 
 )
 @click.option(
     "--kind",
-    type=click.Choice(["consent_request", "data_notice", "lead_notification", "review_reminder", "expiry_reminder"]),
+    type=click.Choice(
+        [
+            "consent_request",
+            "data_notice",
+            "lead_notification",
+            "review_reminder",
+            "expiry_reminder",
+        ]
+    ),
     help="Only this kind of e-mail.",
 )
 @FORMAT
