@@ -77,6 +77,9 @@ class PassContext:
     # the program-wide vendor reads shared by the passes of one ``sync --all`` or
     # service cycle (:mod:`connector.engine.cycle`); None: this pass reads its own
     cycle: ProgramCycle | None = None
+    # a real pass's log entries by what the counts read (:func:`logged`): the same
+    # entry stands for every effect of that kind and outcome
+    _shapes: dict[tuple[object, ...], Done] = field(default_factory=dict, repr=False)
 
     def apply(self, effects: Sequence[Effect]) -> list[Any]:
         """Carry out the program's effects now, in order, and log them; in a dry run only
@@ -93,7 +96,7 @@ class PassContext:
             return outcomes
         outcomes = apply_effects(self, effects)
         self.effects.extend(
-            logged(e, o)
+            logged(e, o, self._shapes)
             for e, o in zip(effects, outcomes, strict=True)
             if not isinstance(e, Keep)  # bookkeeping: never counted nor shown
         )
@@ -122,13 +125,25 @@ class PassContext:
         return self.partner_crm if side == "partner" else self.vendor_crm
 
 
-def logged(effect: Effect, outcome: Any) -> Done:
+def logged(
+    effect: Effect, outcome: Any, shapes: dict[tuple[object, ...], Done] | None = None
+) -> Done:
     """What a real pass keeps in its log of an effect it carried out: what the summary
     and the counts read (:func:`connector.engine.effects.pass_summary`, ``counts``) —
     a write's purpose, record and whether it went through, a decision's status and
     code — not the written properties, the CRM's answer with its record, or a
     decision's contacts. A first sync that decides and writes back N registrations
-    then holds N small entries, not N records twice (issue 17)."""
+    then holds N small entries, not N records twice (issue 17).
+
+    ``shapes`` (the pass's): a write that went through and a decision are kept as one
+    shared entry per kind and outcome, without the record they were for (its id is
+    blanked) — the counts read nothing else of them — so N of them cost the log N
+    references, not N entries. A failed write keeps its own entry, with its error."""
+    if shapes is not None and (shape := _shape(effect, outcome)) is not None:
+        entry = shapes.get(shape)
+        if entry is None:
+            entry = shapes[shape] = _bare(effect, outcome)
+        return entry
     if isinstance(effect, WriteProperties):
         effect = replace(effect, properties={})
         if isinstance(outcome, WriteResult):
@@ -138,6 +153,35 @@ def logged(effect: Effect, outcome: Any) -> Done:
             replace(effect.submission, contacts=()), replace(effect.decision, contacts=())
         )
     return Done(effect, outcome, True)
+
+
+def _shape(effect: Effect, outcome: Any) -> tuple[object, ...] | None:
+    """What the counts read of a logged effect, for :func:`logged`'s shared entries;
+    None: the effect keeps an entry of its own."""
+    if isinstance(effect, WriteProperties):
+        if outcome is None:
+            return (WriteProperties, effect.side, effect.object, effect.purpose, None)
+        if isinstance(outcome, WriteResult) and outcome.error is None:
+            return (WriteProperties, effect.side, effect.object, effect.purpose, outcome.created)
+        return None
+    if isinstance(effect, Decide) and isinstance(outcome, str):
+        return (Decide, effect.status, effect.decision.code, outcome)
+    return None
+
+
+def _bare(effect: Effect, outcome: Any) -> Done:
+    """The shared log entry of :func:`_shape`: the effect without its record."""
+    if isinstance(effect, WriteProperties):
+        if isinstance(outcome, WriteResult):
+            outcome = WriteResult("", created=outcome.created)
+        return Done(replace(effect, record_id="", properties={}), outcome, True)
+    assert isinstance(effect, Decide)
+    sub, decision = effect.submission, effect.decision
+    bare = Decide(
+        replace(sub, partner_record_id="", domain_text=None, company_name="", contacts=()),
+        replace(decision, domain="", reason="", owned_until=None, contacts=(), note=None),
+    )
+    return Done(bare, outcome, True)
 
 
 @dataclass(frozen=True)

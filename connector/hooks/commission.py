@@ -64,6 +64,8 @@ COMMISSION_STATUS = "dealsync_commission_status"
 # kept so an upgrade goes on from where the last pass stopped instead of crediting
 # every deal ever won
 WON_CURSOR = "@self_serve"
+LINK_PAGE = 1000
+"""Detected deals whose links ``after_pass`` reads at a time (no CRM call depends on it)."""
 
 
 @dataclass
@@ -151,17 +153,22 @@ class CommissionHook(BaseHook):
         if not partner_ids and not vendor_ids:
             return
         name = deal_mapping.name
-        links = list(ctx.store.links_by_ids(ctx.connection, name, "partner", partner_ids).values())
-        links += list(ctx.store.links_by_ids(ctx.connection, name, "vendor", vendor_ids).values())
         stage_key = next((f.key for f in deal_mapping.fields if f.vendor == "dealstage"), None)
         won = set(self.rules.vendor_signals.won_stages)
         candidates: dict[str, str] = {}  # vendor id → partner id
-        for link in links:
-            if link.status != "active" or not link.vendor_id or not link.partner_id:
-                continue
-            stage = (link.base.get(stage_key) or [None, None])[1] if stage_key else None
-            if stage_key is None or stage in won or link.vendor_id in seen.won:
-                candidates[link.vendor_id] = link.partner_id
+        # the detected deals' links a page at a time, as plain tuples: a first sync of
+        # N deals holds one page of links and their bases here, not N (issue 17)
+        side: Side
+        for side, ids in (("partner", sorted(partner_ids)), ("vendor", sorted(vendor_ids))):
+            for i in range(0, len(ids), LINK_PAGE):
+                page = ctx.store.link_refs(ctx.connection, name, side, ids[i : i + LINK_PAGE])
+                for link in page.values():
+                    if link.status != "active" or not link.vendor_id or not link.partner_id:
+                        continue
+                    base = link.base.get(stage_key) if stage_key else None
+                    stage = (base or [None, None])[1]
+                    if stage_key is None or stage in won or link.vendor_id in seen.won:
+                        candidates[link.vendor_id] = link.partner_id
         done = registry.commissioned(candidates)
         candidates = {v: p for v, p in candidates.items() if v not in done}
         if not candidates:

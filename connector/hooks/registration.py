@@ -184,7 +184,8 @@ class RegistrationHook(BaseHook):
         objects = self.objects(naming)
         assert objects.deals is not None
         mapping = objects.deals
-        links = ctx.store.links_by_ids(ctx.connection, mapping.name, "partner", deals)
+        # plain tuples without their bases: only the status is read (issue 17)
+        links = ctx.store.link_refs(ctx.connection, mapping.name, "partner", deals, base=False)
         linked = [rid for rid in deals if (link := links.get(rid)) and link.status == "active"]
         regs = registry.find_many(ctx.connection, "deal", linked)
         candidates: list[Record] = []
@@ -429,8 +430,8 @@ class RegistrationHook(BaseHook):
         # finish it, whatever this pass saw of its deal
         pending = {
             rid
-            for rid, link in ctx.store.links_by_ids(
-                ctx.connection, mapping.name, "partner", creates
+            for rid, link in ctx.store.link_refs(
+                ctx.connection, mapping.name, "partner", creates, base=False
             ).items()
             if link.status == "pending"
         }

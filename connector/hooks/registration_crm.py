@@ -16,6 +16,7 @@ deals under the partner's.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,7 @@ from connector.program.decide import (
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.review import review
 from connector.records import Record
-from connector.state.registry import Registry
+from connector.state.registry import Registry, VendorWrite
 from connector.state.tables import Registration
 
 log = logging.getLogger("dealsync.registration")
@@ -71,7 +72,8 @@ class PassLookups:
     partner_contacts: dict[str, str | None] = field(default_factory=dict)
     # partner company id → the ownership its vendor create carried (``before_apply``):
     # ``after_pass`` need not write it again once the company's link is complete
-    rode: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (as :func:`_rode_key`: a tuple, not a dict, since a first sync holds N of them)
+    rode: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 class VendorLookup:
@@ -209,7 +211,7 @@ def decide_submissions(
     return out
 
 
-def ownership(reg: Registration) -> dict[str, str]:
+def ownership(reg: Registration | VendorWrite) -> dict[str, str]:
     """The properties that say on the vendor's company who owns it, and until when."""
     return {OWNER: reg.partner, OWNED_UNTIL: _iso(reg.owned_until), REG_ID: str(reg.id)}
 
@@ -228,7 +230,7 @@ def ownership_on_creates(
         return {}
     wanted = set(creating)
     out: dict[str, dict[str, str]] = {}
-    for reg in registry.pending_vendor_write(ctx.connection):
+    for reg in registry.pending_vendor_writes(ctx.connection):
         if (
             reg.status != "accepted"
             or reg.kind != "deal"
@@ -240,18 +242,27 @@ def ownership_on_creates(
         first = next(iter(known.deal_companies.get(reg.partner_record_id, ())), None)
         if first is not None and first in wanted:
             out.setdefault(first, ownership(reg))
-    known.rode.update(out)
+    known.rode.update((pid, _rode_key(p)) for pid, p in out.items())
     return out
+
+
+def _rode_key(props: Mapping[str, str]) -> tuple[str, str, str]:
+    """What :class:`PassLookups` keeps of the ownership a create carried: its three
+    values (the end date interned: the registrations a pass accepts share it)."""
+    return (props[OWNER], sys.intern(props[OWNED_UNTIL]), props[REG_ID])
 
 
 def _rode_vendor(
     ctx: PassContext, company_mapping: ObjectMapping | None, known: PassLookups
-) -> dict[str, dict[str, str]]:
+) -> dict[str, tuple[str, str, str]]:
     """Vendor company id → the ownership its create carried in this pass (its link is
     complete, so the create was written, with those properties)."""
     if company_mapping is None or not known.rode:
         return {}
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", known.rode)
+    # plain tuples without their bases: only the status and the vendor id are read
+    links = ctx.store.link_refs(
+        ctx.connection, company_mapping.name, "partner", known.rode, base=False
+    )
     return {
         link.vendor_id: known.rode[pid]
         for pid, link in links.items()
@@ -278,7 +289,7 @@ def write_vendor_ownership(
     the deal's company (its link). Only what is still unknown is searched. An ended
     registration's company is always searched: whether this partner still holds it
     must be read now, not taken from earlier in the pass."""
-    pending = registry.pending_vendor_write(ctx.connection)
+    pending = registry.pending_vendor_writes(ctx.connection)
     if not pending:
         return
     lookup = VendorLookup(ctx.vendor_crm, rules)
@@ -286,7 +297,7 @@ def write_vendor_ownership(
     accepted = [r for r in pending if r.status == "accepted"]
     ended = [r for r in pending if r.status != "accepted"]
     company_of: dict[int, str] = {}
-    unknown: list[Registration] = []
+    unknown: list[VendorWrite] = []
     for reg in accepted:
         assert reg.id is not None
         found = known.found.get(reg.domain)
@@ -306,7 +317,7 @@ def write_vendor_ownership(
         unknown = [r for r in unknown if r.id not in company_of]
     companies = lookup.companies(sorted({r.domain for r in (*unknown, *ended) if r.domain}))
     rode = _rode_vendor(ctx, company_mapping, known)
-    need_link: list[Registration] = []
+    need_link: list[VendorWrite] = []
     for reg in unknown:
         assert reg.id is not None
         cid = companies[reg.domain].id if reg.domain in companies else None
@@ -319,23 +330,27 @@ def write_vendor_ownership(
             made = _create_vendor_company(ctx, reg)
             if made is not None:
                 company_of[reg.id] = made
-                rode.setdefault(made, ownership(reg))
+                rode.setdefault(made, _rode_key(ownership(reg)))
     if need_link and company_mapping is not None:
         company_of.update(
             _linked_vendor_companies(ctx, need_link, company_mapping, known.deal_companies)
         )
     # one write per company (two registrations of one domain share it: the first names it)
+    # the company's create carried exactly that ownership: written already (not held
+    # as a write: a first sync's N companies carried theirs)
     writes: dict[str, dict[str, str]] = {}
+    carried: set[str] = set()
     for reg in accepted:
         assert reg.id is not None
         cid = company_of.get(reg.id)
-        if cid is not None and cid not in writes:
-            writes[cid] = ownership(reg)
-    # the company's create carried exactly this ownership: written already
-    carried = {cid for cid, p in writes.items() if rode.get(cid) == p}
+        if cid is not None and cid not in writes and cid not in carried:
+            p = ownership(reg)
+            if rode.get(cid) == _rode_key(p):
+                carried.add(cid)
+            else:
+                writes[cid] = p
     if carried:
         log.info("ownership of %d vendor companies written with their create", len(carried))
-    writes = {cid: p for cid, p in writes.items() if cid not in carried}
     companies_type = ctx.vendor_crm.naming.companies
     results = ctx.apply(
         [
@@ -391,7 +406,7 @@ def write_vendor_ownership(
 
 def _linked_vendor_companies(
     ctx: PassContext,
-    regs: Sequence[Registration],
+    regs: Sequence[VendorWrite],
     company_mapping: ObjectMapping,
     detected: Mapping[str, Sequence[str]],
 ) -> dict[int, str]:
@@ -413,7 +428,9 @@ def _linked_vendor_companies(
         for rid, rec in deals.items():
             companies_of[rid] = rec.associations.get(naming.companies, ())
     partner_ids = sorted({i for ids in companies_of.values() for i in ids})
-    links = ctx.store.links_by_ids(ctx.connection, company_mapping.name, "partner", partner_ids)
+    links = ctx.store.link_refs(
+        ctx.connection, company_mapping.name, "partner", partner_ids, base=False
+    )
     out: dict[int, str] = {}
     for reg in regs:
         ids = companies_of.get(reg.partner_record_id)
@@ -427,7 +444,7 @@ def _linked_vendor_companies(
     return out
 
 
-def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
+def _create_vendor_company(ctx: PassContext, reg: VendorWrite) -> str | None:
     key = f"{ctx.connection}:lead:{reg.domain}"
     naming = ctx.vendor_crm.naming
     # the ownership rides on the create (an upsert: a rerun writes it again)
@@ -451,7 +468,7 @@ def _create_vendor_company(ctx: PassContext, reg: Registration) -> str | None:
 def _vendor_contacts(
     ctx: PassContext,
     registry: Registry,
-    regs: Sequence[Registration],
+    regs: Sequence[VendorWrite],
     contact_mapping: ObjectMapping | None,
 ) -> set[int]:
     """Leads: the lead becomes a vendor contact (upsert by e-mail). Deal
@@ -459,7 +476,9 @@ def _vendor_contacts(
     Returns the registrations whose contacts are done."""
     done: set[int] = set()
     naming = ctx.vendor_crm.naming
-    people = registry.contacts_of(reg.id for reg in regs if reg.id is not None)
+    # leads' people whole (they become vendor contacts); of a deal registration's, the
+    # e-mail is all that is read: a first sync of N deals reads N addresses, not N rows
+    people = registry.contacts_of(reg.id for reg in regs if reg.kind == "lead" and reg.id)
     vendor_ids: list[tuple[int, str, str]] = []  # registration, e-mail, vendor contact
     for reg in regs:
         if reg.kind != "lead" or reg.id is None:
@@ -505,13 +524,18 @@ def _vendor_contacts(
     if contact_mapping is None or not deal_regs:
         _keep_contact_ids(ctx, registry, vendor_ids)
         return done | {r.id for r in deal_regs if r.id is not None}
-    emails = sorted({p.email for r in deal_regs for p in people.get(r.id or 0, [])})
+    emails_of = registry.contact_emails_of(r.id for r in deal_regs if r.id is not None)
+    emails = sorted({e for r in deal_regs for e in emails_of.get(r.id or 0, [])})
     # the sync created these contacts: their links name the vendor contact, so only
     # e-mails no detected, linked partner contact accounts for are searched
     partner_of = ctx.note(PassLookups).partner_contacts
     wanted = {e: partner_of.get(e.lower()) for e in emails}
     links = ctx.store.link_refs(
-        ctx.connection, contact_mapping.name, "partner", [p for p in wanted.values() if p]
+        ctx.connection,
+        contact_mapping.name,
+        "partner",
+        [p for p in wanted.values() if p],
+        base=False,
     )
     vendor_of: dict[str, str] = {}
     for email, pid in wanted.items():
@@ -525,10 +549,10 @@ def _vendor_contacts(
     vendor_of.update({k.lower(): v.id for k, v in found.items()})
     for reg in deal_regs:
         assert reg.id is not None
-        for p in people[reg.id]:
-            vid = vendor_of.get(p.email.lower())
+        for email in emails_of[reg.id]:
+            vid = vendor_of.get(email.lower())
             if vid is not None:
-                vendor_ids.append((reg.id, p.email, vid))
+                vendor_ids.append((reg.id, email, vid))
         done.add(reg.id)
     _keep_contact_ids(ctx, registry, vendor_ids)
     return done
@@ -542,9 +566,21 @@ def _keep_contact_ids(
         ctx.apply([Keep("vendor contacts", lambda: registry.set_contact_vendor_ids(vendor_ids))])
 
 
+WRITE_BACK_PAGE = 1000
+"""Registrations :func:`write_back` reads, writes and marks at a time: a multiple of the
+CRMs' batch of 100, so paging costs no call (each object's pages are its own)."""
+
+
 def write_back(ctx: PassContext, registry: Registry) -> None:
-    """Each partner record shows its registration's latest status and reason."""
-    pending = registry.pending_write_back(ctx.connection)
+    """Each partner record shows its registration's latest status and reason. A page of
+    registrations at a time (:data:`WRITE_BACK_PAGE`), each page marked once written: a
+    first sync that decided N registrations holds one page of rows, writes and CRM
+    answers, not N (issue 17)."""
+    for page in registry.pending_write_back_pages(ctx.connection, WRITE_BACK_PAGE):
+        _write_back_page(ctx, registry, page)
+
+
+def _write_back_page(ctx: PassContext, registry: Registry, pending: list[Registration]) -> None:
     by_object: dict[str, list[Registration]] = {}
     done: list[int] = []
     for reg in pending:

@@ -9,9 +9,9 @@ earned (commissions, tiers) is :mod:`connector.state.commissions`, mixed into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy import select as sa_select
@@ -56,6 +56,22 @@ _CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
 _CHUNK = CHUNK  # decisions per transaction in record_many (tests make it smaller)
 
 RegKey = tuple[str, str, str]  # partner, kind, partner record id
+
+
+class VendorWrite(NamedTuple):
+    """What the vendor ownership write reads of a registration
+    (:meth:`Registry.pending_vendor_writes`): a plain tuple, about a fifth of an ORM
+    row, since a first sync holds one per registration it decided (issue 17)."""
+
+    id: int
+    partner: str
+    kind: str
+    partner_record_id: str
+    domain: str
+    company_name: str
+    status: str
+    owned_until: datetime | None
+    vendor_company_id: str | None
 
 
 class AlreadyChanged(Exception):
@@ -209,6 +225,23 @@ class Registry(CommissionLedger, ReviewQueue):
                     .order_by(col(RegistrationContact.id))
                 ).all():
                     out[row.registration_id].append(row)
+        return out
+
+    def contact_emails_of(self, registration_ids: Iterable[int]) -> dict[int, list[str]]:
+        """The e-mail addresses of many registrations' contacts (one query per 500), in
+        the order :meth:`contacts_of` gives them: plain strings, not rows, for a caller
+        that reads nothing else of N registrations' contacts (issue 17)."""
+        ids = sorted(set(registration_ids))
+        out: dict[int, list[str]] = {i: [] for i in ids}
+        with self.session() as s:
+            for chunk in chunks(ids):
+                rows = s.execute(
+                    sa_select(_CONTACT.c.registration_id, _CONTACT.c.email)
+                    .where(_CONTACT.c.registration_id.in_(chunk))
+                    .order_by(_CONTACT.c.id)
+                )
+                for rid, email in rows:
+                    out[rid].append(email)
         return out
 
     def consent_due(
@@ -558,6 +591,49 @@ class Registry(CommissionLedger, ReviewQueue):
 
     def pending_write_back(self, partner: str) -> list[Registration]:
         return self._of(partner, col(Registration.written_back).is_(False))
+
+    def pending_write_back_pages(
+        self, partner: str, size: int = 1000
+    ) -> Iterator[list[Registration]]:
+        """:meth:`pending_write_back` a page of ``size`` at a time: each partner object's
+        registrations in id order, every page of one object, so a pass over N
+        registrations holds one page of rows, not N (issue 17). Each page is read in a
+        transaction of its own (after the rows before it may have been marked)."""
+        where = (Registration.partner == partner, col(Registration.written_back).is_(False))
+        with self.session() as s:
+            objects = sorted(
+                s.exec(select(Registration.partner_object).where(*where).distinct()).all()
+            )
+        for obj in objects:
+            after = 0
+            while True:
+                page = self.rows(
+                    select(Registration)
+                    .where(*where, Registration.partner_object == obj, col(Registration.id) > after)
+                    .order_by(col(Registration.id))
+                    .limit(size)
+                )
+                if not page:
+                    break
+                yield page
+                after = page[-1].id or after
+                if len(page) < size:
+                    break
+
+    def pending_vendor_writes(self, partner: str) -> list[VendorWrite]:
+        """:meth:`pending_vendor_write` as plain tuples of what the ownership write reads."""
+        columns = [_REG.c[name] for name in VendorWrite._fields]
+        with self.session() as s:
+            rows = s.execute(
+                sa_select(*columns)
+                .where(
+                    _REG.c.partner == partner,
+                    _REG.c.vendor_written.is_(False),
+                    _REG.c.status.in_(("accepted", "expired", "withdrawn")),
+                )
+                .order_by(_REG.c.id)
+            )
+            return [VendorWrite(*row) for row in rows]
 
     def pending_vendor_write(self, partner: str) -> list[Registration]:
         return self._of(

@@ -192,3 +192,61 @@ def test_a_product_pass_logs_its_effects_without_their_records(make_world: Any) 
     decided = [d.effect for d in result.effects if isinstance(d.effect, Decide)]
     assert len(decided) == 5
     assert all(not e.submission.contacts and not e.decision.contacts for e in decided)
+
+
+def test_a_product_pass_shares_one_log_entry_per_kind_of_effect(make_world: Any) -> None:
+    """5 registered deals, hooks on: the 5 acceptances and the 5 write-backs that went
+    through are logged as one shared entry each (kind and outcome, no record id), so
+    a pass over N registrations holds N references, not N entries; the counts and the
+    summary are the same as with an entry each. A dry run's log keeps an entry per
+    effect, with its record."""
+    world = make_world(program_hooks=True)
+    seeded = _seed(world, 5)
+
+    dry = world.sync(dry_run=True)
+    result = world.sync()
+
+    assert result.summary()["registrations"] == {"accepted": 5}
+    assert result.effect_counts()["write-backs: registration status"] == 5
+    writes = [d for d in result.effects if isinstance(d.effect, WriteProperties)]
+    decided = [d for d in result.effects if isinstance(d.effect, Decide)]
+    assert len(writes) >= 5 and len({id(d) for d in writes}) == 1
+    assert len(decided) == 5 and len({id(d) for d in decided}) == 1
+    assert decided[0].effect.submission.partner_record_id == ""
+    dry_ids = {
+        d.effect.submission.partner_record_id for d in dry.effects if isinstance(d.effect, Decide)
+    }
+    assert dry_ids == {s.id for s in seeded}
+
+
+def test_the_write_back_reads_and_marks_a_page_of_registrations_at_a_time(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 registered deals with a page of 2: the registration statuses are written back
+    to all 5 partner deals a page at a time (no page holds more than 2 registrations)
+    and every registration is marked written, so the next pass writes nothing back."""
+    from connector.hooks import registration_crm
+
+    world = make_world(program_hooks=True)
+    seeded = _seed(world, 5)
+    pages: list[int] = []
+    page_of = registration_crm._write_back_page
+
+    def spy(ctx: Any, registry: Any, pending: Any) -> None:
+        pages.append(len(pending))
+        page_of(ctx, registry, pending)
+
+    monkeypatch.setattr(registration_crm, "WRITE_BACK_PAGE", 2)
+    monkeypatch.setattr(registration_crm, "_write_back_page", spy)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert pages == [2, 2, 1]
+    assert result.effect_counts()["write-backs: registration status"] == 5
+    assert world.app.store.registry.pending_write_back("acme") == []
+    for s in seeded:
+        deal = world.partner.get("deals", s.id)
+        assert deal.properties.get("dealsync_registration_status") == "accepted"
+    again = world.sync()
+    assert again.effect_counts()["write-backs: registration status"] == 0
