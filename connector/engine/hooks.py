@@ -3,7 +3,22 @@
 Hooks are plain objects the engine calls at fixed points of a pass:
 
 * ``after_detect`` — once per pass, before any reconcile, with every object's detected
-  records: the place to make decisions that several objects depend on;
+  records: the place to make decisions that several objects depend on. With hooks the
+  pass *streams* one object, the one others are shared via (deals: their companies and
+  contacts hang on them; ``SyncPass.streamed``). Its partner records are not in
+  ``seen`` (its entry holds its changed vendor records only): they come chunk by chunk
+  to ``decide_chunk``, after ``after_detect``, while detection searches on;
+* ``decide_chunk`` — per chunk of the streamed object's partner records (about 1,000,
+  with the changed vendor records linked to them), before that chunk is reconciled and
+  applied, with ``seen`` as ``after_detect`` had it (the objects shared via it, held
+  whole): the decisions on the chunk's records (a deal's registration, from its company
+  and contacts in ``seen``). ``resync`` detects nothing: it calls it once with the
+  records it read of that object. Mappings no other is shared via stream nothing:
+  every object's records are then in ``seen`` and this is never called;
+* ``after_stream`` — once per pass, after the streamed object's last chunk was decided
+  and applied (at once after ``after_detect`` when nothing streams), before any other
+  object is reconciled: decisions that must follow the streamed object's (leads after
+  the deals of the same pass, which may register their domains first);
 * ``before_apply`` — after reconcile, per object: it sees the planned actions and the
   records they came from, and returns the actions to apply. It may veto (drop) an
   action, add actions, or replace one with an annotated copy;
@@ -193,6 +208,15 @@ class ObjectRecords:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """A chunk of the streamed object's detected records, as ``decide_chunk`` sees it:
+    its partner records and the changed vendor records linked to them."""
+
+    mapping: ObjectMapping
+    records: ObjectRecords
+
+
+@dataclass(frozen=True)
 class Planned:
     """What reconcile planned for one object of the pass, as ``before_apply`` sees it:
     the mapping, its actions, and the records they came from."""
@@ -219,8 +243,23 @@ class Hook(Protocol):
         ...
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        """Called once per pass with every object's detected records, before any
-        reconcile: the place to make decisions that several objects depend on."""
+        """Called once per pass with every object's detected records (the streamed
+        object's vendor records only), before any reconcile: the place to make
+        decisions that several objects depend on."""
+        ...
+
+    def decide_chunk(
+        self, ctx: PassContext, chunk: Chunk, seen: Mapping[str, ObjectRecords]
+    ) -> None:
+        """Called per chunk of the streamed object's detected records, after
+        ``after_detect`` and before the chunk is reconciled: the decisions on those
+        records, with ``seen`` the picture ``after_detect`` had."""
+        ...
+
+    def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        """Called once per pass after every chunk of the streamed object was decided and
+        applied (at once after ``after_detect`` when nothing streams), before any other
+        object is reconciled."""
         ...
 
     def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:
@@ -248,6 +287,14 @@ class BaseHook:
         return ()
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        return None
+
+    def decide_chunk(
+        self, ctx: PassContext, chunk: Chunk, seen: Mapping[str, ObjectRecords]
+    ) -> None:
+        return None
+
+    def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         return None
 
     def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:

@@ -235,9 +235,9 @@ class MigrationReport:
     backfilled: dict[str, int] = field(default_factory=dict)  # object -> linked records read
     share: dict[str, ShareCounts] = field(default_factory=dict)  # object -> share change
     recorded: bool = False
-    # records that newly match a changed share condition, held for a pass whose hooks
-    # decide on the whole picture (they join its detected records); a streamed pass
-    # shares them chunk by chunk in the migration instead
+    # records that newly match a changed share condition, held for a pass with hooks
+    # (they join its detected records: a held object's picture, or the streamed deals'
+    # first chunk); a pass without hooks shares them chunk by chunk in the migration
     newly_shared: dict[str, dict[Side, dict[str, Record]]] = field(default_factory=dict)
 
 

@@ -11,8 +11,9 @@ The order of durable steps is what makes a crash harmless:
 
 A rerun after a crash anywhere re-detects the same window and converges.
 
-Here: the pass's order (streamed chunk by chunk, or whole when hooks decide on the
-whole picture) and, per set of records, the steps in order (:meth:`SyncPass._process`).
+Here: the pass's order (streamed chunk by chunk; with hooks, the deals streamed that
+way once the companies and contacts they are decided on were detected and held) and,
+per set of records, the steps in order (:meth:`SyncPass._process`).
 Each step lives in its own module: detection's thread in ``engine/detect.py``; the
 records reconcile needs and their pair states in ``engine/gather.py``; links that
 follow CRM merges in ``engine/merges.py``; the pure merge in ``engine/reconcile.py``;
@@ -35,7 +36,7 @@ from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply, associations, gather, merges, migrate
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
-from connector.engine.hooks import Hook, ObjectRecords, PassContext, Planned
+from connector.engine.hooks import Chunk, Hook, ObjectRecords, PassContext, Planned
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import Plan, RecordError, Update
 from connector.engine.reconcile import FieldPlan, reconcile
@@ -269,6 +270,9 @@ class SyncPass:
         order = self._ordered()
         # the mapping changed since the last pass: migrate before detecting
         migration = migrate.run_migration(self)
+        streamed = self.streamed(order) if self.hooks else None
+        # with hooks, the objects held whole are detected first, the streamed one last
+        detect_order = [m for m in order if m is not streamed] + ([streamed] if streamed else [])
         jobs = [
             DetectJob(
                 mapping.name,
@@ -280,7 +284,7 @@ class SyncPass:
                 {self.names("vendor").partner_id: self.conn} if side == "vendor" else None,
                 self._assoc_types(mapping, side),
             )
-            for mapping in order
+            for mapping in detect_order
             for side in ("vendor", "partner")
         ]
         detection = Detection(
@@ -295,7 +299,7 @@ class SyncPass:
         detection.start()
         try:
             if self.hooks:
-                self._run_whole(order, detection)
+                self._run_hooked(order, detection, streamed)
             else:
                 self._run_streamed(order, detection)
         finally:
@@ -336,36 +340,60 @@ class SyncPass:
             visit(m, ())
         return out
 
-    def _run_whole(self, order: list[ObjectMapping], detection: Detection) -> None:
-        """With hooks: everything is detected before anything is applied, because the
-        hooks decide on the whole picture (a deal with its company and contacts)."""
+    def streamed(self, order: Sequence[ObjectMapping]) -> ObjectMapping | None:
+        """With hooks, the mapping whose partner records stream: the first that others
+        are shared *via* (deals) and that is itself shared via none. Its children
+        (companies, contacts) are detected and held first, since the hooks decide a
+        deal on its company and contacts; ``None``: nothing streams."""
+        parents = {m.share.via for m in order if m.share.via}
+        return next(
+            (m for m in order if m.name in parents and m.share.via not in self.by_name),
+            None,
+        )
+
+    def _run_hooked(
+        self, order: list[ObjectMapping], detection: Detection, streamed: ObjectMapping | None
+    ) -> None:
+        """With hooks: the objects shared via the streamed one (companies, contacts) and
+        any other are detected whole and held first; the hooks' ``after_detect`` sees
+        them (with the streamed object's changed vendor records). Then the streamed
+        object (deals) goes as without hooks, chunk by chunk while detection searches
+        on, each chunk decided by the hooks' ``decide_chunk`` (a deal's registration,
+        from its company and contacts held) before it is reconciled and applied; then
+        ``after_stream``, and the held objects are applied, their creates allowed by
+        the decisions of the deals they hang on."""
         detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
-        for step, mapping in enumerate(order, 1):
-            vendor_recs = detection.vendor(mapping.name)
-            partner_recs: dict[str, Record] = {}
-            for chunk in detection.partner_chunks(mapping.name):
-                partner_recs.update(chunk)
-            per_side: dict[Side, dict[str, Record]] = {
-                "partner": partner_recs,
-                "vendor": vendor_recs,
-            }
-            gather.add_retried(self, mapping, per_side)
-            gather.add_conflicted(self, mapping, per_side)
-            # records a changed share condition newly matches join the picture
-            for s, recs in self.migration.newly_shared.pop(mapping.name, {}).items():
+        held = [m for m in order if m is not streamed]
+        for step, mapping in enumerate(held, 1):
+            detected[mapping.name] = self._detect_whole(mapping, detection)
+            self.progress("detect", step, len(order))
+        per_side: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+        if streamed is not None:
+            per_side["vendor"] = detection.vendor(streamed.name)
+            gather.add_retried(self, streamed, per_side)
+            # records a changed share condition newly matches go first, as retried ones
+            for s, recs in self.migration.newly_shared.pop(streamed.name, {}).items():
                 for rid, rec in recs.items():
                     per_side[s].setdefault(rid, rec)
-            if self.full:  # the detected records' counterparts; the other pairs stream
-                gather.add_counterparts(self, mapping, per_side)
-            detected[mapping.name] = (partner_recs, vendor_recs)
-            self.progress("detect", step, len(order))
+        self._started = True
         self.crash_at("after_detect")
         ctx = self.ctx
         seen = {name: ObjectRecords(p, v) for name, (p, v) in detected.items()}
+        if streamed is not None:
+            seen[streamed.name] = ObjectRecords({}, per_side["vendor"])
         for hook in self.hooks:
             hook.after_detect(ctx, seen)
-        del seen  # the hooks keep what they decided (ids, decisions), not the records
+        if streamed is not None:
+            self._stream_mapping(streamed, detection, per_side, seen)
+            self.progress("detect", len(order), len(order))
+        for hook in self.hooks:
+            hook.after_stream(ctx, seen)
+        # the hooks keep what they decided (ids, decisions), not the records: each held
+        # mapping's records go once it was applied
+        seen.clear()
         for mapping in order:
+            if mapping is streamed:
+                continue
             # a mapping's detected records are let go once it was applied: what the
             # pass keeps of them is slim (:meth:`_process`), so while the next mapping
             # is applied, and in the hooks' ``after_pass``, memory no longer holds
@@ -382,6 +410,26 @@ class SyncPass:
                 self._full_pages(mapping, via, None)
             self._mapping_done(mapping)
 
+    def _detect_whole(
+        self, mapping: ObjectMapping, detection: Detection
+    ) -> tuple[dict[str, Record], dict[str, Record]]:
+        """A held mapping's detected records, both sides, with what the pass reads again
+        by id (retries, open conflicts' other sides, ``sync --full``'s counterparts)."""
+        vendor_recs = detection.vendor(mapping.name)
+        partner_recs: dict[str, Record] = {}
+        for chunk in detection.partner_chunks(mapping.name):
+            partner_recs.update(chunk)
+        per_side: dict[Side, dict[str, Record]] = {"partner": partner_recs, "vendor": vendor_recs}
+        gather.add_retried(self, mapping, per_side)
+        gather.add_conflicted(self, mapping, per_side)
+        # records a changed share condition newly matches join the picture
+        for s, recs in self.migration.newly_shared.pop(mapping.name, {}).items():
+            for rid, rec in recs.items():
+                per_side[s].setdefault(rid, rec)
+        if self.full:  # the detected records' counterparts; the other pairs stream
+            gather.add_counterparts(self, mapping, per_side)
+        return partner_recs, vendor_recs
+
     def _run_streamed(self, order: list[ObjectMapping], detection: Detection) -> None:
         """Without hooks: each chunk of partner records is reconciled and written as soon
         as detection hands it over, while detection goes on searching. The partner
@@ -390,42 +438,58 @@ class SyncPass:
         with the changed vendor records linked to them; vendor records no chunk claimed,
         the parent's via-candidates, and the other side of open conflicts come last."""
         for step, mapping in enumerate(order, 1):
-            vendor_recs = detection.vendor(mapping.name)
-            per_side: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": vendor_recs}
-            gather.add_retried(self, mapping, per_side)
-            via = self._via_streamed(mapping)
-            st = _Stream(
-                mapping,
-                via,
-                [c for c in self.store.conflicts(self.conn) if c.object == mapping.name],
-                dict(per_side["vendor"]),
-            )
-            # retried records (and the counterparts of retried vendor records) first
-            if per_side["partner"]:
-                self._sub_pass(st, per_side["partner"], {})
-            for chunk in detection.partner_chunks(mapping.name):
-                part = {rid: r for rid, r in chunk.items() if rid not in st.done or r.archived}
-                if part:
-                    self._sub_pass(st, part, {})
-            self.progress("detect", step, len(order))
-            last: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
-            gather.read_via_extras(self, mapping, last["partner"], via - st.done)
-            want_p = {
-                c.partner_id
-                for c in st.conflicts
-                if c.vendor_id in st.unclaimed and c.partner_id not in st.done and c.partner_id
+            per_side: dict[Side, dict[str, Record]] = {
+                "partner": {},
+                "vendor": detection.vendor(mapping.name),
             }
-            if want_p:
-                gather.read_by_id(self, mapping, last, {"partner": want_p, "vendor": set()})
-            rest, st.unclaimed = st.unclaimed, {}
-            if last["partner"] or rest:
-                self._sub_pass(st, last["partner"], rest)
-            if self.full:
-                self._full_pages(mapping, via, st)
-            self._mapping_done(mapping)
+            gather.add_retried(self, mapping, per_side)
+            self._stream_mapping(mapping, detection, per_side, None)
+            self.progress("detect", step, len(order))
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
+
+    def _stream_mapping(
+        self,
+        mapping: ObjectMapping,
+        detection: Detection,
+        per_side: dict[Side, dict[str, Record]],
+        seen: Mapping[str, ObjectRecords] | None,
+    ) -> None:
+        """One mapping applied chunk by chunk as detection hands its partner records
+        over; ``per_side``: its changed vendor records, and the records read by id to
+        go first (retried). ``seen``: with hooks, the picture their ``decide_chunk``
+        decides each chunk with."""
+        via = self._via_streamed(mapping)
+        st = _Stream(
+            mapping,
+            via,
+            [c for c in self.store.conflicts(self.conn) if c.object == mapping.name],
+            dict(per_side["vendor"]),
+            seen,
+        )
+        # retried records (and the counterparts of retried vendor records) first
+        if per_side["partner"]:
+            self._sub_pass(st, per_side["partner"], {})
+        for chunk in detection.partner_chunks(mapping.name):
+            part = {rid: r for rid, r in chunk.items() if rid not in st.done or r.archived}
+            if part:
+                self._sub_pass(st, part, {})
+        last: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
+        gather.read_via_extras(self, mapping, last["partner"], via - st.done)
+        want_p = {
+            c.partner_id
+            for c in st.conflicts
+            if c.vendor_id in st.unclaimed and c.partner_id not in st.done and c.partner_id
+        }
+        if want_p:
+            gather.read_by_id(self, mapping, last, {"partner": want_p, "vendor": set()})
+        rest, st.unclaimed = st.unclaimed, {}
+        if last["partner"] or rest:
+            self._sub_pass(st, last["partner"], rest)
+        if self.full:
+            self._full_pages(mapping, via, st)
+        self._mapping_done(mapping)
 
     def _full_pages(self, mapping: ObjectMapping, via: set[str], st: _Stream | None) -> None:
         """``sync --full``: the linked pairs nothing else of this pass touched, a page
@@ -465,17 +529,33 @@ class SyncPass:
             read[mapping.name] = per
         self._started = True
         self.crash_at("after_detect")
+        # the hooks' points in a detected pass's order: the streamed object's records
+        # decided as one chunk and applied first, then the others
+        streamed = self.streamed(order)
         seen = {name: ObjectRecords(per["partner"], per["vendor"]) for name, per in read.items()}
+        if streamed is not None:
+            seen[streamed.name] = ObjectRecords({}, read[streamed.name]["vendor"])
         for hook in self.hooks:
             hook.after_detect(ctx, seen)
+        if streamed is not None:
+            per = read[streamed.name]
+            chunk = Chunk(streamed, ObjectRecords(per["partner"], per["vendor"]))
+            for hook in self.hooks:
+                hook.decide_chunk(ctx, chunk, seen)
+            self._only_apply(streamed, per)
+        for hook in self.hooks:
+            hook.after_stream(ctx, seen)
         for mapping in order:
-            per = read[mapping.name]
-            if per["partner"] or per["vendor"]:
-                self._process(mapping, per["partner"], per["vendor"], set())
-            self._mapping_done(mapping)
+            if mapping is not streamed:
+                self._only_apply(mapping, read[mapping.name])
         associations.sync_associations(self)
         if not ctx.dry_run:
             self.store.add_retries(self.conn, self.retries)
+
+    def _only_apply(self, mapping: ObjectMapping, per: dict[Side, dict[str, Record]]) -> None:
+        if per["partner"] or per["vendor"]:
+            self._process(mapping, per["partner"], per["vendor"], set())
+        self._mapping_done(mapping)
 
     def _via_streamed(self, mapping: ObjectMapping) -> set[str]:
         """Via-candidates of a mapping whose parent has been applied (computed once per
@@ -518,6 +598,12 @@ class SyncPass:
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
+        if keep and st.seen is not None:
+            # the hooks decide the chunk's records (a full pass's pages of linked pairs
+            # nothing detected are not part of their picture, as before)
+            chunk = Chunk(mapping, ObjectRecords(part, per["vendor"]))
+            for hook in self.hooks:
+                hook.decide_chunk(self.ctx, chunk, st.seen)
         if keep:
             st.done.update(part)
         self._process(mapping, part, per["vendor"], st.via, keep=keep)
@@ -661,4 +747,6 @@ class _Stream:
     via: set[str]
     conflicts: list[Any]
     unclaimed: dict[str, Record]  # changed vendor records no chunk has paired yet
+    # with hooks: the picture their ``decide_chunk`` decides each chunk with
+    seen: Mapping[str, ObjectRecords] | None = None
     done: set[str] = field(default_factory=set)  # partner ids already applied

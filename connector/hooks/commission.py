@@ -31,7 +31,7 @@ from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.cycle import shared_window
 from connector.engine.effects import EarnCommission, Effect, Keep, NotCredited, WriteProperties
-from connector.engine.hooks import BaseHook, ObjectRecords, PassContext
+from connector.engine.hooks import BaseHook, Chunk, ObjectRecords, PassContext
 from connector.engine.reconcile import matches
 from connector.hooks.objects import program_mappings
 from connector.program.commission import (
@@ -70,7 +70,8 @@ LINK_PAGE = 1000
 
 @dataclass
 class SeenDeals:
-    """The deals detected in this pass (``after_detect``), for ``after_pass``."""
+    """The deals detected in this pass (``after_detect``, ``decide_chunk``), for
+    ``after_pass``."""
 
     partner: set[str] = field(default_factory=set)
     vendor: set[str] = field(default_factory=set)
@@ -126,14 +127,26 @@ class CommissionHook(BaseHook):
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         deal_mapping = self.deal_mapping(ctx.partner_crm.naming)
         if deal_mapping is not None and deal_mapping.name in seen:
-            recs = seen[deal_mapping.name]
-            won_stages = set(self.rules.vendor_signals.won_stages)
-            won = {
-                vid
-                for vid, rec in recs.vendor.items()
-                if rec.get("dealstage") in won_stages and not rec.archived
-            }
-            ctx.notes[SeenDeals] = SeenDeals(set(recs.partner), set(recs.vendor), won)
+            ctx.notes[SeenDeals] = SeenDeals()
+            self._seen(ctx, seen[deal_mapping.name])
+
+    def decide_chunk(
+        self, ctx: PassContext, chunk: Chunk, seen: Mapping[str, ObjectRecords]
+    ) -> None:
+        """The deals stream: each chunk's ids join those ``after_detect`` noted."""
+        if chunk.mapping is self.deal_mapping(ctx.partner_crm.naming):
+            self._seen(ctx, chunk.records)
+
+    def _seen(self, ctx: PassContext, recs: ObjectRecords) -> None:
+        won_stages = set(self.rules.vendor_signals.won_stages)
+        noted = ctx.note(SeenDeals)
+        noted.partner.update(recs.partner)
+        noted.vendor.update(recs.vendor)
+        noted.won.update(
+            vid
+            for vid, rec in recs.vendor.items()
+            if rec.get("dealstage") in won_stages and not rec.archived
+        )
 
     def after_pass(self, ctx: PassContext) -> None:
         registry = ctx.store.registry

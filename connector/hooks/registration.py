@@ -2,9 +2,12 @@
 
 Where the program's §2.1 rules meet the sync engine:
 
-* ``after_detect`` — expire registrations whose window has ended; decide new deal
-  registrations (registered partner deals not shared yet) and lead registrations
-  (partner contacts flagged as leads), and withdrawals (flag removed);
+* ``after_detect`` — expire registrations whose window has ended;
+* ``decide_chunk`` — per chunk of the pass's deals (the pass streams them): decide new
+  deal registrations (registered partner deals not shared yet) and withdrawals (flag
+  removed), each deal on its company and contacts, detected before the deals;
+* ``after_stream`` — once every deal was decided: lead registrations (partner
+  contacts flagged as leads) and their withdrawals;
 * ``before_apply`` — only accepted deals, and the companies and contacts hanging on
   accepted or already-shared deals, are created at the vendor; the rest is vetoed;
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
@@ -31,7 +34,7 @@ from datetime import timedelta
 from connector.adapters.naming import Naming
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Decide, EndRegistrations, QueueEmail
-from connector.engine.hooks import BaseHook, ObjectRecords, PassContext, Planned
+from connector.engine.hooks import BaseHook, Chunk, ObjectRecords, PassContext, Planned
 from connector.engine.plan import Action, Create
 from connector.engine.reconcile import matches
 from connector.hooks.objects import (
@@ -160,7 +163,10 @@ class RegistrationHook(BaseHook):
             ctx.apply([EndRegistrations(tuple(r.id for r in due if r.id is not None), "expired")])
         objects = self.objects(ctx.partner_crm.naming)
         if objects.deals is not None and objects.deals.name in seen:
-            self._deals(ctx, registry, seen[objects.deals.name].partner, decisions, seen)
+            # streamed (the pass's default), the deals come to decide_chunk instead
+            deals = seen[objects.deals.name].partner
+            if deals:
+                self._deals(ctx, registry, deals, decisions, seen)
         if objects.contacts is not None and objects.contacts.name in seen:
             contacts = seen[objects.contacts.name].partner
             by_email = ctx.note(PassLookups).partner_contacts
@@ -170,7 +176,23 @@ class RegistrationHook(BaseHook):
                 email = email.strip().lower()
                 if email and not rec.archived:
                     by_email[email] = rid if by_email.get(email, rid) == rid else None
-            self._leads(ctx, registry, contacts)
+
+    def decide_chunk(
+        self, ctx: PassContext, chunk: Chunk, seen: Mapping[str, ObjectRecords]
+    ) -> None:
+        """A chunk of the pass's deals: each decided on its company and contacts, which
+        the pass detected (held in ``seen``) or, missing there, reads by id."""
+        objects = self.objects(ctx.partner_crm.naming)
+        decisions = ctx.noted(PassDecisions)
+        if chunk.mapping is not objects.deals or decisions is None or not chunk.records.partner:
+            return
+        self._deals(ctx, ctx.store.registry, chunk.records.partner, decisions, seen)
+
+    def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
+        """Leads after the pass's deals (a deal registers its domain first)."""
+        objects = self.objects(ctx.partner_crm.naming)
+        if objects.contacts is not None and objects.contacts.name in seen:
+            self._leads(ctx, ctx.store.registry, seen[objects.contacts.name].partner)
 
     def _deals(
         self,

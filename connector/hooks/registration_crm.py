@@ -76,6 +76,19 @@ class PassLookups:
     rode: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
+@dataclass
+class PassTally:
+    """What this pass's decisions have taken so far, for its later batches (the pass
+    decides its deals chunk by chunk, then its leads): the domains accepted, and the
+    partner's active registrations counted against its tier — the registry's count
+    when the pass first decided, plus each acceptance since. A dry run records
+    nothing, so without this its later batches would not see its earlier acceptances
+    and its plan would differ from the real pass's."""
+
+    held: dict[str, Holder] = field(default_factory=dict)
+    active: int | None = None
+
+
 class VendorLookup:
     """Reads what the vendor CRM says about domains (customer, worked by sales)."""
 
@@ -165,21 +178,25 @@ class VendorLookup:
 def decide_submissions(
     ctx: PassContext, registry: Registry, rules: RulesFile, subs: Sequence[Submission]
 ) -> list[tuple[Submission, Decision]]:
-    """Decide in order; a domain accepted earlier in the same batch counts as held.
+    """Decide in order; a domain accepted earlier in the same batch, or in an earlier
+    batch of the pass (:class:`PassTally`), counts as held.
     The vendor's companies found here are kept in the pass context for the rest of the
     pass (:class:`PassLookups`)."""
     domains = sorted({d for s in subs if (d := normalise_domain(s))})
     facts = VendorLookup(ctx.vendor_crm, rules, ctx.note(PassLookups)).facts(domains)
     floor = ctx.partner.tier
     tier_name, capacity, _ = registry.tier(ctx.connection, rules, ctx.now, floor)
-    active = registry.active_count(ctx.connection, ctx.now)
+    tally = ctx.note(PassTally)
+    if tally.active is None:
+        tally.active = registry.active_count(ctx.connection, ctx.now)
+    active = tally.active
     # nothing is recorded while deciding, so the holders can be read once up front
     holders = registry.holders(domains)
     # review (issue 16 item 5): pending registrations reserve their domains; the fuzzy
     # check compares with the other partners' active registrations
     reserved = registry.reservations(domains)
     rivals = registry.rivals(ctx.connection, ctx.now) if rules.review.manual_when_uncertain else ()
-    held: dict[str, Holder] = {}
+    held = tally.held
     out = []
     for sub in subs:
         domain = normalise_domain(sub) or ""
@@ -208,6 +225,7 @@ def decide_submissions(
             active += 1
             held[domain] = Holder(sub.partner, decision.owned_until)
         out.append((sub, decision))
+    tally.active = active
     return out
 
 
