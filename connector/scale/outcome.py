@@ -26,29 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from connector.scale.down import FIRST_WAIT, LONGEST_WAIT, reason, unreachable
+
 log = logging.getLogger("dealsync.scale")
-
-#: the back-off between two tries of an outcome write: 1 s, doubled, at most 30 s
-FIRST_WAIT, LONGEST_WAIT = 1.0, 30.0
-
-
-def _unreachable(exc: BaseException) -> bool:
-    from connector.scale.worker import unreachable
-
-    return unreachable(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    """What the driver said (``couldn't get a connection after 30.00 sec`` …), not
-    procrastinate's wrapper (``Database error.``)."""
-    import psycopg
-
-    seen: BaseException | None = exc
-    while seen is not None and not isinstance(seen, psycopg.Error):
-        seen = seen.__cause__ or seen.__context__
-    said = seen if seen is not None else exc
-    lines = [line.strip() for line in str(said).splitlines() if line.strip()]
-    return lines[0] if lines else type(said).__name__
 
 
 async def write_outcome(
@@ -70,7 +50,7 @@ async def write_outcome(
         try:
             await write()
         except Exception as exc:
-            if not _unreachable(exc):
+            if not unreachable(exc):
                 if failed and await _left_doing(manager, job):
                     log.warning(
                         "the outcome of job %s (%s) was written by an earlier try whose "
@@ -87,7 +67,7 @@ async def write_outcome(
                 "(try %d)",
                 job.id,
                 what,
-                _reason(exc),
+                reason(exc),
                 delay,
                 failed,
             )

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from connector.scale.app import conninfo, make_app
+from connector.scale.down import FIRST_WAIT, LONGEST_WAIT, reason, unreachable
 from connector.scale.outcome import keep_outcomes
 from connector.scale.stalled import keep_retrying_stalled, retry_stalled
 from connector.scale.tasks import DROPPED_ATTEMPTS, PASSES_QUEUE
@@ -35,7 +36,6 @@ log = logging.getLogger("dealsync.scale")
 DEFAULT_STALLED_AFTER = 30.0
 #: the back-off between two tries of a database that does not answer: 1 s, doubled
 #: each time, at most 30 s
-FIRST_WAIT, LONGEST_WAIT = 1.0, 30.0
 
 
 @dataclass(frozen=True)
@@ -53,27 +53,6 @@ def shown_url(state_url: str) -> str:
     """The database a person is told about: driver, password and options left out."""
     url = make_url(state_url)
     return url.set(drivername=url.get_backend_name(), query={}).render_as_string(hide_password=True)
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the database does not answer: a
-    connection refused or lost, a pool that gave up waiting for one (psycopg's
-    ``OperationalError``, which ``PoolTimeout`` is; SQLAlchemy's)."""
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (psycopg.OperationalError, psycopg.InterfaceError, OperationalError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of what the driver said (``connection refused`` …)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def wait_for_database(
@@ -101,7 +80,7 @@ def wait_for_database(
                 "the state's database (%s) does not answer (%s): the worker waits for it "
                 "and starts once it answers; trying again in %.0f s (try %d)",
                 shown,
-                _reason(exc),
+                reason(exc),
                 delay,
                 failed,
             )
@@ -174,7 +153,7 @@ async def _run(
                 "the state's database (%s) does not answer (%s): the worker stopped "
                 "taking jobs and waits for it",
                 shown_url(state_url),
-                _reason(exc),
+                reason(exc),
             )
             await asyncio.to_thread(wait_for_database, state_url)
 
