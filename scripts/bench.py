@@ -837,11 +837,51 @@ def _engine_parts(scenario: int, n: int, changes: dict[str, int] | None = None,
 
 def product_bound(scenario: int, n: int, changes: dict[str, int] | None,
                   work: ProgramWork) -> dict[str, Any]:  # fmt: skip
-    """The product's bound: the engine's job (:func:`lower_bound`) plus the program's."""
+    """The product's bound: the engine's job (:func:`lower_bound`) plus the program's;
+    under ``"traded"``, the same with the product's :func:`listing_trade`."""
     parts = _engine_parts(scenario, n, changes)
     for key, v in program_parts(work).items():
         parts[key] = parts.get(key, 0) + v
-    return bound_from_parts(parts)
+    bound = bound_from_parts(parts)
+    trade = listing_trade(scenario, n)
+    bound["trade"] = {f"{p}: {k}": v for (p, k), v in trade.items()}
+    bound["traded"] = bound_from_parts(traded(parts, trade))
+    return bound
+
+
+# On a first sync with the program's hooks, the product lists one of the objects it
+# holds before any deal is decided (the contacts, the last held: engine/detect.py,
+# plan_listing) on the partner portal's general budget, beside the companies' searches
+LIST_PAGE = 100  # HubSpot's list endpoint
+
+
+def listing_trade(scenario: int, n: int, partner: str = "partner") -> dict[tuple[str, str], int]:
+    """The calls the product trades for wall time, by (portal, kind): on a first sync
+    (``scenario`` 1; 5a and 6 are first syncs too) the partner's N contacts are listed
+    at 100 a page instead of searched at 200 a page, so the companies' searches and
+    the contacts' listing use the partner portal's two budgets side by side.
+
+    Not part of the bound, which stays the fewest calls the work needs (searching
+    them). Reported next to it (``product_trade_calls``, ``product_traded_calls_ratio``)
+    so the calls ratio stays the honest one and the extra calls are accounted for.
+    The time bound is the shorter of the two ways (:func:`add_product_bound`)."""
+    if scenario != 1:
+        return {}
+    return {
+        (partner, "list (contacts at 100/page, traded for their searches)"):
+            max(1, math.ceil(n / LIST_PAGE)),
+        (partner, "search (contacts at 200/page, listed instead)"):
+            -max(1, math.ceil(n / SEARCH_PAGE)),
+    }  # fmt: skip
+
+
+def traded(parts: dict[tuple[str, str], int],
+           trade: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:  # fmt: skip
+    """``parts`` with ``trade`` added (what the product's way of doing the work costs)."""
+    out = dict(parts)
+    for key, v in trade.items():
+        out[key] = out.get(key, 0) + v
+    return out
 
 
 def program_work(srv: Any, partner_portal: str, rules: Any, *, first: bool,
@@ -891,13 +931,23 @@ def program_work(srv: Any, partner_portal: str, rules: Any, *, first: bool,
 
 def add_product_bound(row: dict[str, Any], bound: dict[str, Any], wall_s: float,
                       limits: bool) -> dict[str, Any]:  # fmt: skip
-    """The product bound's figures on a measured row (``product_*`` keys)."""
+    """The product bound's figures on a measured row (``product_*`` keys): the calls
+    against the fewest calls (the bound), the calls the product trades for wall time
+    (:func:`listing_trade`) and the calls against the bound plus that trade; the wall
+    against the shortest time either way allows."""
     row["product_min_calls"] = bound["calls"]
     row["product_min_parts"] = bound["parts"]
     row["product_calls_ratio"] = round(row["calls"] / bound["calls"], 3) if bound["calls"] else None
+    with_trade = bound.get("traded") or bound
+    row["product_trade_calls"] = with_trade["calls"] - bound["calls"]
+    row["product_trade_parts"] = bound.get("trade") or {}
+    row["product_traded_calls_ratio"] = (
+        round(row["calls"] / with_trade["calls"], 3) if with_trade["calls"] else None
+    )
     if limits:
-        row["product_time_bound_s"] = round(bound["time_s"], 2)
-        row["product_time_ratio"] = round(wall_s / bound["time_s"], 3) if bound["time_s"] else None
+        time_s = min(bound["time_s"], with_trade["time_s"])
+        row["product_time_bound_s"] = round(time_s, 2)
+        row["product_time_ratio"] = round(wall_s / time_s, 3) if time_s else None
     return row
 
 
@@ -988,6 +1038,8 @@ def run_consent(n: int, limits: bool, hooks: bool, log: Any) -> list[dict[str, A
                 row["time_bound_s"] = round(engine["time_s"], 2)
                 row["time_ratio"] = round(res["wall_s"] / engine["time_s"], 3)
             bound = product_bound(scn, n, None, work if hooks else ProgramWork())
+            if not hooks:  # the engine alone searches everything: nothing traded
+                bound = {**bound, "trade": {}, "traded": bound}
             add_product_bound(row, bound, res["wall_s"], limits)
             row["consent_calls"] = sum(
                 v for k, v in pc["vendor"]["by_kind"].items() if k.startswith("commprefs")
@@ -1056,6 +1108,7 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
             portal.limits_enabled = limits
         rules = _rules_of(root, tokens)
         parts: dict[tuple[str, str], int] = {}
+        trade: dict[tuple[str, str], int] = {}  # each partner's first sync lists contacts
         events = 0
         for pid in pids:
             work = program_work(srv, f"partner-{pid}", rules, first=True)
@@ -1067,6 +1120,7 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
             if hooks:
                 for key, k in program_parts(work, partner=f"partner-{pid}").items():
                     parts[key] = parts.get(key, 0) + k
+                trade = traded(trade, listing_trade(1, m, partner=f"partner-{pid}"))
         if hooks:
             once = ProgramWork(
                 won_stages=len(dict.fromkeys(rules.vendor_signals.won_stages)), event_reads=events
@@ -1092,6 +1146,8 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
         "size": m, "partners": n_partners, "status": res["status"], "n_errors": res["n_errors"],
         "errors": res["errors"], "calls": calls, "min_calls": bound["calls"],
         "calls_ratio": round(calls / bound["calls"], 3), "records": 3 * m * n_partners,
+        "trade_calls": sum(trade.values()),
+        "traded_calls_ratio": round(calls / (bound["calls"] + sum(trade.values())), 3),
         "calls_per_record": round(calls / (3 * m * n_partners), 4),
         "wall_s": round(wall, 3), "peak_rss_mb": round(res["peak_rss_mb"], 1),
         "counts": res["counts"], "rate_limited_429": sum(x["rate_limited"] for x in pc.values()),
@@ -1163,8 +1219,12 @@ def targets17(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         tag = f"({r['scenario']}) {r['variant']}, limits {r['limits']}"
         if r["variant"] == "product" and r.get("product_min_calls"):
+            trade = r.get("product_trade_calls") or 0
             add(f"{tag}: calls ≤ 1.1 × the product's bound", r["product_calls_ratio"] <= 1.1,
-                f"{r['calls']} / {r['product_min_calls']} = ×{r['product_calls_ratio']}")  # fmt: skip
+                f"{r['calls']} / {r['product_min_calls']} = ×{r['product_calls_ratio']}"
+                + (f" (of which {trade:+d} traded for wall time: contacts listed; "
+                   f"×{r['product_traded_calls_ratio']} the bound plus the trade)"
+                   if trade else ""))  # fmt: skip
             if r["scenario"] == 1 and r.get("product_time_ratio") is not None:
                 add(f"{tag}: wall ≤ 1.3 × the product's rate-limit bound",
                     r["product_time_ratio"] <= 1.3,
@@ -1188,13 +1248,16 @@ def print_table17(rows: list[dict[str, Any]]) -> None:
     if prod:
         print()
         hdr = (f"{'scn':>3} {'variant':8} {'lim':3} {'N':>6} {'calls':>7} {'prod.min':>8} "
-               f"{'×pmin':>6} {'wall s':>8} {'pbound s':>8} {'×pbound':>7}")  # fmt: skip
+               f"{'×pmin':>6} {'trade':>6} {'×pmin+t':>7} {'wall s':>8} {'pbound s':>8} "
+               f"{'×pbound':>7}")  # fmt: skip
         print("product bound")
         print(hdr)
         print("-" * len(hdr))
         for r in prod:
             print(f"{r['scenario']!s:>3} {r['variant']:8} {r['limits']:3} {r['size']:>6} "
                   f"{r['calls']:>7} {r['product_min_calls']:>8} {r['product_calls_ratio']!s:>6} "
+                  f"{r.get('product_trade_calls', 0):>+6} "
+                  f"{r.get('product_traded_calls_ratio', '')!s:>7} "
                   f"{r['wall_s']:>8} {r.get('product_time_bound_s', '')!s:>8} "
                   f"{r.get('product_time_ratio', '')!s:>7}")  # fmt: skip
     for r in rows:

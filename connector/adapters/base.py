@@ -194,6 +194,30 @@ class SupportsChunkedDetection(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsListing(Protocol):
+    """A CRM that can read every record of a type by a listing whose calls are counted
+    on a rate budget apart from its search's (HubSpot: ``GET /crm/v3/objects/{type}``,
+    100 a page on the general budget, while search has its own 5 a second). A first
+    sync (no cursor) can then read one object by listing while another is searched, so
+    the two budgets are used side by side (engine/detect.py, :func:`plan_listing`):
+    more calls (a list page holds half a search page), less wall time.
+
+    Optional, and only worth having when the budgets are apart: without it detection
+    searches (:meth:`CRMAdapter.changed_since`). Salesforce has none: an org's calls
+    share one API budget, and its first-sync query already reads everything at once."""
+
+    def listed_chunks(
+        self, object_type: str, properties: Fields, **scope: Unpack[Chunked]
+    ) -> Iterator[list[Record]]:
+        """What ``changed_since_chunks(object_type, None, properties, **scope)`` returns
+        — every live record modified up to ``until`` whose properties match ``where``
+        (both applied by the adapter when the listing cannot filter), then the archived
+        ones unless ``live`` — read by the listing, in lists of about ``chunk_size``
+        records, each record once."""
+        ...
+
+
 @dataclass(frozen=True)
 class EventQuery:
     """Which engagement events to read: one type, occurred strictly between ``after``

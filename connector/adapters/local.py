@@ -287,9 +287,44 @@ class LocalCRM(SupportsEngagement):
     def changed_since(
         self, object_type: str, since: datetime | None, properties: Fields, **scope: Unpack[Scope]
     ) -> Iterator[Record]:
+        self.calls["search"] += 1
+        yield from self._window(object_type, since, properties, scope, searched=True)
+
+    def listed_chunks(
+        self, object_type: str, properties: Fields, **scope: Unpack[Chunked]
+    ) -> Iterator[list[Record]]:
+        """What :meth:`changed_since` with no cursor returns, as a listing: not subject
+        to ``search_lag`` (a listing shows what was just written, as HubSpot's does),
+        counted as one ``list`` call per 100 records (a page), at least one."""
+        chunk_size = scope.get("chunk_size", 1000)
+        chunk: list[Record] = []
+        n = 0
+        for record in self._window(object_type, None, properties, scope, searched=False):
+            if n % 100 == 0:
+                self.calls["list"] += 1  # a page starts
+            n += 1
+            chunk.append(record)
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
+        if n == 0:
+            self.calls["list"] += 1  # one empty page
+        if chunk:
+            yield chunk
+
+    def _window(
+        self,
+        object_type: str,
+        since: datetime | None,
+        properties: Fields,
+        scope: Scope,
+        *,
+        searched: bool,
+    ) -> Iterator[Record]:
+        """The records of a change window (live ones and those archived in it);
+        ``searched``: read as a search, which leaves out what ``search_lag`` hides."""
         where, until = scope.get("where"), scope.get("until")
         associations = scope.get("associations", ())
-        self.calls["search"] += 1
         lo = _iso(since) if since else None
         hi = _iso(until) if until else None
         sql = (
@@ -302,7 +337,8 @@ class LocalCRM(SupportsEngagement):
             args += [lo, lo]
         rows = self._db.execute(sql + " ORDER BY updated_at, id", args).fetchall()
         wanted = list(properties) + list((where or {}).keys())
-        unsearchable = _iso(self.clock() - self.search_lag) if self.search_lag else None
+        lagged = searched and self.search_lag
+        unsearchable = _iso(self.clock() - self.search_lag) if lagged else None
         for row in rows:
             if unsearchable is not None and not row[4] and row[3] > unsearchable:
                 continue  # written too recently to be searchable

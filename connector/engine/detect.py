@@ -7,7 +7,9 @@ search indexing lag; re-reading a record is harmless because reconcile compares 
 the base and finds nothing to do.
 
 A pass runs detection in a thread of its own (:class:`Detection`), ahead of reconcile
-and apply, which take its records as it hands them over.
+and apply, which take its records as it hands them over. A first sync with the
+program's hooks may read one held object by the CRM's listing in a second thread,
+beside the others' searches (:func:`plan_listing`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from connector.adapters.base import CRMAdapter, SupportsChunkedDetection
+from connector.adapters.base import CRMAdapter, SupportsChunkedDetection, SupportsListing
 from connector.records import SIDES, Record, Side
 
 
@@ -49,13 +51,24 @@ def detect(
     where: Mapping[str, str] | None = None,
     associations: Sequence[str] = (),
     chunk_size: int = 1000,
+    listed: bool = False,
 ) -> Iterator[dict[str, Record]]:
     """Changed records by id, handed over in chunks as the CRM reads them (one chunk
     when the CRM cannot stream). A record is in one chunk, except that a later chunk
-    may hold the archived version of a record an earlier chunk had live."""
+    may hold the archived version of a record an earlier chunk had live. ``listed``
+    (no cursor, a CRM that lists): the same records read by the CRM's listing."""
     what = (object_type, since, properties)
-    if isinstance(crm, SupportsChunkedDetection):
-        chunks: Iterable[Iterable[Record]] = crm.changed_since_chunks(
+    if listed and since is None and isinstance(crm, SupportsListing):
+        chunks: Iterable[Iterable[Record]] = crm.listed_chunks(
+            object_type,
+            properties,
+            where=where,
+            until=until,
+            associations=associations,
+            chunk_size=chunk_size,
+        )
+    elif isinstance(crm, SupportsChunkedDetection):
+        chunks = crm.changed_since_chunks(
             *what, where=where, until=until, associations=associations, chunk_size=chunk_size
         )
     else:
@@ -74,6 +87,40 @@ class DetectJob:
     properties: list[str]
     where: dict[str, str] | None
     associations: list[str]
+    listed: bool = False
+    """Read by the CRM's listing, not its search, in detection's second thread
+    (:func:`plan_listing`)."""
+
+
+def plan_listing(
+    jobs: Sequence[DetectJob], held: Sequence[str], partner: CRMAdapter
+) -> list[DetectJob]:
+    """The jobs with one held mapping's partner side read by listing (issue 17).
+
+    With the program's hooks the mappings held whole (companies, contacts) are
+    detected before any deal can be decided, one search after another on the partner
+    portal's search budget (5 a second) while its general budget is idle. On a first
+    sync of the partner side (no cursor) of two or more of them, and with a partner
+    CRM that lists on a budget apart (:class:`SupportsListing`), the last of them is
+    listed instead, beside the others' searches: both budgets are used at once. The
+    trade: a list page holds 100 records where a search page holds 200, so listing
+    costs twice the calls of the search it replaces (at N = 10,000 contacts, 100 list
+    pages for 50 searches). The records are the ones the search would return (the
+    adapter's promise), and the cursor moves to the same high-water mark. An
+    incremental pass (a cursor) always searches."""
+    if not isinstance(partner, SupportsListing):
+        return list(jobs)
+    first = [
+        j.mapping
+        for j in jobs
+        if j.side == "partner" and j.since is None and j.mapping in held and not j.listed
+    ]
+    if len(first) < 2:
+        return list(jobs)
+    chosen = first[-1]
+    return [
+        replace(j, listed=True) if j.mapping == chosen and j.side == "partner" else j for j in jobs
+    ]
 
 
 class _NoLock:
@@ -128,8 +175,12 @@ class Detection:
     thread-safe adapter, :func:`lock_for`): the partner portal's searches and the
     vendor portal's writes (different portals, separate rate budgets) proceed side by
     side, and with a thread-safe adapter the partner portal's reads by id too.
-    The state store is never touched here. An error ends detection and is raised in
-    the applying thread when it next asks for records."""
+    A mapping with a listed job (:func:`plan_listing`) is detected, both its sides in
+    order, by a second thread, beside the first thread's searches of the others: a
+    held mapping, which the applying thread takes only after the ones before it and
+    holds whole then anyway, so its chunks wait unbounded (not :data:`AHEAD`) while
+    the searches go on. The state store is never touched here. An error ends
+    detection and is raised in the applying thread when it next asks for records."""
 
     def __init__(
         self, crms: Mapping[Side, CRMAdapter], jobs: Sequence[DetectJob], chunk_size: int
@@ -138,30 +189,43 @@ class Detection:
         self.jobs = list(jobs)
         self.chunk_size = chunk_size
         self.locks: dict[Side, AbstractContextManager[Any]] = {s: lock_for(crms[s]) for s in SIDES}
+        listed = {j.mapping for j in self.jobs if j.listed}
         # bounded: detection runs at most AHEAD chunks ahead of apply, so a pass whose
         # searches outpace its writes does not hold every record it detected (issue 17)
         self._queues: dict[str, queue.Queue[tuple[str, Any]]] = {
-            j.mapping: queue.Queue(maxsize=AHEAD) for j in self.jobs
+            j.mapping: queue.Queue(maxsize=0 if j.mapping in listed else AHEAD) for j in self.jobs
         }
         self._stop = threading.Event()
+        lanes = [
+            [j for j in self.jobs if j.mapping not in listed],
+            [j for j in self.jobs if j.mapping in listed],
+        ]
         # in the pass's logging context (connection, run id: connector/logs.py)
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._work,), name="dealsync-detect", daemon=True
-        )
+        self._threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._work, lane),
+                name="dealsync-detect" if i == 0 else "dealsync-detect-list",
+                daemon=True,
+            )
+            for i, lane in enumerate(lanes)
+            if lane
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Stop early (the pass failed) and wait for the thread to leave its call."""
+        """Stop early (the pass failed) and wait for the threads to leave their call."""
         self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=300)
+        for thread in self._threads:
+            if thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(timeout=300)
 
-    def _work(self) -> None:
+    def _work(self, jobs: Sequence[DetectJob]) -> None:
         try:
-            for job in self.jobs:
+            for job in jobs:
                 out = self._queues[job.mapping]
                 chunks = detect(
                     self.crms[job.side],
@@ -172,6 +236,7 @@ class Detection:
                     where=job.where,
                     associations=job.associations,
                     chunk_size=self.chunk_size,
+                    listed=job.listed,
                 )
                 whole: dict[str, Record] = {}
                 while True:

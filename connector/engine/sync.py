@@ -35,7 +35,7 @@ from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply, associations, gather, merges, migrate
-from connector.engine.detect import Detection, DetectJob, LockedAdapter, window_start
+from connector.engine.detect import Detection, DetectJob, LockedAdapter, plan_listing, window_start
 from connector.engine.hooks import Chunk, Hook, ObjectRecords, PassContext, Planned
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
 from connector.engine.plan import Plan, RecordError, Update
@@ -287,6 +287,9 @@ class SyncPass:
             for mapping in detect_order
             for side in ("vendor", "partner")
         ]
+        if self.hooks:  # a first sync lists one held mapping beside the others' searches
+            held = [m.name for m in detect_order if m is not streamed]
+            jobs = plan_listing(jobs, held, ctx.partner_crm)
         detection = Detection(
             {"partner": ctx.partner_crm, "vendor": ctx.vendor_crm}, jobs, self.detect_chunk
         )

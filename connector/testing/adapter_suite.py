@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from connector.adapters.base import CRMAdapter, SupportsChunkedDetection
+from connector.adapters.base import CRMAdapter, SupportsChunkedDetection, SupportsListing
 from connector.records import PropertySpec, Record
 
 if TYPE_CHECKING:
@@ -302,6 +302,51 @@ def check_chunked_detection_returns_the_same_records_once(s: Subject) -> None:
     flat = [r.id for chunk in chunks for r in chunk]
     assert len(flat) == len(set(flat)), f"a record in two chunks: {flat}"
     assert set(flat) == set(whole)
+
+
+@check
+def check_listing_returns_what_a_search_with_no_cursor_returns(s: Subject) -> None:
+    """A first sync may list an object instead of searching it (engine/detect.py,
+    plan_listing): the same records, ``where``, ``until`` and ``live`` honoured alike."""
+    v = s.vocab
+    if not isinstance(s.adapter, SupportsListing):
+        return  # optional capability (the engine searches)
+    asked = [v.deal_name, v.deal_stage]
+
+    def listed(**scope: object) -> dict[str, Record]:
+        chunks = list(s.adapter.listed_chunks("deals", asked, chunk_size=2, **scope))  # type: ignore[union-attr, arg-type]
+        flat = [r for chunk in chunks for r in chunk]
+        assert all(len(chunk) <= 2 for chunk in chunks[:-1]) or len(chunks) == 1
+        assert len(flat) == len({r.id for r in flat}), f"a record listed twice: {flat}"
+        return {r.id: r for r in flat}
+
+    def same(a: dict[str, Record], b: dict[str, Record]) -> bool:
+        return {i: (r.archived, r.get(v.deal_name), r.get(v.deal_stage)) for i, r in a.items()} == {
+            i: (r.archived, r.get(v.deal_name), r.get(v.deal_stage)) for i, r in b.items()
+        }
+
+    ids = {s.crm.seed("deals", {**v.deal, v.deal_name: f"Listed {i}"}) for i in range(3)}
+    other = s.crm.seed("deals", {**v.deal, v.deal_stage: v.other_stage})
+    gone = s.crm.seed("deals", {**v.deal, v.deal_name: "Gone"})
+    s.crm.remove("deals", gone)
+    every = ids | {other, gone}
+    whole = eventually(lambda: _changed(s, None), lambda f: every <= set(f), "seeded")
+    assert same(listed(), whole)
+    assert whole[gone].archived
+    where = {v.deal_stage: v.other_stage}
+    assert same(listed(where=where), _changed(s, None, where=where))
+    # ``live``: an adapter may skip the archived records or hand them over as archived
+    live = listed(live=True)
+    assert ids | {other} <= set(live)
+    assert all(r.archived for i, r in live.items() if i not in ids | {other})
+    # a record modified after ``until`` is left out, as the search leaves it out
+    cut = max(r.updated_at for r in whole.values())
+    _later_than(s.adapter, cut)
+    late = s.crm.seed("deals", {**v.deal, v.deal_name: "Late"})
+    eventually(lambda: _changed(s, None), lambda f: late in f, "late record")
+    before = listed(until=cut)
+    assert late not in before and ids <= set(before)
+    assert same(before, _changed(s, None, until=cut))
 
 
 @check
