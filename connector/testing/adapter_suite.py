@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from connector.adapters.base import CRMAdapter, SupportsChunkedDetection, SupportsListing
 from connector.records import PropertySpec, Record
@@ -309,12 +309,13 @@ def check_listing_returns_what_a_search_with_no_cursor_returns(s: Subject) -> No
     """A first sync may list an object instead of searching it (engine/detect.py,
     plan_listing): the same records, ``where``, ``until`` and ``live`` honoured alike."""
     v = s.vocab
-    if not isinstance(s.adapter, SupportsListing):
+    adapter = s.adapter
+    if not isinstance(adapter, SupportsListing):
         return  # optional capability (the engine searches)
     asked = [v.deal_name, v.deal_stage]
 
-    def listed(**scope: object) -> dict[str, Record]:
-        chunks = list(s.adapter.listed_chunks("deals", asked, chunk_size=2, **scope))  # type: ignore[union-attr, arg-type]
+    def listed(**scope: Any) -> dict[str, Record]:
+        chunks = list(adapter.listed_chunks("deals", asked, chunk_size=2, **scope))
         flat = [r for chunk in chunks for r in chunk]
         assert all(len(chunk) <= 2 for chunk in chunks[:-1]) or len(chunks) == 1
         assert len(flat) == len({r.id for r in flat}), f"a record listed twice: {flat}"
