@@ -16,7 +16,9 @@ Scenarios, against sandbox portals started in this process (``connector.sandbox`
 6. (issue 17) ``--partners P`` partners × N deals, one ``sync --all`` against one
    vendor portal: the vendor portal's calls, utilisation, bound and 429s.
 
-Product rows also carry the product's own lower bound (``product_*``).
+Product rows also carry the product's own lower bound (``product_*``), and the calls
+the product trades for wall time (a first sync lists the contacts instead of searching
+them: ``product_trade_calls``, not part of the bound; ``listing_trade``).
 
 Each connector pass (1–3) runs in a child process (``--_child``) so its peak RSS is
 the connector's own, for that scenario only, and its client-side rate limiter starts

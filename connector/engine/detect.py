@@ -196,6 +196,8 @@ class Detection:
             j.mapping: queue.Queue(maxsize=0 if j.mapping in listed else AHEAD) for j in self.jobs
         }
         self._stop = threading.Event()
+        self._error: BaseException | None = None  # the first detection thread's failure
+        self._error_lock = threading.Lock()
         lanes = [
             [j for j in self.jobs if j.mapping not in listed],
             [j for j in self.jobs if j.mapping in listed],
@@ -253,10 +255,10 @@ class Detection:
                         merge_latest(whole, chunk.values())
                 if not self._put(out, ("vendor", whole) if job.side == "vendor" else ("end", None)):
                     return
-        except BaseException as exc:  # handed to the applying thread, which raises it
-            for q in self._queues.values():
-                if not self._put(q, ("error", exc)):
-                    return
+        except BaseException as exc:  # the applying thread raises it (:meth:`_get`)
+            with self._error_lock:
+                if self._error is None:
+                    self._error = exc
 
     def _put(self, q: queue.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
         """Hand ``item`` over, waiting while apply is AHEAD chunks behind; ``False``
@@ -270,10 +272,18 @@ class Detection:
         return False
 
     def _get(self, mapping: str) -> tuple[str, Any]:
-        kind, payload = self._queues[mapping].get()
-        if kind == "error":
-            raise payload
-        return kind, payload
+        """The mapping's next item; once its queue is empty and a detection thread
+        failed (either: the other may be the one this mapping waits on, or be blocked
+        handing over a mapping apply has not reached), that thread's error."""
+        q = self._queues[mapping]
+        while True:
+            try:
+                return q.get(timeout=0.05)
+            except queue.Empty:
+                with self._error_lock:
+                    error = self._error
+                if error is not None:
+                    raise error from None
 
     def vendor(self, mapping: str) -> dict[str, Record]:
         """The mapping's changed vendor records (waits for them)."""

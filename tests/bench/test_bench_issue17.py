@@ -63,6 +63,26 @@ def test_product_bound_is_the_engine_bound_plus_the_programs_batched_work() -> N
     )
 
 
+def test_the_first_sync_listing_is_a_trade_next_to_the_bound_not_in_it() -> None:
+    """The product lists the contacts on a first sync (100 a page, for 50 searches at
+    200 at N = 10,000): the bound stays the fewest calls; the trade is reported beside
+    it, and the time bound is the shorter of the two ways."""
+    bench = _bench()
+    n = 10_000
+    work = bench.ProgramWork(registrations=n, domain_values=2 * n, won_stages=1)
+    got = bench.product_bound(1, n, None, work)
+    assert got["calls"] == 630
+    assert sum(got["trade"].values()) == 100 - 50
+    assert got["traded"]["calls"] == 680
+    row = bench.add_product_bound({"calls": 680}, got, 40.0, True)
+    assert row["product_min_calls"] == 630 and row["product_calls_ratio"] == 1.079
+    assert row["product_trade_calls"] == 50 and row["product_traded_calls_ratio"] == 1.0
+    assert row["product_time_bound_s"] == round(min(got["time_s"], got["traded"]["time_s"]), 2)
+    # incremental passes search: nothing traded
+    assert bench.listing_trade(2, n) == {} and bench.listing_trade(3, n) == {}
+    assert bench.product_bound(2, n, None, bench.ProgramWork())["trade"] == {}
+
+
 @pytest.mark.timeout(600)
 def test_bench_consent_and_many_partners_tiny(tmp_path: Path) -> None:
     size, partners = 12, 2
@@ -123,4 +143,7 @@ def test_bench_product_rows_carry_the_product_bound(tmp_path: Path) -> None:
     # the engine's bound stays in min_calls; the product's is larger by the program's work
     assert first["product_min_calls"] > first["min_calls"]
     assert any("decisions written back" in k for k in first["product_min_parts"])
+    # the first sync's listing of the contacts: 1 list page for 1 search at N = 20
+    assert first["product_trade_calls"] == 0 and first["product_trade_parts"]
+    assert rows[2]["product_trade_calls"] == 0 and not rows[2]["product_trade_parts"]
     assert rows[2]["product_min_calls"] >= rows[2]["min_calls"]
