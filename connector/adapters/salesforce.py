@@ -61,7 +61,12 @@ def _already_deleted(error: str | None) -> bool:
 
 
 class SalesforceAdapter(SalesforceDetection):
-    """One Salesforce org."""
+    """One Salesforce org.
+
+    No :class:`~connector.adapters.base.SupportsListing`: an org's calls share one API
+    budget, so listing an object beside another's query would gain no time, and a first
+    sync's SOQL (Bulk API 2.0 above ``bulk_threshold``) already reads everything. The
+    engine searches it (``changed_since``) on every pass."""
 
     naming = SALESFORCE_NAMING
     # SOQL reads the database itself, not an index that lags behind writes
