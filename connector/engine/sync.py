@@ -9,11 +9,16 @@ The order of durable steps is what makes a crash harmless:
 3. failed records go to the retry list (re-read by id next pass);
 4. cursors move last, to the high-water mark frozen before detection.
 
-A rerun after a crash anywhere re-detects the same window and converges.
+A rerun after a crash anywhere re-detects the same window and converges. Each set
+of records the pass applies goes through these steps on its own, so the pass may
+apply its sets in any order that has a record's parent applied before it (a crash
+between two sets leaves each whole or not begun, and the cursors unmoved).
 
 Here: the pass's order (streamed chunk by chunk; with hooks, the deals streamed that
-way once the companies and contacts they are decided on were detected and held) and,
-per set of records, the steps in order (:meth:`SyncPass._process`).
+way once the companies and contacts they are decided on were detected and held, and
+after each chunk of deals, once the next has come, the held companies and contacts
+that chunk's deals share; the rest of those last) and, per set of records, the steps
+in order (:meth:`SyncPass._process`).
 Each step lives in its own module: detection's thread in ``engine/detect.py``; the
 records reconcile needs and their pair states in ``engine/gather.py``; links that
 follow CRM merges in ``engine/merges.py``; the pure merge in ``engine/reconcile.py``;
@@ -402,8 +407,14 @@ class SyncPass:
         for hook in self.hooks:
             hook.after_stream(ctx, seen)
         # the hooks keep what they decided (ids, decisions), not the records: each held
-        # mapping's records go once it was applied
+        # mapping's records go once it was applied — those a chunk claimed at once
         seen.clear()
+        for name, done in claimed.items():
+            partner_recs, vendor_recs = detected[name]
+            for rid in done["partner"]:
+                partner_recs.pop(rid, None)
+            for rid in done["vendor"]:
+                vendor_recs.pop(rid, None)
         for mapping in order:
             if mapping is streamed:
                 continue
@@ -414,10 +425,6 @@ class SyncPass:
             partner_recs, vendor_recs = detected.pop(mapping.name)
             # what a chunk's deals claimed was applied already (:meth:`_apply_claimed`)
             done = claimed.pop(mapping.name, {"partner": set(), "vendor": set()})
-            for rid in done["partner"]:
-                partner_recs.pop(rid, None)
-            for rid in done["vendor"]:
-                vendor_recs.pop(rid, None)
             # a child's via-candidates come from its parent's links *after* the parent
             # was applied (as when streamed): a deal whose link this pass ends (the
             # vendor deleted it) no longer shares its company (chaos seed 13, c. 152)
