@@ -467,14 +467,21 @@ class SyncPass:
             partner_held, vendor_held = detected[child.name]
             done = claimed.setdefault(child.name, {"partner": set(), "vendor": set()})
             via = candidates.get(child.name, set()) - done["partner"]
-            part = {rid: partner_held[rid] for rid in via if rid in partner_held}
+            if not via:
+                continue
+            # in the order detected, as the end applies its records: the creates (and
+            # the ids the vendor gives them) do not follow a set's hash order
+            part = {rid: rec for rid, rec in partner_held.items() if rid in via}
             if not part:
                 continue
             links = self.store.link_refs(self.conn, child.name, "partner", part, base=False)
             vendor = {
                 vid: vendor_held[vid]
-                for link in links.values()
-                if (vid := link.vendor_id) and vid in vendor_held and vid not in done["vendor"]
+                for rid in part
+                if (link := links.get(rid)) is not None
+                and (vid := link.vendor_id)
+                and vid in vendor_held
+                and vid not in done["vendor"]
             }
             held_back = self._process(child, part, vendor, via)
             done["partner"].update(rid for rid in part if rid not in held_back)
