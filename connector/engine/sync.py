@@ -365,12 +365,13 @@ class SyncPass:
         object (deals) goes as without hooks, chunk by chunk while detection searches
         on, each chunk decided by the hooks' ``decide_chunk`` (a deal's registration,
         from its company and contacts held) before it is reconciled and applied; and
-        right after each chunk, the held children that chunk's applied deals made
-        shareable (:meth:`_apply_claimed`), their creates allowed by the hooks'
-        decisions on those deals. Then ``after_stream``, and the rest of the held
-        objects is applied: children no chunk claimed, records changed on their own,
-        vendor-side changes, retried and conflicted records, and any child a hook held
-        back when it was claimed (a later deal's decision may allow it)."""
+        after each chunk but the last, once the next has come, the held children that
+        chunk's applied deals made shareable (:meth:`_apply_claimed`), their creates
+        allowed by the hooks' decisions made so far. Then ``after_stream``, and the
+        rest of the held objects is applied: the last chunk's children, children no
+        chunk claimed, records changed on their own, vendor-side changes, retried and
+        conflicted records, and any child a hook held back when it was claimed (a
+        later deal's decision may allow it)."""
         detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         held = [m for m in order if m is not streamed]
         for step, mapping in enumerate(held, 1):
@@ -444,12 +445,12 @@ class SyncPass:
         detected: Mapping[str, tuple[dict[str, Record], dict[str, Record]]],
         claimed: dict[str, dict[Side, set[str]]],
     ) -> None:
-        """Right after a chunk of the streamed object (``ids``: its partner records) was
-        applied, the held children its deals made shareable — their via-candidates,
-        from the deals as applied (their links now) — are applied as a set of their
-        own, with the changed vendor records linked to them, instead of all waiting for
-        the last chunk: the vendor's writes of companies and contacts then overlap the
-        partner's searches for the deals to come (issue 17).
+        """Once a chunk of the streamed object (``ids``: its partner records) was applied
+        and the next chunk has come, the held children its deals made shareable — their
+        via-candidates, from the deals as applied (their links now) — are applied as a
+        set of their own, with the changed vendor records linked to them, instead of
+        all waiting for the last chunk: the vendor's writes of companies and contacts
+        then overlap the partner's searches for the deals to come (issue 17).
 
         Only held (detected, retried, conflicted) records go here: an undetected child
         is read at the end, in one batch with the rest (:func:`gather.read_via_extras`).
@@ -551,9 +552,9 @@ class SyncPass:
             dict(per_side["vendor"]),
             seen,
         )
-        # retried records (and the counterparts of retried vendor records) first
         # partner ids applied whose ``after_chunk`` waits for the next chunk to come
         applied: list[str] = []
+        # retried records (and the counterparts of retried vendor records) first
         if per_side["partner"]:
             self._sub_pass(st, per_side["partner"], {})
             applied.extend(per_side["partner"])
