@@ -118,9 +118,10 @@ def test_a_later_chunk_sees_the_earlier_chunks_decisions(make_program: MakeProgr
 def test_a_chunks_companies_and_contacts_go_out_before_the_next_chunk(
     make_program: MakeProgram,
 ) -> None:
-    """The companies and contacts a chunk's deals share are written to the vendor right
-    after that chunk, while the deals to come are still being searched for — not all
-    after the last chunk (issue 17: the pass's wall time)."""
+    """The companies and contacts a chunk's deals share are written to the vendor once
+    the next chunk has come, before it is decided, while the deals to come are still
+    being searched for — not all after the last chunk (issue 17: the pass's wall
+    time)."""
     p, probe = probed(make_program)
     seeded = [p.seed_deal(domain=f"co{i}.com", company=f"Co{i}") for i in range(5)]
     result = p.sync()
