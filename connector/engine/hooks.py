@@ -16,12 +16,17 @@ Hooks are plain objects the engine calls at fixed points of a pass:
   records it read of that object. Mappings no other is shared via stream nothing:
   every object's records are then in ``seen`` and this is never called;
 * ``after_stream`` — once per pass, after the streamed object's last chunk was decided
-  and applied (at once after ``after_detect`` when nothing streams), before any other
-  object is reconciled: decisions that must follow the streamed object's (leads after
-  the deals of the same pass, which may register their domains first);
-* ``before_apply`` — after reconcile, per object: it sees the planned actions and the
-  records they came from, and returns the actions to apply. It may veto (drop) an
-  action, add actions, or replace one with an annotated copy;
+  and applied (at once after ``after_detect`` when nothing streams): decisions that
+  must follow the streamed object's (leads after the deals of the same pass, which may
+  register their domains first). The objects shared via the streamed one are then
+  partly applied already: after each chunk but the last, the held records its applied
+  records share (a chunk's deals' companies and contacts) were reconciled and went
+  through ``before_apply``, with the decisions made so far; every other record of
+  theirs, and every other object, is reconciled after this;
+* ``before_apply`` — after reconcile, per set of one object's records (a chunk of the
+  streamed object, the records a chunk shares, the rest): it sees the planned actions
+  and the records they came from, and returns the actions to apply. It may veto (drop)
+  an action, add actions, or replace one with an annotated copy;
 * ``after_pass`` — once the pass's writes and state are committed: for effects that
   must only follow durable state (e-mails, commissions, ownership writes).
 
@@ -258,8 +263,9 @@ class Hook(Protocol):
 
     def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         """Called once per pass after every chunk of the streamed object was decided and
-        applied (at once after ``after_detect`` when nothing streams), before any other
-        object is reconciled."""
+        applied (at once after ``after_detect`` when nothing streams), before the rest
+        of the other objects is reconciled (the records an earlier chunk shares were
+        applied after that chunk)."""
         ...
 
     def before_apply(self, ctx: PassContext, planned: Planned) -> list[Action]:

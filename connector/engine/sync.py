@@ -9,11 +9,16 @@ The order of durable steps is what makes a crash harmless:
 3. failed records go to the retry list (re-read by id next pass);
 4. cursors move last, to the high-water mark frozen before detection.
 
-A rerun after a crash anywhere re-detects the same window and converges.
+A rerun after a crash anywhere re-detects the same window and converges. Each set
+of records the pass applies goes through these steps on its own, so the pass may
+apply its sets in any order that has a record's parent applied before it (a crash
+between two sets leaves each whole or not begun, and the cursors unmoved).
 
 Here: the pass's order (streamed chunk by chunk; with hooks, the deals streamed that
-way once the companies and contacts they are decided on were detected and held) and,
-per set of records, the steps in order (:meth:`SyncPass._process`).
+way once the companies and contacts they are decided on were detected and held, and
+after each chunk of deals, once the next has come, the held companies and contacts
+that chunk's deals share; the rest of those last) and, per set of records, the steps
+in order (:meth:`SyncPass._process`).
 Each step lives in its own module: detection's thread in ``engine/detect.py``; the
 records reconcile needs and their pair states in ``engine/gather.py``; links that
 follow CRM merges in ``engine/merges.py``; the pure merge in ``engine/reconcile.py``;
@@ -38,7 +43,7 @@ from connector.engine import apply, associations, gather, merges, migrate
 from connector.engine.detect import Detection, DetectJob, LockedAdapter, plan_listing, window_start
 from connector.engine.hooks import Chunk, Hook, ObjectRecords, PassContext, Planned
 from connector.engine.markers import PARTNER_ID, SOURCE_ID
-from connector.engine.plan import Plan, RecordError, Update
+from connector.engine.plan import Action, Create, Plan, RecordError, Update
 from connector.engine.reconcile import FieldPlan, reconcile
 from connector.engine.run import (
     EXIT_CONFLICTS,
@@ -362,9 +367,14 @@ class SyncPass:
         them (with the streamed object's changed vendor records). Then the streamed
         object (deals) goes as without hooks, chunk by chunk while detection searches
         on, each chunk decided by the hooks' ``decide_chunk`` (a deal's registration,
-        from its company and contacts held) before it is reconciled and applied; then
-        ``after_stream``, and the held objects are applied, their creates allowed by
-        the decisions of the deals they hang on."""
+        from its company and contacts held) before it is reconciled and applied; and
+        after each chunk but the last, once the next has come, the held children that
+        chunk's applied deals made shareable (:meth:`_apply_claimed`), their creates
+        allowed by the hooks' decisions made so far. Then ``after_stream``, and the
+        rest of the held objects is applied: the last chunk's children, children no
+        chunk claimed, records changed on their own, vendor-side changes, retried and
+        conflicted records, and any child a hook held back when it was claimed (a
+        later deal's decision may allow it)."""
         detected: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
         held = [m for m in order if m is not streamed]
         for step, mapping in enumerate(held, 1):
@@ -386,14 +396,29 @@ class SyncPass:
             seen[streamed.name] = ObjectRecords({}, per_side["vendor"])
         for hook in self.hooks:
             hook.after_detect(ctx, seen)
+        # ids of the held records applied already, per mapping and side: a chunk's
+        # deals claimed them (the records stay held: the hooks' picture is whole)
+        claimed: dict[str, dict[Side, set[str]]] = {}
         if streamed is not None:
-            self._stream_mapping(streamed, detection, per_side, seen)
+            parent = streamed
+            children = [m for m in held if m.share.via == parent.name]
+
+            def after_chunk(ids: Collection[str]) -> None:
+                self._apply_claimed(parent, ids, children, detected, claimed)
+
+            self._stream_mapping(streamed, detection, per_side, seen, after_chunk)
             self.progress("detect", len(order), len(order))
         for hook in self.hooks:
             hook.after_stream(ctx, seen)
         # the hooks keep what they decided (ids, decisions), not the records: each held
-        # mapping's records go once it was applied
+        # mapping's records go once it was applied — those a chunk claimed at once
         seen.clear()
+        for name, done in claimed.items():
+            partner_recs, vendor_recs = detected[name]
+            for rid in done["partner"]:
+                partner_recs.pop(rid, None)
+            for rid in done["vendor"]:
+                vendor_recs.pop(rid, None)
         for mapping in order:
             if mapping is streamed:
                 continue
@@ -402,16 +427,69 @@ class SyncPass:
             # is applied, and in the hooks' ``after_pass``, memory no longer holds
             # every record detected (issue 17)
             partner_recs, vendor_recs = detected.pop(mapping.name)
+            # what a chunk's deals claimed was applied already (:meth:`_apply_claimed`)
+            done = claimed.pop(mapping.name, {"partner": set(), "vendor": set()})
             # a child's via-candidates come from its parent's links *after* the parent
             # was applied (as when streamed): a deal whose link this pass ends (the
             # vendor deleted it) no longer shares its company (chaos seed 13, c. 152)
             via = self._via_streamed(mapping)
-            gather.read_via_extras(self, mapping, partner_recs, via)
+            gather.read_via_extras(self, mapping, partner_recs, via - done["partner"])
             self._process(mapping, partner_recs, vendor_recs, via)
-            del partner_recs, vendor_recs
+            del partner_recs, vendor_recs, done
             if self.full:
                 self._full_pages(mapping, via, None)
             self._mapping_done(mapping)
+
+    def _apply_claimed(
+        self,
+        parent: ObjectMapping,
+        ids: Collection[str],
+        children: Sequence[ObjectMapping],
+        detected: Mapping[str, tuple[dict[str, Record], dict[str, Record]]],
+        claimed: dict[str, dict[Side, set[str]]],
+    ) -> None:
+        """Once a chunk of the streamed object (``ids``: its partner records) was applied
+        and the next chunk has come, the held children its deals made shareable — their
+        via-candidates, from the deals as applied (their links now) — are applied as a
+        set of their own, with the changed vendor records linked to them, instead of
+        all waiting for the last chunk: the vendor's writes of companies and contacts
+        then overlap the partner's searches for the deals to come (issue 17).
+
+        Only held (detected, retried, conflicted) records go here: an undetected child
+        is read at the end, in one batch with the rest (:func:`gather.read_via_extras`).
+        A child is applied once, when it first becomes shareable; a later chunk's
+        deals sharing it too change nothing for it (its associations are planned from
+        the deals' side, once both objects were applied). One whose create a hook held
+        back (the registration hook: its deal is not accepted) is not claimed: a later
+        chunk, or the end, applies it again with the decisions made by then."""
+        acc = self.seen.get(parent.name)
+        if acc is None or not children:
+            return
+        applied = {rid: acc.partner[rid] for rid in ids if rid in acc.partner}
+        candidates = gather.via_candidates(self, {parent.name: applied})
+        for child in children:
+            partner_held, vendor_held = detected[child.name]
+            done = claimed.setdefault(child.name, {"partner": set(), "vendor": set()})
+            via = candidates.get(child.name, set()) - done["partner"]
+            if not via:
+                continue
+            # in the order detected, as the end applies its records: the creates (and
+            # the ids the vendor gives them) do not follow a set's hash order
+            part = {rid: rec for rid, rec in partner_held.items() if rid in via}
+            if not part:
+                continue
+            links = self.store.link_refs(self.conn, child.name, "partner", part, base=False)
+            vendor = {
+                vid: vendor_held[vid]
+                for rid in part
+                if (link := links.get(rid)) is not None
+                and (vid := link.vendor_id)
+                and vid in vendor_held
+                and vid not in done["vendor"]
+            }
+            held_back = self._process(child, part, vendor, via)
+            done["partner"].update(rid for rid in part if rid not in held_back)
+            done["vendor"].update(vendor)
 
     def _detect_whole(
         self, mapping: ObjectMapping, detection: Detection
@@ -458,11 +536,17 @@ class SyncPass:
         detection: Detection,
         per_side: dict[Side, dict[str, Record]],
         seen: Mapping[str, ObjectRecords] | None,
+        after_chunk: Callable[[Collection[str]], None] | None = None,
     ) -> None:
         """One mapping applied chunk by chunk as detection hands its partner records
         over; ``per_side``: its changed vendor records, and the records read by id to
         go first (retried). ``seen``: with hooks, the picture their ``decide_chunk``
-        decides each chunk with."""
+        decides each chunk with. ``after_chunk``: called with an applied chunk's partner
+        ids (the retried records' with the first chunk's) once the next chunk has come,
+        before it is applied (with hooks: the held children those records made
+        shareable are applied then). The last chunk's are not handed over: what they
+        share is applied with the rest, after the stream, in one set — so a mapping
+        that fits one chunk splits no write batch, and costs not one call more."""
         via = self._via_streamed(mapping)
         st = _Stream(
             mapping,
@@ -471,13 +555,22 @@ class SyncPass:
             dict(per_side["vendor"]),
             seen,
         )
+        # partner ids applied whose ``after_chunk`` waits for the next chunk to come
+        applied: list[str] = []
         # retried records (and the counterparts of retried vendor records) first
         if per_side["partner"]:
             self._sub_pass(st, per_side["partner"], {})
-        for chunk in detection.partner_chunks(mapping.name):
+            applied.extend(per_side["partner"])
+        for n, chunk in enumerate(detection.partner_chunks(mapping.name)):
+            if after_chunk is not None and n and applied:
+                after_chunk(applied)
+                applied = []
             part = {rid: r for rid, r in chunk.items() if rid not in st.done or r.archived}
             if part:
                 self._sub_pass(st, part, {})
+                if after_chunk is not None:
+                    applied.extend(part)
+        del applied  # the last chunk's are the caller's, with the rest
         last: dict[Side, dict[str, Record]] = {"partner": {}, "vendor": {}}
         gather.read_via_extras(self, mapping, last["partner"], via - st.done)
         want_p = {
@@ -626,10 +719,12 @@ class SyncPass:
         via: set[str],
         *,
         keep: bool = True,
-    ) -> None:
+    ) -> set[str]:
         """One set of records of one mapping, step by step: stale search copies read
         again, merges followed and interrupted creates closed, pair states gathered,
-        reconcile, the hooks' say, the plan, apply (not in a dry run).
+        reconcile, the hooks' say, the plan, apply (not in a dry run). Returns the
+        partner ids whose vendor create reconcile planned and a hook held back (a
+        child claimed early is applied again later: :meth:`_apply_claimed`).
 
         ``keep``: the pass keeps the records for its association step, via-sharing
         and the hooks (every detected record). ``False`` (a full pass's or a
@@ -683,13 +778,16 @@ class SyncPass:
         actions = reconcile(self.compiled[mapping.name], states)
         if self.fresh:  # sync --full, resync: a cleared partner marker is put back
             actions = gather.restore_markers(self, mapping, states, actions)
+        planned = _vendor_creates(actions) if self.hooks else set()
         for hook in self.hooks:
             actions = hook.before_apply(ctx, Planned(mapping, actions, records))
+        held_back = planned - _vendor_creates(actions) if planned else planned
         self.plan.extend(actions)
         self.crash_at(f"after_plan:{mapping.name}")
         if not ctx.dry_run:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
+        return held_back
 
     def _kept_props(self, mapping: ObjectMapping) -> tuple[str, ...]:
         """The partner properties :func:`gather.via_candidates` reads of a mapping's
@@ -722,6 +820,11 @@ class SyncPass:
         if self.ctx.run_id is not None and self.outcomes:
             self.store.add_outcomes(self.ctx.run_id, self.outcomes)
         self.outcomes = []
+
+
+def _vendor_creates(actions: Sequence[Action]) -> set[str]:
+    """Partner ids of the vendor creates among ``actions``."""
+    return {a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"}
 
 
 PLAIN = Record("", "", {}, datetime.min.replace(tzinfo=UTC))

@@ -9,7 +9,9 @@ Where the program's §2.1 rules meet the sync engine:
 * ``after_stream`` — once every deal was decided: lead registrations (partner
   contacts flagged as leads) and their withdrawals;
 * ``before_apply`` — only accepted deals, and the companies and contacts hanging on
-  accepted or already-shared deals, are created at the vendor; the rest is vetoed;
+  accepted or already-shared deals, are created at the vendor; the rest is vetoed
+  (the pass applies a chunk's companies and contacts right after it, with the
+  decisions made so far, and offers one vetoed then again with the later ones);
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
   properties), and each partner record gets its registration's status and reason.
 

@@ -2,8 +2,9 @@
 companies and contacts are detected and held first; the deals then come chunk by chunk
 while detection searches on, each chunk decided by the hooks (``decide_chunk``: a
 deal's registration, from its company and contacts held) and applied before the next
-is read; the leads are decided once every deal was (``after_stream``); the companies
-and contacts are applied last, their creates allowed by their deals' decisions.
+is read — and right after it, the companies and contacts its deals made shareable,
+their creates allowed by those deals' decisions; the leads are decided once every deal
+was (``after_stream``); what no chunk claimed is applied last.
 
 Chunks of 2 deals here (``DETECT_CHUNK``), so 5 deals are 3 chunks; the embedded CRM
 hands its search over in such chunks too.
@@ -30,13 +31,16 @@ class Probe(BaseHook):
     def __init__(self, program: Program) -> None:
         self.program = program
         self.events: list[tuple[str, Any]] = []
+        # per deal chunk, before it is applied: the vendor's companies and contacts
+        self.children: list[tuple[int, int]] = []
 
     def after_detect(self, ctx: PassContext, seen: Any) -> None:
         self.events.append(("after_detect", {n: len(r.partner) for n, r in seen.items()}))
 
     def decide_chunk(self, ctx: PassContext, chunk: Chunk, seen: Any) -> None:
-        vendor_deals = len(self.program.vendor.all("deals"))
-        self.events.append(("chunk", (len(chunk.records.partner), vendor_deals)))
+        vendor = self.program.vendor
+        self.events.append(("chunk", (len(chunk.records.partner), len(vendor.all("deals")))))
+        self.children.append((len(vendor.all("companies")), len(vendor.all("contacts"))))
 
     def after_stream(self, ctx: PassContext, seen: dict[str, ObjectRecords]) -> None:
         self.events.append(("after_stream", None))
@@ -108,3 +112,97 @@ def test_a_later_chunk_sees_the_earlier_chunks_decisions(make_program: MakeProgr
     dry = deal_decisions(make_program("dry", capacity_3), dry=True)
     assert real == ["accepted", "accepted", "accepted", "capacity_exceeded", "accepted"]
     assert dry == real
+
+
+@pytest.mark.usefixtures("chunk_of_2")
+def test_a_chunks_companies_and_contacts_go_out_before_the_next_chunk(
+    make_program: MakeProgram,
+) -> None:
+    """The companies and contacts a chunk's deals share are written to the vendor once
+    the next chunk has come, before it is decided, while the deals to come are still
+    being searched for — not all after the last chunk (issue 17: the pass's wall
+    time)."""
+    p, probe = probed(make_program)
+    seeded = [p.seed_deal(domain=f"co{i}.com", company=f"Co{i}") for i in range(5)]
+    result = p.sync()
+    assert result.status == "ok", result.errors
+    # (vendor companies, vendor contacts) as each of the 3 chunks is decided
+    assert probe.children == [(0, 0), (2, 2), (4, 4)]
+    for s in seeded:
+        deal = p.counterpart("acme", "deals", s.id)
+        company = p.counterpart("acme", "companies", s.company.id)
+        contact = p.counterpart("acme", "contacts", s.contacts[0].id)
+        assert deal is not None and company is not None and contact is not None
+        vdeal = p.vendor.get("deals", deal.id)
+        assert vdeal.associations["companies"] == (company.id,)
+        assert vdeal.associations["contacts"] == (contact.id,)
+    assert len(p.vendor.all("companies")) == 5 and len(p.vendor.all("contacts")) == 5
+    again = p.sync(now=NOW + timedelta(minutes=5))
+    assert again.status == "ok" and not again.plan.actions
+
+
+@pytest.mark.usefixtures("chunk_of_2")
+def test_a_company_of_deals_in_two_chunks_is_created_once_with_both_associations(
+    make_program: MakeProgram,
+) -> None:
+    """A company the first chunk's deal shares is written then; the third chunk's deal
+    on it is associated with the same vendor company, which is not written again."""
+    p, _ = probed(make_program)
+    first = p.seed_deal(domain="globex.com", company="Globex")
+    for i in range(3):
+        p.seed_deal(domain=f"co{i}.com", company=f"Co{i}")
+    bo = {"firstname": "Bo", "lastname": "Lee", "email": "bo@globex.com", "country": "US"}
+    later = p.seed_deal(company="Globex copy", contacts=[bo], with_company=False)
+    p.crm("acme").associate("deals", "companies", [(later.id, first.company.id)])
+    result = p.sync()
+    assert result.status == "ok", result.errors
+    company = p.counterpart("acme", "companies", first.company.id)
+    assert company is not None
+    assert len(p.vendor_companies("globex.com")) == 1
+    for s in (first, later):
+        deal = p.counterpart("acme", "deals", s.id)
+        assert deal is not None
+        assert p.vendor.get("deals", deal.id).associations["companies"] == (company.id,)
+    again = p.sync(now=NOW + timedelta(minutes=5))
+    assert again.status == "ok" and not again.plan.actions
+
+
+@pytest.mark.usefixtures("chunk_of_2")
+def test_a_company_held_back_for_one_chunk_is_created_for_a_later_chunks_deal(
+    make_program: MakeProgram,
+) -> None:
+    """A company shared by a refused deal (capacity) is not created when that deal's
+    chunk is applied; a later chunk's accepted deal on it gets it created right after
+    that chunk, and its associations follow."""
+    p, probe = probed(make_program, capacity_3)
+    for i in range(3):
+        p.seed_deal(domain=f"co{i}.com", company=f"Co{i}")  # chunks 1 and 2: accepted
+    refused = p.seed_deal(domain="co3.com", company="Co3")  # chunk 2: capacity exceeded
+    # chunks 3 and 4: on the partner's own domains, accepted again
+    again = [
+        p.seed_deal(domain=f"co{i}.com", company=f"Co{i} again", contacts=[person(i)])
+        for i in range(3)
+    ]
+    own = again[0]
+    p.crm("acme").associate("deals", "companies", [(refused.id, own.company.id)])
+    result = p.sync()
+    assert result.status == "ok", result.errors
+    reg = p.registry.find("acme", "deal", refused.id)
+    assert (reg.status, reg.code) == ("rejected", "capacity_exceeded")
+    assert p.counterpart("acme", "deals", refused.id) is None
+    assert p.counterpart("acme", "companies", refused.company.id) is None
+    # vendor companies as each chunk is decided: chunk 2's Co3 and Co0 again held back,
+    # then Co0 again (and Co1 again) written once chunk 3's deals were accepted
+    assert [c for c, _ in probe.children] == [0, 2, 3, 5]
+    company = p.counterpart("acme", "companies", own.company.id)
+    assert company is not None
+    deal = p.counterpart("acme", "deals", own.id)
+    assert deal is not None
+    assert p.vendor.get("deals", deal.id).associations["companies"] == (company.id,)
+    quiet = p.sync(now=NOW + timedelta(minutes=5))
+    assert quiet.status == "ok" and not quiet.plan.actions
+
+
+def person(i: int) -> dict[str, str]:
+    """A second contact at ``co<i>.com``."""
+    return {"firstname": "Bo", "lastname": f"Lee{i}", "email": f"bo@co{i}.com", "country": "US"}
