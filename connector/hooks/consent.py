@@ -197,9 +197,8 @@ def decide_consent(
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
     pages: Callable[[], Iterable[list[tuple[Registration, RegistrationContact]]]]
     if registration_ids is None:
-        # a page of contacts at a time, read twice (the companies to read, then the
-        # decisions): a first sync that accepted N registrations holds a page of rows
-        # and what is due, not N pairs of rows (issue 17); the reads are the same
+        # a page of contacts at a time: a first sync that accepted N registrations
+        # holds a page of rows and what is due, not N pairs of rows (issue 17)
         def pages() -> Iterable[list[tuple[Registration, RegistrationContact]]]:
             return registry.consent_due_pages(ctx.connection, ctx.now)
 
@@ -242,23 +241,88 @@ def decide_consent(
     def decided(person: RegistrationContact, done: Collection[str]) -> bool:
         return any(f"{kind}:{person.email.lower()}" in done for kind in CONSENT_KINDS)
 
-    # (read once per registration and kept with it: not again on every later pass)
+    # Each page is decided as it comes, in order, except the contacts without a country
+    # of their own, not decided yet, whose company's country was never read (read once
+    # per registration and kept with it: not again on every later pass): those wait
+    # for one read of all their companies — with every later contact of the same
+    # address, so the decisions about one address keep their order — and go after it.
+    # What is due keeps the order of the contacts (``at``).
     unread: dict[int | None, str | None] = {}
-    for pairs in pages():
-        done = existing(pairs)
-        unread.update(
-            (reg.id, reg.vendor_company_id)
-            for reg, p in pairs
-            if country_code(p.country) is None
-            and reg.vendor_company_id
-            and reg.company_country is None
-            and not decided(p, done)
-        )
+    waiting: list[tuple[int, Registration, RegistrationContact]] = []
+    waiting_emails: set[str] = set()
+    known: set[str] = set()  # the outbox keys that exist of the waiting contacts
+    taken: set[str] = set()  # the keys decided by this call, for the pages after
     company_country: dict[str, str | None] = {}
+    due: list[tuple[int, _Due]] = []
+    never: list[tuple[int, tuple[str, str]]] = []
+    later: list[tuple[int, tuple[str, datetime]]] = []
+
+    def decide(at: int, reg: Registration, person: RegistrationContact, done: set[str]) -> None:
+        look(reg, person)  # nothing left to do, unless said otherwise below
+        if country_code(person.country) is None and decided(person, done):
+            # where it is came from its company then, and is not read again
+            email = person.email.lower()
+            look(
+                reg,
+                person,
+                key=next(f"{k}:{email}" for k in CONSENT_KINDS if f"{k}:{email}" in done),
+            )
+            return
+        company = (
+            reg.company_country or None
+            if reg.company_country is not None
+            else company_country.get(reg.vendor_company_id or "")
+        )
+        where = lead_country(person.country, company)
+        area = region(where.country, consent)
+        if area == "outside":
+            why = f"{where.source} country {where.country} is outside the EU"
+            never.append((at, (person.email, why)))
+            return
+        kind = "consent_request" if area == "dach" else "data_notice"
+        key = f"{kind}:{person.email.lower()}"
+        if key in done:
+            look(reg, person, key=key)
+            return  # decided before (or for another registration of this person)
+        decided_at = reg.decided_at or reg.submitted_at
+        window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
+        if kind == "data_notice" and ctx.now < window_end:
+            # not due yet: decided on the first pass after the window, looked at again then
+            later.append((at, (person.email, window_end)))
+            look(reg, person, again=window_end)
+            return
+        look(reg, person, key=key)
+        done.add(key)
+        taken.add(key)
+        due.append((at, _Due(reg, person, kind, key, where.country, window_end)))
+
+    at = 0
+    for pairs in pages():
+        done = existing(pairs) | taken
+        for reg, person in pairs:
+            at += 1
+            email = person.email.lower()
+            needs_company = (
+                country_code(person.country) is None
+                and bool(reg.vendor_company_id)
+                and reg.company_country is None
+                and not decided(person, done)
+            )
+            if needs_company:
+                unread[reg.id] = reg.vendor_company_id
+            if needs_company or email in waiting_emails:
+                if email not in waiting_emails:
+                    waiting_emails.add(email)
+                    known.update(
+                        k for k in (f"{kind}:{email}" for kind in CONSENT_KINDS) if k in done
+                    )
+                waiting.append((at, reg, person))
+                continue
+            decide(at, reg, person, done)
     if unread:
         ids = sorted({cid for cid in unread.values() if cid})
         found = vendor.read(vendor.naming.companies, ids, ["country"])
-        company_country = {cid: rec.get("country") for cid, rec in found.items()}
+        company_country.update({cid: rec.get("country") for cid, rec in found.items()})
         if not ctx.dry_run:  # a dry run writes nothing, not even what it read
             registry.mark_each(
                 {
@@ -267,50 +331,15 @@ def decide_consent(
                     if rid is not None and (cid or "") in found
                 }
             )
-    due: list[_Due] = []
-    taken: set[str] = set()  # the keys decided by this call, for the pages after
-    for pairs in pages():
-        done = existing(pairs) | taken
-        for reg, person in pairs:
-            look(reg, person)  # nothing left to do, unless said otherwise below
-            if country_code(person.country) is None and decided(person, done):
-                # where it is came from its company then, and is not read again
-                email = person.email.lower()
-                look(
-                    reg,
-                    person,
-                    key=next(f"{k}:{email}" for k in CONSENT_KINDS if f"{k}:{email}" in done),
-                )
-                continue
-            company = (
-                reg.company_country or None
-                if reg.company_country is not None
-                else company_country.get(reg.vendor_company_id or "")
-            )
-            where = lead_country(person.country, company)
-            area = region(where.country, consent)
-            if area == "outside":
-                why = f"{where.source} country {where.country} is outside the EU"
-                ctx.note(ConsentOutlook).never.append((person.email, why))
-                continue
-            kind = "consent_request" if area == "dach" else "data_notice"
-            key = f"{kind}:{person.email.lower()}"
-            if key in done:
-                look(reg, person, key=key)
-                continue  # decided before (or for another registration of this person)
-            decided_at = reg.decided_at or reg.submitted_at
-            window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
-            if kind == "data_notice" and ctx.now < window_end:
-                # not due yet: decided on the first pass after the window, looked at
-                # again then
-                ctx.note(ConsentOutlook).later.append((person.email, window_end))
-                look(reg, person, again=window_end)
-                continue
-            look(reg, person, key=key)
-            done.add(key)
-            taken.add(key)
-            due.append(_Due(reg, person, kind, key, where.country, window_end))
-    count = _decide_due(ctx, rules, engagement, due)
+    done = known | taken
+    for at, reg, person in waiting:
+        decide(at, reg, person, done)
+    if never or later:
+        outlook = ctx.note(ConsentOutlook)
+        outlook.never.extend(entry for _, entry in sorted(never, key=lambda e: e[0]))
+        outlook.later.extend(entry for _, entry in sorted(later, key=lambda e: e[0]))
+    due.sort(key=lambda e: e[0])
+    count = _decide_due(ctx, rules, engagement, [item for _, item in due])
     # after the e-mails' rows (a crash before this looks at them again: the outbox keys
     # make that harmless); a CRM error that stops the pass leaves them due
     _mark_looked(ctx, looked)
