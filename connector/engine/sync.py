@@ -175,6 +175,9 @@ class SyncPass:
         self.rechecks: list[tuple[str, Side, str]] = []
         self.cleared: list[tuple[str, Side, str]] = []
         self._acc: dict[str, tuple[dict[str, Record], dict[str, Record]]] = {}
+        # the kept properties of slim records, one dictionary per distinct content
+        # (most deals keep the same share flag): see :func:`slim`
+        self._kept_shapes: dict[tuple[tuple[str, str | None], ...], dict[str, str | None]] = {}
         self._started = False
         self._via_cache: dict[str, dict[str, set[str]]] = {}
         self.assoc_done: set[tuple[str, str]] = set()
@@ -763,7 +766,11 @@ class SyncPass:
             # were applied — so the pass keeps those, not the properties, and its
             # memory does not hold every record it streamed (issue 17)
             kept = self._kept_props(mapping)
-            acc[0].update((rid, slim(rec, kept, plain=True)) for rid, rec in partner_recs.items())
+            shapes = self._kept_shapes
+            acc[0].update(
+                (rid, slim(rec, kept, plain=True, shapes=shapes))
+                for rid, rec in partner_recs.items()
+            )
             acc[1].update((rid, rec if rec.archived else PLAIN) for rid, rec in vendor_recs.items())
             records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
@@ -826,6 +833,8 @@ def _vendor_creates(actions: Sequence[Action]) -> set[str]:
     """Partner ids of the vendor creates among ``actions``."""
     return {a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"}
 
+KEPT_SHAPES = 64
+"""Distinct kept-property dictionaries a pass shares (see :func:`slim`)."""
 
 PLAIN = Record("", "", {}, datetime.min.replace(tzinfo=UTC))
 """What a pass without hooks keeps of an applied record with no associations, no kept
@@ -834,14 +843,29 @@ shared stand-in, so each such record costs the pass a dictionary entry (its id),
 a record. Only its emptiness is read."""
 
 
-def slim(rec: Record, props: Collection[str] = (), *, plain: bool = False) -> Record:
+def slim(
+    rec: Record,
+    props: Collection[str] = (),
+    *,
+    plain: bool = False,
+    shapes: dict[tuple[tuple[str, str | None], ...], dict[str, str | None]] | None = None,
+) -> Record:
     """What a pass keeps of a record it applied: its id and associations (the
     association step and via-sharing read those), and of its properties only the
     ``props`` it has a value for. ``plain``: no hook will see it, so :data:`PLAIN`
-    when that leaves nothing."""
+    when that leaves nothing. ``shapes`` (the pass's): records keeping the same
+    properties share one dictionary of them (nothing writes a kept record's
+    properties), so N deals flagged alike cost N references, not N dictionaries."""
     kept: dict[str, str | None] = {p: v for p in props if (v := rec.properties.get(p)) is not None}
     if plain and not kept and not rec.associations and not rec.archived:
         return PLAIN
+    if shapes is not None and kept:
+        key = tuple(kept.items())
+        shared = shapes.get(key)
+        if shared is not None:
+            kept = shared
+        elif len(shapes) < KEPT_SHAPES:  # a record's own source id is not shared
+            shapes[key] = kept
     return Record(rec.object_type, rec.id, kept, rec.updated_at, rec.archived, rec.associations)
 
 

@@ -32,7 +32,7 @@ The vendor's contacts are named as the vendor's CRM names them (``ctx.vendor_crm
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -195,8 +195,13 @@ def decide_consent(
     registry = ctx.store.registry
     vendor = ctx.vendor_crm
     engagement = vendor if isinstance(vendor, SupportsEngagement) else None
+    pages: Callable[[], Iterable[list[tuple[Registration, RegistrationContact]]]]
     if registration_ids is None:
-        pairs = registry.consent_due(ctx.connection, ctx.now)
+        # a page of contacts at a time: a first sync that accepted N registrations
+        # holds a page of rows and what is due, not N pairs of rows (issue 17)
+        def pages() -> Iterable[list[tuple[Registration, RegistrationContact]]]:
+            return registry.consent_due_pages(ctx.connection, ctx.now)
+
     else:
         given = (registry.get(i) for i in sorted(registration_ids))
         accepted = [
@@ -206,7 +211,13 @@ def decide_consent(
         ]
         # one bulk read instead of a query per registration
         people = registry.contacts_of(r.id for r in accepted if r.id is not None)
-        pairs = [(reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])]
+        given_pairs = [
+            (reg, p) for reg in accepted if reg.id is not None for p in people.get(reg.id, [])
+        ]
+
+        def pages() -> Iterable[list[tuple[Registration, RegistrationContact]]]:
+            return [given_pairs]
+
     # contact id → (the decision it was looked at for, when to look again or None, the
     # outbox key the decision rests on or None)
     looked: dict[int, tuple[datetime, datetime | None, str | None]] = {}
@@ -220,40 +231,35 @@ def decide_consent(
         if person.id is not None:
             looked[person.id] = (reg.decided_at or reg.submitted_at, again, key)
 
-    done = ctx.store.outbox.existing(
-        f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
-    )
+    def existing(pairs: Sequence[tuple[Registration, RegistrationContact]]) -> set[str]:
+        """The outbox keys that exist of these contacts' consent e-mails."""
+        return ctx.store.outbox.existing(
+            f"{kind}:{p.email.lower()}" for _, p in pairs for kind in CONSENT_KINDS
+        )
 
     # contacts without a country of their own, not decided yet: their company's country
-    def decided(person: RegistrationContact) -> bool:
+    def decided(person: RegistrationContact, done: Collection[str]) -> bool:
         return any(f"{kind}:{person.email.lower()}" in done for kind in CONSENT_KINDS)
 
-    # (read once per registration and kept with it: not again on every later pass)
-    unread = {
-        reg.id: reg.vendor_company_id
-        for reg, p in pairs
-        if country_code(p.country) is None
-        and reg.vendor_company_id
-        and reg.company_country is None
-        and not decided(p)
-    }
+    # Each page is decided as it comes, in order, except the contacts without a country
+    # of their own, not decided yet, whose company's country was never read (read once
+    # per registration and kept with it: not again on every later pass): those wait
+    # for one read of all their companies — with every later contact of the same
+    # address, so the decisions about one address keep their order — and go after it.
+    # What is due keeps the order of the contacts (``at``).
+    unread: dict[int | None, str | None] = {}
+    waiting: list[tuple[int, Registration, RegistrationContact]] = []
+    waiting_emails: set[str] = set()
+    known: set[str] = set()  # the outbox keys that exist of the waiting contacts
+    taken: set[str] = set()  # the keys decided by this call, for the pages after
     company_country: dict[str, str | None] = {}
-    if unread:
-        ids = sorted({cid for cid in unread.values() if cid})
-        found = vendor.read(vendor.naming.companies, ids, ["country"])
-        company_country = {cid: rec.get("country") for cid, rec in found.items()}
-        if not ctx.dry_run:  # a dry run writes nothing, not even what it read
-            registry.mark_each(
-                {
-                    rid: {"company_country": company_country.get(cid or "") or ""}
-                    for rid, cid in unread.items()
-                    if rid is not None and (cid or "") in found
-                }
-            )
-    due: list[_Due] = []
-    for reg, person in pairs:
+    due: list[tuple[int, _Due]] = []
+    never: list[tuple[int, tuple[str, str]]] = []
+    later: list[tuple[int, tuple[str, datetime]]] = []
+
+    def decide(at: int, reg: Registration, person: RegistrationContact, done: set[str]) -> None:
         look(reg, person)  # nothing left to do, unless said otherwise below
-        if country_code(person.country) is None and decided(person):
+        if country_code(person.country) is None and decided(person, done):
             # where it is came from its company then, and is not read again
             email = person.email.lower()
             look(
@@ -261,7 +267,7 @@ def decide_consent(
                 person,
                 key=next(f"{k}:{email}" for k in CONSENT_KINDS if f"{k}:{email}" in done),
             )
-            continue
+            return
         company = (
             reg.company_country or None
             if reg.company_country is not None
@@ -271,24 +277,69 @@ def decide_consent(
         area = region(where.country, consent)
         if area == "outside":
             why = f"{where.source} country {where.country} is outside the EU"
-            ctx.note(ConsentOutlook).never.append((person.email, why))
-            continue
+            never.append((at, (person.email, why)))
+            return
         kind = "consent_request" if area == "dach" else "data_notice"
         key = f"{kind}:{person.email.lower()}"
         if key in done:
             look(reg, person, key=key)
-            continue  # decided before (or for another registration of this person)
+            return  # decided before (or for another registration of this person)
         decided_at = reg.decided_at or reg.submitted_at
         window_end = notice_due(decided_at, consent) if kind == "data_notice" else ctx.now
         if kind == "data_notice" and ctx.now < window_end:
             # not due yet: decided on the first pass after the window, looked at again then
-            ctx.note(ConsentOutlook).later.append((person.email, window_end))
+            later.append((at, (person.email, window_end)))
             look(reg, person, again=window_end)
-            continue
+            return
         look(reg, person, key=key)
         done.add(key)
-        due.append(_Due(reg, person, kind, key, where.country, window_end))
-    count = _decide_due(ctx, rules, engagement, due)
+        taken.add(key)
+        due.append((at, _Due(reg, person, kind, key, where.country, window_end)))
+
+    at = 0
+    for pairs in pages():
+        done = existing(pairs) | taken
+        for reg, person in pairs:
+            at += 1
+            email = person.email.lower()
+            needs_company = (
+                country_code(person.country) is None
+                and bool(reg.vendor_company_id)
+                and reg.company_country is None
+                and not decided(person, done)
+            )
+            if needs_company:
+                unread[reg.id] = reg.vendor_company_id
+            if needs_company or email in waiting_emails:
+                if email not in waiting_emails:
+                    waiting_emails.add(email)
+                    known.update(
+                        k for k in (f"{kind}:{email}" for kind in CONSENT_KINDS) if k in done
+                    )
+                waiting.append((at, reg, person))
+                continue
+            decide(at, reg, person, done)
+    if unread:
+        ids = sorted({cid for cid in unread.values() if cid})
+        found = vendor.read(vendor.naming.companies, ids, ["country"])
+        company_country.update({cid: rec.get("country") for cid, rec in found.items()})
+        if not ctx.dry_run:  # a dry run writes nothing, not even what it read
+            registry.mark_each(
+                {
+                    rid: {"company_country": company_country.get(cid or "") or ""}
+                    for rid, cid in unread.items()
+                    if rid is not None and (cid or "") in found
+                }
+            )
+    done = known | taken
+    for at, reg, person in waiting:
+        decide(at, reg, person, done)
+    if never or later:
+        outlook = ctx.note(ConsentOutlook)
+        outlook.never.extend(entry for _, entry in sorted(never, key=lambda e: e[0]))
+        outlook.later.extend(entry for _, entry in sorted(later, key=lambda e: e[0]))
+    due.sort(key=lambda e: e[0])
+    count = _decide_due(ctx, rules, engagement, [item for _, item in due])
     # after the e-mails' rows (a crash before this looks at them again: the outbox keys
     # make that harmless); a CRM error that stops the pass leaves them due
     _mark_looked(ctx, looked)

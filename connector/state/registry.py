@@ -54,6 +54,7 @@ _REG: Table = Registration.__table__  # type: ignore[attr-defined]
 _CONTACT: Table = RegistrationContact.__table__  # type: ignore[attr-defined]
 _CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
 _CHUNK = CHUNK  # decisions per transaction in record_many (tests make it smaller)
+MARK_SLICE = 1000  # consent marks per executemany in mark_consent
 
 RegKey = tuple[str, str, str]  # partner, kind, partner record id
 
@@ -253,35 +254,63 @@ class Registry(CommissionLedger, ReviewQueue):
         notice's time). One query; the contacts with nothing due are never loaded, so a
         quiet pass does not grow with the number of registrations. By registration,
         then contact, in id order."""
+        return [pair for page in self.consent_due_pages(partner, now) for pair in page]
+
+    def consent_due_pages(
+        self, partner: str, now: datetime, size: int = 1000
+    ) -> Iterator[list[tuple[Registration, RegistrationContact]]]:
+        """:meth:`consent_due` ``size`` contacts at a time, in the same order (keyset on
+        registration id, then contact id; each page its own query): a first sync that
+        accepted N registrations holds one page of rows, not N pairs of ORM rows
+        (issue 17)."""
         decided = func.coalesce(Registration.decided_at, Registration.submitted_at)
-        with self.session() as s:
-            rows = s.exec(
-                select(Registration, RegistrationContact)
-                .join(
-                    RegistrationContact,
-                    col(RegistrationContact.registration_id) == col(Registration.id),
-                )
-                .where(
-                    Registration.partner == partner,
-                    Registration.status == "accepted",
+        due = or_(
+            col(RegistrationContact.consent_for).is_(None),
+            col(RegistrationContact.consent_for) != decided,
+            col(RegistrationContact.consent_next) <= now,
+            # decided, but the decision's outbox row is gone (a migration that lets old
+            # decisions be made again): decide again
+            and_(
+                col(RegistrationContact.consent_key).is_not(None),
+                ~exists().where(
+                    col(OutboxMessage.dedupe_key) == col(RegistrationContact.consent_key)
+                ),
+            ),
+        )
+        after: tuple[int, int] | None = None
+        while True:
+            where: list[Any] = [
+                Registration.partner == partner,
+                Registration.status == "accepted",
+                due,
+            ]
+            if after is not None:
+                where.append(
                     or_(
-                        col(RegistrationContact.consent_for).is_(None),
-                        col(RegistrationContact.consent_for) != decided,
-                        col(RegistrationContact.consent_next) <= now,
-                        # decided, but the decision's outbox row is gone (a migration
-                        # that lets old decisions be made again): decide again
+                        col(Registration.id) > after[0],
                         and_(
-                            col(RegistrationContact.consent_key).is_not(None),
-                            ~exists().where(
-                                col(OutboxMessage.dedupe_key)
-                                == col(RegistrationContact.consent_key)
-                            ),
+                            col(Registration.id) == after[0], col(RegistrationContact.id) > after[1]
                         ),
-                    ),
+                    )
                 )
-                .order_by(col(Registration.id), col(RegistrationContact.id))
-            ).all()
-        return [(reg, person) for reg, person in rows]
+            with self.session() as s:
+                rows = s.exec(
+                    select(Registration, RegistrationContact)
+                    .join(
+                        RegistrationContact,
+                        col(RegistrationContact.registration_id) == col(Registration.id),
+                    )
+                    .where(*where)
+                    .order_by(col(Registration.id), col(RegistrationContact.id))
+                    .limit(size)
+                ).all()
+            if not rows:
+                return
+            yield [(reg, person) for reg, person in rows]
+            last_reg, last_person = rows[-1]
+            after = (last_reg.id or 0, last_person.id or 0)
+            if len(rows) < size:
+                return
 
     def mark_consent(
         self, items: Iterable[tuple[int, datetime, datetime | None, str | None]]
@@ -296,17 +325,20 @@ class Registry(CommissionLedger, ReviewQueue):
         ]
         if not rows:
             return
-        with self.session() as s:
-            s.execute(
-                update(_CONTACT)
-                .where(_CONTACT.c.id == bindparam("b_id", type_=_CONTACT.c.id.type))
-                .values(
-                    consent_for=bindparam("b_for", type_=_CONTACT.c.consent_for.type),
-                    consent_next=bindparam("b_next", type_=_CONTACT.c.consent_next.type),
-                    consent_key=bindparam("b_key", type_=_CONTACT.c.consent_key.type),
-                ),
-                rows,
+        statement = (
+            update(_CONTACT)
+            .where(_CONTACT.c.id == bindparam("b_id", type_=_CONTACT.c.id.type))
+            .values(
+                consent_for=bindparam("b_for", type_=_CONTACT.c.consent_for.type),
+                consent_next=bindparam("b_next", type_=_CONTACT.c.consent_next.type),
+                consent_key=bindparam("b_key", type_=_CONTACT.c.consent_key.type),
             )
+        )
+        with self.session() as s:
+            # in slices, one transaction: the driver's parameters for one slice at a
+            # time, not for every contact a first sync looked at (issue 17)
+            for i in range(0, len(rows), MARK_SLICE):
+                s.execute(statement, rows[i : i + MARK_SLICE])
             s.commit()
 
     def status_counts(self) -> dict[tuple[str, str], int]:

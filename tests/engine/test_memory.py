@@ -167,6 +167,36 @@ def test_a_product_pass_lets_go_of_the_records_it_applied(
     assert {r.status for r in regs.values()} == {"accepted"}
 
 
+def test_a_product_pass_shares_the_kept_flag_of_deals_flagged_alike(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 registered deals streamed in chunks of 2 keep the same share flag: the pass
+    keeps one dictionary of it for all of them, not one per deal (issue 17), and
+    via-sharing still reads each deal's flag."""
+    monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 2)
+    world = make_world(program_hooks=True)
+    seeded = _seed(world, 5)
+    held: dict[str, Any] = {}
+    step = associations.sync_associations
+
+    def look(sp: Any, finished: Any = None) -> None:
+        if finished is None:
+            held["deals"] = dict(sp.seen["deals"].partner)
+        step(sp, finished)
+
+    monkeypatch.setattr("connector.engine.sync.associations.sync_associations", look)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    deals = held["deals"]
+    assert set(deals) == {s.id for s in seeded}
+    assert all(rec.properties == {"dealsync_register": "true"} for rec in deals.values())
+    assert len({id(rec.properties) for rec in deals.values()}) == 1
+    for s in seeded:  # shared via the deals: every company was created
+        assert world.counterpart("companies", s.company.id) is not None
+
+
 def test_a_product_pass_logs_its_effects_without_their_records(make_world: Any) -> None:
     """5 registered deals, hooks on: the pass's effect log (what ``sync`` summarises)
     still counts 5 acceptances and 5 write-backs of the registration status, while
