@@ -833,6 +833,7 @@ def _vendor_creates(actions: Sequence[Action]) -> set[str]:
     """Partner ids of the vendor creates among ``actions``."""
     return {a.source_id for a in actions if isinstance(a, Create) and a.target == "vendor"}
 
+
 KEPT_SHAPES = 64
 """Distinct kept-property dictionaries a pass shares (see :func:`slim`)."""
 
