@@ -11,7 +11,11 @@ Where the program's §2.1 rules meet the sync engine:
 * ``before_apply`` — only accepted deals, and the companies and contacts hanging on
   accepted or already-shared deals, are created at the vendor; the rest is vetoed;
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
-  properties), and each partner record gets its registration's status and reason.
+  properties), and each partner record gets its registration's status and reason —
+  those of the streamed deals mostly written already: once a chunk of deals was
+  applied (at the next ``decide_chunk``, at ``after_stream``), its registrations'
+  statuses go to the partner CRM from the pass's background writer while the pass
+  goes on (:func:`~connector.hooks.registration_crm.write_back_soon`).
 
 The hook decides; it does not write. Endings, decisions and writes are effects
 (:mod:`connector.engine.effects`) handed to ``ctx.apply``: the engine records them
@@ -52,9 +56,12 @@ from connector.hooks.registration_crm import (
     REG_STATUS,
     REG_UNTIL,
     PassLookups,
+    WriteBacks,
     decide_submissions,
     ownership_on_creates,
+    take_write_backs,
     write_back,
+    write_back_soon,
     write_vendor_ownership,
 )
 from connector.mail.render import render
@@ -186,10 +193,17 @@ class RegistrationHook(BaseHook):
         decisions = ctx.noted(PassDecisions)
         if chunk.mapping is not objects.deals or decisions is None or not chunk.records.partner:
             return
+        # the chunks before this one were applied: their registrations' statuses go to
+        # the partner CRM while this one is decided and applied
+        write_back_soon(ctx, ctx.store.registry)
         self._deals(ctx, ctx.store.registry, chunk.records.partner, decisions, seen)
+        ctx.note(WriteBacks).due.extend(chunk.records.partner)
 
     def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        """Leads after the pass's deals (a deal registers its domain first)."""
+        """Leads after the pass's deals (a deal registers its domain first). The last
+        chunk of deals was applied: its registrations' statuses go to the partner CRM
+        while the companies and contacts are applied."""
+        write_back_soon(ctx, ctx.store.registry)
         objects = self.objects(ctx.partner_crm.naming)
         if objects.contacts is not None and objects.contacts.name in seen:
             self._leads(ctx, ctx.store.registry, seen[objects.contacts.name].partner)
@@ -484,6 +498,8 @@ class RegistrationHook(BaseHook):
         registry = ctx.store.registry
         objects = self.objects(ctx.partner_crm.naming)
         write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
+        # what the stream set going first (its failures raised here, as write_back's)
+        take_write_backs(ctx, registry, wait=True)
         write_back(ctx, registry)
         remind_overdue_reviews(ctx, registry, self.rules)
 

@@ -657,6 +657,43 @@ class Registry(CommissionLedger, ReviewQueue):
                 )
             s.commit()
 
+    def mark_written_back(self, written: Sequence[Registration]) -> None:
+        """Mark registrations written back to their partner records, each only while it
+        still holds what was written (status, code, reason, end): one that changed
+        since it was read — withdrawn by a later chunk of the pass while its write was
+        under way, re-decided, reviewed meanwhile — stays pending and is written again.
+        One transaction, one executemany."""
+        rows = [
+            {
+                "b_id": r.id,
+                "b_status": r.status,
+                "b_code": r.code,
+                "b_reason": r.reason,
+                "b_owned_until": r.owned_until,
+            }
+            for r in written
+            if r.id is not None
+        ]
+        if not rows:
+            return
+        c = _REG.c
+        same = [
+            c[name].is_not_distinct_from(bindparam(f"b_{name}", type_=c[name].type))
+            for name in ("code", "reason", "owned_until")
+        ]
+        with self.session() as s:
+            s.execute(
+                update(_REG)
+                .where(
+                    c.id == bindparam("b_id", type_=c.id.type),
+                    c.status == bindparam("b_status", type_=c.status.type),
+                    *same,
+                )
+                .values(written_back=True),
+                rows,
+            )
+            s.commit()
+
     def mark_each(self, values: Mapping[int, Mapping[str, object]]) -> None:
         """Set values of its own on each registration (id → column → value): one
         transaction, one executemany per set of columns."""
