@@ -12,10 +12,10 @@ Where the program's §2.1 rules meet the sync engine:
   accepted or already-shared deals, are created at the vendor; the rest is vetoed;
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
   properties), and each partner record gets its registration's status and reason —
-  those of the streamed deals mostly written already: once a chunk of deals was
-  applied (at the next ``decide_chunk``, at ``after_stream``), its registrations'
-  statuses go to the partner CRM from the pass's background writer while the pass
-  goes on (:func:`~connector.hooks.registration_crm.write_back_soon`).
+  those of the streamed deals mostly written already: once every chunk of deals was
+  detected and applied (``after_stream``), their registrations' statuses go to the
+  partner CRM from the pass's background writer while the companies and contacts are
+  applied (:func:`~connector.hooks.registration_crm.write_back_soon`).
 
 The hook decides; it does not write. Endings, decisions and writes are effects
 (:mod:`connector.engine.effects`) handed to ``ctx.apply``: the engine records them
@@ -193,16 +193,14 @@ class RegistrationHook(BaseHook):
         decisions = ctx.noted(PassDecisions)
         if chunk.mapping is not objects.deals or decisions is None or not chunk.records.partner:
             return
-        # the chunks before this one were applied: their registrations' statuses go to
-        # the partner CRM while this one is decided and applied
-        write_back_soon(ctx, ctx.store.registry)
         self._deals(ctx, ctx.store.registry, chunk.records.partner, decisions, seen)
+        # their statuses are written back once every chunk was (``after_stream``)
         ctx.note(WriteBacks).due.extend(chunk.records.partner)
 
     def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        """Leads after the pass's deals (a deal registers its domain first). The last
-        chunk of deals was applied: its registrations' statuses go to the partner CRM
-        while the companies and contacts are applied."""
+        """Leads after the pass's deals (a deal registers its domain first). Every
+        chunk of deals was detected and applied: their registrations' statuses go to
+        the partner CRM while the companies and contacts are applied."""
         write_back_soon(ctx, ctx.store.registry)
         objects = self.objects(ctx.partner_crm.naming)
         if objects.contacts is not None and objects.contacts.name in seen:

@@ -39,7 +39,7 @@ from connector.program.decide import (
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.review import review
 from connector.records import Record
-from connector.state.registry import Registry, VendorWrite
+from connector.state.registry import Registry, VendorWrite, WriteBack
 from connector.state.tables import Registration
 
 log = logging.getLogger("dealsync.registration")
@@ -597,65 +597,59 @@ writing early costs no call."""
 
 @dataclass
 class WriteBacks:
-    """The partner write-backs this pass set going while it streamed its deals
-    (:func:`write_back_soon`): each chunk's decided registrations once it was applied,
-    written from the pass's background writer while the later chunks are decided and
-    written to the vendor (issue 17); their outcomes are taken, and the registrations
-    marked, in the pass's thread (:func:`take_write_backs`)."""
+    """The partner write-backs of the deals this pass streamed: their ids, gathered
+    chunk by chunk, and once every chunk was detected and applied (``after_stream``)
+    their registrations' statuses set going from the pass's background writer
+    (:func:`write_back_soon`) while the companies and contacts are applied (issue
+    17); their outcomes are taken, and the registrations marked, in the pass's thread
+    (:func:`take_write_backs`). Not sooner: a partner deal written while detection
+    still pages through the partner's deals would leave the search's window (its
+    modification time moves past the frozen high-water mark) and shift the pages
+    after it, so deals not handed over yet would be skipped."""
 
-    # partner deal ids whose registrations are due once the chunk at hand was applied,
-    # and those left over from earlier chunks (short of a whole batch)
-    due: list[str] = field(default_factory=list)
+    due: list[str] = field(default_factory=list)  # the streamed partner deal ids
     # registration id → what this pass wrote of it (:func:`_written`): ``after_pass``
     # does not write it again (a failed write stays pending for the next pass, as a
     # failed write of ``after_pass``'s own does; a dry run lists it once)
     sent: dict[int, int] = field(default_factory=dict)
-    going: list[tuple[Soon, list[Registration]]] = field(default_factory=list)
+    going: list[tuple[Soon, list[WriteBack]]] = field(default_factory=list)
     # an error that stopped a write (the portal unreachable): raised by ``after_pass``,
     # where the write-back would have raised it; nothing more is set going meanwhile
     error: Exception | None = None
 
 
-def _written(reg: Registration) -> int:
+def _written(reg: Registration | WriteBack) -> int:
     """What a write-back writes of a registration, to tell whether it changed since."""
     return hash((reg.status, reg.code, reg.reason, reg.owned_until))
 
 
 def write_back_soon(ctx: PassContext, registry: Registry) -> None:
-    """The deals of the chunks applied since the last call (:attr:`WriteBacks.due`):
-    their registrations still to write back go to the partner CRM now, in whole
-    batches (:data:`WRITE_BACK_BATCH`; the rest waits for the next chunk or
-    ``after_pass``), from the pass's background writer (``ctx.apply_soon``). Called
-    once a chunk was applied (at the next chunk's ``decide_chunk``, at
-    ``after_stream``). The outcomes of the writes finished meanwhile are taken first."""
+    """The streamed deals (:attr:`WriteBacks.due`): their registrations still to write
+    back go to the partner CRM now, a page of deals at a time in whole batches
+    (:data:`WRITE_BACK_BATCH`; the rest goes with ``after_pass``'s pages, so no call is
+    added), from the pass's background writer (``ctx.apply_soon``). Called at
+    ``after_stream``, once the partner's deals were all detected and applied."""
     wb = ctx.note(WriteBacks)
     take_write_backs(ctx, registry, wait=False)
-    if not wb.due or wb.error is not None:
+    due, wb.due = wb.due, []
+    if wb.error is not None:
         return
-    found = registry.find_many(ctx.connection, "deal", wb.due)
-    pending = sorted(
-        (
-            r
-            for r in found.values()
-            if not r.written_back
-            and r.id is not None
-            and not r.partner_record_id.startswith("cli:")
-            and wb.sent.get(r.id) != _written(r)
-        ),
-        key=lambda r: r.id or 0,
-    )
-    by_object: dict[str, list[Registration]] = {}
-    for reg in pending:
-        by_object.setdefault(reg.partner_object, []).append(reg)
-    wb.due = []
-    for obj, regs in by_object.items():
-        whole = len(regs) - len(regs) % WRITE_BACK_BATCH
-        wb.due += [r.partner_record_id for r in regs[whole:]]
-        if not whole:
-            continue
-        batch = regs[:whole]
-        wb.sent.update((r.id, _written(r)) for r in batch if r.id is not None)
-        wb.going.append((ctx.apply_soon(_status_writes(ctx, obj, batch)), batch))
+    for start in range(0, len(due), WRITE_BACK_PAGE):
+        page = registry.pending_write_backs_of(
+            ctx.connection, "deal", due[start : start + WRITE_BACK_PAGE]
+        )
+        by_object: dict[str, list[WriteBack]] = {}
+        for reg in page:
+            if not reg.partner_record_id.startswith("cli:") and wb.sent.get(reg.id) != _written(
+                reg
+            ):
+                by_object.setdefault(reg.partner_object, []).append(reg)
+        for obj, regs in by_object.items():
+            batch = regs[: len(regs) - len(regs) % WRITE_BACK_BATCH]
+            if not batch:
+                continue
+            wb.sent.update((r.id, _written(r)) for r in batch)
+            wb.going.append((ctx.apply_soon(_status_writes(ctx, obj, batch)), batch))
 
 
 def take_write_backs(ctx: PassContext, registry: Registry, *, wait: bool) -> None:
@@ -666,7 +660,7 @@ def take_write_backs(ctx: PassContext, registry: Registry, *, wait: bool) -> Non
     wb = ctx.noted(WriteBacks)
     if wb is None:
         return
-    done: list[Registration] = []
+    done: list[Registration | WriteBack] = []
     while wb.going and (wait or wb.going[0][0].done()):
         soon, regs = wb.going.pop(0)
         try:
@@ -697,7 +691,7 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
 
 
 def _status_writes(
-    ctx: PassContext, obj: str, regs: Sequence[Registration]
+    ctx: PassContext, obj: str, regs: Sequence[Registration | WriteBack]
 ) -> list[WriteProperties]:
     """The partner record of each registration gets its status, code, reason and end."""
     custom = ctx.partner_crm.naming.custom  # the status fields as the partner CRM names them
@@ -718,7 +712,9 @@ def _status_writes(
     ]
 
 
-def _settled(obj: str, regs: Sequence[Registration], results: Sequence[Any]) -> list[Registration]:
+def _settled(
+    obj: str, regs: Sequence[Registration | WriteBack], results: Sequence[Any]
+) -> list[Registration | WriteBack]:
     """The registrations whose write-back is done: written, or refused for good (logged:
     not retried). The others (failed, logged; a dry run's) stay pending."""
     answered = [res for res in results if res is not None]
@@ -727,7 +723,7 @@ def _settled(obj: str, regs: Sequence[Registration], results: Sequence[Any]) -> 
     # give up on that write-back instead of repeating it on every pass
     hopeless = {res.key: res.error for res in answered if not res.ok and not res.retriable}
     answer = {r.partner_record_id: res for r, res in zip(regs, results, strict=True)}
-    done: list[Registration] = []
+    done: list[Registration | WriteBack] = []
     for r in regs:
         if r.partner_record_id in ok:
             done.append(r)
@@ -752,7 +748,7 @@ def _settled(obj: str, regs: Sequence[Registration], results: Sequence[Any]) -> 
 
 def _write_back_page(ctx: PassContext, registry: Registry, pending: list[Registration]) -> None:
     by_object: dict[str, list[Registration]] = {}
-    done: list[Registration] = []
+    done: list[Registration | WriteBack] = []
     for reg in pending:
         assert reg.id is not None
         if reg.partner_record_id.startswith("cli:"):

@@ -79,6 +79,21 @@ class AlreadyChanged(Exception):
     unique key refused a second one (another process may have been first)."""
 
 
+class WriteBack(NamedTuple):
+    """What a partner write-back writes of a registration
+    (:meth:`Registry.pending_write_backs_of`), and what its mark compares
+    (:meth:`Registry.mark_written_back`): a plain tuple, since a first sync's stream
+    holds one per registration it set going until the write's answer is in."""
+
+    id: int
+    partner_object: str
+    partner_record_id: str
+    status: str
+    code: str | None
+    reason: str | None
+    owned_until: datetime | None
+
+
 class _Contended(Exception):
     """A claim a batch meant to take over changed under it (another process)."""
 
@@ -657,7 +672,27 @@ class Registry(CommissionLedger, ReviewQueue):
                 )
             s.commit()
 
-    def mark_written_back(self, written: Sequence[Registration]) -> None:
+    def pending_write_backs_of(
+        self, partner: str, kind: str, record_ids: Iterable[str]
+    ) -> list[WriteBack]:
+        """The registrations of these partner records (of one kind) not yet written
+        back, in id order (one query per 500)."""
+        columns = [_REG.c[name] for name in WriteBack._fields]
+        out: list[WriteBack] = []
+        with self.session() as s:
+            for chunk in chunks(sorted(set(record_ids))):
+                rows = s.execute(
+                    sa_select(*columns).where(
+                        _REG.c.partner == partner,
+                        _REG.c.kind == kind,
+                        _REG.c.written_back.is_(False),
+                        _REG.c.partner_record_id.in_(chunk),
+                    )
+                )
+                out += [WriteBack(*row) for row in rows]
+        return sorted(out, key=lambda r: r.id)
+
+    def mark_written_back(self, written: Sequence[Registration | WriteBack]) -> None:
         """Mark registrations written back to their partner records, each only while it
         still holds what was written (status, code, reason, end): one that changed
         since it was read — withdrawn by a later chunk of the pass while its write was

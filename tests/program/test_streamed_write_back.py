@@ -1,9 +1,10 @@
-"""Issue 17: the partner write-back of a streamed pass. Once a chunk of deals was
-applied, its registrations' statuses go to the partner CRM (at the next chunk's
-``decide_chunk``, at ``after_stream``) — from the pass's background writer when the
-partner's adapter is thread-safe (HubSpot), at once otherwise — instead of all in
-``after_pass``; the marks stay in the pass's thread, a failed write stays pending for
-the next pass, a dry run writes nothing.
+"""Issue 17: the partner write-back of a streamed pass. Once every chunk of deals was
+detected and applied (``after_stream``: not sooner, a deal written while detection
+pages through the partner's deals would shift its pages), their registrations'
+statuses go to the partner CRM — from the pass's background writer when the partner's
+adapter is thread-safe (HubSpot), at once otherwise — while the companies and contacts
+are applied, instead of all in ``after_pass``; the marks stay in the pass's thread, a
+failed write stays pending for the next pass, a dry run writes nothing.
 
 Chunks of 2 deals and write batches of 2 here (``DETECT_CHUNK``, ``WRITE_BACK_BATCH``),
 so 5 deals are 3 chunks and each chunk's two registrations one batch.
@@ -34,30 +35,33 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Probe(BaseHook):
-    """At each chunk of deals (after the shipped hooks decided it): the chunk's deal
-    ids, and which deals of the earlier chunks the partner CRM shows a status on then
-    (``wait``: waited for, a background write being under way)."""
+    """Each chunk's deal ids, and at ``after_stream`` (after the shipped hooks') which
+    streamed deals the partner CRM shows a status on and how many companies the vendor
+    has (``wait``: the statuses waited for, a background write being under way)."""
 
     name = "probe"
 
-    def __init__(self, program: Program, wait: bool = False) -> None:
+    def __init__(self, program: Program, wait: int = 0) -> None:
         self.program = program
         self.wait = wait
         self.chunks: list[list[str]] = []
-        self.shown: list[set[str]] = []  # at chunk i: earlier deals with a status
+        self.shown: set[str] = set()
+        self.vendor_companies = -1
 
     def _statuses(self, ids: list[str]) -> set[str]:
         crm = self.program.crm("acme")
         return {i for i in ids if crm.get("deals", i).get(STATUS)}
 
     def decide_chunk(self, ctx: PassContext, chunk: Chunk, seen: Any) -> None:
-        if chunk.mapping.name != "deals":
-            return
-        earlier = [i for c in self.chunks for i in c]  # the chunks applied before this
-        if self.wait and earlier:
-            wait_for(lambda: self._statuses(earlier) == set(earlier), timeout=10)
-        self.shown.append(self._statuses(earlier))
-        self.chunks.append(sorted(chunk.records.partner))
+        if chunk.mapping.name == "deals":
+            self.chunks.append(sorted(chunk.records.partner))
+
+    def after_stream(self, ctx: PassContext, seen: Any) -> None:
+        streamed = [i for c in self.chunks for i in c]
+        if self.wait:
+            wait_for(lambda: len(self._statuses(streamed)) >= self.wait, timeout=10)
+        self.shown = self._statuses(streamed)
+        self.vendor_companies = len(self.program.vendor.all("companies"))
 
 
 class ThreadSafe:
@@ -88,7 +92,7 @@ class ThreadSafe:
         return call
 
 
-def probed(make_program: MakeProgram, *, wait: bool = False) -> tuple[Program, Probe]:
+def probed(make_program: MakeProgram, *, wait: int = 0) -> tuple[Program, Probe]:
     p = make_program()
     probe = Probe(p, wait=wait)
     p.app.hooks = [*p.app.hooks, probe]  # the shipped hooks, then the probe
@@ -109,20 +113,20 @@ def status_writes(effects: list[Any], rid: str | None = None) -> list[Any]:
     ]
 
 
-def test_a_chunks_write_back_goes_once_it_was_applied_not_at_the_end(
+def test_the_streamed_deals_statuses_go_before_the_companies_are_applied(
     make_program: MakeProgram,
 ) -> None:
     """An embedded partner CRM (not thread-safe): written at once, in the pass's
-    thread — the first chunk's statuses are on the partner's deals when the second
-    chunk is decided, both chunks' when the last is."""
+    thread, at ``after_stream`` — the statuses of the four deals that fill whole
+    batches are on the partner's deals before any company reached the vendor; the
+    fifth goes with ``after_pass``."""
     p, probe = probed(make_program)
     seeded = seed_five(p)
     result = p.sync()
     assert result.status == "ok", result.errors
 
     assert [len(c) for c in probe.chunks] == [2, 2, 1]
-    first, second, _ = probe.chunks
-    assert probe.shown == [set(), set(first), set(first) | set(second)]
+    assert len(probe.shown) == 4 and probe.vendor_companies == 0
     for rid in seeded:
         assert p.crm("acme").get("deals", rid).get(STATUS) == "accepted"
         assert p.registry.find("acme", "deal", rid).written_back
@@ -136,22 +140,20 @@ def test_a_chunks_write_back_goes_once_it_was_applied_not_at_the_end(
 def test_with_a_thread_safe_partner_adapter_the_write_back_goes_from_the_background(
     make_program: MakeProgram,
 ) -> None:
-    """A thread-safe partner adapter (HubSpot's kind): the statuses of a chunk go from
-    the pass's background writer while the next chunks are decided and applied; they
-    are marked written in the pass's thread, and the pass's counts are as before."""
-    p, probe = probed(make_program, wait=True)
+    """A thread-safe partner adapter (HubSpot's kind): the streamed deals' statuses go
+    from the pass's background writer while the companies and contacts are applied;
+    they are marked written in the pass's thread, and the pass's counts are as before."""
+    p, probe = probed(make_program, wait=4)
     partner = ThreadSafe(p.app.partner_crm("acme"))
     p.app._adapters["acme"] = partner
     seeded = seed_five(p)
     result = p.sync()
     assert result.status == "ok", result.errors
 
-    first, second, _ = probe.chunks
-    # the probe waited at the last chunk until both earlier chunks showed their status
-    assert probe.shown[2] == set(first) | set(second)
+    assert len(probe.shown) == 4  # the probe waited at after_stream for them
     threads = [t for obj, t in partner.updates if obj == "deals"]
-    # the two earlier chunks' batches from the writer, the last one's with after_pass
-    assert [t.startswith("dealsync-write") for t in threads] == [True, True, False]
+    # the whole batches from the writer, the fifth deal's with after_pass
+    assert [t.startswith("dealsync-write") for t in threads] == [True, False]
     for rid in seeded:
         assert p.crm("acme").get("deals", rid).get(STATUS) == "accepted"
         assert p.registry.find("acme", "deal", rid).written_back
@@ -174,26 +176,25 @@ def failing(deal: str, attempts: list[str]) -> Callable[[str, str, str], str | N
 def test_a_failed_write_back_of_the_stream_stays_pending_for_the_next_pass(
     make_program: MakeProgram,
 ) -> None:
-    """The partner refuses the first chunk's write-back of one deal while the pass
-    streams: it is tried once in the pass (not again by ``after_pass``), counted as a
-    failed write-back, stays pending, and the next pass writes it."""
+    """The partner refuses the write-back of one streamed deal (at ``after_stream``):
+    it is tried once in the pass (not again by ``after_pass``), counted as a failed
+    write-back, stays pending, and the next pass writes it."""
     p, probe = probed(make_program)
     seeded = seed_five(p)
     attempts: list[str] = []
     p.crm("acme").fail = failing(seeded[0], attempts)
-    at_last_chunk: list[int] = []
-    original = probe.decide_chunk
+    at_stream_end: list[int] = []
+    original = probe.after_stream
 
-    def decide_chunk(ctx: PassContext, chunk: Chunk, seen: Any) -> None:
-        original(ctx, chunk, seen)
-        at_last_chunk[:] = [len(attempts)]
+    def after_stream(ctx: PassContext, seen: Any) -> None:
+        original(ctx, seen)
+        at_stream_end.append(len(attempts))
 
-    probe.decide_chunk = decide_chunk  # type: ignore[method-assign]
+    probe.after_stream = after_stream  # type: ignore[method-assign]
     result = p.sync()
     assert result.status == "ok", result.errors
 
-    assert seeded[0] in probe.chunks[0]
-    assert at_last_chunk == [1] and attempts == [seeded[0]]  # tried while streaming, once
+    assert at_stream_end == [1] and attempts == [seeded[0]]  # tried at the stream's end, once
     counts = result.effect_counts()
     assert counts["write-backs: registration status failed"] == 1
     assert counts["write-backs: registration status"] == 4
