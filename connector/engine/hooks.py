@@ -25,8 +25,8 @@ Hooks are plain objects the engine calls at fixed points of a pass:
 * ``after_pass`` — once the pass's writes and state are committed: for effects that
   must only follow durable state (e-mails, commissions, ownership writes).
 
-CRM writes that need not hold the pass up (the partner's registration status, once a
-chunk of deals was applied) may be set going with :meth:`PassContext.apply_soon`: they
+CRM writes that need not hold the pass up (the partner's registration statuses, once the
+deals were streamed) may be set going with :meth:`PassContext.apply_soon`: they
 go out from the pass's one background writer while the pass goes on, and the hook takes
 their outcomes (and does its follow-up, its marks in the state store) in the pass's
 thread. The engine ends the writer with the pass (:meth:`PassContext.close`).
