@@ -30,6 +30,12 @@ Hooks are plain objects the engine calls at fixed points of a pass:
 * ``after_pass`` — once the pass's writes and state are committed: for effects that
   must only follow durable state (e-mails, commissions, ownership writes).
 
+CRM writes that need not hold the pass up (the partner's registration statuses, once the
+deals were streamed) may be set going with :meth:`PassContext.apply_soon`: they
+go out from the pass's one background writer while the pass goes on, and the hook takes
+their outcomes (and does its follow-up, its marks in the state store) in the pass's
+thread. The engine ends the writer with the pass (:meth:`PassContext.close`).
+
 Every point runs in a dry run too, so the printed plan is what would really happen.
 A hook never writes and never asks whether the pass is dry: it hands the program's
 effects (:mod:`connector.engine.effects`: decisions, ownership writes, commissions,
@@ -48,7 +54,9 @@ A hook that raises :class:`~connector.adapters.base.AdapterError` stops the pass
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -100,6 +108,8 @@ class PassContext:
     # a real pass's log entries by what the counts read (:func:`logged`): the same
     # entry stands for every effect of that kind and outcome
     _shapes: dict[tuple[object, ...], Done] = field(default_factory=dict, repr=False)
+    # the pass's one background writer (:meth:`apply_soon`), made on first use
+    _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def apply(self, effects: Sequence[Effect]) -> list[Any]:
         """Carry out the program's effects now, in order, and log them; in a dry run only
@@ -115,12 +125,58 @@ class PassContext:
             self.effects.extend(Done(e, o, False) for e, o in zip(effects, outcomes, strict=True))
             return outcomes
         outcomes = apply_effects(self, effects)
+        self._log(effects, outcomes)
+        return outcomes
+
+    def _log(self, effects: Sequence[Effect], outcomes: Sequence[Any]) -> None:
+        """A real pass's log of effects it carried out (:func:`logged`)."""
         self.effects.extend(
             logged(e, o, self._shapes)
             for e, o in zip(effects, outcomes, strict=True)
             if not isinstance(e, Keep)  # bookkeeping: never counted nor shown
         )
-        return outcomes
+
+    def apply_soon(self, effects: Sequence[WriteProperties]) -> Soon:
+        """Set CRM writes of one side going while the pass goes on; their outcomes come
+        later, from :meth:`Soon.outcomes`, in the caller's thread (which logs them then,
+        as :meth:`apply` does, so every follow-up — a mark in the state store — stays in
+        the pass's thread: its database sessions are not shared between threads).
+
+        They go out from the pass's one background writer thread (in order, one batch
+        after the other) when the side's adapter may be called from several threads
+        (``thread_safe``: HubSpot, see :func:`connector.engine.detect.lock_for`);
+        with any other adapter they are carried out at once, in this thread, as
+        :meth:`apply` would. In a dry run nothing is carried out (outcomes None)."""
+        writes = list(effects)
+        assert all(isinstance(e, WriteProperties) for e in writes), writes
+        if not writes:
+            return Soon(self, writes, [])
+        if self.dry_run:
+            return Soon(self, writes, [dry_outcome(e) for e in writes])
+        crm = self.crm(writes[0].side)
+        assert all(e.side == writes[0].side for e in writes), writes
+        if getattr(type(crm), "thread_safe", False) is not True:
+            try:
+                return Soon(self, writes, apply_effects(self, writes))
+            except Exception as exc:  # raised where its outcomes are taken, as a thread's
+                failed: Future[list[Any]] = Future()
+                failed.set_exception(exc)
+                return Soon(self, writes, None, failed)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dealsync-write")
+        # in the pass's logging context (connection, run id: connector/logs.py)
+        context = contextvars.copy_context()
+        return Soon(
+            self, writes, None, self._writer.submit(context.run, apply_effects, self, writes)
+        )
+
+    def close(self) -> None:
+        """The pass is over: its background writer ends, once the write it is in is
+        done (writes not yet begun are dropped: nobody would take their outcomes, and
+        what they were for stays to do, as after a crash)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True, cancel_futures=True)
 
     def crash_point(self, point: str) -> None:
         """Give a test the chance to kill the process here; does nothing otherwise."""
@@ -143,6 +199,45 @@ class PassContext:
 
     def crm(self, side: Side) -> CRMAdapter:
         return self.partner_crm if side == "partner" else self.vendor_crm
+
+
+class Soon:
+    """Writes :meth:`PassContext.apply_soon` set going. :meth:`outcomes` waits for
+    them, logs them in the pass's effect log and returns each one's outcome (None: not
+    carried out — a dry run); an error that stopped them (the portal unreachable) is
+    raised there, in the caller's thread, as :meth:`PassContext.apply` would raise it."""
+
+    def __init__(
+        self,
+        ctx: PassContext,
+        effects: list[WriteProperties],
+        outcomes: list[Any] | None,
+        future: Future[list[Any]] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self.effects = effects
+        self._outcomes = outcomes
+        self._future = future
+        self._taken = False
+
+    def done(self) -> bool:
+        """Whether the outcomes are in (:meth:`outcomes` would not wait)."""
+        return self._future is None or self._future.done()
+
+    def outcomes(self) -> list[Any]:
+        if self._outcomes is None:
+            assert self._future is not None
+            self._outcomes = self._future.result()
+        if not self._taken:
+            self._taken = True
+            ctx = self._ctx
+            if ctx.dry_run:
+                ctx.effects.extend(
+                    Done(e, o, False) for e, o in zip(self.effects, self._outcomes, strict=True)
+                )
+            else:
+                ctx._log(self.effects, self._outcomes)
+        return self._outcomes
 
 
 def logged(

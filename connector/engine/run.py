@@ -294,6 +294,7 @@ def _run_recorded(
             )
         raise
     finally:
+        ctx.close()  # the pass's background writer (PassContext.apply_soon), if any
         sync.flush_outcomes()
     result.plan = sync.plan
     result.effects = ctx.effects

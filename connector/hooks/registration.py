@@ -13,7 +13,11 @@ Where the program's §2.1 rules meet the sync engine:
   (the pass applies a chunk's companies and contacts right after it, with the
   decisions made so far, and offers one vetoed then again with the later ones);
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
-  properties), and each partner record gets its registration's status and reason.
+  properties), and each partner record gets its registration's status and reason —
+  those of the streamed deals mostly written already: once every chunk of deals was
+  detected and applied (``after_stream``), their registrations' statuses go to the
+  partner CRM from the pass's background writer while the companies and contacts are
+  applied (:func:`~connector.hooks.registration_crm.write_back_soon`).
 
 The hook decides; it does not write. Endings, decisions and writes are effects
 (:mod:`connector.engine.effects`) handed to ``ctx.apply``: the engine records them
@@ -54,9 +58,12 @@ from connector.hooks.registration_crm import (
     REG_STATUS,
     REG_UNTIL,
     PassLookups,
+    WriteBacks,
     decide_submissions,
     ownership_on_creates,
+    take_write_backs,
     write_back,
+    write_back_soon,
     write_vendor_ownership,
 )
 from connector.mail.render import render
@@ -189,9 +196,14 @@ class RegistrationHook(BaseHook):
         if chunk.mapping is not objects.deals or decisions is None or not chunk.records.partner:
             return
         self._deals(ctx, ctx.store.registry, chunk.records.partner, decisions, seen)
+        # their statuses are written back once every chunk was (``after_stream``)
+        ctx.note(WriteBacks).due.extend(chunk.records.partner)
 
     def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
-        """Leads after the pass's deals (a deal registers its domain first)."""
+        """Leads after the pass's deals (a deal registers its domain first). Every
+        chunk of deals was detected and applied: their registrations' statuses go to
+        the partner CRM while the companies and contacts are applied."""
+        write_back_soon(ctx, ctx.store.registry)
         objects = self.objects(ctx.partner_crm.naming)
         if objects.contacts is not None and objects.contacts.name in seen:
             self._leads(ctx, ctx.store.registry, seen[objects.contacts.name].partner)
@@ -486,6 +498,8 @@ class RegistrationHook(BaseHook):
         registry = ctx.store.registry
         objects = self.objects(ctx.partner_crm.naming)
         write_vendor_ownership(ctx, registry, self.rules, objects.companies, objects.contacts)
+        # what the stream set going first (its failures raised here, as write_back's)
+        take_write_backs(ctx, registry, wait=True)
         write_back(ctx, registry)
         remind_overdue_reviews(ctx, registry, self.rules)
 

@@ -20,11 +20,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from connector.adapters.base import CRMAdapter
 from connector.config.models import ObjectMapping, RulesFile
 from connector.engine.effects import Keep, WriteProperties
-from connector.engine.hooks import PassContext
+from connector.engine.hooks import PassContext, Soon
 from connector.engine.reconcile import matches
 from connector.mail.privacy import redact_addresses
 from connector.program.decide import (
@@ -38,7 +39,7 @@ from connector.program.decide import (
 from connector.program.domains import DomainError, registrable_domain
 from connector.program.review import review
 from connector.records import Record
-from connector.state.registry import Registry, VendorWrite
+from connector.state.registry import Registry, VendorWrite, WriteBack
 from connector.state.tables import Registration
 
 log = logging.getLogger("dealsync.registration")
@@ -588,74 +589,174 @@ WRITE_BACK_PAGE = 1000
 """Registrations :func:`write_back` reads, writes and marks at a time: a multiple of the
 CRMs' batch of 100, so paging costs no call (each object's pages are its own)."""
 
+WRITE_BACK_BATCH = 100
+"""The CRMs' batch of record updates: while the pass streams, a chunk's write-backs go
+in whole batches (:func:`write_back_soon`), the rest with ``after_pass``'s pages, so
+writing early costs no call."""
+
+
+@dataclass
+class WriteBacks:
+    """The partner write-backs of the deals this pass streamed: their ids, gathered
+    chunk by chunk, and once every chunk was detected and applied (``after_stream``)
+    their registrations' statuses set going from the pass's background writer
+    (:func:`write_back_soon`) while the companies and contacts are applied (issue
+    17); their outcomes are taken, and the registrations marked, in the pass's thread
+    (:func:`take_write_backs`). Not sooner: a partner deal written while detection
+    still pages through the partner's deals would leave the search's window (its
+    modification time moves past the frozen high-water mark) and shift the pages
+    after it, so deals not handed over yet would be skipped."""
+
+    due: list[str] = field(default_factory=list)  # the streamed partner deal ids
+    # registration id → what this pass wrote of it (:func:`_written`): ``after_pass``
+    # does not write it again (a failed write stays pending for the next pass, as a
+    # failed write of ``after_pass``'s own does; a dry run lists it once)
+    sent: dict[int, int] = field(default_factory=dict)
+    going: list[tuple[Soon, list[WriteBack]]] = field(default_factory=list)
+    # an error that stopped a write (the portal unreachable): raised by ``after_pass``,
+    # where the write-back would have raised it; nothing more is set going meanwhile
+    error: Exception | None = None
+
+
+def _written(reg: Registration | WriteBack) -> int:
+    """What a write-back writes of a registration, to tell whether it changed since."""
+    return hash((reg.status, reg.code, reg.reason, reg.owned_until))
+
+
+def write_back_soon(ctx: PassContext, registry: Registry) -> None:
+    """The streamed deals (:attr:`WriteBacks.due`): their registrations still to write
+    back go to the partner CRM now, a page of deals at a time in whole batches
+    (:data:`WRITE_BACK_BATCH`; the rest goes with ``after_pass``'s pages, so no call is
+    added), from the pass's background writer (``ctx.apply_soon``). Called at
+    ``after_stream``, once the partner's deals were all detected and applied."""
+    wb = ctx.note(WriteBacks)
+    take_write_backs(ctx, registry, wait=False)
+    due, wb.due = wb.due, []
+    if wb.error is not None:
+        return
+    for start in range(0, len(due), WRITE_BACK_PAGE):
+        page = registry.pending_write_backs_of(
+            ctx.connection, "deal", due[start : start + WRITE_BACK_PAGE]
+        )
+        by_object: dict[str, list[WriteBack]] = {}
+        for reg in page:
+            if not reg.partner_record_id.startswith("cli:") and wb.sent.get(reg.id) != _written(
+                reg
+            ):
+                by_object.setdefault(reg.partner_object, []).append(reg)
+        for obj, regs in by_object.items():
+            batch = regs[: len(regs) - len(regs) % WRITE_BACK_BATCH]
+            if not batch:
+                continue
+            wb.sent.update((r.id, _written(r)) for r in batch)
+            wb.going.append((ctx.apply_soon(_status_writes(ctx, obj, batch)), batch))
+
+
+def take_write_backs(ctx: PassContext, registry: Registry, *, wait: bool) -> None:
+    """The outcomes of the write-backs :func:`write_back_soon` set going — those done,
+    or (``wait``) all — and the registrations written marked (in this thread). With
+    ``wait`` (``after_pass``), an error that stopped one is raised once the others
+    were taken."""
+    wb = ctx.noted(WriteBacks)
+    if wb is None:
+        return
+    done: list[Registration | WriteBack] = []
+    while wb.going and (wait or wb.going[0][0].done()):
+        soon, regs = wb.going.pop(0)
+        try:
+            results = soon.outcomes()
+        except Exception as exc:  # the pass goes on; its after_pass raises it
+            wb.error = wb.error or exc
+            continue
+        done += _settled(regs[0].partner_object, regs, results)
+    if done:
+        ctx.apply([Keep("registration status written", lambda: registry.mark_written_back(done))])
+    if wait and wb.error is not None:
+        error, wb.error = wb.error, None
+        raise error
+
 
 def write_back(ctx: PassContext, registry: Registry) -> None:
     """Each partner record shows its registration's latest status and reason. A page of
     registrations at a time (:data:`WRITE_BACK_PAGE`), each page marked once written: a
     first sync that decided N registrations holds one page of rows, writes and CRM
-    answers, not N (issue 17)."""
+    answers, not N (issue 17). What the pass wrote already while it streamed
+    (:class:`WriteBacks`) is not written again."""
+    sent = wb.sent if (wb := ctx.noted(WriteBacks)) is not None else {}
     for page in registry.pending_write_back_pages(ctx.connection, WRITE_BACK_PAGE):
-        _write_back_page(ctx, registry, page)
+        if sent:
+            page = [r for r in page if r.id is None or sent.get(r.id) != _written(r)]
+        if page:
+            _write_back_page(ctx, registry, page)
+
+
+def _status_writes(
+    ctx: PassContext, obj: str, regs: Sequence[Registration | WriteBack]
+) -> list[WriteProperties]:
+    """The partner record of each registration gets its status, code, reason and end."""
+    custom = ctx.partner_crm.naming.custom  # the status fields as the partner CRM names them
+    return [
+        WriteProperties(
+            "partner",
+            obj,
+            r.partner_record_id,
+            {
+                custom(REG_STATUS): r.status,
+                custom(REG_CODE): r.code or "",
+                custom(REG_REASON): r.reason or "",
+                custom(REG_UNTIL): _iso(r.owned_until) if r.status == "accepted" else "",
+            },
+            "registration status",
+        )
+        for r in regs
+    ]
+
+
+def _settled(
+    obj: str, regs: Sequence[Registration | WriteBack], results: Sequence[Any]
+) -> list[Registration | WriteBack]:
+    """The registrations whose write-back is done: written, or refused for good (logged:
+    not retried). The others (failed, logged; a dry run's) stay pending."""
+    answered = [res for res in results if res is not None]
+    ok = {res.key for res in answered if res.ok}
+    # a refusal that no retry can fix (the record is gone, the value is refused):
+    # give up on that write-back instead of repeating it on every pass
+    hopeless = {res.key: res.error for res in answered if not res.ok and not res.retriable}
+    answer = {r.partner_record_id: res for r, res in zip(regs, results, strict=True)}
+    done: list[Registration | WriteBack] = []
+    for r in regs:
+        if r.partner_record_id in ok:
+            done.append(r)
+        elif r.partner_record_id in hopeless:
+            done.append(r)
+            log.warning(
+                "registration %s: partner %s %s refused the write-back for good (%s); not retried",
+                r.id,
+                obj,
+                r.partner_record_id,
+                hopeless[r.partner_record_id],
+            )
+        elif answer[r.partner_record_id] is not None:  # None: not carried out (dry)
+            log.warning(
+                "registration %s: write-back to partner %s %s failed",
+                r.id,
+                obj,
+                r.partner_record_id,
+            )
+    return done
 
 
 def _write_back_page(ctx: PassContext, registry: Registry, pending: list[Registration]) -> None:
     by_object: dict[str, list[Registration]] = {}
-    done: list[int] = []
+    done: list[Registration | WriteBack] = []
     for reg in pending:
         assert reg.id is not None
         if reg.partner_record_id.startswith("cli:"):
-            done.append(reg.id)  # submitted on the command line: no partner record
+            done.append(reg)  # submitted on the command line: no partner record
             continue
         by_object.setdefault(reg.partner_object, []).append(reg)
-    custom = ctx.partner_crm.naming.custom  # the status fields as the partner CRM names them
     for obj, regs in by_object.items():
-        items = [
-            (
-                r.partner_record_id,
-                {
-                    custom(REG_STATUS): r.status,
-                    custom(REG_CODE): r.code or "",
-                    custom(REG_REASON): r.reason or "",
-                    custom(REG_UNTIL): _iso(r.owned_until) if r.status == "accepted" else "",
-                },
-            )
-            for r in regs
-        ]
-        results = ctx.apply(
-            [
-                WriteProperties("partner", obj, rid, props, "registration status")
-                for rid, props in items
-            ]
-        )
-        answer = {rid: res for (rid, _), res in zip(items, results, strict=True)}
-        answered = [res for res in results if res is not None]
-        ok = {res.key for res in answered if res.ok}
-        # a refusal that no retry can fix (the record is gone, the value is refused):
-        # give up on that write-back instead of repeating it on every pass
-        hopeless = {res.key: res.error for res in answered if not res.ok and not res.retriable}
-        for r in regs:
-            if r.partner_record_id in ok:
-                assert r.id is not None
-                done.append(r.id)
-            elif r.partner_record_id in hopeless:
-                assert r.id is not None
-                done.append(r.id)
-                log.warning(
-                    "registration %s: partner %s %s refused the write-back for good (%s); "
-                    "not retried",
-                    r.id,
-                    obj,
-                    r.partner_record_id,
-                    hopeless[r.partner_record_id],
-                )
-            elif answer[r.partner_record_id] is not None:  # None: not carried out (dry)
-                log.warning(
-                    "registration %s: write-back to partner %s %s failed",
-                    r.id,
-                    obj,
-                    r.partner_record_id,
-                )
+        results = ctx.apply(_status_writes(ctx, obj, regs))
+        done += _settled(obj, regs, results)
     if done:
-        ctx.apply(
-            [Keep("registration status written", lambda: registry.mark(done, written_back=True))]
-        )
+        ctx.apply([Keep("registration status written", lambda: registry.mark_written_back(done))])

@@ -80,6 +80,21 @@ class AlreadyChanged(Exception):
     unique key refused a second one (another process may have been first)."""
 
 
+class WriteBack(NamedTuple):
+    """What a partner write-back writes of a registration
+    (:meth:`Registry.pending_write_backs_of`), and what its mark compares
+    (:meth:`Registry.mark_written_back`): a plain tuple, since a first sync's stream
+    holds one per registration it set going until the write's answer is in."""
+
+    id: int
+    partner_object: str
+    partner_record_id: str
+    status: str
+    code: str | None
+    reason: str | None
+    owned_until: datetime | None
+
+
 class _Contended(Exception):
     """A claim a batch meant to take over changed under it (another process)."""
 
@@ -687,6 +702,63 @@ class Registry(CommissionLedger, ReviewQueue):
                 s.execute(
                     update(Registration).where(col(Registration.id).in_(chunk)).values(**values)
                 )
+            s.commit()
+
+    def pending_write_backs_of(
+        self, partner: str, kind: str, record_ids: Iterable[str]
+    ) -> list[WriteBack]:
+        """The registrations of these partner records (of one kind) not yet written
+        back, in id order (one query per 500)."""
+        columns = [_REG.c[name] for name in WriteBack._fields]
+        out: list[WriteBack] = []
+        with self.session() as s:
+            for chunk in chunks(sorted(set(record_ids))):
+                rows = s.execute(
+                    sa_select(*columns).where(
+                        _REG.c.partner == partner,
+                        _REG.c.kind == kind,
+                        _REG.c.written_back.is_(False),
+                        _REG.c.partner_record_id.in_(chunk),
+                    )
+                )
+                out += [WriteBack(*row) for row in rows]
+        return sorted(out, key=lambda r: r.id)
+
+    def mark_written_back(self, written: Sequence[Registration | WriteBack]) -> None:
+        """Mark registrations written back to their partner records, each only while it
+        still holds what was written (status, code, reason, end): one that changed
+        since it was read — withdrawn by a later chunk of the pass while its write was
+        under way, re-decided, reviewed meanwhile — stays pending and is written again.
+        One transaction, one executemany."""
+        rows = [
+            {
+                "b_id": r.id,
+                "b_status": r.status,
+                "b_code": r.code,
+                "b_reason": r.reason,
+                "b_owned_until": r.owned_until,
+            }
+            for r in written
+            if r.id is not None
+        ]
+        if not rows:
+            return
+        c = _REG.c
+        same = [
+            c[name].is_not_distinct_from(bindparam(f"b_{name}", type_=c[name].type))
+            for name in ("code", "reason", "owned_until")
+        ]
+        with self.session() as s:
+            s.execute(
+                update(_REG)
+                .where(
+                    c.id == bindparam("b_id", type_=c.id.type),
+                    c.status == bindparam("b_status", type_=c.status.type),
+                    *same,
+                )
+                .values(written_back=True),
+                rows,
+            )
             s.commit()
 
     def mark_each(self, values: Mapping[int, Mapping[str, object]]) -> None:
