@@ -354,3 +354,82 @@ def test_link_lookups_by_record_use_the_records_unique_index(
                 assert "_id=?" in detail, (q, detail)
     finally:
         store.close()
+
+
+def test_upgrading_a_store_adds_the_write_back_index_and_keeps_registrations(
+    db_url: str,
+) -> None:
+    """Migration 21 adds the registrations' (partner, object, id) index to a store made
+    before it; its registrations stay, and the write-back's pages still read every
+    pending one once, in id order."""
+    from sqlalchemy import inspect
+
+    from connector.state.store import make_engine
+    from connector.state.tables import Registration
+
+    StateStore(db_url).close()
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # as the store was before step 21
+        conn.execute(text("DELETE FROM schema_version WHERE version = 21"))
+        conn.execute(text("DROP INDEX ix_registration_object"))
+        for i in range(7):
+            conn.execute(
+                Registration.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner=CONN,
+                    kind="deal",
+                    partner_object="deals" if i % 2 else "companies",
+                    partner_record_id=str(i),
+                    status="accepted",
+                    submitted_at=datetime(2027, 1, 1, tzinfo=UTC),
+                    fingerprint="",
+                    written_back=i == 3,
+                    vendor_written=False,
+                )
+            )
+    engine.dispose()
+    store = StateStore(db_url)
+    try:
+        assert store.schema_version() == migrations.LATEST
+        assert 21 in [v for v, _ in _versions(store)]
+        with store.engine.connect() as conn:
+            names = {ix["name"] for ix in inspect(conn).get_indexes("registration")}
+        assert "ix_registration_object" in names
+        pages = list(store.registry.pending_write_back_pages(CONN, size=2))
+        got = [[r.partner_record_id for r in page] for page in pages]
+        assert got == [["0", "2"], ["4", "6"], ["1", "5"]]
+    finally:
+        store.close()
+
+
+def test_write_back_pages_search_the_object_index(state_backend: str, tmp_path: Path) -> None:
+    """On SQLite a write-back page is read through the (partner, object, id) index, in
+    its order: not every registration of the partner sorted once per page (issue 17)."""
+    if state_backend != "sqlite":
+        pytest.skip("SQLite's query plans")
+    from connector.state.tables import Registration
+
+    store = StateStore(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                Registration.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner=CONN,
+                    kind="deal",
+                    partner_object="deals",
+                    partner_record_id="1",
+                    status="accepted",
+                    submitted_at=datetime(2027, 1, 1, tzinfo=UTC),
+                    fingerprint="",
+                    written_back=False,
+                    vendor_written=False,
+                )
+            )
+        statements = _count_statements(store)
+        assert len(list(store.registry.pending_write_back_pages(CONN))) == 1
+        with store.engine.connect() as conn:
+            q = next(q for q in statements if "LIMIT" in q.upper())
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q, tuple("x" * q.count("?")))
+            detail = " | ".join(str(row[-1]) for row in plan)
+        assert "ix_registration_object" in detail and "TEMP B-TREE" not in detail, detail
+    finally:
+        store.close()
