@@ -20,6 +20,7 @@ from typing import Any
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine import effects as program_effects
+from connector.engine.collect import fewer_collections
 from connector.engine.cycle import ProgramCycle
 from connector.engine.effects import Done
 from connector.engine.exits import EXIT_CONFLICTS as EXIT_CONFLICTS
@@ -171,26 +172,27 @@ def run_pass(
         )
         context |= bind(run_id=run_id)
         log.info("pass started (trigger %s%s)", trigger, ", dry run" if dry_run else "")
-        result = _run_recorded(
-            run_id,
-            lease,
-            partner=partner,
-            partner_crm=partner_crm,
-            vendor_crm=vendor_crm,
-            mappings=mappings,
-            store=store,
-            dry_run=dry_run,
-            now=now,
-            hooks=hooks,
-            overlap=overlap,
-            batch_size=batch_size,
-            progress=progress,
-            trigger=trigger,
-            crash_at=crash_at,
-            full=full,
-            only=only,
-            cycle=cycle,
-        )
+        with fewer_collections():  # a third of a large pass's CPU was the collector's
+            result = _run_recorded(
+                run_id,
+                lease,
+                partner=partner,
+                partner_crm=partner_crm,
+                vendor_crm=vendor_crm,
+                mappings=mappings,
+                store=store,
+                dry_run=dry_run,
+                now=now,
+                hooks=hooks,
+                overlap=overlap,
+                batch_size=batch_size,
+                progress=progress,
+                trigger=trigger,
+                crash_at=crash_at,
+                full=full,
+                only=only,
+                cycle=cycle,
+            )
         log.info(
             "pass finished: %s (%d record error(s), %d open conflict(s))",
             result.status,

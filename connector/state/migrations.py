@@ -216,6 +216,28 @@ STEPS.append(
     )
 )
 
+
+def _create_index(model: type, name: str) -> Callable[[Connection], None]:
+    """Create one of ``model``'s indexes (a fresh database made it with its table)."""
+
+    def run(conn: Connection) -> None:
+        for index in model.__table__.indexes:  # type: ignore[attr-defined]
+            if index.name == name:
+                index.create(conn, checkfirst=True)
+                return
+        raise AssertionError(f"{model.__name__} has no index {name}")
+
+    return run
+
+
+STEPS.append(
+    Step(
+        21,
+        "registrations: an index by partner object in id order (write-back pages)",
+        _create_index(tables.Registration, "ix_registration_object"),
+    )
+)
+
 # steps apply in version order, whatever order branches appended them in
 STEPS.sort(key=lambda step: step.version)
 LATEST = STEPS[-1].version

@@ -68,7 +68,14 @@ def _of_records(
     connection: str, obj: str, side: Side, ids: Iterable[str]
 ) -> Iterator[list[ColumnElement[bool]]]:
     """The conditions that pick the links of ``connection``/``obj`` holding these records
-    on ``side``, one list per 500 ids: every "links of these records" query starts here."""
+    on ``side``, one list per 500 ids: every "links of these records" query starts here.
+
+    Which statuses are wanted is checked on the rows read, not in the query: given a
+    status condition too, SQLite looks the rows up by the (connection, object, status)
+    index and so reads every link of the object once per 500 ids (10,000 links: 20
+    times over, issue 17), where the side's unique index finds each record's one row.
+    The unique key also means a record has at most that one row, so filtering
+    afterwards picks exactly the rows the condition would."""
     column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
     for chunk in chunks(sorted(set(ids))):
         yield [_LINK.c.connection == connection, _LINK.c.object == obj, column.in_(chunk)]
@@ -103,7 +110,8 @@ BaseTimes = tuple[datetime | None, datetime | None]
 
 
 _REF_COLUMNS = [_LINK.c[name] for name in LinkRef._fields]
-_LIVE = ("pending", "active", "flagged")
+_LIVE = frozenset(("pending", "active", "flagged"))
+_ENDED = frozenset(("unlinked", "deleted", "relinked"))
 
 
 _TIME_VALUES = {
@@ -204,7 +212,9 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
     ) -> dict[str, Link]:
         out: dict[str, Link] = {}
         for where in _of_records(connection, obj, side, ids):
-            for row in s.exec(select(Link).where(*where, _LINK.c.status.in_(_LIVE))).all():
+            for row in s.exec(select(Link).where(*where)).all():
+                if row.status not in _LIVE:
+                    continue
                 key = row.partner_id if side == "partner" else row.vendor_id
                 assert key is not None
                 out[key] = row
@@ -231,14 +241,27 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
         key_at = LinkRef._fields.index(_id_column(side))
         columns = _REF_COLUMNS if base else [c for c in _REF_COLUMNS if c.name != "base"]
         base_at = LinkRef._fields.index("base")
+        status_at = LinkRef._fields.index("status")
         out: dict[str, LinkRef] = {}
         for where in _of_records(connection, obj, side, ids):
-            rows = s.connection().execute(
-                sa_select(*columns).where(*where, _LINK.c.status.in_(_LIVE))
-            )
-            for row in rows:
+            for row in s.connection().execute(sa_select(*columns).where(*where)):
+                if row[status_at] not in _LIVE:
+                    continue
                 values = tuple(row) if base else (*row[:base_at], {}, *row[base_at:])
                 out[row[key_at]] = LinkRef(*values)
+        return out
+
+    @staticmethod
+    def _link_ids(
+        s: Session, connection: str, obj: str, side: Side, ids: Iterable[str]
+    ) -> dict[str, int]:
+        """The ids of the links (any status) that hold these records on ``side``, keyed
+        by the record's id: only the two columns, for a caller that knows the rest."""
+        column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
+        out: dict[str, int] = {}
+        for where in _of_records(connection, obj, side, ids):
+            rows = s.connection().execute(sa_select(column, _LINK.c.id).where(*where))
+            out.update((rid, int(link_id)) for rid, link_id in rows if rid is not None)
         return out
 
     def ended_ids(self, connection: str, obj: str, side: Side, ids: Iterable[str]) -> set[str]:
@@ -246,12 +269,11 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
         ``relinked``): such a record stopped being shared and is never shared again
         automatically."""
         column = _LINK.c.partner_id if side == "partner" else _LINK.c.vendor_id
-        ended = _LINK.c.status.in_(("unlinked", "deleted", "relinked"))
         out: set[str] = set()
         with self.session() as s:
             for where in _of_records(connection, obj, side, ids):
-                rows = s.connection().execute(sa_select(column).where(*where, ended))
-                out.update(r for (r,) in rows if r is not None)
+                rows = s.connection().execute(sa_select(column, _LINK.c.status).where(*where))
+                out.update(r for r, status in rows if r is not None and status in _ENDED)
         return out
 
     def holders(
@@ -421,10 +443,23 @@ class StateStore(ReadPositions, WebhookLedger, ConflictLedger, RunLedger, Mappin
                         for sid in new_ids
                     ],
                 )
-                # read the new rows back (ids and all) in the same transaction
-                created = self._link_refs(s, connection, obj, origin, new_ids)
+                # read the new rows' ids back in the same transaction; the rest of each
+                # row is what was just inserted (reading it all back, bases decoded and
+                # times parsed, cost more than the insert: issue 17)
+                created = self._link_ids(s, connection, obj, origin, new_ids)
                 for sid in new_ids:
-                    existing[sid] = created[sid]
+                    existing[sid] = LinkRef(
+                        id=created[sid],
+                        connection=connection,
+                        object=obj,
+                        partner_id=sid if origin == "partner" else None,
+                        vendor_id=sid if origin == "vendor" else None,
+                        origin=origin,
+                        status="pending",
+                        base={},
+                        created_at=now,
+                        updated_at=now,
+                    )
             s.commit()
         return existing
 

@@ -268,6 +268,9 @@ class Registration(SQLModel, table=True):
         UniqueConstraint("partner", "kind", "partner_record_id", name="uq_registration_record"),
         Index("ix_registration_status", "partner", "status"),
         Index("ix_registration_domain", "domain"),
+        # a partner object's registrations in id order: the write-back's pages (issue 17)
+        # each read one page of it, not all of the partner's registrations, sorted
+        Index("ix_registration_object", "partner", "partner_object", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

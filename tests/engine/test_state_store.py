@@ -293,3 +293,143 @@ def test_upgrading_a_store_from_before_base_times_keeps_its_links(tmp_path: Path
         assert ref.vendor_id == "v1" and ref.base_at("partner") is None
     finally:
         store.close()
+
+
+def test_link_lookups_pick_by_status_among_many_records(store: StateStore) -> None:
+    """Live and ended lookups over more than one chunk of ids, links of every status
+    mixed: the status is checked on the rows read (issue 17), so each lookup must still
+    return exactly the records whose one link has the wanted status."""
+    ids = [str(i) for i in range(1100)]
+    intents = store.record_intents(CONN, "deals", "partner", ids)
+    store.complete_links(
+        [(intents[i].id, f"v{i}", {"n": [i, i]}) for i in ids if int(i) % 5 != 0],
+        origin="partner",
+    )
+    ended = {"unlinked": ids[1::7], "deleted": ids[2::7], "flagged": ids[3::7]}
+    for status, which in ended.items():
+        store.set_link_status([intents[i].id for i in which], status)
+    status_of = {i: "pending" if int(i) % 5 == 0 else "active" for i in ids}
+    for status, which in ended.items():
+        status_of.update(dict.fromkeys(which, status))
+    asked = [*ids, "nobody"]
+    live = {i for i, st in status_of.items() if st in ("pending", "active", "flagged")}
+    refs = store.link_refs(CONN, "deals", "partner", asked)
+    assert set(refs) == live and all(refs[i].status == status_of[i] for i in live)
+    assert refs["10"].base == {} and refs["11"].base == {"n": ["11", "11"]}
+    assert set(store.link_refs(CONN, "deals", "partner", asked, base=False)) == live
+    assert set(store.links_by_ids(CONN, "deals", "partner", asked)) == live
+    assert store.ended_ids(CONN, "deals", "partner", asked) == {
+        i for i, st in status_of.items() if st in ("unlinked", "deleted")
+    }
+    # the vendor side too (the pending links hold no vendor id)
+    vendor_live = {f"v{i}" for i in live if int(i) % 5 != 0}
+    assert set(store.link_refs(CONN, "deals", "vendor", [f"v{i}" for i in ids])) == vendor_live
+
+
+def test_link_lookups_by_record_use_the_records_unique_index(
+    state_backend: str, tmp_path: Path
+) -> None:
+    """On SQLite a lookup of links by record ids must search the (connection, object,
+    side id) unique index: with a status condition it used the status index instead,
+    reading every link of the object once per 500 ids (issue 17)."""
+    if state_backend != "sqlite":
+        pytest.skip("SQLite's query plans")
+    store = StateStore(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        store.record_intents(CONN, "deals", "partner", ["1", "2"])
+        statements = _count_statements(store)
+        store.link_refs(CONN, "deals", "partner", ["1", "2", "3"])
+        store.link_refs(CONN, "deals", "vendor", ["v1"], base=False)
+        store.links_by_ids(CONN, "deals", "partner", ["1"])
+        store.ended_ids(CONN, "deals", "partner", ["1", "3"])
+        store.record_intents(CONN, "deals", "partner", ["2", "4"])
+        lookups = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+        assert len(lookups) >= 6
+        with store.engine.connect() as conn:
+            for q in lookups:
+                n = q.count("?")
+                plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q, tuple("x" * n)).all()
+                detail = " | ".join(str(row[-1]) for row in plan)
+                assert "ix_link_conn_obj_status" not in detail, (q, detail)
+                assert "_id=?" in detail, (q, detail)
+    finally:
+        store.close()
+
+
+def test_upgrading_a_store_adds_the_write_back_index_and_keeps_registrations(
+    db_url: str,
+) -> None:
+    """Migration 21 adds the registrations' (partner, object, id) index to a store made
+    before it; its registrations stay, and the write-back's pages still read every
+    pending one once, in id order."""
+    from sqlalchemy import inspect
+
+    from connector.state.store import make_engine
+    from connector.state.tables import Registration
+
+    StateStore(db_url).close()
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # as the store was before step 21
+        conn.execute(text("DELETE FROM schema_version WHERE version = 21"))
+        conn.execute(text("DROP INDEX ix_registration_object"))
+        for i in range(7):
+            conn.execute(
+                Registration.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner=CONN,
+                    kind="deal",
+                    partner_object="deals" if i % 2 else "companies",
+                    partner_record_id=str(i),
+                    status="accepted",
+                    submitted_at=datetime(2027, 1, 1, tzinfo=UTC),
+                    fingerprint="",
+                    written_back=i == 3,
+                    vendor_written=False,
+                )
+            )
+    engine.dispose()
+    store = StateStore(db_url)
+    try:
+        assert store.schema_version() == migrations.LATEST
+        assert 21 in [v for v, _ in _versions(store)]
+        with store.engine.connect() as conn:
+            names = {ix["name"] for ix in inspect(conn).get_indexes("registration")}
+        assert "ix_registration_object" in names
+        pages = list(store.registry.pending_write_back_pages(CONN, size=2))
+        got = [[r.partner_record_id for r in page] for page in pages]
+        assert got == [["0", "2"], ["4", "6"], ["1", "5"]]
+    finally:
+        store.close()
+
+
+def test_write_back_pages_search_the_object_index(state_backend: str, tmp_path: Path) -> None:
+    """On SQLite a write-back page is read through the (partner, object, id) index, in
+    its order: not every registration of the partner sorted once per page (issue 17)."""
+    if state_backend != "sqlite":
+        pytest.skip("SQLite's query plans")
+    from connector.state.tables import Registration
+
+    store = StateStore(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                Registration.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner=CONN,
+                    kind="deal",
+                    partner_object="deals",
+                    partner_record_id="1",
+                    status="accepted",
+                    submitted_at=datetime(2027, 1, 1, tzinfo=UTC),
+                    fingerprint="",
+                    written_back=False,
+                    vendor_written=False,
+                )
+            )
+        statements = _count_statements(store)
+        assert len(list(store.registry.pending_write_back_pages(CONN))) == 1
+        with store.engine.connect() as conn:
+            q = next(q for q in statements if "LIMIT" in q.upper())
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q, tuple("x" * q.count("?")))
+            detail = " | ".join(str(row[-1]) for row in plan)
+        assert "ix_registration_object" in detail and "TEMP B-TREE" not in detail, detail
+    finally:
+        store.close()
