@@ -47,6 +47,7 @@ class Probe(BaseHook):
         self.chunks: list[list[str]] = []
         self.shown: set[str] = set()
         self.vendor_companies = -1
+        self.shown_while_streaming: list[int] = []  # statuses shown at each chunk
 
     def _statuses(self, ids: list[str]) -> set[str]:
         crm = self.program.crm("acme")
@@ -54,6 +55,8 @@ class Probe(BaseHook):
 
     def decide_chunk(self, ctx: PassContext, chunk: Chunk, seen: Any) -> None:
         if chunk.mapping.name == "deals":
+            before = [i for c in self.chunks for i in c]
+            self.shown_while_streaming.append(len(self._statuses(before)))
             self.chunks.append(sorted(chunk.records.partner))
 
     def after_stream(self, ctx: PassContext, seen: Any) -> None:
@@ -113,20 +116,23 @@ def status_writes(effects: list[Any], rid: str | None = None) -> list[Any]:
     ]
 
 
-def test_the_streamed_deals_statuses_go_before_the_companies_are_applied(
+def test_the_streamed_deals_statuses_go_at_the_streams_end_not_per_chunk(
     make_program: MakeProgram,
 ) -> None:
     """An embedded partner CRM (not thread-safe): written at once, in the pass's
-    thread, at ``after_stream`` — the statuses of the four deals that fill whole
-    batches are on the partner's deals before any company reached the vendor; the
-    fifth goes with ``after_pass``."""
+    thread, at ``after_stream`` — no status is on a partner deal while the deals are
+    still being detected (a write then would shift the search's pages); at the
+    stream's end the four deals that fill whole batches show theirs, while the last
+    chunk's company is still to be applied (the first two chunks' went as each next
+    chunk came); the fifth status goes with ``after_pass``."""
     p, probe = probed(make_program)
     seeded = seed_five(p)
     result = p.sync()
     assert result.status == "ok", result.errors
 
     assert [len(c) for c in probe.chunks] == [2, 2, 1]
-    assert len(probe.shown) == 4 and probe.vendor_companies == 0
+    assert probe.shown_while_streaming == [0, 0, 0]
+    assert len(probe.shown) == 4 and probe.vendor_companies == 4
     for rid in seeded:
         assert p.crm("acme").get("deals", rid).get(STATUS) == "accepted"
         assert p.registry.find("acme", "deal", rid).written_back
