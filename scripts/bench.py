@@ -538,6 +538,42 @@ def _server_calls(srv: Any) -> dict[str, Any]:
     return out
 
 
+def budget_timeline(srv: Any, names: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """When each portal's two budgets (searches; the rest) were used in the pass just
+    measured, from the sandbox's log of served calls (429s left out): per side and
+    budget, the calls, the first, the middle and the last one in seconds from the
+    pass's first call, and the share of that span the budget was busy at its rate
+    (1.0: saturated; above 1 in spans shorter than the 10-s window, whose burst it
+    allows). Shows how long the budget that sets the bound waited for its work
+    (issue 17)."""
+    logged = {side: list(srv.portal(name).calls) for side, name in names.items()}
+    starts = [c["at"] for calls in logged.values() for c in calls]
+    if not starts:
+        return {}
+    t0 = min(starts)
+    out: dict[str, dict[str, Any]] = {}
+    for side, calls in logged.items():
+        for budget, rate in (("search", SEARCH_PER_S), ("other", RATE_PER_10S / 10.0)):
+            at = [
+                c["at"] - t0
+                for c in calls
+                if c["status"] != 429 and c["kind"].startswith("search") == (budget == "search")
+            ]
+            if not at:
+                continue
+            at.sort()
+            span = at[-1] - at[0]
+            out[f"{side} {budget}"] = {
+                "calls": len(at),
+                "first_s": round(at[0], 2),
+                "half_s": round(at[len(at) // 2], 2),  # half its calls made by then
+                "last_s": round(max(at), 2),
+                # the gaps between its calls against the gaps its rate allows
+                "busy": round((len(at) - 1) / (rate * span), 3) if span > 0 else None,
+            }
+    return out
+
+
 def _kinds(by_kind: dict[str, int]) -> dict[str, int]:
     """Calls per kind summed over sides (429-rejected requests included)."""
     c: Counter[str] = Counter()
@@ -623,6 +659,9 @@ def run_connector(
                 row["time_bound_s"] = round(lb["time_s"], 2)
                 row["time_bound_sequential_s"] = round(lb["time_sequential_s"], 2)
                 row["time_ratio"] = round(res["wall_s"] / lb["time_s"], 3)
+                row["budgets"] = budget_timeline(
+                    srv, {"partner": "partner-acme", "vendor": "vendor"}
+                )
             if work is not None:
                 pb = product_bound(scn, n, (extra or {}).get("changes"), work)
                 add_product_bound(row, pb, res["wall_s"], limits)
@@ -633,6 +672,11 @@ def run_connector(
                 f"{row['cpu_main_s']}s), {row['peak_rss_mb']} MB, "
                 f"429s {sc['rate_limited']}, status {res['status']}"
             )
+            for budget, b in row.get("budgets", {}).items():
+                log(
+                    f"    {budget}: {b['calls']} calls from {b['first_s']}s to "
+                    f"{b['last_s']}s, busy {b['busy']}"
+                )
             return row
 
         if 1 in scenarios:

@@ -147,3 +147,37 @@ def test_bench_product_rows_carry_the_product_bound(tmp_path: Path) -> None:
     assert first["product_trade_calls"] == 0 and first["product_trade_parts"]
     assert rows[2]["product_trade_calls"] == 0 and not rows[2]["product_trade_parts"]
     assert rows[2]["product_min_calls"] >= rows[2]["min_calls"]
+
+
+class _Logged:
+    """A sandbox portal's log of served calls, as ``budget_timeline`` reads it."""
+
+    def __init__(self, calls: list[tuple[float, str, int]]) -> None:
+        self.calls = [{"at": at, "kind": kind, "status": status} for at, kind, status in calls]
+
+
+class _Server:
+    def __init__(self, **portals: _Logged) -> None:
+        self._portals = portals
+
+    def portal(self, name: str) -> _Logged:
+        return self._portals[name]
+
+
+def test_the_budget_timeline_shows_when_each_budget_started_and_how_busy_it_was() -> None:
+    """The vendor's writes starting 10 s after the partner's first search show as the
+    vendor budget's first call at 10 s; a 429 is not a served call."""
+    bench = _bench()
+    partner = _Logged([(100.0, "search", 200), (100.2, "search", 200), (100.4, "search", 429)])
+    vendor = _Logged([(110.0 + i / 10, "batch_upsert", 200) for i in range(11)])
+    out = bench.budget_timeline(_Server(p=partner, v=vendor), {"partner": "p", "vendor": "v"})
+    assert out["partner search"] == {
+        "calls": 2,
+        "first_s": 0.0,
+        "half_s": 0.2,
+        "last_s": 0.2,
+        "busy": 1.0,
+    }
+    assert out["vendor other"]["calls"] == 11 and out["vendor other"]["first_s"] == 10.0
+    assert out["vendor other"]["busy"] == 1.0  # 11 calls in 1 s at 10/s: saturated
+    assert "vendor search" not in out and "partner other" not in out
