@@ -248,11 +248,12 @@ def ownership_on_creates(
     if known is None or not creating:
         return {}
     wanted = set(creating)
+    # the deals whose first company is being created: only their registrations
+    deals = [d for d, firsts in known.deal_companies.items() if firsts and firsts[0] in wanted]
     out: dict[str, dict[str, str]] = {}
-    for reg in registry.pending_vendor_writes(ctx.connection):
+    for reg in registry.pending_vendor_writes_of(ctx.connection, "deal", deals):
         if (
             reg.status != "accepted"
-            or reg.kind != "deal"
             or reg.vendor_company_id
             or reg.domain in known.found
             or reg.domain not in known.searched

@@ -391,3 +391,22 @@ def test_an_ended_registration_reads_its_company_again(
     assert "globex.com" in searched
     vcomp = program.counterpart("acme", "companies", s.company.id)
     assert vcomp is not None and not vcomp.get("dealsync_owner_partner")
+
+
+def test_contact_vendor_ids_of_more_registrations_than_one_executemany_holds(
+    make_registry: Callable[[], Registry],
+) -> None:
+    """A first sync remembers thousands of vendor contacts at once: they go 1,000
+    parameter sets at a time, and every one of them is set — the last set's too."""
+    from connector.testing.registrations import seed_registrations
+
+    registry = make_registry()
+    ids = seed_registrations(registry, "acme", 2_345, decided_at=NOW)
+    emails = {rid: [c.email for c in cs] for rid, cs in registry.contacts_of(ids).items()}
+    registry.set_contact_vendor_ids(
+        (rid, emails[rid][0].upper(), f"v-{rid}") for rid in ids
+    )  # a generator, as long as the pass's
+    after = registry.contacts_of(ids)
+    assert sorted(c.vendor_contact_id or "" for cs in after.values() for c in cs) == sorted(
+        f"v-{rid}" for rid in ids
+    )

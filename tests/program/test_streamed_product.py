@@ -206,3 +206,39 @@ def test_a_company_held_back_for_one_chunk_is_created_for_a_later_chunks_deal(
 def person(i: int) -> dict[str, str]:
     """A second contact at ``co<i>.com``."""
     return {"firstname": "Bo", "lastname": f"Lee{i}", "email": f"bo@co{i}.com", "country": "US"}
+
+
+@pytest.mark.usefixtures("chunk_of_2")
+def test_each_chunks_company_creates_carry_ownership_read_for_that_chunk_only(
+    make_program: MakeProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ownership a chunk's company creates carry is read for that chunk's deals:
+    while the deals stream, no read of the partner's pending vendor writes returns
+    more than a chunk's registrations (before: every registration of the partner,
+    once per chunk — 50 loads of 50,000 rows at N = 50,000, the pass's peak of
+    memory). Every company still carries its ownership on its create, none is
+    updated after."""
+    from connector.state.registry import Registry
+
+    p, probe = probed(make_program)
+    for i in range(6):
+        p.seed_deal(domain=f"co{i}.com", company=f"Co{i}")
+    read: list[tuple[bool, int]] = []  # (streaming, registrations returned)
+    for name in ("pending_vendor_writes", "pending_vendor_writes_of"):
+        original = getattr(Registry, name)
+
+        def spy(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            out = _original(self, *args, **kwargs)
+            streaming = not any(e == "after_stream" for e, _ in probe.events)
+            read.append((streaming, len(out)))
+            return out
+
+        monkeypatch.setattr(Registry, name, spy)
+    result = p.sync()
+    assert result.status == "ok", result.errors
+    during = [n for streaming, n in read if streaming]
+    assert during and max(during) <= 2  # the chunk's two deals, not the six
+    assert not [k for k in result.effect_counts() if k.startswith("ownership writes")]
+    for i in range(6):
+        (company,) = p.vendor_companies(f"co{i}.com")
+        assert company.get("dealsync_owner_partner") == "acme"
