@@ -563,6 +563,7 @@ def budget_timeline(srv: Any, names: dict[str, str]) -> dict[str, dict[str, Any]
                 continue
             at.sort()
             span = at[-1] - at[0]
+            seconds = Counter(int(a) for a in at)
             out[f"{side} {budget}"] = {
                 "calls": len(at),
                 "first_s": round(at[0], 2),
@@ -570,6 +571,8 @@ def budget_timeline(srv: Any, names: dict[str, str]) -> dict[str, dict[str, Any]
                 "last_s": round(max(at), 2),
                 # the gaps between its calls against the gaps its rate allows
                 "busy": round((len(at) - 1) / (rate * span), 3) if span > 0 else None,
+                # its calls in each second of the pass (JSON only)
+                "per_s": [seconds[i] for i in range(int(at[-1]) + 1)],
             }
     return out
 
@@ -674,8 +677,8 @@ def run_connector(
             )
             for budget, b in row.get("budgets", {}).items():
                 log(
-                    f"    {budget}: {b['calls']} calls from {b['first_s']}s to "
-                    f"{b['last_s']}s, busy {b['busy']}"
+                    f"    {budget}: {b['calls']} calls from {b['first_s']}s (half by "
+                    f"{b['half_s']}s) to {b['last_s']}s, busy {b['busy']}"
                 )
             return row
 

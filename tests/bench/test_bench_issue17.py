@@ -177,7 +177,9 @@ def test_the_budget_timeline_shows_when_each_budget_started_and_how_busy_it_was(
         "half_s": 0.2,
         "last_s": 0.2,
         "busy": 1.0,
+        "per_s": [2],
     }
     assert out["vendor other"]["calls"] == 11 and out["vendor other"]["first_s"] == 10.0
     assert out["vendor other"]["busy"] == 1.0  # 11 calls in 1 s at 10/s: saturated
+    assert out["vendor other"]["per_s"] == [0] * 10 + [10, 1]
     assert "vendor search" not in out and "partner other" not in out
