@@ -196,6 +196,8 @@ class Detection:
             j.mapping: queue.Queue(maxsize=0 if j.mapping in listed else AHEAD) for j in self.jobs
         }
         self._stop = threading.Event()
+        # mappings whose partner records were all read (their last page fetched)
+        self._read_all: set[str] = set()
         self._error: BaseException | None = None  # the first detection thread's failure
         self._error_lock = threading.Lock()
         lanes = [
@@ -247,6 +249,8 @@ class Detection:
                     with self.locks[job.side]:
                         chunk = next(chunks, None)
                     if chunk is None:
+                        if job.side == "partner":
+                            self._read_all.add(job.mapping)
                         break
                     if job.side == "partner":
                         if not self._put(out, ("partner", chunk)):
@@ -290,6 +294,12 @@ class Detection:
         kind, payload = self._get(mapping)
         assert kind == "vendor", kind
         return cast(dict[str, Record], payload)
+
+    def detected_all(self, mapping: str) -> bool:
+        """Whether every page of the mapping's partner records has been read (the
+        chunks may still be waiting to be handed over): from then on, writing to the
+        partner's records of it shifts no page still to read (:class:`Chunk`)."""
+        return mapping in self._read_all
 
     def partner_chunks(self, mapping: str) -> Iterator[dict[str, Record]]:
         """The mapping's changed partner records, chunk by chunk as they arrive."""

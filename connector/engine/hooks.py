@@ -310,10 +310,17 @@ class ObjectRecords:
 @dataclass(frozen=True)
 class Chunk:
     """A chunk of the streamed object's detected records, as ``decide_chunk`` sees it:
-    its partner records and the changed vendor records linked to them."""
+    its partner records and the changed vendor records linked to them.
+
+    ``detected_all``: every page of the object's partner records had been read when
+    this chunk was handed over. Until then a write to the partner's records of this
+    object may shift the pages still to read (HubSpot's searches page by offset
+    within the pass's window, and a record written drops out of it), so a hook that
+    writes to them waits for a chunk that says so, or for ``after_stream``."""
 
     mapping: ObjectMapping
     records: ObjectRecords
+    detected_all: bool
 
 
 @dataclass(frozen=True)

@@ -557,6 +557,7 @@ class SyncPass:
             [c for c in self.store.conflicts(self.conn) if c.object == mapping.name],
             dict(per_side["vendor"]),
             seen,
+            detection=detection,
         )
         # partner ids applied whose ``after_chunk`` waits for the next chunk to come
         applied: list[str] = []
@@ -638,7 +639,8 @@ class SyncPass:
             hook.after_detect(ctx, seen)
         if streamed is not None:
             per = read[streamed.name]
-            chunk = Chunk(streamed, ObjectRecords(per["partner"], per["vendor"]))
+            # read by id, whole: no search is paging any more
+            chunk = Chunk(streamed, ObjectRecords(per["partner"], per["vendor"]), True)
             for hook in self.hooks:
                 hook.decide_chunk(ctx, chunk, seen)
             self._only_apply(streamed, per)
@@ -700,7 +702,8 @@ class SyncPass:
         if keep and st.seen is not None:
             # the hooks decide the chunk's records (a full pass's pages of linked pairs
             # nothing detected are not part of their picture, as before)
-            chunk = Chunk(mapping, ObjectRecords(part, per["vendor"]))
+            detected_all = st.detection is None or st.detection.detected_all(mapping.name)
+            chunk = Chunk(mapping, ObjectRecords(part, per["vendor"]), detected_all)
             for hook in self.hooks:
                 hook.decide_chunk(self.ctx, chunk, st.seen)
         if keep:
@@ -881,3 +884,5 @@ class _Stream:
     # with hooks: the picture their ``decide_chunk`` decides each chunk with
     seen: Mapping[str, ObjectRecords] | None = None
     done: set[str] = field(default_factory=set)  # partner ids already applied
+    # the detection handing the chunks over (``Chunk.detected_all``); None: read whole
+    detection: Detection | None = None

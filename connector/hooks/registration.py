@@ -14,10 +14,11 @@ Where the program's §2.1 rules meet the sync engine:
   decisions made so far, and offers one vetoed then again with the later ones);
 * ``after_pass`` — the vendor CRM gets the authoritative ownership (company
   properties), and each partner record gets its registration's status and reason —
-  those of the streamed deals mostly written already: once every chunk of deals was
-  detected and applied (``after_stream``), their registrations' statuses go to the
-  partner CRM from the pass's background writer while the companies and contacts are
-  applied (:func:`~connector.hooks.registration_crm.write_back_soon`).
+  those of the streamed deals mostly written already: once every page of deals was
+  read (from the chunk decided then on, else at ``after_stream``), their
+  registrations' statuses go to the partner CRM from the pass's background writer
+  while the vendor's writes go on
+  (:func:`~connector.hooks.registration_crm.write_back_soon`).
 
 The hook decides; it does not write. Endings, decisions and writes are effects
 (:mod:`connector.engine.effects`) handed to ``ctx.apply``: the engine records them
@@ -196,13 +197,19 @@ class RegistrationHook(BaseHook):
         if chunk.mapping is not objects.deals or decisions is None or not chunk.records.partner:
             return
         self._deals(ctx, ctx.store.registry, chunk.records.partner, decisions, seen)
-        # their statuses are written back once every chunk was (``after_stream``)
+        # their statuses are written back once every page of deals was read: from this
+        # chunk on if it says so, else at ``after_stream`` (a deal written while the
+        # search pages on would shift its pages)
         ctx.note(WriteBacks).due.extend(chunk.records.partner)
+        if chunk.detected_all:
+            write_back_soon(ctx, ctx.store.registry)
 
     def after_stream(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         """Leads after the pass's deals (a deal registers its domain first). Every
-        chunk of deals was detected and applied: their registrations' statuses go to
-        the partner CRM while the companies and contacts are applied."""
+        chunk of deals was detected and applied: the registrations' statuses not yet
+        on their way (``decide_chunk`` sets going those of the chunks decided once
+        every page of deals was read) go to the partner CRM while the companies and
+        contacts are applied."""
         write_back_soon(ctx, ctx.store.registry)
         objects = self.objects(ctx.partner_crm.naming)
         if objects.contacts is not None and objects.contacts.name in seen:

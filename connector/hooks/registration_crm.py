@@ -628,8 +628,13 @@ def write_back_soon(ctx: PassContext, registry: Registry) -> None:
     """The streamed deals (:attr:`WriteBacks.due`): their registrations still to write
     back go to the partner CRM now, a page of deals at a time in whole batches
     (:data:`WRITE_BACK_BATCH`; the rest goes with ``after_pass``'s pages, so no call is
-    added), from the pass's background writer (``ctx.apply_soon``). Called at
-    ``after_stream``, once the partner's deals were all detected and applied."""
+    added), from the pass's background writer (``ctx.apply_soon``). Called once every
+    page of the partner's deals was read — at each chunk decided from then on
+    (``Chunk.detected_all``), and at ``after_stream`` — never while the search still
+    pages: a deal written then would shift the pages still to read. Writing from the
+    chunk on, not at the stream's end, uses the partner's budget while the vendor's
+    writes of the last chunks go on (issue 17: at N = 10,000 the last write-backs
+    otherwise waited out a 10-s window after the vendor's writes had ended)."""
     wb = ctx.note(WriteBacks)
     take_write_backs(ctx, registry, wait=False)
     due, wb.due = wb.due, []

@@ -1,7 +1,8 @@
-"""Issue 17: the partner write-back of a streamed pass. Once every chunk of deals was
-detected and applied (``after_stream``: not sooner, a deal written while detection
-pages through the partner's deals would shift its pages), their registrations'
-statuses go to the partner CRM — from the pass's background writer when the partner's
+"""Issue 17: the partner write-back of a streamed pass. Once every page of deals was
+read — from the chunk decided then on (``Chunk.detected_all``), else at the stream's
+end (``after_stream``); never sooner, a deal written while detection pages through
+the partner's deals would shift its pages — their registrations' statuses go to the
+partner CRM — from the pass's background writer when the partner's
 adapter is thread-safe (HubSpot), at once otherwise — while the companies and contacts
 are applied, instead of all in ``after_pass``; the marks stay in the pass's thread, a
 failed write stays pending for the next pass, a dry run writes nothing.
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from program_support import NOW, MakeProgram, Program
 
+from connector.engine.detect import Detection
 from connector.engine.effects import WriteProperties
 from connector.engine.hooks import BaseHook, Chunk, PassContext
 from connector.hooks.registration_crm import REG_STATUS
@@ -32,6 +34,19 @@ STATUS = REG_STATUS
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 2)
     monkeypatch.setattr("connector.hooks.registration_crm.WRITE_BACK_BATCH", 2)
+
+
+def pages_read(monkeypatch: pytest.MonkeyPatch, *, at_once: bool) -> None:
+    """Whether detection has read every page of deals by the time a chunk is decided:
+    ``at_once`` (their search ran far ahead of the writes, as at N = 10,000 against
+    HubSpot) or only at the stream's end (pages still being read meanwhile). Which one
+    a small embedded pass sees depends on its threads; pinned here."""
+    monkeypatch.setattr(Detection, "detected_all", lambda self, mapping: at_once)
+
+
+@pytest.fixture(autouse=True)
+def pages_read_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    pages_read(monkeypatch, at_once=False)
 
 
 class Probe(BaseHook):
@@ -120,8 +135,8 @@ def test_the_streamed_deals_statuses_go_at_the_streams_end_not_per_chunk(
     make_program: MakeProgram,
 ) -> None:
     """An embedded partner CRM (not thread-safe): written at once, in the pass's
-    thread, at ``after_stream`` — no status is on a partner deal while the deals are
-    still being detected (a write then would shift the search's pages); at the
+    thread, at ``after_stream`` — no status is on a partner deal while the deals'
+    pages are still being read (a write then would shift the search's pages); at the
     stream's end the four deals that fill whole batches show theirs, while the last
     chunk's company is still to be applied (the first two chunks' went as each next
     chunk came); the fifth status goes with ``after_pass``."""
@@ -140,6 +155,29 @@ def test_the_streamed_deals_statuses_go_at_the_streams_end_not_per_chunk(
     assert result.effect_counts()["write-backs: registration status"] == 5
     again = p.sync(now=NOW + timedelta(minutes=5))
     assert again.status == "ok"
+    assert again.effect_counts()["write-backs: registration status"] == 0
+
+
+def test_once_every_page_of_deals_was_read_each_chunks_statuses_go_at_once(
+    make_program: MakeProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of deals read before the chunks are decided (the search ran ahead):
+    each chunk's statuses go to the partner as it is decided, a whole batch at a time,
+    instead of waiting for the stream's end — the partner's budget is used while the
+    vendor's writes of the later chunks go on. Each registration is written once."""
+    pages_read(monkeypatch, at_once=True)
+    p, probe = probed(make_program)
+    seeded = seed_five(p)
+    result = p.sync()
+    assert result.status == "ok", result.errors
+
+    # at each chunk, the statuses on the deals of the chunks before it
+    assert probe.shown_while_streaming == [0, 2, 4]
+    for rid in seeded:
+        assert p.crm("acme").get("deals", rid).get(STATUS) == "accepted"
+        assert p.registry.find("acme", "deal", rid).written_back
+    assert result.effect_counts()["write-backs: registration status"] == 5
+    again = p.sync(now=NOW + timedelta(minutes=5))
     assert again.effect_counts()["write-backs: registration status"] == 0
 
 
