@@ -10,6 +10,7 @@ searched on the search budget.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ from connector.adapters.hubspot_transport import (
     _ms,
 )
 from connector.records import Record
+
+log = logging.getLogger("dealsync.hubspot")
 
 _ONE_MS = timedelta(milliseconds=1)
 # HubSpot's search limits: values in one IN filter, filter groups in one search
@@ -155,6 +158,7 @@ class HubSpotSearch(HubSpotAssociations):
             last: Record | None = None
             capped = False
             after = 0
+            total: int | None = None  # the query's matches, as the last page counted them
             while True:
                 body: dict[str, Any] = {
                     "filterGroups": [{"filters": filters}] if filters else [],
@@ -171,6 +175,27 @@ class HubSpotSearch(HubSpotAssociations):
                     if rec.id not in seen:
                         seen.add(rec.id)
                         yield rec
+                # Pages are offsets into a query whose window (modified ≤ until) only
+                # loses records while it is read: one written meanwhile — by this pass
+                # (a chunk applied while the next is searched) or by a user — leaves it,
+                # and every later record moves up. Fewer matches than at the page before
+                # means the records moved past this page's offset were skipped: read
+                # again from that many earlier (what was seen is dropped). One search
+                # more per such page, none when nothing changed (issue 17).
+                now_total = page.total if isinstance(page.total, int) else None
+                left = total - now_total if total is not None and now_total is not None else 0
+                total = now_total
+                if left > 0 and after:
+                    log.info(
+                        "%s: %d %s left the search's window while it paged (written "
+                        "meanwhile); reading again from %d records earlier",
+                        self.name,
+                        left,
+                        object_type,
+                        min(left, after),
+                    )
+                    after = max(0, after - left)
+                    continue
                 nxt = page.paging.next.after if page.paging and page.paging.next else None
                 if not nxt:
                     break

@@ -315,8 +315,9 @@ class Chunk:
     ``detected_all``: every page of the object's partner records had been read when
     this chunk was handed over. Until then a write to the partner's records of this
     object may shift the pages still to read (HubSpot's searches page by offset
-    within the pass's window, and a record written drops out of it), so a hook that
-    writes to them waits for a chunk that says so, or for ``after_stream``."""
+    within the pass's window, and a record written drops out of it; the adapter
+    then reads the page again, a search more), so a hook that writes to them waits
+    for a chunk that says so, or for ``after_stream``."""
 
     mapping: ObjectMapping
     records: ObjectRecords

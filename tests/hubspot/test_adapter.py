@@ -447,6 +447,41 @@ def test_changed_since_walks_past_the_10k_search_cap(
         assert got == ids[4000:8000]
 
 
+@pytest.mark.parametrize("writes", ["this pass's updates", "a user's archive"])
+def test_a_record_written_while_the_search_pages_skips_none_of_the_others(
+    make_server: object, caplog: pytest.LogCaptureFixture, writes: str
+) -> None:
+    """The search pages by offset within the pass's window (modified ≤ until). A record
+    of it written while the pages are read — the pass applying a chunk while detection
+    searches on, or a user meanwhile — leaves the window, so every later record moves
+    up one place: one record nobody changed would be skipped at each write. The
+    adapter sees the query's count of matches fall and reads the page again from that
+    many records earlier (one search more per such page), so all 450 come, once each,
+    and the log says why a page was read again."""
+    srv: SandboxServer = make_server(PortalSpec("moving", "moving-token"))  # type: ignore[operator]
+    portal = srv.portal("moving")
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    ids = _seed_at(portal, [(t0 + timedelta(seconds=i), 1) for i in range(450)], "Moving")
+    adapter = make_adapter(srv.url, "moving-token")
+    until = datetime.now(UTC) - timedelta(minutes=1)  # the pass's window, frozen
+    portal.reset_stats()
+    got: list[str] = []
+    with caplog.at_level("INFO", logger="dealsync.hubspot"):
+        for chunk in adapter.changed_since_chunks(
+            "deals", None, ["dealname"], until=until, chunk_size=200, live=True
+        ):
+            got += [r.id for r in chunk]
+            if len(got) < 450:  # written now: its modification time passes `until`
+                if writes == "a user's archive":
+                    portal.archive("deals", chunk[0].id)
+                else:
+                    adapter.update("deals", [(chunk[0].id, {"dealname": "edited"})])
+    assert sorted(got, key=int) == sorted(ids, key=int)  # none skipped, none twice
+    searches = settled_stats(srv, "moving")["by_kind"]["search"]
+    assert searches == 3 + 2  # 3 pages, each of the 2 later ones read again once
+    assert sum("left the search's window" in r.getMessage() for r in caplog.records) == 2
+
+
 # ---------------------------------------------------------------------------- retries
 
 
