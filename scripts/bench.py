@@ -568,7 +568,7 @@ def budget_timeline(srv: Any, names: dict[str, str]) -> dict[str, dict[str, Any]
                 "calls": len(at),
                 "first_s": round(at[0], 2),
                 "half_s": round(at[len(at) // 2], 2),  # half its calls made by then
-                "last_s": round(max(at), 2),
+                "last_s": round(at[-1], 2),
                 # the gaps between its calls against the gaps its rate allows
                 "busy": round((len(at) - 1) / (rate * span), 3) if span > 0 else None,
                 # its calls in each second of the pass (JSON only)

@@ -556,8 +556,8 @@ class SyncPass:
             via,
             [c for c in self.store.conflicts(self.conn) if c.object == mapping.name],
             dict(per_side["vendor"]),
+            detection,
             seen,
-            detection=detection,
         )
         # partner ids applied whose ``after_chunk`` waits for the next chunk to come
         applied: list[str] = []
@@ -702,7 +702,7 @@ class SyncPass:
         if keep and st.seen is not None:
             # the hooks decide the chunk's records (a full pass's pages of linked pairs
             # nothing detected are not part of their picture, as before)
-            detected_all = st.detection is None or st.detection.detected_all(mapping.name)
+            detected_all = st.detection.detected_all(mapping.name)
             chunk = Chunk(mapping, ObjectRecords(part, per["vendor"]), detected_all)
             for hook in self.hooks:
                 hook.decide_chunk(self.ctx, chunk, st.seen)
@@ -881,8 +881,8 @@ class _Stream:
     via: set[str]
     conflicts: list[Any]
     unclaimed: dict[str, Record]  # changed vendor records no chunk has paired yet
+    # the detection handing the chunks over (whether it read every page: ``Chunk``)
+    detection: Detection
     # with hooks: the picture their ``decide_chunk`` decides each chunk with
     seen: Mapping[str, ObjectRecords] | None = None
     done: set[str] = field(default_factory=set)  # partner ids already applied
-    # the detection handing the chunks over (``Chunk.detected_all``); None: read whole
-    detection: Detection | None = None

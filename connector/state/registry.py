@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy import select as sa_select
@@ -53,6 +53,11 @@ from connector.state.tables import (
 # applies no model defaults, so every column a model would default is given.
 _REG: Table = Registration.__table__  # type: ignore[attr-defined]
 _CONTACT: Table = RegistrationContact.__table__  # type: ignore[attr-defined]
+# a registration whose ownership the vendor's company does not show yet
+_VENDOR_WRITE_PENDING = (
+    _REG.c.vendor_written.is_(False),
+    _REG.c.status.in_(("accepted", "expired", "withdrawn")),
+)
 _CLAIM: Table = DomainClaim.__table__  # type: ignore[attr-defined]
 _CHUNK = CHUNK  # decisions per transaction in record_many (tests make it smaller)
 MARK_SLICE = 1000  # consent marks per executemany in mark_consent
@@ -94,6 +99,9 @@ class WriteBack(NamedTuple):
     code: str | None
     reason: str | None
     owned_until: datetime | None
+
+
+_Row = TypeVar("_Row", VendorWrite, WriteBack)  # the plain tuples of registrations
 
 
 class _Contended(Exception):
@@ -674,11 +682,7 @@ class Registry(CommissionLedger, ReviewQueue):
         with self.session() as s:
             rows = s.execute(
                 sa_select(*columns)
-                .where(
-                    _REG.c.partner == partner,
-                    _REG.c.vendor_written.is_(False),
-                    _REG.c.status.in_(("accepted", "expired", "withdrawn")),
-                )
+                .where(_REG.c.partner == partner, *_VENDOR_WRITE_PENDING)
                 .order_by(_REG.c.id)
             )
             return [VendorWrite(*row) for row in rows]
@@ -686,33 +690,15 @@ class Registry(CommissionLedger, ReviewQueue):
     def pending_vendor_writes_of(
         self, partner: str, kind: str, record_ids: Iterable[str]
     ) -> list[VendorWrite]:
-        """:meth:`pending_vendor_writes` of these partner records (of one kind) only, in
-        id order (one query per 500): the ownership a chunk's company creates carry is
-        looked up for that chunk's deals, not for every registration of the partner
-        once per chunk (at 50,000 deals that was 50 loads of 50,000 rows, and the
-        pass's peak of memory: issue 17)."""
-        columns = [_REG.c[name] for name in VendorWrite._fields]
-        out: list[VendorWrite] = []
-        with self.session() as s:
-            for chunk in chunks(sorted(set(record_ids))):
-                rows = s.execute(
-                    sa_select(*columns).where(
-                        _REG.c.partner == partner,
-                        _REG.c.kind == kind,
-                        _REG.c.vendor_written.is_(False),
-                        _REG.c.status.in_(("accepted", "expired", "withdrawn")),
-                        _REG.c.partner_record_id.in_(chunk),
-                    )
-                )
-                out += [VendorWrite(*row) for row in rows]
-        return sorted(out, key=lambda r: r.id)
+        """:meth:`pending_vendor_writes` of these partner records (of one kind) only:
+        the ownership a chunk's company creates carry is looked up for that chunk's
+        deals, not for every registration of the partner once per chunk (at 50,000
+        deals that was 50 loads of 50,000 rows, and the pass's peak of memory: issue
+        17)."""
+        return self._tuples_of(VendorWrite, partner, kind, record_ids, *_VENDOR_WRITE_PENDING)
 
     def pending_vendor_write(self, partner: str) -> list[Registration]:
-        return self._of(
-            partner,
-            col(Registration.vendor_written).is_(False),
-            col(Registration.status).in_(("accepted", "expired", "withdrawn")),
-        )
+        return self._of(partner, *_VENDOR_WRITE_PENDING)
 
     def _of(self, partner: str, *where: Any) -> list[Registration]:
         """A partner's registrations that match ``where``."""
@@ -733,20 +719,28 @@ class Registry(CommissionLedger, ReviewQueue):
         self, partner: str, kind: str, record_ids: Iterable[str]
     ) -> list[WriteBack]:
         """The registrations of these partner records (of one kind) not yet written
-        back, in id order (one query per 500)."""
-        columns = [_REG.c[name] for name in WriteBack._fields]
-        out: list[WriteBack] = []
+        back."""
+        return self._tuples_of(WriteBack, partner, kind, record_ids, _REG.c.written_back.is_(False))
+
+    def _tuples_of(
+        self, shape: type[_Row], partner: str, kind: str, record_ids: Iterable[str], *where: Any
+    ) -> list[_Row]:
+        """The registrations of these partner records (of one kind) that match
+        ``where``, as plain tuples of ``shape``'s columns, in id order: one query per
+        500 records."""
+        columns = [_REG.c[name] for name in shape._fields]
+        out: list[_Row] = []
         with self.session() as s:
             for chunk in chunks(sorted(set(record_ids))):
                 rows = s.execute(
                     sa_select(*columns).where(
                         _REG.c.partner == partner,
                         _REG.c.kind == kind,
-                        _REG.c.written_back.is_(False),
                         _REG.c.partner_record_id.in_(chunk),
+                        *where,
                     )
                 )
-                out += [WriteBack(*row) for row in rows]
+                out += [shape(*row) for row in rows]
         return sorted(out, key=lambda r: r.id)
 
     def mark_written_back(self, written: Sequence[Registration | WriteBack]) -> None:
