@@ -5,7 +5,7 @@ be decided; of the contacts it detects only those flagged as leads, whom no deal
 Later passes search each object's window as before. A first sync whose children are
 linked already (an earlier first pass stopped after writing some) holds them whole,
 and lists the contacts beside the companies' searches. On the embedded CRMs (the
-HubSpot sandbox's version: tests/hubspot/test_initial_listing.py)."""
+HubSpot sandbox's version: tests/hubspot/test_first_sync_children_over_sandbox.py)."""
 
 from __future__ import annotations
 
