@@ -17,8 +17,9 @@ Scenarios, against sandbox portals started in this process (``connector.sandbox`
    vendor portal: the vendor portal's calls, utilisation, bound and 429s.
 
 Product rows also carry the product's own lower bound (``product_*``), and the calls
-the product trades for wall time (a first sync lists the contacts instead of searching
-them: ``product_trade_calls``, not part of the bound; ``listing_trade``).
+the product trades for wall time (a first sync reads the contacts by batch read, 100 a
+call on the general budget, beside the companies' searches by id, instead of searching
+them at 200 a page: ``product_trade_calls``, not part of the bound; ``listing_trade``).
 
 Each connector pass (1–3) runs in a child process (``--_child``) so its peak RSS is
 the connector's own, for that scenario only, and its client-side rate limiter starts
@@ -904,17 +905,17 @@ def product_bound(scenario: int, n: int, changes: dict[str, int] | None,
     return bound
 
 
-# On a first sync with the program's hooks, the product lists one of the objects it
-# holds before any deal is decided (the contacts, the last held: engine/detect.py,
-# plan_listing) on the partner portal's general budget, beside the companies' searches
-LIST_PAGE = 100  # HubSpot's list endpoint
+# On a first sync with the program's hooks, the product reads the deals' contacts with
+# each chunk of deals by batch read (engine/sync.py, _read_children) on the partner
+# portal's general budget, beside the companies' searches by id
+LIST_PAGE = 100  # HubSpot's batch read (and list endpoint): 100 a call
 
 
 def listing_trade(scenario: int, n: int, partner: str = "partner") -> dict[tuple[str, str], int]:
     """The calls the product trades for wall time, by (portal, kind): on a first sync
-    (``scenario`` 1; 5a and 6 are first syncs too) the partner's N contacts are listed
-    at 100 a page instead of searched at 200 a page, so the companies' searches and
-    the contacts' listing use the partner portal's two budgets side by side.
+    (``scenario`` 1; 5a and 6 are first syncs too) the partner's N contacts are read
+    by batch read at 100 a call instead of searched at 200 a page, so the companies'
+    searches and the contacts' reads use the partner portal's two budgets side by side.
 
     Not part of the bound, which stays the fewest calls the work needs (searching
     them). Reported next to it (``product_trade_calls``, ``product_traded_calls_ratio``)
@@ -923,9 +924,9 @@ def listing_trade(scenario: int, n: int, partner: str = "partner") -> dict[tuple
     if scenario != 1:
         return {}
     return {
-        (partner, "list (contacts at 100/page, traded for their searches)"):
+        (partner, "batch read (contacts at 100/call, traded for their searches)"):
             max(1, math.ceil(n / LIST_PAGE)),
-        (partner, "search (contacts at 200/page, listed instead)"):
+        (partner, "search (contacts at 200/page, batch read instead)"):
             -max(1, math.ceil(n / SEARCH_PAGE)),
     }  # fmt: skip
 
@@ -1163,7 +1164,7 @@ def run_partners(n_partners: int, m: int, limits: bool, hooks: bool,
             portal.limits_enabled = limits
         rules = _rules_of(root, tokens)
         parts: dict[tuple[str, str], int] = {}
-        trade: dict[tuple[str, str], int] = {}  # each partner's first sync lists contacts
+        trade: dict[tuple[str, str], int] = {}  # each partner's first sync batch-reads its contacts
         events = 0
         for pid in pids:
             work = program_work(srv, f"partner-{pid}", rules, first=True)
@@ -1277,7 +1278,7 @@ def targets17(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             trade = r.get("product_trade_calls") or 0
             add(f"{tag}: calls ≤ 1.1 × the product's bound", r["product_calls_ratio"] <= 1.1,
                 f"{r['calls']} / {r['product_min_calls']} = ×{r['product_calls_ratio']}"
-                + (f" (of which {trade:+d} traded for wall time: contacts listed; "
+                + (f" (of which {trade:+d} traded for wall time: contacts by batch read; "
                    f"×{r['product_traded_calls_ratio']} the bound plus the trade)"
                    if trade else ""))  # fmt: skip
             if r["scenario"] == 1 and r.get("product_time_ratio") is not None:

@@ -218,6 +218,24 @@ class SupportsListing(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsSearchedReads(Protocol):
+    """A CRM that can read records by id through its search, on a budget apart from
+    its batch reads' and with more records a call (HubSpot: a search page of 200 by
+    ``hs_object_id``, on the 5-a-second search budget, where a batch read takes 100 on
+    the general one). A first hooked sync reads the companies and contacts of each
+    chunk of deals so, while the deals are searched (engine/sync.py): the calls are
+    the ones a whole detection of them would cost, and none is spent on a record no
+    deal shares. Optional: without it those reads are batch reads."""
+
+    def read_searched(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, Record]:
+        """What :meth:`CRMAdapter.read` returns for ``ids`` (live records only, every
+        property asked for present), without associations."""
+        ...
+
+
 @dataclass(frozen=True)
 class EventQuery:
     """Which engagement events to read: one type, occurred strictly between ``after``

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Unpack
+from typing import Any, Unpack
 
 from connector.adapters.base import (
     EPOCH,
@@ -387,13 +387,30 @@ class LocalCRM(SupportsEngagement):
             self.calls["batch_read"] += 1
             chunk = id_list[i : i + 100]
             for rid in chunk:
-                row = self._db.execute(
-                    "SELECT object_type, id, properties, updated_at, archived FROM record "
-                    "WHERE object_type=? AND id=? AND archived=0",
-                    (object_type, int(rid)),
-                ).fetchone()
+                row = self._live_row(object_type, rid)
                 if row is not None:
                     out[rid] = self._row_to_record(row, properties, associations)
+        return out
+
+    def _live_row(self, object_type: str, rid: str) -> Any:
+        return self._db.execute(
+            "SELECT object_type, id, properties, updated_at, archived FROM record "
+            "WHERE object_type=? AND id=? AND archived=0",
+            (object_type, int(rid)),
+        ).fetchone()
+
+    def read_searched(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, Record]:
+        """:meth:`read` counted as HubSpot's search by id: a search per 200 ids."""
+        out: dict[str, Record] = {}
+        id_list = list(dict.fromkeys(ids))
+        for i in range(0, len(id_list), 200):
+            self.calls["search"] += 1
+            for rid in id_list[i : i + 200]:
+                row = self._live_row(object_type, rid)
+                if row is not None:
+                    out[rid] = self._row_to_record(row, properties)
         return out
 
     def find_by_property(

@@ -19,13 +19,15 @@ for every process and machine, as ``dealsync worker`` processes need.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +35,39 @@ LIMITS_URL_ENV = "DEALSYNC_LIMITS_URL"
 DAILY_DEFAULT = 250_000  # HubSpot's daily budget of a private app until a header says
 DAY = 86_400.0
 DAILY_BLOCK = 50  # daily slots a process takes from the shared store at once
+
+
+BACKGROUND_RESERVE = 3
+"""A background caller leaves 1/3 of each window's budget to the pass (:func:`background`)."""
+
+
+@dataclass
+class Reserve:
+    """The share of each window a background caller leaves: ``1/divisor`` of the
+    budget (0: none). Its owner may lower it while the calls run (nothing else is
+    waiting for the budget any more)."""
+
+    divisor: int = BACKGROUND_RESERVE
+
+
+_reserve: contextvars.ContextVar[Reserve | None] = contextvars.ContextVar(
+    "dealsync_reserve", default=None
+)
+
+
+@contextmanager
+def background(reserve: Reserve) -> Iterator[None]:
+    """Calls made in this context are background work (a pass's write-back of the
+    decided deals' statuses, which nothing in the pass waits on): each goes only while
+    its window has more than ``reserve``'s share of the budget free, so the pass's own
+    reads on the same portal (the next chunk's contacts) are never held up a whole
+    window by a burst of 100 updates. Threads started inside inherit it (context
+    variables)."""
+    token = _reserve.set(reserve)
+    try:
+        yield
+    finally:
+        _reserve.reset(token)
 
 
 class Shared(Protocol):
@@ -77,7 +112,11 @@ class SlidingWindowLimiter:
         """Block until a request may go; returns the seconds waited."""
         waited = 0.0
         day_slot = self.daily is None  # taken once, kept while the window makes us wait
+        reserve = _reserve.get()
         while True:
+            cap = self.effective_budget
+            if reserve is not None and reserve.divisor > 1:  # background: :func:`background`
+                cap = max(1, cap - cap // reserve.divisor)
             with self._lock:
                 now = self.clock()
                 while self._sent and self._sent[0] <= now - self.window:
@@ -85,8 +124,9 @@ class SlidingWindowLimiter:
                 delay = 0.0
                 if self._server_block_until > now:
                     delay = self._server_block_until - now
-                elif len(self._sent) >= self.effective_budget:
-                    delay = self._sent[0] + self.window - now
+                elif len(self._sent) >= cap:
+                    # until enough of the window's sends expire to bring it under the cap
+                    delay = self._sent[len(self._sent) - cap] + self.window - now
                 else:  # the other processes' requests count too
                     if not day_slot and self.daily is not None:
                         delay = self.daily.take()

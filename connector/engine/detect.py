@@ -90,6 +90,9 @@ class DetectJob:
     listed: bool = False
     """Read by the CRM's listing, not its search, in detection's second thread
     (:func:`plan_listing`)."""
+    skip: bool = False
+    """Read nothing: the side's records are read by id with the streamed mapping's
+    chunks instead (a first hooked sync's companies and contacts, engine/sync.py)."""
 
 
 def plan_listing(
@@ -105,7 +108,9 @@ def plan_listing(
     listed instead, beside the others' searches: both budgets are used at once. The
     trade: a list page holds 100 records where a search page holds 200, so listing
     costs twice the calls of the search it replaces (at N = 10,000 contacts, 100 list
-    pages for 50 searches). The records are the ones the search would return (the
+    pages for 50 searches). A first sync whose children are read with the deals
+    (``SyncPass.read_with_stream``) holds none of them whole, so lists nothing: this
+    is for a first sync that must detect them (a rerun after one that linked some). The records are the ones the search would return (the
     adapter's promise), and the cursor moves to the same high-water mark. An
     incremental pass (a cursor) always searches."""
     if not isinstance(partner, SupportsListing):
@@ -231,16 +236,20 @@ class Detection:
         try:
             for job in jobs:
                 out = self._queues[job.mapping]
-                chunks = detect(
-                    self.crms[job.side],
-                    job.object_type,
-                    job.since,
-                    job.until,
-                    job.properties,
-                    where=job.where,
-                    associations=job.associations,
-                    chunk_size=self.chunk_size,
-                    listed=job.listed,
+                chunks: Iterator[dict[str, Record]] = (
+                    iter(())
+                    if job.skip
+                    else detect(
+                        self.crms[job.side],
+                        job.object_type,
+                        job.since,
+                        job.until,
+                        job.properties,
+                        where=job.where,
+                        associations=job.associations,
+                        chunk_size=self.chunk_size,
+                        listed=job.listed,
+                    )
                 )
                 whole: dict[str, Record] = {}
                 while True:

@@ -3,7 +3,11 @@
 Hooks are plain objects the engine calls at fixed points of a pass:
 
 * ``after_detect`` — once per pass, before any reconcile, with every object's detected
-  records: the place to make decisions that several objects depend on. With hooks the
+  records: the place to make decisions that several objects depend on. (A first sync
+  reads the streamed object's children with its chunks instead of detecting them,
+  ``SyncPass.read_with_stream``: ``seen`` then holds of them only what a hook's
+  ``detect_anyway`` asked for, and each chunk's children join it before the chunk is
+  decided, leaving once applied.) With hooks the
   pass *streams* one object, the one others are shared via (deals: their companies and
   contacts hang on them; ``SyncPass.streamed``). Its partner records are not in
   ``seen`` (its entry holds its changed vendor records only): they come chunk by chunk
@@ -63,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from connector.adapters.base import CRMAdapter
 from connector.adapters.naming import Naming
+from connector.adapters.ratelimit import Reserve, background
 from connector.config.models import ObjectMapping, PartnerConfig
 from connector.engine.effects import (
     Decide,
@@ -110,6 +115,9 @@ class PassContext:
     _shapes: dict[tuple[object, ...], Done] = field(default_factory=dict, repr=False)
     # the pass's one background writer (:meth:`apply_soon`), made on first use
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
+    # the share of the portal's window the background writer leaves the pass, until
+    # the pass waits for its writes (:meth:`Soon.outcomes`, :meth:`close`)
+    _reserve: Reserve = field(default_factory=Reserve, repr=False)
 
     def apply(self, effects: Sequence[Effect]) -> list[Any]:
         """Carry out the program's effects now, in order, and log them; in a dry run only
@@ -167,14 +175,21 @@ class PassContext:
         # in the pass's logging context (connection, run id: connector/logs.py)
         context = contextvars.copy_context()
         return Soon(
-            self, writes, None, self._writer.submit(context.run, apply_effects, self, writes)
+            self, writes, None, self._writer.submit(context.run, _in_background, self, writes)
         )
+
+    def streamed(self) -> None:
+        """The streamed object's chunks are all read and applied: the reads the
+        background writer left a share of the budget for are over, its writes may
+        take it all."""
+        self._reserve.divisor = 0
 
     def close(self) -> None:
         """The pass is over: its background writer ends, once the write it is in is
         done (writes not yet begun are dropped: nobody would take their outcomes, and
         what they were for stays to do, as after a crash)."""
         writer, self._writer = self._writer, None
+        self._reserve.divisor = 0
         if writer is not None:
             writer.shutdown(wait=True, cancel_futures=True)
 
@@ -227,6 +242,8 @@ class Soon:
     def outcomes(self) -> list[Any]:
         if self._outcomes is None:
             assert self._future is not None
+            if not self._future.done():  # the pass waits: the writes take all the budget
+                self._ctx._reserve.divisor = 0
             self._outcomes = self._future.result()
         if not self._taken:
             self._taken = True
@@ -334,6 +351,14 @@ class Planned:
     records: ObjectRecords
 
 
+def _in_background(ctx: PassContext, writes: Sequence[WriteProperties]) -> list[Any]:
+    """The background writer's writes, as background calls: each leaves the pass its
+    share of the portal's window (:func:`connector.adapters.ratelimit.background`)
+    while the pass has reads to make."""
+    with background(ctx._reserve):
+        return apply_effects(ctx, writes)
+
+
 class Hook(Protocol):
     name: str
 
@@ -348,6 +373,14 @@ class Hook(Protocol):
         """Custom properties the hook writes or reads (installed by ``dealsync setup``)
         between one partner CRM and the vendor's, named as ``names`` (each side's CRM)
         say."""
+        ...
+
+    def detect_anyway(self, mapping: ObjectMapping, naming: Naming) -> Mapping[str, str] | None:
+        """When a first sync reads ``mapping``'s partner records with the chunks of the
+        streamed object that share them (``SyncPass.read_with_stream``) instead of
+        detecting them whole, those this hook needs all the same, as the property
+        values they have (the registration hook: the contacts flagged as leads, whom
+        no deal shares); ``None``: none. ``naming``: the partner CRM's."""
         ...
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
@@ -394,6 +427,9 @@ class BaseHook:
         self, names: Mapping[Side, Naming]
     ) -> Sequence[tuple[Side, PropertySpec]]:
         return ()
+
+    def detect_anyway(self, mapping: ObjectMapping, naming: Naming) -> Mapping[str, str] | None:
+        return None
 
     def after_detect(self, ctx: PassContext, seen: Mapping[str, ObjectRecords]) -> None:
         return None

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from connector.adapters.base import CRMAdapter
+from connector.adapters.base import CRMAdapter, SupportsListing, SupportsSearchedReads
 from connector.adapters.naming import HUBSPOT_NAMING, Naming
 from connector.config.models import ObjectMapping
 from connector.engine import apply, associations, gather, merges, migrate
@@ -203,6 +203,8 @@ class SyncPass:
         self.forget: dict[str, set[str]] = {}
         self.migration = migrate.MigrationReport()
         self.migration_failed = False
+        # children of the streamed object read with its chunks (:meth:`read_with_stream`)
+        self._read_with: dict[str, Mapping[str, str] | None] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -279,6 +281,8 @@ class SyncPass:
         # the mapping changed since the last pass: migrate before detecting
         migration = migrate.run_migration(self)
         streamed = self.streamed(order) if self.hooks else None
+        # a first sync reads the streamed object's children with its chunks
+        self._read_with = self.read_with_stream(order, streamed)
         # with hooks, the objects held whole are detected first, the streamed one last
         detect_order = [m for m in order if m is not streamed] + ([streamed] if streamed else [])
         jobs = [
@@ -289,14 +293,19 @@ class SyncPass:
                 window_start(self.store.cursor(self.conn, side, mapping.name), self.overlap),
                 hw[side],
                 self._props(mapping, side),
-                {self.names("vendor").partner_id: self.conn} if side == "vendor" else None,
+                self._where(mapping, side),
                 self._assoc_types(mapping, side),
+                skip=side == "partner"
+                and mapping.name in self._read_with
+                and self._read_with[mapping.name] is None,
             )
             for mapping in detect_order
             for side in ("vendor", "partner")
         ]
         if self.hooks:  # a first sync lists one held mapping beside the others' searches
-            held = [m.name for m in detect_order if m is not streamed]
+            held = [
+                m.name for m in detect_order if m is not streamed and m.name not in self._read_with
+            ]
             jobs = plan_listing(jobs, held, ctx.partner_crm)
         detection = Detection(
             {"partner": ctx.partner_crm, "vendor": ctx.vendor_crm}, jobs, self.detect_chunk
@@ -354,13 +363,62 @@ class SyncPass:
     def streamed(self, order: Sequence[ObjectMapping]) -> ObjectMapping | None:
         """With hooks, the mapping whose partner records stream: the first that others
         are shared *via* (deals) and that is itself shared via none. Its children
-        (companies, contacts) are detected and held first, since the hooks decide a
+        (companies, contacts) are detected and held first (a first sync reads them
+        with its chunks instead: :meth:`read_with_stream`), since the hooks decide a
         deal on its company and contacts; ``None``: nothing streams."""
         parents = {m.share.via for m in order if m.share.via}
         return next(
             (m for m in order if m.name in parents and m.share.via not in self.by_name),
             None,
         )
+
+    def _where(self, mapping: ObjectMapping, side: Side) -> dict[str, str] | None:
+        """What a side's detection keeps: the vendor's records of this partner; of a
+        child read with the stream, what a hook wants detected all the same."""
+        if side == "vendor":
+            return {self.names("vendor").partner_id: self.conn}
+        wanted = self._read_with.get(mapping.name)
+        return dict(wanted) if wanted else None
+
+    def read_with_stream(
+        self, order: Sequence[ObjectMapping], streamed: ObjectMapping | None
+    ) -> dict[str, Mapping[str, str] | None]:
+        """The children of the streamed object (companies, contacts) whose partner
+        records a first sync reads with each chunk of it, by id, instead of detecting
+        them whole first; each with what of it is detected all the same (a hook's
+        :meth:`~connector.engine.hooks.Hook.detect_anyway`: the contacts flagged as
+        leads), ``None``: nothing.
+
+        Held whole, the children hold the first deal's decision until every one of
+        them was read (20,000 at N = 10,000 take the partner portal 10 s whichever
+        way), and the vendor portal waits; and they cost memory in N. Read with the
+        deals, the first chunk is decided within seconds, the vendor's writes follow
+        the deals' searches, and a child no deal shares is not read at all — which is
+        only right while nothing of the child is shared yet: its partner side never
+        detected (no cursor), none of it linked, it shared only via the streamed
+        object, no migration bringing records in, not ``sync --full``, and at most one
+        hook wanting some of it whole (one ``where``)."""
+        if streamed is None or self.full or self.only is not None:
+            return {}
+        out: dict[str, Mapping[str, str] | None] = {}
+        linked: dict[str, dict[str, int]] | None = None
+        naming = self.names("partner")
+        for child in order:
+            if child.share.via != streamed.name or child.share.partner:
+                continue
+            if self.store.cursor(self.conn, "partner", child.name) is not None:
+                continue
+            if self.migration.newly_shared.get(child.name):
+                continue
+            if linked is None:
+                linked = self.store.link_counts(self.conn)
+            if sum(linked.get(child.name, {}).values()):
+                continue
+            wanted = [w for hook in self.hooks if (w := hook.detect_anyway(child, naming))]
+            if len(wanted) > 1:
+                continue
+            out[child.name] = wanted[0] if wanted else None
+        return out
 
     def _run_hooked(
         self, order: list[ObjectMapping], detection: Detection, streamed: ObjectMapping | None
@@ -405,11 +463,21 @@ class SyncPass:
         if streamed is not None:
             parent = streamed
             children = [m for m in held if m.share.via == parent.name]
+            # ids of the children read with the chunks (not detected): let go once applied
+            read: dict[str, set[str]] = {
+                c.name: set() for c in children if c.name in self._read_with
+            }
 
             def after_chunk(ids: Collection[str]) -> None:
-                self._apply_claimed(parent, ids, children, detected, claimed)
+                self._apply_claimed(parent, ids, children, detected, claimed, read)
 
-            self._stream_mapping(streamed, detection, per_side, seen, after_chunk)
+            def read_children(deals: Mapping[str, Record]) -> None:
+                self._read_children(deals, children, detected, read)
+
+            self._stream_mapping(
+                streamed, detection, per_side, seen, after_chunk, read_children if read else None
+            )
+            ctx.streamed()
             self.progress("detect", len(order), len(order))
         for hook in self.hooks:
             hook.after_stream(ctx, seen)
@@ -450,6 +518,7 @@ class SyncPass:
         children: Sequence[ObjectMapping],
         detected: Mapping[str, tuple[dict[str, Record], dict[str, Record]]],
         claimed: dict[str, dict[Side, set[str]]],
+        read: Mapping[str, set[str]],
     ) -> None:
         """Once a chunk of the streamed object (``ids``: its partner records) was applied
         and the next chunk has come, the held children its deals made shareable — their
@@ -464,7 +533,12 @@ class SyncPass:
         deals sharing it too change nothing for it (its associations are planned from
         the deals' side, once both objects were applied). One whose create a hook held
         back (the registration hook: its deal is not accepted) is not claimed: a later
-        chunk, or the end, applies it again with the decisions made by then."""
+        chunk, or the end, applies it again with the decisions made by then.
+
+        ``read``: per child, the ids of the records read with the chunks
+        (:meth:`_read_children`) not applied yet; once applied they are let go (a
+        later chunk's deal sharing one reads it again), so memory holds a chunk's
+        children, not every one read."""
         acc = self.seen.get(parent.name)
         if acc is None or not children:
             return
@@ -493,6 +567,63 @@ class SyncPass:
             held_back = self._process(child, part, vendor, via)
             done["partner"].update(rid for rid in part if rid not in held_back)
             done["vendor"].update(vendor)
+        for child in children:
+            fetched = read.get(child.name)
+            if fetched:
+                gone = fetched & claimed.get(child.name, {}).get("partner", set())
+                partner_held = detected[child.name][0]
+                for rid in gone:
+                    partner_held.pop(rid, None)
+                fetched -= gone
+
+    def _read_children(
+        self,
+        deals: Mapping[str, Record],
+        children: Sequence[ObjectMapping],
+        detected: Mapping[str, tuple[dict[str, Record], dict[str, Record]]],
+        read: Mapping[str, set[str]],
+    ) -> None:
+        """A chunk's companies and contacts, when a first sync reads them with the
+        chunk (:meth:`read_with_stream`): those its deals are associated with and the
+        pass does not hold, read by id — by search where the partner CRM can
+        (:class:`~connector.adapters.base.SupportsSearchedReads`: a page of 200 a call,
+        as detecting them would cost) — and held with the rest, so the hooks decide the
+        chunk on them and :meth:`_apply_claimed` applies them once the next chunk has
+        come. Before the chunk is decided; in a dry run too (reads only)."""
+        crm = self.ctx.partner_crm
+        searched_ok = isinstance(crm, SupportsSearchedReads)
+        streamed = [c for c in children if c.name in read]
+        # with a search budget apart (a CRM that lists on another), the last child is
+        # read by batch read on the general budget beside the others' searches: twice
+        # the calls of its searches (100 a call, not 200), both budgets used at once
+        by_batch = (
+            streamed[-1].name if len(streamed) > 1 and isinstance(crm, SupportsListing) else None
+        )
+        for child in children:
+            fetched = read.get(child.name)
+            if fetched is None:
+                continue
+            held = detected[child.name][0]
+            ids = sorted(
+                {
+                    i
+                    for deal in deals.values()
+                    for i in deal.associations.get(child.partner_object, ())
+                    if i not in held
+                }
+            )
+            if not ids:
+                continue
+            props = self._props(child, "partner")
+            if searched_ok and child.name != by_batch and not self._assoc_types(child, "partner"):
+                searched = cast(SupportsSearchedReads, self.crm("partner"))
+                recs = searched.read_searched(child.partner_object, ids, props)
+            else:
+                recs = self.read(child, "partner", ids)
+            for rid, rec in recs.items():
+                if rid not in held:
+                    held[rid] = rec
+                    fetched.add(rid)
 
     def _detect_whole(
         self, mapping: ObjectMapping, detection: Detection
@@ -540,6 +671,7 @@ class SyncPass:
         per_side: dict[Side, dict[str, Record]],
         seen: Mapping[str, ObjectRecords] | None,
         after_chunk: Callable[[Collection[str]], None] | None = None,
+        read_children: Callable[[Mapping[str, Record]], None] | None = None,
     ) -> None:
         """One mapping applied chunk by chunk as detection hands its partner records
         over; ``per_side``: its changed vendor records, and the records read by id to
@@ -549,7 +681,9 @@ class SyncPass:
         before it is applied (with hooks: the held children those records made
         shareable are applied then). The last chunk's are not handed over: what they
         share is applied with the rest, after the stream, in one set — so a mapping
-        that fits one chunk splits no write batch, and costs not one call more."""
+        that fits one chunk splits no write batch, and costs not one call more.
+        ``read_children``: with a chunk's partner records, before the hooks decide
+        it (a first sync's companies and contacts read with it)."""
         via = self._via_streamed(mapping)
         st = _Stream(
             mapping,
@@ -558,6 +692,7 @@ class SyncPass:
             dict(per_side["vendor"]),
             detection,
             seen,
+            read_children,
         )
         # partner ids applied whose ``after_chunk`` waits for the next chunk to come
         applied: list[str] = []
@@ -699,6 +834,8 @@ class SyncPass:
         if not self._started:
             self._started = True
             self.crash_at("after_detect")
+        if keep and st.read_children is not None:
+            st.read_children(part)
         if keep and st.seen is not None:
             # the hooks decide the chunk's records (a full pass's pages of linked pairs
             # nothing detected are not part of their picture, as before)
@@ -885,4 +1022,6 @@ class _Stream:
     detection: Detection
     # with hooks: the picture their ``decide_chunk`` decides each chunk with
     seen: Mapping[str, ObjectRecords] | None = None
+    # with a chunk's partner records, before the hooks decide it: its children read
+    read_children: Callable[[Mapping[str, Record]], None] | None = None
     done: set[str] = field(default_factory=set)  # partner ids already applied

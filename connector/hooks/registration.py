@@ -126,6 +126,13 @@ class RegistrationHook(BaseHook):
             return names.company
         return ()
 
+    def detect_anyway(self, mapping: ObjectMapping, naming: Naming) -> Mapping[str, str] | None:
+        """Contacts read with their deals (a first sync): the ones flagged as leads are
+        detected all the same — a lead needs no deal (``after_stream``)."""
+        if mapping is self.objects(naming).contacts:
+            return {self.fields(naming).lead_flag: "true"}
+        return None
+
     def required_properties(
         self, names: Mapping[Side, Naming]
     ) -> Sequence[tuple[Side, PropertySpec]]:
@@ -178,14 +185,18 @@ class RegistrationHook(BaseHook):
             if deals:
                 self._deals(ctx, registry, deals, decisions, seen)
         if objects.contacts is not None and objects.contacts.name in seen:
-            contacts = seen[objects.contacts.name].partner
-            by_email = ctx.note(PassLookups).partner_contacts
-            email_property = self.fields(ctx.partner_crm.naming).email
-            for rid, rec in contacts.items():
-                email = (rec.get(email_property) if email_property else None) or ""
-                email = email.strip().lower()
-                if email and not rec.archived:
-                    by_email[email] = rid if by_email.get(email, rid) == rid else None
+            self._note_emails(ctx, seen[objects.contacts.name].partner)
+
+    def _note_emails(self, ctx: PassContext, contacts: Mapping[str, Record]) -> None:
+        """The partner contacts by e-mail (``None``: two share it), for ``after_pass``
+        to find the registrations' contacts by their links rather than by searching."""
+        by_email = ctx.note(PassLookups).partner_contacts
+        email_property = self.fields(ctx.partner_crm.naming).email
+        for rid, rec in contacts.items():
+            email = (rec.get(email_property) if email_property else None) or ""
+            email = email.strip().lower()
+            if email and not rec.archived:
+                by_email[email] = rid if by_email.get(email, rid) == rid else None
 
     def decide_chunk(
         self, ctx: PassContext, chunk: Chunk, seen: Mapping[str, ObjectRecords]
@@ -295,6 +306,8 @@ class RegistrationHook(BaseHook):
         contacts = self._partner_records(
             ctx, seen, objects.contacts, naming.contacts, contact_ids, list(names.contact)
         )
+        # a first sync reads the contacts with their deals: after_detect saw few of them
+        self._note_emails(ctx, contacts)
         subs = []
         for deal in sorted(
             deals, key=lambda d: (d.updated_at, int(d.id) if d.id.isdigit() else 0, d.id)

@@ -1,7 +1,7 @@
 """Issue 17: which detection job a first sync lists (``plan_listing``), and detection's
 second thread (the listed mapping) handing its records and its errors over like the
-first. The passes that use it are in tests/program/test_first_sync_listing.py and
-tests/hubspot/test_initial_listing.py."""
+first. The passes that use it are in tests/program/test_first_sync_children.py and
+tests/hubspot/test_first_sync_children_over_sandbox.py."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from hs_support import FakeTime, make_adapter, settled_stats, unique_token
 
 from connector.adapters.base import AdapterError, CRMAdapter
 from connector.adapters.hubspot import HubSpotAdapter
-from connector.adapters.ratelimit import SlidingWindowLimiter
+from connector.adapters.ratelimit import Reserve, SlidingWindowLimiter, background
 from connector.records import PropertySpec
 from connector.sandbox import FaultSpec, PortalSpec, SandboxServer
 from connector.sandbox.limits import RateLimiter
@@ -346,6 +346,28 @@ def test_find_by_property_puts_500_values_in_one_search_and_pages_its_matches(
     assert sorted(found) == sorted(k for k, _ in items)
     assert found["many:599"].properties["dealname"] == "Many 599"
     assert _kinds(srv) == {"search": 3 + 1}
+
+
+def test_read_searched_reads_200_ids_a_search_and_skips_missing_and_archived(
+    hs: HubSpotAdapter, srv: SandboxServer
+) -> None:
+    """Reads by id through search (issue 17: a first sync's companies, read with their
+    deals): 450 ids in three searches of one page each (two IN groups of 100 and 200
+    results a page), what ``read`` would return for them, archived and unknown absent."""
+    items = [(f"searched:{i}", _deal(f"Searched {i}")) for i in range(450)]
+    res = hs.upsert("deals", SRC, items)
+    ids = [r.record.id for r in res if r.record is not None]
+    assert len(ids) == 450
+    assert all(r.ok for r in hs.archive("deals", [ids[7]]))
+    srv.portal("main").reset_stats()
+    got = hs.read_searched("deals", [*ids, "99999997"], ["dealname", "amount"])
+    assert _kinds(srv) == {"search": 3}
+    assert sorted(got) == sorted(i for i in ids if i != ids[7])
+    rec = got[ids[0]]
+    assert rec.properties["dealname"] == "Searched 0"
+    assert "amount" in rec.properties and rec.properties["amount"] is None
+    batch = hs.read("deals", [ids[0]], ["dealname", "amount"])[ids[0]]
+    assert (rec.id, rec.updated_at, rec.archived) == (batch.id, batch.updated_at, False)
 
 
 def test_changed_since_where_and_until(hs: HubSpotAdapter, srv: SandboxServer) -> None:
@@ -771,3 +793,28 @@ def test_associations_are_created_2000_per_call(make_server: object) -> None:
     assert _kinds(srv, "assoc") == {"assoc_batch_create": 2}
     got = adapter.read("deals", deals[-3:], [], associations=["companies"])
     assert [got[d].associations["companies"] for d in deals[-3:]] == [(c,) for c in companies[-3:]]
+
+
+def test_background_calls_leave_the_pass_a_third_of_the_window() -> None:
+    """The background writer's calls (a pass's status write-back) stop at two thirds of
+    the window's budget while the pass still reads, so a burst of them never holds the
+    pass's own calls up a whole window; once the pass waits for them they take it all."""
+    ft = FakeTime()
+    limiter = SlidingWindowLimiter(100, 10.0, margin=4, clock=ft.clock, sleep=ft.sleep)
+    reserve = Reserve()
+    with background(reserve):
+        for _ in range(64):
+            assert limiter.acquire() == 0.0
+        ft.sleeps.clear()
+        limiter.acquire()  # the 65th waits for the window to roll
+    assert ft.sleeps and ft.sleeps[0] > 0
+    before = ft.now
+    for _ in range(31):  # the pass's own calls still have their third (96 - 65)
+        assert limiter.acquire() == 0.0
+    assert ft.now == before
+    ft2 = FakeTime()
+    limiter2 = SlidingWindowLimiter(100, 10.0, margin=4, clock=ft2.clock, sleep=ft2.sleep)
+    reserve.divisor = 0  # the pass waits on the writes now
+    with background(reserve):
+        for _ in range(96):
+            assert limiter2.acquire() == 0.0

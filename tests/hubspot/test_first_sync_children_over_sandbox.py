@@ -1,7 +1,10 @@
-"""Issue 17: a first sync with the program's hooks reads the contacts by HubSpot's list
-endpoint (the portal's general budget) while the companies are searched (the search
-budget), over two sandbox portals. The outcome on both portals is the one the search
-path gives; an incremental pass searches as before."""
+"""Issue 17: a first sync with the program's hooks reads the companies and contacts of
+each chunk of deals with that chunk, over two sandbox portals: the companies by a search
+on ``hs_object_id`` (the search budget, 200 a call), the contacts by batch read (the
+general budget, beside those searches), and of the contacts it detects only those
+flagged as leads. The outcome on both portals is the one of holding every company and
+contact whole first (the contacts then listed); an incremental pass searches as before.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from connector.adapters.hubspot import HubSpotAdapter
 from connector.api import Dealsync
 from connector.config import load_project
 from connector.config.models import PortalConfig
+from connector.engine.sync import SyncPass
 from connector.records import utcnow
 from connector.sandbox import PortalSpec, SandboxServer
 from connector.testing.world import HubSpotPortals, project_yaml, write_project
@@ -134,44 +138,44 @@ def paths(srv: SandboxServer, name: str, kind: str) -> Counter[str]:
     return Counter(c["path"] for c in srv.portal(name).calls if c["kind"] == kind)
 
 
-def searched_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pass as before listing: every object searched."""
-    monkeypatch.setattr("connector.engine.sync.plan_listing", lambda jobs, held, crm: list(jobs))
+def held_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass as before: every company and contact detected and held first."""
+    monkeypatch.setattr(SyncPass, "read_with_stream", lambda self, order, streamed: {})
 
 
-def test_first_hooked_sync_lists_contacts_beside_company_searches(
+def test_first_hooked_sync_reads_the_children_with_the_deals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with world(tmp_path / "listed") as (srv, app):
-        listed = app.sync("acme")
-        assert listed.status == "ok", listed.errors
-        # the contacts (N + 1 live: 2 pages of 100) listed, the recycle bins listed as
-        # before (one page per type), the companies and deals searched
-        assert listed.api_calls.get("partner.list") == 2, listed.api_calls
-        assert listed.api_calls.get("partner.list_archived") == 3, listed.api_calls
+    with world(tmp_path / "streamed") as (srv, app):
+        streamed = app.sync("acme")
+        assert streamed.status == "ok", streamed.errors
+        # no listing; the recycle bins of the contacts (the leads' search) and deals
+        assert "partner.list" not in streamed.api_calls, streamed.api_calls
+        assert streamed.api_calls.get("partner.list_archived") == 2, streamed.api_calls
         searches = paths(srv, "acme", "search")
-        assert searches["/crm/v3/objects/contacts/search"] == 0, searches
+        # the leads' search and no other: the contacts are read by batch read
+        assert searches["/crm/v3/objects/contacts/search"] == 1, searches
+        # the 150 deals' companies in one search by id, and no detection of them
         assert searches["/crm/v3/objects/companies/search"] == 1, searches
         assert searches["/crm/v3/objects/deals/search"] == 1, searches
-        lists = paths(srv, "acme", "list")
-        assert lists["/crm/v3/objects/contacts"] == 2 + 1, lists  # + its recycle bin
-        assert lists["/crm/v3/objects/companies"] == 1, lists
-        after_listing = contents(srv)
+        reads = paths(srv, "acme", "batch_read")
+        assert reads["/crm/v3/objects/contacts/batch/read"] == 2, reads  # 150 at 100 a call
+        assert reads["/crm/v3/objects/companies/batch/read"] == 0, reads
+        after_streamed = contents(srv)
         vendor_calls = settled_stats(srv, "vendor")["by_kind"]
 
-    with world(tmp_path / "searched") as (srv, app):
-        searched_only(monkeypatch)
-        searched = app.sync("acme")
-        assert searched.status == "ok", searched.errors
-        assert "partner.list" not in searched.api_calls, searched.api_calls
-        assert paths(srv, "acme", "search")["/crm/v3/objects/contacts/search"] == 1
-        after_search = contents(srv)
+    with world(tmp_path / "held") as (srv, app):
+        held_whole(monkeypatch)
+        held = app.sync("acme")
+        assert held.status == "ok", held.errors
+        assert held.api_calls.get("partner.list") == 2, held.api_calls  # the contacts
+        after_held = contents(srv)
         # the vendor portal is asked the same either way
         assert settled_stats(srv, "vendor")["by_kind"] == vendor_calls
 
-    assert listed.counts == searched.counts
-    assert listed.counts["created vendor contacts"] == N  # not the unshared one
-    assert after_listing == after_search
+    assert streamed.counts == held.counts
+    assert streamed.counts["created vendor contacts"] == N  # not the unshared one
+    assert after_streamed == after_held
 
 
 def test_incremental_pass_searches_its_window(tmp_path: Path) -> None:
