@@ -72,6 +72,15 @@ class PortalUnreachable(AdapterError):
         super().__init__(message, retriable=True)
 
 
+class UnknownProperty(AdapterError):
+    """A search filtered on a property the portal does not have (``name``): no record
+    can match it. Kept apart so that a filter on a property only ``dealsync setup``
+    creates (the partner's lead flag) reads as "nothing is flagged yet, run setup"
+    instead of stopping a first sync; any other refused search still stops the pass."""
+
+    name: str = ""
+
+
 class PortalAuthRefused(AdapterError):
     """The portal answered but refused the credentials (HubSpot: 401, or 403 for a
     missing scope): the message names the variable the token comes from. Not

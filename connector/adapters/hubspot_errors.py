@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from connector.adapters.base import AdapterError
+from connector.adapters.base import AdapterError, UnknownProperty
 
 
 class Retriable(Exception):
@@ -34,6 +34,26 @@ class RequestRefused(AdapterError):
         super().__init__(message, retriable=False)
         self.status = status
         self.body = body
+
+
+class PropertyRefused(RequestRefused, UnknownProperty):
+    """HubSpot's 400 for a search filter on a property the portal does not have."""
+
+    def __init__(self, status: int, message: str, body: dict[str, Any], name: str) -> None:
+        super().__init__(status, message, body)
+        self.name = name
+
+
+_NO_PROPERTY = re.compile(r'Property "([^"]+)" does not exist')
+
+
+def refused(status: int, message: str, body: dict[str, Any]) -> RequestRefused:
+    """The refusal an answer means: :class:`PropertyRefused` when a 400 says a property
+    does not exist (``Property "x" does not exist``), else :class:`RequestRefused`."""
+    found = _NO_PROPERTY.search(message or "") if status == 400 else None
+    if found:
+        return PropertyRefused(status, message, body, found.group(1))
+    return RequestRefused(status, message, body)
 
 
 def _is_api_exception(exc: BaseException) -> bool:

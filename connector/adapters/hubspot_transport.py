@@ -47,6 +47,7 @@ from connector.adapters.hubspot_errors import (
     _header,
     _is_api_exception,
     auth_line,
+    refused,
     unreachable,
     unreachable_line,
 )
@@ -333,7 +334,7 @@ class HubSpotTransport:
                 return Retriable(f"429 {message}", wait=wait, rate_limited=True)
             if status >= 500 or status in (408, 423) or status == 0:
                 return Retriable(f"{status} {message}")
-            return RequestRefused(status, message, body)
+            return refused(status, message, body)
         failure = unreachable(exc, *self.timeout)
         if failure is not None:
             return failure

@@ -23,7 +23,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from connector.adapters.base import CRMAdapter, SupportsChunkedDetection, SupportsListing
+from connector.adapters.base import (
+    CRMAdapter,
+    SupportsChunkedDetection,
+    SupportsListing,
+    UnknownProperty,
+)
 from connector.records import SIDES, Record, Side
 
 
@@ -204,6 +209,9 @@ class Detection:
         # mappings whose partner records were all read (their last page fetched)
         self._read_all: set[str] = set()
         self._error: BaseException | None = None  # the first detection thread's failure
+        # mapping -> the property of its ``where`` the partner portal does not have
+        # (no record matched: nothing was detected; the pass says so)
+        self.unmatched: dict[str, str] = {}
         self._error_lock = threading.Lock()
         lanes = [
             [j for j in self.jobs if j.mapping not in listed],
@@ -256,7 +264,14 @@ class Detection:
                     if self._stop.is_set():
                         return
                     with self.locks[job.side]:
-                        chunk = next(chunks, None)
+                        try:
+                            chunk = next(chunks, None)
+                        except UnknownProperty as exc:
+                            if exc.name not in (job.where or {}):
+                                raise
+                            # nothing can match a filter on a property the portal lacks
+                            self.unmatched[job.mapping] = exc.name
+                            chunk = None
                     if chunk is None:
                         if job.side == "partner":
                             self._read_all.add(job.mapping)

@@ -624,6 +624,23 @@ class SyncPass:
                 if rid not in held:
                     held[rid] = rec
                     fetched.add(rid)
+            # a first sync's record of what it read this way (the rest: no deal shares it)
+            self.counts[f"read with deals {child.name}"] += len(recs)
+
+    def _unmatched(self, mapping: ObjectMapping, name: str) -> None:
+        """Said, not silent: a record filter of a hook (:meth:`Hook.detect_anyway`, the
+        lead flag) names a property the partner portal does not have, so no partner
+        record can carry it and none was detected by it; ``dealsync setup`` creates it."""
+        log.warning(
+            "partner %s: property %r does not exist in the partner portal, so no record "
+            "is flagged by it; run `dealsync setup` to create it (connection %s)",
+            mapping.name,
+            name,
+            self.conn,
+        )
+        self.counts[
+            f"{mapping.name} flagged by {name}: none (no such property; dealsync setup)"
+        ] += 1
 
     def _detect_whole(
         self, mapping: ObjectMapping, detection: Detection
@@ -634,6 +651,8 @@ class SyncPass:
         partner_recs: dict[str, Record] = {}
         for chunk in detection.partner_chunks(mapping.name):
             partner_recs.update(chunk)
+        if (missing := detection.unmatched.get(mapping.name)) is not None:
+            self._unmatched(mapping, missing)
         per_side: dict[Side, dict[str, Record]] = {"partner": partner_recs, "vendor": vendor_recs}
         gather.add_retried(self, mapping, per_side)
         gather.add_conflicted(self, mapping, per_side)

@@ -213,6 +213,27 @@ def test_existing_id_is_read_from_hubspots_409_answers(
     assert _existing_id(message, context) == expected
 
 
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (400, 'Property "dealsync_register_lead" does not exist', "dealsync_register_lead"),
+        (400, "There was a problem with the request.", None),
+        (404, 'Property "x" does not exist', None),
+    ],
+)
+def test_a_search_on_a_missing_property_is_told_apart(
+    status: int, message: str, expected: str | None
+) -> None:
+    """Only a 400 naming the property is :class:`UnknownProperty` (a detection filtered
+    on it then finds nothing); every other refusal stays a plain refusal."""
+    from connector.adapters.base import UnknownProperty
+    from connector.adapters.hubspot_errors import RequestRefused, refused
+
+    exc = refused(status, message, {"message": message})
+    assert isinstance(exc, RequestRefused)
+    assert (exc.name if isinstance(exc, UnknownProperty) else None) == expected
+
+
 def test_whole_batch_400_is_split_to_isolate_the_bad_input(
     hs: HubSpotAdapter, srv: SandboxServer
 ) -> None:

@@ -173,7 +173,10 @@ def test_first_hooked_sync_reads_the_children_with_the_deals(
         # the vendor portal is asked the same either way
         assert settled_stats(srv, "vendor")["by_kind"] == vendor_calls
 
-    assert streamed.counts == held.counts
+    read_with = {k: v for k, v in streamed.counts.items() if k.startswith("read with deals ")}
+    # said in the pass's counts: what was read with the deals (the rest no deal shares)
+    assert read_with == {"read with deals companies": N, "read with deals contacts": N}
+    assert streamed.counts - Counter(read_with) == held.counts
     assert streamed.counts["created vendor contacts"] == N  # not the unshared one
     assert after_streamed == after_held
 
@@ -199,3 +202,23 @@ def test_incremental_pass_searches_its_window(tmp_path: Path) -> None:
         vendor = srv.portal("vendor")
         names = {r["properties"].get("firstname") for r in vendor.all("contacts")}
         assert "Changed" in names
+
+
+def test_a_partner_portal_without_the_lead_flag_syncs_and_says_none_is_flagged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partner portal ``dealsync setup`` has not given the lead flag (a partner added
+    later): the leads' search is refused (no such property), which means no contact is
+    flagged; the first sync goes on with the deals' contacts and says so."""
+    with world(tmp_path) as (srv, app):
+        srv.portal("acme").archive_property("contacts", "dealsync_register_lead")
+        result = app.sync("acme")
+        assert result.status == "ok", (result.error, result.errors)
+        flagged = (
+            "contacts flagged by dealsync_register_lead: none (no such property; dealsync setup)"
+        )
+        assert result.counts[flagged] == 1, result.counts
+        assert result.counts["created vendor contacts"] == N
+        assert "run `dealsync setup`" in caplog.text
+        run = app.store.run(result.run_id or 0)
+        assert run is not None and run.counts[flagged] == 1  # `dealsync runs` shows it
