@@ -308,12 +308,61 @@ def write_vendor_ownership(
     for a deal whose domain found nothing then, the one the sync has just created for
     the deal's company (its link). Only what is still unknown is searched. An ended
     registration's company is always searched: whether this partner still holds it
-    must be read now, not taken from earlier in the pass."""
-    pending = registry.pending_vendor_writes(ctx.connection)
-    if not pending:
-        return
+    must be read now, not taken from earlier in the pass.
+
+    A page of :data:`OWNERSHIP_PAGE` registrations at a time (a multiple of the
+    searches' 250 domains and the writes' 100 companies, so paging costs a call only
+    where a page's rest is short): at N = 50,000 the whole list and its lookups were
+    the pass's peak of memory, at its end (issue 17). What one page wrote or searched
+    a later page does not write or search again (:class:`_OwnershipDone`)."""
     lookup = VendorLookup(ctx.vendor_crm, rules)
     known = ctx.noted(PassLookups) or PassLookups()
+    rode: dict[str, tuple[str, str, str]] | None = None
+    done = _OwnershipDone()
+    for pending in registry.pending_vendor_write_pages(ctx.connection, OWNERSHIP_PAGE):
+        if rode is None:
+            rode = _rode_vendor(ctx, company_mapping, known)
+        _ownership_page(
+            ctx, registry, lookup, known, rode, done, pending, company_mapping, contact_mapping
+        )
+
+
+OWNERSHIP_PAGE = 5000
+"""Registrations :func:`write_vendor_ownership` reads and writes at a time."""
+
+
+@dataclass
+class _OwnershipDone:
+    """What earlier pages of one :func:`write_vendor_ownership` did: the vendor
+    companies whose ownership was written (or carried by the create) and the domains
+    searched, with what was found — two registrations of one domain in two pages get
+    one write and one search, as in one page."""
+
+    named: set[str] = field(default_factory=set)
+    cleared: set[str] = field(default_factory=set)
+    searched: dict[str, Record | None] = field(default_factory=dict)
+
+    def companies(self, lookup: VendorLookup, domains: Sequence[str]) -> dict[str, Record]:
+        """``lookup.companies`` of the domains no earlier page searched, with theirs."""
+        fresh = [d for d in domains if d not in self.searched]
+        found = lookup.companies(fresh)
+        for d in fresh:
+            self.searched[d] = found.get(d)
+        return {d: rec for d in domains if (rec := self.searched.get(d)) is not None}
+
+
+def _ownership_page(
+    ctx: PassContext,
+    registry: Registry,
+    lookup: VendorLookup,
+    known: PassLookups,
+    rode: dict[str, tuple[str, str, str]],
+    seen: _OwnershipDone,
+    pending: Sequence[VendorWrite],
+    company_mapping: ObjectMapping | None,
+    contact_mapping: ObjectMapping | None,
+) -> None:
+    """One page of :func:`write_vendor_ownership`."""
     accepted = [r for r in pending if r.status == "accepted"]
     ended = [r for r in pending if r.status != "accepted"]
     company_of: dict[int, str] = {}
@@ -335,8 +384,7 @@ def write_vendor_ownership(
             )
             linked = {r.id for r in created if r.id is not None}
         unknown = [r for r in unknown if r.id not in company_of]
-    companies = lookup.companies(sorted({r.domain for r in (*unknown, *ended) if r.domain}))
-    rode = _rode_vendor(ctx, company_mapping, known)
+    companies = seen.companies(lookup, sorted({r.domain for r in (*unknown, *ended) if r.domain}))
     need_link: list[VendorWrite] = []
     for reg in unknown:
         assert reg.id is not None
@@ -360,15 +408,20 @@ def write_vendor_ownership(
     # as a write: a first sync's N companies carried theirs)
     writes: dict[str, dict[str, str]] = {}
     carried: set[str] = set()
+    earlier: set[str] = set()
     for reg in accepted:
         assert reg.id is not None
         cid = company_of.get(reg.id)
-        if cid is not None and cid not in writes and cid not in carried:
-            p = ownership(reg)
-            if rode.get(cid) == _rode_key(p):
-                carried.add(cid)
-            else:
-                writes[cid] = p
+        if cid is None or cid in writes or cid in carried:
+            continue
+        if cid in seen.named:  # an earlier page's registration of its domain wrote it
+            earlier.add(cid)
+            continue
+        p = ownership(reg)
+        if rode.get(cid) == _rode_key(p):
+            carried.add(cid)
+        else:
+            writes[cid] = p
     if carried:
         log.info("ownership of %d vendor companies written with their create", len(carried))
     companies_type = ctx.vendor_crm.naming.companies
@@ -381,6 +434,8 @@ def write_vendor_ownership(
     written = carried | {
         cid for cid, r in zip(writes, results, strict=True) if r is not None and r.ok
     }
+    seen.named.update(written)
+    written |= earlier
     for cid, r in zip(writes, results, strict=True):
         if r is not None and not r.ok:
             log.warning("vendor company %s: ownership not written: %s", cid, r.error)
@@ -403,7 +458,8 @@ def write_vendor_ownership(
         else:
             done.append(reg.id)
     if clear:
-        cids = list(dict.fromkeys(cid for _, cid in clear))
+        # a company an earlier page cleared is not written again
+        cids = list(dict.fromkeys(cid for _, cid in clear if cid not in seen.cleared))
         cleared = ctx.apply(
             [
                 WriteProperties(
@@ -417,6 +473,8 @@ def write_vendor_ownership(
             ]
         )
         ok = {cid for cid, r in zip(cids, cleared, strict=True) if r is not None and r.ok}
+        seen.cleared |= ok
+        ok |= {cid for _, cid in clear if cid in seen.cleared}
         done += [rid for rid, cid in clear if cid in ok]
     if done:
         ctx.apply(

@@ -67,7 +67,7 @@ RegKey = tuple[str, str, str]  # partner, kind, partner record id
 
 class VendorWrite(NamedTuple):
     """What the vendor ownership write reads of a registration
-    (:meth:`Registry.pending_vendor_writes`): a plain tuple, about a fifth of an ORM
+    (:meth:`Registry.pending_vendor_write_pages`): a plain tuple, about a fifth of an ORM
     row, since a first sync holds one per registration it decided (issue 17)."""
 
     id: int
@@ -676,21 +676,36 @@ class Registry(CommissionLedger, ReviewQueue):
                 if len(page) < size:
                     break
 
-    def pending_vendor_writes(self, partner: str) -> list[VendorWrite]:
-        """:meth:`pending_vendor_write` as plain tuples of what the ownership write reads."""
+    def pending_vendor_write_pages(
+        self, partner: str, size: int = 5000
+    ) -> Iterator[list[VendorWrite]]:
+        """The registrations whose vendor ownership is to be written (or cleared), as
+        plain tuples of what the ownership write reads, a page of ``size`` at a time, in
+        id order, each
+        page read in a transaction of its own (after the rows before it may have been
+        marked: a page starts after the last id of the one before, not at an offset)."""
         columns = [_REG.c[name] for name in VendorWrite._fields]
-        with self.session() as s:
-            rows = s.execute(
-                sa_select(*columns)
-                .where(_REG.c.partner == partner, *_VENDOR_WRITE_PENDING)
-                .order_by(_REG.c.id)
-            )
-            return [VendorWrite(*row) for row in rows]
+        after = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    sa_select(*columns)
+                    .where(_REG.c.partner == partner, _REG.c.id > after, *_VENDOR_WRITE_PENDING)
+                    .order_by(_REG.c.id)
+                    .limit(size)
+                )
+                page = [VendorWrite(*row) for row in rows]
+            if not page:
+                return
+            yield page
+            after = page[-1].id or after
+            if len(page) < size:
+                return
 
     def pending_vendor_writes_of(
         self, partner: str, kind: str, record_ids: Iterable[str]
     ) -> list[VendorWrite]:
-        """:meth:`pending_vendor_writes` of these partner records (of one kind) only:
+        """:meth:`pending_vendor_write_pages` of these partner records (of one kind) only:
         the ownership a chunk's company creates carry is looked up for that chunk's
         deals, not for every registration of the partner once per chunk (at 50,000
         deals that was 50 loads of 50,000 rows, and the pass's peak of memory: issue

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,9 +96,27 @@ def _vendor_calls(srv: SandboxServer, method: str, path: str) -> int:
     )
 
 
+@pytest.mark.parametrize("page", [None, 7])
 def test_many_registrations_cost_one_search_per_500_domains_and_no_ownership_updates(
-    portals: SandboxServer, tmp_path: Path
+    portals: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int | None
 ) -> None:
+    """``page``: the ownership write reads its registrations 7 at a time (at N = 50,000
+    its whole list was the pass's peak of memory); the outcome and the calls are the
+    same, and no page holds more than 7."""
+    from connector.hooks import registration_crm
+    from connector.state.registry import Registry
+
+    pages: list[int] = []
+    if page is not None:
+        monkeypatch.setattr(registration_crm, "OWNERSHIP_PAGE", page)
+        original = Registry.pending_vendor_write_pages
+
+        def spy(self: Registry, partner: str, size: int = 5000) -> Iterator[list[Any]]:
+            for rows in original(self, partner, size):
+                pages.append(len(rows))
+                yield rows
+
+        monkeypatch.setattr(Registry, "pending_vendor_write_pages", spy)
     app = _app(tmp_path, portals.url)
     try:
         app.setup()
@@ -131,5 +150,7 @@ def test_many_registrations_cost_one_search_per_500_domains_and_no_ownership_upd
             assert props["dealsync_owned_until"].startswith(reg.owned_until.strftime("%Y-%m-%d"))
         # a second pass has nothing left to write for the program
         assert app.sync("acme").effect_counts() == {}
+        if page is not None:  # the first pass's pages (the second had none pending)
+            assert pages == [7] * (DOMAINS // 7) + [DOMAINS % 7], pages
     finally:
         app.close()

@@ -226,14 +226,18 @@ def test_each_chunks_company_creates_carry_ownership_read_for_that_chunk_only(
     for i in range(6):
         p.seed_deal(domain=f"co{i}.com", company=f"Co{i}")
     read: list[tuple[bool, int]] = []  # (streaming, registrations returned)
-    for name in ("pending_vendor_writes", "pending_vendor_writes_of"):
+    for name in ("pending_vendor_write_pages", "pending_vendor_writes_of"):
         original = getattr(Registry, name)
 
         def spy(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             out = _original(self, *args, **kwargs)
             streaming = not any(e == "after_stream" for e, _ in probe.events)
-            read.append((streaming, len(out)))
-            return out
+            if isinstance(out, list):
+                read.append((streaming, len(out)))
+                return out
+            pages = list(out)  # the pages: each one counts
+            read.extend((streaming, len(page)) for page in pages)
+            return iter(pages)
 
         monkeypatch.setattr(Registry, name, spy)
     result = p.sync()
