@@ -154,7 +154,9 @@ class PassContext:
         after the other) when the side's adapter may be called from several threads
         (``thread_safe``: HubSpot, see :func:`connector.engine.detect.lock_for`);
         with any other adapter they are carried out at once, in this thread, as
-        :meth:`apply` would. In a dry run nothing is carried out (outcomes None)."""
+        :meth:`apply` would. In a dry run nothing is carried out (outcomes None). An
+        outcome says whether the write went through, not what the CRM answered (no
+        record: :func:`_answered`)."""
         writes = list(effects)
         assert all(isinstance(e, WriteProperties) for e in writes), writes
         if not writes:
@@ -165,7 +167,7 @@ class PassContext:
         assert all(e.side == writes[0].side for e in writes), writes
         if getattr(type(crm), "thread_safe", False) is not True:
             try:
-                return Soon(self, writes, apply_effects(self, writes))
+                return Soon(self, writes, _answered(apply_effects(self, writes)))
             except Exception as exc:  # raised where its outcomes are taken, as a thread's
                 failed: Future[list[Any]] = Future()
                 failed.set_exception(exc)
@@ -356,7 +358,18 @@ def _in_background(ctx: PassContext, writes: Sequence[WriteProperties]) -> list[
     share of the portal's window (:func:`connector.adapters.ratelimit.background`)
     while the pass has reads to make."""
     with background(ctx._reserve):
-        return apply_effects(ctx, writes)
+        return _answered(apply_effects(ctx, writes))
+
+
+def _answered(outcomes: list[Any]) -> list[Any]:
+    """Outcomes of writes set going (:meth:`PassContext.apply_soon`) without the CRM's
+    answer records: they wait until taken, and a first sync's N status write-backs
+    held N answered records at once (the pass's peak of memory at N = 50,000, issue
+    17); the caller reads whether each went through, not what the CRM answered."""
+    return [
+        replace(o, record=None) if isinstance(o, WriteResult) and o.record is not None else o
+        for o in outcomes
+    ]
 
 
 class Hook(Protocol):

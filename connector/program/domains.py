@@ -46,9 +46,13 @@ def _unicode(host: str) -> str:
     return ".".join(labels)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def registrable_domain(text: str) -> str:
-    """The registrable domain of a URL, host, or e-mail address; raises DomainError."""
+    """The registrable domain of a URL, host, or e-mail address; raises DomainError.
+
+    Cached for the lookups of one chunk and its neighbours (a deal's, its company's
+    and its contacts' domains): 16,384 entries, about 4 MB; at 65,536 a first sync of
+    50,000 deals kept 15 MB of them to its end (issue 17)."""
     if not text or not text.strip():
         raise DomainError("no domain given")
     host = _unicode(_host(text))

@@ -182,11 +182,23 @@ def test_once_every_page_of_deals_was_read_each_chunks_statuses_go_at_once(
 
 
 def test_with_a_thread_safe_partner_adapter_the_write_back_goes_from_the_background(
-    make_program: MakeProgram,
+    make_program: MakeProgram, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A thread-safe partner adapter (HubSpot's kind): the streamed deals' statuses go
     from the pass's background writer while the companies and contacts are applied;
-    they are marked written in the pass's thread, and the pass's counts are as before."""
+    they are marked written in the pass's thread, and the pass's counts are as before.
+    Their outcomes wait to be taken without the CRM's answered records (a first sync
+    of 50,000 deals held 50,000 of them at once)."""
+    from connector.hooks import registration_crm
+
+    taken: list[Any] = []
+    settled = registration_crm._settled
+
+    def spy(obj: str, regs: Any, results: Any) -> Any:
+        taken.extend(results)
+        return settled(obj, regs, results)
+
+    monkeypatch.setattr(registration_crm, "_settled", spy)
     p, probe = probed(make_program, wait=4)
     partner = ThreadSafe(p.app.partner_crm("acme"))
     p.app._adapters["acme"] = partner
@@ -198,6 +210,9 @@ def test_with_a_thread_safe_partner_adapter_the_write_back_goes_from_the_backgro
     threads = [t for obj, t in partner.updates if obj == "deals"]
     # the whole batches from the writer, the fifth deal's with after_pass
     assert [t.startswith("dealsync-write") for t in threads] == [True, False]
+    # the writer's four (a whole batch) and after_pass's own fifth, answered as it went
+    assert [r.ok for r in taken] == [True] * 5
+    assert [r.record is None for r in taken] == [True] * 4 + [False]
     for rid in seeded:
         assert p.crm("acme").get("deals", rid).get(STATUS) == "accepted"
         assert p.registry.find("acme", "deal", rid).written_back
