@@ -816,21 +816,21 @@ def test_associations_are_created_2000_per_call(make_server: object) -> None:
     assert [got[d].associations["companies"] for d in deals[-3:]] == [(c,) for c in companies[-3:]]
 
 
-def test_background_calls_leave_the_pass_a_third_of_the_window() -> None:
-    """The background writer's calls (a pass's status write-back) stop at two thirds of
-    the window's budget while the pass still reads, so a burst of them never holds the
+def test_background_calls_leave_the_pass_half_of_the_window() -> None:
+    """The background writer's calls (a pass's status write-back) stop at half the
+    window's budget while the pass still reads, so a burst of them never holds the
     pass's own calls up a whole window; once the pass waits for them they take it all."""
     ft = FakeTime()
     limiter = SlidingWindowLimiter(100, 10.0, margin=4, clock=ft.clock, sleep=ft.sleep)
     reserve = Reserve()
     with background(reserve):
-        for _ in range(64):
+        for _ in range(48):
             assert limiter.acquire() == 0.0
         ft.sleeps.clear()
-        limiter.acquire()  # the 65th waits for the window to roll
+        limiter.acquire()  # the 49th waits for the window to roll
     assert ft.sleeps and ft.sleeps[0] > 0
     before = ft.now
-    for _ in range(31):  # the pass's own calls still have their third (96 - 65)
+    for _ in range(47):  # the pass's own calls still have their half (96 - 49)
         assert limiter.acquire() == 0.0
     assert ft.now == before
     ft2 = FakeTime()
