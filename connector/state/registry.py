@@ -10,9 +10,9 @@ earned (commissions, tiers) is :mod:`connector.state.commissions`, mixed into
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy import select as sa_select
@@ -661,32 +661,26 @@ class Registry(CommissionLedger, ReviewQueue):
                 s.exec(select(Registration.partner_object).where(*where).distinct()).all()
             )
         for obj in objects:
-            after = 0
-            while True:
-                page = self.rows(
+
+            def page(after: int, obj: str = obj) -> list[Registration]:
+                return self.rows(
                     select(Registration)
                     .where(*where, Registration.partner_object == obj, col(Registration.id) > after)
                     .order_by(col(Registration.id))
                     .limit(size)
                 )
-                if not page:
-                    break
-                yield page
-                after = page[-1].id or after
-                if len(page) < size:
-                    break
+
+            yield from _keyset_pages(page, size)
 
     def pending_vendor_write_pages(
         self, partner: str, size: int = 5000
     ) -> Iterator[list[VendorWrite]]:
         """The registrations whose vendor ownership is to be written (or cleared), as
         plain tuples of what the ownership write reads, a page of ``size`` at a time, in
-        id order, each
-        page read in a transaction of its own (after the rows before it may have been
-        marked: a page starts after the last id of the one before, not at an offset)."""
+        id order, each page read in a transaction of its own (:func:`_keyset_pages`)."""
         columns = [_REG.c[name] for name in VendorWrite._fields]
-        after = 0
-        while True:
+
+        def page(after: int) -> list[VendorWrite]:
             with self.session() as s:
                 rows = s.execute(
                     sa_select(*columns)
@@ -694,13 +688,9 @@ class Registry(CommissionLedger, ReviewQueue):
                     .order_by(_REG.c.id)
                     .limit(size)
                 )
-                page = [VendorWrite(*row) for row in rows]
-            if not page:
-                return
-            yield page
-            after = page[-1].id or after
-            if len(page) < size:
-                return
+                return [VendorWrite(*row) for row in rows]
+
+        return _keyset_pages(page, size)
 
     def pending_vendor_writes_of(
         self, partner: str, kind: str, record_ids: Iterable[str]
@@ -994,3 +984,26 @@ def _aware(moment: datetime) -> datetime:
     from datetime import UTC
 
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+_P = TypeVar("_P", bound=_HasId)
+
+
+def _keyset_pages(read: Callable[[int], list[_P]], size: int) -> Iterator[list[_P]]:
+    """Pages of ``size`` rows, ``read(after)`` each (the rows with ids after ``after``, in
+    id order): a page starts after the last id of the one before, not at an offset, so
+    rows the caller marked meanwhile (leaving the query) shift nothing."""
+    after = 0
+    while True:
+        page = read(after)
+        if not page:
+            return
+        yield page
+        after = page[-1].id or after
+        if len(page) < size:
+            return
