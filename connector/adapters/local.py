@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Unpack
 
 from connector.adapters.base import (
     EPOCH,
@@ -381,36 +381,36 @@ class LocalCRM(SupportsEngagement):
     def read(
         self, object_type: str, ids: Ids, properties: Fields, *, associations: ObjectTypes = ()
     ) -> dict[str, Record]:
-        out: dict[str, Record] = {}
-        id_list = list(ids)
-        for i in range(0, len(id_list), 100):
-            self.calls["batch_read"] += 1
-            chunk = id_list[i : i + 100]
-            for rid in chunk:
-                row = self._live_row(object_type, rid)
-                if row is not None:
-                    out[rid] = self._row_to_record(row, properties, associations)
-        return out
-
-    def _live_row(self, object_type: str, rid: str) -> Any:
-        return self._db.execute(
-            "SELECT object_type, id, properties, updated_at, archived FROM record "
-            "WHERE object_type=? AND id=? AND archived=0",
-            (object_type, int(rid)),
-        ).fetchone()
+        return self._read_live(object_type, list(ids), properties, associations, 100, "batch_read")
 
     def read_searched(
         self, object_type: str, ids: Sequence[str], properties: Sequence[str]
     ) -> dict[str, Record]:
         """:meth:`read` counted as HubSpot's search by id: a search per 200 ids."""
+        return self._read_live(object_type, list(dict.fromkeys(ids)), properties, (), 200, "search")
+
+    def _read_live(
+        self,
+        object_type: str,
+        ids: list[str],
+        properties: Fields,
+        associations: ObjectTypes,
+        per_call: int,
+        kind: str,
+    ) -> dict[str, Record]:
+        """The live records of ``ids``, each ``per_call`` of them counted as one call of
+        ``kind`` (what the CRM this stands in for would send)."""
         out: dict[str, Record] = {}
-        id_list = list(dict.fromkeys(ids))
-        for i in range(0, len(id_list), 200):
-            self.calls["search"] += 1
-            for rid in id_list[i : i + 200]:
-                row = self._live_row(object_type, rid)
+        for i in range(0, len(ids), per_call):
+            self.calls[kind] += 1
+            for rid in ids[i : i + per_call]:
+                row = self._db.execute(
+                    "SELECT object_type, id, properties, updated_at, archived FROM record "
+                    "WHERE object_type=? AND id=? AND archived=0",
+                    (object_type, int(rid)),
+                ).fetchone()
                 if row is not None:
-                    out[rid] = self._row_to_record(row, properties)
+                    out[rid] = self._row_to_record(row, properties, associations)
         return out
 
     def find_by_property(

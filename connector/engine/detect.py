@@ -115,9 +115,10 @@ def plan_listing(
     costs twice the calls of the search it replaces (at N = 10,000 contacts, 100 list
     pages for 50 searches). A first sync whose children are read with the deals
     (``SyncPass.read_with_stream``) holds none of them whole, so lists nothing: this
-    is for a first sync that must detect them (a rerun after one that linked some). The records are the ones the search would return (the
-    adapter's promise), and the cursor moves to the same high-water mark. An
-    incremental pass (a cursor) always searches."""
+    is for a first sync that must detect them (a rerun after one that linked some).
+    The records are the ones the search would return (the adapter's promise), and the
+    cursor moves to the same high-water mark. An incremental pass (a cursor) always
+    searches."""
     if not isinstance(partner, SupportsListing):
         return list(jobs)
     first = [

@@ -7,9 +7,9 @@ Hooks are plain objects the engine calls at fixed points of a pass:
   reads the streamed object's children with its chunks instead of detecting them,
   ``SyncPass.read_with_stream``: ``seen`` then holds of them only what a hook's
   ``detect_anyway`` asked for, and each chunk's children join it before the chunk is
-  decided, leaving once applied.) With hooks the
-  pass *streams* one object, the one others are shared via (deals: their companies and
-  contacts hang on them; ``SyncPass.streamed``). Its partner records are not in
+  decided, leaving once applied.) With hooks the pass *streams* one object, the one
+  others are shared via (deals: their companies and contacts hang on them;
+  ``SyncPass.streamed``). Its partner records are not in
   ``seen`` (its entry holds its changed vendor records only): they come chunk by chunk
   to ``decide_chunk``, after ``after_detect``, while detection searches on;
 * ``decide_chunk`` — per chunk of the streamed object's partner records (about 1,000,
