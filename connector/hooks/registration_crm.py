@@ -733,11 +733,22 @@ def take_write_backs(ctx: PassContext, registry: Registry, *, wait: bool) -> Non
             wb.error = wb.error or exc
             continue
         done += _settled(regs[0].partner_object, regs, results)
-    if done:
-        ctx.apply([Keep("registration status written", lambda: registry.mark_written_back(done))])
+        if len(done) >= WRITE_BACK_PAGE:
+            # marked a page at a time: a first sync sets its N write-backs going at
+            # once, and marking them in one statement held N rows of parameters
+            _mark_written(ctx, registry, done)
+            done = []
+    _mark_written(ctx, registry, done)
     if wait and wb.error is not None:
         error, wb.error = wb.error, None
         raise error
+
+
+def _mark_written(
+    ctx: PassContext, registry: Registry, done: list[Registration | WriteBack]
+) -> None:
+    if done:
+        ctx.apply([Keep("registration status written", lambda: registry.mark_written_back(done))])
 
 
 def write_back(ctx: PassContext, registry: Registry) -> None:
@@ -822,5 +833,4 @@ def _write_back_page(ctx: PassContext, registry: Registry, pending: list[Registr
     for obj, regs in by_object.items():
         results = ctx.apply(_status_writes(ctx, obj, regs))
         done += _settled(obj, regs, results)
-    if done:
-        ctx.apply([Keep("registration status written", lambda: registry.mark_written_back(done))])
+    _mark_written(ctx, registry, done)

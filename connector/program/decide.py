@@ -90,7 +90,7 @@ class VendorFacts:
     worked_by_sales: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Holder:
     partner: str
     owned_until: datetime

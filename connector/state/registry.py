@@ -734,6 +734,11 @@ class Registry(CommissionLedger, ReviewQueue):
         ``where``, as plain tuples of ``shape``'s columns, in id order: one query per
         500 records."""
         columns = [_REG.c[name] for name in shape._fields]
+        # one object per distinct value of the columns rows share (status, reason,
+        # object, end date): a first sync's stream holds a row per registration it set
+        # going, and N copies of "accepted" and of one end date cost more than the rows
+        shared: dict[Any, Any] = {}
+        keep = [name not in ("id", "partner_record_id") for name in shape._fields]
         out: list[_Row] = []
         with self.session() as s:
             for chunk in chunks(sorted(set(record_ids))):
@@ -745,7 +750,15 @@ class Registry(CommissionLedger, ReviewQueue):
                         *where,
                     )
                 )
-                out += [shape(*row) for row in rows]
+                out += [
+                    shape(
+                        *(
+                            shared.setdefault(v, v) if k else v
+                            for v, k in zip(row, keep, strict=True)
+                        )
+                    )
+                    for row in rows
+                ]
         return sorted(out, key=lambda r: r.id)
 
     def mark_written_back(self, written: Sequence[Registration | WriteBack]) -> None:

@@ -222,6 +222,39 @@ def test_with_a_thread_safe_partner_adapter_the_write_back_goes_from_the_backgro
     assert again.effect_counts()["write-backs: registration status"] == 0
 
 
+def test_the_background_write_backs_are_marked_a_page_at_a_time(
+    make_program: MakeProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write-backs the background writer set going are marked written a page at a
+    time as their outcomes are taken, not in one statement for all of them (a first
+    sync sets its N going at once: marking them together held N rows of parameters):
+    batches and pages of 2, five deals — two pages from the writer, the fifth with
+    ``after_pass``; every registration marked, none written again."""
+    from connector.hooks import registration_crm
+
+    marked: list[int] = []
+    monkeypatch.setattr(registration_crm, "WRITE_BACK_BATCH", 2)
+    monkeypatch.setattr(registration_crm, "WRITE_BACK_PAGE", 2)
+    p, _probe = probed(make_program, wait=4)
+    mark = p.registry.mark_written_back
+
+    def spy(written: Any) -> None:
+        marked.append(len(written))
+        mark(written)
+
+    monkeypatch.setattr(p.registry, "mark_written_back", spy)
+    p.app._adapters["acme"] = ThreadSafe(p.app.partner_crm("acme"))
+    seeded = seed_five(p)
+    result = p.sync()
+    assert result.status == "ok", result.errors
+
+    assert marked == [2, 2, 1]
+    for rid in seeded:
+        assert p.registry.find("acme", "deal", rid).written_back
+    again = p.sync(now=NOW + timedelta(minutes=5))
+    assert again.effect_counts()["write-backs: registration status"] == 0
+
+
 def failing(deal: str, attempts: list[str]) -> Callable[[str, str, str], str | None]:
     def rule(op: str, obj: str, key: str) -> str | None:
         if op == "update" and obj == "deals" and key == deal:
