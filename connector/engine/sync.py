@@ -924,12 +924,13 @@ class SyncPass:
             # delete step whether a vendor record is gone, ``sync --full`` which ids
             # were applied — so the pass keeps those, not the properties, and its
             # memory does not hold every record it streamed (issue 17)
-            kept = self._kept_props(mapping)
-            shapes = self._kept_shapes
-            acc[0].update(
-                (rid, slim(rec, kept, plain=True, shapes=shapes))
-                for rid, rec in partner_recs.items()
-            )
+            if self._read_again(mapping):
+                kept = self._kept_props(mapping)
+                shapes = self._kept_shapes
+                acc[0].update(
+                    (rid, slim(rec, kept, plain=True, shapes=shapes))
+                    for rid, rec in partner_recs.items()
+                )
             acc[1].update((rid, rec if rec.archived else PLAIN) for rid, rec in vendor_recs.items())
             records = ObjectRecords(ChainMap(partner_recs, acc[0]), ChainMap(vendor_recs, acc[1]))
         else:
@@ -954,6 +955,18 @@ class SyncPass:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
         return held_back
+
+    def _read_again(self, mapping: ObjectMapping) -> bool:
+        """Whether the pass reads a mapping's partner records once they were applied:
+        the association step does (the mapping has associations), via-sharing does
+        (another mapping is shared via it), ``sync --full`` does (which ids were
+        applied). Nothing reads a first sync's 2N companies and contacts again, so
+        the pass does not keep them (their ids cost memory growing with N: issue 17)."""
+        return (
+            bool(mapping.associations)
+            or self.full
+            or any(m.share.via == mapping.name for m in self.mappings)
+        )
 
     def _kept_props(self, mapping: ObjectMapping) -> tuple[str, ...]:
         """The partner properties :func:`gather.via_candidates` reads of a mapping's

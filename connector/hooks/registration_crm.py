@@ -768,21 +768,27 @@ def write_back(ctx: PassContext, registry: Registry) -> None:
 def _status_writes(
     ctx: PassContext, obj: str, regs: Sequence[Registration | WriteBack]
 ) -> list[WriteProperties]:
-    """The partner record of each registration gets its status, code, reason and end."""
+    """The partner record of each registration gets its status, code, reason and end.
+    Registrations decided alike share one dictionary of properties (nothing changes an
+    effect's): a first sync sets its N write-backs going at once, most of them the
+    same acceptance with the same end date."""
     custom = ctx.partner_crm.naming.custom  # the status fields as the partner CRM names them
-    return [
-        WriteProperties(
-            "partner",
-            obj,
-            r.partner_record_id,
-            {
+    alike: dict[tuple[object, ...], dict[str, str]] = {}
+
+    def props(r: Registration | WriteBack) -> dict[str, str]:
+        key = (r.status, r.code, r.reason, r.owned_until)
+        found = alike.get(key)
+        if found is None:
+            found = alike[key] = {
                 custom(REG_STATUS): r.status,
                 custom(REG_CODE): r.code or "",
                 custom(REG_REASON): r.reason or "",
                 custom(REG_UNTIL): _iso(r.owned_until) if r.status == "accepted" else "",
-            },
-            "registration status",
-        )
+            }
+        return found
+
+    return [
+        WriteProperties("partner", obj, r.partner_record_id, props(r), "registration status")
         for r in regs
     ]
 
