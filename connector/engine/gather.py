@@ -177,36 +177,44 @@ def _as_new_as_base(rec: Record, ref: LinkRef, side: Side) -> bool:
     return at is not None and rec.updated_at >= at
 
 
+VIA_PAGE = 5000
+"""Parent records whose links :func:`via_candidates` reads at a time: the last
+children of a first sync are shared via every deal the pass streamed, and their N
+links read at once were the pass's peak of memory at N = 100,000 (issue 17)."""
+
+
 def via_candidates(
     sp: SyncPass, detected: Mapping[str, Mapping[str, Record]]
 ) -> dict[str, set[str]]:
     """Partner ids of records shared *via* a shared parent (a deal's company), from
-    the parent's detected partner records."""
+    the parent's detected partner records, a page of :data:`VIA_PAGE` at a time."""
     out: dict[str, set[str]] = defaultdict(set)
-    looked_up: dict[str, tuple[dict[str, LinkRef], set[str]]] = {}
+    children_of: dict[str, list[ObjectMapping]] = {}
     for child in sp.mappings:
-        parent_name = child.share.via
-        if not parent_name or parent_name not in sp.by_name:
-            continue
+        if child.share.via and child.share.via in sp.by_name:
+            children_of.setdefault(child.share.via, []).append(child)
+    for parent_name, children in children_of.items():
         parent = sp.by_name[parent_name]
         partner_recs = detected.get(parent_name, {})
-        if parent_name not in looked_up:
-            links = sp.store.link_refs(sp.conn, parent_name, "partner", partner_recs, base=False)
+        ids = list(partner_recs)
+        for start in range(0, len(ids), VIA_PAGE):
+            page = ids[start : start + VIA_PAGE]
+            links = sp.store.link_refs(sp.conn, parent_name, "partner", page, base=False)
             ended = sp.store.ended_ids(
-                sp.conn, parent_name, "partner", [r for r in partner_recs if r not in links]
+                sp.conn, parent_name, "partner", [r for r in page if r not in links]
             )
-            looked_up[parent_name] = (links, ended)
-        links, ended = looked_up[parent_name]
-        for rid, rec in partner_recs.items():
-            link = links.get(rid)
-            shared = (link is not None and link.status in ("active", "pending")) or (
-                link is None
-                and rid not in ended
-                and matches(parent.share.partner, rec.properties)
-                and not rec.get(sp.names("partner").source_id)
-            )
-            if shared and not rec.archived:
-                out[child.name].update(rec.associations.get(child.partner_object, ()))
+            for rid in page:
+                rec = partner_recs[rid]
+                link = links.get(rid)
+                shared = (link is not None and link.status in ("active", "pending")) or (
+                    link is None
+                    and rid not in ended
+                    and matches(parent.share.partner, rec.properties)
+                    and not rec.get(sp.names("partner").source_id)
+                )
+                if shared and not rec.archived:
+                    for child in children:
+                        out[child.name].update(rec.associations.get(child.partner_object, ()))
     return out
 
 

@@ -282,3 +282,51 @@ def test_the_write_back_reads_and_marks_a_page_of_registrations_at_a_time(
         assert deal.properties.get("dealsync_registration_status") == "accepted"
     again = world.sync()
     assert again.effect_counts()["write-backs: registration status"] == 0
+
+
+def test_the_last_childrens_via_sharing_reads_the_deals_links_a_page_at_a_time(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooks on, 5 registered deals streamed in chunks of 2 and via-sharing pages of 2:
+    when the companies and contacts left to the pass's end learn which deals share
+    them, the deals' links are read 2 at a time, not all 5 at once (at N = 100,000
+    those N links were the pass's peak of memory) — and every deal, company and
+    contact is created and associated as before."""
+    from connector.engine import gather
+    from connector.state.store import StateStore
+
+    monkeypatch.setattr("connector.engine.sync.DETECT_CHUNK", 2)
+    monkeypatch.setattr(gather, "VIA_PAGE", 2, raising=False)
+    read: list[int] = []
+    inside = [False]
+    link_refs, via_candidates = StateStore.link_refs, gather.via_candidates
+
+    def spy(self: Any, connection: str, obj: str, side: Any, ids: Any, **kw: Any) -> Any:
+        ids = list(ids)
+        if inside[0] and obj == "deals":
+            read.append(len(ids))
+        return link_refs(self, connection, obj, side, ids, **kw)
+
+    def via(sp: Any, detected: Any) -> Any:
+        inside[0] = True
+        try:
+            return via_candidates(sp, detected)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(StateStore, "link_refs", spy)
+    monkeypatch.setattr(gather, "via_candidates", via)
+    world = make_world(program_hooks=True)
+    seeded = _seed(world, 5)
+
+    result = world.sync()
+
+    assert result.status == "ok"
+    assert 5 in [sum(read[i : i + 3]) for i in range(len(read))]  # the 5 deals, 2 + 2 + 1
+    assert max(read) <= 2
+    for s in seeded:
+        deal = world.counterpart("deals", s.id)
+        company = world.counterpart("companies", s.company.id)
+        assert deal is not None and company is not None
+        assert deal.associations["companies"] == (company.id,)
+        assert len(deal.associations["contacts"]) == 2
