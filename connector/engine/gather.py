@@ -193,6 +193,7 @@ def via_candidates(
     for child in sp.mappings:
         if child.share.via and child.share.via in sp.by_name:
             children_of.setdefault(child.share.via, []).append(child)
+    source_id = sp.names("partner").source_id
     for parent_name, children in children_of.items():
         parent = sp.by_name[parent_name]
         partner_recs = detected.get(parent_name, {})
@@ -210,7 +211,7 @@ def via_candidates(
                     link is None
                     and rid not in ended
                     and matches(parent.share.partner, rec.properties)
-                    and not rec.get(sp.names("partner").source_id)
+                    and not rec.get(source_id)
                 )
                 if shared and not rec.archived:
                     for child in children:

@@ -163,6 +163,15 @@ class SyncPass:
         # detection did not see is merged too; ``only`` (``resync``): just these
         # records ({mapping: {side: ids}}), read by id, with no detection at all
         self.full = full
+        # the mappings whose applied partner records the pass reads again: the
+        # association step (the mapping has associations), via-sharing (another is
+        # shared via it), ``sync --full`` (which ids were applied). Nothing reads a
+        # first sync's 2N companies and contacts again, so they are not kept (their
+        # ids cost memory growing with N: issue 17)
+        parents = {m.share.via for m in self.mappings if m.share.via}
+        self._read_again = {
+            m.name for m in self.mappings if full or m.associations or m.name in parents
+        }
         self.only = only
         self.fresh: set[tuple[str, Side, str]] = set()  # read by id this pass
         # the records of the set being applied, per mapping: where apply finds the
@@ -924,7 +933,7 @@ class SyncPass:
             # delete step whether a vendor record is gone, ``sync --full`` which ids
             # were applied — so the pass keeps those, not the properties, and its
             # memory does not hold every record it streamed (issue 17)
-            if self._read_again(mapping):
+            if mapping.name in self._read_again:
                 kept = self._kept_props(mapping)
                 shapes = self._kept_shapes
                 acc[0].update(
@@ -955,18 +964,6 @@ class SyncPass:
             apply.apply_actions(self, mapping, actions)
             self._settle_relinked(mapping, via)
         return held_back
-
-    def _read_again(self, mapping: ObjectMapping) -> bool:
-        """Whether the pass reads a mapping's partner records once they were applied:
-        the association step does (the mapping has associations), via-sharing does
-        (another mapping is shared via it), ``sync --full`` does (which ids were
-        applied). Nothing reads a first sync's 2N companies and contacts again, so
-        the pass does not keep them (their ids cost memory growing with N: issue 17)."""
-        return (
-            bool(mapping.associations)
-            or self.full
-            or any(m.share.via == mapping.name for m in self.mappings)
-        )
 
     def _kept_props(self, mapping: ObjectMapping) -> tuple[str, ...]:
         """The partner properties :func:`gather.via_candidates` reads of a mapping's
